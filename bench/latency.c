@@ -1,0 +1,153 @@
+/* latency.c (dmlatency): the host-side costs of the JIT path, for one d128 forward variant:
+ *   cold   - codegen + NVRTC + cache write into an empty cache directory (dm_prebuild);
+ *   first  - the first dm_fwd in a new process whose disk cache is warm (context creation,
+ *            codegen, cache read, module load, launch, sync), measured in a child process;
+ *   warm   - host time of one dm_fwd once the kernel is loaded (launch overhead, no sync).
+ * Uses only dmattn.h plus the driver API for memory, so it measures what users get. */
+#include <cuda.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dmattn.h"
+
+#define CHECK_CU(x) \
+    do { \
+        CUresult r_ = (x); \
+        if (r_ != CUDA_SUCCESS) { \
+            fprintf(stderr, "dmlatency: %s failed: %d\n", #x, (int)r_); \
+            exit(1); \
+        } \
+    } while (0)
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static const char *kVariant = "fwd.d128.bf16.mask-none.bias-none.w0.sm90";
+
+static dm_tensor make(CUdeviceptr p, int64_t b, int64_t l, int64_t h, int64_t d)
+{
+    dm_tensor t = {.data = (void *)(uintptr_t)p, .dtype = DM_BF16, .rank = 4,
+                   .shape = {b, l, h, d}, .strides = {l * h * d, h * d, d, 1}};
+    return t;
+}
+
+/* One d128 bf16 call on small tensors: the kernel is trivial, so timing is host time. */
+static double run_calls(dm_ctx *ctx, int calls, int sync_each)
+{
+    const int64_t B = 1, L = 16, H = 1, D = 128;
+    CUdeviceptr q, o;
+    CHECK_CU(cuMemAlloc(&q, B * L * H * D * 2));
+    CHECK_CU(cuMemAlloc(&o, B * L * H * D * 2));
+    CHECK_CU(cuMemsetD8(q, 0x3c, B * L * H * D * 2));
+    dm_fwd_args a = {.q = make(q, B, L, H, D), .k = make(q, B, L, H, D), .v = make(q, B, L, H, D),
+                     .o = make(o, B, L, H, D)};
+    double total = 0;
+    for (int i = 0; i < calls; i++) {
+        double t0 = now_ms();
+        dm_status st = dm_fwd(ctx, &a, NULL);
+        if (sync_each)
+            CHECK_CU(cuCtxSynchronize());
+        total += now_ms() - t0;
+        if (st != DM_OK) {
+            fprintf(stderr, "dmlatency: dm_fwd: %s\n", dm_errmsg(ctx));
+            exit(1);
+        }
+        if (!sync_each && i % 256 == 255)
+            CHECK_CU(cuCtxSynchronize()); /* keep the launch queue short; not timed */
+    }
+    CHECK_CU(cuCtxSynchronize());
+    cuMemFree(q);
+    cuMemFree(o);
+    return total / calls;
+}
+
+static int first_call_child(void)
+{
+    double t0 = now_ms();
+    dm_ctx *ctx = NULL;
+    if (dm_ctx_create(&ctx, 0) != DM_OK) {
+        fprintf(stderr, "dmlatency: %s\n", dm_errmsg(ctx));
+        return 1;
+    }
+    double t1 = now_ms();
+    double call = run_calls(ctx, 1, 1);
+    printf("first_call_ms %.3f ctx_create_ms %.3f\n", t1 - t0 + call, t1 - t0);
+    dm_ctx_destroy(ctx);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--first-call") == 0) {
+        CHECK_CU(cuInit(0));
+        return first_call_child();
+    }
+    char dir[] = "/tmp/dmlatency_XXXXXX";
+    if (!mkdtemp(dir))
+        return 1;
+    setenv("DMATTN_CACHE_DIR", dir, 1);
+    CHECK_CU(cuInit(0));
+
+    dm_ctx *ctx = NULL;
+    if (dm_ctx_create(&ctx, 0) != DM_OK) {
+        fprintf(stderr, "dmlatency: %s\n", dm_errmsg(ctx));
+        return 1;
+    }
+    if (strcmp(dm_ctx_arch(ctx), "sm90") != 0)
+        kVariant = "fwd.d128.bf16.mask-none.bias-none.w0.sm80";
+    int cached = 0;
+    double t0 = now_ms();
+    if (dm_prebuild(ctx, kVariant, &cached) != DM_OK) {
+        fprintf(stderr, "dmlatency: %s\n", dm_errmsg(ctx));
+        return 1;
+    }
+    double cold = now_ms() - t0;
+
+    /* first call in new processes, the disk cache now warm: median of 5 */
+    double first[5];
+    for (int i = 0; i < 5; i++) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "%s --first-call", argv[0]);
+        FILE *p = popen(cmd, "r");
+        if (!p || fscanf(p, "first_call_ms %lf", &first[i]) != 1) {
+            fprintf(stderr, "dmlatency: first-call child failed\n");
+            return 1;
+        }
+        pclose(p);
+    }
+    for (int i = 0; i < 5; i++)
+        for (int j = i + 1; j < 5; j++)
+            if (first[j] < first[i]) {
+                double t = first[i];
+                first[i] = first[j];
+                first[j] = t;
+            }
+
+    run_calls(ctx, 100, 0); /* load and warm */
+    double warm_us = run_calls(ctx, 20000, 0) * 1e3;
+    double warm_sync_us = run_calls(ctx, 2000, 1) * 1e3;
+
+    printf("variant                      %s\n", kVariant);
+    printf("cold_compile_ms              %.1f   (codegen + NVRTC + cache write, empty cache)\n",
+           cold);
+    printf("first_call_warm_disk_ms      %.2f   (new process: ctx + codegen + cache read + load "
+           "+ launch + sync; median of 5)\n",
+           first[2]);
+    printf("per_call_host_us             %.2f   (dm_fwd on a loaded kernel, no sync; mean of "
+           "20000)\n",
+           warm_us);
+    printf("per_call_with_sync_us        %.2f   (dm_fwd + cuCtxSynchronize, 16x128 problem)\n",
+           warm_sync_us);
+    dm_ctx_destroy(ctx);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : 1;
+}

@@ -1,0 +1,75 @@
+/* gen.h: variant keys and code generation. The boundary between runtime/ and the Lua templates.
+ *
+ * gen/ includes Lua and dmattn.h types, never cuda.h; runtime/ includes this header, never lua.h.
+ * Nothing here touches a device, a file cache or global mutable state: every call is safe from
+ * any thread. */
+#ifndef DM_GEN_H
+#define DM_GEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "dmattn.h"
+
+typedef enum dm_dir { DM_DIR_FWD = 0, DM_DIR_BWD } dm_dir;
+typedef enum dm_layout { DM_LAYOUT_NONE = 0, DM_LAYOUT_Q, DM_LAYOUT_K } dm_layout;
+typedef enum dm_arch { DM_SM80 = 0, DM_SM86, DM_SM89, DM_SM90, DM_SM90A, DM_ARCH_COUNT } dm_arch;
+
+/* One attention kernel variant (SPEC §6). Its canonical text is
+ * dir.d<D>.dtype.mask-<l>.bias-<l>.w<W>[.varlen][.causal][.softcap].sm<NN>, e.g.
+ * fwd.d128.bf16.mask-k.bias-q.w0.causal.sm90 */
+typedef struct dm_variant {
+    dm_dir dir;
+    int head_dim;   /* 8..256, a multiple of 8 */
+    dm_dtype dtype; /* DM_F16 or DM_BF16 */
+    dm_layout mask;
+    dm_layout bias;
+    int window; /* 0 = no top-k window */
+    bool varlen;
+    bool causal;
+    bool softcap;
+    dm_arch arch;
+} dm_variant;
+
+#define DM_VARIANT_TEXT_MAX 96 /* longest canonical text plus NUL, with room to spare */
+
+/* Writes the canonical text; returns its length (snprintf-like: >= n means truncated). */
+int dm_variant_format(const dm_variant *v, char *buf, size_t n);
+
+/* Parses exactly what dm_variant_format prints. On failure returns DM_ERR_INVALID_ARG and writes
+ * to err a message naming the field: "field 3 (dtype) 'fp16': expected f16 or bf16". */
+dm_status dm_variant_parse(const char *text, dm_variant *out, char *err, size_t err_bytes);
+
+const char *dm_arch_name(dm_arch a);                  /* "sm90a" */
+dm_status dm_arch_parse(const char *text, dm_arch *out); /* DM_ERR_INVALID_ARG if unknown */
+int dm_arch_from_cc(int major, int minor, dm_arch *out); /* device cc -> arch; 0 = ok */
+const char *dm_dtype_name(dm_dtype t);                 /* "f16", "bf16", "f32", "bool", "i32" */
+
+/* What a template returns for one variant: self-contained CUDA source and its launch facts. */
+typedef struct dm_kernel_src {
+    char *source;     /* NUL-terminated CUDA C++, no #include; free with dm_kernel_src_free */
+    size_t source_bytes;
+    char entry[128];  /* extern "C" entry point */
+    int threads;      /* threads per block */
+    int block_m;      /* query rows per block (grid.x = ceil(Lq / block_m)) */
+    int block_n;      /* keys per tile: the skip granularity */
+    int smem_bytes;   /* dynamic shared memory per block */
+} dm_kernel_src;
+
+/* Runs the family's Lua template for v in a fresh Lua state. Templates come from the copies
+ * embedded at build time, or from $DMATTN_TEMPLATE_DIR when it is set. On failure returns
+ * DM_ERR_UNSUPPORTED (no template or tuning row for v) or DM_ERR_COMPILE (a template error,
+ * with its file:line) and writes the reason to err. */
+dm_status dm_gen_emit(const dm_variant *v, dm_kernel_src *out, char *err, size_t err_bytes);
+void dm_kernel_src_free(dm_kernel_src *k);
+
+/* Name and text of each embedded template, for dmgen info and the tests. */
+typedef struct dm_template_file {
+    const char *name; /* "attn_fwd.lua" */
+    const char *text;
+    size_t bytes;
+} dm_template_file;
+extern const dm_template_file dm_templates[];
+extern const size_t dm_template_count;
+
+#endif

@@ -1,0 +1,332 @@
+/* variant.c: the canonical text form of an attention variant key (SPEC §6), and the names of
+ * archs and dtypes. Parsing accepts exactly what formatting prints; anything else is an error
+ * naming the field it could not read. No allocation, no global state, no Lua: safe anywhere. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gen.h"
+
+#define MAX_HEAD_DIM 256
+#define MAX_WINDOW (1 << 20)
+#define QUOTE_MAX 40 /* longest field text quoted in a message; longer ones end in "..." */
+#define ARCH_LIST "sm80|sm86|sm89|sm90|sm90a"
+
+static const char *const arch_names[DM_ARCH_COUNT] = {"sm80", "sm86", "sm89", "sm90", "sm90a"};
+static const char *const layout_names[] = {"none", "q", "k"};
+
+enum { FLAG_VARLEN, FLAG_CAUSAL, FLAG_SOFTCAP, FLAG_COUNT };
+static const char *const flag_names[FLAG_COUNT] = {"varlen", "causal", "softcap"};
+
+/* One '.'-separated field of the text: not NUL-terminated. */
+typedef struct span {
+    const char *s;
+    size_t len;
+} span;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void
+set_err(char *err, size_t err_bytes, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || err_bytes == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, err_bytes, fmt, ap);
+    va_end(ap);
+}
+
+/* "field 3 (dtype) 'fp16': expected f16 or bf16"; a field the text ran out before is "missing". */
+static dm_status field_err(char *err, size_t err_bytes, int index, const char *name,
+                           const span *f, const char *expected)
+{
+    if (f == NULL) {
+        set_err(err, err_bytes, "field %d (%s) missing: expected %s", index, name, expected);
+    } else {
+        int shown = f->len > QUOTE_MAX ? QUOTE_MAX : (int)f->len;
+        set_err(err, err_bytes, "field %d (%s) '%.*s%s': expected %s", index, name, shown, f->s,
+                f->len > QUOTE_MAX ? "..." : "", expected);
+    }
+    return DM_ERR_INVALID_ARG;
+}
+
+/* Takes the next field from *p. After the last field *p is NULL; a trailing '.' leaves one more,
+ * empty, field, so "fwd." has a second field '' rather than a missing one. */
+static bool next_field(const char **p, span *f)
+{
+    const char *s = *p;
+    size_t len;
+
+    if (s == NULL)
+        return false;
+    len = strcspn(s, ".");
+    f->s = s;
+    f->len = len;
+    *p = s[len] == '.' ? s + len + 1 : NULL;
+    return true;
+}
+
+static bool span_is(const span *f, const char *word)
+{
+    size_t n = strlen(word);
+    return f->len == n && memcmp(f->s, word, n) == 0;
+}
+
+/* A decimal after a one-letter prefix: digits only, no sign, no leading zero except "0" itself,
+ * at most max_digits digits (so the value cannot overflow). Returns -1 if malformed. */
+static long prefixed_decimal(const span *f, char prefix, size_t max_digits)
+{
+    const char *d = f->s + 1;
+    size_t n = f->len - 1;
+    long value = 0;
+
+    if (f->len < 2 || f->s[0] != prefix || n > max_digits)
+        return -1;
+    if (d[0] == '0' && n > 1)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (d[i] < '0' || d[i] > '9')
+            return -1;
+        value = value * 10 + (d[i] - '0');
+    }
+    return value;
+}
+
+/* "mask-q" -> DM_LAYOUT_Q; false if the prefix or the layout is wrong. */
+static bool parse_layout(const span *f, const char *prefix, dm_layout *out)
+{
+    size_t n = strlen(prefix);
+
+    if (f->len <= n || memcmp(f->s, prefix, n) != 0)
+        return false;
+    for (int i = 0; i < 3; i++) {
+        span rest = {f->s + n, f->len - n};
+        if (span_is(&rest, layout_names[i])) {
+            *out = (dm_layout)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool parse_arch_span(const span *f, dm_arch *out)
+{
+    for (int i = 0; i < DM_ARCH_COUNT; i++) {
+        if (span_is(f, arch_names[i])) {
+            *out = (dm_arch)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* What may come after flags [0, first) have been passed: "causal, softcap or sm80|...". */
+static void expected_after_flags(int first, char *buf, size_t n)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (int i = first; i < FLAG_COUNT; i++) {
+        const char *sep = i == first ? "" : ", ";
+        used += (size_t)snprintf(buf + used, n - used, "%s%s", sep, flag_names[i]);
+    }
+    snprintf(buf + used, n - used, "%s" ARCH_LIST, first < FLAG_COUNT ? " or " : "");
+}
+
+static bool layout_ok(dm_layout l)
+{
+    return l == DM_LAYOUT_NONE || l == DM_LAYOUT_Q || l == DM_LAYOUT_K;
+}
+
+static bool variant_ok(const dm_variant *v)
+{
+    return (v->dir == DM_DIR_FWD || v->dir == DM_DIR_BWD) && v->head_dim >= 8 &&
+           v->head_dim <= MAX_HEAD_DIM && v->head_dim % 8 == 0 &&
+           (v->dtype == DM_F16 || v->dtype == DM_BF16) && layout_ok(v->mask) &&
+           layout_ok(v->bias) && v->window >= 0 && v->window <= MAX_WINDOW &&
+           (int)v->arch >= 0 && (int)v->arch < DM_ARCH_COUNT;
+}
+
+/* Returns -1 (as snprintf does on error) for a NULL or invalid variant, so that every text this
+ * prints parses back to the same variant. */
+int dm_variant_format(const dm_variant *v, char *buf, size_t n)
+{
+    if (v == NULL || !variant_ok(v) || (buf == NULL && n > 0))
+        return -1;
+    return snprintf(buf, n, "%s.d%d.%s.mask-%s.bias-%s.w%d%s%s%s.%s",
+                    v->dir == DM_DIR_FWD ? "fwd" : "bwd", v->head_dim, dm_dtype_name(v->dtype),
+                    layout_names[v->mask], layout_names[v->bias], v->window,
+                    v->varlen ? ".varlen" : "", v->causal ? ".causal" : "",
+                    v->softcap ? ".softcap" : "", arch_names[v->arch]);
+}
+
+dm_status dm_variant_parse(const char *text, dm_variant *out, char *err, size_t err_bytes)
+{
+    dm_variant v = {0};
+    const char *p = text;
+    span f;
+    long num;
+    int index = 1;
+    int next_flag = 0; /* flags [0, next_flag) are passed: each may appear once, in order */
+    char expected[160]; /* longest: two flags, the arch list and the order note */
+
+    if (text == NULL) {
+        set_err(err, err_bytes, "variant text is NULL: expected e.g. %s",
+                "fwd.d128.bf16.mask-none.bias-none.w0.sm80");
+        return DM_ERR_INVALID_ARG;
+    }
+    if (out == NULL) {
+        set_err(err, err_bytes, "out is NULL: expected a dm_variant to fill in");
+        return DM_ERR_INVALID_ARG;
+    }
+
+    next_field(&p, &f); /* the first field always exists, if only as '' */
+    if (span_is(&f, "fwd"))
+        v.dir = DM_DIR_FWD;
+    else if (span_is(&f, "bwd"))
+        v.dir = DM_DIR_BWD;
+    else
+        return field_err(err, err_bytes, 1, "direction", &f, "fwd or bwd");
+
+    index = 2;
+    if (!next_field(&p, &f))
+        return field_err(err, err_bytes, index, "head_dim", NULL, "d<8..256, multiple of 8>");
+    num = prefixed_decimal(&f, 'd', 3);
+    if (num < 8 || num > MAX_HEAD_DIM || num % 8 != 0)
+        return field_err(err, err_bytes, index, "head_dim", &f, "d<8..256, multiple of 8>");
+    v.head_dim = (int)num;
+
+    index = 3;
+    if (!next_field(&p, &f))
+        return field_err(err, err_bytes, index, "dtype", NULL, "f16 or bf16");
+    if (span_is(&f, "f16"))
+        v.dtype = DM_F16;
+    else if (span_is(&f, "bf16"))
+        v.dtype = DM_BF16;
+    else
+        return field_err(err, err_bytes, index, "dtype", &f, "f16 or bf16");
+
+    index = 4;
+    if (!next_field(&p, &f))
+        return field_err(err, err_bytes, index, "mask", NULL, "mask-none, mask-q or mask-k");
+    if (!parse_layout(&f, "mask-", &v.mask))
+        return field_err(err, err_bytes, index, "mask", &f, "mask-none, mask-q or mask-k");
+
+    index = 5;
+    if (!next_field(&p, &f))
+        return field_err(err, err_bytes, index, "bias", NULL, "bias-none, bias-q or bias-k");
+    if (!parse_layout(&f, "bias-", &v.bias))
+        return field_err(err, err_bytes, index, "bias", &f, "bias-none, bias-q or bias-k");
+
+    index = 6;
+    if (!next_field(&p, &f))
+        return field_err(err, err_bytes, index, "window", NULL, "w<0..1048576>");
+    num = prefixed_decimal(&f, 'w', 7); /* 1048576 has 7 digits */
+    if (num < 0 || num > MAX_WINDOW)
+        return field_err(err, err_bytes, index, "window", &f, "w<0..1048576>");
+    v.window = (int)num;
+
+    /* Flags in order, then the arch, which must be last. */
+    for (index = 7;; index++) {
+        const char *name = next_flag < FLAG_COUNT ? "flag or arch" : "arch";
+        int flag = -1;
+
+        expected_after_flags(next_flag, expected, sizeof expected);
+        if (!next_field(&p, &f))
+            return field_err(err, err_bytes, index, name, NULL, expected);
+        if (parse_arch_span(&f, &v.arch))
+            break;
+        for (int i = 0; i < FLAG_COUNT; i++) {
+            if (span_is(&f, flag_names[i]))
+                flag = i;
+        }
+        if (flag >= 0 && flag < next_flag) {
+            size_t used = strlen(expected);
+            snprintf(expected + used, sizeof expected - used,
+                     " (flags once each, in the order varlen, causal, softcap)");
+        }
+        if (flag < next_flag)
+            return field_err(err, err_bytes, index, name, &f, expected);
+        if (flag == FLAG_VARLEN)
+            v.varlen = true;
+        else if (flag == FLAG_CAUSAL)
+            v.causal = true;
+        else
+            v.softcap = true;
+        next_flag = flag + 1;
+    }
+
+    if (next_field(&p, &f)) {
+        snprintf(expected, sizeof expected, "nothing after the arch %s", arch_names[v.arch]);
+        return field_err(err, err_bytes, index + 1, "end", &f, expected);
+    }
+    *out = v;
+    return DM_OK;
+}
+
+const char *dm_arch_name(dm_arch a)
+{
+    if ((int)a < 0 || (int)a >= DM_ARCH_COUNT)
+        return "?";
+    return arch_names[a];
+}
+
+dm_status dm_arch_parse(const char *text, dm_arch *out)
+{
+    dm_arch a;
+    span f;
+
+    if (text == NULL || out == NULL)
+        return DM_ERR_INVALID_ARG;
+    f.s = text;
+    f.len = strlen(text);
+    if (!parse_arch_span(&f, &a))
+        return DM_ERR_INVALID_ARG;
+    *out = a;
+    return DM_OK;
+}
+
+/* Device compute capability -> the arch we compile for. 8.7 maps to sm86: same Ampere ISA family,
+ * and CUDA runs a cubin built for X.y on any X.z with z >= y. 9.0 maps to sm90, not sm90a: sm90a
+ * code (wgmma, setmaxnreg) runs on 9.0 parts only, so the caller opts into it. */
+int dm_arch_from_cc(int major, int minor, dm_arch *out)
+{
+    dm_arch a;
+
+    if (out == NULL)
+        return -1;
+    if (major == 8 && minor == 0)
+        a = DM_SM80;
+    else if (major == 8 && (minor == 6 || minor == 7))
+        a = DM_SM86; /* 8.7 (Orin) has no sm87 variant: a cubin for X.y runs on X.z, z >= y */
+    else if (major == 8 && minor == 9)
+        a = DM_SM89;
+    else if (major == 9 && minor == 0)
+        a = DM_SM90;
+    else
+        return -1;
+    *out = a;
+    return 0;
+}
+
+const char *dm_dtype_name(dm_dtype t)
+{
+    switch (t) {
+    case DM_DTYPE_NONE:
+        return "none";
+    case DM_F16:
+        return "f16";
+    case DM_BF16:
+        return "bf16";
+    case DM_F32:
+        return "f32";
+    case DM_BOOL:
+        return "bool";
+    case DM_I32:
+        return "i32";
+    }
+    return "?";
+}

@@ -1,0 +1,44 @@
+/* build.h: variant -> cubin -> loaded kernel. The middle of every call:
+ *   in-memory module table -> disk cache -> Lua codegen -> NVRTC -> cuModuleLoadData.
+ * dmgen reaches each stage through these functions. */
+#ifndef DM_BUILD_H
+#define DM_BUILD_H
+
+#include <stdbool.h>
+
+#include "ctx.h"
+#include "gen.h"
+
+typedef struct dm_kernel {
+    CUfunction fn;
+    int threads;
+    int block_m;
+    int block_n;
+    int smem_bytes;
+} dm_kernel;
+
+/* How a cubin was obtained, for dmgen's summary and the tests. */
+typedef enum dm_build_source {
+    DM_BUILT_FROM_MEMORY = 0, /* the context had it loaded */
+    DM_BUILT_FROM_DISK,       /* a valid disk cache entry */
+    DM_BUILT_BY_NVRTC,        /* compiled now */
+} dm_build_source;
+
+typedef struct dm_build_info {
+    dm_build_source source;
+    double compile_ms;  /* NVRTC time when compiled now */
+    bool cache_written; /* a new entry landed on disk */
+    char entry_path[DM_PATH_BYTES + 64]; /* cache_dir + "/" + name + suffix */
+} dm_build_info;
+
+/* Generates v's source, and fetches its cubin from the disk cache or compiles it (and stores
+ * it). Needs no device. *cubin is malloc'd; src receives the template output. */
+dm_status dm_build_cubin(dm_ctx *ctx, const char *call, const dm_variant *v, dm_kernel_src *src,
+                         void **cubin, size_t *cubin_bytes, dm_build_info *info);
+
+/* The loaded kernel for v in ctx (current CUDA context entered by the caller). The pointer stays
+ * valid for the context's lifetime. info may be NULL. */
+dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel **out,
+                        dm_build_info *info);
+
+#endif

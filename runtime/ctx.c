@@ -1,0 +1,262 @@
+/* ctx.c: context lifetime, options, error messages and the CUDA context a dm_ctx works in.
+ * Holds no global state; libcuda is opened once per process by driver.c. */
+#include "ctx.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+
+void dm_module_table_destroy(dm_ctx *ctx); /* build.c */
+
+static const char *status_names[] = {
+    "DM_OK",         "DM_ERR_INVALID_ARG", "DM_ERR_UNSUPPORTED", "DM_ERR_NO_DRIVER",
+    "DM_ERR_NO_DEVICE", "DM_ERR_COMPILE",  "DM_ERR_CUDA",        "DM_ERR_NOMEM",
+    "DM_ERR_IO",
+};
+
+const char *dm_status_name(dm_status st)
+{
+    if ((unsigned)st < sizeof status_names / sizeof status_names[0])
+        return status_names[st];
+    return "DM_ERR_UNKNOWN";
+}
+
+int dm_version(void) { return DM_VERSION_NUM; }
+const char *dm_version_string(void) { return DM_VERSION_STRING; }
+
+dm_status dm_set_error(dm_ctx *ctx, dm_status st, const char *fmt, ...)
+{
+    if (!ctx)
+        return st;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt, ap);
+    va_end(ap);
+    ctx->status = st;
+    return st;
+}
+
+void dm_clear_error(dm_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    ctx->status = DM_OK;
+    ctx->errmsg[0] = '\0';
+}
+
+static void vlog(const char *fmt, va_list ap)
+{
+    char line[DM_ERRMSG_BYTES];
+    vsnprintf(line, sizeof line, fmt, ap);
+    fprintf(stderr, "dmattn: %s\n", line);
+}
+
+void dm_warn(const dm_ctx *ctx, const char *fmt, ...)
+{
+    if (ctx && ctx->verbosity < 1)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(fmt, ap);
+    va_end(ap);
+}
+
+void dm_note(const dm_ctx *ctx, const char *fmt, ...)
+{
+    if (!ctx || ctx->verbosity < 2)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(fmt, ap);
+    va_end(ap);
+}
+
+const char *dm_errmsg(const dm_ctx *ctx)
+{
+    if (!ctx)
+        return "no context (NULL dm_ctx; dm_ctx_create failed for lack of memory?)";
+    return ctx->errmsg;
+}
+
+/* Binds the context to a CUDA context on `device`: the caller's current one when it is on that
+ * device (sharing memory and streams with PyTorch), else the device's primary context. */
+static dm_status attach_device(dm_ctx *ctx, int device)
+{
+    char why[256] = "";
+    const dm_driver *d = dm_driver_get(why, sizeof why);
+    if (!d)
+        return dm_set_error(ctx, DM_ERR_NO_DRIVER, "dm_ctx_create: %s", why);
+    int count = 0;
+    CUresult r = d->DeviceGetCount(&count);
+    if (r != CUDA_SUCCESS || device >= count)
+        return dm_set_error(ctx, DM_ERR_NO_DEVICE,
+                            "dm_ctx_create: device %d does not exist (%d CUDA devices)", device,
+                            r == CUDA_SUCCESS ? count : 0);
+    if ((r = d->DeviceGet(&ctx->cu_device, device)) != CUDA_SUCCESS)
+        return dm_set_error(ctx, DM_ERR_CUDA, "dm_ctx_create: cuDeviceGet(%d): %s", device,
+                            dm_driver_error_text(d, r, why, sizeof why));
+
+    CUcontext current = NULL;
+    CUdevice current_dev = -1;
+    if (d->CtxGetCurrent(&current) == CUDA_SUCCESS && current &&
+        d->CtxGetDevice(&current_dev) == CUDA_SUCCESS && current_dev == ctx->cu_device) {
+        ctx->cu_ctx = current;
+    } else {
+        if ((r = d->DevicePrimaryCtxRetain(&ctx->cu_ctx, ctx->cu_device)) != CUDA_SUCCESS)
+            return dm_set_error(ctx, DM_ERR_CUDA,
+                                "dm_ctx_create: cuDevicePrimaryCtxRetain(%d): %s", device,
+                                dm_driver_error_text(d, r, why, sizeof why));
+        ctx->retained_primary = true;
+    }
+    ctx->drv = d;
+    ctx->device = device;
+
+    int major = 0, minor = 0;
+    d->DeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, ctx->cu_device);
+    d->DeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, ctx->cu_device);
+    d->DeviceGetAttribute(&ctx->smem_optin_bytes,
+                          CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, ctx->cu_device);
+    if (!ctx->arch_overridden) {
+        if (dm_arch_from_cc(major, minor, &ctx->arch) != 0)
+            return dm_set_error(ctx, DM_ERR_UNSUPPORTED,
+                                "dm_ctx_create: device %d has compute capability %d.%d; dmattn "
+                                "builds for 8.0, 8.6, 8.7, 8.9 and 9.0",
+                                device, major, minor);
+        ctx->arch_known = true;
+    }
+    return DM_OK;
+}
+
+dm_status dm_ctx_create(dm_ctx **out, int device)
+{
+    if (!out)
+        return DM_ERR_INVALID_ARG;
+    dm_ctx *ctx = calloc(1, sizeof *ctx);
+    *out = ctx;
+    if (!ctx)
+        return DM_ERR_NOMEM;
+    ctx->device = DM_NO_DEVICE;
+    ctx->verbosity = 1;
+    pthread_mutex_init(&ctx->modules_lock, NULL);
+    dm_status st = dm_ctx_set_cache_dir(ctx, NULL);
+    if (st != DM_OK)
+        return st;
+    if (device == DM_NO_DEVICE)
+        return DM_OK;
+    if (device < 0)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "dm_ctx_create: device = %d: expected >= 0 or DM_NO_DEVICE", device);
+    return attach_device(ctx, device);
+}
+
+void dm_ctx_destroy(dm_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    if (ctx->drv && dm_ctx_enter(ctx, "dm_ctx_destroy") == DM_OK) {
+        dm_module_table_destroy(ctx);
+        dm_ctx_leave(ctx);
+    } else {
+        dm_module_table_destroy(ctx);
+    }
+    if (ctx->retained_primary)
+        ctx->drv->DevicePrimaryCtxRelease(ctx->cu_device);
+    pthread_mutex_destroy(&ctx->modules_lock);
+    free(ctx);
+}
+
+dm_status dm_ctx_set_cache_dir(dm_ctx *ctx, const char *dir)
+{
+    if (!ctx)
+        return DM_ERR_INVALID_ARG;
+    dm_clear_error(ctx);
+    ctx->cache_dir_ready = false;
+    ctx->cache_write_warned = false;
+    if (dir) {
+        if (strlen(dir) >= sizeof ctx->cache_dir)
+            return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                                "dm_ctx_set_cache_dir: dir is %zu bytes long: expected under %zu",
+                                strlen(dir), sizeof ctx->cache_dir);
+        snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", dir);
+        return DM_OK;
+    }
+    if (dm_cache_default_dir(ctx->cache_dir, sizeof ctx->cache_dir) != 0) {
+        ctx->cache_dir[0] = '\0';
+        dm_warn(ctx, "no cache directory ($DMATTN_CACHE_DIR, $XDG_CACHE_HOME and $HOME unset): "
+                     "kernels are kept in memory only");
+    }
+    return DM_OK;
+}
+
+dm_status dm_ctx_set_arch(dm_ctx *ctx, const char *arch)
+{
+    if (!ctx)
+        return DM_ERR_INVALID_ARG;
+    dm_clear_error(ctx);
+    if (!arch) {
+        ctx->arch_overridden = false;
+        ctx->arch_known = false;
+        if (ctx->drv) {
+            int major = 0, minor = 0;
+            ctx->drv->DeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                                         ctx->cu_device);
+            ctx->drv->DeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                                         ctx->cu_device);
+            ctx->arch_known = dm_arch_from_cc(major, minor, &ctx->arch) == 0;
+        }
+        return DM_OK;
+    }
+    dm_arch a;
+    if (dm_arch_parse(arch, &a) != DM_OK)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "dm_ctx_set_arch: arch '%s': expected sm80, sm86, sm89, sm90 or sm90a",
+                            arch);
+    ctx->arch = a;
+    ctx->arch_known = true;
+    ctx->arch_overridden = true;
+    return DM_OK;
+}
+
+dm_status dm_ctx_set_verbosity(dm_ctx *ctx, int level)
+{
+    if (!ctx)
+        return DM_ERR_INVALID_ARG;
+    dm_clear_error(ctx);
+    if (level < 0 || level > 2)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "dm_ctx_set_verbosity: level = %d: expected 0, 1 or 2", level);
+    ctx->verbosity = level;
+    return DM_OK;
+}
+
+const char *dm_ctx_cache_dir(const dm_ctx *ctx) { return ctx ? ctx->cache_dir : ""; }
+
+const char *dm_ctx_arch(const dm_ctx *ctx)
+{
+    return ctx && ctx->arch_known ? dm_arch_name(ctx->arch) : "";
+}
+
+dm_status dm_ctx_enter(dm_ctx *ctx, const char *call)
+{
+    if (!ctx->drv)
+        return dm_set_error(ctx, DM_ERR_NO_DEVICE,
+                            "%s: the context has no CUDA device (offline context, or "
+                            "dm_ctx_create failed: see its message)",
+                            call);
+    CUresult r = ctx->drv->CtxPushCurrent(ctx->cu_ctx);
+    if (r != CUDA_SUCCESS) {
+        char buf[128];
+        return dm_set_error(ctx, DM_ERR_CUDA, "%s: cuCtxPushCurrent: %s", call,
+                            dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+    }
+    return DM_OK;
+}
+
+void dm_ctx_leave(dm_ctx *ctx)
+{
+    CUcontext popped;
+    ctx->drv->CtxPopCurrent(&popped);
+}

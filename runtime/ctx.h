@@ -1,0 +1,56 @@
+/* ctx.h: the dm_ctx behind the opaque handle, and the error and warning helpers every runtime
+ * file uses. The function that detects an error writes the message; callers pass the status up. */
+#ifndef DM_CTX_H
+#define DM_CTX_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "dmattn.h"
+#include "driver.h"
+#include "gen.h"
+
+#define DM_ERRMSG_BYTES 4096
+#define DM_PATH_BYTES 4096
+
+typedef struct dm_module_entry dm_module_entry; /* build.c: one loaded variant */
+
+struct dm_ctx {
+    int device; /* DM_NO_DEVICE for an offline context */
+    const dm_driver *drv;   /* NULL when offline or when the driver failed */
+    CUdevice cu_device;
+    CUcontext cu_ctx;       /* the context kernels are loaded into and launched in */
+    bool retained_primary;  /* we hold a primary-context reference to release */
+    int smem_optin_bytes;   /* the device's opt-in shared memory per block */
+
+    dm_arch arch;           /* target for compiles: override, else the device's */
+    bool arch_known;
+    bool arch_overridden;
+
+    char cache_dir[DM_PATH_BYTES]; /* "" = memory only */
+    bool cache_dir_ready;          /* prepare_dir done (or failed and warned) */
+    bool cache_write_warned;       /* a write failure is reported once per context */
+    int verbosity;
+
+    pthread_mutex_t modules_lock; /* the module table (build.c) */
+    dm_module_entry *modules;
+
+    dm_status status;
+    char errmsg[DM_ERRMSG_BYTES];
+};
+
+/* Writes the message (printf-style) and returns st, so `return dm_set_error(ctx, ...)` reads
+ * well. ctx may be NULL (then only the status comes back). */
+dm_status dm_set_error(dm_ctx *ctx, dm_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void dm_clear_error(dm_ctx *ctx);
+
+/* Warnings (verbosity >= 1) and progress notes (verbosity >= 2) go to stderr, "dmattn: ...". */
+void dm_warn(const dm_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void dm_note(const dm_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Makes ctx->cu_ctx current for the calling thread around driver calls. */
+dm_status dm_ctx_enter(dm_ctx *ctx, const char *call);
+void dm_ctx_leave(dm_ctx *ctx);
+
+#endif

@@ -1,0 +1,117 @@
+/* dmattn.h: the public C API of dmattn, dynamic mask attention with JIT-compiled CUDA kernels.
+ *
+ * libc headers only: a caller needs neither cuda.h nor Lua to use this header.
+ * Every call returns a dm_status; dm_errmsg(ctx) says in words what went wrong.
+ *
+ * Thread safety: one thread at a time per dm_ctx; separate contexts, even on one device and one
+ * cache directory, may run concurrently. Context-free calls (dm_version, dm_status_name) are safe
+ * from any thread. */
+#ifndef DMATTN_H
+#define DMATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DM_VERSION_MAJOR 0
+#define DM_VERSION_MINOR 1
+#define DM_VERSION_PATCH 0
+#define DM_VERSION_NUM (DM_VERSION_MAJOR * 10000 + DM_VERSION_MINOR * 100 + DM_VERSION_PATCH)
+#define DM_VERSION_STRING "0.1.0"
+
+typedef struct CUstream_st *CUstream; /* as cuda.h has it; NULL = the legacy default stream */
+typedef struct dm_ctx dm_ctx;         /* opaque, one per device */
+
+typedef enum dm_status {
+    DM_OK = 0,
+    DM_ERR_INVALID_ARG,  /* caller mistake; the message names the argument */
+    DM_ERR_UNSUPPORTED,  /* well-formed, but no such variant (yet) */
+    DM_ERR_NO_DRIVER,    /* libcuda could not be opened or initialised */
+    DM_ERR_NO_DEVICE,    /* the context has no device (offline) or the device does not exist */
+    DM_ERR_COMPILE,      /* code generation or NVRTC failed; the message has the log */
+    DM_ERR_CUDA,         /* a CUDA driver call failed; the message names it */
+    DM_ERR_NOMEM,        /* host allocation failed */
+    DM_ERR_IO,           /* a file could not be read or written (dmgen build into a cache) */
+} dm_status;
+
+typedef enum dm_dtype {
+    DM_DTYPE_NONE = 0, /* unset: an optional tensor that is absent */
+    DM_F16,
+    DM_BF16,
+    DM_F32,
+    DM_BOOL, /* one byte, 0 = false, anything else = true */
+    DM_I32,
+} dm_dtype;
+
+#define DM_MAX_RANK 4
+
+/* A tensor in device memory: a pointer, a dtype and a shape with strides in elements.
+ * An optional tensor is absent when data == NULL and rank == 0. */
+typedef struct dm_tensor {
+    void *data; /* device pointer (a CUdeviceptr cast to void *) */
+    dm_dtype dtype;
+    int rank;
+    int64_t shape[DM_MAX_RANK];
+    int64_t strides[DM_MAX_RANK]; /* in elements; the last must be 1 for q, k, v, o */
+} dm_tensor;
+
+/* Dense-batch forward attention, SPEC §2.
+ *   q (B, Lq, H, D), k and v (B, Lk, Hkv, D), o (B, Lq, H, D): fp16 or bf16, all one dtype;
+ *   H % Hkv == 0; D a multiple of 8 up to 256; pointers 16-byte aligned, strides other than the
+ *   last a multiple of 8 elements (so that rows can be read 16 bytes at a time).
+ *   mask (optional): bool, ({B|1}, {H|Hkv|1}, {Lq|1}, Lk); true = visible.
+ *   bias (optional): q's dtype or fp32, the same shapes as mask.
+ *   lse (optional output): fp32 (B, H, Lq); +inf for a row with no visible key.
+ * Zero means the default: scale 0 = 1/sqrt(D); softcap 0 = off; window 0 = no top-k window. */
+typedef struct dm_fwd_args {
+    dm_tensor q, k, v;
+    dm_tensor mask;
+    dm_tensor bias;
+    dm_tensor o;
+    dm_tensor lse;
+    float scale;
+    float softcap;
+    int causal; /* bottom-right aligned: key j visible to query i iff j <= i + Lk - Lq */
+    int window; /* top-k window over the bias (SPEC §4); only 0 is accepted in this version */
+} dm_fwd_args;
+
+#define DM_NO_DEVICE (-1) /* dm_ctx_create: an offline context (codegen, AOT builds, no launches) */
+
+/* Creates a context for CUDA device `device`, or an offline one for DM_NO_DEVICE. It uses the
+ * CUDA context current on the calling thread if that is on `device`, else the device's primary
+ * context, so it shares memory and streams with PyTorch or any runtime-API program.
+ * On failure *out is still a context (unless memory ran out: then NULL) that dm_errmsg explains
+ * and that can do offline work; destroy it either way. */
+dm_status dm_ctx_create(dm_ctx **out, int device);
+void dm_ctx_destroy(dm_ctx *ctx); /* NULL is a no-op */
+
+/* Never NULL, even for a NULL ctx; valid until the next call on ctx. "" after success. */
+const char *dm_errmsg(const dm_ctx *ctx);
+const char *dm_status_name(dm_status st); /* "DM_ERR_INVALID_ARG", ... */
+int dm_version(void);                     /* DM_VERSION_NUM of the library */
+const char *dm_version_string(void);      /* "0.1.0" */
+
+/* Options. Cache dir: NULL = the default ($DMATTN_CACHE_DIR, else $XDG_CACHE_HOME/dmattn,
+ * else ~/.cache/dmattn); "" = no disk cache (memory only). Arch: NULL = the device's own;
+ * else "sm80", "sm86", "sm89", "sm90" or "sm90a". Verbosity: 0 silent, 1 warnings (default),
+ * 2 also each compile and cache event, on stderr. */
+dm_status dm_ctx_set_cache_dir(dm_ctx *ctx, const char *dir);
+dm_status dm_ctx_set_arch(dm_ctx *ctx, const char *arch);
+dm_status dm_ctx_set_verbosity(dm_ctx *ctx, int level);
+const char *dm_ctx_cache_dir(const dm_ctx *ctx); /* the directory in use; "" when memory only */
+const char *dm_ctx_arch(const dm_ctx *ctx);      /* "sm90", or "" when none is known */
+
+/* Compiles the variant named by its canonical text (e.g. "fwd.d128.bf16.mask-k.bias-none.w0.sm90")
+ * into the disk cache, without a device. *was_cached (may be NULL) says whether it was there. */
+dm_status dm_prebuild(dm_ctx *ctx, const char *variant, int *was_cached);
+
+/* Forward attention, asynchronous on `stream`. The output is untouched on any error status. */
+dm_status dm_fwd(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,87 @@
+/* fwd.c: dm_fwd, the dense forward entry point: validate, pick the variant, get its kernel,
+ * launch. Nothing is read from or written to the caller's tensors before validation passes. */
+#include <string.h>
+
+#include "build.h"
+#include "fwd_plan.h"
+
+/* Kernel parameters, passed by value. Must match `struct FwdParams` in templates/attn_fwd.lua
+ * field for field (8-byte fields first, so host and device layouts agree without padding). */
+typedef struct dm_fwd_params {
+    uint64_t q, k, v, mask, bias, o, lse;
+    int64_t q_stride[3], k_stride[3], v_stride[3], o_stride[3];
+    int64_t mask_stride[3], bias_stride[3];
+    int64_t lse_stride[3];
+    int64_t mask_head_div, bias_head_div;
+    int32_t B, H, Hkv, Lq, Lk, group;
+    float scale_log2;
+    float softcap;
+    int32_t bias_f32;
+    int32_t pad_;
+} dm_fwd_params;
+
+static void fill_params(const dm_fwd_args *a, const dm_fwd_plan *p, dm_fwd_params *k)
+{
+    memset(k, 0, sizeof *k);
+    k->q = (uintptr_t)a->q.data;
+    k->k = (uintptr_t)a->k.data;
+    k->v = (uintptr_t)a->v.data;
+    k->o = (uintptr_t)a->o.data;
+    k->mask = p->mask_layout != DM_LAYOUT_NONE ? (uintptr_t)a->mask.data : 0;
+    k->bias = p->bias_layout != DM_LAYOUT_NONE ? (uintptr_t)a->bias.data : 0;
+    k->lse = p->has_lse ? (uintptr_t)a->lse.data : 0;
+    memcpy(k->q_stride, p->q_stride, sizeof k->q_stride);
+    memcpy(k->k_stride, p->k_stride, sizeof k->k_stride);
+    memcpy(k->v_stride, p->v_stride, sizeof k->v_stride);
+    memcpy(k->o_stride, p->o_stride, sizeof k->o_stride);
+    memcpy(k->mask_stride, p->mask_stride, sizeof k->mask_stride);
+    memcpy(k->bias_stride, p->bias_stride, sizeof k->bias_stride);
+    memcpy(k->lse_stride, p->lse_stride, sizeof k->lse_stride);
+    k->mask_head_div = p->mask_head_div ? p->mask_head_div : 1;
+    k->bias_head_div = p->bias_head_div ? p->bias_head_div : 1;
+    k->B = (int32_t)p->B;
+    k->H = (int32_t)p->H;
+    k->Hkv = (int32_t)p->Hkv;
+    k->Lq = (int32_t)p->Lq;
+    k->Lk = (int32_t)p->Lk;
+    k->group = (int32_t)(p->H / p->Hkv);
+    k->scale_log2 = p->scale * 1.4426950408889634f;
+    k->softcap = p->softcap;
+    k->bias_f32 = p->bias_dtype == DM_F32;
+}
+
+dm_status dm_fwd(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream)
+{
+    dm_fwd_plan plan;
+    dm_variant v;
+    dm_fwd_params params;
+    const dm_kernel *kernel;
+    char text[DM_VARIANT_TEXT_MAX], buf[160];
+
+    if (!ctx)
+        return DM_ERR_INVALID_ARG;
+    dm_status st = dm_fwd_check(ctx, "dm_fwd", args, &plan);
+    if (st != DM_OK)
+        return st;
+    if ((st = dm_ctx_enter(ctx, "dm_fwd")) != DM_OK)
+        return st;
+    dm_fwd_plan_variant(&plan, ctx->arch, &v);
+    st = dm_kernel_get(ctx, "dm_fwd", &v, &kernel, NULL);
+    if (st != DM_OK)
+        goto out;
+
+    fill_params(args, &plan, &params);
+    void *kernel_args[] = {&params};
+    unsigned grid_x = (unsigned)((plan.Lq + kernel->block_m - 1) / kernel->block_m);
+    CUresult r = ctx->drv->LaunchKernel(kernel->fn, grid_x, (unsigned)plan.H, (unsigned)plan.B,
+                                        (unsigned)kernel->threads, 1, 1,
+                                        (unsigned)kernel->smem_bytes, stream, kernel_args, NULL);
+    if (r != CUDA_SUCCESS) {
+        dm_variant_format(&v, text, sizeof text);
+        st = dm_set_error(ctx, DM_ERR_CUDA, "dm_fwd: variant '%s': cuLaunchKernel: %s", text,
+                          dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+    }
+out:
+    dm_ctx_leave(ctx);
+    return st;
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# gpu-check.sh: everything a kernel change needs on the GPU machine, in one call of the device
+# tool: the GPU tests (ctest -L gpu) against the CPU reference, compute-sanitizer memcheck on a
+# subset, and the latency benchmark, with a short table last. Logs go to $OUT when set.
+#
+# The GPU machine has no Lua/Check/xxHash packages, so the build is made here (scripts/build.sh,
+# everything linked statically) and carried:  run(command="bash scripts/gpu-check.sh", carry=["build"])
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${OUT:-/tmp/dmattn-gpu-check}
+mkdir -p "$out"
+
+# ctest files hold the absolute paths of the machine that configured the build: make them resolve.
+src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$root/build/CMakeCache.txt")
+if [ -n "$src" ] && [ "$src" != "$root" ] && [ ! -e "$src" ]; then
+    mkdir -p "$(dirname "$src")" && ln -s "$root" "$src"
+fi
+cd "$root/build"
+export DMATTN_CACHE_DIR=${DMATTN_CACHE_DIR:-/tmp/dmattn-cache}
+nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$out/gpu.txt"
+git -C "$root" rev-parse --short HEAD 2>/dev/null | sed 's/^/revision /' | tee -a "$out/gpu.txt"
+
+t0=$(date +%s)
+ctest -L gpu -V -j 8 --timeout 900 >"$out/ctest-gpu.log" 2>&1
+gpu_rc=$?
+t1=$(date +%s)
+grep -E "tests passed|tests failed|Failed|\*\*\*" "$out/ctest-gpu.log" | tail -20
+# per-case error figures the tests print (-V keeps them in the log)
+grep -hE "^[0-9]+: .* (ok  |FAIL) rel=" "$out/ctest-gpu.log" | sed 's/^[0-9]*: //' >"$out/gpu-cases.log"
+echo "cases checked: $(wc -l <"$out/gpu-cases.log"), failing: $(grep -c FAIL "$out/gpu-cases.log")"
+
+san_rc=0
+for case in single_query_and_single_key_match all_false_tiles_are_skipped_without_reading_k_v_or_bias caller_strides_are_honoured_and_nothing_is_written_outside_o; do
+    CK_FORK=no CK_RUN_CASE=$case compute-sanitizer --tool memcheck --error-exitcode 99 \
+        ./tests/test_gpu_fwd >"$out/sanitizer-$case.log" 2>&1
+    rc=$?
+    echo "memcheck $case: rc=$rc $(grep -m1 'ERROR SUMMARY' "$out/sanitizer-$case.log")"
+    [ $rc -eq 0 ] || san_rc=1
+done
+
+./dmlatency >"$out/latency.txt" 2>&1
+lat_rc=$?
+
+echo
+echo "== dmattn gpu-check =="
+printf '%-28s %s\n' "gpu tests (ctest -L gpu)" "$(grep -E 'tests passed' "$out/ctest-gpu.log" | tail -1) rc=$gpu_rc in $((t1 - t0)) s"
+printf '%-28s %s\n' "memcheck subset" "$([ $san_rc -eq 0 ] && echo clean || echo ERRORS)"
+grep -E "^(cold|first|per_call)" "$out/latency.txt" | awk '{printf "%-28s %s\n", $1, $2}'
+[ $lat_rc -eq 0 ] || echo "dmlatency failed: $(tail -2 "$out/latency.txt")"
+exit $((gpu_rc | san_rc | lat_rc))

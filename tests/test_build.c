@@ -1,0 +1,340 @@
+/* test_build.c: the cache contract of SPEC §6 as the library applies it (build.c over cache.c):
+ * hits skip NVRTC, corrupt entries are rebuilt, unusable directories degrade to memory only,
+ * a read-only shipped directory serves its entries, two processes compiling at once both win,
+ * and a changed template cannot be served a stale cubin. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "build.h"
+#include "cache.h"
+#include "harness.h"
+
+static const char *kVariant = "fwd.d64.f16.mask-k.bias-none.w0.sm80";
+
+static dm_ctx *offline_in(const char *dir)
+{
+    dm_ctx *ctx = NULL;
+    ck_assert_int_eq(dm_ctx_create(&ctx, DM_NO_DEVICE), DM_OK);
+    dm_ctx_set_verbosity(ctx, 0);
+    ck_assert_int_eq(dm_ctx_set_cache_dir(ctx, dir), DM_OK);
+    return ctx;
+}
+
+static void temp_dir(char *dir)
+{
+    strcpy(dir, "/tmp/dm_build_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void remove_dir(const char *dir)
+{
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "chmod -R u+w %s; rm -rf %s", dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static int count_entries(const char *dir)
+{
+    int n = -1;
+    uint64_t bytes;
+    ck_assert_int_eq(dm_cache_usage(dir, &n, &bytes, NULL, 0), DM_CACHE_HIT);
+    return n;
+}
+
+static dm_build_source build_once(dm_ctx *ctx, dm_build_info *info)
+{
+    dm_variant v;
+    dm_kernel_src src = {0};
+    void *cubin = NULL;
+    size_t bytes = 0;
+    ck_assert_int_eq(dm_variant_parse(kVariant, &v, NULL, 0), DM_OK);
+    dm_status st = dm_build_cubin(ctx, "test", &v, &src, &cubin, &bytes, info);
+    ck_assert_msg(st == DM_OK, "%s", dm_errmsg(ctx));
+    ck_assert_int_eq(memcmp(cubin, "\177ELF", 4), 0);
+    free(cubin);
+    dm_kernel_src_free(&src);
+    return info->source;
+}
+
+START_TEST(second_build_is_served_from_disk_without_nvrtc)
+{
+    char dir[64];
+    temp_dir(dir);
+    dm_ctx *ctx = offline_in(dir);
+    dm_build_info info;
+    ck_assert_int_eq(build_once(ctx, &info), DM_BUILT_BY_NVRTC);
+    ck_assert(info.cache_written);
+    ck_assert_int_eq(build_once(ctx, &info), DM_BUILT_FROM_DISK);
+    ck_assert_int_eq(count_entries(dir), 1);
+    dm_ctx_destroy(ctx);
+
+    ctx = offline_in(dir); /* a new context (as a new process would) */
+    int cached = 0;
+    ck_assert_int_eq(dm_prebuild(ctx, kVariant, &cached), DM_OK);
+    ck_assert_int_eq(cached, 1);
+    dm_ctx_destroy(ctx);
+    remove_dir(dir);
+}
+END_TEST
+
+START_TEST(missing_cache_directory_is_created)
+{
+    char dir[64], sub[128];
+    temp_dir(dir);
+    snprintf(sub, sizeof sub, "%s/a/b/c", dir);
+    dm_ctx *ctx = offline_in(sub);
+    int cached = 1;
+    ck_assert_int_eq(dm_prebuild(ctx, kVariant, &cached), DM_OK);
+    ck_assert_int_eq(cached, 0);
+    ck_assert_int_eq(count_entries(sub), 1);
+    dm_ctx_destroy(ctx);
+    remove_dir(dir);
+}
+END_TEST
+
+START_TEST(truncated_entry_is_rebuilt_and_valid_afterwards)
+{
+    char dir[64];
+    temp_dir(dir);
+    dm_ctx *ctx = offline_in(dir);
+    dm_build_info info;
+    build_once(ctx, &info);
+    ck_assert_int_eq(truncate(info.entry_path, 100), 0);
+    ck_assert_int_eq(build_once(ctx, &info), DM_BUILT_BY_NVRTC);
+    ck_assert(info.cache_written);
+    ck_assert_int_eq(build_once(ctx, &info), DM_BUILT_FROM_DISK);
+    dm_ctx_destroy(ctx);
+    remove_dir(dir);
+}
+END_TEST
+
+START_TEST(corrupt_payload_is_rebuilt)
+{
+    char dir[64];
+    temp_dir(dir);
+    dm_ctx *ctx = offline_in(dir);
+    dm_build_info info;
+    build_once(ctx, &info);
+    int fd = open(info.entry_path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    struct stat stt;
+    fstat(fd, &stt);
+    unsigned char c;
+    ck_assert_int_eq(pread(fd, &c, 1, stt.st_size - 10), 1);
+    c ^= 0x5a;
+    ck_assert_int_eq(pwrite(fd, &c, 1, stt.st_size - 10), 1);
+    close(fd);
+    ck_assert_int_eq(build_once(ctx, &info), DM_BUILT_BY_NVRTC);
+    ck_assert_int_eq(build_once(ctx, &info), DM_BUILT_FROM_DISK);
+    dm_ctx_destroy(ctx);
+    remove_dir(dir);
+}
+END_TEST
+
+START_TEST(unusable_directory_degrades_to_memory_only)
+{
+    char dir[64], file[128], sub[160];
+    temp_dir(dir);
+    snprintf(file, sizeof file, "%s/plain_file", dir);
+    FILE *f = fopen(file, "w");
+    fputs("x", f);
+    fclose(f);
+    snprintf(sub, sizeof sub, "%s/cache", file); /* a directory under a regular file */
+    dm_ctx *ctx = offline_in(sub);
+    dm_build_info info;
+    ck_assert_int_eq(build_once(ctx, &info), DM_BUILT_BY_NVRTC);
+    ck_assert(!info.cache_written);
+    ck_assert_str_eq(dm_ctx_cache_dir(ctx), "");
+    /* ahead-of-time builds exist to fill the cache: there it is an error */
+    int cached;
+    ck_assert_int_eq(dm_prebuild(ctx, kVariant, &cached), DM_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(dm_errmsg(ctx), "not stored"));
+    dm_ctx_destroy(ctx);
+    remove_dir(dir);
+}
+END_TEST
+
+START_TEST(empty_cache_dir_means_memory_only)
+{
+    dm_ctx *ctx = offline_in("");
+    dm_build_info info;
+    ck_assert_int_eq(build_once(ctx, &info), DM_BUILT_BY_NVRTC);
+    ck_assert(!info.cache_written);
+    ck_assert_str_eq(info.entry_path, "");
+    dm_ctx_destroy(ctx);
+}
+END_TEST
+
+/* Root ignores permission bits, so the read-only case runs in a child that drops to 'nobody'. */
+START_TEST(read_only_shipped_directory_serves_entries_and_compiles_the_rest_in_memory)
+{
+    char dir[64];
+    temp_dir(dir);
+    dm_ctx *ctx = offline_in(dir);
+    dm_build_info info;
+    build_once(ctx, &info);
+    dm_ctx_destroy(ctx);
+    ck_assert_int_eq(chmod(dir, 0555), 0);
+    chmod(info.entry_path, 0444);
+
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+            _exit(10);
+        if (access(dir, W_OK) == 0)
+            _exit(11); /* still writable: the test would prove nothing */
+        dm_ctx *c = NULL;
+        dm_ctx_create(&c, DM_NO_DEVICE);
+        dm_ctx_set_verbosity(c, 0);
+        dm_ctx_set_cache_dir(c, dir);
+        dm_variant v;
+        dm_kernel_src src = {0};
+        void *cubin = NULL;
+        size_t bytes;
+        dm_build_info in;
+        dm_variant_parse(kVariant, &v, NULL, 0);
+        if (dm_build_cubin(c, "t", &v, &src, &cubin, &bytes, &in) != DM_OK ||
+            in.source != DM_BUILT_FROM_DISK)
+            _exit(12);
+        free(cubin);
+        dm_kernel_src_free(&src);
+        dm_variant_parse("fwd.d32.f16.mask-none.bias-none.w0.sm80", &v, NULL, 0);
+        if (dm_build_cubin(c, "t", &v, &src, &cubin, &bytes, &in) != DM_OK ||
+            in.source != DM_BUILT_BY_NVRTC || in.cache_written)
+            _exit(13);
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d",
+                  WEXITSTATUS(status));
+    ck_assert_int_eq(count_entries(dir), 1);
+    remove_dir(dir);
+}
+END_TEST
+
+START_TEST(two_processes_compiling_one_variant_at_once_both_succeed)
+{
+    char dir[64];
+    temp_dir(dir);
+    pid_t pids[2];
+    for (int i = 0; i < 2; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            dm_ctx *c = NULL;
+            dm_ctx_create(&c, DM_NO_DEVICE);
+            dm_ctx_set_verbosity(c, 0);
+            dm_ctx_set_cache_dir(c, dir);
+            int cached;
+            _exit(dm_prebuild(c, kVariant, &cached) == DM_OK ? 0 : 1);
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        int status = 0;
+        waitpid(pids[i], &status, 0);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    ck_assert_int_eq(count_entries(dir), 1);
+    dm_ctx *ctx = offline_in(dir);
+    dm_build_info info;
+    ck_assert_int_eq(build_once(ctx, &info), DM_BUILT_FROM_DISK);
+    dm_ctx_destroy(ctx);
+    remove_dir(dir);
+}
+END_TEST
+
+START_TEST(changed_template_gets_a_new_entry_never_the_stale_one)
+{
+    char dir[64], tpl[64], cmd[512];
+    temp_dir(dir);
+    temp_dir(tpl);
+    dm_ctx *ctx = offline_in(dir);
+    dm_build_info info;
+    build_once(ctx, &info);
+
+    snprintf(cmd, sizeof cmd, "cp %s/templates/*.lua %s/ && sed -i 's/kBlockN = 32, warps = 4/kBlockN = 32, warps = 2/; s/block_m = 16, block_n = 32, warps = 4/block_m = 16, block_n = 32, warps = 2/' %s/tuning.lua",
+             getenv("DMATTN_SOURCE_DIR"), tpl, tpl);
+    ck_assert_int_eq(system(cmd), 0);
+    setenv("DMATTN_TEMPLATE_DIR", tpl, 1);
+    dm_build_source again = build_once(ctx, &info);
+    unsetenv("DMATTN_TEMPLATE_DIR");
+    ck_assert_int_eq(again, DM_BUILT_BY_NVRTC);
+    ck_assert_int_eq(count_entries(dir), 2);
+    dm_ctx_destroy(ctx);
+    remove_dir(dir);
+    remove_dir(tpl);
+}
+END_TEST
+
+START_TEST(prebuild_rejects_a_malformed_variant_naming_the_field)
+{
+    dm_ctx *ctx = offline_in("");
+    int cached = 7;
+    ck_assert_int_eq(dm_prebuild(ctx, "fwd.d64.fp16.mask-none.bias-none.w0.sm80", &cached),
+                     DM_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(dm_errmsg(ctx), "dtype"));
+    ck_assert_int_eq(dm_prebuild(ctx, NULL, &cached), DM_ERR_INVALID_ARG);
+    dm_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(launch_on_an_offline_context_fails_with_no_device)
+{
+    dm_ctx *ctx = offline_in("");
+    dm_variant v;
+    const dm_kernel *k = NULL;
+    ck_assert_int_eq(dm_variant_parse(kVariant, &v, NULL, 0), DM_OK);
+    ck_assert_int_eq(dm_ctx_enter(ctx, "dm_fwd"), DM_ERR_NO_DEVICE);
+    ck_assert_ptr_nonnull(strstr(dm_errmsg(ctx), "no CUDA device"));
+    (void)k;
+    dm_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(context_on_a_machine_without_driver_reports_no_driver)
+{
+    setenv("DMATTN_LIBCUDA", "/nonexistent/libcuda.so.1", 1);
+    dm_ctx *ctx = NULL;
+    ck_assert_int_eq(dm_ctx_create(&ctx, 0), DM_ERR_NO_DRIVER);
+    ck_assert_ptr_nonnull(ctx);
+    ck_assert_ptr_nonnull(strstr(dm_errmsg(ctx), "cannot open the CUDA driver"));
+    /* the context still does offline work */
+    dm_ctx_set_cache_dir(ctx, "");
+    dm_ctx_set_verbosity(ctx, 0);
+    ck_assert_int_eq(dm_ctx_set_arch(ctx, "sm90"), DM_OK);
+    int cached;
+    ck_assert_int_eq(dm_prebuild(ctx, "fwd.d64.f16.mask-none.bias-none.w0.sm90", &cached),
+                     DM_ERR_IO); /* compiled fine; nothing to store it in */
+    dm_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(errmsg_is_never_null)
+{
+    ck_assert_ptr_nonnull(dm_errmsg(NULL));
+    ck_assert_str_eq(dm_status_name(DM_ERR_NO_DEVICE), "DM_ERR_NO_DEVICE");
+    ck_assert_int_eq(dm_version(), DM_VERSION_NUM);
+    dm_ctx_destroy(NULL);
+}
+END_TEST
+
+#define TESTS(X) \
+    X(second_build_is_served_from_disk_without_nvrtc) \
+    X(missing_cache_directory_is_created) \
+    X(truncated_entry_is_rebuilt_and_valid_afterwards) \
+    X(corrupt_payload_is_rebuilt) \
+    X(unusable_directory_degrades_to_memory_only) \
+    X(empty_cache_dir_means_memory_only) \
+    X(read_only_shipped_directory_serves_entries_and_compiles_the_rest_in_memory) \
+    X(two_processes_compiling_one_variant_at_once_both_succeed) \
+    X(changed_template_gets_a_new_entry_never_the_stale_one) \
+    X(prebuild_rejects_a_malformed_variant_naming_the_field) \
+    X(launch_on_an_offline_context_fails_with_no_device) \
+    X(context_on_a_machine_without_driver_reports_no_driver) \
+    X(errmsg_is_never_null)
+DM_TEST_MAIN("build", TESTS)

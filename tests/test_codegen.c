@@ -1,0 +1,254 @@
+/* test_codegen.c: the Lua templates through dm_gen_emit: deterministic text, the header lines,
+ * features that are off absent from the text, unsupported variants named, template overrides. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gen.h"
+#include "harness.h"
+
+static dm_variant make(int d, dm_dtype t, dm_layout mask, dm_layout bias, bool causal, bool softcap,
+                       dm_arch arch)
+{
+    dm_variant v = {.dir = DM_DIR_FWD, .head_dim = d, .dtype = t, .mask = mask, .bias = bias,
+                    .causal = causal, .softcap = softcap, .arch = arch};
+    return v;
+}
+
+static char *emit_ok(const dm_variant *v)
+{
+    dm_kernel_src k;
+    char err[1024];
+    dm_status st = dm_gen_emit(v, &k, err, sizeof err);
+    ck_assert_msg(st == DM_OK, "emit failed: %s", err);
+    return k.source; /* the caller frees */
+}
+
+START_TEST(emit_is_byte_identical_in_fresh_states_for_every_axis)
+{
+    static const int dims[] = {8, 64, 96, 128, 200, 256};
+    int n = 0;
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+        for (int t = 0; t < 2; t++)
+            for (int m = 0; m < 3; m++)
+                for (int b = 0; b < 3; b++)
+                    for (int f = 0; f < 4; f++) {
+                        dm_variant v = make(dims[di], t ? DM_BF16 : DM_F16, (dm_layout)m,
+                                            (dm_layout)b, f & 1, f & 2, (dm_arch)(n % DM_ARCH_COUNT));
+                        char *a = emit_ok(&v), *c = emit_ok(&v);
+                        ck_assert_str_eq(a, c);
+                        free(a);
+                        free(c);
+                        n++;
+                    }
+    ck_assert_int_eq(n, 6 * 2 * 3 * 3 * 4);
+}
+END_TEST
+
+START_TEST(source_opens_with_the_variant_key_and_the_template_line)
+{
+    dm_variant v = make(128, DM_BF16, DM_LAYOUT_K, DM_LAYOUT_NONE, true, false, DM_SM90);
+    char *src = emit_ok(&v);
+    const char *want = "// fwd.d128.bf16.mask-k.bias-none.w0.causal.sm90\n// dmattn 0.1.0, "
+                       "attn_fwd.lua: tile ";
+    ck_assert_msg(strncmp(src, want, strlen(want)) == 0, "source starts: %.120s", src);
+    ck_assert_ptr_null(strstr(src, "#include"));
+    free(src);
+}
+END_TEST
+
+START_TEST(features_that_are_off_are_absent_from_the_text)
+{
+    dm_variant plain = make(64, DM_F16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM80);
+    char *src = emit_ok(&plain);
+    ck_assert_ptr_null(strstr(src, "tile_visible"));
+    ck_assert_ptr_null(strstr(src, "load_bias"));
+    ck_assert_ptr_null(strstr(src, "tanhf"));
+    ck_assert_ptr_null(strstr(src, "j <= i + diag"));
+    free(src);
+
+    dm_variant all = make(64, DM_F16, DM_LAYOUT_Q, DM_LAYOUT_K, true, true, DM_SM80);
+    src = emit_ok(&all);
+    ck_assert_ptr_nonnull(strstr(src, "tile_visible"));
+    ck_assert_ptr_nonnull(strstr(src, "load_bias"));
+    ck_assert_ptr_nonnull(strstr(src, "tanhf"));
+    ck_assert_ptr_nonnull(strstr(src, "j <= i + diag"));
+    free(src);
+}
+END_TEST
+
+START_TEST(entry_point_is_named_after_the_variant)
+{
+    dm_variant v = make(32, DM_F16, DM_LAYOUT_Q, DM_LAYOUT_Q, false, true, DM_SM86);
+    dm_kernel_src k;
+    char err[256];
+    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_OK);
+    ck_assert_str_eq(k.entry, "dm_fwd_d32_f16_mask_q_bias_q_w0_softcap_sm86");
+    ck_assert_ptr_nonnull(strstr(k.source, "extern \"C\" __global__"));
+    ck_assert_ptr_nonnull(strstr(k.source, k.entry));
+    ck_assert_int_gt(k.threads, 0);
+    ck_assert_int_gt(k.block_m, 0);
+    ck_assert_int_eq(k.block_n, 32);
+    ck_assert_int_gt(k.smem_bytes, 0);
+    dm_kernel_src_free(&k);
+}
+END_TEST
+
+START_TEST(backward_variant_is_unsupported_and_named)
+{
+    dm_variant v = make(64, DM_F16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM80);
+    v.dir = DM_DIR_BWD;
+    dm_kernel_src k;
+    char err[256];
+    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err, "bwd.d64.f16"));
+    ck_assert_ptr_nonnull(strstr(err, "attn_bwd"));
+    ck_assert_ptr_null(k.source);
+}
+END_TEST
+
+START_TEST(window_and_varlen_variants_are_unsupported_for_now)
+{
+    dm_variant v = make(64, DM_F16, DM_LAYOUT_NONE, DM_LAYOUT_K, false, false, DM_SM80);
+    dm_kernel_src k;
+    char err[256];
+    v.window = 16;
+    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err, "w16"));
+    v.window = 0;
+    v.varlen = true;
+    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err, "varlen"));
+}
+END_TEST
+
+START_TEST(embedded_templates_include_every_module)
+{
+    const char *want[] = {"attn_fwd.lua", "cuda_common.lua", "tune.lua", "tuning.lua"};
+    for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
+        int found = 0;
+        for (size_t i = 0; i < dm_template_count; i++)
+            if (strcmp(dm_templates[i].name, want[w]) == 0 && dm_templates[i].bytes > 0 &&
+                strlen(dm_templates[i].text) == dm_templates[i].bytes)
+                found = 1;
+        ck_assert_msg(found, "%s not embedded", want[w]);
+    }
+}
+END_TEST
+
+/* Copies the source tree's templates into a temp dir, so a test can change one file. */
+static void copy_templates(char *dir)
+{
+    const char *src_dir = getenv("DMATTN_SOURCE_DIR");
+    ck_assert_ptr_nonnull(src_dir);
+    strcpy(dir, "/tmp/dm_tpl_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cp %s/templates/*.lua %s/", src_dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void remove_dir(const char *dir)
+{
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(template_dir_overrides_the_embedded_templates)
+{
+    char dir[64];
+    copy_templates(dir);
+    write_file(dir, "attn_fwd.lua",
+               "return { emit = function(v) return { source = '// override ' .. v.key, "
+               "entry = 'k', threads = 32, block_m = 1, block_n = 32, smem_bytes = 0 } end }\n");
+    setenv("DMATTN_TEMPLATE_DIR", dir, 1);
+    dm_variant v = make(64, DM_F16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM80);
+    char *src = emit_ok(&v);
+    unsetenv("DMATTN_TEMPLATE_DIR");
+    ck_assert_str_eq(src, "// override fwd.d64.f16.mask-none.bias-none.w0.sm80");
+    free(src);
+    remove_dir(dir);
+}
+END_TEST
+
+START_TEST(template_error_is_a_compile_error_with_file_and_line)
+{
+    char dir[64];
+    copy_templates(dir);
+    write_file(dir, "attn_fwd.lua", "local M = {}\nfunction M.emit(v)\n  return nil + 1\nend\n"
+                                    "return M\n");
+    setenv("DMATTN_TEMPLATE_DIR", dir, 1);
+    dm_variant v = make(64, DM_F16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM80);
+    dm_kernel_src k;
+    char err[512];
+    dm_status st = dm_gen_emit(&v, &k, err, sizeof err);
+    unsetenv("DMATTN_TEMPLATE_DIR");
+    ck_assert_int_eq(st, DM_ERR_COMPILE);
+    ck_assert_msg(strstr(err, "attn_fwd.lua:3:") != NULL, "err: %s", err);
+    remove_dir(dir);
+}
+END_TEST
+
+START_TEST(missing_tuning_row_is_unsupported_naming_what_was_sought)
+{
+    char dir[64];
+    copy_templates(dir);
+    write_file(dir, "tuning.lua",
+               "return { { dir = 'fwd', d_min = 8, d_max = 64, arch = 'sm80', block_m = 16, "
+               "block_n = 32, warps = 4, why = 'test' } }\n");
+    setenv("DMATTN_TEMPLATE_DIR", dir, 1);
+    dm_variant v = make(128, DM_F16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM80);
+    dm_kernel_src k;
+    char err[512];
+    dm_status st = dm_gen_emit(&v, &k, err, sizeof err);
+    unsetenv("DMATTN_TEMPLATE_DIR");
+    ck_assert_int_eq(st, DM_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(err, "(fwd, d128, sm80)") != NULL, "err: %s", err);
+    remove_dir(dir);
+}
+END_TEST
+
+START_TEST(templates_cannot_reach_files_or_randomness)
+{
+    char dir[64];
+    copy_templates(dir);
+    write_file(dir, "attn_fwd.lua",
+               "return { emit = function(v) return { source = tostring(io) .. tostring(os) .. "
+               "tostring(dofile) .. tostring(math.random), entry = 'k', threads = 32, "
+               "block_m = 1, block_n = 32, smem_bytes = 0 } end }\n");
+    setenv("DMATTN_TEMPLATE_DIR", dir, 1);
+    dm_variant v = make(64, DM_F16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM80);
+    char *src = emit_ok(&v);
+    unsetenv("DMATTN_TEMPLATE_DIR");
+    ck_assert_str_eq(src, "nilnilnilnil");
+    free(src);
+    remove_dir(dir);
+}
+END_TEST
+
+#define TESTS(X) \
+    X(emit_is_byte_identical_in_fresh_states_for_every_axis) \
+    X(source_opens_with_the_variant_key_and_the_template_line) \
+    X(features_that_are_off_are_absent_from_the_text) \
+    X(entry_point_is_named_after_the_variant) \
+    X(backward_variant_is_unsupported_and_named) \
+    X(window_and_varlen_variants_are_unsupported_for_now) \
+    X(embedded_templates_include_every_module) \
+    X(template_dir_overrides_the_embedded_templates) \
+    X(template_error_is_a_compile_error_with_file_and_line) \
+    X(missing_tuning_row_is_unsupported_naming_what_was_sought) \
+    X(templates_cannot_reach_files_or_randomness)
+DM_TEST_MAIN("codegen", TESTS)
