@@ -84,17 +84,28 @@ static int first_call_child(void)
     return 0;
 }
 
+/* An application's own context, current on this thread; dm_ctx_create shares it. */
+static void make_current(void)
+{
+    CUdevice dev;
+    CUcontext cu;
+    CHECK_CU(cuInit(0));
+    CHECK_CU(cuDeviceGet(&dev, 0));
+    CHECK_CU(cuDevicePrimaryCtxRetain(&cu, dev));
+    CHECK_CU(cuCtxSetCurrent(cu));
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--first-call") == 0) {
-        CHECK_CU(cuInit(0));
+        make_current();
         return first_call_child();
     }
     char dir[] = "/tmp/dmlatency_XXXXXX";
     if (!mkdtemp(dir))
         return 1;
     setenv("DMATTN_CACHE_DIR", dir, 1);
-    CHECK_CU(cuInit(0));
+    make_current();
 
     dm_ctx *ctx = NULL;
     if (dm_ctx_create(&ctx, 0) != DM_OK) {

@@ -28,6 +28,7 @@ static const struct {
     SYM(DevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain"),
     SYM(DevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2"),
     SYM(CtxGetCurrent, "cuCtxGetCurrent"),
+    SYM(CtxSetCurrent, "cuCtxSetCurrent"),
     SYM(CtxGetDevice, "cuCtxGetDevice"),
     SYM(CtxPushCurrent, "cuCtxPushCurrent_v2"),
     SYM(CtxPopCurrent, "cuCtxPopCurrent_v2"),

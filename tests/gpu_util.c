@@ -181,6 +181,13 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
     memset(&lse_ref, 0, sizeof lse_ref);
 
     if (!ctx) {
+        /* The test allocates through the driver, as an application would: make device 0's
+         * primary context current first; dm_ctx_create then shares it. */
+        CUdevice dev;
+        CUcontext cu;
+        ck_assert_int_eq(drv()->DeviceGet(&dev, 0), CUDA_SUCCESS);
+        ck_assert_int_eq(drv()->DevicePrimaryCtxRetain(&cu, dev), CUDA_SUCCESS);
+        ck_assert_int_eq(drv()->CtxSetCurrent(cu), CUDA_SUCCESS);
         st = dm_ctx_create(&ctx, 0);
         ck_assert_msg(st == DM_OK, "dm_ctx_create: %s", dm_errmsg(ctx));
     }

@@ -138,7 +138,10 @@ static int count_entries(const char *dir)
 }
 
 /* The cache dir a test uses: "<tmp>/cache", not created yet (dmgen build creates it). */
-static void cache_in(const char *tmp, char *cache, size_t n) { snprintf(cache, n, "%s/cache", tmp); }
+static void cache_in(const char *tmp, char *cache, size_t n)
+{
+    snprintf(cache, n, "%s/cache", tmp);
+}
 
 #define V1 "fwd.d64.f16.mask-none.bias-none.w0.sm80"
 #define V2 "fwd.d64.bf16.mask-k.bias-none.w0.sm80"
@@ -240,7 +243,8 @@ START_TEST(emit_of_a_malformed_variant_exits_2_naming_the_field)
     ck_assert_int_eq(r.code, 2);
     ck_assert_str_eq(r.out, "");
     ck_assert_int_eq(count_lines(r.err), 1);
-    ck_assert_msg(has(r.err, "dmgen: emit: cannot parse 'fwd.d64.fp16.mask-none.bias-none.w0.sm80'"),
+    ck_assert_msg(has(r.err, "dmgen: emit: cannot parse 'fwd.d64.fp16.mask-none.bias-none.w0."
+                             "sm80'"),
                   "%.800s", r.err);
     ck_assert_msg(has(r.err, "field 3 (dtype)"), "%.800s", r.err);
     run_free(&r);
@@ -385,7 +389,8 @@ START_TEST(build_of_a_malformed_axis_list_exits_2_before_building)
     char tmp[64], cache[128];
     temp_dir(tmp);
     cache_in(tmp, cache, sizeof cache);
-    run_result r = run("build", "--cache", cache, V1, "fwd.d64.f16,fp16.mask-none.bias-none.w0.sm80");
+    run_result r =
+        run("build", "--cache", cache, V1, "fwd.d64.f16,fp16.mask-none.bias-none.w0.sm80");
     ck_assert_int_eq(r.code, 2);
     ck_assert_int_eq(count_lines(r.err), 1);
     ck_assert_msg(has(r.err, "dmgen: build: cannot parse 'fwd.d64.fp16.mask-none.bias-none.w0."
