@@ -8,7 +8,7 @@ bash scripts/install-deps.sh
 bash scripts/build.sh
 build=${DMATTN_BUILD_DIR:-build}
 "$build/dmgen" build --preset default --arch sm80,sm90
-if "$build/dmgen" info | grep -q "^device "; then
+if "$build/dmgen" info | grep -qE "^devices: [1-9]"; then
     echo "setup: GPU found: one attention call checked against the CPU reference" >&2
     CK_RUN_CASE=longer_sequences_match "$build/tests/test_gpu_fwd"
 else

@@ -17,15 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Only LUA_RELEASE is wanted. The dmgen target does not carry Lua's include directory (Debian
- * puts lua.h under lua5.4/), so look there too. */
-#if __has_include(<lua.h>)
-#include <lua.h>
-#elif __has_include(<lua5.4/lua.h>)
-#include <lua5.4/lua.h>
-#else
-#error "lua.h not found: add Lua's include directory to the dmgen target"
-#endif
+#include <lua.h> /* LUA_RELEASE for --version */
 
 #include "build.h"
 #include "cache.h"
