@@ -17,8 +17,24 @@ typedef struct dm_fwd_params {
     float scale_log2;
     float softcap;
     int32_t bias_f32;
+    int32_t bias_vec16;
+    int32_t mask_pairs;
     int32_t pad_;
 } dm_fwd_params;
+/* The template asserts the same size: a field added on one side only fails to compile. */
+_Static_assert(sizeof(dm_fwd_params) == 288, "dm_fwd_params layout changed: update attn_fwd.lua");
+
+/* Whether every row of a mask or bias starts `align`-byte aligned: the base pointer and each
+ * stride (in bytes) are multiples of it. Kernels then use wider loads. */
+static int rows_aligned(const void *data, const int64_t *strides, int64_t elem_bytes, int align)
+{
+    if ((uintptr_t)data % align)
+        return 0;
+    for (int i = 0; i < 3; i++)
+        if (strides[i] * elem_bytes % align)
+            return 0;
+    return 1;
+}
 
 static void fill_params(const dm_fwd_args *a, const dm_fwd_plan *p, dm_fwd_params *k)
 {
@@ -48,6 +64,10 @@ static void fill_params(const dm_fwd_args *a, const dm_fwd_plan *p, dm_fwd_param
     k->scale_log2 = p->scale * 1.4426950408889634f;
     k->softcap = p->softcap;
     k->bias_f32 = p->bias_dtype == DM_F32;
+    if (p->bias_layout != DM_LAYOUT_NONE)
+        k->bias_vec16 = rows_aligned(a->bias.data, p->bias_stride, k->bias_f32 ? 4 : 2, 16);
+    if (p->mask_layout != DM_LAYOUT_NONE)
+        k->mask_pairs = rows_aligned(a->mask.data, p->mask_stride, 1, 2);
 }
 
 dm_status dm_fwd(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream)

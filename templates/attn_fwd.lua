@@ -1,13 +1,15 @@
 -- attn_fwd.lua: the dense forward attention family (SPEC §2), one kernel per variant.
 --
--- Structure (the simple, correct kernel of issue 3; issue 4 replaces the inner loops with
--- tensor-core MMAs): a block owns kBlockM query rows of one (batch, head); its warps split the
--- rows. Keys are walked in tiles of kBlockN = 32, one key per lane. Per tile: a block-wide vote
--- over the mask (and causal diagonal) skips a tile with no visible entry before any K, V or bias
--- byte is read; else K and V rows are staged in shared memory with 16-byte loads, each lane
--- forms one score, and the online softmax runs in registers (exp2, scale folded in).
--- A feature that is off (mask, bias, causal, softcap) is absent from the text.
+-- FlashAttention-2 structure on mma.sync m16n8k16 (fp16/bf16 in, fp32 accumulate): a block owns
+-- kBlockM query rows of one (batch, head), each warp 16 * kMTiles of them. Keys are walked in
+-- tiles of kBlockN. K and V tiles are staged in padded shared memory with cp.async (V of this tile
+-- and K of the next stream in while the tensor cores work), read back with ldmatrix; the online
+-- softmax runs in registers in the log2 domain (scale folded in, ex2). Before a tile's K is
+-- requested, a block-wide vote over its mask (and the causal diagonal) skips it whole when no
+-- entry is visible: no K, V or bias bytes are read for it, no MMA runs. Tiles past the causal
+-- diagonal are never visited. A feature that is off is absent from the text.
 local common = require("cuda_common")
+local ptx = require("cuda_ptx")
 local tune = require("tune")
 
 local M = {}
@@ -24,255 +26,417 @@ struct FwdParams {
     float scale_log2;                                       // scale * log2(e)
     float softcap;
     int bias_f32;                                           // bias stored as fp32, not q's dtype
+    int bias_vec16;  // bias rows start 16-byte aligned: a q-layout bias tile can go by cp.async
+    int mask_pairs;  // mask rows start 2-byte aligned: two keys per load
     int pad_;
-};]=]
+};
+static_assert(sizeof(FwdParams) == 288, "FwdParams must match dm_fwd_params in runtime/fwd.c");]=]
 
 local constants = [=[
 constexpr int kHeadDim = $d;
-constexpr int kBlockM = $block_m;  // query rows per block
-constexpr int kBlockN = $block_n;  // keys per tile: also the skip granularity
+constexpr int kHeadDimPad = $d_pad;     // rounded up to 16: whole k-steps and ldmatrix pairs
+constexpr int kBlockN = $block_n;       // keys per tile: also the skip granularity
 constexpr int kWarps = $warps;
-constexpr int kThreads = kWarps * 32;
-constexpr int kRowsPerWarp = kBlockM / kWarps;
-constexpr int kColsPerLane = (kHeadDim + 31) / 32;  // output columns lane, lane+32, ...
-constexpr int kChunks = kHeadDim / 8;               // 16-byte chunks per row
-// Shared K/V rows padded by 16 bytes: lanes reading 16 bytes of consecutive rows then hit
-// different banks whenever kChunks + 1 is odd (kHeadDim 128: 17 chunks, conflict free).
-constexpr int kRowPitch = kHeadDim + 8;
+constexpr int kMTiles = $m_tiles;       // 16-row MMA tiles per warp
+constexpr int kBlockM = 16 * kMTiles * kWarps;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kNTiles = kBlockN / 8;    // score n-tiles per warp row
+constexpr int kDTiles = kHeadDimPad / 8;
+constexpr int kKSteps = kHeadDimPad / 16;
+constexpr int kChunks = kHeadDim / 8;   // 16-byte chunks of a global row
+// Rows padded by 16 bytes: the 8 row addresses of one ldmatrix then fall in 8 different 16-byte
+// bank groups ((kHeadDimPad + 8) / 8 is odd), so reads are conflict free without a swizzle.
+constexpr int kPitch = kHeadDimPad + 8;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
-static_assert(kBlockN == 32, "one key per lane");
-static_assert(kBlockM % kWarps == 0, "rows split evenly across warps");
+static_assert(kBlockN % 16 == 0, "whole k-steps of P V");
 static_assert(kHeadDim % 8 == 0 && kHeadDim <= 256, "head_dim a multiple of 8 up to 256");
-constexpr int kSmemQ = kBlockM * kHeadDim * 4;            // q rows as fp32, pre-scaled
-constexpr int kSmemKV = kBlockN * kRowPitch * 2;          // one of K or V
-constexpr int kSmemMask = $mask_smem;                     // the mask tile, one byte per entry
-constexpr int kSmemBytes = kSmemQ + 2 * kSmemKV + kSmemMask;
+constexpr int kSmemQ = kBlockM * kPitch * 2;
+constexpr int kSmemKV = kBlockN * kPitch * 2;  // one of K or V
+constexpr int kBiasPitch = $bias_pitch;        // bytes per row of the staged bias tile
+constexpr int kSmemBias = $bias_smem;
+constexpr int kSmemBytes = kSmemQ + 2 * kSmemKV + kSmemBias;
 static_assert(kSmemBytes == $smem_bytes, "launch smem (from Lua) matches the layout");]=]
 
-local helpers = [=[
-__device__ __forceinline__ float warp_max(float x)
+-- Tile loads and the two GEMMs. Every thread of the block takes part in each load.
+local loads_and_gemms = [=[
+// Rows [r0, r0 + rows) of a (row, D) matrix into shared memory; rows at or past `limit` are
+// zero-filled (cp.async with 0 source bytes reads nothing).
+template <int kRows>
+__device__ __forceinline__ void load_rows(const u16 *base, i64 row_stride, int r0, int limit,
+                                          u16 *dst)
 {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-    return x;
-}
-
-__device__ __forceinline__ float warp_sum(float x)
-{
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        x += __shfl_xor_sync(0xffffffffu, x, o);
-    return x;
-}
-
-__device__ __forceinline__ void unpack8(uint4 u, float *f)
-{
-    const u32 w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        f[2 * i] = elem_to_float((u16)(w[i] & 0xffffu));
-        f[2 * i + 1] = elem_to_float((u16)(w[i] >> 16));
+    for (int c = threadIdx.x; c < kRows * kChunks; c += kThreads) {
+        const int r = c / kChunks, d = (c % kChunks) * 8;
+        const bool in = r0 + r < limit;
+        const u16 *src = in ? base + (i64)(r0 + r) * row_stride + d : base;
+        cp_async16(smem_u32(dst + r * kPitch + d), src, in ? 16 : 0);
     }
 }
 
-// q rows of this block into shared memory as fp32 times scale*log2(e); rows past Lq are zero.
-__device__ __forceinline__ void load_q(const FwdParams &p, int b, int h, int m0, float *sQ)
+// Shared columns [kHeadDim, kHeadDimPad) are never loaded; they must read as zero.
+__device__ __forceinline__ void zero_pad_columns(u16 *s, int rows)
 {
-    const u16 *q = (const u16 *)p.q + b * p.q_stride[0] + h * p.q_stride[2];
-    for (int c = threadIdx.x; c < kBlockM * kChunks; c += kThreads) {
-        const int r = c / kChunks, d = (c % kChunks) * 8;
-        float f[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        if (m0 + r < p.Lq)
-            unpack8(*(const uint4 *)(q + (i64)(m0 + r) * p.q_stride[1] + d), f);
-#pragma unroll
-        for (int i = 0; i < 8; i++)
-            sQ[r * kHeadDim + d + i] = f[i] * p.scale_log2;
+    if (kHeadDim == kHeadDimPad)
+        return;
+    for (int e = threadIdx.x; e < rows * (kHeadDimPad - kHeadDim); e += kThreads) {
+        const int r = e / (kHeadDimPad - kHeadDim), c = kHeadDim + e % (kHeadDimPad - kHeadDim);
+        s[r * kPitch + c] = 0;
     }
 }
 
-// K and V rows n0 .. n0 + kBlockN - 1 of kv head hk into shared memory; rows past Lk are zero.
-__device__ __forceinline__ void load_kv_tile(const FwdParams &p, int b, int hk, int n0, u16 *sK,
-                                             u16 *sV)
+// acc[mt][nt][*] = Q (this warp's rows) x K^T (the tile's keys), raw dot products.
+__device__ __forceinline__ void gemm_qk(const u16 *sQ, const u16 *sK, int warp_row0,
+                                        float (&acc)[kMTiles][kNTiles][4])
 {
-    const u16 *k = (const u16 *)p.k + b * p.k_stride[0] + hk * p.k_stride[2];
-    const u16 *v = (const u16 *)p.v + b * p.v_stride[0] + hk * p.v_stride[2];
-    for (int c = threadIdx.x; c < kBlockN * kChunks; c += kThreads) {
-        const int r = c / kChunks, d = (c % kChunks) * 8;
-        uint4 kk = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-        if (n0 + r < p.Lk) {
-            kk = *(const uint4 *)(k + (i64)(n0 + r) * p.k_stride[1] + d);
-            vv = *(const uint4 *)(v + (i64)(n0 + r) * p.v_stride[1] + d);
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                acc[mt][nt][e] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < kKSteps; ks++) {
+        u32 a[kMTiles][4];
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; mt++) {
+            const u16 *q = sQ + (warp_row0 + mt * 16 + lane % 16) * kPitch + ks * 16 + (lane / 16) * 8;
+            ldmatrix_x4(smem_u32(q), a[mt][0], a[mt][1], a[mt][2], a[mt][3]);
         }
-        *(uint4 *)(sK + r * kRowPitch + d) = kk;
-        *(uint4 *)(sV + r * kRowPitch + d) = vv;
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; nt += 2) {
+            const int mi = lane / 8;
+            const u16 *k = sK + (nt * 8 + (mi / 2) * 8 + lane % 8) * kPitch + ks * 16 + (mi % 2) * 8;
+            u32 b0, b1, b2, b3;
+            ldmatrix_x4(smem_u32(k), b0, b1, b2, b3);
+#pragma unroll
+            for (int mt = 0; mt < kMTiles; mt++) {
+                mma_16816(acc[mt][nt], a[mt], b0, b1);
+                mma_16816(acc[mt][nt + 1], a[mt], b2, b3);
+            }
+        }
     }
 }
 
-// <q_row, k_lane> in the log2 domain: q was pre-scaled by scale*log2(e).
-__device__ __forceinline__ float dot_row(const float *q_row, const u16 *k_row)
+// acc_o[mt][dt][*] += P (scores turned probabilities, packed to 16 bits) x V (the tile's rows).
+__device__ __forceinline__ void gemm_pv(const float (&s)[kMTiles][kNTiles][4], const u16 *sV,
+                                        float (&acc_o)[kMTiles][kDTiles][4])
 {
-    float s = 0.f;
-#pragma unroll 4
-    for (int d = 0; d < kHeadDim; d += 8) {
-        float kf[8];
-        unpack8(*(const uint4 *)(k_row + d), kf);
-        const float4 q0 = *(const float4 *)(q_row + d), q1 = *(const float4 *)(q_row + d + 4);
-        s += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3];
-        s += q1.x * kf[4] + q1.y * kf[5] + q1.z * kf[6] + q1.w * kf[7];
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; kk++) {
+        u32 a[kMTiles][4];
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; mt++) {
+            a[mt][0] = pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+            a[mt][1] = pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+            a[mt][2] = pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+            a[mt][3] = pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+        }
+#pragma unroll
+        for (int dt = 0; dt < kDTiles; dt += 2) {
+            const int mi = lane / 8;
+            const u16 *v = sV + (kk * 16 + (mi % 2) * 8 + lane % 8) * kPitch + dt * 8 + (mi / 2) * 8;
+            u32 b0, b1, b2, b3;
+            ldmatrix_x4_trans(smem_u32(v), b0, b1, b2, b3);
+#pragma unroll
+            for (int mt = 0; mt < kMTiles; mt++) {
+                mma_16816(acc_o[mt][dt], a[mt], b0, b1);
+                mma_16816(acc_o[mt][dt + 1], a[mt], b2, b3);
+            }
+        }
     }
-    return s;
 }]=]
 
-local bias_load = [=[
-__device__ __forceinline__ float load_bias(const FwdParams &p, i64 off)
+-- Reading one score's bias: from the staged tile (q layout, aligned rows), else from global.
+local bias_helpers = [=[
+__device__ __forceinline__ float bias_at(const FwdParams &p, i64 off)
 {
     if (p.bias_f32)
         return ((const float *)p.bias)[off];
     return elem_to_float(((const u16 *)p.bias)[off]);
 }]=]
 
--- The vote: loads the tile's mask into shared memory and tells the block whether any entry is
--- visible. Layout k: one row of kBlockN bytes; layout q: kBlockM x kBlockN.
+local bias_q_tile = [=[
+// The tile's bias rows (kBlockM x kBlockN) into shared memory, when rows are 16-byte aligned.
+__device__ __forceinline__ void load_bias_tile(const FwdParams &p, const unsigned char *bias_bh,
+                                               int m0, int n0, unsigned char *sB)
+{
+    const int esize = p.bias_f32 ? 4 : 2;
+    const int chunks = kBlockN * esize / 16;  // per row
+    for (int c = threadIdx.x; c < kBlockM * chunks; c += kThreads) {
+        const int r = c / chunks, col = (c % chunks) * (16 / esize);
+        const int i = m0 + r, j = n0 + col;
+        int bytes = 0;
+        const unsigned char *src = bias_bh;
+        if (i < p.Lq && j < p.Lk) {
+            bytes = min(16, (p.Lk - j) * esize);
+            src = bias_bh + ((i64)i * p.bias_stride[2] + j) * esize;
+        }
+        cp_async16(smem_u32(sB + r * kBiasPitch + (c % chunks) * 16), src, bytes);
+    }
+}]=]
+
+-- The vote: reads the tile's mask entries of this thread's fragment into bits and tells the
+-- block whether any entry of the tile is visible (mask, bounds and causal together).
 local vote = {
   k = [=[
-__device__ __forceinline__ bool tile_visible(const FwdParams &p, int b, int h, int m0, int n0,
-                                             int n_end, unsigned char *sMask)
+typedef u32 MaskBits;  // bit nt * 2 + c: key n0 + nt * 8 + 2 * (lane % 4) + c
+__device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned char *mask_bh,
+                                              int n0, int warp_row0, int m0, bool &any)
 {
-    const unsigned char *mask = (const unsigned char *)p.mask + b * p.mask_stride[0] +
-                                (h / p.mask_head_div) * p.mask_stride[1];
-    bool vis = false;
-    if (threadIdx.x < kBlockN) {
-        const int j = n0 + threadIdx.x;
-        const unsigned char m = j < n_end ? mask[j] : 0;
-        sMask[threadIdx.x] = m;
-        vis = m != 0;
-    }
-    return __syncthreads_or(vis) != 0;
+    const int lane = threadIdx.x % 32;
+    MaskBits bits = 0;
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; nt++)
+#pragma unroll
+        for (int c = 0; c < 2; c++) {
+            const int j = n0 + nt * 8 + 2 * (lane % 4) + c;
+            if (j < p.Lk && mask_bh[j])
+                bits |= 1u << (nt * 2 + c);
+        }
+    // visible to some row of the block: rows < Lq, and (causal) up to the last row's diagonal
+    const int last_row = min(m0 + kBlockM, p.Lq) - 1;
+    const int j_max = min(p.Lk - 1, $causal_last_key);
+    u32 ok = 0;
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; nt++)
+#pragma unroll
+        for (int c = 0; c < 2; c++)
+            if (n0 + nt * 8 + 2 * (lane % 4) + c <= j_max)
+                ok |= 1u << (nt * 2 + c);
+    any = (bits & ok) != 0;
+    (void)warp_row0;
+    (void)last_row;
+    return bits;
 }
-__device__ __forceinline__ bool mask_at(const unsigned char *sMask, int r, int c)
+__device__ __forceinline__ bool mask_bit(MaskBits bits, int mt, int hf, int nt, int c)
 {
-    return sMask[c] != 0;
+    return (bits >> (nt * 2 + c)) & 1u;
 }]=],
   q = [=[
-__device__ __forceinline__ bool tile_visible(const FwdParams &p, int b, int h, int m0, int n0,
-                                             int n_end, unsigned char *sMask)
+typedef unsigned long long MaskBits;  // bit ((mt * 2 + hf) * kNTiles + nt) * 2 + c
+static_assert(kMTiles * 2 * kNTiles * 2 <= 64, "mask bits fit one register pair");
+__device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned char *mask_bh,
+                                              int n0, int warp_row0, int m0, bool &any)
 {
-    const unsigned char *mask = (const unsigned char *)p.mask + b * p.mask_stride[0] +
-                                (h / p.mask_head_div) * p.mask_stride[1];
+    const int lane = threadIdx.x % 32;
+    MaskBits bits = 0;
     bool vis = false;
-    for (int e = threadIdx.x; e < kBlockM * kBlockN; e += kThreads) {
-        const int r = e / kBlockN, c = e % kBlockN;
-        const int i = m0 + r, j = n0 + c;
-        unsigned char m = 0;
-        if (i < p.Lq && j < n_end$causal_vote)
-            m = mask[(i64)i * p.mask_stride[2] + j];
-        sMask[e] = m;
-        vis |= m != 0;
-    }
-    return __syncthreads_or(vis) != 0;
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            const int i = m0 + warp_row0 + mt * 16 + lane / 4 + hf * 8;
+            if (i >= p.Lq)
+                continue;
+            const unsigned char *row = mask_bh + (i64)i * p.mask_stride[2];
+#pragma unroll
+            for (int nt = 0; nt < kNTiles; nt++) {
+                const int j = n0 + nt * 8 + 2 * (lane % 4);
+                unsigned m0b = 0, m1b = 0;
+                if (p.mask_pairs && j + 1 < p.Lk) {
+                    const unsigned short two = *(const unsigned short *)(row + j);
+                    m0b = two & 0xffu;
+                    m1b = two >> 8;
+                } else {
+                    if (j < p.Lk) m0b = row[j];
+                    if (j + 1 < p.Lk) m1b = row[j + 1];
+                }
+                const int bit = ((mt * 2 + hf) * kNTiles + nt) * 2;
+                if (m0b) {
+                    bits |= 1ull << bit;
+                    vis |= $causal_ok0;
+                }
+                if (m1b) {
+                    bits |= 1ull << (bit + 1);
+                    vis |= $causal_ok1;
+                }
+            }
+        }
+    any = vis;
+    return bits;
 }
-__device__ __forceinline__ bool mask_at(const unsigned char *sMask, int r, int c)
+__device__ __forceinline__ bool mask_bit(MaskBits bits, int mt, int hf, int nt, int c)
 {
-    return sMask[r * kBlockN + c] != 0;
+    return (bits >> (((mt * 2 + hf) * kNTiles + nt) * 2 + c)) & 1ull;
 }]=],
 }
+
+local next_tile_fn = [=[
+// The first tile at or after n whose mask has a visible entry, its bits in *bits; n_end if none.
+// Block-uniform: every thread votes, __syncthreads_or decides.
+__device__ __forceinline__ int next_tile(const FwdParams &p, const unsigned char *mask_bh, int n,
+                                         int n_end, int warp_row0, int m0, MaskBits &bits)
+{
+    for (; n < n_end; n += kBlockN) {
+        bool any = false;
+        bits = load_mask(p, mask_bh, n, warp_row0, m0, any);
+        if (__syncthreads_or(any))
+            return n;
+    }
+    return n_end;
+}]=]
 
 local kernel = [=[
 extern "C" __global__ void __launch_bounds__(kThreads) $entry(const FwdParams p)
 {
     extern __shared__ __align__(16) unsigned char smem[];
-    float *sQ = (float *)smem;
+    u16 *sQ = (u16 *)smem;
     u16 *sK = (u16 *)(smem + kSmemQ);
     u16 *sV = (u16 *)(smem + kSmemQ + kSmemKV);
-    unsigned char *sMask = smem + kSmemQ + 2 * kSmemKV;
-    (void)sMask;
+    unsigned char *sB = smem + kSmemQ + 2 * kSmemKV;
+    (void)sB;
 
-    const int m0 = blockIdx.x * kBlockM;
+    const int m_block = $m_block;
+    const int m0 = m_block * kBlockM;
     const int h = blockIdx.y, b = blockIdx.z;
     const int hk = h / p.group;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int diag = p.Lk - p.Lq;  // causal: key j is visible to query i up to i + diag
+    const int warp_row0 = warp * 16 * kMTiles;
+    const int diag = p.Lk - p.Lq;  // causal: query i sees keys up to i + diag
+    (void)diag;
 
-    load_q(p, b, h, m0, sQ);
-
-    // Keys past the last row's diagonal are never visited.
     int n_end = p.Lk;
 $causal_end
-    float acc[kRowsPerWarp][kColsPerLane];
-    float row_max[kRowsPerWarp], row_sum[kRowsPerWarp];
-#pragma unroll
-    for (int r = 0; r < kRowsPerWarp; r++) {
-        row_max[r] = -kInf;
-        row_sum[r] = 0.f;
-#pragma unroll
-        for (int t = 0; t < kColsPerLane; t++)
-            acc[r][t] = 0.f;
-    }
+    const u16 *k_base = (const u16 *)p.k + b * p.k_stride[0] + hk * p.k_stride[2];
+    const u16 *v_base = (const u16 *)p.v + b * p.v_stride[0] + hk * p.v_stride[2];
+$mask_base
 $bias_base
-    for (int n0 = 0; n0 < n_end; n0 += kBlockN) {
-        __syncthreads();  // the previous tile's shared K, V and mask are no longer read
-$vote_call
-        load_kv_tile(p, b, hk, n0, sK, sV);
+    zero_pad_columns(sQ, kBlockM);
+    zero_pad_columns(sK, kBlockN);
+    zero_pad_columns(sV, kBlockN);
+    load_rows<kBlockM>((const u16 *)p.q + b * p.q_stride[0] + h * p.q_stride[2], p.q_stride[1],
+                       m0, p.Lq, sQ);
+    cp_async_commit();
+
+$first_tile
+    if (n0 < n_end)
+        load_rows<kBlockN>(k_base, p.k_stride[1], n0, p.Lk, sK);
+    cp_async_commit();
+
+    float acc_o[kMTiles][kDTiles][4];
+    float row_max[kMTiles][2], row_sum[kMTiles][2];
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; mt++) {
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            row_max[mt][hf] = -kInf;
+            row_sum[mt][hf] = 0.f;
+        }
+#pragma unroll
+        for (int dt = 0; dt < kDTiles; dt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                acc_o[mt][dt][e] = 0.f;
+    }
+
+    while (n0 < n_end) {
+$bias_tile_load
+        cp_async_commit();  // (empty without a staged bias: keeps the group count uniform)
+        load_rows<kBlockN>(v_base, p.v_stride[1], n0, p.Lk, sV);
+        cp_async_commit();
+$bias_k_regs
+        cp_async_wait<1>();  // Q, this tile's K and bias have landed; V may still be in flight
         __syncthreads();
 
-        const int j = n0 + lane;
-#pragma unroll
-        for (int r = 0; r < kRowsPerWarp; r++) {
-            const int rr = warp * kRowsPerWarp + r;
-            const int i = m0 + rr;
-            if (i >= p.Lq)  // warp-uniform
-                continue;
-            float s = dot_row(sQ + rr * kHeadDim, sK + lane * kRowPitch);
-            bool visible = j < p.Lk;
-$score_mods
-            s = visible ? s : -kInf;
+        float s[kMTiles][kNTiles][4];
+        gemm_qk(sQ, sK, warp_row0, s);
 
-            // Online softmax in the log2 domain; -inf - -inf never reaches exp2.
-            const float m_new = fmaxf(row_max[r], warp_max(s));
-            if (m_new == -kInf)  // nothing visible in this row yet: warp-uniform
-                continue;
-            const float alpha = exp2f(row_max[r] - m_new);
-            const float pj = exp2f(s - m_new);
-            row_sum[r] = row_sum[r] * alpha + warp_sum(pj);
-            row_max[r] = m_new;
+        // Scores in SPEC §2 order: scale, bias, softcap, then mask and causal; log2 units.
+        const bool edge = n0 + kBlockN > p.Lk;
+$causal_edge
 #pragma unroll
-            for (int t = 0; t < kColsPerLane; t++)
-                acc[r][t] *= alpha;
-#pragma unroll 8
-            for (int jj = 0; jj < kBlockN; jj++) {
-                const float pv = __shfl_sync(0xffffffffu, pj, jj);
+        for (int mt = 0; mt < kMTiles; mt++)
 #pragma unroll
-                for (int t = 0; t < kColsPerLane; t++) {
-                    const int col = lane + 32 * t;
-                    if (col < kHeadDim)
-                        acc[r][t] += pv * elem_to_float(sV[jj * kRowPitch + col]);
+            for (int nt = 0; nt < kNTiles; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int hf = e / 2, c = e % 2;
+                    const int i = m0 + warp_row0 + mt * 16 + lane / 4 + hf * 8;
+                    const int j = n0 + nt * 8 + 2 * (lane % 4) + c;
+                    (void)i;
+$score_mods
+                    if (edge && j >= p.Lk)
+                        x = -kInf;
+                    s[mt][nt][e] = x;
+                }
+
+$next_tile
+        __syncthreads();  // every warp is done reading sK
+        if (n_next < n_end)
+            load_rows<kBlockN>(k_base, p.k_stride[1], n_next, p.Lk, sK);
+        cp_async_commit();
+
+        // Online softmax; a row with nothing visible yet keeps max -inf and uses 0 in its place,
+        // so -inf - -inf never reaches ex2.
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                float mx = row_max[mt][hf];
+#pragma unroll
+                for (int nt = 0; nt < kNTiles; nt++)
+                    mx = fmaxf(mx, fmaxf(s[mt][nt][2 * hf], s[mt][nt][2 * hf + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float use = mx == -kInf ? 0.f : mx;
+                const float alpha = fast_exp2(row_max[mt][hf] - use);
+                row_max[mt][hf] = mx;
+                float sum = 0.f;
+#pragma unroll
+                for (int nt = 0; nt < kNTiles; nt++) {
+                    s[mt][nt][2 * hf] = fast_exp2(s[mt][nt][2 * hf] - use);
+                    s[mt][nt][2 * hf + 1] = fast_exp2(s[mt][nt][2 * hf + 1] - use);
+                    sum += s[mt][nt][2 * hf] + s[mt][nt][2 * hf + 1];
+                }
+                row_sum[mt][hf] = row_sum[mt][hf] * alpha + sum;
+#pragma unroll
+                for (int dt = 0; dt < kDTiles; dt++) {
+                    acc_o[mt][dt][2 * hf] *= alpha;
+                    acc_o[mt][dt][2 * hf + 1] *= alpha;
                 }
             }
-        }
+
+        cp_async_wait<1>();  // this tile's V has landed; the next K may still be in flight
+        __syncthreads();
+        gemm_pv(s, sV, acc_o);
+        __syncthreads();  // every warp is done reading sV (and the bias tile)
+        n0 = n_next;
+$mask_advance
     }
+    cp_async_wait<0>();
 
     // Empty row: o = 0 exactly and lse = +inf (backward then gives zero gradients).
     u16 *o = (u16 *)p.o + b * p.o_stride[0] + h * p.o_stride[2];
 #pragma unroll
-    for (int r = 0; r < kRowsPerWarp; r++) {
-        const int i = m0 + warp * kRowsPerWarp + r;
-        if (i >= p.Lq)
-            continue;
-        const float inv = row_sum[r] > 0.f ? 1.f / row_sum[r] : 0.f;
+    for (int mt = 0; mt < kMTiles; mt++)
 #pragma unroll
-        for (int t = 0; t < kColsPerLane; t++) {
-            const int col = lane + 32 * t;
-            if (col < kHeadDim)
-                o[(i64)i * p.o_stride[1] + col] = float_to_elem(acc[r][t] * inv);
+        for (int hf = 0; hf < 2; hf++) {
+            float sum = row_sum[mt][hf];
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            const int i = m0 + warp_row0 + mt * 16 + lane / 4 + hf * 8;
+            if (i >= p.Lq)
+                continue;
+            const float inv = sum > 0.f ? 1.f / sum : 0.f;
+            u16 *orow = o + (i64)i * p.o_stride[1];
+#pragma unroll
+            for (int dt = 0; dt < kDTiles; dt++) {
+                const int col = dt * 8 + 2 * (lane % 4);
+                if (col < kHeadDim)
+                    *(u32 *)(orow + col) =
+                        pack2(acc_o[mt][dt][2 * hf] * inv, acc_o[mt][dt][2 * hf + 1] * inv);
+            }
+            if (p.lse && lane % 4 == 0) {
+                float *lse = (float *)p.lse;
+                lse[b * p.lse_stride[0] + h * p.lse_stride[1] + (i64)i * p.lse_stride[2]] =
+                    sum > 0.f ? (row_max[mt][hf] + __log2f(sum)) * kLn2 : kInf;
+            }
         }
-        if (p.lse && lane == 0) {
-            float *lse = (float *)p.lse;
-            lse[b * p.lse_stride[0] + h * p.lse_stride[1] + (i64)i * p.lse_stride[2]] =
-                row_sum[r] > 0.f ? (row_max[r] + log2f(row_sum[r])) * kLn2 : kInf;
-        }
-    }
 }]=]
 
 local function check_variant(v)
@@ -287,57 +451,125 @@ local function check_variant(v)
   end
 end
 
+-- The per-score text: x starts as the raw dot product s[mt][nt][e].
+local function score_mods(v)
+  local lines = {}
+  local function add(s) lines[#lines + 1] = "                    " .. s end
+  local bias_term = nil
+  if v.bias == "q" then
+    bias_term = "bq"
+    add("float bq = 0.f;")
+    add("if (i < p.Lq && j < p.Lk)")
+    add("    bq = p.bias_vec16 ? (p.bias_f32 ? *(const float *)(sB + (i - m0) * kBiasPitch + (j - n0) * 4)")
+    add("                                    : elem_to_float(*(const u16 *)(sB + (i - m0) * kBiasPitch + (j - n0) * 2)))")
+    add("                      : bias_at(p, bias_off + (i64)i * p.bias_stride[2] + j);")
+  elseif v.bias == "k" then
+    bias_term = "kb"
+    add("const float kb = ((const float *)sB)[nt * 8 + 2 * (lane % 4) + c];  // * log2(e)")
+  end
+  if v.softcap then
+    -- natural units first: softcap * tanh((scale * qk + bias) / softcap), then to log2 units
+    local nat = bias_term and (v.bias == "k" and " + kb * kLn2" or (" + " .. bias_term)) or ""
+    add("float x = s[mt][nt][e] * (p.scale_log2 * kLn2)" .. nat .. ";")
+    add("x = p.softcap * kLog2e * tanhf(x / p.softcap);")
+  else
+    local term = ""
+    if bias_term then
+      term = v.bias == "k" and " + kb" or (" + " .. bias_term .. " * kLog2e")
+    end
+    add("float x = s[mt][nt][e] * p.scale_log2" .. term .. ";")
+  end
+  if v.mask ~= "none" then
+    add("if (!mask_bit(cur_bits, mt, hf, nt, c))")
+    add("    x = -kInf;")
+  end
+  if v.causal then
+    add("if (diag_edge && j > i + diag)")
+    add("    x = -kInf;")
+  end
+  return table.concat(lines, "\n")
+end
+
 function M.emit(v)
   check_variant(v)
   local row = tune.lookup("fwd", v.d, v.arch)
   local entry = common.entry_name(v.key)
-  local mask_smem = ({ none = 16, k = row.block_n, q = row.block_m * row.block_n })[v.mask]
-  local vars = {
-    d = v.d, block_m = row.block_m, block_n = row.block_n, warps = row.warps, entry = entry,
-    mask_smem = mask_smem,
-    smem_bytes = row.block_m * v.d * 4 + 2 * row.block_n * (v.d + 8) * 2 + mask_smem,
-    causal_vote = v.causal and " && j <= i + p.Lk - p.Lq" or "",
-  }
+  local d_pad = (v.d + 15) // 16 * 16
+  local block_m = 16 * row.m_tiles * row.warps
+  local pitch = d_pad + 8
+  -- q-layout bias tile: rows of block_n elements (fp32 worst case) plus 16 bytes
+  local bias_pitch = v.bias == "q" and row.block_n * 4 + 16 or 0
+  local bias_smem = v.bias == "q" and block_m * bias_pitch or v.bias == "k" and row.block_n * 4 or 0
+  local smem = block_m * pitch * 2 + 2 * row.block_n * pitch * 2 + bias_smem
 
-  -- What each score goes through, in SPEC §2 order: bias, softcap, then mask and causal.
-  local mods = {}
-  if v.bias ~= "none" then
-    local row_term = v.bias == "q" and "(i64)i * p.bias_stride[2] + " or ""
-    mods[#mods + 1] = "            if (j < p.Lk)\n" ..
-      "                s += load_bias(p, bias_base + " .. row_term .. "j) * kLog2e;"
-  end
-  if v.softcap then
-    -- s is in log2 units: cap in natural units, softcap * tanh(s / softcap), then back.
-    mods[#mods + 1] = "            s = p.softcap * kLog2e * tanhf(s * kLn2 / p.softcap);"
-  end
-  if v.mask ~= "none" then
-    mods[#mods + 1] = "            visible = visible && mask_at(sMask, rr, lane);"
-  end
-  if v.causal then
-    mods[#mods + 1] = "            visible = visible && j <= i + diag;"
-  end
-  vars.score_mods = table.concat(mods, "\n")
+  local vars = {
+    d = v.d, d_pad = d_pad, block_n = row.block_n, warps = row.warps, m_tiles = row.m_tiles,
+    entry = entry, bias_pitch = bias_pitch, bias_smem = bias_smem, smem_bytes = smem,
+    -- causal: heavy (long) row blocks first, so the tail of the grid is short work
+    m_block = v.causal and "gridDim.x - 1 - blockIdx.x" or "blockIdx.x",
+    causal_last_key = v.causal and "last_row + p.Lk - p.Lq" or "p.Lk - 1",
+    causal_ok0 = v.causal and "(i < p.Lq && j <= i + p.Lk - p.Lq)" or "true",
+    causal_ok1 = v.causal and "(i < p.Lq && j + 1 <= i + p.Lk - p.Lq)" or "true",
+  }
   vars.causal_end = v.causal and
     "    n_end = min(p.Lk, min(m0 + kBlockM, p.Lq) + diag);  // <= 0: every row is empty" or ""
-  vars.vote_call = v.mask ~= "none" and
-    "        if (!tile_visible(p, b, h, m0, n0, n_end, sMask))  // all false: skip, no loads\n" ..
-    "            continue;" or ""
-  vars.bias_base = v.bias ~= "none" and
-    "    const i64 bias_base = b * p.bias_stride[0] + (h / p.bias_head_div) * p.bias_stride[1];"
+  vars.causal_edge = v.causal and
+    "        const bool diag_edge = n0 + kBlockN - 1 > m0 + diag;  // some key past some row's diagonal"
     or ""
+  vars.mask_base = v.mask ~= "none" and
+    "    const unsigned char *mask_bh = (const unsigned char *)p.mask + b * p.mask_stride[0] +\n" ..
+    "                                   (h / p.mask_head_div) * p.mask_stride[1];" or ""
+  if v.bias ~= "none" then
+    vars.bias_base =
+      "    const i64 bias_off = b * p.bias_stride[0] + (h / p.bias_head_div) * p.bias_stride[1];\n" ..
+      "    const unsigned char *bias_bh = (const unsigned char *)p.bias + bias_off * (p.bias_f32 ? 4 : 2);\n" ..
+      "    (void)bias_bh;"
+  else
+    vars.bias_base = ""
+  end
+  if v.mask ~= "none" then
+    vars.first_tile = "    MaskBits cur_bits = 0, next_bits = 0;\n" ..
+      "    int n0 = next_tile(p, mask_bh, 0, n_end, warp_row0, m0, cur_bits);"
+    vars.next_tile = "        const int n_next = next_tile(p, mask_bh, n0 + kBlockN, n_end, warp_row0, m0, next_bits);"
+    vars.mask_advance = "        cur_bits = next_bits;"
+  else
+    vars.first_tile = "    int n0 = 0;"
+    vars.next_tile = "        const int n_next = n0 + kBlockN;"
+    vars.mask_advance = ""
+  end
+  vars.bias_tile_load = v.bias == "q" and
+    "        if (p.bias_vec16)\n            load_bias_tile(p, bias_bh, m0, n0, sB);" or ""
+  if v.bias == "k" then
+    -- one value per key, the same for every row: staged once per tile in shared memory as
+    -- float * log2(e) (registers are the scarce resource here)
+    vars.bias_k_regs = [=[
+        if (threadIdx.x < kBlockN) {
+            const int j = n0 + threadIdx.x;
+            ((float *)sB)[threadIdx.x] = j < p.Lk ? bias_at(p, bias_off + j) * kLog2e : 0.f;
+        }]=]
+  else
+    vars.bias_k_regs = ""
+  end
+  vars.score_mods = score_mods(v)
 
   local buf = common.buffer()
   common.header(buf, v, "attn_fwd.lua", string.format(
-    "tile %dx%d, %d warps, simple kernel (one key per lane)", row.block_m, row.block_n, row.warps))
+    "tile %dx%d, %d warps x %d m-tiles, mma.sync m16n8k16, cp.async K/V overlap",
+    block_m, row.block_n, row.warps, row.m_tiles))
   buf.add(params_struct)
   buf.add(constants, vars)
   common.conversions(buf, v.dtype)
-  buf.add(helpers)
+  ptx.emit(buf, v.dtype)
+  buf.add(loads_and_gemms)
   if v.bias ~= "none" then
-    buf.add(bias_load)
+    buf.add(bias_helpers)
+  end
+  if v.bias == "q" then
+    buf.add(bias_q_tile)
   end
   if v.mask ~= "none" then
     buf.add(vote[v.mask], vars)
+    buf.add(next_tile_fn)
   end
   buf.add(kernel, vars)
 
@@ -345,9 +577,9 @@ function M.emit(v)
     source = buf.text(),
     entry = entry,
     threads = row.warps * 32,
-    block_m = row.block_m,
+    block_m = block_m,
     block_n = row.block_n,
-    smem_bytes = vars.smem_bytes,
+    smem_bytes = smem,
   }
 end
 

@@ -257,8 +257,11 @@ START_TEST(changed_template_gets_a_new_entry_never_the_stale_one)
     dm_build_info info;
     build_once(ctx, &info);
 
-    snprintf(cmd, sizeof cmd, "cp %s/templates/*.lua %s/ && sed -i 's/kBlockN = 32, warps = 4/kBlockN = 32, warps = 2/; s/block_m = 16, block_n = 32, warps = 4/block_m = 16, block_n = 32, warps = 2/' %s/tuning.lua",
-             getenv("DMATTN_SOURCE_DIR"), tpl, tpl);
+    /* an edit that changes the emitted text: the header comment line */
+    snprintf(cmd, sizeof cmd,
+             "cp %s/templates/*.lua %s/ && sed -i 's|// dmattn %%s, %%s: %%s|// dmattn %%s, %%s: "
+             "%%s (edited)|' %s/cuda_common.lua && grep -q edited %s/cuda_common.lua",
+             getenv("DMATTN_SOURCE_DIR"), tpl, tpl, tpl);
     ck_assert_int_eq(system(cmd), 0);
     setenv("DMATTN_TEMPLATE_DIR", tpl, 1);
     dm_build_source again = build_once(ctx, &info);

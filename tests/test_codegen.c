@@ -63,18 +63,18 @@ START_TEST(features_that_are_off_are_absent_from_the_text)
 {
     dm_variant plain = make(64, DM_F16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM80);
     char *src = emit_ok(&plain);
-    ck_assert_ptr_null(strstr(src, "tile_visible"));
-    ck_assert_ptr_null(strstr(src, "load_bias"));
+    ck_assert_ptr_null(strstr(src, "next_tile("));
+    ck_assert_ptr_null(strstr(src, "bias_at("));
     ck_assert_ptr_null(strstr(src, "tanhf"));
-    ck_assert_ptr_null(strstr(src, "j <= i + diag"));
+    ck_assert_ptr_null(strstr(src, "j > i + diag"));
     free(src);
 
     dm_variant all = make(64, DM_F16, DM_LAYOUT_Q, DM_LAYOUT_K, true, true, DM_SM80);
     src = emit_ok(&all);
-    ck_assert_ptr_nonnull(strstr(src, "tile_visible"));
-    ck_assert_ptr_nonnull(strstr(src, "load_bias"));
+    ck_assert_ptr_nonnull(strstr(src, "next_tile("));
+    ck_assert_ptr_nonnull(strstr(src, "bias_at("));
     ck_assert_ptr_nonnull(strstr(src, "tanhf"));
-    ck_assert_ptr_nonnull(strstr(src, "j <= i + diag"));
+    ck_assert_ptr_nonnull(strstr(src, "j > i + diag"));
     free(src);
 }
 END_TEST
@@ -90,7 +90,7 @@ START_TEST(entry_point_is_named_after_the_variant)
     ck_assert_ptr_nonnull(strstr(k.source, k.entry));
     ck_assert_int_gt(k.threads, 0);
     ck_assert_int_gt(k.block_m, 0);
-    ck_assert_int_eq(k.block_n, 32);
+    ck_assert_int_eq(k.block_n % 16, 0);
     ck_assert_int_gt(k.smem_bytes, 0);
     dm_kernel_src_free(&k);
 }
