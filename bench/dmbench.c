@@ -1006,7 +1006,8 @@ static bool run_case(gpu *g, const options *o, const bench_case *c, const char *
     }
     double usable = (double)free_bytes - (double)HEADROOM_BYTES;
     if (set_bytes > usable) {
-        fail("skipped %s: needs %.2f GiB, %.2f GiB free", label, set_bytes / 1073741824.0,
+        fail("skipped %s: needs %.2f GiB (+ %.1f GiB headroom), %.2f GiB free", label,
+             set_bytes / 1073741824.0, (double)HEADROOM_BYTES / 1073741824.0,
              (double)free_bytes / 1073741824.0);
         r->out = OUT_SKIPPED;
         return true;
@@ -1214,7 +1215,7 @@ static void table_result(const columns *k, const bench_case *c, const result *r)
 {
     table_case(k, c);
     if (r->out == OUT_OK)
-        printf(" | %9.3f %8.1f %8.1f\n", r->ms_median, flops_of(c) / r->ms_median / 1e9,
+        printf(" | %9.4f %8.1f %8.1f\n", r->ms_median, flops_of(c) / r->ms_median / 1e9,
                sizes_of(c).total / r->ms_median / 1e6);
     else
         printf(" | %9s\n", r->out == OUT_SKIPPED ? "skipped" : r->out == OUT_FAILED ? "FAILED"
@@ -1331,6 +1332,7 @@ static int dry_run(const case_list *l)
         table_case(&k, &l->c[i]);
         printf(" | %9.1f %8.3f\n", flops_of(&l->c[i]) / 1e9, sizes_of(&l->c[i]).total / 1e9);
     }
+    fflush(stdout);
     fprintf(stderr, "dmbench: %d case%s\n", l->n, l->n == 1 ? "" : "s");
     return EXIT_OK;
 }

@@ -53,8 +53,9 @@ static_assert(kBlockN % 16 == 0, "whole k-steps of P V");
 static_assert(kHeadDim % 8 == 0 && kHeadDim <= 256, "head_dim a multiple of 8 up to 256");
 constexpr int kSmemQ = kBlockM * kPitch * 2;
 constexpr int kSmemKV = kBlockN * kPitch * 2;  // one of K or V
-constexpr int kBiasPitch = $bias_pitch;        // bytes per row of the staged bias tile
-constexpr int kSmemBias = $bias_smem;
+constexpr int kBiasRows = $bias_rows;          // staged bias rows: kBlockM (q layout) or 1 (k)
+constexpr int kBiasPitch = $bias_pitch;        // bytes per staged row (fp32 room, +16: banks)
+constexpr int kSmemBias = 2 * kBiasRows * kBiasPitch;  // double buffered: this tile, the next
 constexpr int kSmemBytes = kSmemQ + 2 * kSmemKV + kSmemBias;
 static_assert(kSmemBytes == $smem_bytes, "launch smem (from Lua) matches the layout");]=]
 
@@ -160,24 +161,59 @@ __device__ __forceinline__ float bias_at(const FwdParams &p, i64 off)
     return elem_to_float(((const u16 *)p.bias)[off]);
 }]=]
 
-local bias_q_tile = [=[
-// The tile's bias rows (kBlockM x kBlockN) into shared memory, when rows are 16-byte aligned.
+local bias_tile = [=[
+// The tile's bias (kBiasRows x kBlockN; one row for the key-side layout) into shared memory by
+// cp.async, when rows start 16-byte aligned. Issued with the tile's K, a whole tile ahead.
 __device__ __forceinline__ void load_bias_tile(const FwdParams &p, const unsigned char *bias_bh,
                                                int m0, int n0, unsigned char *sB)
 {
     const int esize = p.bias_f32 ? 4 : 2;
     const int chunks = kBlockN * esize / 16;  // per row
-    for (int c = threadIdx.x; c < kBlockM * chunks; c += kThreads) {
+    for (int c = threadIdx.x; c < kBiasRows * chunks; c += kThreads) {
         const int r = c / chunks, col = (c % chunks) * (16 / esize);
         const int i = m0 + r, j = n0 + col;
-        int bytes = 0;
-        const unsigned char *src = bias_bh;
-        if (i < p.Lq && j < p.Lk) {
-            bytes = min(16, (p.Lk - j) * esize);
-            src = bias_bh + ((i64)i * p.bias_stride[2] + j) * esize;
+        unsigned char *dst = sB + r * kBiasPitch + (c % chunks) * 16;
+        const bool row_in = kBiasRows == 1 || i < p.Lq;
+        const unsigned char *src = bias_bh + ((i64)i * p.bias_stride[2] + j) * esize;
+        if (row_in && j + 16 / esize <= p.Lk) {
+            cp_async16(smem_u32(dst), src, 16);
+        } else {  // the row's tail (or no row): copy what exists, zero the rest, read nothing more
+            for (int e = 0; e < 16; e++)
+                dst[e] = row_in && j + e / esize < p.Lk ? src[e] : 0;
         }
-        cp_async16(smem_u32(sB + r * kBiasPitch + (c % chunks) * 16), src, bytes);
     }
+}
+
+// Scores to log2 units plus bias: s = s * scale * log2(e) + bias * log2(e). kMode picks the
+// bias source once per tile, outside the element loops: 0 global (unaligned rows), 1 staged
+// fp32, 2 staged q dtype.
+template <int kMode>
+__device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char *sB, i64 off,
+                                         int m0, int n0, int warp_row0,
+                                         float (&s)[kMTiles][kNTiles][4])
+{
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int r = kBiasRows == 1 ? 0 : warp_row0 + mt * 16 + lane / 4 + (e / 2) * 8;
+                const int cc = nt * 8 + 2 * (lane % 4) + e % 2;
+                float bv;
+                if (kMode == 1) {
+                    bv = *(const float *)(sB + r * kBiasPitch + cc * 4);
+                } else if (kMode == 2) {
+                    bv = elem_to_float(*(const u16 *)(sB + r * kBiasPitch + cc * 2));
+                } else {
+                    const int i = m0 + r, j = n0 + cc;
+                    bv = (kBiasRows == 1 || i < p.Lq) && j < p.Lk
+                             ? bias_at(p, off + (kBiasRows == 1 ? 0 : (i64)i * p.bias_stride[2]) + j)
+                             : 0.f;
+                }
+                s[mt][nt][e] = fmaf(bv, kLog2e, s[mt][nt][e] * p.scale_log2);
+            }
 }]=]
 
 -- The vote: reads the tile's mask entries of this thread's fragment into bits and tells the
@@ -306,6 +342,7 @@ $causal_end
     const u16 *v_base = (const u16 *)p.v + b * p.v_stride[0] + hk * p.v_stride[2];
 $mask_base
 $bias_base
+$bias_bufs
     zero_pad_columns(sQ, kBlockM);
     zero_pad_columns(sK, kBlockN);
     zero_pad_columns(sV, kBlockN);
@@ -314,8 +351,10 @@ $bias_base
     cp_async_commit();
 
 $first_tile
-    if (n0 < n_end)
+    if (n0 < n_end) {
         load_rows<kBlockN>(k_base, p.k_stride[1], n0, p.Lk, sK);
+$bias_tile_first
+    }
     cp_async_commit();
 
     float acc_o[kMTiles][kDTiles][4];
@@ -335,40 +374,40 @@ $first_tile
     }
 
     while (n0 < n_end) {
-$bias_tile_load
-        cp_async_commit();  // (empty without a staged bias: keeps the group count uniform)
         load_rows<kBlockN>(v_base, p.v_stride[1], n0, p.Lk, sV);
         cp_async_commit();
-$bias_k_regs
         cp_async_wait<1>();  // Q, this tile's K and bias have landed; V may still be in flight
         __syncthreads();
 
         float s[kMTiles][kNTiles][4];
         gemm_qk(sQ, sK, warp_row0, s);
 
-        // Scores in SPEC §2 order: scale, bias, softcap, then mask and causal; log2 units.
-        const bool edge = n0 + kBlockN > p.Lk;
-$causal_edge
+        // Scores in SPEC §2 order: scale, bias, softcap, then mask and causal; log2 units. Each
+        // stage is its own loop with its choices made once per tile, not per score.
+$scale_bias
+$softcap_stage
+$mask_stage
+        if (n0 + kBlockN > p.Lk$causal_edge) {  // only edge tiles pay for bounds and diagonal
 #pragma unroll
-        for (int mt = 0; mt < kMTiles; mt++)
+            for (int mt = 0; mt < kMTiles; mt++)
 #pragma unroll
-            for (int nt = 0; nt < kNTiles; nt++)
+                for (int nt = 0; nt < kNTiles; nt++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int hf = e / 2, c = e % 2;
-                    const int i = m0 + warp_row0 + mt * 16 + lane / 4 + hf * 8;
-                    const int j = n0 + nt * 8 + 2 * (lane % 4) + c;
-                    (void)i;
-$score_mods
-                    if (edge && j >= p.Lk)
-                        x = -kInf;
-                    s[mt][nt][e] = x;
-                }
+                    for (int e = 0; e < 4; e++) {
+                        const int i = m0 + warp_row0 + mt * 16 + lane / 4 + (e / 2) * 8;
+                        const int j = n0 + nt * 8 + 2 * (lane % 4) + e % 2;
+                        (void)i;
+                        if (j >= p.Lk$causal_test)
+                            s[mt][nt][e] = -kInf;
+                    }
+        }
 
 $next_tile
         __syncthreads();  // every warp is done reading sK
-        if (n_next < n_end)
+        if (n_next < n_end) {
             load_rows<kBlockN>(k_base, p.k_stride[1], n_next, p.Lk, sK);
+$bias_tile_next
+        }
         cp_async_commit();
 
         // Online softmax; a row with nothing visible yet keeps max -inf and uses 0 in its place,
@@ -407,6 +446,7 @@ $next_tile
         __syncthreads();  // every warp is done reading sV (and the bias tile)
         n0 = n_next;
 $mask_advance
+$bias_flip
     }
     cp_async_wait<0>();
 
@@ -451,43 +491,48 @@ local function check_variant(v)
   end
 end
 
--- The per-score text: x starts as the raw dot product s[mt][nt][e].
-local function score_mods(v)
-  local lines = {}
-  local function add(s) lines[#lines + 1] = "                    " .. s end
-  local bias_term = nil
-  if v.bias == "q" then
-    bias_term = "bq"
-    add("float bq = 0.f;")
-    add("if (i < p.Lq && j < p.Lk)")
-    add("    bq = p.bias_vec16 ? (p.bias_f32 ? *(const float *)(sB + (i - m0) * kBiasPitch + (j - n0) * 4)")
-    add("                                    : elem_to_float(*(const u16 *)(sB + (i - m0) * kBiasPitch + (j - n0) * 2)))")
-    add("                      : bias_at(p, bias_off + (i64)i * p.bias_stride[2] + j);")
-  elseif v.bias == "k" then
-    bias_term = "kb"
-    add("const float kb = ((const float *)sB)[nt * 8 + 2 * (lane % 4) + c];  // * log2(e)")
+local elementwise = [=[
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+            for (int nt = 0; nt < kNTiles; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    $body
+                }]=]
+
+local function each_score(body)
+  return (elementwise:gsub("%$body", function() return body end))
+end
+
+-- The per-tile score stages (log2 units after the first).
+local function score_stages(v, vars)
+  if v.bias ~= "none" then
+    vars.scale_bias = [=[
+        if (!p.bias_vec16)
+            add_bias<0>(p, sB_cur, bias_off, m0, n0, warp_row0, s);
+        else if (p.bias_f32)
+            add_bias<1>(p, sB_cur, bias_off, m0, n0, warp_row0, s);
+        else
+            add_bias<2>(p, sB_cur, bias_off, m0, n0, warp_row0, s);]=]
+  else
+    vars.scale_bias = each_score("s[mt][nt][e] *= p.scale_log2;")
   end
   if v.softcap then
-    -- natural units first: softcap * tanh((scale * qk + bias) / softcap), then to log2 units
-    local nat = bias_term and (v.bias == "k" and " + kb * kLn2" or (" + " .. bias_term)) or ""
-    add("float x = s[mt][nt][e] * (p.scale_log2 * kLn2)" .. nat .. ";")
-    add("x = p.softcap * kLog2e * tanhf(x / p.softcap);")
+    -- softcap * tanh(x / softcap) in natural units, then back to log2 units
+    vars.softcap_stage = each_score(
+      "s[mt][nt][e] = p.softcap * kLog2e * tanhf(s[mt][nt][e] * kLn2 / p.softcap);")
   else
-    local term = ""
-    if bias_term then
-      term = v.bias == "k" and " + kb" or (" + " .. bias_term .. " * kLog2e")
-    end
-    add("float x = s[mt][nt][e] * p.scale_log2" .. term .. ";")
+    vars.softcap_stage = ""
   end
   if v.mask ~= "none" then
-    add("if (!mask_bit(cur_bits, mt, hf, nt, c))")
-    add("    x = -kInf;")
+    vars.mask_stage = each_score(
+      "if (!mask_bit(cur_bits, mt, e / 2, nt, e % 2))\n                        s[mt][nt][e] = -kInf;")
+  else
+    vars.mask_stage = ""
   end
-  if v.causal then
-    add("if (diag_edge && j > i + diag)")
-    add("    x = -kInf;")
-  end
-  return table.concat(lines, "\n")
+  vars.causal_edge = v.causal and " || n0 + kBlockN - 1 > m0 + diag" or ""
+  vars.causal_test = v.causal and " || j > i + diag" or ""
 end
 
 function M.emit(v)
@@ -497,14 +542,15 @@ function M.emit(v)
   local d_pad = (v.d + 15) // 16 * 16
   local block_m = 16 * row.m_tiles * row.warps
   local pitch = d_pad + 8
-  -- q-layout bias tile: rows of block_n elements (fp32 worst case) plus 16 bytes
-  local bias_pitch = v.bias == "q" and row.block_n * 4 + 16 or 0
-  local bias_smem = v.bias == "q" and block_m * bias_pitch or v.bias == "k" and row.block_n * 4 or 0
+  -- staged bias: rows of block_n elements (fp32 worst case) plus 16 bytes, two buffers
+  local bias_rows = v.bias == "q" and block_m or v.bias == "k" and 1 or 0
+  local bias_pitch = v.bias ~= "none" and row.block_n * 4 + 16 or 0
+  local bias_smem = 2 * bias_rows * bias_pitch
   local smem = block_m * pitch * 2 + 2 * row.block_n * pitch * 2 + bias_smem
 
   local vars = {
     d = v.d, d_pad = d_pad, block_n = row.block_n, warps = row.warps, m_tiles = row.m_tiles,
-    entry = entry, bias_pitch = bias_pitch, bias_smem = bias_smem, smem_bytes = smem,
+    entry = entry, bias_rows = bias_rows, bias_pitch = bias_pitch, smem_bytes = smem,
     -- causal: heavy (long) row blocks first, so the tail of the grid is short work
     m_block = v.causal and "gridDim.x - 1 - blockIdx.x" or "blockIdx.x",
     causal_last_key = v.causal and "last_row + p.Lk - p.Lq" or "p.Lk - 1",
@@ -513,9 +559,6 @@ function M.emit(v)
   }
   vars.causal_end = v.causal and
     "    n_end = min(p.Lk, min(m0 + kBlockM, p.Lq) + diag);  // <= 0: every row is empty" or ""
-  vars.causal_edge = v.causal and
-    "        const bool diag_edge = n0 + kBlockN - 1 > m0 + diag;  // some key past some row's diagonal"
-    or ""
   vars.mask_base = v.mask ~= "none" and
     "    const unsigned char *mask_bh = (const unsigned char *)p.mask + b * p.mask_stride[0] +\n" ..
     "                                   (h / p.mask_head_div) * p.mask_stride[1];" or ""
@@ -537,20 +580,15 @@ function M.emit(v)
     vars.next_tile = "        const int n_next = n0 + kBlockN;"
     vars.mask_advance = ""
   end
-  vars.bias_tile_load = v.bias == "q" and
-    "        if (p.bias_vec16)\n            load_bias_tile(p, bias_bh, m0, n0, sB);" or ""
-  if v.bias == "k" then
-    -- one value per key, the same for every row: staged once per tile in shared memory as
-    -- float * log2(e) (registers are the scarce resource here)
-    vars.bias_k_regs = [=[
-        if (threadIdx.x < kBlockN) {
-            const int j = n0 + threadIdx.x;
-            ((float *)sB)[threadIdx.x] = j < p.Lk ? bias_at(p, bias_off + j) * kLog2e : 0.f;
-        }]=]
+  if v.bias ~= "none" then
+    vars.bias_tile_first = "        if (p.bias_vec16)\n            load_bias_tile(p, bias_bh, m0, n0, sB_cur);"
+    vars.bias_tile_next = "            if (p.bias_vec16)\n                load_bias_tile(p, bias_bh, m0, n_next, sB_next);"
+    vars.bias_flip = "        { unsigned char *t = sB_cur; sB_cur = sB_next; sB_next = t; }"
+    vars.bias_bufs = "    unsigned char *sB_cur = sB, *sB_next = sB + kBiasRows * kBiasPitch;"
   else
-    vars.bias_k_regs = ""
+    vars.bias_tile_first, vars.bias_tile_next, vars.bias_flip, vars.bias_bufs = "", "", "", ""
   end
-  vars.score_mods = score_mods(v)
+  score_stages(v, vars)
 
   local buf = common.buffer()
   common.header(buf, v, "attn_fwd.lua", string.format(
@@ -564,8 +602,8 @@ function M.emit(v)
   if v.bias ~= "none" then
     buf.add(bias_helpers)
   end
-  if v.bias == "q" then
-    buf.add(bias_q_tile)
+  if v.bias ~= "none" then
+    buf.add(bias_tile)
   end
   if v.mask ~= "none" then
     buf.add(vote[v.mask], vars)
