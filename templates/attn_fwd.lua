@@ -193,6 +193,26 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
                                          float (&s)[kMTiles][kNTiles][4])
 {
     const int lane = threadIdx.x % 32;
+    if (kBiasRows == 1 && kMode != 0) {
+        // key-side: one value per key, shared by this thread's rows: convert each once
+        float kb[kNTiles][2];
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; nt++)
+#pragma unroll
+            for (int c = 0; c < 2; c++) {
+                const int cc = nt * 8 + 2 * (lane % 4) + c;
+                kb[nt][c] = kLog2e * (kMode == 1 ? *(const float *)(sB + cc * 4)
+                                                 : elem_to_float(*(const u16 *)(sB + cc * 2)));
+            }
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+            for (int nt = 0; nt < kNTiles; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    s[mt][nt][e] = fmaf(s[mt][nt][e], p.scale_log2, kb[nt][e % 2]);
+        return;
+    }
 #pragma unroll
     for (int mt = 0; mt < kMTiles; mt++)
 #pragma unroll
@@ -221,6 +241,7 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
 local vote = {
   k = [=[
 typedef u32 MaskBits;  // bit nt * 2 + c: key n0 + nt * 8 + 2 * (lane % 4) + c
+constexpr MaskBits kMaskFull = (MaskBits)((1ull << (2 * kNTiles)) - 1);
 __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned char *mask_bh,
                                               int n0, int warp_row0, int m0, bool &any)
 {
@@ -255,6 +276,8 @@ __device__ __forceinline__ bool mask_bit(MaskBits bits, int mt, int hf, int nt, 
 }]=],
   q = [=[
 typedef unsigned long long MaskBits;  // bit ((mt * 2 + hf) * kNTiles + nt) * 2 + c
+constexpr MaskBits kMaskFull =
+    kMTiles * 4 * kNTiles == 64 ? ~0ull : (1ull << (kMTiles * 4 * kNTiles)) - 1;
 static_assert(kMTiles * 2 * kNTiles * 2 <= 64, "mask bits fit one register pair");
 __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned char *mask_bh,
                                               int n0, int warp_row0, int m0, bool &any)
@@ -335,6 +358,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) $entry(const FwdParams p)
     const int warp_row0 = warp * 16 * kMTiles;
     const int diag = p.Lk - p.Lq;  // causal: query i sees keys up to i + diag
     (void)diag;
+    const float kSoftmaxScale = $softmax_scale;
 
     int n_end = p.Lk;
 $causal_end
@@ -379,6 +403,7 @@ $bias_tile_first
         cp_async_wait<1>();  // Q, this tile's K and bias have landed; V may still be in flight
         __syncthreads();
 
+$mask_prefetch
         float s[kMTiles][kNTiles][4];
         gemm_qk(sQ, sK, warp_row0, s);
 
@@ -422,14 +447,17 @@ $bias_tile_next
                     mx = fmaxf(mx, fmaxf(s[mt][nt][2 * hf], s[mt][nt][2 * hf + 1]));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                const float use = mx == -kInf ? 0.f : mx;
-                const float alpha = fast_exp2(row_max[mt][hf] - use);
+                // kSoftmaxScale: p.scale_log2 while scores are raw dot products (no stage ran),
+                // 1 once a stage turned them into log2 units; ex2(fma(s, scale, -max * scale)).
+                const float use = mx == -kInf ? 0.f : mx * kSoftmaxScale;
+                const float alpha = fast_exp2(fmaf(row_max[mt][hf], kSoftmaxScale, -use));
                 row_max[mt][hf] = mx;
                 float sum = 0.f;
 #pragma unroll
                 for (int nt = 0; nt < kNTiles; nt++) {
-                    s[mt][nt][2 * hf] = fast_exp2(s[mt][nt][2 * hf] - use);
-                    s[mt][nt][2 * hf + 1] = fast_exp2(s[mt][nt][2 * hf + 1] - use);
+                    s[mt][nt][2 * hf] = fast_exp2(fmaf(s[mt][nt][2 * hf], kSoftmaxScale, -use));
+                    s[mt][nt][2 * hf + 1] =
+                        fast_exp2(fmaf(s[mt][nt][2 * hf + 1], kSoftmaxScale, -use));
                     sum += s[mt][nt][2 * hf] + s[mt][nt][2 * hf + 1];
                 }
                 row_sum[mt][hf] = row_sum[mt][hf] * alpha + sum;
@@ -474,7 +502,7 @@ $bias_flip
             if (p.lse && lane % 4 == 0) {
                 float *lse = (float *)p.lse;
                 lse[b * p.lse_stride[0] + h * p.lse_stride[1] + (i64)i * p.lse_stride[2]] =
-                    sum > 0.f ? (row_max[mt][hf] + __log2f(sum)) * kLn2 : kInf;
+                    sum > 0.f ? (row_max[mt][hf] * kSoftmaxScale + __log2f(sum)) * kLn2 : kInf;
             }
         }
 }]=]
@@ -515,9 +543,12 @@ local function score_stages(v, vars)
             add_bias<1>(p, sB_cur, bias_off, m0, n0, warp_row0, s);
         else
             add_bias<2>(p, sB_cur, bias_off, m0, n0, warp_row0, s);]=]
-  else
+  elseif v.softcap then
     vars.scale_bias = each_score("s[mt][nt][e] *= p.scale_log2;")
+  else
+    vars.scale_bias = ""  -- the softmax folds the scale into its ex2 argument
   end
+  vars.softmax_scale = (v.bias ~= "none" or v.softcap) and "1.f" or "p.scale_log2"
   if v.softcap then
     -- softcap * tanh(x / softcap) in natural units, then back to log2 units
     vars.softcap_stage = each_score(
@@ -526,8 +557,8 @@ local function score_stages(v, vars)
     vars.softcap_stage = ""
   end
   if v.mask ~= "none" then
-    vars.mask_stage = each_score(
-      "if (!mask_bit(cur_bits, mt, e / 2, nt, e % 2))\n                        s[mt][nt][e] = -kInf;")
+    vars.mask_stage = "        if (!__all_sync(0xffffffffu, cur_bits == kMaskFull))  // all-true tiles skip the loop\n" ..
+      each_score("if (!mask_bit(cur_bits, mt, e / 2, nt, e % 2))\n                        s[mt][nt][e] = -kInf;")
   else
     vars.mask_stage = ""
   end
@@ -573,10 +604,27 @@ function M.emit(v)
   if v.mask ~= "none" then
     vars.first_tile = "    MaskBits cur_bits = 0, next_bits = 0;\n" ..
       "    int n0 = next_tile(p, mask_bh, 0, n_end, warp_row0, m0, cur_bits);"
-    vars.next_tile = "        const int n_next = next_tile(p, mask_bh, n0 + kBlockN, n_end, warp_row0, m0, next_bits);"
+    -- The next tile's mask is read before this tile's QK^T, so its latency hides under the MMAs;
+    -- only when that tile is all false does the vote walk on synchronously.
+    vars.mask_prefetch = [=[
+        const int cand = n0 + kBlockN;
+        bool cand_any = false;
+        const MaskBits cand_bits =
+            cand < n_end ? load_mask(p, mask_bh, cand, warp_row0, m0, cand_any) : 0;]=]
+    vars.next_tile = [=[
+        int n_next = n_end;
+        if (cand < n_end) {
+            if (__syncthreads_or(cand_any)) {
+                n_next = cand;
+                next_bits = cand_bits;
+            } else {
+                n_next = next_tile(p, mask_bh, cand + kBlockN, n_end, warp_row0, m0, next_bits);
+            }
+        }]=]
     vars.mask_advance = "        cur_bits = next_bits;"
   else
     vars.first_tile = "    int n0 = 0;"
+    vars.mask_prefetch = ""
     vars.next_tile = "        const int n_next = n0 + kBlockN;"
     vars.mask_advance = ""
   end
