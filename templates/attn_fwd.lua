@@ -61,37 +61,66 @@ static_assert(kSmemBytes == $smem_bytes, "launch smem (from Lua) matches the lay
 
 -- Tile loads and the two GEMMs. Every thread of the block takes part in each load.
 local loads_and_gemms = [=[
-// Rows [r0, r0 + rows) of a (row, D) matrix into shared memory; rows at or past `limit` are
-// zero-filled (cp.async with 0 source bytes reads nothing).
+// Rows [r0, r0 + kRows) of a (row, D) matrix into shared memory; rows at or past `limit` are
+// zero-filled (cp.async with 0 source bytes reads nothing). When the block's threads cover whole
+// rows (kThreads % kChunks == 0), each thread's column and first row are fixed, so the loop only
+// steps pointers; otherwise the general index arithmetic runs.
 template <int kRows>
 __device__ __forceinline__ void load_rows(const u16 *base, i64 row_stride, int r0, int limit,
                                           u16 *dst)
 {
+    if constexpr (kThreads % kChunks == 0 && (kRows * kChunks) % kThreads == 0) {
+        constexpr int kRowStep = kThreads / kChunks;
+        const int row = threadIdx.x / kChunks, col = (threadIdx.x % kChunks) * 8;
+        const u16 *src = base + (i64)(r0 + row) * row_stride + col;
+        const i64 src_step = kRowStep * row_stride;
+        const u32 d = smem_u32(dst + row * kPitch + col);
 #pragma unroll
-    for (int c = threadIdx.x; c < kRows * kChunks; c += kThreads) {
-        const int r = c / kChunks, d = (c % kChunks) * 8;
-        const bool in = r0 + r < limit;
-        const u16 *src = in ? base + (i64)(r0 + r) * row_stride + d : base;
-        cp_async16(smem_u32(dst + r * kPitch + d), src, in ? 16 : 0);
+        for (int k = 0; k < kRows * kChunks / kThreads; k++) {
+            const bool in = r0 + row + k * kRowStep < limit;
+            cp_async16(d + k * kRowStep * kPitch * 2, in ? src : base, in ? 16 : 0);
+            src += src_step;
+        }
+    } else {
+#pragma unroll
+        for (int c = threadIdx.x; c < kRows * kChunks; c += kThreads) {
+            const int r = c / kChunks, d = (c % kChunks) * 8;
+            const bool in = r0 + r < limit;
+            const u16 *src = in ? base + (i64)(r0 + r) * row_stride + d : base;
+            cp_async16(smem_u32(dst + r * kPitch + d), src, in ? 16 : 0);
+        }
     }
 }
 
 // Shared columns [kHeadDim, kHeadDimPad) are never loaded; they must read as zero.
 __device__ __forceinline__ void zero_pad_columns(u16 *s, int rows)
 {
-    if (kHeadDim == kHeadDimPad)
-        return;
-    for (int e = threadIdx.x; e < rows * (kHeadDimPad - kHeadDim); e += kThreads) {
-        const int r = e / (kHeadDimPad - kHeadDim), c = kHeadDim + e % (kHeadDimPad - kHeadDim);
-        s[r * kPitch + c] = 0;
+    if constexpr (kHeadDim != kHeadDimPad) {
+        constexpr int kPad = kHeadDimPad - kHeadDim;
+        for (int e = threadIdx.x; e < rows * kPad; e += kThreads)
+            s[(e / kPad) * kPitch + kHeadDim + e % kPad] = 0;
     }
 }
 
-// acc[mt][nt][*] = Q (this warp's rows) x K^T (the tile's keys), raw dot products.
-__device__ __forceinline__ void gemm_qk(const u16 *sQ, const u16 *sK, int warp_row0,
-                                        float (&acc)[kMTiles][kNTiles][4])
+// Per-lane shared-memory byte addresses of the ldmatrix sources, fixed for the whole kernel:
+// every tile only adds compile-time offsets.
+struct LdsmBase {
+    u32 q, k, v;
+};
+__device__ __forceinline__ LdsmBase ldsm_base(const u16 *sQ, const u16 *sK, const u16 *sV,
+                                              int warp_row0)
 {
-    const int lane = threadIdx.x % 32;
+    const int lane = threadIdx.x % 32, mi = lane / 8;
+    LdsmBase a;
+    a.q = smem_u32(sQ + (warp_row0 + lane % 16) * kPitch + (lane / 16) * 8);
+    a.k = smem_u32(sK + ((mi / 2) * 8 + lane % 8) * kPitch + (mi % 2) * 8);
+    a.v = smem_u32(sV + ((mi % 2) * 8 + lane % 8) * kPitch + (mi / 2) * 8);
+    return a;
+}
+
+// acc[mt][nt][*] = Q (this warp's rows) x K^T (the tile's keys), raw dot products.
+__device__ __forceinline__ void gemm_qk(const LdsmBase &lb, float (&acc)[kMTiles][kNTiles][4])
+{
 #pragma unroll
     for (int mt = 0; mt < kMTiles; mt++)
 #pragma unroll
@@ -103,16 +132,13 @@ __device__ __forceinline__ void gemm_qk(const u16 *sQ, const u16 *sK, int warp_r
     for (int ks = 0; ks < kKSteps; ks++) {
         u32 a[kMTiles][4];
 #pragma unroll
-        for (int mt = 0; mt < kMTiles; mt++) {
-            const u16 *q = sQ + (warp_row0 + mt * 16 + lane % 16) * kPitch + ks * 16 + (lane / 16) * 8;
-            ldmatrix_x4(smem_u32(q), a[mt][0], a[mt][1], a[mt][2], a[mt][3]);
-        }
+        for (int mt = 0; mt < kMTiles; mt++)
+            ldmatrix_x4(lb.q + (mt * 16 * kPitch + ks * 16) * 2, a[mt][0], a[mt][1], a[mt][2],
+                        a[mt][3]);
 #pragma unroll
         for (int nt = 0; nt < kNTiles; nt += 2) {
-            const int mi = lane / 8;
-            const u16 *k = sK + (nt * 8 + (mi / 2) * 8 + lane % 8) * kPitch + ks * 16 + (mi % 2) * 8;
             u32 b0, b1, b2, b3;
-            ldmatrix_x4(smem_u32(k), b0, b1, b2, b3);
+            ldmatrix_x4(lb.k + (nt * 8 * kPitch + ks * 16) * 2, b0, b1, b2, b3);
 #pragma unroll
             for (int mt = 0; mt < kMTiles; mt++) {
                 mma_16816(acc[mt][nt], a[mt], b0, b1);
@@ -123,10 +149,9 @@ __device__ __forceinline__ void gemm_qk(const u16 *sQ, const u16 *sK, int warp_r
 }
 
 // acc_o[mt][dt][*] += P (scores turned probabilities, packed to 16 bits) x V (the tile's rows).
-__device__ __forceinline__ void gemm_pv(const float (&s)[kMTiles][kNTiles][4], const u16 *sV,
+__device__ __forceinline__ void gemm_pv(const float (&s)[kMTiles][kNTiles][4], const LdsmBase &lb,
                                         float (&acc_o)[kMTiles][kDTiles][4])
 {
-    const int lane = threadIdx.x % 32;
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; kk++) {
         u32 a[kMTiles][4];
@@ -139,10 +164,8 @@ __device__ __forceinline__ void gemm_pv(const float (&s)[kMTiles][kNTiles][4], c
         }
 #pragma unroll
         for (int dt = 0; dt < kDTiles; dt += 2) {
-            const int mi = lane / 8;
-            const u16 *v = sV + (kk * 16 + (mi % 2) * 8 + lane % 8) * kPitch + dt * 8 + (mi / 2) * 8;
             u32 b0, b1, b2, b3;
-            ldmatrix_x4_trans(smem_u32(v), b0, b1, b2, b3);
+            ldmatrix_x4_trans(lb.v + (kk * 16 * kPitch + dt * 8) * 2, b0, b1, b2, b3);
 #pragma unroll
             for (int mt = 0; mt < kMTiles; mt++) {
                 mma_16816(acc_o[mt][dt], a[mt], b0, b1);
@@ -248,13 +271,20 @@ __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned
     const int lane = threadIdx.x % 32;
     MaskBits bits = 0;
 #pragma unroll
-    for (int nt = 0; nt < kNTiles; nt++)
-#pragma unroll
-        for (int c = 0; c < 2; c++) {
-            const int j = n0 + nt * 8 + 2 * (lane % 4) + c;
-            if (j < p.Lk && mask_bh[j])
-                bits |= 1u << (nt * 2 + c);
+    for (int nt = 0; nt < kNTiles; nt++) {
+        const int j = n0 + nt * 8 + 2 * (lane % 4);
+        unsigned m0b = 0, m1b = 0;
+        if (p.mask_pairs && j + 1 < p.Lk) {  // both keys in one 2-byte load
+            const unsigned short two = *(const unsigned short *)(mask_bh + j);
+            m0b = two & 0xffu;
+            m1b = two >> 8;
+        } else {
+            if (j < p.Lk) m0b = mask_bh[j];
+            if (j + 1 < p.Lk) m1b = mask_bh[j + 1];
         }
+        bits |= (m0b ? 1u : 0u) << (nt * 2);
+        bits |= (m1b ? 1u : 0u) << (nt * 2 + 1);
+    }
     // visible to some row of the block: rows < Lq, and (causal) up to the last row's diagonal
     const int last_row = min(m0 + kBlockM, p.Lq) - 1;
     const int j_max = min(p.Lk - 1, $causal_last_key);
@@ -359,6 +389,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) $entry(const FwdParams p)
     const int diag = p.Lk - p.Lq;  // causal: query i sees keys up to i + diag
     (void)diag;
     const float kSoftmaxScale = $softmax_scale;
+    const LdsmBase lb = ldsm_base(sQ, sK, sV, warp_row0);
 
     int n_end = p.Lk;
 $causal_end
@@ -405,7 +436,7 @@ $bias_tile_first
 
 $mask_prefetch
         float s[kMTiles][kNTiles][4];
-        gemm_qk(sQ, sK, warp_row0, s);
+        gemm_qk(lb, s);
 
         // Scores in SPEC §2 order: scale, bias, softcap, then mask and causal; log2 units. Each
         // stage is its own loop with its choices made once per tile, not per score.
@@ -470,7 +501,7 @@ $bias_tile_next
 
         cp_async_wait<1>();  // this tile's V has landed; the next K may still be in flight
         __syncthreads();
-        gemm_pv(s, sV, acc_o);
+        gemm_pv(s, lb, acc_o);
         __syncthreads();  // every warp is done reading sV (and the bias tile)
         n0 = n_next;
 $mask_advance

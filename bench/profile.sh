@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# profile.sh: what costs no reasoning on the GPU machine: the SASS instruction mix of compiled
+# variants (from a dmgen-built cache) and Nsight Compute's scheduler and warp-state sections for
+# one dmbench case per mask/bias layout pair. Run there after scripts/build.sh:
+#   run(command="bash bench/profile.sh", carry=["build"])
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${OUT:-/tmp/dmattn-profile}
+mkdir -p "$out"
+cache=$(mktemp -d)
+pairs=${PAIRS:-"none,none none,k k,none k,k q,q"}
+for pair in $pairs; do
+    IFS=, read -r m b <<<"$pair"
+    v="fwd.d128.bf16.mask-$m.bias-$b.w0.sm90"
+    "$root/build/dmgen" build --cache "$cache" "$v" >/dev/null 2>&1
+done
+for f in "$cache"/*.cubin; do
+    # the entry holds a header and the key text before the ELF image: cut at the ELF magic
+    off=$(grep -abo $'\x7fELF' "$f" | head -1 | cut -d: -f1)
+    tail -c +$((off + 1)) "$f" >"$f.elf"
+    name=$(strings "$f" | grep -m1 '^fwd\.')
+    cuobjdump -sass "$f.elf" >"$out/$name.sass" 2>/dev/null
+    s="$out/$name.sass"
+    printf '%-44s instr %5d HMMA %4d LDSM %3d MUFU %3d BAR %2d LDG %3d LDS %3d SHFL %3d BRA %3d LDL %d\n' "$name" \
+        "$(grep -cE '^\s+/\*[0-9a-f]{4}\*/' "$s")" "$(grep -c HMMA "$s")" "$(grep -c LDSM "$s")" \
+        "$(grep -c MUFU "$s")" "$(grep -c 'BAR' "$s")" "$(grep -c 'LDG' "$s")" \
+        "$(grep -cE 'LDS(\.| )' "$s")" "$(grep -c SHFL "$s")" "$(grep -c 'BRA' "$s")" "$(grep -c 'LDL' "$s")"
+done
+for pair in $pairs; do
+    IFS=, read -r m b <<<"$pair"
+    ncu --launch-skip 3 --launch-count 1 --section SchedulerStats --section WarpStateStats \
+        --section Occupancy --section ComputeWorkloadAnalysis \
+        "$root/build/dmbench" --L 4096 --D 128 --mask "$m" --bias "$b" --warmup 2 --iters 2 \
+        >"$out/ncu-$m-$b.txt" 2>&1
+    echo "== ncu mask-$m bias-$b"
+    grep -E "Issue Slots Busy|Issued Warp Per Scheduler|No Eligible|Active Warps Per Scheduler|Eligible Warps|Warp Cycles Per Issued|Achieved Occupancy|Registers Per Thread|Block Limit|SM Busy|Executed Ipc Active" \
+        "$out/ncu-$m-$b.txt" | sed 's/^ */  /'
+    grep -iE "stalled|stall " "$out/ncu-$m-$b.txt" | cut -c1-300 | head -4
+done
+rm -rf "$cache"
