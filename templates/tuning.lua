@@ -1,13 +1,17 @@
--- tuning.lua: tile shapes per (direction, head_dim range, arch). Rows only, no logic: the
--- lookup lives in tune.lua. Each row says what chose it; `like` rows are written-down fallbacks.
--- block_m = 16 * m_tiles * warps query rows per block; block_n keys per tile (the skip unit).
+-- tuning.lua: tile shapes per (direction, head_dim range, arch[, causal]). Rows only, no logic:
+-- the lookup lives in tune.lua. Each row says what chose it; `like` rows are written-down
+-- fallbacks. block_m = 16 * m_tiles * warps query rows per block; block_n keys per tile (the
+-- skip unit). Sweeps: bench/sweep_tiles.sh on the lent H100, 2026-11-23, bf16 B=2 H=16 L=4096.
 return {
   { dir = "fwd", d_min = 8, d_max = 64, arch = "sm80", warps = 4, m_tiles = 2, block_n = 64,
-    why = "FA2-like start: 128x64, 32 rows per warp; not yet swept" },
+    why = "FA2-like 128x64, 32 rows per warp; not yet swept (d64 keybias 181 TFLOP/s)" },
+  { dir = "fwd", d_min = 72, d_max = 128, arch = "sm80", causal = true, warps = 4, m_tiles = 1,
+    block_n = 64,
+    why = "d128 causal keybias: 64x64 184 vs 128x32 158 TFLOP/s (short diagonal rows balance)" },
   { dir = "fwd", d_min = 72, d_max = 128, arch = "sm80", warps = 4, m_tiles = 2, block_n = 32,
-    why = "FA2-like start: 128x64, 32 rows per warp; not yet swept" },
+    why = "d128: 128x32 x4 warps best of 4 shapes: nobias 323, keybias 210, fullbias 109 TFLOP/s" },
   { dir = "fwd", d_min = 136, d_max = 256, arch = "sm80", warps = 4, m_tiles = 1, block_n = 32,
-    why = "64x64: acc_o of 16 rows x 256 fits the register file; not yet swept" },
+    why = "64x32: acc_o of 16 rows x 256 fits without spills; not yet swept (d256 keybias 198)" },
   { dir = "fwd", arch = "sm86", like = "sm80" },
   { dir = "fwd", arch = "sm89", like = "sm80" },
   { dir = "fwd", arch = "sm90", like = "sm80" },

@@ -126,7 +126,8 @@ END_TEST
 
 START_TEST(embedded_templates_include_every_module)
 {
-    const char *want[] = {"attn_fwd.lua", "cuda_common.lua", "tune.lua", "tuning.lua"};
+    const char *want[] = {"attn_fwd.lua", "cuda_common.lua", "cuda_ptx.lua", "tune.lua",
+                          "tuning.lua"};
     for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
         int found = 0;
         for (size_t i = 0; i < dm_template_count; i++)
@@ -239,6 +240,19 @@ START_TEST(templates_cannot_reach_files_or_randomness)
 }
 END_TEST
 
+START_TEST(causal_variants_take_the_causal_tuning_row)
+{
+    dm_variant v = make(128, DM_BF16, DM_LAYOUT_K, DM_LAYOUT_K, true, false, DM_SM90);
+    char *src = emit_ok(&v);
+    ck_assert_msg(strstr(src, ": tile 64x64,") != NULL, "causal header: %.160s", src);
+    free(src);
+    v.causal = false;
+    src = emit_ok(&v);
+    ck_assert_msg(strstr(src, ": tile 128x32,") != NULL, "non-causal header: %.160s", src);
+    free(src);
+}
+END_TEST
+
 #define TESTS(X) \
     X(emit_is_byte_identical_in_fresh_states_for_every_axis) \
     X(source_opens_with_the_variant_key_and_the_template_line) \
@@ -250,5 +264,6 @@ END_TEST
     X(template_dir_overrides_the_embedded_templates) \
     X(template_error_is_a_compile_error_with_file_and_line) \
     X(missing_tuning_row_is_unsupported_naming_what_was_sought) \
-    X(templates_cannot_reach_files_or_randomness)
+    X(templates_cannot_reach_files_or_randomness) \
+    X(causal_variants_take_the_causal_tuning_row)
 DM_TEST_MAIN("codegen", TESTS)
