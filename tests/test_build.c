@@ -13,6 +13,7 @@
 #include "build.h"
 #include "cache.h"
 #include "harness.h"
+#include "test_fs.h"
 
 static const char *kVariant = "fwd.d64.f16.mask-k.bias-none.w0.sm80";
 
@@ -23,27 +24,6 @@ static dm_ctx *offline_in(const char *dir)
     dm_ctx_set_verbosity(ctx, 0);
     ck_assert_int_eq(dm_ctx_set_cache_dir(ctx, dir), DM_OK);
     return ctx;
-}
-
-static void temp_dir(char *dir)
-{
-    strcpy(dir, "/tmp/dm_build_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-}
-
-static void remove_dir(const char *dir)
-{
-    char cmd[1100];
-    snprintf(cmd, sizeof cmd, "chmod -R u+w %s; rm -rf %s", dir, dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static int count_entries(const char *dir)
-{
-    int n = -1;
-    uint64_t bytes;
-    ck_assert_int_eq(dm_cache_usage(dir, &n, &bytes, NULL, 0), DM_CACHE_HIT);
-    return n;
 }
 
 static dm_build_source build_once(dm_ctx *ctx, dm_build_info *info)
@@ -64,13 +44,13 @@ static dm_build_source build_once(dm_ctx *ctx, dm_build_info *info)
 START_TEST(second_build_is_served_from_disk_without_nvrtc)
 {
     char dir[64];
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "build");
     dm_ctx *ctx = offline_in(dir);
     dm_build_info info;
     ck_assert_int_eq(build_once(ctx, &info), DM_BUILT_BY_NVRTC);
     ck_assert(info.cache_written);
     ck_assert_int_eq(build_once(ctx, &info), DM_BUILT_FROM_DISK);
-    ck_assert_int_eq(count_entries(dir), 1);
+    ck_assert_int_eq(dm_test_count_entries(dir), 1);
     dm_ctx_destroy(ctx);
 
     ctx = offline_in(dir); /* a new context (as a new process would) */
@@ -78,29 +58,29 @@ START_TEST(second_build_is_served_from_disk_without_nvrtc)
     ck_assert_int_eq(dm_prebuild(ctx, kVariant, &cached), DM_OK);
     ck_assert_int_eq(cached, 1);
     dm_ctx_destroy(ctx);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(missing_cache_directory_is_created)
 {
     char dir[64], sub[128];
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "build");
     snprintf(sub, sizeof sub, "%s/a/b/c", dir);
     dm_ctx *ctx = offline_in(sub);
     int cached = 1;
     ck_assert_int_eq(dm_prebuild(ctx, kVariant, &cached), DM_OK);
     ck_assert_int_eq(cached, 0);
-    ck_assert_int_eq(count_entries(sub), 1);
+    ck_assert_int_eq(dm_test_count_entries(sub), 1);
     dm_ctx_destroy(ctx);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(truncated_entry_is_rebuilt_and_valid_afterwards)
 {
     char dir[64];
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "build");
     dm_ctx *ctx = offline_in(dir);
     dm_build_info info;
     build_once(ctx, &info);
@@ -109,14 +89,14 @@ START_TEST(truncated_entry_is_rebuilt_and_valid_afterwards)
     ck_assert(info.cache_written);
     ck_assert_int_eq(build_once(ctx, &info), DM_BUILT_FROM_DISK);
     dm_ctx_destroy(ctx);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(corrupt_payload_is_rebuilt)
 {
     char dir[64];
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "build");
     dm_ctx *ctx = offline_in(dir);
     dm_build_info info;
     build_once(ctx, &info);
@@ -132,14 +112,14 @@ START_TEST(corrupt_payload_is_rebuilt)
     ck_assert_int_eq(build_once(ctx, &info), DM_BUILT_BY_NVRTC);
     ck_assert_int_eq(build_once(ctx, &info), DM_BUILT_FROM_DISK);
     dm_ctx_destroy(ctx);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(unusable_directory_degrades_to_memory_only)
 {
     char dir[64], file[128], sub[160];
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "build");
     snprintf(file, sizeof file, "%s/plain_file", dir);
     FILE *f = fopen(file, "w");
     fputs("x", f);
@@ -155,7 +135,7 @@ START_TEST(unusable_directory_degrades_to_memory_only)
     ck_assert_int_eq(dm_prebuild(ctx, kVariant, &cached), DM_ERR_IO);
     ck_assert_ptr_nonnull(strstr(dm_errmsg(ctx), "not stored"));
     dm_ctx_destroy(ctx);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
@@ -174,7 +154,7 @@ END_TEST
 START_TEST(read_only_shipped_directory_serves_entries_and_compiles_the_rest_in_memory)
 {
     char dir[64];
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "build");
     dm_ctx *ctx = offline_in(dir);
     dm_build_info info;
     build_once(ctx, &info);
@@ -213,15 +193,15 @@ START_TEST(read_only_shipped_directory_serves_entries_and_compiles_the_rest_in_m
     waitpid(pid, &status, 0);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d",
                   WEXITSTATUS(status));
-    ck_assert_int_eq(count_entries(dir), 1);
-    remove_dir(dir);
+    ck_assert_int_eq(dm_test_count_entries(dir), 1);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(two_processes_compiling_one_variant_at_once_both_succeed)
 {
     char dir[64];
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "build");
     pid_t pids[2];
     for (int i = 0; i < 2; i++) {
         pids[i] = fork();
@@ -239,20 +219,20 @@ START_TEST(two_processes_compiling_one_variant_at_once_both_succeed)
         waitpid(pids[i], &status, 0);
         ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
-    ck_assert_int_eq(count_entries(dir), 1);
+    ck_assert_int_eq(dm_test_count_entries(dir), 1);
     dm_ctx *ctx = offline_in(dir);
     dm_build_info info;
     ck_assert_int_eq(build_once(ctx, &info), DM_BUILT_FROM_DISK);
     dm_ctx_destroy(ctx);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(changed_template_gets_a_new_entry_never_the_stale_one)
 {
     char dir[64], tpl[64], cmd[512];
-    temp_dir(dir);
-    temp_dir(tpl);
+    dm_test_temp_dir(dir, "build");
+    dm_test_temp_dir(tpl, "build");
     dm_ctx *ctx = offline_in(dir);
     dm_build_info info;
     build_once(ctx, &info);
@@ -267,10 +247,10 @@ START_TEST(changed_template_gets_a_new_entry_never_the_stale_one)
     dm_build_source again = build_once(ctx, &info);
     unsetenv("DMATTN_TEMPLATE_DIR");
     ck_assert_int_eq(again, DM_BUILT_BY_NVRTC);
-    ck_assert_int_eq(count_entries(dir), 2);
+    ck_assert_int_eq(dm_test_count_entries(dir), 2);
     dm_ctx_destroy(ctx);
-    remove_dir(dir);
-    remove_dir(tpl);
+    dm_test_remove_dir(dir);
+    dm_test_remove_dir(tpl);
 }
 END_TEST
 

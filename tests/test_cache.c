@@ -15,22 +15,10 @@
 
 #include "cache.h"
 #include "harness.h"
+#include "test_fs.h"
 
 static const char *kVariant = "fwd.d64.f16.mask-k.bias-none.w0.sm80";
 enum { kHeaderBytes = 32 }; /* magic 8, version 4, key_bytes 4, payload_bytes 8, checksum 8 */
-
-static void temp_dir(char *dir)
-{
-    strcpy(dir, "/tmp/dm_cache_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-}
-
-static void remove_dir(const char *dir)
-{
-    char cmd[1100];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
 
 static dm_cache_key_fields sample_fields(void)
 {
@@ -199,7 +187,7 @@ END_TEST
 START_TEST(written_entry_reads_back_identical_bytes)
 {
     char dir[64], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key key = sample_key();
     unsigned char *cubin = sample_cubin(5000);
     ck_assert_int_eq(dm_cache_write(dir, &key, kVariant, cubin, 5000, why, sizeof why),
@@ -216,14 +204,14 @@ START_TEST(written_entry_reads_back_identical_bytes)
     ck_assert_int_eq(count_files(dir), 1); /* no temp file left next to it */
     free(got);
     free(cubin);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(empty_payload_round_trips)
 {
     char dir[64], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key key = sample_key();
     ck_assert_int_eq(dm_cache_write(dir, &key, kVariant, NULL, 0, why, sizeof why), DM_CACHE_HIT);
     void *got = NULL;
@@ -232,35 +220,35 @@ START_TEST(empty_payload_round_trips)
     ck_assert_uint_eq(got_bytes, 0);
     ck_assert_ptr_nonnull(got);
     free(got);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(missing_entry_is_a_miss)
 {
     char dir[64], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key key = sample_key();
     ck_assert_int_eq(read_entry(dir, &key, why, sizeof why), DM_CACHE_MISS);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(missing_directory_is_a_miss)
 {
     char dir[64], sub[128], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     snprintf(sub, sizeof sub, "%s/not/there", dir);
     dm_cache_key key = sample_key();
     ck_assert_int_eq(read_entry(sub, &key, why, sizeof why), DM_CACHE_MISS);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(truncated_entry_is_corrupt_and_names_the_file)
 {
     char dir[64], path[256], why[512] = "", expect[64];
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key key = sample_key();
     write_sample(dir, &key, 5000);
     entry_file(dir, &key, path, sizeof path);
@@ -270,28 +258,28 @@ START_TEST(truncated_entry_is_corrupt_and_names_the_file)
     ck_assert_msg(strstr(why, path) != NULL, "why: %s", why);
     snprintf(expect, sizeof expect, "truncated (expected %ld bytes, found 100)", full);
     ck_assert_msg(strstr(why, expect) != NULL, "why: %s", why);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(entry_cut_inside_its_header_is_corrupt)
 {
     char dir[64], path[256], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key key = sample_key();
     write_sample(dir, &key, 100);
     entry_file(dir, &key, path, sizeof path);
     ck_assert_int_eq(truncate(path, 10), 0);
     ck_assert_int_eq(read_entry(dir, &key, why, sizeof why), DM_CACHE_CORRUPT);
     ck_assert_msg(strstr(why, "truncated") != NULL, "why: %s", why);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(entry_with_extra_bytes_is_corrupt)
 {
     char dir[64], path[256], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key key = sample_key();
     write_sample(dir, &key, 100);
     entry_file(dir, &key, path, sizeof path);
@@ -302,14 +290,14 @@ START_TEST(entry_with_extra_bytes_is_corrupt)
     ck_assert_int_eq(read_entry(dir, &key, why, sizeof why), DM_CACHE_CORRUPT);
     ck_assert_msg(strstr(why, "extra bytes") != NULL, "why: %s", why);
     ck_assert_msg(strstr(why, path) != NULL, "why: %s", why);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(flipped_payload_byte_fails_the_checksum)
 {
     char dir[64], path[256], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key key = sample_key();
     write_sample(dir, &key, 5000);
     entry_file(dir, &key, path, sizeof path);
@@ -317,28 +305,28 @@ START_TEST(flipped_payload_byte_fails_the_checksum)
     ck_assert_int_eq(read_entry(dir, &key, why, sizeof why), DM_CACHE_CORRUPT);
     ck_assert_msg(strstr(why, "checksum") != NULL, "why: %s", why);
     ck_assert_msg(strstr(why, path) != NULL, "why: %s", why);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(flipped_variant_text_byte_fails_the_checksum)
 {
     char dir[64], path[256], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key key = sample_key();
     write_sample(dir, &key, 100);
     entry_file(dir, &key, path, sizeof path);
     patch_byte(path, kHeaderBytes + 3, 0x20);
     ck_assert_int_eq(read_entry(dir, &key, why, sizeof why), DM_CACHE_CORRUPT);
     ck_assert_msg(strstr(why, "checksum") != NULL, "why: %s", why);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(bad_magic_is_corrupt)
 {
     char dir[64], path[256], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key key = sample_key();
     write_sample(dir, &key, 100);
     entry_file(dir, &key, path, sizeof path);
@@ -346,42 +334,42 @@ START_TEST(bad_magic_is_corrupt)
     ck_assert_int_eq(read_entry(dir, &key, why, sizeof why), DM_CACHE_CORRUPT);
     ck_assert_msg(strstr(why, "bad magic") != NULL, "why: %s", why);
     ck_assert_msg(strstr(why, path) != NULL, "why: %s", why);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(unknown_format_version_is_corrupt)
 {
     char dir[64], path[256], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key key = sample_key();
     write_sample(dir, &key, 100);
     entry_file(dir, &key, path, sizeof path);
     patch_byte(path, 8, 0x03); /* version 1 -> 2 */
     ck_assert_int_eq(read_entry(dir, &key, why, sizeof why), DM_CACHE_CORRUPT);
     ck_assert_msg(strstr(why, "format version 2") != NULL, "why: %s", why);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(header_claiming_a_huge_payload_is_corrupt_before_any_allocation)
 {
     char dir[64], path[256], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key key = sample_key();
     write_sample(dir, &key, 100);
     entry_file(dir, &key, path, sizeof path);
     patch_byte(path, 16 + 7, 0x80); /* payload_bytes gains bit 63 */
     ck_assert_int_eq(read_entry(dir, &key, why, sizeof why), DM_CACHE_CORRUPT);
     ck_assert_msg(strstr(why, "out of range") != NULL, "why: %s", why);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(rewriting_a_corrupt_entry_makes_it_readable_again)
 {
     char dir[64], path[256], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key key = sample_key();
     write_sample(dir, &key, 3000);
     entry_file(dir, &key, path, sizeof path);
@@ -390,7 +378,7 @@ START_TEST(rewriting_a_corrupt_entry_makes_it_readable_again)
     write_sample(dir, &key, 3000); /* what build.c does after a corrupt read */
     ck_assert_msg(read_entry(dir, &key, why, sizeof why) == DM_CACHE_HIT, "%s", why);
     ck_assert_int_eq(count_files(dir), 1);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
@@ -430,7 +418,7 @@ static int race_read_ok(const char *dir, const dm_cache_key *key, const unsigned
 START_TEST(concurrent_writers_all_succeed_and_readers_never_see_a_partial_entry)
 {
     char dir[64];
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key key = sample_key();
     unsigned char *cubin = sample_cubin(kRaceBytes);
     pid_t writers[kWriters], reader;
@@ -472,15 +460,15 @@ START_TEST(concurrent_writers_all_succeed_and_readers_never_see_a_partial_entry)
     ck_assert_int_eq(race_read_ok(dir, &key, cubin, &hits), 1);
     ck_assert_int_eq(count_files(dir), 1); /* every temp was renamed away */
     free(cubin);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(killed_writer_temp_file_neither_blocks_nor_misleads_and_clear_removes_it)
 {
     char dir[64], other[64], path[256], tmp[300], why[512] = "";
-    temp_dir(dir);
-    temp_dir(other);
+    dm_test_temp_dir(dir, "cache");
+    dm_test_temp_dir(other, "cache");
     dm_cache_key key = sample_key();
     /* what a writer killed halfway leaves: the first half of a real entry under a temp name */
     write_sample(other, &key, 4000);
@@ -503,15 +491,15 @@ START_TEST(killed_writer_temp_file_neither_blocks_nor_misleads_and_clear_removes
     ck_assert_int_eq(dm_cache_clear(dir, &removed, &bytes, why, sizeof why), DM_CACHE_HIT);
     ck_assert_int_eq(removed, 2);
     ck_assert_int_eq(count_files(dir), 0);
-    remove_dir(dir);
-    remove_dir(other);
+    dm_test_remove_dir(dir);
+    dm_test_remove_dir(other);
 }
 END_TEST
 
 START_TEST(prepare_dir_creates_missing_parents)
 {
     char dir[64], sub[128], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     snprintf(sub, sizeof sub, "%s/a/b//c/", dir);
     ck_assert_msg(dm_cache_prepare_dir(sub, why, sizeof why) == DM_CACHE_HIT, "%s", why);
     struct stat sb;
@@ -519,39 +507,39 @@ START_TEST(prepare_dir_creates_missing_parents)
     ck_assert(S_ISDIR(sb.st_mode));
     ck_assert_int_eq(sb.st_mode & 0777 & ~0755, 0);
     ck_assert_int_eq(dm_cache_prepare_dir(sub, why, sizeof why), DM_CACHE_HIT); /* idempotent */
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(prepare_dir_under_a_regular_file_is_an_io_error)
 {
     char dir[64], file[128], sub[160], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     snprintf(file, sizeof file, "%s/file", dir);
     write_bytes(file, "x", 1);
     snprintf(sub, sizeof sub, "%s/sub", file);
     ck_assert_int_eq(dm_cache_prepare_dir(sub, why, sizeof why), DM_CACHE_IO_ERROR);
     ck_assert_msg(strstr(why, file) && strstr(why, "not a directory"), "why: %s", why);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(prepare_dir_on_an_existing_file_is_an_io_error)
 {
     char dir[64], file[128], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     snprintf(file, sizeof file, "%s/file", dir);
     write_bytes(file, "x", 1);
     ck_assert_int_eq(dm_cache_prepare_dir(file, why, sizeof why), DM_CACHE_IO_ERROR);
     ck_assert_msg(strstr(why, "not a directory") != NULL, "why: %s", why);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(write_into_a_path_under_a_regular_file_is_an_io_error)
 {
     char dir[64], sub[160], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     snprintf(sub, sizeof sub, "%s/file", dir);
     write_bytes(sub, "x", 1);
     strcat(sub, "/sub");
@@ -562,7 +550,7 @@ START_TEST(write_into_a_path_under_a_regular_file_is_an_io_error)
     ck_assert_msg(strstr(why, sub) != NULL, "why: %s", why);
     ck_assert_int_eq(count_files(dir), 1); /* only the file we made */
     free(cubin);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
@@ -585,7 +573,7 @@ START_TEST(write_failing_midway_leaves_no_temp_file)
 {
     /* a file size limit makes write() fail with EFBIG partway through, even for root */
     char dir[64];
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -604,14 +592,14 @@ START_TEST(write_failing_midway_leaves_no_temp_file)
     ck_assert(WIFEXITED(status));
     ck_assert_int_eq(WEXITSTATUS(status), 0);
     ck_assert_int_eq(count_files(dir), 0);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(failed_rename_leaves_no_temp_file)
 {
     char dir[64], path[256], inner[300], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key key = sample_key();
     /* a non-empty directory where the entry belongs: rename() over it must fail */
     entry_file(dir, &key, path, sizeof path);
@@ -624,7 +612,7 @@ START_TEST(failed_rename_leaves_no_temp_file)
     ck_assert_msg(strstr(why, "rename") != NULL, "why: %s", why);
     ck_assert_int_eq(count_files(dir), 1); /* only the blocking directory */
     free(cubin);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
@@ -681,7 +669,7 @@ static int index_of(const dm_cache_key keys[3], const char *name)
 START_TEST(list_returns_entries_sorted_by_name_with_their_variant_text)
 {
     char dir[64], other[128], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key keys[3];
     write_three(dir, keys);
     snprintf(other, sizeof other, "%s/README", dir); /* not an entry: ignored */
@@ -699,14 +687,14 @@ START_TEST(list_returns_entries_sorted_by_name_with_their_variant_text)
         ck_assert_uint_eq(l.payload_bytes[i], 100 * (uint64_t)(k + 1));
         ck_assert_int_eq(l.valid[i], 1);
     }
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(list_marks_corrupt_entries_invalid)
 {
     char dir[64], path[256], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key keys[3];
     write_three(dir, keys);
     entry_file(dir, &keys[0], path, sizeof path);
@@ -728,26 +716,26 @@ START_TEST(list_marks_corrupt_entries_invalid)
             ck_assert_int_eq(l.valid[i], 1);
         }
     }
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(list_of_a_missing_directory_is_empty)
 {
     char dir[64], sub[128], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     snprintf(sub, sizeof sub, "%s/none", dir);
     listed l = {0};
     ck_assert_int_eq(dm_cache_list(sub, collect, &l, why, sizeof why), DM_CACHE_HIT);
     ck_assert_int_eq(l.n, 0);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(clear_removes_entries_and_temps_and_counts_them)
 {
     char dir[64], path[256], other[128], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key keys[3];
     write_three(dir, keys);
     entry_file(dir, &keys[2], path, sizeof path);
@@ -769,14 +757,14 @@ START_TEST(clear_removes_entries_and_temps_and_counts_them)
     ck_assert_uint_eq(freed, expected);
     ck_assert_int_eq(count_files(dir), 1);
     ck_assert_int_eq(file_size(other), 1);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(usage_counts_entries_and_their_bytes)
 {
     char dir[64], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key keys[3];
     write_three(dir, keys);
     uint64_t expected = 3 * (kHeaderBytes + strlen(kVariant)) + 100 + 200 + 300;
@@ -787,14 +775,14 @@ START_TEST(usage_counts_entries_and_their_bytes)
     ck_assert_int_eq(entries, 3);
     ck_assert_uint_eq(bytes, expected);
     ck_assert_int_eq(count_files(dir), 3); /* usage removed nothing */
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(why_may_be_null_or_empty_and_a_short_one_is_never_overrun)
 {
     char dir[64], path[256], why[16];
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key key = sample_key();
     write_sample(dir, &key, 100);
     entry_file(dir, &key, path, sizeof path);
@@ -806,14 +794,14 @@ START_TEST(why_may_be_null_or_empty_and_a_short_one_is_never_overrun)
     ck_assert_int_eq(read_entry(dir, &key, why, 8), DM_CACHE_CORRUPT);
     ck_assert_uint_eq(strlen(why), 7);
     ck_assert_int_eq(why[8], 'z');
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(malformed_key_name_is_refused_before_touching_the_disk)
 {
     char dir[64], why[512] = "";
-    temp_dir(dir);
+    dm_test_temp_dir(dir, "cache");
     dm_cache_key key;
     snprintf(key.name, sizeof key.name, "../../etc/passwd");
     ck_assert_int_eq(dm_cache_write(dir, &key, kVariant, "x", 1, why, sizeof why),
@@ -821,7 +809,7 @@ START_TEST(malformed_key_name_is_refused_before_touching_the_disk)
     ck_assert_msg(strstr(why, "bad cache key") != NULL, "why: %s", why);
     ck_assert_int_eq(read_entry(dir, &key, why, sizeof why), DM_CACHE_IO_ERROR);
     ck_assert_int_eq(count_files(dir), 0);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 

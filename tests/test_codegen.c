@@ -8,6 +8,7 @@
 
 #include "gen.h"
 #include "harness.h"
+#include "test_fs.h"
 
 static dm_variant make(int d, dm_dtype t, dm_layout mask, dm_layout bias, bool causal, bool softcap,
                        dm_arch arch)
@@ -144,8 +145,7 @@ static void copy_templates(char *dir)
 {
     const char *src_dir = getenv("DMATTN_SOURCE_DIR");
     ck_assert_ptr_nonnull(src_dir);
-    strcpy(dir, "/tmp/dm_tpl_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    dm_test_temp_dir(dir, "tpl");
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "cp %s/templates/*.lua %s/", src_dir, dir);
     ck_assert_int_eq(system(cmd), 0);
@@ -161,13 +161,6 @@ static void write_file(const char *dir, const char *name, const char *text)
     fclose(f);
 }
 
-static void remove_dir(const char *dir)
-{
-    char cmd[1100];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
 START_TEST(template_dir_overrides_the_embedded_templates)
 {
     char dir[64];
@@ -181,7 +174,7 @@ START_TEST(template_dir_overrides_the_embedded_templates)
     unsetenv("DMATTN_TEMPLATE_DIR");
     ck_assert_str_eq(src, "// override fwd.d64.f16.mask-none.bias-none.w0.sm80");
     free(src);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
@@ -199,7 +192,7 @@ START_TEST(template_error_is_a_compile_error_with_file_and_line)
     unsetenv("DMATTN_TEMPLATE_DIR");
     ck_assert_int_eq(st, DM_ERR_COMPILE);
     ck_assert_msg(strstr(err, "attn_fwd.lua:3:") != NULL, "err: %s", err);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
@@ -218,7 +211,7 @@ START_TEST(missing_tuning_row_is_unsupported_naming_what_was_sought)
     unsetenv("DMATTN_TEMPLATE_DIR");
     ck_assert_int_eq(st, DM_ERR_UNSUPPORTED);
     ck_assert_msg(strstr(err, "(fwd, d128, sm80)") != NULL, "err: %s", err);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 
@@ -236,7 +229,7 @@ START_TEST(templates_cannot_reach_files_or_randomness)
     unsetenv("DMATTN_TEMPLATE_DIR");
     ck_assert_str_eq(src, "nilnilnilnil");
     free(src);
-    remove_dir(dir);
+    dm_test_remove_dir(dir);
 }
 END_TEST
 

@@ -15,6 +15,7 @@
 
 #include "cache.h"
 #include "harness.h"
+#include "test_fs.h"
 
 typedef struct run_result {
     int code; /* exit status, or 128 + signal */
@@ -115,27 +116,6 @@ static int count_lines(const char *s)
 }
 
 static bool has(const char *haystack, const char *needle) { return strstr(haystack, needle); }
-
-static void temp_dir(char *dir)
-{
-    strcpy(dir, "/tmp/dm_dmgen_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-}
-
-static void remove_dir(const char *dir)
-{
-    char cmd[1100];
-    snprintf(cmd, sizeof cmd, "chmod -R u+w %s; rm -rf %s", dir, dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static int count_entries(const char *dir)
-{
-    int n = -1;
-    uint64_t bytes;
-    ck_assert_int_eq(dm_cache_usage(dir, &n, &bytes, NULL, 0), DM_CACHE_HIT);
-    return n;
-}
 
 /* The cache dir a test uses: "<tmp>/cache", not created yet (dmgen build creates it). */
 static void cache_in(const char *tmp, char *cache, size_t n)
@@ -254,7 +234,7 @@ END_TEST
 START_TEST(build_stores_two_variants_then_finds_them_cached)
 {
     char tmp[64], cache[128];
-    temp_dir(tmp);
+    dm_test_temp_dir(tmp, "dmgen");
     cache_in(tmp, cache, sizeof cache);
 
     run_result r = run("build", "-j", "2", "--cache", cache, V1, V2);
@@ -263,22 +243,22 @@ START_TEST(build_stores_two_variants_then_finds_them_cached)
     ck_assert_msg(strncmp(r.err, "built 2, cached 0, failed 0 in ", 31) == 0, "%.800s", r.err);
     ck_assert_msg(has(r.err, cache), "the summary names the cache: %.800s", r.err);
     ck_assert_int_eq(count_lines(r.err), 1); /* not a terminal: no progress, only the summary */
-    ck_assert_int_eq(count_entries(cache), 2);
+    ck_assert_int_eq(dm_test_count_entries(cache), 2);
     run_free(&r);
 
     r = run("build", "--cache", cache, V2, V1);
     ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
     ck_assert_msg(strncmp(r.err, "built 0, cached 2, failed 0 in ", 31) == 0, "%.800s", r.err);
-    ck_assert_int_eq(count_entries(cache), 2);
+    ck_assert_int_eq(dm_test_count_entries(cache), 2);
     run_free(&r);
-    remove_dir(tmp);
+    dm_test_remove_dir(tmp);
 }
 END_TEST
 
 START_TEST(list_shows_the_variants_and_clear_empties_the_cache)
 {
     char tmp[64], cache[128], expect[256];
-    temp_dir(tmp);
+    dm_test_temp_dir(tmp, "dmgen");
     cache_in(tmp, cache, sizeof cache);
 
     /* An axis list: two variants from one argument. */
@@ -303,21 +283,21 @@ START_TEST(list_shows_the_variants_and_clear_empties_the_cache)
     snprintf(expect, sizeof expect, " bytes) from %s\n", cache);
     ck_assert_msg(has(r.out, expect), "%.800s", r.out);
     run_free(&r);
-    ck_assert_int_eq(count_entries(cache), 0);
+    ck_assert_int_eq(dm_test_count_entries(cache), 0);
 
     r = run("list", "--cache", cache);
     ck_assert_int_eq(r.code, 0);
     ck_assert_str_eq(r.out, "");
     ck_assert_msg(strncmp(r.err, "0 entries, ", 11) == 0, "%.800s", r.err);
     run_free(&r);
-    remove_dir(tmp);
+    dm_test_remove_dir(tmp);
 }
 END_TEST
 
 START_TEST(list_marks_a_corrupt_entry)
 {
     char tmp[64], path[256];
-    temp_dir(tmp);
+    dm_test_temp_dir(tmp, "dmgen");
     snprintf(path, sizeof path, "%s/0123456789abcdef0123456789abcdef.cubin", tmp);
     FILE *f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
@@ -331,7 +311,7 @@ START_TEST(list_marks_a_corrupt_entry)
     ck_assert_msg(has(r.out, "CORRUPT\n"), "%.800s", r.out);
     ck_assert_msg(has(r.err, "1 corrupt"), "%.800s", r.err);
     run_free(&r);
-    remove_dir(tmp);
+    dm_test_remove_dir(tmp);
 }
 END_TEST
 
@@ -387,7 +367,7 @@ END_TEST
 START_TEST(build_of_a_malformed_axis_list_exits_2_before_building)
 {
     char tmp[64], cache[128];
-    temp_dir(tmp);
+    dm_test_temp_dir(tmp, "dmgen");
     cache_in(tmp, cache, sizeof cache);
     run_result r =
         run("build", "--cache", cache, V1, "fwd.d64.f16,fp16.mask-none.bias-none.w0.sm80");
@@ -399,7 +379,7 @@ START_TEST(build_of_a_malformed_axis_list_exits_2_before_building)
     run_free(&r);
     struct stat sb;
     ck_assert_int_ne(stat(cache, &sb), 0); /* nothing was built, not even the directory */
-    remove_dir(tmp);
+    dm_test_remove_dir(tmp);
 }
 END_TEST
 
@@ -429,7 +409,7 @@ END_TEST
 START_TEST(build_into_a_directory_under_a_regular_file_fails_with_exit_1)
 {
     char tmp[64], file[128], cache[192];
-    temp_dir(tmp);
+    dm_test_temp_dir(tmp, "dmgen");
     snprintf(file, sizeof file, "%s/file", tmp);
     FILE *f = fopen(file, "w");
     ck_assert_ptr_nonnull(f);
@@ -442,14 +422,14 @@ START_TEST(build_into_a_directory_under_a_regular_file_fails_with_exit_1)
     ck_assert_msg(has(r.err, "dmgen: build: ") && has(r.err, cache), "%.800s", r.err);
     ck_assert_msg(has(r.err, "unusable"), "%.800s", r.err);
     run_free(&r);
-    remove_dir(tmp);
+    dm_test_remove_dir(tmp);
 }
 END_TEST
 
 START_TEST(build_of_an_unsupported_variant_fails_with_its_reason)
 {
     char tmp[64], cache[128];
-    temp_dir(tmp);
+    dm_test_temp_dir(tmp, "dmgen");
     cache_in(tmp, cache, sizeof cache);
     /* Parses, but no backward template exists yet: fails in codegen, before NVRTC. */
     run_result r = run("build", "--cache", cache, "bwd.d64.f16.mask-none.bias-none.w0.sm80");
@@ -458,15 +438,15 @@ START_TEST(build_of_an_unsupported_variant_fails_with_its_reason)
                   r.err);
     ck_assert_msg(has(r.err, "built 0, cached 0, failed 1 in "), "%.800s", r.err);
     run_free(&r);
-    ck_assert_int_eq(count_entries(cache), 0);
-    remove_dir(tmp);
+    ck_assert_int_eq(dm_test_count_entries(cache), 0);
+    dm_test_remove_dir(tmp);
 }
 END_TEST
 
 START_TEST(info_without_a_driver_exits_0_and_says_so)
 {
     char tmp[64];
-    temp_dir(tmp);
+    dm_test_temp_dir(tmp, "dmgen");
     run_result r = run_env("DMATTN_LIBCUDA=/nonexistent/libcuda.so", "info", "--cache", tmp,
                            (const char *)NULL);
     ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
@@ -477,7 +457,7 @@ START_TEST(info_without_a_driver_exits_0_and_says_so)
     ck_assert_msg(has(r.out, "no CUDA driver (") && has(r.out, "/nonexistent/libcuda.so"), "%s",
                   r.out);
     run_free(&r);
-    remove_dir(tmp);
+    dm_test_remove_dir(tmp);
 }
 END_TEST
 
