@@ -19,7 +19,7 @@ typedef struct dm_fwd_params {
     int32_t bias_f32;
     int32_t bias_vec16;
     int32_t mask_pairs;
-    int32_t pad_;
+    int32_t mask_vec16;
 } dm_fwd_params;
 /* The template asserts the same size: a field added on one side only fails to compile. */
 _Static_assert(sizeof(dm_fwd_params) == 288, "dm_fwd_params layout changed: update attn_fwd.lua");
@@ -66,8 +66,10 @@ static void fill_params(const dm_fwd_args *a, const dm_fwd_plan *p, dm_fwd_param
     k->bias_f32 = p->bias_dtype == DM_F32;
     if (p->bias_layout != DM_LAYOUT_NONE)
         k->bias_vec16 = rows_aligned(a->bias.data, p->bias_stride, k->bias_f32 ? 4 : 2, 16);
-    if (p->mask_layout != DM_LAYOUT_NONE)
+    if (p->mask_layout != DM_LAYOUT_NONE) {
         k->mask_pairs = rows_aligned(a->mask.data, p->mask_stride, 1, 2);
+        k->mask_vec16 = rows_aligned(a->mask.data, p->mask_stride, 1, 16);
+    }
 }
 
 dm_status dm_fwd(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream)

@@ -28,7 +28,7 @@ struct FwdParams {
     int bias_f32;                                           // bias stored as fp32, not q's dtype
     int bias_vec16;  // bias rows start 16-byte aligned: a q-layout bias tile can go by cp.async
     int mask_pairs;  // mask rows start 2-byte aligned: two keys per load
-    int pad_;
+    int mask_vec16;  // mask rows start 16-byte aligned: a q-layout mask tile can go by cp.async
 };
 static_assert(sizeof(FwdParams) == 288, "FwdParams must match dm_fwd_params in runtime/fwd.c");]=]
 
@@ -56,7 +56,9 @@ constexpr int kSmemKV = kBlockN * kPitch * 2;  // one of K or V
 constexpr int kBiasRows = $bias_rows;          // staged bias rows: kBlockM (q layout) or 1 (k)
 constexpr int kBiasPitch = $bias_pitch;        // bytes per staged row (fp32 room, +16: banks)
 constexpr int kSmemBias = 2 * kBiasRows * kBiasPitch;  // double buffered: this tile, the next
-constexpr int kSmemBytes = kSmemQ + 2 * kSmemKV + kSmemBias;
+constexpr int kMaskPitch = kBlockN + 16;       // staged q-layout mask rows; +16: banks
+constexpr int kSmemMask = $mask_smem;
+constexpr int kSmemBytes = kSmemQ + 2 * kSmemKV + kSmemBias + kSmemMask;
 static_assert(kSmemBytes == $smem_bytes, "launch smem (from Lua) matches the layout");]=]
 
 -- Tile loads and the two GEMMs. Every thread of the block takes part in each load.
@@ -265,8 +267,10 @@ local vote = {
   k = [=[
 typedef u32 MaskBits;  // bit nt * 2 + c: key n0 + nt * 8 + 2 * (lane % 4) + c
 constexpr MaskBits kMaskFull = (MaskBits)((1ull << (2 * kNTiles)) - 1);
+template <bool kStaged>  // key-side masks are never staged: one row, read straight
 __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned char *mask_bh,
-                                              int n0, int warp_row0, int m0, bool &any)
+                                              const unsigned char *sM, int n0, int warp_row0,
+                                              int m0, bool &any)
 {
     const int lane = threadIdx.x % 32;
     MaskBits bits = 0;
@@ -297,6 +301,7 @@ __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned
                 ok |= 1u << (nt * 2 + c);
     any = (bits & ok) != 0;
     (void)warp_row0;
+    (void)sM;
     (void)last_row;
     return bits;
 }
@@ -309,8 +314,11 @@ typedef unsigned long long MaskBits;  // bit ((mt * 2 + hf) * kNTiles + nt) * 2 
 constexpr MaskBits kMaskFull =
     kMTiles * 4 * kNTiles == 64 ? ~0ull : (1ull << (kMTiles * 4 * kNTiles)) - 1;
 static_assert(kMTiles * 2 * kNTiles * 2 <= 64, "mask bits fit one register pair");
+// kStaged: read the tile from sM, where load_mask_tile put it (zero past Lq and Lk).
+template <bool kStaged>
 __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned char *mask_bh,
-                                              int n0, int warp_row0, int m0, bool &any)
+                                              const unsigned char *sM, int n0, int warp_row0,
+                                              int m0, bool &any)
 {
     const int lane = threadIdx.x % 32;
     MaskBits bits = 0;
@@ -322,12 +330,14 @@ __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned
             const int i = m0 + warp_row0 + mt * 16 + lane / 4 + hf * 8;
             if (i >= p.Lq)
                 continue;
-            const unsigned char *row = mask_bh + (i64)i * p.mask_stride[2];
+            // indexed by the absolute key j either way
+            const unsigned char *row = kStaged ? sM + (i - m0) * kMaskPitch - n0
+                                               : mask_bh + (i64)i * p.mask_stride[2];
 #pragma unroll
             for (int nt = 0; nt < kNTiles; nt++) {
                 const int j = n0 + nt * 8 + 2 * (lane % 4);
                 unsigned m0b = 0, m1b = 0;
-                if (p.mask_pairs && j + 1 < p.Lk) {
+                if (kStaged || (p.mask_pairs && j + 1 < p.Lk)) {
                     const unsigned short two = *(const unsigned short *)(row + j);
                     m0b = two & 0xffu;
                     m1b = two >> 8;
@@ -352,6 +362,26 @@ __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned
 __device__ __forceinline__ bool mask_bit(MaskBits bits, int mt, int hf, int nt, int c)
 {
     return (bits >> (((mt * 2 + hf) * kNTiles + nt) * 2 + c)) & 1ull;
+}
+
+// The tile's mask rows (kBlockM x kBlockN bytes) into sM by cp.async, issued with the K of the
+// tile before it, so the vote on it reads shared memory. Rows must start 16-byte aligned.
+__device__ __forceinline__ void load_mask_tile(const FwdParams &p, const unsigned char *mask_bh,
+                                               int m0, int n0, unsigned char *sM)
+{
+    constexpr int kRowChunks = kBlockN / 16;
+    for (int c = threadIdx.x; c < kBlockM * kRowChunks; c += kThreads) {
+        const int r = c / kRowChunks, col = (c % kRowChunks) * 16;
+        const int i = m0 + r, j = n0 + col;
+        unsigned char *dst = sM + r * kMaskPitch + col;
+        const unsigned char *src = mask_bh + (i64)i * p.mask_stride[2] + j;
+        if (i < p.Lq && j + 16 <= p.Lk) {
+            cp_async16(smem_u32(dst), src, 16);
+        } else {  // the row's tail (or no row): copy what exists, zero the rest
+            for (int e = 0; e < 16; e++)
+                dst[e] = i < p.Lq && j + e < p.Lk ? src[e] : 0;
+        }
+    }
 }]=],
 }
 
@@ -363,7 +393,7 @@ __device__ __forceinline__ int next_tile(const FwdParams &p, const unsigned char
 {
     for (; n < n_end; n += kBlockN) {
         bool any = false;
-        bits = load_mask(p, mask_bh, n, warp_row0, m0, any);
+        bits = load_mask<false>(p, mask_bh, nullptr, n, warp_row0, m0, any);
         if (__syncthreads_or(any))
             return n;
     }
@@ -378,7 +408,9 @@ extern "C" __global__ void __launch_bounds__(kThreads) $entry(const FwdParams p)
     u16 *sK = (u16 *)(smem + kSmemQ);
     u16 *sV = (u16 *)(smem + kSmemQ + kSmemKV);
     unsigned char *sB = smem + kSmemQ + 2 * kSmemKV;
+    unsigned char *sM = sB + kSmemBias;
     (void)sB;
+    (void)sM;
 
     const int m_block = $m_block;
     const int m0 = m_block * kBlockM;
@@ -409,6 +441,7 @@ $first_tile
     if (n0 < n_end) {
         load_rows<kBlockN>(k_base, p.k_stride[1], n0, p.Lk, sK);
 $bias_tile_first
+$mask_tile_first
     }
     cp_async_commit();
 
@@ -463,6 +496,7 @@ $next_tile
         if (n_next < n_end) {
             load_rows<kBlockN>(k_base, p.k_stride[1], n_next, p.Lk, sK);
 $bias_tile_next
+$mask_tile_next
         }
         cp_async_commit();
 
@@ -608,11 +642,13 @@ function M.emit(v)
   local bias_rows = v.bias == "q" and block_m or v.bias == "k" and 1 or 0
   local bias_pitch = v.bias ~= "none" and row.block_n * 4 + 16 or 0
   local bias_smem = 2 * bias_rows * bias_pitch
-  local smem = block_m * pitch * 2 + 2 * row.block_n * pitch * 2 + bias_smem
+  local mask_smem = v.mask == "q" and block_m * (row.block_n + 16) or 0
+  local smem = block_m * pitch * 2 + 2 * row.block_n * pitch * 2 + bias_smem + mask_smem
 
   local vars = {
     d = v.d, d_pad = d_pad, block_n = row.block_n, warps = row.warps, m_tiles = row.m_tiles,
     entry = entry, bias_rows = bias_rows, bias_pitch = bias_pitch, smem_bytes = smem,
+    mask_smem = mask_smem,
     -- causal: heavy (long) row blocks first, so the tail of the grid is short work
     m_block = v.causal and "gridDim.x - 1 - blockIdx.x" or "blockIdx.x",
     causal_last_key = v.causal and "last_row + p.Lk - p.Lq" or "p.Lk - 1",
@@ -641,7 +677,9 @@ function M.emit(v)
         const int cand = n0 + kBlockN;
         bool cand_any = false;
         const MaskBits cand_bits =
-            cand < n_end ? load_mask(p, mask_bh, cand, warp_row0, m0, cand_any) : 0;]=]
+            cand >= n_end ? 0
+            : $staged_mask ? load_mask<true>(p, mask_bh, sM, cand, warp_row0, m0, cand_any)
+                           : load_mask<false>(p, mask_bh, sM, cand, warp_row0, m0, cand_any);]=]
     vars.next_tile = [=[
         int n_next = n_end;
         if (cand < n_end) {
@@ -653,9 +691,20 @@ function M.emit(v)
             }
         }]=]
     vars.mask_advance = "        cur_bits = next_bits;"
+    if v.mask == "q" then
+      -- the candidate tile's mask travels with the K of the tile before it (see load_mask_tile)
+      vars.staged_mask = "p.mask_vec16"
+      vars.mask_tile_first = "        if (p.mask_vec16 && n0 + kBlockN < n_end)\n" ..
+        "            load_mask_tile(p, mask_bh, m0, n0 + kBlockN, sM);"
+      vars.mask_tile_next = "            if (p.mask_vec16 && n_next + kBlockN < n_end)\n" ..
+        "                load_mask_tile(p, mask_bh, m0, n_next + kBlockN, sM);"
+    else
+      vars.staged_mask, vars.mask_tile_first, vars.mask_tile_next = "false", "", ""
+    end
+    vars.mask_prefetch = vars.mask_prefetch:gsub("%$staged_mask", vars.staged_mask)
   else
     vars.first_tile = "    int n0 = 0;"
-    vars.mask_prefetch = ""
+    vars.mask_prefetch, vars.mask_tile_first, vars.mask_tile_next = "", "", ""
     vars.next_tile = "        const int n_next = n0 + kBlockN;"
     vars.mask_advance = ""
   end

@@ -123,6 +123,29 @@ START_TEST(all_false_tiles_are_skipped_without_reading_k_v_or_bias)
 }
 END_TEST
 
+START_TEST(staged_mask_tiles_match_when_rows_are_16_byte_aligned)
+{
+    /* Lk a multiple of 16: per-query mask rows are staged by cp.async (mask_vec16), including
+     * skipped tiles (NaN K, V, bias behind them), a partial last row block and broadcasts. */
+    for (int cz = 0; cz < 2; cz++) {
+        gpu_case c = base(128, cz ? DM_F16 : DM_BF16);
+        c.Lk = 512;
+        c.Lq = 100;
+        c.mask = DM_LAYOUT_Q;
+        c.mask_heads = 4;
+        c.bias = DM_LAYOUT_Q;
+        c.masked_key_begin = 128;
+        c.masked_key_end = 384;
+        c.causal = cz;
+        gpu_check_case(&c, cz ? "staged mask causal" : "staged mask");
+        c.masked_key_begin = c.masked_key_end = 0;
+        c.masked_row_every = 5;
+        c.Lq = 333;
+        gpu_check_case(&c, cz ? "staged mask rows causal" : "staged mask rows");
+    }
+}
+END_TEST
+
 START_TEST(softcap_and_explicit_scale_match)
 {
     for (int t = 0; t < 2; t++) {
@@ -215,6 +238,7 @@ END_TEST
     X(gqa_and_mqa_read_the_right_kv_head) \
     X(fully_masked_rows_give_zero_output_and_infinite_lse) \
     X(all_false_tiles_are_skipped_without_reading_k_v_or_bias) \
+    X(staged_mask_tiles_match_when_rows_are_16_byte_aligned) \
     X(softcap_and_explicit_scale_match) \
     X(single_query_and_single_key_match) \
     X(fp32_bias_matches) \
