@@ -5,7 +5,8 @@
  *     DM_TEST_MAIN("suite", TESTS)
  * Each test gets a TCase of its own named after it, so ctest can run one test per process via
  * CK_RUN_CASE=<name> (tests/CMakeLists.txt registers every START_TEST it finds in the file).
- * A program exits 77 (ctest's "skipped") when dm_test_skip() was called: GPU tests without a GPU. */
+ * A program made with DM_TEST_MAIN_SKIP exits 77 (ctest's "skipped") before running anything when
+ * its skip function says so: GPU tests without a GPU. */
 #ifndef DM_TEST_HARNESS_H
 #define DM_TEST_HARNESS_H
 
@@ -16,8 +17,7 @@
 
 #define DM_TEST_SKIP_CODE 77
 
-/* Exits the test process with the skip code; with CK_FORK=yes (the default) only the child
- * exits, so callers check for a device in main-level setup instead: see dm_test_should_skip. */
+/* Asked once in main, before Check forks any test: non-zero = skip the whole program. */
 typedef int (*dm_test_skip_fn)(void);
 
 #define DM_TEST_ADD_(name) \
