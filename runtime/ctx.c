@@ -81,6 +81,14 @@ const char *dm_errmsg(const dm_ctx *ctx)
     return ctx->errmsg;
 }
 
+int dm_device_arch(const dm_driver *d, CUdevice dev, int *major, int *minor, dm_arch *arch)
+{
+    *major = *minor = 0;
+    d->DeviceGetAttribute(major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
+    d->DeviceGetAttribute(minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+    return dm_arch_from_cc(*major, *minor, arch);
+}
+
 /* Binds the context to a CUDA context on `device`: the caller's current one when it is on that
  * device (sharing memory and streams with PyTorch), else the device's primary context. */
 static dm_status attach_device(dm_ctx *ctx, int device)
@@ -114,17 +122,18 @@ static dm_status attach_device(dm_ctx *ctx, int device)
     ctx->drv = d;
     ctx->device = device;
 
-    int major = 0, minor = 0;
-    d->DeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, ctx->cu_device);
-    d->DeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, ctx->cu_device);
+    int major, minor;
+    dm_arch arch;
+    int arch_ok = dm_device_arch(d, ctx->cu_device, &major, &minor, &arch) == 0;
     d->DeviceGetAttribute(&ctx->smem_optin_bytes,
                           CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, ctx->cu_device);
     if (!ctx->arch_overridden) {
-        if (dm_arch_from_cc(major, minor, &ctx->arch) != 0)
+        if (!arch_ok)
             return dm_set_error(ctx, DM_ERR_UNSUPPORTED,
                                 "dm_ctx_create: device %d has compute capability %d.%d; dmattn "
                                 "builds for 8.0, 8.6, 8.7, 8.9 and 9.0",
                                 device, major, minor);
+        ctx->arch = arch;
         ctx->arch_known = true;
     }
     return DM_OK;
@@ -199,14 +208,10 @@ dm_status dm_ctx_set_arch(dm_ctx *ctx, const char *arch)
     if (!arch) {
         ctx->arch_overridden = false;
         ctx->arch_known = false;
-        if (ctx->drv) {
-            int major = 0, minor = 0;
-            ctx->drv->DeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
-                                         ctx->cu_device);
-            ctx->drv->DeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
-                                         ctx->cu_device);
-            ctx->arch_known = dm_arch_from_cc(major, minor, &ctx->arch) == 0;
-        }
+        int major, minor;
+        if (ctx->drv)
+            ctx->arch_known =
+                dm_device_arch(ctx->drv, ctx->cu_device, &major, &minor, &ctx->arch) == 0;
         return DM_OK;
     }
     dm_arch a;

@@ -49,6 +49,10 @@ void dm_clear_error(dm_ctx *ctx);
 void dm_warn(const dm_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void dm_note(const dm_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The device's compute capability and the arch dmattn compiles for it (dm_arch_from_cc): 0 when
+ * dmattn supports the device. */
+int dm_device_arch(const dm_driver *d, CUdevice dev, int *major, int *minor, dm_arch *arch);
+
 /* Makes ctx->cu_ctx current for the calling thread around driver calls. */
 dm_status dm_ctx_enter(dm_ctx *ctx, const char *call);
 void dm_ctx_leave(dm_ctx *ctx);

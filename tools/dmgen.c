@@ -879,16 +879,14 @@ static void info_devices(void)
     for (int i = 0; i < count; i++) {
         CUdevice dev;
         char name[256] = "?";
-        int major = 0, minor = 0;
+        int major, minor;
         dm_arch arch;
         if (d->DeviceGet(&dev, i) != CUDA_SUCCESS)
             continue;
         d->DeviceGetName(name, sizeof name, dev);
-        d->DeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
-        d->DeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+        int ok = dm_device_arch(d, dev, &major, &minor, &arch) == 0;
         printf("  %d: %s, compute capability %d.%d, arch %s\n", i, name, major, minor,
-               dm_arch_from_cc(major, minor, &arch) == 0 ? dm_arch_name(arch)
-                                                         : "unsupported by dmattn");
+               ok ? dm_arch_name(arch) : "unsupported by dmattn");
     }
 }
 
