@@ -11,6 +11,8 @@
 local common = require("cuda_common")
 local ptx = require("cuda_ptx")
 local tune = require("tune")
+-- the engine: operand layout, tile loads and GEMMs, chosen by the tuning row's `mma`
+local engines = { ["mma.sync"] = require("attn_fwd_mma"), wgmma = require("attn_fwd_wgmma") }
 
 local M = {}
 
@@ -44,138 +46,18 @@ constexpr int kNTiles = kBlockN / 8;    // score n-tiles per warp row
 constexpr int kDTiles = kHeadDimPad / 8;
 constexpr int kKSteps = kHeadDimPad / 16;
 constexpr int kChunks = kHeadDim / 8;   // 16-byte chunks of a global row
-// Rows padded by 16 bytes: the 8 row addresses of one ldmatrix then fall in 8 different 16-byte
-// bank groups ((kHeadDimPad + 8) / 8 is odd), so reads are conflict free without a swizzle.
-constexpr int kPitch = kHeadDimPad + 8;
+$operand_layout
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 static_assert(kBlockN % 16 == 0, "whole k-steps of P V");
 static_assert(kHeadDim % 8 == 0 && kHeadDim <= 256, "head_dim a multiple of 8 up to 256");
-constexpr int kSmemQ = kBlockM * kPitch * 2;
-constexpr int kSmemKV = kBlockN * kPitch * 2;  // one of K or V
 constexpr int kBiasRows = $bias_rows;          // staged bias rows: kBlockM (q layout) or 1 (k)
-constexpr int kBiasPitch = $bias_pitch;        // bytes per staged row (fp32 room, +16: banks)
+constexpr int kBiasPitch = $bias_pitch;        // bytes per staged row (+16: banks)
 constexpr int kSmemBias = 2 * kBiasRows * kBiasPitch;  // double buffered: this tile, the next
 constexpr int kMaskPitch = kBlockN + 16;       // staged q-layout mask rows; +16: banks
 constexpr int kSmemMask = $mask_smem;
-constexpr int kSmemBytes = kSmemQ + 2 * kSmemKV + kSmemBias + kSmemMask;
+constexpr int kSmemBytes = kSmemAlign + kSmemQ + 2 * kSmemKV + kSmemBias + kSmemMask;
 static_assert(kSmemBytes == $smem_bytes, "launch smem (from Lua) matches the layout");]=]
-
--- Tile loads and the two GEMMs. Every thread of the block takes part in each load.
-local loads_and_gemms = [=[
-// Rows [r0, r0 + kRows) of a (row, D) matrix into shared memory; rows at or past `limit` are
-// zero-filled (cp.async with 0 source bytes reads nothing). When the block's threads cover whole
-// rows (kThreads % kChunks == 0), each thread's column and first row are fixed, so the loop only
-// steps pointers; otherwise the general index arithmetic runs.
-template <int kRows>
-__device__ __forceinline__ void load_rows(const u16 *base, i64 row_stride, int r0, int limit,
-                                          u16 *dst)
-{
-    if constexpr (kThreads % kChunks == 0 && (kRows * kChunks) % kThreads == 0) {
-        constexpr int kRowStep = kThreads / kChunks;
-        const int row = threadIdx.x / kChunks, col = (threadIdx.x % kChunks) * 8;
-        const u16 *src = base + (i64)(r0 + row) * row_stride + col;
-        const i64 src_step = kRowStep * row_stride;
-        const u32 d = smem_u32(dst + row * kPitch + col);
-#pragma unroll
-        for (int k = 0; k < kRows * kChunks / kThreads; k++) {
-            const bool in = r0 + row + k * kRowStep < limit;
-            cp_async16(d + k * kRowStep * kPitch * 2, in ? src : base, in ? 16 : 0);
-            src += src_step;
-        }
-    } else {
-#pragma unroll
-        for (int c = threadIdx.x; c < kRows * kChunks; c += kThreads) {
-            const int r = c / kChunks, d = (c % kChunks) * 8;
-            const bool in = r0 + r < limit;
-            const u16 *src = in ? base + (i64)(r0 + r) * row_stride + d : base;
-            cp_async16(smem_u32(dst + r * kPitch + d), src, in ? 16 : 0);
-        }
-    }
-}
-
-// Shared columns [kHeadDim, kHeadDimPad) are never loaded; they must read as zero.
-__device__ __forceinline__ void zero_pad_columns(u16 *s, int rows)
-{
-    if constexpr (kHeadDim != kHeadDimPad) {
-        constexpr int kPad = kHeadDimPad - kHeadDim;
-        for (int e = threadIdx.x; e < rows * kPad; e += kThreads)
-            s[(e / kPad) * kPitch + kHeadDim + e % kPad] = 0;
-    }
-}
-
-// Per-lane shared-memory byte addresses of the ldmatrix sources, fixed for the whole kernel:
-// every tile only adds compile-time offsets.
-struct LdsmBase {
-    u32 q, k, v;
-};
-__device__ __forceinline__ LdsmBase ldsm_base(const u16 *sQ, const u16 *sK, const u16 *sV,
-                                              int warp_row0)
-{
-    const int lane = threadIdx.x % 32, mi = lane / 8;
-    LdsmBase a;
-    a.q = smem_u32(sQ + (warp_row0 + lane % 16) * kPitch + (lane / 16) * 8);
-    a.k = smem_u32(sK + ((mi / 2) * 8 + lane % 8) * kPitch + (mi % 2) * 8);
-    a.v = smem_u32(sV + ((mi % 2) * 8 + lane % 8) * kPitch + (mi / 2) * 8);
-    return a;
-}
-
-// acc[mt][nt][*] = Q (this warp's rows) x K^T (the tile's keys), raw dot products.
-__device__ __forceinline__ void gemm_qk(const LdsmBase &lb, float (&acc)[kMTiles][kNTiles][4])
-{
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; mt++)
-#pragma unroll
-        for (int nt = 0; nt < kNTiles; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                acc[mt][nt][e] = 0.f;
-#pragma unroll
-    for (int ks = 0; ks < kKSteps; ks++) {
-        u32 a[kMTiles][4];
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; mt++)
-            ldmatrix_x4(lb.q + (mt * 16 * kPitch + ks * 16) * 2, a[mt][0], a[mt][1], a[mt][2],
-                        a[mt][3]);
-#pragma unroll
-        for (int nt = 0; nt < kNTiles; nt += 2) {
-            u32 b0, b1, b2, b3;
-            ldmatrix_x4(lb.k + (nt * 8 * kPitch + ks * 16) * 2, b0, b1, b2, b3);
-#pragma unroll
-            for (int mt = 0; mt < kMTiles; mt++) {
-                mma_16816(acc[mt][nt], a[mt], b0, b1);
-                mma_16816(acc[mt][nt + 1], a[mt], b2, b3);
-            }
-        }
-    }
-}
-
-// acc_o[mt][dt][*] += P (scores turned probabilities, packed to 16 bits) x V (the tile's rows).
-__device__ __forceinline__ void gemm_pv(const float (&s)[kMTiles][kNTiles][4], const LdsmBase &lb,
-                                        float (&acc_o)[kMTiles][kDTiles][4])
-{
-#pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; kk++) {
-        u32 a[kMTiles][4];
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; mt++) {
-            a[mt][0] = pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-            a[mt][1] = pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-            a[mt][2] = pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-            a[mt][3] = pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-        }
-#pragma unroll
-        for (int dt = 0; dt < kDTiles; dt += 2) {
-            u32 b0, b1, b2, b3;
-            ldmatrix_x4_trans(lb.v + (kk * 16 * kPitch + dt * 8) * 2, b0, b1, b2, b3);
-#pragma unroll
-            for (int mt = 0; mt < kMTiles; mt++) {
-                mma_16816(acc_o[mt][dt], a[mt], b0, b1);
-                mma_16816(acc_o[mt][dt + 1], a[mt], b2, b3);
-            }
-        }
-    }
-}]=]
 
 -- Reading one score's bias: from the staged tile (q layout, aligned rows), else from global.
 local bias_helpers = [=[
@@ -401,9 +283,10 @@ __device__ __forceinline__ int next_tile(const FwdParams &p, const unsigned char
 }]=]
 
 local kernel = [=[
-extern "C" __global__ void __launch_bounds__(kThreads) $entry(const FwdParams p)
+extern "C" __global__ void __launch_bounds__($launch_bounds) $entry(const FwdParams p)
 {
-    extern __shared__ __align__(16) unsigned char smem[];
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+$smem_base
     u16 *sQ = (u16 *)smem;
     u16 *sK = (u16 *)(smem + kSmemQ);
     u16 *sV = (u16 *)(smem + kSmemQ + kSmemKV);
@@ -421,7 +304,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) $entry(const FwdParams p)
     const int diag = p.Lk - p.Lq;  // causal: query i sees keys up to i + diag
     (void)diag;
     const float kSoftmaxScale = $softmax_scale;
-    const LdsmBase lb = ldsm_base(sQ, sK, sV, warp_row0);
+    const Operands lb = operands(sQ, sK, sV, warp_row0);
 
     int n_end = p.Lk;
 $causal_end
@@ -430,9 +313,9 @@ $causal_end
 $mask_base
 $bias_base
 $bias_bufs
-    zero_pad_columns(sQ, kBlockM);
-    zero_pad_columns(sK, kBlockN);
-    zero_pad_columns(sV, kBlockN);
+    zero_pad_columns<kBlockM>(sQ);
+    zero_pad_columns<kBlockN>(sK);
+    zero_pad_columns<kBlockN>(sV);
     load_rows<kBlockM>((const u16 *)p.q + b * p.q_stride[0] + h * p.q_stride[2], p.q_stride[1],
                        m0, p.Lq, sQ);
     cp_async_commit();
@@ -465,6 +348,7 @@ $mask_tile_first
         load_rows<kBlockN>(v_base, p.v_stride[1], n0, p.Lk, sV);
         cp_async_commit();
         cp_async_wait<1>();  // Q, this tile's K and bias have landed; V may still be in flight
+$async_fence
         __syncthreads();
 
 $mask_prefetch
@@ -534,6 +418,7 @@ $mask_tile_next
             }
 
         cp_async_wait<1>();  // this tile's V has landed; the next K may still be in flight
+$async_fence
         __syncthreads();
         gemm_pv(s, lb, acc_o);
         __syncthreads();  // every warp is done reading sV (and the bias tile)
@@ -602,7 +487,7 @@ end
 local function score_stages(v, vars)
   if v.bias ~= "none" then
     vars.scale_bias = [=[
-        if (!p.bias_vec16)
+        if (!bias_staged)
             add_bias<0>(p, sB_cur, bias_off, m0, n0, warp_row0, s);
         else if (p.bias_f32)
             add_bias<1>(p, sB_cur, bias_off, m0, n0, warp_row0, s);
@@ -637,18 +522,29 @@ function M.emit(v)
   local entry = common.entry_name(v.key)
   local d_pad = (v.d + 15) // 16 * 16
   local block_m = 16 * row.m_tiles * row.warps
-  local pitch = d_pad + 8
-  -- staged bias: rows of block_n elements (fp32 worst case) plus 16 bytes, two buffers
+  local engine = engines[row.mma or "mma.sync"]
+  if not engine then
+    error("tuning.lua: unknown mma engine '" .. tostring(row.mma) .. "'", 0)
+  end
+  engine.check(row, d_pad)
+  -- staged bias: rows of block_n elements plus 16 bytes, two buffers. Room for fp32 rows unless
+  -- that would not fit next to wgmma's larger tiles: then fp32 per-query bias is read from global.
   local bias_rows = v.bias == "q" and block_m or v.bias == "k" and 1 or 0
-  local bias_pitch = v.bias ~= "none" and row.block_n * 4 + 16 or 0
+  local bias_esize = (v.bias == "q" and row.mma == "wgmma") and 2 or 4
+  local bias_pitch = v.bias ~= "none" and row.block_n * bias_esize + 16 or 0
   local bias_smem = 2 * bias_rows * bias_pitch
   local mask_smem = v.mask == "q" and block_m * (row.block_n + 16) or 0
-  local smem = block_m * pitch * 2 + 2 * row.block_n * pitch * 2 + bias_smem + mask_smem
+  local smem = engine.smem_align + engine.smem_operands(block_m, row.block_n, d_pad) + bias_smem +
+    mask_smem
 
   local vars = {
     d = v.d, d_pad = d_pad, block_n = row.block_n, warps = row.warps, m_tiles = row.m_tiles,
     entry = entry, bias_rows = bias_rows, bias_pitch = bias_pitch, smem_bytes = smem,
-    mask_smem = mask_smem,
+    mask_smem = mask_smem, operand_layout = engine.layout, launch_bounds = engine.launch_bounds,
+    async_fence = engine.async_fence,
+    smem_base = row.mma == "wgmma" and
+      "    unsigned char *smem = smem_raw + (0u - smem_u32(smem_raw)) % kSmemAlign;  // atoms 1024-aligned"
+      or "    unsigned char *smem = smem_raw;",
     -- causal: heavy (long) row blocks first, so the tail of the grid is short work
     m_block = v.causal and "gridDim.x - 1 - blockIdx.x" or "blockIdx.x",
     causal_last_key = v.causal and "last_row + p.Lk - p.Lq" or "p.Lk - 1",
@@ -709,24 +605,25 @@ function M.emit(v)
     vars.mask_advance = ""
   end
   if v.bias ~= "none" then
-    vars.bias_tile_first = "        if (p.bias_vec16)\n            load_bias_tile(p, bias_bh, m0, n0, sB_cur);"
-    vars.bias_tile_next = "            if (p.bias_vec16)\n                load_bias_tile(p, bias_bh, m0, n_next, sB_next);"
+    vars.bias_tile_first = "        if (bias_staged)\n            load_bias_tile(p, bias_bh, m0, n0, sB_cur);"
+    vars.bias_tile_next = "            if (bias_staged)\n                load_bias_tile(p, bias_bh, m0, n_next, sB_next);"
     vars.bias_flip = "        { unsigned char *t = sB_cur; sB_cur = sB_next; sB_next = t; }"
-    vars.bias_bufs = "    unsigned char *sB_cur = sB, *sB_next = sB + kBiasRows * kBiasPitch;"
+    vars.bias_bufs = "    unsigned char *sB_cur = sB, *sB_next = sB + kBiasRows * kBiasPitch;\n" ..
+      "    // staged by cp.async: 16-byte aligned rows, and room for fp32 ones when kBiasPitch has it\n" ..
+      "    const bool bias_staged = p.bias_vec16 && (!p.bias_f32 || kBiasPitch >= kBlockN * 4);"
   else
     vars.bias_tile_first, vars.bias_tile_next, vars.bias_flip, vars.bias_bufs = "", "", "", ""
   end
   score_stages(v, vars)
 
   local buf = common.buffer()
-  common.header(buf, v, "attn_fwd.lua", string.format(
-    "tile %dx%d, %d warps x %d m-tiles, mma.sync m16n8k16, cp.async K/V overlap",
-    block_m, row.block_n, row.warps, row.m_tiles))
+  common.header(buf, v, "attn_fwd.lua", engine.summary(block_m, row.block_n, row.warps, row.m_tiles))
   buf.add(params_struct)
   buf.add(constants, vars)
   common.conversions(buf, v.dtype)
   ptx.emit(buf, v.dtype)
-  buf.add(loads_and_gemms)
+  engine.emit_ptx(buf, v.dtype, row.block_n, d_pad)
+  buf.add(engine.loads_and_gemms)
   if v.bias ~= "none" then
     buf.add(bias_helpers)
   end

@@ -1,5 +1,6 @@
--- cuda_ptx.lua: one named wrapper per PTX instruction the tensor-core kernels use (sm_80+):
--- cp.async, ldmatrix, mma.sync m16n8k16, packing to 16-bit pairs, ex2. Emitted once per source.
+-- cuda_ptx.lua: one named wrapper per PTX instruction the tensor-core kernels use: cp.async,
+-- ldmatrix, mma.sync m16n8k16, packing to 16-bit pairs, ex2 (sm_80+), and on sm_90a the wgmma
+-- family (emit_wgmma: fence, commit, wait, and one mma_async wrapper per shape a kernel asks for).
 local M = {}
 
 local mma_types = { f16 = "f16", bf16 = "bf16" }
@@ -63,6 +64,84 @@ __device__ __forceinline__ float fast_exp2(float x)  // ex2(-inf) = +0
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
     return y;
 }]=], { t = t })
+end
+
+local wgmma_common = [=[
+// wgmma (sm_90a): a warpgroup's matrix products run asynchronously; fence before the first one
+// that touches registers written since, commit them as a group, wait before reading results.
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit()
+{
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N> __device__ __forceinline__ void wgmma_wait()
+{
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" :: "n"(N) : "memory");
+}
+// Pins a register after wgmma_wait: the compiler may not move its reads above the wait.
+__device__ __forceinline__ void reg_fence(float &x) { asm volatile("" : "+f"(x) :: "memory"); }
+// Ordinary shared-memory writes (cp.async, stores) made visible to the async proxy that wgmma
+// reads through; each writing thread runs it after its writes landed, before the barrier.
+__device__ __forceinline__ void fence_proxy_async()
+{
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}]=]
+
+-- One wrapper per (name, n, A source, B major-ness): d (n/2 fp32 per thread) += A (64x16) x B
+-- (16xn). A comes from a shared-memory descriptor, or from four registers of 16-bit pairs laid
+-- out as mma.sync's A fragment; B from a descriptor, K-major (trans_b 0) or N-major (1).
+-- scale_d = 0 ignores d's old contents (the first k-step of a product).
+local function wgmma_op(t, op)
+  local nreg = op.n // 2
+  local ds, outs = {}, {}
+  for i = 0, nreg - 1 do
+    ds[#ds + 1] = "%" .. i
+    outs[#outs + 1] = string.format('"+f"(d[%d])', i)
+  end
+  local params, a_text, ins, tail, scale_pos
+  if op.a_regs then
+    params = "const u32 *a, u64 db, int scale_d"
+    a_text = string.format("{%%%d, %%%d, %%%d, %%%d}", nreg, nreg + 1, nreg + 2, nreg + 3)
+    ins = '"r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d)'
+    tail = string.format("%%%d, p, 1, 1, %d", nreg + 4, op.trans_b)
+    scale_pos = nreg + 5
+  else
+    params = "u64 da, u64 db, int scale_d"
+    a_text = "%" .. nreg
+    ins = '"l"(da), "l"(db), "r"(scale_d)'
+    tail = string.format("%%%d, p, 1, 1, 0, %d", nreg + 1, op.trans_b)
+    scale_pos = nreg + 2
+  end
+  local lines = {}
+  for i = 1, #outs, 8 do
+    lines[#lines + 1] = "                 " .. table.concat(outs, ", ", i, math.min(i + 7, #outs))
+  end
+  return string.format([=[
+__device__ __forceinline__ void %s(float *d, %s)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %%%d, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n%dk16.f32.%s.%s\n"
+                 "{%s},\n"
+                 "%s, %s;\n}\n"
+                 :
+%s
+                 : %s);
+}]=], op.name, params, scale_pos, op.n, t, t, table.concat(ds, ", "), a_text, tail,
+    table.concat(lines, ",\n"), ins)
+end
+
+function M.emit_wgmma(buf, dtype, ops)
+  local t = mma_types[dtype]
+  if not t then
+    error("unsupported: dtype " .. tostring(dtype), 0)
+  end
+  buf.add(wgmma_common)
+  for _, op in ipairs(ops) do
+    if op.n % 8 ~= 0 or op.n < 8 or op.n > 256 then
+      error("unsupported: wgmma n" .. op.n .. " (a multiple of 8 up to 256)", 0)
+    end
+    buf.add(wgmma_op(t, op))
+  end
 end
 
 return M

@@ -1,7 +1,7 @@
 -- tuning.lua: tile shapes per (direction, head_dim range, arch[, causal]). Rows only, no logic:
 -- the lookup lives in tune.lua. Each row says what chose it; `like` rows are written-down
 -- fallbacks. block_m = 16 * m_tiles * warps query rows per block; block_n keys per tile (the
--- skip unit). Sweeps: bench/sweep_tiles.sh on the lent H100, 2026-11-23, bf16 B=2 H=16 L=4096.
+-- skip unit); mma = "wgmma" picks the sm_90a engine (default mma.sync). Sweeps: bench/sweep_tiles.sh on the lent H100, 2026-11-23, bf16 B=2 H=16 L=4096.
 return {
   { dir = "fwd", d_min = 8, d_max = 64, arch = "sm80", warps = 4, m_tiles = 2, block_n = 64,
     why = "FA2-like 128x64, 32 rows per warp; not yet swept (d64 keybias 181 TFLOP/s)" },
@@ -15,5 +15,11 @@ return {
   { dir = "fwd", arch = "sm86", like = "sm80" },
   { dir = "fwd", arch = "sm89", like = "sm80" },
   { dir = "fwd", arch = "sm90", like = "sm80" },
+  -- sm90a: wgmma, two warpgroups of 64 rows. d up to 128: 128-key tiles (S and O are 64
+  -- registers each per thread); larger d: 64-key tiles so O's 128 registers fit. Not yet swept.
+  { dir = "fwd", d_min = 8, d_max = 128, arch = "sm90a", mma = "wgmma", warps = 8, m_tiles = 1,
+    block_n = 128, why = "FA3's 128x128 for d128; first wgmma version, not yet swept" },
+  { dir = "fwd", d_min = 136, d_max = 256, arch = "sm90a", mma = "wgmma", warps = 8, m_tiles = 1,
+    block_n = 64, why = "FA3 uses 128x80 for d256; 64 keeps whole 16-key steps; not yet swept" },
   { dir = "fwd", arch = "sm90a", like = "sm90" },
 }
