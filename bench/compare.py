@@ -75,7 +75,7 @@ assert ctypes.sizeof(DmFwdArgs) == 7 * 80 + 16, ctypes.sizeof(DmFwdArgs)
 class DmAttn:
     """The library and one context on the device torch uses."""
 
-    def __init__(self, path, device_index):
+    def __init__(self, path, device_index, arch=None):
         self.lib = lib = ctypes.CDLL(path)
         vp = ctypes.c_void_p
         lib.dm_ctx_create.argtypes = [ctypes.POINTER(vp), ctypes.c_int]
@@ -90,6 +90,8 @@ class DmAttn:
         lib.dm_version_string.restype = ctypes.c_char_p
         lib.dm_ctx_arch.argtypes = [vp]
         lib.dm_ctx_arch.restype = ctypes.c_char_p
+        lib.dm_ctx_set_arch.argtypes = [vp, ctypes.c_char_p]
+        lib.dm_ctx_set_arch.restype = ctypes.c_int
         lib.dm_ctx_cache_dir.argtypes = [vp]
         lib.dm_ctx_cache_dir.restype = ctypes.c_char_p
         lib.dm_fwd.argtypes = [vp, ctypes.POINTER(DmFwdArgs), vp]
@@ -102,6 +104,10 @@ class DmAttn:
             msg = self.errmsg()
             self.close()
             raise RuntimeError("dm_ctx_create(%d): %s: %s" % (device_index, self.status_name(st), msg))
+        if arch:
+            st = lib.dm_ctx_set_arch(self.ctx, arch.encode())
+            if st != DM_OK:
+                raise RuntimeError("dm_ctx_set_arch(%s): %s" % (arch, self.errmsg()))
 
     def status_name(self, st):
         return self.lib.dm_status_name(st).decode(errors="replace")
@@ -432,6 +438,7 @@ def main():
     ap.add_argument("--no-flex", action="store_true", help="skip FlexAttention (no compile)")
     ap.add_argument("--verbose-errors", action="store_true", help="long error messages")
     ap.add_argument("--json", default=None, help="write all numbers to this file")
+    ap.add_argument("--arch", default=None, help="dmattn arch override, e.g. sm90 (mma.sync) on an H100")
     opt = ap.parse_args()
 
     cases = [c for c in opt.cases.replace(" ", "").split(",") if c]
@@ -457,7 +464,7 @@ def main():
     except Exception as e:  # noqa: BLE001
         triton_ver = "n/a (%s)" % short(e, 120)
 
-    dm = DmAttn(opt.lib, dev)  # after torch: shares its primary context
+    dm = DmAttn(opt.lib, dev, opt.arch)  # after torch: shares its primary context
     bench = Bencher(opt.warmup, opt.rep)
 
     flex = create_block_mask = None

@@ -5,6 +5,9 @@
 #
 # The GPU machine has no Lua/Check/xxHash packages, so the build is made here (scripts/build.sh,
 # everything linked statically) and carried:  run(command="bash scripts/gpu-check.sh", carry=["build"])
+# GPU_CHECK_ARCHS: more archs to run the GPU tests on besides the device's own (default "sm90" on
+# a 9.0 part: the mma.sync engine next to wgmma). GPU_CHECK_COMPARE: arguments for bench/compare.py
+# (run last, its table printed), e.g. "--quick --D 128"; unset: no compare run.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-/tmp/dmattn-gpu-check}
@@ -28,6 +31,15 @@ grep -E "tests passed|tests failed|Failed|\*\*\*" "$out/ctest-gpu.log" | tail -2
 # per-case error figures the tests print (-V keeps them in the log)
 grep -hE "^[0-9]+: .* (ok  |FAIL) rel=" "$out/ctest-gpu.log" | sed 's/^[0-9]*: //' >"$out/gpu-cases.log"
 echo "cases checked: $(wc -l <"$out/gpu-cases.log"), failing: $(grep -c FAIL "$out/gpu-cases.log")"
+own_arch=$(grep -m1 -o "gpu tests run arch [a-z0-9]*" "$out/ctest-gpu.log" | awk '{print $5}')
+extra_archs=${GPU_CHECK_ARCHS-$([ "$own_arch" = sm90a ] && echo sm90)}
+extra_summary=""
+for a in $extra_archs; do
+    DMATTN_TEST_ARCH=$a ctest -L gpu -V -j 8 --timeout 900 >"$out/ctest-gpu-$a.log" 2>&1
+    rc=$?
+    gpu_rc=$((gpu_rc | rc))
+    extra_summary+="$(printf '%-28s %s' "gpu tests on $a" "$(grep -E 'tests passed' "$out/ctest-gpu-$a.log" | tail -1) rc=$rc")"$'\n'
+done
 
 san_rc=0
 for case in single_query_and_single_key_match all_false_tiles_are_skipped_without_reading_k_v_or_bias caller_strides_are_honoured_and_nothing_is_written_outside_o; do
@@ -43,8 +55,19 @@ lat_rc=$?
 
 echo
 echo "== dmattn gpu-check =="
-printf '%-28s %s\n' "gpu tests (ctest -L gpu)" "$(grep -E 'tests passed' "$out/ctest-gpu.log" | tail -1) rc=$gpu_rc in $((t1 - t0)) s"
+printf '%-28s %s\n' "gpu tests on ${own_arch:-?}" "$(grep -E 'tests passed' "$out/ctest-gpu.log" | tail -1) in $((t1 - t0)) s"
+printf '%s' "$extra_summary"
 printf '%-28s %s\n' "memcheck subset" "$([ $san_rc -eq 0 ] && echo clean || echo ERRORS)"
 grep -E "^(cold|first|per_call)" "$out/latency.txt" | awk '{printf "%-28s %s\n", $1, $2}'
 [ $lat_rc -eq 0 ] || echo "dmlatency failed: $(tail -2 "$out/latency.txt")"
-exit $((gpu_rc | san_rc | lat_rc))
+cmp_rc=0
+if [ -n "${GPU_CHECK_COMPARE:-}" ]; then
+    # shellcheck disable=SC2086  # the arguments are meant to split
+    PYTHONUNBUFFERED=1 python3 "$root/bench/compare.py" $GPU_CHECK_COMPARE --json "$out/compare.json" \
+        >"$out/compare.txt" 2>&1
+    cmp_rc=$?
+    echo
+    sed -n '/^== summary/,$p' "$out/compare.txt" | tail -40
+    [ $cmp_rc -eq 0 ] || { echo "compare.py failed (rc=$cmp_rc):"; tail -5 "$out/compare.txt"; }
+fi
+exit $((gpu_rc | san_rc | lat_rc | cmp_rc))

@@ -190,6 +190,14 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
         ck_assert_int_eq(drv()->CtxSetCurrent(cu), CUDA_SUCCESS);
         st = dm_ctx_create(&ctx, 0);
         ck_assert_msg(st == DM_OK, "dm_ctx_create: %s", dm_errmsg(ctx));
+        /* DMATTN_TEST_ARCH runs the suite on another engine of the same device (sm90 on an
+         * H100: the mma.sync kernels instead of wgmma) */
+        const char *arch = getenv("DMATTN_TEST_ARCH");
+        if (arch && *arch) {
+            st = dm_ctx_set_arch(ctx, arch);
+            ck_assert_msg(st == DM_OK, "dm_ctx_set_arch(%s): %s", arch, dm_errmsg(ctx));
+        }
+        fprintf(stderr, "gpu tests run arch %s\n", dm_ctx_arch(ctx));
     }
 
     qkvo_alloc(&q, c, c->Lq, c->H);
