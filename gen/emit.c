@@ -13,10 +13,12 @@
 
 #include "gen.h"
 
-/* The module each direction's kernels come from. */
-static const char *family_of(dm_dir dir)
+/* The module a variant's kernel comes from. */
+static const char *family_of(const dm_variant *v)
 {
-    return dir == DM_DIR_FWD ? "attn_fwd" : "attn_bwd";
+    if (v->family == DM_FAMILY_WMASK)
+        return "window_mask";
+    return v->dir == DM_DIR_FWD ? "attn_fwd" : "attn_bwd";
 }
 
 static int load_embedded(lua_State *L)
@@ -82,7 +84,13 @@ static void push_variant(lua_State *L, const dm_variant *v)
     static const char *const layouts[] = {"none", "q", "k"};
     char key[DM_VARIANT_TEXT_MAX];
     dm_variant_format(v, key, sizeof key);
-    lua_createtable(L, 0, 12);
+    lua_createtable(L, 0, 15);
+    lua_pushstring(L, v->family == DM_FAMILY_WMASK ? "wmask" : "attn");
+    lua_setfield(L, -2, "family");
+    lua_pushboolean(L, v->relu);
+    lua_setfield(L, -2, "relu");
+    lua_pushboolean(L, v->smooth);
+    lua_setfield(L, -2, "smooth");
     lua_pushstring(L, v->dir == DM_DIR_FWD ? "fwd" : "bwd");
     lua_setfield(L, -2, "dir");
     lua_pushinteger(L, v->head_dim);
@@ -151,7 +159,7 @@ dm_status dm_gen_emit(const dm_variant *v, dm_kernel_src *out, char *err, size_t
     install_templates(L);
 
     lua_pushcfunction(L, call_emit);
-    lua_pushstring(L, family_of(v->dir));
+    lua_pushstring(L, family_of(v));
     push_variant(L, v);
     if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
@@ -163,7 +171,7 @@ dm_status dm_gen_emit(const dm_variant *v, dm_kernel_src *out, char *err, size_t
             st = DM_ERR_UNSUPPORTED;
         } else if (strstr(msg, "module '") && strstr(msg, "' not found")) {
             snprintf(err, err_bytes, "variant '%s': no template for family %s", key,
-                     family_of(v->dir));
+                     family_of(v));
             st = DM_ERR_UNSUPPORTED;
         } else {
             snprintf(err, err_bytes, "variant '%s': template error: %s", key, msg);

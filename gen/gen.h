@@ -14,11 +14,21 @@
 typedef enum dm_dir { DM_DIR_FWD = 0, DM_DIR_BWD } dm_dir;
 typedef enum dm_layout { DM_LAYOUT_NONE = 0, DM_LAYOUT_Q, DM_LAYOUT_K } dm_layout;
 typedef enum dm_arch { DM_SM80 = 0, DM_SM86, DM_SM89, DM_SM90, DM_SM90A, DM_ARCH_COUNT } dm_arch;
+/* Which template family a key belongs to; zero is attention, so existing initializers keep
+ * meaning what they meant. */
+typedef enum dm_family { DM_FAMILY_ATTN = 0, DM_FAMILY_WMASK } dm_family;
 
-/* One attention kernel variant (SPEC §6). Its canonical text is
+/* One kernel variant (SPEC §6). An attention key's canonical text is
  * dir.d<D>.dtype.mask-<l>.bias-<l>.w<W>[.varlen][.causal][.softcap].sm<NN>, e.g.
- * fwd.d128.bf16.mask-k.bias-q.w0.causal.sm90 */
+ * fwd.d128.bf16.mask-k.bias-q.w0.causal.sm90.
+ * A window-mask key (SPEC §4) is wmask.w<W>.dtype.mask-<l>[.relu][.smooth].sm<NN>, e.g.
+ * wmask.w2048.bf16.mask-k.sm90: dtype is the bias's (f16, bf16 or f32), mask the input mask's
+ * layout (none, q = one row per query, k = one row for every query; a 2-D mask is k). Top-k keys
+ * have 1 <= W <= 1048576; relu keys select by sign and have no window, so W = 0. Fields a family
+ * does not use (dir, head_dim, bias, varlen, causal, softcap for wmask; relu, smooth for
+ * attention) are zero. */
 typedef struct dm_variant {
+    dm_family family;
     dm_dir dir;
     int head_dim;   /* 8..256, a multiple of 8 */
     dm_dtype dtype; /* DM_F16 or DM_BF16 */
@@ -28,6 +38,8 @@ typedef struct dm_variant {
     bool varlen;
     bool causal;
     bool softcap;
+    bool relu;   /* wmask: mask' = b' > 0 instead of the top-k window */
+    bool smooth; /* wmask: majority vote over aligned blocks of keys after selecting */
     dm_arch arch;
 } dm_variant;
 
@@ -52,7 +64,7 @@ typedef struct dm_kernel_src {
     char entry[128];  /* extern "C" entry point */
     int threads;      /* threads per block */
     int block_m;      /* query rows per block (grid.x = ceil(Lq / block_m)) */
-    int block_n;      /* keys per tile: the skip granularity */
+    int block_n;      /* keys per tile: the skip granularity (wmask: keys of a resident row) */
     int smem_bytes;   /* dynamic shared memory per block */
 } dm_kernel_src;
 

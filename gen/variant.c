@@ -1,5 +1,5 @@
-/* variant.c: the canonical text form of an attention variant key (SPEC §6), and the names of
- * archs and dtypes. Parsing accepts exactly what formatting prints; anything else is an error
+/* variant.c: the canonical text forms of variant keys (SPEC §6): attention and window-mask
+ * (wmask) keys, and the names of archs and dtypes. Parsing accepts exactly what formatting prints; anything else is an error
  * naming the field it could not read. No allocation, no global state, no Lua: safe anywhere. */
 #include <stdarg.h>
 #include <stdio.h>
@@ -141,9 +141,23 @@ static bool layout_ok(dm_layout l)
     return l == DM_LAYOUT_NONE || l == DM_LAYOUT_Q || l == DM_LAYOUT_K;
 }
 
+/* A wmask key uses window, dtype, mask, relu, smooth and arch; everything else stays zero so
+ * that one text names one struct. */
+static bool wmask_ok(const dm_variant *v)
+{
+    bool window_ok = v->relu ? v->window == 0 : v->window >= 1 && v->window <= MAX_WINDOW;
+    return window_ok && (v->dtype == DM_F16 || v->dtype == DM_BF16 || v->dtype == DM_F32) &&
+           layout_ok(v->mask) && v->dir == DM_DIR_FWD && v->head_dim == 0 &&
+           v->bias == DM_LAYOUT_NONE && !v->varlen && !v->causal && !v->softcap &&
+           (int)v->arch >= 0 && (int)v->arch < DM_ARCH_COUNT;
+}
+
 static bool variant_ok(const dm_variant *v)
 {
-    return (v->dir == DM_DIR_FWD || v->dir == DM_DIR_BWD) && v->head_dim >= 8 &&
+    if (v->family == DM_FAMILY_WMASK)
+        return wmask_ok(v);
+    return v->family == DM_FAMILY_ATTN && !v->relu && !v->smooth &&
+           (v->dir == DM_DIR_FWD || v->dir == DM_DIR_BWD) && v->head_dim >= 8 &&
            v->head_dim <= MAX_HEAD_DIM && v->head_dim % 8 == 0 &&
            (v->dtype == DM_F16 || v->dtype == DM_BF16) && layout_ok(v->mask) &&
            layout_ok(v->bias) && v->window >= 0 && v->window <= MAX_WINDOW &&
@@ -156,11 +170,87 @@ int dm_variant_format(const dm_variant *v, char *buf, size_t n)
 {
     if (v == NULL || !variant_ok(v) || (buf == NULL && n > 0))
         return -1;
+    if (v->family == DM_FAMILY_WMASK)
+        return snprintf(buf, n, "wmask.w%d.%s.mask-%s%s%s.%s", v->window, dm_dtype_name(v->dtype),
+                        layout_names[v->mask], v->relu ? ".relu" : "",
+                        v->smooth ? ".smooth" : "", arch_names[v->arch]);
     return snprintf(buf, n, "%s.d%d.%s.mask-%s.bias-%s.w%d%s%s%s.%s",
                     v->dir == DM_DIR_FWD ? "fwd" : "bwd", v->head_dim, dm_dtype_name(v->dtype),
                     layout_names[v->mask], layout_names[v->bias], v->window,
                     v->varlen ? ".varlen" : "", v->causal ? ".causal" : "",
                     v->softcap ? ".softcap" : "", arch_names[v->arch]);
+}
+
+/* wmask.w<W>.dtype.mask-<l>[.relu][.smooth].sm<NN>, from field 2 on (p is past "wmask."). */
+static dm_status parse_wmask(const char *p, dm_variant *out, char *err, size_t err_bytes)
+{
+    static const char *const wflags[] = {"relu", "smooth"};
+    static const char *const after[] = {"relu, smooth or " ARCH_LIST, "smooth or " ARCH_LIST,
+                                        ARCH_LIST};
+    dm_variant v = {.family = DM_FAMILY_WMASK};
+    span f, wf;
+    long num;
+    int index, next_flag = 0;
+    char expected[128];
+
+    if (!next_field(&p, &f))
+        return field_err(err, err_bytes, 2, "window", NULL, "w<1..1048576> (w0 with relu)");
+    num = prefixed_decimal(&f, 'w', 7);
+    if (num < 0 || num > MAX_WINDOW)
+        return field_err(err, err_bytes, 2, "window", &f, "w<1..1048576> (w0 with relu)");
+    v.window = (int)num;
+    wf = f;
+
+    if (!next_field(&p, &f))
+        return field_err(err, err_bytes, 3, "dtype", NULL, "f16, bf16 or f32");
+    if (span_is(&f, "f16"))
+        v.dtype = DM_F16;
+    else if (span_is(&f, "bf16"))
+        v.dtype = DM_BF16;
+    else if (span_is(&f, "f32"))
+        v.dtype = DM_F32;
+    else
+        return field_err(err, err_bytes, 3, "dtype", &f, "f16, bf16 or f32");
+
+    if (!next_field(&p, &f))
+        return field_err(err, err_bytes, 4, "mask", NULL, "mask-none, mask-q or mask-k");
+    if (!parse_layout(&f, "mask-", &v.mask))
+        return field_err(err, err_bytes, 4, "mask", &f, "mask-none, mask-q or mask-k");
+
+    for (index = 5;; index++) {
+        const char *name = next_flag < 2 ? "flag or arch" : "arch";
+        int flag = -1;
+        if (!next_field(&p, &f))
+            return field_err(err, err_bytes, index, name, NULL, after[next_flag]);
+        if (parse_arch_span(&f, &v.arch))
+            break;
+        for (int i = 0; i < 2; i++)
+            if (span_is(&f, wflags[i]))
+                flag = i;
+        if (flag < next_flag) {
+            snprintf(expected, sizeof expected, "%s%s", after[next_flag],
+                     flag >= 0 ? " (flags once each, in the order relu, smooth)" : "");
+            return field_err(err, err_bytes, index, name, &f, expected);
+        }
+        if (flag == 0)
+            v.relu = true;
+        else
+            v.smooth = true;
+        next_flag = flag + 1;
+    }
+    if (next_field(&p, &f)) {
+        snprintf(expected, sizeof expected, "nothing after the arch %s", arch_names[v.arch]);
+        return field_err(err, err_bytes, index + 1, "end", &f, expected);
+    }
+    /* The window's meaning depends on the selection, known only now. */
+    if (v.relu && v.window != 0)
+        return field_err(err, err_bytes, 2, "window", &wf,
+                         "w0 with relu (relu selects by sign, not top-k)");
+    if (!v.relu && v.window == 0)
+        return field_err(err, err_bytes, 2, "window", &wf,
+                         "w<1..1048576> for top-k (w0 only with relu)");
+    *out = v;
+    return DM_OK;
 }
 
 dm_status dm_variant_parse(const char *text, dm_variant *out, char *err, size_t err_bytes)
@@ -188,8 +278,10 @@ dm_status dm_variant_parse(const char *text, dm_variant *out, char *err, size_t 
         v.dir = DM_DIR_FWD;
     else if (span_is(&f, "bwd"))
         v.dir = DM_DIR_BWD;
+    else if (span_is(&f, "wmask"))
+        return parse_wmask(p, out, err, err_bytes);
     else
-        return field_err(err, err_bytes, 1, "direction", &f, "fwd or bwd");
+        return field_err(err, err_bytes, 1, "direction", &f, "fwd, bwd or wmask");
 
     index = 2;
     if (!next_field(&p, &f))
@@ -290,8 +382,9 @@ dm_status dm_arch_parse(const char *text, dm_arch *out)
 }
 
 /* Device compute capability -> the arch we compile for. 8.7 maps to sm86: same Ampere ISA family,
- * and CUDA runs a cubin built for X.y on any X.z with z >= y. 9.0 maps to sm90, not sm90a: sm90a
- * code (wgmma, setmaxnreg) runs on 9.0 parts only, so the caller opts into it. */
+ * and CUDA runs a cubin built for X.y on any X.z with z >= y. 9.0 maps to sm90a: its wgmma kernels
+ * are the fast path on H100/H200, and 9.0 is the only part sm90a code must run on (an sm90 cubin,
+ * mma.sync only, stays one dm_ctx_set_arch away). */
 int dm_arch_from_cc(int major, int minor, dm_arch *out)
 {
     dm_arch a;
@@ -305,7 +398,7 @@ int dm_arch_from_cc(int major, int minor, dm_arch *out)
     else if (major == 8 && minor == 9)
         a = DM_SM89;
     else if (major == 9 && minor == 0)
-        a = DM_SM90;
+        a = DM_SM90A;
     else
         return -1;
     *out = a;

@@ -14,7 +14,8 @@
 
 static bool variant_eq(const dm_variant *a, const dm_variant *b)
 {
-    return a->dir == b->dir && a->head_dim == b->head_dim && a->dtype == b->dtype &&
+    return a->family == b->family && a->relu == b->relu && a->smooth == b->smooth &&
+           a->dir == b->dir && a->head_dim == b->head_dim && a->dtype == b->dtype &&
            a->mask == b->mask && a->bias == b->bias && a->window == b->window &&
            a->varlen == b->varlen && a->causal == b->causal && a->softcap == b->softcap &&
            a->arch == b->arch;
@@ -220,7 +221,7 @@ START_TEST(parse_messages_say_what_was_expected_in_the_documented_words)
         {"fwd.d128.f16.mask-none.bias-none.w0.sm86.x",
          "field 8 (end) 'x': expected nothing after the arch sm86"},
         {"fwd.d128", "field 3 (dtype) missing: expected f16 or bf16"},
-        {"FWD.d128", "field 1 (direction) 'FWD': expected fwd or bwd"},
+        {"FWD.d128", "field 1 (direction) 'FWD': expected fwd, bwd or wmask"},
         {"fwd.d64.f16.mask-z", "field 4 (mask) 'mask-z': expected mask-none, mask-q or mask-k"},
         {"fwd.d64.f16.mask-q.bias-z",
          "field 5 (bias) 'bias-z': expected bias-none, bias-q or bias-k"},
@@ -433,7 +434,7 @@ START_TEST(arch_from_cc_maps_supported_devices_and_rejects_the_rest)
         int major, minor;
         dm_arch arch;
     } known[] = {
-        {8, 0, DM_SM80}, {8, 6, DM_SM86}, {8, 7, DM_SM86}, {8, 9, DM_SM89}, {9, 0, DM_SM90},
+        {8, 0, DM_SM80}, {8, 6, DM_SM86}, {8, 7, DM_SM86}, {8, 9, DM_SM89}, {9, 0, DM_SM90A},
     };
     static const int unknown[][2] = {{7, 0}, {7, 5}, {8, 1}, {8, 8}, {9, 1}, {10, 0},
                                      {12, 0}, {0, 0}, {-1, 0}, {8, -1}};
@@ -485,7 +486,108 @@ START_TEST(dtype_name_names_every_dtype)
 }
 END_TEST
 
+
+/* ---- window-mask keys (wmask.w<W>.dtype.mask-<l>[.relu][.smooth].sm<NN>) ----------------- */
+
+START_TEST(wmask_keys_round_trip_over_every_axis)
+{
+    static const int windows[] = {1, 7, 2048, 1 << 20};
+    static const dm_dtype dtypes[] = {DM_F16, DM_BF16, DM_F32};
+    int n = 0;
+    for (size_t t = 0; t < ARRAY_LEN(dtypes); t++)
+        for (int m = 0; m < 3; m++)
+            for (int flags = 0; flags < 4; flags++)
+                for (size_t w = 0; w < ARRAY_LEN(windows); w++)
+                    for (int a = 0; a < DM_ARCH_COUNT; a++) {
+                        bool relu = flags & 1;
+                        dm_variant v = {.family = DM_FAMILY_WMASK, .window = relu ? 0 : windows[w],
+                                        .dtype = dtypes[t], .mask = (dm_layout)m, .relu = relu,
+                                        .smooth = (flags & 2) != 0, .arch = (dm_arch)a};
+                        check_round_trip(&v, NULL);
+                        n++;
+                    }
+    ck_assert_int_eq(n, 3 * 3 * 4 * 4 * DM_ARCH_COUNT);
+}
+END_TEST
+
+START_TEST(wmask_format_prints_the_documented_form)
+{
+    char buf[DM_VARIANT_TEXT_MAX];
+    dm_variant v = {.family = DM_FAMILY_WMASK, .window = 2048, .dtype = DM_BF16,
+                    .mask = DM_LAYOUT_K, .arch = DM_SM90};
+    dm_variant_format(&v, buf, sizeof buf);
+    ck_assert_str_eq(buf, "wmask.w2048.bf16.mask-k.sm90");
+    v = (dm_variant){.family = DM_FAMILY_WMASK, .dtype = DM_F32, .relu = true, .smooth = true,
+                     .arch = DM_SM80};
+    dm_variant_format(&v, buf, sizeof buf);
+    ck_assert_str_eq(buf, "wmask.w0.f32.mask-none.relu.smooth.sm80");
+}
+END_TEST
+
+START_TEST(wmask_format_refuses_fields_of_the_other_family)
+{
+    const dm_variant good = {.family = DM_FAMILY_WMASK, .window = 4, .dtype = DM_F16,
+                             .arch = DM_SM80};
+    dm_variant bad[8];
+    char buf[DM_VARIANT_TEXT_MAX];
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++)
+        bad[i] = good;
+    bad[0].head_dim = 64;
+    bad[1].bias = DM_LAYOUT_K;
+    bad[2].causal = true;
+    bad[3].window = 0;            /* top-k needs a window */
+    bad[4].relu = true;           /* relu has none */
+    bad[5].dtype = DM_BOOL;
+    bad[6].dir = DM_DIR_BWD;
+    bad[7].family = (dm_family)7;
+    ck_assert_int_gt(dm_variant_format(&good, buf, sizeof buf), 0);
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++)
+        ck_assert_msg(dm_variant_format(&bad[i], buf, sizeof buf) < 0, "bad[%zu] formatted", i);
+    dm_variant attn_relu = {.head_dim = 64, .dtype = DM_F16, .relu = true};
+    ck_assert_int_lt(dm_variant_format(&attn_relu, buf, sizeof buf), 0);
+}
+END_TEST
+
+START_TEST(wmask_parse_names_the_field_it_could_not_read)
+{
+    static const struct {
+        const char *text, *message;
+    } cases[] = {
+        {"wmask", "field 2 (window) missing: expected w<1..1048576> (w0 with relu)"},
+        {"wmask.w01.bf16.mask-k.sm90", "field 2 (window) 'w01': expected w<1..1048576> (w0 with relu)"},
+        {"wmask.w0.bf16.mask-k.sm90",
+         "field 2 (window) 'w0': expected w<1..1048576> for top-k (w0 only with relu)"},
+        {"wmask.w8.bf16.mask-k.relu.sm90",
+         "field 2 (window) 'w8': expected w0 with relu (relu selects by sign, not top-k)"},
+        {"wmask.w8.f64.mask-k.sm90", "field 3 (dtype) 'f64': expected f16, bf16 or f32"},
+        {"wmask.w8.f16.bias-k.sm90",
+         "field 4 (mask) 'bias-k': expected mask-none, mask-q or mask-k"},
+        {"wmask.w8.f16.mask-k", "field 5 (flag or arch) missing: expected relu, smooth or "
+                                "sm80|sm86|sm89|sm90|sm90a"},
+        {"wmask.w8.f16.mask-k.causal.sm80", "field 5 (flag or arch) 'causal': expected relu, "
+                                            "smooth or sm80|sm86|sm89|sm90|sm90a"},
+        {"wmask.w0.f16.mask-k.smooth.relu.sm80",
+         "field 6 (arch) 'relu': expected sm80|sm86|sm89|sm90|sm90a (flags once each, in the "
+         "order relu, smooth)"},
+        {"wmask.w8.f16.mask-k.sm80.x", "field 6 (end) 'x': expected nothing after the arch sm80"},
+        {"wmask.w8.f16.mask-k.bias-none.w0.sm80",
+         "field 5 (flag or arch) 'bias-none': expected relu, smooth or sm80|sm86|sm89|sm90|sm90a"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        char err[256] = "";
+        dm_variant v;
+        ck_assert_msg(dm_variant_parse(cases[i].text, &v, err, sizeof err) == DM_ERR_INVALID_ARG,
+                      "'%s' parsed", cases[i].text);
+        ck_assert_str_eq(err, cases[i].message);
+    }
+}
+END_TEST
+
 #define TESTS(X) \
+    X(wmask_keys_round_trip_over_every_axis) \
+    X(wmask_format_prints_the_documented_form) \
+    X(wmask_format_refuses_fields_of_the_other_family) \
+    X(wmask_parse_names_the_field_it_could_not_read) \
     X(format_prints_the_spec_example) \
     X(parse_of_format_is_identity_for_every_combination_of_axes) \
     X(format_returns_the_full_length_when_the_buffer_is_short) \

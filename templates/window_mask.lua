@@ -1,0 +1,528 @@
+-- window_mask.lua: the top-k window-mask family (SPEC §4), one kernel per variant
+-- wmask.w<W>.<dtype>.mask-<l>[.relu][.smooth].sm<NN>.
+--
+-- One block per output row (b, h, i). Each key becomes the order-preserving integer image of its
+-- value (NaN above +inf, -0 equal to +0; a masked-out key takes min_value's image), and a radix
+-- select finds the W-th largest image without sorting: a histogram of the top digit in shared
+-- memory names the bin holding the threshold, the next digit is counted only among keys in that
+-- bin, and so on until the threshold T is exact. Keys above T are kept; of the keys equal to T,
+-- the first `need` by index are (ties toward the lower key index), ranked by block scans only
+-- when equal keys straddle the window edge. A row that fits in shared memory is read from global
+-- memory once ("resident"); a longer one (decode rows of 512k keys) is re-read per digit.
+local common = require("cuda_common")
+
+local M = {}
+
+-- Measured choices (bench/NOTES.md, issue 5). THREADS: keys per block step are THREADS * 8.
+-- FIRST_BITS: the first digit; wider spreads the histogram (fewer same-bin atomics in a warp:
+-- bf16's top bits are mostly exponent) at the cost of more bins to clear and search.
+local THREADS = 256
+local FIRST_BITS = 12
+local RESIDENT_BYTES = 64 * 1024 -- keys of one row kept in shared memory
+
+-- Must match struct dm_wmask_params in runtime/wmask.c field for field (8-byte fields first).
+local params_struct = [=[
+struct WmaskParams {
+    u64 bias, mask, out;
+    i64 bias_stride[3];  // batch, head, row of out's (b, h, i); 0 where the tensor broadcasts
+    i64 mask_stride[3];
+    i64 out_stride[3];
+    int n_heads, n_rows; // out.shape[1], out.shape[2]: blockIdx.x = (b * n_heads + h) * n_rows + i
+    int Lk;
+    int mask_pad;        // keys [0, mask_pad) are visible without a mask byte (2-D Lq mask)
+    int block_size;      // smoothing block (smooth variants)
+    u32 min_key;         // order-preserving image of min_value in the bias dtype
+    int resident;        // the row's keys fit in shared memory: global memory is read once
+    int vec;             // bias, mask and out rows aligned for 8-key vector loads and stores
+};
+static_assert(sizeof(WmaskParams) == 128, "WmaskParams must match dm_wmask_params in runtime/wmask.c");]=]
+
+local key16 = [=[
+typedef u16 Elem;     // the bias element
+typedef u16 KeyStore; // a key kept in shared memory
+constexpr u32 kInfBits = $inf_bits;
+constexpr u32 kNanKey = 0xffffu;   // NaN ranks above every number, as in torch.topk
+constexpr u32 kZeroKey = 0x8000u;  // the image of +0 (and of -0)
+__device__ __forceinline__ u32 order_key(Elem x)
+{
+    const u32 a = x & 0x7fffu;
+    if (a > kInfBits)
+        return kNanKey;
+    if (a == 0)
+        return kZeroKey;  // -0 == +0 as values: they must tie, not rank
+    return (x & 0x8000u) ? (~(u32)x & 0xffffu) : ((u32)x | 0x8000u);
+}]=]
+
+local key32 = [=[
+typedef u32 Elem;
+typedef u32 KeyStore;
+constexpr u32 kInfBits = 0x7f800000u;
+constexpr u32 kNanKey = 0xffffffffu;
+constexpr u32 kZeroKey = 0x80000000u;
+__device__ __forceinline__ u32 order_key(Elem x)
+{
+    const u32 a = x & 0x7fffffffu;
+    if (a > kInfBits)
+        return kNanKey;
+    if (a == 0)
+        return kZeroKey;
+    return (x & 0x80000000u) ? ~x : (x | 0x80000000u);
+}]=]
+
+local constants = [=[
+constexpr int kThreads = $threads;
+constexpr int kWarps = kThreads / 32;
+constexpr int kVec = 8;                       // keys per vector step: 16 bytes of 16-bit bias
+constexpr int kElemBytes = sizeof(Elem);
+constexpr int kHistBins = $hist_bins;         // the widest digit's bins
+constexpr int kHistBytes = kHistBins * 4;
+constexpr int kMaxResident = $max_resident;   // keys of a row kept in shared memory
+static_assert(kThreads % 32 == 0 && kThreads <= 1024, "whole warps");
+static_assert(kHistBins % kThreads == 0 || kHistBins < kThreads, "bins split evenly");
+static_assert($smem_bytes == kHistBytes + kMaxResident * (int)sizeof(KeyStore), "smem from Lua");]=]
+
+local row_access = [=[
+// The row's bias, mask and out, located once per block.
+struct Row {
+    const Elem *bias;
+    const unsigned char *mask; // indexed by key - mask_pad
+    unsigned char *out;
+};
+
+__device__ __forceinline__ Row row_of(const WmaskParams &p, int row)
+{
+    const i64 i = row % p.n_rows, t = row / p.n_rows, h = t % p.n_heads, b = t / p.n_heads;
+    Row r;
+    r.bias = reinterpret_cast<const Elem *>(p.bias) + b * p.bias_stride[0] +
+             h * p.bias_stride[1] + i * p.bias_stride[2];
+    r.mask = reinterpret_cast<const unsigned char *>(p.mask) + b * p.mask_stride[0] +
+             h * p.mask_stride[1] + i * p.mask_stride[2];
+    r.out = reinterpret_cast<unsigned char *>(p.out) + b * p.out_stride[0] +
+            h * p.out_stride[1] + i * p.out_stride[2];
+    return r;
+}
+
+// b'_j's image: the bias value where the mask is true, min_value's where it is false.
+__device__ __forceinline__ u32 global_key(const WmaskParams &p, const Row &r, int j)
+{
+    u32 k = order_key(r.bias[j]);
+$mask_scalar
+    return k;
+}
+
+// Keys [8v, 8v + 8) from global memory (p.vec: every row and mask_pad are 8-key aligned).
+__device__ __forceinline__ void global_keys8(const WmaskParams &p, const Row &r, int v, u32 k[kVec])
+{
+    Elem e[kVec];
+#pragma unroll
+    for (int c = 0; c < kVec * kElemBytes / 16; c++)
+        reinterpret_cast<uint4 *>(e)[c] = reinterpret_cast<const uint4 *>(r.bias + v * kVec)[c];
+#pragma unroll
+    for (int i = 0; i < kVec; i++)
+        k[i] = order_key(e[i]);
+$mask_vec
+}
+
+template <bool kRes>
+__device__ __forceinline__ u32 key_at(const WmaskParams &p, const Row &r, const KeyStore *sk, int j)
+{
+    if constexpr (kRes)
+        return sk[j];
+    else
+        return global_key(p, r, j);
+}
+
+template <bool kRes>
+__device__ __forceinline__ void keys8(const WmaskParams &p, const Row &r, const KeyStore *sk, int v,
+                                      u32 k[kVec])
+{
+    if constexpr (kRes) {
+        KeyStore s[kVec];
+#pragma unroll
+        for (int c = 0; c < kVec * (int)sizeof(KeyStore) / 16; c++)
+            reinterpret_cast<uint4 *>(s)[c] = reinterpret_cast<const uint4 *>(sk + v * kVec)[c];
+#pragma unroll
+        for (int i = 0; i < kVec; i++)
+            k[i] = s[i];
+    } else {
+        global_keys8(p, r, v, k);
+    }
+}
+
+// Calls f(j, key) once for every key of the row, spread over the block (no order promised).
+template <bool kRes, typename F>
+__device__ __forceinline__ void each_key(const WmaskParams &p, const Row &r, const KeyStore *sk, F &&f)
+{
+    int j = threadIdx.x;
+    if (p.vec) {
+        const int nvec = p.Lk / kVec;
+        for (int v = threadIdx.x; v < nvec; v += kThreads) {
+            u32 k[kVec];
+            keys8<kRes>(p, r, sk, v, k);
+#pragma unroll
+            for (int i = 0; i < kVec; i++)
+                f(v * kVec + i, k[i]);
+        }
+        j += nvec * kVec;
+    }
+    for (; j < p.Lk; j += kThreads)
+        f(j, key_at<kRes>(p, r, sk, j));
+}
+
+// The row's keys into shared memory: the only read of global memory for a resident row.
+__device__ __forceinline__ void load_resident(const WmaskParams &p, const Row &r, KeyStore *sk)
+{
+    int j = threadIdx.x;
+    if (p.vec) {
+        const int nvec = p.Lk / kVec;
+        for (int v = threadIdx.x; v < nvec; v += kThreads) {
+            u32 k[kVec];
+            KeyStore s[kVec];
+            global_keys8(p, r, v, k);
+#pragma unroll
+            for (int i = 0; i < kVec; i++)
+                s[i] = (KeyStore)k[i];
+#pragma unroll
+            for (int c = 0; c < kVec * (int)sizeof(KeyStore) / 16; c++)
+                reinterpret_cast<uint4 *>(sk + v * kVec)[c] = reinterpret_cast<const uint4 *>(s)[c];
+        }
+        j += nvec * kVec;
+    }
+    for (; j < p.Lk; j += kThreads)
+        sk[j] = (KeyStore)global_key(p, r, j);
+}]=]
+
+local mask_scalar = [=[
+    if (j >= p.mask_pad && r.mask[j - p.mask_pad] == 0)  // any non-zero byte is true
+        k = p.min_key;]=]
+
+local mask_vec = [=[
+    if (v * kVec >= p.mask_pad) {  // else all 8 keys sit in the left padding: visible
+        const u64 m = *reinterpret_cast<const u64 *>(r.mask + (v * kVec - p.mask_pad));
+#pragma unroll
+        for (int i = 0; i < kVec; i++)
+            if (((m >> (8 * i)) & 0xff) == 0)
+                k[i] = p.min_key;
+    }]=]
+
+local scans = [=[
+__device__ __forceinline__ u32 warp_prefix_incl(u32 x)
+{
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const u32 y = __shfl_up_sync(0xffffffffu, x, o);
+        if (lane >= o)
+            x += y;
+    }
+    return x;
+}
+
+__device__ __forceinline__ u32 warp_suffix_incl(u32 x)
+{
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const u32 y = __shfl_down_sync(0xffffffffu, x, o);
+        if (lane + o < 32)
+            x += y;
+    }
+    return x;
+}
+
+// Sum of x over the threads before this one (index order); *total = the block's sum.
+// Every thread of the block must call it (it synchronizes).
+__device__ __forceinline__ u32 block_prefix_excl(u32 x, u32 *warp_sums, u32 *total)
+{
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const u32 incl = warp_prefix_incl(x);
+    if (lane == 31)
+        warp_sums[warp] = incl;
+    __syncthreads();
+    u32 before = 0, all = 0;
+#pragma unroll
+    for (int w = 0; w < kWarps; w++) {
+        const u32 s = warp_sums[w];
+        before += w < warp ? s : 0;
+        all += s;
+    }
+    __syncthreads();  // warp_sums is reused by the next scan
+    *total = all;
+    return before + incl - x;
+}
+
+// Sum of x over the threads after this one.
+__device__ __forceinline__ u32 block_suffix_excl(u32 x, u32 *warp_sums)
+{
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const u32 incl = warp_suffix_incl(x);
+    if (lane == 0)
+        warp_sums[warp] = incl;
+    __syncthreads();
+    u32 after = 0;
+#pragma unroll
+    for (int w = 0; w < kWarps; w++)
+        after += w > warp ? warp_sums[w] : 0;
+    __syncthreads();
+    return after + incl - x;
+}]=]
+
+local select_stages = [=[
+struct Sel {
+    u32 digit; // the bin holding the want-th largest key
+    u32 above; // keys in higher bins
+    u32 eq;    // keys in that bin
+};
+
+// The bin where the count from the top reaches `want`. Each thread sums a contiguous run of bins
+// (read in a rotated order: runs start 16 words apart, which would put a warp on 2 banks), a
+// block suffix scan places the runs, and the one thread whose run holds the edge walks it.
+template <int kBins>
+__device__ __forceinline__ void find_bin(const u32 *hist, u32 want, u32 *warp_sums, Sel *sel)
+{
+    constexpr int kPer = kBins >= kThreads ? kBins / kThreads : 1;
+    const int first = threadIdx.x * kPer;
+    u32 local = 0;
+    if (first < kBins) {
+#pragma unroll
+        for (int i = 0; i < kPer; i++)
+            local += hist[first + (i + threadIdx.x) % kPer];
+    }
+    const u32 after = block_suffix_excl(local, warp_sums);
+    if (first < kBins && after < want && want <= after + local) {
+        u32 acc = after;
+        for (int b = first + kPer - 1; b >= first; b--) {
+            const u32 c = hist[b];
+            if (acc + c >= want) {
+                sel->digit = (u32)b;
+                sel->above = acc;
+                sel->eq = c;
+                break;
+            }
+            acc += c;
+        }
+    }
+    __syncthreads();
+}
+
+// One radix digit: histogram the keys whose higher digits equal `prefix`, find the bin of the
+// want-th largest, and narrow prefix and want to it.
+template <bool kRes, int kBits, int kShift>
+__device__ __forceinline__ void digit_pass(const WmaskParams &p, const Row &r, const KeyStore *sk,
+                                           u32 *hist, u32 *warp_sums, Sel *sel, u32 &prefix,
+                                           u32 &prefix_mask, u32 &want)
+{
+    constexpr int kBins = 1 << kBits;
+    static_assert(kBins <= kHistBins, "digit fits the histogram");
+    for (int b = threadIdx.x; b < kBins; b += kThreads)
+        hist[b] = 0;
+    __syncthreads();
+    const u32 pre = prefix, pm = prefix_mask;
+    each_key<kRes>(p, r, sk, [&](int, u32 k) {
+        if ((k & pm) == pre)
+            atomicAdd(&hist[(k >> kShift) & (kBins - 1)], 1u);
+    });
+    __syncthreads();
+    find_bin<kBins>(hist, want, warp_sums, sel);
+    prefix |= sel->digit << kShift;
+    prefix_mask |= (u32)(kBins - 1) << kShift;
+    want -= sel->above;
+}
+
+// mask'_j = kept and b'_j != min_value. Keys above T are kept; keys equal to T are kept while
+// fewer than `need` of them precede in index order. Without ties every equal key is kept and no
+// ranking runs; with ties, rounds of the block go in index order, each ranked by a block scan.
+template <bool kRes>
+__device__ __forceinline__ void write_topk(const WmaskParams &p, const Row &r, const KeyStore *sk,
+                                           u32 T, u32 need, bool ties, u32 *warp_sums)
+{
+    const int nvec = p.vec ? p.Lk / kVec : 0;
+    u32 taken = 0;  // keys equal to T kept by earlier rounds
+    for (int base = 0; base < nvec; base += kThreads) {
+        const int v = base + threadIdx.x;
+        u32 k[kVec], c = 0;
+        if (v < nvec) {
+            keys8<kRes>(p, r, sk, v, k);
+#pragma unroll
+            for (int i = 0; i < kVec; i++)
+                c += k[i] == T;
+        }
+        u32 rank = 0, total = 0;
+        if (ties)  // uniform over the block: every thread scans or none does
+            rank = taken + block_prefix_excl(c, warp_sums, &total);
+        if (v < nvec) {
+            u64 bits = 0;
+#pragma unroll
+            for (int i = 0; i < kVec; i++) {
+                const bool eq = k[i] == T;
+                const bool keep = k[i] > T || (eq && (!ties || rank < need));
+                rank += eq;
+                bits |= (u64)(keep && k[i] != p.min_key) << (8 * i);
+            }
+            *reinterpret_cast<u64 *>(r.out + v * kVec) = bits;
+        }
+        taken += total;
+    }
+    for (int base = nvec * kVec; base < p.Lk; base += kThreads) {
+        const int j = base + threadIdx.x;
+        u32 k = 0, c = 0;
+        if (j < p.Lk) {
+            k = key_at<kRes>(p, r, sk, j);
+            c = k == T;
+        }
+        u32 rank = 0, total = 0;
+        if (ties)
+            rank = taken + block_prefix_excl(c, warp_sums, &total);
+        if (j < p.Lk)
+            r.out[j] = (k > T || (c && (!ties || rank < need))) && k != p.min_key;
+        taken += total;
+    }
+}
+
+template <bool kRes>
+__device__ __forceinline__ void select_and_write(const WmaskParams &p, const Row &r,
+                                                 const KeyStore *sk, u32 *hist, u32 *warp_sums,
+                                                 Sel *sel)
+{
+    u32 prefix = 0, prefix_mask = 0, want = kWindow;  // Lk > kWindow: the host exits early else
+$passes
+    // T == min_key: the equal keys are all fill values and all false, so no ranking is needed.
+    write_topk<kRes>(p, r, sk, prefix, want, sel->eq > want && prefix != p.min_key, warp_sums);
+}]=]
+
+local topk_kernel = [=[
+extern "C" __global__ void __launch_bounds__(kThreads) $entry(const WmaskParams p)
+{
+    extern __shared__ __align__(16) unsigned char smem[];
+    __shared__ u32 warp_sums[kWarps];
+    __shared__ Sel sel;
+    u32 *hist = reinterpret_cast<u32 *>(smem);
+    KeyStore *sk = reinterpret_cast<KeyStore *>(smem + kHistBytes);
+    const Row r = row_of(p, blockIdx.x);
+    if (p.resident) {
+        load_resident(p, r, sk);
+        __syncthreads();
+        select_and_write<true>(p, r, sk, hist, warp_sums, &sel);
+    } else {
+        select_and_write<false>(p, r, sk, hist, warp_sums, &sel);
+    }
+$smooth
+}]=]
+
+local relu_kernel = [=[
+// relu selection: mask'_j = b'_j > 0 (NaN is not > 0). No window, no shared memory.
+extern "C" __global__ void __launch_bounds__(kThreads) $entry(const WmaskParams p)
+{
+    const Row r = row_of(p, blockIdx.x);
+    each_key<false>(p, r, nullptr, [&](int j, u32 k) {
+        r.out[j] = k > kZeroKey && k != kNanKey;
+    });
+$smooth
+}]=]
+
+-- Majority vote over aligned blocks of block_size keys (the tail block over its own length):
+-- a block is all true when more than half its keys are, else all false. Reads back this block's
+-- own writes, made visible by the barrier.
+local smooth_stage = [=[
+    __syncthreads();
+    {
+        const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+        const int n_blocks = (p.Lk + p.block_size - 1) / p.block_size;
+        for (int blk = warp; blk < n_blocks; blk += kWarps) {
+            const int j0 = blk * p.block_size, len = min(p.block_size, p.Lk - j0);
+            int c = 0;
+            for (int j = j0 + lane; j < j0 + len; j += 32)
+                c += r.out[j] != 0;
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1)
+                c += __shfl_xor_sync(0xffffffffu, c, o);
+            const unsigned char keep = 2 * c > len;
+            for (int j = j0 + lane; j < j0 + len; j += 32)
+                r.out[j] = keep;
+        }
+    }]=]
+
+local inf_bits = { f16 = "0x7c00u", bf16 = "0x7f80u" }
+
+-- The radix digits, most significant first: FIRST_BITS, then what is left in digits of at most
+-- FIRST_BITS bits.
+local function digits(key_bits)
+  local list, left = {}, key_bits
+  while left > 0 do
+    local bits = math.min(FIRST_BITS, left)
+    left = left - bits
+    list[#list + 1] = { bits = bits, shift = left }
+  end
+  return list
+end
+
+local function check_variant(v)
+  if v.family ~= "wmask" then
+    error("unsupported: window_mask.lua emits wmask variants, not " .. v.key, 0)
+  end
+  if v.dtype ~= "f16" and v.dtype ~= "bf16" and v.dtype ~= "f32" then
+    error("unsupported: bias dtype " .. tostring(v.dtype), 0)
+  end
+  if v.relu ~= (v.window == 0) then
+    error("unsupported: relu variants have w0 and top-k variants w >= 1 (" .. v.key .. ")", 0)
+  end
+end
+
+function M.emit(v)
+  check_variant(v)
+  local entry = common.entry_name(v.key)
+  local key_bits = v.dtype == "f32" and 32 or 16
+  local store_bytes = key_bits // 8
+  local max_resident = v.relu and 0 or RESIDENT_BYTES // store_bytes
+  local hist_bins = v.relu and 0 or 1 << FIRST_BITS
+  local smem = hist_bins * 4 + max_resident * store_bytes
+
+  local passes, names = {}, {}
+  for _, d in ipairs(digits(key_bits)) do
+    passes[#passes + 1] = string.format(
+      "    digit_pass<kRes, %d, %d>(p, r, sk, hist, warp_sums, sel, prefix, prefix_mask, want);",
+      d.bits, d.shift)
+    names[#names + 1] = tostring(d.bits)
+  end
+  local vars = {
+    entry = entry, threads = THREADS, hist_bins = math.max(hist_bins, 1),
+    max_resident = max_resident, smem_bytes = math.max(hist_bins, 1) * 4 + max_resident * store_bytes,
+    inf_bits = inf_bits[v.dtype] or "",
+    mask_scalar = v.mask ~= "none" and mask_scalar or "",
+    mask_vec = v.mask ~= "none" and mask_vec or "",
+    passes = table.concat(passes, "\n"),
+    smooth = v.smooth and smooth_stage or "",
+  }
+  smem = vars.smem_bytes
+  if v.relu then smem = 0 end
+
+  local buf = common.buffer()
+  common.header(buf, v, "window_mask.lua", v.relu and
+    string.format("relu selection, %d threads", THREADS) or
+    string.format("top-%d radix select, digits %s bits, %d threads, rows up to %d keys resident",
+      v.window, table.concat(names, "+"), THREADS, max_resident))
+  buf.add(params_struct)
+  buf.add(key_bits == 32 and key32 or key16, vars)
+  if not v.relu then
+    buf.add("constexpr u32 kWindow = " .. v.window .. "u;  // keys kept per row")
+  end
+  buf.add(constants, vars)
+  buf.add(row_access, vars)
+  if v.relu then
+    buf.add(relu_kernel, vars)
+  else
+    buf.add(scans)
+    buf.add(select_stages, vars)
+    buf.add(topk_kernel, vars)
+  end
+  return {
+    source = buf.text(),
+    entry = entry,
+    threads = THREADS,
+    block_m = 1,
+    block_n = max_resident,
+    smem_bytes = smem,
+  }
+end
+
+return M
