@@ -65,7 +65,11 @@ typedef struct dm_tensor {
  *   mask (optional): bool, ({B|1}, {H|Hkv|1}, {Lq|1}, Lk); true = visible.
  *   bias (optional): q's dtype or fp32, the same shapes as mask.
  *   lse (optional output): fp32 (B, H, Lq); +inf for a row with no visible key.
- * Zero means the default: scale 0 = 1/sqrt(D); softcap 0 = off; window 0 = no top-k window. */
+ * Zero means the default: scale 0 = 1/sqrt(D); softcap 0 = off; window 0 = no top-k window.
+ * window W > 0 with Lk > W: the mask attended with is dm_window_mask(bias, mask, window = W)
+ * (default min_value, top-k, no smoothing), computed on `stream` into stream-ordered scratch
+ * (cuMemAllocAsync) and freed in stream order; the result equals dm_fwd on that explicit mask
+ * bitwise. A window needs a bias whose heads broadcast against the mask's (equal, or one is 1). */
 typedef struct dm_fwd_args {
     dm_tensor q, k, v;
     dm_tensor mask;
@@ -75,7 +79,7 @@ typedef struct dm_fwd_args {
     float scale;
     float softcap;
     int causal; /* bottom-right aligned: key j visible to query i iff j <= i + Lk - Lq */
-    int window; /* top-k window over the bias (SPEC §4); only 0 is accepted in this version */
+    int window; /* top-k window over the bias (SPEC §4); 0 = none */
 } dm_fwd_args;
 
 #define DM_NO_DEVICE (-1) /* dm_ctx_create: an offline context (codegen, AOT builds, no launches) */
@@ -110,6 +114,40 @@ dm_status dm_prebuild(dm_ctx *ctx, const char *variant, int *was_cached);
 
 /* Forward attention, asynchronous on `stream`. The output is untouched on any error status. */
 dm_status dm_fwd(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream);
+
+/* Top-k window mask, SPEC §4 (flash-dmattn's maybe_create_mask): the one helper every attention
+ * entry point with a window calls.
+ *   bias: f16, bf16 or f32, ({B|1}, Hb, {Lq|1}, Lk); required when a window applies.
+ *   mask (optional): bool, ({B|1}, Hm, {Lq|1}, Lk), or 2-D ({B|1}, S): S == Lk is one row for
+ *     every query; S == Lq < Lk is left-padded with true to Lk (the queries are the last keys);
+ *     any other S is an error.
+ *   out: bool, the broadcast shape of bias and mask ({B|1}, {Hb|Hm}, {Lq|1}, Lk), keys contiguous,
+ *     not overlapping bias or mask.
+ * b' = bias where mask is true, else min_value (has_min_value = 0: the lowest finite value of
+ * bias's dtype; else min_value rounded to that dtype through float, as torch's masked_fill does).
+ * Per row: keep the `window` largest b' (NaN above +inf, -0 equal to +0; ties to the lower key
+ * index); out_j = kept and b'_j != min_value. relu = 1 selects out_j = b'_j > 0 instead (the
+ * window then only decides the early exit below). block_size > 0 then smooths: each aligned block
+ * of block_size keys (the tail block over its own length) becomes all true when more than half
+ * of it is true, else all false.
+ * "Mask unchanged": when window == 0 or Lk <= window, nothing runs, out is neither read nor
+ * written (it may be absent) and *applied = 0: the caller keeps its own mask (which may be
+ * absent). Otherwise *applied = 1 once the kernel is queued on `stream`. applied must not be NULL.
+ * B, Lq, Lk are the attention's sizes; bias's and mask's dimensions must each match or be 1. */
+typedef struct dm_window_mask_args {
+    dm_tensor bias;
+    dm_tensor mask;
+    dm_tensor out;
+    int64_t B, Lq, Lk;
+    int window;        /* keys kept per row; 0 = no window */
+    int has_min_value; /* 0: min_value is ignored and the dtype's lowest finite value is used */
+    double min_value;  /* not NaN */
+    int relu;          /* 0 = top-k, 1 = relu selection */
+    int block_size;    /* 0 = no smoothing */
+} dm_window_mask_args;
+
+dm_status dm_window_mask(dm_ctx *ctx, const dm_window_mask_args *args, int *applied,
+                         CUstream stream);
 
 #ifdef __cplusplus
 }

@@ -45,6 +45,8 @@ static const struct {
     SYM(MemcpyHtoD, "cuMemcpyHtoD_v2"),
     SYM(MemcpyDtoH, "cuMemcpyDtoH_v2"),
     SYM(MemsetD8, "cuMemsetD8_v2"),
+    SYM(MemAllocAsync, "cuMemAllocAsync"),
+    SYM(MemFreeAsync, "cuMemFreeAsync"),
     SYM(StreamSynchronize, "cuStreamSynchronize"),
     SYM(EventCreate, "cuEventCreate"),
     SYM(EventDestroy, "cuEventDestroy_v2"),

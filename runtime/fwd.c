@@ -4,6 +4,7 @@
 
 #include "build.h"
 #include "fwd_plan.h"
+#include "wmask_plan.h"
 
 /* Kernel parameters, passed by value. Must match `struct FwdParams` in templates/attn_fwd.lua
  * field for field (8-byte fields first, so host and device layouts agree without padding). */
@@ -85,6 +86,8 @@ dm_status dm_fwd(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream)
     dm_status st = dm_fwd_check(ctx, "dm_fwd", args, &plan);
     if (st != DM_OK)
         return st;
+    if (args->window > 0) /* mask' = dm_window_mask(...) first, then this call without a window */
+        return dm_fwd_window(ctx, args, stream);
     if ((st = dm_ctx_enter(ctx, "dm_fwd")) != DM_OK)
         return st;
     dm_fwd_plan_variant(&plan, ctx->arch, &v);

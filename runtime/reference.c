@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fwd_plan.h"
+#include "wmask_plan.h"
 
 static uint32_t float_bits(float f)
 {
@@ -111,6 +112,8 @@ dm_status dm_ref_fwd(dm_ctx *ctx, const dm_fwd_args *host_args)
     dm_status st = dm_fwd_check(ctx, "dm_ref_fwd", host_args, &p);
     if (st != DM_OK)
         return st;
+    if (host_args->window > 0) /* mask' on the host (wmask_ref.c), then this call without one */
+        return dm_ref_fwd_window(ctx, host_args);
     const dm_fwd_args *a = host_args;
 
     /* Every 16-bit code decoded once: the loops below read each K and V element many times. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fwd_plan.h"
+#include "tensor_check.h"
 
 #define GRID_DIM_MAX 65535 /* cuLaunchKernel's limit on grid.y (H) and grid.z (B) */
 #define ROW_VEC_BYTES 16   /* q, k, v and o rows move 16 bytes at a time (cp.async, ldmatrix) */
@@ -432,11 +433,8 @@ dm_status dm_fwd_check(dm_ctx *ctx, const char *call, const dm_fwd_args *args, d
     if (args->window < 0)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "%s: window = %d: expected >= 0 (0 = no window)", call, args->window);
-    /* Last: a request that is valid but not built yet. */
-    if (args->window != 0)
-        return dm_set_error(ctx, DM_ERR_UNSUPPORTED,
-                            "%s: window = %d: top-k windows are not supported yet (issue 5)", call,
-                            args->window);
+    /* window > 0 is applied by dm_fwd through dm_window_mask (fwd_window.c), which checks
+     * bias and mask against its own rules (SPEC §4) before anything runs. */
 
     p.dtype = q->dtype;
     p.scale = args->scale != 0 ? args->scale : (float)(1.0 / sqrt((double)p.D));
@@ -468,4 +466,23 @@ void dm_fwd_plan_variant(const dm_fwd_plan *plan, dm_arch arch, dm_variant *out)
     out->causal = plan->causal;
     out->softcap = plan->softcap > 0;
     out->arch = arch;
+}
+
+/* The same per-tensor rules for the window-mask helper (wmask_check.c), so that both entry
+ * points word and enforce them alike. */
+dm_status dm_check_input_keys(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t)
+{
+    return check_layout(ctx, call, name, t, ROLE_KEYS);
+}
+
+dm_status dm_check_output_elems(dm_ctx *ctx, const char *call, const char *name,
+                                const dm_tensor *t)
+{
+    return check_layout(ctx, call, name, t, ROLE_OUT);
+}
+
+dm_status dm_check_optional(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t,
+                            int rank, const char *dims, bool *present)
+{
+    return check_optional(ctx, call, name, t, rank, dims, present);
 }

@@ -799,12 +799,14 @@ START_TEST(check_rejects_causal_other_than_0_or_1)
 }
 END_TEST
 
-START_TEST(check_reports_a_window_as_unsupported)
+START_TEST(check_accepts_a_window)
 {
+    /* dm_fwd_check passes it on; the window's own rules are dm_window_mask's (test_window_mask) */
     dm_fwd_args a = valid_args_full();
     a.window = 64;
-    expect_message(&a, DM_ERR_UNSUPPORTED,
-                   "dm_fwd: window = 64: top-k windows are not supported yet (issue 5)");
+    expect_ok(&a);
+    a.window = 3;
+    expect_ok(&a);
 }
 END_TEST
 
@@ -816,7 +818,7 @@ START_TEST(check_rejects_a_negative_window)
 }
 END_TEST
 
-START_TEST(check_reports_invalid_arguments_before_an_unsupported_window)
+START_TEST(check_reports_invalid_arguments_with_a_window)
 {
     dm_fwd_args a = valid_args();
     a.window = 64;
@@ -1077,15 +1079,23 @@ START_TEST(fwd_returns_invalid_arg_and_leaves_the_output_untouched)
 }
 END_TEST
 
-START_TEST(fwd_reports_a_window_as_unsupported_and_leaves_the_output_untouched)
+START_TEST(fwd_checks_the_window_mask_rules_and_leaves_the_output_untouched)
 {
     dm_ctx *ctx = new_ctx();
     host_out h;
     host_out_init(&h);
-    h.a.window = 64;
-    ck_assert_int_eq(dm_fwd(ctx, &h.a, NULL), DM_ERR_UNSUPPORTED);
-    ck_assert_str_eq(dm_errmsg(ctx),
-                     "dm_fwd: window = 64: top-k windows are not supported yet (issue 5)");
+    /* bias (1, Hkv, 1, Lk) against mask (B, H, Lq, Lk): valid for attention, but the window mask
+     * broadcasts bias and mask, and Hkv = 2 against H = 8 does not broadcast */
+    h.a.window = 3;
+    ck_assert_int_eq(dm_fwd(ctx, &h.a, NULL), DM_ERR_INVALID_ARG);
+    ck_assert_str_eq(dm_errmsg(ctx), "dm_fwd: mask.shape[1] = 8 and bias.shape[1] = 2 do not "
+                                     "broadcast: expected equal sizes or 1");
+    memset(&h.a.bias, 0, sizeof h.a.bias);
+    ck_assert_int_eq(dm_fwd(ctx, &h.a, NULL), DM_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(dm_errmsg(ctx), "dm_fwd: bias is absent"));
+    /* Lk <= window: no window mask; the plain call goes on (and finds no device) */
+    h.a.window = LK;
+    ck_assert_int_eq(dm_fwd(ctx, &h.a, NULL), DM_ERR_NO_DEVICE);
     expect_untouched(&h);
     host_out_free(&h);
     dm_ctx_destroy(ctx);
@@ -1172,9 +1182,9 @@ END_TEST
     X(check_rejects_scale_that_is_nan_infinite_or_negative) \
     X(check_rejects_softcap_that_is_nan_infinite_or_negative) \
     X(check_rejects_causal_other_than_0_or_1) \
-    X(check_reports_a_window_as_unsupported) \
+    X(check_accepts_a_window) \
     X(check_rejects_a_negative_window) \
-    X(check_reports_invalid_arguments_before_an_unsupported_window) \
+    X(check_reports_invalid_arguments_with_a_window) \
     X(plan_holds_sizes_dtype_flags_and_caller_strides) \
     X(plan_gives_broadcast_dimensions_stride_0) \
     X(plan_detects_layout_q_and_k_of_mask_and_bias) \
@@ -1183,7 +1193,7 @@ END_TEST
     X(plan_resolves_scale_0_to_one_over_sqrt_d) \
     X(plan_variant_names_the_kernel_the_plan_needs) \
     X(fwd_returns_invalid_arg_and_leaves_the_output_untouched) \
-    X(fwd_reports_a_window_as_unsupported_and_leaves_the_output_untouched) \
+    X(fwd_checks_the_window_mask_rules_and_leaves_the_output_untouched) \
     X(fwd_on_an_offline_context_reports_no_device_and_leaves_the_output_untouched) \
     X(fwd_without_context_or_args_returns_invalid_arg)
 

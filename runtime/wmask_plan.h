@@ -1,0 +1,61 @@
+/* wmask_plan.h: a window-mask call (dm_window_mask, SPEC §4) after validation, in the one
+ * normalized form that the launcher, dm_fwd's window path and the CPU reference all read. */
+#ifndef DM_WMASK_PLAN_H
+#define DM_WMASK_PLAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ctx.h"
+#include "dmattn.h"
+#include "gen.h"
+
+/* Strides are in elements and index out's (b, h, i) row: 0 where the tensor broadcasts. */
+typedef struct dm_wmask_plan {
+    bool applied;           /* false: window 0 or Lk <= window; nothing else below is set */
+    int64_t B, Lq, Lk;
+    int64_t out_shape[4];   /* the broadcast of bias and (normalized) mask */
+    int window;
+    bool relu;
+    int block_size;         /* 0 = no smoothing */
+    dm_dtype bias_dtype;    /* f16, bf16 or f32 */
+    int64_t bias_stride[3];
+    dm_layout mask_layout;  /* NONE, Q (a row per query) or K (one row for all; 2-D masks) */
+    int64_t mask_stride[3];
+    int64_t mask_pad;       /* 2-D (B, Lq) mask: keys [0, mask_pad) are true without a byte */
+    bool has_out;
+    int64_t out_stride[3];
+    uint32_t min_bits;      /* min_value in bias's dtype (low 16 bits for f16/bf16) */
+    double min_value;       /* the same value, exactly */
+    uint32_t min_key;       /* its order-preserving image, as the kernel computes keys */
+} dm_wmask_plan;
+
+/* Checks args (dmattn.h, SPEC §4) and fills plan. need_out = false skips out (dm_fwd's window
+ * path sizes its scratch from plan->out_shape first). Messages start with `call`. Touches no
+ * memory behind the tensors' pointers. */
+dm_status dm_wmask_check(dm_ctx *ctx, const char *call, const dm_window_mask_args *args,
+                         bool need_out, dm_wmask_plan *plan);
+
+/* The kernel variant a plan needs on arch. */
+void dm_wmask_plan_variant(const dm_wmask_plan *plan, dm_arch arch, dm_variant *out);
+
+/* Queues the kernel for an applied plan whose out is set (ctx entered by the caller). */
+dm_status dm_wmask_launch(dm_ctx *ctx, const char *call, const dm_window_mask_args *args,
+                          const dm_wmask_plan *plan, CUstream stream);
+
+/* The order-preserving integer image of a value's bits in dtype (f16/bf16: the low 16 bits):
+ * NaN above +inf, -0 equal to +0. The kernel's order_key, for the host. */
+uint32_t dm_wmask_key(dm_dtype dtype, uint32_t bits);
+
+/* CPU reference of SPEC §4, reading and writing HOST pointers laid out as the plan says. It
+ * compares the values themselves (not the integer images), sorting each row. *applied as in
+ * dm_window_mask. For tests and tools. */
+dm_status dm_ref_window_mask(dm_ctx *ctx, const dm_window_mask_args *host_args, int *applied);
+
+/* dm_fwd and dm_ref_fwd with window > 0, after dm_fwd_check passed: the window mask of the
+ * call's bias and mask (default min_value, top-k), then the same call with that mask and no
+ * window. dm_fwd_window queues both on `stream` with mask' in stream-ordered scratch. */
+dm_status dm_fwd_window(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream);
+dm_status dm_ref_fwd_window(dm_ctx *ctx, const dm_fwd_args *host_args);
+
+#endif
