@@ -11,6 +11,8 @@ q.transpose(1, 2) views, (B, H, L, D)):
   keybias         bias (B, H, 1, L) + all-true mask (B, H, 1, L); run for every D in --D
   fullbias        bias (B, H, L, L) + all-true mask (B, H, L, L); skipped when it does not fit
   causal_keybias  causal + key bias; SDPA gets bias + causal -inf as one float mask (L <= 8192)
+With --window, instead: the top-k window mask against torch's masked_fill -> topk -> scatter
+(bench/compare_window.py).
 
 Example (on the GPU machine, after `bash scripts/build.sh`):
   PYTHONUNBUFFERED=1 python3 bench/compare.py --json compare.json
@@ -439,6 +441,11 @@ def main():
     ap.add_argument("--verbose-errors", action="store_true", help="long error messages")
     ap.add_argument("--json", default=None, help="write all numbers to this file")
     ap.add_argument("--arch", default=None, help="dmattn arch override, e.g. sm90 (mma.sync) on an H100")
+    ap.add_argument("--window", action="store_true",
+                    help="instead: the top-k window mask, torch masked_fill->topk->scatter vs dm_window_mask "
+                         "(bench/compare_window.py)")
+    ap.add_argument("--template-dirs", dest="template_dirs", default=None,
+                    help="--window: comma list of DMATTN_TEMPLATE_DIR values to time in turn (template sweeps)")
     opt = ap.parse_args()
 
     cases = [c for c in opt.cases.replace(" ", "").split(",") if c]
@@ -456,6 +463,15 @@ def main():
     torch.zeros(1, device="cuda")  # makes torch's primary context current on this thread
     torch.cuda.synchronize()
     dtype = torch.bfloat16 if opt.dtype == "bf16" else torch.float16
+    if opt.window:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import compare_window
+
+        results = compare_window.run(opt, dev, dtype)
+        if opt.json:
+            with open(opt.json, "w") as f:
+                json.dump({"window": results, "gpu": torch.cuda.get_device_name(dev)}, f, indent=1)
+        return
 
     try:
         import triton

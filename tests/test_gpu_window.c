@@ -1,0 +1,459 @@
+/* test_gpu_window.c: the window-mask kernels on a GPU against the CPU reference, bitwise, over
+ * random shapes and windows: every bias dtype, each mask form (none, per-query, per-key, both 2-D
+ * forms), broadcasts, ties and NaN, relu and smoothing, misaligned rows (the scalar path), rows
+ * too long for shared memory (512k-key decode rows), and dm_fwd with a window equal to dm_fwd on
+ * the explicit mask. Fresh random inputs each run (the seed is printed on failure), outputs
+ * poisoned first. Skipped without a GPU. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "driver.h"
+#include "fwd_plan.h"
+#include "gpu_util.h"
+#include "harness.h"
+#include "wmask_plan.h"
+
+#define POISON 0x5a
+
+static const dm_driver *drv(void)
+{
+    char why[256];
+    return dm_driver_get(why, sizeof why);
+}
+
+static dm_ctx *gpu_ctx(void)
+{
+    static dm_ctx *ctx;
+    if (!ctx) {
+        CUdevice dev;
+        CUcontext cu;
+        ck_assert_int_eq(drv()->DeviceGet(&dev, 0), CUDA_SUCCESS);
+        ck_assert_int_eq(drv()->DevicePrimaryCtxRetain(&cu, dev), CUDA_SUCCESS);
+        ck_assert_int_eq(drv()->CtxSetCurrent(cu), CUDA_SUCCESS);
+        ck_assert_msg(dm_ctx_create(&ctx, 0) == DM_OK, "%s", dm_errmsg(ctx));
+    }
+    return ctx;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ull;
+}
+
+static size_t elem_bytes(dm_dtype t) { return t == DM_F32 ? 4 : t == DM_BOOL ? 1 : 2; }
+
+/* A tensor twice: host and device copies, packed, `offset` elements past an aligned base (so
+ * offset != 0 misaligns rows and sends the kernel down its scalar path). */
+typedef struct twin {
+    dm_tensor dev, host;
+    void *host_base;
+    CUdeviceptr dev_base;
+    size_t bytes; /* of the whole allocation */
+} twin;
+
+static void twin_alloc(twin *w, dm_dtype t, int rank, const int64_t *shape, int offset)
+{
+    memset(w, 0, sizeof *w);
+    int64_t n = 1;
+    w->host.dtype = t;
+    w->host.rank = rank;
+    for (int d = rank - 1; d >= 0; d--) {
+        w->host.shape[d] = shape[d];
+        w->host.strides[d] = n;
+        n *= shape[d];
+    }
+    w->bytes = ((size_t)n + (size_t)offset) * elem_bytes(t);
+    w->host_base = malloc(w->bytes);
+    ck_assert_ptr_nonnull(w->host_base);
+    ck_assert_int_eq(drv()->MemAlloc(&w->dev_base, w->bytes), CUDA_SUCCESS);
+    w->dev = w->host;
+    w->host.data = (char *)w->host_base + (size_t)offset * elem_bytes(t);
+    w->dev.data = (void *)(uintptr_t)(w->dev_base + (size_t)offset * elem_bytes(t));
+}
+
+static void twin_upload(twin *w)
+{
+    ck_assert_int_eq(drv()->MemcpyHtoD(w->dev_base, w->host_base, w->bytes), CUDA_SUCCESS);
+}
+
+static void twin_download(twin *w)
+{
+    ck_assert_int_eq(drv()->MemcpyDtoH(w->host_base, w->dev_base, w->bytes), CUDA_SUCCESS);
+}
+
+static void twin_free(twin *w)
+{
+    if (w->dev_base)
+        drv()->MemFree(w->dev_base);
+    free(w->host_base);
+    memset(w, 0, sizeof *w);
+}
+
+static int64_t numel(const dm_tensor *t)
+{
+    int64_t n = 1;
+    for (int d = 0; d < t->rank; d++)
+        n *= t->shape[d];
+    return n;
+}
+
+typedef struct wcase {
+    dm_dtype dt;
+    int64_t B, Lq, Lk;
+    int64_t bias_shape[4];
+    int mask_rank; /* 0 = none, 2 or 4 */
+    int64_t mask_shape[4];
+    int window, relu, block_size;
+    int distinct;     /* > 0: values from that many integers (ties); 0: spread out */
+    bool nans;
+    int percent_true; /* of the mask */
+    int offset;       /* elements every pointer is moved by (misalignment) */
+    bool has_min;
+    double min_value;
+} wcase;
+
+static void fill(twin *w, const wcase *c, uint64_t *s)
+{
+    dm_tensor *t = &w->host;
+    for (int64_t i = 0; i < numel(t); i++) {
+        if (t->dtype == DM_BOOL) {
+            ((unsigned char *)t->data)[i] =
+                rng_next(s) % 100 < (uint64_t)c->percent_true ? (unsigned char)(1 + rng_next(s) % 250)
+                                                              : 0;
+            continue;
+        }
+        double v = c->distinct ? (double)(int)(rng_next(s) % (uint64_t)c->distinct) - c->distinct / 2
+                               : (double)(int64_t)(rng_next(s) >> 11) / 4503599627370496.0 * 4 - 2;
+        if (c->nans && rng_next(s) % 31 == 0)
+            v = NAN;
+        if (t->dtype == DM_F32)
+            ((float *)t->data)[i] = (float)v;
+        else if (t->dtype == DM_F16)
+            ((uint16_t *)t->data)[i] = dm_float_to_half((float)v);
+        else
+            ((uint16_t *)t->data)[i] = dm_float_to_bf16((float)v);
+    }
+}
+
+static int64_t bcast(int64_t a, int64_t b) { return a == 1 ? b : a; }
+
+static void describe(const wcase *c, char *buf, size_t n)
+{
+    snprintf(buf, n,
+             "%s B=%lld Lq=%lld Lk=%lld bias=(%lld,%lld,%lld,%lld) mask rank %d (%lld,%lld,%lld,"
+             "%lld) window=%d relu=%d block=%d distinct=%d nans=%d p=%d offset=%d min=%s%g",
+             dm_dtype_name(c->dt), (long long)c->B, (long long)c->Lq, (long long)c->Lk,
+             (long long)c->bias_shape[0], (long long)c->bias_shape[1], (long long)c->bias_shape[2],
+             (long long)c->bias_shape[3], c->mask_rank, (long long)c->mask_shape[0],
+             (long long)c->mask_shape[1], (long long)c->mask_shape[2], (long long)c->mask_shape[3],
+             c->window, c->relu, c->block_size, c->distinct, c->nans, c->percent_true, c->offset,
+             c->has_min ? "" : "default ", c->has_min ? c->min_value : 0.0);
+}
+
+/* Runs c on the GPU and through the reference; every out byte must match. */
+static void check_case(const wcase *c, const char *label)
+{
+    uint64_t seed = gpu_fresh_seed(), s = seed | 1;
+    twin bias, mask, out;
+    char what[512];
+    describe(c, what, sizeof what);
+    memset(&mask, 0, sizeof mask);
+    twin_alloc(&bias, c->dt, 4, c->bias_shape, c->offset);
+    fill(&bias, c, &s);
+    twin_upload(&bias);
+    int64_t m4[4] = {1, 1, 1, 1};
+    if (c->mask_rank) {
+        twin_alloc(&mask, DM_BOOL, c->mask_rank, c->mask_shape, c->offset);
+        fill(&mask, c, &s);
+        twin_upload(&mask);
+        if (c->mask_rank == 4)
+            memcpy(m4, c->mask_shape, sizeof m4);
+        else
+            m4[0] = c->mask_shape[0];
+    }
+    int64_t oshape[4] = {bcast(c->bias_shape[0], m4[0]), bcast(c->bias_shape[1], m4[1]),
+                         bcast(c->bias_shape[2], m4[2]), c->Lk};
+    twin_alloc(&out, DM_BOOL, 4, oshape, c->offset);
+    memset(out.host_base, POISON, out.bytes);
+    twin_upload(&out);
+
+    dm_window_mask_args a = {.bias = bias.dev, .out = out.dev, .B = c->B, .Lq = c->Lq,
+                             .Lk = c->Lk, .window = c->window, .relu = c->relu,
+                             .block_size = c->block_size, .has_min_value = c->has_min,
+                             .min_value = c->min_value};
+    if (c->mask_rank)
+        a.mask = mask.dev;
+    int applied = -1;
+    dm_ctx *ctx = gpu_ctx();
+    dm_status st = dm_window_mask(ctx, &a, &applied, NULL);
+    ck_assert_msg(st == DM_OK, "%s: %s [seed %llu]: %s", label, what, (unsigned long long)seed,
+                  dm_errmsg(ctx));
+    ck_assert_int_eq(drv()->CtxSynchronize(), CUDA_SUCCESS);
+    twin_download(&out);
+
+    size_t n = (size_t)numel(&out.host);
+    unsigned char *gpu = malloc(n);
+    memcpy(gpu, out.host.data, n);
+    dm_window_mask_args h = a;
+    h.bias = bias.host;
+    h.mask = c->mask_rank ? mask.host : (dm_tensor){0};
+    h.out = out.host;
+    memset(out.host_base, POISON, out.bytes);
+    dm_ctx *ref = NULL;
+    dm_ctx_create(&ref, DM_NO_DEVICE);
+    int ref_applied = -1;
+    ck_assert_msg(dm_ref_window_mask(ref, &h, &ref_applied) == DM_OK, "%s", dm_errmsg(ref));
+    dm_ctx_destroy(ref);
+    ck_assert_int_eq(applied, ref_applied);
+    long bad = 0, first = -1, kept = 0;
+    for (size_t e = 0; e < n; e++) {
+        kept += gpu[e] == 1;
+        if (gpu[e] != ((unsigned char *)out.host.data)[e]) {
+            if (first < 0)
+                first = (long)e;
+            bad++;
+        }
+    }
+    /* guard bytes before out (the misalignment offset) are never written */
+    for (int e = 0; e < c->offset; e++)
+        if (((unsigned char *)out.host_base)[e] != POISON)
+            bad++;
+    fprintf(stderr, "%-30s %s rows=%zu kept=%ld mismatches=%ld\n", label, bad ? "FAIL" : "ok  ",
+            n / (size_t)c->Lk, kept, bad);
+    ck_assert_msg(bad == 0,
+                  "%s: %s [seed %llu]: %ld bytes differ from the reference, first at %ld (gpu %d, "
+                  "ref %d)",
+                  label, what, (unsigned long long)seed, bad, first, first >= 0 ? gpu[first] : -1,
+                  first >= 0 ? ((unsigned char *)out.host.data)[first] : -1);
+    free(gpu);
+    twin_free(&bias);
+    twin_free(&mask);
+    twin_free(&out);
+}
+
+static wcase base(dm_dtype dt, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int window)
+{
+    wcase c = {.dt = dt, .B = B, .Lq = Lq, .Lk = Lk, .window = window, .percent_true = 90,
+               .bias_shape = {B, H, Lq, Lk}};
+    return c;
+}
+
+START_TEST(random_shapes_and_windows_match_the_reference_bitwise)
+{
+    const dm_dtype dts[] = {DM_F16, DM_BF16, DM_F32};
+    uint64_t s = gpu_fresh_seed() | 1;
+    for (int n = 0; n < 60; n++) {
+        int64_t B = 1 + rng_next(&s) % 3, H = 1 + rng_next(&s) % 4, Lq = 1 + rng_next(&s) % 9;
+        int64_t Lk = 2 + rng_next(&s) % (n % 3 == 0 ? 6000 : 700);
+        wcase c = base(dts[n % 3], B, H, Lq, Lk, (int)(1 + rng_next(&s) % (uint64_t)(Lk - 1)));
+        c.bias_shape[0] = rng_next(&s) % 2 ? B : 1;
+        c.bias_shape[2] = rng_next(&s) % 2 ? Lq : 1;
+        switch (n % 5) {
+        case 1: /* per-query 4-D mask */
+            c.mask_rank = 4;
+            c.mask_shape[0] = B, c.mask_shape[1] = rng_next(&s) % 2 ? H : 1;
+            c.mask_shape[2] = Lq, c.mask_shape[3] = Lk;
+            break;
+        case 2: /* per-key 4-D mask */
+            c.mask_rank = 4;
+            c.mask_shape[0] = rng_next(&s) % 2 ? B : 1, c.mask_shape[1] = 1;
+            c.mask_shape[2] = 1, c.mask_shape[3] = Lk;
+            break;
+        case 3: /* 2-D (B, Lk) */
+            c.mask_rank = 2;
+            c.mask_shape[0] = B, c.mask_shape[1] = Lk;
+            break;
+        case 4: /* 2-D (B, Lq), left-padded */
+            if (Lq < Lk) {
+                c.mask_rank = 2;
+                c.mask_shape[0] = B, c.mask_shape[1] = Lq;
+            }
+            break;
+        }
+        c.distinct = n % 4 == 1 ? 7 : n % 4 == 3 ? 300 : 0;
+        c.nans = n % 6 == 5;
+        c.percent_true = (int)(rng_next(&s) % 101);
+        c.offset = n % 7 == 4 ? 3 : 0;
+        if (n % 8 == 6)
+            c.has_min = true, c.min_value = n % 16 == 6 ? -1.0 : -1e4;
+        char label[64];
+        snprintf(label, sizeof label, "random %d", n);
+        check_case(&c, label);
+    }
+}
+END_TEST
+
+START_TEST(ties_straddling_the_window_edge_go_to_the_lower_index)
+{
+    for (int t = 0; t < 3; t++) {
+        wcase c = base(t == 0 ? DM_F16 : t == 1 ? DM_BF16 : DM_F32, 2, 3, 5, 3000, 1000);
+        c.distinct = t == 2 ? 2 : 3; /* thousands of equal keys at the threshold */
+        check_case(&c, "heavy ties");
+        c.offset = 1;
+        check_case(&c, "heavy ties, scalar path");
+        c.distinct = 1; /* every key equal */
+        c.offset = 0;
+        check_case(&c, "all equal");
+    }
+}
+END_TEST
+
+START_TEST(masked_rows_and_min_valued_keys_are_never_selected)
+{
+    wcase c = base(DM_BF16, 2, 4, 8, 1024, 300);
+    c.mask_rank = 4;
+    c.mask_shape[0] = 2, c.mask_shape[1] = 4, c.mask_shape[2] = 8, c.mask_shape[3] = 1024;
+    c.percent_true = 10; /* fewer visible keys than the window */
+    check_case(&c, "sparse mask");
+    c.percent_true = 0;
+    check_case(&c, "empty mask");
+    c.percent_true = 50;
+    c.distinct = 9;
+    c.has_min = true;
+    c.min_value = -2.0; /* a value the bias holds */
+    check_case(&c, "min value in the bias");
+}
+END_TEST
+
+START_TEST(relu_and_smoothing_match)
+{
+    for (int t = 0; t < 3; t++) {
+        wcase c = base(t == 0 ? DM_F16 : t == 1 ? DM_BF16 : DM_F32, 2, 2, 3, 777, 100);
+        c.mask_rank = 2;
+        c.mask_shape[0] = 2, c.mask_shape[1] = 777;
+        c.percent_true = 70;
+        c.relu = 1;
+        check_case(&c, "relu");
+        c.block_size = 64;
+        check_case(&c, "relu smooth 64");
+        c.relu = 0;
+        c.block_size = 5;
+        check_case(&c, "top-k smooth 5");
+        c.block_size = 1000; /* one block, the tail */
+        check_case(&c, "top-k smooth 1000");
+    }
+}
+END_TEST
+
+START_TEST(benchmark_shapes_match)
+{
+    /* the shapes bench/compare.py times, at reduced batch: key-side and per-query bias */
+    wcase k = base(DM_BF16, 2, 16, 1, 16384, 2048);
+    k.mask_rank = 4;
+    k.mask_shape[0] = 2, k.mask_shape[1] = 16, k.mask_shape[2] = 1, k.mask_shape[3] = 16384;
+    check_case(&k, "key-side 16k w2048");
+    wcase q = base(DM_BF16, 1, 2, 256, 4096, 1024);
+    q.mask_rank = 4;
+    q.mask_shape[0] = 1, q.mask_shape[1] = 2, q.mask_shape[2] = 256, q.mask_shape[3] = 4096;
+    check_case(&q, "per-query 4k w1024");
+}
+END_TEST
+
+START_TEST(rows_longer_than_shared_memory_match)
+{
+    /* past the resident limit (32768 16-bit or 16384 f32 keys) every digit re-reads the row */
+    wcase c = base(DM_BF16, 1, 4, 1, 524288, 2048);
+    c.mask_rank = 2;
+    c.mask_shape[0] = 1, c.mask_shape[1] = 524288;
+    check_case(&c, "decode 512k w2048");
+    c = base(DM_F32, 1, 2, 2, 40001, 4000);
+    c.distinct = 50;
+    check_case(&c, "f32 40001 ties");
+    c = base(DM_F16, 1, 1, 3, 32769, 32768);
+    c.offset = 1;
+    check_case(&c, "f16 32769 w32768 scalar");
+}
+END_TEST
+
+START_TEST(attention_with_a_window_equals_attention_on_the_explicit_mask)
+{
+    const dm_driver *d = drv();
+    dm_ctx *ctx = gpu_ctx();
+    enum { Bn = 2, Lq = 100, Lk = 700, H = 4, Hkv = 2, D = 64, W = 128 };
+    uint64_t s = gpu_fresh_seed() | 1;
+    int64_t q4[4] = {Bn, Lq, H, D}, k4[4] = {Bn, Lk, Hkv, D}, b4[4] = {Bn, H, Lq, Lk};
+    int64_t m2[2] = {Bn, Lk};
+    twin q, k, v, o1, o2, bias, mask, mp;
+    wcase fillc = {.percent_true = 80};
+    twin_alloc(&q, DM_BF16, 4, q4, 0);
+    twin_alloc(&k, DM_BF16, 4, k4, 0);
+    twin_alloc(&v, DM_BF16, 4, k4, 0);
+    twin_alloc(&o1, DM_BF16, 4, q4, 0);
+    twin_alloc(&o2, DM_BF16, 4, q4, 0);
+    twin_alloc(&bias, DM_BF16, 4, b4, 0);
+    twin_alloc(&mask, DM_BOOL, 2, m2, 0);
+    twin_alloc(&mp, DM_BOOL, 4, b4, 0);
+    twin *in[] = {&q, &k, &v, &bias, &mask};
+    for (int i = 0; i < 5; i++) {
+        fill(in[i], &fillc, &s);
+        twin_upload(in[i]);
+    }
+    d->MemsetD8(o1.dev_base, 0xff, o1.bytes);
+    d->MemsetD8(o2.dev_base, 0x00, o2.bytes);
+
+    /* dm_fwd does not take a 2-D mask; the helper does, and dm_fwd takes its output */
+    dm_window_mask_args w = {.bias = bias.dev, .mask = mask.dev, .out = mp.dev, .B = Bn,
+                             .Lq = Lq, .Lk = Lk, .window = W};
+    int applied = 0;
+    ck_assert_msg(dm_window_mask(ctx, &w, &applied, NULL) == DM_OK, "%s", dm_errmsg(ctx));
+    ck_assert_int_eq(applied, 1);
+    dm_fwd_args explicit_mask = {.q = q.dev, .k = k.dev, .v = v.dev, .o = o2.dev,
+                                 .bias = bias.dev, .mask = mp.dev};
+    ck_assert_msg(dm_fwd(ctx, &explicit_mask, NULL) == DM_OK, "%s", dm_errmsg(ctx));
+
+    /* the same through dm_fwd's window: the 2-D mask written out as (B, 1, 1, Lk) */
+    twin m4;
+    int64_t m4s[4] = {Bn, 1, 1, Lk};
+    twin_alloc(&m4, DM_BOOL, 4, m4s, 0);
+    memcpy(m4.host.data, mask.host.data, (size_t)Bn * Lk);
+    twin_upload(&m4);
+    dm_fwd_args windowed = explicit_mask;
+    windowed.o = o1.dev;
+    windowed.mask = m4.dev;
+    windowed.window = W;
+    ck_assert_msg(dm_fwd(ctx, &windowed, NULL) == DM_OK, "%s", dm_errmsg(ctx));
+    ck_assert_int_eq(d->CtxSynchronize(), CUDA_SUCCESS);
+    twin_download(&o1);
+    twin_download(&o2);
+    ck_assert_msg(memcmp(o1.host_base, o2.host_base, o1.bytes) == 0,
+                  "dm_fwd(window = %d) differs from dm_fwd(mask = dm_window_mask(...)) [seed "
+                  "%llu]",
+                  W, (unsigned long long)s);
+    /* and it is the reference's windowed attention */
+    dm_fwd_args h = windowed;
+    h.q = q.host, h.k = k.host, h.v = v.host, h.bias = bias.host, h.mask = m4.host;
+    h.o = o2.host; /* overwritten by the reference */
+    dm_ctx *ref = NULL;
+    dm_ctx_create(&ref, DM_NO_DEVICE);
+    ck_assert_msg(dm_ref_fwd(ref, &h) == DM_OK, "%s", dm_errmsg(ref));
+    dm_ctx_destroy(ref);
+    double num = 0, den = 0;
+    for (int64_t e = 0; e < (int64_t)Bn * Lq * H * D; e++) {
+        double g = dm_bf16_to_float(((uint16_t *)o1.host.data)[e]);
+        double r = dm_bf16_to_float(((uint16_t *)o2.host.data)[e]);
+        num += (g - r) * (g - r);
+        den += r * r;
+    }
+    fprintf(stderr, "fwd window %d: bitwise equal to the explicit mask; rel err vs ref %.2e\n", W,
+            sqrt(num / den));
+    ck_assert_msg(sqrt(num / den) < 1e-2, "rel err %.3e", sqrt(num / den));
+    twin *all[] = {&q, &k, &v, &o1, &o2, &bias, &mask, &mp, &m4};
+    for (int i = 0; i < 9; i++)
+        twin_free(all[i]);
+}
+END_TEST
+
+#define TESTS(X) \
+    X(random_shapes_and_windows_match_the_reference_bitwise) \
+    X(ties_straddling_the_window_edge_go_to_the_lower_index) \
+    X(masked_rows_and_min_valued_keys_are_never_selected) \
+    X(relu_and_smoothing_match) \
+    X(benchmark_shapes_match) \
+    X(rows_longer_than_shared_memory_match) \
+    X(attention_with_a_window_equals_attention_on_the_explicit_mask)
+DM_TEST_MAIN_SKIP("gpu_window", TESTS, dm_gpu_absent)
