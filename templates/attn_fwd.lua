@@ -56,7 +56,7 @@ constexpr int kBiasPitch = $bias_pitch;        // bytes per staged row (+16: ban
 constexpr int kSmemBias = 2 * kBiasRows * kBiasPitch;  // double buffered: this tile, the next
 constexpr int kMaskPitch = kBlockN + 16;       // staged q-layout mask rows; +16: banks
 constexpr int kSmemMask = $mask_smem;
-constexpr int kSmemBytes = kSmemAlign + kSmemQ + 2 * kSmemKV + kSmemBias + kSmemMask;
+constexpr int kSmemBytes = kSmemAlign + kSmemQ + 3 * kSmemKV + kSmemBias + kSmemMask;
 static_assert(kSmemBytes == $smem_bytes, "launch smem (from Lua) matches the layout");]=]
 
 -- Reading one score's bias: from the staged tile (q layout, aligned rows), else from global.
@@ -279,6 +279,7 @@ __device__ __forceinline__ int next_tile(const FwdParams &p, const unsigned char
         if (__syncthreads_or(any))
             return n;
     }
+    bits = 0;  // nothing visible: a pass over n_end masks every score
     return n_end;
 }]=]
 
@@ -289,8 +290,8 @@ extern "C" __global__ void __launch_bounds__($launch_bounds) $entry(const FwdPar
 $smem_base
     u16 *sQ = (u16 *)smem;
     u16 *sK = (u16 *)(smem + kSmemQ);
-    u16 *sV = (u16 *)(smem + kSmemQ + kSmemKV);
-    unsigned char *sB = smem + kSmemQ + 2 * kSmemKV;
+    u16 *sV = (u16 *)(smem + kSmemQ + kSmemKV);  // two buffers: this tile's, the one before
+    unsigned char *sB = smem + kSmemQ + 3 * kSmemKV;
     unsigned char *sM = sB + kSmemBias;
     (void)sB;
     (void)sM;
@@ -308,6 +309,7 @@ $smem_base
 
     int n_end = p.Lk;
 $causal_end
+    const int kv_limit = max(0, n_end);  // keys from n_end on are seen by no row of the block
     const u16 *k_base = (const u16 *)p.k + b * p.k_stride[0] + hk * p.k_stride[2];
     const u16 *v_base = (const u16 *)p.v + b * p.v_stride[0] + hk * p.v_stride[2];
 $mask_base
@@ -316,13 +318,14 @@ $bias_bufs
     zero_pad_columns<kBlockM>(sQ);
     zero_pad_columns<kBlockN>(sK);
     zero_pad_columns<kBlockN>(sV);
+    zero_pad_columns<kBlockN>(sV + kSmemKV / 2);
     load_rows<kBlockM>((const u16 *)p.q + b * p.q_stride[0] + h * p.q_stride[2], p.q_stride[1],
                        m0, p.Lq, sQ);
     cp_async_commit();
 
 $first_tile
     if (n0 < n_end) {
-        load_rows<kBlockN>(k_base, p.k_stride[1], n0, p.Lk, sK);
+        load_rows<kBlockN>(k_base, p.k_stride[1], n0, kv_limit, sK);
 $bias_tile_first
 $mask_tile_first
     }
@@ -344,16 +347,26 @@ $mask_tile_first
                 acc_o[mt][dt][e] = 0.f;
     }
 
-    while (n0 < n_end) {
-        load_rows<kBlockN>(v_base, p.v_stride[1], n0, p.Lk, sV);
+    // Software pipeline: the P V of the tile before runs (on wgmma, asynchronously) while this
+    // tile's scores go through the stages and the softmax. p_prev holds its probabilities.
+    u32 p_prev[kMTiles][kBlockN / 16][4];
+    bool have_prev = false;
+    int v_buf = 0;  // the V buffer this tile loads into; the tile before used the other
+$loop_head
+        load_rows<kBlockN>(v_base, p.v_stride[1], n0, kv_limit, sV + v_buf * (kSmemKV / 2));
         cp_async_commit();
-        cp_async_wait<1>();  // Q, this tile's K and bias have landed; V may still be in flight
+        cp_async_wait<1>();  // Q, this tile's K and bias, the tile before's V have landed
 $async_fence
         __syncthreads();
 
 $mask_prefetch
         float s[kMTiles][kNTiles][4];
-        gemm_qk(lb, s);
+        qk_issue(lb, s);
+        if (have_prev)
+            pv_issue(p_prev, lb, v_buf ^ 1, acc_o);
+        else
+            pv_none();  // keeps qk_wait's count of groups in flight right
+        qk_wait(s);
 
         // Scores in SPEC §2 order: scale, bias, softcap, then mask and causal; log2 units. Each
         // stage is its own loop with its choices made once per tile, not per score.
@@ -378,14 +391,15 @@ $mask_stage
 $next_tile
         __syncthreads();  // every warp is done reading sK
         if (n_next < n_end) {
-            load_rows<kBlockN>(k_base, p.k_stride[1], n_next, p.Lk, sK);
+            load_rows<kBlockN>(k_base, p.k_stride[1], n_next, kv_limit, sK);
 $bias_tile_next
 $mask_tile_next
         }
         cp_async_commit();
 
         // Online softmax; a row with nothing visible yet keeps max -inf and uses 0 in its place,
-        // so -inf - -inf never reaches ex2.
+        // so -inf - -inf never reaches ex2. acc_o is rescaled by alpha once the P V in flight is in.
+        float alpha[kMTiles][2];
 #pragma unroll
         for (int mt = 0; mt < kMTiles; mt++)
 #pragma unroll
@@ -399,7 +413,7 @@ $mask_tile_next
                 // kSoftmaxScale: p.scale_log2 while scores are raw dot products (no stage ran),
                 // 1 once a stage turned them into log2 units; ex2(fma(s, scale, -max * scale)).
                 const float use = mx == -kInf ? 0.f : mx * kSoftmaxScale;
-                const float alpha = fast_exp2(fmaf(row_max[mt][hf], kSoftmaxScale, -use));
+                alpha[mt][hf] = fast_exp2(fmaf(row_max[mt][hf], kSoftmaxScale, -use));
                 row_max[mt][hf] = mx;
                 float sum = 0.f;
 #pragma unroll
@@ -409,24 +423,40 @@ $mask_tile_next
                         fast_exp2(fmaf(s[mt][nt][2 * hf + 1], kSoftmaxScale, -use));
                     sum += s[mt][nt][2 * hf] + s[mt][nt][2 * hf + 1];
                 }
-                row_sum[mt][hf] = row_sum[mt][hf] * alpha + sum;
-#pragma unroll
-                for (int dt = 0; dt < kDTiles; dt++) {
-                    acc_o[mt][dt][2 * hf] *= alpha;
-                    acc_o[mt][dt][2 * hf + 1] *= alpha;
-                }
+                row_sum[mt][hf] = row_sum[mt][hf] * alpha[mt][hf] + sum;
             }
 
-        cp_async_wait<1>();  // this tile's V has landed; the next K may still be in flight
-$async_fence
-        __syncthreads();
-        gemm_pv(s, lb, acc_o);
-        __syncthreads();  // every warp is done reading sV (and the bias tile)
+        pv_wait(acc_o);  // the tile before's P V is in: now rescale to this tile's row max
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+            for (int dt = 0; dt < kDTiles; dt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    acc_o[mt][dt][e] *= alpha[mt][e / 2];
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+            for (int kk = 0; kk < kBlockN / 16; kk++) {  // as mma's A fragment: k16 = 2 n-tiles
+                p_prev[mt][kk][0] = pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                p_prev[mt][kk][1] = pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                p_prev[mt][kk][2] = pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                p_prev[mt][kk][3] = pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            }
+        have_prev = true;
+        __syncthreads();  // every warp is done with the tile before's V buffer and the bias tile
+        v_buf ^= 1;
         n0 = n_next;
 $mask_advance
 $bias_flip
+$loop_tail
+    cp_async_wait<0>();  // the last tile's V
+$async_fence
+    __syncthreads();
+    if (have_prev) {
+        pv_issue(p_prev, lb, v_buf ^ 1, acc_o);
+        pv_wait(acc_o);
     }
-    cp_async_wait<0>();
 
     // Empty row: o = 0 exactly and lse = +inf (backward then gives zero gradients).
     u16 *o = (u16 *)p.o + b * p.o_stride[0] + h * p.o_stride[2];
@@ -615,6 +645,17 @@ function M.emit(v)
     vars.bias_tile_first, vars.bias_tile_next, vars.bias_flip, vars.bias_bufs = "", "", "", ""
   end
   score_stages(v, vars)
+  if v.mask ~= "none" then
+    -- n0 comes from a vote: a loop entered on it makes ptxas serialize the wgmma pipeline
+    -- (C7520), so the first pass runs unconditionally. When no tile is visible (n0 == n_end) it
+    -- loads nothing (rows past kv_limit are zero-filled; K's buffer stays unwritten) and the
+    -- mask stage (bits 0) assigns -inf to every score.
+    vars.loop_head = "    do {"
+    vars.loop_tail = "    } while (n0 < n_end);"
+  else
+    vars.loop_head = "    while (n0 < n_end) {"
+    vars.loop_tail = "    }"
+  end
 
   local buf = common.buffer()
   common.header(buf, v, "attn_fwd.lua", engine.summary(block_m, row.block_n, row.warps, row.m_tiles))

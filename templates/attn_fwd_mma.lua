@@ -10,7 +10,7 @@ M.layout = [=[
 // bank groups ((kHeadDimPad + 8) / 8 is odd), so reads are conflict free without a swizzle.
 constexpr int kPitch = kHeadDimPad + 8;
 constexpr int kSmemQ = kBlockM * kPitch * 2;
-constexpr int kSmemKV = kBlockN * kPitch * 2;  // one of K or V
+constexpr int kSmemKV = kBlockN * kPitch * 2;  // one K or V buffer
 constexpr int kSmemAlign = 0;]=]
 
 -- Tile loads and the two GEMMs. Every thread of the block takes part in each load.
@@ -73,8 +73,9 @@ __device__ __forceinline__ Operands operands(const u16 *sQ, const u16 *sK, const
     return a;
 }
 
-// acc[mt][nt][*] = Q (this warp's rows) x K^T (the tile's keys), raw dot products.
-__device__ __forceinline__ void gemm_qk(const Operands &lb, float (&acc)[kMTiles][kNTiles][4])
+// acc[mt][nt][*] = Q (this warp's rows) x K^T (the tile's keys), raw dot products. mma.sync is
+// synchronous: the product is done on return and qk_wait has nothing left to do.
+__device__ __forceinline__ void qk_issue(const Operands &lb, float (&acc)[kMTiles][kNTiles][4])
 {
 #pragma unroll
     for (int mt = 0; mt < kMTiles; mt++)
@@ -102,33 +103,32 @@ __device__ __forceinline__ void gemm_qk(const Operands &lb, float (&acc)[kMTiles
         }
     }
 }
+__device__ __forceinline__ void qk_wait(float (&)[kMTiles][kNTiles][4]) {}
 
-// acc_o[mt][dt][*] += P (scores turned probabilities, packed to 16 bits) x V (the tile's rows).
-__device__ __forceinline__ void gemm_pv(const float (&s)[kMTiles][kNTiles][4], const Operands &lb,
-                                        float (&acc_o)[kMTiles][kDTiles][4])
+// acc_o[mt][dt][*] += P (a tile's probabilities, 16-bit pairs) x V (that tile's rows, in V
+// buffer `buf`). Synchronous, as qk_issue.
+__device__ __forceinline__ void pv_issue(const u32 (&pp)[kMTiles][kBlockN / 16][4],
+                                         const Operands &lb, int buf,
+                                         float (&acc_o)[kMTiles][kDTiles][4])
 {
+    const u32 v = lb.v + buf * kSmemKV;
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; kk++) {
-        u32 a[kMTiles][4];
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; mt++) {
-            a[mt][0] = pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-            a[mt][1] = pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-            a[mt][2] = pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-            a[mt][3] = pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-        }
 #pragma unroll
         for (int dt = 0; dt < kDTiles; dt += 2) {
             u32 b0, b1, b2, b3;
-            ldmatrix_x4_trans(lb.v + (kk * 16 * kPitch + dt * 8) * 2, b0, b1, b2, b3);
+            ldmatrix_x4_trans(v + (kk * 16 * kPitch + dt * 8) * 2, b0, b1, b2, b3);
 #pragma unroll
             for (int mt = 0; mt < kMTiles; mt++) {
-                mma_16816(acc_o[mt][dt], a[mt], b0, b1);
-                mma_16816(acc_o[mt][dt + 1], a[mt], b2, b3);
+                mma_16816(acc_o[mt][dt], pp[mt][kk], b0, b1);
+                mma_16816(acc_o[mt][dt + 1], pp[mt][kk], b2, b3);
             }
         }
     }
-}]=]
+}
+__device__ __forceinline__ void pv_none() {}
+__device__ __forceinline__ void pv_wait(float (&)[kMTiles][kDTiles][4]) {}
+]=]
 
 M.smem_align = 0
 M.launch_bounds = "kThreads"
@@ -139,7 +139,7 @@ end
 
 function M.smem_operands(block_m, block_n, d_pad)
   local pitch = d_pad + 8
-  return block_m * pitch * 2 + 2 * block_n * pitch * 2
+  return block_m * pitch * 2 + 3 * block_n * pitch * 2  -- Q, K, two V buffers
 end
 
 function M.emit_ptx(buf, dtype, block_n, d_pad)

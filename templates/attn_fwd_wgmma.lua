@@ -15,7 +15,7 @@ M.layout = [=[
 // 1024-byte aligned, as the swizzle works on address bits 4-9 (kSmemAlign: slack to align).
 constexpr int kAtoms = (kHeadDimPad + 63) / 64;
 constexpr int kSmemQ = kAtoms * kBlockM * 128;
-constexpr int kSmemKV = kAtoms * kBlockN * 128;  // one of K or V
+constexpr int kSmemKV = kAtoms * kBlockN * 128;  // one K or V buffer
 constexpr int kSmemAlign = 1024;
 static_assert(kMTiles == 1 && kWarps % 4 == 0, "a warpgroup's 4 warps own 16 rows each");
 static_assert(kBlockN <= 256 && kHeadDimPad <= 256, "wgmma n is at most 256");]=]
@@ -95,7 +95,8 @@ __device__ __forceinline__ Operands operands(const u16 *sQ, const u16 *sK, const
 }
 
 // acc[0][nt][*] = Q (this warpgroup's 64 rows) x K^T (the tile's keys), raw dot products.
-__device__ __forceinline__ void gemm_qk(const Operands &ops, float (&acc)[kMTiles][kNTiles][4])
+// Issued and committed as one group; qk_wait waits for it while a P V issued after it runs on.
+__device__ __forceinline__ void qk_issue(const Operands &ops, float (&acc)[kMTiles][kNTiles][4])
 {
     wgmma_fence();
 #pragma unroll
@@ -105,7 +106,10 @@ __device__ __forceinline__ void gemm_qk(const Operands &ops, float (&acc)[kMTile
                  ops.k + ((atom * kBlockN * 128 + in_atom) >> 4), ks > 0);
     }
     wgmma_commit();
-    wgmma_wait<0>();
+}
+__device__ __forceinline__ void qk_wait(float (&acc)[kMTiles][kNTiles][4])
+{
+    wgmma_wait<1>();  // groups retire in order: this one, not a P V committed after it
 #pragma unroll
     for (int nt = 0; nt < kNTiles; nt++)
 #pragma unroll
@@ -113,30 +117,32 @@ __device__ __forceinline__ void gemm_qk(const Operands &ops, float (&acc)[kMTile
             reg_fence(acc[0][nt][e]);
 }
 
-// acc_o[0][dt][*] += P (scores turned probabilities, packed to 16 bits) x V (the tile's rows).
-__device__ __forceinline__ void gemm_pv(const float (&s)[kMTiles][kNTiles][4], const Operands &ops,
-                                        float (&acc_o)[kMTiles][kDTiles][4])
+// acc_o[0][dt][*] += P (a tile's probabilities, 16-bit pairs) x V (that tile's rows, in V
+// buffer `buf`), issued and committed; pv_wait waits for it. pp and acc_o must not be touched
+// in between.
+__device__ __forceinline__ void pv_issue(const u32 (&pp)[kMTiles][kBlockN / 16][4],
+                                         const Operands &ops, int buf,
+                                         float (&acc_o)[kMTiles][kDTiles][4])
 {
-    u32 a[kBlockN / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; kk++) {
-        a[kk][0] = pack2(s[0][2 * kk][0], s[0][2 * kk][1]);
-        a[kk][1] = pack2(s[0][2 * kk][2], s[0][2 * kk][3]);
-        a[kk][2] = pack2(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
-        a[kk][3] = pack2(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
-    }
+    const u64 v = ops.v + buf * (kSmemKV >> 4);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; kk++)  // 16 keys = 16 rows of 128 bytes per k-step
-        wgmma_pv(&acc_o[0][0][0], a[kk], ops.v + ((kk * 16 * 128) >> 4), 1);
+        wgmma_pv(&acc_o[0][0][0], pp[0][kk], v + ((kk * 16 * 128) >> 4), 1);
     wgmma_commit();
+}
+// The first tile has no P V before it: an empty group in its place.
+__device__ __forceinline__ void pv_none() { wgmma_commit(); }
+__device__ __forceinline__ void pv_wait(float (&acc_o)[kMTiles][kDTiles][4])
+{
     wgmma_wait<0>();
 #pragma unroll
     for (int dt = 0; dt < kDTiles; dt++)
 #pragma unroll
         for (int e = 0; e < 4; e++)
             reg_fence(acc_o[0][dt][e]);
-}]=]
+}
+]=]
 
 M.smem_align = 1024
 M.launch_bounds = "kThreads, 1"  -- one block per SM: the register file is the budget
@@ -153,7 +159,7 @@ end
 
 function M.smem_operands(block_m, block_n, d_pad)
   local atoms = (d_pad + 63) // 64
-  return atoms * block_m * 128 + 2 * atoms * block_n * 128
+  return atoms * block_m * 128 + 3 * atoms * block_n * 128  -- Q, K, two V buffers
 end
 
 function M.emit_ptx(buf, dtype, block_n, d_pad)
