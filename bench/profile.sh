@@ -3,16 +3,20 @@
 # variants (from a dmgen-built cache) and Nsight Compute's scheduler and warp-state sections for
 # one dmbench case per mask/bias layout pair. Run there after scripts/build.sh:
 #   run(command="bash bench/profile.sh", carry=["build"])
+# ARCH (default sm90a) picks the engine; DMATTN_BUILD_DIR the carried build folder; PAIRS the
+# mask,bias layouts; the full warp-state section (stall reasons) is printed for each.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+build=$root/${DMATTN_BUILD_DIR:-build}
+arch=${ARCH:-sm90a}
 out=${OUT:-/tmp/dmattn-profile}
 mkdir -p "$out"
 cache=$(mktemp -d)
 pairs=${PAIRS:-"none,none none,k k,none k,k q,q"}
 for pair in $pairs; do
     IFS=, read -r m b <<<"$pair"
-    v="fwd.d128.bf16.mask-$m.bias-$b.w0.sm90"
-    "$root/build/dmgen" build --cache "$cache" "$v" >/dev/null 2>&1
+    v="fwd.d128.bf16.mask-$m.bias-$b.w0.$arch"
+    "$build/dmgen" build --cache "$cache" "$v" >/dev/null 2>&1
 done
 for f in "$cache"/*.cubin; do
     # the entry holds a header and the key text before the ELF image: cut at the ELF magic
@@ -22,19 +26,24 @@ for f in "$cache"/*.cubin; do
     cuobjdump -sass "$f.elf" >"$out/$name.sass" 2>/dev/null
     s="$out/$name.sass"
     printf '%-44s instr %5d HMMA %4d LDSM %3d MUFU %3d BAR %2d LDG %3d LDS %3d SHFL %3d BRA %3d LDL %d\n' "$name" \
-        "$(grep -cE '^\s+/\*[0-9a-f]{4}\*/' "$s")" "$(grep -c HMMA "$s")" "$(grep -c LDSM "$s")" \
+        "$(grep -cE '^\s+/\*[0-9a-f]{4}\*/' "$s")" "$(grep -cE 'HMMA|HGMMA' "$s")" "$(grep -c LDSM "$s")" \
         "$(grep -c MUFU "$s")" "$(grep -c 'BAR' "$s")" "$(grep -c 'LDG' "$s")" \
         "$(grep -cE 'LDS(\.| )' "$s")" "$(grep -c SHFL "$s")" "$(grep -c 'BRA' "$s")" "$(grep -c 'LDL' "$s")"
 done
+# warp stall reasons, in warps stalled per issued instruction
+reasons="barrier long_scoreboard short_scoreboard wait math_pipe_throttle mio_throttle lg_throttle dispatch_stall no_instruction not_selected selected membar branch_resolving sleeping"
+stall_metrics=$(for r in $reasons; do printf 'smsp__average_warps_issue_stalled_%s_per_issue_active.ratio,' "$r"; done)
+stall_metrics=${stall_metrics%,}
 for pair in $pairs; do
     IFS=, read -r m b <<<"$pair"
     ncu --launch-skip 3 --launch-count 1 --section SchedulerStats --section WarpStateStats \
-        --section Occupancy --section ComputeWorkloadAnalysis \
-        "$root/build/dmbench" --L 4096 --D 128 --mask "$m" --bias "$b" --warmup 2 --iters 2 \
+        --section Occupancy --section ComputeWorkloadAnalysis --metrics "$stall_metrics" \
+        "$build/dmbench" --L 4096 --D 128 --mask "$m" --bias "$b" --warmup 2 --iters 2 \
         >"$out/ncu-$m-$b.txt" 2>&1
     echo "== ncu mask-$m bias-$b"
     grep -E "Issue Slots Busy|Issued Warp Per Scheduler|No Eligible|Active Warps Per Scheduler|Eligible Warps|Warp Cycles Per Issued|Achieved Occupancy|Registers Per Thread|Block Limit|SM Busy|Executed Ipc Active" \
         "$out/ncu-$m-$b.txt" | sed 's/^ */  /'
-    grep -iE "stalled|stall " "$out/ncu-$m-$b.txt" | cut -c1-300 | head -4
+    grep -E "issue_stalled" "$out/ncu-$m-$b.txt" | awk '{printf "  %s %s\n", $1, $NF}' |
+        sed 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//' | sort -k2 -g -r | head -8
 done
 rm -rf "$cache"

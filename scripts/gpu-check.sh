@@ -14,11 +14,12 @@ out=${OUT:-/tmp/dmattn-gpu-check}
 mkdir -p "$out"
 
 # ctest files hold the absolute paths of the machine that configured the build: make them resolve.
-src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$root/build/CMakeCache.txt")
+build=$root/${DMATTN_BUILD_DIR:-build}  # as scripts/build.sh: carry the same folder
+src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$build/CMakeCache.txt")
 if [ -n "$src" ] && [ "$src" != "$root" ] && [ ! -e "$src" ]; then
     mkdir -p "$(dirname "$src")" && ln -s "$root" "$src"
 fi
-cd "$root/build"
+cd "$build"
 export DMATTN_CACHE_DIR=${DMATTN_CACHE_DIR:-/tmp/dmattn-cache}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$out/gpu.txt"
 git -C "$root" rev-parse --short HEAD 2>/dev/null | sed 's/^/revision /' | tee -a "$out/gpu.txt"
@@ -63,7 +64,8 @@ grep -E "^(cold|first|per_call)" "$out/latency.txt" | awk '{printf "%-28s %s\n",
 cmp_rc=0
 if [ -n "${GPU_CHECK_COMPARE:-}" ]; then
     # shellcheck disable=SC2086  # the arguments are meant to split
-    PYTHONUNBUFFERED=1 python3 "$root/bench/compare.py" $GPU_CHECK_COMPARE --json "$out/compare.json" \
+    PYTHONUNBUFFERED=1 python3 "$root/bench/compare.py" --lib "$build/libdmattn.so" $GPU_CHECK_COMPARE \
+        --json "$out/compare.json" \
         >"$out/compare.txt" 2>&1
     cmp_rc=$?
     echo
