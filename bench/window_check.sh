@@ -2,7 +2,7 @@
 # window_check.sh: issue 5 on the GPU machine, in one call of the device tool: the window-mask
 # GPU tests against the CPU reference (bitwise), compute-sanitizer memcheck on two of them, and
 # compare.py --window (torch masked_fill -> topk -> scatter vs dm_window_mask), optionally over
-# template variants: SWEEP="THREADS=128 THREADS=512 FIRST_BITS=10" times each as a copy of
+# template variants: SWEEP="THREADS=256 FIRST_BITS=12" times each as a copy of
 # templates/ with that one setting of window_mask.lua changed.
 #   run(command="bash bench/window_check.sh", carry=["build"])
 set -uo pipefail

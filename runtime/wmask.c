@@ -32,6 +32,18 @@ static int rows_aligned(uint64_t data, const int64_t strides[3], int64_t elem_by
     return 1;
 }
 
+/* Threads per block: a power of two from 128 up to the template's most (kernel->threads), about
+ * 32 keys a thread. Measured on the H100 (bench/NOTES.md, issue 5): per-query rows of 4096 keys
+ * ran 1.65 ms at 128 threads against 1.79 at 256 and 2.70 at 512; key-side rows of 16384 keys
+ * 0.018 ms at 512 against 0.023 at 256 and 0.036 at 128. */
+static unsigned block_threads(const dm_kernel *k, int64_t Lk)
+{
+    unsigned t = 128;
+    while ((int64_t)t * 32 < Lk && (int)t * 2 <= k->threads)
+        t *= 2;
+    return t;
+}
+
 static void fill_params(const dm_window_mask_args *a, const dm_wmask_plan *p, int resident,
                         dm_wmask_params *k)
 {
@@ -83,8 +95,8 @@ dm_status dm_wmask_launch(dm_ctx *ctx, const char *call, const dm_window_mask_ar
     fill_params(args, plan, resident, &params);
     void *kernel_args[] = {&params};
     unsigned rows = (unsigned)(plan->out_shape[0] * plan->out_shape[1] * plan->out_shape[2]);
-    CUresult r = ctx->drv->LaunchKernel(kernel->fn, rows, 1, 1, (unsigned)kernel->threads, 1, 1,
-                                        (unsigned)smem, stream, kernel_args, NULL);
+    CUresult r = ctx->drv->LaunchKernel(kernel->fn, rows, 1, 1, block_threads(kernel, plan->Lk),
+                                        1, 1, (unsigned)smem, stream, kernel_args, NULL);
     if (r != CUDA_SUCCESS) {
         dm_variant_format(&v, text, sizeof text);
         return dm_set_error(ctx, DM_ERR_CUDA, "%s: variant '%s': cuLaunchKernel: %s", call, text,

@@ -13,11 +13,13 @@ local common = require("cuda_common")
 
 local M = {}
 
--- Measured choices (bench/NOTES.md, issue 5). THREADS: keys per block step are THREADS * 8.
--- FIRST_BITS: the first digit; wider spreads the histogram (fewer same-bin atomics in a warp:
--- bf16's top bits are mostly exponent) at the cost of more bins to clear and search.
-local THREADS = 256
-local FIRST_BITS = 12
+-- Measured choices (bench/NOTES.md, issue 5). THREADS: the most threads a block is launched with;
+-- the host picks 128..THREADS per call (about 32 keys a thread: short per-query rows want small
+-- blocks, long key-side rows wide ones). FIRST_BITS: the first digit; wider spreads the
+-- histogram (fewer same-bin atomics in a warp: bf16's top bits are mostly exponent) at the cost
+-- of more bins to clear and search per row.
+local THREADS = 512
+local FIRST_BITS = 10
 local RESIDENT_BYTES = 64 * 1024 -- keys of one row kept in shared memory
 
 -- Must match struct dm_wmask_params in runtime/wmask.c field for field (8-byte fields first).
@@ -70,15 +72,18 @@ __device__ __forceinline__ u32 order_key(Elem x)
 }]=]
 
 local constants = [=[
-constexpr int kThreads = $threads;
+constexpr int kThreads = $threads;          // the most a block is launched with (blockDim.x <= this)
 constexpr int kWarps = kThreads / 32;
 constexpr int kVec = 8;                       // keys per vector step: 16 bytes of 16-bit bias
 constexpr int kElemBytes = sizeof(Elem);
 constexpr int kHistBins = $hist_bins;         // the widest digit's bins
 constexpr int kHistBytes = kHistBins * 4;
 constexpr int kMaxResident = $max_resident;   // keys of a row kept in shared memory
+constexpr int kFirstShift = $first_shift;     // the first digit is key >> kFirstShift
 static_assert(kThreads % 32 == 0 && kThreads <= 1024, "whole warps");
-static_assert(kHistBins % kThreads == 0 || kHistBins < kThreads, "bins split evenly");
+static_assert((kHistBins & (kHistBins - 1)) == 0, "bins split evenly over 128..kThreads threads");
+// The block size is the launch's (a power of two from 128 to kThreads): strides use this.
+__device__ __forceinline__ int n_threads() { return (int)blockDim.x; }
 static_assert($smem_bytes == kHistBytes + kMaxResident * (int)sizeof(KeyStore), "smem from Lua");]=]
 
 local row_access = [=[
@@ -156,7 +161,7 @@ __device__ __forceinline__ void each_key(const WmaskParams &p, const Row &r, con
     int j = threadIdx.x;
     if (p.vec) {
         const int nvec = p.Lk / kVec;
-        for (int v = threadIdx.x; v < nvec; v += kThreads) {
+        for (int v = threadIdx.x; v < nvec; v += n_threads()) {
             u32 k[kVec];
             keys8<kRes>(p, r, sk, v, k);
 #pragma unroll
@@ -165,31 +170,38 @@ __device__ __forceinline__ void each_key(const WmaskParams &p, const Row &r, con
         }
         j += nvec * kVec;
     }
-    for (; j < p.Lk; j += kThreads)
+    for (; j < p.Lk; j += n_threads())
         f(j, key_at<kRes>(p, r, sk, j));
 }
 
-// The row's keys into shared memory: the only read of global memory for a resident row.
-__device__ __forceinline__ void load_resident(const WmaskParams &p, const Row &r, KeyStore *sk)
+// The row's keys into shared memory, the only read of global memory for a resident row, with
+// the first digit's histogram counted on the way (hist cleared by the caller).
+__device__ __forceinline__ void load_resident(const WmaskParams &p, const Row &r, KeyStore *sk,
+                                              u32 *hist)
 {
     int j = threadIdx.x;
     if (p.vec) {
         const int nvec = p.Lk / kVec;
-        for (int v = threadIdx.x; v < nvec; v += kThreads) {
+        for (int v = threadIdx.x; v < nvec; v += n_threads()) {
             u32 k[kVec];
             KeyStore s[kVec];
             global_keys8(p, r, v, k);
 #pragma unroll
-            for (int i = 0; i < kVec; i++)
+            for (int i = 0; i < kVec; i++) {
                 s[i] = (KeyStore)k[i];
+                atomicAdd(&hist[k[i] >> kFirstShift], 1u);
+            }
 #pragma unroll
             for (int c = 0; c < kVec * (int)sizeof(KeyStore) / 16; c++)
                 reinterpret_cast<uint4 *>(sk + v * kVec)[c] = reinterpret_cast<const uint4 *>(s)[c];
         }
         j += nvec * kVec;
     }
-    for (; j < p.Lk; j += kThreads)
-        sk[j] = (KeyStore)global_key(p, r, j);
+    for (; j < p.Lk; j += n_threads()) {
+        const u32 k = global_key(p, r, j);
+        sk[j] = (KeyStore)k;
+        atomicAdd(&hist[k >> kFirstShift], 1u);
+    }
 }]=]
 
 local mask_scalar = [=[
@@ -241,7 +253,7 @@ __device__ __forceinline__ u32 block_prefix_excl(u32 x, u32 *warp_sums, u32 *tot
     __syncthreads();
     u32 before = 0, all = 0;
 #pragma unroll
-    for (int w = 0; w < kWarps; w++) {
+    for (int w = 0; w < n_threads() / 32; w++) {
         const u32 s = warp_sums[w];
         before += w < warp ? s : 0;
         all += s;
@@ -261,7 +273,7 @@ __device__ __forceinline__ u32 block_suffix_excl(u32 x, u32 *warp_sums)
     __syncthreads();
     u32 after = 0;
 #pragma unroll
-    for (int w = 0; w < kWarps; w++)
+    for (int w = 0; w < n_threads() / 32; w++)
         after += w > warp ? warp_sums[w] : 0;
     __syncthreads();
     return after + incl - x;
@@ -280,18 +292,17 @@ struct Sel {
 template <int kBins>
 __device__ __forceinline__ void find_bin(const u32 *hist, u32 want, u32 *warp_sums, Sel *sel)
 {
-    constexpr int kPer = kBins >= kThreads ? kBins / kThreads : 1;
-    const int first = threadIdx.x * kPer;
+    const int per = kBins >= n_threads() ? kBins / n_threads() : 1;
+    const int first = threadIdx.x * per;
     u32 local = 0;
     if (first < kBins) {
-#pragma unroll
-        for (int i = 0; i < kPer; i++)
-            local += hist[first + (i + threadIdx.x) % kPer];
+        for (int i = 0; i < per; i++)
+            local += hist[first + (i + threadIdx.x) % per];
     }
     const u32 after = block_suffix_excl(local, warp_sums);
     if (first < kBins && after < want && want <= after + local) {
         u32 acc = after;
-        for (int b = first + kPer - 1; b >= first; b--) {
+        for (int b = first + per - 1; b >= first; b--) {
             const u32 c = hist[b];
             if (acc + c >= want) {
                 sel->digit = (u32)b;
@@ -307,22 +318,25 @@ __device__ __forceinline__ void find_bin(const u32 *hist, u32 want, u32 *warp_su
 
 // One radix digit: histogram the keys whose higher digits equal `prefix`, find the bin of the
 // want-th largest, and narrow prefix and want to it.
-template <bool kRes, int kBits, int kShift>
+// kCounted: the histogram was filled while the row was loaded (a resident row's first digit).
+template <bool kRes, int kBits, int kShift, bool kCounted>
 __device__ __forceinline__ void digit_pass(const WmaskParams &p, const Row &r, const KeyStore *sk,
                                            u32 *hist, u32 *warp_sums, Sel *sel, u32 &prefix,
                                            u32 &prefix_mask, u32 &want)
 {
     constexpr int kBins = 1 << kBits;
     static_assert(kBins <= kHistBins, "digit fits the histogram");
-    for (int b = threadIdx.x; b < kBins; b += kThreads)
-        hist[b] = 0;
-    __syncthreads();
-    const u32 pre = prefix, pm = prefix_mask;
-    each_key<kRes>(p, r, sk, [&](int, u32 k) {
-        if ((k & pm) == pre)
-            atomicAdd(&hist[(k >> kShift) & (kBins - 1)], 1u);
-    });
-    __syncthreads();
+    if constexpr (!kCounted) {
+        for (int b = threadIdx.x; b < kBins; b += n_threads())
+            hist[b] = 0;
+        __syncthreads();
+        const u32 pre = prefix, pm = prefix_mask;
+        each_key<kRes>(p, r, sk, [&](int, u32 k) {
+            if ((k & pm) == pre)
+                atomicAdd(&hist[(k >> kShift) & (kBins - 1)], 1u);
+        });
+        __syncthreads();
+    }
     find_bin<kBins>(hist, want, warp_sums, sel);
     prefix |= sel->digit << kShift;
     prefix_mask |= (u32)(kBins - 1) << kShift;
@@ -338,7 +352,7 @@ __device__ __forceinline__ void write_topk(const WmaskParams &p, const Row &r, c
 {
     const int nvec = p.vec ? p.Lk / kVec : 0;
     u32 taken = 0;  // keys equal to T kept by earlier rounds
-    for (int base = 0; base < nvec; base += kThreads) {
+    for (int base = 0; base < nvec; base += n_threads()) {
         const int v = base + threadIdx.x;
         u32 k[kVec], c = 0;
         if (v < nvec) {
@@ -363,7 +377,7 @@ __device__ __forceinline__ void write_topk(const WmaskParams &p, const Row &r, c
         }
         taken += total;
     }
-    for (int base = nvec * kVec; base < p.Lk; base += kThreads) {
+    for (int base = nvec * kVec; base < p.Lk; base += n_threads()) {
         const int j = base + threadIdx.x;
         u32 k = 0, c = 0;
         if (j < p.Lk) {
@@ -400,7 +414,10 @@ extern "C" __global__ void __launch_bounds__(kThreads) $entry(const WmaskParams 
     KeyStore *sk = reinterpret_cast<KeyStore *>(smem + kHistBytes);
     const Row r = row_of(p, blockIdx.x);
     if (p.resident) {
-        load_resident(p, r, sk);
+        for (int b = threadIdx.x; b < kHistBins; b += n_threads())
+            hist[b] = 0;
+        __syncthreads();
+        load_resident(p, r, sk, hist);
         __syncthreads();
         select_and_write<true>(p, r, sk, hist, warp_sums, &sel);
     } else {
@@ -428,7 +445,7 @@ local smooth_stage = [=[
     {
         const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
         const int n_blocks = (p.Lk + p.block_size - 1) / p.block_size;
-        for (int blk = warp; blk < n_blocks; blk += kWarps) {
+        for (int blk = warp; blk < n_blocks; blk += n_threads() / 32) {
             const int j0 = blk * p.block_size, len = min(p.block_size, p.Lk - j0);
             int c = 0;
             for (int j = j0 + lane; j < j0 + len; j += 32)
@@ -478,14 +495,15 @@ function M.emit(v)
   local smem = hist_bins * 4 + max_resident * store_bytes
 
   local passes, names = {}, {}
-  for _, d in ipairs(digits(key_bits)) do
+  for i, d in ipairs(digits(key_bits)) do
     passes[#passes + 1] = string.format(
-      "    digit_pass<kRes, %d, %d>(p, r, sk, hist, warp_sums, sel, prefix, prefix_mask, want);",
-      d.bits, d.shift)
+      "    digit_pass<kRes, %d, %d, %s>(p, r, sk, hist, warp_sums, sel, prefix, prefix_mask, want);",
+      d.bits, d.shift, i == 1 and "kRes" or "false")
     names[#names + 1] = tostring(d.bits)
   end
   local vars = {
     entry = entry, threads = THREADS, hist_bins = math.max(hist_bins, 1),
+    first_shift = key_bits - FIRST_BITS,
     max_resident = max_resident, smem_bytes = math.max(hist_bins, 1) * 4 + max_resident * store_bytes,
     inf_bits = inf_bits[v.dtype] or "",
     mask_scalar = v.mask ~= "none" and mask_scalar or "",
@@ -499,7 +517,7 @@ function M.emit(v)
   local buf = common.buffer()
   common.header(buf, v, "window_mask.lua", v.relu and
     string.format("relu selection, %d threads", THREADS) or
-    string.format("top-%d radix select, digits %s bits, %d threads, rows up to %d keys resident",
+    string.format("top-%d radix select, digits %s bits, up to %d threads, rows up to %d keys resident",
       v.window, table.concat(names, "+"), THREADS, max_resident))
   buf.add(params_struct)
   buf.add(key_bits == 32 and key32 or key16, vars)

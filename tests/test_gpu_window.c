@@ -161,6 +161,7 @@ static void check_case(const wcase *c, const char *label)
     uint64_t seed = gpu_fresh_seed(), s = seed | 1;
     twin bias, mask, out;
     char what[512];
+    dm_ctx *ctx = gpu_ctx(); /* makes the CUDA context current before the allocations */
     describe(c, what, sizeof what);
     memset(&mask, 0, sizeof mask);
     twin_alloc(&bias, c->dt, 4, c->bias_shape, c->offset);
@@ -189,7 +190,6 @@ static void check_case(const wcase *c, const char *label)
     if (c->mask_rank)
         a.mask = mask.dev;
     int applied = -1;
-    dm_ctx *ctx = gpu_ctx();
     dm_status st = dm_window_mask(ctx, &a, &applied, NULL);
     ck_assert_msg(st == DM_OK, "%s: %s [seed %llu]: %s", label, what, (unsigned long long)seed,
                   dm_errmsg(ctx));

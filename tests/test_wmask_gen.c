@@ -73,7 +73,8 @@ START_TEST(features_that_are_off_are_absent_from_the_text)
     char *src = emit_ok(&plain, NULL);
     ck_assert_ptr_null(strstr(src, "r.mask["));     /* no mask reads */
     ck_assert_ptr_null(strstr(src, "n_blocks"));    /* no smoothing */
-    ck_assert_ptr_nonnull(strstr(src, "digit_pass<kRes, 12, 4>"));
+    ck_assert_ptr_nonnull(strstr(src, "digit_pass<kRes, 10, 6, kRes>"));
+    ck_assert_ptr_nonnull(strstr(src, "digit_pass<kRes, 6, 0, false>"));
     free(src);
     dm_variant all = wmask(16, DM_F16, DM_LAYOUT_Q, false, true, DM_SM80);
     src = emit_ok(&all, NULL);
@@ -90,13 +91,14 @@ START_TEST(features_that_are_off_are_absent_from_the_text)
 }
 END_TEST
 
-START_TEST(f32_bias_takes_three_digits_and_16_bit_two)
+START_TEST(f32_bias_takes_four_digits_and_16_bit_two)
 {
     dm_variant v = wmask(5, DM_F32, DM_LAYOUT_K, false, false, DM_SM80);
     char *src = emit_ok(&v, NULL);
-    ck_assert_ptr_nonnull(strstr(src, "digit_pass<kRes, 12, 20>"));
-    ck_assert_ptr_nonnull(strstr(src, "digit_pass<kRes, 12, 8>"));
-    ck_assert_ptr_nonnull(strstr(src, "digit_pass<kRes, 8, 0>"));
+    ck_assert_ptr_nonnull(strstr(src, "digit_pass<kRes, 10, 22, kRes>"));
+    ck_assert_ptr_nonnull(strstr(src, "digit_pass<kRes, 10, 12, false>"));
+    ck_assert_ptr_nonnull(strstr(src, "digit_pass<kRes, 10, 2, false>"));
+    ck_assert_ptr_nonnull(strstr(src, "digit_pass<kRes, 2, 0, false>"));
     free(src);
 }
 END_TEST
@@ -154,7 +156,7 @@ END_TEST
     X(emit_is_byte_identical_in_fresh_states_for_every_axis) \
     X(source_opens_with_the_key_and_the_template_line_and_names_the_entry) \
     X(features_that_are_off_are_absent_from_the_text) \
-    X(f32_bias_takes_three_digits_and_16_bit_two) \
+    X(f32_bias_takes_four_digits_and_16_bit_two) \
     X(template_refuses_a_key_that_format_would_refuse) \
     X(every_axis_compiles_for_sm80) \
     X(every_axis_compiles_for_sm90)
