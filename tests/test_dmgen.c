@@ -315,6 +315,39 @@ START_TEST(list_marks_a_corrupt_entry)
 }
 END_TEST
 
+START_TEST(window_mask_keys_emit_expand_and_build)
+{
+    run_result r = run("emit", "wmask.w2048.bf16.mask-k.sm90");
+    ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
+    ck_assert(strncmp(r.out, "// wmask.w2048.bf16.mask-k.sm90\n", 32) == 0);
+    ck_assert(has(r.out, "extern \"C\""));
+    run_free(&r);
+
+    r = run("build", "-n", "wmask.w64,2048.f16,f32.mask-none,k.sm80");
+    ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
+    ck_assert_int_eq(count_lines(r.out), 8);
+    ck_assert(has(r.out, "wmask.w2048.f32.mask-k.sm80\n"));
+    run_free(&r);
+
+    r = run("emit", "wmask.w0.bf16.mask-k.sm90"); /* top-k needs a window */
+    ck_assert_int_eq(r.code, 2);
+    ck_assert_msg(has(r.err, "field 2 (window) 'w0'"), "%.800s", r.err);
+    run_free(&r);
+
+    char tmp[64], cache[128];
+    dm_test_temp_dir(tmp, "dmgen");
+    cache_in(tmp, cache, sizeof cache);
+    r = run("build", "--cache", cache, "wmask.w16.bf16.mask-q.smooth.sm90", "wmask.w0.f16.mask-none.relu.sm80");
+    ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
+    ck_assert_int_eq(dm_test_count_entries(cache), 2);
+    run_free(&r);
+    r = run("list", "--cache", cache);
+    ck_assert_msg(has(r.out, "wmask.w16.bf16.mask-q.smooth.sm90"), "%.800s", r.out);
+    run_free(&r);
+    dm_test_remove_dir(tmp);
+}
+END_TEST
+
 START_TEST(axis_lists_expand_to_the_cartesian_product)
 {
     run_result r = run("build", "-n", "fwd.d64,128.bf16,f16.mask-none,k.bias-none.w0.sm80,sm90");
@@ -472,6 +505,7 @@ END_TEST
     X(build_stores_two_variants_then_finds_them_cached) \
     X(list_shows_the_variants_and_clear_empties_the_cache) \
     X(list_marks_a_corrupt_entry) \
+    X(window_mask_keys_emit_expand_and_build) \
     X(axis_lists_expand_to_the_cartesian_product) \
     X(preset_default_expands_once_per_arch) \
     X(unknown_preset_exits_2_listing_the_known_ones) \

@@ -74,7 +74,7 @@ static const char *lua_version_text(void)
 static const char usage_main[] =
     "usage: dmgen [--help] [--version] COMMAND [ARGS]\n"
     "\n"
-    "Generates, builds ahead of time and manages dmattn's CUDA attention kernels.\n"
+    "Generates, builds ahead of time and manages dmattn's CUDA kernels (attention, window masks).\n"
     "\n"
     "commands:\n"
     "  emit VARIANT      print the generated CUDA source of one variant\n"
@@ -87,6 +87,8 @@ static const char usage_main[] =
     "A VARIANT is a canonical key, e.g. fwd.d128.bf16.mask-k.bias-q.w0.causal.sm90:\n"
     "  dir.d<head_dim>.dtype.mask-<none|q|k>.bias-<none|q|k>.w<window>[.varlen][.causal]\n"
     "  [.softcap].sm<80|86|89|90|90a>\n"
+    "or a window-mask key (SPEC 4), e.g. wmask.w2048.bf16.mask-k.sm90:\n"
+    "  wmask.w<window>.<f16|bf16|f32>.mask-<none|q|k>[.relu][.smooth].sm<NN> (relu: w0)\n"
     "\n"
     "The cache is $DMATTN_CACHE_DIR, else $XDG_CACHE_HOME/dmattn, else ~/.cache/dmattn;\n"
     "every command that uses it takes --cache DIR instead.\n"
