@@ -54,7 +54,8 @@ static_assert(kHeadDim % 8 == 0 && kHeadDim <= 256, "head_dim a multiple of 8 up
 constexpr int kBiasRows = $bias_rows;          // staged bias rows: kBlockM (q layout) or 1 (k)
 constexpr int kBiasPitch = $bias_pitch;        // bytes per staged row (+16: banks)
 constexpr int kSmemBias = 2 * kBiasRows * kBiasPitch;  // double buffered: this tile, the next
-constexpr int kMaskPitch = kBlockN + 16;       // staged q-layout mask rows; +16: banks
+constexpr int kMaskRows = $mask_rows;          // staged mask rows: kBlockM (q layout) or 1 (k)
+constexpr int kMaskPitch = kBlockN + 16;       // bytes per staged mask row; +16: banks
 constexpr int kSmemMask = $mask_smem;
 constexpr int kSmemBytes = kSmemAlign + kSmemQ + 3 * kSmemKV + kSmemBias + kSmemMask;
 static_assert(kSmemBytes == $smem_bytes, "launch smem (from Lua) matches the layout");]=]
@@ -76,6 +77,23 @@ __device__ __forceinline__ void load_bias_tile(const FwdParams &p, const unsigne
 {
     const int esize = p.bias_f32 ? 4 : 2;
     const int chunks = kBlockN * esize / 16;  // per row
+    // Interior tiles of a per-query bias: a fixed (row, chunk) per thread, pointer steps only
+    // (kThreads is a multiple of chunks and of the rows it covers: both are powers of two).
+    if (kBiasRows > 1 && m0 + kBiasRows <= p.Lq && n0 + kBlockN <= p.Lk &&
+        (kBiasRows * chunks) % kThreads == 0) {
+        const int row_step = kThreads / chunks;
+        const int r = threadIdx.x / chunks, c = threadIdx.x % chunks;
+        const i64 src_step = (i64)row_step * p.bias_stride[2] * esize;
+        const unsigned char *src =
+            bias_bh + ((i64)(m0 + r) * p.bias_stride[2] + n0) * esize + c * 16;
+        u32 dst = smem_u32(sB + r * kBiasPitch + c * 16);
+        for (int k = 0; k < kBiasRows * chunks / kThreads; k++) {
+            cp_async16(dst, src, 16);
+            src += src_step;
+            dst += row_step * kBiasPitch;
+        }
+        return;
+    }
     for (int c = threadIdx.x; c < kBiasRows * chunks; c += kThreads) {
         const int r = c / chunks, col = (c % chunks) * (16 / esize);
         const int i = m0 + r, j = n0 + col;
@@ -120,6 +138,32 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
                     s[mt][nt][e] = fmaf(s[mt][nt][e], p.scale_log2, kb[nt][e % 2]);
         return;
     }
+    if (kMode != 0) {  // staged: this thread's two adjacent keys in one 8- or 4-byte read
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int r = kBiasRows == 1 ? 0 : warp_row0 + mt * 16 + lane / 4 + hf * 8;
+#pragma unroll
+                for (int nt = 0; nt < kNTiles; nt++) {
+                    const int cc = nt * 8 + 2 * (lane % 4);
+                    float b0, b1;
+                    if (kMode == 1) {
+                        const float2 two = *(const float2 *)(sB + r * kBiasPitch + cc * 4);
+                        b0 = two.x;
+                        b1 = two.y;
+                    } else {
+                        const u32 two = *(const u32 *)(sB + r * kBiasPitch + cc * 2);
+                        b0 = elem_to_float((u16)(two & 0xffffu));
+                        b1 = elem_to_float((u16)(two >> 16));
+                    }
+                    s[mt][nt][2 * hf] = fmaf(b0, kLog2e, s[mt][nt][2 * hf] * p.scale_log2);
+                    s[mt][nt][2 * hf + 1] =
+                        fmaf(b1, kLog2e, s[mt][nt][2 * hf + 1] * p.scale_log2);
+                }
+            }
+        return;
+    }
 #pragma unroll
     for (int mt = 0; mt < kMTiles; mt++)
 #pragma unroll
@@ -128,17 +172,11 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
             for (int e = 0; e < 4; e++) {
                 const int r = kBiasRows == 1 ? 0 : warp_row0 + mt * 16 + lane / 4 + (e / 2) * 8;
                 const int cc = nt * 8 + 2 * (lane % 4) + e % 2;
-                float bv;
-                if (kMode == 1) {
-                    bv = *(const float *)(sB + r * kBiasPitch + cc * 4);
-                } else if (kMode == 2) {
-                    bv = elem_to_float(*(const u16 *)(sB + r * kBiasPitch + cc * 2));
-                } else {
-                    const int i = m0 + r, j = n0 + cc;
-                    bv = (kBiasRows == 1 || i < p.Lq) && j < p.Lk
-                             ? bias_at(p, off + (kBiasRows == 1 ? 0 : (i64)i * p.bias_stride[2]) + j)
-                             : 0.f;
-                }
+                const int i = m0 + r, j = n0 + cc;
+                const float bv =
+                    (kBiasRows == 1 || i < p.Lq) && j < p.Lk
+                        ? bias_at(p, off + (kBiasRows == 1 ? 0 : (i64)i * p.bias_stride[2]) + j)
+                        : 0.f;
                 s[mt][nt][e] = fmaf(bv, kLog2e, s[mt][nt][e] * p.scale_log2);
             }
 }]=]
@@ -149,19 +187,21 @@ local vote = {
   k = [=[
 typedef u32 MaskBits;  // bit nt * 2 + c: key n0 + nt * 8 + 2 * (lane % 4) + c
 constexpr MaskBits kMaskFull = (MaskBits)((1ull << (2 * kNTiles)) - 1);
-template <bool kStaged>  // key-side masks are never staged: one row, read straight
+// kStaged: read the row from sM, where load_mask_tile put it (zero past Lk).
+template <bool kStaged>
 __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned char *mask_bh,
                                               const unsigned char *sM, int n0, int warp_row0,
                                               int m0, bool &any)
 {
     const int lane = threadIdx.x % 32;
     MaskBits bits = 0;
+    const unsigned char *row = kStaged ? sM - n0 : mask_bh;  // indexed by the absolute key j
 #pragma unroll
     for (int nt = 0; nt < kNTiles; nt++) {
         const int j = n0 + nt * 8 + 2 * (lane % 4);
         unsigned m0b = 0, m1b = 0;
-        if (p.mask_pairs && j + 1 < p.Lk) {  // both keys in one 2-byte load
-            const unsigned short two = *(const unsigned short *)(mask_bh + j);
+        if (kStaged || (p.mask_pairs && j + 1 < p.Lk)) {  // both keys in one 2-byte load
+            const unsigned short two = *(const unsigned short *)(row + j);
             m0b = two & 0xffu;
             m1b = two >> 8;
         } else {
@@ -174,6 +214,10 @@ __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned
     // visible to some row of the block: rows < Lq, and (causal) up to the last row's diagonal
     const int last_row = min(m0 + kBlockM, p.Lq) - 1;
     const int j_max = min(p.Lk - 1, $causal_last_key);
+    if (n0 + kBlockN - 1 <= j_max) {  // the whole tile is in range: only the mask decides
+        any = bits != 0;
+        return bits;
+    }
     u32 ok = 0;
 #pragma unroll
     for (int nt = 0; nt < kNTiles; nt++)
@@ -244,28 +288,47 @@ __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned
 __device__ __forceinline__ bool mask_bit(MaskBits bits, int mt, int hf, int nt, int c)
 {
     return (bits >> (((mt * 2 + hf) * kNTiles + nt) * 2 + c)) & 1ull;
+}]=],
 }
 
-// The tile's mask rows (kBlockM x kBlockN bytes) into sM by cp.async, issued with the K of the
-// tile before it, so the vote on it reads shared memory. Rows must start 16-byte aligned.
+-- The candidate tile's mask (kMaskRows x kBlockN bytes) staged by cp.async with the K of the tile
+-- before it, so the vote on it reads shared memory.
+local mask_tile = [=[
+// Rows must start 16-byte aligned (p.mask_vec16). Interior tiles take the fast path: each thread
+// has a fixed (row, chunk) and only steps pointers; edge tiles check every chunk, copy what
+// exists and zero the rest.
 __device__ __forceinline__ void load_mask_tile(const FwdParams &p, const unsigned char *mask_bh,
                                                int m0, int n0, unsigned char *sM)
 {
     constexpr int kRowChunks = kBlockN / 16;
-    for (int c = threadIdx.x; c < kBlockM * kRowChunks; c += kThreads) {
+    const bool interior = (kMaskRows == 1 || m0 + kMaskRows <= p.Lq) && n0 + kBlockN <= p.Lk;
+    if constexpr (kThreads % kRowChunks == 0 && (kMaskRows * kRowChunks) % kThreads == 0) {
+        if (interior) {
+            constexpr int kRowStep = kThreads / kRowChunks;
+            const int r = threadIdx.x / kRowChunks, col = (threadIdx.x % kRowChunks) * 16;
+            const unsigned char *src = mask_bh + (i64)(m0 + r) * p.mask_stride[2] + n0 + col;
+            const u32 dst = smem_u32(sM + r * kMaskPitch + col);
+#pragma unroll
+            for (int k = 0; k < kMaskRows * kRowChunks / kThreads; k++)
+                cp_async16(dst + k * kRowStep * kMaskPitch, src + k * kRowStep * p.mask_stride[2],
+                           16);
+            return;
+        }
+    }
+    for (int c = threadIdx.x; c < kMaskRows * kRowChunks; c += kThreads) {
         const int r = c / kRowChunks, col = (c % kRowChunks) * 16;
         const int i = m0 + r, j = n0 + col;
+        const bool row_in = kMaskRows == 1 || i < p.Lq;
         unsigned char *dst = sM + r * kMaskPitch + col;
-        const unsigned char *src = mask_bh + (i64)i * p.mask_stride[2] + j;
-        if (i < p.Lq && j + 16 <= p.Lk) {
+        const unsigned char *src = mask_bh + (kMaskRows == 1 ? 0 : (i64)i * p.mask_stride[2]) + j;
+        if (row_in && j + 16 <= p.Lk) {
             cp_async16(smem_u32(dst), src, 16);
         } else {  // the row's tail (or no row): copy what exists, zero the rest
             for (int e = 0; e < 16; e++)
-                dst[e] = i < p.Lq && j + e < p.Lk ? src[e] : 0;
+                dst[e] = row_in && j + e < p.Lk ? src[e] : 0;
         }
     }
-}]=],
-}
+}]=]
 
 local next_tile_fn = [=[
 // The first tile at or after n whose mask has a visible entry, its bits in *bits; n_end if none.
@@ -563,14 +626,15 @@ function M.emit(v)
   local bias_esize = (v.bias == "q" and row.mma == "wgmma") and 2 or 4
   local bias_pitch = v.bias ~= "none" and row.block_n * bias_esize + 16 or 0
   local bias_smem = 2 * bias_rows * bias_pitch
-  local mask_smem = v.mask == "q" and block_m * (row.block_n + 16) or 0
+  local mask_rows = v.mask == "q" and block_m or v.mask == "k" and 1 or 0
+  local mask_smem = mask_rows * (row.block_n + 16)
   local smem = engine.smem_align + engine.smem_operands(block_m, row.block_n, d_pad) + bias_smem +
     mask_smem
 
   local vars = {
     d = v.d, d_pad = d_pad, block_n = row.block_n, warps = row.warps, m_tiles = row.m_tiles,
     entry = entry, bias_rows = bias_rows, bias_pitch = bias_pitch, smem_bytes = smem,
-    mask_smem = mask_smem, operand_layout = engine.layout, launch_bounds = engine.launch_bounds,
+    mask_smem = mask_smem, mask_rows = mask_rows, operand_layout = engine.layout, launch_bounds = engine.launch_bounds,
     async_fence = engine.async_fence,
     smem_base = row.mma == "wgmma" and
       "    unsigned char *smem = smem_raw + (0u - smem_u32(smem_raw)) % kSmemAlign;  // atoms 1024-aligned"
@@ -617,15 +681,13 @@ function M.emit(v)
             }
         }]=]
     vars.mask_advance = "        cur_bits = next_bits;"
-    if v.mask == "q" then
+    do
       -- the candidate tile's mask travels with the K of the tile before it (see load_mask_tile)
       vars.staged_mask = "p.mask_vec16"
       vars.mask_tile_first = "        if (p.mask_vec16 && n0 + kBlockN < n_end)\n" ..
         "            load_mask_tile(p, mask_bh, m0, n0 + kBlockN, sM);"
       vars.mask_tile_next = "            if (p.mask_vec16 && n_next + kBlockN < n_end)\n" ..
         "                load_mask_tile(p, mask_bh, m0, n_next + kBlockN, sM);"
-    else
-      vars.staged_mask, vars.mask_tile_first, vars.mask_tile_next = "false", "", ""
     end
     vars.mask_prefetch = vars.mask_prefetch:gsub("%$staged_mask", vars.staged_mask)
   else
@@ -673,6 +735,7 @@ function M.emit(v)
   end
   if v.mask ~= "none" then
     buf.add(vote[v.mask], vars)
+    buf.add(mask_tile)
     buf.add(next_tile_fn)
   end
   buf.add(kernel, vars)
