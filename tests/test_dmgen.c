@@ -369,8 +369,8 @@ START_TEST(preset_default_expands_once_per_arch)
 {
     run_result r = run("build", "-n", "--preset", "default");
     ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
-    ck_assert_int_eq(count_lines(r.out), 2 * 48); /* sm80 and sm90 */
-    ck_assert(has(r.out, "fwd.d128.bf16.mask-k.bias-q.w0.causal.sm90\n"));
+    ck_assert_int_eq(count_lines(r.out), 2 * 48); /* sm80 and sm90a */
+    ck_assert(has(r.out, "fwd.d128.bf16.mask-k.bias-q.w0.causal.sm90a\n"));
     ck_assert(has(r.out, "fwd.d64.f16.mask-none.bias-none.w0.sm80\n"));
     run_free(&r);
 

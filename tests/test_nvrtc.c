@@ -1,5 +1,7 @@
-/* test_nvrtc.c: every value of every axis compiles with NVRTC for sm80 and sm90 (no GPU needed),
- * so a broken template fails CI rather than a user. Each test covers one axis. */
+/* test_nvrtc.c: every value of every axis compiles with NVRTC for sm80, sm90 and sm90a (no GPU
+ * needed), so a broken template fails CI rather than a user. Each test covers one axis. On sm90a
+ * ptxas must also keep the wgmma pipeline (no serialization) and spill nothing. */
+#include <nvrtc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +10,8 @@
 #include "harness.h"
 #include "nvrtc_jit.h"
 
-static const dm_arch ci_archs[] = {DM_SM80, DM_SM90};
+static const dm_arch ci_archs[] = {DM_SM80, DM_SM90, DM_SM90A};
+#define N_CI_ARCHS (sizeof ci_archs / sizeof ci_archs[0])
 
 /* Emits and compiles v; the cubin must be an ELF file. */
 static void compile_ok(dm_ctx *ctx, const dm_variant *v)
@@ -54,10 +57,63 @@ END_TEST
 START_TEST(every_head_dim_compiles_for_sm90) { every_head_dim(DM_SM90); }
 END_TEST
 
+START_TEST(every_head_dim_compiles_for_sm90a) { every_head_dim(DM_SM90A); }
+END_TEST
+
+/* ptxas's report (-v) for v, compiled with the library's own options. */
+static char *ptxas_report(const dm_variant *v)
+{
+    char text[DM_VARIANT_TEXT_MAX], err[1024];
+    dm_kernel_src k;
+    const char *opts[DM_NVRTC_MAX_OPTIONS + 1];
+    int n = dm_nvrtc_options(v->arch, opts);
+    nvrtcProgram prog;
+    size_t bytes = 0;
+
+    dm_variant_format(v, text, sizeof text);
+    ck_assert_msg(dm_gen_emit(v, &k, err, sizeof err) == DM_OK, "%s: %s", text, err);
+    opts[n++] = "--ptxas-options=-v";
+    ck_assert_int_eq(nvrtcCreateProgram(&prog, k.source, "k.cu", 0, NULL, NULL), NVRTC_SUCCESS);
+    nvrtcResult r = nvrtcCompileProgram(prog, n, opts);
+    ck_assert_int_eq(nvrtcGetProgramLogSize(prog, &bytes), NVRTC_SUCCESS);
+    char *log = malloc(bytes + 1);
+    ck_assert_ptr_nonnull(log);
+    ck_assert_int_eq(nvrtcGetProgramLog(prog, log), NVRTC_SUCCESS);
+    log[bytes] = '\0';
+    ck_assert_msg(r == NVRTC_SUCCESS, "%s: %s", text, log);
+    nvrtcDestroyProgram(&prog);
+    dm_kernel_src_free(&k);
+    return log;
+}
+
+/* The wgmma engine's speed rests on ptxas keeping the async pipeline: a loop entered on a vote
+ * once made it serialize every wgmma (C7520), silently. Every layout pair, causal and softcap,
+ * three head_dims. */
+START_TEST(sm90a_keeps_the_wgmma_pipeline_and_spills_nothing)
+{
+    static const int dims[] = {64, 128, 256};
+    for (size_t d = 0; d < 3; d++)
+        for (int m = 0; m < 3; m++)
+            for (int b = 0; b < 3; b++) {
+                dm_variant v = {.dir = DM_DIR_FWD, .head_dim = dims[d], .dtype = DM_BF16,
+                                .mask = (dm_layout)m, .bias = (dm_layout)b,
+                                .causal = (m + b + (int)d) % 2 == 1, .softcap = m == 2 && b == 1,
+                                .arch = DM_SM90A};
+                char text[DM_VARIANT_TEXT_MAX];
+                dm_variant_format(&v, text, sizeof text);
+                char *log = ptxas_report(&v);
+                ck_assert_msg(strstr(log, "serialized") == NULL, "%s: %s", text, log);
+                ck_assert_msg(strstr(log, " 0 bytes spill stores") != NULL, "%s: %s", text, log);
+                ck_assert_msg(strstr(log, "Used ") != NULL, "%s: no ptxas report: %s", text, log);
+                free(log);
+            }
+}
+END_TEST
+
 START_TEST(every_mask_and_bias_layout_pair_compiles_in_both_dtypes)
 {
     dm_ctx *ctx = offline();
-    for (size_t a = 0; a < 2; a++)
+    for (size_t a = 0; a < N_CI_ARCHS; a++)
         for (int m = 0; m < 3; m++)
             for (int b = 0; b < 3; b++) {
                 dm_variant v = {.dir = DM_DIR_FWD, .head_dim = 64,
@@ -72,7 +128,7 @@ END_TEST
 START_TEST(causal_and_softcap_compile_in_both_dtypes_and_archs)
 {
     dm_ctx *ctx = offline();
-    for (size_t a = 0; a < 2; a++)
+    for (size_t a = 0; a < N_CI_ARCHS; a++)
         for (int t = 0; t < 2; t++)
             for (int f = 1; f < 4; f++) {
                 dm_variant v = {.dir = DM_DIR_FWD, .head_dim = 128, .dtype = t ? DM_BF16 : DM_F16,
@@ -128,6 +184,8 @@ END_TEST
 #define TESTS(X) \
     X(every_head_dim_compiles_for_sm80) \
     X(every_head_dim_compiles_for_sm90) \
+    X(every_head_dim_compiles_for_sm90a) \
+    X(sm90a_keeps_the_wgmma_pipeline_and_spills_nothing) \
     X(every_mask_and_bias_layout_pair_compiles_in_both_dtypes) \
     X(causal_and_softcap_compile_in_both_dtypes_and_archs) \
     X(other_archs_compile) \

@@ -46,7 +46,7 @@ static const struct preset {
       "fwd.d64,128.f16,bf16.mask-none,k.bias-none,k,q.w0.causal", NULL}},
 };
 #define N_PRESETS (sizeof presets / sizeof presets[0])
-static const char *default_archs = "sm80,sm90";
+static const char *default_archs = "sm80,sm90a"; /* what A100 and H100 map to */
 
 /* ---- messages ---------------------------------------------------------------------------- */
 
@@ -115,7 +115,7 @@ static const char usage_build[] =
     "  -j, --jobs N      compile N variants at a time (default: the number of online CPUs)\n"
     "  --cache DIR       the cache directory (default: see dmgen --help)\n"
     "  --preset NAME     add a named set of variants (dmgen build --help lists them)\n"
-    "  --arch LIST       archs for --preset, comma separated (default sm80,sm90)\n"
+    "  --arch LIST       archs for --preset, comma separated (default sm80,sm90a)\n"
     "  -n, --dry-run     print the variants that would be built, one a line; build nothing\n"
     "  -v, --verbose     one line per variant on stderr (compiled, cached or failed)\n"
     "\n"
