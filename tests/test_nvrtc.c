@@ -9,44 +9,20 @@
 #include "gen.h"
 #include "harness.h"
 #include "nvrtc_jit.h"
+#include "test_compile.h"
 
 static const dm_arch ci_archs[] = {DM_SM80, DM_SM90, DM_SM90A};
 #define N_CI_ARCHS (sizeof ci_archs / sizeof ci_archs[0])
 
-/* Emits and compiles v; the cubin must be an ELF file. */
-static void compile_ok(dm_ctx *ctx, const dm_variant *v)
-{
-    char text[DM_VARIANT_TEXT_MAX], err[1024];
-    dm_kernel_src k;
-    void *cubin = NULL;
-    size_t bytes = 0;
-    dm_variant_format(v, text, sizeof text);
-    ck_assert_msg(dm_gen_emit(v, &k, err, sizeof err) == DM_OK, "%s: %s", text, err);
-    dm_status st = dm_nvrtc_compile(ctx, "test", text, k.source, v->arch, &cubin, &bytes, NULL);
-    ck_assert_msg(st == DM_OK, "%s: %s", text, dm_errmsg(ctx));
-    ck_assert_uint_gt(bytes, 4);
-    ck_assert_int_eq(memcmp(cubin, "\177ELF", 4), 0);
-    free(cubin);
-    dm_kernel_src_free(&k);
-}
-
-static dm_ctx *offline(void)
-{
-    dm_ctx *ctx = NULL;
-    ck_assert_int_eq(dm_ctx_create(&ctx, DM_NO_DEVICE), DM_OK);
-    dm_ctx_set_verbosity(ctx, 0);
-    return ctx;
-}
-
 /* Every head_dim, the other axes rotating so each combination of dtype and layout is reached. */
 static void every_head_dim(dm_arch arch)
 {
-    dm_ctx *ctx = offline();
+    dm_ctx *ctx = dm_test_offline_ctx();
     for (int d = 8, i = 0; d <= 256; d += 8, i++) {
         dm_variant v = {.dir = DM_DIR_FWD, .head_dim = d, .dtype = i % 2 ? DM_BF16 : DM_F16,
                         .mask = (dm_layout)(i % 3), .bias = (dm_layout)((i / 3) % 3),
                         .causal = i % 4 == 1, .softcap = i % 5 == 2, .arch = arch};
-        compile_ok(ctx, &v);
+        dm_test_compile_ok(ctx, &v);
     }
     dm_ctx_destroy(ctx);
 }
@@ -112,14 +88,14 @@ END_TEST
 
 START_TEST(every_mask_and_bias_layout_pair_compiles_in_both_dtypes)
 {
-    dm_ctx *ctx = offline();
+    dm_ctx *ctx = dm_test_offline_ctx();
     for (size_t a = 0; a < N_CI_ARCHS; a++)
         for (int m = 0; m < 3; m++)
             for (int b = 0; b < 3; b++) {
                 dm_variant v = {.dir = DM_DIR_FWD, .head_dim = 64,
                                 .dtype = (m + b) % 2 ? DM_BF16 : DM_F16, .mask = (dm_layout)m,
                                 .bias = (dm_layout)b, .arch = ci_archs[a]};
-                compile_ok(ctx, &v);
+                dm_test_compile_ok(ctx, &v);
             }
     dm_ctx_destroy(ctx);
 }
@@ -127,14 +103,14 @@ END_TEST
 
 START_TEST(causal_and_softcap_compile_in_both_dtypes_and_archs)
 {
-    dm_ctx *ctx = offline();
+    dm_ctx *ctx = dm_test_offline_ctx();
     for (size_t a = 0; a < N_CI_ARCHS; a++)
         for (int t = 0; t < 2; t++)
             for (int f = 1; f < 4; f++) {
                 dm_variant v = {.dir = DM_DIR_FWD, .head_dim = 128, .dtype = t ? DM_BF16 : DM_F16,
                                 .mask = DM_LAYOUT_K, .bias = DM_LAYOUT_Q, .causal = f & 1,
                                 .softcap = f & 2, .arch = ci_archs[a]};
-                compile_ok(ctx, &v);
+                dm_test_compile_ok(ctx, &v);
             }
     dm_ctx_destroy(ctx);
 }
@@ -142,12 +118,12 @@ END_TEST
 
 START_TEST(other_archs_compile)
 {
-    dm_ctx *ctx = offline();
+    dm_ctx *ctx = dm_test_offline_ctx();
     const dm_arch others[] = {DM_SM86, DM_SM89, DM_SM90A};
     for (size_t a = 0; a < 3; a++) {
         dm_variant v = {.dir = DM_DIR_FWD, .head_dim = 96, .dtype = DM_BF16, .mask = DM_LAYOUT_Q,
                         .bias = DM_LAYOUT_K, .causal = true, .arch = others[a]};
-        compile_ok(ctx, &v);
+        dm_test_compile_ok(ctx, &v);
     }
     dm_ctx_destroy(ctx);
 }
@@ -155,7 +131,7 @@ END_TEST
 
 START_TEST(broken_source_is_a_compile_error_with_the_log)
 {
-    dm_ctx *ctx = offline();
+    dm_ctx *ctx = dm_test_offline_ctx();
     void *cubin = (void *)1;
     size_t bytes = 1;
     dm_status st = dm_nvrtc_compile(ctx, "test", "fwd.d64.f16.mask-none.bias-none.w0.sm80",

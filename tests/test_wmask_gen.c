@@ -8,6 +8,7 @@
 #include "gen.h"
 #include "harness.h"
 #include "nvrtc_jit.h"
+#include "test_compile.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -115,33 +116,16 @@ START_TEST(template_refuses_a_key_that_format_would_refuse)
 }
 END_TEST
 
-static void compile_ok(dm_ctx *ctx, const dm_variant *v)
-{
-    char text[DM_VARIANT_TEXT_MAX], err[1024];
-    dm_kernel_src k;
-    void *cubin = NULL;
-    size_t bytes = 0;
-    dm_variant_format(v, text, sizeof text);
-    ck_assert_msg(dm_gen_emit(v, &k, err, sizeof err) == DM_OK, "%s: %s", text, err);
-    dm_status st = dm_nvrtc_compile(ctx, "test", text, k.source, v->arch, &cubin, &bytes, NULL);
-    ck_assert_msg(st == DM_OK, "%s: %s", text, dm_errmsg(ctx));
-    ck_assert_int_eq(memcmp(cubin, "\177ELF", 4), 0);
-    free(cubin);
-    dm_kernel_src_free(&k);
-}
-
 /* Every dtype, mask layout and flag combination for one arch. */
 static void every_axis_compiles(dm_arch arch)
 {
-    dm_ctx *ctx = NULL;
-    ck_assert_int_eq(dm_ctx_create(&ctx, DM_NO_DEVICE), DM_OK);
-    dm_ctx_set_verbosity(ctx, 0);
+    dm_ctx *ctx = dm_test_offline_ctx();
     for (size_t t = 0; t < ARRAY_LEN(dtypes); t++)
         for (int m = 0; m < 3; m++)
             for (int f = 0; f < 4; f++) {
                 dm_variant v = wmask(m == 1 ? 1 : 2048, dtypes[t], (dm_layout)m, f & 1, f & 2,
                                      arch);
-                compile_ok(ctx, &v);
+                dm_test_compile_ok(ctx, &v);
             }
     dm_ctx_destroy(ctx);
 }
@@ -152,6 +136,9 @@ END_TEST
 START_TEST(every_axis_compiles_for_sm90) { every_axis_compiles(DM_SM90); }
 END_TEST
 
+START_TEST(every_axis_compiles_for_sm90a) { every_axis_compiles(DM_SM90A); }
+END_TEST
+
 #define TESTS(X) \
     X(emit_is_byte_identical_in_fresh_states_for_every_axis) \
     X(source_opens_with_the_key_and_the_template_line_and_names_the_entry) \
@@ -159,5 +146,6 @@ END_TEST
     X(f32_bias_takes_four_digits_and_16_bit_two) \
     X(template_refuses_a_key_that_format_would_refuse) \
     X(every_axis_compiles_for_sm80) \
-    X(every_axis_compiles_for_sm90)
+    X(every_axis_compiles_for_sm90) \
+    X(every_axis_compiles_for_sm90a)
 DM_TEST_MAIN("wmask_gen", TESTS)
