@@ -9,16 +9,9 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-/tmp/dmattn-window-check}
 mkdir -p "$out"
-# ctest files hold the absolute paths of the machine that configured the build
-src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$root/build/CMakeCache.txt")
-if [ -n "$src" ] && [ "$src" != "$root" ] && [ ! -e "$src" ]; then
-    mkdir -p "$(dirname "$src")" && ln -s "$root" "$src"
-fi
-export DMATTN_CACHE_DIR=${DMATTN_CACHE_DIR:-/tmp/dmattn-cache}
-git -C "$root" rev-parse --short HEAD 2>/dev/null | sed 's/^/revision /'
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+. "$root/scripts/gpu-env.sh"  # $build, source-path link, cache dir, GPU and revision lines
 
-cd "$root/build"
+cd "$build"
 ctest -L gpu -R window -V -j 4 --timeout 600 >"$out/ctest-window.log" 2>&1
 rc=$?
 grep -hE "^[0-9]+: .* (ok  |FAIL) |fwd window|Assertion|Failed|tests passed" "$out/ctest-window.log" |
@@ -39,6 +32,7 @@ for s in ${SWEEP:-}; do
     dirs="$dirs,$d"
 done
 cd "$root"
-[ "${COMPARE:-1}" = 0 ] || PYTHONUNBUFFERED=1 python3 bench/compare.py --window --template-dirs "$dirs" \
+[ "${COMPARE:-1}" = 0 ] || PYTHONUNBUFFERED=1 python3 bench/compare.py --lib "$build/libdmattn.so" --window \
+    --template-dirs "$dirs" \
     --json "$out/compare-window.json" 2>&1 | grep -v Warning
 exit $rc

@@ -7,3 +7,5 @@ cuda=${CUDA_HOME:-/usr/local/cuda}
 export PATH="$cuda/bin:$PATH"
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCUDAToolkit_ROOT="$cuda" >/dev/null
 cmake --build "$dir" -j "$(nproc)"
+# What was built, for the GPU machine's logs (its copy of .git can be stale): commit + "-dirty"
+git describe --always --dirty --abbrev=12 >"$dir/REVISION" 2>/dev/null || echo unknown >"$dir/REVISION"

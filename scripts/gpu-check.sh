@@ -13,16 +13,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-/tmp/dmattn-gpu-check}
 mkdir -p "$out"
 
-# ctest files hold the absolute paths of the machine that configured the build: make them resolve.
-build=$root/${DMATTN_BUILD_DIR:-build}  # as scripts/build.sh: carry the same folder
-src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$build/CMakeCache.txt")
-if [ -n "$src" ] && [ "$src" != "$root" ] && [ ! -e "$src" ]; then
-    mkdir -p "$(dirname "$src")" && ln -s "$root" "$src"
-fi
+. "$root/scripts/gpu-env.sh"  # $build, source-path link, cache dir, GPU and revision lines
 cd "$build"
-export DMATTN_CACHE_DIR=${DMATTN_CACHE_DIR:-/tmp/dmattn-cache}
-nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$out/gpu.txt"
-git -C "$root" rev-parse --short HEAD 2>/dev/null | sed 's/^/revision /' | tee -a "$out/gpu.txt"
 
 t0=$(date +%s)
 ctest -L gpu -V -j 8 --timeout 900 >"$out/ctest-gpu.log" 2>&1
