@@ -146,6 +146,28 @@ START_TEST(staged_mask_tiles_match_when_rows_are_16_byte_aligned)
 }
 END_TEST
 
+START_TEST(a_lone_false_key_in_an_all_true_mask_is_masked)
+{
+    /* Every other mask byte true (a dense mask, the case the vote can shortcut): one false key,
+     * mid-tile or at a tile's last byte, must still be masked. Its K, V and bias are NaN, so a
+     * tile wrongly taken as all-true turns the output NaN. Lk a multiple of 16: rows are staged. */
+    static const int lone[] = {200, 255};
+    for (int m = 1; m < 3; m++)
+        for (int cz = 0; cz < 2; cz++)
+            for (int x = 0; x < 2; x++) {
+                gpu_case c = base(128, DM_BF16);
+                c.Lk = 512;
+                c.Lq = 160;
+                c.mask = c.bias = (dm_layout)m;
+                c.mask_density = 1.0;
+                c.masked_key_begin = lone[x];
+                c.masked_key_end = lone[x] + 1;
+                c.causal = cz;
+                gpu_check_case(&c, m == 1 ? "lone false key mask-q" : "lone false key mask-k");
+            }
+}
+END_TEST
+
 START_TEST(softcap_and_explicit_scale_match)
 {
     for (int t = 0; t < 2; t++) {
@@ -239,6 +261,7 @@ END_TEST
     X(fully_masked_rows_give_zero_output_and_infinite_lse) \
     X(all_false_tiles_are_skipped_without_reading_k_v_or_bias) \
     X(staged_mask_tiles_match_when_rows_are_16_byte_aligned) \
+    X(a_lone_false_key_in_an_all_true_mask_is_masked) \
     X(softcap_and_explicit_scale_match) \
     X(single_query_and_single_key_match) \
     X(fp32_bias_matches) \
