@@ -50,6 +50,8 @@ $operand_layout
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 static_assert(kBlockN % 16 == 0, "whole k-steps of P V");
+static_assert((kBlockN & (kBlockN - 1)) == 0 && (kWarps & (kWarps - 1)) == 0,
+              "powers of two: the fast tile loaders map threads to (row, chunk) exactly");
 static_assert(kHeadDim % 8 == 0 && kHeadDim <= 256, "head_dim a multiple of 8 up to 256");
 constexpr int kBiasRows = $bias_rows;          // staged bias rows: kBlockM (q layout) or 1 (k)
 constexpr int kBiasPitch = $bias_pitch;        // bytes per staged row (+16: banks)
