@@ -348,6 +348,129 @@ __device__ __forceinline__ int next_tile(const FwdParams &p, const unsigned char
     return n_end;
 }]=]
 
+-- Pieces every kernel body of this family shares (spliced in before the variables are filled).
+-- Accumulators and running row statistics, zeroed.
+local acc_init = [=[
+    float acc_o[kMTiles][kDTiles][4];
+    float row_max[kMTiles][2], row_sum[kMTiles][2];
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; mt++) {
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            row_max[mt][hf] = -kInf;
+            row_sum[mt][hf] = 0.f;
+        }
+#pragma unroll
+        for (int dt = 0; dt < kDTiles; dt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                acc_o[mt][dt][e] = 0.f;
+    }
+]=]
+
+-- A tile's scores through the SPEC §2 stages, in registers (s, this tile n0).
+local score_stages_text = [=[
+        // Scores in SPEC §2 order: scale, bias, softcap, then mask and causal; log2 units. Each
+        // stage is its own loop with its choices made once per tile, not per score.
+$scale_bias
+$softcap_stage
+$mask_stage
+        if (n0 + kBlockN > p.Lk$causal_edge) {  // only edge tiles pay for bounds and diagonal
+#pragma unroll
+            for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+                for (int nt = 0; nt < kNTiles; nt++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int i = m0 + warp_row0 + mt * 16 + lane / 4 + (e / 2) * 8;
+                        const int j = n0 + nt * 8 + 2 * (lane % 4) + e % 2;
+                        (void)i;
+                        if (j >= p.Lk$causal_test)
+                            s[mt][nt][e] = -kInf;
+                    }
+        }
+]=]
+
+-- Online softmax of s, then (once the P V in flight is in) acc_o rescaled and s packed to p_prev.
+local softmax_pack = [=[
+        // Online softmax; a row with nothing visible yet keeps max -inf and uses 0 in its place,
+        // so -inf - -inf never reaches ex2. acc_o is rescaled by alpha once the P V in flight is in.
+        float alpha[kMTiles][2];
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                float mx = row_max[mt][hf];
+#pragma unroll
+                for (int nt = 0; nt < kNTiles; nt++)
+                    mx = fmaxf(mx, fmaxf(s[mt][nt][2 * hf], s[mt][nt][2 * hf + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                // kSoftmaxScale: p.scale_log2 while scores are raw dot products (no stage ran),
+                // 1 once a stage turned them into log2 units; ex2(fma(s, scale, -max * scale)).
+                const float use = mx == -kInf ? 0.f : mx * kSoftmaxScale;
+                alpha[mt][hf] = fast_exp2(fmaf(row_max[mt][hf], kSoftmaxScale, -use));
+                row_max[mt][hf] = mx;
+                float sum = 0.f;
+#pragma unroll
+                for (int nt = 0; nt < kNTiles; nt++) {
+                    s[mt][nt][2 * hf] = fast_exp2(fmaf(s[mt][nt][2 * hf], kSoftmaxScale, -use));
+                    s[mt][nt][2 * hf + 1] =
+                        fast_exp2(fmaf(s[mt][nt][2 * hf + 1], kSoftmaxScale, -use));
+                    sum += s[mt][nt][2 * hf] + s[mt][nt][2 * hf + 1];
+                }
+                row_sum[mt][hf] = row_sum[mt][hf] * alpha[mt][hf] + sum;
+            }
+
+        pv_wait(acc_o);  // the tile before's P V is in: now rescale to this tile's row max
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+            for (int dt = 0; dt < kDTiles; dt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    acc_o[mt][dt][e] *= alpha[mt][e / 2];
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+            for (int kk = 0; kk < kBlockN / 16; kk++) {  // as mma's A fragment: k16 = 2 n-tiles
+                p_prev[mt][kk][0] = pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                p_prev[mt][kk][1] = pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                p_prev[mt][kk][2] = pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                p_prev[mt][kk][3] = pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            }]=]
+
+-- o and lse from the accumulators.
+local epilogue = [=[
+    // Empty row: o = 0 exactly and lse = +inf (backward then gives zero gradients).
+    u16 *o = (u16 *)p.o + b * p.o_stride[0] + h * p.o_stride[2];
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            float sum = row_sum[mt][hf];
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            const int i = m0 + warp_row0 + mt * 16 + lane / 4 + hf * 8;
+            if (i >= p.Lq)
+                continue;
+            const float inv = sum > 0.f ? 1.f / sum : 0.f;
+            u16 *orow = o + (i64)i * p.o_stride[1];
+#pragma unroll
+            for (int dt = 0; dt < kDTiles; dt++) {
+                const int col = dt * 8 + 2 * (lane % 4);
+                if (col < kHeadDim)
+                    *(u32 *)(orow + col) =
+                        pack2(acc_o[mt][dt][2 * hf] * inv, acc_o[mt][dt][2 * hf + 1] * inv);
+            }
+            if (p.lse && lane % 4 == 0) {
+                float *lse = (float *)p.lse;
+                lse[b * p.lse_stride[0] + h * p.lse_stride[1] + (i64)i * p.lse_stride[2]] =
+                    sum > 0.f ? (row_max[mt][hf] * kSoftmaxScale + __log2f(sum)) * kLn2 : kInf;
+            }
+        }
+}]=]
+
 local kernel = [=[
 extern "C" __global__ void __launch_bounds__($launch_bounds) $entry(const FwdParams p)
 {
@@ -396,22 +519,7 @@ $mask_tile_first
     }
     cp_async_commit();
 
-    float acc_o[kMTiles][kDTiles][4];
-    float row_max[kMTiles][2], row_sum[kMTiles][2];
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; mt++) {
-#pragma unroll
-        for (int hf = 0; hf < 2; hf++) {
-            row_max[mt][hf] = -kInf;
-            row_sum[mt][hf] = 0.f;
-        }
-#pragma unroll
-        for (int dt = 0; dt < kDTiles; dt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                acc_o[mt][dt][e] = 0.f;
-    }
-
+$acc_init
     // Software pipeline: the P V of the tile before runs (on wgmma, asynchronously) while this
     // tile's scores go through the stages and the softmax. p_prev holds its probabilities.
     u32 p_prev[kMTiles][kBlockN / 16][4];
@@ -433,26 +541,7 @@ $mask_prefetch
             pv_none();  // keeps qk_wait's count of groups in flight right
         qk_wait(s);
 
-        // Scores in SPEC §2 order: scale, bias, softcap, then mask and causal; log2 units. Each
-        // stage is its own loop with its choices made once per tile, not per score.
-$scale_bias
-$softcap_stage
-$mask_stage
-        if (n0 + kBlockN > p.Lk$causal_edge) {  // only edge tiles pay for bounds and diagonal
-#pragma unroll
-            for (int mt = 0; mt < kMTiles; mt++)
-#pragma unroll
-                for (int nt = 0; nt < kNTiles; nt++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        const int i = m0 + warp_row0 + mt * 16 + lane / 4 + (e / 2) * 8;
-                        const int j = n0 + nt * 8 + 2 * (lane % 4) + e % 2;
-                        (void)i;
-                        if (j >= p.Lk$causal_test)
-                            s[mt][nt][e] = -kInf;
-                    }
-        }
-
+$score_stages
 $next_tile
         __syncthreads();  // every warp is done reading sK
         if (n_next < n_end) {
@@ -462,52 +551,7 @@ $mask_tile_next
         }
         cp_async_commit();
 
-        // Online softmax; a row with nothing visible yet keeps max -inf and uses 0 in its place,
-        // so -inf - -inf never reaches ex2. acc_o is rescaled by alpha once the P V in flight is in.
-        float alpha[kMTiles][2];
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; mt++)
-#pragma unroll
-            for (int hf = 0; hf < 2; hf++) {
-                float mx = row_max[mt][hf];
-#pragma unroll
-                for (int nt = 0; nt < kNTiles; nt++)
-                    mx = fmaxf(mx, fmaxf(s[mt][nt][2 * hf], s[mt][nt][2 * hf + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                // kSoftmaxScale: p.scale_log2 while scores are raw dot products (no stage ran),
-                // 1 once a stage turned them into log2 units; ex2(fma(s, scale, -max * scale)).
-                const float use = mx == -kInf ? 0.f : mx * kSoftmaxScale;
-                alpha[mt][hf] = fast_exp2(fmaf(row_max[mt][hf], kSoftmaxScale, -use));
-                row_max[mt][hf] = mx;
-                float sum = 0.f;
-#pragma unroll
-                for (int nt = 0; nt < kNTiles; nt++) {
-                    s[mt][nt][2 * hf] = fast_exp2(fmaf(s[mt][nt][2 * hf], kSoftmaxScale, -use));
-                    s[mt][nt][2 * hf + 1] =
-                        fast_exp2(fmaf(s[mt][nt][2 * hf + 1], kSoftmaxScale, -use));
-                    sum += s[mt][nt][2 * hf] + s[mt][nt][2 * hf + 1];
-                }
-                row_sum[mt][hf] = row_sum[mt][hf] * alpha[mt][hf] + sum;
-            }
-
-        pv_wait(acc_o);  // the tile before's P V is in: now rescale to this tile's row max
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; mt++)
-#pragma unroll
-            for (int dt = 0; dt < kDTiles; dt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++)
-                    acc_o[mt][dt][e] *= alpha[mt][e / 2];
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; mt++)
-#pragma unroll
-            for (int kk = 0; kk < kBlockN / 16; kk++) {  // as mma's A fragment: k16 = 2 n-tiles
-                p_prev[mt][kk][0] = pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-                p_prev[mt][kk][1] = pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-                p_prev[mt][kk][2] = pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-                p_prev[mt][kk][3] = pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-            }
+$softmax_pack
         have_prev = true;
         __syncthreads();  // every warp is done with the tile before's V buffer and the bias tile
         v_buf ^= 1;
@@ -523,34 +567,7 @@ $async_fence
         pv_wait(acc_o);
     }
 
-    // Empty row: o = 0 exactly and lse = +inf (backward then gives zero gradients).
-    u16 *o = (u16 *)p.o + b * p.o_stride[0] + h * p.o_stride[2];
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; mt++)
-#pragma unroll
-        for (int hf = 0; hf < 2; hf++) {
-            float sum = row_sum[mt][hf];
-            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-            const int i = m0 + warp_row0 + mt * 16 + lane / 4 + hf * 8;
-            if (i >= p.Lq)
-                continue;
-            const float inv = sum > 0.f ? 1.f / sum : 0.f;
-            u16 *orow = o + (i64)i * p.o_stride[1];
-#pragma unroll
-            for (int dt = 0; dt < kDTiles; dt++) {
-                const int col = dt * 8 + 2 * (lane % 4);
-                if (col < kHeadDim)
-                    *(u32 *)(orow + col) =
-                        pack2(acc_o[mt][dt][2 * hf] * inv, acc_o[mt][dt][2 * hf + 1] * inv);
-            }
-            if (p.lse && lane % 4 == 0) {
-                float *lse = (float *)p.lse;
-                lse[b * p.lse_stride[0] + h * p.lse_stride[1] + (i64)i * p.lse_stride[2]] =
-                    sum > 0.f ? (row_max[mt][hf] * kSoftmaxScale + __log2f(sum)) * kLn2 : kInf;
-            }
-        }
-}]=]
+$epilogue]=]
 
 local function check_variant(v)
   if v.dir ~= "fwd" then
@@ -740,7 +757,12 @@ function M.emit(v)
     buf.add(mask_tile)
     buf.add(next_tile_fn)
   end
-  buf.add(kernel, vars)
+  local text = kernel:gsub("%$([%a_]+)", function(name)
+    local piece = ({ acc_init = acc_init, score_stages = score_stages_text,
+                     softmax_pack = softmax_pack, epilogue = epilogue })[name]
+    return piece and piece:sub(1, -1) or nil
+  end)
+  buf.add(text, vars)
 
   return {
     source = buf.text(),
