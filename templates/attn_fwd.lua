@@ -743,7 +743,7 @@ function M.emit(v)
   buf.add(params_struct)
   buf.add(constants, vars)
   common.conversions(buf, v.dtype)
-  ptx.emit(buf, v.dtype)
+  ptx.emit(buf, v.dtype, engine == engines["mma.sync"])  -- ldmatrix, mma.sync: that engine only
   engine.emit_ptx(buf, v.dtype, row.block_n, d_pad)
   buf.add(engine.loads_and_gemms)
   if v.bias ~= "none" then

@@ -246,6 +246,43 @@ START_TEST(causal_variants_take_the_causal_tuning_row)
 }
 END_TEST
 
+START_TEST(the_tuning_row_picks_the_engine)
+{
+    /* sm90a (what a 9.0 device maps to) gets wgmma; sm90 and sm80 keep mma.sync; the engine's
+     * instructions appear only in its own variants. */
+    dm_variant v = make(128, DM_BF16, DM_LAYOUT_K, DM_LAYOUT_Q, false, false, DM_SM90A);
+    char *src = emit_ok(&v);
+    ck_assert_msg(strstr(src, "wgmma m64n") != NULL, "header: %.200s", src);
+    ck_assert_ptr_nonnull(strstr(src, "wgmma.mma_async"));
+    ck_assert_ptr_null(strstr(src, "mma.sync.aligned.m16n8k16"));
+    free(src);
+    v.arch = DM_SM90;
+    src = emit_ok(&v);
+    ck_assert_msg(strstr(src, "mma.sync m16n8k16") != NULL, "header: %.200s", src);
+    ck_assert_ptr_null(strstr(src, "wgmma.mma_async"));
+    free(src);
+}
+END_TEST
+
+START_TEST(an_unknown_engine_in_the_tuning_table_is_an_error_naming_it)
+{
+    char dir[64];
+    copy_templates(dir);
+    write_file(dir, "tuning.lua",
+               "return { { dir = 'fwd', d_min = 8, d_max = 256, arch = 'sm80', mma = 'tcgen05', "
+               "block_n = 64, warps = 4, m_tiles = 1, why = 'test' } }\n");
+    setenv("DMATTN_TEMPLATE_DIR", dir, 1);
+    dm_variant v = make(64, DM_F16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM80);
+    dm_kernel_src k;
+    char err[512];
+    dm_status st = dm_gen_emit(&v, &k, err, sizeof err);
+    unsetenv("DMATTN_TEMPLATE_DIR");
+    ck_assert_int_ne(st, DM_OK);
+    ck_assert_msg(strstr(err, "unknown mma engine 'tcgen05'") != NULL, "err: %s", err);
+    dm_test_remove_dir(dir);
+}
+END_TEST
+
 #define TESTS(X) \
     X(emit_is_byte_identical_in_fresh_states_for_every_axis) \
     X(source_opens_with_the_variant_key_and_the_template_line) \
@@ -258,5 +295,7 @@ END_TEST
     X(template_error_is_a_compile_error_with_file_and_line) \
     X(missing_tuning_row_is_unsupported_naming_what_was_sought) \
     X(templates_cannot_reach_files_or_randomness) \
-    X(causal_variants_take_the_causal_tuning_row)
+    X(causal_variants_take_the_causal_tuning_row) \
+    X(the_tuning_row_picks_the_engine) \
+    X(an_unknown_engine_in_the_tuning_table_is_an_error_naming_it)
 DM_TEST_MAIN("codegen", TESTS)
