@@ -196,22 +196,32 @@ START_TEST(template_error_is_a_compile_error_with_file_and_line)
 }
 END_TEST
 
-START_TEST(missing_tuning_row_is_unsupported_naming_what_was_sought)
+/* Emits v with the embedded templates but this tuning table; err gets the message. */
+static dm_status emit_with_tuning(const char *tuning, const dm_variant *v, char *err,
+                                  size_t err_bytes)
 {
     char dir[64];
-    copy_templates(dir);
-    write_file(dir, "tuning.lua",
-               "return { { dir = 'fwd', d_min = 8, d_max = 64, arch = 'sm80', block_m = 16, "
-               "block_n = 32, warps = 4, why = 'test' } }\n");
-    setenv("DMATTN_TEMPLATE_DIR", dir, 1);
-    dm_variant v = make(128, DM_F16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM80);
     dm_kernel_src k;
-    char err[512];
-    dm_status st = dm_gen_emit(&v, &k, err, sizeof err);
+    copy_templates(dir);
+    write_file(dir, "tuning.lua", tuning);
+    setenv("DMATTN_TEMPLATE_DIR", dir, 1);
+    dm_status st = dm_gen_emit(v, &k, err, err_bytes);
     unsetenv("DMATTN_TEMPLATE_DIR");
+    if (st == DM_OK)
+        dm_kernel_src_free(&k);
+    dm_test_remove_dir(dir);
+    return st;
+}
+
+START_TEST(missing_tuning_row_is_unsupported_naming_what_was_sought)
+{
+    dm_variant v = make(128, DM_F16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM80);
+    char err[512];
+    dm_status st = emit_with_tuning("return { { dir = 'fwd', d_min = 8, d_max = 64, arch = 'sm80', "
+                                    "block_m = 16, block_n = 32, warps = 4, why = 'test' } }\n",
+                                    &v, err, sizeof err);
     ck_assert_int_eq(st, DM_ERR_UNSUPPORTED);
     ck_assert_msg(strstr(err, "(fwd, d128, sm80)") != NULL, "err: %s", err);
-    dm_test_remove_dir(dir);
 }
 END_TEST
 
@@ -266,20 +276,14 @@ END_TEST
 
 START_TEST(an_unknown_engine_in_the_tuning_table_is_an_error_naming_it)
 {
-    char dir[64];
-    copy_templates(dir);
-    write_file(dir, "tuning.lua",
-               "return { { dir = 'fwd', d_min = 8, d_max = 256, arch = 'sm80', mma = 'tcgen05', "
-               "block_n = 64, warps = 4, m_tiles = 1, why = 'test' } }\n");
-    setenv("DMATTN_TEMPLATE_DIR", dir, 1);
     dm_variant v = make(64, DM_F16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM80);
-    dm_kernel_src k;
     char err[512];
-    dm_status st = dm_gen_emit(&v, &k, err, sizeof err);
-    unsetenv("DMATTN_TEMPLATE_DIR");
+    dm_status st = emit_with_tuning("return { { dir = 'fwd', d_min = 8, d_max = 256, arch = 'sm80', "
+                                    "mma = 'tcgen05', block_n = 64, warps = 4, m_tiles = 1, "
+                                    "why = 'test' } }\n",
+                                    &v, err, sizeof err);
     ck_assert_int_ne(st, DM_OK);
     ck_assert_msg(strstr(err, "unknown mma engine 'tcgen05'") != NULL, "err: %s", err);
-    dm_test_remove_dir(dir);
 }
 END_TEST
 
