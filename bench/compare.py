@@ -441,6 +441,8 @@ def main():
     ap.add_argument("--verbose-errors", action="store_true", help="long error messages")
     ap.add_argument("--json", default=None, help="write all numbers to this file")
     ap.add_argument("--arch", default=None, help="dmattn arch override, e.g. sm90 (mma.sync) on an H100")
+    ap.add_argument("--window-scale", dest="window_scale", action="store_true",
+                    help="--window: also the sizes it must scale to (512k-key decode rows, 16k x 16k)")
     ap.add_argument("--window", action="store_true",
                     help="instead: the top-k window mask, torch masked_fill->topk->scatter vs dm_window_mask "
                          "(bench/compare_window.py)")

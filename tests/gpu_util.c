@@ -228,7 +228,7 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
                 for (int i = 0; i < rows; i++)
                     for (int j = 0; j < c->Lk; j++) {
                         bool on = (rng_uniform(&s) + 1) / 2 < c->mask_density;
-                        if (key_forced_masked(c, j))
+                        if (key_forced_masked(c, j) || j == c->hot_key - 1)
                             on = false;
                         if (c->masked_row_every && i % c->masked_row_every == 0 &&
                             c->mask == DM_LAYOUT_Q)
@@ -245,7 +245,8 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
         for (size_t i = 0; i < n; i++) {
             int j = (int)(i % c->Lk);
             put(bias.host, bias.t.dtype, i, key_forced_masked(c, j) ? NAN
-                                                                     : (float)(2 * rng_uniform(&s)));
+                                            : j == c->hot_key - 1 ? 30.0f
+                                                                  : (float)(2 * rng_uniform(&s)));
         }
     }
     if (!c->no_lse) {
@@ -367,11 +368,12 @@ static void describe(const gpu_case *c, char *buf, size_t n)
     snprintf(buf, n,
              "B=%d H=%d Hkv=%d Lq=%d Lk=%d D=%d %s mask=%s(%dx%d, p=%.2f) bias=%s(%dx%d%s) "
              "causal=%d softcap=%g scale=%g strided=%d lse=%d masked_keys=[%d,%d) "
-             "masked_row_every=%d",
+             "masked_row_every=%d hot_key=%d",
              c->B, c->H, c->Hkv, c->Lq, c->Lk, c->D, dm_dtype_name(c->dtype), lay[c->mask],
              c->mask_batch, c->mask_heads, c->mask_density, lay[c->bias], c->bias_batch,
              c->bias_heads, c->bias_f32 ? ", f32" : "", c->causal, c->softcap, c->scale,
-             c->strided, !c->no_lse, c->masked_key_begin, c->masked_key_end, c->masked_row_every);
+             c->strided, !c->no_lse, c->masked_key_begin, c->masked_key_end, c->masked_row_every,
+             c->hot_key - 1);
 }
 
 void gpu_check_case(const gpu_case *c, const char *label)

@@ -29,6 +29,8 @@ typedef struct gpu_case {
     int masked_key_begin;  /* keys [begin, end) false in every mask row; their K, V and bias NaN */
     int masked_key_end;
     int masked_row_every;  /* every n-th query row fully masked (0 = none) */
+    int hot_key;           /* 1 + a key false in every mask row whose bias is +30: were it read as
+                            * visible it would take over its rows' softmax (0 = none) */
 } gpu_case;
 
 typedef struct gpu_result {

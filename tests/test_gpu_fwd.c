@@ -149,8 +149,10 @@ END_TEST
 START_TEST(a_lone_false_key_in_an_all_true_mask_is_masked)
 {
     /* Every other mask byte true (a dense mask, the case the vote can shortcut): one false key,
-     * mid-tile or at a tile's last byte, must still be masked. Its K, V and bias are NaN, so a
-     * tile wrongly taken as all-true turns the output NaN. Lk a multiple of 16: rows are staged. */
+     * mid-tile or at a tile's last byte, must still be masked. Its bias is +30, so a tile wrongly
+     * taken as all-true lets it take over the softmax of every row (NaN K/V would not do here:
+     * a masked key inside a visible tile is loaded, and 0 * NaN is NaN in P V). Lk a multiple of
+     * 16: rows are staged. */
     static const int lone[] = {200, 255};
     for (int m = 1; m < 3; m++)
         for (int cz = 0; cz < 2; cz++)
@@ -160,8 +162,7 @@ START_TEST(a_lone_false_key_in_an_all_true_mask_is_masked)
                 c.Lq = 160;
                 c.mask = c.bias = (dm_layout)m;
                 c.mask_density = 1.0;
-                c.masked_key_begin = lone[x];
-                c.masked_key_end = lone[x] + 1;
+                c.hot_key = lone[x] + 1;
                 c.causal = cz;
                 gpu_check_case(&c, m == 1 ? "lone false key mask-q" : "lone false key mask-k");
             }
