@@ -124,13 +124,18 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
         // key-side: one value per key, shared by this thread's rows: convert each once
         float kb[kNTiles][2];
 #pragma unroll
-        for (int nt = 0; nt < kNTiles; nt++)
-#pragma unroll
-            for (int c = 0; c < 2; c++) {
-                const int cc = nt * 8 + 2 * (lane % 4) + c;
-                kb[nt][c] = kLog2e * (kMode == 1 ? *(const float *)(sB + cc * 4)
-                                                 : elem_to_float(*(const u16 *)(sB + cc * 2)));
+        for (int nt = 0; nt < kNTiles; nt++) {
+            const int cc = nt * 8 + 2 * (lane % 4);  // two adjacent keys: one 8- or 4-byte read
+            if (kMode == 1) {
+                const float2 two = *(const float2 *)(sB + cc * 4);
+                kb[nt][0] = kLog2e * two.x;
+                kb[nt][1] = kLog2e * two.y;
+            } else {
+                const u32 two = *(const u32 *)(sB + cc * 2);
+                kb[nt][0] = kLog2e * elem_to_float((u16)(two & 0xffffu));
+                kb[nt][1] = kLog2e * elem_to_float((u16)(two >> 16));
             }
+        }
 #pragma unroll
         for (int mt = 0; mt < kMTiles; mt++)
 #pragma unroll
@@ -185,6 +190,10 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
 
 -- The vote: reads the tile's mask entries of this thread's fragment into bits and tells the
 -- block whether any entry of the tile is visible (mask, bounds and causal together).
+local vote_common = [=[
+// A mask byte is true when non-zero. True when none of w's four bytes is zero.
+__device__ __forceinline__ bool no_zero_byte(u32 w) { return ((w - 0x01010101u) & ~w & 0x80808080u) == 0; }]=]
+
 local vote = {
   k = [=[
 typedef u32 MaskBits;  // bit nt * 2 + c: key n0 + nt * 8 + 2 * (lane % 4) + c
@@ -236,6 +245,17 @@ __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned
 __device__ __forceinline__ bool mask_bit(MaskBits bits, int mt, int hf, int nt, int c)
 {
     return (bits >> (nt * 2 + c)) & 1u;
+}
+
+// Every byte of the staged row true. Each warp reads the whole row, so every warp reaches the
+// same answer without a barrier.
+__device__ __forceinline__ bool mask_tile_full(const unsigned char *sM)
+{
+    bool full = true;
+#pragma unroll
+    for (int b = (threadIdx.x % 32) * 4; b < kBlockN; b += 128)
+        full &= no_zero_byte(*(const u32 *)(sM + b));
+    return __all_sync(0xffffffffu, full);
 }]=],
   q = [=[
 typedef unsigned long long MaskBits;  // bit ((mt * 2 + hf) * kNTiles + nt) * 2 + c
@@ -290,6 +310,19 @@ __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned
 __device__ __forceinline__ bool mask_bit(MaskBits bits, int mt, int hf, int nt, int c)
 {
     return (bits >> (((mt * 2 + hf) * kNTiles + nt) * 2 + c)) & 1ull;
+}
+
+// Every byte of the staged tile true: 16 bytes per read, then one block-wide AND.
+__device__ __forceinline__ bool mask_tile_full(const unsigned char *sM)
+{
+    constexpr int kRowChunks = kBlockN / 16;
+    bool full = true;
+#pragma unroll
+    for (int c = threadIdx.x; c < kBlockM * kRowChunks; c += kThreads) {
+        const uint4 w = *(const uint4 *)(sM + (c / kRowChunks) * kMaskPitch + (c % kRowChunks) * 16);
+        full &= no_zero_byte(w.x) & no_zero_byte(w.y) & no_zero_byte(w.z) & no_zero_byte(w.w);
+    }
+    return __syncthreads_and(full);
 }]=],
 }
 
@@ -685,13 +718,21 @@ function M.emit(v)
     vars.mask_prefetch = [=[
         const int cand = n0 + kBlockN;
         bool cand_any = false;
-        const MaskBits cand_bits =
-            cand >= n_end ? 0
-            : $staged_mask ? load_mask<true>(p, mask_bh, sM, cand, warp_row0, m0, cand_any)
-                           : load_mask<false>(p, mask_bh, sM, cand, warp_row0, m0, cand_any);]=]
+        // A staged candidate whose bytes are all true (the dense case) needs no bits gathered and
+        // no vote: cand < n_end makes some key of it visible to the block's last row.
+        const bool cand_full = $staged_mask && cand < n_end && mask_tile_full(sM);
+        MaskBits cand_bits = kMaskFull;
+        if (!cand_full)
+            cand_bits = cand >= n_end ? 0
+                        : $staged_mask
+                            ? load_mask<true>(p, mask_bh, sM, cand, warp_row0, m0, cand_any)
+                            : load_mask<false>(p, mask_bh, sM, cand, warp_row0, m0, cand_any);]=]
     vars.next_tile = [=[
         int n_next = n_end;
-        if (cand < n_end) {
+        if (cand_full) {  // block-uniform (see mask_tile_full)
+            n_next = cand;
+            next_bits = kMaskFull;
+        } else if (cand < n_end) {
             if (__syncthreads_or(cand_any)) {
                 n_next = cand;
                 next_bits = cand_bits;
@@ -753,6 +794,7 @@ function M.emit(v)
     buf.add(bias_tile)
   end
   if v.mask ~= "none" then
+    buf.add(vote_common)
     buf.add(vote[v.mask], vars)
     buf.add(mask_tile)
     buf.add(next_tile_fn)
