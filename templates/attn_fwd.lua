@@ -256,6 +256,42 @@ __device__ __forceinline__ bool mask_tile_full(const unsigned char *sM)
     for (int b = (threadIdx.x % 32) * 4; b < kBlockN; b += 128)
         full &= no_zero_byte(*(const u32 *)(sM + b));
     return __all_sync(0xffffffffu, full);
+}
+// The first tile at or after n (a multiple of kBlockN from it) with a visible key, n_end if none:
+// each thread reads one 16-byte chunk, so one memory round trip covers kScanTiles tiles, and a
+// run of all-false tiles costs one round trip per kScanTiles, not one per tile. Rows must be
+// 16-byte aligned (p.mask_vec16). Keys from n_end on are visible to no row (bounds, causal).
+constexpr int kScanTiles = kThreads * 16 / kBlockN;
+__device__ __forceinline__ int scan_visible(const FwdParams &p, const unsigned char *mask_bh, int n,
+                                            int n_end, int m0)
+{
+    __shared__ unsigned ballots[2][kWarps];  // per warp: which lanes saw a visible key
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (int round = 0; n < n_end; n += kScanTiles * kBlockN, round ^= 1) {
+        const int j = n + threadIdx.x * 16;
+        bool vis = false;
+        if (j < n_end) {
+            if (j + 16 <= n_end) {
+                const uint4 w = *(const uint4 *)(mask_bh + j);
+                vis = (w.x | w.y | w.z | w.w) != 0;
+            } else {
+                for (int e = 0; j + e < n_end; e++)
+                    vis |= mask_bh[j + e] != 0;
+            }
+        }
+        const unsigned b = __ballot_sync(0xffffffffu, vis);
+        if (lane == 0)
+            ballots[round][warp] = b;
+        __syncthreads();  // (the other round's buffer is free: everyone passed its read)
+#pragma unroll
+        for (int w = 0; w < kWarps; w++) {
+            const unsigned bw = ballots[round][w];
+            if (bw)  // the same in every thread: the first visible chunk's tile
+                return n + ((w * 32 + __ffs(bw) - 1) * 16 / kBlockN) * kBlockN;
+        }
+    }
+    (void)m0;
+    return n_end;
 }]=],
   q = [=[
 typedef unsigned long long MaskBits;  // bit ((mt * 2 + hf) * kNTiles + nt) * 2 + c
@@ -323,6 +359,48 @@ __device__ __forceinline__ bool mask_tile_full(const unsigned char *sM)
         full &= no_zero_byte(w.x) & no_zero_byte(w.y) & no_zero_byte(w.z) & no_zero_byte(w.w);
     }
     return __syncthreads_and(full);
+}
+// The first tile at or after n with a visible entry (rows below Lq, keys below Lk, on or left of
+// the causal diagonal), n_end if none: every thread reads its 16-byte chunks of kScanTiles tiles
+// before the block votes on each, so a run of all-false tiles costs one memory round trip per
+// kScanTiles tiles, not one per tile. Rows must be 16-byte aligned (p.mask_vec16).
+constexpr int kScanTiles = 1;  // 2 spills where the loop holds S, O and P
+__device__ __forceinline__ int scan_visible(const FwdParams &p, const unsigned char *mask_bh, int n,
+                                            int n_end, int m0)
+{
+    constexpr int kRowChunks = kBlockN / 16;
+    constexpr int kPer = kBlockM * kRowChunks / kThreads;  // chunks per thread per tile
+    static_assert(kBlockM * kRowChunks % kThreads == 0, "whole chunks per thread");
+    const int diag = p.Lk - p.Lq;
+    (void)diag;
+    for (; n < n_end; n += kScanTiles * kBlockN) {
+        bool vis[kScanTiles];
+#pragma unroll
+        for (int g = 0; g < kScanTiles; g++) {
+            vis[g] = false;
+#pragma unroll
+            for (int k = 0; k < kPer; k++) {
+                const int c = threadIdx.x + k * kThreads;
+                const int i = m0 + c / kRowChunks, j = n + g * kBlockN + (c % kRowChunks) * 16;
+                const int j_end = min(n_end, $scan_row_key_end);  // keys from here on: invisible
+                if (i >= p.Lq || j >= j_end)
+                    continue;
+                const unsigned char *src = mask_bh + (i64)i * p.mask_stride[2] + j;
+                if (j + 16 <= j_end) {
+                    const uint4 w = *(const uint4 *)src;
+                    vis[g] |= (w.x | w.y | w.z | w.w) != 0;
+                } else {
+                    for (int e = 0; j + e < j_end; e++)
+                        vis[g] |= src[e] != 0;
+                }
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < kScanTiles; g++)
+            if (__syncthreads_or(vis[g]))
+                return n + g * kBlockN;
+    }
+    return n_end;
 }]=],
 }
 
@@ -371,6 +449,12 @@ local next_tile_fn = [=[
 __device__ __forceinline__ int next_tile(const FwdParams &p, const unsigned char *mask_bh, int n,
                                          int n_end, int warp_row0, int m0, MaskBits &bits)
 {
+    if (p.mask_vec16) {  // many tiles per memory round trip, then this thread's bits of the one
+        n = scan_visible(p, mask_bh, n, n_end, m0);
+        bool any;
+        bits = n < n_end ? load_mask<false>(p, mask_bh, nullptr, n, warp_row0, m0, any) : 0;
+        return n;
+    }
     for (; n < n_end; n += kBlockN) {
         bool any = false;
         bits = load_mask<false>(p, mask_bh, nullptr, n, warp_row0, m0, any);
@@ -696,6 +780,7 @@ function M.emit(v)
     causal_last_key = v.causal and "last_row + p.Lk - p.Lq" or "p.Lk - 1",
     causal_ok0 = v.causal and "(i < p.Lq && j <= i + p.Lk - p.Lq)" or "true",
     causal_ok1 = v.causal and "(i < p.Lq && j + 1 <= i + p.Lk - p.Lq)" or "true",
+    scan_row_key_end = v.causal and "i + diag + 1" or "p.Lk",
   }
   vars.causal_end = v.causal and
     "    n_end = min(p.Lk, min(m0 + kBlockM, p.Lq) + diag);  // <= 0: every row is empty" or ""
