@@ -1,7 +1,9 @@
 /* wmask.c: dm_window_mask, the top-k window-mask helper (SPEC §4): validate, pick the variant,
  * get its kernel through build.c (the same module table, cache and NVRTC path as dm_fwd),
- * launch one block per output row. Nothing is read or written before validation passes, and
+ * launch one block per output row, or, for few long rows, several blocks per row in stages
+ * with stream-ordered scratch. Nothing is read or written before validation passes, and
  * nothing at all when the window does not apply. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "build.h"
@@ -11,15 +13,19 @@
  * templates/window_mask.lua field for field (8-byte fields first). */
 typedef struct dm_wmask_params {
     uint64_t bias, mask, out;
+    uint64_t scratch; /* split rows only */
     int64_t bias_stride[3], mask_stride[3], out_stride[3];
     int32_t n_heads, n_rows, Lk, mask_pad, block_size;
     uint32_t min_key;
     int32_t resident, vec;
+    int32_t phase, n_slices, slice_keys, split_rows; /* split rows only; phase 0 = one block */
 } dm_wmask_params;
-_Static_assert(sizeof(dm_wmask_params) == 128,
+_Static_assert(sizeof(dm_wmask_params) == 152,
                "dm_wmask_params layout changed: update window_mask.lua");
 
 #define VEC_KEYS 8 /* the kernel's vector step: 8 keys per load and per store */
+#define PICK_THREADS 256 /* a pick pass sums n_slices words per bin: short, one block per row */
+_Static_assert(DM_WMASK_SLICE_ALIGN % VEC_KEYS == 0, "slices start on a vector step");
 
 /* Every row of a tensor starts `align`-byte aligned: the pointer and each stride (bytes). */
 static int rows_aligned(uint64_t data, const int64_t strides[3], int64_t elem_bytes, int align)
@@ -70,39 +76,171 @@ static void fill_params(const dm_window_mask_args *a, const dm_wmask_plan *p, in
                  p->mask_pad % VEC_KEYS == 0;
 }
 
+dm_wmask_split dm_wmask_plan_split(const dm_wmask_plan *plan, int64_t resident_keys, int n_sms,
+                                   int forced_slices)
+{
+    dm_wmask_split none = {.slices = 1, .slice_keys = 0}, s;
+    int64_t want, rows = plan->out_shape[0] * plan->out_shape[1] * plan->out_shape[2];
+    if (!plan->applied || plan->relu || rows < 1)
+        return none;
+    if (forced_slices > 0) {
+        want = forced_slices;
+    } else {
+        /* A resident row is read once by one block; rows that fill the GPU by themselves gain
+         * nothing from being split but the extra passes. */
+        if (plan->Lk <= resident_keys || n_sms <= 0)
+            return none;
+        want = (int64_t)n_sms * DM_WMASK_SPLIT_BLOCKS_PER_SM / rows;
+        if (want > plan->Lk / DM_WMASK_MIN_SLICE_KEYS)
+            want = plan->Lk / DM_WMASK_MIN_SLICE_KEYS;
+    }
+    if (want < 2)
+        return none;
+    int64_t keys = (plan->Lk + want - 1) / want;
+    keys = (keys + DM_WMASK_SLICE_ALIGN - 1) / DM_WMASK_SLICE_ALIGN * DM_WMASK_SLICE_ALIGN;
+    int64_t slices = (plan->Lk + keys - 1) / keys; /* every slice holds at least one key */
+    if (slices < 2 || rows * slices > INT32_MAX)     /* grid.x */
+        return none;
+    s.slices = (int)slices;
+    s.slice_keys = (int)keys;
+    return s;
+}
+
+int dm_wmask_split_stages(int key_bits, int hist_bins, bool smooth)
+{
+    int first_bits = 0;
+    while (first_bits < 30 && (1 << (first_bits + 1)) <= hist_bins)
+        first_bits++;
+    if (first_bits == 0)
+        return 0;
+    int digits = (key_bits + first_bits - 1) / first_bits;
+    return 2 * digits + 1 + (smooth ? 1 : 0);
+}
+
+size_t dm_wmask_split_scratch_bytes(int64_t rows, int slices, int hist_bins)
+{
+    return ((size_t)rows * (size_t)slices * (size_t)hist_bins + 4 * (size_t)rows) *
+           sizeof(uint32_t);
+}
+
+static dm_status launch(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel *k,
+                        int64_t grid, unsigned threads, int64_t smem, dm_wmask_params *params,
+                        CUstream stream)
+{
+    char text[DM_VARIANT_TEXT_MAX], buf[160];
+    void *kernel_args[] = {params}; /* copied at launch: params may change for the next one */
+    CUresult r = ctx->drv->LaunchKernel(k->fn, (unsigned)grid, 1, 1, threads, 1, 1,
+                                        (unsigned)smem, stream, kernel_args, NULL);
+    if (r == CUDA_SUCCESS)
+        return DM_OK;
+    dm_variant_format(v, text, sizeof text);
+    if (params->phase > 0)
+        return dm_set_error(ctx, DM_ERR_CUDA,
+                            "%s: variant '%s': cuLaunchKernel (split stage %d, %d blocks per "
+                            "row): %s",
+                            call, text, params->phase, params->n_slices,
+                            dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+    return dm_set_error(ctx, DM_ERR_CUDA, "%s: variant '%s': cuLaunchKernel: %s", call, text,
+                        dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+}
+
+/* Split rows: scratch, then per digit a count pass (rows x slices blocks, each storing its
+ * slice's histogram) and a pick pass (one block per row), then the write pass over every slice
+ * and (smooth) the smoothing pass; the scratch is freed in stream order behind them. */
+static dm_status launch_split(dm_ctx *ctx, const char *call, const dm_variant *v,
+                              const dm_kernel *k, const dm_wmask_plan *plan,
+                              const dm_wmask_split *split, int64_t hist_bytes,
+                              dm_wmask_params *params, CUstream stream)
+{
+    char buf[160];
+    CUdeviceptr scratch = 0;
+    int64_t rows = plan->out_shape[0] * plan->out_shape[1] * plan->out_shape[2];
+    int hist_bins = (int)(hist_bytes / 4);
+    int key_bits = plan->bias_dtype == DM_F32 ? 32 : 16;
+    int stages = dm_wmask_split_stages(key_bits, hist_bins, plan->block_size > 0);
+    int digit_stages = 2 * ((stages - 1 - (plan->block_size > 0)) / 2);
+    size_t bytes = dm_wmask_split_scratch_bytes(rows, split->slices, hist_bins);
+    unsigned slice_threads = block_threads(k, split->slice_keys);
+    unsigned pick_threads = k->threads < PICK_THREADS ? (unsigned)k->threads : PICK_THREADS;
+    dm_status st = DM_OK;
+
+    CUresult r = ctx->drv->MemAllocAsync(&scratch, bytes, stream);
+    if (r != CUDA_SUCCESS)
+        return dm_set_error(ctx, DM_ERR_CUDA,
+                            "%s: window = %d: cuMemAllocAsync of %zu bytes for split rows: %s",
+                            call, plan->window, bytes,
+                            dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+    params->scratch = scratch;
+    params->n_slices = split->slices;
+    params->slice_keys = split->slice_keys;
+    params->split_rows = (int32_t)rows;
+    for (int phase = 1; phase <= stages && st == DM_OK; phase++) {
+        params->phase = phase;
+        if (phase <= digit_stages && phase % 2 == 0) /* pick */
+            st = launch(ctx, call, v, k, rows, pick_threads, hist_bytes, params, stream);
+        else if (phase <= digit_stages) /* count */
+            st = launch(ctx, call, v, k, rows * split->slices, slice_threads, hist_bytes, params,
+                        stream);
+        else /* write, smooth: no dynamic shared memory */
+            st = launch(ctx, call, v, k, rows * split->slices, slice_threads, 0, params, stream);
+    }
+    /* Freed in stream order: the passes queued above run before the memory is reused. */
+    r = ctx->drv->MemFreeAsync(scratch, stream);
+    if (r != CUDA_SUCCESS && st == DM_OK)
+        st = dm_set_error(ctx, DM_ERR_CUDA, "%s: cuMemFreeAsync of the split-row scratch: %s",
+                          call, dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+    return st;
+}
+
+/* DMATTN_WMASK_SLICES=n: n blocks per top-k row whatever the shape (1: never split), for the
+ * GPU tests and for sweeps; unset or not a positive number: the plan's own choice. */
+static int forced_slices(void)
+{
+    const char *e = getenv("DMATTN_WMASK_SLICES");
+    char *end;
+    if (!e || !*e)
+        return 0;
+    long n = strtol(e, &end, 10);
+    return *end == '\0' && n > 0 && n <= INT32_MAX ? (int)n : 0;
+}
+
 dm_status dm_wmask_launch(dm_ctx *ctx, const char *call, const dm_window_mask_args *args,
                           const dm_wmask_plan *plan, CUstream stream)
 {
     const dm_kernel *kernel;
     dm_variant v;
     dm_wmask_params params;
-    char text[DM_VARIANT_TEXT_MAX], buf[160];
 
     dm_wmask_plan_variant(plan, ctx->arch, &v);
     dm_status st = dm_kernel_get(ctx, call, &v, &kernel, NULL);
     if (st != DM_OK)
         return st;
     /* The template reports its resident capacity in block_n and sizes smem_bytes for it: a
-     * shorter row asks for only the keys it has, so more blocks fit on an SM. */
+     * shorter row asks for only the keys it has, so more blocks fit on an SM. What is left is the
+     * histogram. */
     int64_t key_bytes = plan->bias_dtype == DM_F32 ? 4 : 2;
     int resident = kernel->block_n > 0 && plan->Lk <= kernel->block_n;
     int64_t smem = kernel->smem_bytes;
     if (kernel->block_n > 0) {
         smem -= (int64_t)kernel->block_n * key_bytes;
+        int64_t hist_bytes = smem;
+        int n_sms = 0;
+        if (ctx->drv->DeviceGetAttribute(&n_sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+                                         ctx->cu_device) != CUDA_SUCCESS)
+            n_sms = 0; /* unknown: one block per row, always correct */
+        dm_wmask_split split =
+            dm_wmask_plan_split(plan, kernel->block_n, n_sms, forced_slices());
+        if (split.slices > 1) {
+            fill_params(args, plan, 0, &params);
+            return launch_split(ctx, call, &v, kernel, plan, &split, hist_bytes, &params, stream);
+        }
         if (resident)
             smem += (plan->Lk * key_bytes + 15) / 16 * 16;
     }
     fill_params(args, plan, resident, &params);
-    void *kernel_args[] = {&params};
-    unsigned rows = (unsigned)(plan->out_shape[0] * plan->out_shape[1] * plan->out_shape[2]);
-    CUresult r = ctx->drv->LaunchKernel(kernel->fn, rows, 1, 1, block_threads(kernel, plan->Lk),
-                                        1, 1, (unsigned)smem, stream, kernel_args, NULL);
-    if (r != CUDA_SUCCESS) {
-        dm_variant_format(&v, text, sizeof text);
-        return dm_set_error(ctx, DM_ERR_CUDA, "%s: variant '%s': cuLaunchKernel: %s", call, text,
-                            dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
-    }
-    return DM_OK;
+    int64_t rows = plan->out_shape[0] * plan->out_shape[1] * plan->out_shape[2];
+    return launch(ctx, call, &v, kernel, rows, block_threads(kernel, plan->Lk), smem, &params,
+                  stream);
 }
 
 dm_status dm_window_mask(dm_ctx *ctx, const dm_window_mask_args *args, int *applied,

@@ -4,6 +4,7 @@
 #define DM_WMASK_PLAN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ctx.h"
@@ -39,7 +40,40 @@ dm_status dm_wmask_check(dm_ctx *ctx, const char *call, const dm_window_mask_arg
 /* The kernel variant a plan needs on arch. */
 void dm_wmask_plan_variant(const dm_wmask_plan *plan, dm_arch arch, dm_variant *out);
 
-/* Queues the kernel for an applied plan whose out is set (ctx entered by the caller). */
+/* How a top-k call spreads its rows over blocks. One block per row (slices = 1) is the kernel of
+ * choice when the rows alone fill the GPU or a row fits in one block's shared memory; few rows
+ * longer than that (decode rows of 512k keys) are split into `slices` blocks of `slice_keys`
+ * keys each (the last one shorter), which count, pick and write in stages (window_mask.lua). */
+typedef struct dm_wmask_split {
+    int slices;     /* blocks per row; 1 = the one-block-per-row kernel */
+    int slice_keys; /* slices > 1: keys per block, a multiple of DM_WMASK_SLICE_ALIGN */
+} dm_wmask_split;
+
+#define DM_WMASK_SLICE_ALIGN 64      /* keys: 128 bytes of 16-bit bias, whole vector steps */
+#define DM_WMASK_SPLIT_BLOCKS_PER_SM 4 /* target grid: four 512-thread blocks fill an SM */
+#define DM_WMASK_MIN_SLICE_KEYS 8192 /* below, a block's fixed work (4 KiB of bins to clear,
+                                      * store and sum) outweighs its share of the row */
+
+/* The split for an applied plan: resident_keys is the kernel's one-block capacity (its block_n;
+ * 0 for relu kernels, which never split), n_sms the device's multiprocessors (<= 0: unknown, no
+ * split). forced_slices > 0 asks for that many blocks per row on any top-k row (tests and
+ * sweeps: DMATTN_WMASK_SLICES; 1 = never split); it is rounded to whole slices of the
+ * alignment, so fewer may come back. Pure: no device, no environment. */
+dm_wmask_split dm_wmask_plan_split(const dm_wmask_plan *plan, int64_t resident_keys, int n_sms,
+                                   int forced_slices);
+
+/* Kernel launches a split row takes: a count and a pick pass per radix digit, the write pass and
+ * (smooth) the smoothing pass. Digits: the first is log2(hist_bins) bits wide and the rest at
+ * most as wide, as window_mask.lua cuts them; key_bits is 16 (f16, bf16) or 32 (f32). */
+int dm_wmask_split_stages(int key_bits, int hist_bins, bool smooth);
+
+/* Scratch bytes a split call needs: one hist_bins-word histogram per (row, slice), then 4 words
+ * of select state per row. */
+size_t dm_wmask_split_scratch_bytes(int64_t rows, int slices, int hist_bins);
+
+/* Queues the kernel for an applied plan whose out is set (ctx entered by the caller). Split rows
+ * take several launches and stream-ordered scratch (cuMemAllocAsync / cuMemFreeAsync on
+ * `stream`), so the call stays asynchronous. */
 dm_status dm_wmask_launch(dm_ctx *ctx, const char *call, const dm_window_mask_args *args,
                           const dm_wmask_plan *plan, CUstream stream);
 

@@ -8,7 +8,15 @@
 -- bin, and so on until the threshold T is exact. Keys above T are kept; of the keys equal to T,
 -- the first `need` by index are (ties toward the lower key index), ranked by block scans only
 -- when equal keys straddle the window edge. A row that fits in shared memory is read from global
--- memory once ("resident"); a longer one (decode rows of 512k keys) is re-read per digit.
+-- memory once ("resident"); a longer one is re-read per digit.
+--
+-- Split rows (few rows, each longer than shared memory: decode rows of 512k keys): the same entry,
+-- launched once per stage with p.phase > 0, spreads each row over p.n_slices blocks. Per digit, a
+-- count pass has every block histogram its slice into global scratch (one histogram per slice,
+-- plain stores: nothing to clear), then a pick pass (one block per row) sums the slices' bins and
+-- narrows the row's select state. A write pass then writes every slice in parallel; of the keys
+-- equal to T, a slice starts ranking at the count of equal keys in the slices before it (the last
+-- digit's bin of T in their histograms), so ties still go to the lowest key indices.
 local common = require("cuda_common")
 
 local M = {}
@@ -26,6 +34,7 @@ local RESIDENT_BYTES = 64 * 1024 -- keys of one row kept in shared memory
 local params_struct = [=[
 struct WmaskParams {
     u64 bias, mask, out;
+    u64 scratch;         // split rows: per-slice histograms, then per-row select state
     i64 bias_stride[3];  // batch, head, row of out's (b, h, i); 0 where the tensor broadcasts
     i64 mask_stride[3];
     i64 out_stride[3];
@@ -36,8 +45,13 @@ struct WmaskParams {
     u32 min_key;         // order-preserving image of min_value in the bias dtype
     int resident;        // the row's keys fit in shared memory: global memory is read once
     int vec;             // bias, mask and out rows aligned for 8-key vector loads and stores
+    int phase;           // 0: one block per row; > 0: a stage of a split row
+    int n_slices;        // split: blocks per row; a count or write pass has blockIdx.x =
+                         // row * n_slices + slice, a pick pass blockIdx.x = row
+    int slice_keys;      // split: keys per slice, a multiple of kVec (the last slice may be short)
+    int split_rows;      // split: rows in the call (the scratch layout)
 };
-static_assert(sizeof(WmaskParams) == 128, "WmaskParams must match dm_wmask_params in runtime/wmask.c");]=]
+static_assert(sizeof(WmaskParams) == 152, "WmaskParams must match dm_wmask_params in runtime/wmask.c");]=]
 
 local key16 = [=[
 typedef u16 Elem;     // the bias element
@@ -154,23 +168,25 @@ __device__ __forceinline__ void keys8(const WmaskParams &p, const Row &r, const 
     }
 }
 
-// Calls f(j, key) once for every key of the row, spread over the block (no order promised).
+// Calls f(j, key) once for every key j in [j0, j1) of the row, spread over the block (no order
+// promised). j0 is a multiple of kVec (0, or a slice's start).
 template <bool kRes, typename F>
-__device__ __forceinline__ void each_key(const WmaskParams &p, const Row &r, const KeyStore *sk, F &&f)
+__device__ __forceinline__ void each_key(const WmaskParams &p, const Row &r, const KeyStore *sk,
+                                         int j0, int j1, F &&f)
 {
-    int j = threadIdx.x;
+    int j = j0 + threadIdx.x;
     if (p.vec) {
-        const int nvec = p.Lk / kVec;
-        for (int v = threadIdx.x; v < nvec; v += n_threads()) {
+        const int v1 = j1 / kVec;
+        for (int v = j0 / kVec + threadIdx.x; v < v1; v += n_threads()) {
             u32 k[kVec];
             keys8<kRes>(p, r, sk, v, k);
 #pragma unroll
             for (int i = 0; i < kVec; i++)
                 f(v * kVec + i, k[i]);
         }
-        j += nvec * kVec;
+        j = v1 * kVec + threadIdx.x;
     }
-    for (; j < p.Lk; j += n_threads())
+    for (; j < j1; j += n_threads())
         f(j, key_at<kRes>(p, r, sk, j));
 }
 
@@ -331,7 +347,7 @@ __device__ __forceinline__ void digit_pass(const WmaskParams &p, const Row &r, c
             hist[b] = 0;
         __syncthreads();
         const u32 pre = prefix, pm = prefix_mask;
-        each_key<kRes>(p, r, sk, [&](int, u32 k) {
+        each_key<kRes>(p, r, sk, 0, p.Lk, [&](int, u32 k) {
             if ((k & pm) == pre)
                 atomicAdd(&hist[(k >> kShift) & (kBins - 1)], 1u);
         });
@@ -343,19 +359,20 @@ __device__ __forceinline__ void digit_pass(const WmaskParams &p, const Row &r, c
     want -= sel->above;
 }
 
-// mask'_j = kept and b'_j != min_value. Keys above T are kept; keys equal to T are kept while
-// fewer than `need` of them precede in index order. Without ties every equal key is kept and no
-// ranking runs; with ties, rounds of the block go in index order, each ranked by a block scan.
+// mask'_j for j in [j0, j1) (j0 a multiple of kVec) = kept and b'_j != min_value. Keys above T
+// are kept; keys equal to T are kept while fewer than `need` of them precede in index order,
+// `taken` of them before j0. Without ties every equal key is kept and no ranking runs; with
+// ties, rounds of the block go in index order, each ranked by a block scan.
 template <bool kRes>
 __device__ __forceinline__ void write_topk(const WmaskParams &p, const Row &r, const KeyStore *sk,
-                                           u32 T, u32 need, bool ties, u32 *warp_sums)
+                                           int j0, int j1, u32 T, u32 need, bool ties, u32 taken,
+                                           u32 *warp_sums)
 {
-    const int nvec = p.vec ? p.Lk / kVec : 0;
-    u32 taken = 0;  // keys equal to T kept by earlier rounds
-    for (int base = 0; base < nvec; base += n_threads()) {
+    const int v0 = j0 / kVec, v1 = p.vec ? j1 / kVec : v0;
+    for (int base = v0; base < v1; base += n_threads()) {
         const int v = base + threadIdx.x;
         u32 k[kVec], c = 0;
-        if (v < nvec) {
+        if (v < v1) {
             keys8<kRes>(p, r, sk, v, k);
 #pragma unroll
             for (int i = 0; i < kVec; i++)
@@ -364,7 +381,7 @@ __device__ __forceinline__ void write_topk(const WmaskParams &p, const Row &r, c
         u32 rank = 0, total = 0;
         if (ties)  // uniform over the block: every thread scans or none does
             rank = taken + block_prefix_excl(c, warp_sums, &total);
-        if (v < nvec) {
+        if (v < v1) {
             u64 bits = 0;
 #pragma unroll
             for (int i = 0; i < kVec; i++) {
@@ -377,17 +394,17 @@ __device__ __forceinline__ void write_topk(const WmaskParams &p, const Row &r, c
         }
         taken += total;
     }
-    for (int base = nvec * kVec; base < p.Lk; base += n_threads()) {
+    for (int base = v1 * kVec; base < j1; base += n_threads()) {
         const int j = base + threadIdx.x;
         u32 k = 0, c = 0;
-        if (j < p.Lk) {
+        if (j < j1) {
             k = key_at<kRes>(p, r, sk, j);
             c = k == T;
         }
         u32 rank = 0, total = 0;
         if (ties)
             rank = taken + block_prefix_excl(c, warp_sums, &total);
-        if (j < p.Lk)
+        if (j < j1)
             r.out[j] = (k > T || (c && (!ties || rank < need))) && k != p.min_key;
         taken += total;
     }
@@ -401,8 +418,140 @@ __device__ __forceinline__ void select_and_write(const WmaskParams &p, const Row
     u32 prefix = 0, prefix_mask = 0, want = kWindow;  // Lk > kWindow: the host exits early else
 $passes
     // T == min_key: the equal keys are all fill values and all false, so no ranking is needed.
-    write_topk<kRes>(p, r, sk, prefix, want, sel->eq > want && prefix != p.min_key, warp_sums);
+    write_topk<kRes>(p, r, sk, 0, p.Lk, prefix, want, sel->eq > want && prefix != p.min_key, 0,
+                     warp_sums);
 }]=]
+
+-- Split rows (p.phase > 0): p.n_slices blocks per row, one launch per stage (runtime/wmask.c).
+local split_stages = [=[
+constexpr int kLastBins = $last_bins;  // bins of the last digit (shift 0): a key's bin is its low bits
+// scratch: the current digit's histogram of every (row, slice), kHistBins words each (a count pass
+// stores all of its digit's bins: nothing needs clearing), then per row the select state
+// {prefix, prefix_mask, want, eq} that each pick pass narrows.
+__device__ __forceinline__ u32 *split_hist(const WmaskParams &p, int row, int slice)
+{
+    return reinterpret_cast<u32 *>(p.scratch) + ((i64)row * p.n_slices + slice) * kHistBins;
+}
+
+__device__ __forceinline__ u32 *split_state(const WmaskParams &p, int row)
+{
+    return reinterpret_cast<u32 *>(p.scratch) + (i64)p.split_rows * p.n_slices * kHistBins +
+           4 * (i64)row;
+}
+
+struct Slice {
+    int row, slice;
+    int j0, j1;  // its keys [j0, j1): j0 a multiple of kVec, j1 <= Lk
+};
+
+__device__ __forceinline__ Slice slice_of(const WmaskParams &p)
+{
+    Slice s;
+    s.row = blockIdx.x / p.n_slices;
+    s.slice = blockIdx.x % p.n_slices;
+    s.j0 = s.slice * p.slice_keys;
+    s.j1 = min(p.Lk, s.j0 + p.slice_keys);
+    return s;
+}
+
+// Count pass of one digit: the slice's keys whose higher digits equal the row's prefix, by bin,
+// counted in shared memory and stored as the slice's histogram.
+template <int kBits, int kShift, bool kFirst>
+__device__ __forceinline__ void split_count(const WmaskParams &p, u32 *hist)
+{
+    constexpr int kBins = 1 << kBits;
+    static_assert(kBins <= kHistBins, "digit fits the histogram");
+    const Slice s = slice_of(p);
+    const Row r = row_of(p, s.row);
+    u32 pre = 0, pm = 0;  // the first digit counts every key
+    if constexpr (!kFirst) {
+        const u32 *st = split_state(p, s.row);
+        pre = st[0];
+        pm = st[1];
+    }
+    for (int b = threadIdx.x; b < kBins; b += n_threads())
+        hist[b] = 0;
+    __syncthreads();
+    each_key<false>(p, r, nullptr, s.j0, s.j1, [&](int, u32 k) {
+        if ((k & pm) == pre)
+            atomicAdd(&hist[(k >> kShift) & (kBins - 1)], 1u);
+    });
+    __syncthreads();
+    u32 *g = split_hist(p, s.row, s.slice);
+    for (int b = threadIdx.x; b < kBins; b += n_threads())
+        g[b] = hist[b];
+}
+
+// Pick pass of one digit, one block per row: the slices' histograms summed, the bin of the
+// want-th largest found as in the one-block kernel, the row's state narrowed to it.
+template <int kBits, int kShift, bool kFirst>
+__device__ __forceinline__ void split_pick(const WmaskParams &p, u32 *hist, u32 *warp_sums,
+                                           Sel *sel)
+{
+    constexpr int kBins = 1 << kBits;
+    const int row = blockIdx.x;
+    u32 *st = split_state(p, row);
+    u32 prefix = 0, prefix_mask = 0, want = kWindow;  // Lk > kWindow: the host exits early else
+    if constexpr (!kFirst) {
+        prefix = st[0];
+        prefix_mask = st[1];
+        want = st[2];
+    }
+    for (int b = threadIdx.x; b < kBins; b += n_threads()) {
+        u32 c = 0;
+        for (int sl = 0; sl < p.n_slices; sl++)
+            c += split_hist(p, row, sl)[b];
+        hist[b] = c;
+    }
+    __syncthreads();
+    find_bin<kBins>(hist, want, warp_sums, sel);  // ends with a barrier: every read of st is done
+    if (threadIdx.x == 0) {
+        st[0] = prefix | sel->digit << kShift;
+        st[1] = prefix_mask | (u32)(kBins - 1) << kShift;
+        st[2] = want - sel->above;
+        st[3] = sel->eq;
+    }
+}
+
+// Write pass: the slice's mask'. Of the keys equal to T, the slices before this one hold
+// `before` (T's bin in their last-digit histograms), so this slice's ranks start there.
+__device__ __forceinline__ void split_write(const WmaskParams &p, u32 *warp_sums)
+{
+    const Slice s = slice_of(p);
+    const Row r = row_of(p, s.row);
+    const u32 *st = split_state(p, s.row);
+    const u32 T = st[0], need = st[2], eq = st[3];
+    // As in select_and_write: T == min_key needs no ranking (those keys are false anyway).
+    const bool ties = eq > need && T != p.min_key;
+    u32 before = 0;
+    if (ties) {  // uniform over the block: every thread scans or none does
+        u32 c = 0;
+        for (int sl = threadIdx.x; sl < s.slice; sl += n_threads())
+            c += split_hist(p, s.row, sl)[T & (kLastBins - 1)];
+        block_prefix_excl(c, warp_sums, &before);
+    }
+    write_topk<false>(p, r, nullptr, s.j0, s.j1, T, need, ties, before, warp_sums);
+}
+$split_smooth
+// The split stages in launch order: count and pick per digit, most significant first, then write.
+__device__ __forceinline__ void split_stage(const WmaskParams &p, u32 *hist, u32 *warp_sums,
+                                            Sel *sel)
+{
+    switch (p.phase) {
+$split_cases
+    }
+}]=]
+
+local split_smooth = [=[
+
+// Smoothing pass: warps of every block of the row take the smoothing blocks in turn.
+__device__ __forceinline__ void split_smooth(const WmaskParams &p)
+{
+    const Slice s = slice_of(p);
+    const int warps = n_threads() / 32;
+    smooth_row(p, row_of(p, s.row), s.slice * warps + threadIdx.x / 32, p.n_slices * warps);
+}
+]=]
 
 local topk_kernel = [=[
 extern "C" __global__ void __launch_bounds__(kThreads) $entry(const WmaskParams p)
@@ -412,6 +561,10 @@ extern "C" __global__ void __launch_bounds__(kThreads) $entry(const WmaskParams 
     __shared__ Sel sel;
     u32 *hist = reinterpret_cast<u32 *>(smem);
     KeyStore *sk = reinterpret_cast<KeyStore *>(smem + kHistBytes);
+    if (p.phase != 0) {  // uniform: the whole grid runs one stage of split rows
+        split_stage(p, hist, warp_sums, &sel);
+        return;
+    }
     const Row r = row_of(p, blockIdx.x);
     if (p.resident) {
         for (int b = threadIdx.x; b < kHistBins; b += n_threads())
@@ -431,33 +584,39 @@ local relu_kernel = [=[
 extern "C" __global__ void __launch_bounds__(kThreads) $entry(const WmaskParams p)
 {
     const Row r = row_of(p, blockIdx.x);
-    each_key<false>(p, r, nullptr, [&](int j, u32 k) {
+    each_key<false>(p, r, nullptr, 0, p.Lk, [&](int j, u32 k) {
         r.out[j] = k > kZeroKey && k != kNanKey;
     });
 $smooth
 }]=]
 
 -- Majority vote over aligned blocks of block_size keys (the tail block over its own length):
--- a block is all true when more than half its keys are, else all false. Reads back this block's
--- own writes, made visible by the barrier.
+-- a block is all true when more than half its keys are, else all false. Each smoothing block is
+-- one warp's: it reads back mask' written before a barrier (one-block kernels) or by an earlier
+-- launch (split rows).
+local smooth_fn = [=[
+// Warp `warp` of `n_warps` over the row votes smoothing blocks warp, warp + n_warps, ...
+__device__ __forceinline__ void smooth_row(const WmaskParams &p, const Row &r, int warp, int n_warps)
+{
+    const int lane = threadIdx.x % 32;
+    const int n_blocks = (p.Lk + p.block_size - 1) / p.block_size;
+    for (int blk = warp; blk < n_blocks; blk += n_warps) {
+        const int j0 = blk * p.block_size, len = min(p.block_size, p.Lk - j0);
+        int c = 0;
+        for (int j = j0 + lane; j < j0 + len; j += 32)
+            c += r.out[j] != 0;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            c += __shfl_xor_sync(0xffffffffu, c, o);
+        const unsigned char keep = 2 * c > len;
+        for (int j = j0 + lane; j < j0 + len; j += 32)
+            r.out[j] = keep;
+    }
+}]=]
+
 local smooth_stage = [=[
     __syncthreads();
-    {
-        const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-        const int n_blocks = (p.Lk + p.block_size - 1) / p.block_size;
-        for (int blk = warp; blk < n_blocks; blk += n_threads() / 32) {
-            const int j0 = blk * p.block_size, len = min(p.block_size, p.Lk - j0);
-            int c = 0;
-            for (int j = j0 + lane; j < j0 + len; j += 32)
-                c += r.out[j] != 0;
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1)
-                c += __shfl_xor_sync(0xffffffffu, c, o);
-            const unsigned char keep = 2 * c > len;
-            for (int j = j0 + lane; j < j0 + len; j += 32)
-                r.out[j] = keep;
-        }
-    }]=]
+    smooth_row(p, r, threadIdx.x / 32, n_threads() / 32);]=]
 
 local inf_bits = { f16 = "0x7c00u", bf16 = "0x7f80u" }
 
@@ -485,6 +644,23 @@ local function check_variant(v)
   end
 end
 
+-- The switch cases of split_stage; phase numbers are what runtime/wmask.c launches (it derives
+-- the digit count from the histogram size the same way: ceil(key bits / FIRST_BITS)).
+local function split_cases(list, smooth)
+  local cases = {}
+  for i, d in ipairs(list) do
+    local args = string.format("%d, %d, %s", d.bits, d.shift, i == 1 and "true" or "false")
+    cases[#cases + 1] = string.format("    case %d: split_count<%s>(p, hist); break;", 2 * i - 1, args)
+    cases[#cases + 1] = string.format("    case %d: split_pick<%s>(p, hist, warp_sums, sel); break;",
+      2 * i, args)
+  end
+  cases[#cases + 1] = string.format("    case %d: split_write(p, warp_sums); break;", 2 * #list + 1)
+  if smooth then
+    cases[#cases + 1] = string.format("    case %d: split_smooth(p); break;", 2 * #list + 2)
+  end
+  return table.concat(cases, "\n")
+end
+
 function M.emit(v)
   check_variant(v)
   local entry = common.entry_name(v.key)
@@ -494,13 +670,15 @@ function M.emit(v)
   local hist_bins = v.relu and 0 or 1 << FIRST_BITS
   local smem = hist_bins * 4 + max_resident * store_bytes
 
+  local list = digits(key_bits)
   local passes, names = {}, {}
-  for i, d in ipairs(digits(key_bits)) do
+  for i, d in ipairs(list) do
     passes[#passes + 1] = string.format(
       "    digit_pass<kRes, %d, %d, %s>(p, r, sk, hist, warp_sums, sel, prefix, prefix_mask, want);",
       d.bits, d.shift, i == 1 and "kRes" or "false")
     names[#names + 1] = tostring(d.bits)
   end
+  assert(list[#list].shift == 0, "the last digit is the key's low bits")
   local vars = {
     entry = entry, threads = THREADS, hist_bins = math.max(hist_bins, 1),
     first_shift = key_bits - FIRST_BITS,
@@ -510,6 +688,9 @@ function M.emit(v)
     mask_vec = v.mask ~= "none" and mask_vec or "",
     passes = table.concat(passes, "\n"),
     smooth = v.smooth and smooth_stage or "",
+    last_bins = 1 << list[#list].bits,
+    split_smooth = v.smooth and split_smooth or "",
+    split_cases = split_cases(list, v.smooth),
   }
   smem = vars.smem_bytes
   if v.relu then smem = 0 end
@@ -517,8 +698,9 @@ function M.emit(v)
   local buf = common.buffer()
   common.header(buf, v, "window_mask.lua", v.relu and
     string.format("relu selection, %d threads", THREADS) or
-    string.format("top-%d radix select, digits %s bits, up to %d threads, rows up to %d keys resident",
-      v.window, table.concat(names, "+"), THREADS, max_resident))
+    string.format("top-%d radix select, digits %s bits, up to %d threads, rows up to %d keys resident, " ..
+      "longer rows split over blocks in %d stages",
+      v.window, table.concat(names, "+"), THREADS, max_resident, 2 * #list + 1 + (v.smooth and 1 or 0)))
   buf.add(params_struct)
   buf.add(key_bits == 32 and key32 or key16, vars)
   if not v.relu then
@@ -526,11 +708,15 @@ function M.emit(v)
   end
   buf.add(constants, vars)
   buf.add(row_access, vars)
+  if v.smooth then
+    buf.add(smooth_fn)
+  end
   if v.relu then
     buf.add(relu_kernel, vars)
   else
     buf.add(scans)
     buf.add(select_stages, vars)
+    buf.add(split_stages, vars)
     buf.add(topk_kernel, vars)
   end
   return {

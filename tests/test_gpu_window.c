@@ -1,9 +1,10 @@
 /* test_gpu_window.c: the window-mask kernels on a GPU against the CPU reference, bitwise, over
  * random shapes and windows: every bias dtype, each mask form (none, per-query, per-key, both 2-D
  * forms), broadcasts, ties and NaN, relu and smoothing, misaligned rows (the scalar path), rows
- * too long for shared memory (512k-key decode rows), and dm_fwd with a window equal to dm_fwd on
- * the explicit mask. Fresh random inputs each run (the seed is printed on failure), outputs
- * poisoned first. Skipped without a GPU. */
+ * too long for shared memory (512k-key decode rows), rows split over several blocks (the plan's
+ * own split, and DMATTN_WMASK_SLICES forcing any number of slices on the same inputs the one-block
+ * kernel gets), and dm_fwd with a window equal to dm_fwd on the explicit mask. Fresh random inputs
+ * each run (the seed is printed on failure), outputs poisoned first. Skipped without a GPU. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -370,6 +371,104 @@ START_TEST(rows_longer_than_shared_memory_match)
 }
 END_TEST
 
+/* Few rows longer than shared memory: the plan splits each row over several blocks (count and
+ * pick passes per digit, a write pass; runtime/wmask.c), which must equal the reference bitwise. */
+START_TEST(split_rows_match_the_reference_bitwise)
+{
+    unsetenv("DMATTN_WMASK_SLICES"); /* the plan's own choice */
+    /* the benchmark's decode shape: 32 rows of 512k keys, a 2-D (B, Lk) mask */
+    wcase c = base(DM_BF16, 2, 16, 1, 524288, 4096);
+    c.mask_rank = 2;
+    c.mask_shape[0] = 2, c.mask_shape[1] = 524288;
+    check_case(&c, "split decode 512k w4096");
+    /* thousands of keys tie at the threshold, spread over every slice; the window spans many */
+    for (int t = 0; t < 3; t++) {
+        c = base(t == 0 ? DM_F16 : t == 1 ? DM_BF16 : DM_F32, 1, 2, 1, 200003, 70001);
+        c.distinct = 3;
+        check_case(&c, "split heavy ties");
+        c.distinct = 1; /* every key equal: the first W by index */
+        check_case(&c, "split all equal");
+        c.distinct = 1;
+        c.window = 7;
+        check_case(&c, "split all equal w7");
+    }
+    /* masked-out keys: fewer visible keys than the window (T is min_value's image), a per-query
+     * 4-D mask, and a min_value the bias holds */
+    c = base(DM_BF16, 1, 2, 2, 100000, 30000);
+    c.mask_rank = 4;
+    c.mask_shape[0] = 1, c.mask_shape[1] = 2, c.mask_shape[2] = 2, c.mask_shape[3] = 100000;
+    c.percent_true = 20;
+    check_case(&c, "split sparse mask");
+    c.percent_true = 0;
+    check_case(&c, "split empty mask");
+    c.percent_true = 60;
+    c.distinct = 9;
+    c.has_min = true, c.min_value = -2.0;
+    check_case(&c, "split min value in the bias");
+    /* f32 bias (four digits), key-side 4-D mask, NaN */
+    c = base(DM_F32, 2, 1, 1, 70000, 5000);
+    c.mask_rank = 4;
+    c.mask_shape[0] = 2, c.mask_shape[1] = 1, c.mask_shape[2] = 1, c.mask_shape[3] = 70000;
+    c.distinct = 50;
+    c.nans = true;
+    check_case(&c, "split f32 ties nan");
+    c.distinct = 0;
+    check_case(&c, "split f32 spread nan");
+    /* 2-D masks: (B, Lk), and (B, Lq) left-padded by Lk - Lq = 99997 (not 8-key aligned: the
+     * scalar path) */
+    c = base(DM_F16, 2, 1, 3, 100000, 12345);
+    c.mask_rank = 2;
+    c.mask_shape[0] = 2, c.mask_shape[1] = 100000;
+    c.distinct = 40;
+    check_case(&c, "split 2-D (B, Lk) mask");
+    c.mask_shape[1] = 3;
+    c.percent_true = 0;
+    check_case(&c, "split 2-D (B, Lq) mask");
+    /* misaligned rows (scalar path) and smoothing over blocks that straddle slices */
+    c = base(DM_BF16, 1, 1, 2, 65537, 20000);
+    c.distinct = 5;
+    c.offset = 3;
+    check_case(&c, "split scalar path");
+    c.offset = 0;
+    c.block_size = 100;
+    check_case(&c, "split smooth 100");
+    c.block_size = 65537; /* one block: the whole row votes */
+    check_case(&c, "split smooth whole row");
+}
+END_TEST
+
+/* The same inputs through one block per row and through 2..many slices per row (forced with
+ * DMATTN_WMASK_SLICES, down to 64-key slices): every result equals the reference, so the split
+ * equals the one-block kernel bitwise. Rows short enough to be resident are split too. */
+START_TEST(forced_slices_match_one_block_per_row_bitwise)
+{
+    static const char *const forced[] = {"1", "2", "3", "7", "64", "100000"};
+    const dm_dtype dts[] = {DM_F16, DM_BF16, DM_F32};
+    uint64_t s = gpu_fresh_seed() | 1;
+    for (int n = 0; n < 12; n++) {
+        int64_t Lk = 2 + rng_next(&s) % (n % 2 ? 5000 : 40000), Lq = 1 + rng_next(&s) % 3;
+        wcase c = base(dts[n % 3], 1, 1 + rng_next(&s) % 3, Lq, Lk,
+                       (int)(1 + rng_next(&s) % (uint64_t)(Lk - 1)));
+        c.distinct = n % 3 == 0 ? 2 : n % 3 == 1 ? 100 : 0;
+        c.nans = n % 4 == 3;
+        if (n % 3 == 1) {
+            c.mask_rank = 2;
+            c.mask_shape[0] = 1, c.mask_shape[1] = Lk;
+            c.percent_true = (int)(rng_next(&s) % 101);
+        }
+        c.offset = n % 5 == 2 ? 1 : 0;
+        c.block_size = n % 6 == 5 ? 33 : 0;
+        for (size_t f = 0; f < sizeof forced / sizeof forced[0]; f++) {
+            char label[64];
+            setenv("DMATTN_WMASK_SLICES", forced[f], 1);
+            snprintf(label, sizeof label, "random %d, slices %s", n, forced[f]);
+            check_case(&c, label);
+        }
+    }
+    unsetenv("DMATTN_WMASK_SLICES");
+}
+END_TEST
+
 START_TEST(attention_with_a_window_equals_attention_on_the_explicit_mask)
 {
     const dm_driver *d = drv();
@@ -455,5 +554,7 @@ END_TEST
     X(relu_and_smoothing_match) \
     X(benchmark_shapes_match) \
     X(rows_longer_than_shared_memory_match) \
+    X(split_rows_match_the_reference_bitwise) \
+    X(forced_slices_match_one_block_per_row_bitwise) \
     X(attention_with_a_window_equals_attention_on_the_explicit_mask)
 DM_TEST_MAIN_SKIP("gpu_window", TESTS, dm_gpu_absent)

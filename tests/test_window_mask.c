@@ -1,8 +1,10 @@
 /* test_window_mask.c: the window-mask helper (SPEC §4) without a GPU: its CPU reference against
  * a brute-force reading of the rules, each rule on its own (early exit, 2-D normalization, the
  * bad-S error, non-floating bias, broadcast shapes, masked keys never selected, ties, relu,
- * smoothing, min_value), every bad argument's status and message, and dm_ref_fwd with a window
- * equal to dm_ref_fwd on the explicit mask. */
+ * smoothing, min_value), every bad argument's status and message, dm_ref_fwd with a window
+ * equal to dm_ref_fwd on the explicit mask, and the split of long rows over blocks: when the plan
+ * splits, and a model of the split kernel's stages (slice histograms, picks, ties ranked from
+ * the equal keys of earlier slices) against the reference. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -661,6 +663,202 @@ START_TEST(ref_fwd_with_a_window_equals_ref_fwd_on_the_explicit_mask)
 }
 END_TEST
 
+/* ---- split rows (runtime/wmask.c, templates/window_mask.lua) ------------------------------ */
+
+/* An applied top-k plan of `rows` rows of Lk keys, as far as dm_wmask_plan_split reads it. */
+static dm_wmask_plan split_plan(int64_t rows, int64_t Lk, bool relu)
+{
+    dm_wmask_plan p = {.applied = true, .B = 1, .Lq = 1, .Lk = Lk, .window = relu ? 0 : 16,
+                       .relu = relu, .bias_dtype = DM_BF16};
+    p.out_shape[0] = 1, p.out_shape[1] = rows, p.out_shape[2] = 1, p.out_shape[3] = Lk;
+    return p;
+}
+
+static void assert_slices_cover(const dm_wmask_split *s, int64_t Lk)
+{
+    ck_assert_int_ge(s->slices, 2);
+    ck_assert_int_eq(s->slice_keys % DM_WMASK_SLICE_ALIGN, 0);
+    ck_assert_int_ge((int64_t)s->slices * s->slice_keys, Lk);       /* every key has a slice */
+    ck_assert_int_lt((int64_t)(s->slices - 1) * s->slice_keys, Lk); /* and every slice a key */
+}
+
+START_TEST(rows_are_split_only_when_few_and_longer_than_one_block_holds)
+{
+    const int sms = 132, resident = 32768;
+    /* the decode case: 32 rows of 512k keys on 132 SMs fill about 4 blocks per SM */
+    dm_wmask_plan p = split_plan(32, 524288, false);
+    dm_wmask_split s = dm_wmask_plan_split(&p, resident, sms, 0);
+    assert_slices_cover(&s, 524288);
+    ck_assert_int_le(32 * s.slices, sms * DM_WMASK_SPLIT_BLOCKS_PER_SM);
+    ck_assert_int_ge(32 * s.slices, sms * DM_WMASK_SPLIT_BLOCKS_PER_SM / 2);
+    /* one row: as many slices as the minimum slice length allows */
+    p = split_plan(1, 524288, false);
+    s = dm_wmask_plan_split(&p, resident, sms, 0);
+    assert_slices_cover(&s, 524288);
+    ck_assert_int_ge(s.slice_keys, DM_WMASK_MIN_SLICE_KEYS);
+    ck_assert_int_eq(s.slices, 524288 / DM_WMASK_MIN_SLICE_KEYS);
+    /* just past the resident length: a few slices */
+    p = split_plan(2, resident + 1, false);
+    s = dm_wmask_plan_split(&p, resident, sms, 0);
+    assert_slices_cover(&s, resident + 1);
+    ck_assert_int_ge(s.slice_keys, DM_WMASK_MIN_SLICE_KEYS);
+    /* one block per row: a resident row, rows that fill the GPU, relu, an unknown device */
+    p = split_plan(1, resident, false);
+    ck_assert_int_eq(dm_wmask_plan_split(&p, resident, sms, 0).slices, 1);
+    p = split_plan(sms * DM_WMASK_SPLIT_BLOCKS_PER_SM, 524288, false);
+    ck_assert_int_eq(dm_wmask_plan_split(&p, resident, sms, 0).slices, 1);
+    p = split_plan(sms * DM_WMASK_SPLIT_BLOCKS_PER_SM / 2 + 1, 524288, false);
+    ck_assert_int_eq(dm_wmask_plan_split(&p, resident, sms, 0).slices, 1);
+    p = split_plan(1, 524288, true);
+    ck_assert_int_eq(dm_wmask_plan_split(&p, 0, sms, 0).slices, 1);
+    p = split_plan(1, 524288, false);
+    ck_assert_int_eq(dm_wmask_plan_split(&p, resident, 0, 0).slices, 1);
+    p.applied = false;
+    ck_assert_int_eq(dm_wmask_plan_split(&p, resident, sms, 0).slices, 1);
+}
+END_TEST
+
+START_TEST(forced_slices_split_any_top_k_row_into_aligned_slices)
+{
+    dm_wmask_plan p = split_plan(1000, 3000, false); /* resident, and rows enough to fill */
+    dm_wmask_split s = dm_wmask_plan_split(&p, 32768, 132, 7);
+    assert_slices_cover(&s, 3000);
+    ck_assert_int_eq(s.slices, 7); /* 429 keys a slice, 448 aligned: still 7 */
+    s = dm_wmask_plan_split(&p, 32768, 132, 1000000);
+    assert_slices_cover(&s, 3000);
+    ck_assert_int_eq(s.slice_keys, DM_WMASK_SLICE_ALIGN); /* the finest split there is */
+    ck_assert_int_eq(dm_wmask_plan_split(&p, 32768, 132, 1).slices, 1);
+    p = split_plan(1, 64, false); /* one aligned slice holds the row */
+    ck_assert_int_eq(dm_wmask_plan_split(&p, 32768, 132, 5).slices, 1);
+    p = split_plan(1, 524288, true); /* relu never splits */
+    ck_assert_int_eq(dm_wmask_plan_split(&p, 0, 132, 5).slices, 1);
+    p = split_plan(1 << 30, 524288, false); /* grid.x would overflow */
+    ck_assert_int_eq(dm_wmask_plan_split(&p, 32768, 132, 64).slices, 1);
+}
+END_TEST
+
+START_TEST(split_stages_and_scratch_follow_the_digits)
+{
+    /* 1024 bins: 16-bit keys in digits of 10 + 6 bits, f32 keys 10 + 10 + 10 + 2 */
+    ck_assert_int_eq(dm_wmask_split_stages(16, 1024, false), 2 * 2 + 1);
+    ck_assert_int_eq(dm_wmask_split_stages(32, 1024, false), 2 * 4 + 1);
+    ck_assert_int_eq(dm_wmask_split_stages(16, 1024, true), 2 * 2 + 2);
+    ck_assert_int_eq(dm_wmask_split_stages(16, 4096, false), 2 * 2 + 1);
+    ck_assert_int_eq(dm_wmask_split_stages(32, 256, false), 2 * 4 + 1);
+    ck_assert_int_eq(dm_wmask_split_stages(16, 0, false), 0);
+    ck_assert_uint_eq(dm_wmask_split_scratch_bytes(32, 17, 1024), (32 * 17 * 1024 + 32 * 4) * 4);
+}
+END_TEST
+
+/* The split kernel's stages on the host: per digit, each slice's histogram of the keys under the
+ * row's prefix, then the pick over their sum; then each slice writes, ranking keys equal to T
+ * from the number of them in the slices before it (T's bin of the last digit). */
+static void model_split(const uint32_t *key, int64_t Lk, int window, uint32_t min_key,
+                        int key_bits, const dm_wmask_split *sp, unsigned char *out)
+{
+    enum { BITS = 10, BINS = 1 << BITS };
+    uint32_t *hist = calloc((size_t)sp->slices * BINS, sizeof *hist);
+    uint32_t prefix = 0, pm = 0, want = (uint32_t)window, eq = 0, last_bins = 0;
+    ck_assert_ptr_nonnull(hist);
+    for (int left = key_bits; left > 0;) {
+        int bits = left < BITS ? left : BITS;
+        left -= bits;
+        uint32_t bins = 1u << bits, acc = 0, digit = 0, above = 0;
+        for (int sl = 0; sl < sp->slices; sl++) {
+            uint32_t *h = hist + (size_t)sl * BINS;
+            memset(h, 0, BINS * sizeof *h);
+            for (int64_t j = (int64_t)sl * sp->slice_keys;
+                 j < Lk && j < (int64_t)(sl + 1) * sp->slice_keys; j++)
+                if ((key[j] & pm) == prefix)
+                    h[(key[j] >> left) & (bins - 1)]++;
+        }
+        for (int b = (int)bins - 1; b >= 0; b--) {
+            uint32_t c = 0;
+            for (int sl = 0; sl < sp->slices; sl++)
+                c += hist[(size_t)sl * BINS + b];
+            if (acc + c >= want) {
+                digit = (uint32_t)b, above = acc, eq = c;
+                break;
+            }
+            acc += c;
+        }
+        prefix |= digit << left;
+        pm |= (bins - 1) << left;
+        want -= above;
+        last_bins = bins;
+    }
+    uint32_t T = prefix, need = want;
+    bool ties = eq > need && T != min_key;
+    for (int sl = 0; sl < sp->slices; sl++) {
+        uint32_t rank = 0;
+        for (int b = 0; b < sl; b++)
+            rank += hist[(size_t)b * BINS + (T & (last_bins - 1))];
+        for (int64_t j = (int64_t)sl * sp->slice_keys;
+             j < Lk && j < (int64_t)(sl + 1) * sp->slice_keys; j++) {
+            bool is_eq = key[j] == T;
+            bool keep = key[j] > T || (is_eq && (!ties || rank < need));
+            rank += is_eq;
+            out[j] = keep && key[j] != min_key;
+        }
+    }
+    free(hist);
+}
+
+START_TEST(a_row_split_into_slices_keeps_what_the_reference_keeps)
+{
+    const dm_dtype dtypes[] = {DM_F16, DM_BF16, DM_F32};
+    static const int forced[] = {2, 3, 7, 64, 1000};
+    uint64_t seed = 0x5eed5a1175ull, s = seed;
+    for (int n = 0; n < 60; n++) {
+        dm_dtype dt = dtypes[n % 3];
+        int64_t Lk = 2 + rng_next(&s) % (n % 2 ? 300 : 20000);
+        int64_t bshape[4] = {1, 1, 1, Lk}, mshape[2] = {1, Lk};
+        dm_window_mask_args a = {.B = 1, .Lq = 1, .Lk = Lk,
+                                 .window = (int)(1 + rng_next(&s) % (uint64_t)(Lk - 1))};
+        a.bias = host_tensor(dt, 4, bshape);
+        fill_bias(&a.bias, &s, n % 4 == 0 ? 1 : n % 4 == 1 ? 3 : n % 4 == 2 ? 200 : 0,
+                  n % 5 == 4);
+        if (n % 3 != 0) {
+            a.mask = host_tensor(DM_BOOL, 2, mshape);
+            fill_mask(&a.mask, &s, (int)(rng_next(&s) % 101));
+        }
+        if (n % 7 == 3)
+            a.has_min_value = 1, a.min_value = -1.0;
+        a.out = host_tensor(DM_BOOL, 4, bshape);
+        run_ref(&a, 1);
+
+        dm_ctx *ctx = offline();
+        dm_wmask_plan plan;
+        ck_assert_int_eq(dm_wmask_check(ctx, "test", &a, true, &plan), DM_OK);
+        dm_ctx_destroy(ctx);
+        uint32_t *key = malloc((size_t)Lk * sizeof *key);
+        unsigned char *got = malloc((size_t)Lk);
+        for (int64_t j = 0; j < Lk; j++) {
+            uint32_t bits = dt == DM_F32 ? ((uint32_t *)a.bias.data)[j]
+                                         : ((uint16_t *)a.bias.data)[j];
+            bool vis = !a.mask.data || ((unsigned char *)a.mask.data)[j] != 0;
+            key[j] = vis ? dm_wmask_key(dt, bits) : plan.min_key;
+        }
+        for (size_t f = 0; f < sizeof forced / sizeof forced[0]; f++) {
+            dm_wmask_split sp = dm_wmask_plan_split(&plan, 32768, 132, forced[f]);
+            if (sp.slices < 2)
+                continue;
+            memset(got, POISON, (size_t)Lk);
+            model_split(key, Lk, a.window, plan.min_key, dt == DM_F32 ? 32 : 16, &sp, got);
+            for (int64_t j = 0; j < Lk; j++)
+                ck_assert_msg(got[j] == ((unsigned char *)a.out.data)[j],
+                              "case %d (seed %llu), %d slices of %d keys: key %lld: model %d, "
+                              "reference %d",
+                              n, (unsigned long long)seed, sp.slices, sp.slice_keys,
+                              (long long)j, got[j], ((unsigned char *)a.out.data)[j]);
+        }
+        free(key);
+        free(got);
+        free_args(&a);
+    }
+}
+END_TEST
+
 #define TESTS(X) \
     X(reference_matches_brute_force_on_random_shapes) \
     X(no_window_or_a_window_covering_every_key_leaves_everything_untouched) \
@@ -675,5 +873,9 @@ END_TEST
     X(min_value_defaults_to_the_dtype_lowest_and_rounds_like_the_bias) \
     X(key_images_order_every_16_bit_code_as_its_value) \
     X(every_bad_argument_is_named) \
-    X(ref_fwd_with_a_window_equals_ref_fwd_on_the_explicit_mask)
+    X(ref_fwd_with_a_window_equals_ref_fwd_on_the_explicit_mask) \
+    X(rows_are_split_only_when_few_and_longer_than_one_block_holds) \
+    X(forced_slices_split_any_top_k_row_into_aligned_slices) \
+    X(split_stages_and_scratch_follow_the_digits) \
+    X(a_row_split_into_slices_keeps_what_the_reference_keeps)
 DM_TEST_MAIN("window_mask", TESTS)

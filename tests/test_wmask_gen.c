@@ -1,6 +1,7 @@
 /* test_wmask_gen.c: the window-mask family (templates/window_mask.lua) through codegen and NVRTC,
  * no GPU needed: deterministic text, header lines, features that are off absent from the text,
- * every axis value compiling for sm80 and sm90, unsupported keys refused by the template. */
+ * the split-row stages where runtime/wmask.c launches them, every axis value compiling for sm80,
+ * sm90 and sm90a, unsupported keys refused by the template. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "harness.h"
 #include "nvrtc_jit.h"
 #include "test_compile.h"
+#include "wmask_plan.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -116,6 +118,45 @@ START_TEST(template_refuses_a_key_that_format_would_refuse)
 }
 END_TEST
 
+/* runtime/wmask.c launches split stages 1..dm_wmask_split_stages(...) with the histogram size it
+ * reads off the template's launch facts; the kernel's switch must have exactly those cases:
+ * count and pick alternating per digit, then write (then smooth). */
+START_TEST(split_stages_are_the_ones_the_launcher_runs)
+{
+    for (size_t t = 0; t < ARRAY_LEN(dtypes); t++)
+        for (int smooth = 0; smooth < 2; smooth++) {
+            dm_variant v = wmask(300, dtypes[t], DM_LAYOUT_K, false, smooth, DM_SM90);
+            dm_kernel_src k;
+            char *src = emit_ok(&v, &k), want[64];
+            int key_bytes = dtypes[t] == DM_F32 ? 4 : 2;
+            int hist_bins = (k.smem_bytes - k.block_n * key_bytes) / 4;
+            int stages = dm_wmask_split_stages(8 * key_bytes, hist_bins, smooth);
+            ck_assert_int_eq(stages, (dtypes[t] == DM_F32 ? 9 : 5) + smooth);
+            for (int phase = 1; phase <= stages; phase++) {
+                const char *what = phase == stages && smooth      ? "split_smooth("
+                                   : phase == stages - smooth     ? "split_write("
+                                   : phase % 2                    ? "split_count<"
+                                                                  : "split_pick<";
+                snprintf(want, sizeof want, "case %d: %s", phase, what);
+                ck_assert_msg(strstr(src, want), "%s: no '%s'", dm_dtype_name(dtypes[t]), want);
+            }
+            snprintf(want, sizeof want, "case %d:", stages + 1);
+            ck_assert_ptr_null(strstr(src, want));
+            ck_assert_ptr_nonnull(strstr(src, dtypes[t] == DM_F32
+                                                  ? "case 7: split_count<2, 0, false>"
+                                                  : "case 3: split_count<6, 0, false>"));
+            ck_assert_ptr_nonnull(strstr(src, "static_assert(sizeof(WmaskParams) == 152"));
+            free(src);
+        }
+    /* relu rows are never split: no split code at all */
+    dm_variant relu = wmask(0, DM_BF16, DM_LAYOUT_K, true, true, DM_SM90);
+    char *src = emit_ok(&relu, NULL);
+    ck_assert_ptr_null(strstr(src, "split_count<"));
+    ck_assert_ptr_null(strstr(src, "split_write("));
+    free(src);
+}
+END_TEST
+
 /* Every dtype, mask layout and flag combination for one arch. */
 static void every_axis_compiles(dm_arch arch)
 {
@@ -145,6 +186,7 @@ END_TEST
     X(features_that_are_off_are_absent_from_the_text) \
     X(f32_bias_takes_four_digits_and_16_bit_two) \
     X(template_refuses_a_key_that_format_would_refuse) \
+    X(split_stages_are_the_ones_the_launcher_runs) \
     X(every_axis_compiles_for_sm80) \
     X(every_axis_compiles_for_sm90) \
     X(every_axis_compiles_for_sm90a)
