@@ -811,7 +811,8 @@ function M.emit(v)
             cand_bits = cand >= n_end ? 0
                         : $staged_mask
                             ? load_mask<true>(p, mask_bh, sM, cand, warp_row0, m0, cand_any)
-                            : load_mask<false>(p, mask_bh, sM, cand, warp_row0, m0, cand_any);]=]
+                            : load_mask<false>(p, mask_bh, sM, cand, warp_row0, m0, cand_any);
+$early_loads]=]
     vars.next_tile = [=[
         int n_next = n_end;
         if (cand_full) {  // block-uniform (see mask_tile_full)
@@ -835,15 +836,43 @@ function M.emit(v)
         "                load_mask_tile(p, mask_bh, m0, n_next + kBlockN, sM);"
     end
     vars.mask_prefetch = vars.mask_prefetch:gsub("%$staged_mask", vars.staged_mask)
+    -- An all-true candidate is the next tile, known before this tile's QK^T: its bias (and a
+    -- per-query mask's next tile: mask_tile_full ended with a barrier, so sM is free) load now,
+    -- under this tile's whole MMA and softmax, instead of under the softmax alone.
+    local early = {}
+    if v.bias ~= "none" then
+      early[#early + 1] = "            if (bias_staged)\n" ..
+        "                load_bias_tile(p, bias_bh, m0, cand, sB_next);"
+      vars.bias_tile_next = "            if (bias_staged && !cand_full)\n" ..
+        "                load_bias_tile(p, bias_bh, m0, n_next, sB_next);"
+    end
+    if v.mask == "q" then
+      early[#early + 1] = "            if (cand + kBlockN < n_end)\n" ..
+        "                load_mask_tile(p, mask_bh, m0, cand + kBlockN, sM);"
+      vars.mask_tile_next = "            if (!cand_full && p.mask_vec16 && n_next + kBlockN < n_end)\n" ..
+        "                load_mask_tile(p, mask_bh, m0, n_next + kBlockN, sM);"
+    end
+    vars.early_loads = #early == 0 and "" or
+      "        if (cand_full) {  // block-uniform\n" .. table.concat(early, "\n") ..
+      "\n            cp_async_commit();\n        }"
+    vars.mask_prefetch = vars.mask_prefetch:gsub("%$early_loads", function() return vars.early_loads end)
   else
     vars.first_tile = "    int n0 = 0;"
     vars.mask_prefetch, vars.mask_tile_first, vars.mask_tile_next = "", "", ""
+    if v.bias ~= "none" then
+      -- the next tile is always n0 + kBlockN: its bias loads under this tile's whole work (after
+      -- the wait above, so that wait never waits for it)
+      vars.mask_prefetch = "        if (bias_staged && n0 + kBlockN < n_end)\n" ..
+        "            load_bias_tile(p, bias_bh, m0, n0 + kBlockN, sB_next);\n" ..
+        "        cp_async_commit();"
+    end
+    vars.bias_tile_next = ""
     vars.next_tile = "        const int n_next = n0 + kBlockN;"
     vars.mask_advance = ""
   end
   if v.bias ~= "none" then
     vars.bias_tile_first = "        if (bias_staged)\n            load_bias_tile(p, bias_bh, m0, n0, sB_cur);"
-    vars.bias_tile_next = "            if (bias_staged)\n                load_bias_tile(p, bias_bh, m0, n_next, sB_next);"
+    -- (set above where the next tile's bias may load early)
     vars.bias_flip = "        { unsigned char *t = sB_cur; sB_cur = sB_next; sB_next = t; }"
     vars.bias_bufs = "    unsigned char *sB_cur = sB, *sB_next = sB + kBiasRows * kBiasPitch;\n" ..
       "    // staged by cp.async: 16-byte aligned rows, and room for fp32 ones when kBiasPitch has it\n" ..
