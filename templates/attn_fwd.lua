@@ -364,17 +364,46 @@ __device__ __forceinline__ bool mask_tile_full(const unsigned char *sM)
 // the causal diagonal), n_end if none: every thread reads its 16-byte chunks of kScanTiles tiles
 // before the block votes on each, so a run of all-false tiles costs one memory round trip per
 // kScanTiles tiles, not one per tile. Rows must be 16-byte aligned (p.mask_vec16).
-constexpr int kScanTiles = 1;  // 2 spills where the loop holds S, O and P
+// One tile per round trip in registers (2 spill where the loop holds S, O and P), so the rounds
+// read L2: the tiles kScanAhead ahead are prefetched into it (no registers held), and the scan
+// runs at DRAM bandwidth instead of one tile per DRAM latency.
+constexpr int kScanTiles = 1;
+constexpr int kScanAhead = 8;
+__device__ __forceinline__ void prefetch_l2(const void *ptr)
+{
+    asm volatile("prefetch.global.L2 [%0];\n" :: "l"(ptr));
+}
+// Tile n's mask rows into L2: each row's first and last 128-byte line (rows are 16-byte aligned,
+// so kBlockN = 128 bytes may straddle two lines).
+__device__ __forceinline__ void prefetch_mask_tile(const FwdParams &p, const unsigned char *mask_bh,
+                                                   int n, int n_end, int m0)
+{
+    if (n >= n_end)
+        return;
+    const int last = min(kBlockN, n_end - n) - 1;
+    for (int r = threadIdx.x; r < kBlockM && m0 + r < p.Lq; r += kThreads) {
+        const unsigned char *row = mask_bh + (i64)(m0 + r) * p.mask_stride[2] + n;
+        prefetch_l2(row);
+        prefetch_l2(row + last);
+    }
+}
 __device__ __forceinline__ int scan_visible(const FwdParams &p, const unsigned char *mask_bh, int n,
                                             int n_end, int m0)
 {
     constexpr int kRowChunks = kBlockN / 16;
     constexpr int kPer = kBlockM * kRowChunks / kThreads;  // chunks per thread per tile
     static_assert(kBlockM * kRowChunks % kThreads == 0, "whole chunks per thread");
+    static_assert(kBlockN <= 128, "a row's tile spans at most two 128-byte lines");
     const int diag = p.Lk - p.Lq;
     (void)diag;
+$scan_fast_end#pragma unroll 1
+    for (int a = 1; a < kScanAhead; a++)
+        prefetch_mask_tile(p, mask_bh, n + a * kBlockN, n_end, m0);
+#pragma unroll 1
     for (; n < n_end; n += kScanTiles * kBlockN) {
+        prefetch_mask_tile(p, mask_bh, n + kScanAhead * kBlockN, n_end, m0);
         bool vis[kScanTiles];
+$scan_fast_path
 #pragma unroll
         for (int g = 0; g < kScanTiles; g++) {
             vis[g] = false;
@@ -781,6 +810,31 @@ function M.emit(v)
     causal_ok0 = v.causal and "(i < p.Lq && j <= i + p.Lk - p.Lq)" or "true",
     causal_ok1 = v.causal and "(i < p.Lq && j + 1 <= i + p.Lk - p.Lq)" or "true",
     scan_row_key_end = v.causal and "i + diag + 1" or "p.Lk",
+    -- Interior scan rounds with their loads batched: not in causal variants, where the extra
+    -- registers made ptxas spill (fwd.d128.bf16.mask-q.bias-q.w0.causal.sm90a: 12 bytes).
+    scan_fast_end = v.causal and "" or
+      "    // rounds ending here or before are interior (see below); none when rows run past Lq\n" ..
+      "    const int fast_end = m0 + kBlockM <= p.Lq ? n_end : 0;\n",
+    scan_fast_path = v.causal and "" or [=[
+        // Interior rounds (every row below Lq, every key below n_end) issue all their loads
+        // before using any: one round trip, not one per chunk.
+        if (n + kScanTiles * kBlockN <= fast_end) {
+            const unsigned char *src = mask_bh + (i64)(m0 + threadIdx.x / kRowChunks) * p.mask_stride[2] +
+                                       n + (threadIdx.x % kRowChunks) * 16;
+            const i64 step = (i64)(kThreads / kRowChunks) * p.mask_stride[2];  // rows between k
+#pragma unroll
+            for (int g = 0; g < kScanTiles; g++) {
+                uint4 w[kPer];
+#pragma unroll
+                for (int k = 0; k < kPer; k++)
+                    w[k] = *(const uint4 *)(src + k * step + g * kBlockN);
+                u32 any = 0;
+#pragma unroll
+                for (int k = 0; k < kPer; k++)
+                    any |= w[k].x | w[k].y | w[k].z | w[k].w;
+                vis[g] = any != 0;
+            }
+        } else]=],
   }
   vars.causal_end = v.causal and
     "    n_end = min(p.Lk, min(m0 + kBlockM, p.Lq) + diag);  // <= 0: every row is empty" or ""
