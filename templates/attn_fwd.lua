@@ -396,7 +396,8 @@ __device__ __forceinline__ int scan_visible(const FwdParams &p, const unsigned c
     static_assert(kBlockN <= 128, "a row's tile spans at most two 128-byte lines");
     const int diag = p.Lk - p.Lq;
     (void)diag;
-$scan_fast_end#pragma unroll 1
+$scan_fast_end
+#pragma unroll 1
     for (int a = 1; a < kScanAhead; a++)
         prefetch_mask_tile(p, mask_bh, n + a * kBlockN, n_end, m0);
 #pragma unroll 1
@@ -814,7 +815,7 @@ function M.emit(v)
     -- registers made ptxas spill (fwd.d128.bf16.mask-q.bias-q.w0.causal.sm90a: 12 bytes).
     scan_fast_end = v.causal and "" or
       "    // rounds ending here or before are interior (see below); none when rows run past Lq\n" ..
-      "    const int fast_end = m0 + kBlockM <= p.Lq ? n_end : 0;\n",
+      "    const int fast_end = m0 + kBlockM <= p.Lq ? n_end : 0;",
     scan_fast_path = v.causal and "" or [=[
         // Interior rounds (every row below Lq, every key below n_end) issue all their loads
         // before using any: one round trip, not one per chunk.
