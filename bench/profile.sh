@@ -3,7 +3,7 @@
 # variants (from a dmgen-built cache) and Nsight Compute's scheduler and warp-state sections for
 # one dmbench case per mask/bias layout pair. Run there after scripts/build.sh:
 #   run(command="bash bench/profile.sh", carry=["build"])
-# ARCH (default sm90a) picks the engine; DMATTN_BUILD_DIR the carried build folder; PAIRS the
+# ARCH (default sm90a) picks the engine; DMATTN_TEMPLATE_DIR the templates profiled; DMATTN_BUILD_DIR the carried build folder; PAIRS the
 # mask,bias layouts; the full warp-state section (stall reasons) is printed for each.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,11 +37,12 @@ stall_metrics=${stall_metrics%,}
 for pair in $pairs; do
     IFS=, read -r m b <<<"$pair"
     ncu --launch-skip 3 --launch-count 1 --section SchedulerStats --section WarpStateStats \
-        --section Occupancy --section ComputeWorkloadAnalysis --metrics "$stall_metrics" \
+        --section Occupancy --section ComputeWorkloadAnalysis --section SpeedOfLight \
+        --section MemoryWorkloadAnalysis --metrics "$stall_metrics" \
         "$build/dmbench" --L 4096 --D 128 --mask "$m" --bias "$b" --warmup 2 --iters 2 \
         >"$out/ncu-$m-$b.txt" 2>&1
     echo "== ncu mask-$m bias-$b"
-    grep -E "Issue Slots Busy|Issued Warp Per Scheduler|No Eligible|Active Warps Per Scheduler|Eligible Warps|Warp Cycles Per Issued|Achieved Occupancy|Registers Per Thread|Block Limit|SM Busy|Executed Ipc Active" \
+    grep -E "Issue Slots Busy|Issued Warp Per Scheduler|No Eligible|Active Warps Per Scheduler|Eligible Warps|Warp Cycles Per Issued|Achieved Occupancy|Registers Per Thread|Block Limit|SM Busy|Executed Ipc Active|DRAM Throughput|Memory Throughput|L2 Hit Rate|L1/TEX Hit Rate|Mem Busy|Max Bandwidth|Duration" \
         "$out/ncu-$m-$b.txt" | sed 's/^ */  /'
     grep -E "issue_stalled" "$out/ncu-$m-$b.txt" | awk '{printf "  %s %s\n", $1, $NF}' |
         sed 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//' | sort -k2 -g -r | head -8

@@ -21,9 +21,11 @@ typedef struct dm_fwd_params {
     int32_t bias_vec16;
     int32_t mask_pairs;
     int32_t mask_vec16;
+    float scale;         /* scores with a bias or softcap stage stay in natural units */
+    float softcap_k;     /* 2 * log2(e) / softcap: tanh on ex2 (0 when softcap is off) */
 } dm_fwd_params;
 /* The template asserts the same size: a field added on one side only fails to compile. */
-_Static_assert(sizeof(dm_fwd_params) == 288, "dm_fwd_params layout changed: update attn_fwd.lua");
+_Static_assert(sizeof(dm_fwd_params) == 296, "dm_fwd_params layout changed: update attn_fwd.lua");
 
 /* Whether every row of a mask or bias starts `align`-byte aligned: the base pointer and each
  * stride (in bytes) are multiples of it. Kernels then use wider loads. */
@@ -64,6 +66,8 @@ static void fill_params(const dm_fwd_args *a, const dm_fwd_plan *p, dm_fwd_param
     k->group = (int32_t)(p->H / p->Hkv);
     k->scale_log2 = p->scale * 1.4426950408889634f;
     k->softcap = p->softcap;
+    k->scale = p->scale;
+    k->softcap_k = p->softcap > 0 ? 2.f * 1.4426950408889634f / p->softcap : 0.f;
     k->bias_f32 = p->bias_dtype == DM_F32;
     if (p->bias_layout != DM_LAYOUT_NONE)
         k->bias_vec16 = rows_aligned(a->bias.data, p->bias_stride, k->bias_f32 ? 4 : 2, 16);

@@ -31,8 +31,10 @@ struct FwdParams {
     int bias_vec16;  // bias rows start 16-byte aligned: a q-layout bias tile can go by cp.async
     int mask_pairs;  // mask rows start 2-byte aligned: two keys per load
     int mask_vec16;  // mask rows start 16-byte aligned: a q-layout mask tile can go by cp.async
+    float scale;      // scores with a bias or softcap stage stay in natural units
+    float softcap_k;  // 2 * log2(e) / softcap: tanh on ex2
 };
-static_assert(sizeof(FwdParams) == 288, "FwdParams must match dm_fwd_params in runtime/fwd.c");]=]
+static_assert(sizeof(FwdParams) == 296, "FwdParams must match dm_fwd_params in runtime/fwd.c");]=]
 
 local constants = [=[
 constexpr int kHeadDim = $d;
@@ -74,32 +76,44 @@ __device__ __forceinline__ float bias_at(const FwdParams &p, i64 off)
 local bias_tile = [=[
 // The tile's bias (kBiasRows x kBlockN; one row for the key-side layout) into shared memory by
 // cp.async, when rows start 16-byte aligned. Issued with the tile's K, a whole tile ahead.
+// Interior tiles of a per-query bias: a fixed (row, chunk) per thread, copies at fixed shared
+// offsets (kEsize, 2 or 4 for fp32, a template argument so that every count is a constant).
+template <int kEsize>
+__device__ __forceinline__ void load_bias_rows(const FwdParams &p, const unsigned char *bias_bh,
+                                               int m0, int n0, unsigned char *sB)
+{
+    constexpr int kRowChunks = kBlockN * kEsize / 16;
+    static_assert(kThreads % kRowChunks == 0, "whole rows per pass");
+    constexpr int kRowStep = kThreads / kRowChunks;
+    const int r = threadIdx.x / kRowChunks, c = threadIdx.x % kRowChunks;
+    const i64 src_step = (i64)kRowStep * p.bias_stride[2] * kEsize;
+    const unsigned char *src = bias_bh + ((i64)(m0 + r) * p.bias_stride[2] + n0) * kEsize + c * 16;
+    const u32 dst = smem_u32(sB + r * kBiasPitch + c * 16);
+#pragma unroll
+    for (int k = 0; k < kBiasRows * kRowChunks / kThreads; k++)
+        cp_async16(dst + k * kRowStep * kBiasPitch, src + k * src_step, 16);
+}
 __device__ __forceinline__ void load_bias_tile(const FwdParams &p, const unsigned char *bias_bh,
                                                int m0, int n0, unsigned char *sB)
 {
-    const int esize = p.bias_f32 ? 4 : 2;
-    const int chunks = kBlockN * esize / 16;  // per row
-    // Interior tiles of a per-query bias: a fixed (row, chunk) per thread, pointer steps only
-    // (kThreads is a multiple of chunks and of the rows it covers: both are powers of two).
-    if (kBiasRows > 1 && m0 + kBiasRows <= p.Lq && n0 + kBlockN <= p.Lk &&
-        (kBiasRows * chunks) % kThreads == 0) {
-        const int row_step = kThreads / chunks;
-        const int r = threadIdx.x / chunks, c = threadIdx.x % chunks;
-        const i64 src_step = (i64)row_step * p.bias_stride[2] * esize;
-        const unsigned char *src =
-            bias_bh + ((i64)(m0 + r) * p.bias_stride[2] + n0) * esize + c * 16;
-        u32 dst = smem_u32(sB + r * kBiasPitch + c * 16);
-        for (int k = 0; k < kBiasRows * chunks / kThreads; k++) {
-            cp_async16(dst, src, 16);
-            src += src_step;
-            dst += row_step * kBiasPitch;
+    // (kThreads is a multiple of a row's chunks and of the rows they cover: powers of two)
+    if constexpr (kBiasRows > 1 && (kBiasRows * kBlockN * 2 / 16) % kThreads == 0) {
+        if (m0 + kBiasRows <= p.Lq && n0 + kBlockN <= p.Lk) {
+            if (kBiasPitch >= kBlockN * 4 && p.bias_f32)
+                load_bias_rows<4>(p, bias_bh, m0, n0, sB);
+            else
+                load_bias_rows<2>(p, bias_bh, m0, n0, sB);
+            return;
         }
-        return;
     }
+    // Edge tiles and the key-side row. A row's chunk count is a power of two: shifts, no division.
+    const int esize = p.bias_f32 ? 4 : 2;
+    const int shift = p.bias_f32 ? __ffs(kBlockN * 4 / 16) - 1 : __ffs(kBlockN * 2 / 16) - 1;
+    const int chunks = 1 << shift;  // per row
     for (int c = threadIdx.x; c < kBiasRows * chunks; c += kThreads) {
-        const int r = c / chunks, col = (c % chunks) * (16 / esize);
+        const int r = c >> shift, col = (c & (chunks - 1)) * (16 / esize);
         const int i = m0 + r, j = n0 + col;
-        unsigned char *dst = sB + r * kBiasPitch + (c % chunks) * 16;
+        unsigned char *dst = sB + r * kBiasPitch + (c & (chunks - 1)) * 16;
         const bool row_in = kBiasRows == 1 || i < p.Lq;
         const unsigned char *src = bias_bh + ((i64)i * p.bias_stride[2] + j) * esize;
         if (row_in && j + 16 / esize <= p.Lk) {
@@ -111,7 +125,8 @@ __device__ __forceinline__ void load_bias_tile(const FwdParams &p, const unsigne
     }
 }
 
-// Scores to log2 units plus bias: s = s * scale * log2(e) + bias * log2(e). kMode picks the
+// Scores plus bias, in natural units: s = s * scale + bias, one FMA a score (the softmax's ex2
+// takes log2(e) in its own FMA, so no stage multiplies by it). kMode picks the
 // bias source once per tile, outside the element loops: 0 global (unaligned rows), 1 staged
 // fp32, 2 staged q dtype.
 template <int kMode>
@@ -120,6 +135,7 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
                                          float (&s)[kMTiles][kNTiles][4])
 {
     const int lane = threadIdx.x % 32;
+    const float scale = p.scale;  // read from the parameter bank: no register held for it
     if (kBiasRows == 1 && kMode != 0) {
         // key-side: one value per key, shared by this thread's rows: convert each once
         float kb[kNTiles][2];
@@ -128,12 +144,12 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
             const int cc = nt * 8 + 2 * (lane % 4);  // two adjacent keys: one 8- or 4-byte read
             if (kMode == 1) {
                 const float2 two = *(const float2 *)(sB + cc * 4);
-                kb[nt][0] = kLog2e * two.x;
-                kb[nt][1] = kLog2e * two.y;
+                kb[nt][0] = two.x;
+                kb[nt][1] = two.y;
             } else {
                 const u32 two = *(const u32 *)(sB + cc * 2);
-                kb[nt][0] = kLog2e * elem_to_float((u16)(two & 0xffffu));
-                kb[nt][1] = kLog2e * elem_to_float((u16)(two >> 16));
+                kb[nt][0] = elem_to_float((u16)(two & 0xffffu));
+                kb[nt][1] = elem_to_float((u16)(two >> 16));
             }
         }
 #pragma unroll
@@ -142,7 +158,7 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
             for (int nt = 0; nt < kNTiles; nt++)
 #pragma unroll
                 for (int e = 0; e < 4; e++)
-                    s[mt][nt][e] = fmaf(s[mt][nt][e], p.scale_log2, kb[nt][e % 2]);
+                    s[mt][nt][e] = fmaf(s[mt][nt][e], scale, kb[nt][e % 2]);
         return;
     }
     if (kMode != 0) {  // staged: this thread's two adjacent keys in one 8- or 4-byte read
@@ -164,9 +180,8 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
                         b0 = elem_to_float((u16)(two & 0xffffu));
                         b1 = elem_to_float((u16)(two >> 16));
                     }
-                    s[mt][nt][2 * hf] = fmaf(b0, kLog2e, s[mt][nt][2 * hf] * p.scale_log2);
-                    s[mt][nt][2 * hf + 1] =
-                        fmaf(b1, kLog2e, s[mt][nt][2 * hf + 1] * p.scale_log2);
+                    s[mt][nt][2 * hf] = fmaf(s[mt][nt][2 * hf], scale, b0);
+                    s[mt][nt][2 * hf + 1] = fmaf(s[mt][nt][2 * hf + 1], scale, b1);
                 }
             }
         return;
@@ -184,7 +199,7 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
                     (kBiasRows == 1 || i < p.Lq) && j < p.Lk
                         ? bias_at(p, off + (kBiasRows == 1 ? 0 : (i64)i * p.bias_stride[2]) + j)
                         : 0.f;
-                s[mt][nt][e] = fmaf(bv, kLog2e, s[mt][nt][e] * p.scale_log2);
+                s[mt][nt][e] = fmaf(s[mt][nt][e], scale, bv);
             }
 }]=]
 
@@ -517,7 +532,7 @@ local acc_init = [=[
 
 -- A tile's scores through the SPEC §2 stages, in registers (s, this tile n0).
 local score_stages_text = [=[
-        // Scores in SPEC §2 order: scale, bias, softcap, then mask and causal; log2 units. Each
+        // Scores in SPEC §2 order: scale, bias, softcap, then mask and causal; natural units. Each
         // stage is its own loop with its choices made once per tile, not per score.
 $scale_bias
 $softcap_stage
@@ -554,7 +569,7 @@ local softmax_pack = [=[
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
                 // kSoftmaxScale: p.scale_log2 while scores are raw dot products (no stage ran),
-                // 1 once a stage turned them into log2 units; ex2(fma(s, scale, -max * scale)).
+                // log2(e) once a stage scaled them; ex2(fma(s, kSoftmaxScale, -max * kSoftmaxScale)).
                 const float use = mx == -kInf ? 0.f : mx * kSoftmaxScale;
                 alpha[mt][hf] = fast_exp2(fmaf(row_max[mt][hf], kSoftmaxScale, -use));
                 row_max[mt][hf] = mx;
@@ -742,7 +757,7 @@ local function each_score(body)
   return (elementwise:gsub("%$body", function() return body end))
 end
 
--- The per-tile score stages (log2 units after the first).
+-- The per-tile score stages (natural units, scale applied, after the first).
 local function score_stages(v, vars)
   if v.bias ~= "none" then
     vars.scale_bias = [=[
@@ -753,15 +768,18 @@ local function score_stages(v, vars)
         else
             add_bias<2>(p, sB_cur, bias_off, m0, n0, warp_row0, s);]=]
   elseif v.softcap then
-    vars.scale_bias = each_score("s[mt][nt][e] *= p.scale_log2;")
+    vars.scale_bias = each_score("s[mt][nt][e] *= p.scale;")
   else
     vars.scale_bias = ""  -- the softmax folds the scale into its ex2 argument
   end
-  vars.softmax_scale = (v.bias ~= "none" or v.softcap) and "1.f" or "p.scale_log2"
+  vars.softmax_scale = (v.bias ~= "none" or v.softcap) and "kLog2e" or "p.scale_log2"
   if v.softcap then
-    -- softcap * tanh(x / softcap) in natural units, then back to log2 units
-    vars.softcap_stage = each_score(
-      "s[mt][nt][e] = p.softcap * kLog2e * tanhf(s[mt][nt][e] * kLn2 / p.softcap);")
+    -- softcap * tanh(x / softcap), natural units in and out
+    -- tanh(y) = 1 - 2 / (e^{2y} + 1) on ex2 and rcp: absolute error ~1e-7 (what the logit
+    -- needs), few registers, no branches: with tanhf the mask-k.bias-q.softcap sm90a loop
+    -- spilled 24 bytes
+    vars.softcap_stage = each_score("s[mt][nt][e] = p.softcap * " ..
+      "fmaf(-2.f, fast_rcp(fast_exp2(s[mt][nt][e] * p.softcap_k) + 1.f), 1.f);")
   else
     vars.softcap_stage = ""
   end

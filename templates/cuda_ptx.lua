@@ -65,6 +65,13 @@ __device__ __forceinline__ u32 pack2(float lo, float hi)
     return r;
 }
 
+__device__ __forceinline__ float fast_rcp(float x)  // rcp(+inf) = +0
+{
+    float y;
+    asm("rcp.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
 __device__ __forceinline__ float fast_exp2(float x)  // ex2(-inf) = +0
 {
     float y;
