@@ -48,6 +48,9 @@ constexpr int kNTiles = kBlockN / 8;    // score n-tiles per warp row
 constexpr int kDTiles = kHeadDimPad / 8;
 constexpr int kKSteps = kHeadDimPad / 16;
 constexpr int kChunks = kHeadDim / 8;   // 16-byte chunks of a global row
+// Interior K/V tiles load without row checks; not in per-query-mask variants, which sit at the
+// register limit (with it, sm90a d128 mask-q.bias-q spilled 4 bytes, mask-q.bias-k.causal 12).
+constexpr bool kFastLoads = $fast_loads;
 $operand_layout
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
@@ -90,8 +93,10 @@ __device__ __forceinline__ void load_bias_rows(const FwdParams &p, const unsigne
     const unsigned char *src = bias_bh + ((i64)(m0 + r) * p.bias_stride[2] + n0) * kEsize + c * 16;
     const u32 dst = smem_u32(sB + r * kBiasPitch + c * 16);
 #pragma unroll
-    for (int k = 0; k < kBiasRows * kRowChunks / kThreads; k++)
-        cp_async16(dst + k * kRowStep * kBiasPitch, src + k * src_step, 16);
+    for (int k = 0; k < kBiasRows * kRowChunks / kThreads; k++) {
+        cp_async16(dst + k * kRowStep * kBiasPitch, src, 16);
+        src += src_step;
+    }
 }
 __device__ __forceinline__ void load_bias_tile(const FwdParams &p, const unsigned char *bias_bh,
                                                int m0, int n0, unsigned char *sB)
@@ -829,6 +834,7 @@ function M.emit(v)
     causal_ok0 = v.causal and "(i < p.Lq && j <= i + p.Lk - p.Lq)" or "true",
     causal_ok1 = v.causal and "(i < p.Lq && j + 1 <= i + p.Lk - p.Lq)" or "true",
     scan_row_key_end = v.causal and "i + diag + 1" or "p.Lk",
+    fast_loads = v.mask == "q" and "false" or "true",
     -- Interior scan rounds with their loads batched: not in causal variants, where the extra
     -- registers made ptxas spill (fwd.d128.bf16.mask-q.bias-q.w0.causal.sm90a: 12 bytes).
     scan_fast_end = v.causal and "" or

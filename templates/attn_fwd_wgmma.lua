@@ -43,10 +43,13 @@ __device__ __forceinline__ void load_rows(const u16 *base, i64 row_stride, int r
         const u16 *src = base + (i64)(r0 + row) * row_stride + ch * 8;
         const i64 src_step = kRowStep * row_stride;
         const u32 d = d0 + swz<kRows>(row, ch);
-        if (r0 + kRows <= limit) {  // interior: no row checks (SASS: 2 instructions a copy, not 6)
+        if (kFastLoads && r0 + kRows <= limit) {  // interior: no row checks (2 instructions a
+                                                  // copy in SASS, not 6)
 #pragma unroll
-            for (int k = 0; k < kRows * kChunks / kThreads; k++)
-                cp_async16(d + k * kRowStep * 128, src + k * src_step, 16);
+            for (int k = 0; k < kRows * kChunks / kThreads; k++) {
+                cp_async16(d + k * kRowStep * 128, src, 16);
+                src += src_step;  // (not src + k * src_step: 8 hoisted 64-bit offsets spill)
+            }
             return;
         }
 #pragma unroll
