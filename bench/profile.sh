@@ -3,7 +3,8 @@
 # variants (from a dmgen-built cache) and Nsight Compute's scheduler and warp-state sections for
 # one dmbench case per mask/bias layout pair. Run there after scripts/build.sh:
 #   run(command="bash bench/profile.sh", carry=["build"])
-# ARCH (default sm90a) picks the engine; DMATTN_TEMPLATE_DIR the templates profiled; DMATTN_BUILD_DIR the carried build folder; PAIRS the
+# ARCH (default sm90a) picks the engine; DMATTN_TEMPLATE_DIR the templates profiled; SOURCE=1
+# adds per-instruction counts (below); DMATTN_BUILD_DIR the carried build folder; PAIRS the
 # mask,bias layouts; the full warp-state section (stall reasons) is printed for each.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +37,7 @@ stall_metrics=$(for r in $reasons; do printf 'smsp__average_warps_issue_stalled_
 stall_metrics=${stall_metrics%,}
 for pair in $pairs; do
     IFS=, read -r m b <<<"$pair"
-    ncu --launch-skip 3 --launch-count 1 --section SchedulerStats --section WarpStateStats \
+    ncu --clock-control none --launch-skip 3 --launch-count 1 --section SchedulerStats --section WarpStateStats \
         --section Occupancy --section ComputeWorkloadAnalysis --section SpeedOfLight \
         --section MemoryWorkloadAnalysis --metrics "$stall_metrics" \
         "$build/dmbench" --L 4096 --D 128 --mask "$m" --bias "$b" --warmup 2 --iters 2 \
@@ -47,4 +48,17 @@ for pair in $pairs; do
     grep -E "issue_stalled" "$out/ncu-$m-$b.txt" | awk '{printf "  %s %s\n", $1, $NF}' |
         sed 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//' | sort -k2 -g -r | head -8
 done
+# SOURCE=1: per-instruction counts (executed, stall samples) for bench/sass_counts.py, gzipped;
+# at L=4096 D=128 the grid is 1024 blocks x 8 warps, each walking 32 key tiles:
+#   python3 bench/sass_counts.py src-q-q.csv.gz --warps 8192 --tiles 32
+if [ "${SOURCE:-0}" = 1 ]; then
+    for pair in $pairs; do
+        IFS=, read -r m b <<<"$pair"
+        ncu --clock-control none --launch-skip 3 --launch-count 1 --section SourceCounters \
+            --page source --print-source sass --csv "$build/dmbench" --L 4096 --D 128 --mask "$m" \
+            --bias "$b" --warmup 2 --iters 2 >"$out/src-$m-$b.csv" 2>"$out/src-$m-$b.err"
+        gzip -f "$out/src-$m-$b.csv"
+        python3 "$root/bench/sass_counts.py" "$out/src-$m-$b.csv.gz" --warps 8192 --tiles 32 --top 12
+    done
+fi
 rm -rf "$cache"
