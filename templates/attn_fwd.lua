@@ -368,8 +368,10 @@ __device__ __forceinline__ bool mask_bit(MaskBits bits, int mt, int hf, int nt, 
     return (bits >> (((mt * 2 + hf) * kNTiles + nt) * 2 + c)) & 1ull;
 }
 
-// Every byte of the staged tile true: 16 bytes per read, then one block-wide AND.
-__device__ __forceinline__ bool mask_tile_full(const unsigned char *sM)
+// Every byte of this thread's chunks of the staged tile true. They are the chunks this thread
+// copied (load_mask_tile maps threads to chunks the same way), so after its cp.async wait they
+// need no barrier: the block's verdict is the AND at the loop's first barrier.
+__device__ __forceinline__ bool mask_chunks_full(const unsigned char *sM)
 {
     constexpr int kRowChunks = kBlockN / 16;
     bool full = true;
@@ -378,7 +380,11 @@ __device__ __forceinline__ bool mask_tile_full(const unsigned char *sM)
         const uint4 w = *(const uint4 *)(sM + (c / kRowChunks) * kMaskPitch + (c % kRowChunks) * 16);
         full &= no_zero_byte(w.x) & no_zero_byte(w.y) & no_zero_byte(w.z) & no_zero_byte(w.w);
     }
-    return __syncthreads_and(full);
+    return full;
+}
+__device__ __forceinline__ bool mask_tile_full(const unsigned char *sM)
+{
+    return __syncthreads_and(mask_chunks_full(sM));
 }
 // The first tile at or after n with a visible entry (rows below Lq, keys below Lk, on or left of
 // the causal diagonal), n_end if none: every thread reads its 16-byte chunks of kScanTiles tiles
@@ -697,7 +703,7 @@ $loop_head
         cp_async_commit();
         cp_async_wait<1>();  // Q, this tile's K and bias, the tile before's V have landed
 $async_fence
-        __syncthreads();
+$top_barrier
 
 $mask_prefetch
         float s[kMTiles][kNTiles][4];
@@ -879,12 +885,20 @@ function M.emit(v)
       "    int n0 = next_tile(p, mask_bh, 0, n_end, warp_row0, m0, cur_bits);"
     -- The next tile's mask is read before this tile's QK^T, so its latency hides under the MMAs;
     -- only when that tile is all false does the vote walk on synchronously.
-    vars.mask_prefetch = [=[
+    -- A staged candidate whose bytes are all true (the dense case) needs no bits gathered and no
+    -- vote: cand < n_end makes some key of it visible to the block's last row. Key layout: every
+    -- warp reads the row (no barrier); per-query layout: the AND rides on the loop's first barrier
+    -- (a barrier of its own in causal variants: there the reads before the barrier made ptxas
+    -- spill 8 bytes in fwd.d128.bf16.mask-q.bias-q.w0.causal.sm90a).
+    vars.top_barrier = (v.mask == "q" and not v.causal) and [=[
         const int cand = n0 + kBlockN;
+        const bool cand_full =
+            __syncthreads_and($staged_mask && cand < n_end && mask_chunks_full(sM));]=] or [=[
+        __syncthreads();
+        const int cand = n0 + kBlockN;
+        const bool cand_full = $staged_mask && cand < n_end && mask_tile_full(sM);]=]
+    vars.mask_prefetch = [=[
         bool cand_any = false;
-        // A staged candidate whose bytes are all true (the dense case) needs no bits gathered and
-        // no vote: cand < n_end makes some key of it visible to the block's last row.
-        const bool cand_full = $staged_mask && cand < n_end && mask_tile_full(sM);
         MaskBits cand_bits = kMaskFull;
         if (!cand_full)
             cand_bits = cand >= n_end ? 0
@@ -894,7 +908,7 @@ function M.emit(v)
 $early_loads]=]
     vars.next_tile = [=[
         int n_next = n_end;
-        if (cand_full) {  // block-uniform (see mask_tile_full)
+        if (cand_full) {  // block-uniform (a barrier's AND, or the same row read in every warp)
             n_next = cand;
             next_bits = kMaskFull;
         } else if (cand < n_end) {
@@ -915,8 +929,9 @@ $early_loads]=]
         "                load_mask_tile(p, mask_bh, m0, n_next + kBlockN, sM);"
     end
     vars.mask_prefetch = vars.mask_prefetch:gsub("%$staged_mask", vars.staged_mask)
+    vars.top_barrier = vars.top_barrier:gsub("%$staged_mask", vars.staged_mask)
     -- An all-true candidate is the next tile, known before this tile's QK^T: its bias (and a
-    -- per-query mask's next tile: mask_tile_full ended with a barrier, so sM is free) load now,
+    -- per-query mask's next tile: every read of sM came before the verdict's barrier) load now,
     -- under this tile's whole MMA and softmax, instead of under the softmax alone.
     local early = {}
     if v.bias ~= "none" then
@@ -937,6 +952,7 @@ $early_loads]=]
     vars.mask_prefetch = vars.mask_prefetch:gsub("%$early_loads", function() return vars.early_loads end)
   else
     vars.first_tile = "    int n0 = 0;"
+    vars.top_barrier = "        __syncthreads();"
     vars.mask_prefetch, vars.mask_tile_first, vars.mask_tile_next = "", "", ""
     if v.bias ~= "none" then
       -- the next tile is always n0 + kBlockN: its bias loads under this tile's whole work (after
