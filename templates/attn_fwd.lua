@@ -685,12 +685,7 @@ $bias_bufs
     cp_async_commit();
 
 $first_tile
-    if (n0 < n_end) {
-        load_rows<kBlockN>(k_base, p.k_stride[1], n0, kv_limit, sK);
-$bias_tile_first
-$mask_tile_first
-    }
-    cp_async_commit();
+$k_loads_first
 
 $acc_init
     // Software pipeline: the P V of the tile before runs (on wgmma, asynchronously) while this
@@ -717,12 +712,7 @@ $mask_prefetch
 $score_stages
 $next_tile
         __syncthreads();  // every warp is done reading sK
-        if (n_next < n_end) {
-            load_rows<kBlockN>(k_base, p.k_stride[1], n_next, kv_limit, sK);
-$bias_tile_next
-$mask_tile_next
-        }
-        cp_async_commit();
+$k_loads_next
 
 $softmax_pack
         have_prev = true;
@@ -741,6 +731,15 @@ $async_fence
     }
 
 $epilogue]=]
+
+-- A tile's K, with its bias and the mask tile after it (the pieces given, possibly empty), into
+-- shared memory by cp.async as one group: the first tile before the loop, the next one inside.
+local function k_tile_loads(indent, n, bias_text, mask_text)
+  return indent .. "if (" .. n .. " < n_end) {\n" ..
+    indent .. "    load_rows<kBlockN>(k_base, p.k_stride[1], " .. n .. ", kv_limit, sK);\n" ..
+    bias_text .. "\n" .. mask_text .. "\n" ..
+    indent .. "}\n" .. indent .. "cp_async_commit();"
+end
 
 local function check_variant(v)
   if v.dir ~= "fwd" then
@@ -975,6 +974,8 @@ $early_loads]=]
   else
     vars.bias_tile_first, vars.bias_tile_next, vars.bias_flip, vars.bias_bufs = "", "", "", ""
   end
+  vars.k_loads_first = k_tile_loads("    ", "n0", vars.bias_tile_first, vars.mask_tile_first)
+  vars.k_loads_next = k_tile_loads("        ", "n_next", vars.bias_tile_next, vars.mask_tile_next)
   score_stages(v, vars)
   if v.mask ~= "none" then
     -- n0 comes from a vote: a loop entered on it makes ptxas serialize the wgmma pipeline
