@@ -392,9 +392,12 @@ __device__ __forceinline__ bool mask_tile_full(const unsigned char *sM)
 // kScanTiles tiles, not one per tile. Rows must be 16-byte aligned (p.mask_vec16).
 // One tile per round trip in registers (2 spill where the loop holds S, O and P), so the rounds
 // read L2: the tiles kScanAhead ahead are prefetched into it (no registers held), and the scan
-// runs at DRAM bandwidth instead of one tile per DRAM latency.
+// runs at DRAM bandwidth instead of one tile per DRAM latency. Measured (NOTES step 20, L=16384,
+// 1/8 of the tiles visible; speed relative to 2 ahead): 1 ahead 0.98x, 3 0.97-0.99x, 4 0.93x,
+// 8 0.77-0.80x, 16 0.61x, none 0.89x. A longer reach is slower, not faster: presumably the
+// prefetched lines crowd out the ones about to be read (not profiled).
 constexpr int kScanTiles = 1;
-constexpr int kScanAhead = 8;
+constexpr int kScanAhead = 2;
 __device__ __forceinline__ void prefetch_l2(const void *ptr)
 {
     asm volatile("prefetch.global.L2 [%0];\n" :: "l"(ptr));
@@ -839,7 +842,10 @@ function M.emit(v)
     causal_ok0 = v.causal and "(i < p.Lq && j <= i + p.Lk - p.Lq)" or "true",
     causal_ok1 = v.causal and "(i < p.Lq && j + 1 <= i + p.Lk - p.Lq)" or "true",
     scan_row_key_end = v.causal and "i + diag + 1" or "p.Lk",
-    fast_loads = v.mask == "q" and "false" or "true",
+    -- Row-check-free K/V copies. Per-query-mask variants keep the row checks where the fast
+    -- copies made ptxas spill: causal on wgmma (fwd.d128.bf16.mask-q.bias-k.w0.causal.sm90a,
+    -- 4 bytes) and every mma.sync one (fwd.d128.bf16.mask-q.bias-q.w0.sm80: 0 -> 108 bytes).
+    fast_loads = (v.mask == "q" and (v.causal or row.mma ~= "wgmma")) and "false" or "true",
     -- Interior scan rounds with their loads batched: not in causal variants, where the extra
     -- registers made ptxas spill (fwd.d128.bf16.mask-q.bias-q.w0.causal.sm90a: 12 bytes).
     scan_fast_end = v.causal and "" or
