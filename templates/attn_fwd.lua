@@ -808,7 +808,7 @@ end
 
 function M.emit(v)
   check_variant(v)
-  local row = tune.lookup("fwd", v.d, v.arch, v.causal)
+  local row = tune.lookup("fwd", v.d, v.arch, v.causal, { mask = v.mask, bias = v.bias })
   local entry = common.entry_name(v.key)
   local d_pad = (v.d + 15) // 16 * 16
   local block_m = 16 * row.m_tiles * row.warps

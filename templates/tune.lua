@@ -1,12 +1,29 @@
 -- tune.lua: looks a variant up in tuning.lua, following `like` fallbacks. A missing row is an
 -- error naming the (dir, d, arch) sought, so a new head_dim or arch cannot silently get a guess.
--- A row may also name `causal = true|false`; it then matches only such variants, and rows are
--- tried in order, so a causal-only row stands before the general one.
+-- A row may also name `causal = true|false`, `mask` or `bias` (a layout, "none" | "k" | "q", or a
+-- list of them); it then matches only such variants, and rows are tried in order, so a narrower
+-- row stands before the general one.
 local rows = require("tuning")
 
 local M = {}
 
-local function find(dir, d, arch, causal, seen)
+-- true when a row's layout field (nil, a layout, or a list of layouts) admits `layout`
+local function admits(field, layout)
+  if field == nil then
+    return true
+  end
+  if type(field) == "string" then
+    return field == layout
+  end
+  for _, l in ipairs(field) do
+    if l == layout then
+      return true
+    end
+  end
+  return false
+end
+
+local function find(dir, d, arch, v, seen)
   for _, row in ipairs(rows) do
     if row.dir == dir and row.arch == arch then
       if row.like then
@@ -14,9 +31,10 @@ local function find(dir, d, arch, causal, seen)
           error("tuning.lua: `like` loop through " .. arch, 0)
         end
         seen[arch] = true
-        return find(dir, d, row.like, causal, seen)
+        return find(dir, d, row.like, v, seen)
       end
-      if d >= row.d_min and d <= row.d_max and (row.causal == nil or row.causal == causal) then
+      if d >= row.d_min and d <= row.d_max and (row.causal == nil or row.causal == v.causal) and
+          admits(row.mask, v.mask) and admits(row.bias, v.bias) then
         return row
       end
     end
@@ -24,8 +42,11 @@ local function find(dir, d, arch, causal, seen)
   return nil
 end
 
-function M.lookup(dir, d, arch, causal)
-  local row = find(dir, d, arch, causal == true, {})
+-- layouts: { mask = "none"|"k"|"q", bias = ... }; absent ones are "none"
+function M.lookup(dir, d, arch, causal, layouts)
+  layouts = layouts or {}
+  local v = { causal = causal == true, mask = layouts.mask or "none", bias = layouts.bias or "none" }
+  local row = find(dir, d, arch, v, {})
   if not row then
     error(string.format("unsupported: no tuning row for (%s, d%d, %s)", dir, d, arch), 0)
   end

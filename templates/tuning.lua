@@ -1,7 +1,8 @@
 -- tuning.lua: tile shapes per (direction, head_dim range, arch[, causal]). Rows only, no logic:
 -- the lookup lives in tune.lua. Each row says what chose it; `like` rows are written-down
 -- fallbacks. block_m = 16 * m_tiles * warps query rows per block; block_n keys per tile (the
--- skip unit); mma = "wgmma" picks the sm_90a engine (default mma.sync). Sweeps:
+-- skip unit); mma = "wgmma" picks the sm_90a engine (default mma.sync); causal, mask and bias
+-- (a layout or a list of them) narrow a row to such variants (tune.lua). Sweeps:
 -- bench/sweep_tiles.sh on the lent H100, 2026-11-23, bf16 B=2 H=16 L=4096.
 return {
   { dir = "fwd", d_min = 8, d_max = 64, arch = "sm80", warps = 4, m_tiles = 2, block_n = 64,

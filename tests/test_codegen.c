@@ -256,6 +256,40 @@ START_TEST(causal_variants_take_the_causal_tuning_row)
 }
 END_TEST
 
+START_TEST(layout_rows_match_only_their_mask_and_bias_layouts)
+{
+    /* A row naming bias = "q" (or a list of mask layouts) stands before the general one and
+     * takes only those variants; the rest fall through to the general row. */
+    const char *table =
+        "return {\n"
+        "  { dir = 'fwd', d_min = 8, d_max = 256, arch = 'sm80', bias = 'q', warps = 4,\n"
+        "    m_tiles = 1, block_n = 64, why = 'test' },\n"
+        "  { dir = 'fwd', d_min = 8, d_max = 256, arch = 'sm80', mask = { 'k', 'q' }, warps = 4,\n"
+        "    m_tiles = 2, block_n = 64, why = 'test' },\n"
+        "  { dir = 'fwd', d_min = 8, d_max = 256, arch = 'sm80', warps = 4, m_tiles = 2,\n"
+        "    block_n = 32, why = 'test' },\n"
+        "}\n";
+    struct { dm_layout mask, bias; const char *tile; } cases[] = {
+        {DM_LAYOUT_NONE, DM_LAYOUT_Q, ": tile 64x64,"},  {DM_LAYOUT_K, DM_LAYOUT_Q, ": tile 64x64,"},
+        {DM_LAYOUT_K, DM_LAYOUT_NONE, ": tile 128x64,"}, {DM_LAYOUT_Q, DM_LAYOUT_K, ": tile 128x64,"},
+        {DM_LAYOUT_NONE, DM_LAYOUT_K, ": tile 128x32,"}, {DM_LAYOUT_NONE, DM_LAYOUT_NONE, ": tile 128x32,"},
+    };
+    char dir[64];
+    copy_templates(dir);
+    write_file(dir, "tuning.lua", table);
+    setenv("DMATTN_TEMPLATE_DIR", dir, 1);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        dm_variant v = make(64, DM_F16, cases[i].mask, cases[i].bias, false, false, DM_SM80);
+        char *src = emit_ok(&v);
+        ck_assert_msg(strstr(src, cases[i].tile) != NULL, "case %zu wants %s: %.160s", i,
+                      cases[i].tile, src);
+        free(src);
+    }
+    unsetenv("DMATTN_TEMPLATE_DIR");
+    dm_test_remove_dir(dir);
+}
+END_TEST
+
 START_TEST(the_tuning_row_picks_the_engine)
 {
     /* sm90a (what a 9.0 device maps to) gets wgmma; sm90 and sm80 keep mma.sync; the engine's
@@ -300,6 +334,7 @@ END_TEST
     X(missing_tuning_row_is_unsupported_naming_what_was_sought) \
     X(templates_cannot_reach_files_or_randomness) \
     X(causal_variants_take_the_causal_tuning_row) \
+    X(layout_rows_match_only_their_mask_and_bias_layouts) \
     X(the_tuning_row_picks_the_engine) \
     X(an_unknown_engine_in_the_tuning_table_is_an_error_naming_it)
 DM_TEST_MAIN("codegen", TESTS)
