@@ -395,9 +395,10 @@ __device__ __forceinline__ bool mask_tile_full(const unsigned char *sM)
 // runs at DRAM bandwidth instead of one tile per DRAM latency. Measured (NOTES step 20, L=16384,
 // 1/8 of the tiles visible; speed relative to 2 ahead): 1 ahead 0.98x, 3 0.97-0.99x, 4 0.93x,
 // 8 0.77-0.80x, 16 0.61x, none 0.89x. A longer reach is slower, not faster: presumably the
-// prefetched lines crowd out the ones about to be read (not profiled).
+// prefetched lines crowd out the ones about to be read (not profiled). 3, not 2: with 2 (and 1)
+// ptxas spilled 4-8 bytes in fwd.d128.bf16.mask-q.bias-q.w0.softcap.sm90a.
 constexpr int kScanTiles = 1;
-constexpr int kScanAhead = 2;
+constexpr int kScanAhead = 3;
 __device__ __forceinline__ void prefetch_l2(const void *ptr)
 {
     asm volatile("prefetch.global.L2 [%0];\n" :: "l"(ptr));
