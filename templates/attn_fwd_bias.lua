@@ -1,0 +1,147 @@
+-- attn_fwd_bias.lua: the forward family's bias pieces (attn_fwd.lua): one score's bias read from
+-- global memory, and a tile's bias (kBiasRows x kBlockN; one row for the key-side layout) staged
+-- into shared memory by cp.async and added to the scores.
+local M = {}
+
+-- Reading one score's bias: from the staged tile (q layout, aligned rows), else from global.
+M.helpers = [=[
+__device__ __forceinline__ float bias_at(const FwdParams &p, i64 off)
+{
+    if (p.bias_f32)
+        return ((const float *)p.bias)[off];
+    return elem_to_float(((const u16 *)p.bias)[off]);
+}]=]
+
+M.tile = [=[
+// The tile's bias (kBiasRows x kBlockN; one row for the key-side layout) into shared memory by
+// cp.async, when rows start 16-byte aligned. Issued with the tile's K, a whole tile ahead.
+// Interior tiles of a per-query bias: a fixed (row, chunk) per thread, copies at fixed shared
+// offsets (kEsize, 2 or 4 for fp32, a template argument so that every count is a constant).
+template <int kEsize>
+__device__ __forceinline__ void load_bias_rows(const FwdParams &p, const unsigned char *bias_bh,
+                                               int m0, int n0, unsigned char *sB)
+{
+    constexpr int kRowChunks = kBlockN * kEsize / 16;
+    static_assert(kThreads % kRowChunks == 0, "whole rows per pass");
+    constexpr int kRowStep = kThreads / kRowChunks;
+    const int r = threadIdx.x / kRowChunks, c = threadIdx.x % kRowChunks;
+    const i64 src_step = (i64)kRowStep * p.bias_stride[2] * kEsize;
+    const unsigned char *src = bias_bh + ((i64)(m0 + r) * p.bias_stride[2] + n0) * kEsize + c * 16;
+    const u32 dst = smem_u32(sB + r * kBiasPitch + c * 16);
+#pragma unroll
+    for (int k = 0; k < kBiasRows * kRowChunks / kThreads; k++) {
+        cp_async16(dst + k * kRowStep * kBiasPitch, src, 16);
+        src += src_step;
+    }
+}
+__device__ __forceinline__ void load_bias_tile(const FwdParams &p, const unsigned char *bias_bh,
+                                               int m0, int n0, unsigned char *sB)
+{
+    // (kThreads is a multiple of a row's chunks and of the rows they cover: powers of two)
+    if constexpr (kBiasRows > 1 && (kBiasRows * kBlockN * 2 / 16) % kThreads == 0) {
+        if (m0 + kBiasRows <= p.Lq && n0 + kBlockN <= p.Lk) {
+            if (kBiasPitch >= kBlockN * 4 && p.bias_f32)
+                load_bias_rows<4>(p, bias_bh, m0, n0, sB);
+            else
+                load_bias_rows<2>(p, bias_bh, m0, n0, sB);
+            return;
+        }
+    }
+    // Edge tiles and the key-side row. A row's chunk count is a power of two: shifts, no division.
+    const int esize = p.bias_f32 ? 4 : 2;
+    const int shift = p.bias_f32 ? __ffs(kBlockN * 4 / 16) - 1 : __ffs(kBlockN * 2 / 16) - 1;
+    const int chunks = 1 << shift;  // per row
+    for (int c = threadIdx.x; c < kBiasRows * chunks; c += kThreads) {
+        const int r = c >> shift, col = (c & (chunks - 1)) * (16 / esize);
+        const int i = m0 + r, j = n0 + col;
+        unsigned char *dst = sB + r * kBiasPitch + (c & (chunks - 1)) * 16;
+        const bool row_in = kBiasRows == 1 || i < p.Lq;
+        const unsigned char *src = bias_bh + ((i64)i * p.bias_stride[2] + j) * esize;
+        if (row_in && j + 16 / esize <= p.Lk) {
+            cp_async16(smem_u32(dst), src, 16);
+        } else {  // the row's tail (or no row): copy what exists, zero the rest, read nothing more
+            for (int e = 0; e < 16; e++)
+                dst[e] = row_in && j + e / esize < p.Lk ? src[e] : 0;
+        }
+    }
+}
+
+// Scores plus bias, in natural units: s = s * scale + bias, one FMA a score (the softmax's ex2
+// takes log2(e) in its own FMA, so no stage multiplies by it). kMode picks the
+// bias source once per tile, outside the element loops: 0 global (unaligned rows), 1 staged
+// fp32, 2 staged q dtype.
+template <int kMode>
+__device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char *sB, i64 off,
+                                         int m0, int n0, int warp_row0,
+                                         float (&s)[kMTiles][kNTiles][4])
+{
+    const int lane = threadIdx.x % 32;
+    const float scale = p.scale;  // read from the parameter bank: no register held for it
+    if (kBiasRows == 1 && kMode != 0) {
+        // key-side: one value per key, shared by this thread's rows: convert each once
+        float kb[kNTiles][2];
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; nt++) {
+            const int cc = nt * 8 + 2 * (lane % 4);  // two adjacent keys: one 8- or 4-byte read
+            if (kMode == 1) {
+                const float2 two = *(const float2 *)(sB + cc * 4);
+                kb[nt][0] = two.x;
+                kb[nt][1] = two.y;
+            } else {
+                const u32 two = *(const u32 *)(sB + cc * 2);
+                kb[nt][0] = elem_to_float((u16)(two & 0xffffu));
+                kb[nt][1] = elem_to_float((u16)(two >> 16));
+            }
+        }
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+            for (int nt = 0; nt < kNTiles; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    s[mt][nt][e] = fmaf(s[mt][nt][e], scale, kb[nt][e % 2]);
+        return;
+    }
+    if (kMode != 0) {  // staged: this thread's two adjacent keys in one 8- or 4-byte read
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int r = kBiasRows == 1 ? 0 : warp_row0 + mt * 16 + lane / 4 + hf * 8;
+#pragma unroll
+                for (int nt = 0; nt < kNTiles; nt++) {
+                    const int cc = nt * 8 + 2 * (lane % 4);
+                    float b0, b1;
+                    if (kMode == 1) {
+                        const float2 two = *(const float2 *)(sB + r * kBiasPitch + cc * 4);
+                        b0 = two.x;
+                        b1 = two.y;
+                    } else {
+                        const u32 two = *(const u32 *)(sB + r * kBiasPitch + cc * 2);
+                        b0 = elem_to_float((u16)(two & 0xffffu));
+                        b1 = elem_to_float((u16)(two >> 16));
+                    }
+                    s[mt][nt][2 * hf] = fmaf(s[mt][nt][2 * hf], scale, b0);
+                    s[mt][nt][2 * hf + 1] = fmaf(s[mt][nt][2 * hf + 1], scale, b1);
+                }
+            }
+        return;
+    }
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int r = kBiasRows == 1 ? 0 : warp_row0 + mt * 16 + lane / 4 + (e / 2) * 8;
+                const int cc = nt * 8 + 2 * (lane % 4) + e % 2;
+                const int i = m0 + r, j = n0 + cc;
+                const float bv =
+                    (kBiasRows == 1 || i < p.Lq) && j < p.Lk
+                        ? bias_at(p, off + (kBiasRows == 1 ? 0 : (i64)i * p.bias_stride[2]) + j)
+                        : 0.f;
+                s[mt][nt][e] = fmaf(s[mt][nt][e], scale, bv);
+            }
+}]=]
+
+return M

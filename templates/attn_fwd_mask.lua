@@ -1,0 +1,356 @@
+-- attn_fwd_mask.lua: the forward family's mask pieces (attn_fwd.lua): the vote that gathers a
+-- tile's mask bits for this thread's fragment and tells the block whether any entry is visible,
+-- the skip scan over runs of all-false tiles (one per layout: `k`, `q`), the staged candidate
+-- tile's loader and next_tile, which walks to the next tile with a visible entry.
+local M = {}
+
+-- The vote: reads the tile's mask entries of this thread's fragment into bits and tells the
+-- block whether any entry of the tile is visible (mask, bounds and causal together).
+M.vote_common = [=[
+// A mask byte is true when non-zero. True when none of w's four bytes is zero.
+__device__ __forceinline__ bool no_zero_byte(u32 w) { return ((w - 0x01010101u) & ~w & 0x80808080u) == 0; }]=]
+
+M.vote = {
+  k = [=[
+typedef u32 MaskBits;  // bit nt * 2 + c: key n0 + nt * 8 + 2 * (lane % 4) + c
+constexpr MaskBits kMaskFull = (MaskBits)((1ull << (2 * kNTiles)) - 1);
+// kStaged: read the row from sM, where load_mask_tile put it (zero past Lk).
+template <bool kStaged>
+__device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned char *mask_bh,
+                                              const unsigned char *sM, int n0, int warp_row0,
+                                              int m0, bool &any)
+{
+    const int lane = threadIdx.x % 32;
+    MaskBits bits = 0;
+    const unsigned char *row = kStaged ? sM - n0 : mask_bh;  // indexed by the absolute key j
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; nt++) {
+        const int j = n0 + nt * 8 + 2 * (lane % 4);
+        unsigned m0b = 0, m1b = 0;
+        if (kStaged || (p.mask_pairs && j + 1 < p.Lk)) {  // both keys in one 2-byte load
+            const unsigned short two = *(const unsigned short *)(row + j);
+            m0b = two & 0xffu;
+            m1b = two >> 8;
+        } else {
+            if (j < p.Lk) m0b = mask_bh[j];
+            if (j + 1 < p.Lk) m1b = mask_bh[j + 1];
+        }
+        bits |= (m0b ? 1u : 0u) << (nt * 2);
+        bits |= (m1b ? 1u : 0u) << (nt * 2 + 1);
+    }
+    // visible to some row of the block: rows < Lq, and (causal) up to the last row's diagonal
+    const int last_row = min(m0 + kBlockM, p.Lq) - 1;
+    const int j_max = min(p.Lk - 1, $causal_last_key);
+    if (n0 + kBlockN - 1 <= j_max) {  // the whole tile is in range: only the mask decides
+        any = bits != 0;
+        return bits;
+    }
+    u32 ok = 0;
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; nt++)
+#pragma unroll
+        for (int c = 0; c < 2; c++)
+            if (n0 + nt * 8 + 2 * (lane % 4) + c <= j_max)
+                ok |= 1u << (nt * 2 + c);
+    any = (bits & ok) != 0;
+    (void)warp_row0;
+    (void)sM;
+    (void)last_row;
+    return bits;
+}
+__device__ __forceinline__ bool mask_bit(MaskBits bits, int mt, int hf, int nt, int c)
+{
+    return (bits >> (nt * 2 + c)) & 1u;
+}
+
+// Every byte of the staged row true. Each warp reads the whole row, so every warp reaches the
+// same answer without a barrier.
+__device__ __forceinline__ bool mask_tile_full(const unsigned char *sM)
+{
+    bool full = true;
+#pragma unroll
+    for (int b = (threadIdx.x % 32) * 4; b < kBlockN; b += 128)
+        full &= no_zero_byte(*(const u32 *)(sM + b));
+    return __all_sync(0xffffffffu, full);
+}
+// The first tile at or after n (a multiple of kBlockN from it) with a visible key, n_end if none:
+// each thread reads one 16-byte chunk, so one memory round trip covers kScanTiles tiles, and a
+// run of all-false tiles costs one round trip per kScanTiles, not one per tile. Rows must be
+// 16-byte aligned (p.mask_vec16). Keys from n_end on are visible to no row (bounds, causal).
+constexpr int kScanTiles = kThreads * 16 / kBlockN;
+__device__ __forceinline__ int scan_visible(const FwdParams &p, const unsigned char *mask_bh, int n,
+                                            int n_end, int m0)
+{
+    __shared__ unsigned ballots[2][kWarps];  // per warp: which lanes saw a visible key
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (int round = 0; n < n_end; n += kScanTiles * kBlockN, round ^= 1) {
+        const int j = n + threadIdx.x * 16;
+        bool vis = false;
+        if (j < n_end) {
+            if (j + 16 <= n_end) {
+                const uint4 w = *(const uint4 *)(mask_bh + j);
+                vis = (w.x | w.y | w.z | w.w) != 0;
+            } else {
+                for (int e = 0; j + e < n_end; e++)
+                    vis |= mask_bh[j + e] != 0;
+            }
+        }
+        const unsigned b = __ballot_sync(0xffffffffu, vis);
+        if (lane == 0)
+            ballots[round][warp] = b;
+        __syncthreads();  // (the other round's buffer is free: everyone passed its read)
+#pragma unroll
+        for (int w = 0; w < kWarps; w++) {
+            const unsigned bw = ballots[round][w];
+            if (bw)  // the same in every thread: the first visible chunk's tile
+                return n + ((w * 32 + __ffs(bw) - 1) * 16 / kBlockN) * kBlockN;
+        }
+    }
+    (void)m0;
+    return n_end;
+}]=],
+  q = [=[
+typedef unsigned long long MaskBits;  // bit ((mt * 2 + hf) * kNTiles + nt) * 2 + c
+constexpr MaskBits kMaskFull =
+    kMTiles * 4 * kNTiles == 64 ? ~0ull : (1ull << (kMTiles * 4 * kNTiles)) - 1;
+static_assert(kMTiles * 2 * kNTiles * 2 <= 64, "mask bits fit one register pair");
+// kStaged: read the tile from sM, where load_mask_tile put it (zero past Lq and Lk).
+template <bool kStaged>
+__device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned char *mask_bh,
+                                              const unsigned char *sM, int n0, int warp_row0,
+                                              int m0, bool &any)
+{
+    const int lane = threadIdx.x % 32;
+    MaskBits bits = 0;
+    bool vis = false;
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            const int i = m0 + warp_row0 + mt * 16 + lane / 4 + hf * 8;
+            if (i >= p.Lq)
+                continue;
+            // indexed by the absolute key j either way
+            const unsigned char *row = kStaged ? sM + (i - m0) * kMaskPitch - n0
+                                               : mask_bh + (i64)i * p.mask_stride[2];
+#pragma unroll
+            for (int nt = 0; nt < kNTiles; nt++) {
+                const int j = n0 + nt * 8 + 2 * (lane % 4);
+                unsigned m0b = 0, m1b = 0;
+                if (kStaged || (p.mask_pairs && j + 1 < p.Lk)) {
+                    const unsigned short two = *(const unsigned short *)(row + j);
+                    m0b = two & 0xffu;
+                    m1b = two >> 8;
+                } else {
+                    if (j < p.Lk) m0b = row[j];
+                    if (j + 1 < p.Lk) m1b = row[j + 1];
+                }
+                const int bit = ((mt * 2 + hf) * kNTiles + nt) * 2;
+                if (m0b) {
+                    bits |= 1ull << bit;
+                    vis |= $causal_ok0;
+                }
+                if (m1b) {
+                    bits |= 1ull << (bit + 1);
+                    vis |= $causal_ok1;
+                }
+            }
+        }
+    any = vis;
+    return bits;
+}
+__device__ __forceinline__ bool mask_bit(MaskBits bits, int mt, int hf, int nt, int c)
+{
+    return (bits >> (((mt * 2 + hf) * kNTiles + nt) * 2 + c)) & 1ull;
+}
+
+// Every byte of this thread's chunks of the staged tile true. They are the chunks this thread
+// copied (load_mask_tile maps threads to chunks the same way), so after its cp.async wait they
+// need no barrier: the block's verdict is the AND at the loop's first barrier.
+__device__ __forceinline__ bool mask_chunks_full(const unsigned char *sM)
+{
+    constexpr int kRowChunks = kBlockN / 16;
+    bool full = true;
+#pragma unroll
+    for (int c = threadIdx.x; c < kBlockM * kRowChunks; c += kThreads) {
+        const uint4 w = *(const uint4 *)(sM + (c / kRowChunks) * kMaskPitch + (c % kRowChunks) * 16);
+        full &= no_zero_byte(w.x) & no_zero_byte(w.y) & no_zero_byte(w.z) & no_zero_byte(w.w);
+    }
+    return full;
+}
+__device__ __forceinline__ bool mask_tile_full(const unsigned char *sM)
+{
+    return __syncthreads_and(mask_chunks_full(sM));
+}
+// The first tile at or after n with a visible entry (rows below Lq, keys below Lk, on or left of
+// the causal diagonal), n_end if none: every thread reads its 16-byte chunks of kScanTiles tiles
+// before the block votes on each, so a run of all-false tiles costs one memory round trip per
+// kScanTiles tiles, not one per tile. Rows must be 16-byte aligned (p.mask_vec16).
+// One tile per round trip in registers (2 spill where the loop holds S, O and P), so the rounds
+// read L2: the tiles kScanAhead ahead are prefetched into it (no registers held), and the scan
+// runs at DRAM bandwidth instead of one tile per DRAM latency. Measured (NOTES step 20, L=16384,
+// 1/8 of the tiles visible; speed relative to 2 ahead): 1 ahead 0.98x, 3 0.97-0.99x, 4 0.93x,
+// 8 0.77-0.80x, 16 0.61x, none 0.89x. A longer reach is slower, not faster: presumably the
+// prefetched lines crowd out the ones about to be read (not profiled). 3, not 2: with 2 (and 1)
+// ptxas spilled 4-8 bytes in fwd.d128.bf16.mask-q.bias-q.w0.softcap.sm90a.
+constexpr int kScanTiles = 1;
+constexpr int kScanAhead = 3;
+__device__ __forceinline__ void prefetch_l2(const void *ptr)
+{
+    asm volatile("prefetch.global.L2 [%0];\n" :: "l"(ptr));
+}
+// Tile n's mask rows into L2: each row's first and last 128-byte line (rows are 16-byte aligned,
+// so kBlockN = 128 bytes may straddle two lines).
+__device__ __forceinline__ void prefetch_mask_tile(const FwdParams &p, const unsigned char *mask_bh,
+                                                   int n, int n_end, int m0)
+{
+    if (n >= n_end)
+        return;
+    const int last = min(kBlockN, n_end - n) - 1;
+    for (int r = threadIdx.x; r < kBlockM && m0 + r < p.Lq; r += kThreads) {
+        const unsigned char *row = mask_bh + (i64)(m0 + r) * p.mask_stride[2] + n;
+        prefetch_l2(row);
+        prefetch_l2(row + last);
+    }
+}
+__device__ __forceinline__ int scan_visible(const FwdParams &p, const unsigned char *mask_bh, int n,
+                                            int n_end, int m0)
+{
+    constexpr int kRowChunks = kBlockN / 16;
+    constexpr int kPer = kBlockM * kRowChunks / kThreads;  // chunks per thread per tile
+    static_assert(kBlockM * kRowChunks % kThreads == 0, "whole chunks per thread");
+    static_assert(kBlockN <= 128, "a row's tile spans at most two 128-byte lines");
+    const int diag = p.Lk - p.Lq;
+    (void)diag;
+$scan_fast_end
+#pragma unroll 1
+    for (int a = 1; a < kScanAhead; a++)
+        prefetch_mask_tile(p, mask_bh, n + a * kBlockN, n_end, m0);
+#pragma unroll 1
+    for (; n < n_end; n += kScanTiles * kBlockN) {
+        prefetch_mask_tile(p, mask_bh, n + kScanAhead * kBlockN, n_end, m0);
+        bool vis[kScanTiles];
+$scan_fast_path
+#pragma unroll
+        for (int g = 0; g < kScanTiles; g++) {
+            vis[g] = false;
+#pragma unroll
+            for (int k = 0; k < kPer; k++) {
+                const int c = threadIdx.x + k * kThreads;
+                const int i = m0 + c / kRowChunks, j = n + g * kBlockN + (c % kRowChunks) * 16;
+                const int j_end = min(n_end, $scan_row_key_end);  // keys from here on: invisible
+                if (i >= p.Lq || j >= j_end)
+                    continue;
+                const unsigned char *src = mask_bh + (i64)i * p.mask_stride[2] + j;
+                if (j + 16 <= j_end) {
+                    const uint4 w = *(const uint4 *)src;
+                    vis[g] |= (w.x | w.y | w.z | w.w) != 0;
+                } else {
+                    for (int e = 0; j + e < j_end; e++)
+                        vis[g] |= src[e] != 0;
+                }
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < kScanTiles; g++)
+            if (__syncthreads_or(vis[g]))
+                return n + g * kBlockN;
+    }
+    return n_end;
+}]=],
+}
+
+-- The candidate tile's mask (kMaskRows x kBlockN bytes) staged by cp.async with the K of the tile
+-- before it, so the vote on it reads shared memory.
+M.tile = [=[
+// Rows must start 16-byte aligned (p.mask_vec16). Interior tiles take the fast path: each thread
+// has a fixed (row, chunk) and only steps pointers; edge tiles check every chunk, copy what
+// exists and zero the rest.
+__device__ __forceinline__ void load_mask_tile(const FwdParams &p, const unsigned char *mask_bh,
+                                               int m0, int n0, unsigned char *sM)
+{
+    constexpr int kRowChunks = kBlockN / 16;
+    const bool interior = (kMaskRows == 1 || m0 + kMaskRows <= p.Lq) && n0 + kBlockN <= p.Lk;
+    if constexpr (kThreads % kRowChunks == 0 && (kMaskRows * kRowChunks) % kThreads == 0) {
+        if (interior) {
+            constexpr int kRowStep = kThreads / kRowChunks;
+            const int r = threadIdx.x / kRowChunks, col = (threadIdx.x % kRowChunks) * 16;
+            const unsigned char *src = mask_bh + (i64)(m0 + r) * p.mask_stride[2] + n0 + col;
+            const u32 dst = smem_u32(sM + r * kMaskPitch + col);
+#pragma unroll
+            for (int k = 0; k < kMaskRows * kRowChunks / kThreads; k++)
+                cp_async16(dst + k * kRowStep * kMaskPitch, src + k * kRowStep * p.mask_stride[2],
+                           16);
+            return;
+        }
+    }
+    for (int c = threadIdx.x; c < kMaskRows * kRowChunks; c += kThreads) {
+        const int r = c / kRowChunks, col = (c % kRowChunks) * 16;
+        const int i = m0 + r, j = n0 + col;
+        const bool row_in = kMaskRows == 1 || i < p.Lq;
+        unsigned char *dst = sM + r * kMaskPitch + col;
+        const unsigned char *src = mask_bh + (kMaskRows == 1 ? 0 : (i64)i * p.mask_stride[2]) + j;
+        if (row_in && j + 16 <= p.Lk) {
+            cp_async16(smem_u32(dst), src, 16);
+        } else {  // the row's tail (or no row): copy what exists, zero the rest
+            for (int e = 0; e < 16; e++)
+                dst[e] = row_in && j + e < p.Lk ? src[e] : 0;
+        }
+    }
+}]=]
+
+M.next_tile_fn = [=[
+// The first tile at or after n whose mask has a visible entry, its bits in *bits; n_end if none.
+// Block-uniform: every thread votes, __syncthreads_or decides.
+__device__ __forceinline__ int next_tile(const FwdParams &p, const unsigned char *mask_bh, int n,
+                                         int n_end, int warp_row0, int m0, MaskBits &bits)
+{
+    if (p.mask_vec16) {  // many tiles per memory round trip, then this thread's bits of the one
+        n = scan_visible(p, mask_bh, n, n_end, m0);
+        bool any;
+        bits = n < n_end ? load_mask<false>(p, mask_bh, nullptr, n, warp_row0, m0, any) : 0;
+        return n;
+    }
+    for (; n < n_end; n += kBlockN) {
+        bool any = false;
+        bits = load_mask<false>(p, mask_bh, nullptr, n, warp_row0, m0, any);
+        if (__syncthreads_or(any))
+            return n;
+    }
+    bits = 0;  // nothing visible: a pass over n_end masks every score
+    return n_end;
+}]=]
+
+-- The per-query scan's variant-dependent text, for the `q` vote above.
+function M.scan_vars(v)
+  return {
+    scan_row_key_end = v.causal and "i + diag + 1" or "p.Lk",
+    -- Interior scan rounds with their loads batched: not in causal variants, where the extra
+    -- registers made ptxas spill (fwd.d128.bf16.mask-q.bias-q.w0.causal.sm90a: 12 bytes).
+    scan_fast_end = v.causal and "" or
+      "    // rounds ending here or before are interior (see below); none when rows run past Lq\n" ..
+      "    const int fast_end = m0 + kBlockM <= p.Lq ? n_end : 0;",
+    scan_fast_path = v.causal and "" or [=[
+        // Interior rounds (every row below Lq, every key below n_end) issue all their loads
+        // before using any: one round trip, not one per chunk.
+        if (n + kScanTiles * kBlockN <= fast_end) {
+            const unsigned char *src = mask_bh + (i64)(m0 + threadIdx.x / kRowChunks) * p.mask_stride[2] +
+                                       n + (threadIdx.x % kRowChunks) * 16;
+            const i64 step = (i64)(kThreads / kRowChunks) * p.mask_stride[2];  // rows between k
+#pragma unroll
+            for (int g = 0; g < kScanTiles; g++) {
+                uint4 w[kPer];
+#pragma unroll
+                for (int k = 0; k < kPer; k++)
+                    w[k] = *(const uint4 *)(src + k * step + g * kBlockN);
+                u32 any = 0;
+#pragma unroll
+                for (int k = 0; k < kPer; k++)
+                    any |= w[k].x | w[k].y | w[k].z | w[k].w;
+                vis[g] = any != 0;
+            }
+        } else]=],
+  }
+end
+
+return M
