@@ -18,11 +18,13 @@ return {
   { dir = "fwd", arch = "sm89", like = "sm80" },
   { dir = "fwd", arch = "sm90", like = "sm80" },
   -- sm90a: wgmma, two warpgroups of 64 rows. d up to 128: 128-key tiles (S and O are 64
-  -- registers each per thread); larger d: 64-key tiles so O's 128 registers fit. Not yet swept.
+  -- registers each per thread); larger d: 64-key tiles so O's 128 registers fit.
   { dir = "fwd", d_min = 8, d_max = 64, arch = "sm90a", mma = "wgmma", warps = 8, m_tiles = 1,
     block_n = 128, why = "as d128; not yet swept (legal wgmma shapes: warps 4|8, block_n 64|128)" },
   { dir = "fwd", d_min = 72, d_max = 128, arch = "sm90a", mma = "wgmma", warps = 8, m_tiles = 1,
-    block_n = 128, why = "FA3's 128x128 for d128; first wgmma version, not yet swept" },
+    block_n = 128, why = "swept (RESULTS, session 5): beats 128x64, 64x128 and 64x64 for every " ..
+    "mask/bias layout by 15-30%; without mask and bias 64x128 x4 is +8.6% " ..
+    "(bench/patches/nobias-4warps.patch, not yet under the GPU suite)" },
   { dir = "fwd", d_min = 136, d_max = 256, arch = "sm90a", mma = "wgmma", warps = 8, m_tiles = 1,
     block_n = 64, why = "FA3 uses 128x80 for d256; 64 keeps whole 16-key steps; not yet swept " ..
     "(legal: warps 4|8, block_n 32|64; 128 spills 628+ bytes)" },
