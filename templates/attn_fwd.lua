@@ -528,8 +528,6 @@ $early_loads]=]
   buf.add(engine.loads_and_gemms)
   if v.bias ~= "none" then
     buf.add(bias.helpers)
-  end
-  if v.bias ~= "none" then
     buf.add(bias.tile)
   end
   if v.mask ~= "none" then
