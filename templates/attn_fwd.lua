@@ -67,7 +67,10 @@ constexpr int kSmemBias = 2 * kBiasRows * kBiasPitch;  // double buffered: this 
 constexpr int kMaskRows = $mask_rows;          // staged mask rows: kBlockM (q layout) or 1 (k)
 constexpr int kMaskPitch = kBlockN + 16;       // bytes per staged mask row; +16: banks
 constexpr int kSmemMask = $mask_smem;
-constexpr int kSmemBytes = kSmemAlign + kSmemQ + 3 * kSmemKV + kSmemBias + kSmemMask;
+constexpr int kSmemScan = $scan_smem;          // the key-mask scan's ballots, after sM
+constexpr int kSmemDeclAlign = $smem_decl_align;  // smem_raw's declared alignment
+constexpr int kSmemSlack = $smem_slack;        // bytes to reach kSmemAlign when not declared
+constexpr int kSmemBytes = kSmemSlack + kSmemQ + 3 * kSmemKV + kSmemBias + kSmemMask + kSmemScan;
 static_assert(kSmemBytes == $smem_bytes, "launch smem (from Lua) matches the layout");]=]
 
 -- Pieces every kernel body of this family shares (spliced in before the variables are filled).
@@ -196,7 +199,7 @@ local epilogue = [=[
 local kernel = [=[
 extern "C" __global__ void __launch_bounds__($launch_bounds) $entry(const FwdParams p)
 {
-    extern __shared__ __align__(16) unsigned char smem_raw[];
+    extern __shared__ __align__(kSmemDeclAlign) unsigned char smem_raw[];
 $smem_base
     u16 *sQ = (u16 *)smem;
     u16 *sK = (u16 *)(smem + kSmemQ);
@@ -366,18 +369,35 @@ function M.emit(v)
   -- staged bias: rows of block_n elements plus 16 bytes, two buffers. Room for fp32 rows unless
   -- that would not fit next to wgmma's larger tiles: then fp32 per-query bias is read from global.
   local bias_rows = v.bias == "q" and block_m or v.bias == "k" and 1 or 0
-  local bias_esize = (v.bias == "q" and row.mma == "wgmma") and 2 or 4
+  local declared = row.mma == "wgmma" and row.warps == 4  -- two blocks an SM: see smem_slack
+  -- staged bias at 2 bytes a value (fp32 bias then read from global) where the room is short:
+  -- per-query rows next to wgmma's tiles, and the key row where two blocks must share an SM
+  local bias_esize = (row.mma == "wgmma" and (v.bias == "q" or declared)) and 2 or 4
   local bias_pitch = v.bias ~= "none" and row.block_n * bias_esize + 16 or 0
   local bias_smem = 2 * bias_rows * bias_pitch
   local mask_rows = v.mask == "q" and block_m or v.mask == "k" and 1 or 0
   local mask_smem = mask_rows * (row.block_n + 16)
-  local smem = engine.smem_align + engine.smem_operands(block_m, row.block_n, d_pad) + bias_smem +
-    mask_smem
+  -- the key-mask scan's ballots: in the dynamic array where its alignment is declared (a static
+  -- array would move its base off 1024), else static (in the dynamic array, ptxas spilled 4 bytes
+  -- in fwd.d256.bf16.mask-k.bias-q.w0.sm90a)
+  local scan_smem = (v.mask == "k" and declared) and 2 * row.warps * 4 or 0
+  -- wgmma atoms need 1024-byte alignment: declared on the dynamic array where two blocks of 4 warps
+  -- must share an SM (slack would push them past 114 KB each), else reached with 1024 bytes of
+  -- slack (declaring it in 8-warp variants made ptxas spill 4-16 bytes in two of them)
+  local smem_slack = (row.mma == "wgmma" and not declared) and 1024 or 0
+  local smem = smem_slack + engine.smem_operands(block_m, row.block_n, d_pad) + bias_smem +
+    mask_smem + scan_smem
 
   local vars = {
     d = v.d, d_pad = d_pad, block_n = row.block_n, warps = row.warps, m_tiles = row.m_tiles,
     entry = entry, bias_rows = bias_rows, bias_pitch = bias_pitch, smem_bytes = smem,
-    mask_smem = mask_smem, mask_rows = mask_rows, operand_layout = engine.layout, launch_bounds = engine.launch_bounds,
+    mask_smem = mask_smem, mask_rows = mask_rows, scan_smem = scan_smem, smem_slack = smem_slack,
+    smem_decl_align = declared and 1024 or 16,
+    ballots_decl = declared and [=[
+    extern __shared__ __align__(kSmemDeclAlign) unsigned char smem_raw[];
+    unsigned (*ballots)[kWarps] =
+        (unsigned (*)[kWarps])(smem_raw + kSmemSlack + kSmemQ + 3 * kSmemKV + kSmemBias + kSmemMask);]=]
+      or "    __shared__ unsigned ballots[2][kWarps];", operand_layout = engine.layout, launch_bounds = engine.launch_bounds,
     async_fence = engine.async_fence,
     smem_base = row.mma == "wgmma" and
       "    unsigned char *smem = smem_raw + (0u - smem_u32(smem_raw)) % kSmemAlign;  // atoms 1024-aligned"

@@ -81,7 +81,8 @@ constexpr int kScanTiles = kThreads * 16 / kBlockN;
 __device__ __forceinline__ int scan_visible(const FwdParams &p, const unsigned char *mask_bh, int n,
                                             int n_end, int m0)
 {
-    __shared__ unsigned ballots[2][kWarps];  // per warp: which lanes saw a visible key
+    // per warp: which lanes saw a visible key
+$ballots_decl
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     for (int round = 0; n < n_end; n += kScanTiles * kBlockN, round ^= 1) {
         const int j = n + threadIdx.x * 16;

@@ -139,7 +139,6 @@ __device__ __forceinline__ void pv_none() {}
 __device__ __forceinline__ void pv_wait(float (&)[kMTiles][kDTiles][4]) {}
 ]=]
 
-M.smem_align = 0
 M.launch_bounds = "kThreads"
 M.async_fence = ""
 

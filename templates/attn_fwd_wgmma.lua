@@ -12,7 +12,8 @@ M.layout = [=[
 // Operands sit in 128-byte-swizzled shared memory, the layout wgmma reads through descriptors: a
 // tile of R rows is cut into atoms of 64 columns (128 bytes of a row); atom a holds rows [0, R)
 // at 128 bytes each, the 16-byte chunk c of row r stored at chunk c ^ (r % 8). Every atom starts
-// 1024-byte aligned, as the swizzle works on address bits 4-9 (kSmemAlign: slack to align).
+// 1024-byte aligned, as the swizzle works on address bits 4-9: by the dynamic array's declared
+// alignment where two blocks must share an SM (4 warps), else by kSmemSlack bytes of slack.
 constexpr int kAtoms = (kHeadDimPad + 63) / 64;
 constexpr int kSmemQ = kAtoms * kBlockM * 128;
 constexpr int kSmemKV = kAtoms * kBlockN * 128;  // one K or V buffer
@@ -153,7 +154,6 @@ __device__ __forceinline__ void pv_wait(float (&acc_o)[kMTiles][kDTiles][4])
 }
 ]=]
 
-M.smem_align = 1024
 M.launch_bounds = "kThreads, 1"  -- one block per SM: the register file is the budget
 M.async_fence = "        fence_proxy_async();  // cp.async writes, then wgmma reads"
 

@@ -21,10 +21,14 @@ return {
   -- registers each per thread); larger d: 64-key tiles so O's 128 registers fit.
   { dir = "fwd", d_min = 8, d_max = 64, arch = "sm90a", mma = "wgmma", warps = 8, m_tiles = 1,
     block_n = 128, why = "as d128; not yet swept (legal wgmma shapes: warps 4|8, block_n 64|128)" },
+  { dir = "fwd", d_min = 72, d_max = 128, arch = "sm90a", causal = false, mask = { "none", "k" },
+    bias = { "none", "k" }, mma = "wgmma", warps = 4, m_tiles = 1, block_n = 128,
+    why = "key layouts d128: 64x128 x4 warps, two blocks an SM (<= 115712 bytes of smem each); " ..
+      "L=4096 D=128 (RESULTS, session 6): key bias 392.8-406.9 vs 360.7, none 492.8-512.7 vs " ..
+      "452.2 TFLOP/s for 128x128 x8" },
   { dir = "fwd", d_min = 72, d_max = 128, arch = "sm90a", mma = "wgmma", warps = 8, m_tiles = 1,
     block_n = 128, why = "swept (RESULTS, session 5): beats 128x64, 64x128 and 64x64 for every " ..
-    "mask/bias layout by 15-30%; without mask and bias 64x128 x4 is +8.6% " ..
-    "(bench/patches/nobias-4warps.patch, not yet under the GPU suite)" },
+    "mask/bias layout by 15-30% (key layouts non-causal: the 4-warp row above)" },
   { dir = "fwd", d_min = 136, d_max = 256, arch = "sm90a", mma = "wgmma", warps = 8, m_tiles = 1,
     block_n = 64, why = "FA3 uses 128x80 for d256; 64 keeps whole 16-key steps; not yet swept " ..
     "(legal: warps 4|8, block_n 32|64; 128 spills 628+ bytes)" },
