@@ -5,22 +5,30 @@
 -- (a layout or a list of them) narrow a row to such variants (tune.lua). Sweeps:
 -- bench/sweep_tiles.sh on the lent H100, 2026-11-23, bf16 B=2 H=16 L=4096.
 return {
+  { dir = "fwd", d_min = 8, d_max = 64, arch = "sm80", bias = "q", warps = 4, m_tiles = 1,
+    block_n = 64, why = "d64 fullbias (timed as sm90 on the H100, RESULTS session 6): " ..
+      "64x64 132.2 vs 128x64 112.1, 128x32 110.1, 64x128 107.1, 128x64 x8 111.4 TFLOP/s" },
   { dir = "fwd", d_min = 8, d_max = 64, arch = "sm80", warps = 4, m_tiles = 2, block_n = 64,
-    why = "FA2-like 128x64, 32 rows per warp; not yet swept (d64 keybias 181 TFLOP/s)" },
+    why = "d64: FA2-like 128x64, 32 rows per warp, best of 5 shapes for nobias 286.3, keybias " ..
+      "233.8, causal keybias 178.4 TFLOP/s (next: 64x64 264.0 / 201.7 / 170.3)" },
   { dir = "fwd", d_min = 72, d_max = 128, arch = "sm80", causal = true, warps = 4, m_tiles = 1,
     block_n = 64,
     why = "d128 causal keybias: 64x64 184 vs 128x32 158 TFLOP/s (short diagonal rows balance)" },
   { dir = "fwd", d_min = 72, d_max = 128, arch = "sm80", warps = 4, m_tiles = 2, block_n = 32,
     why = "d128: 128x32 x4 warps best of 4 shapes: nobias 323, keybias 210, fullbias 109 TFLOP/s" },
   { dir = "fwd", d_min = 136, d_max = 256, arch = "sm80", warps = 4, m_tiles = 1, block_n = 32,
-    why = "64x32: acc_o of 16 rows x 256 fits without spills; not yet swept (d256 keybias 198)" },
+    why = "d256: 64x32 x4, the only swept shape within sm86/sm89's 99 KB of smem; fullbias " ..
+      "198.6 (best of 4); 128x64 x8 is faster on the H100 (nobias 269.4 vs 256.4, keybias 242.5 " ..
+      "vs 211.3) but needs 168960+ bytes, more than the A100's 166912" },
   { dir = "fwd", arch = "sm86", like = "sm80" },
   { dir = "fwd", arch = "sm89", like = "sm80" },
   { dir = "fwd", arch = "sm90", like = "sm80" },
   -- sm90a: wgmma, two warpgroups of 64 rows. d up to 128: 128-key tiles (S and O are 64
   -- registers each per thread); larger d: 64-key tiles so O's 128 registers fit.
-  { dir = "fwd", d_min = 8, d_max = 64, arch = "sm90a", mma = "wgmma", warps = 8, m_tiles = 1,
-    block_n = 128, why = "as d128; not yet swept (legal wgmma shapes: warps 4|8, block_n 64|128)" },
+  { dir = "fwd", d_min = 8, d_max = 64, arch = "sm90a", mma = "wgmma", warps = 4, m_tiles = 1,
+    block_n = 128, why = "d64: 64x128 x4 best of 4 shapes in every case: nobias 412.5, keybias " ..
+      "281.4, fullbias 184.9, causal keybias 236.3 TFLOP/s (128x128 x8: 326.5 / 244.0 / 162.8 / " ..
+      "202.2)" },
   { dir = "fwd", d_min = 72, d_max = 128, arch = "sm90a", causal = false, mask = { "none", "k" },
     bias = { "none", "k" }, mma = "wgmma", warps = 4, m_tiles = 1, block_n = 128,
     why = "key layouts d128: 64x128 x4 warps, two blocks an SM (<= 115712 bytes of smem each); " ..
@@ -30,7 +38,8 @@ return {
     block_n = 128, why = "swept (RESULTS, session 5): beats 128x64, 64x128 and 64x64 for every " ..
     "mask/bias layout by 15-30% (key layouts non-causal: the 4-warp row above)" },
   { dir = "fwd", d_min = 136, d_max = 256, arch = "sm90a", mma = "wgmma", warps = 8, m_tiles = 1,
-    block_n = 64, why = "FA3 uses 128x80 for d256; 64 keeps whole 16-key steps; not yet swept " ..
-    "(legal: warps 4|8, block_n 32|64; 128 spills 628+ bytes)" },
+    block_n = 64, why = "d256: 128x64 x8 best of 4 shapes in every case: nobias 490.7, keybias " ..
+      "397.5, fullbias 262.5, causal keybias 339.9 TFLOP/s (128x32 x8: 394.5 / 299.4 / 262.7 / " ..
+      "252.8; 4 warps far behind); block_n 128 spills 628+ bytes" },
   { dir = "fwd", arch = "sm90a", like = "sm90" },
 }
