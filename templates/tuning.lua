@@ -23,8 +23,9 @@ return {
   { dir = "fwd", arch = "sm86", like = "sm80" },
   { dir = "fwd", arch = "sm89", like = "sm80" },
   { dir = "fwd", arch = "sm90", like = "sm80" },
-  -- sm90a: wgmma, two warpgroups of 64 rows. d up to 128: 128-key tiles (S and O are 64
-  -- registers each per thread); larger d: 64-key tiles so O's 128 registers fit.
+  -- sm90a: wgmma, one warpgroup (4 warps) or two of 64 rows each. d up to 128: 128-key tiles (S
+  -- and O are 64 registers each per thread); larger d: 64-key tiles so O's 128 registers fit. One
+  -- warpgroup where two blocks then share an SM (their loads and math interleave).
   { dir = "fwd", d_min = 8, d_max = 64, arch = "sm90a", mma = "wgmma", warps = 4, m_tiles = 1,
     block_n = 128, why = "d64: 64x128 x4 best of 4 shapes in every case: nobias 412.5, keybias " ..
       "281.4, fullbias 184.9, causal keybias 236.3 TFLOP/s (128x128 x8: 326.5 / 244.0 / 162.8 / " ..
