@@ -102,6 +102,28 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
                     s[mt][nt][e] = fmaf(s[mt][nt][e], scale, kb[nt][e % 2]);
         return;
     }
+    if constexpr (kMode == 2 && kBiasRows > 1) {
+        // staged q dtype: ldmatrix hands out the tile in the accumulator's layout, two 8x8 blocks
+        // a load (rows 0-7 and 8-15 of key block nt; lanes 0-15 give the row addresses, 16-byte
+        // aligned, 8 rows on 8 bank groups as kBiasPitch is an odd multiple of 16): half the
+        // shared loads of one 4-byte read per two keys (x4, two key blocks a load, spilled)
+        static_assert(kBiasPitch % 32 == 16, "ldmatrix rows on distinct bank groups");
+        const u32 base = smem_u32(sB) + (warp_row0 + lane % 16) * kBiasPitch;
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+            for (int nt = 0; nt < kNTiles; nt++) {
+                u32 two[2];
+                ldmatrix_x2(base + mt * 16 * kBiasPitch + nt * 16, two[0], two[1]);
+#pragma unroll
+                for (int e = 0; e < 4; e++) {  // as in s: e / 2 the row half, e % 2 the key
+                    const u32 w = two[e / 2];
+                    const float b = elem_to_float((u16)(e % 2 ? w >> 16 : w & 0xffffu));
+                    s[mt][nt][e] = fmaf(s[mt][nt][e], scale, b);
+                }
+            }
+        return;
+    }
     if (kMode != 0) {  // staged: this thread's two adjacent keys in one 8- or 4-byte read
 #pragma unroll
         for (int mt = 0; mt < kMTiles; mt++)

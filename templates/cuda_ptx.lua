@@ -5,13 +5,8 @@ local M = {}
 
 local mma_types = { f16 = "f16", bf16 = "bf16" }
 
--- ldmatrix and mma.sync m16n8k16: only the mma.sync engine uses them.
+-- ldmatrix.trans and mma.sync m16n8k16: only the mma.sync engine uses them.
 local mma_sync_text = [=[
-__device__ __forceinline__ void ldmatrix_x4(u32 addr, u32 &r0, u32 &r1, u32 &r2, u32 &r3)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr));
-}
 __device__ __forceinline__ void ldmatrix_x4_trans(u32 addr, u32 &r0, u32 &r1, u32 &r2, u32 &r3)
 {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -28,7 +23,7 @@ __device__ __forceinline__ void mma_16816(float *d, const u32 *a, u32 b0, u32 b1
 }
 ]=]
 
--- with_mma_sync: also the ldmatrix and mma.sync wrappers (absent from wgmma kernels).
+-- with_mma_sync: also the ldmatrix.trans and mma.sync wrappers (absent from wgmma kernels).
 function M.emit(buf, dtype, with_mma_sync)
   local t = mma_types[dtype]
   if not t then
@@ -47,6 +42,18 @@ __device__ __forceinline__ void cp_async16(u32 dst, const void *src, int src_byt
 {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
                  :: "r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+// Four 8x8 tiles of 16-bit elements, lanes 8i..8i+7 giving tile i's row addresses: thread t gets
+// row t/4, elements 2(t%4) and 2(t%4)+1 of each, the accumulator layout of mma.sync and wgmma
+// (the operand loads of the mma.sync engine, the staged bias tile of both).
+__device__ __forceinline__ void ldmatrix_x4(u32 addr, u32 &r0, u32 &r1, u32 &r2, u32 &r3)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x2(u32 addr, u32 &r0, u32 &r1)  // lanes 0-15 give rows
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r0), "=r"(r1) : "r"(addr));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N> __device__ __forceinline__ void cp_async_wait()
