@@ -13,7 +13,7 @@
 #include "driver.h"
 #include "fwd_plan.h"
 
-static const dm_driver *drv(void)
+const dm_driver *gpu_drv(void)
 {
     char why[256];
     return dm_driver_get(why, sizeof why);
@@ -21,7 +21,7 @@ static const dm_driver *drv(void)
 
 int dm_gpu_absent(void)
 {
-    const dm_driver *d = drv();
+    const dm_driver *d = gpu_drv();
     int n = 0;
     if (!d || d->DeviceGetCount(&n) != CUDA_SUCCESS || n == 0) {
         fprintf(stderr, "no CUDA device: GPU tests skipped\n");
@@ -38,7 +38,7 @@ uint64_t gpu_fresh_seed(void)
 }
 
 /* xorshift64*: small, seedable, the same on every machine. */
-static uint64_t rng_next(uint64_t *s)
+uint64_t gpu_rng_next(uint64_t *s)
 {
     *s ^= *s >> 12;
     *s ^= *s << 25;
@@ -48,10 +48,10 @@ static uint64_t rng_next(uint64_t *s)
 
 static double rng_uniform(uint64_t *s) /* [-1, 1) */
 {
-    return (double)(rng_next(s) >> 11) / 4503599627370496.0 - 1.0;
+    return (double)(gpu_rng_next(s) >> 11) / 4503599627370496.0 - 1.0;
 }
 
-static size_t elem_bytes(dm_dtype t)
+size_t gpu_elem_bytes(dm_dtype t)
 {
     return t == DM_F32 ? 4 : t == DM_BOOL ? 1 : 2;
 }
@@ -75,54 +75,51 @@ static float get(const void *buf, dm_dtype t, size_t i)
     return dm_bf16_to_float(((const uint16_t *)buf)[i]);
 }
 
-/* A tensor living twice: host copy and device copy of the same bytes. */
-typedef struct twin {
-    dm_tensor t;   /* device descriptor */
-    void *host;
-    CUdeviceptr dev;
-    size_t bytes;
-} twin;
-
-static void twin_alloc(twin *w, dm_dtype dtype, int rank, const int64_t *shape,
-                       const int64_t *strides, size_t elems)
+void gpu_twin_alloc(gpu_twin *w, dm_dtype dtype, int rank, const int64_t *shape,
+                    const int64_t *strides, size_t elems, int offset)
 {
     memset(w, 0, sizeof *w);
-    w->t.dtype = dtype;
-    w->t.rank = rank;
-    for (int i = 0; i < rank; i++) {
-        w->t.shape[i] = shape[i];
-        w->t.strides[i] = strides[i];
+    int64_t n = 1;
+    w->host.dtype = dtype;
+    w->host.rank = rank;
+    for (int d = rank - 1; d >= 0; d--) {
+        w->host.shape[d] = shape[d];
+        w->host.strides[d] = strides ? strides[d] : n;
+        n *= shape[d];
     }
-    w->bytes = elems * elem_bytes(dtype);
-    w->host = calloc(1, w->bytes);
-    ck_assert_ptr_nonnull(w->host);
-    ck_assert_int_eq(drv()->MemAlloc(&w->dev, w->bytes), CUDA_SUCCESS);
-    w->t.data = (void *)(uintptr_t)w->dev;
+    if (!strides)
+        elems = (size_t)n;
+    const size_t esize = gpu_elem_bytes(dtype);
+    w->bytes = (elems + (size_t)offset) * esize;
+    w->host_base = calloc(1, w->bytes);
+    ck_assert_ptr_nonnull(w->host_base);
+    ck_assert_int_eq(gpu_drv()->MemAlloc(&w->dev_base, w->bytes), CUDA_SUCCESS);
+    w->dev = w->host;
+    w->host.data = (char *)w->host_base + (size_t)offset * esize;
+    w->dev.data = (void *)(uintptr_t)(w->dev_base + (size_t)offset * esize);
 }
 
-static void twin_upload(twin *w)
+void gpu_twin_upload(gpu_twin *w)
 {
-    ck_assert_int_eq(drv()->MemcpyHtoD(w->dev, w->host, w->bytes), CUDA_SUCCESS);
+    ck_assert_int_eq(gpu_drv()->MemcpyHtoD(w->dev_base, w->host_base, w->bytes), CUDA_SUCCESS);
 }
 
-static void twin_free(twin *w)
+void gpu_twin_download(gpu_twin *w)
 {
-    if (w->dev)
-        drv()->MemFree(w->dev);
-    free(w->host);
+    ck_assert_int_eq(gpu_drv()->MemcpyDtoH(w->host_base, w->dev_base, w->bytes), CUDA_SUCCESS);
+}
+
+void gpu_twin_free(gpu_twin *w)
+{
+    if (w->dev_base)
+        gpu_drv()->MemFree(w->dev_base);
+    free(w->host_base);
     memset(w, 0, sizeof *w);
-}
-
-static dm_tensor host_view(const twin *w)
-{
-    dm_tensor t = w->t;
-    t.data = w->host;
-    return t;
 }
 
 /* q/k/v/o as (B, L, Hx, D): packed, or stored (B, Hx, L, D + 8) when strided (pad columns are
  * never touched by a correct kernel). */
-static void qkvo_alloc(twin *w, const gpu_case *c, int L, int heads)
+static void qkvo_alloc(gpu_twin *w, const gpu_case *c, int L, int heads)
 {
     int64_t shape[4] = {c->B, L, heads, c->D}, strides[4];
     int64_t pitch = c->strided ? c->D + 8 : c->D;
@@ -137,29 +134,29 @@ static void qkvo_alloc(twin *w, const gpu_case *c, int L, int heads)
         strides[1] = (int64_t)heads * c->D;
         strides[0] = (int64_t)L * heads * c->D;
     }
-    twin_alloc(w, c->dtype, 4, shape, strides, (size_t)c->B * L * heads * pitch);
+    gpu_twin_alloc(w, c->dtype, 4, shape, strides, (size_t)c->B * L * heads * pitch, 0);
 }
 
-static size_t qkvo_index(const gpu_case *c, const twin *w, int b, int l, int h, int d)
+static size_t qkvo_index(const gpu_case *c, const gpu_twin *w, int b, int l, int h, int d)
 {
-    return (size_t)(b * w->t.strides[0] + l * w->t.strides[1] + h * w->t.strides[2] + d);
+    return (size_t)(b * w->dev.strides[0] + l * w->dev.strides[1] + h * w->dev.strides[2] + d);
 }
 
-static void fill_random(twin *w, uint64_t *s)
+static void fill_random(gpu_twin *w, uint64_t *s)
 {
-    size_t n = w->bytes / elem_bytes(w->t.dtype);
+    size_t n = w->bytes / gpu_elem_bytes(w->dev.dtype);
     for (size_t i = 0; i < n; i++)
-        put(w->host, w->t.dtype, i, (float)rng_uniform(s));
+        put(w->host_base, w->dev.dtype, i, (float)rng_uniform(s));
 }
 
 /* mask or bias: ({B|1}, {H|Hkv|1}, {Lq|1}, Lk), packed. */
-static void mb_alloc(twin *w, const gpu_case *c, dm_layout layout, int batch, int heads,
+static void mb_alloc(gpu_twin *w, const gpu_case *c, dm_layout layout, int batch, int heads,
                      dm_dtype dtype)
 {
     int rows = layout == DM_LAYOUT_Q ? c->Lq : 1;
     int64_t shape[4] = {batch, heads, rows, c->Lk};
     int64_t strides[4] = {(int64_t)heads * rows * c->Lk, (int64_t)rows * c->Lk, c->Lk, 1};
-    twin_alloc(w, dtype, 4, shape, strides, (size_t)batch * heads * rows * c->Lk);
+    gpu_twin_alloc(w, dtype, 4, shape, strides, (size_t)batch * heads * rows * c->Lk, 0);
 }
 
 static bool key_forced_masked(const gpu_case *c, int j)
@@ -167,28 +164,18 @@ static bool key_forced_masked(const gpu_case *c, int j)
     return j >= c->masked_key_begin && j < c->masked_key_end;
 }
 
-dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *msg, size_t msg_bytes)
+dm_ctx *gpu_ctx(void)
 {
     static dm_ctx *ctx; /* one per test process: kernels stay loaded across cases */
-    twin q, k, v, o, mask, bias, lse, o_ref, lse_ref;
-    uint64_t s = seed ? seed : 1;
-    dm_status st;
-    memset(r, 0, sizeof *r);
-    r->seed = seed;
-    memset(&mask, 0, sizeof mask);
-    memset(&bias, 0, sizeof bias);
-    memset(&lse, 0, sizeof lse);
-    memset(&lse_ref, 0, sizeof lse_ref);
-
     if (!ctx) {
         /* The test allocates through the driver, as an application would: make device 0's
          * primary context current first; dm_ctx_create then shares it. */
         CUdevice dev;
         CUcontext cu;
-        ck_assert_int_eq(drv()->DeviceGet(&dev, 0), CUDA_SUCCESS);
-        ck_assert_int_eq(drv()->DevicePrimaryCtxRetain(&cu, dev), CUDA_SUCCESS);
-        ck_assert_int_eq(drv()->CtxSetCurrent(cu), CUDA_SUCCESS);
-        st = dm_ctx_create(&ctx, 0);
+        ck_assert_int_eq(gpu_drv()->DeviceGet(&dev, 0), CUDA_SUCCESS);
+        ck_assert_int_eq(gpu_drv()->DevicePrimaryCtxRetain(&cu, dev), CUDA_SUCCESS);
+        ck_assert_int_eq(gpu_drv()->CtxSetCurrent(cu), CUDA_SUCCESS);
+        dm_status st = dm_ctx_create(&ctx, 0);
         ck_assert_msg(st == DM_OK, "dm_ctx_create: %s", dm_errmsg(ctx));
         /* DMATTN_TEST_ARCH runs the suite on another engine of the same device (sm90 on an
          * H100: the mma.sync kernels instead of wgmma) */
@@ -199,6 +186,21 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
         }
         fprintf(stderr, "gpu tests run arch %s\n", dm_ctx_arch(ctx));
     }
+    return ctx;
+}
+
+dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *msg, size_t msg_bytes)
+{
+    dm_ctx *ctx = gpu_ctx();
+    gpu_twin q, k, v, o, mask, bias, lse, o_ref, lse_ref;
+    uint64_t s = seed ? seed : 1;
+    dm_status st;
+    memset(r, 0, sizeof *r);
+    r->seed = seed;
+    memset(&mask, 0, sizeof mask);
+    memset(&bias, 0, sizeof bias);
+    memset(&lse, 0, sizeof lse);
+    memset(&lse_ref, 0, sizeof lse_ref);
 
     qkvo_alloc(&q, c, c->Lq, c->H);
     qkvo_alloc(&k, c, c->Lk, c->Hkv);
@@ -213,15 +215,15 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
             if (key_forced_masked(c, j))
                 for (int h = 0; h < c->Hkv; h++)
                     for (int d = 0; d < c->D; d++) {
-                        put(k.host, c->dtype, qkvo_index(c, &k, b, j, h, d), NAN);
-                        put(v.host, c->dtype, qkvo_index(c, &v, b, j, h, d), NAN);
+                        put(k.host_base, c->dtype, qkvo_index(c, &k, b, j, h, d), NAN);
+                        put(v.host_base, c->dtype, qkvo_index(c, &v, b, j, h, d), NAN);
                     }
-    memset(o.host, 0xff, o.bytes); /* NaN in f16 and bf16: poison */
-    memset(o_ref.host, 0xff, o_ref.bytes);
+    memset(o.host_base, 0xff, o.bytes); /* NaN in f16 and bf16: poison */
+    memset(o_ref.host_base, 0xff, o_ref.bytes);
 
     if (c->mask != DM_LAYOUT_NONE) {
         mb_alloc(&mask, c, c->mask, c->mask_batch, c->mask_heads, DM_BOOL);
-        unsigned char *m = mask.host;
+        unsigned char *m = mask.host_base;
         int rows = c->mask == DM_LAYOUT_Q ? c->Lq : 1;
         for (int b = 0; b < c->mask_batch; b++)
             for (int h = 0; h < c->mask_heads; h++)
@@ -235,49 +237,55 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
                             on = false;
                         /* any non-zero byte is true */
                         m[((size_t)(b * c->mask_heads + h) * rows + i) * c->Lk + j] =
-                            on ? (unsigned char)(1 + (rng_next(&s) % 255)) : 0;
+                            on ? (unsigned char)(1 + (gpu_rng_next(&s) % 255)) : 0;
                     }
     }
     if (c->bias != DM_LAYOUT_NONE) {
         mb_alloc(&bias, c, c->bias, c->bias_batch, c->bias_heads,
                  c->bias_f32 ? DM_F32 : c->dtype);
-        size_t n = bias.bytes / elem_bytes(bias.t.dtype);
+        size_t n = bias.bytes / gpu_elem_bytes(bias.dev.dtype);
         for (size_t i = 0; i < n; i++) {
             int j = (int)(i % c->Lk);
-            put(bias.host, bias.t.dtype, i, key_forced_masked(c, j) ? NAN
-                                            : j == c->hot_key - 1 ? 30.0f
-                                                                  : (float)(2 * rng_uniform(&s)));
+            put(bias.host_base, bias.dev.dtype, i,
+                key_forced_masked(c, j) ? NAN
+                : j == c->hot_key - 1   ? 30.0f
+                                        : (float)(2 * rng_uniform(&s)));
         }
     }
     if (!c->no_lse) {
         int64_t shape[3] = {c->B, c->H, c->Lq};
         int64_t strides[3] = {(int64_t)c->H * c->Lq, c->Lq, 1};
-        twin_alloc(&lse, DM_F32, 3, shape, strides, (size_t)c->B * c->H * c->Lq);
-        twin_alloc(&lse_ref, DM_F32, 3, shape, strides, (size_t)c->B * c->H * c->Lq);
-        memset(lse.host, 0xff, lse.bytes);
+        gpu_twin_alloc(&lse, DM_F32, 3, shape, strides, (size_t)c->B * c->H * c->Lq, 0);
+        gpu_twin_alloc(&lse_ref, DM_F32, 3, shape, strides, (size_t)c->B * c->H * c->Lq, 0);
+        memset(lse.host_base, 0xff, lse.bytes);
     }
-    twin_upload(&q);
-    twin_upload(&k);
-    twin_upload(&v);
-    twin_upload(&o);
-    if (mask.dev)
-        twin_upload(&mask);
-    if (bias.dev)
-        twin_upload(&bias);
-    if (lse.dev)
-        twin_upload(&lse);
+    gpu_twin_upload(&q);
+    gpu_twin_upload(&k);
+    gpu_twin_upload(&v);
+    gpu_twin_upload(&o);
+    if (mask.dev_base)
+        gpu_twin_upload(&mask);
+    if (bias.dev_base)
+        gpu_twin_upload(&bias);
+    if (lse.dev_base)
+        gpu_twin_upload(&lse);
 
-    dm_fwd_args a = {.q = q.t, .k = k.t, .v = v.t, .o = o.t, .scale = c->scale,
-                     .softcap = c->softcap, .causal = c->causal};
-    if (mask.dev)
-        a.mask = mask.t;
-    if (bias.dev)
-        a.bias = bias.t;
-    if (lse.dev)
-        a.lse = lse.t;
+    dm_fwd_args a = {.q = q.dev,
+                     .k = k.dev,
+                     .v = v.dev,
+                     .o = o.dev,
+                     .scale = c->scale,
+                     .softcap = c->softcap,
+                     .causal = c->causal};
+    if (mask.dev_base)
+        a.mask = mask.dev;
+    if (bias.dev_base)
+        a.bias = bias.dev;
+    if (lse.dev_base)
+        a.lse = lse.dev;
     st = dm_fwd(ctx, &a, NULL);
     if (st == DM_OK) {
-        CUresult cr = drv()->CtxSynchronize();
+        CUresult cr = gpu_drv()->CtxSynchronize();
         if (cr != CUDA_SUCCESS) {
             snprintf(msg, msg_bytes, "kernel failed: CUresult %d", (int)cr);
             st = DM_ERR_CUDA;
@@ -286,21 +294,21 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
         snprintf(msg, msg_bytes, "dm_fwd: %s", dm_errmsg(ctx));
     }
     if (st == DM_OK) {
-        drv()->MemcpyDtoH(o.host, o.dev, o.bytes);
-        if (lse.dev)
-            drv()->MemcpyDtoH(lse.host, lse.dev, lse.bytes);
+        gpu_drv()->MemcpyDtoH(o.host_base, o.dev_base, o.bytes);
+        if (lse.dev_base)
+            gpu_drv()->MemcpyDtoH(lse.host_base, lse.dev_base, lse.bytes);
 
         dm_fwd_args h = a;
-        h.q = host_view(&q);
-        h.k = host_view(&k);
-        h.v = host_view(&v);
-        h.o = host_view(&o_ref);
-        if (mask.dev)
-            h.mask = host_view(&mask);
-        if (bias.dev)
-            h.bias = host_view(&bias);
-        if (lse_ref.dev)
-            h.lse = host_view(&lse_ref);
+        h.q = q.host;
+        h.k = k.host;
+        h.v = v.host;
+        h.o = o_ref.host;
+        if (mask.dev_base)
+            h.mask = mask.host;
+        if (bias.dev_base)
+            h.bias = bias.host;
+        if (lse_ref.dev_base)
+            h.lse = lse_ref.host;
         dm_ctx *ref_ctx = NULL;
         dm_ctx_create(&ref_ctx, DM_NO_DEVICE);
         st = dm_ref_fwd(ref_ctx, &h);
@@ -314,9 +322,10 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
             for (int i = 0; i < c->Lq; i++)
                 for (int hh = 0; hh < c->H; hh++) {
                     bool empty = false;
-                    if (lse.dev) {
+                    if (lse.dev_base) {
                         size_t li = ((size_t)b * c->H + hh) * c->Lq + i;
-                        float lr = ((float *)lse_ref.host)[li], lg = ((float *)lse.host)[li];
+                        float lr = ((float *)lse_ref.host_base)[li],
+                              lg = ((float *)lse.host_base)[li];
                         empty = isinf(lr) && lr > 0;
                         if (empty && !(isinf(lg) && lg > 0))
                             r->empty_row_errors++;
@@ -329,7 +338,8 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
                     }
                     for (int d = 0; d < c->D; d++) {
                         size_t ix = qkvo_index(c, &o, b, i, hh, d);
-                        float g = get(o.host, c->dtype, ix), e = get(o_ref.host, c->dtype, ix);
+                        float g = get(o.host_base, c->dtype, ix),
+                              e = get(o_ref.host_base, c->dtype, ix);
                         if (!isfinite(g)) {
                             r->nan_count++;
                             continue;
@@ -343,22 +353,23 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
                     }
                     if (c->strided) /* the pad columns stay poisoned */
                         for (int d = c->D; d < c->D + 8; d++) {
-                            uint16_t bits = ((uint16_t *)o.host)[qkvo_index(c, &o, b, i, hh, d)];
+                            uint16_t bits =
+                                ((uint16_t *)o.host_base)[qkvo_index(c, &o, b, i, hh, d)];
                             if (bits != 0xffff)
                                 r->guard_writes++;
                         }
                 }
         r->o_rel_err = den > 0 ? sqrt(num / den) : sqrt(num);
     }
-    twin_free(&q);
-    twin_free(&k);
-    twin_free(&v);
-    twin_free(&o);
-    twin_free(&o_ref);
-    twin_free(&mask);
-    twin_free(&bias);
-    twin_free(&lse);
-    twin_free(&lse_ref);
+    gpu_twin_free(&q);
+    gpu_twin_free(&k);
+    gpu_twin_free(&v);
+    gpu_twin_free(&o);
+    gpu_twin_free(&o_ref);
+    gpu_twin_free(&mask);
+    gpu_twin_free(&bias);
+    gpu_twin_free(&lse);
+    gpu_twin_free(&lse_ref);
     return st;
 }
 

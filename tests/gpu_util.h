@@ -1,17 +1,49 @@
-/* gpu_util.h: what the GPU tests share: a device check for skipping, seeded random tensors,
- * host/device copies through the driver table, NaN poisoning, and one forward case run on the
- * GPU and through the CPU reference with its errors measured. */
+/* gpu_util.h: what the GPU tests share: a device check for skipping, the test context, seeded
+ * random numbers, tensors kept twice (host and device, copied through the driver table), and one
+ * forward case run on the GPU and through the CPU reference with its errors measured. */
 #ifndef DM_GPU_UTIL_H
 #define DM_GPU_UTIL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "dmattn.h"
+#include "driver.h"
 #include "gen.h"
 
 /* Non-zero when no CUDA device can be used: the test program then reports "skipped". */
 int dm_gpu_absent(void);
+
+/* The driver table (dlopen'ed libcuda); the tests call it directly to allocate and copy. */
+const dm_driver *gpu_drv(void);
+
+/* One context per test process, on device 0's primary context (current on this thread), so
+ * kernels stay loaded across cases. DMATTN_TEST_ARCH overrides its arch (sm90 on a 9.0 part: the
+ * mma.sync engine instead of wgmma). */
+dm_ctx *gpu_ctx(void);
+
+/* xorshift64*: small, seedable, the same on every machine. */
+uint64_t gpu_rng_next(uint64_t *s);
+
+size_t gpu_elem_bytes(dm_dtype t);
+
+/* A tensor twice: host and device copies of the same bytes. dev and host are its descriptors
+ * (same shape and strides); the data starts `offset` elements past an aligned base, so that
+ * offset != 0 misaligns rows and sends kernels down their scalar paths. */
+typedef struct gpu_twin {
+    dm_tensor dev, host;
+    void *host_base; /* zeroed on allocation */
+    CUdeviceptr dev_base;
+    size_t bytes; /* of the whole allocation */
+} gpu_twin;
+
+/* strides NULL: packed, elems taken from shape; else elems is the span the strides reach. */
+void gpu_twin_alloc(gpu_twin *w, dm_dtype dtype, int rank, const int64_t *shape,
+                    const int64_t *strides, size_t elems, int offset);
+void gpu_twin_upload(gpu_twin *w);
+void gpu_twin_download(gpu_twin *w);
+void gpu_twin_free(gpu_twin *w); /* a zeroed twin is a no-op */
 
 /* One forward problem. Layout NONE = absent; *_batch and *_heads are the stored sizes (1 or B;
  * H, Hkv or 1). mask_density is the chance a mask entry is true. */

@@ -18,83 +18,6 @@
 
 #define POISON 0x5a
 
-static const dm_driver *drv(void)
-{
-    char why[256];
-    return dm_driver_get(why, sizeof why);
-}
-
-static dm_ctx *gpu_ctx(void)
-{
-    static dm_ctx *ctx;
-    if (!ctx) {
-        CUdevice dev;
-        CUcontext cu;
-        ck_assert_int_eq(drv()->DeviceGet(&dev, 0), CUDA_SUCCESS);
-        ck_assert_int_eq(drv()->DevicePrimaryCtxRetain(&cu, dev), CUDA_SUCCESS);
-        ck_assert_int_eq(drv()->CtxSetCurrent(cu), CUDA_SUCCESS);
-        ck_assert_msg(dm_ctx_create(&ctx, 0) == DM_OK, "%s", dm_errmsg(ctx));
-    }
-    return ctx;
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 2685821657736338717ull;
-}
-
-static size_t elem_bytes(dm_dtype t) { return t == DM_F32 ? 4 : t == DM_BOOL ? 1 : 2; }
-
-/* A tensor twice: host and device copies, packed, `offset` elements past an aligned base (so
- * offset != 0 misaligns rows and sends the kernel down its scalar path). */
-typedef struct twin {
-    dm_tensor dev, host;
-    void *host_base;
-    CUdeviceptr dev_base;
-    size_t bytes; /* of the whole allocation */
-} twin;
-
-static void twin_alloc(twin *w, dm_dtype t, int rank, const int64_t *shape, int offset)
-{
-    memset(w, 0, sizeof *w);
-    int64_t n = 1;
-    w->host.dtype = t;
-    w->host.rank = rank;
-    for (int d = rank - 1; d >= 0; d--) {
-        w->host.shape[d] = shape[d];
-        w->host.strides[d] = n;
-        n *= shape[d];
-    }
-    w->bytes = ((size_t)n + (size_t)offset) * elem_bytes(t);
-    w->host_base = malloc(w->bytes);
-    ck_assert_ptr_nonnull(w->host_base);
-    ck_assert_int_eq(drv()->MemAlloc(&w->dev_base, w->bytes), CUDA_SUCCESS);
-    w->dev = w->host;
-    w->host.data = (char *)w->host_base + (size_t)offset * elem_bytes(t);
-    w->dev.data = (void *)(uintptr_t)(w->dev_base + (size_t)offset * elem_bytes(t));
-}
-
-static void twin_upload(twin *w)
-{
-    ck_assert_int_eq(drv()->MemcpyHtoD(w->dev_base, w->host_base, w->bytes), CUDA_SUCCESS);
-}
-
-static void twin_download(twin *w)
-{
-    ck_assert_int_eq(drv()->MemcpyDtoH(w->host_base, w->dev_base, w->bytes), CUDA_SUCCESS);
-}
-
-static void twin_free(twin *w)
-{
-    if (w->dev_base)
-        drv()->MemFree(w->dev_base);
-    free(w->host_base);
-    memset(w, 0, sizeof *w);
-}
-
 static int64_t numel(const dm_tensor *t)
 {
     int64_t n = 1;
@@ -118,19 +41,20 @@ typedef struct wcase {
     double min_value;
 } wcase;
 
-static void fill(twin *w, const wcase *c, uint64_t *s)
+static void fill(gpu_twin *w, const wcase *c, uint64_t *s)
 {
     dm_tensor *t = &w->host;
     for (int64_t i = 0; i < numel(t); i++) {
         if (t->dtype == DM_BOOL) {
-            ((unsigned char *)t->data)[i] =
-                rng_next(s) % 100 < (uint64_t)c->percent_true ? (unsigned char)(1 + rng_next(s) % 250)
-                                                              : 0;
+            ((unsigned char *)t->data)[i] = gpu_rng_next(s) % 100 < (uint64_t)c->percent_true
+                                                ? (unsigned char)(1 + gpu_rng_next(s) % 250)
+                                                : 0;
             continue;
         }
-        double v = c->distinct ? (double)(int)(rng_next(s) % (uint64_t)c->distinct) - c->distinct / 2
-                               : (double)(int64_t)(rng_next(s) >> 11) / 4503599627370496.0 * 4 - 2;
-        if (c->nans && rng_next(s) % 31 == 0)
+        double v = c->distinct
+                       ? (double)(int)(gpu_rng_next(s) % (uint64_t)c->distinct) - c->distinct / 2
+                       : (double)(int64_t)(gpu_rng_next(s) >> 11) / 4503599627370496.0 * 4 - 2;
+        if (c->nans && gpu_rng_next(s) % 31 == 0)
             v = NAN;
         if (t->dtype == DM_F32)
             ((float *)t->data)[i] = (float)v;
@@ -160,19 +84,19 @@ static void describe(const wcase *c, char *buf, size_t n)
 static void check_case(const wcase *c, const char *label)
 {
     uint64_t seed = gpu_fresh_seed(), s = seed | 1;
-    twin bias, mask, out;
+    gpu_twin bias, mask, out;
     char what[512];
     dm_ctx *ctx = gpu_ctx(); /* makes the CUDA context current before the allocations */
     describe(c, what, sizeof what);
     memset(&mask, 0, sizeof mask);
-    twin_alloc(&bias, c->dt, 4, c->bias_shape, c->offset);
+    gpu_twin_alloc(&bias, c->dt, 4, c->bias_shape, NULL, 0, c->offset);
     fill(&bias, c, &s);
-    twin_upload(&bias);
+    gpu_twin_upload(&bias);
     int64_t m4[4] = {1, 1, 1, 1};
     if (c->mask_rank) {
-        twin_alloc(&mask, DM_BOOL, c->mask_rank, c->mask_shape, c->offset);
+        gpu_twin_alloc(&mask, DM_BOOL, c->mask_rank, c->mask_shape, NULL, 0, c->offset);
         fill(&mask, c, &s);
-        twin_upload(&mask);
+        gpu_twin_upload(&mask);
         if (c->mask_rank == 4)
             memcpy(m4, c->mask_shape, sizeof m4);
         else
@@ -180,9 +104,9 @@ static void check_case(const wcase *c, const char *label)
     }
     int64_t oshape[4] = {bcast(c->bias_shape[0], m4[0]), bcast(c->bias_shape[1], m4[1]),
                          bcast(c->bias_shape[2], m4[2]), c->Lk};
-    twin_alloc(&out, DM_BOOL, 4, oshape, c->offset);
+    gpu_twin_alloc(&out, DM_BOOL, 4, oshape, NULL, 0, c->offset);
     memset(out.host_base, POISON, out.bytes);
-    twin_upload(&out);
+    gpu_twin_upload(&out);
 
     dm_window_mask_args a = {.bias = bias.dev, .out = out.dev, .B = c->B, .Lq = c->Lq,
                              .Lk = c->Lk, .window = c->window, .relu = c->relu,
@@ -194,8 +118,8 @@ static void check_case(const wcase *c, const char *label)
     dm_status st = dm_window_mask(ctx, &a, &applied, NULL);
     ck_assert_msg(st == DM_OK, "%s: %s [seed %llu]: %s", label, what, (unsigned long long)seed,
                   dm_errmsg(ctx));
-    ck_assert_int_eq(drv()->CtxSynchronize(), CUDA_SUCCESS);
-    twin_download(&out);
+    ck_assert_int_eq(gpu_drv()->CtxSynchronize(), CUDA_SUCCESS);
+    gpu_twin_download(&out);
 
     size_t n = (size_t)numel(&out.host);
     unsigned char *gpu = malloc(n);
@@ -232,9 +156,9 @@ static void check_case(const wcase *c, const char *label)
                   label, what, (unsigned long long)seed, bad, first, first >= 0 ? gpu[first] : -1,
                   first >= 0 ? ((unsigned char *)out.host.data)[first] : -1);
     free(gpu);
-    twin_free(&bias);
-    twin_free(&mask);
-    twin_free(&out);
+    gpu_twin_free(&bias);
+    gpu_twin_free(&mask);
+    gpu_twin_free(&out);
 }
 
 static wcase base(dm_dtype dt, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int window)
@@ -249,20 +173,21 @@ START_TEST(random_shapes_and_windows_match_the_reference_bitwise)
     const dm_dtype dts[] = {DM_F16, DM_BF16, DM_F32};
     uint64_t s = gpu_fresh_seed() | 1;
     for (int n = 0; n < 60; n++) {
-        int64_t B = 1 + rng_next(&s) % 3, H = 1 + rng_next(&s) % 4, Lq = 1 + rng_next(&s) % 9;
-        int64_t Lk = 2 + rng_next(&s) % (n % 3 == 0 ? 6000 : 700);
-        wcase c = base(dts[n % 3], B, H, Lq, Lk, (int)(1 + rng_next(&s) % (uint64_t)(Lk - 1)));
-        c.bias_shape[0] = rng_next(&s) % 2 ? B : 1;
-        c.bias_shape[2] = rng_next(&s) % 2 ? Lq : 1;
+        int64_t B = 1 + gpu_rng_next(&s) % 3, H = 1 + gpu_rng_next(&s) % 4,
+                Lq = 1 + gpu_rng_next(&s) % 9;
+        int64_t Lk = 2 + gpu_rng_next(&s) % (n % 3 == 0 ? 6000 : 700);
+        wcase c = base(dts[n % 3], B, H, Lq, Lk, (int)(1 + gpu_rng_next(&s) % (uint64_t)(Lk - 1)));
+        c.bias_shape[0] = gpu_rng_next(&s) % 2 ? B : 1;
+        c.bias_shape[2] = gpu_rng_next(&s) % 2 ? Lq : 1;
         switch (n % 5) {
         case 1: /* per-query 4-D mask */
             c.mask_rank = 4;
-            c.mask_shape[0] = B, c.mask_shape[1] = rng_next(&s) % 2 ? H : 1;
+            c.mask_shape[0] = B, c.mask_shape[1] = gpu_rng_next(&s) % 2 ? H : 1;
             c.mask_shape[2] = Lq, c.mask_shape[3] = Lk;
             break;
         case 2: /* per-key 4-D mask */
             c.mask_rank = 4;
-            c.mask_shape[0] = rng_next(&s) % 2 ? B : 1, c.mask_shape[1] = 1;
+            c.mask_shape[0] = gpu_rng_next(&s) % 2 ? B : 1, c.mask_shape[1] = 1;
             c.mask_shape[2] = 1, c.mask_shape[3] = Lk;
             break;
         case 3: /* 2-D (B, Lk) */
@@ -278,7 +203,7 @@ START_TEST(random_shapes_and_windows_match_the_reference_bitwise)
         }
         c.distinct = n % 4 == 1 ? 7 : n % 4 == 3 ? 300 : 0;
         c.nans = n % 6 == 5;
-        c.percent_true = (int)(rng_next(&s) % 101);
+        c.percent_true = (int)(gpu_rng_next(&s) % 101);
         c.offset = n % 7 == 4 ? 3 : 0;
         if (n % 8 == 6)
             c.has_min = true, c.min_value = n % 16 == 6 ? -1.0 : -1e4;
@@ -446,15 +371,15 @@ START_TEST(forced_slices_match_one_block_per_row_bitwise)
     const dm_dtype dts[] = {DM_F16, DM_BF16, DM_F32};
     uint64_t s = gpu_fresh_seed() | 1;
     for (int n = 0; n < 12; n++) {
-        int64_t Lk = 2 + rng_next(&s) % (n % 2 ? 5000 : 40000), Lq = 1 + rng_next(&s) % 3;
-        wcase c = base(dts[n % 3], 1, 1 + rng_next(&s) % 3, Lq, Lk,
-                       (int)(1 + rng_next(&s) % (uint64_t)(Lk - 1)));
+        int64_t Lk = 2 + gpu_rng_next(&s) % (n % 2 ? 5000 : 40000), Lq = 1 + gpu_rng_next(&s) % 3;
+        wcase c = base(dts[n % 3], 1, 1 + gpu_rng_next(&s) % 3, Lq, Lk,
+                       (int)(1 + gpu_rng_next(&s) % (uint64_t)(Lk - 1)));
         c.distinct = n % 3 == 0 ? 2 : n % 3 == 1 ? 100 : 0;
         c.nans = n % 4 == 3;
         if (n % 3 == 1) {
             c.mask_rank = 2;
             c.mask_shape[0] = 1, c.mask_shape[1] = Lk;
-            c.percent_true = (int)(rng_next(&s) % 101);
+            c.percent_true = (int)(gpu_rng_next(&s) % 101);
         }
         c.offset = n % 5 == 2 ? 1 : 0;
         c.block_size = n % 6 == 5 ? 33 : 0;
@@ -471,26 +396,26 @@ END_TEST
 
 START_TEST(attention_with_a_window_equals_attention_on_the_explicit_mask)
 {
-    const dm_driver *d = drv();
+    const dm_driver *d = gpu_drv();
     dm_ctx *ctx = gpu_ctx();
     enum { Bn = 2, Lq = 100, Lk = 700, H = 4, Hkv = 2, D = 64, W = 128 };
     uint64_t s = gpu_fresh_seed() | 1;
     int64_t q4[4] = {Bn, Lq, H, D}, k4[4] = {Bn, Lk, Hkv, D}, b4[4] = {Bn, H, Lq, Lk};
     int64_t m2[2] = {Bn, Lk};
-    twin q, k, v, o1, o2, bias, mask, mp;
+    gpu_twin q, k, v, o1, o2, bias, mask, mp;
     wcase fillc = {.percent_true = 80};
-    twin_alloc(&q, DM_BF16, 4, q4, 0);
-    twin_alloc(&k, DM_BF16, 4, k4, 0);
-    twin_alloc(&v, DM_BF16, 4, k4, 0);
-    twin_alloc(&o1, DM_BF16, 4, q4, 0);
-    twin_alloc(&o2, DM_BF16, 4, q4, 0);
-    twin_alloc(&bias, DM_BF16, 4, b4, 0);
-    twin_alloc(&mask, DM_BOOL, 2, m2, 0);
-    twin_alloc(&mp, DM_BOOL, 4, b4, 0);
-    twin *in[] = {&q, &k, &v, &bias, &mask};
+    gpu_twin_alloc(&q, DM_BF16, 4, q4, NULL, 0, 0);
+    gpu_twin_alloc(&k, DM_BF16, 4, k4, NULL, 0, 0);
+    gpu_twin_alloc(&v, DM_BF16, 4, k4, NULL, 0, 0);
+    gpu_twin_alloc(&o1, DM_BF16, 4, q4, NULL, 0, 0);
+    gpu_twin_alloc(&o2, DM_BF16, 4, q4, NULL, 0, 0);
+    gpu_twin_alloc(&bias, DM_BF16, 4, b4, NULL, 0, 0);
+    gpu_twin_alloc(&mask, DM_BOOL, 2, m2, NULL, 0, 0);
+    gpu_twin_alloc(&mp, DM_BOOL, 4, b4, NULL, 0, 0);
+    gpu_twin *in[] = {&q, &k, &v, &bias, &mask};
     for (int i = 0; i < 5; i++) {
         fill(in[i], &fillc, &s);
-        twin_upload(in[i]);
+        gpu_twin_upload(in[i]);
     }
     d->MemsetD8(o1.dev_base, 0xff, o1.bytes);
     d->MemsetD8(o2.dev_base, 0x00, o2.bytes);
@@ -506,19 +431,19 @@ START_TEST(attention_with_a_window_equals_attention_on_the_explicit_mask)
     ck_assert_msg(dm_fwd(ctx, &explicit_mask, NULL) == DM_OK, "%s", dm_errmsg(ctx));
 
     /* the same through dm_fwd's window: the 2-D mask written out as (B, 1, 1, Lk) */
-    twin m4;
+    gpu_twin m4;
     int64_t m4s[4] = {Bn, 1, 1, Lk};
-    twin_alloc(&m4, DM_BOOL, 4, m4s, 0);
+    gpu_twin_alloc(&m4, DM_BOOL, 4, m4s, NULL, 0, 0);
     memcpy(m4.host.data, mask.host.data, (size_t)Bn * Lk);
-    twin_upload(&m4);
+    gpu_twin_upload(&m4);
     dm_fwd_args windowed = explicit_mask;
     windowed.o = o1.dev;
     windowed.mask = m4.dev;
     windowed.window = W;
     ck_assert_msg(dm_fwd(ctx, &windowed, NULL) == DM_OK, "%s", dm_errmsg(ctx));
     ck_assert_int_eq(d->CtxSynchronize(), CUDA_SUCCESS);
-    twin_download(&o1);
-    twin_download(&o2);
+    gpu_twin_download(&o1);
+    gpu_twin_download(&o2);
     ck_assert_msg(memcmp(o1.host_base, o2.host_base, o1.bytes) == 0,
                   "dm_fwd(window = %d) differs from dm_fwd(mask = dm_window_mask(...)) [seed "
                   "%llu]",
@@ -541,9 +466,9 @@ START_TEST(attention_with_a_window_equals_attention_on_the_explicit_mask)
     fprintf(stderr, "fwd window %d: bitwise equal to the explicit mask; rel err vs ref %.2e\n", W,
             sqrt(num / den));
     ck_assert_msg(sqrt(num / den) < 1e-2, "rel err %.3e", sqrt(num / den));
-    twin *all[] = {&q, &k, &v, &o1, &o2, &bias, &mask, &mp, &m4};
+    gpu_twin *all[] = {&q, &k, &v, &o1, &o2, &bias, &mask, &mp, &m4};
     for (int i = 0; i < 9; i++)
-        twin_free(all[i]);
+        gpu_twin_free(all[i]);
 }
 END_TEST
 
