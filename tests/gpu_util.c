@@ -294,9 +294,9 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
         snprintf(msg, msg_bytes, "dm_fwd: %s", dm_errmsg(ctx));
     }
     if (st == DM_OK) {
-        gpu_drv()->MemcpyDtoH(o.host_base, o.dev_base, o.bytes);
+        gpu_twin_download(&o);
         if (lse.dev_base)
-            gpu_drv()->MemcpyDtoH(lse.host_base, lse.dev_base, lse.bytes);
+            gpu_twin_download(&lse);
 
         dm_fwd_args h = a;
         h.q = q.host;
