@@ -124,27 +124,18 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
             }
         return;
     }
-    if (kMode != 0) {  // staged: this thread's two adjacent keys in one 8- or 4-byte read
+    if (kMode == 1) {  // staged fp32 q layout: this thread's two adjacent keys in one 8-byte read
 #pragma unroll
         for (int mt = 0; mt < kMTiles; mt++)
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
-                const int r = kBiasRows == 1 ? 0 : warp_row0 + mt * 16 + lane / 4 + hf * 8;
+                const int r = warp_row0 + mt * 16 + lane / 4 + hf * 8;
 #pragma unroll
                 for (int nt = 0; nt < kNTiles; nt++) {
                     const int cc = nt * 8 + 2 * (lane % 4);
-                    float b0, b1;
-                    if (kMode == 1) {
-                        const float2 two = *(const float2 *)(sB + r * kBiasPitch + cc * 4);
-                        b0 = two.x;
-                        b1 = two.y;
-                    } else {
-                        const u32 two = *(const u32 *)(sB + r * kBiasPitch + cc * 2);
-                        b0 = elem_to_float((u16)(two & 0xffffu));
-                        b1 = elem_to_float((u16)(two >> 16));
-                    }
-                    s[mt][nt][2 * hf] = fmaf(s[mt][nt][2 * hf], scale, b0);
-                    s[mt][nt][2 * hf + 1] = fmaf(s[mt][nt][2 * hf + 1], scale, b1);
+                    const float2 two = *(const float2 *)(sB + r * kBiasPitch + cc * 4);
+                    s[mt][nt][2 * hf] = fmaf(s[mt][nt][2 * hf], scale, two.x);
+                    s[mt][nt][2 * hf + 1] = fmaf(s[mt][nt][2 * hf + 1], scale, two.y);
                 }
             }
         return;
