@@ -5,20 +5,28 @@
 # per case (mean over rounds) and the ratio of each version to the first comes last.
 #   run(command="bash bench/ab_templates.sh base=tpl-base/templates new=templates -- --L 4096 \
 #       --D 128 --mask none,q --bias q", carry=["build"])   # DMATTN_BUILD_DIR as build.sh
-# A version is NAME=DIR (DIR relative to the repository root, or absolute). ROUNDS (default 2).
+# A version is NAME=DIR (DIR relative to the repository root, or absolute): a templates folder
+# (run on the carried build) or a build folder (its own dmbench with its embedded templates, to
+# set two builds side by side: carry both). ROUNDS (default 2).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-/tmp/dmattn-ab}
 mkdir -p "$out"
 . "$root/scripts/gpu-env.sh"  # $build, cache dir, GPU and revision lines
 
-names=() dirs=()
+names=() dirs=() benches=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do
     names+=("${1%%=*}")
     d=${1#*=}
     [ "${d#/}" = "$d" ] && d=$root/$d
-    [ -d "$d" ] || { echo "ab_templates.sh: no template directory '$d'" >&2; exit 2; }
-    dirs+=("$d")
+    [ -d "$d" ] || { echo "ab_templates.sh: no directory '$d'" >&2; exit 2; }
+    if [ -f "$d/CMakeCache.txt" ]; then  # a build: its own dmbench, its embedded templates
+        dirs+=("")
+        benches+=("$d/dmbench")
+    else
+        dirs+=("$d")
+        benches+=("$build/dmbench")
+    fi
     shift
 done
 [ "${1:-}" = "--" ] && shift
@@ -27,7 +35,7 @@ done
 rc=0
 for r in $(seq 1 "${ROUNDS:-2}"); do
     for i in "${!names[@]}"; do
-        DMATTN_TEMPLATE_DIR=${dirs[$i]} "$build/dmbench" "$@" --csv "$out/${names[$i]}-$r.csv" \
+        DMATTN_TEMPLATE_DIR=${dirs[$i]} "${benches[$i]}" "$@" --csv "$out/${names[$i]}-$r.csv" \
             >"$out/${names[$i]}-$r.txt" 2>&1 || { rc=1; tail -2 "$out/${names[$i]}-$r.txt"; }
     done
 done
