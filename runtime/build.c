@@ -41,7 +41,7 @@ static bool cache_usable(dm_ctx *ctx)
     if (ctx->cache_dir_ready)
         return true;
     char why[512];
-    if (dm_cache_prepare_dir(ctx->cache_dir, why, sizeof why) != DM_CACHE_HIT) {
+    if (dm_cache_prepare_dir(ctx->cache_dir, why, sizeof why) != DM_CACHE_OK) {
         dm_warn(ctx, "cache directory unusable (%s): kernels are kept in memory only", why);
         ctx->cache_dir[0] = '\0';
         return false;
@@ -101,6 +101,7 @@ dm_status dm_build_cubin(dm_ctx *ctx, const char *call, const dm_variant *v, dm_
             dm_warn(ctx, "cache read failed (%s); compiling", why);
             break;
         case DM_CACHE_MISS:
+        case DM_CACHE_OK: /* not a read result */
             break;
         }
     }
@@ -113,7 +114,7 @@ dm_status dm_build_cubin(dm_ctx *ctx, const char *call, const dm_variant *v, dm_
     dm_note(ctx, "%s: compiled in %.1f ms", text, info->compile_ms);
     if (disk) {
         if (dm_cache_write(ctx->cache_dir, &key, text, *cubin, *cubin_bytes, why, sizeof why) ==
-            DM_CACHE_HIT) {
+            DM_CACHE_OK) {
             info->cache_written = true;
         } else if (!ctx->cache_write_warned) {
             ctx->cache_write_warned = true;
