@@ -149,7 +149,6 @@ dm_status dm_ctx_create(dm_ctx **out, int device)
         return DM_ERR_NOMEM;
     ctx->device = DM_NO_DEVICE;
     ctx->verbosity = 1;
-    pthread_mutex_init(&ctx->modules_lock, NULL);
     dm_status st = dm_ctx_set_cache_dir(ctx, NULL);
     if (st != DM_OK)
         return st;
@@ -173,7 +172,6 @@ void dm_ctx_destroy(dm_ctx *ctx)
     }
     if (ctx->retained_primary)
         ctx->drv->DevicePrimaryCtxRelease(ctx->cu_device);
-    pthread_mutex_destroy(&ctx->modules_lock);
     free(ctx);
 }
 

@@ -3,8 +3,8 @@
 #ifndef DM_CTX_H
 #define DM_CTX_H
 
-#include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "dmattn.h"
 #include "driver.h"
@@ -14,6 +14,15 @@
 #define DM_PATH_BYTES 4096
 
 typedef struct dm_module_entry dm_module_entry; /* build.c: one loaded variant */
+
+/* The loaded kernels, by variant (build.c): open addressing over a hash of the variant's fields,
+ * at most half full. Entries are allocated one by one, so a dm_kernel pointer handed out stays
+ * valid while the table grows. No lock: a dm_ctx is used by one thread at a time (dmattn.h). */
+typedef struct dm_module_table {
+    dm_module_entry **slots; /* NULL = free */
+    size_t n_slots;          /* 0 or a power of two */
+    size_t count;
+} dm_module_table;
 
 struct dm_ctx {
     int device; /* DM_NO_DEVICE for an offline context */
@@ -32,8 +41,7 @@ struct dm_ctx {
     bool cache_write_warned;       /* a write failure is reported once per context */
     int verbosity;
 
-    pthread_mutex_t modules_lock; /* the module table (build.c) */
-    dm_module_entry *modules;
+    dm_module_table modules;
 
     dm_status status;
     char errmsg[DM_ERRMSG_BYTES];
