@@ -2,6 +2,7 @@
  * Holds no global state; libcuda is opened once per process by driver.c. */
 #include "ctx.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,17 +250,36 @@ dm_status dm_ctx_enter(dm_ctx *ctx, const char *call)
                             "%s: the context has no CUDA device (offline context, or "
                             "dm_ctx_create failed: see its message)",
                             call);
+    if (ctx->enter_depth > 0) { /* nested: the outer enter made cu_ctx current */
+        ctx->enter_depth++;
+        return DM_OK;
+    }
+    /* The usual caller (PyTorch, a runtime-API program) has cu_ctx current already: pushing it
+     * and popping it again would leave the thread as it was, so the two calls are skipped.
+     * Anything else current (or nothing) is pushed over and restored by dm_ctx_leave. */
+    CUcontext current = NULL;
+    if (ctx->drv->CtxGetCurrent(&current) == CUDA_SUCCESS && current == ctx->cu_ctx) {
+        ctx->pushed = false;
+        ctx->enter_depth = 1;
+        return DM_OK;
+    }
     CUresult r = ctx->drv->CtxPushCurrent(ctx->cu_ctx);
     if (r != CUDA_SUCCESS) {
         char buf[128];
         return dm_set_error(ctx, DM_ERR_CUDA, "%s: cuCtxPushCurrent: %s", call,
                             dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
     }
+    ctx->pushed = true;
+    ctx->enter_depth = 1;
     return DM_OK;
 }
 
 void dm_ctx_leave(dm_ctx *ctx)
 {
+    assert(ctx->enter_depth > 0);
+    if (--ctx->enter_depth > 0 || !ctx->pushed)
+        return;
     CUcontext popped;
     ctx->drv->CtxPopCurrent(&popped);
+    ctx->pushed = false;
 }

@@ -30,6 +30,8 @@ struct dm_ctx {
     CUdevice cu_device;
     CUcontext cu_ctx;       /* the context kernels are loaded into and launched in */
     bool retained_primary;  /* we hold a primary-context reference to release */
+    int enter_depth;        /* dm_ctx_enter calls not yet left */
+    bool pushed;            /* the outermost enter pushed cu_ctx (it was not current) */
     int smem_optin_bytes;   /* the device's opt-in shared memory per block */
 
     dm_arch arch;           /* target for compiles: override, else the device's */
@@ -61,7 +63,8 @@ void dm_note(const dm_ctx *ctx, const char *fmt, ...) __attribute__((format(prin
  * dmattn supports the device. */
 int dm_device_arch(const dm_driver *d, CUdevice dev, int *major, int *minor, dm_arch *arch);
 
-/* Makes ctx->cu_ctx current for the calling thread around driver calls. */
+/* Makes ctx->cu_ctx current for the calling thread around driver calls, and leave restores what
+ * was current before; pairs nest. When cu_ctx is current already, neither pushes nor pops. */
 dm_status dm_ctx_enter(dm_ctx *ctx, const char *call);
 void dm_ctx_leave(dm_ctx *ctx);
 
