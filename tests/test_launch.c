@@ -1,6 +1,7 @@
 /* test_launch.c: the launch path of dm_fwd and the context's CUDA bookkeeping, against the stub
  * driver (stub_libcuda.c, loaded through DMATTN_LIBCUDA): kernels are loaded once and found again
- * by variant, and the caller's current CUDA context is left as it was. No GPU: the stub launches nothing, so only host behaviour is checked. */
+ * by variant, the caller's current CUDA context is left as it was, and device queries that fail
+ * are reported by name. No GPU: the stub launches nothing, so only host behaviour is checked. */
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -177,6 +178,52 @@ START_TEST(with_another_context_current_dm_fwd_launches_in_its_own_and_restores_
 }
 END_TEST
 
+/* Each attribute dm_ctx_create reads: its failure is reported by name, and the context is left
+ * offline (dm_fwd says so) instead of launching on a device it could not vet. */
+START_TEST(a_failing_device_attribute_is_named_and_leaves_the_context_offline)
+{
+    static const struct {
+        CUdevice_attribute attr;
+        const char *name;
+    } attrs[] = {
+        {CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, "COMPUTE_CAPABILITY_MAJOR"},
+        {CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, "COMPUTE_CAPABILITY_MINOR"},
+        {CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, "MAX_SHARED_MEMORY_PER_BLOCK_OPTIN"},
+    };
+    use_stub("80");
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
+        char n[16];
+        snprintf(n, sizeof n, "%d", (int)attrs[i].attr);
+        setenv("DMSTUB_FAIL_ATTRIBUTE", n, 1);
+        dm_ctx *ctx = NULL;
+        ck_assert_int_eq(dm_ctx_create(&ctx, 0), DM_ERR_CUDA);
+        ck_assert_msg(strstr(dm_errmsg(ctx), attrs[i].name) &&
+                          strstr(dm_errmsg(ctx), "cuDeviceGetAttribute"),
+                      "%s", dm_errmsg(ctx));
+        dm_fwd_args a = small_args();
+        ck_assert_int_eq(dm_fwd(ctx, &a, NULL), DM_ERR_NO_DEVICE);
+        dm_ctx_destroy(ctx);
+    }
+    ck_assert_int_eq(stats->launches, 0);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
+START_TEST(an_unsupported_device_leaves_the_context_offline)
+{
+    use_stub("75");
+    dm_ctx *ctx = NULL;
+    ck_assert_int_eq(dm_ctx_create(&ctx, 0), DM_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(dm_errmsg(ctx), "7.5"));
+    ck_assert_str_eq(dm_ctx_arch(ctx), "");
+    dm_fwd_args a = small_args();
+    ck_assert_int_eq(dm_fwd(ctx, &a, NULL), DM_ERR_NO_DEVICE);
+    ck_assert_int_eq(stats->module_loads, 0);
+    dm_ctx_destroy(ctx);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
 START_TEST(nested_enters_push_once_and_the_last_leave_restores)
 {
     use_stub("80");
@@ -202,5 +249,7 @@ END_TEST
     X(a_call_differing_in_one_variant_field_gets_its_own_kernel) \
     X(when_its_context_is_current_dm_fwd_neither_pushes_nor_pops) \
     X(with_another_context_current_dm_fwd_launches_in_its_own_and_restores_the_callers) \
-    X(nested_enters_push_once_and_the_last_leave_restores)
+    X(nested_enters_push_once_and_the_last_leave_restores) \
+    X(a_failing_device_attribute_is_named_and_leaves_the_context_offline) \
+    X(an_unsupported_device_leaves_the_context_offline)
 DM_TEST_MAIN("launch", TESTS)
