@@ -217,23 +217,3 @@ CUresult cuMemAllocAsync(CUdeviceptr *p, size_t n, CUstream s)
 }
 
 CUresult cuMemFreeAsync(CUdeviceptr p, CUstream s) { return CUDA_SUCCESS; }
-CUresult cuStreamSynchronize(CUstream s) { return CUDA_SUCCESS; }
-
-CUresult cuEventCreate(CUevent *e, unsigned int flags)
-{
-    *e = (CUevent)(uintptr_t)0x2000;
-    return CUDA_SUCCESS;
-}
-
-CUresult cuEventDestroy_v2(CUevent e) { return CUDA_SUCCESS; }
-CUresult cuEventRecord(CUevent e, CUstream s) { return CUDA_SUCCESS; }
-CUresult cuEventSynchronize(CUevent e) { return CUDA_SUCCESS; }
-
-/* driver.c resolves the unversioned symbol; cuda.h 13 maps the name to _v2 */
-#undef cuEventElapsedTime
-CUresult cuEventElapsedTime(float *ms, CUevent a, CUevent b);
-CUresult cuEventElapsedTime(float *ms, CUevent a, CUevent b)
-{
-    *ms = 0.f;
-    return CUDA_SUCCESS;
-}
