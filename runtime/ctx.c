@@ -36,7 +36,6 @@ dm_status dm_set_error(dm_ctx *ctx, dm_status st, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt, ap);
     va_end(ap);
-    ctx->status = st;
     return st;
 }
 
@@ -44,8 +43,7 @@ void dm_clear_error(dm_ctx *ctx)
 {
     if (!ctx)
         return;
-    ctx->status = DM_OK;
-    ctx->errmsg[0] = '\0';
+    ctx->errmsg[0] = '\0'; /* one byte: dm_errmsg reads up to the first NUL */
 }
 
 static void vlog(const char *fmt, va_list ap)

@@ -45,7 +45,6 @@ struct dm_ctx {
 
     dm_module_table modules;
 
-    dm_status status;
     char errmsg[DM_ERRMSG_BYTES];
 };
 
