@@ -30,7 +30,8 @@ static double now_ms(void)
     return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
-static const char *kVariant = "fwd.d128.bf16.mask-none.bias-none.w0.sm90";
+/* The variant run_calls' dm_fwd runs, on the context's arch (filled in by main). */
+static char kVariant[96];
 
 static dm_tensor make(CUdeviceptr p, int64_t b, int64_t l, int64_t h, int64_t d)
 {
@@ -112,8 +113,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "dmlatency: %s\n", dm_errmsg(ctx));
         return 1;
     }
-    if (strcmp(dm_ctx_arch(ctx), "sm90") != 0)
-        kVariant = "fwd.d128.bf16.mask-none.bias-none.w0.sm80";
+    /* exactly what dm_fwd will pick: an H100/H200 context is sm90a, not sm90 */
+    snprintf(kVariant, sizeof kVariant, "fwd.d128.bf16.mask-none.bias-none.w0.%s",
+             dm_ctx_arch(ctx));
     int cached = 0;
     double t0 = now_ms();
     if (dm_prebuild(ctx, kVariant, &cached) != DM_OK) {

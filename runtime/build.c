@@ -3,6 +3,8 @@
  * an unusable cache directory degrades to memory only with one warning, never a failure. */
 #include "build.h"
 
+#include <assert.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,25 +13,111 @@
 #include "nvrtc_jit.h"
 
 struct dm_module_entry {
-    char key[DM_VARIANT_TEXT_MAX];
+    dm_variant variant;
+    uint64_t hash;
     CUmodule module;
     dm_kernel kernel;
-    dm_module_entry *next;
 };
+
+/* Every field of dm_variant, once: hash and equality read this list, never the struct's bytes
+ * (padding is not part of the value). A field added to dm_variant must be added here. */
+/* clang-format off */
+#define VARIANT_FIELDS(X) \
+    X(family) X(dir) X(head_dim) X(dtype) X(mask) X(bias) X(window) X(varlen) X(causal) \
+    X(softcap) X(relu) X(smooth) X(arch)
+/* clang-format on */
+_Static_assert(sizeof(dm_variant) == 40, "dm_variant changed: update VARIANT_FIELDS in build.c");
+
+static uint64_t variant_hash(const dm_variant *v)
+{
+    uint64_t h = 0xcbf29ce484222325u; /* FNV-1a over whole fields, then murmur3's finalizer */
+#define HASH_FIELD(f) h = (h ^ (uint64_t)v->f) * 0x100000001b3u;
+    VARIANT_FIELDS(HASH_FIELD)
+#undef HASH_FIELD
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdu;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53u;
+    h ^= h >> 33;
+    return h;
+}
+
+static bool variant_equal(const dm_variant *a, const dm_variant *b)
+{
+#define SAME_FIELD(f) a->f == b->f &&
+    return VARIANT_FIELDS(SAME_FIELD) true;
+#undef SAME_FIELD
+}
+
+/* The slot holding v, or the free slot where it would go (the table is never full). */
+static dm_module_entry **find_slot(const dm_module_table *t, const dm_variant *v, uint64_t hash)
+{
+    size_t mask = t->n_slots - 1;
+    for (size_t i = (size_t)hash & mask;; i = (i + 1) & mask) {
+        dm_module_entry *e = t->slots[i];
+        if (!e || (e->hash == hash && variant_equal(&e->variant, v)))
+            return &t->slots[i];
+    }
+}
+
+const dm_kernel *dm_module_find(const dm_ctx *ctx, const dm_variant *v)
+{
+    if (ctx->modules.count == 0)
+        return NULL;
+    dm_module_entry *e = *find_slot(&ctx->modules, v, variant_hash(v));
+    return e ? &e->kernel : NULL;
+}
+
+/* Doubles the slots (16 to start) and re-places every entry. */
+static bool grow(dm_module_table *t)
+{
+    size_t n = t->n_slots ? 2 * t->n_slots : 16;
+    dm_module_table bigger = {.slots = calloc(n, sizeof *bigger.slots), .n_slots = n};
+    if (!bigger.slots)
+        return false;
+    for (size_t i = 0; i < t->n_slots; i++)
+        if (t->slots[i])
+            *find_slot(&bigger, &t->slots[i]->variant, t->slots[i]->hash) = t->slots[i];
+    bigger.count = t->count;
+    free(t->slots);
+    *t = bigger;
+    return true;
+}
+
+dm_status dm_module_insert(dm_ctx *ctx, const char *call, const dm_variant *v, CUmodule module,
+                           const dm_kernel *kernel, const dm_kernel **out)
+{
+    dm_module_table *t = &ctx->modules;
+    dm_module_entry *e = NULL;
+    if (2 * (t->count + 1) > t->n_slots && !grow(t))
+        goto oom;
+    uint64_t hash = variant_hash(v);
+    dm_module_entry **slot = find_slot(t, v, hash);
+    assert(!*slot); /* callers insert only after dm_module_find missed */
+    if (!(e = malloc(sizeof *e)))
+        goto oom;
+    *e = (dm_module_entry){.variant = *v, .hash = hash, .module = module, .kernel = *kernel};
+    *slot = e;
+    t->count++;
+    *out = &e->kernel;
+    return DM_OK;
+oom:
+    return dm_set_error(ctx, DM_ERR_NOMEM, "%s: out of memory for the module table", call);
+}
 
 void dm_module_table_destroy(dm_ctx *ctx)
 {
-    pthread_mutex_lock(&ctx->modules_lock);
-    dm_module_entry *e = ctx->modules;
-    while (e) {
-        dm_module_entry *next = e->next;
+    dm_module_table *t = &ctx->modules;
+    for (size_t i = 0; i < t->n_slots; i++) {
+        dm_module_entry *e = t->slots[i];
+        if (!e)
+            continue;
         if (ctx->drv)
             ctx->drv->ModuleUnload(e->module);
         free(e);
-        e = next;
     }
-    ctx->modules = NULL;
-    pthread_mutex_unlock(&ctx->modules_lock);
+    free(t->slots);
+    *t = (dm_module_table){0};
 }
 
 /* Makes sure the cache directory exists once per context; on failure the context goes memory
@@ -41,7 +129,7 @@ static bool cache_usable(dm_ctx *ctx)
     if (ctx->cache_dir_ready)
         return true;
     char why[512];
-    if (dm_cache_prepare_dir(ctx->cache_dir, why, sizeof why) != DM_CACHE_HIT) {
+    if (dm_cache_prepare_dir(ctx->cache_dir, why, sizeof why) != DM_CACHE_OK) {
         dm_warn(ctx, "cache directory unusable (%s): kernels are kept in memory only", why);
         ctx->cache_dir[0] = '\0';
         return false;
@@ -101,6 +189,7 @@ dm_status dm_build_cubin(dm_ctx *ctx, const char *call, const dm_variant *v, dm_
             dm_warn(ctx, "cache read failed (%s); compiling", why);
             break;
         case DM_CACHE_MISS:
+        case DM_CACHE_OK: /* not a read result */
             break;
         }
     }
@@ -113,7 +202,7 @@ dm_status dm_build_cubin(dm_ctx *ctx, const char *call, const dm_variant *v, dm_
     dm_note(ctx, "%s: compiled in %.1f ms", text, info->compile_ms);
     if (disk) {
         if (dm_cache_write(ctx->cache_dir, &key, text, *cubin, *cubin_bytes, why, sizeof why) ==
-            DM_CACHE_HIT) {
+            DM_CACHE_OK) {
             info->cache_written = true;
         } else if (!ctx->cache_write_warned) {
             ctx->cache_write_warned = true;
@@ -121,19 +210,6 @@ dm_status dm_build_cubin(dm_ctx *ctx, const char *call, const dm_variant *v, dm_
         }
     }
     return DM_OK;
-}
-
-static const dm_kernel *find_loaded(dm_ctx *ctx, const char *key)
-{
-    const dm_kernel *k = NULL;
-    pthread_mutex_lock(&ctx->modules_lock);
-    for (dm_module_entry *e = ctx->modules; e; e = e->next)
-        if (strcmp(e->key, key) == 0) {
-            k = &e->kernel;
-            break;
-        }
-    pthread_mutex_unlock(&ctx->modules_lock);
-    return k;
 }
 
 static dm_status cuda_error(dm_ctx *ctx, const char *call, const char *what, const char *variant,
@@ -151,18 +227,19 @@ dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, cons
     dm_kernel_src src = {0};
     void *cubin = NULL;
     size_t cubin_bytes = 0;
-    dm_module_entry *e = NULL;
+    CUmodule module = NULL;
+    dm_kernel kernel;
     dm_status st;
     CUresult r;
 
-    dm_variant_format(v, text, sizeof text);
-    if ((*out = find_loaded(ctx, text))) {
+    if ((*out = dm_module_find(ctx, v))) {
         if (info) {
             memset(info, 0, sizeof *info);
             info->source = DM_BUILT_FROM_MEMORY;
         }
         return DM_OK;
     }
+    dm_variant_format(v, text, sizeof text); /* a miss: messages name the variant */
     st = dm_build_cubin(ctx, call, v, &src, &cubin, &cubin_bytes, info);
     if (st != DM_OK)
         goto out;
@@ -172,42 +249,29 @@ dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, cons
                           call, text, src.smem_bytes, ctx->smem_optin_bytes);
         goto out;
     }
-    e = calloc(1, sizeof *e);
-    if (!e) {
-        st = dm_set_error(ctx, DM_ERR_NOMEM, "%s: out of memory", call);
-        goto out;
-    }
-    snprintf(e->key, sizeof e->key, "%s", text);
-    if ((r = ctx->drv->ModuleLoadData(&e->module, cubin)) != CUDA_SUCCESS) {
+    if ((r = ctx->drv->ModuleLoadData(&module, cubin)) != CUDA_SUCCESS) {
         st = cuda_error(ctx, call, "cuModuleLoadData", text, r);
         goto out;
     }
-    if ((r = ctx->drv->ModuleGetFunction(&e->kernel.fn, e->module, src.entry)) != CUDA_SUCCESS) {
+    kernel = (dm_kernel){.threads = src.threads,
+                         .block_m = src.block_m,
+                         .block_n = src.block_n,
+                         .smem_bytes = src.smem_bytes};
+    if ((r = ctx->drv->ModuleGetFunction(&kernel.fn, module, src.entry)) != CUDA_SUCCESS) {
         st = cuda_error(ctx, call, "cuModuleGetFunction", text, r);
         goto out;
     }
-    if ((r = ctx->drv->FuncSetAttribute(e->kernel.fn,
-                                        CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+    if ((r = ctx->drv->FuncSetAttribute(kernel.fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                         src.smem_bytes)) != CUDA_SUCCESS) {
         st = cuda_error(ctx, call, "cuFuncSetAttribute", text, r);
         goto out;
     }
-    e->kernel.threads = src.threads;
-    e->kernel.block_m = src.block_m;
-    e->kernel.block_n = src.block_n;
-    e->kernel.smem_bytes = src.smem_bytes;
-    pthread_mutex_lock(&ctx->modules_lock);
-    e->next = ctx->modules;
-    ctx->modules = e;
-    pthread_mutex_unlock(&ctx->modules_lock);
-    *out = &e->kernel;
-    e = NULL;
+    st = dm_module_insert(ctx, call, v, module, &kernel, out);
+    if (st == DM_OK)
+        module = NULL; /* the table owns it */
 out:
-    if (e) {
-        if (e->module)
-            ctx->drv->ModuleUnload(e->module);
-        free(e);
-    }
+    if (module)
+        ctx->drv->ModuleUnload(module);
     free(cubin);
     dm_kernel_src_free(&src);
     return st;

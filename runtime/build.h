@@ -37,8 +37,18 @@ dm_status dm_build_cubin(dm_ctx *ctx, const char *call, const dm_variant *v, dm_
                          void **cubin, size_t *cubin_bytes, dm_build_info *info);
 
 /* The loaded kernel for v in ctx (current CUDA context entered by the caller). The pointer stays
- * valid for the context's lifetime. info may be NULL. */
+ * valid for the context's lifetime. info may be NULL. A kernel already loaded costs a hash of v
+ * and a probe of the module table: no text is formatted. */
 dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel **out,
                         dm_build_info *info);
+
+/* The module table behind dm_kernel_get (ctx->modules): the kernel loaded for v, or NULL; and
+ * adding one (v must not be there) whose module the table then owns and unloads at
+ * dm_module_table_destroy. Insert fails only for lack of memory (DM_ERR_NOMEM, message set;
+ * the caller still owns the module). */
+const dm_kernel *dm_module_find(const dm_ctx *ctx, const dm_variant *v);
+dm_status dm_module_insert(dm_ctx *ctx, const char *call, const dm_variant *v, CUmodule module,
+                           const dm_kernel *kernel, const dm_kernel **out);
+void dm_module_table_destroy(dm_ctx *ctx); /* unloads in the current CUDA context */
 
 #endif

@@ -28,7 +28,7 @@ enum {
 };
 #define MAX_KEY_BYTES ((uint64_t)64 << 10)      /* variant text; real ones are under 100 */
 #define MAX_PAYLOAD_BYTES ((uint64_t)256 << 20) /* refuse to malloc more for one cubin */
-#define TMP_INFIX ".tmp."                       /* <name>.cubin.tmp.<pid>.<hex> */
+#define TMP_INFIX ".tmp."                       /* <name>.cubin.tmp.<pid>.<16 hex> */
 #define COPY_CHUNK 65536
 
 static void say(char *why, size_t why_bytes, const char *fmt, ...)
@@ -87,19 +87,28 @@ static bool is_hex_name(const char *s, size_t n)
 /* The kinds of file a cache directory holds; anything else there is left alone. */
 typedef enum file_kind { FILE_OTHER, FILE_ENTRY, FILE_TEMP } file_kind;
 
+/* "<pid>.<16 hex digits>": the tail of a temp name as dm_cache_write makes it. */
+static bool is_temp_tail(const char *s)
+{
+    size_t digits = strspn(s, "0123456789");
+    if (digits == 0 || s[digits] != '.')
+        return false;
+    s += digits + 1;
+    return strlen(s) == 16 && strspn(s, "0123456789abcdef") == 16;
+}
+
+/* Recognises exactly the names dm_cache_write creates: "<name>.cubin" and
+ * "<name>.cubin.tmp.<pid>.<16 hex digits>". */
 static file_kind classify(const char *fname)
 {
-    size_t n = strlen(fname), suffix = strlen(DM_CACHE_SUFFIX);
+    size_t n = strlen(fname), suffix = strlen(DM_CACHE_SUFFIX), infix = strlen(TMP_INFIX);
     if (n <= DM_CACHE_NAME_CHARS || !is_hex_name(fname, DM_CACHE_NAME_CHARS))
         return FILE_OTHER;
     const char *rest = fname + DM_CACHE_NAME_CHARS;
     if (strcmp(rest, DM_CACHE_SUFFIX) == 0)
         return FILE_ENTRY;
-    /* "<name>.cubin.tmp.*" as written here; "<name>.tmp.*" as cache.h's comment spells it */
     if (strncmp(rest, DM_CACHE_SUFFIX, suffix) == 0 &&
-        strncmp(rest + suffix, TMP_INFIX, strlen(TMP_INFIX)) == 0)
-        return FILE_TEMP;
-    if (strncmp(rest, TMP_INFIX, strlen(TMP_INFIX)) == 0)
+        strncmp(rest + suffix, TMP_INFIX, infix) == 0 && is_temp_tail(rest + suffix + infix))
         return FILE_TEMP;
     return FILE_OTHER;
 }
@@ -228,7 +237,7 @@ dm_cache_result dm_cache_prepare_dir(const char *dir, char *why, size_t why_byte
         if (last)
             break;
     }
-    return DM_CACHE_HIT;
+    return DM_CACHE_OK;
 }
 
 /* Reads exactly n bytes; returns how many it got before end of file (or -1 on error). */
@@ -521,7 +530,7 @@ dm_cache_result dm_cache_write(const char *dir, const dm_cache_key *key, const c
         goto out;
     }
     tmp_made = false;
-    res = DM_CACHE_HIT;
+    res = DM_CACHE_OK;
 out:
     if (fd >= 0)
         close(fd);
@@ -543,13 +552,13 @@ static dm_cache_result scan_dir(const char *dir, bool temps_too, char ***names, 
     DIR *d = opendir(dir);
     if (!d) {
         if (errno == ENOENT)
-            return DM_CACHE_HIT; /* nothing there is nothing to list */
+            return DM_CACHE_OK; /* nothing there is nothing to list */
         say(why, why_bytes, "%s: %s", dir, strerror(errno));
         return DM_CACHE_IO_ERROR;
     }
     char **list = NULL;
     size_t n = 0, cap = 0;
-    dm_cache_result res = DM_CACHE_HIT;
+    dm_cache_result res = DM_CACHE_OK;
     struct dirent *e;
     errno = 0;
     while ((e = readdir(d)) != NULL) {
@@ -580,7 +589,7 @@ oom:
     res = DM_CACHE_IO_ERROR;
 out:
     closedir(d);
-    if (res != DM_CACHE_HIT) {
+    if (res != DM_CACHE_OK) {
         for (size_t i = 0; i < n; i++)
             free(list[i]);
         free(list);
@@ -613,7 +622,7 @@ dm_cache_result dm_cache_list(const char *dir, dm_cache_list_fn fn, void *user, 
         return DM_CACHE_IO_ERROR;
     }
     dm_cache_result res = scan_dir(dir, false, &names, &count, why, why_bytes);
-    if (res != DM_CACHE_HIT)
+    if (res != DM_CACHE_OK)
         return res;
     if (count)
         qsort(names, count, sizeof *names, compare_names);
@@ -652,7 +661,7 @@ static dm_cache_result walk_files(const char *dir, bool temps_too, bool remove, 
     int n = 0;
     uint64_t total = 0;
     dm_cache_result res = scan_dir(dir, temps_too, &names, &count, why, why_bytes);
-    for (size_t i = 0; res == DM_CACHE_HIT && i < count; i++) {
+    for (size_t i = 0; res == DM_CACHE_OK && i < count; i++) {
         char path[PATH_MAX];
         struct stat sb;
         if (!join(path, sizeof path, dir, names[i], why, why_bytes)) {

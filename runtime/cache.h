@@ -33,8 +33,9 @@ typedef struct dm_cache_key_fields {
 void dm_cache_key_make(const dm_cache_key_fields *f, dm_cache_key *out);
 
 typedef enum dm_cache_result {
-    DM_CACHE_HIT = 0,   /* *cubin holds the payload (malloc'd) */
-    DM_CACHE_MISS,      /* no entry (or no directory) */
+    DM_CACHE_OK = 0,    /* prepare, write, list, clear, usage: done */
+    DM_CACHE_HIT,       /* read: *cubin holds the payload (malloc'd) */
+    DM_CACHE_MISS,      /* read: no entry (or no directory) */
     DM_CACHE_CORRUPT,   /* an entry exists but fails a check: why names the file and check */
     DM_CACHE_IO_ERROR,  /* the directory or file could not be read or written: why says which */
 } dm_cache_result;
@@ -43,13 +44,13 @@ typedef enum dm_cache_result {
  * $HOME/.cache/dmattn. Returns 0, or -1 when none can be formed (no HOME) or buf is too small. */
 int dm_cache_default_dir(char *buf, size_t buf_bytes);
 
-/* Creates dir and its parents (mode 0755) if missing. DM_CACHE_HIT (= 0) on success. */
+/* Creates dir and its parents (mode 0755) if missing. DM_CACHE_OK on success. */
 dm_cache_result dm_cache_prepare_dir(const char *dir, char *why, size_t why_bytes);
 
 dm_cache_result dm_cache_read(const char *dir, const dm_cache_key *key, void **cubin,
                               size_t *cubin_bytes, char *why, size_t why_bytes);
 
-/* Writes atomically; DM_CACHE_HIT (= 0) on success. On failure nothing is left behind. */
+/* Writes atomically; DM_CACHE_OK on success. On failure nothing is left behind. */
 dm_cache_result dm_cache_write(const char *dir, const dm_cache_key *key, const char *variant_text,
                                const void *cubin, size_t cubin_bytes, char *why, size_t why_bytes);
 

@@ -2,6 +2,7 @@
  * Holds no global state; libcuda is opened once per process by driver.c. */
 #include "ctx.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +36,6 @@ dm_status dm_set_error(dm_ctx *ctx, dm_status st, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt, ap);
     va_end(ap);
-    ctx->status = st;
     return st;
 }
 
@@ -43,8 +43,7 @@ void dm_clear_error(dm_ctx *ctx)
 {
     if (!ctx)
         return;
-    ctx->status = DM_OK;
-    ctx->errmsg[0] = '\0';
+    ctx->errmsg[0] = '\0'; /* one byte: dm_errmsg reads up to the first NUL */
 }
 
 static void vlog(const char *fmt, va_list ap)
@@ -84,9 +83,28 @@ const char *dm_errmsg(const dm_ctx *ctx)
 int dm_device_arch(const dm_driver *d, CUdevice dev, int *major, int *minor, dm_arch *arch)
 {
     *major = *minor = 0;
-    d->DeviceGetAttribute(major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
-    d->DeviceGetAttribute(minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+    if (d->DeviceGetAttribute(major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev) !=
+            CUDA_SUCCESS ||
+        d->DeviceGetAttribute(minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev) !=
+            CUDA_SUCCESS)
+        return -1;
     return dm_arch_from_cc(*major, *minor, arch);
+}
+
+/* cuDeviceGetAttribute for dm_ctx_create; a failure names the attribute. */
+#define DEVICE_ATTRIBUTE(ctx, device, attr, out) \
+    device_attribute(ctx, device, CU_DEVICE_ATTRIBUTE_##attr, "CU_DEVICE_ATTRIBUTE_" #attr, out)
+
+static dm_status device_attribute(dm_ctx *ctx, int device, CUdevice_attribute attr,
+                                  const char *name, int *out)
+{
+    char buf[128];
+    CUresult r = ctx->drv->DeviceGetAttribute(out, attr, ctx->cu_device);
+    if (r != CUDA_SUCCESS)
+        return dm_set_error(ctx, DM_ERR_CUDA,
+                            "dm_ctx_create: cuDeviceGetAttribute(%s) on device %d: %s", name,
+                            device, dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+    return DM_OK;
 }
 
 /* Binds the context to a CUDA context on `device`: the caller's current one when it is on that
@@ -124,9 +142,13 @@ static dm_status attach_device(dm_ctx *ctx, int device)
 
     int major, minor;
     dm_arch arch;
-    int arch_ok = dm_device_arch(d, ctx->cu_device, &major, &minor, &arch) == 0;
-    d->DeviceGetAttribute(&ctx->smem_optin_bytes,
-                          CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, ctx->cu_device);
+    dm_status st;
+    if ((st = DEVICE_ATTRIBUTE(ctx, device, COMPUTE_CAPABILITY_MAJOR, &major)) != DM_OK ||
+        (st = DEVICE_ATTRIBUTE(ctx, device, COMPUTE_CAPABILITY_MINOR, &minor)) != DM_OK ||
+        (st = DEVICE_ATTRIBUTE(ctx, device, MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+                               &ctx->smem_optin_bytes)) != DM_OK)
+        return st;
+    int arch_ok = dm_arch_from_cc(major, minor, &arch) == 0;
     if (!ctx->arch_overridden) {
         if (!arch_ok)
             return dm_set_error(ctx, DM_ERR_UNSUPPORTED,
@@ -139,6 +161,18 @@ static dm_status attach_device(dm_ctx *ctx, int device)
     return DM_OK;
 }
 
+/* After a failed attach_device: the context works offline, as a DM_NO_DEVICE one does, so
+ * dm_fwd reports DM_ERR_NO_DEVICE instead of launching on a device it could not vet. */
+static void detach_device(dm_ctx *ctx)
+{
+    if (ctx->retained_primary)
+        ctx->drv->DevicePrimaryCtxRelease(ctx->cu_device);
+    ctx->retained_primary = false;
+    ctx->drv = NULL;
+    ctx->cu_ctx = NULL;
+    ctx->device = DM_NO_DEVICE;
+}
+
 dm_status dm_ctx_create(dm_ctx **out, int device)
 {
     if (!out)
@@ -149,7 +183,6 @@ dm_status dm_ctx_create(dm_ctx **out, int device)
         return DM_ERR_NOMEM;
     ctx->device = DM_NO_DEVICE;
     ctx->verbosity = 1;
-    pthread_mutex_init(&ctx->modules_lock, NULL);
     dm_status st = dm_ctx_set_cache_dir(ctx, NULL);
     if (st != DM_OK)
         return st;
@@ -158,7 +191,10 @@ dm_status dm_ctx_create(dm_ctx **out, int device)
     if (device < 0)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "dm_ctx_create: device = %d: expected >= 0 or DM_NO_DEVICE", device);
-    return attach_device(ctx, device);
+    st = attach_device(ctx, device);
+    if (st != DM_OK)
+        detach_device(ctx);
+    return st;
 }
 
 void dm_ctx_destroy(dm_ctx *ctx)
@@ -173,7 +209,6 @@ void dm_ctx_destroy(dm_ctx *ctx)
     }
     if (ctx->retained_primary)
         ctx->drv->DevicePrimaryCtxRelease(ctx->cu_device);
-    pthread_mutex_destroy(&ctx->modules_lock);
     free(ctx);
 }
 
@@ -251,17 +286,36 @@ dm_status dm_ctx_enter(dm_ctx *ctx, const char *call)
                             "%s: the context has no CUDA device (offline context, or "
                             "dm_ctx_create failed: see its message)",
                             call);
+    if (ctx->enter_depth > 0) { /* nested: the outer enter made cu_ctx current */
+        ctx->enter_depth++;
+        return DM_OK;
+    }
+    /* The usual caller (PyTorch, a runtime-API program) has cu_ctx current already: pushing it
+     * and popping it again would leave the thread as it was, so the two calls are skipped.
+     * Anything else current (or nothing) is pushed over and restored by dm_ctx_leave. */
+    CUcontext current = NULL;
+    if (ctx->drv->CtxGetCurrent(&current) == CUDA_SUCCESS && current == ctx->cu_ctx) {
+        ctx->pushed = false;
+        ctx->enter_depth = 1;
+        return DM_OK;
+    }
     CUresult r = ctx->drv->CtxPushCurrent(ctx->cu_ctx);
     if (r != CUDA_SUCCESS) {
         char buf[128];
         return dm_set_error(ctx, DM_ERR_CUDA, "%s: cuCtxPushCurrent: %s", call,
                             dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
     }
+    ctx->pushed = true;
+    ctx->enter_depth = 1;
     return DM_OK;
 }
 
 void dm_ctx_leave(dm_ctx *ctx)
 {
+    assert(ctx->enter_depth > 0);
+    if (--ctx->enter_depth > 0 || !ctx->pushed)
+        return;
     CUcontext popped;
     ctx->drv->CtxPopCurrent(&popped);
+    ctx->pushed = false;
 }

@@ -3,8 +3,8 @@
 #ifndef DM_CTX_H
 #define DM_CTX_H
 
-#include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "dmattn.h"
 #include "driver.h"
@@ -15,12 +15,23 @@
 
 typedef struct dm_module_entry dm_module_entry; /* build.c: one loaded variant */
 
+/* The loaded kernels, by variant (build.c): open addressing over a hash of the variant's fields,
+ * at most half full. Entries are allocated one by one, so a dm_kernel pointer handed out stays
+ * valid while the table grows. No lock: a dm_ctx is used by one thread at a time (dmattn.h). */
+typedef struct dm_module_table {
+    dm_module_entry **slots; /* NULL = free */
+    size_t n_slots;          /* 0 or a power of two */
+    size_t count;
+} dm_module_table;
+
 struct dm_ctx {
     int device; /* DM_NO_DEVICE for an offline context */
     const dm_driver *drv;   /* NULL when offline or when the driver failed */
     CUdevice cu_device;
     CUcontext cu_ctx;       /* the context kernels are loaded into and launched in */
     bool retained_primary;  /* we hold a primary-context reference to release */
+    int enter_depth;        /* dm_ctx_enter calls not yet left */
+    bool pushed;            /* the outermost enter pushed cu_ctx (it was not current) */
     int smem_optin_bytes;   /* the device's opt-in shared memory per block */
 
     dm_arch arch;           /* target for compiles: override, else the device's */
@@ -32,10 +43,8 @@ struct dm_ctx {
     bool cache_write_warned;       /* a write failure is reported once per context */
     int verbosity;
 
-    pthread_mutex_t modules_lock; /* the module table (build.c) */
-    dm_module_entry *modules;
+    dm_module_table modules;
 
-    dm_status status;
     char errmsg[DM_ERRMSG_BYTES];
 };
 
@@ -53,7 +62,8 @@ void dm_note(const dm_ctx *ctx, const char *fmt, ...) __attribute__((format(prin
  * dmattn supports the device. */
 int dm_device_arch(const dm_driver *d, CUdevice dev, int *major, int *minor, dm_arch *arch);
 
-/* Makes ctx->cu_ctx current for the calling thread around driver calls. */
+/* Makes ctx->cu_ctx current for the calling thread around driver calls, and leave restores what
+ * was current before; pairs nest. When cu_ctx is current already, neither pushes nor pops. */
 dm_status dm_ctx_enter(dm_ctx *ctx, const char *call);
 void dm_ctx_leave(dm_ctx *ctx);
 

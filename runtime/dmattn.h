@@ -3,9 +3,12 @@
  * libc headers only: a caller needs neither cuda.h nor Lua to use this header.
  * Every call returns a dm_status; dm_errmsg(ctx) says in words what went wrong.
  *
- * Thread safety: one thread at a time per dm_ctx; separate contexts, even on one device and one
- * cache directory, may run concurrently. Context-free calls (dm_version, dm_status_name) are safe
- * from any thread. */
+ * Thread safety: one thread at a time per dm_ctx. Calls that take a dm_ctx (dm_errmsg and
+ * dm_ctx_destroy included) must not overlap on one context; a context is not tied to a thread and
+ * may pass from thread to thread between calls (serialize them yourself, e.g. with a mutex, to
+ * share one). The library takes no lock of its own. Separate contexts, even on one device and
+ * one cache directory, may run concurrently. Context-free calls (dm_version, dm_version_string,
+ * dm_status_name) are safe from any thread. */
 #ifndef DMATTN_H
 #define DMATTN_H
 

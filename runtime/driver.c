@@ -47,12 +47,6 @@ static const struct {
     SYM(MemsetD8, "cuMemsetD8_v2"),
     SYM(MemAllocAsync, "cuMemAllocAsync"),
     SYM(MemFreeAsync, "cuMemFreeAsync"),
-    SYM(StreamSynchronize, "cuStreamSynchronize"),
-    SYM(EventCreate, "cuEventCreate"),
-    SYM(EventDestroy, "cuEventDestroy_v2"),
-    SYM(EventRecord, "cuEventRecord"),
-    SYM(EventSynchronize, "cuEventSynchronize"),
-    SYM(EventElapsedTime, "cuEventElapsedTime"),
 };
 
 static void open_driver(void)

@@ -39,12 +39,6 @@ typedef struct dm_driver {
     /* Stream-ordered scratch (dm_fwd's window mask): no device-wide sync, freed in stream order. */
     CUresult (*MemAllocAsync)(CUdeviceptr *, size_t, CUstream);
     CUresult (*MemFreeAsync)(CUdeviceptr, CUstream);
-    CUresult (*StreamSynchronize)(CUstream);
-    CUresult (*EventCreate)(CUevent *, unsigned int);
-    CUresult (*EventDestroy)(CUevent);
-    CUresult (*EventRecord)(CUevent, CUstream);
-    CUresult (*EventSynchronize)(CUevent);
-    CUresult (*EventElapsedTime)(float *, CUevent, CUevent);
 } dm_driver;
 
 /* Opens libcuda once per process (pthread_once) and calls cuInit(0). Returns the table, or NULL

@@ -269,12 +269,8 @@ END_TEST
 START_TEST(launch_on_an_offline_context_fails_with_no_device)
 {
     dm_ctx *ctx = offline_in("");
-    dm_variant v;
-    const dm_kernel *k = NULL;
-    ck_assert_int_eq(dm_variant_parse(kVariant, &v, NULL, 0), DM_OK);
     ck_assert_int_eq(dm_ctx_enter(ctx, "dm_fwd"), DM_ERR_NO_DEVICE);
     ck_assert_ptr_nonnull(strstr(dm_errmsg(ctx), "no CUDA device"));
-    (void)k;
     dm_ctx_destroy(ctx);
 }
 END_TEST
@@ -293,6 +289,110 @@ START_TEST(context_on_a_machine_without_driver_reports_no_driver)
     int cached;
     ck_assert_int_eq(dm_prebuild(ctx, "fwd.d64.f16.mask-none.bias-none.w0.sm90", &cached),
                      DM_ERR_IO); /* compiled fine; nothing to store it in */
+    dm_ctx_destroy(ctx);
+}
+END_TEST
+
+/* A kernel whose fn tells which insert made it. */
+static dm_kernel tagged_kernel(uintptr_t tag)
+{
+    return (dm_kernel){.fn = (CUfunction)tag, .threads = 128, .block_m = 64, .block_n = 64};
+}
+
+START_TEST(variants_differing_in_one_field_each_get_their_own_kernel)
+{
+    dm_ctx *ctx = offline_in("");
+    dm_variant base, v[14];
+    ck_assert_int_eq(dm_variant_parse(kVariant, &base, NULL, 0), DM_OK);
+    for (int i = 0; i < 14; i++)
+        v[i] = base;
+    v[1].family = DM_FAMILY_WMASK;
+    v[2].dir = DM_DIR_BWD;
+    v[3].head_dim = 128;
+    v[4].dtype = DM_BF16;
+    v[5].mask = DM_LAYOUT_Q;
+    v[6].bias = DM_LAYOUT_K;
+    v[7].window = 2048;
+    v[8].varlen = true;
+    v[9].causal = true;
+    v[10].softcap = true;
+    v[11].relu = true;
+    v[12].smooth = true;
+    v[13].arch = DM_SM90A;
+    for (int i = 0; i < 14; i++) {
+        ck_assert_ptr_null(dm_module_find(ctx, &v[i]));
+        dm_kernel k = tagged_kernel(0x100 + (uintptr_t)i);
+        const dm_kernel *out = NULL;
+        ck_assert_int_eq(dm_module_insert(ctx, "test", &v[i], (CUmodule)(uintptr_t)(i + 1), &k,
+                                          &out),
+                         DM_OK);
+        ck_assert_ptr_eq(out->fn, k.fn);
+    }
+    for (int i = 0; i < 14; i++) {
+        const dm_kernel *k = dm_module_find(ctx, &v[i]);
+        ck_assert_ptr_nonnull(k);
+        ck_assert_msg(k->fn == (CUfunction)(0x100 + (uintptr_t)i), "variant %d got %p", i,
+                      (void *)k->fn);
+    }
+    dm_variant other = base;
+    other.head_dim = 256;
+    ck_assert_ptr_null(dm_module_find(ctx, &other));
+    dm_ctx_destroy(ctx);
+}
+END_TEST
+
+/* Padding bytes are not part of a variant: one built field by field on a dirty stack finds the
+ * entry a zeroed one made. */
+START_TEST(lookup_ignores_the_bytes_between_fields)
+{
+    dm_ctx *ctx = offline_in("");
+    dm_variant clean, dirty;
+    memset(&clean, 0, sizeof clean);
+    ck_assert_int_eq(dm_variant_parse(kVariant, &clean, NULL, 0), DM_OK);
+    memset(&dirty, 0xa5, sizeof dirty);
+    dirty.family = clean.family;
+    dirty.dir = clean.dir;
+    dirty.head_dim = clean.head_dim;
+    dirty.dtype = clean.dtype;
+    dirty.mask = clean.mask;
+    dirty.bias = clean.bias;
+    dirty.window = clean.window;
+    dirty.varlen = clean.varlen;
+    dirty.causal = clean.causal;
+    dirty.softcap = clean.softcap;
+    dirty.relu = clean.relu;
+    dirty.smooth = clean.smooth;
+    dirty.arch = clean.arch;
+    dm_kernel k = tagged_kernel(0x42);
+    const dm_kernel *out;
+    ck_assert_int_eq(dm_module_insert(ctx, "test", &clean, NULL, &k, &out), DM_OK);
+    ck_assert_ptr_eq(dm_module_find(ctx, &dirty), out);
+    dm_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(module_table_grows_and_kernel_pointers_survive_it)
+{
+    enum { kCount = 1000 };
+    dm_ctx *ctx = offline_in("");
+    const dm_kernel *first[kCount];
+    dm_variant v;
+    ck_assert_int_eq(dm_variant_parse(kVariant, &v, NULL, 0), DM_OK);
+    for (int i = 0; i < kCount; i++) {
+        v.head_dim = 8 * (1 + i % 32);
+        v.window = i / 32;
+        dm_kernel k = tagged_kernel(0x1000 + (uintptr_t)i);
+        ck_assert_int_eq(dm_module_insert(ctx, "test", &v, NULL, &k, &first[i]), DM_OK);
+    }
+    ck_assert_uint_eq(ctx->modules.count, kCount);
+    ck_assert_uint_ge(ctx->modules.n_slots, 2 * kCount); /* grown from 16, at most half full */
+    for (int i = 0; i < kCount; i++) {
+        v.head_dim = 8 * (1 + i % 32);
+        v.window = i / 32;
+        const dm_kernel *k = dm_module_find(ctx, &v);
+        ck_assert_ptr_eq(k, first[i]); /* the pointer handed out at insert still holds */
+        ck_assert_ptr_eq(k->fn, (CUfunction)(0x1000 + (uintptr_t)i));
+    }
     dm_ctx_destroy(ctx);
 }
 END_TEST
@@ -319,5 +419,8 @@ END_TEST
     X(prebuild_rejects_a_malformed_variant_naming_the_field) \
     X(launch_on_an_offline_context_fails_with_no_device) \
     X(context_on_a_machine_without_driver_reports_no_driver) \
+    X(variants_differing_in_one_field_each_get_their_own_kernel) \
+    X(lookup_ignores_the_bytes_between_fields) \
+    X(module_table_grows_and_kernel_pointers_survive_it) \
     X(errmsg_is_never_null)
 DM_TEST_MAIN("build", TESTS)

@@ -64,7 +64,7 @@ static void write_sample(const char *dir, const dm_cache_key *key, size_t cubin_
     char why[512] = "";
     unsigned char *cubin = sample_cubin(cubin_bytes);
     ck_assert_msg(dm_cache_write(dir, key, kVariant, cubin, cubin_bytes, why, sizeof why) ==
-                      DM_CACHE_HIT,
+                      DM_CACHE_OK,
                   "%s", why);
     free(cubin);
 }
@@ -191,7 +191,7 @@ START_TEST(written_entry_reads_back_identical_bytes)
     dm_cache_key key = sample_key();
     unsigned char *cubin = sample_cubin(5000);
     ck_assert_int_eq(dm_cache_write(dir, &key, kVariant, cubin, 5000, why, sizeof why),
-                     DM_CACHE_HIT);
+                     DM_CACHE_OK);
     void *got = NULL;
     size_t got_bytes = 0;
     ck_assert_msg(dm_cache_read(dir, &key, &got, &got_bytes, why, sizeof why) == DM_CACHE_HIT,
@@ -213,7 +213,7 @@ START_TEST(empty_payload_round_trips)
     char dir[64], why[512] = "";
     dm_test_temp_dir(dir, "cache");
     dm_cache_key key = sample_key();
-    ck_assert_int_eq(dm_cache_write(dir, &key, kVariant, NULL, 0, why, sizeof why), DM_CACHE_HIT);
+    ck_assert_int_eq(dm_cache_write(dir, &key, kVariant, NULL, 0, why, sizeof why), DM_CACHE_OK);
     void *got = NULL;
     size_t got_bytes = 7;
     ck_assert_int_eq(dm_cache_read(dir, &key, &got, &got_bytes, why, sizeof why), DM_CACHE_HIT);
@@ -390,7 +390,7 @@ static void race_writer(const char *dir, const dm_cache_key *key, const unsigned
     for (int i = 0; i < kWritesEach; i++) {
         char why[512];
         if (dm_cache_write(dir, key, kVariant, cubin, kRaceBytes, why, sizeof why) !=
-            DM_CACHE_HIT) {
+            DM_CACHE_OK) {
             fprintf(stderr, "writer %ld: %s\n", (long)getpid(), why);
             _exit(1);
         }
@@ -481,14 +481,14 @@ START_TEST(killed_writer_temp_file_neither_blocks_nor_misleads_and_clear_removes
     ck_assert_int_eq(read_entry(dir, &key, why, sizeof why), DM_CACHE_MISS);
     int entries = -1;
     uint64_t bytes = 1;
-    ck_assert_int_eq(dm_cache_usage(dir, &entries, &bytes, why, sizeof why), DM_CACHE_HIT);
+    ck_assert_int_eq(dm_cache_usage(dir, &entries, &bytes, why, sizeof why), DM_CACHE_OK);
     ck_assert_int_eq(entries, 0);
     ck_assert_uint_eq(bytes, 0);
     write_sample(dir, &key, 4000);
     ck_assert_msg(read_entry(dir, &key, why, sizeof why) == DM_CACHE_HIT, "%s", why);
 
     int removed = -1;
-    ck_assert_int_eq(dm_cache_clear(dir, &removed, &bytes, why, sizeof why), DM_CACHE_HIT);
+    ck_assert_int_eq(dm_cache_clear(dir, &removed, &bytes, why, sizeof why), DM_CACHE_OK);
     ck_assert_int_eq(removed, 2);
     ck_assert_int_eq(count_files(dir), 0);
     dm_test_remove_dir(dir);
@@ -501,12 +501,12 @@ START_TEST(prepare_dir_creates_missing_parents)
     char dir[64], sub[128], why[512] = "";
     dm_test_temp_dir(dir, "cache");
     snprintf(sub, sizeof sub, "%s/a/b//c/", dir);
-    ck_assert_msg(dm_cache_prepare_dir(sub, why, sizeof why) == DM_CACHE_HIT, "%s", why);
+    ck_assert_msg(dm_cache_prepare_dir(sub, why, sizeof why) == DM_CACHE_OK, "%s", why);
     struct stat sb;
     ck_assert_int_eq(stat(sub, &sb), 0);
     ck_assert(S_ISDIR(sb.st_mode));
     ck_assert_int_eq(sb.st_mode & 0777 & ~0755, 0);
-    ck_assert_int_eq(dm_cache_prepare_dir(sub, why, sizeof why), DM_CACHE_HIT); /* idempotent */
+    ck_assert_int_eq(dm_cache_prepare_dir(sub, why, sizeof why), DM_CACHE_OK); /* idempotent */
     dm_test_remove_dir(dir);
 }
 END_TEST
@@ -561,7 +561,7 @@ START_TEST(write_into_an_unwritable_directory_is_an_io_error)
     char why[512] = "";
     dm_cache_key key = sample_key();
     unsigned char *cubin = sample_cubin(100);
-    ck_assert_int_eq(dm_cache_prepare_dir("/proc/self", why, sizeof why), DM_CACHE_HIT);
+    ck_assert_int_eq(dm_cache_prepare_dir("/proc/self", why, sizeof why), DM_CACHE_OK);
     ck_assert_int_eq(dm_cache_write("/proc/self", &key, kVariant, cubin, 100, why, sizeof why),
                      DM_CACHE_IO_ERROR);
     ck_assert_msg(strstr(why, "/proc/self/") != NULL, "why: %s", why);
@@ -652,7 +652,7 @@ static void write_three(const char *dir, dm_cache_key keys[3])
         size_t n = 100 * (size_t)(i + 1);
         unsigned char *cubin = sample_cubin(n);
         ck_assert_int_eq(dm_cache_write(dir, &keys[i], kThreeVariants[i], cubin, n, NULL, 0),
-                         DM_CACHE_HIT);
+                         DM_CACHE_OK);
         free(cubin);
     }
 }
@@ -677,7 +677,7 @@ START_TEST(list_returns_entries_sorted_by_name_with_their_variant_text)
     snprintf(other, sizeof other, "%s/%.31s.cubin", dir, keys[0].name); /* stem too short */
     write_bytes(other, "x", 1);
     listed l = {0};
-    ck_assert_msg(dm_cache_list(dir, collect, &l, why, sizeof why) == DM_CACHE_HIT, "%s", why);
+    ck_assert_msg(dm_cache_list(dir, collect, &l, why, sizeof why) == DM_CACHE_OK, "%s", why);
     ck_assert_int_eq(l.n, 3);
     for (int i = 0; i < 3; i++) {
         if (i > 0)
@@ -702,7 +702,7 @@ START_TEST(list_marks_corrupt_entries_invalid)
     entry_file(dir, &keys[1], path, sizeof path);
     patch_byte(path, file_size(path) - 1, 0x01); /* checksum: header still readable */
     listed l = {0};
-    ck_assert_int_eq(dm_cache_list(dir, collect, &l, why, sizeof why), DM_CACHE_HIT);
+    ck_assert_int_eq(dm_cache_list(dir, collect, &l, why, sizeof why), DM_CACHE_OK);
     ck_assert_int_eq(l.n, 3);
     for (int i = 0; i < 3; i++) {
         if (strcmp(l.names[i], keys[0].name) == 0) {
@@ -726,7 +726,7 @@ START_TEST(list_of_a_missing_directory_is_empty)
     dm_test_temp_dir(dir, "cache");
     snprintf(sub, sizeof sub, "%s/none", dir);
     listed l = {0};
-    ck_assert_int_eq(dm_cache_list(sub, collect, &l, why, sizeof why), DM_CACHE_HIT);
+    ck_assert_int_eq(dm_cache_list(sub, collect, &l, why, sizeof why), DM_CACHE_OK);
     ck_assert_int_eq(l.n, 0);
     dm_test_remove_dir(dir);
 }
@@ -751,12 +751,49 @@ START_TEST(clear_removes_entries_and_temps_and_counts_them)
     expected += 7;
     int removed = -1;
     uint64_t freed = 0;
-    ck_assert_msg(dm_cache_clear(dir, &removed, &freed, why, sizeof why) == DM_CACHE_HIT, "%s",
+    ck_assert_msg(dm_cache_clear(dir, &removed, &freed, why, sizeof why) == DM_CACHE_OK, "%s",
                   why);
     ck_assert_int_eq(removed, 4);
     ck_assert_uint_eq(freed, expected);
     ck_assert_int_eq(count_files(dir), 1);
     ck_assert_int_eq(file_size(other), 1);
+    dm_test_remove_dir(dir);
+}
+END_TEST
+
+/* dm_cache_write makes "<name>.cubin.tmp.<pid>.<16 hex>" and nothing else: only that form is
+ * a stale temp for clear to remove; look-alikes (the "<name>.tmp.*" spelling no writer ever used
+ * included) belong to someone else and stay. */
+START_TEST(clear_recognises_exactly_the_temp_names_write_makes)
+{
+    static const char *const kept[] = {
+        ".tmp.4242.0123456789abcdef",        /* no .cubin: never written by any version */
+        ".cubin.tmp.4242.0123456789abcde",   /* 15 hex digits */
+        ".cubin.tmp.4242.0123456789ABCDEF",  /* upper case */
+        ".cubin.tmp..0123456789abcdef",      /* no pid */
+        ".cubin.tmp.x42.0123456789abcdef",   /* pid not a number */
+        ".cubin.tmp.4242.0123456789abcdef~", /* an editor's backup of one */
+        ".cubin.bak",
+    };
+    const size_t n_kept = sizeof kept / sizeof kept[0];
+    char dir[64], path[256], why[512] = "";
+    dm_test_temp_dir(dir, "cache");
+    dm_cache_key key = sample_key();
+    for (size_t i = 0; i < n_kept; i++) {
+        snprintf(path, sizeof path, "%s/%s%s", dir, key.name, kept[i]);
+        write_bytes(path, "x", 1);
+    }
+    snprintf(path, sizeof path, "%s/%s.cubin.tmp.4242.0123456789abcdef", dir, key.name);
+    write_bytes(path, "partial", 7);
+
+    int entries = -1, removed = -1;
+    uint64_t bytes = 1;
+    ck_assert_int_eq(dm_cache_usage(dir, &entries, &bytes, why, sizeof why), DM_CACHE_OK);
+    ck_assert_int_eq(entries, 0);
+    ck_assert_int_eq(dm_cache_clear(dir, &removed, &bytes, why, sizeof why), DM_CACHE_OK);
+    ck_assert_int_eq(removed, 1);
+    ck_assert_uint_eq(bytes, 7);
+    ck_assert_int_eq(count_files(dir), (int)n_kept);
     dm_test_remove_dir(dir);
 }
 END_TEST
@@ -770,7 +807,7 @@ START_TEST(usage_counts_entries_and_their_bytes)
     uint64_t expected = 3 * (kHeaderBytes + strlen(kVariant)) + 100 + 200 + 300;
     int entries = -1;
     uint64_t bytes = 0;
-    ck_assert_msg(dm_cache_usage(dir, &entries, &bytes, why, sizeof why) == DM_CACHE_HIT, "%s",
+    ck_assert_msg(dm_cache_usage(dir, &entries, &bytes, why, sizeof why) == DM_CACHE_OK, "%s",
                   why);
     ck_assert_int_eq(entries, 3);
     ck_assert_uint_eq(bytes, expected);
@@ -912,6 +949,7 @@ END_TEST
     X(list_marks_corrupt_entries_invalid) \
     X(list_of_a_missing_directory_is_empty) \
     X(clear_removes_entries_and_temps_and_counts_them) \
+    X(clear_recognises_exactly_the_temp_names_write_makes) \
     X(usage_counts_entries_and_their_bytes) \
     X(why_may_be_null_or_empty_and_a_short_one_is_never_overrun) \
     X(malformed_key_name_is_refused_before_touching_the_disk) \

@@ -750,7 +750,7 @@ static int cmd_build(int argc, char **argv)
     if (!resolve_cache_dir("build", cache, dir, sizeof dir))
         goto out;
     /* Up front, before any compile: a directory that cannot hold entries fails the command. */
-    if (dm_cache_prepare_dir(dir, why, sizeof why) != DM_CACHE_HIT) {
+    if (dm_cache_prepare_dir(dir, why, sizeof why) != DM_CACHE_OK) {
         fail("build", "cache directory '%s' unusable: %s", dir, why);
         goto out;
     }

@@ -1,0 +1,219 @@
+/* stub_libcuda.c: a libcuda stand-in for tests and the host-overhead benchmark, loaded through
+ * DMATTN_LIBCUDA. Every entry point driver.c resolves returns success; nothing runs on a device.
+ * One device whose compute capability is $DMSTUB_CC (default 90); $DMSTUB_FAIL_ATTRIBUTE=<n>
+ * makes cuDeviceGetAttribute fail for attribute n. The per-thread context stack behaves as the
+ * driver's does, and `dmstub_stats` counts what the library asked for (tests read it via dlsym). */
+#include <cuda.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stub_libcuda.h"
+
+#define STACK_MAX 16
+
+dmstub_stats_t dmstub_stats;
+
+static int primary[1]; /* the device's primary context: its address is the handle */
+static __thread CUcontext stack[STACK_MAX];
+static __thread int depth;
+
+static CUcontext current(void) { return depth ? stack[depth - 1] : NULL; }
+
+static int env_int(const char *name, int fallback)
+{
+    const char *e = getenv(name);
+    return e && *e ? atoi(e) : fallback;
+}
+
+CUresult cuInit(unsigned int flags) { return CUDA_SUCCESS; }
+
+CUresult cuDriverGetVersion(int *v)
+{
+    *v = 13000;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGetCount(int *n)
+{
+    *n = 1;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGet(CUdevice *dev, int ordinal)
+{
+    if (ordinal != 0)
+        return CUDA_ERROR_INVALID_DEVICE;
+    *dev = 0;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGetName(char *name, int len, CUdevice dev)
+{
+    strncpy(name, "dmattn stub device", (size_t)len);
+    if (len > 0)
+        name[len - 1] = '\0';
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGetAttribute(int *out, CUdevice_attribute attr, CUdevice dev)
+{
+    dmstub_stats.attribute_queries++;
+    if (env_int("DMSTUB_FAIL_ATTRIBUTE", -1) == (int)attr)
+        return CUDA_ERROR_INVALID_VALUE;
+    int cc = env_int("DMSTUB_CC", 90);
+    switch (attr) {
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR:
+        *out = cc / 10;
+        break;
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR:
+        *out = cc % 10;
+        break;
+    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN:
+        *out = cc >= 90 ? 232448 : 166912;
+        break;
+    case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT:
+        *out = 132;
+        break;
+    default:
+        *out = 0;
+    }
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDevicePrimaryCtxRetain(CUcontext *ctx, CUdevice dev)
+{
+    *ctx = (CUcontext)(void *)&primary[0];
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev) { return CUDA_SUCCESS; }
+
+CUresult cuCtxGetCurrent(CUcontext *ctx)
+{
+    dmstub_stats.get_currents++;
+    *ctx = current();
+    return CUDA_SUCCESS;
+}
+
+CUresult cuCtxSetCurrent(CUcontext ctx)
+{
+    if (depth == 0 && ctx)
+        stack[depth++] = ctx;
+    else if (depth > 0 && ctx)
+        stack[depth - 1] = ctx;
+    else if (depth > 0)
+        depth--;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuCtxGetDevice(CUdevice *dev)
+{
+    if (!current())
+        return CUDA_ERROR_INVALID_CONTEXT;
+    *dev = 0;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuCtxPushCurrent_v2(CUcontext ctx)
+{
+    if (depth == STACK_MAX || !ctx)
+        return CUDA_ERROR_INVALID_VALUE;
+    dmstub_stats.pushes++;
+    stack[depth++] = ctx;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuCtxPopCurrent_v2(CUcontext *ctx)
+{
+    if (depth == 0)
+        return CUDA_ERROR_INVALID_CONTEXT;
+    dmstub_stats.pops++;
+    *ctx = stack[--depth];
+    return CUDA_SUCCESS;
+}
+
+CUresult cuCtxSynchronize(void) { return CUDA_SUCCESS; }
+
+CUresult cuModuleLoadData(CUmodule *module, const void *image)
+{
+    if (!current())
+        return CUDA_ERROR_INVALID_CONTEXT;
+    *module = (CUmodule)(uintptr_t)(0x1000 + 0x10 * ++dmstub_stats.module_loads);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuModuleUnload(CUmodule module)
+{
+    dmstub_stats.module_unloads++;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuModuleGetFunction(CUfunction *fn, CUmodule module, const char *name)
+{
+    *fn = (CUfunction)((uintptr_t)module + 1); /* one function per module, told apart by it */
+    return CUDA_SUCCESS;
+}
+
+CUresult cuFuncSetAttribute(CUfunction fn, CUfunction_attribute attr, int value)
+{
+    return CUDA_SUCCESS;
+}
+
+CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                        unsigned by, unsigned bz, unsigned smem, CUstream stream, void **params,
+                        void **extra)
+{
+    if (!current())
+        return CUDA_ERROR_INVALID_CONTEXT;
+    dmstub_stats.launches++;
+    dmstub_stats.launch_ctx = current();
+    dmstub_stats.launch_fn = f;
+    dmstub_stats.grid[0] = gx;
+    dmstub_stats.grid[1] = gy;
+    dmstub_stats.grid[2] = gz;
+    dmstub_stats.block_threads = bx * by * bz;
+    dmstub_stats.smem_bytes = smem;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuGetErrorName(CUresult r, const char **s)
+{
+    *s = r == CUDA_SUCCESS ? "CUDA_SUCCESS" : "CUDA_ERROR_STUB";
+    return CUDA_SUCCESS;
+}
+
+CUresult cuGetErrorString(CUresult r, const char **s)
+{
+    *s = r == CUDA_SUCCESS ? "no error" : "stub error";
+    return CUDA_SUCCESS;
+}
+
+/* Memory: addresses only, never backed; nothing in the stub reads or writes device data. */
+static CUdeviceptr next_ptr = 0x10000000;
+
+static CUdeviceptr fake_alloc(size_t n)
+{
+    CUdeviceptr p = next_ptr;
+    next_ptr += (n + 255) / 256 * 256;
+    return p;
+}
+
+CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t n)
+{
+    *p = fake_alloc(n);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemFree_v2(CUdeviceptr p) { return CUDA_SUCCESS; }
+CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t n) { return CUDA_SUCCESS; }
+CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t n) { return CUDA_SUCCESS; }
+CUresult cuMemsetD8_v2(CUdeviceptr p, unsigned char v, size_t n) { return CUDA_SUCCESS; }
+
+CUresult cuMemAllocAsync(CUdeviceptr *p, size_t n, CUstream s)
+{
+    *p = fake_alloc(n);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemFreeAsync(CUdeviceptr p, CUstream s) { return CUDA_SUCCESS; }
