@@ -71,6 +71,7 @@ static const char *lua_version_text(void)
     return LUA_RELEASE; /* "Lua 5.4.6" */
 }
 
+/* One %s: the arch list, from the arch table. */
 static const char usage_main[] =
     "usage: dmgen [--help] [--version] COMMAND [ARGS]\n"
     "\n"
@@ -86,7 +87,7 @@ static const char usage_main[] =
     "\n"
     "A VARIANT is a canonical key, e.g. fwd.d128.bf16.mask-k.bias-q.w0.causal.sm90:\n"
     "  dir.d<head_dim>.dtype.mask-<none|q|k>.bias-<none|q|k>.w<window>[.varlen][.causal]\n"
-    "  [.softcap].sm<80|86|89|90|90a>\n"
+    "  [.softcap].<%s>\n"
     "or a window-mask key (SPEC 4), e.g. wmask.w2048.bf16.mask-k.sm90:\n"
     "  wmask.w<window>.<f16|bf16|f32>.mask-<none|q|k>[.relu][.smooth].sm<NN> (relu: w0)\n"
     "\n"
@@ -596,9 +597,10 @@ static bool check_arch_list(const char *list)
     for (int i = 0; ok && i < n; i++) {
         dm_arch a;
         if (dm_arch_parse(parts[i], &a) != DM_OK) {
-            fail("build", "--arch '%s': '%s' is not an arch: expected sm80, sm86, sm89, sm90 "
-                          "or sm90a, comma separated",
-                 list, parts[i]);
+            char archs[64];
+            dm_arch_list_text(archs, sizeof archs, ", ", " or ");
+            fail("build", "--arch '%s': '%s' is not an arch: expected %s, comma separated", list,
+                 parts[i], archs);
             ok = false;
         }
     }
@@ -947,6 +949,13 @@ static const struct command *find_command(const char *name)
     return NULL;
 }
 
+static void print_usage_main(void)
+{
+    char archs[64];
+    dm_arch_list_text(archs, sizeof archs, "|", "|");
+    printf(usage_main, archs);
+}
+
 int main(int argc, char **argv)
 {
     char nvrtc[32];
@@ -956,7 +965,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (is_help(cmd)) {
-        fputs(usage_main, stdout);
+        print_usage_main();
         return EXIT_OK;
     }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
@@ -966,7 +975,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "help") == 0) {
         if (argc < 3) {
-            fputs(usage_main, stdout);
+            print_usage_main();
             return EXIT_OK;
         }
         const struct command *c = find_command(argv[2]);
