@@ -293,7 +293,7 @@ static int cmd_emit(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (dm_gen_emit(&v, &src, err, sizeof err) != DM_OK) {
-        fail("emit", "%s: %s", text, err);
+        fail("emit", "%s", err); /* names the variant already */
         return EXIT_FAIL;
     }
     rc = EXIT_OK;
@@ -491,26 +491,13 @@ static void report(pool *p, const job *j, double ms, const char *why)
     if (p->tty)
         fputs("\r\033[K", stderr);
     if (why)
-        fprintf(stderr, "dmgen: build: %s: %s\n", j->text, why);
+        fprintf(stderr, "dmgen: %s\n", why); /* "build: variant '...': ..." */
     else if (p->verbose)
         fprintf(stderr, "[%d/%d] %s: %s%.0f ms\n", p->done, p->list->n, j->text,
                 j->result == JOB_CACHED ? "cached, " : "compiled in ", ms);
     if (p->tty && p->done < p->list->n)
         fprintf(stderr, "[%d/%d] %s", p->done, p->list->n, j->text);
     fflush(stderr);
-}
-
-/* "build: variant 'x': NVRTC ..." -> "NVRTC ...": our line names the variant already. */
-static const char *strip_context(const char *msg, const char *call, const char *text)
-{
-    char variant[DM_VARIANT_TEXT_MAX + 16];
-    size_t n = strlen(call);
-    if (strncmp(msg, call, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
-        msg += n + 2;
-    n = (size_t)snprintf(variant, sizeof variant, "variant '%s': ", text);
-    if (strncmp(msg, variant, n) == 0)
-        msg += n;
-    return msg;
 }
 
 static void build_one(dm_ctx *ctx, pool *p, job *j)
@@ -523,16 +510,18 @@ static void build_one(dm_ctx *ctx, pool *p, job *j)
     dm_build_info info = {0};
     double t0 = now_s();
 
+    /* Messages as the library words them: "build: variant '...': ...". */
     if (!ctx) {
-        snprintf(why, sizeof why, "cannot create a context: out of memory");
+        snprintf(why, sizeof why, "%s: variant '%s': cannot create a context: out of memory",
+                 call, j->text);
     } else if (dm_build_cubin(ctx, call, &j->v, &src, &cubin, &cubin_bytes, &info) != DM_OK) {
-        snprintf(why, sizeof why, "%s", strip_context(dm_errmsg(ctx), call, j->text));
+        snprintf(why, sizeof why, "%s", dm_errmsg(ctx));
     } else if (info.source == DM_BUILT_BY_NVRTC && !info.cache_written) {
         /* The cache is what build makes: a cubin that only lived in memory is a failure. */
         snprintf(why, sizeof why,
-                 "compiled but not stored in '%s' (the directory is not writable: see the "
-                 "warning above)",
-                 p->cache_dir);
+                 "%s: variant '%s': compiled but not stored in '%s' (the directory is not "
+                 "writable: see the warning above)",
+                 call, j->text, p->cache_dir);
     }
     free(cubin);
     dm_kernel_src_free(&src);
