@@ -72,8 +72,9 @@ typedef struct dm_kernel_src {
 
 /* Runs the family's Lua template for v in a fresh Lua state. Templates come from the copies
  * embedded at build time, or from $DMATTN_TEMPLATE_DIR when it is set. On failure returns
- * DM_ERR_UNSUPPORTED (no template or tuning row for v) or DM_ERR_COMPILE (a template error,
- * with its file:line) and writes the reason to err. */
+ * DM_ERR_UNSUPPORTED (no module for v's family, or the template raised {code = "unsupported"}:
+ * e.g. no tuning row), DM_ERR_COMPILE (any other template error, with its file:line; a helper
+ * module not found) or DM_ERR_NOMEM, and writes "variant 'KEY': reason" to err. */
 dm_status dm_gen_emit(const dm_variant *v, dm_kernel_src *out, char *err, size_t err_bytes);
 void dm_kernel_src_free(dm_kernel_src *k);
 
