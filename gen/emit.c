@@ -2,16 +2,118 @@
  *
  * Each call gets a fresh Lua state with only base, string, table, math and package (for
  * require): templates cannot read files, clocks or the environment, so output depends on the
- * variant alone. C and Lua meet at one lua_pcall; nothing longjmps over our frames, and Lua calls
- * no C of ours. */
+ * variant alone. Everything Lua does, opening the libraries included, runs under one lua_pcall
+ * (protected_emit): an allocation failure anywhere is DM_ERR_NOMEM, never Lua's panic handler.
+ * Inside it the template runs under a second lua_pcall, so that its error can be classified
+ * while still protected (reading an error object may allocate). Nothing longjmps over our
+ * frames, and Lua calls no C of ours but the functions here.
+ *
+ * What C tells the templates: the variant (an argument of emit), require("limits") (dm_limits.h)
+ * and require("host_layout") (the kernel parameter structs of kernel_params.h: each field's
+ * name, CUDA type, count, byte offset and comment, and the size).
+ *
+ * What templates tell C: a result table, or an error. A table error { code = "unsupported",
+ * detail = "..." } (templates/errors.lua raises it) is DM_ERR_UNSUPPORTED with the detail; any
+ * other error (a string, with the file:line Lua adds) is a template bug, DM_ERR_COMPILE. */
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gen.h"
+#include "gen_test.h"
+#include "kernel_params.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* One field of a kernel parameter struct, as require("host_layout") hands it to Lua. */
+typedef struct param_field {
+    const char *name;
+    const char *type; /* CUDA spelling: u64, i64, int, u32, float */
+    int count;        /* 1, or the array length */
+    size_t offset;    /* offsetof in the C struct the library fills */
+    const char *doc;
+} param_field;
+
+#define FWD_FIELD_(type, name, count, doc) \
+    {#name, DM_PARAM_CUDA_##type, count, offsetof(dm_fwd_params, name), doc},
+#define WMASK_FIELD_(type, name, count, doc) \
+    {#name, DM_PARAM_CUDA_##type, count, offsetof(dm_wmask_params, name), doc},
+static const param_field fwd_fields[] = {DM_FWD_PARAMS(FWD_FIELD_)};
+static const param_field wmask_fields[] = {DM_WMASK_PARAMS(WMASK_FIELD_)};
+
+static const struct param_struct {
+    const char *name;   /* the CUDA struct: FwdParams */
+    const char *c_name; /* the C struct: dm_fwd_params */
+    size_t bytes;
+    const param_field *fields;
+    size_t n_fields;
+} param_structs[] = {
+    {"FwdParams", "dm_fwd_params", sizeof(dm_fwd_params), fwd_fields, ARRAY_LEN(fwd_fields)},
+    {"WmaskParams", "dm_wmask_params", sizeof(dm_wmask_params), wmask_fields,
+     ARRAY_LEN(wmask_fields)},
+};
+
+/* Error codes a template may raise as { code = ..., detail = ... }. */
+static const struct {
+    const char *code;
+    dm_status status;
+} error_codes[] = {
+    {"unsupported", DM_ERR_UNSUPPORTED},
+};
+
+/* One dm_gen_emit call, as protected_emit sees it. */
+typedef struct emit_job {
+    const dm_variant *v;
+    const char *key;          /* v's canonical text, for messages */
+    const char *template_dir; /* $DMATTN_TEMPLATE_DIR, or NULL: the embedded copies */
+    dm_kernel_src *out;
+    char *err;
+    size_t err_bytes;
+    dm_status st; /* DM_OK until a step fails */
+} emit_job;
+
+/* Allocations counted, failing after `limit` of them (limit < 0: never). */
+typedef struct alloc_budget {
+    long limit;
+    long used;
+} alloc_budget;
+
+static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    alloc_budget *b = ud;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    /* Lua assumes a block never fails to shrink; with ptr NULL, osize is a type tag. */
+    if (ptr == NULL || nsize > osize) {
+        b->used++;
+        if (b->limit >= 0 && b->used > b->limit)
+            return NULL;
+    }
+    return realloc(ptr, nsize);
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void
+fail(emit_job *job, dm_status st, const char *fmt, ...)
+{
+    char what[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (job->err_bytes > 0)
+        snprintf(job->err, job->err_bytes, "variant '%s': %s", job->key, what);
+    job->st = st;
+}
 
 /* The module a variant's kernel comes from. */
 static const char *family_of(const dm_variant *v)
@@ -32,19 +134,20 @@ static int load_embedded(lua_State *L)
     return 1;
 }
 
-/* package.preload[name] for each embedded template, or package.path = $DMATTN_TEMPLATE_DIR. */
-static void install_templates(lua_State *L)
+/* The sandboxed libraries, and package.preload[name] for each embedded template or
+ * package.path = $DMATTN_TEMPLATE_DIR. */
+static void install_templates(lua_State *L, const char *dir)
 {
     static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},       {LUA_LOADLIBNAME, luaopen_package},
                                     {LUA_STRLIBNAME, luaopen_string}, {LUA_TABLIBNAME, luaopen_table},
                                     {LUA_MATHLIBNAME, luaopen_math}};
-    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
+    for (size_t i = 0; i < ARRAY_LEN(libs); i++) {
         luaL_requiref(L, libs[i].name, libs[i].func, 1);
         lua_pop(L, 1);
     }
     /* The base library's file loaders reach the file system: templates get require only. */
     static const char *const denied[] = {"dofile", "loadfile"};
-    for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++) {
+    for (size_t i = 0; i < ARRAY_LEN(denied); i++) {
         lua_pushnil(L);
         lua_setglobal(L, denied[i]);
     }
@@ -58,8 +161,7 @@ static void install_templates(lua_State *L)
     lua_getglobal(L, "package");
     lua_pushstring(L, "");
     lua_setfield(L, -2, "cpath");
-    const char *dir = getenv("DMATTN_TEMPLATE_DIR");
-    if (dir && *dir) {
+    if (dir) {
         lua_pushfstring(L, "%s/?.lua", dir);
         lua_setfield(L, -2, "path");
     } else {
@@ -79,11 +181,75 @@ static void install_templates(lua_State *L)
     lua_pop(L, 1);
 }
 
-static void push_variant(lua_State *L, const dm_variant *v)
+/* package.loaded.limits and package.loaded.host_layout: facts the templates read from C. */
+static void install_host_facts(lua_State *L)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+
+    lua_createtable(L, 0, 4);
+#define LIMIT_(name, value) \
+    lua_pushinteger(L, value); \
+    lua_setfield(L, -2, #name);
+    DM_LIMITS(LIMIT_)
+#undef LIMIT_
+    lua_setfield(L, -2, "limits");
+
+    lua_createtable(L, 0, (int)ARRAY_LEN(param_structs));
+    for (size_t s = 0; s < ARRAY_LEN(param_structs); s++) {
+        const struct param_struct *ps = &param_structs[s];
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, ps->c_name);
+        lua_setfield(L, -2, "c_name");
+        lua_pushinteger(L, (lua_Integer)ps->bytes);
+        lua_setfield(L, -2, "size");
+        lua_createtable(L, (int)ps->n_fields, 0);
+        for (size_t i = 0; i < ps->n_fields; i++) {
+            const param_field *f = &ps->fields[i];
+            lua_createtable(L, 0, 5);
+            lua_pushstring(L, f->name);
+            lua_setfield(L, -2, "name");
+            lua_pushstring(L, f->type);
+            lua_setfield(L, -2, "type");
+            lua_pushinteger(L, f->count);
+            lua_setfield(L, -2, "count");
+            lua_pushinteger(L, (lua_Integer)f->offset);
+            lua_setfield(L, -2, "offset");
+            lua_pushstring(L, f->doc);
+            lua_setfield(L, -2, "doc");
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        lua_setfield(L, -2, "fields");
+        lua_setfield(L, -2, ps->name);
+    }
+    lua_setfield(L, -2, "host_layout");
+    lua_pop(L, 2);
+}
+
+/* Whether the family's module exists, decided before require: a template that requires a
+ * missing helper module is a template error, not a missing family. */
+static bool family_exists(lua_State *L, const char *dir, const char *family)
+{
+    int top = lua_gettop(L);
+    lua_getglobal(L, "package");
+    if (dir) {
+        lua_getfield(L, -1, "searchpath");
+        lua_pushstring(L, family);
+        lua_getfield(L, -3, "path");
+        lua_call(L, 2, 1);
+    } else {
+        lua_getfield(L, -1, "preload");
+        lua_getfield(L, -1, family);
+    }
+    bool found = !lua_isnil(L, -1);
+    lua_settop(L, top);
+    return found;
+}
+
+static void push_variant(lua_State *L, const emit_job *job)
 {
     static const char *const layouts[] = {"none", "q", "k"};
-    char key[DM_VARIANT_TEXT_MAX];
-    dm_variant_format(v, key, sizeof key);
+    const dm_variant *v = job->v;
     lua_createtable(L, 0, 15);
     lua_pushstring(L, v->family == DM_FAMILY_WMASK ? "wmask" : "attn");
     lua_setfield(L, -2, "family");
@@ -111,7 +277,7 @@ static void push_variant(lua_State *L, const dm_variant *v)
     lua_setfield(L, -2, "softcap");
     lua_pushstring(L, dm_arch_name(v->arch));
     lua_setfield(L, -2, "arch");
-    lua_pushstring(L, key);
+    lua_pushstring(L, job->key);
     lua_setfield(L, -2, "key");
     lua_pushstring(L, DM_VERSION_STRING);
     lua_setfield(L, -2, "version");
@@ -134,6 +300,37 @@ static int call_emit(lua_State *L)
     return 1;
 }
 
+/* The template's error (on the stack top) as a status and message. */
+static void classify_error(lua_State *L, int status, emit_job *job)
+{
+    int top = lua_gettop(L);
+    if (status == LUA_ERRMEM) {
+        fail(job, DM_ERR_NOMEM, "out of memory in the Lua template");
+    } else if (lua_type(L, -1) == LUA_TSTRING) {
+        fail(job, DM_ERR_COMPILE, "template error: %s", lua_tostring(L, -1));
+    } else if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_getfield(L, top, "code");
+        lua_getfield(L, top, "detail");
+        const char *code = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        const char *detail = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        size_t i = 0;
+        while (code && i < ARRAY_LEN(error_codes) && strcmp(code, error_codes[i].code) != 0)
+            i++;
+        if (code && detail && i < ARRAY_LEN(error_codes))
+            fail(job, error_codes[i].status, "%s", detail);
+        else
+            fail(job, DM_ERR_COMPILE,
+                 "template error: an error table needs code = \"unsupported\" and a string "
+                 "detail (got code %s%s%s)",
+                 code ? "'" : "", code ? code : luaL_typename(L, -2), code ? "'" : "");
+    } else {
+        fail(job, DM_ERR_COMPILE,
+             "template error: the error object is a %s (expected a string or {code, detail})",
+             luaL_typename(L, -1));
+    }
+    lua_settop(L, top);
+}
+
 static int get_int_field(lua_State *L, int idx, const char *name, int *out)
 {
     lua_getfield(L, idx, name);
@@ -144,71 +341,98 @@ static int get_int_field(lua_State *L, int idx, const char *name, int *out)
     return ok;
 }
 
+/* The result table (stack top) into job->out. The source is copied last: nothing after the
+ * malloc can raise, so no path leaks it. */
+static void take_result(lua_State *L, emit_job *job)
+{
+    int top = lua_gettop(L);
+    dm_kernel_src *out = job->out;
+    size_t len = 0;
+    lua_getfield(L, top, "source");
+    const char *src = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    lua_getfield(L, top, "entry");
+    const char *entry = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (!src || !entry || strlen(entry) >= sizeof out->entry ||
+        !get_int_field(L, top, "threads", &out->threads) ||
+        !get_int_field(L, top, "block_m", &out->block_m) ||
+        !get_int_field(L, top, "block_n", &out->block_n) ||
+        !get_int_field(L, top, "smem_bytes", &out->smem_bytes)) {
+        fail(job, DM_ERR_COMPILE,
+             "template returned an incomplete table (needs source, entry, threads, block_m, "
+             "block_n, smem_bytes)");
+    } else if (!(out->source = malloc(len + 1))) {
+        fail(job, DM_ERR_NOMEM, "out of memory for %zu bytes of source", len);
+    } else {
+        memcpy(out->source, src, len + 1);
+        out->source_bytes = len;
+        snprintf(out->entry, sizeof out->entry, "%s", entry);
+    }
+    lua_settop(L, top);
+}
+
+/* Everything one emit does in Lua; the job (a light userdata) is argument 1. */
+static int protected_emit(lua_State *L)
+{
+    emit_job *job = lua_touserdata(L, 1);
+    const char *family = family_of(job->v);
+
+    install_templates(L, job->template_dir);
+    install_host_facts(L);
+    if (!family_exists(L, job->template_dir, family)) {
+        fail(job, DM_ERR_UNSUPPORTED, "no template for family %s", family);
+        return 0;
+    }
+    lua_pushcfunction(L, call_emit);
+    lua_pushstring(L, family);
+    push_variant(L, job);
+    int status = lua_pcall(L, 2, 1, 0);
+    if (status != LUA_OK)
+        classify_error(L, status, job);
+    else
+        take_result(L, job);
+    lua_settop(L, 1);
+    return 0;
+}
+
+dm_status dm_gen_emit_alloc_limit(const dm_variant *v, long max_allocs, long *allocs,
+                                  dm_kernel_src *out, char *err, size_t err_bytes)
+{
+    char key[DM_VARIANT_TEXT_MAX] = "?";
+    const char *dir = getenv("DMATTN_TEMPLATE_DIR");
+    alloc_budget budget = {max_allocs, 0};
+    emit_job job = {.v = v, .key = key, .template_dir = dir && *dir ? dir : NULL, .out = out,
+                    .err = err, .err_bytes = err_bytes, .st = DM_OK};
+
+    memset(out, 0, sizeof *out);
+    if (err_bytes > 0)
+        err[0] = '\0';
+    if (dm_variant_format(v, key, sizeof key) < 0)
+        snprintf(key, sizeof key, "?");
+    lua_State *L = lua_newstate(budget_alloc, &budget);
+    if (!L) {
+        fail(&job, DM_ERR_NOMEM, "cannot create a Lua state (out of memory)");
+    } else {
+        int top = lua_gettop(L);
+        lua_pushcfunction(L, protected_emit); /* neither push allocates */
+        lua_pushlightuserdata(L, &job);
+        int status = lua_pcall(L, 1, 0, 0);
+        if (status == LUA_ERRMEM)
+            fail(&job, DM_ERR_NOMEM, "out of memory in the Lua state");
+        else if (status != LUA_OK)
+            fail(&job, DM_ERR_COMPILE, "error in the Lua state's setup (status %d)", status);
+        lua_settop(L, top);
+        lua_close(L);
+    }
+    if (allocs)
+        *allocs = budget.used;
+    if (job.st != DM_OK)
+        dm_kernel_src_free(out);
+    return job.st;
+}
+
 dm_status dm_gen_emit(const dm_variant *v, dm_kernel_src *out, char *err, size_t err_bytes)
 {
-    char key[DM_VARIANT_TEXT_MAX];
-    dm_status st = DM_OK;
-    memset(out, 0, sizeof *out);
-    dm_variant_format(v, key, sizeof key);
-
-    lua_State *L = luaL_newstate();
-    if (!L) {
-        snprintf(err, err_bytes, "variant '%s': cannot create a Lua state", key);
-        return DM_ERR_NOMEM;
-    }
-    install_templates(L);
-
-    lua_pushcfunction(L, call_emit);
-    lua_pushstring(L, family_of(v));
-    push_variant(L, v);
-    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
-        const char *msg = lua_tostring(L, -1);
-        if (!msg)
-            msg = "(error object is not a string)";
-        const char *unsup = "unsupported: ";
-        if (strncmp(msg, unsup, strlen(unsup)) == 0) {
-            snprintf(err, err_bytes, "variant '%s': %s", key, msg + strlen(unsup));
-            st = DM_ERR_UNSUPPORTED;
-        } else if (strstr(msg, "module '") && strstr(msg, "' not found")) {
-            snprintf(err, err_bytes, "variant '%s': no template for family %s", key,
-                     family_of(v));
-            st = DM_ERR_UNSUPPORTED;
-        } else {
-            snprintf(err, err_bytes, "variant '%s': template error: %s", key, msg);
-            st = DM_ERR_COMPILE;
-        }
-        goto out;
-    }
-
-    size_t len = 0;
-    lua_getfield(L, -1, "source");
-    const char *src = lua_tolstring(L, -1, &len);
-    lua_getfield(L, -2, "entry");
-    const char *entry = lua_tostring(L, -1);
-    if (!src || !entry || strlen(entry) >= sizeof out->entry ||
-        !get_int_field(L, -3, "threads", &out->threads) ||
-        !get_int_field(L, -3, "block_m", &out->block_m) ||
-        !get_int_field(L, -3, "block_n", &out->block_n) ||
-        !get_int_field(L, -3, "smem_bytes", &out->smem_bytes)) {
-        snprintf(err, err_bytes,
-                 "variant '%s': template returned an incomplete table (needs source, entry, "
-                 "threads, block_m, block_n, smem_bytes)",
-                 key);
-        st = DM_ERR_COMPILE;
-        goto out;
-    }
-    out->source = malloc(len + 1);
-    if (!out->source) {
-        snprintf(err, err_bytes, "variant '%s': out of memory for %zu bytes of source", key, len);
-        st = DM_ERR_NOMEM;
-        goto out;
-    }
-    memcpy(out->source, src, len + 1);
-    out->source_bytes = len;
-    snprintf(out->entry, sizeof out->entry, "%s", entry);
-out:
-    lua_close(L);
-    return st;
+    return dm_gen_emit_alloc_limit(v, -1, NULL, out, err, err_bytes);
 }
 
 void dm_kernel_src_free(dm_kernel_src *k)

@@ -9,11 +9,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "arch.h"
 #include "dmattn.h"
+#include "dm_limits.h"
 
 typedef enum dm_dir { DM_DIR_FWD = 0, DM_DIR_BWD } dm_dir;
 typedef enum dm_layout { DM_LAYOUT_NONE = 0, DM_LAYOUT_Q, DM_LAYOUT_K } dm_layout;
-typedef enum dm_arch { DM_SM80 = 0, DM_SM86, DM_SM89, DM_SM90, DM_SM90A, DM_ARCH_COUNT } dm_arch;
 /* Which template family a key belongs to; zero is attention, so existing initializers keep
  * meaning what they meant. */
 typedef enum dm_family { DM_FAMILY_ATTN = 0, DM_FAMILY_WMASK } dm_family;
@@ -24,13 +25,13 @@ typedef enum dm_family { DM_FAMILY_ATTN = 0, DM_FAMILY_WMASK } dm_family;
  * A window-mask key (SPEC §4) is wmask.w<W>.dtype.mask-<l>[.relu][.smooth].sm<NN>, e.g.
  * wmask.w2048.bf16.mask-k.sm90: dtype is the bias's (f16, bf16 or f32), mask the input mask's
  * layout (none, q = one row per query, k = one row for every query; a 2-D mask is k). Top-k keys
- * have 1 <= W <= 1048576; relu keys select by sign and have no window, so W = 0. Fields a family
+ * have 1 <= W <= DM_WINDOW_MAX; relu keys select by sign and have no window, so W = 0. Fields a family
  * does not use (dir, head_dim, bias, varlen, causal, softcap for wmask; relu, smooth for
  * attention) are zero. */
 typedef struct dm_variant {
     dm_family family;
     dm_dir dir;
-    int head_dim;   /* 8..256, a multiple of 8 */
+    int head_dim;   /* DM_HEAD_DIM_MIN..MAX, a multiple of DM_HEAD_DIM_STEP (dm_limits.h) */
     dm_dtype dtype; /* DM_F16 or DM_BF16 */
     dm_layout mask;
     dm_layout bias;
@@ -52,7 +53,8 @@ int dm_variant_format(const dm_variant *v, char *buf, size_t n);
  * to err a message naming the field: "field 3 (dtype) 'fp16': expected f16 or bf16". */
 dm_status dm_variant_parse(const char *text, dm_variant *out, char *err, size_t err_bytes);
 
-const char *dm_arch_name(dm_arch a);                  /* "sm90a" */
+/* The arch table (arch.h), in arch.c. */
+const char *dm_arch_name(dm_arch a);                  /* "sm90a"; "?" outside the enum */
 dm_status dm_arch_parse(const char *text, dm_arch *out); /* DM_ERR_INVALID_ARG if unknown */
 int dm_arch_from_cc(int major, int minor, dm_arch *out); /* device cc -> arch; 0 = ok */
 const char *dm_dtype_name(dm_dtype t);                 /* "f16", "bf16", "f32", "bool", "i32" */
@@ -70,8 +72,9 @@ typedef struct dm_kernel_src {
 
 /* Runs the family's Lua template for v in a fresh Lua state. Templates come from the copies
  * embedded at build time, or from $DMATTN_TEMPLATE_DIR when it is set. On failure returns
- * DM_ERR_UNSUPPORTED (no template or tuning row for v) or DM_ERR_COMPILE (a template error,
- * with its file:line) and writes the reason to err. */
+ * DM_ERR_UNSUPPORTED (no module for v's family, or the template raised {code = "unsupported"}:
+ * e.g. no tuning row), DM_ERR_COMPILE (any other template error, with its file:line; a helper
+ * module not found) or DM_ERR_NOMEM, and writes "variant 'KEY': reason" to err. */
 dm_status dm_gen_emit(const dm_variant *v, dm_kernel_src *out, char *err, size_t err_bytes);
 void dm_kernel_src_free(dm_kernel_src *k);
 

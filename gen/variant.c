@@ -1,18 +1,16 @@
 /* variant.c: the canonical text forms of variant keys (SPEC §6): attention and window-mask
- * (wmask) keys, and the names of archs and dtypes. Parsing accepts exactly what formatting prints; anything else is an error
- * naming the field it could not read. No allocation, no global state, no Lua: safe anywhere. */
+ * (wmask) keys, and the names of dtypes (archs: arch.c). Parsing accepts exactly what formatting
+ * prints; anything else is an error naming the field it could not read. Bounds come from
+ * dm_limits.h. No allocation, no global state, no Lua: safe anywhere. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "gen.h"
 
-#define MAX_HEAD_DIM 256
-#define MAX_WINDOW (1 << 20)
 #define QUOTE_MAX 40 /* longest field text quoted in a message; longer ones end in "..." */
-#define ARCH_LIST "sm80|sm86|sm89|sm90|sm90a"
+#define ARCH_LIST_MAX 64 /* "sm80|sm86|sm89|sm90|sm90a" and room for more rows */
 
-static const char *const arch_names[DM_ARCH_COUNT] = {"sm80", "sm86", "sm89", "sm90", "sm90a"};
 static const char *const layout_names[] = {"none", "q", "k"};
 
 enum { FLAG_VARLEN, FLAG_CAUSAL, FLAG_SOFTCAP, FLAG_COUNT };
@@ -115,7 +113,7 @@ static bool parse_layout(const span *f, const char *prefix, dm_layout *out)
 static bool parse_arch_span(const span *f, dm_arch *out)
 {
     for (int i = 0; i < DM_ARCH_COUNT; i++) {
-        if (span_is(f, arch_names[i])) {
+        if (span_is(f, dm_arch_name((dm_arch)i))) {
             *out = (dm_arch)i;
             return true;
         }
@@ -133,7 +131,8 @@ static void expected_after_flags(int first, char *buf, size_t n)
         const char *sep = i == first ? "" : ", ";
         used += (size_t)snprintf(buf + used, n - used, "%s%s", sep, flag_names[i]);
     }
-    snprintf(buf + used, n - used, "%s" ARCH_LIST, first < FLAG_COUNT ? " or " : "");
+    used += (size_t)snprintf(buf + used, n - used, "%s", first < FLAG_COUNT ? " or " : "");
+    dm_arch_list_text(buf + used, n - used, "|", "|");
 }
 
 static bool layout_ok(dm_layout l)
@@ -145,7 +144,7 @@ static bool layout_ok(dm_layout l)
  * that one text names one struct. */
 static bool wmask_ok(const dm_variant *v)
 {
-    bool window_ok = v->relu ? v->window == 0 : v->window >= 1 && v->window <= MAX_WINDOW;
+    bool window_ok = v->relu ? v->window == 0 : v->window >= 1 && v->window <= DM_WINDOW_MAX;
     return window_ok && (v->dtype == DM_F16 || v->dtype == DM_BF16 || v->dtype == DM_F32) &&
            layout_ok(v->mask) && v->dir == DM_DIR_FWD && v->head_dim == 0 &&
            v->bias == DM_LAYOUT_NONE && !v->varlen && !v->causal && !v->softcap &&
@@ -157,10 +156,10 @@ static bool variant_ok(const dm_variant *v)
     if (v->family == DM_FAMILY_WMASK)
         return wmask_ok(v);
     return v->family == DM_FAMILY_ATTN && !v->relu && !v->smooth &&
-           (v->dir == DM_DIR_FWD || v->dir == DM_DIR_BWD) && v->head_dim >= 8 &&
-           v->head_dim <= MAX_HEAD_DIM && v->head_dim % 8 == 0 &&
+           (v->dir == DM_DIR_FWD || v->dir == DM_DIR_BWD) && v->head_dim >= DM_HEAD_DIM_MIN &&
+           v->head_dim <= DM_HEAD_DIM_MAX && v->head_dim % DM_HEAD_DIM_STEP == 0 &&
            (v->dtype == DM_F16 || v->dtype == DM_BF16) && layout_ok(v->mask) &&
-           layout_ok(v->bias) && v->window >= 0 && v->window <= MAX_WINDOW &&
+           layout_ok(v->bias) && v->window >= 0 && v->window <= DM_WINDOW_MAX &&
            (int)v->arch >= 0 && (int)v->arch < DM_ARCH_COUNT;
 }
 
@@ -173,31 +172,43 @@ int dm_variant_format(const dm_variant *v, char *buf, size_t n)
     if (v->family == DM_FAMILY_WMASK)
         return snprintf(buf, n, "wmask.w%d.%s.mask-%s%s%s.%s", v->window, dm_dtype_name(v->dtype),
                         layout_names[v->mask], v->relu ? ".relu" : "",
-                        v->smooth ? ".smooth" : "", arch_names[v->arch]);
+                        v->smooth ? ".smooth" : "", dm_arch_name(v->arch));
     return snprintf(buf, n, "%s.d%d.%s.mask-%s.bias-%s.w%d%s%s%s.%s",
                     v->dir == DM_DIR_FWD ? "fwd" : "bwd", v->head_dim, dm_dtype_name(v->dtype),
                     layout_names[v->mask], layout_names[v->bias], v->window,
                     v->varlen ? ".varlen" : "", v->causal ? ".causal" : "",
-                    v->softcap ? ".softcap" : "", arch_names[v->arch]);
+                    v->softcap ? ".softcap" : "", dm_arch_name(v->arch));
+}
+
+/* Decimal digits of the largest value a numeric field takes: prefixed_decimal's max_digits. */
+static size_t digits_of(long max)
+{
+    size_t n = 1;
+    while (max >= 10) {
+        max /= 10;
+        n++;
+    }
+    return n;
 }
 
 /* wmask.w<W>.dtype.mask-<l>[.relu][.smooth].sm<NN>, from field 2 on (p is past "wmask."). */
 static dm_status parse_wmask(const char *p, dm_variant *out, char *err, size_t err_bytes)
 {
     static const char *const wflags[] = {"relu", "smooth"};
-    static const char *const after[] = {"relu, smooth or " ARCH_LIST, "smooth or " ARCH_LIST,
-                                        ARCH_LIST};
+    static const char *const flags_after[] = {"relu, smooth or ", "smooth or ", ""};
     dm_variant v = {.family = DM_FAMILY_WMASK};
     span f, wf;
     long num;
     int index, next_flag = 0;
-    char expected[128];
+    char expected[160], archs[ARCH_LIST_MAX], windows[48], after[96];
 
+    dm_arch_list_text(archs, sizeof archs, "|", "|");
+    snprintf(windows, sizeof windows, "w<1..%d> (w0 with relu)", DM_WINDOW_MAX);
     if (!next_field(&p, &f))
-        return field_err(err, err_bytes, 2, "window", NULL, "w<1..1048576> (w0 with relu)");
-    num = prefixed_decimal(&f, 'w', 7);
-    if (num < 0 || num > MAX_WINDOW)
-        return field_err(err, err_bytes, 2, "window", &f, "w<1..1048576> (w0 with relu)");
+        return field_err(err, err_bytes, 2, "window", NULL, windows);
+    num = prefixed_decimal(&f, 'w', digits_of(DM_WINDOW_MAX));
+    if (num < 0 || num > DM_WINDOW_MAX)
+        return field_err(err, err_bytes, 2, "window", &f, windows);
     v.window = (int)num;
     wf = f;
 
@@ -220,15 +231,16 @@ static dm_status parse_wmask(const char *p, dm_variant *out, char *err, size_t e
     for (index = 5;; index++) {
         const char *name = next_flag < 2 ? "flag or arch" : "arch";
         int flag = -1;
+        snprintf(after, sizeof after, "%s%s", flags_after[next_flag], archs);
         if (!next_field(&p, &f))
-            return field_err(err, err_bytes, index, name, NULL, after[next_flag]);
+            return field_err(err, err_bytes, index, name, NULL, after);
         if (parse_arch_span(&f, &v.arch))
             break;
         for (int i = 0; i < 2; i++)
             if (span_is(&f, wflags[i]))
                 flag = i;
         if (flag < next_flag) {
-            snprintf(expected, sizeof expected, "%s%s", after[next_flag],
+            snprintf(expected, sizeof expected, "%s%s", after,
                      flag >= 0 ? " (flags once each, in the order relu, smooth)" : "");
             return field_err(err, err_bytes, index, name, &f, expected);
         }
@@ -239,16 +251,18 @@ static dm_status parse_wmask(const char *p, dm_variant *out, char *err, size_t e
         next_flag = flag + 1;
     }
     if (next_field(&p, &f)) {
-        snprintf(expected, sizeof expected, "nothing after the arch %s", arch_names[v.arch]);
+        snprintf(expected, sizeof expected, "nothing after the arch %s", dm_arch_name(v.arch));
         return field_err(err, err_bytes, index + 1, "end", &f, expected);
     }
     /* The window's meaning depends on the selection, known only now. */
     if (v.relu && v.window != 0)
         return field_err(err, err_bytes, 2, "window", &wf,
                          "w0 with relu (relu selects by sign, not top-k)");
-    if (!v.relu && v.window == 0)
-        return field_err(err, err_bytes, 2, "window", &wf,
-                         "w<1..1048576> for top-k (w0 only with relu)");
+    if (!v.relu && v.window == 0) {
+        snprintf(expected, sizeof expected, "w<1..%d> for top-k (w0 only with relu)",
+                 DM_WINDOW_MAX);
+        return field_err(err, err_bytes, 2, "window", &wf, expected);
+    }
     *out = v;
     return DM_OK;
 }
@@ -262,7 +276,11 @@ dm_status dm_variant_parse(const char *text, dm_variant *out, char *err, size_t 
     int index = 1;
     int next_flag = 0; /* flags [0, next_flag) are passed: each may appear once, in order */
     char expected[160]; /* longest: two flags, the arch list and the order note */
+    char head_dims[48], windows[32];
 
+    snprintf(head_dims, sizeof head_dims, "d<%d..%d, multiple of %d>", DM_HEAD_DIM_MIN,
+             DM_HEAD_DIM_MAX, DM_HEAD_DIM_STEP);
+    snprintf(windows, sizeof windows, "w<0..%d>", DM_WINDOW_MAX);
     if (text == NULL) {
         set_err(err, err_bytes, "variant text is NULL: expected e.g. %s",
                 "fwd.d128.bf16.mask-none.bias-none.w0.sm80");
@@ -285,10 +303,10 @@ dm_status dm_variant_parse(const char *text, dm_variant *out, char *err, size_t 
 
     index = 2;
     if (!next_field(&p, &f))
-        return field_err(err, err_bytes, index, "head_dim", NULL, "d<8..256, multiple of 8>");
-    num = prefixed_decimal(&f, 'd', 3);
-    if (num < 8 || num > MAX_HEAD_DIM || num % 8 != 0)
-        return field_err(err, err_bytes, index, "head_dim", &f, "d<8..256, multiple of 8>");
+        return field_err(err, err_bytes, index, "head_dim", NULL, head_dims);
+    num = prefixed_decimal(&f, 'd', digits_of(DM_HEAD_DIM_MAX));
+    if (num < DM_HEAD_DIM_MIN || num > DM_HEAD_DIM_MAX || num % DM_HEAD_DIM_STEP != 0)
+        return field_err(err, err_bytes, index, "head_dim", &f, head_dims);
     v.head_dim = (int)num;
 
     index = 3;
@@ -315,10 +333,10 @@ dm_status dm_variant_parse(const char *text, dm_variant *out, char *err, size_t 
 
     index = 6;
     if (!next_field(&p, &f))
-        return field_err(err, err_bytes, index, "window", NULL, "w<0..1048576>");
-    num = prefixed_decimal(&f, 'w', 7); /* 1048576 has 7 digits */
-    if (num < 0 || num > MAX_WINDOW)
-        return field_err(err, err_bytes, index, "window", &f, "w<0..1048576>");
+        return field_err(err, err_bytes, index, "window", NULL, windows);
+    num = prefixed_decimal(&f, 'w', digits_of(DM_WINDOW_MAX));
+    if (num < 0 || num > DM_WINDOW_MAX)
+        return field_err(err, err_bytes, index, "window", &f, windows);
     v.window = (int)num;
 
     /* Flags in order, then the arch, which must be last. */
@@ -352,57 +370,11 @@ dm_status dm_variant_parse(const char *text, dm_variant *out, char *err, size_t 
     }
 
     if (next_field(&p, &f)) {
-        snprintf(expected, sizeof expected, "nothing after the arch %s", arch_names[v.arch]);
+        snprintf(expected, sizeof expected, "nothing after the arch %s", dm_arch_name(v.arch));
         return field_err(err, err_bytes, index + 1, "end", &f, expected);
     }
     *out = v;
     return DM_OK;
-}
-
-const char *dm_arch_name(dm_arch a)
-{
-    if ((int)a < 0 || (int)a >= DM_ARCH_COUNT)
-        return "?";
-    return arch_names[a];
-}
-
-dm_status dm_arch_parse(const char *text, dm_arch *out)
-{
-    dm_arch a;
-    span f;
-
-    if (text == NULL || out == NULL)
-        return DM_ERR_INVALID_ARG;
-    f.s = text;
-    f.len = strlen(text);
-    if (!parse_arch_span(&f, &a))
-        return DM_ERR_INVALID_ARG;
-    *out = a;
-    return DM_OK;
-}
-
-/* Device compute capability -> the arch we compile for. 8.7 maps to sm86: same Ampere ISA family,
- * and CUDA runs a cubin built for X.y on any X.z with z >= y. 9.0 maps to sm90a: its wgmma kernels
- * are the fast path on H100/H200, and 9.0 is the only part sm90a code must run on (an sm90 cubin,
- * mma.sync only, stays one dm_ctx_set_arch away). */
-int dm_arch_from_cc(int major, int minor, dm_arch *out)
-{
-    dm_arch a;
-
-    if (out == NULL)
-        return -1;
-    if (major == 8 && minor == 0)
-        a = DM_SM80;
-    else if (major == 8 && (minor == 6 || minor == 7))
-        a = DM_SM86; /* 8.7 (Orin) has no sm87 variant: a cubin for X.y runs on X.z, z >= y */
-    else if (major == 8 && minor == 9)
-        a = DM_SM89;
-    else if (major == 9 && minor == 0)
-        a = DM_SM90A;
-    else
-        return -1;
-    *out = a;
-    return 0;
 }
 
 const char *dm_dtype_name(dm_dtype t)

@@ -148,16 +148,17 @@ static dm_status attach_device(dm_ctx *ctx, int device)
         (st = DEVICE_ATTRIBUTE(ctx, device, MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
                                &ctx->smem_optin_bytes)) != DM_OK)
         return st;
-    int arch_ok = dm_arch_from_cc(major, minor, &arch) == 0;
-    if (!ctx->arch_overridden) {
-        if (!arch_ok)
-            return dm_set_error(ctx, DM_ERR_UNSUPPORTED,
-                                "dm_ctx_create: device %d has compute capability %d.%d; dmattn "
-                                "builds for 8.0, 8.6, 8.7, 8.9 and 9.0",
-                                device, major, minor);
-        ctx->arch = arch;
-        ctx->arch_known = true;
+    /* A fresh context: no dm_ctx_set_arch can have come before this. */
+    if (dm_arch_from_cc(major, minor, &arch) != 0) {
+        char ccs[64];
+        dm_arch_device_ccs_text(ccs, sizeof ccs);
+        return dm_set_error(ctx, DM_ERR_UNSUPPORTED,
+                            "dm_ctx_create: device %d has compute capability %d.%d; dmattn "
+                            "builds for %s",
+                            device, major, minor, ccs);
     }
+    ctx->arch = arch;
+    ctx->arch_known = true;
     return DM_OK;
 }
 
@@ -241,7 +242,6 @@ dm_status dm_ctx_set_arch(dm_ctx *ctx, const char *arch)
         return DM_ERR_INVALID_ARG;
     dm_clear_error(ctx);
     if (!arch) {
-        ctx->arch_overridden = false;
         ctx->arch_known = false;
         int major, minor;
         if (ctx->drv)
@@ -250,13 +250,14 @@ dm_status dm_ctx_set_arch(dm_ctx *ctx, const char *arch)
         return DM_OK;
     }
     dm_arch a;
-    if (dm_arch_parse(arch, &a) != DM_OK)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "dm_ctx_set_arch: arch '%s': expected sm80, sm86, sm89, sm90 or sm90a",
-                            arch);
+    if (dm_arch_parse(arch, &a) != DM_OK) {
+        char archs[64];
+        dm_arch_list_text(archs, sizeof archs, ", ", " or ");
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "dm_ctx_set_arch: arch '%s': expected %s",
+                            arch, archs);
+    }
     ctx->arch = a;
     ctx->arch_known = true;
-    ctx->arch_overridden = true;
     return DM_OK;
 }
 

@@ -36,7 +36,6 @@ struct dm_ctx {
 
     dm_arch arch;           /* target for compiles: override, else the device's */
     bool arch_known;
-    bool arch_overridden;
 
     char cache_dir[DM_PATH_BYTES]; /* "" = memory only */
     bool cache_dir_ready;          /* prepare_dir done (or failed and warned) */

@@ -4,28 +4,11 @@
 
 #include "build.h"
 #include "fwd_plan.h"
+#include "kernel_params.h"
 #include "wmask_plan.h"
 
-/* Kernel parameters, passed by value. Must match `struct FwdParams` in templates/attn_fwd.lua
- * field for field (8-byte fields first, so host and device layouts agree without padding). */
-typedef struct dm_fwd_params {
-    uint64_t q, k, v, mask, bias, o, lse;
-    int64_t q_stride[3], k_stride[3], v_stride[3], o_stride[3];
-    int64_t mask_stride[3], bias_stride[3];
-    int64_t lse_stride[3];
-    int64_t mask_head_div, bias_head_div;
-    int32_t B, H, Hkv, Lq, Lk, group;
-    float scale_log2;
-    float softcap;
-    int32_t bias_f32;
-    int32_t bias_vec16;
-    int32_t mask_pairs;
-    int32_t mask_vec16;
-    float scale;         /* scores with a bias or softcap stage stay in natural units */
-    float softcap_k;     /* 2 * log2(e) / softcap: tanh on ex2 (0 when softcap is off) */
-} dm_fwd_params;
-/* The template asserts the same size: a field added on one side only fails to compile. */
-_Static_assert(sizeof(dm_fwd_params) == 296, "dm_fwd_params layout changed: update attn_fwd.lua");
+/* dm_fwd_params, the kernel's parameters passed by value: defined with its field list in
+ * gen/kernel_params.h, from which the template declares struct FwdParams and checks each field. */
 
 /* Whether every row of a mask or bias starts `align`-byte aligned: the base pointer and each
  * stride (in bytes) are multiples of it. Kernels then use wider loads. */

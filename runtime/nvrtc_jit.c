@@ -7,22 +7,16 @@
 #include <string.h>
 #include <time.h>
 
-static const char *arch_option(dm_arch a)
-{
-    switch (a) {
-    case DM_SM80: return "--gpu-architecture=sm_80";
-    case DM_SM86: return "--gpu-architecture=sm_86";
-    case DM_SM89: return "--gpu-architecture=sm_89";
-    case DM_SM90: return "--gpu-architecture=sm_90";
-    case DM_SM90A: return "--gpu-architecture=sm_90a";
-    default: return NULL;
-    }
-}
+/* "--gpu-architecture=sm_90a" for each row of the arch table (arch.h), made once: options are
+ * handed out as pointers that live as long as the library. */
+#define ARCH_OPTION_(id, name, cc, nvrtc, ccs) [DM_##id] = "--gpu-architecture=" nvrtc,
+static const char *const arch_options[DM_ARCH_COUNT] = {DM_ARCH_TABLE(ARCH_OPTION_)};
+#undef ARCH_OPTION_
 
 int dm_nvrtc_options(dm_arch arch, const char *opts[DM_NVRTC_MAX_OPTIONS])
 {
     int n = 0;
-    opts[n++] = arch_option(arch);
+    opts[n++] = (int)arch >= 0 && (int)arch < DM_ARCH_COUNT ? arch_options[arch] : NULL;
     opts[n++] = "--std=c++17";
     opts[n++] = "--fmad=true";
     /* Line info maps compute-sanitizer and profiler reports to the generated source. */

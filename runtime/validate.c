@@ -12,7 +12,6 @@
 #define GRID_DIM_MAX 65535 /* cuLaunchKernel's limit on grid.y (H) and grid.z (B) */
 #define ROW_VEC_BYTES 16   /* q, k, v and o rows move 16 bytes at a time (cp.async, ldmatrix) */
 #define ROW_VEC_ELEMS 8    /* ... that is 8 fp16/bf16 elements */
-#define HEAD_DIM_MAX 256
 
 static const char *const q_dims[] = {"B", "Lq", "H", "D"};
 static const char *const kv_dims[] = {"B", "Lk", "Hkv", "D"};
@@ -343,11 +342,11 @@ dm_status dm_fwd_check(dm_ctx *ctx, const char *call, const dm_fwd_args *args, d
     p.D = q->shape[3];
     p.Lk = k->shape[1];
     p.Hkv = k->shape[2];
-    if (p.D % 8 != 0 || p.D > HEAD_DIM_MAX)
+    if (p.D < DM_HEAD_DIM_MIN || p.D % DM_HEAD_DIM_STEP != 0 || p.D > DM_HEAD_DIM_MAX)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "%s: q.shape[3] (D) = %" PRId64
-                            ": expected a multiple of 8 from 8 to %d",
-                            call, p.D, HEAD_DIM_MAX);
+                            ": expected a multiple of %d from %d to %d",
+                            call, p.D, DM_HEAD_DIM_STEP, DM_HEAD_DIM_MIN, DM_HEAD_DIM_MAX);
     if (k->shape[0] != p.B)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "%s: k.shape[0] (B) = %" PRId64

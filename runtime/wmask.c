@@ -7,21 +7,11 @@
 #include <string.h>
 
 #include "build.h"
+#include "kernel_params.h"
 #include "wmask_plan.h"
 
-/* Kernel parameters, passed by value. Must match `struct WmaskParams` in
- * templates/window_mask.lua field for field (8-byte fields first). */
-typedef struct dm_wmask_params {
-    uint64_t bias, mask, out;
-    uint64_t scratch; /* split rows only */
-    int64_t bias_stride[3], mask_stride[3], out_stride[3];
-    int32_t n_heads, n_rows, Lk, mask_pad, block_size;
-    uint32_t min_key;
-    int32_t resident, vec;
-    int32_t phase, n_slices, slice_keys, split_rows; /* split rows only; phase 0 = one block */
-} dm_wmask_params;
-_Static_assert(sizeof(dm_wmask_params) == 152,
-               "dm_wmask_params layout changed: update window_mask.lua");
+/* dm_wmask_params, the kernel's parameters passed by value: defined with its field list in
+ * gen/kernel_params.h, from which the template declares struct WmaskParams and checks each field. */
 
 #define VEC_KEYS 8 /* the kernel's vector step: 8 keys per load and per store */
 #define PICK_THREADS 256 /* a pick pass sums n_slices words per bin: short, one block per row */

@@ -11,7 +11,6 @@
 #include "tensor_check.h"
 #include "wmask_plan.h"
 
-#define MAX_WINDOW (1 << 20) /* the key grammar's limit (gen/variant.c) */
 
 static const char *const dims4[] = {"B", "H", "Lq", "Lk"};
 
@@ -127,9 +126,9 @@ static dm_status check_scalars(dm_ctx *ctx, const char *call, const dm_window_ma
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "%s: block_size = %d: expected >= 0 (0 = no smoothing)", call,
                             a->block_size);
-    if (a->window > MAX_WINDOW)
+    if (a->window > DM_WINDOW_MAX)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: window = %d: expected at most %d",
-                            call, a->window, MAX_WINDOW);
+                            call, a->window, DM_WINDOW_MAX);
     return DM_OK;
 }
 

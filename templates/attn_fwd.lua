@@ -10,6 +10,9 @@
 -- and staged mask tiles: attn_fwd_mask.lua; bias reads and tiles: attn_fwd_bias.lua). Tiles past
 -- the causal diagonal are never visited. A feature that is off is absent from the text.
 local common = require("cuda_common")
+local errors = require("errors")
+local kernel_params = require("kernel_params")
+local limits = require("limits")  -- from the library (gen/dm_limits.h)
 local ptx = require("cuda_ptx")
 local tune = require("tune")
 local bias = require("attn_fwd_bias")  -- bias_at, the staged bias tile and its add
@@ -18,26 +21,6 @@ local mask = require("attn_fwd_mask")  -- the vote, skip scans, staged mask tile
 local engines = { ["mma.sync"] = require("attn_fwd_mma"), wgmma = require("attn_fwd_wgmma") }
 
 local M = {}
-
--- Must match struct dm_fwd_params in runtime/fwd.c field for field (8-byte fields first).
-local params_struct = [=[
-struct FwdParams {
-    u64 q, k, v, mask, bias, o, lse;
-    i64 q_stride[3], k_stride[3], v_stride[3], o_stride[3]; // batch, row, head
-    i64 mask_stride[3], bias_stride[3];                     // batch, head, row (keys contiguous)
-    i64 lse_stride[3];                                      // batch, head, row
-    i64 mask_head_div, bias_head_div;                       // H / heads stored in mask, bias
-    int B, H, Hkv, Lq, Lk, group;                           // group = H / Hkv
-    float scale_log2;                                       // scale * log2(e)
-    float softcap;
-    int bias_f32;                                           // bias stored as fp32, not q's dtype
-    int bias_vec16;  // bias rows start 16-byte aligned: a q-layout bias tile can go by cp.async
-    int mask_pairs;  // mask rows start 2-byte aligned: two keys per load
-    int mask_vec16;  // mask rows start 16-byte aligned: a q-layout mask tile can go by cp.async
-    float scale;      // scores with a bias or softcap stage stay in natural units
-    float softcap_k;  // 2 * log2(e) / softcap: tanh on ex2
-};
-static_assert(sizeof(FwdParams) == 296, "FwdParams must match dm_fwd_params in runtime/fwd.c");]=]
 
 local constants = [=[
 constexpr int kHeadDim = $d;
@@ -60,7 +43,7 @@ constexpr float kLn2 = 0.6931471805599453f;
 static_assert(kBlockN % 16 == 0, "whole k-steps of P V");
 static_assert((kBlockN & (kBlockN - 1)) == 0 && (kWarps & (kWarps - 1)) == 0,
               "powers of two: the fast tile loaders map threads to (row, chunk) exactly");
-static_assert(kHeadDim % 8 == 0 && kHeadDim <= 256, "head_dim a multiple of 8 up to 256");
+static_assert(kHeadDim % $head_dim_step == 0 && kHeadDim <= $head_dim_max, "head_dim a multiple of $head_dim_step up to $head_dim_max");
 constexpr int kBiasRows = $bias_rows;          // staged bias rows: kBlockM (q layout) or 1 (k)
 constexpr int kBiasPitch = $bias_pitch;        // bytes per staged row (+16: banks)
 constexpr int kSmemBias = 2 * kBiasRows * kBiasPitch;  // double buffered: this tile, the next
@@ -295,13 +278,13 @@ end
 
 local function check_variant(v)
   if v.dir ~= "fwd" then
-    error("unsupported: attn_fwd.lua emits direction fwd, not " .. v.dir, 0)
+    errors.unsupported("attn_fwd.lua emits direction fwd, not " .. v.dir)
   end
   if v.window ~= 0 then
-    error("unsupported: top-k windows (w" .. v.window .. ") are not built yet", 0)
+    errors.unsupported("top-k windows (w" .. v.window .. ") are not built yet")
   end
   if v.varlen then
-    error("unsupported: varlen forward is not built yet", 0)
+    errors.unsupported("varlen forward is not built yet")
   end
 end
 
@@ -415,6 +398,7 @@ function M.emit(v)
   for name, text in pairs(mask.scan_vars(v)) do
     vars[name] = text
   end
+  vars.head_dim_step, vars.head_dim_max = limits.head_dim_step, limits.head_dim_max
   vars.causal_end = v.causal and
     "    n_end = min(p.Lk, min(m0 + kBlockM, p.Lq) + diag);  // <= 0: every row is empty" or ""
   vars.mask_base = v.mask ~= "none" and
@@ -540,7 +524,7 @@ $early_loads]=]
 
   local buf = common.buffer()
   common.header(buf, v, "attn_fwd.lua", engine.summary(block_m, row.block_n, row.warps, row.m_tiles))
-  buf.add(params_struct)
+  buf.add(kernel_params.struct("FwdParams"))  -- from the library's layout (gen/kernel_params.h)
   buf.add(constants, vars)
   common.conversions(buf, v.dtype)
   ptx.emit(buf, v.dtype, engine == engines["mma.sync"])  -- ldmatrix, mma.sync: that engine only

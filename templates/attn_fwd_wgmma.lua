@@ -4,6 +4,7 @@
 -- (the score fragment, repacked as for mma.sync) and V from shared memory, N-major. The
 -- accumulator layout per warp is mma.sync's m16n8 layout repeated over N, so every score stage
 -- of attn_fwd.lua runs unchanged on kMTiles = 1. Loads stay cp.async by every thread.
+local errors = require("errors")
 local ptx = require("cuda_ptx")
 
 local M = {}
@@ -162,7 +163,7 @@ function M.check(row, d_pad)
     error("tuning.lua: a wgmma row needs m_tiles = 1 and whole warpgroups", 0)
   end
   if row.block_n > 256 or d_pad > 256 then
-    error("unsupported: wgmma n above 256", 0)
+    errors.unsupported("wgmma n above 256")
   end
 end
 

@@ -1,6 +1,8 @@
 -- cuda_common.lua: pieces every kernel family emits: the text buffer, the header comment, the
 -- fixed-width types and the fp16/bf16 conversions. Generated sources include no headers (NVRTC
 -- sees only the text, so the cache key covers everything), hence the conversions in inline PTX.
+local errors = require("errors")
+
 local M = {}
 
 -- A line buffer joined once. fill() replaces $NAME from a table of names; an unknown name is an
@@ -71,7 +73,7 @@ __device__ __forceinline__ u16 float_to_elem(float f)
 function M.conversions(buf, dtype)
   local text = convert[dtype]
   if not text then
-    error("unsupported: dtype " .. tostring(dtype), 0)
+    errors.unsupported("dtype " .. tostring(dtype))
   end
   buf.add(text)
 end

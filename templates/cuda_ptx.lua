@@ -1,6 +1,8 @@
 -- cuda_ptx.lua: one named wrapper per PTX instruction the tensor-core kernels use: cp.async,
 -- ldmatrix, mma.sync m16n8k16, packing to 16-bit pairs, ex2 (sm_80+), and on sm_90a the wgmma
 -- family (emit_wgmma: fence, commit, wait, and one mma_async wrapper per shape a kernel asks for).
+local errors = require("errors")
+
 local M = {}
 
 local mma_types = { f16 = "f16", bf16 = "bf16" }
@@ -27,7 +29,7 @@ __device__ __forceinline__ void mma_16816(float *d, const u32 *a, u32 b0, u32 b1
 function M.emit(buf, dtype, with_mma_sync)
   local t = mma_types[dtype]
   if not t then
-    error("unsupported: dtype " .. tostring(dtype), 0)
+    errors.unsupported("dtype " .. tostring(dtype))
   end
   buf.add([=[
 __device__ __forceinline__ u32 smem_u32(const void *p)
@@ -154,12 +156,12 @@ end
 function M.emit_wgmma(buf, dtype, ops)
   local t = mma_types[dtype]
   if not t then
-    error("unsupported: dtype " .. tostring(dtype), 0)
+    errors.unsupported("dtype " .. tostring(dtype))
   end
   buf.add(wgmma_common)
   for _, op in ipairs(ops) do
     if op.n % 8 ~= 0 or op.n < 8 or op.n > 256 then
-      error("unsupported: wgmma n" .. op.n .. " (a multiple of 8 up to 256)", 0)
+      errors.unsupported("wgmma n" .. op.n .. " (a multiple of 8 up to 256)")
     end
     buf.add(wgmma_op(t, op))
   end

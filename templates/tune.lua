@@ -4,6 +4,7 @@
 -- list of them); it then matches only such variants, and rows are tried in order, so a narrower
 -- row stands before the general one.
 local rows = require("tuning")
+local errors = require("errors")
 
 local M = {}
 
@@ -48,7 +49,7 @@ function M.lookup(dir, d, arch, causal, layouts)
   local v = { causal = causal == true, mask = layouts.mask or "none", bias = layouts.bias or "none" }
   local row = find(dir, d, arch, v, {})
   if not row then
-    error(string.format("unsupported: no tuning row for (%s, d%d, %s)", dir, d, arch), 0)
+    errors.unsupported(string.format("no tuning row for (%s, d%d, %s)", dir, d, arch))
   end
   return row
 end

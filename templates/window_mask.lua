@@ -18,6 +18,8 @@
 -- equal to T, a slice starts ranking at the count of equal keys in the slices before it (the last
 -- digit's bin of T in their histograms), so ties still go to the lowest key indices.
 local common = require("cuda_common")
+local errors = require("errors")
+local kernel_params = require("kernel_params")
 
 local M = {}
 
@@ -29,29 +31,6 @@ local M = {}
 local THREADS = 512
 local FIRST_BITS = 10
 local RESIDENT_BYTES = 64 * 1024 -- keys of one row kept in shared memory
-
--- Must match struct dm_wmask_params in runtime/wmask.c field for field (8-byte fields first).
-local params_struct = [=[
-struct WmaskParams {
-    u64 bias, mask, out;
-    u64 scratch;         // split rows: per-slice histograms, then per-row select state
-    i64 bias_stride[3];  // batch, head, row of out's (b, h, i); 0 where the tensor broadcasts
-    i64 mask_stride[3];
-    i64 out_stride[3];
-    int n_heads, n_rows; // out.shape[1], out.shape[2]: blockIdx.x = (b * n_heads + h) * n_rows + i
-    int Lk;
-    int mask_pad;        // keys [0, mask_pad) are visible without a mask byte (2-D Lq mask)
-    int block_size;      // smoothing block (smooth variants)
-    u32 min_key;         // order-preserving image of min_value in the bias dtype
-    int resident;        // the row's keys fit in shared memory: global memory is read once
-    int vec;             // bias, mask and out rows aligned for 8-key vector loads and stores
-    int phase;           // 0: one block per row; > 0: a stage of a split row
-    int n_slices;        // split: blocks per row; a count or write pass has blockIdx.x =
-                         // row * n_slices + slice, a pick pass blockIdx.x = row
-    int slice_keys;      // split: keys per slice, a multiple of kVec (the last slice may be short)
-    int split_rows;      // split: rows in the call (the scratch layout)
-};
-static_assert(sizeof(WmaskParams) == 152, "WmaskParams must match dm_wmask_params in runtime/wmask.c");]=]
 
 local key16 = [=[
 typedef u16 Elem;     // the bias element
@@ -634,13 +613,13 @@ end
 
 local function check_variant(v)
   if v.family ~= "wmask" then
-    error("unsupported: window_mask.lua emits wmask variants, not " .. v.key, 0)
+    errors.unsupported("window_mask.lua emits wmask variants, not " .. v.key)
   end
   if v.dtype ~= "f16" and v.dtype ~= "bf16" and v.dtype ~= "f32" then
-    error("unsupported: bias dtype " .. tostring(v.dtype), 0)
+    errors.unsupported("bias dtype " .. tostring(v.dtype))
   end
   if v.relu ~= (v.window == 0) then
-    error("unsupported: relu variants have w0 and top-k variants w >= 1 (" .. v.key .. ")", 0)
+    errors.unsupported("relu variants have w0 and top-k variants w >= 1 (" .. v.key .. ")")
   end
 end
 
@@ -701,7 +680,7 @@ function M.emit(v)
     string.format("top-%d radix select, digits %s bits, up to %d threads, rows up to %d keys resident, " ..
       "longer rows split over blocks in %d stages",
       v.window, table.concat(names, "+"), THREADS, max_resident, 2 * #list + 1 + (v.smooth and 1 or 0)))
-  buf.add(params_struct)
+  buf.add(kernel_params.struct("WmaskParams"))  -- from the library's layout (gen/kernel_params.h)
   buf.add(key_bits == 32 and key32 or key16, vars)
   if not v.relu then
     buf.add("constexpr u32 kWindow = " .. v.window .. "u;  // keys kept per row")

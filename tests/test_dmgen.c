@@ -231,6 +231,17 @@ START_TEST(emit_of_a_malformed_variant_exits_2_naming_the_field)
 }
 END_TEST
 
+START_TEST(emit_of_an_unsupported_variant_prints_the_library_message_as_is)
+{
+    run_result r = run("emit", "bwd.d64.f16.mask-none.bias-none.w0.sm80");
+    ck_assert_int_eq(r.code, 1);
+    ck_assert_str_eq(r.out, "");
+    ck_assert_str_eq(r.err, "dmgen: emit: variant 'bwd.d64.f16.mask-none.bias-none.w0.sm80': no "
+                            "template for family attn_bwd\n");
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(build_stores_two_variants_then_finds_them_cached)
 {
     char tmp[64], cache[128];
@@ -467,8 +478,9 @@ START_TEST(build_of_an_unsupported_variant_fails_with_its_reason)
     /* Parses, but no backward template exists yet: fails in codegen, before NVRTC. */
     run_result r = run("build", "--cache", cache, "bwd.d64.f16.mask-none.bias-none.w0.sm80");
     ck_assert_int_eq(r.code, 1);
-    ck_assert_msg(has(r.err, "dmgen: build: bwd.d64.f16.mask-none.bias-none.w0.sm80: "), "%s",
-                  r.err);
+    ck_assert_msg(has(r.err, "dmgen: build: variant 'bwd.d64.f16.mask-none.bias-none.w0.sm80': "
+                             "no template for family attn_bwd\n"),
+                  "%s", r.err);
     ck_assert_msg(has(r.err, "built 0, cached 0, failed 1 in "), "%.800s", r.err);
     run_free(&r);
     ck_assert_int_eq(dm_test_count_entries(cache), 0);
@@ -502,6 +514,7 @@ END_TEST
     X(unknown_option_exits_2_naming_it) \
     X(emit_prints_source_opening_with_the_variant_line) \
     X(emit_of_a_malformed_variant_exits_2_naming_the_field) \
+    X(emit_of_an_unsupported_variant_prints_the_library_message_as_is) \
     X(build_stores_two_variants_then_finds_them_cached) \
     X(list_shows_the_variants_and_clear_empties_the_cache) \
     X(list_marks_a_corrupt_entry) \

@@ -18,7 +18,7 @@ static const dm_arch ci_archs[] = {DM_SM80, DM_SM90, DM_SM90A};
 static void every_head_dim(dm_arch arch)
 {
     dm_ctx *ctx = dm_test_offline_ctx();
-    for (int d = 8, i = 0; d <= 256; d += 8, i++) {
+    for (int d = DM_HEAD_DIM_MIN, i = 0; d <= DM_HEAD_DIM_MAX; d += DM_HEAD_DIM_STEP, i++) {
         dm_variant v = {.dir = DM_DIR_FWD, .head_dim = d, .dtype = i % 2 ? DM_BF16 : DM_F16,
                         .mask = (dm_layout)(i % 3), .bias = (dm_layout)((i / 3) % 3),
                         .causal = i % 4 == 1, .softcap = i % 5 == 2, .arch = arch};

@@ -454,6 +454,34 @@ START_TEST(arch_from_cc_maps_supported_devices_and_rejects_the_rest)
 }
 END_TEST
 
+START_TEST(arch_table_gives_the_lists_messages_quote)
+{
+    char buf[64];
+
+    ck_assert_int_eq(dm_arch_list_text(buf, sizeof buf, ", ", " or "),
+                     (int)strlen("sm80, sm86, sm89, sm90 or sm90a"));
+    ck_assert_str_eq(buf, "sm80, sm86, sm89, sm90 or sm90a");
+    dm_arch_list_text(buf, sizeof buf, "|", "|");
+    ck_assert_str_eq(buf, "sm80|sm86|sm89|sm90|sm90a");
+    ck_assert_int_eq(dm_arch_device_ccs_text(buf, sizeof buf),
+                     (int)strlen("8.0, 8.6, 8.7, 8.9 and 9.0"));
+    ck_assert_str_eq(buf, "8.0, 8.6, 8.7, 8.9 and 9.0");
+    /* Truncation is snprintf's: the length it would have had, the text cut and terminated. */
+    ck_assert_int_eq(dm_arch_list_text(buf, 5, ", ", " or "), 31);
+    ck_assert_str_eq(buf, "sm80");
+    ck_assert_str_eq(dm_arch_get(DM_SM90A)->nvrtc, "sm_90a");
+    ck_assert_int_eq(dm_arch_get(DM_SM90A)->cc, 90);
+    ck_assert_ptr_null(dm_arch_get(DM_ARCH_COUNT));
+    /* Every device cc a row lists maps back to that row. */
+    for (int i = 0; i < DM_ARCH_COUNT; i++)
+        for (const int *d = dm_arch_get((dm_arch)i)->device_ccs; *d; d++) {
+            dm_arch a = DM_ARCH_COUNT;
+            ck_assert_int_eq(dm_arch_from_cc(*d / 10, *d % 10, &a), 0);
+            ck_assert_int_eq(a, i);
+        }
+}
+END_TEST
+
 START_TEST(arch_parse_accepts_exactly_the_arch_names)
 {
     static const char *const bad[] = {"", "sm", "sm8", "sm800", "SM80", "sm90b", "sm90a ",
@@ -604,6 +632,7 @@ END_TEST
     X(parse_never_reads_past_the_end_of_the_text) \
     X(arch_from_cc_maps_supported_devices_and_rejects_the_rest) \
     X(arch_parse_accepts_exactly_the_arch_names) \
+    X(arch_table_gives_the_lists_messages_quote) \
     X(dtype_name_names_every_dtype)
 
 DM_TEST_MAIN("variant", TESTS)

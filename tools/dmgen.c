@@ -71,6 +71,7 @@ static const char *lua_version_text(void)
     return LUA_RELEASE; /* "Lua 5.4.6" */
 }
 
+/* One %s: the arch list, from the arch table. */
 static const char usage_main[] =
     "usage: dmgen [--help] [--version] COMMAND [ARGS]\n"
     "\n"
@@ -86,7 +87,7 @@ static const char usage_main[] =
     "\n"
     "A VARIANT is a canonical key, e.g. fwd.d128.bf16.mask-k.bias-q.w0.causal.sm90:\n"
     "  dir.d<head_dim>.dtype.mask-<none|q|k>.bias-<none|q|k>.w<window>[.varlen][.causal]\n"
-    "  [.softcap].sm<80|86|89|90|90a>\n"
+    "  [.softcap].<%s>\n"
     "or a window-mask key (SPEC 4), e.g. wmask.w2048.bf16.mask-k.sm90:\n"
     "  wmask.w<window>.<f16|bf16|f32>.mask-<none|q|k>[.relu][.smooth].sm<NN> (relu: w0)\n"
     "\n"
@@ -292,7 +293,7 @@ static int cmd_emit(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (dm_gen_emit(&v, &src, err, sizeof err) != DM_OK) {
-        fail("emit", "%s: %s", text, err);
+        fail("emit", "%s", err); /* names the variant already */
         return EXIT_FAIL;
     }
     rc = EXIT_OK;
@@ -490,26 +491,13 @@ static void report(pool *p, const job *j, double ms, const char *why)
     if (p->tty)
         fputs("\r\033[K", stderr);
     if (why)
-        fprintf(stderr, "dmgen: build: %s: %s\n", j->text, why);
+        fprintf(stderr, "dmgen: %s\n", why); /* "build: variant '...': ..." */
     else if (p->verbose)
         fprintf(stderr, "[%d/%d] %s: %s%.0f ms\n", p->done, p->list->n, j->text,
                 j->result == JOB_CACHED ? "cached, " : "compiled in ", ms);
     if (p->tty && p->done < p->list->n)
         fprintf(stderr, "[%d/%d] %s", p->done, p->list->n, j->text);
     fflush(stderr);
-}
-
-/* "build: variant 'x': NVRTC ..." -> "NVRTC ...": our line names the variant already. */
-static const char *strip_context(const char *msg, const char *call, const char *text)
-{
-    char variant[DM_VARIANT_TEXT_MAX + 16];
-    size_t n = strlen(call);
-    if (strncmp(msg, call, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
-        msg += n + 2;
-    n = (size_t)snprintf(variant, sizeof variant, "variant '%s': ", text);
-    if (strncmp(msg, variant, n) == 0)
-        msg += n;
-    return msg;
 }
 
 static void build_one(dm_ctx *ctx, pool *p, job *j)
@@ -522,16 +510,18 @@ static void build_one(dm_ctx *ctx, pool *p, job *j)
     dm_build_info info = {0};
     double t0 = now_s();
 
+    /* Messages as the library words them: "build: variant '...': ...". */
     if (!ctx) {
-        snprintf(why, sizeof why, "cannot create a context: out of memory");
+        snprintf(why, sizeof why, "%s: variant '%s': cannot create a context: out of memory",
+                 call, j->text);
     } else if (dm_build_cubin(ctx, call, &j->v, &src, &cubin, &cubin_bytes, &info) != DM_OK) {
-        snprintf(why, sizeof why, "%s", strip_context(dm_errmsg(ctx), call, j->text));
+        snprintf(why, sizeof why, "%s", dm_errmsg(ctx));
     } else if (info.source == DM_BUILT_BY_NVRTC && !info.cache_written) {
         /* The cache is what build makes: a cubin that only lived in memory is a failure. */
         snprintf(why, sizeof why,
-                 "compiled but not stored in '%s' (the directory is not writable: see the "
-                 "warning above)",
-                 p->cache_dir);
+                 "%s: variant '%s': compiled but not stored in '%s' (the directory is not "
+                 "writable: see the warning above)",
+                 call, j->text, p->cache_dir);
     }
     free(cubin);
     dm_kernel_src_free(&src);
@@ -596,9 +586,10 @@ static bool check_arch_list(const char *list)
     for (int i = 0; ok && i < n; i++) {
         dm_arch a;
         if (dm_arch_parse(parts[i], &a) != DM_OK) {
-            fail("build", "--arch '%s': '%s' is not an arch: expected sm80, sm86, sm89, sm90 "
-                          "or sm90a, comma separated",
-                 list, parts[i]);
+            char archs[64];
+            dm_arch_list_text(archs, sizeof archs, ", ", " or ");
+            fail("build", "--arch '%s': '%s' is not an arch: expected %s, comma separated", list,
+                 parts[i], archs);
             ok = false;
         }
     }
@@ -947,6 +938,13 @@ static const struct command *find_command(const char *name)
     return NULL;
 }
 
+static void print_usage_main(void)
+{
+    char archs[64];
+    dm_arch_list_text(archs, sizeof archs, "|", "|");
+    printf(usage_main, archs);
+}
+
 int main(int argc, char **argv)
 {
     char nvrtc[32];
@@ -956,7 +954,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (is_help(cmd)) {
-        fputs(usage_main, stdout);
+        print_usage_main();
         return EXIT_OK;
     }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
@@ -966,7 +964,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "help") == 0) {
         if (argc < 3) {
-            fputs(usage_main, stdout);
+            print_usage_main();
             return EXIT_OK;
         }
         const struct command *c = find_command(argv[2]);

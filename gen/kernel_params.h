@@ -1,0 +1,109 @@
+/* kernel_params.h: the parameter structs kernels take by value, each field listed once.
+ *
+ * The library fills these structs (runtime/fwd.c, runtime/wmask.c); the templates declare the
+ * same structs in CUDA. Both come from the lists below: the C struct is made from them here,
+ * and emit.c hands the templates each field's name, CUDA type, count, byte offset (offsetof on
+ * this C struct) and comment, plus the struct's size (require("host_layout") in Lua).
+ * templates/kernel_params.lua emits the CUDA struct from that table and a static_assert on each
+ * field's type and offset, so a template whose struct differs from the library's (two fields
+ * swapped, a type changed) fails to compile, naming the field.
+ *
+ * X(type, name, count, doc): type is U64, I64, I32, U32 or F32 (CUDA u64, i64, int, u32,
+ * float); count is 1 (a scalar) or 3 (an array). 8-byte fields first, so host and device
+ * layouts agree without padding. The layouts are ABI: templates built against them (embedded or
+ * under DMATTN_TEMPLATE_DIR) must keep working, so a change here is a new field at the end. */
+#ifndef DM_KERNEL_PARAMS_H
+#define DM_KERNEL_PARAMS_H
+
+#include <stdint.h>
+
+/* dm_fwd, the dense forward family (templates/attn_fwd.lua): struct FwdParams. */
+#define DM_FWD_PARAMS(X) \
+    X(U64, q, 1, "") \
+    X(U64, k, 1, "") \
+    X(U64, v, 1, "") \
+    X(U64, mask, 1, "") \
+    X(U64, bias, 1, "") \
+    X(U64, o, 1, "") \
+    X(U64, lse, 1, "") \
+    X(I64, q_stride, 3, "batch, row, head") \
+    X(I64, k_stride, 3, "batch, row, head") \
+    X(I64, v_stride, 3, "batch, row, head") \
+    X(I64, o_stride, 3, "batch, row, head") \
+    X(I64, mask_stride, 3, "batch, head, row (keys contiguous)") \
+    X(I64, bias_stride, 3, "batch, head, row (keys contiguous)") \
+    X(I64, lse_stride, 3, "batch, head, row") \
+    X(I64, mask_head_div, 1, "H / heads stored in mask, bias") \
+    X(I64, bias_head_div, 1, "H / heads stored in mask, bias") \
+    X(I32, B, 1, "") \
+    X(I32, H, 1, "") \
+    X(I32, Hkv, 1, "") \
+    X(I32, Lq, 1, "") \
+    X(I32, Lk, 1, "") \
+    X(I32, group, 1, "H / Hkv") \
+    X(F32, scale_log2, 1, "scale * log2(e)") \
+    X(F32, softcap, 1, "") \
+    X(I32, bias_f32, 1, "bias stored as fp32, not q's dtype") \
+    X(I32, bias_vec16, 1, \
+      "bias rows start 16-byte aligned: a q-layout bias tile can go by cp.async") \
+    X(I32, mask_pairs, 1, "mask rows start 2-byte aligned: two keys per load") \
+    X(I32, mask_vec16, 1, \
+      "mask rows start 16-byte aligned: a q-layout mask tile can go by cp.async") \
+    X(F32, scale, 1, "scores with a bias or softcap stage stay in natural units") \
+    X(F32, softcap_k, 1, "2 * log2(e) / softcap: tanh on ex2 (0 when softcap is off)")
+#define DM_FWD_PARAMS_BYTES 296
+
+/* dm_window_mask, the top-k window-mask family (templates/window_mask.lua): struct WmaskParams. */
+#define DM_WMASK_PARAMS(X) \
+    X(U64, bias, 1, "") \
+    X(U64, mask, 1, "") \
+    X(U64, out, 1, "") \
+    X(U64, scratch, 1, "split rows: per-slice histograms, then per-row select state") \
+    X(I64, bias_stride, 3, "batch, head, row of out's (b, h, i); 0 where the tensor broadcasts") \
+    X(I64, mask_stride, 3, "batch, head, row of out's (b, h, i); 0 where the tensor broadcasts") \
+    X(I64, out_stride, 3, "batch, head, row of out's (b, h, i); 0 where the tensor broadcasts") \
+    X(I32, n_heads, 1, "out.shape[1], out.shape[2]: blockIdx.x = (b * n_heads + h) * n_rows + i") \
+    X(I32, n_rows, 1, "out.shape[1], out.shape[2]: blockIdx.x = (b * n_heads + h) * n_rows + i") \
+    X(I32, Lk, 1, "") \
+    X(I32, mask_pad, 1, "keys [0, mask_pad) are visible without a mask byte (2-D Lq mask)") \
+    X(I32, block_size, 1, "smoothing block (smooth variants)") \
+    X(U32, min_key, 1, "order-preserving image of min_value in the bias dtype") \
+    X(I32, resident, 1, "the row's keys fit in shared memory: global memory is read once") \
+    X(I32, vec, 1, "bias, mask and out rows aligned for 8-key vector loads and stores") \
+    X(I32, phase, 1, "0: one block per row; > 0: a stage of a split row") \
+    X(I32, n_slices, 1, \
+      "split: blocks per row; a count or write pass has blockIdx.x = row * n_slices + slice, " \
+      "a pick pass blockIdx.x = row") \
+    X(I32, slice_keys, 1, \
+      "split: keys per slice, a multiple of kVec (the last slice may be short)") \
+    X(I32, split_rows, 1, "split: rows in the call (the scratch layout)")
+#define DM_WMASK_PARAMS_BYTES 152
+
+/* The C and CUDA spellings of each type; DM_PARAM_DIM_<count> the array part of a member. */
+#define DM_PARAM_CTYPE_U64 uint64_t
+#define DM_PARAM_CTYPE_I64 int64_t
+#define DM_PARAM_CTYPE_I32 int32_t
+#define DM_PARAM_CTYPE_U32 uint32_t
+#define DM_PARAM_CTYPE_F32 float
+#define DM_PARAM_CUDA_U64 "u64"
+#define DM_PARAM_CUDA_I64 "i64"
+#define DM_PARAM_CUDA_I32 "int"
+#define DM_PARAM_CUDA_U32 "u32"
+#define DM_PARAM_CUDA_F32 "float"
+#define DM_PARAM_DIM_1
+#define DM_PARAM_DIM_3 [3]
+#define DM_PARAM_MEMBER(type, name, count, doc) DM_PARAM_CTYPE_##type name DM_PARAM_DIM_##count;
+
+typedef struct dm_fwd_params {
+    DM_FWD_PARAMS(DM_PARAM_MEMBER)
+} dm_fwd_params;
+
+typedef struct dm_wmask_params {
+    DM_WMASK_PARAMS(DM_PARAM_MEMBER)
+} dm_wmask_params;
+
+/* The sizes templates from before a change were written against. */
+_Static_assert(sizeof(dm_fwd_params) == DM_FWD_PARAMS_BYTES, "dm_fwd_params layout changed");
+_Static_assert(sizeof(dm_wmask_params) == DM_WMASK_PARAMS_BYTES, "dm_wmask_params layout changed");
+
+#endif
