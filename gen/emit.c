@@ -144,6 +144,15 @@ static int get_int_field(lua_State *L, int idx, const char *name, int *out)
     return ok;
 }
 
+/* An optional field: absent leaves *out at 0; present, it must be an integer. */
+static int get_opt_int_field(lua_State *L, int idx, const char *name, int *out)
+{
+    lua_getfield(L, idx, name);
+    int absent = lua_isnil(L, -1);
+    lua_pop(L, 1);
+    return absent || get_int_field(L, idx, name, out);
+}
+
 dm_status dm_gen_emit(const dm_variant *v, dm_kernel_src *out, char *err, size_t err_bytes)
 {
     char key[DM_VARIANT_TEXT_MAX];
@@ -189,7 +198,9 @@ dm_status dm_gen_emit(const dm_variant *v, dm_kernel_src *out, char *err, size_t
         !get_int_field(L, -3, "threads", &out->threads) ||
         !get_int_field(L, -3, "block_m", &out->block_m) ||
         !get_int_field(L, -3, "block_n", &out->block_n) ||
-        !get_int_field(L, -3, "smem_bytes", &out->smem_bytes)) {
+        !get_int_field(L, -3, "smem_bytes", &out->smem_bytes) ||
+        !get_opt_int_field(L, -3, "split_stages", &out->split_stages) ||
+        !get_opt_int_field(L, -3, "split_digit_stages", &out->split_digit_stages)) {
         snprintf(err, err_bytes,
                  "variant '%s': template returned an incomplete table (needs source, entry, "
                  "threads, block_m, block_n, smem_bytes)",

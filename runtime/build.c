@@ -196,6 +196,8 @@ dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, cons
     e->kernel.block_m = src.block_m;
     e->kernel.block_n = src.block_n;
     e->kernel.smem_bytes = src.smem_bytes;
+    e->kernel.split_stages = src.split_stages;
+    e->kernel.split_digit_stages = src.split_digit_stages;
     pthread_mutex_lock(&ctx->modules_lock);
     e->next = ctx->modules;
     ctx->modules = e;
