@@ -341,6 +341,15 @@ static int get_int_field(lua_State *L, int idx, const char *name, int *out)
     return ok;
 }
 
+/* An optional field: absent leaves *out at 0; present, it must be an integer. */
+static int get_opt_int_field(lua_State *L, int idx, const char *name, int *out)
+{
+    lua_getfield(L, idx, name);
+    int absent = lua_isnil(L, -1);
+    lua_pop(L, 1);
+    return absent || get_int_field(L, idx, name, out);
+}
+
 /* The result table (stack top) into job->out. The source is copied last: nothing after the
  * malloc can raise, so no path leaks it. */
 static void take_result(lua_State *L, emit_job *job)
@@ -356,7 +365,9 @@ static void take_result(lua_State *L, emit_job *job)
         !get_int_field(L, top, "threads", &out->threads) ||
         !get_int_field(L, top, "block_m", &out->block_m) ||
         !get_int_field(L, top, "block_n", &out->block_n) ||
-        !get_int_field(L, top, "smem_bytes", &out->smem_bytes)) {
+        !get_int_field(L, top, "smem_bytes", &out->smem_bytes) ||
+        !get_opt_int_field(L, top, "split_stages", &out->split_stages) ||
+        !get_opt_int_field(L, top, "split_digit_stages", &out->split_digit_stages)) {
         fail(job, DM_ERR_COMPILE,
              "template returned an incomplete table (needs source, entry, threads, block_m, "
              "block_n, smem_bytes)");

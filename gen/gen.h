@@ -68,6 +68,11 @@ typedef struct dm_kernel_src {
     int block_m;      /* query rows per block (grid.x = ceil(Lq / block_m)) */
     int block_n;      /* keys per tile: the skip granularity (wmask: keys of a resident row) */
     int smem_bytes;   /* dynamic shared memory per block */
+    /* wmask: the launches one split row takes (0, also when the template leaves it out: rows
+     * are never split), of which the first split_digit_stages are a count (odd) and a pick
+     * (even) stage per radix digit; runtime/wmask.c launches them in order. */
+    int split_stages;
+    int split_digit_stages;
 } dm_kernel_src;
 
 /* Runs the family's Lua template for v in a fresh Lua state. Templates come from the copies

@@ -256,7 +256,9 @@ dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, cons
     kernel = (dm_kernel){.threads = src.threads,
                          .block_m = src.block_m,
                          .block_n = src.block_n,
-                         .smem_bytes = src.smem_bytes};
+                         .smem_bytes = src.smem_bytes,
+                         .split_stages = src.split_stages,
+                         .split_digit_stages = src.split_digit_stages};
     if ((r = ctx->drv->ModuleGetFunction(&kernel.fn, module, src.entry)) != CUDA_SUCCESS) {
         st = cuda_error(ctx, call, "cuModuleGetFunction", text, r);
         goto out;

@@ -15,6 +15,7 @@ typedef struct dm_kernel {
     int block_m;
     int block_n;
     int smem_bytes;
+    int split_stages, split_digit_stages; /* as in dm_kernel_src */
 } dm_kernel;
 
 /* How a cubin was obtained, for dmgen's summary and the tests. */

@@ -43,7 +43,7 @@ static unsigned block_threads(const dm_kernel *k, int64_t Lk)
 static void fill_params(const dm_window_mask_args *a, const dm_wmask_plan *p, int resident,
                         dm_wmask_params *k)
 {
-    int64_t elem = p->bias_dtype == DM_F32 ? 4 : 2;
+    int64_t elem = dm_wmask_bias_bytes(p);
     memset(k, 0, sizeof *k);
     k->bias = (uintptr_t)a->bias.data;
     k->mask = p->mask_layout != DM_LAYOUT_NONE ? (uintptr_t)a->mask.data : 0;
@@ -70,7 +70,7 @@ dm_wmask_split dm_wmask_plan_split(const dm_wmask_plan *plan, int64_t resident_k
                                    int forced_slices)
 {
     dm_wmask_split none = {.slices = 1, .slice_keys = 0}, s;
-    int64_t want, rows = plan->out_shape[0] * plan->out_shape[1] * plan->out_shape[2];
+    int64_t want, rows = dm_wmask_plan_rows(plan);
     if (!plan->applied || plan->relu || rows < 1)
         return none;
     if (forced_slices > 0) {
@@ -94,17 +94,6 @@ dm_wmask_split dm_wmask_plan_split(const dm_wmask_plan *plan, int64_t resident_k
     s.slices = (int)slices;
     s.slice_keys = (int)keys;
     return s;
-}
-
-int dm_wmask_split_stages(int key_bits, int hist_bins, bool smooth)
-{
-    int first_bits = 0;
-    while (first_bits < 30 && (1 << (first_bits + 1)) <= hist_bins)
-        first_bits++;
-    if (first_bits == 0)
-        return 0;
-    int digits = (key_bits + first_bits - 1) / first_bits;
-    return 2 * digits + 1 + (smooth ? 1 : 0);
 }
 
 size_t dm_wmask_split_scratch_bytes(int64_t rows, int slices, int hist_bins)
@@ -134,9 +123,11 @@ static dm_status launch(dm_ctx *ctx, const char *call, const dm_variant *v, cons
                         dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
 }
 
-/* Split rows: scratch, then per digit a count pass (rows x slices blocks, each storing its
- * slice's histogram) and a pick pass (one block per row), then the write pass over every slice
- * and (smooth) the smoothing pass; the scratch is freed in stream order behind them. */
+/* Split rows: scratch, then the kernel's k->split_stages stages in order, as window_mask.lua
+ * lists them: per digit (the first k->split_digit_stages) a count pass (rows x slices blocks,
+ * each storing its slice's histogram) and a pick pass (one block per row), then the write pass
+ * over every slice and (smooth) the smoothing pass; the scratch is freed in stream order
+ * behind them. */
 static dm_status launch_split(dm_ctx *ctx, const char *call, const dm_variant *v,
                               const dm_kernel *k, const dm_wmask_plan *plan,
                               const dm_wmask_split *split, int64_t hist_bytes,
@@ -144,11 +135,8 @@ static dm_status launch_split(dm_ctx *ctx, const char *call, const dm_variant *v
 {
     char buf[160];
     CUdeviceptr scratch = 0;
-    int64_t rows = plan->out_shape[0] * plan->out_shape[1] * plan->out_shape[2];
+    int64_t rows = dm_wmask_plan_rows(plan);
     int hist_bins = (int)(hist_bytes / 4);
-    int key_bits = plan->bias_dtype == DM_F32 ? 32 : 16;
-    int stages = dm_wmask_split_stages(key_bits, hist_bins, plan->block_size > 0);
-    int digit_stages = 2 * ((stages - 1 - (plan->block_size > 0)) / 2);
     size_t bytes = dm_wmask_split_scratch_bytes(rows, split->slices, hist_bins);
     unsigned slice_threads = block_threads(k, split->slice_keys);
     unsigned pick_threads = k->threads < PICK_THREADS ? (unsigned)k->threads : PICK_THREADS;
@@ -164,11 +152,11 @@ static dm_status launch_split(dm_ctx *ctx, const char *call, const dm_variant *v
     params->n_slices = split->slices;
     params->slice_keys = split->slice_keys;
     params->split_rows = (int32_t)rows;
-    for (int phase = 1; phase <= stages && st == DM_OK; phase++) {
+    for (int phase = 1; phase <= k->split_stages && st == DM_OK; phase++) {
         params->phase = phase;
-        if (phase <= digit_stages && phase % 2 == 0) /* pick */
+        if (phase <= k->split_digit_stages && phase % 2 == 0) /* pick */
             st = launch(ctx, call, v, k, rows, pick_threads, hist_bytes, params, stream);
-        else if (phase <= digit_stages) /* count */
+        else if (phase <= k->split_digit_stages) /* count */
             st = launch(ctx, call, v, k, rows * split->slices, slice_threads, hist_bytes, params,
                         stream);
         else /* write, smooth: no dynamic shared memory */
@@ -208,18 +196,20 @@ dm_status dm_wmask_launch(dm_ctx *ctx, const char *call, const dm_window_mask_ar
     /* The template reports its resident capacity in block_n and sizes smem_bytes for it: a
      * shorter row asks for only the keys it has, so more blocks fit on an SM. What is left is the
      * histogram. */
-    int64_t key_bytes = plan->bias_dtype == DM_F32 ? 4 : 2;
+    int64_t key_bytes = dm_wmask_bias_bytes(plan);
     int resident = kernel->block_n > 0 && plan->Lk <= kernel->block_n;
     int64_t smem = kernel->smem_bytes;
     if (kernel->block_n > 0) {
         smem -= (int64_t)kernel->block_n * key_bytes;
         int64_t hist_bytes = smem;
-        int n_sms = 0;
-        if (ctx->drv->DeviceGetAttribute(&n_sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
-                                         ctx->cu_device) != CUDA_SUCCESS)
-            n_sms = 0; /* unknown: one block per row, always correct */
-        dm_wmask_split split =
-            dm_wmask_plan_split(plan, kernel->block_n, n_sms, forced_slices());
+        dm_wmask_split split = {.slices = 1};
+        if (kernel->split_stages > 0) { /* the kernel has split stages to launch */
+            int n_sms = 0;
+            if (ctx->drv->DeviceGetAttribute(&n_sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+                                             ctx->cu_device) != CUDA_SUCCESS)
+                n_sms = 0; /* unknown: one block per row, always correct */
+            split = dm_wmask_plan_split(plan, kernel->block_n, n_sms, forced_slices());
+        }
         if (split.slices > 1) {
             fill_params(args, plan, 0, &params);
             return launch_split(ctx, call, &v, kernel, plan, &split, hist_bytes, &params, stream);
@@ -228,9 +218,8 @@ dm_status dm_wmask_launch(dm_ctx *ctx, const char *call, const dm_window_mask_ar
             smem += (plan->Lk * key_bytes + 15) / 16 * 16;
     }
     fill_params(args, plan, resident, &params);
-    int64_t rows = plan->out_shape[0] * plan->out_shape[1] * plan->out_shape[2];
-    return launch(ctx, call, &v, kernel, rows, block_threads(kernel, plan->Lk), smem, &params,
-                  stream);
+    return launch(ctx, call, &v, kernel, dm_wmask_plan_rows(plan), block_threads(kernel, plan->Lk),
+                  smem, &params, stream);
 }
 
 dm_status dm_window_mask(dm_ctx *ctx, const dm_window_mask_args *args, int *applied,

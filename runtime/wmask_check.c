@@ -207,8 +207,7 @@ static dm_status check_out(dm_ctx *ctx, const char *call, const dm_window_mask_a
                             ": expected 1 (the last dimension must be contiguous)",
                             call, o->strides[3]);
     if ((st = dm_check_output_elems(ctx, call, "out", o)) != DM_OK ||
-        (st = check_apart(ctx, call, o, "bias", &a->bias, p->bias_dtype == DM_F32 ? 4 : 2)) !=
-            DM_OK ||
+        (st = check_apart(ctx, call, o, "bias", &a->bias, dm_wmask_bias_bytes(p))) != DM_OK ||
         (has_mask && (st = check_apart(ctx, call, o, "mask", &a->mask, 1)) != DM_OK))
         return st;
     for (int d = 0; d < 3; d++)
@@ -305,7 +304,7 @@ dm_status dm_wmask_check(dm_ctx *ctx, const char *call, const dm_window_mask_arg
                             " do not broadcast: expected equal sizes or 1",
                             call, m_heads, a->bias.shape[1]);
     /* B and Lq were each checked against the call's size or 1, so they always broadcast. */
-    int64_t rows = p.out_shape[0] * p.out_shape[1] * p.out_shape[2];
+    int64_t rows = dm_wmask_plan_rows(&p);
     if (p.out_shape[1] > INT32_MAX || rows > INT32_MAX)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "%s: out has %" PRId64 " rows (B x H x Lq): expected at most %d (one "

@@ -31,6 +31,18 @@ typedef struct dm_wmask_plan {
     uint32_t min_key;       /* its order-preserving image, as the kernel computes keys */
 } dm_wmask_plan;
 
+/* Rows of out, (b, h, i): one selection each. */
+static inline int64_t dm_wmask_plan_rows(const dm_wmask_plan *plan)
+{
+    return plan->out_shape[0] * plan->out_shape[1] * plan->out_shape[2];
+}
+
+/* Bytes of a bias element, and of a key in the kernel's shared memory (the same width). */
+static inline int dm_wmask_bias_bytes(const dm_wmask_plan *plan)
+{
+    return plan->bias_dtype == DM_F32 ? 4 : 2;
+}
+
 /* Checks args (dmattn.h, SPEC §4) and fills plan. need_out = false skips out (dm_fwd's window
  * path sizes its scratch from plan->out_shape first). Messages start with `call`. Touches no
  * memory behind the tensors' pointers. */
@@ -54,18 +66,14 @@ typedef struct dm_wmask_split {
 #define DM_WMASK_MIN_SLICE_KEYS 8192 /* below, a block's fixed work (4 KiB of bins to clear,
                                       * store and sum) outweighs its share of the row */
 
-/* The split for an applied plan: resident_keys is the kernel's one-block capacity (its block_n;
- * 0 for relu kernels, which never split), n_sms the device's multiprocessors (<= 0: unknown, no
- * split). forced_slices > 0 asks for that many blocks per row on any top-k row (tests and
- * sweeps: DMATTN_WMASK_SLICES; 1 = never split); it is rounded to whole slices of the
- * alignment, so fewer may come back. Pure: no device, no environment. */
+/* The split for an applied plan (relu plans never split), for a kernel with split stages
+ * (dm_kernel.split_stages > 0): resident_keys is the kernel's one-block capacity (its block_n),
+ * n_sms the device's multiprocessors (<= 0: unknown, no split). forced_slices > 0 asks for that
+ * many blocks per row on any top-k row (tests and sweeps: DMATTN_WMASK_SLICES; 1 = never
+ * split); it is rounded to whole slices of the alignment, so fewer may come back. Pure: no
+ * device, no environment. */
 dm_wmask_split dm_wmask_plan_split(const dm_wmask_plan *plan, int64_t resident_keys, int n_sms,
                                    int forced_slices);
-
-/* Kernel launches a split row takes: a count and a pick pass per radix digit, the write pass and
- * (smooth) the smoothing pass. Digits: the first is log2(hist_bins) bits wide and the rest at
- * most as wide, as window_mask.lua cuts them; key_bits is 16 (f16, bf16) or 32 (f32). */
-int dm_wmask_split_stages(int key_bits, int hist_bins, bool smooth);
 
 /* Scratch bytes a split call needs: one hist_bins-word histogram per (row, slice), then 4 words
  * of select state per row. */

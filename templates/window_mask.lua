@@ -32,58 +32,35 @@ local THREADS = 512
 local FIRST_BITS = 10
 local RESIDENT_BYTES = 64 * 1024 -- keys of one row kept in shared memory
 
-local key16 = [=[
-typedef u16 Elem;     // the bias element
-typedef u16 KeyStore; // a key kept in shared memory
-constexpr u32 kInfBits = $inf_bits;
-constexpr u32 kNanKey = 0xffffu;   // NaN ranks above every number, as in torch.topk
-constexpr u32 kZeroKey = 0x8000u;  // the image of +0 (and of -0)
+-- The bias element and its order-preserving key, by key width: a key of the same width as the
+-- element (sign flipped for positives, all bits for negatives), so a resident key is one Elem.
+local key_types = {
+  [16] = { elem = "u16", abs = "0x7fffu", sign = "0x8000u", nan = "0xffffu",
+           neg = "(~(u32)x & 0xffffu)", pos = "(u32)x | 0x8000u" },
+  [32] = { elem = "u32", abs = "0x7fffffffu", sign = "0x80000000u", nan = "0xffffffffu",
+           neg = "~x", pos = "x | 0x80000000u" },
+}
+local inf_bits = { f16 = "0x7c00u", bf16 = "0x7f80u", f32 = "0x7f800000u" }
+
+local order_key = [=[
 __device__ __forceinline__ u32 order_key(Elem x)
 {
-    const u32 a = x & 0x7fffu;
+    const u32 a = x & $abs;
     if (a > kInfBits)
         return kNanKey;
     if (a == 0)
         return kZeroKey;  // -0 == +0 as values: they must tie, not rank
-    return (x & 0x8000u) ? (~(u32)x & 0xffffu) : ((u32)x | 0x8000u);
-}]=]
+    return (x & $sign) ? $neg : ($pos);
+}
 
-local key32 = [=[
-typedef u32 Elem;
-typedef u32 KeyStore;
-constexpr u32 kInfBits = 0x7f800000u;
-constexpr u32 kNanKey = 0xffffffffu;
-constexpr u32 kZeroKey = 0x80000000u;
-__device__ __forceinline__ u32 order_key(Elem x)
-{
-    const u32 a = x & 0x7fffffffu;
-    if (a > kInfBits)
-        return kNanKey;
-    if (a == 0)
-        return kZeroKey;
-    return (x & 0x80000000u) ? ~x : (x | 0x80000000u);
-}]=]
-
-local constants = [=[
-constexpr int kThreads = $threads;          // the most a block is launched with (blockDim.x <= this)
-constexpr int kWarps = kThreads / 32;
-constexpr int kVec = 8;                       // keys per vector step: 16 bytes of 16-bit bias
-constexpr int kElemBytes = sizeof(Elem);
-constexpr int kHistBins = $hist_bins;         // the widest digit's bins
-constexpr int kHistBytes = kHistBins * 4;
-constexpr int kMaxResident = $max_resident;   // keys of a row kept in shared memory
-constexpr int kFirstShift = $first_shift;     // the first digit is key >> kFirstShift
-static_assert(kThreads % 32 == 0 && kThreads <= 1024, "whole warps");
-static_assert((kHistBins & (kHistBins - 1)) == 0, "bins split evenly over 128..kThreads threads");
 // The block size is the launch's (a power of two from 128 to kThreads): strides use this.
-__device__ __forceinline__ int n_threads() { return (int)blockDim.x; }
-static_assert($smem_bytes == kHistBytes + kMaxResident * (int)sizeof(KeyStore), "smem from Lua");]=]
+__device__ __forceinline__ int n_threads() { return (int)blockDim.x; }]=]
 
 local row_access = [=[
-// The row's bias, mask and out, located once per block.
+// The row's tensors, located once per block.
 struct Row {
     const Elem *bias;
-    const unsigned char *mask; // indexed by key - mask_pad
+$row_mask_field
     unsigned char *out;
 };
 
@@ -93,8 +70,7 @@ __device__ __forceinline__ Row row_of(const WmaskParams &p, int row)
     Row r;
     r.bias = reinterpret_cast<const Elem *>(p.bias) + b * p.bias_stride[0] +
              h * p.bias_stride[1] + i * p.bias_stride[2];
-    r.mask = reinterpret_cast<const unsigned char *>(p.mask) + b * p.mask_stride[0] +
-             h * p.mask_stride[1] + i * p.mask_stride[2];
+$row_mask_init
     r.out = reinterpret_cast<unsigned char *>(p.out) + b * p.out_stride[0] +
             h * p.out_stride[1] + i * p.out_stride[2];
     return r;
@@ -109,11 +85,12 @@ $mask_scalar
 }
 
 // Keys [8v, 8v + 8) from global memory (p.vec: every row and mask_pad are 8-key aligned).
-__device__ __forceinline__ void global_keys8(const WmaskParams &p, const Row &r, int v, u32 k[kVec])
+__device__ __forceinline__ void global_keys8(const WmaskParams &p, const Row &r, int v,
+                                             u32 k[kVec])
 {
     Elem e[kVec];
 #pragma unroll
-    for (int c = 0; c < kVec * kElemBytes / 16; c++)
+    for (int c = 0; c < kVec * (int)sizeof(Elem) / 16; c++)
         reinterpret_cast<uint4 *>(e)[c] = reinterpret_cast<const uint4 *>(r.bias + v * kVec)[c];
 #pragma unroll
     for (int i = 0; i < kVec; i++)
@@ -122,7 +99,8 @@ $mask_vec
 }
 
 template <bool kRes>
-__device__ __forceinline__ u32 key_at(const WmaskParams &p, const Row &r, const KeyStore *sk, int j)
+__device__ __forceinline__ u32 key_at(const WmaskParams &p, const Row &r, const KeyStore *sk,
+                                      int j)
 {
     if constexpr (kRes)
         return sk[j];
@@ -167,13 +145,35 @@ __device__ __forceinline__ void each_key(const WmaskParams &p, const Row &r, con
     }
     for (; j < j1; j += n_threads())
         f(j, key_at<kRes>(p, r, sk, j));
-}
+}]=]
 
+local row_mask_field = "    const unsigned char *mask;  // indexed by key - mask_pad"
+local row_mask_init = [=[
+    r.mask = reinterpret_cast<const unsigned char *>(p.mask) + b * p.mask_stride[0] +
+             h * p.mask_stride[1] + i * p.mask_stride[2];]=]
+
+local mask_scalar = [=[
+    if (j >= p.mask_pad && r.mask[j - p.mask_pad] == 0)  // any non-zero byte is true
+        k = p.min_key;]=]
+
+local mask_vec = [=[
+    if (v * kVec >= p.mask_pad) {  // else all 8 keys sit in the left padding: visible
+        const u64 m = *reinterpret_cast<const u64 *>(r.mask + (v * kVec - p.mask_pad));
+#pragma unroll
+        for (int i = 0; i < kVec; i++)
+            if (((m >> (8 * i)) & 0xff) == 0)
+                k[i] = p.min_key;
+    }]=]
+
+local load_resident = [=[
 // The row's keys into shared memory, the only read of global memory for a resident row, with
-// the first digit's histogram counted on the way (hist cleared by the caller).
+// the first digit's histogram counted on the way. Ends with a barrier.
 __device__ __forceinline__ void load_resident(const WmaskParams &p, const Row &r, KeyStore *sk,
                                               u32 *hist)
 {
+    for (int b = threadIdx.x; b < kHistBins; b += n_threads())
+        hist[b] = 0;
+    __syncthreads();
     int j = threadIdx.x;
     if (p.vec) {
         const int nvec = p.Lk / kVec;
@@ -197,20 +197,8 @@ __device__ __forceinline__ void load_resident(const WmaskParams &p, const Row &r
         sk[j] = (KeyStore)k;
         atomicAdd(&hist[k >> kFirstShift], 1u);
     }
+    __syncthreads();
 }]=]
-
-local mask_scalar = [=[
-    if (j >= p.mask_pad && r.mask[j - p.mask_pad] == 0)  // any non-zero byte is true
-        k = p.min_key;]=]
-
-local mask_vec = [=[
-    if (v * kVec >= p.mask_pad) {  // else all 8 keys sit in the left padding: visible
-        const u64 m = *reinterpret_cast<const u64 *>(r.mask + (v * kVec - p.mask_pad));
-#pragma unroll
-        for (int i = 0; i < kVec; i++)
-            if (((m >> (8 * i)) & 0xff) == 0)
-                k[i] = p.min_key;
-    }]=]
 
 local scans = [=[
 __device__ __forceinline__ u32 warp_prefix_incl(u32 x)
@@ -276,9 +264,9 @@ __device__ __forceinline__ u32 block_suffix_excl(u32 x, u32 *warp_sums)
 
 local select_stages = [=[
 struct Sel {
-    u32 digit; // the bin holding the want-th largest key
-    u32 above; // keys in higher bins
-    u32 eq;    // keys in that bin
+    u32 digit;  // the bin holding the want-th largest key
+    u32 above;  // keys in higher bins
+    u32 eq;     // keys in that bin
 };
 
 // The bin where the count from the top reaches `want`. Each thread sums a contiguous run of bins
@@ -311,6 +299,34 @@ __device__ __forceinline__ void find_bin(const u32 *hist, u32 want, u32 *warp_su
     __syncthreads();
 }
 
+// The histogram of one digit: hist[b] = the keys j in [j0, j1) whose higher digits equal pre
+// (the bits under pm) and whose digit is b. Ends with a barrier.
+template <bool kRes, int kBits, int kShift>
+__device__ __forceinline__ void count_digit(const WmaskParams &p, const Row &r, const KeyStore *sk,
+                                            int j0, int j1, u32 pre, u32 pm, u32 *hist)
+{
+    constexpr int kBins = 1 << kBits;
+    static_assert(kBins <= kHistBins, "digit fits the histogram");
+    for (int b = threadIdx.x; b < kBins; b += n_threads())
+        hist[b] = 0;
+    __syncthreads();
+    each_key<kRes>(p, r, sk, j0, j1, [&](int, u32 k) {
+        if ((k & pm) == pre)
+            atomicAdd(&hist[(k >> kShift) & (kBins - 1)], 1u);
+    });
+    __syncthreads();
+}
+
+// Narrows the select state to the bin find_bin chose for a digit: the want-th largest key has
+// that digit, and `above` keys of higher bins are kept whatever comes next.
+template <int kBits, int kShift>
+__device__ __forceinline__ void narrow(const Sel *sel, u32 &prefix, u32 &prefix_mask, u32 &want)
+{
+    prefix |= sel->digit << kShift;
+    prefix_mask |= (u32)((1 << kBits) - 1) << kShift;
+    want -= sel->above;
+}
+
 // One radix digit: histogram the keys whose higher digits equal `prefix`, find the bin of the
 // want-th largest, and narrow prefix and want to it.
 // kCounted: the histogram was filled while the row was loaded (a resident row's first digit).
@@ -319,23 +335,10 @@ __device__ __forceinline__ void digit_pass(const WmaskParams &p, const Row &r, c
                                            u32 *hist, u32 *warp_sums, Sel *sel, u32 &prefix,
                                            u32 &prefix_mask, u32 &want)
 {
-    constexpr int kBins = 1 << kBits;
-    static_assert(kBins <= kHistBins, "digit fits the histogram");
-    if constexpr (!kCounted) {
-        for (int b = threadIdx.x; b < kBins; b += n_threads())
-            hist[b] = 0;
-        __syncthreads();
-        const u32 pre = prefix, pm = prefix_mask;
-        each_key<kRes>(p, r, sk, 0, p.Lk, [&](int, u32 k) {
-            if ((k & pm) == pre)
-                atomicAdd(&hist[(k >> kShift) & (kBins - 1)], 1u);
-        });
-        __syncthreads();
-    }
-    find_bin<kBins>(hist, want, warp_sums, sel);
-    prefix |= sel->digit << kShift;
-    prefix_mask |= (u32)(kBins - 1) << kShift;
-    want -= sel->above;
+    if constexpr (!kCounted)
+        count_digit<kRes, kBits, kShift>(p, r, sk, 0, p.Lk, prefix, prefix_mask, hist);
+    find_bin<1 << kBits>(hist, want, warp_sums, sel);
+    narrow<kBits, kShift>(sel, prefix, prefix_mask, want);
 }
 
 // mask'_j for j in [j0, j1) (j0 a multiple of kVec) = kept and b'_j != min_value. Keys above T
@@ -389,6 +392,7 @@ __device__ __forceinline__ void write_topk(const WmaskParams &p, const Row &r, c
     }
 }
 
+// The one-block kernel's row: every digit, then mask'.
 template <bool kRes>
 __device__ __forceinline__ void select_and_write(const WmaskParams &p, const Row &r,
                                                  const KeyStore *sk, u32 *hist, u32 *warp_sums,
@@ -402,8 +406,9 @@ $passes
 }]=]
 
 -- Split rows (p.phase > 0): p.n_slices blocks per row, one launch per stage (runtime/wmask.c).
-local split_stages = [=[
-constexpr int kLastBins = $last_bins;  // bins of the last digit (shift 0): a key's bin is its low bits
+local split_layout = [=[
+constexpr int kLastBins = $last_bins;  // the last digit's bins (shift 0): a key's low bits
+
 // scratch: the current digit's histogram of every (row, slice), kHistBins words each (a count pass
 // stores all of its digit's bins: nothing needs clearing), then per row the select state
 // {prefix, prefix_mask, want, eq} that each pick pass narrows.
@@ -431,15 +436,15 @@ __device__ __forceinline__ Slice slice_of(const WmaskParams &p)
     s.j0 = s.slice * p.slice_keys;
     s.j1 = min(p.Lk, s.j0 + p.slice_keys);
     return s;
-}
+}]=]
 
+local split_passes = [=[
 // Count pass of one digit: the slice's keys whose higher digits equal the row's prefix, by bin,
 // counted in shared memory and stored as the slice's histogram.
 template <int kBits, int kShift, bool kFirst>
 __device__ __forceinline__ void split_count(const WmaskParams &p, u32 *hist)
 {
     constexpr int kBins = 1 << kBits;
-    static_assert(kBins <= kHistBins, "digit fits the histogram");
     const Slice s = slice_of(p);
     const Row r = row_of(p, s.row);
     u32 pre = 0, pm = 0;  // the first digit counts every key
@@ -448,14 +453,7 @@ __device__ __forceinline__ void split_count(const WmaskParams &p, u32 *hist)
         pre = st[0];
         pm = st[1];
     }
-    for (int b = threadIdx.x; b < kBins; b += n_threads())
-        hist[b] = 0;
-    __syncthreads();
-    each_key<false>(p, r, nullptr, s.j0, s.j1, [&](int, u32 k) {
-        if ((k & pm) == pre)
-            atomicAdd(&hist[(k >> kShift) & (kBins - 1)], 1u);
-    });
-    __syncthreads();
+    count_digit<false, kBits, kShift>(p, r, nullptr, s.j0, s.j1, pre, pm, hist);
     u32 *g = split_hist(p, s.row, s.slice);
     for (int b = threadIdx.x; b < kBins; b += n_threads())
         g[b] = hist[b];
@@ -485,9 +483,10 @@ __device__ __forceinline__ void split_pick(const WmaskParams &p, u32 *hist, u32 
     __syncthreads();
     find_bin<kBins>(hist, want, warp_sums, sel);  // ends with a barrier: every read of st is done
     if (threadIdx.x == 0) {
-        st[0] = prefix | sel->digit << kShift;
-        st[1] = prefix_mask | (u32)(kBins - 1) << kShift;
-        st[2] = want - sel->above;
+        narrow<kBits, kShift>(sel, prefix, prefix_mask, want);
+        st[0] = prefix;
+        st[1] = prefix_mask;
+        st[2] = want;
         st[3] = sel->eq;
     }
 }
@@ -510,9 +509,20 @@ __device__ __forceinline__ void split_write(const WmaskParams &p, u32 *warp_sums
         block_prefix_excl(c, warp_sums, &before);
     }
     write_topk<false>(p, r, nullptr, s.j0, s.j1, T, need, ties, before, warp_sums);
-}
-$split_smooth
-// The split stages in launch order: count and pick per digit, most significant first, then write.
+}]=]
+
+local split_smooth = [=[
+// Smoothing pass: warps of every block of the row take the smoothing blocks in turn.
+__device__ __forceinline__ void split_smooth(const WmaskParams &p)
+{
+    const Slice s = slice_of(p);
+    const int warps = n_threads() / 32;
+    smooth_row(p, row_of(p, s.row), s.slice * warps + threadIdx.x / 32, p.n_slices * warps);
+}]=]
+
+local split_switch = [=[
+// The split stages in launch order (runtime/wmask.c launches p.phase = 1, 2, ...): count and
+// pick per digit, most significant first, then write (and smooth).
 __device__ __forceinline__ void split_stage(const WmaskParams &p, u32 *hist, u32 *warp_sums,
                                             Sel *sel)
 {
@@ -521,19 +531,9 @@ $split_cases
     }
 }]=]
 
-local split_smooth = [=[
-
-// Smoothing pass: warps of every block of the row take the smoothing blocks in turn.
-__device__ __forceinline__ void split_smooth(const WmaskParams &p)
-{
-    const Slice s = slice_of(p);
-    const int warps = n_threads() / 32;
-    smooth_row(p, row_of(p, s.row), s.slice * warps + threadIdx.x / 32, p.n_slices * warps);
-}
-]=]
-
 local topk_kernel = [=[
-extern "C" __global__ void __launch_bounds__(kThreads) $entry(const WmaskParams p)
+extern "C" __global__ void __launch_bounds__(kThreads)
+$entry(const WmaskParams p)
 {
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ u32 warp_sums[kWarps];
@@ -546,11 +546,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) $entry(const WmaskParams 
     }
     const Row r = row_of(p, blockIdx.x);
     if (p.resident) {
-        for (int b = threadIdx.x; b < kHistBins; b += n_threads())
-            hist[b] = 0;
-        __syncthreads();
         load_resident(p, r, sk, hist);
-        __syncthreads();
         select_and_write<true>(p, r, sk, hist, warp_sums, &sel);
     } else {
         select_and_write<false>(p, r, sk, hist, warp_sums, &sel);
@@ -560,7 +556,8 @@ $smooth
 
 local relu_kernel = [=[
 // relu selection: mask'_j = b'_j > 0 (NaN is not > 0). No window, no shared memory.
-extern "C" __global__ void __launch_bounds__(kThreads) $entry(const WmaskParams p)
+extern "C" __global__ void __launch_bounds__(kThreads)
+$entry(const WmaskParams p)
 {
     const Row r = row_of(p, blockIdx.x);
     each_key<false>(p, r, nullptr, 0, p.Lk, [&](int j, u32 k) {
@@ -575,7 +572,8 @@ $smooth
 -- launch (split rows).
 local smooth_fn = [=[
 // Warp `warp` of `n_warps` over the row votes smoothing blocks warp, warp + n_warps, ...
-__device__ __forceinline__ void smooth_row(const WmaskParams &p, const Row &r, int warp, int n_warps)
+__device__ __forceinline__ void smooth_row(const WmaskParams &p, const Row &r, int warp,
+                                           int n_warps)
 {
     const int lane = threadIdx.x % 32;
     const int n_blocks = (p.Lk + p.block_size - 1) / p.block_size;
@@ -597,8 +595,6 @@ local smooth_stage = [=[
     __syncthreads();
     smooth_row(p, r, threadIdx.x / 32, n_threads() / 32);]=]
 
-local inf_bits = { f16 = "0x7c00u", bf16 = "0x7f80u" }
-
 -- The radix digits, most significant first: FIRST_BITS, then what is left in digits of at most
 -- FIRST_BITS bits.
 local function digits(key_bits)
@@ -608,6 +604,7 @@ local function digits(key_bits)
     left = left - bits
     list[#list + 1] = { bits = bits, shift = left }
   end
+  assert(list[#list].shift == 0, "the last digit is the key's low bits")
   return list
 end
 
@@ -623,88 +620,151 @@ local function check_variant(v)
   end
 end
 
--- The switch cases of split_stage; phase numbers are what runtime/wmask.c launches (it derives
--- the digit count from the histogram size the same way: ceil(key bits / FIRST_BITS)).
-local function split_cases(list, smooth)
-  local cases = {}
+-- Lines of declarations with their comments in one column, two spaces past the longest code
+-- that has one. rows: { code, comment or nil }.
+local function aligned(rows)
+  local width = 0
+  for _, row in ipairs(rows) do
+    if row[2] then width = math.max(width, #row[1]) end
+  end
+  local lines = {}
+  for _, row in ipairs(rows) do
+    lines[#lines + 1] = row[2] and row[1] .. string.rep(" ", width + 2 - #row[1]) .. "// " .. row[2]
+      or row[1]
+  end
+  return table.concat(lines, "\n")
+end
+
+-- The split stages in launch order: a count and a pick pass per digit, then write (and smooth).
+-- Their number is what the launcher runs (the emitter returns it), and the switch over p.phase
+-- is written from the same list.
+local function split_stage_calls(list, smooth)
+  local calls = {}
   for i, d in ipairs(list) do
     local args = string.format("%d, %d, %s", d.bits, d.shift, i == 1 and "true" or "false")
-    cases[#cases + 1] = string.format("    case %d: split_count<%s>(p, hist); break;", 2 * i - 1, args)
-    cases[#cases + 1] = string.format("    case %d: split_pick<%s>(p, hist, warp_sums, sel); break;",
-      2 * i, args)
+    calls[#calls + 1] = string.format("split_count<%s>(p, hist)", args)
+    calls[#calls + 1] = string.format("split_pick<%s>(p, hist, warp_sums, sel)", args)
   end
-  cases[#cases + 1] = string.format("    case %d: split_write(p, warp_sums); break;", 2 * #list + 1)
+  calls[#calls + 1] = "split_write(p, warp_sums)"
   if smooth then
-    cases[#cases + 1] = string.format("    case %d: split_smooth(p); break;", 2 * #list + 2)
+    calls[#calls + 1] = "split_smooth(p)"
   end
-  return table.concat(cases, "\n")
+  return calls
 end
 
 function M.emit(v)
   check_variant(v)
-  local entry = common.entry_name(v.key)
   local key_bits = v.dtype == "f32" and 32 or 16
-  local store_bytes = key_bits // 8
-  local max_resident = v.relu and 0 or RESIDENT_BYTES // store_bytes
-  local hist_bins = v.relu and 0 or 1 << FIRST_BITS
-  local smem = hist_bins * 4 + max_resident * store_bytes
-
+  local key_bytes = key_bits // 8
   local list = digits(key_bits)
-  local passes, names = {}, {}
-  for i, d in ipairs(list) do
-    passes[#passes + 1] = string.format(
-      "    digit_pass<kRes, %d, %d, %s>(p, r, sk, hist, warp_sums, sel, prefix, prefix_mask, want);",
-      d.bits, d.shift, i == 1 and "kRes" or "false")
-    names[#names + 1] = tostring(d.bits)
-  end
-  assert(list[#list].shift == 0, "the last digit is the key's low bits")
+  local max_resident = v.relu and 0 or RESIDENT_BYTES // key_bytes
+  local hist_bins = 1 << FIRST_BITS
+  local smem_bytes = v.relu and 0 or hist_bins * 4 + max_resident * key_bytes
+  local stages = v.relu and {} or split_stage_calls(list, v.smooth)
+
+  local masked = v.mask ~= "none"
   local vars = {
-    entry = entry, threads = THREADS, hist_bins = math.max(hist_bins, 1),
-    first_shift = key_bits - FIRST_BITS,
-    max_resident = max_resident, smem_bytes = math.max(hist_bins, 1) * 4 + max_resident * store_bytes,
-    inf_bits = inf_bits[v.dtype] or "",
-    mask_scalar = v.mask ~= "none" and mask_scalar or "",
-    mask_vec = v.mask ~= "none" and mask_vec or "",
-    passes = table.concat(passes, "\n"),
+    entry = common.entry_name(v.key),
+    row_mask_field = masked and row_mask_field or "",
+    row_mask_init = masked and row_mask_init or "",
+    mask_scalar = masked and mask_scalar or "",
+    mask_vec = masked and mask_vec or "",
     smooth = v.smooth and smooth_stage or "",
-    last_bins = 1 << list[#list].bits,
-    split_smooth = v.smooth and split_smooth or "",
-    split_cases = split_cases(list, v.smooth),
   }
-  smem = vars.smem_bytes
-  if v.relu then smem = 0 end
+  local key_type = key_types[key_bits]
+  vars.abs, vars.sign, vars.neg, vars.pos = key_type.abs, key_type.sign, key_type.neg, key_type.pos
 
   local buf = common.buffer()
   common.header(buf, v, "window_mask.lua", v.relu and
-    string.format("relu selection, %d threads", THREADS) or
-    string.format("top-%d radix select, digits %s bits, up to %d threads, rows up to %d keys resident, " ..
-      "longer rows split over blocks in %d stages",
-      v.window, table.concat(names, "+"), THREADS, max_resident, 2 * #list + 1 + (v.smooth and 1 or 0)))
-  buf.add(kernel_params.struct("WmaskParams"))  -- from the library's layout (gen/kernel_params.h)
-  buf.add(key_bits == 32 and key32 or key16, vars)
-  if not v.relu then
-    buf.add("constexpr u32 kWindow = " .. v.window .. "u;  // keys kept per row")
+    string.format("relu selection, up to %d threads", THREADS) or
+    string.format("top-%d radix select, up to %d threads", v.window, THREADS))
+  -- Sections one blank line apart; a line holding only a $name that is "" is left out, so a
+  -- feature that is off leaves no line behind.
+  local first = true
+  local function add(text, with)
+    local lines = {}
+    for line in (text .. "\n"):gmatch("(.-)\n") do
+      local name = line:match("^%s*%$([%a_][%w_]*)$")
+      if not (name and with and with[name] == "") then
+        lines[#lines + 1] = line
+      end
+    end
+    if not first then
+      buf.add("")
+    end
+    first = false
+    buf.add(table.concat(lines, "\n"), with)
   end
-  buf.add(constants, vars)
-  buf.add(row_access, vars)
+
+  add(kernel_params.struct("WmaskParams"))  -- from the library's layout (gen/kernel_params.h)
+  local consts = {
+    { "typedef " .. key_type.elem .. " Elem;", "the bias element" },
+    { "typedef Elem KeyStore;", "a key in shared memory: as wide as Elem" },
+    { "constexpr u32 kInfBits = " .. inf_bits[v.dtype] .. ";" },
+    { "constexpr u32 kNanKey = " .. key_type.nan .. ";",
+      "NaN ranks above every number, as in torch.topk" },
+    { "constexpr u32 kZeroKey = " .. key_type.sign .. ";", "the image of +0 (and of -0)" },
+  }
+  if not v.relu then
+    consts[#consts + 1] = { "constexpr u32 kWindow = " .. v.window .. "u;", "keys kept per row" }
+  end
+  consts[#consts + 1] = { "constexpr int kThreads = " .. THREADS .. ";",
+    "the most a block is launched with (blockDim.x <= this)" }
+  consts[#consts + 1] = { "constexpr int kVec = 8;",
+    "keys per vector step: 16 bytes of 16-bit bias" }
+  if not v.relu then
+    consts[#consts + 1] = { "constexpr int kWarps = kThreads / 32;" }
+    consts[#consts + 1] = { "constexpr int kHistBins = " .. hist_bins .. ";",
+      "the widest digit's bins" }
+    consts[#consts + 1] = { "constexpr int kHistBytes = kHistBins * 4;" }
+    consts[#consts + 1] = { "constexpr int kMaxResident = " .. max_resident .. ";",
+      "keys of a row kept in shared memory" }
+    consts[#consts + 1] = { "constexpr int kFirstShift = " .. (key_bits - FIRST_BITS) .. ";",
+      "the first digit is key >> kFirstShift" }
+  end
+  consts[#consts + 1] = { 'static_assert(kThreads % 32 == 0 && kThreads <= 1024, "whole warps");' }
+  if not v.relu then
+    consts[#consts + 1] = { 'static_assert((kHistBins & (kHistBins - 1)) == 0, ' ..
+      '"bins split evenly over 128..kThreads threads");' }
+    consts[#consts + 1] = { "static_assert(" .. smem_bytes .. " == kHistBytes + kMaxResident * " ..
+      '(int)sizeof(KeyStore), "smem from Lua");' }
+  end
+  add(aligned(consts) .. "\n\n" .. order_key, vars)
+  add(row_access, vars)
   if v.smooth then
-    buf.add(smooth_fn)
+    add(smooth_fn)
   end
   if v.relu then
-    buf.add(relu_kernel, vars)
+    add(relu_kernel, vars)
   else
-    buf.add(scans)
-    buf.add(select_stages, vars)
-    buf.add(split_stages, vars)
-    buf.add(topk_kernel, vars)
+    local passes, cases = {}, {}
+    for i, d in ipairs(list) do
+      passes[i] = string.format("    digit_pass<kRes, %d, %d, %s>(p, r, sk, hist, warp_sums, " ..
+        "sel, prefix, prefix_mask, want);", d.bits, d.shift, i == 1 and "kRes" or "false")
+    end
+    for i, call in ipairs(stages) do
+      cases[i] = string.format("    case %d: %s; break;", i, call)
+    end
+    add(load_resident, vars)
+    add(scans)
+    add(select_stages, { passes = table.concat(passes, "\n") })
+    add(split_layout, { last_bins = 1 << list[#list].bits })
+    add(split_passes)
+    if v.smooth then
+      add(split_smooth)
+    end
+    add(split_switch, { split_cases = table.concat(cases, "\n") })
+    add(topk_kernel, vars)
   end
   return {
     source = buf.text(),
-    entry = entry,
+    entry = vars.entry,
     threads = THREADS,
     block_m = 1,
     block_n = max_resident,
-    smem_bytes = smem,
+    smem_bytes = smem_bytes,
+    split_stages = #stages,
+    split_digit_stages = v.relu and 0 or 2 * #list,
   }
 end
 

@@ -737,15 +737,26 @@ START_TEST(forced_slices_split_any_top_k_row_into_aligned_slices)
 }
 END_TEST
 
-START_TEST(split_stages_and_scratch_follow_the_digits)
+/* The launcher runs the stages the emitter returns for the plan's variant (test_wmask_gen checks
+ * them against the kernel's text): a count and a pick per digit, write, and smooth if asked. */
+START_TEST(split_stages_come_from_the_emitted_kernel_and_scratch_follows_the_digits)
 {
-    /* 1024 bins: 16-bit keys in digits of 10 + 6 bits, f32 keys 10 + 10 + 10 + 2 */
-    ck_assert_int_eq(dm_wmask_split_stages(16, 1024, false), 2 * 2 + 1);
-    ck_assert_int_eq(dm_wmask_split_stages(32, 1024, false), 2 * 4 + 1);
-    ck_assert_int_eq(dm_wmask_split_stages(16, 1024, true), 2 * 2 + 2);
-    ck_assert_int_eq(dm_wmask_split_stages(16, 4096, false), 2 * 2 + 1);
-    ck_assert_int_eq(dm_wmask_split_stages(32, 256, false), 2 * 4 + 1);
-    ck_assert_int_eq(dm_wmask_split_stages(16, 0, false), 0);
+    static const dm_dtype dtypes[] = {DM_F16, DM_BF16, DM_F32};
+    for (size_t t = 0; t < sizeof dtypes / sizeof dtypes[0]; t++)
+        for (int smooth = 0; smooth < 2; smooth++) {
+            dm_wmask_plan p = split_plan(4, 524288, false);
+            p.bias_dtype = dtypes[t];
+            p.block_size = smooth ? 64 : 0;
+            dm_variant v;
+            dm_kernel_src k;
+            char err[512];
+            dm_wmask_plan_variant(&p, DM_SM90A, &v);
+            ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_OK);
+            int digits = dtypes[t] == DM_F32 ? 4 : 2; /* 10 + 6 bits, or 10 + 10 + 10 + 2 */
+            ck_assert_int_eq(k.split_digit_stages, 2 * digits);
+            ck_assert_int_eq(k.split_stages, 2 * digits + 1 + smooth);
+            dm_kernel_src_free(&k);
+        }
     ck_assert_uint_eq(dm_wmask_split_scratch_bytes(32, 17, 1024), (32 * 17 * 1024 + 32 * 4) * 4);
 }
 END_TEST
@@ -876,6 +887,6 @@ END_TEST
     X(ref_fwd_with_a_window_equals_ref_fwd_on_the_explicit_mask) \
     X(rows_are_split_only_when_few_and_longer_than_one_block_holds) \
     X(forced_slices_split_any_top_k_row_into_aligned_slices) \
-    X(split_stages_and_scratch_follow_the_digits) \
+    X(split_stages_come_from_the_emitted_kernel_and_scratch_follows_the_digits) \
     X(a_row_split_into_slices_keeps_what_the_reference_keeps)
 DM_TEST_MAIN("window_mask", TESTS)

@@ -118,9 +118,10 @@ START_TEST(template_refuses_a_key_that_format_would_refuse)
 }
 END_TEST
 
-/* runtime/wmask.c launches split stages 1..dm_wmask_split_stages(...) with the histogram size it
- * reads off the template's launch facts; the kernel's switch must have exactly those cases:
- * count and pick alternating per digit, then write (then smooth). */
+/* runtime/wmask.c launches split stages 1..split_stages as the emitter returns them, the first
+ * split_digit_stages of them as count (odd) and pick (even) passes: the kernel's switch must have
+ * exactly those cases, count and pick alternating per digit (16-bit keys: 10 + 6 bits, f32:
+ * 10 + 10 + 10 + 2), then write (then smooth). */
 START_TEST(split_stages_are_the_ones_the_launcher_runs)
 {
     for (size_t t = 0; t < ARRAY_LEN(dtypes); t++)
@@ -128,19 +129,18 @@ START_TEST(split_stages_are_the_ones_the_launcher_runs)
             dm_variant v = wmask(300, dtypes[t], DM_LAYOUT_K, false, smooth, DM_SM90);
             dm_kernel_src k;
             char *src = emit_ok(&v, &k), want[64];
-            int key_bytes = dtypes[t] == DM_F32 ? 4 : 2;
-            int hist_bins = (k.smem_bytes - k.block_n * key_bytes) / 4;
-            int stages = dm_wmask_split_stages(8 * key_bytes, hist_bins, smooth);
-            ck_assert_int_eq(stages, (dtypes[t] == DM_F32 ? 9 : 5) + smooth);
-            for (int phase = 1; phase <= stages; phase++) {
-                const char *what = phase == stages && smooth      ? "split_smooth("
-                                   : phase == stages - smooth     ? "split_write("
+            int digits = dtypes[t] == DM_F32 ? 4 : 2;
+            ck_assert_int_eq(k.split_digit_stages, 2 * digits);
+            ck_assert_int_eq(k.split_stages, 2 * digits + 1 + smooth);
+            for (int phase = 1; phase <= k.split_stages; phase++) {
+                const char *what = phase > k.split_digit_stages + 1 ? "split_smooth("
+                                   : phase > k.split_digit_stages ? "split_write("
                                    : phase % 2                    ? "split_count<"
                                                                   : "split_pick<";
                 snprintf(want, sizeof want, "case %d: %s", phase, what);
                 ck_assert_msg(strstr(src, want), "%s: no '%s'", dm_dtype_name(dtypes[t]), want);
             }
-            snprintf(want, sizeof want, "case %d:", stages + 1);
+            snprintf(want, sizeof want, "case %d:", k.split_stages + 1);
             ck_assert_ptr_null(strstr(src, want));
             ck_assert_ptr_nonnull(strstr(src, dtypes[t] == DM_F32
                                                   ? "case 7: split_count<2, 0, false>"
@@ -148,9 +148,12 @@ START_TEST(split_stages_are_the_ones_the_launcher_runs)
             ck_assert_ptr_nonnull(strstr(src, "static_assert(sizeof(WmaskParams) == 152"));
             free(src);
         }
-    /* relu rows are never split: no split code at all */
+    /* relu rows are never split: no split stages, no split code at all */
     dm_variant relu = wmask(0, DM_BF16, DM_LAYOUT_K, true, true, DM_SM90);
-    char *src = emit_ok(&relu, NULL);
+    dm_kernel_src k;
+    char *src = emit_ok(&relu, &k);
+    ck_assert_int_eq(k.split_stages, 0);
+    ck_assert_int_eq(k.split_digit_stages, 0);
     ck_assert_ptr_null(strstr(src, "split_count<"));
     ck_assert_ptr_null(strstr(src, "split_write("));
     free(src);
