@@ -218,7 +218,7 @@ __device__ __forceinline__ void init_accumulators(float (&acc_o)[kMTiles][kDTile
 }
 $score_stage_fns
 
-// Keys past Lk$edge_what to -inf; only edge tiles pay for the checks.
+// Keys past Lk to -inf; only edge tiles pay for the checks.$edge_what
 $edge_signature
 {
     $edge_test
@@ -404,7 +404,8 @@ local function score_stages(v, pl)
     fns[#fns + 1] = mask_scores
     calls[#calls + 1] = "mask_scores(cur_bits, s);"
   end
-  calls[#calls + 1] = v.causal and "mask_edges(p, m0, n0, warp_row0, s);" or "mask_edges(p, n0, s);"
+  calls[#calls + 1] = v.causal and "mask_edges(p, diag, m0, n0, warp_row0, s);" or
+    "mask_edges(p, n0, s);"
   return #fns > 0 and "\n" .. table.concat(fns, "\n\n") or "", table.concat(calls, "\n")
 end
 
@@ -576,13 +577,15 @@ __device__ __forceinline__ void zero_pad_tiles(u16 *sQ, u16 *sK, u16 *sV)
 
   -- score stages and the edge tile's bounds (and causal diagonal)
   ps.score_stage_fns, ps.score_stages = score_stages(v, pl)
-  local edge_params = v.causal and { "const FwdParams &p", "int m0", "int n0", "int warp_row0",
+  -- diag from the kernel, not recomputed: recomputed, fwd.d128.bf16.mask-q.bias-k.w0.causal.sm90a
+  -- spilled 8 bytes
+  local edge_params = v.causal and { "const FwdParams &p", "int diag", "int m0", "int n0", "int warp_row0",
     "float (&s)[kMTiles][kNTiles][4]" } or { "const FwdParams &p", "int n0",
     "float (&s)[kMTiles][kNTiles][4]" }
   ps.edge_signature = common.call(0, "__device__ __forceinline__ void mask_edges", edge_params, ")")
-  ps.edge_what = v.causal and " and right of the causal diagonal" or ""
-  ps.edge_test = v.causal and "const int diag = p.Lk - p.Lq;\n" ..
-    "if (n0 + kBlockN <= p.Lk && n0 + kBlockN - 1 <= m0 + diag)" or "if (n0 + kBlockN <= p.Lk)"
+  ps.edge_what = v.causal and "\n// Causal: keys past i + diag too (right of the diagonal)." or ""
+  ps.edge_test = v.causal and "if (n0 + kBlockN <= p.Lk && n0 + kBlockN - 1 <= m0 + diag)" or
+    "if (n0 + kBlockN <= p.Lk)"
   ps.edge_row = v.causal and "const int i = m0 + warp_row0 + mt * 16 + lane / 4 + (e / 2) * 8;" or ""
   ps.edge_causal = v.causal and " || j > i + diag" or ""
 
