@@ -4,6 +4,7 @@
 # tuning rows for head dims d_lo..d_hi use that shape, then runs compare.py (SDPA only, no Flex
 # compile) on the issue-4 cases. ARCH picks the tuning row (default sm80, which sm90 falls back
 # to; sm90a: the wgmma rows, where warps is 4 or 8, m_tiles 1, block_n a power of two <= 128).
+# Knob rows (tuning.lua, { knob = ... }) are left alone; those narrowed by warps follow the shape.
 # Run on the GPU machine:
 #   bash bench/sweep_tiles.sh 72 128 "4,2,32 8,1,64"   [extra compare.py args]
 #   ARCH=sm90a bash bench/sweep_tiles.sh 72 128 "8,1,128 8,1,64 4,1,128" --quick

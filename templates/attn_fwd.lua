@@ -17,50 +17,175 @@ local ptx = require("cuda_ptx")
 local tune = require("tune")
 local bias = require("attn_fwd_bias")  -- bias_at, the staged bias tile and its add
 local mask = require("attn_fwd_mask")  -- the vote, skip scans, staged mask tile, next_tile
--- the engine: operand layout, tile loads and GEMMs, chosen by the tuning row's `mma`
+-- the engine: operand layout and GEMMs, chosen by the tuning row's `mma`
 local engines = { ["mma.sync"] = require("attn_fwd_mma"), wgmma = require("attn_fwd_wgmma") }
 
 local M = {}
 
-local constants = [=[
-constexpr int kHeadDim = $d;
-constexpr int kHeadDimPad = $d_pad;     // rounded up to 16: whole k-steps and ldmatrix pairs
-constexpr int kBlockN = $block_n;       // keys per tile: also the skip granularity
-constexpr int kWarps = $warps;
-constexpr int kMTiles = $m_tiles;       // 16-row MMA tiles per warp
-constexpr int kBlockM = 16 * kMTiles * kWarps;
-constexpr int kThreads = 32 * kWarps;
-constexpr int kNTiles = kBlockN / 8;    // score n-tiles per warp row
-constexpr int kDTiles = kHeadDimPad / 8;
-constexpr int kKSteps = kHeadDimPad / 16;
-constexpr int kChunks = kHeadDim / 8;   // 16-byte chunks of a global row
-// Interior K/V tiles load without row checks; not in per-query-mask variants, which sit at the
-// register limit (with it, sm90a d128 mask-q.bias-q spilled 4 bytes, mask-q.bias-k.causal 12).
-constexpr bool kFastLoads = $fast_loads;
-$operand_layout
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
+-- Every number and switch of a variant's kernel, from the variant and its tuning row (the tile
+-- shape and the knobs, tuning.lua). The text below only reads it.
+local function plan(v, row)
+  local engine = engines[row.mma]
+  if not engine then
+    error("tuning.lua: unknown mma engine '" .. tostring(row.mma) .. "'", 0)
+  end
+  local pl = {
+    engine = engine, entry = common.entry_name(v.key), d = v.d, d_pad = (v.d + 15) // 16 * 16,
+    block_n = row.block_n, warps = row.warps, m_tiles = row.m_tiles,
+    block_m = 16 * row.m_tiles * row.warps, threads = 32 * row.warps,
+    fast_loads = row.fast_loads == true,
+    scan_batched = row.scan_batched == true,     -- per-query mask only
+    vote_on_barrier = row.vote_on_barrier == true,  -- per-query mask only
+  }
+  engine.check(row, pl.d_pad)
+  -- Shared memory, in this order: [slack] Q, K, V x2, [bias x2] [mask] [ballots]. The operand
+  -- tiles' alignment (wgmma: 1024) is declared on the dynamic array or reached by slack.
+  pl.align_declared = engine.smem_align > 0 and row.align_declared == true
+  pl.smem_decl_align = pl.align_declared and engine.smem_align or 16
+  pl.smem_slack = (engine.smem_align > 0 and not pl.align_declared) and engine.smem_align or 0
+  -- staged bias: rows of block_n values plus 16 bytes (banks), two buffers; at 2 bytes a value
+  -- an fp32 bias is read from global instead
+  pl.bias_rows = v.bias == "q" and pl.block_m or v.bias == "k" and 1 or 0
+  pl.bias_pitch = v.bias ~= "none" and row.block_n * (row.bias_stage_f32 and 4 or 2) + 16 or 0
+  pl.bias_smem = 2 * pl.bias_rows * pl.bias_pitch
+  pl.mask_rows = v.mask == "q" and pl.block_m or v.mask == "k" and 1 or 0
+  pl.mask_smem = pl.mask_rows * (row.block_n + 16)
+  -- the key-mask scan's ballots go in the dynamic array where its alignment is declared (a static
+  -- array would move its base), else static (attn_fwd_mask.lua)
+  pl.scan_smem = (v.mask == "k" and pl.align_declared) and 2 * row.warps * 4 or 0
+  pl.smem_bytes = pl.smem_slack + engine.smem_operands(pl.block_m, row.block_n, pl.d_pad) +
+    pl.bias_smem + pl.mask_smem + pl.scan_smem
+  -- a bias or softcap stage leaves scores in natural units: ex2 then takes log2(e), not the scale
+  pl.softmax_scale = (v.bias ~= "none" or v.softcap) and "kLog2e" or "p.scale_log2"
+  return pl
+end
+
+-- Named constants, each stated once; the shared-memory layout checked against the plan's total.
+local function constants(v, pl)
+  local bias_on, mask_on = v.bias ~= "none", v.mask ~= "none"
+  local bias_at = "kSmemQ + 3 * kSmemKV"
+  local mask_at = bias_on and "kSmemBiasAt + kSmemBias" or bias_at
+  local total = { "kSmemQ", "3 * kSmemKV" }
+  if pl.smem_slack > 0 then
+    table.insert(total, 1, "kSmemSlack")
+  end
+  total[#total + 1] = bias_on and "kSmemBias" or nil
+  total[#total + 1] = mask_on and "kSmemMask" or nil
+  total[#total + 1] = pl.scan_smem > 0 and "kSmemScan" or nil
+  return table.concat({
+    common.aligned({
+      "constexpr int kHeadDim = " .. pl.d .. ";",
+      { "constexpr int kHeadDimPad = " .. pl.d_pad .. ";",
+        "rounded up to 16: whole k-steps and ldmatrix pairs" },
+      { "constexpr int kBlockN = " .. pl.block_n .. ";", "keys per tile: also the skip granularity" },
+      "constexpr int kWarps = " .. pl.warps .. ";",
+      { "constexpr int kMTiles = " .. pl.m_tiles .. ";", "16-row MMA tiles per warp" },
+      "constexpr int kBlockM = 16 * kMTiles * kWarps;",
+      "constexpr int kThreads = 32 * kWarps;",
+      { "constexpr int kNTiles = kBlockN / 8;", "score n-tiles per warp row" },
+      "constexpr int kDTiles = kHeadDimPad / 8;",
+      "constexpr int kKSteps = kHeadDimPad / 16;",
+      { "constexpr int kChunks = kHeadDim / 8;", "16-byte chunks of a global row" },
+      { "constexpr bool kFastLoads = " .. tostring(pl.fast_loads) .. ";",
+        "interior K/V tiles skip row checks (tuning.lua)" },
+    }),
+    common.fill([=[
 static_assert(kBlockN % 16 == 0, "whole k-steps of P V");
 static_assert((kBlockN & (kBlockN - 1)) == 0 && (kWarps & (kWarps - 1)) == 0,
               "powers of two: the fast tile loaders map threads to (row, chunk) exactly");
-static_assert(kHeadDim % $head_dim_step == 0 && kHeadDim <= $head_dim_max, "head_dim a multiple of $head_dim_step up to $head_dim_max");
-constexpr int kBiasRows = $bias_rows;          // staged bias rows: kBlockM (q layout) or 1 (k)
-constexpr int kBiasPitch = $bias_pitch;        // bytes per staged row (+16: banks)
-constexpr int kSmemBias = 2 * kBiasRows * kBiasPitch;  // double buffered: this tile, the next
-constexpr int kMaskRows = $mask_rows;          // staged mask rows: kBlockM (q layout) or 1 (k)
-constexpr int kMaskPitch = kBlockN + 16;       // bytes per staged mask row; +16: banks
-constexpr int kSmemMask = $mask_smem;
-constexpr int kSmemScan = $scan_smem;          // the key-mask scan's ballots, after sM
-constexpr int kSmemDeclAlign = $smem_decl_align;  // smem_raw's declared alignment
-constexpr int kSmemSlack = $smem_slack;        // bytes to reach kSmemAlign when not declared
-constexpr int kSmemBytes = kSmemSlack + kSmemQ + 3 * kSmemKV + kSmemBias + kSmemMask + kSmemScan;
-static_assert(kSmemBytes == $smem_bytes, "launch smem (from Lua) matches the layout");]=]
+static_assert(kHeadDim % $step == 0 && kHeadDim <= $max, "head_dim a multiple of $step up to $max");]=],
+      { step = limits.head_dim_step, max = limits.head_dim_max }),
+    pl.engine.layout,
+    (pl.softmax_scale == "kLog2e" and "constexpr float kLog2e = 1.4426950408889634f;\n" or "") ..
+      "constexpr float kLn2 = 0.6931471805599453f;",
+    common.aligned({
+      bias_on and { "constexpr int kBiasRows = " .. pl.bias_rows .. ";",
+        "kBlockM (q layout) or 1 (k)" },
+      bias_on and { "constexpr int kBiasPitch = " .. pl.bias_pitch .. ";",
+        "bytes per staged row (+16: banks)" },
+      bias_on and { "constexpr int kSmemBiasAt = " .. bias_at .. ";",
+        "this tile's and the next one's" },
+      bias_on and "constexpr int kSmemBias = 2 * kBiasRows * kBiasPitch;",
+      mask_on and { "constexpr int kMaskRows = " .. pl.mask_rows .. ";",
+        "kBlockM (q layout) or 1 (k)" },
+      mask_on and { "constexpr int kMaskPitch = kBlockN + 16;", "bytes per staged row (+16: banks)" },
+      mask_on and { "constexpr int kSmemMaskAt = " .. mask_at .. ";", "the candidate tile's mask" },
+      mask_on and "constexpr int kSmemMask = kMaskRows * kMaskPitch;",
+      pl.scan_smem > 0 and { "constexpr int kSmemScanAt = kSmemMaskAt + kSmemMask;",
+        "the key-mask scan's ballots" },
+      pl.scan_smem > 0 and "constexpr int kSmemScan = 2 * kWarps * 4;",
+      { "constexpr int kSmemDeclAlign = " .. pl.smem_decl_align .. ";",
+        "smem_raw's declared alignment" },
+      pl.smem_slack > 0 and { "constexpr int kSmemSlack = " .. pl.smem_slack .. ";",
+        "bytes to reach kSmemAlign, not declared" },
+      "constexpr int kSmemBytes = " .. table.concat(total, " + ") .. ";",
+      "static_assert(kSmemBytes == " .. pl.smem_bytes ..
+        ", \"launch smem (from Lua) matches the layout\");",
+    }),
+  }, "\n")
+end
 
--- Pieces every kernel body of this family shares (spliced in before the variables are filled).
--- Accumulators and running row statistics, zeroed.
-local acc_init = [=[
-    float acc_o[kMTiles][kDTiles][4];
-    float row_max[kMTiles][2], row_sum[kMTiles][2];
+-- The stages every kernel of the family shares, as device functions; $names are pieces().
+local stages = [=[
+// Rows [r0, r0 + kRows) of a (row, D) matrix into a shared tile (the engine's layout:
+// chunk_addr); rows at or past `limit` are zero-filled (cp.async with 0 source bytes reads
+// nothing). When the block's threads cover whole rows, kRowGroup rows at a time, each thread's
+// chunk and first row are fixed, so the loop only steps pointers; else the general index
+// arithmetic runs.
+template <int kRows>
+__device__ __forceinline__ void load_rows(const u16 *base, i64 row_stride, int r0, int limit,
+                                          u16 *dst)
+{
+    if constexpr (kThreads % kChunks == 0 && (kRows * kChunks) % kThreads == 0 &&
+                  (kThreads / kChunks) % kRowGroup == 0) {
+        constexpr int kRowStep = kThreads / kChunks;
+        const int row = threadIdx.x / kChunks, ch = threadIdx.x % kChunks;
+        const u16 *src = base + (i64)(r0 + row) * row_stride + ch * 8;
+        const i64 src_step = kRowStep * row_stride;
+        const u32 d = chunk_addr<kRows>(dst, row, ch);
+        if (kFastLoads && r0 + kRows <= limit) {  // interior: no row checks
+#pragma unroll
+            for (int k = 0; k < kRows * kChunks / kThreads; k++) {
+                cp_async16(d + k * kRowStep * kRowBytes, src, 16);
+                src += src_step;  // (not src + k * src_step: hoisted 64-bit offsets spill)
+            }
+            return;
+        }
+#pragma unroll
+        for (int k = 0; k < kRows * kChunks / kThreads; k++) {
+            const bool in = r0 + row + k * kRowStep < limit;
+            cp_async16(d + k * kRowStep * kRowBytes, in ? src : base, in ? 16 : 0);
+            src += src_step;
+        }
+    } else {
+#pragma unroll
+        for (int c = threadIdx.x; c < kRows * kChunks; c += kThreads) {
+            const int r = c / kChunks, ch = c % kChunks;
+            const bool in = r0 + r < limit;
+            const u16 *src = in ? base + (i64)(r0 + r) * row_stride + ch * 8 : base;
+            cp_async16(chunk_addr<kRows>(dst, r, ch), src, in ? 16 : 0);
+        }
+    }
+}
+$zero_pad_tiles
+
+// Tile n's K into shared memory by cp.async$k_tile_what, as one group
+// (empty past the last tile).
+$k_tile_signature
+{
+    if (n < n_end) {
+        load_rows<kBlockN>(k_base, p.k_stride[1], n, kv_limit, sK);
+        $k_tile_bias
+        $k_tile_mask
+    }
+    cp_async_commit();
+}
+
+// Accumulators and running row statistics, zeroed.
+__device__ __forceinline__ void init_accumulators(float (&acc_o)[kMTiles][kDTiles][4],
+                                                  float (&row_max)[kMTiles][2],
+                                                  float (&row_sum)[kMTiles][2])
+{
 #pragma unroll
     for (int mt = 0; mt < kMTiles; mt++) {
 #pragma unroll
@@ -74,83 +199,99 @@ local acc_init = [=[
             for (int e = 0; e < 4; e++)
                 acc_o[mt][dt][e] = 0.f;
     }
-]=]
+}
+$score_stage_fns
 
--- A tile's scores through the SPEC §2 stages, in registers (s, this tile n0).
-local score_stages_text = [=[
-        // Scores in SPEC §2 order: scale, bias, softcap, then mask and causal; natural units. Each
-        // stage is its own loop with its choices made once per tile, not per score.
-$scale_bias
-$softcap_stage
-$mask_stage
-        if (n0 + kBlockN > p.Lk$causal_edge) {  // only edge tiles pay for bounds and diagonal
+// Keys past Lk to -inf; only edge tiles pay for the checks.$edge_what
+$edge_signature
+{
+    $edge_test
+        return;
+    const int lane = threadIdx.x % 32;
 #pragma unroll
-            for (int mt = 0; mt < kMTiles; mt++)
+    for (int mt = 0; mt < kMTiles; mt++)
 #pragma unroll
-                for (int nt = 0; nt < kNTiles; nt++)
+        for (int nt = 0; nt < kNTiles; nt++)
 #pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        const int i = m0 + warp_row0 + mt * 16 + lane / 4 + (e / 2) * 8;
-                        const int j = n0 + nt * 8 + 2 * (lane % 4) + e % 2;
-                        (void)i;
-                        if (j >= p.Lk$causal_test)
-                            s[mt][nt][e] = -kInf;
-                    }
-        }
-]=]
-
--- Online softmax of s, then (once the P V in flight is in) acc_o rescaled and s packed to p_prev.
-local softmax_pack = [=[
-        // Online softmax; a row with nothing visible yet keeps max -inf and uses 0 in its place,
-        // so -inf - -inf never reaches ex2. acc_o is rescaled by alpha once the P V in flight is in.
-        float alpha[kMTiles][2];
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; mt++)
-#pragma unroll
-            for (int hf = 0; hf < 2; hf++) {
-                float mx = row_max[mt][hf];
-#pragma unroll
-                for (int nt = 0; nt < kNTiles; nt++)
-                    mx = fmaxf(mx, fmaxf(s[mt][nt][2 * hf], s[mt][nt][2 * hf + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                // kSoftmaxScale: p.scale_log2 while scores are raw dot products (no stage ran),
-                // log2(e) once a stage scaled them; ex2(fma(s, kSoftmaxScale, -max * kSoftmaxScale)).
-                const float use = mx == -kInf ? 0.f : mx * kSoftmaxScale;
-                alpha[mt][hf] = fast_exp2(fmaf(row_max[mt][hf], kSoftmaxScale, -use));
-                row_max[mt][hf] = mx;
-                float sum = 0.f;
-#pragma unroll
-                for (int nt = 0; nt < kNTiles; nt++) {
-                    s[mt][nt][2 * hf] = fast_exp2(fmaf(s[mt][nt][2 * hf], kSoftmaxScale, -use));
-                    s[mt][nt][2 * hf + 1] =
-                        fast_exp2(fmaf(s[mt][nt][2 * hf + 1], kSoftmaxScale, -use));
-                    sum += s[mt][nt][2 * hf] + s[mt][nt][2 * hf + 1];
-                }
-                row_sum[mt][hf] = row_sum[mt][hf] * alpha[mt][hf] + sum;
+            for (int e = 0; e < 4; e++) {
+                $edge_row
+                const int j = n0 + nt * 8 + 2 * (lane % 4) + e % 2;
+                if (j >= p.Lk$edge_causal)
+                    s[mt][nt][e] = -kInf;
             }
+}
 
-        pv_wait(acc_o);  // the tile before's P V is in: now rescale to this tile's row max
+// Online softmax of a tile's scores, in place (s becomes P, unnormalized): row_max and row_sum
+// take the tile in; alpha is what the row's acc_o must be scaled by. ex2 takes
+// fma(s, scale_log2, -max * scale_log2): scale_log2 is p.scale_log2 while scores are raw dot
+// products (no stage ran), log2(e) once a stage scaled them. A row with nothing visible yet keeps
+// max -inf and uses 0 in its place, so -inf - -inf never reaches ex2.
+__device__ __forceinline__ void online_softmax(float (&s)[kMTiles][kNTiles][4],
+                                               float (&row_max)[kMTiles][2],
+                                               float (&row_sum)[kMTiles][2],
+                                               float (&alpha)[kMTiles][2], float scale_log2)
+{
 #pragma unroll
-        for (int mt = 0; mt < kMTiles; mt++)
+    for (int mt = 0; mt < kMTiles; mt++)
 #pragma unroll
-            for (int dt = 0; dt < kDTiles; dt++)
+        for (int hf = 0; hf < 2; hf++) {
+            float mx = row_max[mt][hf];
 #pragma unroll
-                for (int e = 0; e < 4; e++)
-                    acc_o[mt][dt][e] *= alpha[mt][e / 2];
+            for (int nt = 0; nt < kNTiles; nt++)
+                mx = fmaxf(mx, fmaxf(s[mt][nt][2 * hf], s[mt][nt][2 * hf + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float use = mx == -kInf ? 0.f : mx * scale_log2;
+            alpha[mt][hf] = fast_exp2(fmaf(row_max[mt][hf], scale_log2, -use));
+            row_max[mt][hf] = mx;
+            float sum = 0.f;
 #pragma unroll
-        for (int mt = 0; mt < kMTiles; mt++)
-#pragma unroll
-            for (int kk = 0; kk < kBlockN / 16; kk++) {  // as mma's A fragment: k16 = 2 n-tiles
-                p_prev[mt][kk][0] = pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-                p_prev[mt][kk][1] = pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-                p_prev[mt][kk][2] = pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-                p_prev[mt][kk][3] = pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-            }]=]
+            for (int nt = 0; nt < kNTiles; nt++) {
+                s[mt][nt][2 * hf] = fast_exp2(fmaf(s[mt][nt][2 * hf], scale_log2, -use));
+                s[mt][nt][2 * hf + 1] = fast_exp2(fmaf(s[mt][nt][2 * hf + 1], scale_log2, -use));
+                sum += s[mt][nt][2 * hf] + s[mt][nt][2 * hf + 1];
+            }
+            row_sum[mt][hf] = row_sum[mt][hf] * alpha[mt][hf] + sum;
+        }
+}
 
--- o and lse from the accumulators.
-local epilogue = [=[
-    // Empty row: o = 0 exactly and lse = +inf (backward then gives zero gradients).
+// acc_o to the row maxima online_softmax just took in.
+__device__ __forceinline__ void rescale_o(float (&acc_o)[kMTiles][kDTiles][4],
+                                          const float (&alpha)[kMTiles][2])
+{
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+        for (int dt = 0; dt < kDTiles; dt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                acc_o[mt][dt][e] *= alpha[mt][e / 2];
+}
+
+// P as 16-bit pairs in the A fragment layout of P V: a k16 step is two score n-tiles.
+__device__ __forceinline__ void pack_p(const float (&s)[kMTiles][kNTiles][4],
+                                       u32 (&pp)[kMTiles][kBlockN / 16][4])
+{
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+        for (int kk = 0; kk < kBlockN / 16; kk++) {
+            pp[mt][kk][0] = pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+            pp[mt][kk][1] = pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+            pp[mt][kk][2] = pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+            pp[mt][kk][3] = pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+        }
+}
+
+// o and lse of this thread's rows. An empty row (nothing visible) gets o = 0 exactly and
+// lse = +inf, so the backward pass gives it zero gradients.
+__device__ __forceinline__ void store_o_lse(const FwdParams &p, int b, int h, int m0,
+                                            int warp_row0,
+                                            const float (&acc_o)[kMTiles][kDTiles][4],
+                                            const float (&row_max)[kMTiles][2],
+                                            const float (&row_sum)[kMTiles][2], float scale_log2)
+{
+    const int lane = threadIdx.x % 32;
     u16 *o = (u16 *)p.o + b * p.o_stride[0] + h * p.o_stride[2];
 #pragma unroll
     for (int mt = 0; mt < kMTiles; mt++)
@@ -174,68 +315,125 @@ local epilogue = [=[
             if (p.lse && lane % 4 == 0) {
                 float *lse = (float *)p.lse;
                 lse[b * p.lse_stride[0] + h * p.lse_stride[1] + (i64)i * p.lse_stride[2]] =
-                    sum > 0.f ? (row_max[mt][hf] * kSoftmaxScale + __log2f(sum)) * kLn2 : kInf;
+                    sum > 0.f ? (row_max[mt][hf] * scale_log2 + __log2f(sum)) * kLn2 : kInf;
             }
         }
 }]=]
 
+-- Elementwise score stages (natural units in and out), each its own loop.
+local each_score = [=[
+$doc
+__device__ __forceinline__ void $name(const FwdParams &p, float (&s)[kMTiles][kNTiles][4])
+{
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                $body
+}]=]
+
+-- tanh(y) = 1 - 2 / (e^{2y} + 1) on ex2 and rcp: absolute error ~1e-7 (what the logit needs),
+-- few registers, no branches: with tanhf the mask-k.bias-q.softcap sm90a loop spilled 24 bytes.
+local softcap_scores = [=[
+// softcap * tanh(s / softcap), natural units in and out; tanh(y) = 1 - 2 / (e^{2y} + 1).
+__device__ __forceinline__ void softcap_scores(const FwdParams &p, float (&s)[kMTiles][kNTiles][4])
+{
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float e2y = fast_exp2(s[mt][nt][e] * p.softcap_k);
+                s[mt][nt][e] = p.softcap * fmaf(-2.f, fast_rcp(e2y + 1.f), 1.f);
+            }
+}]=]
+
+local mask_scores = [=[
+// The tile's mask bits applied (attn_fwd_mask.lua's vote gathered them); all-true tiles skip
+// the loop.
+__device__ __forceinline__ void mask_scores(MaskBits bits, float (&s)[kMTiles][kNTiles][4])
+{
+    if (__all_sync(0xffffffffu, bits == kMaskFull))
+        return;
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                if (!mask_bit(bits, mt, e / 2, nt, e % 2))
+                    s[mt][nt][e] = -kInf;
+}]=]
+
+-- The score stages of a tile in SPEC §2 order (scale, bias, softcap, mask, bounds and causal):
+-- their functions, and the calls in the kernel.
+local function score_stages(v, pl)
+  local fns, calls = {}, {}
+  if v.bias ~= "none" then
+    calls[#calls + 1] = "add_bias_tile(p, sB_cur, bias_staged, bias_off, m0, n0, warp_row0, s);"
+  elseif v.softcap then
+    fns[#fns + 1] = common.fill(each_score, { name = "scale_scores",
+      doc = "// Raw dot products to natural units (with a bias, its FMA does this).",
+      body = "s[mt][nt][e] *= p.scale;" })
+    calls[#calls + 1] = "scale_scores(p, s);"
+  end
+  if v.softcap then
+    fns[#fns + 1] = softcap_scores
+    calls[#calls + 1] = "softcap_scores(p, s);"
+  end
+  if v.mask ~= "none" then
+    fns[#fns + 1] = mask_scores
+    calls[#calls + 1] = "mask_scores(cur_bits, s);"
+  end
+  calls[#calls + 1] = v.causal and "mask_edges(p, diag, m0, n0, warp_row0, s);" or
+    "mask_edges(p, n0, s);"
+  return #fns > 0 and "\n" .. table.concat(fns, "\n\n") or "", table.concat(calls, "\n")
+end
+
 local kernel = [=[
-extern "C" __global__ void __launch_bounds__($launch_bounds) $entry(const FwdParams p)
+extern "C" __global__ void __launch_bounds__($launch_bounds)
+$entry(const FwdParams p)
 {
     extern __shared__ __align__(kSmemDeclAlign) unsigned char smem_raw[];
-$smem_base
-    u16 *sQ = (u16 *)smem;
-    u16 *sK = (u16 *)(smem + kSmemQ);
-    u16 *sV = (u16 *)(smem + kSmemQ + kSmemKV);  // two buffers: this tile's, the one before
-    unsigned char *sB = smem + kSmemQ + 3 * kSmemKV;
-    unsigned char *sM = sB + kSmemBias;
-    (void)sB;
-    (void)sM;
+    $smem_pointers
 
-    const int m_block = $m_block;
+    $m_block
     const int m0 = m_block * kBlockM;
-    const int h = blockIdx.y, b = blockIdx.z;
-    const int hk = h / p.group;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int h = blockIdx.y, b = blockIdx.z, hk = h / p.group;  // hk: the K/V head
+    const int warp = threadIdx.x / 32;
     const int warp_row0 = warp * 16 * kMTiles;
-    const int diag = p.Lk - p.Lq;  // causal: query i sees keys up to i + diag
-    (void)diag;
-    const float kSoftmaxScale = $softmax_scale;
-    const Operands lb = operands(sQ, sK, sV, warp_row0);
-
-    int n_end = p.Lk;
-$causal_end
+    $n_end
     const int kv_limit = max(0, n_end);  // keys from n_end on are seen by no row of the block
+    const Operands lb = operands(sQ, sK, sV, warp_row0);
     const u16 *k_base = (const u16 *)p.k + b * p.k_stride[0] + hk * p.k_stride[2];
     const u16 *v_base = (const u16 *)p.v + b * p.v_stride[0] + hk * p.v_stride[2];
-$mask_base
-$bias_base
-$bias_bufs
-    zero_pad_columns<kBlockM>(sQ);
-    zero_pad_columns<kBlockN>(sK);
-    zero_pad_columns<kBlockN>(sV);
-    zero_pad_columns<kBlockN>(sV + kSmemKV / 2);
+    $mask_base
+    $bias_base
+    $zero_pad_call
     load_rows<kBlockM>((const u16 *)p.q + b * p.q_stride[0] + h * p.q_stride[2], p.q_stride[1],
                        m0, p.Lq, sQ);
     cp_async_commit();
+    $first_tile
+    $k_tile_first
 
-$first_tile
-$k_loads_first
-
-$acc_init
+    float acc_o[kMTiles][kDTiles][4], row_max[kMTiles][2], row_sum[kMTiles][2];
+    init_accumulators(acc_o, row_max, row_sum);
     // Software pipeline: the P V of the tile before runs (on wgmma, asynchronously) while this
     // tile's scores go through the stages and the softmax. p_prev holds its probabilities.
     u32 p_prev[kMTiles][kBlockN / 16][4];
     bool have_prev = false;
     int v_buf = 0;  // the V buffer this tile loads into; the tile before used the other
-$loop_head
+    $loop_head
         load_rows<kBlockN>(v_base, p.v_stride[1], n0, kv_limit, sV + v_buf * (kSmemKV / 2));
         cp_async_commit();
         cp_async_wait<1>();  // Q, this tile's K and bias, the tile before's V have landed
-$async_fence
-$top_barrier
+        $async_fence
+        $top_barrier
+        $candidate
 
-$mask_prefetch
         float s[kMTiles][kNTiles][4];
         qk_issue(lb, s);
         if (have_prev)
@@ -243,37 +441,191 @@ $mask_prefetch
         else
             pv_none();  // keeps qk_wait's count of groups in flight right
         qk_wait(s);
+        // the stages of SPEC §2 in order: scale, bias, softcap, then mask, bounds and causal
+        $score_stages
 
-$score_stages
-$next_tile
+        $n_next
         __syncthreads();  // every warp is done reading sK
-$k_loads_next
+        $k_tile_next
 
-$softmax_pack
+        float alpha[kMTiles][2];
+        online_softmax(s, row_max, row_sum, alpha, $softmax_scale);
+        pv_wait(acc_o);  // the tile before's P V is in: now rescale to this tile's row max
+        rescale_o(acc_o, alpha);
+        pack_p(s, p_prev);
         have_prev = true;
         __syncthreads();  // every warp is done with the tile before's V buffer and the bias tile
         v_buf ^= 1;
         n0 = n_next;
-$mask_advance
-$bias_flip
-$loop_tail
+        $loop_advance
+    $loop_tail
     cp_async_wait<0>();  // the last tile's V
-$async_fence
+    $async_fence
     __syncthreads();
     if (have_prev) {
         pv_issue(p_prev, lb, v_buf ^ 1, acc_o);
         pv_wait(acc_o);
     }
+    store_o_lse(p, b, h, m0, warp_row0, acc_o, row_max, row_sum, $softmax_scale);
+}]=]
 
-$epilogue]=]
+-- The pieces of stages and kernel for variant v under plan pl ($name -> text).
+local function pieces(v, pl)
+  local bias_on, mask_on = v.bias ~= "none", v.mask ~= "none"
+  local padded = pl.d ~= pl.d_pad
+  local ps = {
+    entry = pl.entry, launch_bounds = pl.engine.launch_bounds, async_fence = pl.engine.async_fence,
+    softmax_scale = pl.softmax_scale,
+  }
+  -- shared memory and the block's coordinates
+  ps.smem_pointers = common.aligned({
+    pl.engine.smem_align > 0 and "unsigned char *smem = smem_raw + (0u - smem_u32(smem_raw)) % " ..
+      "kSmemAlign;  // aligned" or "unsigned char *smem = smem_raw;",
+    "u16 *sQ = (u16 *)smem;",
+    "u16 *sK = (u16 *)(smem + kSmemQ);",
+    { "u16 *sV = (u16 *)(smem + kSmemQ + kSmemKV);", "two buffers: this tile's, the one before" },
+    bias_on and { "unsigned char *sB = smem + kSmemBiasAt;", "two: this tile's bias, the next's" },
+    mask_on and { "unsigned char *sM = smem + kSmemMaskAt;", "the candidate tile's mask" },
+  })
+  ps.m_block = v.causal and "const int m_block = gridDim.x - 1 - blockIdx.x;  // long rows first: " ..
+    "a short tail" or "const int m_block = blockIdx.x;"
+  ps.n_end = v.causal and "const int diag = p.Lk - p.Lq;  // query i sees keys up to i + diag\n" ..
+    "const int n_end = min(p.Lk, min(m0 + kBlockM, p.Lq) + diag);  // <= 0: every row is empty"
+    or "const int n_end = p.Lk;"
+  ps.mask_base = mask_on and
+    "const unsigned char *mask_bh = (const unsigned char *)p.mask + b * p.mask_stride[0] +\n" ..
+    "                               (h / p.mask_head_div) * p.mask_stride[1];" or ""
+  ps.bias_base = bias_on and [=[
+const i64 bias_off = b * p.bias_stride[0] + (h / p.bias_head_div) * p.bias_stride[1];
+const unsigned char *bias_bh =
+    (const unsigned char *)p.bias + bias_off * (p.bias_f32 ? 4 : 2);
+unsigned char *sB_cur = sB, *sB_next = sB + kBiasRows * kBiasPitch;
+// staged by cp.async: 16-byte aligned rows, and room for fp32 ones when kBiasPitch has it
+const bool bias_staged = p.bias_vec16 && (!p.bias_f32 || kBiasPitch >= kBlockN * 4);]=] or ""
+  ps.zero_pad_tiles = padded and "\n" .. pl.engine.zero_pad .. [=[
 
--- A tile's K, with its bias and the mask tile after it (the pieces given, possibly empty), into
--- shared memory by cp.async as one group: the first tile before the loop, the next one inside.
-local function k_tile_loads(indent, n, bias_text, mask_text)
-  return indent .. "if (" .. n .. " < n_end) {\n" ..
-    indent .. "    load_rows<kBlockN>(k_base, p.k_stride[1], " .. n .. ", kv_limit, sK);\n" ..
-    bias_text .. "\n" .. mask_text .. "\n" ..
-    indent .. "}\n" .. indent .. "cp_async_commit();"
+// The padding columns of every operand tile: never loaded, read as zero by the products.
+__device__ __forceinline__ void zero_pad_tiles(u16 *sQ, u16 *sK, u16 *sV)
+{
+    zero_pad_columns<kBlockM>(sQ);
+    zero_pad_columns<kBlockN>(sK);
+    zero_pad_columns<kBlockN>(sV);
+    zero_pad_columns<kBlockN>(sV + kSmemKV / 2);
+}]=] or ""
+  ps.zero_pad_call = padded and "zero_pad_tiles(sQ, sK, sV);" or ""
+
+  -- K tiles, with the bias tile and the mask tile after them
+  local params = { "const FwdParams &p", "const u16 *k_base", "u16 *sK", "int n", "int n_end",
+    "int kv_limit" }
+  local first = { "p", "k_base", "sK", "n0", "n_end", "kv_limit" }
+  local next = { "p", "k_base", "sK", "n_next", "n_end", "kv_limit" }
+  local what = {}
+  if bias_on or mask_on then
+    table.insert(params, "int m0")
+    table.insert(first, "m0")
+    table.insert(next, "m0")
+  end
+  if bias_on then
+    what[#what + 1] = "\n// with its bias tile (with_bias)"
+    for _, a in ipairs({ "const unsigned char *bias_bh", "unsigned char *sB", "bool with_bias" }) do
+      table.insert(params, a)
+    end
+    for _, a in ipairs({ "bias_bh", "sB_cur", "bias_staged" }) do
+      table.insert(first, a)
+    end
+    -- without a mask the next tile's bias went earlier, under all of this tile's work
+    for _, a in ipairs({ "bias_bh", "sB_next", mask_on and "bias_staged && !cand_full" or "false" }) do
+      table.insert(next, a)
+    end
+  end
+  if mask_on then
+    what[#what + 1] = (bias_on and " and" or "\n// with") .. " the mask tile after it (with_mask)"
+    for _, a in ipairs({ "const unsigned char *mask_bh", "unsigned char *sM", "bool with_mask" }) do
+      table.insert(params, a)
+    end
+    for _, a in ipairs({ "mask_bh", "sM", "p.mask_vec16" }) do
+      table.insert(first, a)
+    end
+    for _, a in ipairs({ "mask_bh", "sM", v.mask == "q" and "!cand_full && p.mask_vec16" or
+        "p.mask_vec16" }) do
+      table.insert(next, a)
+    end
+  end
+  ps.k_tile_what = table.concat(what)
+  ps.k_tile_signature = common.call(0, "__device__ __forceinline__ void load_k_tile", params, ")")
+  ps.k_tile_bias = bias_on and "if (with_bias)\n    load_bias_tile(p, bias_bh, m0, n, sB);" or ""
+  ps.k_tile_mask = mask_on and "if (with_mask && n + kBlockN < n_end)\n" ..
+    "    load_mask_tile(p, mask_bh, m0, n + kBlockN, sM);" or ""
+  ps.k_tile_first = common.call(4, "load_k_tile", first, ");")
+  ps.k_tile_next = common.call(8, "load_k_tile", next, ");")
+
+  -- score stages and the edge tile's bounds (and causal diagonal)
+  ps.score_stage_fns, ps.score_stages = score_stages(v, pl)
+  -- diag from the kernel, not recomputed: recomputed, fwd.d128.bf16.mask-q.bias-k.w0.causal.sm90a
+  -- spilled 8 bytes
+  local edge_params = v.causal and { "const FwdParams &p", "int diag", "int m0", "int n0", "int warp_row0",
+    "float (&s)[kMTiles][kNTiles][4]" } or { "const FwdParams &p", "int n0",
+    "float (&s)[kMTiles][kNTiles][4]" }
+  ps.edge_signature = common.call(0, "__device__ __forceinline__ void mask_edges", edge_params, ")")
+  ps.edge_what = v.causal and "\n// Causal: keys past i + diag too (right of the diagonal)." or ""
+  ps.edge_test = v.causal and "if (n0 + kBlockN <= p.Lk && n0 + kBlockN - 1 <= m0 + diag)" or
+    "if (n0 + kBlockN <= p.Lk)"
+  ps.edge_row = v.causal and "const int i = m0 + warp_row0 + mt * 16 + lane / 4 + (e / 2) * 8;" or ""
+  ps.edge_causal = v.causal and " || j > i + diag" or ""
+
+  -- the walk over key tiles: by the vote with a mask, else every tile up to n_end
+  if mask_on then
+    ps.first_tile = "MaskBits cur_bits = 0, next_bits = 0;\n" ..
+      "int n0 = next_tile(p, mask_bh, 0, n_end, warp_row0, m0, cur_bits);"
+    -- n0 comes from a vote: a loop entered on it made ptxas serialize the wgmma pipeline (C7520)
+    ps.loop_head = "// One pass even with no visible tile (a loop entered on the vote made ptxas " ..
+      "serialize\n// wgmma, C7520): it loads nothing, and the mask stage (bits 0) masks every " ..
+      "score.\ndo {"
+    ps.loop_tail = "} while (n0 < n_end);"
+    -- The next tile's mask is read before this tile's QK^T, so its latency hides under the
+    -- MMAs; only when that tile is all false does the vote walk on synchronously.
+    ps.top_barrier = (v.mask == "q" and pl.vote_on_barrier) and [=[
+const int cand = n0 + kBlockN;  // the candidate next tile, its mask staged in sM
+const bool cand_full =
+    __syncthreads_and(p.mask_vec16 && cand < n_end && mask_chunks_full(sM));]=] or [=[
+__syncthreads();
+const int cand = n0 + kBlockN;  // the candidate next tile, its mask staged in sM
+const bool cand_full = p.mask_vec16 && cand < n_end && mask_tile_full(sM);]=]
+    local early = {}
+    if bias_on then
+      early[#early + 1] = "    if (bias_staged)\n        load_bias_tile(p, bias_bh, m0, cand, sB_next);"
+    end
+    if v.mask == "q" then
+      early[#early + 1] = "    if (cand + kBlockN < n_end)\n" ..
+        "        load_mask_tile(p, mask_bh, m0, cand + kBlockN, sM);"
+    end
+    ps.candidate = "bool cand_any = false;\nMaskBits cand_bits = kMaskFull;\nif (!cand_full)\n" ..
+      "    cand_bits = candidate_bits(p, mask_bh, sM, cand, n_end, warp_row0, m0, cand_any);" ..
+      (#early == 0 and "" or "\n// An all-true candidate is the next tile, known now: its loads " ..
+        "go under all of this tile.\nif (cand_full) {  // block-uniform\n" ..
+        table.concat(early, "\n") .. "\n    cp_async_commit();\n}")
+    ps.n_next = common.call(8, "const int n_next = next_after", { "p", "mask_bh", "cand",
+      "cand_full", "cand_any", "cand_bits", "n_end", "warp_row0", "m0", "next_bits" }, ");")
+  else
+    ps.first_tile = "int n0 = 0;"
+    ps.loop_head = "while (n0 < n_end) {"
+    ps.loop_tail = "}"
+    ps.top_barrier = "__syncthreads();"
+    ps.candidate = bias_on and
+      "if (bias_staged && n0 + kBlockN < n_end)  // the next tile's bias, under all of this tile\n" ..
+      "    load_bias_tile(p, bias_bh, m0, n0 + kBlockN, sB_next);\ncp_async_commit();" or ""
+    ps.n_next = "const int n_next = n0 + kBlockN;"
+  end
+  local advance = {}
+  if mask_on then
+    advance[#advance + 1] = "cur_bits = next_bits;"
+  end
+  if bias_on then
+    advance[#advance + 1] = "unsigned char *sB_done = sB_cur;  // this tile's bias buffer takes " ..
+      "the one after next\nsB_cur = sB_next;\nsB_next = sB_done;"
+  end
+  ps.loop_advance = table.concat(advance, "\n")
+  return ps
 end
 
 local function check_variant(v)
@@ -288,273 +640,30 @@ local function check_variant(v)
   end
 end
 
-local elementwise = [=[
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; mt++)
-#pragma unroll
-            for (int nt = 0; nt < kNTiles; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    $body
-                }]=]
-
-local function each_score(body)
-  return (elementwise:gsub("%$body", function() return body end))
-end
-
--- The per-tile score stages (natural units, scale applied, after the first).
-local function score_stages(v, vars)
-  if v.bias ~= "none" then
-    vars.scale_bias = [=[
-        if (!bias_staged)
-            add_bias<0>(p, sB_cur, bias_off, m0, n0, warp_row0, s);
-        else if (p.bias_f32)
-            add_bias<1>(p, sB_cur, bias_off, m0, n0, warp_row0, s);
-        else
-            add_bias<2>(p, sB_cur, bias_off, m0, n0, warp_row0, s);]=]
-  elseif v.softcap then
-    vars.scale_bias = each_score("s[mt][nt][e] *= p.scale;")
-  else
-    vars.scale_bias = ""  -- the softmax folds the scale into its ex2 argument
-  end
-  vars.softmax_scale = (v.bias ~= "none" or v.softcap) and "kLog2e" or "p.scale_log2"
-  if v.softcap then
-    -- softcap * tanh(x / softcap), natural units in and out
-    -- tanh(y) = 1 - 2 / (e^{2y} + 1) on ex2 and rcp: absolute error ~1e-7 (what the logit
-    -- needs), few registers, no branches: with tanhf the mask-k.bias-q.softcap sm90a loop
-    -- spilled 24 bytes
-    vars.softcap_stage = each_score("s[mt][nt][e] = p.softcap * " ..
-      "fmaf(-2.f, fast_rcp(fast_exp2(s[mt][nt][e] * p.softcap_k) + 1.f), 1.f);")
-  else
-    vars.softcap_stage = ""
-  end
-  if v.mask ~= "none" then
-    vars.mask_stage = "        if (!__all_sync(0xffffffffu, cur_bits == kMaskFull))  // all-true tiles skip the loop\n" ..
-      each_score("if (!mask_bit(cur_bits, mt, e / 2, nt, e % 2))\n                        s[mt][nt][e] = -kInf;")
-  else
-    vars.mask_stage = ""
-  end
-  vars.causal_edge = v.causal and " || n0 + kBlockN - 1 > m0 + diag" or ""
-  vars.causal_test = v.causal and " || j > i + diag" or ""
-end
-
 function M.emit(v)
   check_variant(v)
   local row = tune.lookup("fwd", v.d, v.arch, v.causal, { mask = v.mask, bias = v.bias })
-  local entry = common.entry_name(v.key)
-  local d_pad = (v.d + 15) // 16 * 16
-  local block_m = 16 * row.m_tiles * row.warps
-  local engine = engines[row.mma or "mma.sync"]
-  if not engine then
-    error("tuning.lua: unknown mma engine '" .. tostring(row.mma) .. "'", 0)
-  end
-  engine.check(row, d_pad)
-  -- staged bias: rows of block_n elements plus 16 bytes, two buffers. Room for fp32 rows unless
-  -- that would not fit next to wgmma's larger tiles: then fp32 per-query bias is read from global.
-  local bias_rows = v.bias == "q" and block_m or v.bias == "k" and 1 or 0
-  local declared = row.mma == "wgmma" and row.warps == 4  -- two blocks an SM: see smem_slack
-  -- staged bias at 2 bytes a value (fp32 bias then read from global) where the room is short:
-  -- per-query rows next to wgmma's tiles, and the key row where two blocks must share an SM
-  local bias_esize = (row.mma == "wgmma" and (v.bias == "q" or declared)) and 2 or 4
-  local bias_pitch = v.bias ~= "none" and row.block_n * bias_esize + 16 or 0
-  local bias_smem = 2 * bias_rows * bias_pitch
-  local mask_rows = v.mask == "q" and block_m or v.mask == "k" and 1 or 0
-  local mask_smem = mask_rows * (row.block_n + 16)
-  -- the key-mask scan's ballots: in the dynamic array where its alignment is declared (a static
-  -- array would move its base off 1024), else static (in the dynamic array, ptxas spilled 4 bytes
-  -- in fwd.d256.bf16.mask-k.bias-q.w0.sm90a)
-  local scan_smem = (v.mask == "k" and declared) and 2 * row.warps * 4 or 0
-  -- wgmma atoms need 1024-byte alignment: declared on the dynamic array where two blocks of 4 warps
-  -- must share an SM (slack would push them past 114 KB each), else reached with 1024 bytes of
-  -- slack (declaring it in 8-warp variants made ptxas spill 4-16 bytes in two of them)
-  local smem_slack = (row.mma == "wgmma" and not declared) and 1024 or 0
-  local smem = smem_slack + engine.smem_operands(block_m, row.block_n, d_pad) + bias_smem +
-    mask_smem + scan_smem
-
-  local vars = {
-    d = v.d, d_pad = d_pad, block_n = row.block_n, warps = row.warps, m_tiles = row.m_tiles,
-    entry = entry, bias_rows = bias_rows, bias_pitch = bias_pitch, smem_bytes = smem,
-    mask_smem = mask_smem, mask_rows = mask_rows, scan_smem = scan_smem, smem_slack = smem_slack,
-    smem_decl_align = declared and 1024 or 16,
-    ballots_decl = declared and [=[
-    extern __shared__ __align__(kSmemDeclAlign) unsigned char smem_raw[];
-    unsigned (*ballots)[kWarps] =
-        (unsigned (*)[kWarps])(smem_raw + kSmemSlack + kSmemQ + 3 * kSmemKV + kSmemBias + kSmemMask);]=]
-      or "    __shared__ unsigned ballots[2][kWarps];", operand_layout = engine.layout, launch_bounds = engine.launch_bounds,
-    async_fence = engine.async_fence,
-    smem_base = row.mma == "wgmma" and
-      "    unsigned char *smem = smem_raw + (0u - smem_u32(smem_raw)) % kSmemAlign;  // atoms 1024-aligned"
-      or "    unsigned char *smem = smem_raw;",
-    -- causal: heavy (long) row blocks first, so the tail of the grid is short work
-    m_block = v.causal and "gridDim.x - 1 - blockIdx.x" or "blockIdx.x",
-    causal_last_key = v.causal and "last_row + p.Lk - p.Lq" or "p.Lk - 1",
-    causal_ok0 = v.causal and "(i < p.Lq && j <= i + p.Lk - p.Lq)" or "true",
-    causal_ok1 = v.causal and "(i < p.Lq && j + 1 <= i + p.Lk - p.Lq)" or "true",
-    -- Row-check-free K/V copies. Per-query-mask variants keep the row checks where the fast
-    -- copies made ptxas spill: causal on wgmma (fwd.d128.bf16.mask-q.bias-k.w0.causal.sm90a,
-    -- 4 bytes) and every mma.sync one (fwd.d128.bf16.mask-q.bias-q.w0.sm80: 0 -> 108 bytes).
-    fast_loads = (v.mask == "q" and (v.causal or row.mma ~= "wgmma")) and "false" or "true",
-  }
-  for name, text in pairs(mask.scan_vars(v)) do
-    vars[name] = text
-  end
-  vars.head_dim_step, vars.head_dim_max = limits.head_dim_step, limits.head_dim_max
-  vars.causal_end = v.causal and
-    "    n_end = min(p.Lk, min(m0 + kBlockM, p.Lq) + diag);  // <= 0: every row is empty" or ""
-  vars.mask_base = v.mask ~= "none" and
-    "    const unsigned char *mask_bh = (const unsigned char *)p.mask + b * p.mask_stride[0] +\n" ..
-    "                                   (h / p.mask_head_div) * p.mask_stride[1];" or ""
-  if v.bias ~= "none" then
-    vars.bias_base =
-      "    const i64 bias_off = b * p.bias_stride[0] + (h / p.bias_head_div) * p.bias_stride[1];\n" ..
-      "    const unsigned char *bias_bh = (const unsigned char *)p.bias + bias_off * (p.bias_f32 ? 4 : 2);\n" ..
-      "    (void)bias_bh;"
-  else
-    vars.bias_base = ""
-  end
-  if v.mask ~= "none" then
-    vars.first_tile = "    MaskBits cur_bits = 0, next_bits = 0;\n" ..
-      "    int n0 = next_tile(p, mask_bh, 0, n_end, warp_row0, m0, cur_bits);"
-    -- The next tile's mask is read before this tile's QK^T, so its latency hides under the MMAs;
-    -- only when that tile is all false does the vote walk on synchronously.
-    -- A staged candidate whose bytes are all true (the dense case) needs no bits gathered and no
-    -- vote: cand < n_end makes some key of it visible to the block's last row. Key layout: every
-    -- warp reads the row (no barrier); per-query layout: the AND rides on the loop's first barrier
-    -- (a barrier of its own in causal variants: there the reads before the barrier made ptxas
-    -- spill 8 bytes in fwd.d128.bf16.mask-q.bias-q.w0.causal.sm90a).
-    vars.top_barrier = (v.mask == "q" and not v.causal) and [=[
-        const int cand = n0 + kBlockN;
-        const bool cand_full =
-            __syncthreads_and($staged_mask && cand < n_end && mask_chunks_full(sM));]=] or [=[
-        __syncthreads();
-        const int cand = n0 + kBlockN;
-        const bool cand_full = $staged_mask && cand < n_end && mask_tile_full(sM);]=]
-    vars.mask_prefetch = [=[
-        bool cand_any = false;
-        MaskBits cand_bits = kMaskFull;
-        if (!cand_full)
-            cand_bits = cand >= n_end ? 0
-                        : $staged_mask
-                            ? load_mask<true>(p, mask_bh, sM, cand, warp_row0, m0, cand_any)
-                            : load_mask<false>(p, mask_bh, sM, cand, warp_row0, m0, cand_any);
-$early_loads]=]
-    vars.next_tile = [=[
-        int n_next = n_end;
-        if (cand_full) {  // block-uniform (a barrier's AND, or the same row read in every warp)
-            n_next = cand;
-            next_bits = kMaskFull;
-        } else if (cand < n_end) {
-            if (__syncthreads_or(cand_any)) {
-                n_next = cand;
-                next_bits = cand_bits;
-            } else {
-                n_next = next_tile(p, mask_bh, cand + kBlockN, n_end, warp_row0, m0, next_bits);
-            }
-        }]=]
-    vars.mask_advance = "        cur_bits = next_bits;"
-    do
-      -- the candidate tile's mask travels with the K of the tile before it (see load_mask_tile)
-      vars.staged_mask = "p.mask_vec16"
-      vars.mask_tile_first = "        if (p.mask_vec16 && n0 + kBlockN < n_end)\n" ..
-        "            load_mask_tile(p, mask_bh, m0, n0 + kBlockN, sM);"
-      vars.mask_tile_next = "            if (p.mask_vec16 && n_next + kBlockN < n_end)\n" ..
-        "                load_mask_tile(p, mask_bh, m0, n_next + kBlockN, sM);"
-    end
-    vars.mask_prefetch = vars.mask_prefetch:gsub("%$staged_mask", vars.staged_mask)
-    vars.top_barrier = vars.top_barrier:gsub("%$staged_mask", vars.staged_mask)
-    -- An all-true candidate is the next tile, known before this tile's QK^T: its bias (and a
-    -- per-query mask's next tile: every read of sM came before the verdict's barrier) load now,
-    -- under this tile's whole MMA and softmax, instead of under the softmax alone.
-    local early = {}
-    if v.bias ~= "none" then
-      early[#early + 1] = "            if (bias_staged)\n" ..
-        "                load_bias_tile(p, bias_bh, m0, cand, sB_next);"
-      vars.bias_tile_next = "            if (bias_staged && !cand_full)\n" ..
-        "                load_bias_tile(p, bias_bh, m0, n_next, sB_next);"
-    end
-    if v.mask == "q" then
-      early[#early + 1] = "            if (cand + kBlockN < n_end)\n" ..
-        "                load_mask_tile(p, mask_bh, m0, cand + kBlockN, sM);"
-      vars.mask_tile_next = "            if (!cand_full && p.mask_vec16 && n_next + kBlockN < n_end)\n" ..
-        "                load_mask_tile(p, mask_bh, m0, n_next + kBlockN, sM);"
-    end
-    vars.early_loads = #early == 0 and "" or
-      "        if (cand_full) {  // block-uniform\n" .. table.concat(early, "\n") ..
-      "\n            cp_async_commit();\n        }"
-    vars.mask_prefetch = vars.mask_prefetch:gsub("%$early_loads", function() return vars.early_loads end)
-  else
-    vars.first_tile = "    int n0 = 0;"
-    vars.top_barrier = "        __syncthreads();"
-    vars.mask_prefetch, vars.mask_tile_first, vars.mask_tile_next = "", "", ""
-    if v.bias ~= "none" then
-      -- the next tile is always n0 + kBlockN: its bias loads under this tile's whole work (after
-      -- the wait above, so that wait never waits for it)
-      vars.mask_prefetch = "        if (bias_staged && n0 + kBlockN < n_end)\n" ..
-        "            load_bias_tile(p, bias_bh, m0, n0 + kBlockN, sB_next);\n" ..
-        "        cp_async_commit();"
-    end
-    vars.bias_tile_next = ""
-    vars.next_tile = "        const int n_next = n0 + kBlockN;"
-    vars.mask_advance = ""
-  end
-  if v.bias ~= "none" then
-    vars.bias_tile_first = "        if (bias_staged)\n            load_bias_tile(p, bias_bh, m0, n0, sB_cur);"
-    -- (set above where the next tile's bias may load early)
-    vars.bias_flip = "        { unsigned char *t = sB_cur; sB_cur = sB_next; sB_next = t; }"
-    vars.bias_bufs = "    unsigned char *sB_cur = sB, *sB_next = sB + kBiasRows * kBiasPitch;\n" ..
-      "    // staged by cp.async: 16-byte aligned rows, and room for fp32 ones when kBiasPitch has it\n" ..
-      "    const bool bias_staged = p.bias_vec16 && (!p.bias_f32 || kBiasPitch >= kBlockN * 4);"
-  else
-    vars.bias_tile_first, vars.bias_tile_next, vars.bias_flip, vars.bias_bufs = "", "", "", ""
-  end
-  vars.k_loads_first = k_tile_loads("    ", "n0", vars.bias_tile_first, vars.mask_tile_first)
-  vars.k_loads_next = k_tile_loads("        ", "n_next", vars.bias_tile_next, vars.mask_tile_next)
-  score_stages(v, vars)
-  if v.mask ~= "none" then
-    -- n0 comes from a vote: a loop entered on it makes ptxas serialize the wgmma pipeline
-    -- (C7520), so the first pass runs unconditionally. When no tile is visible (n0 == n_end) it
-    -- loads nothing (rows past kv_limit are zero-filled; K's buffer stays unwritten) and the
-    -- mask stage (bits 0) assigns -inf to every score.
-    vars.loop_head = "    do {"
-    vars.loop_tail = "    } while (n0 < n_end);"
-  else
-    vars.loop_head = "    while (n0 < n_end) {"
-    vars.loop_tail = "    }"
-  end
-
+  local pl = plan(v, row)
+  local ps = pieces(v, pl)
   local buf = common.buffer()
-  common.header(buf, v, "attn_fwd.lua", engine.summary(block_m, row.block_n, row.warps, row.m_tiles))
+  common.header(buf, v, "attn_fwd.lua", pl.engine.summary(pl))
   buf.add(kernel_params.struct("FwdParams"))  -- from the library's layout (gen/kernel_params.h)
-  buf.add(constants, vars)
+  buf.add(constants(v, pl))
   common.conversions(buf, v.dtype)
-  ptx.emit(buf, v.dtype, engine == engines["mma.sync"])  -- ldmatrix, mma.sync: that engine only
-  engine.emit_ptx(buf, v.dtype, row.block_n, d_pad)
-  buf.add(engine.loads_and_gemms)
+  ptx.emit(buf, v.dtype, pl.engine.name == "mma.sync")  -- ldmatrix.trans, mma.sync: that engine's
+  pl.engine.emit_ptx(buf, v.dtype, pl)
+  buf.add(pl.engine.tile_access)
+  buf.add(pl.engine.gemms)
   if v.bias ~= "none" then
-    buf.add(bias.helpers)
-    buf.add(bias.tile)
+    buf.add(bias.text)
   end
   if v.mask ~= "none" then
-    buf.add(mask.vote_common)
-    buf.add(mask.vote[v.mask], vars)
-    buf.add(mask.tile)
-    buf.add(mask.next_tile_fn)
+    buf.add(mask.text(v, pl))
   end
-  local text = kernel:gsub("%$([%a_]+)", function(name)
-    local piece = ({ acc_init = acc_init, score_stages = score_stages_text,
-                     softmax_pack = softmax_pack, epilogue = epilogue })[name]
-    return piece and piece:sub(1, -1) or nil
-  end)
-  buf.add(text, vars)
-
-  return {
-    source = buf.text(),
-    entry = entry,
-    threads = row.warps * 32,
-    block_m = block_m,
-    block_n = row.block_n,
-    smem_bytes = smem,
-  }
+  buf.add(stages, ps)
+  buf.add(kernel, ps)
+  return { source = buf.text(), entry = pl.entry, threads = pl.threads, block_m = pl.block_m,
+           block_n = pl.block_n, smem_bytes = pl.smem_bytes }
 end
 
 return M

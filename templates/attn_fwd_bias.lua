@@ -1,10 +1,10 @@
 -- attn_fwd_bias.lua: the forward family's bias pieces (attn_fwd.lua): one score's bias read from
 -- global memory, and a tile's bias (kBiasRows x kBlockN; one row for the key-side layout) staged
--- into shared memory by cp.async and added to the scores.
+-- into shared memory by cp.async and added to the scores. M.text is all of it.
 local M = {}
 
 -- Reading one score's bias: from the staged tile (q layout, aligned rows), else from global.
-M.helpers = [=[
+local helpers = [=[
 __device__ __forceinline__ float bias_at(const FwdParams &p, i64 off)
 {
     if (p.bias_f32)
@@ -12,7 +12,7 @@ __device__ __forceinline__ float bias_at(const FwdParams &p, i64 off)
     return elem_to_float(((const u16 *)p.bias)[off]);
 }]=]
 
-M.tile = [=[
+local tile = [=[
 // The tile's bias (kBiasRows x kBlockN; one row for the key-side layout) into shared memory by
 // cp.async, when rows start 16-byte aligned. Issued with the tile's K, a whole tile ahead.
 // Interior tiles of a per-query bias: a fixed (row, chunk) per thread, copies at fixed shared
@@ -155,6 +155,22 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
                         : 0.f;
                 s[mt][nt][e] = fmaf(s[mt][nt][e], scale, bv);
             }
+}
+
+// The bias stage of a tile's scores, its source picked once per tile: global (rows not staged),
+// staged fp32, staged q dtype.
+__device__ __forceinline__ void add_bias_tile(const FwdParams &p, const unsigned char *sB,
+                                              bool staged, i64 off, int m0, int n0, int warp_row0,
+                                              float (&s)[kMTiles][kNTiles][4])
+{
+    if (!staged)
+        add_bias<0>(p, sB, off, m0, n0, warp_row0, s);
+    else if (p.bias_f32)
+        add_bias<1>(p, sB, off, m0, n0, warp_row0, s);
+    else
+        add_bias<2>(p, sB, off, m0, n0, warp_row0, s);
 }]=]
+
+M.text = helpers .. "\n" .. tile
 
 return M

@@ -1,19 +1,46 @@
 -- attn_fwd_mask.lua: the forward family's mask pieces (attn_fwd.lua): the vote that gathers a
 -- tile's mask bits for this thread's fragment and tells the block whether any entry is visible,
 -- the skip scan over runs of all-false tiles (one per layout: `k`, `q`), the staged candidate
--- tile's loader and next_tile, which walks to the next tile with a visible entry.
+-- tile's loader, next_tile, which walks to the next tile with a visible entry, and the choice of
+-- the tile after this one from the candidate read ahead. M.text(v, pl) is all of it for a variant.
+local common = require("cuda_common")
+
 local M = {}
 
 -- The vote: reads the tile's mask entries of this thread's fragment into bits and tells the
 -- block whether any entry of the tile is visible (mask, bounds and causal together).
-M.vote_common = [=[
+local vote_common = [=[
 // A mask byte is true when non-zero. True when none of w's four bytes is zero.
-__device__ __forceinline__ bool no_zero_byte(u32 w) { return ((w - 0x01010101u) & ~w & 0x80808080u) == 0; }]=]
+__device__ __forceinline__ bool no_zero_byte(u32 w)
+{
+    return ((w - 0x01010101u) & ~w & 0x80808080u) == 0;
+}
 
-M.vote = {
+// Mask bytes j and j + 1 of `row` (indexed by the absolute key), zero past Lk: both in one 2-byte
+// load where rows allow it (p.mask_pairs; a staged row always does: it is zero past Lk).
+template <bool kStaged>
+__device__ __forceinline__ void read_mask_pair(const FwdParams &p, const unsigned char *row, int j,
+                                               unsigned &m0b, unsigned &m1b)
+{
+    m0b = 0;
+    m1b = 0;
+    if (kStaged || (p.mask_pairs && j + 1 < p.Lk)) {
+        const unsigned short two = *(const unsigned short *)(row + j);
+        m0b = two & 0xffu;
+        m1b = two >> 8;
+    } else {
+        if (j < p.Lk)
+            m0b = row[j];
+        if (j + 1 < p.Lk)
+            m1b = row[j + 1];
+    }
+}]=]
+
+local vote = {
   k = [=[
 typedef u32 MaskBits;  // bit nt * 2 + c: key n0 + nt * 8 + 2 * (lane % 4) + c
 constexpr MaskBits kMaskFull = (MaskBits)((1ull << (2 * kNTiles)) - 1);
+// This thread's bits of the tile at n0 (one key row serves every query row: warp_row0 unused).
 // kStaged: read the row from sM, where load_mask_tile put it (zero past Lk).
 template <bool kStaged>
 __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned char *mask_bh,
@@ -25,22 +52,13 @@ __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned
     const unsigned char *row = kStaged ? sM - n0 : mask_bh;  // indexed by the absolute key j
 #pragma unroll
     for (int nt = 0; nt < kNTiles; nt++) {
-        const int j = n0 + nt * 8 + 2 * (lane % 4);
-        unsigned m0b = 0, m1b = 0;
-        if (kStaged || (p.mask_pairs && j + 1 < p.Lk)) {  // both keys in one 2-byte load
-            const unsigned short two = *(const unsigned short *)(row + j);
-            m0b = two & 0xffu;
-            m1b = two >> 8;
-        } else {
-            if (j < p.Lk) m0b = mask_bh[j];
-            if (j + 1 < p.Lk) m1b = mask_bh[j + 1];
-        }
+        unsigned m0b, m1b;
+        read_mask_pair<kStaged>(p, row, n0 + nt * 8 + 2 * (lane % 4), m0b, m1b);
         bits |= (m0b ? 1u : 0u) << (nt * 2);
         bits |= (m1b ? 1u : 0u) << (nt * 2 + 1);
     }
     // visible to some row of the block: rows < Lq, and (causal) up to the last row's diagonal
-    const int last_row = min(m0 + kBlockM, p.Lq) - 1;
-    const int j_max = min(p.Lk - 1, $causal_last_key);
+    $j_max
     if (n0 + kBlockN - 1 <= j_max) {  // the whole tile is in range: only the mask decides
         any = bits != 0;
         return bits;
@@ -53,9 +71,6 @@ __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned
             if (n0 + nt * 8 + 2 * (lane % 4) + c <= j_max)
                 ok |= 1u << (nt * 2 + c);
     any = (bits & ok) != 0;
-    (void)warp_row0;
-    (void)sM;
-    (void)last_row;
     return bits;
 }
 __device__ __forceinline__ bool mask_bit(MaskBits bits, int mt, int hf, int nt, int c)
@@ -78,11 +93,11 @@ __device__ __forceinline__ bool mask_tile_full(const unsigned char *sM)
 // run of all-false tiles costs one round trip per kScanTiles, not one per tile. Rows must be
 // 16-byte aligned (p.mask_vec16). Keys from n_end on are visible to no row (bounds, causal).
 constexpr int kScanTiles = kThreads * 16 / kBlockN;
-__device__ __forceinline__ int scan_visible(const FwdParams &p, const unsigned char *mask_bh, int n,
-                                            int n_end, int m0)
+// (m0 unused: the key row is every query row's)
+__device__ __forceinline__ int scan_visible(const FwdParams &p, const unsigned char *mask_bh,
+                                            int n, int n_end, int m0)
 {
-    // per warp: which lanes saw a visible key
-$ballots_decl
+    $ballots_decl
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     for (int round = 0; n < n_end; n += kScanTiles * kBlockN, round ^= 1) {
         const int j = n + threadIdx.x * 16;
@@ -107,7 +122,6 @@ $ballots_decl
                 return n + ((w * 32 + __ffs(bw) - 1) * 16 / kBlockN) * kBlockN;
         }
     }
-    (void)m0;
     return n_end;
 }]=],
   q = [=[
@@ -137,23 +151,16 @@ __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned
 #pragma unroll
             for (int nt = 0; nt < kNTiles; nt++) {
                 const int j = n0 + nt * 8 + 2 * (lane % 4);
-                unsigned m0b = 0, m1b = 0;
-                if (kStaged || (p.mask_pairs && j + 1 < p.Lk)) {
-                    const unsigned short two = *(const unsigned short *)(row + j);
-                    m0b = two & 0xffu;
-                    m1b = two >> 8;
-                } else {
-                    if (j < p.Lk) m0b = row[j];
-                    if (j + 1 < p.Lk) m1b = row[j + 1];
-                }
+                unsigned m0b, m1b;
+                read_mask_pair<kStaged>(p, row, j, m0b, m1b);
                 const int bit = ((mt * 2 + hf) * kNTiles + nt) * 2;
                 if (m0b) {
                     bits |= 1ull << bit;
-                    vis |= $causal_ok0;
+                    $vis0
                 }
                 if (m1b) {
                     bits |= 1ull << (bit + 1);
-                    vis |= $causal_ok1;
+                    $vis1
                 }
             }
         }
@@ -174,7 +181,8 @@ __device__ __forceinline__ bool mask_chunks_full(const unsigned char *sM)
     bool full = true;
 #pragma unroll
     for (int c = threadIdx.x; c < kBlockM * kRowChunks; c += kThreads) {
-        const uint4 w = *(const uint4 *)(sM + (c / kRowChunks) * kMaskPitch + (c % kRowChunks) * 16);
+        const uint4 w =
+            *(const uint4 *)(sM + (c / kRowChunks) * kMaskPitch + (c % kRowChunks) * 16);
         full &= no_zero_byte(w.x) & no_zero_byte(w.y) & no_zero_byte(w.z) & no_zero_byte(w.w);
     }
     return full;
@@ -196,14 +204,19 @@ __device__ __forceinline__ bool mask_tile_full(const unsigned char *sM)
 // ptxas spilled 4-8 bytes in fwd.d128.bf16.mask-q.bias-q.w0.softcap.sm90a.
 constexpr int kScanTiles = 1;
 constexpr int kScanAhead = 3;
+constexpr int kScanRowChunks = kBlockN / 16;                   // 16-byte chunks of a tile's row
+constexpr int kScanPer = kBlockM * kScanRowChunks / kThreads;  // chunks per thread per tile
+static_assert(kBlockM * kScanRowChunks % kThreads == 0, "whole chunks per thread");
+static_assert(kBlockN <= 128, "a row's tile spans at most two 128-byte lines");
 __device__ __forceinline__ void prefetch_l2(const void *ptr)
 {
     asm volatile("prefetch.global.L2 [%0];\n" :: "l"(ptr));
 }
 // Tile n's mask rows into L2: each row's first and last 128-byte line (rows are 16-byte aligned,
 // so kBlockN = 128 bytes may straddle two lines).
-__device__ __forceinline__ void prefetch_mask_tile(const FwdParams &p, const unsigned char *mask_bh,
-                                                   int n, int n_end, int m0)
+__device__ __forceinline__ void prefetch_mask_tile(const FwdParams &p,
+                                                   const unsigned char *mask_bh, int n, int n_end,
+                                                   int m0)
 {
     if (n >= n_end)
         return;
@@ -214,16 +227,38 @@ __device__ __forceinline__ void prefetch_mask_tile(const FwdParams &p, const uns
         prefetch_l2(row + last);
     }
 }
-__device__ __forceinline__ int scan_visible(const FwdParams &p, const unsigned char *mask_bh, int n,
-                                            int n_end, int m0)
+// One round of the scan at n, every chunk checked: vis[g] is whether this thread saw a visible
+// entry of tile n + g * kBlockN (rows below Lq, keys below n_end$scan_diag_note).
+__device__ __forceinline__ void scan_round(const FwdParams &p, const unsigned char *mask_bh, int n,
+                                           int n_end, int m0, bool (&vis)[kScanTiles])
 {
-    constexpr int kRowChunks = kBlockN / 16;
-    constexpr int kPer = kBlockM * kRowChunks / kThreads;  // chunks per thread per tile
-    static_assert(kBlockM * kRowChunks % kThreads == 0, "whole chunks per thread");
-    static_assert(kBlockN <= 128, "a row's tile spans at most two 128-byte lines");
-    const int diag = p.Lk - p.Lq;
-    (void)diag;
-$scan_fast_end
+    $scan_diag
+#pragma unroll
+    for (int g = 0; g < kScanTiles; g++) {
+        vis[g] = false;
+#pragma unroll
+        for (int k = 0; k < kScanPer; k++) {
+            const int c = threadIdx.x + k * kThreads;
+            const int i = m0 + c / kScanRowChunks, j = n + g * kBlockN + (c % kScanRowChunks) * 16;
+            const int j_end = min(n_end, $scan_row_key_end);  // keys from here on: invisible
+            if (i >= p.Lq || j >= j_end)
+                continue;
+            const unsigned char *src = mask_bh + (i64)i * p.mask_stride[2] + j;
+            if (j + 16 <= j_end) {
+                const uint4 w = *(const uint4 *)src;
+                vis[g] |= (w.x | w.y | w.z | w.w) != 0;
+            } else {
+                for (int e = 0; j + e < j_end; e++)
+                    vis[g] |= src[e] != 0;
+            }
+        }
+    }
+}
+$scan_round_interior
+__device__ __forceinline__ int scan_visible(const FwdParams &p, const unsigned char *mask_bh,
+                                            int n, int n_end, int m0)
+{
+    $scan_fast_end
 #pragma unroll 1
     for (int a = 1; a < kScanAhead; a++)
         prefetch_mask_tile(p, mask_bh, n + a * kBlockN, n_end, m0);
@@ -231,27 +266,7 @@ $scan_fast_end
     for (; n < n_end; n += kScanTiles * kBlockN) {
         prefetch_mask_tile(p, mask_bh, n + kScanAhead * kBlockN, n_end, m0);
         bool vis[kScanTiles];
-$scan_fast_path
-#pragma unroll
-        for (int g = 0; g < kScanTiles; g++) {
-            vis[g] = false;
-#pragma unroll
-            for (int k = 0; k < kPer; k++) {
-                const int c = threadIdx.x + k * kThreads;
-                const int i = m0 + c / kRowChunks, j = n + g * kBlockN + (c % kRowChunks) * 16;
-                const int j_end = min(n_end, $scan_row_key_end);  // keys from here on: invisible
-                if (i >= p.Lq || j >= j_end)
-                    continue;
-                const unsigned char *src = mask_bh + (i64)i * p.mask_stride[2] + j;
-                if (j + 16 <= j_end) {
-                    const uint4 w = *(const uint4 *)src;
-                    vis[g] |= (w.x | w.y | w.z | w.w) != 0;
-                } else {
-                    for (int e = 0; j + e < j_end; e++)
-                        vis[g] |= src[e] != 0;
-                }
-            }
-        }
+        $scan_round
 #pragma unroll
         for (int g = 0; g < kScanTiles; g++)
             if (__syncthreads_or(vis[g]))
@@ -263,7 +278,7 @@ $scan_fast_path
 
 -- The candidate tile's mask (kMaskRows x kBlockN bytes) staged by cp.async with the K of the tile
 -- before it, so the vote on it reads shared memory.
-M.tile = [=[
+local tile = [=[
 // Rows must start 16-byte aligned (p.mask_vec16). Interior tiles take the fast path: each thread
 // has a fixed (row, chunk) and only steps pointers; edge tiles check every chunk, copy what
 // exists and zero the rest.
@@ -300,7 +315,7 @@ __device__ __forceinline__ void load_mask_tile(const FwdParams &p, const unsigne
     }
 }]=]
 
-M.next_tile_fn = [=[
+local next_tile = [=[
 // The first tile at or after n whose mask has a visible entry, its bits in *bits; n_end if none.
 // Block-uniform: every thread votes, __syncthreads_or decides.
 __device__ __forceinline__ int next_tile(const FwdParams &p, const unsigned char *mask_bh, int n,
@@ -322,36 +337,100 @@ __device__ __forceinline__ int next_tile(const FwdParams &p, const unsigned char
     return n_end;
 }]=]
 
--- The per-query scan's variant-dependent text, for the `q` vote above.
-function M.scan_vars(v)
-  return {
-    scan_row_key_end = v.causal and "i + diag + 1" or "p.Lk",
-    -- Interior scan rounds with their loads batched: not in causal variants, where the extra
-    -- registers made ptxas spill (fwd.d128.bf16.mask-q.bias-q.w0.causal.sm90a: 12 bytes).
-    scan_fast_end = v.causal and "" or
-      "    // rounds ending here or before are interior (see below); none when rows run past Lq\n" ..
-      "    const int fast_end = m0 + kBlockM <= p.Lq ? n_end : 0;",
-    scan_fast_path = v.causal and "" or [=[
-        // Interior rounds (every row below Lq, every key below n_end) issue all their loads
-        // before using any: one round trip, not one per chunk.
-        if (n + kScanTiles * kBlockN <= fast_end) {
-            const unsigned char *src = mask_bh + (i64)(m0 + threadIdx.x / kRowChunks) * p.mask_stride[2] +
-                                       n + (threadIdx.x % kRowChunks) * 16;
-            const i64 step = (i64)(kThreads / kRowChunks) * p.mask_stride[2];  // rows between k
+-- The tile after this one, from the candidate read ahead (attn_fwd.lua's loop).
+local choose_next = [=[
+// The candidate (the tile after this one) read before this tile's QK^T: this thread's bits of
+// it, and in `any` whether it saw an entry of it visible. Past n_end nothing is visible.
+__device__ __forceinline__ MaskBits candidate_bits(const FwdParams &p,
+                                                   const unsigned char *mask_bh,
+                                                   const unsigned char *sM, int cand, int n_end,
+                                                   int warp_row0, int m0, bool &any)
+{
+    if (cand >= n_end)
+        return 0;
+    return p.mask_vec16 ? load_mask<true>(p, mask_bh, sM, cand, warp_row0, m0, any)
+                        : load_mask<false>(p, mask_bh, sM, cand, warp_row0, m0, any);
+}
+
+// The tile after this one: the candidate when it is all true (cand_full: block-uniform, a
+// barrier's AND or the same row read in every warp) or the block's vote finds it visible, else
+// the next visible tile past it; n_end if none. Its bits in `bits`.
+__device__ __forceinline__ int next_after(const FwdParams &p, const unsigned char *mask_bh,
+                                          int cand, bool cand_full, bool cand_any,
+                                          MaskBits cand_bits, int n_end, int warp_row0, int m0,
+                                          MaskBits &bits)
+{
+    if (cand_full) {
+        bits = kMaskFull;
+        return cand;
+    }
+    if (cand >= n_end)
+        return n_end;
+    if (__syncthreads_or(cand_any)) {
+        bits = cand_bits;
+        return cand;
+    }
+    return next_tile(p, mask_bh, cand + kBlockN, n_end, warp_row0, m0, bits);
+}]=]
+
+-- The per-query scan's batched interior rounds (tuning.lua: scan_batched).
+local scan_round_interior = [=[
+// An interior round (every row below Lq, every key below n_end) issues all its loads before using
+// any: one memory round trip, not one per chunk.
+__device__ __forceinline__ void scan_round_interior(const FwdParams &p,
+                                                    const unsigned char *mask_bh, int n, int m0,
+                                                    bool (&vis)[kScanTiles])
+{
+    const unsigned char *src = mask_bh +
+                               (i64)(m0 + threadIdx.x / kScanRowChunks) * p.mask_stride[2] + n +
+                               (threadIdx.x % kScanRowChunks) * 16;
+    const i64 step = (i64)(kThreads / kScanRowChunks) * p.mask_stride[2];  // rows between k
 #pragma unroll
-            for (int g = 0; g < kScanTiles; g++) {
-                uint4 w[kPer];
+    for (int g = 0; g < kScanTiles; g++) {
+        uint4 w[kScanPer];
 #pragma unroll
-                for (int k = 0; k < kPer; k++)
-                    w[k] = *(const uint4 *)(src + k * step + g * kBlockN);
-                u32 any = 0;
+        for (int k = 0; k < kScanPer; k++)
+            w[k] = *(const uint4 *)(src + k * step + g * kBlockN);
+        u32 any = 0;
 #pragma unroll
-                for (int k = 0; k < kPer; k++)
-                    any |= w[k].x | w[k].y | w[k].z | w[k].w;
-                vis[g] = any != 0;
-            }
-        } else]=],
+        for (int k = 0; k < kScanPer; k++)
+            any |= w[k].x | w[k].y | w[k].z | w[k].w;
+        vis[g] = any != 0;
+    }
+}]=]
+
+-- The ballots of the key-mask scan: in the dynamic array where its alignment is declared (a
+-- static array would move its base off kAtomBytes), else static (in the dynamic array, ptxas
+-- spilled 4 bytes in fwd.d256.bf16.mask-k.bias-q.w0.sm90a).
+local ballots_dynamic = [=[
+// per warp: which lanes saw a visible key; after the operand tiles, the bias and mask tiles
+extern __shared__ __align__(kSmemDeclAlign) unsigned char smem_raw[];
+unsigned (*ballots)[kWarps] = (unsigned (*)[kWarps])(smem_raw + kSmemScanAt);]=]
+local ballots_static = [=[
+__shared__ unsigned ballots[2][kWarps];  // per warp: which lanes saw a visible key]=]
+
+function M.text(v, pl)
+  local causal = v.causal
+  local pieces = {
+    j_max = causal and "const int last_row = min(m0 + kBlockM, p.Lq) - 1;\n" ..
+      "const int j_max = min(p.Lk - 1, last_row + p.Lk - p.Lq);" or "const int j_max = p.Lk - 1;",
+    ballots_decl = pl.scan_smem > 0 and ballots_dynamic or ballots_static,
+    vis0 = causal and "vis |= i < p.Lq && j <= i + p.Lk - p.Lq;" or "vis = true;",
+    vis1 = causal and "vis |= i < p.Lq && j + 1 <= i + p.Lk - p.Lq;" or "vis = true;",
+    scan_diag = causal and "const int diag = p.Lk - p.Lq;  // query i sees keys up to i + diag" or "",
+    scan_diag_note = causal and ",\n// on or left of the causal diagonal" or "",
+    scan_row_key_end = causal and "i + diag + 1" or "p.Lk",
+    scan_fast_end = pl.scan_batched and
+      "// rounds ending here or before are interior; none when rows run past Lq\n" ..
+      "const int fast_end = m0 + kBlockM <= p.Lq ? n_end : 0;" or "",
+    scan_round_interior = pl.scan_batched and scan_round_interior or "",
+    scan_round = pl.scan_batched and "if (n + kScanTiles * kBlockN <= fast_end)\n" ..
+      "    scan_round_interior(p, mask_bh, n, m0, vis);\nelse\n" ..
+      "    scan_round(p, mask_bh, n, n_end, m0, vis);" or
+      "scan_round(p, mask_bh, n, n_end, m0, vis);",
   }
+  return table.concat({ common.fill(vote_common, pieces), common.fill(vote[v.mask], pieces), tile,
+    next_tile, choose_next }, "\n")
 end
 
 return M

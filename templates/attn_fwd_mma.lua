@@ -1,9 +1,11 @@
--- attn_fwd_mma.lua: the sm_80 engine of the forward kernel (attn_fwd.lua): operand layout, tile
--- loads and the two GEMMs on mma.sync m16n8k16. Each warp owns 16 * kMTiles query rows; operands
--- are read from padded shared memory with ldmatrix (per-lane bases fixed for the whole kernel).
-local ptx = require("cuda_ptx")
-
+-- attn_fwd_mma.lua: the sm_80 engine of the forward kernel (attn_fwd.lua): operand layout and the
+-- two GEMMs on mma.sync m16n8k16. Each warp owns 16 * kMTiles query rows; operands are read from
+-- padded shared memory with ldmatrix (per-lane bases fixed for the whole kernel).
 local M = {}
+
+M.name = "mma.sync"
+M.launch_bounds = "kThreads"
+M.async_fence = ""  -- mma.sync reads shared memory through the generic proxy, as cp.async writes
 
 M.layout = [=[
 // Rows padded by 16 bytes: the 8 row addresses of one ldmatrix then fall in 8 different 16-byte
@@ -11,61 +13,30 @@ M.layout = [=[
 constexpr int kPitch = kHeadDimPad + 8;
 constexpr int kSmemQ = kBlockM * kPitch * 2;
 constexpr int kSmemKV = kBlockN * kPitch * 2;  // one K or V buffer
-constexpr int kSmemAlign = 0;]=]
+constexpr int kRowBytes = kPitch * 2;          // from one row of a tile to the next
+constexpr int kRowGroup = 1;                   // a thread's rows may step by any count]=]
 
--- Tile loads and the two GEMMs. Every thread of the block takes part in each load.
-M.loads_and_gemms = [=[
-// Rows [r0, r0 + kRows) of a (row, D) matrix into shared memory; rows at or past `limit` are
-// zero-filled (cp.async with 0 source bytes reads nothing). When the block's threads cover whole
-// rows (kThreads % kChunks == 0), each thread's column and first row are fixed, so the loop only
-// steps pointers; otherwise the general index arithmetic runs.
+-- Where load_rows (attn_fwd.lua) puts a chunk, and the padding columns.
+M.tile_access = [=[
+// Shared address of the 16-byte chunk `chunk` (8 elements) of row r in a kRows-row tile.
 template <int kRows>
-__device__ __forceinline__ void load_rows(const u16 *base, i64 row_stride, int r0, int limit,
-                                          u16 *dst)
+__device__ __forceinline__ u32 chunk_addr(u16 *tile, int r, int chunk)
 {
-    if constexpr (kThreads % kChunks == 0 && (kRows * kChunks) % kThreads == 0) {
-        constexpr int kRowStep = kThreads / kChunks;
-        const int row = threadIdx.x / kChunks, col = (threadIdx.x % kChunks) * 8;
-        const u16 *src = base + (i64)(r0 + row) * row_stride + col;
-        const i64 src_step = kRowStep * row_stride;
-        const u32 d = smem_u32(dst + row * kPitch + col);
-        if (kFastLoads && r0 + kRows <= limit) {  // interior: no row checks (2 instructions a
-                                                  // copy in SASS, not 6)
-#pragma unroll
-            for (int k = 0; k < kRows * kChunks / kThreads; k++) {
-                cp_async16(d + k * kRowStep * kPitch * 2, src, 16);
-                src += src_step;  // (not src + k * src_step: hoisted 64-bit offsets spill)
-            }
-            return;
-        }
-#pragma unroll
-        for (int k = 0; k < kRows * kChunks / kThreads; k++) {
-            const bool in = r0 + row + k * kRowStep < limit;
-            cp_async16(d + k * kRowStep * kPitch * 2, in ? src : base, in ? 16 : 0);
-            src += src_step;
-        }
-    } else {
-#pragma unroll
-        for (int c = threadIdx.x; c < kRows * kChunks; c += kThreads) {
-            const int r = c / kChunks, d = (c % kChunks) * 8;
-            const bool in = r0 + r < limit;
-            const u16 *src = in ? base + (i64)(r0 + r) * row_stride + d : base;
-            cp_async16(smem_u32(dst + r * kPitch + d), src, in ? 16 : 0);
-        }
-    }
-}
+    return smem_u32(tile + r * kPitch + chunk * 8);
+}]=]
 
+-- Only where kHeadDim < kHeadDimPad.
+M.zero_pad = [=[
 // Shared columns [kHeadDim, kHeadDimPad) are never loaded; they must read as zero.
 template <int kRows>
 __device__ __forceinline__ void zero_pad_columns(u16 *s)
 {
-    if constexpr (kHeadDim != kHeadDimPad) {
-        constexpr int kPad = kHeadDimPad - kHeadDim;
-        for (int e = threadIdx.x; e < kRows * kPad; e += kThreads)
-            s[(e / kPad) * kPitch + kHeadDim + e % kPad] = 0;
-    }
-}
+    constexpr int kPad = kHeadDimPad - kHeadDim;
+    for (int e = threadIdx.x; e < kRows * kPad; e += kThreads)
+        s[(e / kPad) * kPitch + kHeadDim + e % kPad] = 0;
+}]=]
 
+M.gemms = [=[
 // Per-lane shared-memory byte addresses of the ldmatrix sources, fixed for the whole kernel:
 // every tile only adds compile-time offsets.
 struct Operands {
@@ -136,12 +107,9 @@ __device__ __forceinline__ void pv_issue(const u32 (&pp)[kMTiles][kBlockN / 16][
     }
 }
 __device__ __forceinline__ void pv_none() {}
-__device__ __forceinline__ void pv_wait(float (&)[kMTiles][kDTiles][4]) {}
-]=]
+__device__ __forceinline__ void pv_wait(float (&)[kMTiles][kDTiles][4]) {}]=]
 
-M.launch_bounds = "kThreads"
-M.async_fence = ""
-
+-- What the plan (attn_fwd.lua) needs from the engine: no alignment beyond 16 bytes.
 function M.check(row, d_pad)
 end
 
@@ -150,12 +118,14 @@ function M.smem_operands(block_m, block_n, d_pad)
   return block_m * pitch * 2 + 3 * block_n * pitch * 2  -- Q, K, two V buffers
 end
 
-function M.emit_ptx(buf, dtype, block_n, d_pad)
+M.smem_align = 0  -- bytes the operand tiles need their base aligned to, beyond 16
+
+function M.emit_ptx(buf, dtype, pl)
 end
 
-function M.summary(block_m, block_n, warps, m_tiles)
+function M.summary(pl)
   return string.format("tile %dx%d, %d warps x %d m-tiles, mma.sync m16n8k16, cp.async K/V overlap",
-    block_m, block_n, warps, m_tiles)
+    pl.block_m, pl.block_n, pl.warps, pl.m_tiles)
 end
 
 return M

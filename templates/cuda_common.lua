@@ -5,27 +5,88 @@ local errors = require("errors")
 
 local M = {}
 
--- A line buffer joined once. fill() replaces $NAME from a table of names; an unknown name is an
--- error so a typo cannot reach NVRTC.
+-- The one substitution of every template: $name in `text` becomes pieces[name] (a string or a
+-- number); an unknown name is an error, so a typo cannot reach NVRTC. A piece standing alone on
+-- its line is indented as the `$name` is (its preprocessor lines stay in column 0), so pieces are
+-- written once at indent 0 and used at any depth; an empty one removes its line, so a feature
+-- that is off leaves nothing behind, not even a blank line.
+function M.fill(text, pieces)
+  local function piece(name)
+    local v = pieces[name]
+    if v == nil then
+      error("template variable $" .. name .. " is not set", 4)
+    end
+    return tostring(v)
+  end
+  local out = {}
+  for line in (text .. "\n"):gmatch("(.-)\n") do
+    local indent, name = line:match("^( *)%$([%a_][%w_]*)$")
+    if name then
+      local v = piece(name)
+      if v ~= "" then
+        out[#out + 1] = v:gsub("[^\n]+", function(l)
+          return l:sub(1, 1) == "#" and l or indent .. l
+        end)
+      end
+    else
+      out[#out + 1] = line:gsub("%$([%a_][%w_]*)", piece)
+    end
+  end
+  return table.concat(out, "\n")
+end
+
+-- A line buffer joined once; add(text, pieces) fills text first (M.fill).
 function M.buffer()
   local lines = {}
   local b = {}
-  function b.add(text, vars)
-    if vars then
-      text = text:gsub("%$([%a_][%w_]*)", function(name)
-        local v = vars[name]
-        if v == nil then
-          error("template variable $" .. name .. " is not set", 2)
-        end
-        return tostring(v)
-      end)
-    end
-    lines[#lines + 1] = text
+  function b.add(text, pieces)
+    lines[#lines + 1] = pieces and M.fill(text, pieces) or text
   end
   function b.text()
     return table.concat(lines, "\n") .. "\n"
   end
   return b
+end
+
+-- Code lines with their comments in one column (two spaces past the longest commented line);
+-- a row is "code" or { "code", "comment" }; false rows (a feature that is off) are skipped.
+function M.aligned(rows)
+  local width = 0
+  for _, r in ipairs(rows) do
+    if type(r) == "table" then
+      width = math.max(width, #r[1])
+    end
+  end
+  local out = {}
+  for _, r in ipairs(rows) do
+    if type(r) == "table" then
+      out[#out + 1] = r[1] .. string.rep(" ", width - #r[1]) .. "  // " .. r[2]
+    elseif r then
+      out[#out + 1] = r
+    end
+  end
+  return table.concat(out, "\n")
+end
+
+-- `head(args...)tail`, wrapped at 100 columns as clang-format would: continuation lines line up
+-- after the "(". `indent`: the columns the text will stand at (fill adds them).
+function M.call(indent, head, args, tail)
+  local lines, line = {}, head .. "("
+  local pad = string.rep(" ", #line)
+  for i, a in ipairs(args) do
+    local piece = a .. (i < #args and "," or tail)
+    if #line > #pad and indent + #line + 1 + #piece > 100 then
+      lines[#lines + 1] = line
+      line = pad .. piece
+    else
+      line = line .. (#line > #pad and " " or "") .. piece
+    end
+  end
+  if #args == 0 then
+    line = line .. tail
+  end
+  lines[#lines + 1] = line
+  return table.concat(lines, "\n")
 end
 
 -- "dm_fwd_d128_bf16_mask_k_bias_none_w0_causal_sm90": a C identifier named after the variant.
@@ -35,7 +96,14 @@ end
 
 function M.header(buf, v, family, summary)
   buf.add("// " .. v.key)
-  buf.add(string.format("// dmattn %s, %s: %s", v.version, family, summary))
+  -- the summary wraps at 100 columns, at a ", "
+  local line = string.format("// dmattn %s, %s: %s", v.version, family, summary)
+  while #line > 100 do
+    local cut = line:sub(1, 100):match("^.*(), ")
+    buf.add(line:sub(1, cut))
+    line = "//   " .. line:sub(cut + 2)
+  end
+  buf.add(line)
   buf.add([[
 typedef unsigned long long u64;
 typedef long long i64;

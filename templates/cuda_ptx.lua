@@ -55,9 +55,13 @@ __device__ __forceinline__ void ldmatrix_x4(u32 addr, u32 &r0, u32 &r1, u32 &r2,
 }
 __device__ __forceinline__ void ldmatrix_x2(u32 addr, u32 &r0, u32 &r1)  // lanes 0-15 give rows
 {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r0), "=r"(r1) : "r"(addr));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(r0), "=r"(r1) : "r"(addr));
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_commit()
+{
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
 template <int N> __device__ __forceinline__ void cp_async_wait()
 {
     asm volatile("cp.async.wait_group %0;\n" :: "n"(N) : "memory");
@@ -92,7 +96,10 @@ end
 local wgmma_common = [=[
 // wgmma (sm_90a): a warpgroup's matrix products run asynchronously; fence before the first one
 // that touches registers written since, commit them as a group, wait before reading results.
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_fence()
+{
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
 __device__ __forceinline__ void wgmma_commit()
 {
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
@@ -135,9 +142,13 @@ local function wgmma_op(t, op)
     tail = string.format("%%%d, p, 1, 1, 0, %d", nreg + 1, op.trans_b)
     scale_pos = nreg + 2
   end
-  local lines = {}
-  for i = 1, #outs, 8 do
-    lines[#lines + 1] = "                 " .. table.concat(outs, ", ", i, math.min(i + 7, #outs))
+  -- 100 columns: six outputs a line, twelve registers a string piece
+  local lines, regs = {}, {}
+  for i = 1, #outs, 6 do
+    lines[#lines + 1] = "                 " .. table.concat(outs, ", ", i, math.min(i + 5, #outs))
+  end
+  for i = 1, #ds, 12 do
+    regs[#regs + 1] = table.concat(ds, ", ", i, math.min(i + 11, #ds))
   end
   return string.format([=[
 __device__ __forceinline__ void %s(float *d, %s)
@@ -149,7 +160,7 @@ __device__ __forceinline__ void %s(float *d, %s)
                  :
 %s
                  : %s);
-}]=], op.name, params, scale_pos, op.n, t, t, table.concat(ds, ", "), a_text, tail,
+}]=], op.name, params, scale_pos, op.n, t, t, table.concat(regs, ", \"\n                 \""), a_text, tail,
     table.concat(lines, ",\n"), ins)
 end
 

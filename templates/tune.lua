@@ -2,7 +2,8 @@
 -- error naming the (dir, d, arch) sought, so a new head_dim or arch cannot silently get a guess.
 -- A row may also name `causal = true|false`, `mask` or `bias` (a layout, "none" | "k" | "q", or a
 -- list of them); it then matches only such variants, and rows are tried in order, so a narrower
--- row stands before the general one.
+-- row stands before the general one. Knob rows ({ knob = NAME, on = ... }) are looked up after:
+-- the row handed back carries each knob as a field, true or false (off where no row sets it).
 local rows = require("tuning")
 local errors = require("errors")
 
@@ -26,7 +27,7 @@ end
 
 local function find(dir, d, arch, v, seen)
   for _, row in ipairs(rows) do
-    if row.dir == dir and row.arch == arch then
+    if row.dir == dir and row.arch == arch and not row.knob then
       if row.like then
         if seen[row.like] then
           error("tuning.lua: `like` loop through " .. arch, 0)
@@ -51,7 +52,19 @@ function M.lookup(dir, d, arch, causal, layouts)
   if not row then
     errors.unsupported(string.format("no tuning row for (%s, d%d, %s)", dir, d, arch))
   end
-  return row
+  local out = {}
+  for k, val in pairs(row) do  -- a copy: the table's rows stay as written
+    out[k] = val
+  end
+  out.mma = row.mma or "mma.sync"
+  for _, r in ipairs(rows) do
+    if r.knob and r.dir == dir and (r.causal == nil or r.causal == v.causal) and
+        admits(r.mask, v.mask) and admits(r.bias, v.bias) and admits(r.mma, out.mma) and
+        (r.warps == nil or r.warps == row.warps) then
+      out[r.knob] = r.on
+    end
+  end
+  return out
 end
 
 return M

@@ -1,8 +1,8 @@
--- tuning.lua: tile shapes per (direction, head_dim range, arch[, causal]). Rows only, no logic:
--- the lookup lives in tune.lua. Each row says what chose it; `like` rows are written-down
--- fallbacks. block_m = 16 * m_tiles * warps query rows per block; block_n keys per tile (the
--- skip unit); mma = "wgmma" picks the sm_90a engine (default mma.sync); causal, mask and bias
--- (a layout or a list of them) narrow a row to such variants (tune.lua). Sweeps:
+-- tuning.lua: tile shapes per (direction, head_dim range, arch[, causal]), then the knobs.
+-- Rows only, no logic: the lookup lives in tune.lua. Each row says what chose it; `like` rows are
+-- written-down fallbacks. block_m = 16 * m_tiles * warps query rows per block; block_n keys per
+-- tile (the skip unit); mma = "wgmma" picks the sm_90a engine (default mma.sync); causal, mask
+-- and bias (a layout or a list of them) narrow a row to such variants (tune.lua). Sweeps:
 -- bench/sweep_tiles.sh on the lent H100, 2026-11-23, bf16 B=2 H=16 L=4096.
 return {
   { dir = "fwd", d_min = 8, d_max = 64, arch = "sm80", bias = "q", warps = 4, m_tiles = 1,
@@ -43,4 +43,38 @@ return {
       "397.5, fullbias 262.5, causal keybias 339.9 TFLOP/s (128x32 x8: 394.5 / 299.4 / 262.7 / " ..
       "252.8; 4 warps far behind); block_n 128 spills 628+ bytes" },
   { dir = "fwd", arch = "sm90a", like = "sm90" },
+
+  -- Knobs: a row { knob = NAME, on = true|false } sets one switch of the code for the variants
+  -- it names (causal, mask, bias, and the tile row's mma and warps narrow it, as above); every
+  -- matching row applies in order, so the later, narrower one wins; a knob no row sets is off.
+  -- Most were decided by ptxas: the kernels sit at the register limit, where one more live value
+  -- spills (tests/test_nvrtc.c holds the sm90a ones to 0 bytes).
+  { dir = "fwd", knob = "fast_loads", on = true,
+    why = "interior K/V tiles load without row checks: 2 SASS instructions a copy, not 6" },
+  { dir = "fwd", knob = "fast_loads", on = false, mask = "q", mma = "mma.sync",
+    why = "spills: fwd.d128.bf16.mask-q.bias-q.w0.sm80 0 -> 108 bytes" },
+  { dir = "fwd", knob = "fast_loads", on = false, mask = "q", causal = true,
+    why = "spills: fwd.d128.bf16.mask-q.bias-k.w0.causal.sm90a 4 bytes" },
+  { dir = "fwd", knob = "align_declared", on = true, mma = "wgmma", warps = 4,
+    why = "wgmma's 1024-byte atom alignment declared on the dynamic smem array, not reached " ..
+      "by 1024 bytes of slack: two 4-warp blocks must share an SM (<= 114 KB each); declaring " ..
+      "it in 8-warp variants made ptxas spill 4-16 bytes in two of them" },
+  { dir = "fwd", knob = "bias_stage_f32", on = true,
+    why = "staged bias rows have room for fp32 values (block_n * 4 + 16 bytes a row)" },
+  { dir = "fwd", knob = "bias_stage_f32", on = false, mma = "wgmma", bias = "q",
+    why = "per-query fp32 rows do not fit next to wgmma's tiles: 2 bytes a value, fp32 bias " ..
+      "read from global" },
+  { dir = "fwd", knob = "bias_stage_f32", on = false, mma = "wgmma", warps = 4,
+    why = "two blocks share an SM: the key row too at 2 bytes a value" },
+  { dir = "fwd", knob = "scan_batched", on = true,
+    why = "per-query skip scan: interior rounds issue all their loads before using any, one " ..
+      "memory round trip, not one per chunk" },
+  { dir = "fwd", knob = "scan_batched", on = false, causal = true,
+    why = "spills: fwd.d128.bf16.mask-q.bias-q.w0.causal.sm90a 12 bytes" },
+  { dir = "fwd", knob = "vote_on_barrier", on = true,
+    why = "per-query mask: the all-true check of the staged candidate tile rides on the loop's " ..
+      "first barrier (__syncthreads_and), no barrier of its own" },
+  { dir = "fwd", knob = "vote_on_barrier", on = false, causal = true,
+    why = "spills: the reads before the barrier, 8 bytes in fwd.d128.bf16.mask-q.bias-q.w0." ..
+      "causal.sm90a" },
 }
