@@ -2,7 +2,9 @@
  *   cold   - codegen + NVRTC + cache write into an empty cache directory (dm_prebuild);
  *   first  - the first dm_fwd in a new process whose disk cache is warm (context creation,
  *            codegen, cache read, module load, launch, sync), measured in a child process;
- *   warm   - host time of one dm_fwd once the kernel is loaded (launch overhead, no sync).
+ *   warm   - host time of one dm_fwd once the kernel is loaded (launch overhead, no sync);
+ *   floor  - host time of a bare cuLaunchKernel of an empty kernel taking as many parameter
+ *            bytes, timed the same way: what any library pays the driver. warm - floor is ours.
  * Uses only dmattn.h plus the driver API for memory, so it measures what users get. */
 #include <cuda.h>
 #include <stdio.h>
@@ -67,6 +69,35 @@ static double run_calls(dm_ctx *ctx, int calls, int sync_each)
     CHECK_CU(cuCtxSynchronize());
     cuMemFree(q);
     cuMemFree(o);
+    return total / calls;
+}
+
+/* An empty kernel with a parameter block the size of dm_fwd's (296 bytes: the copy into the
+ * launch is part of the driver's cost), as PTX the driver JIT-compiles for the device. */
+static const char kEmptyPtx[] = ".version 8.0\n.target sm_80\n.address_size 64\n"
+                                ".visible .entry dm_latency_empty(.param .align 8 .b8 p[296])\n"
+                                "{\n    ret;\n}\n";
+
+/* Host time of one bare launch, in the pattern run_calls times dm_fwd (no sync; the queue
+ * drained every 256 launches, untimed). */
+static double launch_floor(int calls)
+{
+    CUmodule mod;
+    CUfunction fn;
+    unsigned char params[296] = {0};
+    void *args[] = {params};
+    CHECK_CU(cuModuleLoadData(&mod, kEmptyPtx));
+    CHECK_CU(cuModuleGetFunction(&fn, mod, "dm_latency_empty"));
+    double total = 0;
+    for (int i = 0; i < calls; i++) {
+        double t0 = now_ms();
+        CHECK_CU(cuLaunchKernel(fn, 1, 1, 1, 128, 1, 1, 0, NULL, args, NULL));
+        total += now_ms() - t0;
+        if (i % 256 == 255)
+            CHECK_CU(cuCtxSynchronize());
+    }
+    CHECK_CU(cuCtxSynchronize());
+    CHECK_CU(cuModuleUnload(mod));
     return total / calls;
 }
 
@@ -147,6 +178,8 @@ int main(int argc, char **argv)
     run_calls(ctx, 100, 0); /* load and warm */
     double warm_us = run_calls(ctx, 20000, 0) * 1e3;
     double warm_sync_us = run_calls(ctx, 2000, 1) * 1e3;
+    launch_floor(100);
+    double floor_us = launch_floor(20000) * 1e3;
 
     printf("variant                      %s\n", kVariant);
     printf("cold_compile_ms              %.1f   (codegen + NVRTC + cache write, empty cache)\n",
@@ -159,6 +192,11 @@ int main(int argc, char **argv)
            warm_us);
     printf("per_call_with_sync_us        %.2f   (dm_fwd + cuCtxSynchronize, 16x128 problem)\n",
            warm_sync_us);
+    printf("launch_floor_us              %.2f   (bare cuLaunchKernel, empty kernel, 296 parameter "
+           "bytes, same pattern)\n",
+           floor_us);
+    printf("per_call_ours_us             %.2f   (per_call_host_us - launch_floor_us)\n",
+           warm_us - floor_us);
     dm_ctx_destroy(ctx);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -51,7 +51,7 @@ echo "== dmattn gpu-check =="
 printf '%-28s %s\n' "gpu tests on ${own_arch:-?}" "$(grep -E 'tests passed' "$out/ctest-gpu.log" | tail -1) in $((t1 - t0)) s"
 printf '%s' "$extra_summary"
 printf '%-28s %s\n' "memcheck subset" "$([ $san_rc -eq 0 ] && echo clean || echo ERRORS)"
-grep -E "^(cold|first|per_call)" "$out/latency.txt" | awk '{printf "%-28s %s\n", $1, $2}'
+grep -E "^(cold|first|per_call|launch_floor)" "$out/latency.txt" | awk '{printf "%-28s %s\n", $1, $2}'
 [ $lat_rc -eq 0 ] || echo "dmlatency failed: $(tail -2 "$out/latency.txt")"
 cmp_rc=0
 if [ -n "${GPU_CHECK_COMPARE:-}" ]; then
