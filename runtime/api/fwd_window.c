@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "build.h"
+#include "kernels.h"
 #include "fwd_plan.h"
 #include "wmask_plan.h"
 

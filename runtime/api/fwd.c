@@ -2,7 +2,7 @@
  * launch. Nothing is read from or written to the caller's tensors before validation passes. */
 #include <string.h>
 
-#include "build.h"
+#include "kernels.h"
 #include "fwd_plan.h"
 #include "kernel_params.h"
 #include "wmask_plan.h"
