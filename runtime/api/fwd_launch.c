@@ -1,0 +1,94 @@
+/* fwd_launch.c: the launch of a checked dense forward plan (dm_fwd_launch): pick the variant, get
+ * its kernel, fill its parameters, cuLaunchKernel. Shared by dm_fwd and its window path, so
+ * neither entry calls the other. */
+#include <string.h>
+
+#include "kernels.h"
+#include "fwd_plan.h"
+#include "kernel_params.h"
+#include "fwd_launch.h"
+
+/* dm_fwd_params, the kernel's parameters passed by value: defined with its field list in
+ * gen/kernel_params.h, from which the template declares struct FwdParams and checks each field. */
+
+/* Whether every row of a mask or bias starts `align`-byte aligned: the base pointer and each
+ * stride (in bytes) are multiples of it. Kernels then use wider loads. */
+static int rows_aligned(const void *data, const int64_t *strides, int64_t elem_bytes, int align)
+{
+    if ((uintptr_t)data % align)
+        return 0;
+    for (int i = 0; i < 3; i++)
+        if (strides[i] * elem_bytes % align)
+            return 0;
+    return 1;
+}
+
+static void fill_params(const dm_fwd_args *a, const dm_fwd_plan *p, dm_fwd_params *k)
+{
+    memset(k, 0, sizeof *k);
+    k->q = (uintptr_t)a->q.data;
+    k->k = (uintptr_t)a->k.data;
+    k->v = (uintptr_t)a->v.data;
+    k->o = (uintptr_t)a->o.data;
+    k->mask = p->mask_layout != DM_LAYOUT_NONE ? (uintptr_t)a->mask.data : 0;
+    k->bias = p->bias_layout != DM_LAYOUT_NONE ? (uintptr_t)a->bias.data : 0;
+    k->lse = p->has_lse ? (uintptr_t)a->lse.data : 0;
+    memcpy(k->q_stride, p->q_stride, sizeof k->q_stride);
+    memcpy(k->k_stride, p->k_stride, sizeof k->k_stride);
+    memcpy(k->v_stride, p->v_stride, sizeof k->v_stride);
+    memcpy(k->o_stride, p->o_stride, sizeof k->o_stride);
+    memcpy(k->mask_stride, p->mask_stride, sizeof k->mask_stride);
+    memcpy(k->bias_stride, p->bias_stride, sizeof k->bias_stride);
+    memcpy(k->lse_stride, p->lse_stride, sizeof k->lse_stride);
+    k->mask_head_div = p->mask_head_div ? p->mask_head_div : 1;
+    k->bias_head_div = p->bias_head_div ? p->bias_head_div : 1;
+    k->B = (int32_t)p->B;
+    k->H = (int32_t)p->H;
+    k->Hkv = (int32_t)p->Hkv;
+    k->Lq = (int32_t)p->Lq;
+    k->Lk = (int32_t)p->Lk;
+    k->group = (int32_t)(p->H / p->Hkv);
+    k->scale_log2 = p->scale * 1.4426950408889634f;
+    k->softcap = p->softcap;
+    k->scale = p->scale;
+    k->softcap_k = p->softcap > 0 ? 2.f * 1.4426950408889634f / p->softcap : 0.f;
+    k->bias_f32 = p->bias_dtype == DM_F32;
+    if (p->bias_layout != DM_LAYOUT_NONE)
+        k->bias_vec16 = rows_aligned(a->bias.data, p->bias_stride, k->bias_f32 ? 4 : 2, 16);
+    if (p->mask_layout != DM_LAYOUT_NONE) {
+        k->mask_pairs = rows_aligned(a->mask.data, p->mask_stride, 1, 2);
+        k->mask_vec16 = rows_aligned(a->mask.data, p->mask_stride, 1, 16);
+    }
+}
+
+dm_status dm_fwd_launch(dm_ctx *ctx, const dm_fwd_args *args, const dm_fwd_plan *plan,
+                        CUstream stream)
+{
+    dm_variant v;
+    dm_fwd_params params;
+    const dm_kernel *kernel;
+    char text[DM_VARIANT_TEXT_MAX], buf[160];
+    dm_status st;
+
+    if ((st = dm_ctx_enter(ctx, "dm_fwd")) != DM_OK)
+        return st;
+    dm_fwd_plan_variant(plan, ctx->arch, &v);
+    st = dm_kernel_get(ctx, "dm_fwd", &v, &kernel, NULL);
+    if (st != DM_OK)
+        goto out;
+
+    fill_params(args, plan, &params);
+    void *kernel_args[] = {&params};
+    unsigned grid_x = (unsigned)((plan->Lq + kernel->block_m - 1) / kernel->block_m);
+    CUresult r = ctx->drv->LaunchKernel(kernel->fn, grid_x, (unsigned)plan->H, (unsigned)plan->B,
+                                        (unsigned)kernel->threads, 1, 1,
+                                        (unsigned)kernel->smem_bytes, stream, kernel_args, NULL);
+    if (r != CUDA_SUCCESS) {
+        dm_variant_format(&v, text, sizeof text);
+        st = dm_set_error(ctx, DM_ERR_CUDA, "dm_fwd: variant '%s': cuLaunchKernel: %s", text,
+                          dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+    }
+out:
+    dm_ctx_leave(ctx);
+    return st;
+}
