@@ -10,9 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "build.h"
 #include "cache.h"
 #include "harness.h"
+#include "kernels.h"
 #include "test_fs.h"
 
 static const char *kVariant = "fwd.d64.f16.mask-k.bias-none.w0.sm80";

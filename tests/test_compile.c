@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nvrtc_jit.h"
+#include "nvrtc_compile.h"
 
 dm_ctx *dm_test_offline_ctx(void)
 {

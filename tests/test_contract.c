@@ -12,7 +12,7 @@
 #include "gen_test.h"
 #include "harness.h"
 #include "kernel_params.h"
-#include "nvrtc_jit.h"
+#include "nvrtc_compile.h"
 #include "test_compile.h"
 #include "test_fs.h"
 

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "build.h"
 #include "harness.h"
+#include "kernels.h"
 #include "stub_libcuda.h"
 #include "test_fs.h"
 

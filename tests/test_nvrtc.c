@@ -8,7 +8,7 @@
 
 #include "gen.h"
 #include "harness.h"
-#include "nvrtc_jit.h"
+#include "nvrtc_compile.h"
 #include "test_compile.h"
 
 static const dm_arch ci_archs[] = {DM_SM80, DM_SM90, DM_SM90A};

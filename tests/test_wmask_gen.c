@@ -8,7 +8,7 @@
 
 #include "gen.h"
 #include "harness.h"
-#include "nvrtc_jit.h"
+#include "nvrtc_compile.h"
 #include "test_compile.h"
 #include "wmask_plan.h"
 

@@ -19,12 +19,12 @@
 
 #include <lua.h> /* LUA_RELEASE for --version */
 
-#include "build.h"
 #include "cache.h"
 #include "ctx.h"
 #include "driver.h"
 #include "gen.h"
-#include "nvrtc_jit.h"
+#include "kernels.h"
+#include "nvrtc_compile.h"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 

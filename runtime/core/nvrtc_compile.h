@@ -1,6 +1,6 @@
-/* nvrtc_jit.h: CUDA source -> cubin with NVRTC, for one arch. Needs no GPU or driver. */
-#ifndef DM_NVRTC_H
-#define DM_NVRTC_H
+/* nvrtc_compile.h: CUDA source -> cubin with NVRTC, for one arch. Needs no GPU or driver. */
+#ifndef DM_NVRTC_COMPILE_H
+#define DM_NVRTC_COMPILE_H
 
 #include <stddef.h>
 

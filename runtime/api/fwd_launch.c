@@ -1,11 +1,12 @@
-/* fwd.c: dm_fwd, the dense forward entry point: validate, pick the variant, get its kernel,
- * launch. Nothing is read from or written to the caller's tensors before validation passes. */
+/* fwd_launch.c: the launch of a checked dense forward plan (dm_fwd_launch): pick the variant, get
+ * its kernel, fill its parameters, cuLaunchKernel. Shared by dm_fwd and its window path, so
+ * neither entry calls the other. */
 #include <string.h>
 
-#include "build.h"
+#include "kernels.h"
 #include "fwd_plan.h"
 #include "kernel_params.h"
-#include "wmask_plan.h"
+#include "fwd_launch.h"
 
 /* dm_fwd_params, the kernel's parameters passed by value: defined with its field list in
  * gen/kernel_params.h, from which the template declares struct FwdParams and checks each field. */
@@ -60,32 +61,26 @@ static void fill_params(const dm_fwd_args *a, const dm_fwd_plan *p, dm_fwd_param
     }
 }
 
-dm_status dm_fwd(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream)
+dm_status dm_fwd_launch(dm_ctx *ctx, const dm_fwd_args *args, const dm_fwd_plan *plan,
+                        CUstream stream)
 {
-    dm_fwd_plan plan;
     dm_variant v;
     dm_fwd_params params;
     const dm_kernel *kernel;
     char text[DM_VARIANT_TEXT_MAX], buf[160];
+    dm_status st;
 
-    if (!ctx)
-        return DM_ERR_INVALID_ARG;
-    dm_status st = dm_fwd_check(ctx, "dm_fwd", args, &plan);
-    if (st != DM_OK)
-        return st;
-    if (args->window > 0) /* mask' = dm_window_mask(...) first, then this call without a window */
-        return dm_fwd_window(ctx, args, stream);
     if ((st = dm_ctx_enter(ctx, "dm_fwd")) != DM_OK)
         return st;
-    dm_fwd_plan_variant(&plan, ctx->arch, &v);
+    dm_fwd_plan_variant(plan, ctx->arch, &v);
     st = dm_kernel_get(ctx, "dm_fwd", &v, &kernel, NULL);
     if (st != DM_OK)
         goto out;
 
-    fill_params(args, &plan, &params);
+    fill_params(args, plan, &params);
     void *kernel_args[] = {&params};
-    unsigned grid_x = (unsigned)((plan.Lq + kernel->block_m - 1) / kernel->block_m);
-    CUresult r = ctx->drv->LaunchKernel(kernel->fn, grid_x, (unsigned)plan.H, (unsigned)plan.B,
+    unsigned grid_x = (unsigned)((plan->Lq + kernel->block_m - 1) / kernel->block_m);
+    CUresult r = ctx->drv->LaunchKernel(kernel->fn, grid_x, (unsigned)plan->H, (unsigned)plan->B,
                                         (unsigned)kernel->threads, 1, 1,
                                         (unsigned)kernel->smem_bytes, stream, kernel_args, NULL);
     if (r != CUDA_SUCCESS) {

@@ -1,4 +1,4 @@
-/* wmask.c: dm_window_mask, the top-k window-mask helper (SPEC §4): validate, pick the variant,
+/* window_mask.c: dm_window_mask, the top-k window-mask helper (SPEC §4): validate, pick the variant,
  * get its kernel through build.c (the same module table, cache and NVRTC path as dm_fwd),
  * launch one block per output row, or, for few long rows, several blocks per row in stages
  * with stream-ordered scratch. Nothing is read or written before validation passes, and
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "build.h"
+#include "kernels.h"
 #include "kernel_params.h"
 #include "wmask_plan.h"
 

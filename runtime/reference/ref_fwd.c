@@ -1,4 +1,4 @@
-/* reference.c: the CPU reference of dense forward attention (SPEC §2) in float64, and the
+/* ref_fwd.c: the CPU reference of dense forward attention (SPEC §2) in float64, and the
  * fp16/bf16 <-> float converters everything else rounds with. Reads host pointers only, laid out
  * as dm_fwd_check's plan says; it is for tests and tools, not for speed. */
 #include <math.h>

@@ -1,5 +1,5 @@
-/* nvrtc_jit.c: compiles generated CUDA source to a cubin for one arch with NVRTC. */
-#include "nvrtc_jit.h"
+/* nvrtc_compile.c: compiles generated CUDA source to a cubin for one arch with NVRTC. */
+#include "nvrtc_compile.h"
 
 #include <nvrtc.h>
 #include <stdio.h>

@@ -1,8 +1,8 @@
-/* build.h: variant -> cubin -> loaded kernel. The middle of every call:
+/* kernels.h: variant -> cubin -> loaded kernel. The middle of every call:
  *   in-memory module table -> disk cache -> Lua codegen -> NVRTC -> cuModuleLoadData.
  * dmgen reaches each stage through these functions. */
-#ifndef DM_BUILD_H
-#define DM_BUILD_H
+#ifndef DM_KERNELS_H
+#define DM_KERNELS_H
 
 #include <stdbool.h>
 

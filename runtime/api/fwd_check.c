@@ -1,4 +1,4 @@
-/* validate.c: dm_fwd_check, every rule a dense forward call's arguments must meet (SPEC §2,
+/* fwd_check.c: dm_fwd_check, every rule a dense forward call's arguments must meet (SPEC §2,
  * dmattn.h), and the normalized plan that the launcher and the CPU reference both read.
  * Reads only the descriptors: the pointers may be device pointers and are never dereferenced. */
 #include <inttypes.h>

@@ -1,7 +1,7 @@
-/* build.c: turns a variant into a loaded kernel through the in-memory module table, the disk
+/* kernels.c: turns a variant into a loaded kernel through the in-memory module table, the disk
  * cache, codegen and NVRTC (build.h). Owns the context's module table and the cache policy:
  * an unusable cache directory degrades to memory only with one warning, never a failure. */
-#include "build.h"
+#include "kernels.h"
 
 #include <assert.h>
 #include <stdint.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "cache.h"
-#include "nvrtc_jit.h"
+#include "nvrtc_compile.h"
 
 struct dm_module_entry {
     dm_variant variant;

@@ -94,10 +94,9 @@ uint32_t dm_wmask_key(dm_dtype dtype, uint32_t bits);
  * dm_window_mask. For tests and tools. */
 dm_status dm_ref_window_mask(dm_ctx *ctx, const dm_window_mask_args *host_args, int *applied);
 
-/* dm_fwd and dm_ref_fwd with window > 0, after dm_fwd_check passed: the window mask of the
- * call's bias and mask (default min_value, top-k), then the same call with that mask and no
- * window. dm_fwd_window queues both on `stream` with mask' in stream-ordered scratch. */
-dm_status dm_fwd_window(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream);
+/* dm_ref_fwd with window > 0, after dm_fwd_check passed (reference/ref_fwd_window.c): the
+ * window mask of the call's bias and mask, then the same call with that mask and no window.
+ * dm_fwd's own window path is dm_fwd_window (fwd_window.h). */
 dm_status dm_ref_fwd_window(dm_ctx *ctx, const dm_fwd_args *host_args);
 
 #endif

@@ -1,4 +1,4 @@
-/* wmask_check.c: dm_wmask_check, every rule a window-mask call's arguments must meet (SPEC §4,
+/* window_mask_check.c: dm_wmask_check, every rule a window-mask call's arguments must meet (SPEC §4,
  * dmattn.h), and the normalized plan the launcher and the reference read. Reads only the
  * descriptors: the pointers may be device pointers and are never dereferenced. */
 #include <float.h>

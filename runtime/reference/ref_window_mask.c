@@ -1,4 +1,4 @@
-/* wmask_ref.c: the CPU reference of the top-k window mask (SPEC §4). It works on the values, not
+/* ref_window_mask.c: the CPU reference of the top-k window mask (SPEC §4). It works on the values, not
  * on the kernel's integer images: each row's b' is sorted (value descending, NaN first, then key
  * index ascending) and the first `window` are kept. Reads and writes host pointers only, laid out
  * as dm_wmask_check's plan says; for tests and tools, not for speed. */
