@@ -12,6 +12,8 @@
 
 #include "driver.h"
 #include "fwd_plan.h"
+#include "half.h"
+#include "reference.h"
 
 const dm_driver *gpu_drv(void)
 {

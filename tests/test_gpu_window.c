@@ -13,7 +13,9 @@
 #include "driver.h"
 #include "fwd_plan.h"
 #include "gpu_util.h"
+#include "half.h"
 #include "harness.h"
+#include "reference.h"
 #include "wmask_plan.h"
 
 #define POISON 0x5a

@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "fwd_plan.h"
+#include "half.h"
 #include "harness.h"
+#include "reference.h"
 
 /* ck_assert records every passing check through the test's pipe, which is far too slow in loops
  * over millions of values: loops test with a plain if and fail with ck_abort_msg. */

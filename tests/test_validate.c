@@ -8,6 +8,7 @@
 
 #include "fwd_plan.h"
 #include "harness.h"
+#include "reference.h"
 
 enum { B = 2, LQ = 5, H = 8, HKV = 2, D = 64, LK = 7 };
 

@@ -11,7 +11,9 @@
 #include <string.h>
 
 #include "fwd_plan.h"
+#include "half.h"
 #include "harness.h"
+#include "reference.h"
 #include "wmask_plan.h"
 
 #define POISON 0x5a

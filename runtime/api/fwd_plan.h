@@ -48,15 +48,4 @@ dm_status dm_fwd_check(dm_ctx *ctx, const char *call, const dm_fwd_args *args, d
 /* The variant key a plan needs on arch. */
 void dm_fwd_plan_variant(const dm_fwd_plan *plan, dm_arch arch, dm_variant *out);
 
-/* CPU reference of SPEC §2 in float64, reading the tensors' data as HOST pointers laid out as
- * the plan says, writing o (in plan->dtype) and lse (if present). For tests and tools. */
-dm_status dm_ref_fwd(dm_ctx *ctx, const dm_fwd_args *host_args);
-
-/* fp16/bf16 <-> float conversions with round-to-nearest-even, shared by the reference, tests and
- * tools (so they all round the same way). */
-float dm_half_to_float(uint16_t h);
-uint16_t dm_float_to_half(float f);
-float dm_bf16_to_float(uint16_t h);
-uint16_t dm_float_to_bf16(float f);
-
 #endif

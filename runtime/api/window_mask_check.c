@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "fwd_plan.h"
+#include "half.h"
 #include "tensor_check.h"
 #include "wmask_plan.h"
 

@@ -89,14 +89,4 @@ dm_status dm_wmask_launch(dm_ctx *ctx, const char *call, const dm_window_mask_ar
  * NaN above +inf, -0 equal to +0. The kernel's order_key, for the host. */
 uint32_t dm_wmask_key(dm_dtype dtype, uint32_t bits);
 
-/* CPU reference of SPEC §4, reading and writing HOST pointers laid out as the plan says. It
- * compares the values themselves (not the integer images), sorting each row. *applied as in
- * dm_window_mask. For tests and tools. */
-dm_status dm_ref_window_mask(dm_ctx *ctx, const dm_window_mask_args *host_args, int *applied);
-
-/* dm_ref_fwd with window > 0, after dm_fwd_check passed (reference/ref_fwd_window.c): the
- * window mask of the call's bias and mask, then the same call with that mask and no window.
- * dm_fwd's own window path is dm_fwd_window (fwd_window.h). */
-dm_status dm_ref_fwd_window(dm_ctx *ctx, const dm_fwd_args *host_args);
-
 #endif

@@ -3,9 +3,16 @@
  * tests and tools; production code never calls it. */
 #include <stdlib.h>
 
-#include "fwd_plan.h"
 #include "fwd_window.h"
-#include "wmask_plan.h"
+#include "reference.h"
+
+/* Attention on args without a window (the check again: mask' changes the mask argument). */
+static dm_status plain_attention(dm_ctx *ctx, const dm_fwd_args *args)
+{
+    dm_fwd_plan plan;
+    dm_status st = dm_fwd_check(ctx, "dm_ref_fwd", args, &plan);
+    return st != DM_OK ? st : dm_ref_attention(ctx, args, &plan);
+}
 
 dm_status dm_ref_fwd_window(dm_ctx *ctx, const dm_fwd_args *host_args)
 {
@@ -20,7 +27,7 @@ dm_status dm_ref_fwd_window(dm_ctx *ctx, const dm_fwd_args *host_args)
     if (st != DM_OK)
         return st;
     if (!plan.applied)
-        return dm_ref_fwd(ctx, &plain);
+        return plain_attention(ctx, &plain);
     mask = malloc(dm_wmask_out_bytes(&plan));
     if (!mask)
         return dm_set_error(ctx, DM_ERR_NOMEM, "dm_ref_fwd: out of memory for the window mask");
@@ -28,7 +35,7 @@ dm_status dm_ref_fwd_window(dm_ctx *ctx, const dm_fwd_args *host_args)
     st = dm_ref_window_mask(ctx, &w, &applied);
     if (st == DM_OK) {
         plain.mask = w.out;
-        st = dm_ref_fwd(ctx, &plain);
+        st = plain_attention(ctx, &plain);
     }
     free(mask);
     return st;

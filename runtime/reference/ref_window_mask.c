@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fwd_plan.h"
-#include "wmask_plan.h"
+#include "half.h"
+#include "reference.h"
 
 typedef struct ranked {
     double value; /* b'_j */
