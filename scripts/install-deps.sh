@@ -3,7 +3,7 @@
 # The CUDA toolkit (NVRTC, cuda.h) must already be on the machine: it does not come from Debian here.
 set -euo pipefail
 
-pkgs=(cmake gcc make pkg-config liblua5.4-dev check libsubunit-dev libxxhash-dev)
+pkgs=(cmake gcc make pkg-config binutils python3 liblua5.4-dev check libsubunit-dev libxxhash-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
