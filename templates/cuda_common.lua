@@ -11,6 +11,9 @@ local M = {}
 -- written once at indent 0 and used at any depth; an empty one removes its line, so a feature
 -- that is off leaves nothing behind, not even a blank line.
 function M.fill(text, pieces)
+  if not text:find("$", 1, true) then
+    return text  -- most pieces: nothing to fill (and the lines need no splitting)
+  end
   local function piece(name)
     local v = pieces[name]
     if v == nil then
@@ -18,20 +21,29 @@ function M.fill(text, pieces)
     end
     return tostring(v)
   end
-  local out = {}
-  for line in (text .. "\n"):gmatch("(.-)\n") do
-    local indent, name = line:match("^( *)%$([%a_][%w_]*)$")
-    if name then
-      local v = piece(name)
-      if v ~= "" then
-        out[#out + 1] = v:gsub("[^\n]+", function(l)
-          return l:sub(1, 1) == "#" and l or indent .. l
-        end)
-      end
+  -- Lines found with plain finds: a (.-)\n pattern retries at every character, which made
+  -- codegen (the first call's cost) twice what it was.
+  local out, pos = {}, 1
+  repeat
+    local nl = text:find("\n", pos, true)
+    local line = text:sub(pos, (nl or #text + 1) - 1)
+    if not line:find("$", 1, true) then
+      out[#out + 1] = line
     else
-      out[#out + 1] = line:gsub("%$([%a_][%w_]*)", piece)
+      local indent, name = line:match("^( *)%$([%a_][%w_]*)$")
+      if name then
+        local v = piece(name)
+        if v ~= "" then
+          out[#out + 1] = v:gsub("[^\n]+", function(l)
+            return l:sub(1, 1) == "#" and l or indent .. l
+          end)
+        end
+      else
+        out[#out + 1] = line:gsub("%$([%a_][%w_]*)", piece)
+      end
     end
-  end
+    pos = nl and nl + 1
+  until not pos
   return table.concat(out, "\n")
 end
 

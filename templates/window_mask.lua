@@ -678,22 +678,15 @@ function M.emit(v)
   common.header(buf, v, "window_mask.lua", v.relu and
     string.format("relu selection, up to %d threads", THREADS) or
     string.format("top-%d radix select, up to %d threads", v.window, THREADS))
-  -- Sections one blank line apart; a line holding only a $name that is "" is left out, so a
-  -- feature that is off leaves no line behind.
+  -- Sections one blank line apart (common.fill leaves out a line holding only a $name that
+  -- is "", so a feature that is off leaves no line behind).
   local first = true
   local function add(text, with)
-    local lines = {}
-    for line in (text .. "\n"):gmatch("(.-)\n") do
-      local name = line:match("^%s*%$([%a_][%w_]*)$")
-      if not (name and with and with[name] == "") then
-        lines[#lines + 1] = line
-      end
-    end
     if not first then
       buf.add("")
     end
     first = false
-    buf.add(table.concat(lines, "\n"), with)
+    buf.add(text, with)
   end
 
   add(kernel_params.struct("WmaskParams"))  -- from the library's layout (gen/kernel_params.h)
