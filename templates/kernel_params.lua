@@ -9,6 +9,8 @@
 -- struct that differs from the library's (fields swapped, a type or count changed) fails to
 -- compile, the static_assert naming the field. One struct per source (the helpers are emitted
 -- with its checks).
+local common = require("cuda_common")
+
 local M = {}
 
 local COLUMNS = 100  -- the longest line emitted
@@ -152,7 +154,7 @@ end
 -- type and offset, and the layout's size.
 function M.checks(name, layout)
   layout = layout_of(name, layout)
-  local lines = { (helpers:gsub("%$c_name", layout.c_name)) }
+  local lines = { common.fill(helpers, { c_name = layout.c_name }) }
   lines[#lines + 1] = assert_line(string.format("sizeof(%s) == %d", name, layout.size),
     string.format("%s: %d bytes, as %s", name, layout.size, layout.c_name))
   for _, f in ipairs(layout.fields) do
