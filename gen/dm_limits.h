@@ -1,5 +1,5 @@
 /* dm_limits.h: the bounds of a variant's fields, stated once. The key grammar (variant.c), argument
- * validation (runtime/validate.c, runtime/wmask_check.c) and the templates (exported to Lua as
+ * validation (api/fwd_check.c, api/window_mask_check.c) and the templates (exported to Lua as
  * require("limits") by emit.c) all read them from here. */
 #ifndef DM_LIMITS_H
 #define DM_LIMITS_H

@@ -70,7 +70,7 @@ typedef struct dm_kernel_src {
     int smem_bytes;   /* dynamic shared memory per block */
     /* wmask: the launches one split row takes (0, also when the template leaves it out: rows
      * are never split), of which the first split_digit_stages are a count (odd) and a pick
-     * (even) stage per radix digit; runtime/wmask.c launches them in order. */
+     * (even) stage per radix digit; api/window_mask.c launches them in order. */
     int split_stages;
     int split_digit_stages;
 } dm_kernel_src;

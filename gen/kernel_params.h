@@ -1,6 +1,6 @@
 /* kernel_params.h: the parameter structs kernels take by value, each field listed once.
  *
- * The library fills these structs (runtime/fwd.c, runtime/wmask.c); the templates declare the
+ * The library fills these structs (api/fwd_launch.c, api/window_mask.c); the templates declare the
  * same structs in CUDA. Both come from the lists below: the C struct is made from them here,
  * and emit.c hands the templates each field's name, CUDA type, count, byte offset (offsetof on
  * this C struct) and comment, plus the struct's size (require("host_layout") in Lua).

@@ -1,6 +1,6 @@
 -- kernel_params.lua: a kernel's parameter struct, emitted from the library's own layout.
 --
--- The library fills the struct (runtime/fwd.c, runtime/wmask.c) from its C definition, whose
+-- The library fills the struct (api/fwd_launch.c, api/window_mask.c) from its C definition, whose
 -- fields are listed once in gen/kernel_params.h. emit.c hands that list to the templates as
 -- require("host_layout")[name]: each field's name, CUDA type, count, byte offset (offsetof in C)
 -- and comment, and the struct's size. The struct is declared from the list, then each field is

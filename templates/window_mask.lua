@@ -405,7 +405,7 @@ $passes
                      warp_sums);
 }]=]
 
--- Split rows (p.phase > 0): p.n_slices blocks per row, one launch per stage (runtime/wmask.c).
+-- Split rows (p.phase > 0): p.n_slices blocks per row, one launch per stage (api/window_mask.c).
 local split_layout = [=[
 constexpr int kLastBins = $last_bins;  // the last digit's bins (shift 0): a key's low bits
 
@@ -521,7 +521,7 @@ __device__ __forceinline__ void split_smooth(const WmaskParams &p)
 }]=]
 
 local split_switch = [=[
-// The split stages in launch order (runtime/wmask.c launches p.phase = 1, 2, ...): count and
+// The split stages in launch order (api/window_mask.c launches p.phase = 1, 2, ...): count and
 // pick per digit, most significant first, then write (and smooth).
 __device__ __forceinline__ void split_stage(const WmaskParams &p, u32 *hist, u32 *warp_sums,
                                             Sel *sel)

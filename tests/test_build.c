@@ -1,4 +1,4 @@
-/* test_build.c: the cache contract of SPEC §6 as the library applies it (build.c over cache.c):
+/* test_build.c: the cache contract of SPEC §6 as the library applies it (kernels.c over cache.c):
  * hits skip NVRTC, corrupt entries are rebuilt, unusable directories degrade to memory only,
  * a read-only shipped directory serves its entries, two processes compiling at once both win,
  * and a changed template cannot be served a stale cubin. */

@@ -375,7 +375,7 @@ START_TEST(rewriting_a_corrupt_entry_makes_it_readable_again)
     entry_file(dir, &key, path, sizeof path);
     ck_assert_int_eq(truncate(path, 1000), 0);
     ck_assert_int_eq(read_entry(dir, &key, why, sizeof why), DM_CACHE_CORRUPT);
-    write_sample(dir, &key, 3000); /* what build.c does after a corrupt read */
+    write_sample(dir, &key, 3000); /* what kernels.c does after a corrupt read */
     ck_assert_msg(read_entry(dir, &key, why, sizeof why) == DM_CACHE_HIT, "%s", why);
     ck_assert_int_eq(count_files(dir), 1);
     dm_test_remove_dir(dir);

@@ -299,7 +299,8 @@ START_TEST(rows_longer_than_shared_memory_match)
 END_TEST
 
 /* Few rows longer than shared memory: the plan splits each row over several blocks (count and
- * pick passes per digit, a write pass; runtime/wmask.c), which must equal the reference bitwise. */
+ * pick passes per digit, a write pass; api/window_mask.c), which must equal the reference
+ * bitwise. */
 START_TEST(split_rows_match_the_reference_bitwise)
 {
     unsetenv("DMATTN_WMASK_SLICES"); /* the plan's own choice */

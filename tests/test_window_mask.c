@@ -665,7 +665,7 @@ START_TEST(ref_fwd_with_a_window_equals_ref_fwd_on_the_explicit_mask)
 }
 END_TEST
 
-/* ---- split rows (runtime/wmask.c, templates/window_mask.lua) ------------------------------ */
+/* ---- split rows (api/window_mask.c, templates/window_mask.lua) ---------------------------- */
 
 /* An applied top-k plan of `rows` rows of Lk keys, as far as dm_wmask_plan_split reads it. */
 static dm_wmask_plan split_plan(int64_t rows, int64_t Lk, bool relu)

@@ -1,6 +1,6 @@
 /* test_wmask_gen.c: the window-mask family (templates/window_mask.lua) through codegen and NVRTC,
  * no GPU needed: deterministic text, header lines, features that are off absent from the text,
- * the split-row stages where runtime/wmask.c launches them, every axis value compiling for sm80,
+ * the split-row stages where api/window_mask.c launches them, every axis value compiling for sm80,
  * sm90 and sm90a, unsupported keys refused by the template. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,7 +118,7 @@ START_TEST(template_refuses_a_key_that_format_would_refuse)
 }
 END_TEST
 
-/* runtime/wmask.c launches split stages 1..split_stages as the emitter returns them, the first
+/* api/window_mask.c launches split stages 1..split_stages as the emitter returns them, the first
  * split_digit_stages of them as count (odd) and pick (even) passes: the kernel's switch must have
  * exactly those cases, count and pick alternating per digit (16-bit keys: 10 + 6 bits, f32:
  * 10 + 10 + 10 + 2), then write (then smooth). */

@@ -1,7 +1,7 @@
 /* dmgen.c: the offline tool (SPEC §6): emits a variant's CUDA source, builds cubins ahead of time
  * into the disk cache (no GPU needed), lists, clears and describes the cache and the toolchain.
  * It reaches every stage through the internal headers, and owns no cache policy of its own:
- * what lands on disk, and how, is build.c's and cache.c's business.
+ * what lands on disk, and how, is kernels.c's and cache.c's business.
  *
  * Results go to stdout; progress and diagnostics to stderr. Exit 0 on success, 1 on failure,
  * 2 on a usage error (including a variant text that does not parse). */

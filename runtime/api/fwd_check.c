@@ -467,7 +467,7 @@ void dm_fwd_plan_variant(const dm_fwd_plan *plan, dm_arch arch, dm_variant *out)
     out->arch = arch;
 }
 
-/* The same per-tensor rules for the window-mask helper (wmask_check.c), so that both entry
+/* The same per-tensor rules for the window-mask helper (window_mask_check.c), so that both entry
  * points word and enforce them alike. */
 dm_status dm_check_input_keys(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t)
 {

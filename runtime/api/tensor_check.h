@@ -1,4 +1,4 @@
-/* tensor_check.h: validate.c's per-tensor rules, shared with the window-mask helper so that
+/* tensor_check.h: fwd_check.c's per-tensor rules, shared with the window-mask helper so that
  * every entry point words and enforces them alike. Each writes its message naming call and
  * tensor; none reads memory behind a pointer. */
 #ifndef DM_TENSOR_CHECK_H

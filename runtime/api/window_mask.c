@@ -1,5 +1,5 @@
 /* window_mask.c: dm_window_mask, the top-k window-mask helper (SPEC §4): validate, pick the variant,
- * get its kernel through build.c (the same module table, cache and NVRTC path as dm_fwd),
+ * get its kernel through kernels.c (the same module table, cache and NVRTC path as dm_fwd),
  * launch one block per output row, or, for few long rows, several blocks per row in stages
  * with stream-ordered scratch. Nothing is read or written before validation passes, and
  * nothing at all when the window does not apply. */

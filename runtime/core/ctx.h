@@ -13,9 +13,9 @@
 #define DM_ERRMSG_BYTES 4096
 #define DM_PATH_BYTES 4096
 
-typedef struct dm_module_entry dm_module_entry; /* build.c: one loaded variant */
+typedef struct dm_module_entry dm_module_entry; /* kernels.c: one loaded variant */
 
-/* The loaded kernels, by variant (build.c): open addressing over a hash of the variant's fields,
+/* The loaded kernels, by variant (kernels.c): open addressing over a hash of the variant's fields,
  * at most half full. Entries are allocated one by one, so a dm_kernel pointer handed out stays
  * valid while the table grows. No lock: a dm_ctx is used by one thread at a time (dmattn.h). */
 typedef struct dm_module_table {

@@ -26,7 +26,7 @@ struct dm_module_entry {
     X(family) X(dir) X(head_dim) X(dtype) X(mask) X(bias) X(window) X(varlen) X(causal) \
     X(softcap) X(relu) X(smooth) X(arch)
 /* clang-format on */
-_Static_assert(sizeof(dm_variant) == 40, "dm_variant changed: update VARIANT_FIELDS in build.c");
+_Static_assert(sizeof(dm_variant) == 40, "dm_variant changed: update VARIANT_FIELDS here");
 
 static uint64_t variant_hash(const dm_variant *v)
 {
