@@ -330,24 +330,8 @@ __device__ __forceinline__ void $name(const FwdParams &p, float (&s)[kMTiles][kN
 #pragma unroll
         for (int nt = 0; nt < kNTiles; nt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++)
-                $body
-}]=]
-
--- tanh(y) = 1 - 2 / (e^{2y} + 1) on ex2 and rcp: absolute error ~1e-7 (what the logit needs),
--- few registers, no branches: with tanhf the mask-k.bias-q.softcap sm90a loop spilled 24 bytes.
-local softcap_scores = [=[
-// softcap * tanh(s / softcap), natural units in and out; tanh(y) = 1 - 2 / (e^{2y} + 1).
-__device__ __forceinline__ void softcap_scores(const FwdParams &p, float (&s)[kMTiles][kNTiles][4])
-{
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; mt++)
-#pragma unroll
-        for (int nt = 0; nt < kNTiles; nt++)
-#pragma unroll
             for (int e = 0; e < 4; e++) {
-                const float e2y = fast_exp2(s[mt][nt][e] * p.softcap_k);
-                s[mt][nt][e] = p.softcap * fmaf(-2.f, fast_rcp(e2y + 1.f), 1.f);
+                $body
             }
 }]=]
 
@@ -381,7 +365,12 @@ local function score_stages(v, pl)
     calls[#calls + 1] = "scale_scores(p, s);"
   end
   if v.softcap then
-    fns[#fns + 1] = softcap_scores
+    -- tanh(y) = 1 - 2 / (e^{2y} + 1) on ex2 and rcp: absolute error ~1e-7 (what the logit needs),
+    -- few registers, no branches: with tanhf the mask-k.bias-q.softcap sm90a loop spilled 24 bytes.
+    fns[#fns + 1] = common.fill(each_score, { name = "softcap_scores",
+      doc = "// softcap * tanh(s / softcap), natural units in and out; tanh(y) = 1 - 2 / (e^{2y} + 1).",
+      body = "const float e2y = fast_exp2(s[mt][nt][e] * p.softcap_k);\n" ..
+        "s[mt][nt][e] = p.softcap * fmaf(-2.f, fast_rcp(e2y + 1.f), 1.f);" })
     calls[#calls + 1] = "softcap_scores(p, s);"
   end
   if v.mask ~= "none" then
