@@ -7,12 +7,19 @@
 #include "fwd_window.h"
 #include "wmask_plan.h"
 
+/* The forward on args without a window (checked again: mask' replaces the mask argument). */
+static dm_status plain_forward(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream)
+{
+    dm_fwd_plan plan;
+    dm_status st = dm_fwd_check(ctx, "dm_fwd", args, &plan);
+    return st != DM_OK ? st : dm_fwd_launch(ctx, args, &plan, stream);
+}
+
 dm_status dm_fwd_window(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream)
 {
     dm_window_mask_args w = dm_fwd_window_args(args);
     dm_fwd_args plain = *args;
     dm_wmask_plan plan;
-    dm_fwd_plan fwd_plan;
     CUdeviceptr scratch = 0;
     char buf[160];
     CUresult r;
@@ -21,11 +28,8 @@ dm_status dm_fwd_window(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream)
     dm_status st = dm_wmask_check(ctx, "dm_fwd", &w, false, &plan);
     if (st != DM_OK)
         return st;
-    if (!plan.applied) { /* Lk <= window: every key is in the window; the mask stands */
-        if ((st = dm_fwd_check(ctx, "dm_fwd", &plain, &fwd_plan)) != DM_OK)
-            return st;
-        return dm_fwd_launch(ctx, &plain, &fwd_plan, stream);
-    }
+    if (!plan.applied) /* Lk <= window: every key is in the window; the mask stands */
+        return plain_forward(ctx, &plain, stream);
 
     if ((st = dm_ctx_enter(ctx, "dm_fwd")) != DM_OK)
         return st;
@@ -46,9 +50,7 @@ dm_status dm_fwd_window(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream)
 
     if (st == DM_OK) {
         plain.mask = w.out;
-        st = dm_fwd_check(ctx, "dm_fwd", &plain, &fwd_plan);
-        if (st == DM_OK)
-            st = dm_fwd_launch(ctx, &plain, &fwd_plan, stream);
+        st = plain_forward(ctx, &plain, stream);
     }
 
     /* Freed in stream order: the forward kernel queued before has finished reading it. */
