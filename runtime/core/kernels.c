@@ -1,5 +1,5 @@
 /* kernels.c: turns a variant into a loaded kernel through the in-memory module table, the disk
- * cache, codegen and NVRTC (build.h). Owns the context's module table and the cache policy:
+ * cache, codegen and NVRTC (kernels.h). Owns the context's module table and the cache policy:
  * an unusable cache directory degrades to memory only with one warning, never a failure. */
 #include "kernels.h"
 
