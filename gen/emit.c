@@ -44,7 +44,10 @@ typedef struct param_field {
 #define WMASK_FIELD_(type, name, count, doc) \
     {#name, DM_PARAM_CUDA_##type, count, offsetof(dm_wmask_params, name), doc},
 static const param_field fwd_fields[] = {DM_FWD_PARAMS(FWD_FIELD_)};
+#define COMBINE_FIELD_(type, name, count, doc) \
+    {#name, DM_PARAM_CUDA_##type, count, offsetof(dm_combine_params, name), doc},
 static const param_field wmask_fields[] = {DM_WMASK_PARAMS(WMASK_FIELD_)};
+static const param_field combine_fields[] = {DM_COMBINE_PARAMS(COMBINE_FIELD_)};
 
 static const struct param_struct {
     const char *name;   /* the CUDA struct: FwdParams */
@@ -56,6 +59,8 @@ static const struct param_struct {
     {"FwdParams", "dm_fwd_params", sizeof(dm_fwd_params), fwd_fields, ARRAY_LEN(fwd_fields)},
     {"WmaskParams", "dm_wmask_params", sizeof(dm_wmask_params), wmask_fields,
      ARRAY_LEN(wmask_fields)},
+    {"CombineParams", "dm_combine_params", sizeof(dm_combine_params), combine_fields,
+     ARRAY_LEN(combine_fields)},
 };
 
 /* Error codes a template may raise as { code = ..., detail = ... }. */
@@ -120,6 +125,8 @@ static const char *family_of(const dm_variant *v)
 {
     if (v->family == DM_FAMILY_WMASK)
         return "window_mask";
+    if (v->family == DM_FAMILY_COMBINE)
+        return "attn_combine";
     return v->dir == DM_DIR_FWD ? "attn_fwd" : "attn_bwd";
 }
 
@@ -250,8 +257,10 @@ static void push_variant(lua_State *L, const emit_job *job)
 {
     static const char *const layouts[] = {"none", "q", "k"};
     const dm_variant *v = job->v;
-    lua_createtable(L, 0, 15);
-    lua_pushstring(L, v->family == DM_FAMILY_WMASK ? "wmask" : "attn");
+    lua_createtable(L, 0, 16);
+    lua_pushstring(L, v->family == DM_FAMILY_WMASK     ? "wmask"
+                      : v->family == DM_FAMILY_COMBINE ? "combine"
+                                                       : "attn");
     lua_setfield(L, -2, "family");
     lua_pushboolean(L, v->relu);
     lua_setfield(L, -2, "relu");
@@ -275,6 +284,8 @@ static void push_variant(lua_State *L, const emit_job *job)
     lua_setfield(L, -2, "causal");
     lua_pushboolean(L, v->softcap);
     lua_setfield(L, -2, "softcap");
+    lua_pushboolean(L, v->decode);
+    lua_setfield(L, -2, "decode");
     lua_pushstring(L, dm_arch_name(v->arch));
     lua_setfield(L, -2, "arch");
     lua_pushstring(L, job->key);

@@ -17,11 +17,15 @@ typedef enum dm_dir { DM_DIR_FWD = 0, DM_DIR_BWD } dm_dir;
 typedef enum dm_layout { DM_LAYOUT_NONE = 0, DM_LAYOUT_Q, DM_LAYOUT_K } dm_layout;
 /* Which template family a key belongs to; zero is attention, so existing initializers keep
  * meaning what they meant. */
-typedef enum dm_family { DM_FAMILY_ATTN = 0, DM_FAMILY_WMASK } dm_family;
+typedef enum dm_family { DM_FAMILY_ATTN = 0, DM_FAMILY_WMASK, DM_FAMILY_COMBINE } dm_family;
 
 /* One kernel variant (SPEC §6). An attention key's canonical text is
- * dir.d<D>.dtype.mask-<l>.bias-<l>.w<W>[.varlen][.causal][.softcap].sm<NN>, e.g.
- * fwd.d128.bf16.mask-k.bias-q.w0.causal.sm90.
+ * dir.d<D>.dtype.mask-<l>.bias-<l>.w<W>[.varlen][.causal][.softcap][.decode].sm<NN>, e.g.
+ * fwd.d128.bf16.mask-k.bias-q.w0.causal.sm90. decode (after SPEC §6's flags) is the forward's
+ * decode path: a sequence's queries and its KV head's group of query heads packed into one tile,
+ * key ranges split over blocks (dmattn.h, DM_PATH_DECODE).
+ * A split-KV combine key is combine.d<D>.dtype.sm<NN> (dtype: o's), e.g. combine.d128.bf16.sm90a:
+ * it merges the decode path's per-split (o, lse) into o and lse.
  * A window-mask key (SPEC §4) is wmask.w<W>.dtype.mask-<l>[.relu][.smooth].sm<NN>, e.g.
  * wmask.w2048.bf16.mask-k.sm90: dtype is the bias's (f16, bf16 or f32), mask the input mask's
  * layout (none, q = one row per query, k = one row for every query; a 2-D mask is k). Top-k keys
@@ -39,6 +43,7 @@ typedef struct dm_variant {
     bool varlen;
     bool causal;
     bool softcap;
+    bool decode; /* attention fwd: the decode path's kernel (packed group, split keys) */
     bool relu;   /* wmask: mask' = b' > 0 instead of the top-k window */
     bool smooth; /* wmask: majority vote over aligned blocks of keys after selecting */
     dm_arch arch;

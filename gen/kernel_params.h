@@ -50,8 +50,21 @@
     X(I32, mask_vec16, 1, \
       "mask rows start 16-byte aligned: a q-layout mask tile can go by cp.async") \
     X(F32, scale, 1, "scores with a bias or softcap stage stay in natural units") \
-    X(F32, softcap_k, 1, "2 * log2(e) / softcap: tanh on ex2 (0 when softcap is off)")
-#define DM_FWD_PARAMS_BYTES 296
+    X(F32, softcap_k, 1, "2 * log2(e) / softcap: tanh on ex2 (0 when softcap is off)") \
+    X(U64, cu_seqlens_q, 1, "varlen: int32 (B + 1) prefix of query counts; batch index = token") \
+    X(U64, cu_seqlens_k, 1, "varlen: int32 (B + 1) prefix of key counts") \
+    X(U64, o_part, 1, "decode split: fp32 partial o (n_splits, rows, H, D); 0 = write o") \
+    X(U64, lse_part, 1, "decode split: fp32 partial lse (n_splits, rows, H)") \
+    X(I64, mask_key_stride, 1, "elements from one key to the next (1 but in varlen key layout)") \
+    X(I64, bias_key_stride, 1, "elements from one key to the next (1 but in varlen key layout)") \
+    X(I64, part_stride, 1, "decode split: rows * H, the partial lse entries of one split") \
+    X(I32, total_q, 1, "varlen: q's first dimension (cu_seqlens_q clamped to it)") \
+    X(I32, total_k, 1, "varlen: k's first dimension") \
+    X(I32, max_seqlen_q, 1, "varlen: a sequence's query count clamped to it") \
+    X(I32, max_seqlen_k, 1, "varlen: a sequence's key count clamped to it") \
+    X(I32, n_splits, 1, "decode: blocks per (sequence, KV head), blockIdx.x") \
+    X(I32, split_keys, 1, "decode: keys per split, a multiple of kBlockN")
+#define DM_FWD_PARAMS_BYTES 376
 
 /* dm_window_mask, the top-k window-mask family (templates/window_mask.lua): struct WmaskParams. */
 #define DM_WMASK_PARAMS(X) \
@@ -79,6 +92,22 @@
     X(I32, split_rows, 1, "split: rows in the call (the scratch layout)")
 #define DM_WMASK_PARAMS_BYTES 152
 
+/* The split-KV combine family (templates/attn_combine.lua): struct CombineParams. Row t of the
+ * partials is query token t (dense: b * Lq + i; varlen: the global index); head h. */
+#define DM_COMBINE_PARAMS(X) \
+    X(U64, o_part, 1, "fp32 (n_splits, rows, H, D): each split's normalized o") \
+    X(U64, lse_part, 1, "fp32 (n_splits, rows, H): each split's lse, -inf when it saw nothing") \
+    X(U64, o, 1, "the output, q's dtype") \
+    X(U64, lse, 1, "fp32 output or 0") \
+    X(I64, o_stride, 3, "batch, row, head") \
+    X(I64, lse_stride, 3, "batch, head, row") \
+    X(I64, part_stride, 1, "rows * H") \
+    X(I32, n_splits, 1, "") \
+    X(I32, rows, 1, "tokens: B * Lq (dense) or total_q (varlen)") \
+    X(I32, H, 1, "") \
+    X(I32, Lq, 1, "rows per batch entry: token t is (t / Lq, t % Lq)")
+#define DM_COMBINE_PARAMS_BYTES 104
+
 /* The C and CUDA spellings of each type; DM_PARAM_DIM_<count> the array part of a member. */
 #define DM_PARAM_CTYPE_U64 uint64_t
 #define DM_PARAM_CTYPE_I64 int64_t
@@ -102,8 +131,14 @@ typedef struct dm_wmask_params {
     DM_WMASK_PARAMS(DM_PARAM_MEMBER)
 } dm_wmask_params;
 
+typedef struct dm_combine_params {
+    DM_COMBINE_PARAMS(DM_PARAM_MEMBER)
+} dm_combine_params;
+
 /* The sizes templates from before a change were written against. */
 _Static_assert(sizeof(dm_fwd_params) == DM_FWD_PARAMS_BYTES, "dm_fwd_params layout changed");
 _Static_assert(sizeof(dm_wmask_params) == DM_WMASK_PARAMS_BYTES, "dm_wmask_params layout changed");
+_Static_assert(sizeof(dm_combine_params) == DM_COMBINE_PARAMS_BYTES,
+               "dm_combine_params layout changed");
 
 #endif

@@ -13,8 +13,8 @@
 
 static const char *const layout_names[] = {"none", "q", "k"};
 
-enum { FLAG_VARLEN, FLAG_CAUSAL, FLAG_SOFTCAP, FLAG_COUNT };
-static const char *const flag_names[FLAG_COUNT] = {"varlen", "causal", "softcap"};
+enum { FLAG_VARLEN, FLAG_CAUSAL, FLAG_SOFTCAP, FLAG_DECODE, FLAG_COUNT };
+static const char *const flag_names[FLAG_COUNT] = {"varlen", "causal", "softcap", "decode"};
 
 /* One '.'-separated field of the text: not NUL-terminated. */
 typedef struct span {
@@ -147,17 +147,32 @@ static bool wmask_ok(const dm_variant *v)
     bool window_ok = v->relu ? v->window == 0 : v->window >= 1 && v->window <= DM_WINDOW_MAX;
     return window_ok && (v->dtype == DM_F16 || v->dtype == DM_BF16 || v->dtype == DM_F32) &&
            layout_ok(v->mask) && v->dir == DM_DIR_FWD && v->head_dim == 0 &&
-           v->bias == DM_LAYOUT_NONE && !v->varlen && !v->causal && !v->softcap &&
+           v->bias == DM_LAYOUT_NONE && !v->varlen && !v->causal && !v->softcap && !v->decode &&
            (int)v->arch >= 0 && (int)v->arch < DM_ARCH_COUNT;
+}
+
+static bool head_dim_ok(int d)
+{
+    return d >= DM_HEAD_DIM_MIN && d <= DM_HEAD_DIM_MAX && d % DM_HEAD_DIM_STEP == 0;
+}
+
+/* A combine key uses head_dim, dtype and arch only. */
+static bool combine_ok(const dm_variant *v)
+{
+    return head_dim_ok(v->head_dim) && (v->dtype == DM_F16 || v->dtype == DM_BF16) &&
+           v->dir == DM_DIR_FWD && v->mask == DM_LAYOUT_NONE && v->bias == DM_LAYOUT_NONE &&
+           v->window == 0 && !v->varlen && !v->causal && !v->softcap && !v->decode && !v->relu &&
+           !v->smooth && (int)v->arch >= 0 && (int)v->arch < DM_ARCH_COUNT;
 }
 
 static bool variant_ok(const dm_variant *v)
 {
     if (v->family == DM_FAMILY_WMASK)
         return wmask_ok(v);
+    if (v->family == DM_FAMILY_COMBINE)
+        return combine_ok(v);
     return v->family == DM_FAMILY_ATTN && !v->relu && !v->smooth &&
-           (v->dir == DM_DIR_FWD || v->dir == DM_DIR_BWD) && v->head_dim >= DM_HEAD_DIM_MIN &&
-           v->head_dim <= DM_HEAD_DIM_MAX && v->head_dim % DM_HEAD_DIM_STEP == 0 &&
+           (v->dir == DM_DIR_FWD || v->dir == DM_DIR_BWD) && head_dim_ok(v->head_dim) &&
            (v->dtype == DM_F16 || v->dtype == DM_BF16) && layout_ok(v->mask) &&
            layout_ok(v->bias) && v->window >= 0 && v->window <= DM_WINDOW_MAX &&
            (int)v->arch >= 0 && (int)v->arch < DM_ARCH_COUNT;
@@ -173,11 +188,15 @@ int dm_variant_format(const dm_variant *v, char *buf, size_t n)
         return snprintf(buf, n, "wmask.w%d.%s.mask-%s%s%s.%s", v->window, dm_dtype_name(v->dtype),
                         layout_names[v->mask], v->relu ? ".relu" : "",
                         v->smooth ? ".smooth" : "", dm_arch_name(v->arch));
-    return snprintf(buf, n, "%s.d%d.%s.mask-%s.bias-%s.w%d%s%s%s.%s",
+    if (v->family == DM_FAMILY_COMBINE)
+        return snprintf(buf, n, "combine.d%d.%s.%s", v->head_dim, dm_dtype_name(v->dtype),
+                        dm_arch_name(v->arch));
+    return snprintf(buf, n, "%s.d%d.%s.mask-%s.bias-%s.w%d%s%s%s%s.%s",
                     v->dir == DM_DIR_FWD ? "fwd" : "bwd", v->head_dim, dm_dtype_name(v->dtype),
                     layout_names[v->mask], layout_names[v->bias], v->window,
                     v->varlen ? ".varlen" : "", v->causal ? ".causal" : "",
-                    v->softcap ? ".softcap" : "", dm_arch_name(v->arch));
+                    v->softcap ? ".softcap" : "", v->decode ? ".decode" : "",
+                    dm_arch_name(v->arch));
 }
 
 /* Decimal digits of the largest value a numeric field takes: prefixed_decimal's max_digits. */
@@ -267,6 +286,43 @@ static dm_status parse_wmask(const char *p, dm_variant *out, char *err, size_t e
     return DM_OK;
 }
 
+/* combine.d<D>.dtype.sm<NN>, from field 2 on (p is past "combine."). */
+static dm_status parse_combine(const char *p, dm_variant *out, char *err, size_t err_bytes)
+{
+    dm_variant v = {.family = DM_FAMILY_COMBINE};
+    span f;
+    long num;
+    char head_dims[48], archs[ARCH_LIST_MAX], expected[96];
+
+    snprintf(head_dims, sizeof head_dims, "d<%d..%d, multiple of %d>", DM_HEAD_DIM_MIN,
+             DM_HEAD_DIM_MAX, DM_HEAD_DIM_STEP);
+    dm_arch_list_text(archs, sizeof archs, "|", "|");
+    if (!next_field(&p, &f))
+        return field_err(err, err_bytes, 2, "head_dim", NULL, head_dims);
+    num = prefixed_decimal(&f, 'd', digits_of(DM_HEAD_DIM_MAX));
+    if (!head_dim_ok((int)num))
+        return field_err(err, err_bytes, 2, "head_dim", &f, head_dims);
+    v.head_dim = (int)num;
+    if (!next_field(&p, &f))
+        return field_err(err, err_bytes, 3, "dtype", NULL, "f16 or bf16");
+    if (span_is(&f, "f16"))
+        v.dtype = DM_F16;
+    else if (span_is(&f, "bf16"))
+        v.dtype = DM_BF16;
+    else
+        return field_err(err, err_bytes, 3, "dtype", &f, "f16 or bf16");
+    if (!next_field(&p, &f))
+        return field_err(err, err_bytes, 4, "arch", NULL, archs);
+    if (!parse_arch_span(&f, &v.arch))
+        return field_err(err, err_bytes, 4, "arch", &f, archs);
+    if (next_field(&p, &f)) {
+        snprintf(expected, sizeof expected, "nothing after the arch %s", dm_arch_name(v.arch));
+        return field_err(err, err_bytes, 5, "end", &f, expected);
+    }
+    *out = v;
+    return DM_OK;
+}
+
 dm_status dm_variant_parse(const char *text, dm_variant *out, char *err, size_t err_bytes)
 {
     dm_variant v = {0};
@@ -275,7 +331,7 @@ dm_status dm_variant_parse(const char *text, dm_variant *out, char *err, size_t 
     long num;
     int index = 1;
     int next_flag = 0; /* flags [0, next_flag) are passed: each may appear once, in order */
-    char expected[160]; /* longest: two flags, the arch list and the order note */
+    char expected[192]; /* longest: three flags, the arch list and the order note */
     char head_dims[48], windows[32];
 
     snprintf(head_dims, sizeof head_dims, "d<%d..%d, multiple of %d>", DM_HEAD_DIM_MIN,
@@ -298,8 +354,10 @@ dm_status dm_variant_parse(const char *text, dm_variant *out, char *err, size_t 
         v.dir = DM_DIR_BWD;
     else if (span_is(&f, "wmask"))
         return parse_wmask(p, out, err, err_bytes);
+    else if (span_is(&f, "combine"))
+        return parse_combine(p, out, err, err_bytes);
     else
-        return field_err(err, err_bytes, 1, "direction", &f, "fwd, bwd or wmask");
+        return field_err(err, err_bytes, 1, "direction", &f, "fwd, bwd, wmask or combine");
 
     index = 2;
     if (!next_field(&p, &f))
@@ -356,7 +414,7 @@ dm_status dm_variant_parse(const char *text, dm_variant *out, char *err, size_t 
         if (flag >= 0 && flag < next_flag) {
             size_t used = strlen(expected);
             snprintf(expected + used, sizeof expected - used,
-                     " (flags once each, in the order varlen, causal, softcap)");
+                     " (flags once each, in the order varlen, causal, softcap, decode)");
         }
         if (flag < next_flag)
             return field_err(err, err_bytes, index, name, &f, expected);
@@ -364,8 +422,10 @@ dm_status dm_variant_parse(const char *text, dm_variant *out, char *err, size_t 
             v.varlen = true;
         else if (flag == FLAG_CAUSAL)
             v.causal = true;
-        else
+        else if (flag == FLAG_SOFTCAP)
             v.softcap = true;
+        else
+            v.decode = true;
         next_flag = flag + 1;
     }
 

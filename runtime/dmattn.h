@@ -83,7 +83,55 @@ typedef struct dm_fwd_args {
     float softcap;
     int causal; /* bottom-right aligned: key j visible to query i iff j <= i + Lk - Lq */
     int window; /* top-k window over the bias (SPEC §4); 0 = none */
+    int path;       /* dm_fwd_path: DM_PATH_AUTO (0) picks from the shapes */
+    int num_splits; /* decode path: blocks a key range is split over; 0 = picked from the shapes */
 } dm_fwd_args;
+
+/* Which kernel a forward call runs (dm_fwd_args.path, dm_fwd_varlen_args.path); results agree
+ * within rounding whichever runs. Forcing one is for tests and sweeps.
+ *   DM_PATH_TILED: one block per (query tile of kBlockM rows, head): long query ranges (prefill).
+ *   DM_PATH_DECODE: one block per (sequence, KV head, key split): the group's H/Hkv heads x the
+ *     sequence's queries packed into one tile, so each K/V byte is read once; long key ranges
+ *     split over num_splits blocks whose partial (o, lse) a combine kernel merges. Needs
+ *     (H/Hkv) x max query count <= 64 and every mask/bias absent or one value per key shared by
+ *     the group (key layout with 1 or Hkv heads); otherwise DM_ERR_UNSUPPORTED when forced.
+ *   DM_PATH_AUTO: decode where it applies and the query count is small (at most 16 per sequence),
+ *     tiled otherwise. */
+typedef enum dm_fwd_path { DM_PATH_AUTO = 0, DM_PATH_TILED, DM_PATH_DECODE } dm_fwd_path;
+
+/* Variable-length forward attention (cu_seqlens), SPEC §5. B sequences packed along the first
+ * dimension; sequence b holds queries [cu_seqlens_q[b], cu_seqlens_q[b + 1]) and keys
+ * [cu_seqlens_k[b], cu_seqlens_k[b + 1]).
+ *   q (total_q, H, D), k and v (total_k, Hkv, D), o (total_q, H, D): as in dm_fwd_args.
+ *   cu_seqlens_q, cu_seqlens_k: int32 (B + 1), in device memory, non-decreasing from 0, last
+ *     entry total_q (total_k). The host cannot read them: a violation is not detected, but reads
+ *     stay inside q/k/v/mask/bias as long as every entry lies in [0, total] (kernels clamp).
+ *   max_seqlen_q, max_seqlen_k: at least every sequence's length (rows past them are not computed);
+ *     max_seqlen_k is also the last dimension of a query-based mask or bias.
+ *   mask (optional, bool) and bias (optional, q's dtype or fp32), each in one of two layouts
+ *     told apart by rank, chosen independently:
+ *       rank 3, query-based (total_q, Hm, max_seqlen_k): row = the query's global index, column =
+ *         the key's index inside its own sequence (keys contiguous);
+ *       rank 2, key-based (total_k, Hm): one value per key, shared by every query of its sequence.
+ *     Hm is 1, Hkv or H (head h reads h / (H / Hm)).
+ *   lse (optional output): fp32 (H, total_q); +inf for a row with no visible key.
+ * causal is bottom-right aligned per sequence. A sequence with 0 queries writes nothing; one with
+ * 0 keys gives its queries o = 0 and lse = +inf. total_q = 0 is a valid call that does nothing. */
+typedef struct dm_fwd_varlen_args {
+    dm_tensor q, k, v;
+    dm_tensor cu_seqlens_q, cu_seqlens_k;
+    int64_t max_seqlen_q, max_seqlen_k;
+    dm_tensor mask;
+    dm_tensor bias;
+    dm_tensor o;
+    dm_tensor lse;
+    float scale;
+    float softcap;
+    int causal;
+    int window;     /* not built yet: > 0 returns DM_ERR_UNSUPPORTED */
+    int path;       /* dm_fwd_path */
+    int num_splits; /* as in dm_fwd_args */
+} dm_fwd_varlen_args;
 
 #define DM_NO_DEVICE (-1) /* dm_ctx_create: an offline context (codegen, AOT builds, no launches) */
 
@@ -117,6 +165,7 @@ dm_status dm_prebuild(dm_ctx *ctx, const char *variant, int *was_cached);
 
 /* Forward attention, asynchronous on `stream`. The output is untouched on any error status. */
 dm_status dm_fwd(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream);
+dm_status dm_fwd_varlen(dm_ctx *ctx, const dm_fwd_varlen_args *args, CUstream stream);
 
 /* Top-k window mask, SPEC §4 (flash-dmattn's maybe_create_mask): the one helper every attention
  * entry point with a window calls.

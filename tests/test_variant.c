@@ -34,7 +34,7 @@ static void for_each_variant(void (*f)(const dm_variant *v, void *ctx), void *ct
                 for (int mask = 0; mask < 3; mask++)
                     for (int bias = 0; bias < 3; bias++)
                         for (size_t w = 0; w < ARRAY_LEN(windows); w++)
-                            for (int flags = 0; flags < 8; flags++)
+                            for (int flags = 0; flags < 16; flags++)
                                 for (int arch = 0; arch < DM_ARCH_COUNT; arch++) {
                                     dm_variant v = {
                                         .dir = (dm_dir)dir,
@@ -46,6 +46,7 @@ static void for_each_variant(void (*f)(const dm_variant *v, void *ctx), void *ct
                                         .varlen = (flags & 1) != 0,
                                         .causal = (flags & 2) != 0,
                                         .softcap = (flags & 4) != 0,
+                                        .decode = (flags & 8) != 0,
                                         .arch = (dm_arch)arch,
                                     };
                                     f(&v, ctx);
@@ -176,7 +177,13 @@ static const struct bad_key {
     {"fwd.d128.f16.mask-none.bias-none.w0.Causal.sm80", "field 7 (flag or arch) 'Causal'"},
     {"fwd.d128.f16.mask-none.bias-none.w0.causal", "field 8 (flag or arch) missing"},
     {"fwd.d128.f16.mask-none.bias-none.w0.causal..sm80", "field 8 (flag or arch) ''"},
-    {"fwd.d128.f16.mask-none.bias-none.w0.softcap", "field 8 (arch) missing"},
+    {"fwd.d128.f16.mask-none.bias-none.w0.softcap", "field 8 (flag or arch) missing"},
+    {"fwd.d128.f16.mask-none.bias-none.w0.decode", "field 8 (arch) missing"},
+    {"fwd.d128.f16.mask-none.bias-none.w0.decode.varlen.sm80", "field 8 (arch) 'varlen'"},
+    {"combine.d128.bf16", "field 4 (arch) missing"},
+    {"combine.d130.bf16.sm90a", "field 2 (head_dim) 'd130'"},
+    {"combine.d128.f32.sm90a", "field 3 (dtype) 'f32'"},
+    {"combine.d128.bf16.sm90a.decode", "field 5 (end) 'decode'"},
     {"fwd.d128.f16.mask-none.bias-none.w0.sm80.", "field 8 (end) ''"},
     {"fwd.d128.f16.mask-none.bias-none.w0.sm80.causal", "field 8 (end) 'causal'"},
     {"fwd.d128.f16.mask-none.bias-none.w0.sm80.sm90", "field 8 (end) 'sm90'"},
@@ -212,16 +219,16 @@ START_TEST(parse_messages_say_what_was_expected_in_the_documented_words)
         {"fwd.d130.f16.mask-none.bias-none.w0.sm80",
          "field 2 (head_dim) 'd130': expected d<8..256, multiple of 8>"},
         {"fwd.d128.f16.mask-none.bias-none.w0.fast",
-         "field 7 (flag or arch) 'fast': expected varlen, causal, softcap or "
+         "field 7 (flag or arch) 'fast': expected varlen, causal, softcap, decode or "
          "sm80|sm86|sm89|sm90|sm90a"},
         {"bwd.d64.bf16.mask-q.bias-k.w0.causal.fast",
-         "field 8 (flag or arch) 'fast': expected softcap or sm80|sm86|sm89|sm90|sm90a"},
-        {"bwd.d64.bf16.mask-q.bias-k.w0.softcap.fast",
+         "field 8 (flag or arch) 'fast': expected softcap, decode or sm80|sm86|sm89|sm90|sm90a"},
+        {"bwd.d64.bf16.mask-q.bias-k.w0.decode.fast",
          "field 8 (arch) 'fast': expected sm80|sm86|sm89|sm90|sm90a"},
         {"fwd.d128.f16.mask-none.bias-none.w0.sm86.x",
          "field 8 (end) 'x': expected nothing after the arch sm86"},
         {"fwd.d128", "field 3 (dtype) missing: expected f16 or bf16"},
-        {"FWD.d128", "field 1 (direction) 'FWD': expected fwd, bwd or wmask"},
+        {"FWD.d128", "field 1 (direction) 'FWD': expected fwd, bwd, wmask or combine"},
         {"fwd.d64.f16.mask-z", "field 4 (mask) 'mask-z': expected mask-none, mask-q or mask-k"},
         {"fwd.d64.f16.mask-q.bias-z",
          "field 5 (bias) 'bias-z': expected bias-none, bias-q or bias-k"},
@@ -538,6 +545,28 @@ START_TEST(wmask_keys_round_trip_over_every_axis)
 }
 END_TEST
 
+/* ---- split-KV combine keys (combine.d<D>.dtype.sm<NN>) -------------------------------------- */
+
+START_TEST(combine_keys_round_trip_and_print_the_documented_form)
+{
+    static const int head_dims[] = {8, 64, 128, 256};
+    char buf[DM_VARIANT_TEXT_MAX];
+    for (size_t d = 0; d < ARRAY_LEN(head_dims); d++)
+        for (int t = DM_F16; t <= DM_BF16; t++)
+            for (int a = 0; a < DM_ARCH_COUNT; a++) {
+                dm_variant v = {.family = DM_FAMILY_COMBINE, .head_dim = head_dims[d],
+                                .dtype = (dm_dtype)t, .arch = (dm_arch)a};
+                check_round_trip(&v, NULL);
+            }
+    dm_variant v = {.family = DM_FAMILY_COMBINE, .head_dim = 128, .dtype = DM_BF16,
+                    .arch = DM_SM90A};
+    dm_variant_format(&v, buf, sizeof buf);
+    ck_assert_str_eq(buf, "combine.d128.bf16.sm90a");
+    v.causal = true; /* a field the family does not use: no text names it */
+    ck_assert_int_eq(dm_variant_format(&v, buf, sizeof buf), -1);
+}
+END_TEST
+
 START_TEST(wmask_format_prints_the_documented_form)
 {
     char buf[DM_VARIANT_TEXT_MAX];
@@ -612,6 +641,7 @@ START_TEST(wmask_parse_names_the_field_it_could_not_read)
 END_TEST
 
 #define TESTS(X) \
+    X(combine_keys_round_trip_and_print_the_documented_form) \
     X(wmask_keys_round_trip_over_every_axis) \
     X(wmask_format_prints_the_documented_form) \
     X(wmask_format_refuses_fields_of_the_other_family) \

@@ -24,7 +24,7 @@ struct dm_module_entry {
 /* clang-format off */
 #define VARIANT_FIELDS(X) \
     X(family) X(dir) X(head_dim) X(dtype) X(mask) X(bias) X(window) X(varlen) X(causal) \
-    X(softcap) X(relu) X(smooth) X(arch)
+    X(softcap) X(decode) X(relu) X(smooth) X(arch)
 /* clang-format on */
 _Static_assert(sizeof(dm_variant) == 40, "dm_variant changed: update VARIANT_FIELDS here");
 
