@@ -1,24 +1,53 @@
-/* tensor_check.h: fwd_check.c's per-tensor rules, shared with the window-mask helper so that
- * every entry point words and enforces them alike. Each writes its message naming call and
- * tensor; none reads memory behind a pointer. */
+/* tensor_check.h: the per-tensor rules (tensor_check.c) that every entry point's check applies,
+ * so that all of them word and enforce them alike. Each writes its message naming call and
+ * tensor; none reads memory behind a pointer. Stride rules skip dimensions of size 1 (never
+ * stepped); a tensor with a dimension of size 0 spans no memory. */
 #ifndef DM_TENSOR_CHECK_H
 #define DM_TENSOR_CHECK_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "ctx.h"
 #include "dmattn.h"
+
+/* "(2, 5, 8, 64)" for messages: the first n entries of v, into buf. Returns buf. */
+const char *dm_format_dims(const int64_t *v, int n, char *buf, size_t bytes);
+
+/* Present (data set) with the given rank; dims names the dimensions in the message, e.g.
+ * "(B, Lq, H, D)". */
+dm_status dm_check_required(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t,
+                            int rank, const char *dims);
+
+/* Absent (data NULL, rank 0) or present with the given rank; anything between is an error. */
+dm_status dm_check_optional(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t,
+                            int rank, const char *dims, bool *present);
+
+/* t's dtype is q's (want). */
+dm_status dm_check_same_dtype(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t,
+                              dm_dtype want);
+
+/* t has ref's shape over t's rank (the ranks are already known equal). */
+dm_status dm_check_same_shape(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t,
+                              const char *ref_name, const dm_tensor *ref);
+
+/* q, k, v: strides >= 0, the last one 1, the pointer 16-byte aligned and the other strides
+ * multiples of 8 elements (rows move 16 bytes at a time), extent in range. */
+dm_status dm_check_input_rows(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t);
+
+/* o: as dm_check_input_rows, and no two elements at one address. */
+dm_status dm_check_output_rows(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t);
 
 /* An input read by rows of keys: strides >= 0, the last one 1, element-aligned, extent in
  * range. */
 dm_status dm_check_input_keys(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t);
 
+/* An input read element by element: strides >= 0, element-aligned, extent in range. */
+dm_status dm_check_input_elems(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t);
+
 /* An output: strides >= 0, element-aligned, extent in range, no two elements at one address. */
 dm_status dm_check_output_elems(dm_ctx *ctx, const char *call, const char *name,
                                 const dm_tensor *t);
-
-/* Absent (data NULL, rank 0) or present with the given rank; anything between is an error. */
-dm_status dm_check_optional(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t,
-                            int rank, const char *dims, bool *present);
 
 #endif
