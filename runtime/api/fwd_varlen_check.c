@@ -1,0 +1,359 @@
+/* fwd_varlen_check.c: dm_fwd_varlen_check, every rule of a varlen forward call (SPEC §5, dmattn.h's
+ * dm_fwd_varlen_args) that the host can see, and the plan the launcher and the CPU reference both
+ * read (fwd_varlen_plan.h). Reads only the descriptors: every pointer, cu_seqlens included, may
+ * be device memory and is never dereferenced, so what cu_seqlens hold is the caller's promise
+ * (the kernels clamp it); only their length, dtype and layout are checked here. */
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+
+#include "fwd_varlen_plan.h"
+#include "tensor_check.h"
+
+#define GRID_DIM_MAX 65535  /* cuLaunchKernel's limit on grid.y and grid.z (heads, sequences) */
+#define NUM_SPLITS_MAX 1024 /* decode path: blocks one sequence's key range is split over */
+
+static const char *const q_dims[] = {"total_q", "H", "D"};
+static const char *const kv_dims[] = {"total_k", "Hkv", "D"};
+
+/* mask and bias come in two layouts, and the rank alone says which: a rank-3 tensor is
+ * query-based even when total_q == total_k, a rank-2 one key-based, so equal totals are never
+ * ambiguous. The messages spell both layouts out, since a caller with the wrong first dimension
+ * most often meant the other one. */
+#define MASK_LAYOUTS \
+    "rank 3 (total_q, Hm, max_seqlen_k) query-based or rank 2 (total_k, Hm) key-based"
+
+/* q, k, v, o: (total, heads, D). A total may be 0 (an empty batch, or no keys at all) but must
+ * fit the int32 offsets of cu_seqlens; heads and D are at least 1. */
+static dm_status check_sizes(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t,
+                             const char *const *labels, const char *offsets)
+{
+    if (t->shape[0] < 0)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: %s.shape[0] (%s) = %" PRId64 ": expected >= 0", call, name,
+                            labels[0], t->shape[0]);
+    if (t->shape[0] > INT32_MAX)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: %s.shape[0] (%s) = %" PRId64
+                            ": expected at most %d (%s are int32)",
+                            call, name, labels[0], t->shape[0], INT32_MAX, offsets);
+    for (int d = 1; d < 3; d++)
+        if (t->shape[d] < 1)
+            return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                                "%s: %s.shape[%d] (%s) = %" PRId64 ": expected >= 1", call, name, d,
+                                labels[d], t->shape[d]);
+    return DM_OK;
+}
+
+/* mask or bias: absent, or present with rank 3 or 2 (the layout); any other rank is reported with
+ * the shape the caller passed and both layouts. */
+static dm_status check_mask_rank(dm_ctx *ctx, const char *call, const char *name,
+                                 const dm_tensor *t, bool *present)
+{
+    char shape[128];
+
+    if (t->data && t->rank != 0 && t->rank != 2 && t->rank != 3) {
+        if (t->rank < 1 || t->rank > DM_MAX_RANK)
+            return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: %s.rank = %d: expected %s", call,
+                                name, t->rank, MASK_LAYOUTS);
+        return dm_set_error(
+            ctx, DM_ERR_INVALID_ARG, "%s: %s.rank = %d with %s.shape = %s: expected %s", call, name,
+            t->rank, name, dm_format_dims(t->shape, t->rank, shape, sizeof shape), MASK_LAYOUTS);
+    }
+    return dm_check_optional(ctx, call, name, t, t->rank == 2 ? 2 : 3,
+                             "(total_q, Hm, max_seqlen_k) or rank 2 (total_k, Hm)", present);
+}
+
+/* max_seqlen_q or max_seqlen_k against its total. The one bound on it the host can see without
+ * reading cu_seqlens: B sequences share `total` tokens, so the longest holds at least
+ * ceil(total / B), and no sequence holds more than total. */
+static dm_status check_max_seqlen(dm_ctx *ctx, const char *call, const char *name, int64_t max,
+                                  const char *total_name, int64_t total, int64_t B)
+{
+    int64_t least = (total + B - 1) / B; /* total <= INT32_MAX, 1 <= B <= GRID_DIM_MAX */
+
+    if (max < 0)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: %s = %" PRId64 ": expected >= 0", call,
+                            name, max);
+    if (max > total)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: %s = %" PRId64 ": expected at most %s = %" PRId64
+                            " (a sequence cannot be longer than the whole batch)",
+                            call, name, max, total_name, total);
+    if (max < least)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: %s = %" PRId64 ": expected at least ceil(%s / B) = %" PRId64
+                            " (B = %" PRId64 " sequences share %s = %" PRId64
+                            ", so the longest holds at least that many)",
+                            call, name, max, total_name, least, B, total_name, total);
+    return DM_OK;
+}
+
+/* mask or bias, rank 3 (query-based) or rank 2 (key-based): the first dimension, the heads Hm and
+ * a query-based row's length. Fills the layout and the head divisor. */
+static dm_status check_mask_shape(dm_ctx *ctx, const char *call, const char *name,
+                                  const dm_tensor *t, const dm_fwd_varlen_plan *p,
+                                  dm_layout *layout, int64_t *head_div)
+{
+    bool by_query = t->rank == 3;
+    int64_t rows = by_query ? p->total_q : p->total_k;
+    char shape[128];
+
+    if (t->shape[0] != rows)
+        return dm_set_error(
+            ctx, DM_ERR_INVALID_ARG,
+            "%s: %s.shape[0] = %" PRId64 " with %s.shape = %s: expected %s = %" PRId64
+            " (the rank picks the layout: %s)",
+            call, name, t->shape[0], name, dm_format_dims(t->shape, t->rank, shape, sizeof shape),
+            by_query ? "total_q" : "total_k", rows, MASK_LAYOUTS);
+    if (t->shape[1] == p->H)
+        *head_div = 1;
+    else if (t->shape[1] == p->Hkv)
+        *head_div = p->H / p->Hkv;
+    else if (t->shape[1] == 1)
+        *head_div = p->H;
+    else
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: %s.shape[1] (Hm) = %" PRId64 ": expected H = %" PRId64
+                            ", Hkv = %" PRId64 " or 1",
+                            call, name, t->shape[1], p->H, p->Hkv);
+    if (by_query && t->shape[2] < p->max_seqlen_k)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: %s.shape[2] = %" PRId64
+                            ": expected at least max_seqlen_k = %" PRId64
+                            " (a query's row holds every key of its sequence)",
+                            call, name, t->shape[2], p->max_seqlen_k);
+    *layout = by_query ? DM_LAYOUT_Q : DM_LAYOUT_K;
+    return DM_OK;
+}
+
+/* A dimension of size 1 is never stepped: stride 0, whatever the caller passed. */
+static int64_t plan_stride(const dm_tensor *t, int d)
+{
+    return t->shape[d] == 1 ? 0 : t->strides[d];
+}
+
+/* The plan's (token, head, key) strides: a query-based row's keys are contiguous; a key-based
+ * tensor steps from key to key by its own token stride (fwd_varlen_plan.h). */
+static void plan_mask(const dm_tensor *t, dm_layout layout, int64_t stride[3])
+{
+    stride[0] = plan_stride(t, 0);
+    stride[1] = plan_stride(t, 1);
+    stride[2] = layout == DM_LAYOUT_Q ? 1 : stride[0];
+}
+
+static dm_status check_scalars(dm_ctx *ctx, const char *call, const dm_fwd_varlen_args *a)
+{
+    if (!isfinite(a->scale) || a->scale < 0)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: scale = %g: expected a finite value >= 0 (0 = 1/sqrt(D))", call,
+                            (double)a->scale);
+    if (!isfinite(a->softcap) || a->softcap < 0)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: softcap = %g: expected a finite value >= 0 (0 = off)", call,
+                            (double)a->softcap);
+    if (a->causal != 0 && a->causal != 1)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: causal = %d: expected 0 or 1", call,
+                            a->causal);
+    if (a->path != DM_PATH_AUTO && a->path != DM_PATH_TILED && a->path != DM_PATH_DECODE)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: path = %d: expected DM_PATH_AUTO (%d), DM_PATH_TILED (%d) or "
+                            "DM_PATH_DECODE (%d)",
+                            call, a->path, DM_PATH_AUTO, DM_PATH_TILED, DM_PATH_DECODE);
+    if (a->num_splits < 0 || a->num_splits > NUM_SPLITS_MAX)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: num_splits = %d: expected 0 (picked from the shapes) to %d", call,
+                            a->num_splits, NUM_SPLITS_MAX);
+    if (a->window < 0)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: window = %d: expected >= 0 (0 = no window)", call, a->window);
+    return DM_OK;
+}
+
+dm_status dm_fwd_varlen_check(dm_ctx *ctx, const char *call, const dm_fwd_varlen_args *args,
+                              dm_fwd_varlen_plan *plan)
+{
+    dm_fwd_varlen_plan p;
+    bool has_mask, has_bias;
+    dm_status st;
+
+    if (!ctx)
+        return DM_ERR_INVALID_ARG;
+    dm_clear_error(ctx);
+    if (!call)
+        call = "dm_fwd_varlen";
+    if (!args)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: args is NULL: expected a dm_fwd_varlen_args", call);
+    const dm_tensor *q = &args->q, *k = &args->k, *v = &args->v, *o = &args->o;
+    const dm_tensor *cu_q = &args->cu_seqlens_q, *cu_k = &args->cu_seqlens_k;
+    const dm_tensor *mask = &args->mask, *bias = &args->bias, *lse = &args->lse;
+    memset(&p, 0, sizeof p);
+
+    /* Presence and rank. */
+    if ((st = dm_check_required(ctx, call, "q", q, 3, "(total_q, H, D)")) != DM_OK ||
+        (st = dm_check_required(ctx, call, "k", k, 3, "(total_k, Hkv, D)")) != DM_OK ||
+        (st = dm_check_required(ctx, call, "v", v, 3, "(total_k, Hkv, D)")) != DM_OK ||
+        (st = dm_check_required(ctx, call, "o", o, 3, "(total_q, H, D)")) != DM_OK ||
+        (st = dm_check_required(ctx, call, "cu_seqlens_q", cu_q, 1, "(B + 1)")) != DM_OK ||
+        (st = dm_check_required(ctx, call, "cu_seqlens_k", cu_k, 1, "(B + 1)")) != DM_OK ||
+        (st = check_mask_rank(ctx, call, "mask", mask, &has_mask)) != DM_OK ||
+        (st = check_mask_rank(ctx, call, "bias", bias, &has_bias)) != DM_OK ||
+        (st = dm_check_optional(ctx, call, "lse", lse, 2, "(H, total_q)", &p.has_lse)) != DM_OK)
+        return st;
+
+    /* Dtypes. */
+    if (q->dtype != DM_F16 && q->dtype != DM_BF16)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: q.dtype = %s: expected f16 or bf16", call,
+                            dm_dtype_name(q->dtype));
+    if ((st = dm_check_same_dtype(ctx, call, "k", k, q->dtype)) != DM_OK ||
+        (st = dm_check_same_dtype(ctx, call, "v", v, q->dtype)) != DM_OK ||
+        (st = dm_check_same_dtype(ctx, call, "o", o, q->dtype)) != DM_OK)
+        return st;
+    if (cu_q->dtype != DM_I32)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: cu_seqlens_q.dtype = %s: expected i32",
+                            call, dm_dtype_name(cu_q->dtype));
+    if (cu_k->dtype != DM_I32)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: cu_seqlens_k.dtype = %s: expected i32",
+                            call, dm_dtype_name(cu_k->dtype));
+    if (has_mask && mask->dtype != DM_BOOL)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: mask.dtype = %s: expected bool", call,
+                            dm_dtype_name(mask->dtype));
+    if (has_bias && bias->dtype != q->dtype && bias->dtype != DM_F32)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: bias.dtype = %s: expected q's dtype %s or f32", call,
+                            dm_dtype_name(bias->dtype), dm_dtype_name(q->dtype));
+    if (p.has_lse && lse->dtype != DM_F32)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: lse.dtype = %s: expected f32", call,
+                            dm_dtype_name(lse->dtype));
+
+    /* Shapes of q, k, v, o. */
+    if ((st = check_sizes(ctx, call, "q", q, q_dims, "cu_seqlens_q")) != DM_OK ||
+        (st = check_sizes(ctx, call, "k", k, kv_dims, "cu_seqlens_k")) != DM_OK ||
+        (st = check_sizes(ctx, call, "v", v, kv_dims, "cu_seqlens_k")) != DM_OK ||
+        (st = check_sizes(ctx, call, "o", o, q_dims, "cu_seqlens_q")) != DM_OK)
+        return st;
+    p.total_q = q->shape[0];
+    p.H = q->shape[1];
+    p.D = q->shape[2];
+    p.total_k = k->shape[0];
+    p.Hkv = k->shape[1];
+    if (p.D < DM_HEAD_DIM_MIN || p.D % DM_HEAD_DIM_STEP != 0 || p.D > DM_HEAD_DIM_MAX)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: q.shape[2] (D) = %" PRId64
+                            ": expected a multiple of %d from %d to %d",
+                            call, p.D, DM_HEAD_DIM_STEP, DM_HEAD_DIM_MIN, DM_HEAD_DIM_MAX);
+    if (k->shape[2] != p.D)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: k.shape[2] (D) = %" PRId64
+                            " does not match q.shape[2] (D) = %" PRId64,
+                            call, k->shape[2], p.D);
+    if ((st = dm_check_same_shape(ctx, call, "v", v, "k", k)) != DM_OK ||
+        (st = dm_check_same_shape(ctx, call, "o", o, "q", q)) != DM_OK)
+        return st;
+    if (p.H % p.Hkv != 0)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: k.shape[1] (Hkv) = %" PRId64
+                            " does not divide q.shape[1] (H) = %" PRId64,
+                            call, p.Hkv, p.H);
+    if (p.H > GRID_DIM_MAX)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: q.shape[1] (H) = %" PRId64
+                            ": expected at most %d (kernels launch one grid.y block per head)",
+                            call, p.H, GRID_DIM_MAX);
+
+    /* cu_seqlens and max_seqlen: B comes from cu_seqlens_q. */
+    if (cu_q->shape[0] < 2)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: cu_seqlens_q.shape[0] = %" PRId64
+                            ": expected B + 1 >= 2 (B >= 1 sequences, offsets from 0 to total_q)",
+                            call, cu_q->shape[0]);
+    if (cu_k->shape[0] != cu_q->shape[0])
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: cu_seqlens_k.shape[0] = %" PRId64 ": expected B + 1 = %" PRId64
+                            " (cu_seqlens_q's length)",
+                            call, cu_k->shape[0], cu_q->shape[0]);
+    p.B = cu_q->shape[0] - 1;
+    if (p.B > GRID_DIM_MAX)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: cu_seqlens_q.shape[0] = %" PRId64
+                            ": expected B + 1 <= %d (kernels launch one grid.z block per "
+                            "sequence)",
+                            call, cu_q->shape[0], GRID_DIM_MAX + 1);
+    p.max_seqlen_q = args->max_seqlen_q;
+    p.max_seqlen_k = args->max_seqlen_k;
+    if ((st = check_max_seqlen(ctx, call, "max_seqlen_q", p.max_seqlen_q, "total_q", p.total_q,
+                               p.B)) != DM_OK ||
+        (st = check_max_seqlen(ctx, call, "max_seqlen_k", p.max_seqlen_k, "total_k", p.total_k,
+                               p.B)) != DM_OK)
+        return st;
+
+    /* Shapes of mask, bias, lse. */
+    p.mask_head_div = 1;
+    p.bias_head_div = 1;
+    if (has_mask && (st = check_mask_shape(ctx, call, "mask", mask, &p, &p.mask_layout,
+                                           &p.mask_head_div)) != DM_OK)
+        return st;
+    if (has_bias && (st = check_mask_shape(ctx, call, "bias", bias, &p, &p.bias_layout,
+                                           &p.bias_head_div)) != DM_OK)
+        return st;
+    if (p.has_lse) {
+        const int64_t want[2] = {p.H, p.total_q};
+        static const char *const lse_dims[] = {"H", "total_q"};
+        for (int d = 0; d < 2; d++)
+            if (lse->shape[d] != want[d])
+                return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                                    "%s: lse.shape[%d] = %" PRId64 ": expected %s = %" PRId64
+                                    " (lse is (H, total_q))",
+                                    call, d, lse->shape[d], lse_dims[d], want[d]);
+    }
+
+    /* Strides, alignment, extents, output overlap. A query-based row's keys are contiguous; a
+     * key-based tensor is read one element per key, in whatever order its strides say. */
+    if ((st = dm_check_input_rows(ctx, call, "q", q)) != DM_OK ||
+        (st = dm_check_input_rows(ctx, call, "k", k)) != DM_OK ||
+        (st = dm_check_input_rows(ctx, call, "v", v)) != DM_OK ||
+        (st = dm_check_output_rows(ctx, call, "o", o)) != DM_OK ||
+        (st = dm_check_input_keys(ctx, call, "cu_seqlens_q", cu_q)) != DM_OK ||
+        (st = dm_check_input_keys(ctx, call, "cu_seqlens_k", cu_k)) != DM_OK)
+        return st;
+    if (has_mask && (st = p.mask_layout == DM_LAYOUT_Q
+                              ? dm_check_input_keys(ctx, call, "mask", mask)
+                              : dm_check_input_elems(ctx, call, "mask", mask)) != DM_OK)
+        return st;
+    if (has_bias && (st = p.bias_layout == DM_LAYOUT_Q
+                              ? dm_check_input_keys(ctx, call, "bias", bias)
+                              : dm_check_input_elems(ctx, call, "bias", bias)) != DM_OK)
+        return st;
+    if (p.has_lse && (st = dm_check_output_elems(ctx, call, "lse", lse)) != DM_OK)
+        return st;
+
+    /* Scalars; a window last, so that a call with bad arguments hears of those first. */
+    if ((st = check_scalars(ctx, call, args)) != DM_OK)
+        return st;
+    if (args->window > 0)
+        return dm_set_error(ctx, DM_ERR_UNSUPPORTED,
+                            "%s: window = %d: window for varlen is not built yet (expected 0)",
+                            call, args->window);
+
+    p.dtype = q->dtype;
+    p.scale = args->scale != 0 ? args->scale : (float)(1.0 / sqrt((double)p.D));
+    p.softcap = args->softcap;
+    p.causal = args->causal != 0;
+    for (int d = 0; d < 2; d++) {
+        p.q_stride[d] = plan_stride(q, d);
+        p.k_stride[d] = plan_stride(k, d);
+        p.v_stride[d] = plan_stride(v, d);
+        p.o_stride[d] = plan_stride(o, d);
+        if (p.has_lse)
+            p.lse_stride[d] = plan_stride(lse, d);
+    }
+    if (has_mask)
+        plan_mask(mask, p.mask_layout, p.mask_stride);
+    if (has_bias)
+        plan_mask(bias, p.bias_layout, p.bias_stride);
+    p.bias_dtype = has_bias ? bias->dtype : DM_DTYPE_NONE;
+    if (plan)
+        *plan = p;
+    return DM_OK;
+}
