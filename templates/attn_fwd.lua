@@ -127,6 +127,8 @@ end
 
 -- The stages every kernel of the family shares, as device functions; $names are pieces().
 local stages = [=[
+$sequence_fn
+$packed_q_fn
 // Rows [r0, r0 + kRows) of a (row, D) matrix into a shared tile (the engine's layout:
 // chunk_addr); rows at or past `limit` are zero-filled (cp.async with 0 source bytes reads
 // nothing). When the block's threads cover whole rows, kRowGroup rows at a time, each thread's
@@ -283,6 +285,10 @@ __device__ __forceinline__ void pack_p(const float (&s)[kMTiles][kNTiles][4],
         }
 }
 
+$store_fn]=]
+
+-- The tiled kernel's stores: a block's rows are one head's queries m0, m0 + 1, ...
+local store_tiled = [=[
 // o and lse of this thread's rows. An empty row (nothing visible) gets o = 0 exactly and
 // lse = +inf, so the backward pass gives it zero gradients.
 __device__ __forceinline__ void store_o_lse(const FwdParams &p, int b, int h, int m0,
@@ -317,6 +323,99 @@ __device__ __forceinline__ void store_o_lse(const FwdParams &p, int b, int h, in
                 lse[b * p.lse_stride[0] + h * p.lse_stride[1] + (i64)i * p.lse_stride[2]] =
                     sum > 0.f ? (row_max[mt][hf] * scale_log2 + __log2f(sum)) * kLn2 : kInf;
             }
+        }
+}]=]
+
+-- Varlen: which tokens a block's sequence holds.
+local sequence_fn = [=[
+// Sequence b's first query and key tokens and its counts: cu_seqlens clamped to the tensors and
+// the counts to max_seqlen (dmattn.h), so no cu_seqlens makes a block read outside its tensors.
+struct Sequence {
+    int q_tok, k_tok, Lq, Lk;
+};
+__device__ __forceinline__ Sequence sequence_of(const FwdParams &p, int b)
+{
+    const int *cu_q = (const int *)p.cu_seqlens_q, *cu_k = (const int *)p.cu_seqlens_k;
+    Sequence s;
+    s.q_tok = min(max(cu_q[b], 0), p.total_q);
+    s.k_tok = min(max(cu_k[b], 0), p.total_k);
+    s.Lq = min(min(max(cu_q[b + 1], s.q_tok), p.total_q) - s.q_tok, p.max_seqlen_q);
+    s.Lk = min(min(max(cu_k[b + 1], s.k_tok), p.total_k) - s.k_tok, p.max_seqlen_k);
+    return s;
+}
+]=]
+
+-- The decode kernel's packed rows: row r of the tile is query r / group of the sequence, head
+-- h + r % group (h: the group's first head), so the group's query heads share every K/V tile.
+local packed_q = [=[
+// The packed Q tile: rows from `rows` (= queries x group) on are zero-filled. Once per block.
+__device__ __forceinline__ void load_q_packed(const FwdParams &p, const u16 *q_base, int rows,
+                                              u16 *sQ)
+{
+    for (int c = threadIdx.x; c < kBlockM * kChunks; c += kThreads) {
+        const int r = c / kChunks, ch = c % kChunks;
+        const bool in = r < rows;
+        const u16 *src = in ? q_base + (i64)(r / p.group) * p.q_stride[1] +
+                                  (i64)(r % p.group) * p.q_stride[2] + ch * 8
+                            : q_base;
+        cp_async16(chunk_addr<kBlockM>(sQ, r, ch), src, in ? 16 : 0);
+    }
+}
+]=]
+
+local store_packed = [=[
+// o and lse of this thread's packed rows (query i = r / group, head h + r % group). With
+// p.o_part, this split's normalized o and its lse (-inf: the split saw nothing) go to the fp32
+// partials at token tok0 + i for the combine kernel; else o and lse as store_o_lse writes them
+// (an empty row: o = 0 exactly, lse = +inf).
+__device__ __forceinline__ void store_packed(const FwdParams &p, int b, int tok0, int h, int split,
+                                             int warp_row0,
+                                             const float (&acc_o)[kMTiles][kDTiles][4],
+                                             const float (&row_max)[kMTiles][2],
+                                             const float (&row_sum)[kMTiles][2],
+                                             float scale_log2)
+{
+    const int lane = threadIdx.x % 32;
+    const int rows = p.Lq * p.group;
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; mt++)
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            float sum = row_sum[mt][hf];
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            const int r = warp_row0 + mt * 16 + lane / 4 + hf * 8;
+            if (r >= rows)
+                continue;
+            const int i = r / p.group, hh = h + r % p.group;
+            const float inv = sum > 0.f ? 1.f / sum : 0.f;
+            const float lse = (row_max[mt][hf] * scale_log2 + __log2f(sum)) * kLn2;
+            if (p.o_part) {
+                const i64 slot = (i64)split * p.part_stride + (i64)(tok0 + i) * p.H + hh;
+                float *orow = (float *)p.o_part + slot * kHeadDim;
+#pragma unroll
+                for (int dt = 0; dt < kDTiles; dt++) {
+                    const int col = dt * 8 + 2 * (lane % 4);
+                    if (col < kHeadDim)
+                        *(float2 *)(orow + col) = make_float2(acc_o[mt][dt][2 * hf] * inv,
+                                                              acc_o[mt][dt][2 * hf + 1] * inv);
+                }
+                if (lane % 4 == 0)
+                    ((float *)p.lse_part)[slot] = sum > 0.f ? lse : -kInf;
+                continue;
+            }
+            u16 *orow =
+                (u16 *)p.o + b * p.o_stride[0] + (i64)i * p.o_stride[1] + hh * p.o_stride[2];
+#pragma unroll
+            for (int dt = 0; dt < kDTiles; dt++) {
+                const int col = dt * 8 + 2 * (lane % 4);
+                if (col < kHeadDim)
+                    *(u32 *)(orow + col) =
+                        pack2(acc_o[mt][dt][2 * hf] * inv, acc_o[mt][dt][2 * hf + 1] * inv);
+            }
+            if (p.lse && lane % 4 == 0)
+                ((float *)p.lse)[b * p.lse_stride[0] + hh * p.lse_stride[1] +
+                                 (i64)i * p.lse_stride[2]] = sum > 0.f ? lse : kInf;
         }
 }]=]
 
@@ -384,26 +483,23 @@ end
 
 local kernel = [=[
 extern "C" __global__ void __launch_bounds__($launch_bounds)
-$entry(const FwdParams p)
+$entry(const FwdParams $param)
 {
     extern __shared__ __align__(kSmemDeclAlign) unsigned char smem_raw[];
     $smem_pointers
 
-    $m_block
-    const int m0 = m_block * kBlockM;
-    const int h = blockIdx.y, b = blockIdx.z, hk = h / p.group;  // hk: the K/V head
+    $coords
     const int warp = threadIdx.x / 32;
     const int warp_row0 = warp * 16 * kMTiles;
     $n_end
     const int kv_limit = max(0, n_end);  // keys from n_end on are seen by no row of the block
     const Operands lb = operands(sQ, sK, sV, warp_row0);
-    const u16 *k_base = (const u16 *)p.k + b * p.k_stride[0] + hk * p.k_stride[2];
-    const u16 *v_base = (const u16 *)p.v + b * p.v_stride[0] + hk * p.v_stride[2];
+    const u16 *k_base = (const u16 *)p.k + $kb * p.k_stride[0] + hk * p.k_stride[2];
+    const u16 *v_base = (const u16 *)p.v + $kb * p.v_stride[0] + hk * p.v_stride[2];
     $mask_base
     $bias_base
     $zero_pad_call
-    load_rows<kBlockM>((const u16 *)p.q + b * p.q_stride[0] + h * p.q_stride[2], p.q_stride[1],
-                       m0, p.Lq, sQ);
+    $q_load
     cp_async_commit();
     $first_tile
     $k_tile_first
@@ -455,8 +551,73 @@ $entry(const FwdParams p)
         pv_issue(p_prev, lb, v_buf ^ 1, acc_o);
         pv_wait(acc_o);
     }
-    store_o_lse(p, b, h, m0, warp_row0, acc_o, row_max, row_sum, $softmax_scale);
+    $store
 }]=]
+
+-- The block's place in the grid and the names the kernel's bases use ($qb: the q-side batch index
+-- or first token, $kb: the k side's; $mb, $bb: the mask's and bias's, by layout), by kind:
+--   dense tiled: (query tile, head, batch); varlen tiled: (query tile, head, sequence), with p
+--   the call's parameters carrying the sequence's counts; decode: (key split, K/V head, batch or
+--   sequence), the group's heads x the sequence's queries packed into the one query tile.
+local function coordinates(v, ps)
+  local lines = {}
+  local function add(text)
+    lines[#lines + 1] = text
+  end
+  ps.param = v.varlen and "pv" or "p"
+  if v.varlen then
+    add("// this block's sequence; p: the call's parameters with its query and key counts")
+    add("FwdParams p = pv;")
+    add("const Sequence sq = sequence_of(pv, blockIdx.z);")
+    add("p.Lq = sq.Lq;")
+    add("p.Lk = sq.Lk;")
+    ps.qb, ps.kb = "sq.q_tok", "sq.k_tok"
+  else
+    ps.qb, ps.kb = "b", "b"
+  end
+  ps.mb = v.mask == "k" and ps.kb or ps.qb
+  ps.bb = v.bias == "k" and ps.kb or ps.qb
+  local diag = "const int diag = p.Lk - p.Lq;  // query i sees keys up to i + diag"
+  if v.decode then
+    add("const int split = blockIdx.x, hk = blockIdx.y" .. (v.varlen and ";" or ", b = blockIdx.z;") ..
+      "  // hk: the K/V head")
+    add("const int h = hk * p.group;  // the group's first query head: the Q, mask and bias bases")
+    add("const int m0 = 0;  // one tile holds every row: the group's heads x the sequence's queries")
+    ps.n_end = (v.causal and diag .. "\n" or "") ..
+      "const int n_begin = split * p.split_keys;  // this block's keys: [n_begin, n_end)\n" ..
+      "const int n_end = min(p.Lk, n_begin + p.split_keys);"
+    ps.n_begin = "n_begin"
+    ps.q_load = "load_q_packed(p, (const u16 *)p.q + " .. ps.qb ..
+      " * p.q_stride[0] + h * p.q_stride[2], p.Lq * p.group,\n              sQ);"
+    ps.store = common.call(4, "store_packed", { "p", ps.qb, v.varlen and "sq.q_tok" or "b * p.Lq",
+      "h", "split", "warp_row0", "acc_o", "row_max", "row_sum", ps.softmax_scale }, ");")
+    ps.store_fn = store_packed
+    ps.packed_q_fn = packed_q
+  else
+    add(v.causal and "const int m_block = gridDim.x - 1 - blockIdx.x;  // long rows first: a short tail"
+      or "const int m_block = blockIdx.x;")
+    add("const int m0 = m_block * kBlockM;")
+    if v.varlen then
+      add("const int h = blockIdx.y, hk = h / p.group;  // hk: the K/V head")
+      add("if (m0 >= p.Lq)  // the grid covers max_seqlen_q: past this sequence's queries")
+      add("    return;")
+    else
+      add("const int h = blockIdx.y, b = blockIdx.z, hk = h / p.group;  // hk: the K/V head")
+    end
+    ps.n_end = v.causal and diag .. "\n" ..
+      "const int n_end = min(p.Lk, min(m0 + kBlockM, p.Lq) + diag);  // <= 0: every row is empty"
+      or "const int n_end = p.Lk;"
+    ps.n_begin = "0"
+    ps.q_load = "load_rows<kBlockM>((const u16 *)p.q + " .. ps.qb ..
+      " * p.q_stride[0] + h * p.q_stride[2], p.q_stride[1],\n                   m0, p.Lq, sQ);"
+    ps.store = "store_o_lse(p, " .. ps.qb .. ", h, m0, warp_row0, acc_o, row_max, row_sum, " ..
+      ps.softmax_scale .. ");"
+    ps.store_fn = store_tiled
+    ps.packed_q_fn = ""
+  end
+  ps.sequence_fn = v.varlen and sequence_fn or ""
+  ps.coords = table.concat(lines, "\n")
+end
 
 -- The pieces of stages and kernel for variant v under plan pl ($name -> text).
 local function pieces(v, pl)
@@ -476,21 +637,23 @@ local function pieces(v, pl)
     bias_on and { "unsigned char *sB = smem + kSmemBiasAt;", "two: this tile's bias, the next's" },
     mask_on and { "unsigned char *sM = smem + kSmemMaskAt;", "the candidate tile's mask" },
   })
-  ps.m_block = v.causal and "const int m_block = gridDim.x - 1 - blockIdx.x;  // long rows first: " ..
-    "a short tail" or "const int m_block = blockIdx.x;"
-  ps.n_end = v.causal and "const int diag = p.Lk - p.Lq;  // query i sees keys up to i + diag\n" ..
-    "const int n_end = min(p.Lk, min(m0 + kBlockM, p.Lq) + diag);  // <= 0: every row is empty"
-    or "const int n_end = p.Lk;"
+  coordinates(v, ps)
   ps.mask_base = mask_on and
-    "const unsigned char *mask_bh = (const unsigned char *)p.mask + b * p.mask_stride[0] +\n" ..
-    "                               (h / p.mask_head_div) * p.mask_stride[1];" or ""
-  ps.bias_base = bias_on and [=[
-const i64 bias_off = b * p.bias_stride[0] + (h / p.bias_head_div) * p.bias_stride[1];
+    "const unsigned char *mask_bh = (const unsigned char *)p.mask + " .. ps.mb .. " * p.mask_stride[0] +\n" ..
+    "                               (h / p.mask_head_div) * p.mask_stride[1];" ..
+    (v.varlen and v.mask == "k" and "\n// a sequence starts at any key: wide reads only where its row is aligned\n" ..
+      "p.mask_pairs = p.mask_pairs && (u64)mask_bh % 2 == 0;\n" ..
+      "p.mask_vec16 = p.mask_vec16 && (u64)mask_bh % 16 == 0;" or "") or ""
+  ps.bias_base = bias_on and common.fill([=[
+const i64 bias_off = $bb * p.bias_stride[0] + (h / p.bias_head_div) * p.bias_stride[1];
 const unsigned char *bias_bh =
     (const unsigned char *)p.bias + bias_off * (p.bias_f32 ? 4 : 2);
 unsigned char *sB_cur = sB, *sB_next = sB + kBiasRows * kBiasPitch;
 // staged by cp.async: 16-byte aligned rows, and room for fp32 ones when kBiasPitch has it
-const bool bias_staged = p.bias_vec16 && (!p.bias_f32 || kBiasPitch >= kBlockN * 4);]=] or ""
+const bool bias_staged = p.bias_vec16 && (!p.bias_f32 || kBiasPitch >= kBlockN * 4)$bias_seq]=],
+    { bb = ps.bb, bias_seq = (v.varlen and v.bias == "k") and " &&\n" ..
+      "                         (u64)bias_bh % 16 == 0;  // a sequence starts at any key" or ";" })
+    or ""
   ps.zero_pad_tiles = padded and "\n" .. pl.engine.zero_pad .. [=[
 
 // The padding columns of every operand tile: never loaded, read as zero by the products.
@@ -559,13 +722,15 @@ __device__ __forceinline__ void zero_pad_tiles(u16 *sQ, u16 *sK, u16 *sV)
   ps.edge_what = v.causal and "\n// Causal: keys past i + diag too (right of the diagonal)." or ""
   ps.edge_test = v.causal and "if (n0 + kBlockN <= p.Lk && n0 + kBlockN - 1 <= m0 + diag)" or
     "if (n0 + kBlockN <= p.Lk)"
-  ps.edge_row = v.causal and "const int i = m0 + warp_row0 + mt * 16 + lane / 4 + (e / 2) * 8;" or ""
+  ps.edge_row = not v.causal and "" or v.decode and
+    "const int i = (warp_row0 + mt * 16 + lane / 4 + (e / 2) * 8) / p.group;  // packed rows" or
+    "const int i = m0 + warp_row0 + mt * 16 + lane / 4 + (e / 2) * 8;"
   ps.edge_causal = v.causal and " || j > i + diag" or ""
 
   -- the walk over key tiles: by the vote with a mask, else every tile up to n_end
   if mask_on then
     ps.first_tile = "MaskBits cur_bits = 0, next_bits = 0;\n" ..
-      "int n0 = next_tile(p, mask_bh, 0, n_end, warp_row0, m0, cur_bits);"
+      "int n0 = next_tile(p, mask_bh, " .. ps.n_begin .. ", n_end, warp_row0, m0, cur_bits);"
     -- n0 comes from a vote: a loop entered on it made ptxas serialize the wgmma pipeline (C7520)
     ps.loop_head = "// One pass even with no visible tile (a loop entered on the vote made ptxas " ..
       "serialize\n// wgmma, C7520): it loads nothing, and the mask stage (bits 0) masks every " ..
@@ -596,7 +761,7 @@ const bool cand_full = p.mask_vec16 && cand < n_end && mask_tile_full(sM);]=]
     ps.n_next = common.call(8, "const int n_next = next_after", { "p", "mask_bh", "cand",
       "cand_full", "cand_any", "cand_bits", "n_end", "warp_row0", "m0", "next_bits" }, ");")
   else
-    ps.first_tile = "int n0 = 0;"
+    ps.first_tile = "int n0 = " .. ps.n_begin .. ";"
     ps.loop_head = "while (n0 < n_end) {"
     ps.loop_tail = "}"
     ps.top_barrier = "__syncthreads();"
@@ -624,14 +789,16 @@ local function check_variant(v)
   if v.window ~= 0 then
     errors.unsupported("top-k windows (w" .. v.window .. ") are not built yet")
   end
-  if v.varlen then
-    errors.unsupported("varlen forward is not built yet")
+  if v.decode and (v.mask == "q" or v.bias == "q") then
+    errors.unsupported("the decode path packs a group's heads and queries into one tile: its mask " ..
+      "and bias must be absent or one row per key (mask-k, bias-k), not per query")
   end
 end
 
 function M.emit(v)
   check_variant(v)
-  local row = tune.lookup("fwd", v.d, v.arch, v.causal, { mask = v.mask, bias = v.bias })
+  local row = tune.lookup("fwd", v.d, v.arch, v.causal,
+    { mask = v.mask, bias = v.bias, decode = v.decode })
   local pl = plan(v, row)
   local ps = pieces(v, pl)
   local buf = common.buffer()
@@ -644,7 +811,7 @@ function M.emit(v)
   buf.add(pl.engine.tile_access)
   buf.add(pl.engine.gemms)
   if v.bias ~= "none" then
-    buf.add(bias.text)
+    buf.add(bias.text(v))
   end
   if v.mask ~= "none" then
     buf.add(mask.text(v, pl))

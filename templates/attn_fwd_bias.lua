@@ -1,6 +1,8 @@
 -- attn_fwd_bias.lua: the forward family's bias pieces (attn_fwd.lua): one score's bias read from
 -- global memory, and a tile's bias (kBiasRows x kBlockN; one row for the key-side layout) staged
--- into shared memory by cp.async and added to the scores. M.text is all of it.
+-- into shared memory by cp.async and added to the scores. M.text(v) is all of it.
+local common = require("cuda_common")
+
 local M = {}
 
 -- Reading one score's bias: from the staged tile (q layout, aligned rows), else from global.
@@ -151,7 +153,7 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
                 const int i = m0 + r, j = n0 + cc;
                 const float bv =
                     (kBiasRows == 1 || i < p.Lq) && j < p.Lk
-                        ? bias_at(p, off + (kBiasRows == 1 ? 0 : (i64)i * p.bias_stride[2]) + j)
+                        ? bias_at(p, off + (kBiasRows == 1 ? 0 : (i64)i * p.bias_stride[2]) + $key_j)
                         : 0.f;
                 s[mt][nt][e] = fmaf(s[mt][nt][e], scale, bv);
             }
@@ -171,6 +173,12 @@ __device__ __forceinline__ void add_bias_tile(const FwdParams &p, const unsigned
         add_bias<2>(p, sB, off, m0, n0, warp_row0, s);
 }]=]
 
-M.text = helpers .. "\n" .. tile
+-- A varlen key-layout bias (total_k, Hm) steps p.bias_key_stride elements a key; its rows are
+-- staged only where that is 1 (the library clears bias_vec16 otherwise), so only the global read
+-- needs the stride.
+function M.text(v)
+  local key_j = (v.varlen and v.bias == "k") and "(i64)j * p.bias_key_stride" or "j"
+  return helpers .. "\n" .. common.fill(tile, { key_j = key_j })
+end
 
 return M

@@ -30,9 +30,9 @@ __device__ __forceinline__ void read_mask_pair(const FwdParams &p, const unsigne
         m1b = two >> 8;
     } else {
         if (j < p.Lk)
-            m0b = row[j];
+            m0b = row[$key_j];
         if (j + 1 < p.Lk)
-            m1b = row[j + 1];
+            m1b = row[$key_j1];
     }
 }]=]
 
@@ -411,7 +411,12 @@ __shared__ unsigned ballots[2][kWarps];  // per warp: which lanes saw a visible 
 
 function M.text(v, pl)
   local causal = v.causal
+  -- a varlen key-layout mask (total_k, Hm) steps p.mask_key_stride bytes a key; the library
+  -- clears mask_pairs and mask_vec16 then, so only the byte reads above see it
+  local strided = v.varlen and v.mask == "k"
   local pieces = {
+    key_j = strided and "(i64)j * p.mask_key_stride" or "j",
+    key_j1 = strided and "(i64)(j + 1) * p.mask_key_stride" or "j + 1",
     j_max = causal and "const int last_row = min(m0 + kBlockM, p.Lq) - 1;\n" ..
       "const int j_max = min(p.Lk - 1, last_row + p.Lk - p.Lq);" or "const int j_max = p.Lk - 1;",
     ballots_decl = pl.scan_smem > 0 and ballots_dynamic or ballots_static,

@@ -1,7 +1,8 @@
 -- tune.lua: looks a variant up in tuning.lua, following `like` fallbacks. A missing row is an
 -- error naming the (dir, d, arch) sought, so a new head_dim or arch cannot silently get a guess.
 -- A row may also name `causal = true|false`, `mask` or `bias` (a layout, "none" | "k" | "q", or a
--- list of them); it then matches only such variants, and rows are tried in order, so a narrower
+-- list of them); it then matches only such variants; `decode = true` rows match only the decode
+-- path's variants and the others never match them, and rows are tried in order, so a narrower
 -- row stands before the general one. Knob rows ({ knob = NAME, on = ... }) are looked up after:
 -- the row handed back carries each knob as a field, true or false (off where no row sets it).
 local rows = require("tuning")
@@ -36,7 +37,7 @@ local function find(dir, d, arch, v, seen)
         return find(dir, d, row.like, v, seen)
       end
       if d >= row.d_min and d <= row.d_max and (row.causal == nil or row.causal == v.causal) and
-          admits(row.mask, v.mask) and admits(row.bias, v.bias) then
+          row.decode == v.decode and admits(row.mask, v.mask) and admits(row.bias, v.bias) then
         return row
       end
     end
@@ -47,7 +48,8 @@ end
 -- layouts: { mask = "none"|"k"|"q", bias = ... }; absent ones are "none"
 function M.lookup(dir, d, arch, causal, layouts)
   layouts = layouts or {}
-  local v = { causal = causal == true, mask = layouts.mask or "none", bias = layouts.bias or "none" }
+  local v = { causal = causal == true, mask = layouts.mask or "none", bias = layouts.bias or "none",
+    decode = layouts.decode == true or nil }
   local row = find(dir, d, arch, v, {})
   if not row then
     errors.unsupported(string.format("no tuning row for (%s, d%d, %s)", dir, d, arch))

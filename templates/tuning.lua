@@ -5,6 +5,18 @@
 -- and bias (a layout or a list of them) narrow a row to such variants (tune.lua). Sweeps:
 -- bench/sweep_tiles.sh on the lent H100, 2026-11-23, bf16 B=2 H=16 L=4096.
 return {
+  -- The decode path (decode = true): one block per (sequence, K/V head, key split) whose 64 rows
+  -- hold the group's heads x the sequence's queries (dmattn.h: group x queries <= 64). K/V
+  -- streaming decides its speed, not the MMAs.
+  { dir = "fwd", decode = true, d_min = 8, d_max = 128, arch = "sm80", warps = 4, m_tiles = 1,
+    block_n = 64, why = "decode: 64 packed rows; first choice, not swept yet (NOTES issue 15)" },
+  { dir = "fwd", decode = true, d_min = 136, d_max = 256, arch = "sm80", warps = 4, m_tiles = 1,
+    block_n = 32, why = "decode d256: 64x32 fits sm86/sm89's 99 KB, as the tiled d256 row" },
+  { dir = "fwd", decode = true, d_min = 8, d_max = 128, arch = "sm90a", mma = "wgmma", warps = 4,
+    m_tiles = 1, block_n = 64,
+    why = "decode: 64 packed rows, the tiled key-layout shape (two blocks an SM); not swept yet" },
+  { dir = "fwd", decode = true, d_min = 136, d_max = 256, arch = "sm90a", mma = "wgmma",
+    warps = 4, m_tiles = 1, block_n = 64, why = "decode d256: O's 128 registers with 64-key tiles" },
   { dir = "fwd", d_min = 8, d_max = 64, arch = "sm80", bias = "q", warps = 4, m_tiles = 1,
     block_n = 64, why = "d64 fullbias (timed as sm90 on the H100, RESULTS session 6): " ..
       "64x64 132.2 vs 128x64 112.1, 128x32 110.1, 64x128 107.1, 128x64 x8 111.4 TFLOP/s" },

@@ -131,6 +131,73 @@ START_TEST(causal_and_softcap_compile_in_both_dtypes_and_archs)
 }
 END_TEST
 
+/* Varlen (tiled): every mask x bias layout pair on sm80 and sm90a, causal and softcap rotating. */
+START_TEST(varlen_every_layout_pair_compiles_for_sm80_and_sm90a)
+{
+    static const dm_arch archs[] = {DM_SM80, DM_SM90A};
+    dm_ctx *ctx = dm_test_offline_ctx();
+    int i = 0;
+    for (size_t a = 0; a < 2; a++)
+        for (int m = 0; m < 3; m++)
+            for (int b = 0; b < 3; b++, i++) {
+                dm_variant v = {.dir = DM_DIR_FWD, .head_dim = 128, .dtype = i % 2 ? DM_BF16 : DM_F16,
+                                .mask = (dm_layout)m, .bias = (dm_layout)b, .varlen = true,
+                                .causal = i % 3 == 1, .softcap = i % 4 == 2, .arch = archs[a]};
+                dm_test_compile_ok(ctx, &v);
+            }
+    dm_ctx_destroy(ctx);
+}
+END_TEST
+
+/* The decode path's kernels (mask and bias none or per key), dense and varlen, on sm80 and
+ * sm90a; a query-layout decode variant is refused as unsupported, naming the reason. */
+START_TEST(decode_compiles_for_sm80_and_sm90a)
+{
+    static const dm_arch archs[] = {DM_SM80, DM_SM90A};
+    static const dm_layout layouts[] = {DM_LAYOUT_NONE, DM_LAYOUT_K};
+    dm_ctx *ctx = dm_test_offline_ctx();
+    int i = 0;
+    for (size_t a = 0; a < 2; a++)
+        for (int m = 0; m < 2; m++)
+            for (int b = 0; b < 2; b++)
+                for (int varlen = 0; varlen < 2; varlen++, i++) {
+                    dm_variant v = {.dir = DM_DIR_FWD, .head_dim = i % 3 ? 128 : 64,
+                                    .dtype = i % 2 ? DM_BF16 : DM_F16, .mask = layouts[m],
+                                    .bias = layouts[b], .varlen = varlen, .causal = i % 3 == 1,
+                                    .softcap = i % 5 == 2, .decode = true, .arch = archs[a]};
+                    dm_test_compile_ok(ctx, &v);
+                }
+    dm_variant q = {.dir = DM_DIR_FWD, .head_dim = 128, .dtype = DM_BF16, .mask = DM_LAYOUT_Q,
+                    .decode = true, .arch = DM_SM90A};
+    dm_kernel_src k;
+    char err[512];
+    ck_assert_int_eq(dm_gen_emit(&q, &k, err, sizeof err), DM_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(err, "one row per key") != NULL, "%s", err);
+    dm_ctx_destroy(ctx);
+}
+END_TEST
+
+/* The decode kernels the speed targets run (d128, sm90a, mask and bias none or per key, varlen
+ * and dense) keep the wgmma pipeline and spill nothing. */
+START_TEST(sm90a_decode_keeps_the_wgmma_pipeline_and_spills_nothing)
+{
+    static const dm_layout layouts[] = {DM_LAYOUT_NONE, DM_LAYOUT_K};
+    for (int m = 0; m < 2; m++)
+        for (int b = 0; b < 2; b++)
+            for (int varlen = 0; varlen < 2; varlen++) {
+                dm_variant v = {.dir = DM_DIR_FWD, .head_dim = 128, .dtype = DM_BF16,
+                                .mask = layouts[m], .bias = layouts[b], .varlen = varlen,
+                                .decode = true, .arch = DM_SM90A};
+                char text[DM_VARIANT_TEXT_MAX];
+                dm_variant_format(&v, text, sizeof text);
+                char *log = ptxas_report(&v);
+                ck_assert_msg(strstr(log, "serialized") == NULL, "%s: %s", text, log);
+                ck_assert_msg(strstr(log, " 0 bytes spill stores") != NULL, "%s: %s", text, log);
+                free(log);
+            }
+}
+END_TEST
+
 START_TEST(other_archs_compile)
 {
     dm_ctx *ctx = dm_test_offline_ctx();
@@ -181,6 +248,9 @@ END_TEST
     X(sm90a_softcap_keeps_the_wgmma_pipeline_and_spills_nothing) \
     X(every_mask_and_bias_layout_pair_compiles_in_both_dtypes) \
     X(causal_and_softcap_compile_in_both_dtypes_and_archs) \
+    X(varlen_every_layout_pair_compiles_for_sm80_and_sm90a) \
+    X(decode_compiles_for_sm80_and_sm90a) \
+    X(sm90a_decode_keeps_the_wgmma_pipeline_and_spills_nothing) \
     X(other_archs_compile) \
     X(broken_source_is_a_compile_error_with_the_log) \
     X(options_name_the_arch_and_differ_per_arch)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "fwd_decode.h"
 #include "fwd_plan.h"
 #include "kernel_params.h"
 #include "fwd_launch.h"
@@ -11,9 +12,7 @@
 /* dm_fwd_params, the kernel's parameters passed by value: defined with its field list in
  * gen/kernel_params.h, from which the template declares struct FwdParams and checks each field. */
 
-/* Whether every row of a mask or bias starts `align`-byte aligned: the base pointer and each
- * stride (in bytes) are multiples of it. Kernels then use wider loads. */
-static int rows_aligned(const void *data, const int64_t *strides, int64_t elem_bytes, int align)
+int dm_rows_aligned(const void *data, const int64_t *strides, int64_t elem_bytes, int align)
 {
     if ((uintptr_t)data % align)
         return 0;
@@ -21,6 +20,14 @@ static int rows_aligned(const void *data, const int64_t *strides, int64_t elem_b
         if (strides[i] * elem_bytes % align)
             return 0;
     return 1;
+}
+
+void dm_fwd_params_scalars(dm_fwd_params *k, float scale, float softcap)
+{
+    k->scale_log2 = scale * 1.4426950408889634f;
+    k->softcap = softcap;
+    k->scale = scale;
+    k->softcap_k = softcap > 0 ? 2.f * 1.4426950408889634f / softcap : 0.f;
 }
 
 static void fill_params(const dm_fwd_args *a, const dm_fwd_plan *p, dm_fwd_params *k)
@@ -48,21 +55,36 @@ static void fill_params(const dm_fwd_args *a, const dm_fwd_plan *p, dm_fwd_param
     k->Lq = (int32_t)p->Lq;
     k->Lk = (int32_t)p->Lk;
     k->group = (int32_t)(p->H / p->Hkv);
-    k->scale_log2 = p->scale * 1.4426950408889634f;
-    k->softcap = p->softcap;
-    k->scale = p->scale;
-    k->softcap_k = p->softcap > 0 ? 2.f * 1.4426950408889634f / p->softcap : 0.f;
+    dm_fwd_params_scalars(k, p->scale, p->softcap);
+    k->mask_key_stride = 1;
+    k->bias_key_stride = 1;
+    k->n_splits = 1;
     k->bias_f32 = p->bias_dtype == DM_F32;
     if (p->bias_layout != DM_LAYOUT_NONE)
-        k->bias_vec16 = rows_aligned(a->bias.data, p->bias_stride, k->bias_f32 ? 4 : 2, 16);
+        k->bias_vec16 = dm_rows_aligned(a->bias.data, p->bias_stride, k->bias_f32 ? 4 : 2, 16);
     if (p->mask_layout != DM_LAYOUT_NONE) {
-        k->mask_pairs = rows_aligned(a->mask.data, p->mask_stride, 1, 2);
-        k->mask_vec16 = rows_aligned(a->mask.data, p->mask_stride, 1, 16);
+        k->mask_pairs = dm_rows_aligned(a->mask.data, p->mask_stride, 1, 2);
+        k->mask_vec16 = dm_rows_aligned(a->mask.data, p->mask_stride, 1, 16);
     }
 }
 
-dm_status dm_fwd_launch(dm_ctx *ctx, const dm_fwd_args *args, const dm_fwd_plan *plan,
-                        CUstream stream)
+/* The decode path for a dense call: sequence b is batch entry b, its Lq queries packed. */
+static dm_status launch_decode(dm_ctx *ctx, const dm_fwd_args *args, const dm_fwd_plan *plan,
+                               CUstream stream)
+{
+    dm_decode_job job = {.call = "dm_fwd", .B = plan->B, .Hkv = plan->Hkv,
+                         .rows = plan->B * plan->Lq, .max_k = plan->Lk,
+                         .num_splits = args->num_splits, .combine_Lq = plan->Lq};
+    dm_fwd_plan_variant(plan, ctx->arch, &job.variant);
+    job.variant.decode = true;
+    fill_params(args, plan, &job.params);
+    memcpy(job.o_stride, plan->o_stride, sizeof job.o_stride);
+    memcpy(job.lse_stride, plan->lse_stride, sizeof job.lse_stride);
+    return dm_fwd_decode_run(ctx, &job, stream);
+}
+
+static dm_status launch_tiled(dm_ctx *ctx, const dm_fwd_args *args, const dm_fwd_plan *plan,
+                              CUstream stream)
 {
     dm_variant v;
     dm_fwd_params params;
@@ -91,4 +113,18 @@ dm_status dm_fwd_launch(dm_ctx *ctx, const dm_fwd_args *args, const dm_fwd_plan 
 out:
     dm_ctx_leave(ctx);
     return st;
+}
+
+dm_status dm_fwd_launch(dm_ctx *ctx, const dm_fwd_args *args, const dm_fwd_plan *plan,
+                        CUstream stream)
+{
+    const char *why;
+    bool fits = dm_fwd_decode_fits(plan->mask_layout, plan->mask_head_div, plan->bias_layout,
+                                   plan->bias_head_div, plan->H / plan->Hkv, plan->Lq, &why);
+    if (args->path == DM_PATH_DECODE && !fits)
+        return dm_set_error(ctx, DM_ERR_UNSUPPORTED, "dm_fwd: path = DM_PATH_DECODE: %s", why);
+    if (args->path == DM_PATH_DECODE ||
+        (args->path == DM_PATH_AUTO && fits && plan->Lq <= DM_DECODE_AUTO_MAX_Q))
+        return launch_decode(ctx, args, plan, stream);
+    return launch_tiled(ctx, args, plan, stream);
 }

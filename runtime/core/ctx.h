@@ -33,6 +33,7 @@ struct dm_ctx {
     int enter_depth;        /* dm_ctx_enter calls not yet left */
     bool pushed;            /* the outermost enter pushed cu_ctx (it was not current) */
     int smem_optin_bytes;   /* the device's opt-in shared memory per block */
+    int sm_count;           /* multiprocessors: how many blocks fill the device (split-KV) */
 
     dm_arch arch;           /* target for compiles: override, else the device's */
     bool arch_known;

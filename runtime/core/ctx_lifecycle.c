@@ -64,7 +64,8 @@ static dm_status attach_device(dm_ctx *ctx, int device)
     if ((st = DEVICE_ATTRIBUTE(ctx, device, COMPUTE_CAPABILITY_MAJOR, &major)) != DM_OK ||
         (st = DEVICE_ATTRIBUTE(ctx, device, COMPUTE_CAPABILITY_MINOR, &minor)) != DM_OK ||
         (st = DEVICE_ATTRIBUTE(ctx, device, MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
-                               &ctx->smem_optin_bytes)) != DM_OK)
+                               &ctx->smem_optin_bytes)) != DM_OK ||
+        (st = DEVICE_ATTRIBUTE(ctx, device, MULTIPROCESSOR_COUNT, &ctx->sm_count)) != DM_OK)
         return st;
     /* A fresh context: no dm_ctx_set_arch can have come before this. */
     if (dm_arch_from_cc(major, minor, &arch) != 0) {

@@ -1,0 +1,48 @@
+/* fwd_decode.h: the decode path (dmattn.h, DM_PATH_DECODE), shared by dm_fwd and dm_fwd_varlen:
+ * one block per (key split, K/V head, sequence) with the group's heads x the sequence's queries
+ * packed into its rows; with more than one split, partial (o, lse) go to stream-ordered fp32
+ * scratch and the combine kernel merges them into o and lse. */
+#ifndef DM_FWD_DECODE_H
+#define DM_FWD_DECODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ctx.h"
+#include "gen.h"
+#include "kernel_params.h"
+
+/* Rows of the decode kernel's one query tile (tuning.lua's decode rows: 16 x 1 x 4 warps). */
+#define DM_DECODE_ROWS 64
+/* The automatic choice takes the decode path up to this many queries per sequence. */
+#define DM_DECODE_AUTO_MAX_Q 16
+
+/* Whether the decode kernel can run a call: group x max_q rows fit its tile and every mask and
+ * bias is absent or one row per key shared by the whole group (head_div a multiple of group).
+ * When not, *why (if not NULL) says what stands in the way, for a forced path's message. */
+bool dm_fwd_decode_fits(dm_layout mask, int64_t mask_head_div, dm_layout bias,
+                        int64_t bias_head_div, int64_t group, int64_t max_q, const char **why);
+
+typedef struct dm_decode_job {
+    const char *call;         /* message prefix: "dm_fwd", "dm_fwd_varlen" */
+    dm_variant variant;       /* the decode variant (decode set; arch filled in by the runner) */
+    dm_fwd_params params;     /* every field but the split ones (n_splits, split_keys, o_part,
+                                 lse_part, part_stride), which the runner sets */
+    int64_t B, Hkv;           /* grid.z, grid.y */
+    int64_t rows;             /* query tokens: B * Lq (dense) or total_q (varlen) */
+    int64_t max_k;            /* keys of the longest sequence */
+    int num_splits;           /* requested; 0 = chosen from the shapes and the device */
+    /* what the combine writes, as CombineParams has it (token t = (t / Lq, t % Lq)) */
+    int64_t o_stride[3], lse_stride[3], combine_Lq;
+} dm_decode_job;
+
+/* Enters ctx, gets the decode kernel, picks the splits, queues the kernel (and the scratch, the
+ * combine and the scratch's free when split) on stream. */
+dm_status dm_fwd_decode_run(dm_ctx *ctx, dm_decode_job *job, CUstream stream);
+
+/* The number of splits the runner uses for `pairs` = B x Hkv blocks of a kernel taking
+ * `blocks_per_sm` blocks an SM, over `tiles` key tiles (exposed for the tests). */
+int dm_fwd_decode_splits(int requested, int64_t pairs, int64_t tiles, int sm_count,
+                         int blocks_per_sm);
+
+#endif

@@ -1,0 +1,173 @@
+/* fwd_varlen.c: dm_fwd_varlen, the varlen forward entry point (SPEC §5): check the arguments,
+ * pick the path, fill FwdParams from the plan and launch: the tiled kernel over (query tile,
+ * head, sequence) or the decode path (fwd_decode.c). The kernels read each sequence's extent
+ * from cu_seqlens on the device. */
+#include <string.h>
+
+#include "fwd_decode.h"
+#include "fwd_launch.h"
+#include "fwd_varlen_plan.h"
+#include "kernels.h"
+
+#define CALL "dm_fwd_varlen"
+
+/* A varlen mask or bias as FwdParams' (batch, head, row) strides, the batch index being the
+ * token the kernel starts the sequence at (its first query for Q, first key for K), and the
+ * step from one key to the next. Rows of the K layout are never stepped (one row). */
+static void layout_strides(dm_layout l, const int64_t plan_stride[3], int64_t out[3],
+                           int64_t *key_stride)
+{
+    out[0] = plan_stride[0];
+    out[1] = plan_stride[1];
+    out[2] = l == DM_LAYOUT_Q ? plan_stride[0] : 0;
+    *key_stride = l == DM_LAYOUT_K ? plan_stride[2] : 1;
+}
+
+/* Whether rows can be read 16 (or 2) bytes at a time: keys contiguous and rows aligned. A K
+ * layout's sequences start at any key, which the kernel checks per sequence. */
+static int wide_rows(const void *data, const int64_t strides[3], int64_t key_stride,
+                     int64_t elem_bytes, int align)
+{
+    return key_stride == 1 && dm_rows_aligned(data, strides, elem_bytes, align);
+}
+
+static void fill_params(const dm_fwd_varlen_args *a, const dm_fwd_varlen_plan *p,
+                        dm_fwd_params *k)
+{
+    memset(k, 0, sizeof *k);
+    k->q = (uintptr_t)a->q.data;
+    k->k = (uintptr_t)a->k.data;
+    k->v = (uintptr_t)a->v.data;
+    k->o = (uintptr_t)a->o.data;
+    k->lse = p->has_lse ? (uintptr_t)a->lse.data : 0;
+    k->cu_seqlens_q = (uintptr_t)a->cu_seqlens_q.data;
+    k->cu_seqlens_k = (uintptr_t)a->cu_seqlens_k.data;
+    /* (batch, row, head): the batch index is the sequence's first token, rows are tokens */
+    const int64_t *src[4] = {p->q_stride, p->k_stride, p->v_stride, p->o_stride};
+    int64_t *dst[4] = {k->q_stride, k->k_stride, k->v_stride, k->o_stride};
+    for (int t = 0; t < 4; t++) {
+        dst[t][0] = src[t][0];
+        dst[t][1] = src[t][0];
+        dst[t][2] = src[t][1];
+    }
+    /* lse (H, total_q): (batch = first token, head, row = token) */
+    k->lse_stride[0] = p->lse_stride[1];
+    k->lse_stride[1] = p->lse_stride[0];
+    k->lse_stride[2] = p->lse_stride[1];
+    k->mask_key_stride = k->bias_key_stride = 1;
+    k->mask_head_div = k->bias_head_div = 1;
+    if (p->mask_layout != DM_LAYOUT_NONE) {
+        k->mask = (uintptr_t)a->mask.data;
+        layout_strides(p->mask_layout, p->mask_stride, k->mask_stride, &k->mask_key_stride);
+        k->mask_head_div = p->mask_head_div;
+        k->mask_pairs = wide_rows(a->mask.data, k->mask_stride, k->mask_key_stride, 1, 2);
+        k->mask_vec16 = wide_rows(a->mask.data, k->mask_stride, k->mask_key_stride, 1, 16);
+    }
+    if (p->bias_layout != DM_LAYOUT_NONE) {
+        k->bias = (uintptr_t)a->bias.data;
+        k->bias_f32 = p->bias_dtype == DM_F32;
+        layout_strides(p->bias_layout, p->bias_stride, k->bias_stride, &k->bias_key_stride);
+        k->bias_head_div = p->bias_head_div;
+        k->bias_vec16 =
+            wide_rows(a->bias.data, k->bias_stride, k->bias_key_stride, k->bias_f32 ? 4 : 2, 16);
+    }
+    k->B = (int32_t)p->B;
+    k->H = (int32_t)p->H;
+    k->Hkv = (int32_t)p->Hkv;
+    k->Lq = (int32_t)p->max_seqlen_q; /* the kernels take each sequence's own counts */
+    k->Lk = (int32_t)p->max_seqlen_k;
+    k->group = (int32_t)(p->H / p->Hkv);
+    dm_fwd_params_scalars(k, p->scale, p->softcap);
+    k->total_q = (int32_t)p->total_q;
+    k->total_k = (int32_t)p->total_k;
+    k->max_seqlen_q = (int32_t)p->max_seqlen_q;
+    k->max_seqlen_k = (int32_t)p->max_seqlen_k;
+    k->n_splits = 1;
+}
+
+static void plan_variant(const dm_fwd_varlen_plan *p, dm_arch arch, bool decode, dm_variant *v)
+{
+    memset(v, 0, sizeof *v);
+    v->family = DM_FAMILY_ATTN;
+    v->dir = DM_DIR_FWD;
+    v->head_dim = (int)p->D;
+    v->dtype = p->dtype;
+    v->mask = p->mask_layout;
+    v->bias = p->bias_layout;
+    v->varlen = true;
+    v->causal = p->causal;
+    v->softcap = p->softcap > 0;
+    v->decode = decode;
+    v->arch = arch;
+}
+
+static dm_status launch_tiled(dm_ctx *ctx, const dm_fwd_varlen_args *args,
+                              const dm_fwd_varlen_plan *plan, CUstream stream)
+{
+    dm_variant v;
+    dm_fwd_params params;
+    const dm_kernel *kernel;
+    char text[DM_VARIANT_TEXT_MAX], buf[160];
+    dm_status st;
+
+    if ((st = dm_ctx_enter(ctx, CALL)) != DM_OK)
+        return st;
+    plan_variant(plan, ctx->arch, false, &v);
+    if ((st = dm_kernel_get(ctx, CALL, &v, &kernel, NULL)) != DM_OK)
+        goto out;
+    fill_params(args, plan, &params);
+    void *kernel_args[] = {&params};
+    unsigned grid_x = (unsigned)((plan->max_seqlen_q + kernel->block_m - 1) / kernel->block_m);
+    CUresult r = ctx->drv->LaunchKernel(kernel->fn, grid_x, (unsigned)plan->H, (unsigned)plan->B,
+                                        (unsigned)kernel->threads, 1, 1,
+                                        (unsigned)kernel->smem_bytes, stream, kernel_args, NULL);
+    if (r != CUDA_SUCCESS) {
+        dm_variant_format(&v, text, sizeof text);
+        st = dm_set_error(ctx, DM_ERR_CUDA, CALL ": variant '%s': cuLaunchKernel: %s", text,
+                          dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+    }
+out:
+    dm_ctx_leave(ctx);
+    return st;
+}
+
+static dm_status launch_decode(dm_ctx *ctx, const dm_fwd_varlen_args *args,
+                               const dm_fwd_varlen_plan *plan, CUstream stream)
+{
+    dm_decode_job job = {.call = CALL, .B = plan->B, .Hkv = plan->Hkv, .rows = plan->total_q,
+                         .max_k = plan->max_seqlen_k, .num_splits = args->num_splits,
+                         .combine_Lq = plan->total_q};
+    plan_variant(plan, ctx->arch, true, &job.variant);
+    fill_params(args, plan, &job.params);
+    /* the combine's token t is (0, t): o rows and lse columns are tokens */
+    job.o_stride[0] = 0;
+    job.o_stride[1] = plan->o_stride[0];
+    job.o_stride[2] = plan->o_stride[1];
+    job.lse_stride[0] = 0;
+    job.lse_stride[1] = plan->lse_stride[0];
+    job.lse_stride[2] = plan->lse_stride[1];
+    return dm_fwd_decode_run(ctx, &job, stream);
+}
+
+dm_status dm_fwd_varlen(dm_ctx *ctx, const dm_fwd_varlen_args *args, CUstream stream)
+{
+    dm_fwd_varlen_plan plan;
+    const char *why;
+
+    if (!ctx)
+        return DM_ERR_INVALID_ARG;
+    dm_status st = dm_fwd_varlen_check(ctx, CALL, args, &plan);
+    if (st != DM_OK)
+        return st;
+    if (plan.total_q == 0 || plan.max_seqlen_q == 0) /* no query anywhere: nothing to write */
+        return DM_OK;
+    bool fits = dm_fwd_decode_fits(plan.mask_layout, plan.mask_head_div, plan.bias_layout,
+                                   plan.bias_head_div, plan.H / plan.Hkv, plan.max_seqlen_q,
+                                   &why);
+    if (args->path == DM_PATH_DECODE && !fits)
+        return dm_set_error(ctx, DM_ERR_UNSUPPORTED, CALL ": path = DM_PATH_DECODE: %s", why);
+    if (args->path == DM_PATH_DECODE ||
+        (args->path == DM_PATH_AUTO && fits && plan.max_seqlen_q <= DM_DECODE_AUTO_MAX_Q))
+        return launch_decode(ctx, args, &plan, stream);
+    return launch_tiled(ctx, args, &plan, stream);
+}
