@@ -39,6 +39,8 @@ static const char usage[] =
     "  --mask LIST         none, k (bool (B, H, 1, Lk): one row for every query) or\n"
     "                      q (bool (B, H, Lq, Lk)) (default none)\n"
     "  --bias LIST         none, k (B, H, 1, Lk) or q (B, H, Lq, Lk) (default none)\n"
+    "  --Hm LIST           heads of mask and bias: h (= H), kv (= Hkv) or 1 (default h); the\n"
+    "                      decode path takes key-layout masks and biases of kv or 1 heads\n"
     "  --bias-dtype LIST   same (q's dtype) or f32 (default same)\n"
     "  --causal LIST       0 or 1; bottom-right aligned (default 0)\n"
     "  --softcap LIST      logit soft cap, 0 = off (default 0)\n"
@@ -101,7 +103,7 @@ static const char *const layout_names[] = {"none", "k", "q"};
 static const char *const pattern_names[] = {"blocks", "random"};
 
 typedef struct options {
-    int_list B, H, Hkv, L, Lq, Lk, D, dtype, mask, bias, bias_f32, causal, pattern, path,
+    int_list B, H, Hkv, L, Lq, Lk, D, dtype, mask, bias, hm, bias_f32, causal, pattern, path,
         num_splits;
     num_list softcap, density;
     int64_t warmup, iters, device, copy_mib;
@@ -110,8 +112,13 @@ typedef struct options {
     bool dry_run, verbose, copy_bw;
 } options;
 
+typedef enum heads { HM_H = 0, HM_KV, HM_1 } heads;
+static const char *const heads_names[] = {"h", "kv", "1"};
+
 typedef struct bench_case {
     int64_t B, H, Hkv, Lq, Lk, D;
+    heads hm;   /* mask and bias heads; h when there is neither */
+    int64_t Hm; /* H, Hkv or 1 */
     dm_dtype dtype;
     layout mask, bias;
     bool bias_f32;
@@ -141,8 +148,9 @@ static case_bytes sizes_of(const bench_case *c)
     s.kv = B * Lk * (double)c->Hkv * (double)c->D * 2; /* each of k and v */
     s.o = s.q;
     s.lse = B * H * Lq * 4;
-    s.mask = c->mask ? B * H * rows_of(c->mask, c) * Lk : 0;
-    s.bias = c->bias ? B * H * rows_of(c->bias, c) * Lk * dtype_size(bias_dtype(c)) : 0;
+    double Hm = (double)c->Hm;
+    s.mask = c->mask ? B * Hm * rows_of(c->mask, c) * Lk : 0;
+    s.bias = c->bias ? B * Hm * rows_of(c->bias, c) * Lk * dtype_size(bias_dtype(c)) : 0;
     s.total = s.q + 2 * s.kv + s.o + s.lse + s.mask + s.bias;
     return s;
 }
@@ -167,6 +175,8 @@ static void describe(const bench_case *c, char *buf, size_t bytes)
     if (n > 0 && (size_t)n < bytes && c->mask && c->density < 1)
         n += snprintf(buf + n, bytes - (size_t)n, " density=%g/%s", c->density,
                       pattern_names[c->pat]);
+    if (n > 0 && (size_t)n < bytes && c->hm != HM_H)
+        n += snprintf(buf + n, bytes - (size_t)n, " Hm=%s", heads_names[c->hm]);
     if (n > 0 && (size_t)n < bytes && (c->path || c->num_splits))
         snprintf(buf + n, bytes - (size_t)n, " path=%s splits=%d", path_names[c->path],
                  c->num_splits);
@@ -181,6 +191,7 @@ static int parse_options(int argc, char **argv, options *o)
     static const char *const bdt_names[] = {"same", "f32"};
     static const int64_t bdt_values[] = {0, 1};
     static const int64_t pat_values[] = {PATTERN_BLOCKS, PATTERN_RANDOM};
+    static const int64_t hm_values[] = {HM_H, HM_KV, HM_1};
     const int64_t grid_max = 65535, len_max = INT32_MAX;
 
     memset(o, 0, sizeof *o);
@@ -218,7 +229,7 @@ static int parse_options(int argc, char **argv, options *o)
             "--D",       "--dtype",   "--mask",    "--bias",   "--bias-dtype",
             "--causal",  "--softcap", "--density", "--pattern", "--warmup", "--iters",
             "--seed",    "--device",  "--csv",     "--json",   "--path", "--num-splits",
-            "--copy-mib"};
+            "--copy-mib", "--Hm"};
         const char *opt = NULL;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0] && !opt; k++)
             if (take(argc, argv, &i, valued[k], &val))
@@ -256,6 +267,8 @@ static int parse_options(int argc, char **argv, options *o)
             ok = parse_name_list(opt, val, lay_names, lay_values, 3, "none, k or q", &o->mask);
         else if (strcmp(opt, "--bias") == 0)
             ok = parse_name_list(opt, val, lay_names, lay_values, 3, "none, k or q", &o->bias);
+        else if (strcmp(opt, "--Hm") == 0)
+            ok = parse_name_list(opt, val, heads_names, hm_values, 3, "h, kv or 1", &o->hm);
         else if (strcmp(opt, "--bias-dtype") == 0)
             ok = parse_name_list(opt, val, bdt_names, bdt_values, 2, "same or f32",
                                  &o->bias_f32);
@@ -316,6 +329,7 @@ static int parse_options(int argc, char **argv, options *o)
     set_default(&o->bias_f32, 0);
     set_default(&o->causal, 0);
     set_default(&o->pattern, PATTERN_BLOCKS);
+    set_default(&o->hm, HM_H);
     set_default(&o->path, DM_PATH_AUTO);
     set_default(&o->num_splits, 0);
     if (o->copy_mib == 0)
@@ -337,7 +351,8 @@ typedef struct case_list {
 static bool same_case(const bench_case *a, const bench_case *b)
 {
     return a->B == b->B && a->H == b->H && a->Hkv == b->Hkv && a->Lq == b->Lq && a->Lk == b->Lk &&
-           a->D == b->D && a->dtype == b->dtype && a->mask == b->mask && a->bias == b->bias &&
+           a->D == b->D && a->hm == b->hm && a->dtype == b->dtype && a->mask == b->mask &&
+           a->bias == b->bias &&
            a->bias_f32 == b->bias_f32 && a->causal == b->causal && a->softcap == b->softcap &&
            a->density == b->density && a->pat == b->pat && a->path == b->path &&
            a->num_splits == b->num_splits;
@@ -345,7 +360,7 @@ static bool same_case(const bench_case *a, const bench_case *b)
 
 /* The axes, slowest first: L varies fastest so that a table reads as one curve per block. */
 enum {
-    AX_DTYPE, AX_D, AX_MASK, AX_BIAS, AX_BDT, AX_CAUSAL, AX_SOFTCAP, AX_DENSITY, AX_PATTERN,
+    AX_DTYPE, AX_D, AX_MASK, AX_BIAS, AX_HM, AX_BDT, AX_CAUSAL, AX_SOFTCAP, AX_DENSITY, AX_PATTERN,
     AX_PATH, AX_SPLITS, AX_B, AX_H, AX_HKV, AX_LEN, N_AXES
 };
 
@@ -370,6 +385,7 @@ static int expand(const options *o, case_list *out)
     count[AX_D] = o->D.n;
     count[AX_MASK] = o->mask.n;
     count[AX_BIAS] = o->bias.n;
+    count[AX_HM] = o->hm.n;
     count[AX_BDT] = o->bias_f32.n;
     count[AX_CAUSAL] = o->causal.n;
     count[AX_SOFTCAP] = o->softcap.n;
@@ -406,6 +422,7 @@ static int expand(const options *o, case_list *out)
             .dtype = (dm_dtype)o->dtype.v[pick[AX_DTYPE]],
             .mask = (layout)o->mask.v[pick[AX_MASK]],
             .bias = (layout)o->bias.v[pick[AX_BIAS]],
+            .hm = (heads)o->hm.v[pick[AX_HM]],
             .bias_f32 = o->bias_f32.v[pick[AX_BDT]] != 0,
             .causal = (int)o->causal.v[pick[AX_CAUSAL]],
             .softcap = (float)o->softcap.v[pick[AX_SOFTCAP]],
@@ -418,6 +435,9 @@ static int expand(const options *o, case_list *out)
         /* Normalize what does not change the work, so that the dedup below drops repeats. */
         if (!c.bias)
             c.bias_f32 = false;
+        if (!c.mask && !c.bias)
+            c.hm = HM_H;
+        c.Hm = c.hm == HM_H ? c.H : c.hm == HM_KV ? c.Hkv : 1;
         if (!c.mask)
             c.density = 1;
         if (c.density >= 1)
@@ -483,7 +503,7 @@ static void stage_write(stager *s, const unsigned char *src, size_t n)
  * does the same work. */
 static bool fill_mask(gpu *g, CUdeviceptr dst, const bench_case *c)
 {
-    uint64_t slices = (uint64_t)(c->B * c->H), rows = c->mask == LAYOUT_Q ? (uint64_t)c->Lq : 1,
+    uint64_t slices = (uint64_t)(c->B * c->Hm), rows = c->mask == LAYOUT_Q ? (uint64_t)c->Lq : 1,
              Lk = (uint64_t)c->Lk, bytes = slices * rows * Lk;
 
     if (c->density >= 1 || c->density <= 0)
@@ -573,13 +593,13 @@ static dm_tensor rows_tensor(CUdeviceptr p, dm_dtype t, int64_t B, int64_t L, in
     return x;
 }
 
-/* mask or bias: (B, H, Lq, Lk) for layout q, (B, H, 1, Lk) for layout k, packed. */
+/* mask or bias: (B, Hm, Lq, Lk) for layout q, (B, Hm, 1, Lk) for layout k, packed. */
 static dm_tensor keys_tensor(CUdeviceptr p, dm_dtype t, const bench_case *c, layout l)
 {
     int64_t rows = l == LAYOUT_Q ? c->Lq : 1;
     dm_tensor x = {.data = (void *)(uintptr_t)p, .dtype = t, .rank = 4,
-                   .shape = {c->B, c->H, rows, c->Lk},
-                   .strides = {c->H * rows * c->Lk, rows * c->Lk, c->Lk, 1}};
+                   .shape = {c->B, c->Hm, rows, c->Lk},
+                   .strides = {c->Hm * rows * c->Lk, rows * c->Lk, c->Lk, 1}};
     return x;
 }
 
@@ -661,17 +681,18 @@ out:
 }
 
 typedef struct columns {
-    bool softcap, pattern, path; /* shown in the table only when some case uses them */
+    bool softcap, pattern, path, hm; /* shown in the table only when some case uses them */
     double copy_gbps;            /* --copy-bw: the copy bandwidth measured; 0 = none */
 } columns;
 
 static columns columns_of(const case_list *l)
 {
-    columns k = {false, false, false, 0};
+    columns k = {false, false, false, false, 0};
     for (int i = 0; i < l->n; i++) {
         k.softcap |= l->c[i].softcap > 0;
         k.pattern |= l->c[i].mask && l->c[i].density < 1;
         k.path |= l->c[i].path != DM_PATH_AUTO || l->c[i].num_splits != 0;
+        k.hm |= l->c[i].hm != HM_H;
     }
     return k;
 }
@@ -689,6 +710,8 @@ static void table_header(const columns *k, const char *tail)
 {
     printf("%3s %4s %4s %7s %7s %4s %5s %4s %8s %6s %7s", "B", "H", "Hkv", "Lq", "Lk", "D",
            "dtype", "mask", "bias", "causal", "density");
+    if (k->hm)
+        printf(" %3s", "Hm");
     if (k->pattern)
         printf(" %7s", "pattern");
     if (k->softcap)
@@ -706,6 +729,8 @@ static void table_case(const columns *k, const bench_case *c)
            (long long)c->H, (long long)c->Hkv, (long long)c->Lq, (long long)c->Lk,
            (long long)c->D, dtype_text(c->dtype), layout_names[c->mask], bias, c->causal,
            c->density);
+    if (k->hm)
+        printf(" %3s", heads_names[c->hm]);
     if (k->pattern)
         printf(" %7s", c->mask && c->density < 1 ? pattern_names[c->pat] : "-");
     if (k->softcap)
@@ -731,7 +756,7 @@ static void table_result(const columns *k, const bench_case *c, const result *r)
 
 static const char csv_header[] =
     "B,H,Hkv,Lq,Lk,D,dtype,mask,bias,bias_dtype,causal,softcap,density,pattern,ms_median,ms_min,"
-    "tflops,gbps,iters,sets,gflop,gbytes,path,num_splits,copy_gbps,pct_copy,status\n";
+    "tflops,gbps,iters,sets,gflop,gbytes,path,num_splits,Hm,copy_gbps,pct_copy,status\n";
 
 /* New columns go before status: ab_templates.sh reads tflops as field 17 and status as the last. */
 static void csv_row(FILE *f, const bench_case *c, const result *r, double copy_gbps)
@@ -750,8 +775,8 @@ static void csv_row(FILE *f, const bench_case *c, const result *r, double copy_g
         pct_text(pct, sizeof pct, b.total / r->ms_median / 1e6, copy_gbps);
     } else
         fputs(",,,,,,", f);
-    fprintf(f, "%.3f,%.4f,%s,%d,", flops_of(c) / 1e9, b.total / 1e9, path_names[c->path],
-            c->num_splits);
+    fprintf(f, "%.3f,%.4f,%s,%d,%lld,", flops_of(c) / 1e9, b.total / 1e9, path_names[c->path],
+            c->num_splits, (long long)c->Hm);
     if (copy_gbps > 0)
         fprintf(f, "%.1f", copy_gbps);
     fprintf(f, ",%s,%s\n", pct, status_text(r->out));
@@ -786,12 +811,13 @@ static void json_row(FILE *f, const bench_case *c, const result *r, bool first, 
             "%s\n    {\"B\": %lld, \"H\": %lld, \"Hkv\": %lld, \"Lq\": %lld, \"Lk\": %lld, "
             "\"D\": %lld, \"dtype\": \"%s\", \"mask\": \"%s\", \"bias\": \"%s\", "
             "\"bias_dtype\": \"%s\", \"causal\": %d, \"softcap\": %g, \"density\": %g, "
-            "\"pattern\": \"%s\", \"path\": \"%s\", \"num_splits\": %d, ",
+            "\"pattern\": \"%s\", \"path\": \"%s\", \"num_splits\": %d, \"Hm\": %lld, ",
             first ? "" : ",", (long long)c->B, (long long)c->H, (long long)c->Hkv,
             (long long)c->Lq, (long long)c->Lk, (long long)c->D, dtype_text(c->dtype),
             layout_names[c->mask], layout_names[c->bias],
             c->bias ? dtype_text(bias_dtype(c)) : "none", c->causal, (double)c->softcap,
-            c->density, pattern_names[c->pat], path_names[c->path], c->num_splits);
+            c->density, pattern_names[c->pat], path_names[c->path], c->num_splits,
+            (long long)c->Hm);
     if (r->out == OUT_OK) {
         fprintf(f,
                 "\"ms_median\": %.4f, \"ms_min\": %.4f, \"tflops\": %.2f, \"gbps\": %.1f, "
