@@ -12,10 +12,13 @@ q.transpose(1, 2) views, (B, H, L, D)):
   fullbias        bias (B, H, L, L) + all-true mask (B, H, L, L); skipped when it does not fit
   causal_keybias  causal + key bias; SDPA gets bias + causal -inf as one float mask (L <= 8192)
 With --window, instead: the top-k window mask against torch's masked_fill -> topk -> scatter
-(bench/compare_window.py).
+(bench/compare_window.py). With --case NAME (decode, decode_q1, decode_mixed, long_row, prefill,
+layouts, or varlen for all), instead: issue 15's varlen and decode cases, dm_fwd_varlen against
+Flex and SDPA with the device copy bandwidth measured in the same run (bench/compare_varlen.py).
 
 Example (on the GPU machine, after `bash scripts/build.sh`):
   PYTHONUNBUFFERED=1 python3 bench/compare.py --json compare.json
+  PYTHONUNBUFFERED=1 python3 bench/compare.py --case decode --json decode.json
 """
 import argparse
 import ctypes
@@ -28,6 +31,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALL_CASES = ["nobias", "keybias", "fullbias", "causal_keybias"]
+VARLEN_CASES = ["decode", "decode_q1", "decode_mixed", "long_row", "prefill", "layouts"]  # compare_varlen.py
 MISMATCH_REL = 2e-2
 SDPA_CAUSAL_MASK_MAX_L = 8192
 
@@ -67,11 +71,40 @@ class DmFwdArgs(ctypes.Structure):
         ("softcap", ctypes.c_float),
         ("causal", ctypes.c_int),
         ("window", ctypes.c_int),
+        ("path", ctypes.c_int),  # dm_fwd_path
+        ("num_splits", ctypes.c_int),
+    ]
+
+
+DM_PATH_AUTO, DM_PATH_TILED, DM_PATH_DECODE = 0, 1, 2
+PATHS = {"auto": DM_PATH_AUTO, "tiled": DM_PATH_TILED, "decode": DM_PATH_DECODE}
+
+
+class DmFwdVarlenArgs(ctypes.Structure):
+    _fields_ = [
+        ("q", DmTensor),
+        ("k", DmTensor),
+        ("v", DmTensor),
+        ("cu_seqlens_q", DmTensor),
+        ("cu_seqlens_k", DmTensor),
+        ("max_seqlen_q", ctypes.c_int64),
+        ("max_seqlen_k", ctypes.c_int64),
+        ("mask", DmTensor),
+        ("bias", DmTensor),
+        ("o", DmTensor),
+        ("lse", DmTensor),
+        ("scale", ctypes.c_float),
+        ("softcap", ctypes.c_float),
+        ("causal", ctypes.c_int),
+        ("window", ctypes.c_int),
+        ("path", ctypes.c_int),
+        ("num_splits", ctypes.c_int),
     ]
 
 
 assert ctypes.sizeof(DmTensor) == 80, ctypes.sizeof(DmTensor)
-assert ctypes.sizeof(DmFwdArgs) == 7 * 80 + 16, ctypes.sizeof(DmFwdArgs)
+assert ctypes.sizeof(DmFwdArgs) == 7 * 80 + 24, ctypes.sizeof(DmFwdArgs)
+assert ctypes.sizeof(DmFwdVarlenArgs) == 9 * 80 + 2 * 8 + 24, ctypes.sizeof(DmFwdVarlenArgs)
 
 
 class DmAttn:
@@ -99,6 +132,8 @@ class DmAttn:
         lib.dm_fwd.argtypes = [vp, ctypes.POINTER(DmFwdArgs), vp]
         lib.dm_fwd.restype = ctypes.c_int
         self._fwd = lib.dm_fwd
+        # dm_fwd_varlen is bound on first use, so that a library without it still runs the rest
+        self._fwd_varlen = None
 
         self.ctx = vp()
         st = lib.dm_ctx_create(ctypes.byref(self.ctx), int(device_index))
@@ -131,6 +166,17 @@ class DmAttn:
         st = self._fwd(self.ctx, ctypes.byref(args), stream)
         if st != DM_OK:
             raise RuntimeError("dm_fwd: %s: %s" % (self.status_name(st), self.errmsg()))
+
+    def fwd_varlen(self, args, stream):
+        """args: a DmFwdVarlenArgs; stream: an int CUstream (0 = legacy default)."""
+        if self._fwd_varlen is None:
+            f = self.lib.dm_fwd_varlen  # AttributeError names the symbol when the library lacks it
+            f.argtypes = [ctypes.c_void_p, ctypes.POINTER(DmFwdVarlenArgs), ctypes.c_void_p]
+            f.restype = ctypes.c_int
+            self._fwd_varlen = f
+        st = self._fwd_varlen(self.ctx, ctypes.byref(args), stream)
+        if st != DM_OK:
+            raise RuntimeError("dm_fwd_varlen: %s: %s" % (self.status_name(st), self.errmsg()))
 
     def close(self):
         if self.ctx:
@@ -427,12 +473,13 @@ def main():
     ap.add_argument("--lib", default=os.path.join(REPO, "build", "libdmattn.so"), help="path of libdmattn.so")
     ap.add_argument("--L", type=int_list, default=None, help="sequence lengths, comma list (default 4096,16384)")
     ap.add_argument("--quick", action="store_true", help="L=4096 only (unless --L is given)")
-    ap.add_argument("--D", type=int_list, default=[64, 128, 256],
-                    help="head dims for keybias, comma list (default 64,128,256)")
+    ap.add_argument("--D", type=int_list, default=None,
+                    help="head dims for keybias, comma list (default 64,128,256); --case: the first (default 128)")
     ap.add_argument("--D-other", dest="D_other", type=int_list, default=[128],
                     help="head dims for nobias, fullbias, causal_keybias (default 128)")
     ap.add_argument("--B", type=int, default=2)
-    ap.add_argument("--H", type=int, default=16)
+    ap.add_argument("--H", type=int, default=None, help="query heads (default 16; --case: 32)")
+    ap.add_argument("--Hkv", type=int, default=8, help="--case: key/value heads (default 8)")
     ap.add_argument("--cases", default=",".join(ALL_CASES), help="comma list of: " + ", ".join(ALL_CASES))
     ap.add_argument("--dtype", choices=["bf16", "f16"], default="bf16")
     ap.add_argument("--warmup", type=int, default=25, help="do_bench warmup (ms)")
@@ -448,7 +495,32 @@ def main():
                          "(bench/compare_window.py)")
     ap.add_argument("--template-dirs", dest="template_dirs", default=None,
                     help="--window: comma list of DMATTN_TEMPLATE_DIR values to time in turn (template sweeps)")
+    ap.add_argument("--case", default=None,
+                    help="instead: issue 15's varlen/decode cases, comma list of: %s, or varlen for all "
+                         "(bench/compare_varlen.py)" % ", ".join(VARLEN_CASES))
+    ap.add_argument("--path", choices=sorted(PATHS), default="auto", help="--case: dm_fwd_varlen's path (default auto)")
+    ap.add_argument("--num-splits", dest="num_splits", type=int, default=0,
+                    help="--case: decode path's key splits, 0 = the library's choice (default 0)")
+    ap.add_argument("--seed", type=int, default=1,
+                    help="--case: seed of the random lengths, drawn as dmbench --varlen --seed draws them (default 1)")
+    ap.add_argument("--copy-mib", dest="copy_mib", type=int, default=1024,
+                    help="--case: the buffer the copy bandwidth is measured on, MiB (default 1024)")
+    ap.add_argument("--mask-density", dest="mask_density", type=float, default=0.95,
+                    help="--case: fraction of visible keys in the key masks (default 0.95: no tile is all false, so "
+                         "nothing is skipped, but the mask is checked)")
     opt = ap.parse_args()
+    varlen_cases = []
+    if opt.case:
+        varlen_cases = [c for c in opt.case.replace(" ", "").split(",") if c]
+        if "varlen" in varlen_cases:
+            varlen_cases = list(VARLEN_CASES)
+        bad = [c for c in varlen_cases if c not in VARLEN_CASES]
+        if bad:
+            ap.error("unknown --case %s; known: %s, varlen" % (", ".join(bad), ", ".join(VARLEN_CASES)))
+    if opt.H is None:
+        opt.H = 32 if varlen_cases else 16
+    if opt.D is None:
+        opt.D = [128] if varlen_cases else [64, 128, 256]
 
     cases = [c for c in opt.cases.replace(" ", "").split(",") if c]
     bad = [c for c in cases if c not in ALL_CASES]
@@ -518,7 +590,7 @@ def main():
         "timing": bench.how,
         "flex": "torch.compile(flex_attention, dynamic=False)" if flex is not None else "n/a: %s" % (
             flex_err or "--no-flex"),
-        "args": vars(opt),
+        "args": dict(vars(opt)),
         "time": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     }
     log("GPU: %s (sm %s, %.1f GiB)" % (meta["gpu"], meta["capability"], meta["gpu_mem_gib"]))
@@ -527,6 +599,22 @@ def main():
                                              meta["dmattn_cache_dir"] or "(memory)"))
     log("timing: %s; Flex: %s" % (meta["timing"], meta["flex"]))
     log("speedup = peer ms / dmattn ms (> 1: dmattn faster); MISMATCH when rel L2 > %.0e" % MISMATCH_REL)
+
+    if varlen_cases:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import compare_varlen
+
+        try:
+            copy, results, n_mismatch = compare_varlen.run(opt, dtype, dm, bench, flex, create_block_mask,
+                                                           varlen_cases)
+        finally:
+            dm.close()
+        if opt.json:
+            meta["copy"] = copy
+            with open(opt.json, "w") as f:
+                json.dump({"meta": meta, "results": results}, f, indent=1)
+            log("wrote " + opt.json)
+        return 1 if n_mismatch else 0
 
     results = []
     try:

@@ -4,53 +4,18 @@
  * and optionally as CSV and JSON (bench/plot.py draws the CSV).
  * Uses only dmattn.h plus the CUDA driver API for memory, streams and events, so it measures
  * what users get; it never reaches into the library's internals. */
-#include <cuda.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "dmattn.h"
+#include "dmbench.h"
 
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
-
-#define DMBENCH_VERSION "0.1.0"
-#define MAX_LIST 64           /* values per option list */
-#define MAX_CASES 10000       /* a larger sweep is a typo: it would run for days */
-#define MAX_SETS 16           /* input sets rotated between runs to defeat L2 */
-#define L2_FACTOR 4           /* rotated sets together exceed this many L2 sizes */
-#define MASK_BLOCK 128        /* --pattern blocks: visible or not per 128 x 128 (or 128 keys) */
-#define HOST_BUF_BYTES (64ull << 20)   /* one random host buffer, copied over and over */
-#define HEADROOM_BYTES (512ull << 20)  /* left free for modules, events and the driver */
-#define ALLOC_ROUND_BYTES (2ull << 20) /* cuMemAlloc granularity, for the fit estimate */
-
-/* ---- messages ---------------------------------------------------------------------------- */
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* "dmbench: <reason>": one line on stderr. */
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("dmbench: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec / 1e9;
-}
+#define MASK_BLOCK 128 /* --pattern blocks: visible or not per 128 x 128 (or 128 keys) */
 
 static const char usage[] =
     "usage: dmbench [OPTIONS]\n"
@@ -74,6 +39,8 @@ static const char usage[] =
     "  --mask LIST         none, k (bool (B, H, 1, Lk): one row for every query) or\n"
     "                      q (bool (B, H, Lq, Lk)) (default none)\n"
     "  --bias LIST         none, k (B, H, 1, Lk) or q (B, H, Lq, Lk) (default none)\n"
+    "  --Hm LIST           heads of mask and bias: h (= H), kv (= Hkv) or 1 (default h); the\n"
+    "                      decode path takes key-layout masks and biases of kv or 1 heads\n"
     "  --bias-dtype LIST   same (q's dtype) or f32 (default same)\n"
     "  --causal LIST       0 or 1; bottom-right aligned (default 0)\n"
     "  --softcap LIST      logit soft cap, 0 = off (default 0)\n"
@@ -82,6 +49,12 @@ static const char usage[] =
     "                      blocks: 128 x 128 blocks (128-key runs for mask k), each visible with\n"
     "                      probability DENSITY, so whole tiles can be skipped; random: each\n"
     "                      entry independently (default blocks)\n"
+    "  --path LIST         kernel path (dm_fwd_args.path): auto, tiled (one block per query tile\n"
+    "                      and head) or decode (a KV-head group's queries packed into one tile,\n"
+    "                      key ranges split over blocks); forcing one that cannot serve the\n"
+    "                      case fails it (default auto)\n"
+    "  --num-splits LIST   decode path: blocks a key range is split over, 0 = picked from the\n"
+    "                      shapes (default 0)\n"
     "\n"
     "run:\n"
     "  --warmup N          untimed runs (default 10), after one untimed call that loads or\n"
@@ -91,6 +64,12 @@ static const char usage[] =
     "  --device N          CUDA device (default 0)\n"
     "  --csv FILE          also write the results as CSV, one row per case\n"
     "  --json FILE         also write the results as JSON\n"
+    "  --copy-bw           also time a device-to-device copy (cuMemcpyDtoDAsync, median of\n"
+    "                      --iters) in the same process, and give each case's GB/s as a\n"
+    "                      percentage of it (a copy moves 2x its size: read once, written once)\n"
+    "  --copy-mib N        the buffer --copy-bw copies, in MiB (default 1024)\n"
+    "  --varlen            the varlen/decode sweep of dm_fwd_varlen instead, with options of\n"
+    "                      its own: see dmbench --varlen --help\n"
     "  --dry-run           print the expanded case list (with GFLOP and GB) and exit; no GPU used\n"
     "  -v, --verbose       the library's messages for each compile and cache event\n"
     "  -h, --help          this text\n"
@@ -115,7 +94,7 @@ static const char usage[] =
     "example:\n"
     "  dmbench --L 4096,16384 --mask none,k --bias k,q --causal 0,1 --csv fwd.csv\n";
 
-/* ---- the sweep: options, lists, cases ------------------------------------------------------ */
+/* ---- the sweep: options, lists, cases -------------------------------------------------------- */
 
 typedef enum layout { LAYOUT_NONE = 0, LAYOUT_K, LAYOUT_Q } layout;
 typedef enum pattern { PATTERN_BLOCKS = 0, PATTERN_RANDOM } pattern;
@@ -123,27 +102,23 @@ typedef enum pattern { PATTERN_BLOCKS = 0, PATTERN_RANDOM } pattern;
 static const char *const layout_names[] = {"none", "k", "q"};
 static const char *const pattern_names[] = {"blocks", "random"};
 
-typedef struct int_list {
-    int64_t v[MAX_LIST];
-    int n;
-} int_list;
-
-typedef struct num_list {
-    double v[MAX_LIST];
-    int n;
-} num_list;
-
 typedef struct options {
-    int_list B, H, Hkv, L, Lq, Lk, D, dtype, mask, bias, bias_f32, causal, pattern;
+    int_list B, H, Hkv, L, Lq, Lk, D, dtype, mask, bias, hm, bias_f32, causal, pattern, path,
+        num_splits;
     num_list softcap, density;
-    int64_t warmup, iters, device;
+    int64_t warmup, iters, device, copy_mib;
     uint64_t seed;
     const char *csv, *json;
-    bool dry_run, verbose;
+    bool dry_run, verbose, copy_bw;
 } options;
+
+typedef enum heads { HM_H = 0, HM_KV, HM_1 } heads;
+static const char *const heads_names[] = {"h", "kv", "1"};
 
 typedef struct bench_case {
     int64_t B, H, Hkv, Lq, Lk, D;
+    heads hm;   /* mask and bias heads; h when there is neither */
+    int64_t Hm; /* H, Hkv or 1 */
     dm_dtype dtype;
     layout mask, bias;
     bool bias_f32;
@@ -151,15 +126,9 @@ typedef struct bench_case {
     float softcap;
     double density; /* 1 when there is no mask */
     pattern pat;    /* blocks when density is 1 or there is no mask */
+    int path;       /* dm_fwd_path */
+    int num_splits; /* 0 = the library's choice */
 } bench_case;
-
-typedef enum outcome { OUT_NOT_RUN = 0, OUT_OK, OUT_FAILED, OUT_SKIPPED } outcome;
-
-typedef struct result {
-    outcome out;
-    double ms_median, ms_min;
-    int iters, sets;
-} result;
 
 /* Byte sizes as doubles: exact below 2^53, and a case too large for that cannot fit anyway.
  * Checked against free memory before any becomes an allocation size. */
@@ -168,16 +137,6 @@ typedef struct case_bytes {
 } case_bytes;
 
 static dm_dtype bias_dtype(const bench_case *c) { return c->bias_f32 ? DM_F32 : c->dtype; }
-
-static double dtype_size(dm_dtype t)
-{
-    return t == DM_F32 ? 4 : t == DM_BOOL ? 1 : 2;
-}
-
-static const char *dtype_text(dm_dtype t)
-{
-    return t == DM_BF16 ? "bf16" : t == DM_F16 ? "f16" : t == DM_F32 ? "f32" : "?";
-}
 
 static double rows_of(layout l, const bench_case *c) { return l == LAYOUT_Q ? (double)c->Lq : 1; }
 
@@ -189,32 +148,17 @@ static case_bytes sizes_of(const bench_case *c)
     s.kv = B * Lk * (double)c->Hkv * (double)c->D * 2; /* each of k and v */
     s.o = s.q;
     s.lse = B * H * Lq * 4;
-    s.mask = c->mask ? B * H * rows_of(c->mask, c) * Lk : 0;
-    s.bias = c->bias ? B * H * rows_of(c->bias, c) * Lk * dtype_size(bias_dtype(c)) : 0;
+    double Hm = (double)c->Hm;
+    s.mask = c->mask ? B * Hm * rows_of(c->mask, c) * Lk : 0;
+    s.bias = c->bias ? B * Hm * rows_of(c->bias, c) * Lk * dtype_size(bias_dtype(c)) : 0;
     s.total = s.q + 2 * s.kv + s.o + s.lse + s.mask + s.bias;
     return s;
 }
 
-/* (query i, key j) pairs visible under the causal rule j <= i + Lk - Lq, or all of them:
- * the sum over i of clamp(i + Lk - Lq + 1, 0, Lk), in closed form. */
-static double visible_pairs(const bench_case *c)
-{
-    double Lq = (double)c->Lq, Lk = (double)c->Lk;
-    if (!c->causal)
-        return Lq * Lk;
-    double lo = Lk - Lq + 1, hi = Lk; /* the count for i = 0 and for i = Lq - 1, unclamped */
-    double sum = 0, a = fmax(lo, 1), b = fmin(hi, Lk);
-    if (a <= b)
-        sum += (a + b) * (b - a + 1) / 2;
-    double full_from = fmax(lo, Lk + 1); /* never above Lk: hi = Lk */
-    if (full_from <= hi)
-        sum += (hi - full_from + 1) * Lk;
-    return sum;
-}
-
 static double flops_of(const bench_case *c)
 {
-    return 4.0 * (double)c->B * (double)c->H * (double)c->D * visible_pairs(c);
+    return 4.0 * (double)c->B * (double)c->H * (double)c->D *
+           visible_pairs(c->Lq, c->Lk, c->causal);
 }
 
 /* "B=2 H=16 Hkv=16 Lq=4096 Lk=4096 D=128 bf16 mask-k bias-q/f32 causal density=0.5/blocks" */
@@ -229,154 +173,15 @@ static void describe(const bench_case *c, char *buf, size_t bytes)
     if (n > 0 && (size_t)n < bytes && c->softcap > 0)
         n += snprintf(buf + n, bytes - (size_t)n, " softcap=%g", (double)c->softcap);
     if (n > 0 && (size_t)n < bytes && c->mask && c->density < 1)
-        snprintf(buf + n, bytes - (size_t)n, " density=%g/%s", c->density,
-                 pattern_names[c->pat]);
+        n += snprintf(buf + n, bytes - (size_t)n, " density=%g/%s", c->density,
+                      pattern_names[c->pat]);
+    if (n > 0 && (size_t)n < bytes && c->hm != HM_H)
+        n += snprintf(buf + n, bytes - (size_t)n, " Hm=%s", heads_names[c->hm]);
+    if (n > 0 && (size_t)n < bytes && (c->path || c->num_splits))
+        snprintf(buf + n, bytes - (size_t)n, " path=%s splits=%d", path_names[c->path],
+                 c->num_splits);
 }
 
-/* ---- option parsing ------------------------------------------------------------------------ */
-
-/* Matches "--name VALUE" or "--name=VALUE". *value is NULL when the value is missing. */
-static bool take(int argc, char **argv, int *i, const char *name, const char **value)
-{
-    const char *s = argv[*i];
-    size_t n = strlen(name);
-    if (strcmp(s, name) == 0) {
-        *value = *i + 1 < argc ? argv[++*i] : NULL;
-        return true;
-    }
-    if (strncmp(s, name, n) == 0 && s[n] == '=') {
-        *value = s + n + 1;
-        return true;
-    }
-    return false;
-}
-
-static bool parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
-/* Splits `text` at commas and hands each item to `item`, which returns false (and prints
- * nothing) on a bad value; then the message names the option, the item and what was expected. */
-typedef bool (*item_fn)(const char *item, void *ctx, int index);
-
-static bool for_each_item(const char *opt, const char *text, const char *expected, item_fn fn,
-                          void *ctx, int *count)
-{
-    char item[256];
-    int n = 0;
-    const char *p = text;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == 0 || len >= sizeof item) {
-            fail("%s: '%s': %s", opt, text, len ? "item too long" : "empty item in the list");
-            return false;
-        }
-        if (n == MAX_LIST) {
-            fail("%s: '%s': more than %d values", opt, text, MAX_LIST);
-            return false;
-        }
-        memcpy(item, p, len);
-        item[len] = '\0';
-        if (!fn(item, ctx, n)) {
-            fail("%s: '%s': expected %s", opt, item, expected);
-            return false;
-        }
-        n++;
-        if (!comma)
-            break;
-        p = comma + 1;
-    }
-    *count = n;
-    return true;
-}
-
-typedef struct int_range {
-    int_list *list;
-    int64_t lo, hi;
-} int_range;
-
-static bool int_item(const char *item, void *ctx, int index)
-{
-    int_range *r = ctx;
-    return parse_int(item, r->lo, r->hi, &r->list->v[index]);
-}
-
-static bool parse_int_list(const char *opt, const char *text, int64_t lo, int64_t hi,
-                           int_list *list)
-{
-    char expected[96];
-    int_range r = {list, lo, hi};
-    snprintf(expected, sizeof expected, "integers from %lld to %lld", (long long)lo,
-             (long long)hi);
-    return for_each_item(opt, text, expected, int_item, &r, &list->n);
-}
-
-typedef struct num_range {
-    num_list *list;
-    double lo, hi;
-} num_range;
-
-static bool num_item(const char *item, void *ctx, int index)
-{
-    num_range *r = ctx;
-    char *end;
-    errno = 0;
-    double v = strtod(item, &end);
-    if (errno || end == item || *end || !isfinite(v) || v < r->lo || v > r->hi)
-        return false;
-    r->list->v[index] = v;
-    return true;
-}
-
-static bool parse_num_list(const char *opt, const char *text, double lo, double hi,
-                           const char *expected, num_list *list)
-{
-    num_range r = {list, lo, hi};
-    return for_each_item(opt, text, expected, num_item, &r, &list->n);
-}
-
-typedef struct name_set {
-    int_list *list;
-    const char *const *names;
-    const int64_t *values;
-    int n;
-} name_set;
-
-static bool name_item(const char *item, void *ctx, int index)
-{
-    name_set *s = ctx;
-    for (int i = 0; i < s->n; i++)
-        if (strcmp(item, s->names[i]) == 0) {
-            s->list->v[index] = s->values[i];
-            return true;
-        }
-    return false;
-}
-
-static bool parse_name_list(const char *opt, const char *text, const char *const *names,
-                            const int64_t *values, int n, const char *expected, int_list *list)
-{
-    name_set s = {list, names, values, n};
-    return for_each_item(opt, text, expected, name_item, &s, &list->n);
-}
-
-static void set_default(int_list *l, int64_t v)
-{
-    if (l->n == 0) {
-        l->v[0] = v;
-        l->n = 1;
-    }
-}
-
-/* Returns -1 to go on, else an exit status. */
 static int parse_options(int argc, char **argv, options *o)
 {
     static const char *const dtype_names[] = {"bf16", "f16"};
@@ -386,6 +191,7 @@ static int parse_options(int argc, char **argv, options *o)
     static const char *const bdt_names[] = {"same", "f32"};
     static const int64_t bdt_values[] = {0, 1};
     static const int64_t pat_values[] = {PATTERN_BLOCKS, PATTERN_RANDOM};
+    static const int64_t hm_values[] = {HM_H, HM_KV, HM_1};
     const int64_t grid_max = 65535, len_max = INT32_MAX;
 
     memset(o, 0, sizeof *o);
@@ -412,13 +218,18 @@ static int parse_options(int argc, char **argv, options *o)
             o->verbose = true;
             continue;
         }
+        if (strcmp(s, "--copy-bw") == 0) {
+            o->copy_bw = true;
+            continue;
+        }
 
         /* Every other option takes a value. */
         static const char *const valued[] = {
             "--B",       "--H",       "--Hkv",     "--L",      "--Lq",   "--Lk",
             "--D",       "--dtype",   "--mask",    "--bias",   "--bias-dtype",
             "--causal",  "--softcap", "--density", "--pattern", "--warmup", "--iters",
-            "--seed",    "--device",  "--csv",     "--json"};
+            "--seed",    "--device",  "--csv",     "--json",   "--path", "--num-splits",
+            "--copy-mib", "--Hm"};
         const char *opt = NULL;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0] && !opt; k++)
             if (take(argc, argv, &i, valued[k], &val))
@@ -456,6 +267,8 @@ static int parse_options(int argc, char **argv, options *o)
             ok = parse_name_list(opt, val, lay_names, lay_values, 3, "none, k or q", &o->mask);
         else if (strcmp(opt, "--bias") == 0)
             ok = parse_name_list(opt, val, lay_names, lay_values, 3, "none, k or q", &o->bias);
+        else if (strcmp(opt, "--Hm") == 0)
+            ok = parse_name_list(opt, val, heads_names, hm_values, 3, "h, kv or 1", &o->hm);
         else if (strcmp(opt, "--bias-dtype") == 0)
             ok = parse_name_list(opt, val, bdt_names, bdt_values, 2, "same or f32",
                                  &o->bias_f32);
@@ -492,6 +305,16 @@ static int parse_options(int argc, char **argv, options *o)
             o->csv = val;
         else if (strcmp(opt, "--json") == 0)
             o->json = val;
+        else if (strcmp(opt, "--path") == 0)
+            ok = parse_name_list(opt, val, path_names, path_values, 3, "auto, tiled or decode",
+                                 &o->path);
+        else if (strcmp(opt, "--num-splits") == 0)
+            ok = parse_int_list(opt, val, 0, 1024, &o->num_splits);
+        else if (strcmp(opt, "--copy-mib") == 0) {
+            ok = parse_int(val, 1, 1 << 20, &o->copy_mib);
+            if (!ok)
+                fail("%s: '%s': expected a size in MiB from 1 to 1048576", opt, val);
+        }
         if (!ok)
             return EXIT_USAGE;
     }
@@ -506,6 +329,11 @@ static int parse_options(int argc, char **argv, options *o)
     set_default(&o->bias_f32, 0);
     set_default(&o->causal, 0);
     set_default(&o->pattern, PATTERN_BLOCKS);
+    set_default(&o->hm, HM_H);
+    set_default(&o->path, DM_PATH_AUTO);
+    set_default(&o->num_splits, 0);
+    if (o->copy_mib == 0)
+        o->copy_mib = (int64_t)(COPY_BYTES_DEFAULT >> 20);
     if (o->softcap.n == 0)
         o->softcap.v[o->softcap.n++] = 0;
     if (o->density.n == 0)
@@ -513,7 +341,7 @@ static int parse_options(int argc, char **argv, options *o)
     return -1;
 }
 
-/* ---- case expansion ------------------------------------------------------------------------ */
+/* ---- case expansion -------------------------------------------------------------------------- */
 
 typedef struct case_list {
     bench_case *c;
@@ -523,15 +351,17 @@ typedef struct case_list {
 static bool same_case(const bench_case *a, const bench_case *b)
 {
     return a->B == b->B && a->H == b->H && a->Hkv == b->Hkv && a->Lq == b->Lq && a->Lk == b->Lk &&
-           a->D == b->D && a->dtype == b->dtype && a->mask == b->mask && a->bias == b->bias &&
+           a->D == b->D && a->hm == b->hm && a->dtype == b->dtype && a->mask == b->mask &&
+           a->bias == b->bias &&
            a->bias_f32 == b->bias_f32 && a->causal == b->causal && a->softcap == b->softcap &&
-           a->density == b->density && a->pat == b->pat;
+           a->density == b->density && a->pat == b->pat && a->path == b->path &&
+           a->num_splits == b->num_splits;
 }
 
 /* The axes, slowest first: L varies fastest so that a table reads as one curve per block. */
 enum {
-    AX_DTYPE, AX_D, AX_MASK, AX_BIAS, AX_BDT, AX_CAUSAL, AX_SOFTCAP, AX_DENSITY, AX_PATTERN,
-    AX_B, AX_H, AX_HKV, AX_LEN, N_AXES
+    AX_DTYPE, AX_D, AX_MASK, AX_BIAS, AX_HM, AX_BDT, AX_CAUSAL, AX_SOFTCAP, AX_DENSITY, AX_PATTERN,
+    AX_PATH, AX_SPLITS, AX_B, AX_H, AX_HKV, AX_LEN, N_AXES
 };
 
 /* Returns -1 to go on, else an exit status. */
@@ -555,11 +385,14 @@ static int expand(const options *o, case_list *out)
     count[AX_D] = o->D.n;
     count[AX_MASK] = o->mask.n;
     count[AX_BIAS] = o->bias.n;
+    count[AX_HM] = o->hm.n;
     count[AX_BDT] = o->bias_f32.n;
     count[AX_CAUSAL] = o->causal.n;
     count[AX_SOFTCAP] = o->softcap.n;
     count[AX_DENSITY] = o->density.n;
     count[AX_PATTERN] = o->pattern.n;
+    count[AX_PATH] = o->path.n;
+    count[AX_SPLITS] = o->num_splits.n;
     count[AX_B] = o->B.n;
     count[AX_H] = o->H.n;
     count[AX_HKV] = o->Hkv.n ? o->Hkv.n : 1;
@@ -589,16 +422,22 @@ static int expand(const options *o, case_list *out)
             .dtype = (dm_dtype)o->dtype.v[pick[AX_DTYPE]],
             .mask = (layout)o->mask.v[pick[AX_MASK]],
             .bias = (layout)o->bias.v[pick[AX_BIAS]],
+            .hm = (heads)o->hm.v[pick[AX_HM]],
             .bias_f32 = o->bias_f32.v[pick[AX_BDT]] != 0,
             .causal = (int)o->causal.v[pick[AX_CAUSAL]],
             .softcap = (float)o->softcap.v[pick[AX_SOFTCAP]],
             .density = o->density.v[pick[AX_DENSITY]],
             .pat = (pattern)o->pattern.v[pick[AX_PATTERN]],
+            .path = (int)o->path.v[pick[AX_PATH]],
+            .num_splits = (int)o->num_splits.v[pick[AX_SPLITS]],
         };
         c.Hkv = o->Hkv.n ? o->Hkv.v[pick[AX_HKV]] : c.H;
         /* Normalize what does not change the work, so that the dedup below drops repeats. */
         if (!c.bias)
             c.bias_f32 = false;
+        if (!c.mask && !c.bias)
+            c.hm = HM_H;
+        c.Hm = c.hm == HM_H ? c.H : c.hm == HM_KV ? c.Hkv : 1;
         if (!c.mask)
             c.density = 1;
         if (c.density >= 1)
@@ -630,168 +469,6 @@ static int expand(const options *o, case_list *out)
     return -1;
 }
 
-/* ---- random inputs --------------------------------------------------------------------------- */
-
-static uint64_t mix64(uint64_t x) /* splitmix64's finalizer */
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
-/* A hash of four words; each step adds a constant, as mix64(0) = 0. */
-static uint64_t hash4(uint64_t a, uint64_t b, uint64_t c, uint64_t d)
-{
-    const uint64_t k = 0x9e3779b97f4a7c15ull;
-    return mix64(mix64(mix64(mix64(a + k) ^ (b + 2 * k)) ^ (c + 3 * k)) ^ (d + 5 * k));
-}
-
-/* Uniform in [0, 1) from a 64-bit hash. */
-static double unit_of(uint64_t h) { return (double)(h >> 11) * 0x1.0p-53; }
-
-/* Round to nearest even; NaN stays NaN (quiet), overflow goes to infinity. */
-static uint16_t float_to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1);
-    return (uint16_t)(u >> 16);
-}
-
-static uint16_t float_to_half(float f)
-{
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
-    uint32_t ax = x & 0x7fffffffu;
-    if (ax > 0x7f800000u)
-        return sign | 0x7e00; /* NaN */
-    if (ax >= 0x477ff000u)    /* 65520 and up round to infinity (65504 is the largest finite) */
-        return sign | 0x7c00;
-    if (ax < 0x38800000u) /* below 2^-14: subnormal; x * 2^24 is exact, rint rounds to even */
-        return sign | (uint16_t)lrintf(fabsf(f) * 16777216.0f);
-    /* Normal: rebias the exponent (127 -> 15) and round the 13 dropped bits to even; a carry
-     * into the exponent is the right result. */
-    ax += 0xc8000fffu + ((ax >> 13) & 1);
-    return sign | (uint16_t)(ax >> 13);
-}
-
-/* ---- the device ------------------------------------------------------------------------------ */
-
-typedef struct host_buf {
-    void *p;
-    bool pinned; /* cuMemAllocHost, else malloc */
-} host_buf;
-
-typedef struct gpu {
-    CUdevice dev;
-    CUcontext cu;
-    bool retained;
-    CUstream stream;
-    dm_ctx *ctx;
-    char name[256];
-    int64_t l2_bytes;
-    CUevent *ev_start, *ev_stop;
-    int n_events;
-    /* Random host buffers of HOST_BUF_BYTES, made on first use: values in q's dtype (bf16,
-     * f16) and f32, the mask bytes of --pattern random at one density, and a staging buffer. */
-    host_buf vals_bf16, vals_f16, vals_f32, mask_random, stage;
-    double mask_random_density;
-    uint64_t seed;
-    char err[512]; /* the last CUDA failure, "cuMemAlloc failed: CUDA_ERROR_OUT_OF_MEMORY" */
-    CUresult last;
-} gpu;
-
-static bool cu_ok(gpu *g, CUresult r, const char *what)
-{
-    g->last = r;
-    if (r == CUDA_SUCCESS)
-        return true;
-    const char *name = NULL;
-    if (cuGetErrorName(r, &name) != CUDA_SUCCESS || !name)
-        name = "unknown error";
-    snprintf(g->err, sizeof g->err, "%s failed: %s (%d)", what, name, (int)r);
-    return false;
-}
-
-static bool host_alloc(gpu *g, host_buf *b, size_t bytes)
-{
-    if (b->p)
-        return true;
-    if (cuMemAllocHost(&b->p, bytes) == CUDA_SUCCESS) {
-        b->pinned = true;
-        return true;
-    }
-    b->p = malloc(bytes); /* pageable: slower copies, same results */
-    b->pinned = false;
-    if (!b->p)
-        snprintf(g->err, sizeof g->err, "out of host memory (%zu bytes)", bytes);
-    return b->p != NULL;
-}
-
-static void host_free(host_buf *b)
-{
-    if (b->p && b->pinned)
-        cuMemFreeHost(b->p);
-    else
-        free(b->p);
-    b->p = NULL;
-}
-
-/* Uniform values in [-1, 1) in dtype t, HOST_BUF_BYTES of them, made once per dtype. */
-static const void *random_values(gpu *g, dm_dtype t)
-{
-    host_buf *b = t == DM_BF16 ? &g->vals_bf16 : t == DM_F16 ? &g->vals_f16 : &g->vals_f32;
-    if (b->p)
-        return b->p;
-    if (!host_alloc(g, b, HOST_BUF_BYTES))
-        return NULL;
-    uint64_t state = mix64(g->seed ^ (0x51ed27ull * (uint64_t)t));
-    size_t n = HOST_BUF_BYTES / (size_t)dtype_size(t);
-    for (size_t i = 0; i < n; i++) {
-        float x = (float)(unit_of(mix64(state += 0x9e3779b97f4a7c15ull)) * 2 - 1);
-        if (t == DM_F32)
-            ((float *)b->p)[i] = x;
-        else
-            ((uint16_t *)b->p)[i] = t == DM_BF16 ? float_to_bf16(x) : float_to_half(x);
-    }
-    return b->p;
-}
-
-/* Fills `bytes` at dst with copies of src: one host copy, then device copies doubling the
- * filled part (a 17 GB bias takes ~10 copies, not 270 host transfers). */
-static bool fill_repeat(gpu *g, CUdeviceptr dst, uint64_t bytes, const void *src,
-                        uint64_t src_bytes)
-{
-    uint64_t first = bytes < src_bytes ? bytes : src_bytes;
-    if (!cu_ok(g, cuMemcpyHtoD(dst, src, first), "cuMemcpyHtoD"))
-        return false;
-    for (uint64_t done = first; done < bytes;) {
-        uint64_t n = done < bytes - done ? done : bytes - done;
-        if (!cu_ok(g, cuMemcpyDtoD(dst + done, dst, n), "cuMemcpyDtoD"))
-            return false;
-        done += n;
-    }
-    return true;
-}
-
-/* Random values of dtype t; `salt` picks where in the host buffer the copy starts, so that q,
- * k, v and bias differ. Offsets stay 16-byte aligned and leave at least half the buffer. */
-static bool fill_values(gpu *g, CUdeviceptr dst, uint64_t bytes, dm_dtype t, uint64_t salt)
-{
-    const unsigned char *src = random_values(g, t);
-    if (!src)
-        return false;
-    uint64_t off = (mix64(salt + 1) % (HOST_BUF_BYTES / 2)) & ~(uint64_t)15;
-    return fill_repeat(g, dst, bytes, src + off, HOST_BUF_BYTES - off);
-}
-
-/* Writes rows through the pinned staging buffer, one host-to-device copy per full buffer. */
 typedef struct stager {
     gpu *g;
     unsigned char *buf;
@@ -826,7 +503,7 @@ static void stage_write(stager *s, const unsigned char *src, size_t n)
  * does the same work. */
 static bool fill_mask(gpu *g, CUdeviceptr dst, const bench_case *c)
 {
-    uint64_t slices = (uint64_t)(c->B * c->H), rows = c->mask == LAYOUT_Q ? (uint64_t)c->Lq : 1,
+    uint64_t slices = (uint64_t)(c->B * c->Hm), rows = c->mask == LAYOUT_Q ? (uint64_t)c->Lq : 1,
              Lk = (uint64_t)c->Lk, bytes = slices * rows * Lk;
 
     if (c->density >= 1 || c->density <= 0)
@@ -882,48 +559,30 @@ static bool fill_mask(gpu *g, CUdeviceptr dst, const bench_case *c)
 
 /* ---- one case -------------------------------------------------------------------------------- */
 
-typedef struct tensor_set {
-    CUdeviceptr q, k, v, o, lse, mask, bias;
-} tensor_set;
+/* The buffers of one input set (buf_set.p[]). */
+enum { BUF_Q, BUF_K, BUF_V, BUF_O, BUF_LSE, BUF_MASK, BUF_BIAS, N_BUFS };
 
-static void free_set(tensor_set *s)
+static void buffer_bytes(const bench_case *c, const case_bytes *b, double bytes[N_BUFS])
 {
-    CUdeviceptr *p[] = {&s->q, &s->k, &s->v, &s->o, &s->lse, &s->mask, &s->bias};
-    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
-        if (*p[i]) {
-            cuMemFree(*p[i]);
-            *p[i] = 0;
-        }
+    bytes[BUF_Q] = b->q;
+    bytes[BUF_K] = bytes[BUF_V] = b->kv;
+    bytes[BUF_O] = b->o;
+    bytes[BUF_LSE] = b->lse;
+    bytes[BUF_MASK] = c->mask ? b->mask : 0;
+    bytes[BUF_BIAS] = c->bias ? b->bias : 0;
 }
 
-/* Allocates one set; false with g->err set (g->last = CUDA_ERROR_OUT_OF_MEMORY when it did not
- * fit). Frees what it took on failure. */
-static bool alloc_set(gpu *g, const bench_case *c, const case_bytes *b, tensor_set *s)
-{
-    memset(s, 0, sizeof *s);
-    bool ok = cu_ok(g, cuMemAlloc(&s->q, (size_t)b->q), "cuMemAlloc (q)") &&
-              cu_ok(g, cuMemAlloc(&s->k, (size_t)b->kv), "cuMemAlloc (k)") &&
-              cu_ok(g, cuMemAlloc(&s->v, (size_t)b->kv), "cuMemAlloc (v)") &&
-              cu_ok(g, cuMemAlloc(&s->o, (size_t)b->o), "cuMemAlloc (o)") &&
-              cu_ok(g, cuMemAlloc(&s->lse, (size_t)b->lse), "cuMemAlloc (lse)") &&
-              (!c->mask || cu_ok(g, cuMemAlloc(&s->mask, (size_t)b->mask), "cuMemAlloc (mask)")) &&
-              (!c->bias || cu_ok(g, cuMemAlloc(&s->bias, (size_t)b->bias), "cuMemAlloc (bias)"));
-    if (!ok)
-        free_set(s);
-    return ok;
-}
-
-static bool fill_set(gpu *g, const bench_case *c, const case_bytes *b, const tensor_set *s,
-                     int set)
+static bool fill_set(gpu *g, const bench_case *c, const case_bytes *b, const buf_set *s, int set)
 {
     uint64_t salt = (uint64_t)set * 8;
-    return fill_values(g, s->q, (uint64_t)b->q, c->dtype, salt + 1) &&
-           fill_values(g, s->k, (uint64_t)b->kv, c->dtype, salt + 2) &&
-           fill_values(g, s->v, (uint64_t)b->kv, c->dtype, salt + 3) &&
-           cu_ok(g, cuMemsetD8(s->o, 0, (size_t)b->o), "cuMemsetD8 (o)") &&
-           cu_ok(g, cuMemsetD8(s->lse, 0, (size_t)b->lse), "cuMemsetD8 (lse)") &&
-           (!c->mask || fill_mask(g, s->mask, c)) &&
-           (!c->bias || fill_values(g, s->bias, (uint64_t)b->bias, bias_dtype(c), salt + 4));
+    return fill_values(g, s->p[BUF_Q], (uint64_t)b->q, c->dtype, salt + 1) &&
+           fill_values(g, s->p[BUF_K], (uint64_t)b->kv, c->dtype, salt + 2) &&
+           fill_values(g, s->p[BUF_V], (uint64_t)b->kv, c->dtype, salt + 3) &&
+           cu_ok(g, cuMemsetD8(s->p[BUF_O], 0, (size_t)b->o), "cuMemsetD8 (o)") &&
+           cu_ok(g, cuMemsetD8(s->p[BUF_LSE], 0, (size_t)b->lse), "cuMemsetD8 (lse)") &&
+           (!c->mask || fill_mask(g, s->p[BUF_MASK], c)) &&
+           (!c->bias ||
+            fill_values(g, s->p[BUF_BIAS], (uint64_t)b->bias, bias_dtype(c), salt + 4));
 }
 
 static dm_tensor rows_tensor(CUdeviceptr p, dm_dtype t, int64_t B, int64_t L, int64_t H,
@@ -934,44 +593,51 @@ static dm_tensor rows_tensor(CUdeviceptr p, dm_dtype t, int64_t B, int64_t L, in
     return x;
 }
 
-/* mask or bias: (B, H, Lq, Lk) for layout q, (B, H, 1, Lk) for layout k, packed. */
+/* mask or bias: (B, Hm, Lq, Lk) for layout q, (B, Hm, 1, Lk) for layout k, packed. */
 static dm_tensor keys_tensor(CUdeviceptr p, dm_dtype t, const bench_case *c, layout l)
 {
     int64_t rows = l == LAYOUT_Q ? c->Lq : 1;
     dm_tensor x = {.data = (void *)(uintptr_t)p, .dtype = t, .rank = 4,
-                   .shape = {c->B, c->H, rows, c->Lk},
-                   .strides = {c->H * rows * c->Lk, rows * c->Lk, c->Lk, 1}};
+                   .shape = {c->B, c->Hm, rows, c->Lk},
+                   .strides = {c->Hm * rows * c->Lk, rows * c->Lk, c->Lk, 1}};
     return x;
 }
 
-static dm_fwd_args args_of(const bench_case *c, const tensor_set *s)
+static dm_fwd_args args_of(const bench_case *c, const buf_set *s)
 {
     dm_fwd_args a = {
-        .q = rows_tensor(s->q, c->dtype, c->B, c->Lq, c->H, c->D),
-        .k = rows_tensor(s->k, c->dtype, c->B, c->Lk, c->Hkv, c->D),
-        .v = rows_tensor(s->v, c->dtype, c->B, c->Lk, c->Hkv, c->D),
-        .o = rows_tensor(s->o, c->dtype, c->B, c->Lq, c->H, c->D),
-        .lse = {.data = (void *)(uintptr_t)s->lse, .dtype = DM_F32, .rank = 3,
+        .q = rows_tensor(s->p[BUF_Q], c->dtype, c->B, c->Lq, c->H, c->D),
+        .k = rows_tensor(s->p[BUF_K], c->dtype, c->B, c->Lk, c->Hkv, c->D),
+        .v = rows_tensor(s->p[BUF_V], c->dtype, c->B, c->Lk, c->Hkv, c->D),
+        .o = rows_tensor(s->p[BUF_O], c->dtype, c->B, c->Lq, c->H, c->D),
+        .lse = {.data = (void *)(uintptr_t)s->p[BUF_LSE], .dtype = DM_F32, .rank = 3,
                 .shape = {c->B, c->H, c->Lq}, .strides = {c->H * c->Lq, c->Lq, 1}},
         .softcap = c->softcap,
         .causal = c->causal,
+        .path = c->path,
+        .num_splits = c->num_splits,
     };
     if (c->mask)
-        a.mask = keys_tensor(s->mask, DM_BOOL, c, c->mask);
+        a.mask = keys_tensor(s->p[BUF_MASK], DM_BOOL, c, c->mask);
     if (c->bias)
-        a.bias = keys_tensor(s->bias, bias_dtype(c), c, c->bias);
+        a.bias = keys_tensor(s->p[BUF_BIAS], bias_dtype(c), c, c->bias);
     return a;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+typedef struct fwd_job {
+    gpu *g;
+    const dm_fwd_args *args;
+    int n_sets;
+    const char *label;
+} fwd_job;
 
-static double round_up(double bytes)
+static bool queue_fwd(void *ctx, int run)
 {
-    return ceil(bytes / (double)ALLOC_ROUND_BYTES) * (double)ALLOC_ROUND_BYTES;
+    fwd_job *j = ctx;
+    if (dm_fwd(j->g->ctx, &j->args[run % j->n_sets], j->g->stream) == DM_OK)
+        return true;
+    fail("%s: %s", j->label, dm_errmsg(j->g->ctx));
+    return false;
 }
 
 /* Runs one case into *r. Returns false only when the CUDA context is unusable afterwards (a
@@ -980,55 +646,18 @@ static double round_up(double bytes)
 static bool run_case(gpu *g, const options *o, const bench_case *c, const char *label, result *r)
 {
     case_bytes b = sizes_of(c);
-    tensor_set sets[MAX_SETS];
+    double bytes[N_BUFS];
+    buf_set sets[MAX_SETS];
     dm_fwd_args args[MAX_SETS];
-    double *ms = NULL;
-    int n_sets = 0;
     bool alive = true;
-    size_t free_bytes = 0, total_bytes = 0;
 
     memset(r, 0, sizeof *r);
-    memset(sets, 0, sizeof sets);
     r->out = OUT_FAILED;
-
-    /* Enough sets that together they exceed L2_FACTOR x L2, as many as fit. */
-    double set_bytes = round_up(b.q) + 2 * round_up(b.kv) + round_up(b.o) + round_up(b.lse) +
-                       (c->mask ? round_up(b.mask) : 0) + (c->bias ? round_up(b.bias) : 0);
-    int want = 1;
-    if (b.total < (double)(L2_FACTOR * g->l2_bytes)) {
-        want = (int)floor((double)(L2_FACTOR * g->l2_bytes) / b.total) + 1;
-        if (want > MAX_SETS)
-            want = MAX_SETS;
-    }
-    if (!cu_ok(g, cuMemGetInfo(&free_bytes, &total_bytes), "cuMemGetInfo")) {
-        fail("%s: %s", label, g->err);
-        return false;
-    }
-    double usable = (double)free_bytes - (double)HEADROOM_BYTES;
-    if (set_bytes > usable) {
-        fail("skipped %s: needs %.2f GiB (+ %.1f GiB headroom), %.2f GiB free", label,
-             set_bytes / 1073741824.0, (double)HEADROOM_BYTES / 1073741824.0,
-             (double)free_bytes / 1073741824.0);
-        r->out = OUT_SKIPPED;
-        return true;
-    }
-    if (want * set_bytes > usable)
-        want = (int)(usable / set_bytes);
-
-    for (; n_sets < want; n_sets++) {
-        if (alloc_set(g, c, &b, &sets[n_sets]))
-            continue;
-        if (g->last != CUDA_ERROR_OUT_OF_MEMORY) {
-            fail("%s: %s", label, g->err);
-            goto out;
-        }
-        if (n_sets == 0) {
-            fail("skipped %s: %s (%.2f GiB needed, %.2f GiB were free)", label, g->err,
-                 set_bytes / 1073741824.0, (double)free_bytes / 1073741824.0);
-            r->out = OUT_SKIPPED;
-            goto out;
-        }
-        break; /* fewer sets than wanted: still a valid measurement */
+    buffer_bytes(c, &b, bytes);
+    int n_sets = alloc_sets(g, bytes, N_BUFS, sets, label, &alive);
+    if (n_sets <= 0) {
+        r->out = n_sets == 0 ? OUT_SKIPPED : OUT_FAILED;
+        return alive;
     }
     for (int i = 0; i < n_sets; i++) {
         if (!fill_set(g, c, &b, &sets[i], i)) {
@@ -1042,158 +671,53 @@ static bool run_case(gpu *g, const options *o, const bench_case *c, const char *
         alive = false;
         goto out;
     }
-
-    int runs = (int)o->warmup + 1, iters = (int)o->iters;
-    ms = malloc((size_t)iters * sizeof *ms);
-    if (!ms) {
-        fail("%s: out of host memory", label);
-        goto out;
-    }
-    /* The first call loads (or JIT-compiles) the kernel: host time, never timed. */
-    for (int i = 0; i < runs; i++) {
-        if (dm_fwd(g->ctx, &args[i % n_sets], g->stream) != DM_OK) {
-            fail("%s: %s", label, dm_errmsg(g->ctx));
-            goto sync;
-        }
-    }
-    for (int i = 0; i < iters; i++) {
-        if (!cu_ok(g, cuEventRecord(g->ev_start[i], g->stream), "cuEventRecord")) {
-            fail("%s: %s", label, g->err);
-            goto sync;
-        }
-        if (dm_fwd(g->ctx, &args[(runs + i) % n_sets], g->stream) != DM_OK) {
-            fail("%s: %s", label, dm_errmsg(g->ctx));
-            goto sync;
-        }
-        if (!cu_ok(g, cuEventRecord(g->ev_stop[i], g->stream), "cuEventRecord")) {
-            fail("%s: %s", label, g->err);
-            goto sync;
-        }
-    }
-    if (!cu_ok(g, cuStreamSynchronize(g->stream), "cuStreamSynchronize")) {
-        fail("%s: %s", label, g->err);
-        alive = false;
-        goto out;
-    }
-    for (int i = 0; i < iters; i++) {
-        float t = 0;
-        if (!cu_ok(g, cuEventElapsedTime(&t, g->ev_start[i], g->ev_stop[i]),
-                   "cuEventElapsedTime")) {
-            fail("%s: %s", label, g->err);
-            goto out;
-        }
-        ms[i] = t;
-    }
-    qsort(ms, (size_t)iters, sizeof *ms, cmp_double);
-    r->ms_min = ms[0];
-    r->ms_median = iters % 2 ? ms[iters / 2] : (ms[iters / 2 - 1] + ms[iters / 2]) / 2;
-    r->iters = iters;
+    fwd_job job = {g, args, n_sets, label};
+    alive = time_runs(g, o->warmup, o->iters, queue_fwd, &job, label, r);
     r->sets = n_sets;
-    r->out = OUT_OK;
-    goto out;
-sync:
-    /* Calls already queued must finish before their buffers are freed. */
-    if (!cu_ok(g, cuStreamSynchronize(g->stream), "cuStreamSynchronize")) {
-        fail("%s: %s", label, g->err);
-        alive = false;
-    }
 out:
-    free(ms);
     if (alive)
-        for (int i = 0; i < MAX_SETS; i++)
-            free_set(&sets[i]);
+        free_sets(sets, n_sets);
     return alive;
 }
 
-static bool gpu_open(gpu *g, const options *o)
-{
-    int l2 = 0;
-    memset(g, 0, sizeof *g);
-    g->seed = o->seed;
-    g->mask_random_density = -1;
-    if (!cu_ok(g, cuInit(0), "cuInit") ||
-        !cu_ok(g, cuDeviceGet(&g->dev, (int)o->device), "cuDeviceGet") ||
-        !cu_ok(g, cuDeviceGetName(g->name, sizeof g->name, g->dev), "cuDeviceGetName") ||
-        !cu_ok(g, cuDeviceGetAttribute(&l2, CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE, g->dev),
-               "cuDeviceGetAttribute (L2 size)"))
-        goto bad;
-    /* The device's primary context, current on this thread: dm_ctx_create shares it, as it
-     * would share PyTorch's. */
-    if (!cu_ok(g, cuDevicePrimaryCtxRetain(&g->cu, g->dev), "cuDevicePrimaryCtxRetain"))
-        goto bad;
-    g->retained = true;
-    if (!cu_ok(g, cuCtxSetCurrent(g->cu), "cuCtxSetCurrent") ||
-        !cu_ok(g, cuStreamCreate(&g->stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate"))
-        goto bad;
-    g->l2_bytes = l2;
-    g->n_events = (int)o->iters;
-    g->ev_start = calloc((size_t)g->n_events, sizeof *g->ev_start);
-    g->ev_stop = calloc((size_t)g->n_events, sizeof *g->ev_stop);
-    if (!g->ev_start || !g->ev_stop) {
-        snprintf(g->err, sizeof g->err, "out of host memory");
-        goto bad;
-    }
-    for (int i = 0; i < g->n_events; i++)
-        if (!cu_ok(g, cuEventCreate(&g->ev_start[i], CU_EVENT_DEFAULT), "cuEventCreate") ||
-            !cu_ok(g, cuEventCreate(&g->ev_stop[i], CU_EVENT_DEFAULT), "cuEventCreate"))
-            goto bad;
-    if (dm_ctx_create(&g->ctx, (int)o->device) != DM_OK) {
-        snprintf(g->err, sizeof g->err, "%s", dm_errmsg(g->ctx));
-        goto bad;
-    }
-    dm_ctx_set_verbosity(g->ctx, o->verbose ? 2 : 1);
-    return true;
-bad:
-    fail("cannot use CUDA device %lld: %s", (long long)o->device, g->err);
-    return false;
-}
-
-static void gpu_close(gpu *g)
-{
-    dm_ctx_destroy(g->ctx);
-    for (int i = 0; i < g->n_events; i++) {
-        if (g->ev_start && g->ev_start[i])
-            cuEventDestroy(g->ev_start[i]);
-        if (g->ev_stop && g->ev_stop[i])
-            cuEventDestroy(g->ev_stop[i]);
-    }
-    free(g->ev_start);
-    free(g->ev_stop);
-    host_free(&g->vals_bf16);
-    host_free(&g->vals_f16);
-    host_free(&g->vals_f32);
-    host_free(&g->mask_random);
-    host_free(&g->stage);
-    if (g->stream)
-        cuStreamDestroy(g->stream);
-    if (g->retained)
-        cuDevicePrimaryCtxRelease(g->dev);
-}
-
-/* ---- reports --------------------------------------------------------------------------------- */
-
 typedef struct columns {
-    bool softcap, pattern; /* shown in the table only when some case uses them */
+    bool softcap, pattern, path, hm; /* shown in the table only when some case uses them */
+    double copy_gbps;            /* --copy-bw: the copy bandwidth measured; 0 = none */
 } columns;
 
 static columns columns_of(const case_list *l)
 {
-    columns k = {false, false};
+    columns k = {false, false, false, false, 0};
     for (int i = 0; i < l->n; i++) {
         k.softcap |= l->c[i].softcap > 0;
         k.pattern |= l->c[i].mask && l->c[i].density < 1;
+        k.path |= l->c[i].path != DM_PATH_AUTO || l->c[i].num_splits != 0;
+        k.hm |= l->c[i].hm != HM_H;
     }
     return k;
+}
+
+/* Achieved GB/s as a percentage of the copy bandwidth; "" without --copy-bw. */
+static void pct_text(char *buf, size_t bytes, double gbps, double copy_gbps)
+{
+    if (copy_gbps > 0)
+        snprintf(buf, bytes, "%.1f", 100 * gbps / copy_gbps);
+    else
+        buf[0] = '\0';
 }
 
 static void table_header(const columns *k, const char *tail)
 {
     printf("%3s %4s %4s %7s %7s %4s %5s %4s %8s %6s %7s", "B", "H", "Hkv", "Lq", "Lk", "D",
            "dtype", "mask", "bias", "causal", "density");
+    if (k->hm)
+        printf(" %3s", "Hm");
     if (k->pattern)
         printf(" %7s", "pattern");
     if (k->softcap)
         printf(" %7s", "softcap");
+    if (k->path)
+        printf(" %6s %6s", "path", "splits");
     printf(" | %s\n", tail);
 }
 
@@ -1205,68 +729,61 @@ static void table_case(const columns *k, const bench_case *c)
            (long long)c->H, (long long)c->Hkv, (long long)c->Lq, (long long)c->Lk,
            (long long)c->D, dtype_text(c->dtype), layout_names[c->mask], bias, c->causal,
            c->density);
+    if (k->hm)
+        printf(" %3s", heads_names[c->hm]);
     if (k->pattern)
         printf(" %7s", c->mask && c->density < 1 ? pattern_names[c->pat] : "-");
     if (k->softcap)
         printf(" %7g", (double)c->softcap);
+    if (k->path)
+        printf(" %6s %6d", path_names[c->path], c->num_splits);
 }
 
 static void table_result(const columns *k, const bench_case *c, const result *r)
 {
     table_case(k, c);
-    if (r->out == OUT_OK)
-        printf(" | %9.4f %8.1f %8.1f\n", r->ms_median, flops_of(c) / r->ms_median / 1e9,
-               sizes_of(c).total / r->ms_median / 1e6);
-    else
+    if (r->out == OUT_OK) {
+        double gbps = sizes_of(c).total / r->ms_median / 1e6;
+        char pct[32];
+        pct_text(pct, sizeof pct, gbps, k->copy_gbps);
+        printf(" | %9.4f %8.1f %8.1f", r->ms_median, flops_of(c) / r->ms_median / 1e9, gbps);
+        printf(k->copy_gbps > 0 ? " %6s\n" : "\n", pct);
+    } else
         printf(" | %9s\n", r->out == OUT_SKIPPED ? "skipped" : r->out == OUT_FAILED ? "FAILED"
                                                                                      : "not run");
     fflush(stdout);
 }
 
-static const char *status_text(outcome o)
-{
-    return o == OUT_OK ? "ok" : o == OUT_FAILED ? "failed" : o == OUT_SKIPPED ? "skipped"
-                                                                              : "not_run";
-}
-
 static const char csv_header[] =
     "B,H,Hkv,Lq,Lk,D,dtype,mask,bias,bias_dtype,causal,softcap,density,pattern,ms_median,ms_min,"
-    "tflops,gbps,iters,sets,gflop,gbytes,status\n";
+    "tflops,gbps,iters,sets,gflop,gbytes,path,num_splits,Hm,copy_gbps,pct_copy,status\n";
 
-static void csv_row(FILE *f, const bench_case *c, const result *r)
+/* New columns go before status: ab_templates.sh reads tflops as field 17 and status as the last. */
+static void csv_row(FILE *f, const bench_case *c, const result *r, double copy_gbps)
 {
     case_bytes b = sizes_of(c);
+    char pct[32] = "";
     fprintf(f, "%lld,%lld,%lld,%lld,%lld,%lld,%s,%s,%s,%s,%d,%g,%g,%s,", (long long)c->B,
             (long long)c->H, (long long)c->Hkv, (long long)c->Lq, (long long)c->Lk,
             (long long)c->D, dtype_text(c->dtype), layout_names[c->mask], layout_names[c->bias],
             c->bias ? dtype_text(bias_dtype(c)) : "none", c->causal, (double)c->softcap,
             c->density, pattern_names[c->pat]);
-    if (r->out == OUT_OK)
+    if (r->out == OUT_OK) {
         fprintf(f, "%.4f,%.4f,%.2f,%.1f,%d,%d,", r->ms_median, r->ms_min,
                 flops_of(c) / r->ms_median / 1e9, b.total / r->ms_median / 1e6, r->iters,
                 r->sets);
-    else
+        pct_text(pct, sizeof pct, b.total / r->ms_median / 1e6, copy_gbps);
+    } else
         fputs(",,,,,,", f);
-    fprintf(f, "%.3f,%.4f,%s\n", flops_of(c) / 1e9, b.total / 1e9, status_text(r->out));
+    fprintf(f, "%.3f,%.4f,%s,%d,%lld,", flops_of(c) / 1e9, b.total / 1e9, path_names[c->path],
+            c->num_splits, (long long)c->Hm);
+    if (copy_gbps > 0)
+        fprintf(f, "%.1f", copy_gbps);
+    fprintf(f, ",%s,%s\n", pct, status_text(r->out));
     fflush(f);
 }
 
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
-static void json_head(FILE *f, const gpu *g, const options *o)
+static void json_head(FILE *f, const gpu *g, const options *o, double copy_gbps)
 {
     fprintf(f, "{\n  \"tool\": \"dmbench\",\n  \"version\": \"%s\",\n  \"dmattn\": ",
             DMBENCH_VERSION);
@@ -1277,32 +794,39 @@ static void json_head(FILE *f, const gpu *g, const options *o)
     json_string(f, dm_ctx_arch(g->ctx));
     fprintf(f,
             ",\n  \"l2_bytes\": %lld,\n  \"warmup\": %lld,\n  \"iters\": %lld,\n  \"seed\": "
-            "%llu,\n  \"cases\": [",
+            "%llu,\n",
             (long long)g->l2_bytes, (long long)o->warmup, (long long)o->iters,
             (unsigned long long)o->seed);
+    if (copy_gbps > 0)
+        fprintf(f, "  \"copy_gbps\": %.1f,\n  \"copy_bytes\": %lld,\n", copy_gbps,
+                (long long)o->copy_mib << 20);
+    fputs("  \"cases\": [", f);
     fflush(f);
 }
 
-static void json_row(FILE *f, const bench_case *c, const result *r, bool first)
+static void json_row(FILE *f, const bench_case *c, const result *r, bool first, double copy_gbps)
 {
     case_bytes b = sizes_of(c);
     fprintf(f,
             "%s\n    {\"B\": %lld, \"H\": %lld, \"Hkv\": %lld, \"Lq\": %lld, \"Lk\": %lld, "
             "\"D\": %lld, \"dtype\": \"%s\", \"mask\": \"%s\", \"bias\": \"%s\", "
             "\"bias_dtype\": \"%s\", \"causal\": %d, \"softcap\": %g, \"density\": %g, "
-            "\"pattern\": \"%s\", ",
+            "\"pattern\": \"%s\", \"path\": \"%s\", \"num_splits\": %d, \"Hm\": %lld, ",
             first ? "" : ",", (long long)c->B, (long long)c->H, (long long)c->Hkv,
             (long long)c->Lq, (long long)c->Lk, (long long)c->D, dtype_text(c->dtype),
             layout_names[c->mask], layout_names[c->bias],
             c->bias ? dtype_text(bias_dtype(c)) : "none", c->causal, (double)c->softcap,
-            c->density, pattern_names[c->pat]);
-    if (r->out == OUT_OK)
+            c->density, pattern_names[c->pat], path_names[c->path], c->num_splits,
+            (long long)c->Hm);
+    if (r->out == OUT_OK) {
         fprintf(f,
                 "\"ms_median\": %.4f, \"ms_min\": %.4f, \"tflops\": %.2f, \"gbps\": %.1f, "
                 "\"iters\": %d, \"sets\": %d, ",
                 r->ms_median, r->ms_min, flops_of(c) / r->ms_median / 1e9,
                 b.total / r->ms_median / 1e6, r->iters, r->sets);
-    else
+        if (copy_gbps > 0)
+            fprintf(f, "\"pct_copy\": %.1f, ", 100 * b.total / r->ms_median / 1e6 / copy_gbps);
+    } else
         fputs("\"ms_median\": null, \"ms_min\": null, \"tflops\": null, \"gbps\": null, "
               "\"iters\": 0, \"sets\": 0, ",
               f);
@@ -1310,19 +834,6 @@ static void json_row(FILE *f, const bench_case *c, const result *r, bool first)
             b.total / 1e9, status_text(r->out));
     fflush(f);
 }
-
-static bool close_file(FILE *f, const char *opt, const char *path)
-{
-    if (!f)
-        return true;
-    bool ok = !ferror(f);
-    ok = fclose(f) == 0 && ok;
-    if (!ok)
-        fail("%s: cannot write '%s': %s", opt, path, strerror(errno));
-    return ok;
-}
-
-/* ---- main ------------------------------------------------------------------------------------ */
 
 static int dry_run(const case_list *l)
 {
@@ -1339,6 +850,10 @@ static int dry_run(const case_list *l)
 
 int main(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--varlen") == 0)
+            return varlen_main(argc, argv);
+
     options o;
     case_list cases = {0};
     result *res = NULL;
@@ -1368,7 +883,7 @@ int main(int argc, char **argv)
         fail("--json: cannot open '%s': %s", o.json, strerror(errno));
         goto out;
     }
-    if (!(gpu_up = gpu_open(&g, &o)))
+    if (!(gpu_up = gpu_open(&g, o.device, o.iters, o.seed, o.verbose)))
         goto out;
 
     size_t free_bytes = 0, total_bytes = 0;
@@ -1379,14 +894,22 @@ int main(int argc, char **argv)
            (double)g.l2_bytes / 1048576.0, (double)free_bytes / 1073741824.0,
            (double)total_bytes / 1073741824.0, (long long)o.warmup, (long long)o.iters);
     columns k = columns_of(&cases);
-    table_header(&k, "  ms(med)  TFLOP/s     GB/s");
+    if (o.copy_bw) {
+        k.copy_gbps = copy_bandwidth(&g, (uint64_t)o.copy_mib << 20, o.iters);
+        if (k.copy_gbps > 0)
+            printf("# copy bandwidth %.1f GB/s (cuMemcpyDtoDAsync of %lld MiB, 2 x its size a "
+                   "copy, median of %lld)\n",
+                   k.copy_gbps, (long long)o.copy_mib, (long long)o.iters);
+    }
+    table_header(&k, k.copy_gbps > 0 ? "  ms(med)  TFLOP/s     GB/s  %copy"
+                                      : "  ms(med)  TFLOP/s     GB/s");
     fflush(stdout);
     if (csv) {
         fputs(csv_header, csv);
         fflush(csv);
     }
     if (json)
-        json_head(json, &g, &o);
+        json_head(json, &g, &o, k.copy_gbps);
 
     double t0 = now_s();
     int n_ok = 0, n_failed = 0, n_skipped = 0, n_not_run = 0;
@@ -1405,9 +928,9 @@ int main(int argc, char **argv)
         }
         table_result(&k, &cases.c[i], &res[i]);
         if (csv)
-            csv_row(csv, &cases.c[i], &res[i]);
+            csv_row(csv, &cases.c[i], &res[i], k.copy_gbps);
         if (json)
-            json_row(json, &cases.c[i], &res[i], i == 0);
+            json_row(json, &cases.c[i], &res[i], i == 0, k.copy_gbps);
         n_ok += res[i].out == OUT_OK;
         n_failed += res[i].out == OUT_FAILED;
         n_skipped += res[i].out == OUT_SKIPPED;

@@ -25,7 +25,7 @@ METRICS = {
 }
 # Always in the key, in this order; the others only when they vary across the rows.
 BASE_KEY = ("mask", "bias", "causal", "D")
-EXTRA_KEY = ("dtype", "density", "pattern", "softcap", "B", "H", "Hkv")
+EXTRA_KEY = ("dtype", "density", "pattern", "softcap", "path", "num_splits", "B", "H", "Hkv")
 INT_COLUMNS = ("B", "H", "Hkv", "Lq", "Lk", "D", "causal")
 
 
