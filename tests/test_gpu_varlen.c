@@ -27,7 +27,7 @@
 typedef struct vl_case {
     int B;
     int len_q[MAX_SEQS], len_k[MAX_SEQS];
-    int64_t max_q, max_k; /* max_seqlen_q/k; 0 = the longest sequence's (at least 1) */
+    int64_t max_q, max_k; /* max_seqlen_q/k; 0 = the longest sequence's */
     int H, Hkv, D;
     dm_dtype dtype;
     dm_layout mask, bias;
@@ -159,9 +159,8 @@ static void vl_build(vl_data *d, const vl_case *c, uint64_t seed)
     }
     d->total_q = d->cu_q_host[c->B];
     d->total_k = d->cu_k_host[c->B];
-    /* at least 1: a batch without queries (keys) still passes a positive max_seqlen */
-    d->max_q = c->max_q ? c->max_q : longest_q > 0 ? longest_q : 1;
-    d->max_k = c->max_k ? c->max_k : longest_k > 0 ? longest_k : 1;
+    d->max_q = c->max_q ? c->max_q : longest_q;
+    d->max_k = c->max_k ? c->max_k : longest_k;
     int64_t H = c->H, Hkv = c->Hkv, D = c->D;
 
     int64_t qs[3] = {d->total_q, H, D}, ks[3] = {d->total_k, Hkv, D};
