@@ -55,7 +55,7 @@ static double rng_uniform(uint64_t *s) /* [-1, 1) */
 
 size_t gpu_elem_bytes(dm_dtype t)
 {
-    return t == DM_F32 ? 4 : t == DM_BOOL ? 1 : 2;
+    return t == DM_F32 || t == DM_I32 ? 4 : t == DM_BOOL ? 1 : 2;
 }
 
 static void put(void *buf, dm_dtype t, size_t i, float x)
@@ -278,7 +278,9 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
                      .o = o.dev,
                      .scale = c->scale,
                      .softcap = c->softcap,
-                     .causal = c->causal};
+                     .causal = c->causal,
+                     .path = c->path,
+                     .num_splits = c->num_splits};
     if (mask.dev_base)
         a.mask = mask.dev;
     if (bias.dev_base)
@@ -381,12 +383,12 @@ static void describe(const gpu_case *c, char *buf, size_t n)
     snprintf(buf, n,
              "B=%d H=%d Hkv=%d Lq=%d Lk=%d D=%d %s mask=%s(%dx%d, p=%.2f) bias=%s(%dx%d%s) "
              "causal=%d softcap=%g scale=%g strided=%d lse=%d masked_keys=[%d,%d) "
-             "masked_row_every=%d hot_key=%d",
+             "masked_row_every=%d hot_key=%d path=%d num_splits=%d",
              c->B, c->H, c->Hkv, c->Lq, c->Lk, c->D, dm_dtype_name(c->dtype), lay[c->mask],
              c->mask_batch, c->mask_heads, c->mask_density, lay[c->bias], c->bias_batch,
              c->bias_heads, c->bias_f32 ? ", f32" : "", c->causal, c->softcap, c->scale,
              c->strided, !c->no_lse, c->masked_key_begin, c->masked_key_end, c->masked_row_every,
-             c->hot_key - 1);
+             c->hot_key - 1, c->path, c->num_splits);
 }
 
 void gpu_check_case(const gpu_case *c, const char *label)

@@ -63,6 +63,8 @@ typedef struct gpu_case {
     int masked_row_every;  /* every n-th query row fully masked (0 = none) */
     int hot_key;           /* 1 + a key false in every mask row whose bias is +30: were it read as
                             * visible it would take over its rows' softmax (0 = none) */
+    int path;              /* dm_fwd_args.path and num_splits (0: picked from the shapes) */
+    int num_splits;
 } gpu_case;
 
 typedef struct gpu_result {

@@ -5,6 +5,7 @@
 #define DM_REFERENCE_H
 
 #include "fwd_plan.h"
+#include "fwd_varlen_plan.h"
 #include "wmask_plan.h"
 
 /* SPEC §2 (and §4 when window > 0): writes o (in the plan's dtype) and lse (if present). */
@@ -19,5 +20,14 @@ dm_status dm_ref_window_mask(dm_ctx *ctx, const dm_window_mask_args *host_args, 
  * then dm_ref_attention on it, as dm_fwd_window does on the GPU (ref_fwd_window.c). */
 dm_status dm_ref_attention(dm_ctx *ctx, const dm_fwd_args *host_args, const dm_fwd_plan *plan);
 dm_status dm_ref_fwd_window(dm_ctx *ctx, const dm_fwd_args *host_args);
+
+/* SPEC §5 as dm_fwd_varlen, for a plan dm_fwd_varlen_check accepted, every buffer on the host
+ * (cu_seqlens too: entries outside [0, total] or decreasing are DM_ERR_INVALID_ARG). Sequence b's
+ * lengths are clamped as the kernels clamp them: rows past max_seqlen_q are not written, keys past
+ * max_seqlen_k are ignored, causal aligns the clamped lengths bottom-right. A sequence with no
+ * queries writes nothing; one with no keys gives o = 0 and lse = +inf. window > 0:
+ * DM_ERR_UNSUPPORTED (ref_fwd_varlen.c). */
+dm_status dm_ref_fwd_varlen(dm_ctx *ctx, const dm_fwd_varlen_args *host_args,
+                            const dm_fwd_varlen_plan *plan);
 
 #endif

@@ -1,0 +1,147 @@
+/* ref_fwd_varlen.c: the CPU reference of dm_fwd_varlen (SPEC §5) in float64, on host buffers (the
+ * cu_seqlens included). Each sequence becomes a dense B = 1 problem, a view into the packed
+ * buffers, handed to dm_ref_attention: one attention reference, so varlen and dense cannot
+ * disagree about the math. For tests and tools; production code never calls it. */
+#include <math.h>
+#include <stdint.h>
+
+#include "reference.h"
+
+/* Bytes per element of the dtypes the buffers hold (bool 1, f16/bf16 2, f32 4). */
+static size_t elem_bytes(dm_dtype t)
+{
+    return t == DM_F32 ? 4 : t == DM_BOOL ? 1 : 2;
+}
+
+static void *at(void *base, dm_dtype t, int64_t elems)
+{
+    return (char *)base + (size_t)elems * elem_bytes(t);
+}
+
+/* The entries the host can read: within [0, total] and non-decreasing. Past that the GPU's
+ * behaviour is not defined (dmattn.h), so there is nothing to be a reference of. */
+static dm_status check_cu_seqlens(dm_ctx *ctx, const char *name, const int32_t *cu, int64_t B,
+                                  int64_t total)
+{
+    if (!cu)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "dm_ref_fwd_varlen: %s is NULL", name);
+    for (int64_t b = 0; b <= B; b++) {
+        if (cu[b] < 0 || cu[b] > total)
+            return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                                "dm_ref_fwd_varlen: %s[%lld] = %d: expected within [0, %lld]", name,
+                                (long long)b, (int)cu[b], (long long)total);
+        if (b > 0 && cu[b] < cu[b - 1])
+            return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                                "dm_ref_fwd_varlen: %s[%lld] = %d: expected at least %s[%lld] = %d",
+                                name, (long long)b, (int)cu[b], name, (long long)(b - 1),
+                                (int)cu[b - 1]);
+    }
+    return DM_OK;
+}
+
+/* A varlen mask/bias (token, head, key) as a dense one (b, h, i, j) with b always 0. Query
+ * layout: rows start at the sequence's first query, one row per query, keys contiguous. Key
+ * layout: one value per key, the same for every query (row stride 0), a key's own row apart. */
+static void mb_view(dm_layout layout, const int64_t vs[3], int64_t first_q, int64_t first_k,
+                    int64_t *first_token, int64_t ds[4])
+{
+    ds[0] = 0;
+    ds[1] = vs[1];
+    ds[2] = layout == DM_LAYOUT_Q ? vs[0] : 0;
+    ds[3] = vs[2];
+    *first_token = layout == DM_LAYOUT_Q ? first_q : first_k;
+}
+
+/* Sequence b's dense problem: B = 1, Lq x Lk, every pointer offset to its first token. */
+static void sequence_view(const dm_fwd_varlen_args *a, const dm_fwd_varlen_plan *p, int64_t q0,
+                          int64_t k0, int64_t Lq, int64_t Lk, dm_fwd_args *da, dm_fwd_plan *dp)
+{
+    *dp = (dm_fwd_plan){
+        .B = 1,
+        .H = p->H,
+        .Hkv = p->Hkv,
+        .Lq = Lq,
+        .Lk = Lk,
+        .D = p->D,
+        .dtype = p->dtype,
+        .scale = p->scale,
+        .softcap = p->softcap,
+        .causal = p->causal,
+        .q_stride = {0, p->q_stride[0], p->q_stride[1]},
+        .k_stride = {0, p->k_stride[0], p->k_stride[1]},
+        .v_stride = {0, p->v_stride[0], p->v_stride[1]},
+        .o_stride = {0, p->o_stride[0], p->o_stride[1]},
+        .mask_layout = p->mask_layout,
+        .mask_head_div = p->mask_head_div,
+        .bias_layout = p->bias_layout,
+        .bias_dtype = p->bias_dtype,
+        .bias_head_div = p->bias_head_div,
+        .has_lse = p->has_lse,
+        .lse_stride = {0, p->lse_stride[0], p->lse_stride[1]},
+    };
+    *da = (dm_fwd_args){0};
+    da->q.data = at(a->q.data, p->dtype, q0 * p->q_stride[0]);
+    da->k.data = at(a->k.data, p->dtype, k0 * p->k_stride[0]);
+    da->v.data = at(a->v.data, p->dtype, k0 * p->v_stride[0]);
+    da->o.data = at(a->o.data, p->dtype, q0 * p->o_stride[0]);
+    if (p->has_lse)
+        da->lse.data = at(a->lse.data, DM_F32, q0 * p->lse_stride[1]);
+    int64_t t;
+    if (p->mask_layout != DM_LAYOUT_NONE) {
+        mb_view(p->mask_layout, p->mask_stride, q0, k0, &t, dp->mask_stride);
+        da->mask.data = at(a->mask.data, DM_BOOL, t * p->mask_stride[0]);
+    }
+    if (p->bias_layout != DM_LAYOUT_NONE) {
+        mb_view(p->bias_layout, p->bias_stride, q0, k0, &t, dp->bias_stride);
+        da->bias.data = at(a->bias.data, p->bias_dtype, t * p->bias_stride[0]);
+    }
+}
+
+/* No keys: every row is empty, o = 0 exactly and lse = +inf (dm_ref_attention is not asked to
+ * allocate for Lk = 0). */
+static void write_empty_rows(const dm_fwd_args *da, const dm_fwd_plan *dp)
+{
+    for (int64_t i = 0; i < dp->Lq; i++)
+        for (int64_t h = 0; h < dp->H; h++) {
+            uint16_t *oi = (uint16_t *)da->o.data + i * dp->o_stride[1] + h * dp->o_stride[2];
+            for (int64_t d = 0; d < dp->D; d++)
+                oi[d] = 0;
+            if (dp->has_lse)
+                ((float *)da->lse.data)[h * dp->lse_stride[1] + i * dp->lse_stride[2]] = INFINITY;
+        }
+}
+
+dm_status dm_ref_fwd_varlen(dm_ctx *ctx, const dm_fwd_varlen_args *host_args,
+                            const dm_fwd_varlen_plan *plan)
+{
+    const dm_fwd_varlen_plan *p = plan;
+    const int32_t *cu_q = host_args->cu_seqlens_q.data, *cu_k = host_args->cu_seqlens_k.data;
+
+    if (host_args->window > 0)
+        return dm_set_error(ctx, DM_ERR_UNSUPPORTED,
+                            "dm_ref_fwd_varlen: window = %d: varlen windows are not built yet",
+                            host_args->window);
+    dm_status st = check_cu_seqlens(ctx, "cu_seqlens_q", cu_q, p->B, p->total_q);
+    if (st == DM_OK)
+        st = check_cu_seqlens(ctx, "cu_seqlens_k", cu_k, p->B, p->total_k);
+    for (int64_t b = 0; st == DM_OK && b < p->B; b++) {
+        /* Clamped as the kernels clamp: rows past max_seqlen_q are not written, keys past
+         * max_seqlen_k are ignored, and causal aligns the clamped lengths bottom-right. */
+        int64_t q0 = cu_q[b], k0 = cu_k[b];
+        int64_t Lq = cu_q[b + 1] - q0, Lk = cu_k[b + 1] - k0;
+        if (Lq > p->max_seqlen_q)
+            Lq = p->max_seqlen_q < 0 ? 0 : p->max_seqlen_q;
+        if (Lk > p->max_seqlen_k)
+            Lk = p->max_seqlen_k < 0 ? 0 : p->max_seqlen_k;
+        if (Lq == 0)
+            continue;
+        dm_fwd_args da;
+        dm_fwd_plan dp;
+        sequence_view(host_args, p, q0, k0, Lq, Lk, &da, &dp);
+        if (Lk == 0)
+            write_empty_rows(&da, &dp);
+        else
+            st = dm_ref_attention(ctx, &da, &dp);
+    }
+    return st;
+}

@@ -1,0 +1,608 @@
+/* test_gpu_varlen.c: dm_fwd_varlen on a GPU against dm_ref_fwd_varlen (SPEC §5), and the dense
+ * dm_fwd with few queries through the decode path against dm_ref_fwd. Every mask x bias layout
+ * pair x {MHA, GQA, MQA} x {causal, not} x sequence mixes (empty sequences, single queries and
+ * keys, lengths off the tile sizes, 1-16 queries over thousands of keys); the tiled path and the
+ * decode path (where it applies) with 1 and several key splits must each match the reference on
+ * the same inputs. Fresh random inputs each run (the seed is printed on failure); o and lse are
+ * poisoned before every call, and rows no sequence owns (guard rows past total_q, rows past
+ * max_seqlen_q) must keep the poison. Skipped without a GPU. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fwd_varlen_plan.h"
+#include "gpu_util.h"
+#include "half.h"
+#include "harness.h"
+#include "reference.h"
+
+#define MAX_SEQS 16
+#define GUARD_ROWS 8 /* tokens past total_q in o's and lse's allocations: never written */
+/* Query-layout columns past a sequence's keys are visible with this bias: a kernel that reads
+ * them as keys of the sequence lands far off the reference. */
+#define HOT_BIAS 30.0f
+
+typedef struct vl_case {
+    int B;
+    int len_q[MAX_SEQS], len_k[MAX_SEQS];
+    int64_t max_q, max_k; /* max_seqlen_q/k; 0 = the longest sequence's */
+    int H, Hkv, D;
+    dm_dtype dtype;
+    dm_layout mask, bias;
+    int mask_heads, bias_heads; /* 1, Hkv or H */
+    bool bias_f32;
+    double mask_density;
+    bool causal;
+    float softcap;
+} vl_case;
+
+/* One kernel choice a case is run with; the reference is computed once per case. */
+typedef struct vl_run {
+    int path, num_splits;
+} vl_run;
+
+typedef struct vl_data {
+    gpu_twin q, k, v, o, lse, mask, bias, cu_q, cu_k;
+    int32_t cu_q_host[MAX_SEQS + 1], cu_k_host[MAX_SEQS + 1];
+    int64_t total_q, total_k, max_q, max_k;
+    size_t o_elems, lse_elems; /* of the allocations, guard rows included */
+    uint16_t *o_ref;
+    float *lse_ref;
+} vl_data;
+
+typedef struct vl_tally {
+    long rows, empty_rows, unwritten_rows, runs;
+} vl_tally;
+
+/* ---- random inputs ---- */
+
+static float uniform(uint64_t *s) /* [-1, 1) */
+{
+    return (float)((double)(gpu_rng_next(s) >> 11) / 4503599627370496.0 - 1.0);
+}
+
+static void put(void *buf, dm_dtype t, size_t i, float x)
+{
+    if (t == DM_F32)
+        ((float *)buf)[i] = x;
+    else if (t == DM_F16)
+        ((uint16_t *)buf)[i] = dm_float_to_half(x);
+    else
+        ((uint16_t *)buf)[i] = dm_float_to_bf16(x);
+}
+
+/* n random 16-bit codes, four per draw, straight from bits (no float conversion: the 524288-key
+ * case fills a billion elements): random sign and mantissa, magnitude in [2^-8, 1). */
+static void fill16(uint16_t *buf, dm_dtype t, size_t n, uint64_t *s)
+{
+    const int mant_bits = t == DM_BF16 ? 7 : 10, one_exp = t == DM_BF16 ? 127 : 15;
+    for (size_t i = 0; i < n; i += 4) {
+        uint64_t r = gpu_rng_next(s);
+        for (size_t j = i; j < i + 4 && j < n; j++, r >>= 16) {
+            unsigned sign = (unsigned)(r >> 15) & 1, e = (unsigned)(r >> 12) & 7;
+            unsigned mant = (unsigned)r & ((1u << mant_bits) - 1);
+            buf[j] = (uint16_t)(sign << 15 | (unsigned)(one_exp - 1 - e) << mant_bits | mant);
+        }
+    }
+}
+
+static float get(const void *buf, dm_dtype t, size_t i)
+{
+    if (t == DM_F16)
+        return dm_half_to_float(((const uint16_t *)buf)[i]);
+    return dm_bf16_to_float(((const uint16_t *)buf)[i]);
+}
+
+/* A twin of `rows` x row_elems packed elements described as shape (rank dims, the first one
+ * `shape0`); alloc_rows >= rows leaves guard rows past the shape (and never 0 bytes). */
+static void twin(gpu_twin *w, dm_dtype t, int rank, const int64_t *shape, int64_t alloc_rows)
+{
+    int64_t strides[DM_MAX_RANK], n = 1;
+    for (int d = rank - 1; d >= 0; d--) {
+        strides[d] = n;
+        n *= d > 0 ? shape[d] : 1;
+    }
+    gpu_twin_alloc(w, t, rank, shape, strides, (size_t)((alloc_rows > 0 ? alloc_rows : 1) * n), 0);
+}
+
+static int seq_of(const int32_t *cu, int B, int64_t t)
+{
+    for (int b = 0; b < B; b++)
+        if (t < cu[b + 1])
+            return b;
+    return B;
+}
+
+static void describe(const vl_case *c, const vl_run *r, char *buf, size_t n)
+{
+    static const char *lay[] = {"none", "q", "k"}, *path[] = {"auto", "tiled", "decode"};
+    int w = snprintf(buf, n,
+                     "H=%d Hkv=%d D=%d %s mask=%s(%d, p=%.2f) bias=%s(%d%s) causal=%d softcap=%g "
+                     "max=%lld/%lld path=%s splits=%d lens(q,k)=",
+                     c->H, c->Hkv, c->D, dm_dtype_name(c->dtype), lay[c->mask], c->mask_heads,
+                     c->mask_density, lay[c->bias], c->bias_heads, c->bias_f32 ? ", f32" : "",
+                     c->causal, (double)c->softcap, (long long)c->max_q, (long long)c->max_k,
+                     r ? path[r->path] : "-", r ? r->num_splits : 0);
+    for (int b = 0; b < c->B && w > 0 && (size_t)w < n; b++)
+        w += snprintf(buf + w, n - (size_t)w, " %d,%d", c->len_q[b], c->len_k[b]);
+}
+
+static void vl_free(vl_data *d)
+{
+    gpu_twin_free(&d->q);
+    gpu_twin_free(&d->k);
+    gpu_twin_free(&d->v);
+    gpu_twin_free(&d->o);
+    gpu_twin_free(&d->lse);
+    gpu_twin_free(&d->mask);
+    gpu_twin_free(&d->bias);
+    gpu_twin_free(&d->cu_q);
+    gpu_twin_free(&d->cu_k);
+    free(d->o_ref);
+    free(d->lse_ref);
+    memset(d, 0, sizeof *d);
+}
+
+/* Fresh inputs for c from seed, uploaded; o and lse not yet poisoned (each run does it). */
+static void vl_build(vl_data *d, const vl_case *c, uint64_t seed)
+{
+    uint64_t s = seed ? seed : 1;
+    int64_t longest_q = 0, longest_k = 0;
+    memset(d, 0, sizeof *d);
+    for (int b = 0; b < c->B; b++) {
+        d->cu_q_host[b + 1] = d->cu_q_host[b] + c->len_q[b];
+        d->cu_k_host[b + 1] = d->cu_k_host[b] + c->len_k[b];
+        longest_q = c->len_q[b] > longest_q ? c->len_q[b] : longest_q;
+        longest_k = c->len_k[b] > longest_k ? c->len_k[b] : longest_k;
+    }
+    d->total_q = d->cu_q_host[c->B];
+    d->total_k = d->cu_k_host[c->B];
+    d->max_q = c->max_q ? c->max_q : longest_q;
+    d->max_k = c->max_k ? c->max_k : longest_k;
+    int64_t H = c->H, Hkv = c->Hkv, D = c->D;
+
+    int64_t qs[3] = {d->total_q, H, D}, ks[3] = {d->total_k, Hkv, D};
+    twin(&d->q, c->dtype, 3, qs, d->total_q);
+    twin(&d->o, c->dtype, 3, qs, d->total_q + GUARD_ROWS);
+    twin(&d->k, c->dtype, 3, ks, d->total_k);
+    twin(&d->v, c->dtype, 3, ks, d->total_k);
+    /* lse (H, total_q) with GUARD_ROWS poisoned columns after each head's row */
+    int64_t ls[2] = {H, d->total_q}, lst[2] = {d->total_q + GUARD_ROWS, 1};
+    d->lse_elems = (size_t)(H * lst[0]);
+    gpu_twin_alloc(&d->lse, DM_F32, 2, ls, lst, d->lse_elems, 0);
+    d->o_elems = (size_t)((d->total_q + GUARD_ROWS) * H * D);
+    int64_t cs[1] = {c->B + 1};
+    twin(&d->cu_q, DM_I32, 1, cs, c->B + 1);
+    twin(&d->cu_k, DM_I32, 1, cs, c->B + 1);
+    memcpy(d->cu_q.host.data, d->cu_q_host, sizeof(int32_t) * (size_t)(c->B + 1));
+    memcpy(d->cu_k.host.data, d->cu_k_host, sizeof(int32_t) * (size_t)(c->B + 1));
+
+    fill16(d->q.host.data, c->dtype, (size_t)(d->total_q * H * D), &s);
+    fill16(d->k.host.data, c->dtype, (size_t)(d->total_k * Hkv * D), &s);
+    fill16(d->v.host.data, c->dtype, (size_t)(d->total_k * Hkv * D), &s);
+    if (c->mask != DM_LAYOUT_NONE) {
+        int64_t ms[3] = {c->mask == DM_LAYOUT_Q ? d->total_q : d->total_k, c->mask_heads, d->max_k};
+        twin(&d->mask, DM_BOOL, c->mask == DM_LAYOUT_Q ? 3 : 2, ms, ms[0]);
+        unsigned char *m = d->mask.host.data;
+        int64_t row = c->mask == DM_LAYOUT_Q ? d->max_k : 1;
+        for (int64_t t = 0; t < ms[0]; t++) {
+            int b = c->mask == DM_LAYOUT_Q ? seq_of(d->cu_q_host, c->B, t) : 0;
+            for (int64_t e = 0; e < c->mask_heads * row; e++) {
+                bool past = c->mask == DM_LAYOUT_Q && e % row >= c->len_k[b];
+                bool on = past || (uniform(&s) + 1) / 2 < c->mask_density;
+                /* any non-zero byte is true */
+                m[t * c->mask_heads * row + e] =
+                    on ? (unsigned char)(1 + gpu_rng_next(&s) % 255) : 0;
+            }
+        }
+    }
+    if (c->bias != DM_LAYOUT_NONE) {
+        dm_dtype bt = c->bias_f32 ? DM_F32 : c->dtype;
+        int64_t bs[3] = {c->bias == DM_LAYOUT_Q ? d->total_q : d->total_k, c->bias_heads, d->max_k};
+        twin(&d->bias, bt, c->bias == DM_LAYOUT_Q ? 3 : 2, bs, bs[0]);
+        int64_t row = c->bias == DM_LAYOUT_Q ? d->max_k : 1;
+        for (int64_t t = 0; t < bs[0]; t++) {
+            int b = c->bias == DM_LAYOUT_Q ? seq_of(d->cu_q_host, c->B, t) : 0;
+            for (int64_t e = 0; e < c->bias_heads * row; e++) {
+                bool past = c->bias == DM_LAYOUT_Q && e % row >= c->len_k[b];
+                put(d->bias.host.data, bt, (size_t)(t * c->bias_heads * row + e),
+                    past ? HOT_BIAS : 2 * uniform(&s));
+            }
+        }
+    }
+    gpu_twin_upload(&d->q);
+    gpu_twin_upload(&d->k);
+    gpu_twin_upload(&d->v);
+    gpu_twin_upload(&d->cu_q);
+    gpu_twin_upload(&d->cu_k);
+    if (d->mask.dev_base)
+        gpu_twin_upload(&d->mask);
+    if (d->bias.dev_base)
+        gpu_twin_upload(&d->bias);
+}
+
+/* The call's arguments on the device (dev) or the host copies (host). */
+static dm_fwd_varlen_args vl_args(const vl_data *d, const vl_case *c, bool host)
+{
+#define PICK(w) (host ? (w).host : (w).dev)
+    dm_fwd_varlen_args a = {.q = PICK(d->q),
+                            .k = PICK(d->k),
+                            .v = PICK(d->v),
+                            .o = PICK(d->o),
+                            .lse = PICK(d->lse),
+                            .cu_seqlens_q = PICK(d->cu_q),
+                            .cu_seqlens_k = PICK(d->cu_k),
+                            .max_seqlen_q = d->max_q,
+                            .max_seqlen_k = d->max_k,
+                            .causal = c->causal,
+                            .softcap = c->softcap};
+    if (d->mask.dev_base)
+        a.mask = PICK(d->mask);
+    if (d->bias.dev_base)
+        a.bias = PICK(d->bias);
+#undef PICK
+    return a;
+}
+
+/* The reference, once per case, into o_ref and lse_ref (poisoned first, like the GPU's). */
+static void vl_reference(vl_data *d, const vl_case *c)
+{
+    dm_fwd_varlen_args h = vl_args(d, c, true);
+    dm_fwd_varlen_plan plan;
+    dm_ctx *ctx = NULL;
+    d->o_ref = malloc(d->o_elems * 2);
+    d->lse_ref = malloc(d->lse_elems * sizeof(float));
+    ck_assert(d->o_ref && d->lse_ref);
+    memset(d->o_ref, 0xff, d->o_elems * 2);
+    memset(d->lse_ref, 0xff, d->lse_elems * sizeof(float));
+    h.o.data = d->o_ref;
+    h.lse.data = d->lse_ref;
+    ck_assert_int_eq(dm_ctx_create(&ctx, DM_NO_DEVICE), DM_OK);
+    dm_status st = dm_fwd_varlen_check(ctx, "dm_ref_fwd_varlen", &h, &plan);
+    if (st == DM_OK)
+        st = dm_ref_fwd_varlen(ctx, &h, &plan);
+    ck_assert_msg(st == DM_OK, "reference: %s", dm_errmsg(ctx));
+    dm_ctx_destroy(ctx);
+}
+
+/* The decode path's conditions (dmattn.h, dm_fwd_path). */
+static bool decode_applies(const vl_case *c, int64_t max_q)
+{
+    bool mask_ok = c->mask == DM_LAYOUT_NONE ||
+                   (c->mask == DM_LAYOUT_K && (c->mask_heads == 1 || c->mask_heads == c->Hkv));
+    bool bias_ok = c->bias == DM_LAYOUT_NONE ||
+                   (c->bias == DM_LAYOUT_K && (c->bias_heads == 1 || c->bias_heads == c->Hkv));
+    return (int64_t)(c->H / c->Hkv) * max_q <= 64 && mask_ok && bias_ok;
+}
+
+static bool all_bits(const void *p, size_t bytes, unsigned char b)
+{
+    for (size_t i = 0; i < bytes; i++)
+        if (((const unsigned char *)p)[i] != b)
+            return false;
+    return true;
+}
+
+/* Poisons o and lse, runs the kernel, compares with the reference; fails with the seed. */
+static void vl_run_once(vl_data *d, const vl_case *c, const vl_run *r, uint64_t seed,
+                        vl_tally *tally)
+{
+    char what[768];
+    dm_ctx *ctx = gpu_ctx();
+    vl_case shown = *c;
+    shown.max_q = d->max_q;
+    shown.max_k = d->max_k;
+    describe(&shown, r, what, sizeof what);
+
+    memset(d->o.host_base, 0xff, d->o.bytes); /* NaN in f16 and bf16 */
+    memset(d->lse.host_base, 0xff, d->lse.bytes);
+    gpu_twin_upload(&d->o);
+    gpu_twin_upload(&d->lse);
+    dm_fwd_varlen_args a = vl_args(d, c, false);
+    a.path = r->path;
+    a.num_splits = r->num_splits;
+    dm_status st = dm_fwd_varlen(ctx, &a, NULL);
+    ck_assert_msg(st == DM_OK, "%s [seed %llu]: dm_fwd_varlen: %s", what, (unsigned long long)seed,
+                  dm_errmsg(ctx));
+    CUresult cr = gpu_drv()->CtxSynchronize();
+    ck_assert_msg(cr == CUDA_SUCCESS, "%s [seed %llu]: kernel failed: CUresult %d", what,
+                  (unsigned long long)seed, (int)cr);
+    gpu_twin_download(&d->o);
+    gpu_twin_download(&d->lse);
+
+    const uint16_t *o = d->o.host.data;
+    const float *lse = d->lse.host.data;
+    int64_t H = c->H, D = c->D, ls = d->total_q + GUARD_ROWS;
+    double num = 0, den = 0, lse_err = 0;
+    long nan = 0, empty_err = 0, poison_err = 0;
+    for (int64_t t = 0; t < d->total_q + GUARD_ROWS; t++)
+        for (int64_t h = 0; h < H; h++) {
+            size_t row = (size_t)((t * H + h) * D), li = (size_t)(h * ls + t);
+            /* rows the reference leaves alone (guard rows, rows past max_seqlen_q) */
+            if (t >= d->total_q || all_bits(d->o_ref + row, (size_t)D * 2, 0xff)) {
+                if (!all_bits(o + row, (size_t)D * 2, 0xff) || !all_bits(lse + li, 4, 0xff))
+                    poison_err++;
+                tally->unwritten_rows++;
+                continue;
+            }
+            float lr = d->lse_ref[li], lg = lse[li];
+            if (isinf(lr) && lr > 0) { /* no visible key: o = 0 exactly, lse = +inf */
+                tally->empty_rows++;
+                for (int64_t e = 0; e < D; e++)
+                    if (get(o, c->dtype, row + (size_t)e) != 0.f)
+                        empty_err++;
+                if (!(isinf(lg) && lg > 0))
+                    empty_err++;
+                continue;
+            }
+            tally->rows++;
+            if (!isfinite(lg))
+                nan++;
+            else if (fabs(lg - lr) > lse_err)
+                lse_err = fabs(lg - lr);
+            for (int64_t e = 0; e < D; e++) {
+                float g = get(o, c->dtype, row + (size_t)e),
+                      x = get(d->o_ref, c->dtype, row + (size_t)e);
+                if (!isfinite(g)) {
+                    nan++;
+                    continue;
+                }
+                num += (double)(g - x) * (g - x);
+                den += (double)x * x;
+            }
+        }
+    double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    double tol = c->dtype == DM_BF16 ? 1e-2 : 2e-3; /* as test_gpu_fwd */
+    bool ok = nan == 0 && empty_err == 0 && poison_err == 0 && rel < tol && lse_err < 2e-3;
+    tally->runs++;
+    ck_assert_msg(ok,
+                  "%s [seed %llu]: rel_err=%.3e (tol %.0e) lse_err=%.3e nan=%ld "
+                  "empty_row_errors=%ld poison_overwritten=%ld",
+                  what, (unsigned long long)seed, rel, tol, lse_err, nan, empty_err, poison_err);
+}
+
+/* One case on fresh inputs: the reference once, then every run; decode runs only where the
+ * decode path applies. */
+static vl_tally vl_check(const vl_case *c, const vl_run *runs, int n_runs)
+{
+    vl_data d;
+    vl_tally tally = {0, 0, 0, 0};
+    uint64_t seed = gpu_fresh_seed();
+    vl_build(&d, c, seed);
+    vl_reference(&d, c);
+    bool decode = decode_applies(c, d.max_q);
+    for (int i = 0; i < n_runs; i++)
+        if (runs[i].path != DM_PATH_DECODE || decode)
+            vl_run_once(&d, c, &runs[i], seed, &tally);
+    vl_free(&d);
+    return tally;
+}
+
+static const vl_run every_path[] = {
+    {DM_PATH_AUTO, 0},   {DM_PATH_TILED, 0},   {DM_PATH_DECODE, 1},
+    {DM_PATH_DECODE, 4}, {DM_PATH_DECODE, 13}, {DM_PATH_DECODE, 0},
+};
+#define N_EVERY_PATH (int)(sizeof every_path / sizeof every_path[0])
+
+/* ---- sequence mixes ---- */
+
+typedef struct mix {
+    int B;
+    int q[MAX_SEQS], k[MAX_SEQS];
+} mix;
+
+static const mix mixes[] = {
+    /* empty sequences (no queries, no keys, neither), one query, one key, lengths off the tiles;
+     * 77 queries: the decode path does not apply */
+    {7, {0, 1, 13, 0, 77, 2, 1}, {9, 0, 200, 0, 131, 1, 1}},
+    /* decode: 1-16 queries over thousands of keys (MHA and GQA: (H/Hkv) x 16 <= 64) */
+    {6, {1, 16, 0, 7, 3, 1}, {2049, 4000, 1500, 0, 65, 1}},
+    /* decode for MQA (8 heads x 8 queries = 64) */
+    {5, {8, 1, 0, 5, 1}, {3001, 1, 900, 0, 2500}},
+};
+
+static void heads_of(int kind, int *H, int *Hkv)
+{
+    static const int h[3][2] = {{4, 4}, {8, 2}, {8, 1}}; /* MHA, GQA, MQA */
+    *H = h[kind][0];
+    *Hkv = h[kind][1];
+}
+
+/* Every bias layout x head kind x causal x mix for one mask layout: Hm cycles through 1, Hkv
+ * and H, so decode sees both head counts it takes and tiled the one it must take alone. */
+static void check_mask_layout(dm_layout mask)
+{
+    vl_tally total = {0, 0, 0, 0};
+    int n = 0;
+    for (int bias = 0; bias < 3; bias++)
+        for (int kind = 0; kind < 3; kind++)
+            for (int causal = 0; causal < 2; causal++)
+                for (size_t m = 0; m < sizeof mixes / sizeof mixes[0]; m++, n++) {
+                    vl_case c = {.B = mixes[m].B,
+                                 .D = 64,
+                                 .dtype = DM_BF16,
+                                 .mask = mask,
+                                 .bias = (dm_layout)bias,
+                                 .mask_density = 0.8,
+                                 .causal = causal};
+                    heads_of(kind, &c.H, &c.Hkv);
+                    int hm[3] = {1, c.Hkv, c.H};
+                    c.mask_heads = hm[n % 3];
+                    c.bias_heads = hm[(n + 1) % 3];
+                    memcpy(c.len_q, mixes[m].q, sizeof c.len_q);
+                    memcpy(c.len_k, mixes[m].k, sizeof c.len_k);
+                    vl_tally t = vl_check(&c, every_path, N_EVERY_PATH);
+                    total.rows += t.rows;
+                    total.empty_rows += t.empty_rows;
+                    total.runs += t.runs;
+                }
+    fprintf(stderr, "mask-%d: %ld runs, %ld rows, %ld empty rows\n", (int)mask, total.runs,
+            total.rows, total.empty_rows);
+    ck_assert_int_gt(total.empty_rows, 0);
+}
+
+START_TEST(varlen_without_a_mask_matches_every_bias_layout_head_kind_and_path)
+{
+    check_mask_layout(DM_LAYOUT_NONE);
+}
+END_TEST
+
+START_TEST(varlen_with_a_query_based_mask_matches_every_bias_layout_head_kind_and_path)
+{
+    check_mask_layout(DM_LAYOUT_Q);
+}
+END_TEST
+
+START_TEST(varlen_with_a_key_based_mask_matches_every_bias_layout_head_kind_and_path)
+{
+    check_mask_layout(DM_LAYOUT_K);
+}
+END_TEST
+
+START_TEST(zero_query_sequences_write_nothing_and_zero_key_sequences_give_zero_and_inf)
+{
+    /* Many sequences without queries or keys among a few real ones; the last two calls hold no
+     * query at all (total_q = 0: nothing may be written, the guard rows included). */
+    static const mix edge[] = {
+        {8, {0, 3, 0, 0, 5, 1, 0, 2}, {7, 0, 0, 40, 0, 9, 0, 0}},
+        {3, {0, 0, 0}, {5, 0, 17}},
+        {2, {0, 0}, {0, 0}},
+    };
+    vl_tally total = {0, 0, 0, 0};
+    for (size_t m = 0; m < 3; m++)
+        for (int kind = 0; kind < 3; kind++) {
+            vl_case c = {.B = edge[m].B,
+                         .D = 128,
+                         .dtype = DM_F16,
+                         .mask = DM_LAYOUT_K,
+                         .bias = DM_LAYOUT_K,
+                         .mask_density = 0.9,
+                         .causal = kind == 1};
+            heads_of(kind, &c.H, &c.Hkv);
+            c.mask_heads = 1;
+            c.bias_heads = c.Hkv;
+            memcpy(c.len_q, edge[m].q, sizeof c.len_q);
+            memcpy(c.len_k, edge[m].k, sizeof c.len_k);
+            vl_tally t = vl_check(&c, every_path, N_EVERY_PATH);
+            total.empty_rows += t.empty_rows;
+            total.unwritten_rows += t.unwritten_rows;
+        }
+    ck_assert_int_gt(total.empty_rows, 0);
+    ck_assert_int_gt(total.unwritten_rows, 0);
+}
+END_TEST
+
+START_TEST(rows_past_max_seqlen_q_stay_unwritten_and_keys_past_max_seqlen_k_are_ignored)
+{
+    /* max_seqlen below some sequences' lengths: the kernels clamp (dmattn.h); the reference
+     * clamps the same way (causal on the clamped lengths). */
+    static const vl_run runs[] = {{DM_PATH_TILED, 0}, {DM_PATH_DECODE, 1}, {DM_PATH_DECODE, 4}};
+    for (int causal = 0; causal < 2; causal++) {
+        vl_case c = {.B = 4,
+                     .len_q = {3, 12, 1, 6},
+                     .len_k = {500, 90, 2000, 7},
+                     .max_q = 8,
+                     .max_k = 1000,
+                     .H = 8,
+                     .Hkv = 2,
+                     .D = 64,
+                     .dtype = DM_BF16,
+                     .mask = DM_LAYOUT_K,
+                     .bias = DM_LAYOUT_K,
+                     .mask_heads = 2,
+                     .bias_heads = 1,
+                     .mask_density = 0.8,
+                     .causal = causal};
+        vl_check(&c, runs, 3);
+    }
+}
+END_TEST
+
+START_TEST(an_fp32_bias_and_softcap_match_in_f16)
+{
+    for (int b = 1; b < 3; b++) {
+        vl_case c = {.B = 6,
+                     .len_q = {1, 16, 0, 7, 3, 1},
+                     .len_k = {2049, 400, 150, 0, 65, 1},
+                     .H = 8,
+                     .Hkv = 2,
+                     .D = 128,
+                     .dtype = DM_F16,
+                     .mask = DM_LAYOUT_K,
+                     .bias = (dm_layout)b,
+                     .mask_heads = 2,
+                     .bias_heads = 2,
+                     .bias_f32 = true,
+                     .mask_density = 0.7,
+                     .causal = true,
+                     .softcap = 4.f};
+        vl_check(&c, every_path, N_EVERY_PATH);
+    }
+}
+END_TEST
+
+START_TEST(one_query_over_524288_keys_matches)
+{
+    /* The long row of issue 15's speed target: split-KV must carry it. */
+    static const vl_run runs[] = {{DM_PATH_AUTO, 0}, {DM_PATH_DECODE, 0}, {DM_PATH_DECODE, 13}};
+    vl_case c = {.B = 1,
+                 .len_q = {1},
+                 .len_k = {524288},
+                 .H = 32,
+                 .Hkv = 8,
+                 .D = 128,
+                 .dtype = DM_BF16,
+                 .bias = DM_LAYOUT_K,
+                 .bias_heads = 8};
+    vl_check(&c, runs, 3);
+}
+END_TEST
+
+START_TEST(dense_few_query_calls_match_through_the_decode_and_tiled_paths)
+{
+    /* dm_fwd with Lq = 4 and a key-layout bias: the decode path's dense use (issue 15: today's
+     * decode batches are dense calls), forced each way, with and without splits. */
+    static const int paths[][2] = {{DM_PATH_TILED, 0},
+                                   {DM_PATH_DECODE, 1},
+                                   {DM_PATH_DECODE, 4},
+                                   {DM_PATH_DECODE, 13},
+                                   {DM_PATH_AUTO, 0}};
+    for (int causal = 0; causal < 2; causal++)
+        for (int p = 0; p < 5; p++) {
+            gpu_case c = {.B = 3,
+                          .H = 32,
+                          .Hkv = 8,
+                          .Lq = 4,
+                          .Lk = 3001,
+                          .D = 128,
+                          .dtype = DM_BF16,
+                          .mask = causal ? DM_LAYOUT_K : DM_LAYOUT_NONE,
+                          .bias = DM_LAYOUT_K,
+                          .mask_batch = 3,
+                          .mask_heads = 1,
+                          .bias_batch = 3,
+                          .bias_heads = 8,
+                          .mask_density = 0.8,
+                          .causal = causal,
+                          .path = paths[p][0],
+                          .num_splits = paths[p][1]};
+            char label[64];
+            snprintf(label, sizeof label, "dense Lq=4 path %d splits %d%s", paths[p][0],
+                     paths[p][1], causal ? " causal" : "");
+            gpu_check_case(&c, label);
+        }
+}
+END_TEST
+
+#define TESTS(X) \
+    X(varlen_without_a_mask_matches_every_bias_layout_head_kind_and_path) \
+    X(varlen_with_a_query_based_mask_matches_every_bias_layout_head_kind_and_path) \
+    X(varlen_with_a_key_based_mask_matches_every_bias_layout_head_kind_and_path) \
+    X(zero_query_sequences_write_nothing_and_zero_key_sequences_give_zero_and_inf) \
+    X(rows_past_max_seqlen_q_stay_unwritten_and_keys_past_max_seqlen_k_are_ignored) \
+    X(an_fp32_bias_and_softcap_match_in_f16) \
+    X(one_query_over_524288_keys_matches) \
+    X(dense_few_query_calls_match_through_the_decode_and_tiled_paths)
+DM_TEST_MAIN_SKIP("gpu_varlen", TESTS, dm_gpu_absent)
