@@ -21,7 +21,7 @@ seed=${SEED:-1}
 
 # ---- GPU tests ---------------------------------------------------------------------------------
 t0=$(date +%s)
-(cd "$build" && timeout "${CTEST_S:-120}" ctest -L gpu -R "varlen|combine" -V -j 4 --timeout 110) \
+(cd "$build" && timeout "${CTEST_S:-120}" ctest -L gpu -R "${CTEST_R:-varlen|combine}" -V -j 4 --timeout 110) \
     >"$logs/ctest.log" 2>&1
 ctest_rc=$?
 t1=$(date +%s)
