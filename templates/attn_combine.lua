@@ -30,6 +30,13 @@ local THREADS = 128
 -- float4 loads a thread keeps in flight across splits (the unroll of the split loop times
 -- kPerLane): the kernel is bound by memory latency when there are few pairs.
 local LOADS_IN_FLIGHT = 8
+-- Blocks an SM must hold (__launch_bounds__' second argument), i.e. at most 64 registers. With
+-- the first argument alone, ptxas aimed at full occupancy: 40 registers, a 4-byte spill (NVRTC
+-- 13.0, d128 on sm80; d40 on sm90a) and loads waited on one by one; with 8, no head dim spills
+-- (30..63 registers) and d128 keeps its 8 loads in flight (SASS). 8 blocks are 32 warps an SM,
+-- 4 KB in flight each: far above an SM's share of bandwidth x latency (~25 KB on an H100).
+-- Below d32 a group has fewer than 8 threads, and kUnroll (a divisor of kGroup) is kGroup.
+local MIN_BLOCKS = 8
 
 local constants = [=[
 constexpr int kD = $d;  // head_dim: o columns of a (row, head) pair
@@ -37,6 +44,7 @@ constexpr int kChunks = kD / 4;  // float4 columns of a partial row
 constexpr int kGroup = $group;  // threads per (row, head) pair
 constexpr int kPerLane = (kChunks + kGroup - 1) / kGroup;  // float4 columns a thread sums
 constexpr int kThreads = $threads;
+constexpr int kMinBlocks = $min_blocks;  // blocks an SM holds: at most 64 registers a thread
 constexpr int kPairs = kThreads / kGroup;  // (row, head) pairs per block: block_m
 constexpr int kUnroll = $unroll;  // splits a thread has loads in flight for (divides kGroup)
 constexpr u32 kAllLanes = 0xffffffffu;
@@ -92,9 +100,9 @@ __device__ __forceinline__ float combined_lse(const CombineParams &p, i64 pair, 
 //
 // The loads of kUnroll splits are written before the first sum, and unconditionally: predicated
 // ones, or loads interleaved with the sums, left at most two in flight (SASS under CUDA 13.0; now
-// d128 keeps 4, d256 8). So addresses are clamped into the partials (split and column), and what
-// a clamped or an empty split's load returns is discarded (an empty split's o_s may be garbage,
-// even NaN). A batch whose splits are all empty for the group reads nothing.
+// all kUnroll * kPerLane = 8 are). So addresses are clamped into the partials (split and column),
+// and what a clamped or an empty split's load returns is discarded (an empty split's o_s may be
+// garbage, even NaN). A batch whose splits are all empty for the group reads nothing.
 __device__ __forceinline__ void combine_o(const CombineParams &p, i64 pair, int lane, float lse,
                                           bool live, float4 acc[kPerLane])
 {
@@ -174,7 +182,7 @@ __device__ __forceinline__ void store_o(const CombineParams &p, i64 b, i64 i, i6
 }
 
 // blockIdx.x * kPairs + threadIdx.x / kGroup = the pair t * H + h; token t = b * Lq + i.
-extern "C" __global__ void __launch_bounds__(kThreads)
+extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocks)
 $entry(const CombineParams p)
 {
     const int lane = threadIdx.x % kGroup;
@@ -224,6 +232,7 @@ function M.emit(v)
     d = v.d,
     group = group,
     threads = THREADS,
+    min_blocks = MIN_BLOCKS,
     unroll = math.min(group, LOADS_IN_FLIGHT // per_lane),
     entry = common.entry_name(v.key),
   }

@@ -130,7 +130,7 @@ START_TEST(embedded_templates_include_every_module)
     const char *want[] = {"attn_fwd.lua", "attn_fwd_bias.lua", "attn_fwd_mask.lua",
                           "attn_fwd_mma.lua", "attn_fwd_wgmma.lua", "cuda_common.lua",
                           "cuda_ptx.lua", "errors.lua", "kernel_params.lua", "tune.lua",
-                          "tuning.lua", "window_mask.lua"};
+                          "tuning.lua", "window_mask.lua", "attn_combine.lua"};
     for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
         int found = 0;
         for (size_t i = 0; i < dm_template_count; i++)

@@ -359,6 +359,40 @@ START_TEST(window_mask_keys_emit_expand_and_build)
 }
 END_TEST
 
+START_TEST(combine_keys_emit_expand_and_build)
+{
+    run_result r = run("emit", "combine.d128.bf16.sm90a");
+    ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
+    ck_assert(strncmp(r.out, "// combine.d128.bf16.sm90a\n", 27) == 0);
+    ck_assert(has(r.out, "extern \"C\""));
+    ck_assert(has(r.out, "dm_combine_d128_bf16_sm90a("));
+    run_free(&r);
+
+    r = run("build", "-n", "combine.d64,128.f16,bf16.sm80");
+    ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
+    ck_assert_int_eq(count_lines(r.out), 4);
+    ck_assert(has(r.out, "combine.d128.bf16.sm80\n"));
+    run_free(&r);
+
+    r = run("emit", "combine.d130.bf16.sm90a");
+    ck_assert_int_eq(r.code, 2);
+    ck_assert_msg(has(r.err, "field 2 (head_dim) 'd130'"), "%.800s", r.err);
+    run_free(&r);
+
+    char tmp[64], cache[128];
+    dm_test_temp_dir(tmp, "dmgen");
+    cache_in(tmp, cache, sizeof cache);
+    r = run("build", "--cache", cache, "combine.d128.bf16.sm90a");
+    ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
+    ck_assert_int_eq(dm_test_count_entries(cache), 1);
+    run_free(&r);
+    r = run("list", "--cache", cache);
+    ck_assert_msg(has(r.out, "combine.d128.bf16.sm90a"), "%.800s", r.out);
+    run_free(&r);
+    dm_test_remove_dir(tmp);
+}
+END_TEST
+
 START_TEST(axis_lists_expand_to_the_cartesian_product)
 {
     run_result r = run("build", "-n", "fwd.d64,128.bf16,f16.mask-none,k.bias-none.w0.sm80,sm90");
@@ -519,6 +553,7 @@ END_TEST
     X(list_shows_the_variants_and_clear_empties_the_cache) \
     X(list_marks_a_corrupt_entry) \
     X(window_mask_keys_emit_expand_and_build) \
+    X(combine_keys_emit_expand_and_build) \
     X(axis_lists_expand_to_the_cartesian_product) \
     X(preset_default_expands_once_per_arch) \
     X(unknown_preset_exits_2_listing_the_known_ones) \

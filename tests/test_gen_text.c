@@ -122,6 +122,19 @@ START_TEST(wmask_text_fits_100_columns_without_double_blank_lines)
 }
 END_TEST
 
+/* Every split-KV combine variant: each head dim, dtype and arch. */
+START_TEST(combine_text_fits_100_columns_without_double_blank_lines)
+{
+    for (int d = DM_HEAD_DIM_MIN; d <= DM_HEAD_DIM_MAX; d += DM_HEAD_DIM_STEP)
+        for (int t = 0; t < 2; t++)
+            for (int a = 0; a < DM_ARCH_COUNT; a++) {
+                dm_variant v = {.family = DM_FAMILY_COMBINE, .head_dim = d,
+                                .dtype = t ? DM_BF16 : DM_F16, .arch = (dm_arch)a};
+                emit_and_check_text(&v);
+            }
+}
+END_TEST
+
 /* NVRTC's front end on v (to PTX for the compute_XX of its arch: no ptxas, so it is quick); fails
  * naming the variant when the log reports an unused variable. */
 static void no_unused_variable_warning(const dm_variant *v)
@@ -195,6 +208,19 @@ START_TEST(nvrtc_finds_no_unused_variable_in_the_window_mask_family)
 }
 END_TEST
 
+/* The combine family's paths: a group smaller than a warp (d8), a column count that leaves
+ * threads of the group idle (d72), two columns a thread (d256); both dtypes. */
+START_TEST(nvrtc_finds_no_unused_variable_in_the_combine_family)
+{
+    static const int dims[] = {8, 72, 128, 256};
+    for (size_t d = 0; d < ARRAY_LEN(dims); d++) {
+        dm_variant v = {.family = DM_FAMILY_COMBINE, .head_dim = dims[d],
+                        .dtype = d % 2 ? DM_BF16 : DM_F16, .arch = d < 2 ? DM_SM80 : DM_SM90A};
+        no_unused_variable_warning(&v);
+    }
+}
+END_TEST
+
 #define TESTS(X) \
     X(fwd_text_fits_100_columns_without_double_blank_lines_on_sm80) \
     X(fwd_text_fits_100_columns_without_double_blank_lines_on_sm86) \
@@ -202,7 +228,9 @@ END_TEST
     X(fwd_text_fits_100_columns_without_double_blank_lines_on_sm90) \
     X(fwd_text_fits_100_columns_without_double_blank_lines_on_sm90a) \
     X(wmask_text_fits_100_columns_without_double_blank_lines) \
+    X(combine_text_fits_100_columns_without_double_blank_lines) \
     X(nvrtc_finds_no_unused_variable_on_the_mma_sync_engine) \
     X(nvrtc_finds_no_unused_variable_on_the_wgmma_engine) \
-    X(nvrtc_finds_no_unused_variable_in_the_window_mask_family)
+    X(nvrtc_finds_no_unused_variable_in_the_window_mask_family) \
+    X(nvrtc_finds_no_unused_variable_in_the_combine_family)
 DM_TEST_MAIN("gen_text", TESTS)

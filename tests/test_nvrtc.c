@@ -101,6 +101,35 @@ START_TEST(sm90a_softcap_keeps_the_wgmma_pipeline_and_spills_nothing)
 }
 END_TEST
 
+/* The split-KV combine family (attn_combine.lua): every head dim in both dtypes, with no warning
+ * from NVRTC or ptxas and no spill. Its kernel is tiny: about 0.2 s a compile. */
+static void combine_every_head_dim(dm_arch arch)
+{
+    for (int d = DM_HEAD_DIM_MIN; d <= DM_HEAD_DIM_MAX; d += DM_HEAD_DIM_STEP)
+        for (int t = 0; t < 2; t++) {
+            dm_variant v = {.family = DM_FAMILY_COMBINE, .head_dim = d,
+                            .dtype = t ? DM_BF16 : DM_F16, .arch = arch};
+            char text[DM_VARIANT_TEXT_MAX];
+            dm_variant_format(&v, text, sizeof text);
+            char *log = ptxas_report(&v);
+            ck_assert_msg(strstr(log, "warning") == NULL, "%s: %s", text, log);
+            ck_assert_msg(strstr(log, " 0 bytes spill stores") != NULL, "%s: %s", text, log);
+            free(log);
+        }
+}
+
+START_TEST(combine_every_head_dim_compiles_without_warnings_for_sm80)
+{
+    combine_every_head_dim(DM_SM80);
+}
+END_TEST
+
+START_TEST(combine_every_head_dim_compiles_without_warnings_for_sm90a)
+{
+    combine_every_head_dim(DM_SM90A);
+}
+END_TEST
+
 START_TEST(every_mask_and_bias_layout_pair_compiles_in_both_dtypes)
 {
     dm_ctx *ctx = dm_test_offline_ctx();
@@ -246,6 +275,8 @@ END_TEST
     X(sm90a_keeps_the_wgmma_pipeline_and_spills_nothing) \
     X(sm90a_causal_keeps_the_wgmma_pipeline_and_spills_nothing) \
     X(sm90a_softcap_keeps_the_wgmma_pipeline_and_spills_nothing) \
+    X(combine_every_head_dim_compiles_without_warnings_for_sm80) \
+    X(combine_every_head_dim_compiles_without_warnings_for_sm90a) \
     X(every_mask_and_bias_layout_pair_compiles_in_both_dtypes) \
     X(causal_and_softcap_compile_in_both_dtypes_and_archs) \
     X(varlen_every_layout_pair_compiles_for_sm80_and_sm90a) \

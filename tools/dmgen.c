@@ -90,6 +90,8 @@ static const char usage_main[] =
     "  [.softcap].<%s>\n"
     "or a window-mask key (SPEC 4), e.g. wmask.w2048.bf16.mask-k.sm90:\n"
     "  wmask.w<window>.<f16|bf16|f32>.mask-<none|q|k>[.relu][.smooth].sm<NN> (relu: w0)\n"
+    "or a split-KV combine key (the decode path's merge), e.g. combine.d128.bf16.sm90a:\n"
+    "  combine.d<head_dim>.<f16|bf16>.sm<NN>\n"
     "\n"
     "The cache is $DMATTN_CACHE_DIR, else $XDG_CACHE_HOME/dmattn, else ~/.cache/dmattn;\n"
     "every command that uses it takes --cache DIR instead.\n"
