@@ -37,6 +37,7 @@ TFLOP/s counts useful work: 4 * D * H * the (query, key) pairs inside each seque
 visible only. The copy bandwidth is torch's dst.copy_(src) of --copy-mib MiB (2 x that moved a
 copy), timed with the same bencher at the start of the run.
 """
+import copy
 import math
 import time
 
@@ -476,6 +477,9 @@ def run(opt, dtype, dm, bench, flex, create_block_mask, cases):
         copy_gbps, opt.copy_mib, copy_ms))
     C.log("speed: ms are %s; 'dm faster' = peer ms / dmattn ms; path %s, num_splits %d" % (
         bench.how, opt.path, opt.num_splits))
+    # the varlen cases run one head dim: the first of --D (compare.py parses it as a list)
+    opt = copy.copy(opt)
+    opt.D = opt.D[0] if isinstance(opt.D, (list, tuple)) else opt.D
     r = Runner(dm, bench, flex, create_block_mask, opt, dtype, copy_gbps)
     make = {
         "decode": lambda: [r.decode_case("decode", "64x4096", 8, True, False)],
