@@ -602,6 +602,9 @@ def main():
 
     if varlen_cases:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        # compare_varlen does `import compare`: hand it this module, not a second copy whose
+        # ctypes classes ctypes would not accept for this one's argtypes
+        sys.modules.setdefault("compare", sys.modules[__name__])
         import compare_varlen
 
         try:

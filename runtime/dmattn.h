@@ -106,7 +106,9 @@ typedef enum dm_fwd_path { DM_PATH_AUTO = 0, DM_PATH_TILED, DM_PATH_DECODE } dm_
  *   cu_seqlens_q, cu_seqlens_k: int32 (B + 1), in device memory, non-decreasing from 0, last
  *     entry total_q (total_k). The host cannot read them: a violation is not detected, but reads
  *     stay inside q/k/v/mask/bias as long as every entry lies in [0, total] (kernels clamp).
- *   max_seqlen_q, max_seqlen_k: at least every sequence's length (rows past them are not computed);
+ *   max_seqlen_q, max_seqlen_k: at least every sequence's length; a longer sequence is cut to
+ *     them (keys past max_seqlen_k are ignored; rows past max_seqlen_q are not computed: left
+ *     untouched, except on the decode path with split keys, where they are unspecified);
  *     max_seqlen_k is also the last dimension of a query-based mask or bias.
  *   mask (optional, bool) and bias (optional, q's dtype or fp32), each in one of two layouts
  *     told apart by rank, chosen independently:

@@ -498,8 +498,10 @@ END_TEST
 START_TEST(rows_past_max_seqlen_q_stay_unwritten_and_keys_past_max_seqlen_k_are_ignored)
 {
     /* max_seqlen below some sequences' lengths: the kernels clamp (dmattn.h); the reference
-     * clamps the same way (causal on the clamped lengths). */
-    static const vl_run runs[] = {{DM_PATH_TILED, 0}, {DM_PATH_DECODE, 1}, {DM_PATH_DECODE, 4}};
+     * clamps the same way (causal on the clamped lengths). Unsplit paths only: with split keys
+     * the combine writes every token's row, and rows past max_seqlen_q are unspecified there
+     * (dmattn.h). */
+    static const vl_run runs[] = {{DM_PATH_TILED, 0}, {DM_PATH_DECODE, 1}};
     for (int causal = 0; causal < 2; causal++) {
         vl_case c = {.B = 4,
                      .len_q = {3, 12, 1, 6},
@@ -516,7 +518,7 @@ START_TEST(rows_past_max_seqlen_q_stay_unwritten_and_keys_past_max_seqlen_k_are_
                      .bias_heads = 1,
                      .mask_density = 0.8,
                      .causal = causal};
-        vl_check(&c, runs, 3);
+        vl_check(&c, runs, 2);
     }
 }
 END_TEST

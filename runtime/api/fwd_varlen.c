@@ -24,11 +24,14 @@ static void layout_strides(dm_layout l, const int64_t plan_stride[3], int64_t ou
 }
 
 /* Whether rows can be read 16 (or 2) bytes at a time: keys contiguous and rows aligned. A K
- * layout's sequences start at any key, which the kernel checks per sequence. */
-static int wide_rows(const void *data, const int64_t strides[3], int64_t key_stride,
+ * layout's row is a sequence's keys, starting at any key: the kernel checks that start per
+ * block, so here only the base and the head step count (its token "stride" is the key step). */
+static int wide_rows(dm_layout l, const void *data, const int64_t strides[3], int64_t key_stride,
                      int64_t elem_bytes, int align)
 {
-    return key_stride == 1 && dm_rows_aligned(data, strides, elem_bytes, align);
+    const int64_t head_only[3] = {0, strides[1], 0};
+    return key_stride == 1 &&
+           dm_rows_aligned(data, l == DM_LAYOUT_K ? head_only : strides, elem_bytes, align);
 }
 
 static void fill_params(const dm_fwd_varlen_args *a, const dm_fwd_varlen_plan *p,
@@ -60,16 +63,16 @@ static void fill_params(const dm_fwd_varlen_args *a, const dm_fwd_varlen_plan *p
         k->mask = (uintptr_t)a->mask.data;
         layout_strides(p->mask_layout, p->mask_stride, k->mask_stride, &k->mask_key_stride);
         k->mask_head_div = p->mask_head_div;
-        k->mask_pairs = wide_rows(a->mask.data, k->mask_stride, k->mask_key_stride, 1, 2);
-        k->mask_vec16 = wide_rows(a->mask.data, k->mask_stride, k->mask_key_stride, 1, 16);
+        k->mask_pairs = wide_rows(p->mask_layout, a->mask.data, k->mask_stride, k->mask_key_stride, 1, 2);
+        k->mask_vec16 = wide_rows(p->mask_layout, a->mask.data, k->mask_stride, k->mask_key_stride, 1, 16);
     }
     if (p->bias_layout != DM_LAYOUT_NONE) {
         k->bias = (uintptr_t)a->bias.data;
         k->bias_f32 = p->bias_dtype == DM_F32;
         layout_strides(p->bias_layout, p->bias_stride, k->bias_stride, &k->bias_key_stride);
         k->bias_head_div = p->bias_head_div;
-        k->bias_vec16 =
-            wide_rows(a->bias.data, k->bias_stride, k->bias_key_stride, k->bias_f32 ? 4 : 2, 16);
+        k->bias_vec16 = wide_rows(p->bias_layout, a->bias.data, k->bias_stride, k->bias_key_stride,
+                                  k->bias_f32 ? 4 : 2, 16);
     }
     k->B = (int32_t)p->B;
     k->H = (int32_t)p->H;
