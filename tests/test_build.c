@@ -360,6 +360,7 @@ START_TEST(lookup_ignores_the_bytes_between_fields)
     dirty.varlen = clean.varlen;
     dirty.causal = clean.causal;
     dirty.softcap = clean.softcap;
+    dirty.decode = clean.decode;
     dirty.relu = clean.relu;
     dirty.smooth = clean.smooth;
     dirty.arch = clean.arch;
