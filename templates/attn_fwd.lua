@@ -287,18 +287,14 @@ __device__ __forceinline__ void pack_p(const float (&s)[kMTiles][kNTiles][4],
 
 $store_fn]=]
 
--- The tiled kernel's stores: a block's rows are one head's queries m0, m0 + 1, ...
-local store_tiled = [=[
-// o and lse of this thread's rows. An empty row (nothing visible) gets o = 0 exactly and
-// lse = +inf, so the backward pass gives it zero gradients.
-__device__ __forceinline__ void store_o_lse(const FwdParams &p, int b, int h, int m0,
-                                            int warp_row0,
-                                            const float (&acc_o)[kMTiles][kDTiles][4],
-                                            const float (&row_max)[kMTiles][2],
-                                            const float (&row_sum)[kMTiles][2], float scale_log2)
+-- o and lse, for the tiled kernel's rows (one head's queries m0, m0 + 1, ...) and the decode
+-- kernel's packed ones; $names from store_pieces().
+local store = [=[
+$store_doc
+$store_signature
 {
     const int lane = threadIdx.x % 32;
-    u16 *o = (u16 *)p.o + b * p.o_stride[0] + h * p.o_stride[2];
+    $store_setup
 #pragma unroll
     for (int mt = 0; mt < kMTiles; mt++)
 #pragma unroll
@@ -306,11 +302,10 @@ __device__ __forceinline__ void store_o_lse(const FwdParams &p, int b, int h, in
             float sum = row_sum[mt][hf];
             sum += __shfl_xor_sync(0xffffffffu, sum, 1);
             sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-            const int i = m0 + warp_row0 + mt * 16 + lane / 4 + hf * 8;
-            if (i >= p.Lq)
-                continue;
+            $store_row
             const float inv = sum > 0.f ? 1.f / sum : 0.f;
-            u16 *orow = o + (i64)i * p.o_stride[1];
+            $store_partial
+            $store_orow
 #pragma unroll
             for (int dt = 0; dt < kDTiles; dt++) {
                 const int col = dt * 8 + 2 * (lane % 4);
@@ -320,7 +315,7 @@ __device__ __forceinline__ void store_o_lse(const FwdParams &p, int b, int h, in
             }
             if (p.lse && lane % 4 == 0) {
                 float *lse = (float *)p.lse;
-                lse[b * p.lse_stride[0] + h * p.lse_stride[1] + (i64)i * p.lse_stride[2]] =
+                lse[$lse_at] =
                     sum > 0.f ? (row_max[mt][hf] * scale_log2 + __log2f(sum)) * kLn2 : kInf;
             }
         }
@@ -363,60 +358,23 @@ __device__ __forceinline__ void load_q_packed(const FwdParams &p, const u16 *q_b
 }
 ]=]
 
-local store_packed = [=[
-// o and lse of this thread's packed rows (query i = r / group, head h + r % group). With
-// p.o_part, this split's normalized o and its lse (-inf: the split saw nothing) go to the fp32
-// partials at token tok0 + i for the combine kernel; else o and lse as store_o_lse writes them
-// (an empty row: o = 0 exactly, lse = +inf).
-__device__ __forceinline__ void store_packed(const FwdParams &p, int b, int tok0, int h, int split,
-                                             int warp_row0,
-                                             const float (&acc_o)[kMTiles][kDTiles][4],
-                                             const float (&row_max)[kMTiles][2],
-                                             const float (&row_sum)[kMTiles][2],
-                                             float scale_log2)
-{
-    const int lane = threadIdx.x % 32;
-    const int rows = p.Lq * p.group;
+-- The decode kernel's split partials: this split's normalized o and its lse (-inf: the split
+-- saw nothing) to the fp32 buffers at token tok0 + i, for the combine kernel.
+local store_partial = [=[
+if (p.o_part) {
+    const i64 slot = (i64)split * p.part_stride + (i64)(tok0 + i) * p.H + hh;
+    float *orow = (float *)p.o_part + slot * kHeadDim;
 #pragma unroll
-    for (int mt = 0; mt < kMTiles; mt++)
-#pragma unroll
-        for (int hf = 0; hf < 2; hf++) {
-            float sum = row_sum[mt][hf];
-            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-            const int r = warp_row0 + mt * 16 + lane / 4 + hf * 8;
-            if (r >= rows)
-                continue;
-            const int i = r / p.group, hh = h + r % p.group;
-            const float inv = sum > 0.f ? 1.f / sum : 0.f;
-            const float lse = (row_max[mt][hf] * scale_log2 + __log2f(sum)) * kLn2;
-            if (p.o_part) {
-                const i64 slot = (i64)split * p.part_stride + (i64)(tok0 + i) * p.H + hh;
-                float *orow = (float *)p.o_part + slot * kHeadDim;
-#pragma unroll
-                for (int dt = 0; dt < kDTiles; dt++) {
-                    const int col = dt * 8 + 2 * (lane % 4);
-                    if (col < kHeadDim)
-                        *(float2 *)(orow + col) = make_float2(acc_o[mt][dt][2 * hf] * inv,
-                                                              acc_o[mt][dt][2 * hf + 1] * inv);
-                }
-                if (lane % 4 == 0)
-                    ((float *)p.lse_part)[slot] = sum > 0.f ? lse : -kInf;
-                continue;
-            }
-            u16 *orow =
-                (u16 *)p.o + b * p.o_stride[0] + (i64)i * p.o_stride[1] + hh * p.o_stride[2];
-#pragma unroll
-            for (int dt = 0; dt < kDTiles; dt++) {
-                const int col = dt * 8 + 2 * (lane % 4);
-                if (col < kHeadDim)
-                    *(u32 *)(orow + col) =
-                        pack2(acc_o[mt][dt][2 * hf] * inv, acc_o[mt][dt][2 * hf + 1] * inv);
-            }
-            if (p.lse && lane % 4 == 0)
-                ((float *)p.lse)[b * p.lse_stride[0] + hh * p.lse_stride[1] +
-                                 (i64)i * p.lse_stride[2]] = sum > 0.f ? lse : kInf;
-        }
+    for (int dt = 0; dt < kDTiles; dt++) {
+        const int col = dt * 8 + 2 * (lane % 4);
+        if (col < kHeadDim)
+            *(float2 *)(orow + col) = make_float2(acc_o[mt][dt][2 * hf] * inv,
+                                                  acc_o[mt][dt][2 * hf + 1] * inv);
+    }
+    if (lane % 4 == 0)
+        ((float *)p.lse_part)[slot] =
+            sum > 0.f ? (row_max[mt][hf] * scale_log2 + __log2f(sum)) * kLn2 : -kInf;
+    continue;
 }]=]
 
 -- Elementwise score stages (natural units in and out), each its own loop.
@@ -582,16 +540,31 @@ local function coordinates(v, ps)
     add("const int split = blockIdx.x, hk = blockIdx.y" .. (v.varlen and ";" or ", b = blockIdx.z;") ..
       "  // hk: the K/V head")
     add("const int h = hk * p.group;  // the group's first query head: the Q, mask and bias bases")
-    add("const int m0 = 0;  // one tile holds every row: the group's heads x the sequence's queries")
+    if v.mask ~= "none" or v.bias ~= "none" or v.causal then  -- the stages that take a tile's m0
+      add("const int m0 = 0;  // one tile holds every row: the group's heads x the sequence's queries")
+    end
     ps.n_end = (v.causal and diag .. "\n" or "") ..
       "const int n_begin = split * p.split_keys;  // this block's keys: [n_begin, n_end)\n" ..
       "const int n_end = min(p.Lk, n_begin + p.split_keys);"
     ps.n_begin = "n_begin"
     ps.q_load = "load_q_packed(p, (const u16 *)p.q + " .. ps.qb ..
-      " * p.q_stride[0] + h * p.q_stride[2], p.Lq * p.group,\n              sQ);"
-    ps.store = common.call(4, "store_packed", { "p", ps.qb, v.varlen and "sq.q_tok" or "b * p.Lq",
+      " * p.q_stride[0] + h * p.q_stride[2],\n              p.Lq * p.group, sQ);"
+    ps.store = common.call(4, "store_o_lse", { "p", ps.qb, v.varlen and "sq.q_tok" or "b * p.Lq",
       "h", "split", "warp_row0", "acc_o", "row_max", "row_sum", ps.softmax_scale }, ");")
-    ps.store_fn = store_packed
+    ps.store_doc = "// o and lse of this thread's packed rows (query i = r / group, head h + r % group),\n" ..
+      "// or with p.o_part the split's partials. An empty row (nothing visible) gets o = 0 exactly\n" ..
+      "// and lse = +inf, so the backward pass gives it zero gradients."
+    ps.store_signature = common.call(0, "__device__ __forceinline__ void store_o_lse",
+      { "const FwdParams &p", "int b", "int tok0", "int h", "int split", "int warp_row0",
+        "const float (&acc_o)[kMTiles][kDTiles][4]", "const float (&row_max)[kMTiles][2]",
+        "const float (&row_sum)[kMTiles][2]", "float scale_log2" }, ")")
+    ps.store_setup = "const int rows = p.Lq * p.group;"
+    ps.store_row = "const int r = warp_row0 + mt * 16 + lane / 4 + hf * 8;\nif (r >= rows)\n" ..
+      "    continue;\nconst int i = r / p.group, hh = h + r % p.group;"
+    ps.store_partial = store_partial
+    ps.store_orow = "u16 *orow =\n" ..
+      "    (u16 *)p.o + b * p.o_stride[0] + (i64)i * p.o_stride[1] + hh * p.o_stride[2];"
+    ps.lse_at = "b * p.lse_stride[0] + hh * p.lse_stride[1] + (i64)i * p.lse_stride[2]"
     ps.packed_q_fn = packed_q
   else
     add(v.causal and "const int m_block = gridDim.x - 1 - blockIdx.x;  // long rows first: a short tail"
@@ -608,13 +581,29 @@ local function coordinates(v, ps)
       "const int n_end = min(p.Lk, min(m0 + kBlockM, p.Lq) + diag);  // <= 0: every row is empty"
       or "const int n_end = p.Lk;"
     ps.n_begin = "0"
+    -- (dense text as it was; a varlen first token's name takes the row stride to the next line)
     ps.q_load = "load_rows<kBlockM>((const u16 *)p.q + " .. ps.qb ..
-      " * p.q_stride[0] + h * p.q_stride[2], p.q_stride[1],\n                   m0, p.Lq, sQ);"
+      " * p.q_stride[0] + h * p.q_stride[2]," .. (v.varlen and "\n                   " or " ") ..
+      "p.q_stride[1]," .. (v.varlen and " " or "\n                   ") .. "m0, p.Lq, sQ);"
     ps.store = "store_o_lse(p, " .. ps.qb .. ", h, m0, warp_row0, acc_o, row_max, row_sum, " ..
       ps.softmax_scale .. ");"
-    ps.store_fn = store_tiled
+    ps.store_doc = "// o and lse of this thread's rows. An empty row (nothing visible) gets o = 0 exactly and\n" ..
+      "// lse = +inf, so the backward pass gives it zero gradients."
+    ps.store_signature = [[
+__device__ __forceinline__ void store_o_lse(const FwdParams &p, int b, int h, int m0,
+                                            int warp_row0,
+                                            const float (&acc_o)[kMTiles][kDTiles][4],
+                                            const float (&row_max)[kMTiles][2],
+                                            const float (&row_sum)[kMTiles][2], float scale_log2)]]
+    ps.store_setup = "u16 *o = (u16 *)p.o + b * p.o_stride[0] + h * p.o_stride[2];"
+    ps.store_row = "const int i = m0 + warp_row0 + mt * 16 + lane / 4 + hf * 8;\nif (i >= p.Lq)\n" ..
+      "    continue;"
+    ps.store_partial = ""
+    ps.store_orow = "u16 *orow = o + (i64)i * p.o_stride[1];"
+    ps.lse_at = "b * p.lse_stride[0] + h * p.lse_stride[1] + (i64)i * p.lse_stride[2]"
     ps.packed_q_fn = ""
   end
+  ps.store_fn = common.fill(store, ps)
   ps.sequence_fn = v.varlen and sequence_fn or ""
   ps.coords = table.concat(lines, "\n")
 end
@@ -723,7 +712,7 @@ __device__ __forceinline__ void zero_pad_tiles(u16 *sQ, u16 *sK, u16 *sV)
   ps.edge_test = v.causal and "if (n0 + kBlockN <= p.Lk && n0 + kBlockN - 1 <= m0 + diag)" or
     "if (n0 + kBlockN <= p.Lk)"
   ps.edge_row = not v.causal and "" or v.decode and
-    "const int i = (warp_row0 + mt * 16 + lane / 4 + (e / 2) * 8) / p.group;  // packed rows" or
+    "const int i = (warp_row0 + mt * 16 + lane / 4 + (e / 2) * 8) / p.group;  // packed" or
     "const int i = m0 + warp_row0 + mt * 16 + lane / 4 + (e / 2) * 8;"
   ps.edge_causal = v.causal and " || j > i + diag" or ""
 

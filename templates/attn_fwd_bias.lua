@@ -153,7 +153,7 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
                 const int i = m0 + r, j = n0 + cc;
                 const float bv =
                     (kBiasRows == 1 || i < p.Lq) && j < p.Lk
-                        ? bias_at(p, off + (kBiasRows == 1 ? 0 : (i64)i * p.bias_stride[2]) + $key_j)
+                        ? bias_at(p, $bias_index)
                         : 0.f;
                 s[mt][nt][e] = fmaf(s[mt][nt][e], scale, bv);
             }
@@ -177,8 +177,9 @@ __device__ __forceinline__ void add_bias_tile(const FwdParams &p, const unsigned
 -- staged only where that is 1 (the library clears bias_vec16 otherwise), so only the global read
 -- needs the stride.
 function M.text(v)
-  local key_j = (v.varlen and v.bias == "k") and "(i64)j * p.bias_key_stride" or "j"
-  return helpers .. "\n" .. common.fill(tile, { key_j = key_j })
+  local bias_index = (v.varlen and v.bias == "k") and "off + (i64)j * p.bias_key_stride" or
+    "off + (kBiasRows == 1 ? 0 : (i64)i * p.bias_stride[2]) + j"
+  return helpers .. "\n" .. common.fill(tile, { bias_index = bias_index })
 end
 
 return M

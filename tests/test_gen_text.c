@@ -62,6 +62,38 @@ static void every_fwd_variant_of(dm_arch arch)
                     }
 }
 
+/* The varlen and decode forms of every head dim, layout, causal and softcap on one arch (bf16:
+ * the dtype changes no line's length); decode has no per-query layouts. */
+static void every_varlen_and_decode_variant_of(dm_arch arch)
+{
+    for (int d = DM_HEAD_DIM_MIN; d <= DM_HEAD_DIM_MAX; d += DM_HEAD_DIM_STEP)
+        for (int m = 0; m < 3; m++)
+            for (int b = 0; b < 3; b++)
+                for (int f = 0; f < 4; f++)
+                    for (int form = 1; form < 4; form++) { /* varlen, decode, both */
+                        bool decode = form & 2;
+                        if (decode && (m == DM_LAYOUT_Q || b == DM_LAYOUT_Q))
+                            continue;
+                        dm_variant v = {.dir = DM_DIR_FWD, .head_dim = d, .dtype = DM_BF16,
+                                        .mask = (dm_layout)m, .bias = (dm_layout)b,
+                                        .varlen = form & 1, .causal = f & 1, .softcap = f & 2,
+                                        .decode = decode, .arch = arch};
+                        emit_and_check_text(&v);
+                    }
+}
+
+START_TEST(varlen_and_decode_text_fits_100_columns_without_double_blank_lines_on_sm80)
+{
+    every_varlen_and_decode_variant_of(DM_SM80);
+}
+END_TEST
+
+START_TEST(varlen_and_decode_text_fits_100_columns_without_double_blank_lines_on_sm90a)
+{
+    every_varlen_and_decode_variant_of(DM_SM90A);
+}
+END_TEST
+
 START_TEST(fwd_text_fits_100_columns_without_double_blank_lines_on_sm80)
 {
     every_fwd_variant_of(DM_SM80);
@@ -193,6 +225,27 @@ START_TEST(nvrtc_finds_no_unused_variable_on_the_wgmma_engine)
 }
 END_TEST
 
+/* The varlen and decode forms: each mask x bias pair varlen (causal alternating, the key layouts'
+ * strided reads included), and the decode kernel dense and varlen over the per-key layouts. */
+START_TEST(nvrtc_finds_no_unused_variable_in_varlen_and_decode_kernels)
+{
+    for (int a = 0; a < 2; a++)
+        for (int m = 0; m < 3; m++)
+            for (int b = 0; b < 3; b++) {
+                const bool causal = (m + b + a) % 2, decode = m != 1 && b != 1;
+                dm_variant v = {.dir = DM_DIR_FWD, .head_dim = 128, .dtype = DM_BF16,
+                                .mask = (dm_layout)m, .bias = (dm_layout)b, .varlen = true,
+                                .causal = causal, .arch = a ? DM_SM90A : DM_SM80};
+                no_unused_variable_warning(&v);
+                if (decode) {
+                    v.decode = true;
+                    v.varlen = (m + b) % 2;
+                    no_unused_variable_warning(&v);
+                }
+            }
+}
+END_TEST
+
 /* The window-mask family's paths: top-k resident and split (a window past the resident rows),
  * relu, smooth, every dtype and mask layout. */
 START_TEST(nvrtc_finds_no_unused_variable_in_the_window_mask_family)
@@ -222,6 +275,8 @@ START_TEST(nvrtc_finds_no_unused_variable_in_the_combine_family)
 END_TEST
 
 #define TESTS(X) \
+    X(varlen_and_decode_text_fits_100_columns_without_double_blank_lines_on_sm80) \
+    X(varlen_and_decode_text_fits_100_columns_without_double_blank_lines_on_sm90a) \
     X(fwd_text_fits_100_columns_without_double_blank_lines_on_sm80) \
     X(fwd_text_fits_100_columns_without_double_blank_lines_on_sm86) \
     X(fwd_text_fits_100_columns_without_double_blank_lines_on_sm89) \
@@ -232,5 +287,6 @@ END_TEST
     X(nvrtc_finds_no_unused_variable_on_the_mma_sync_engine) \
     X(nvrtc_finds_no_unused_variable_on_the_wgmma_engine) \
     X(nvrtc_finds_no_unused_variable_in_the_window_mask_family) \
-    X(nvrtc_finds_no_unused_variable_in_the_combine_family)
+    X(nvrtc_finds_no_unused_variable_in_the_combine_family) \
+    X(nvrtc_finds_no_unused_variable_in_varlen_and_decode_kernels)
 DM_TEST_MAIN("gen_text", TESTS)
