@@ -48,7 +48,7 @@ dm_status dm_fwd_combine_launch(dm_ctx *ctx, const char *call, dm_dtype dtype, i
 {
     dm_variant v = {.family = DM_FAMILY_COMBINE, .head_dim = head_dim, .dtype = dtype};
     const dm_kernel *kernel;
-    char text[DM_VARIANT_TEXT_MAX], buf[160];
+    char text[DM_VARIANT_TEXT_MAX];
     dm_status st;
 
     if ((st = check_params(ctx, call, params)) != DM_OK)
@@ -78,13 +78,7 @@ dm_status dm_fwd_combine_launch(dm_ctx *ctx, const char *call, dm_dtype dtype, i
         goto out;
     }
     dm_combine_params p = *params; /* cuLaunchKernel copies it; no const cast */
-    void *kernel_args[] = {&p};
-    CUresult r = ctx->drv->LaunchKernel(kernel->fn, (unsigned)grid_x, 1, 1,
-                                        (unsigned)kernel->threads, 1, 1,
-                                        (unsigned)kernel->smem_bytes, stream, kernel_args, NULL);
-    if (r != CUDA_SUCCESS)
-        st = dm_set_error(ctx, DM_ERR_CUDA, "%s: variant '%s': cuLaunchKernel: %s", call, text,
-                          dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+    st = dm_kernel_launch(ctx, call, &v, kernel, (unsigned)grid_x, 1, 1, &p, stream);
 out:
     dm_ctx_leave(ctx);
     return st;

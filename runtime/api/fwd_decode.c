@@ -53,14 +53,6 @@ int dm_fwd_decode_splits(int requested, int64_t pairs, int64_t tiles, int sm_cou
     return best;
 }
 
-static dm_status launch_failed(dm_ctx *ctx, const char *call, const dm_variant *v, CUresult r)
-{
-    char text[DM_VARIANT_TEXT_MAX], buf[160];
-    dm_variant_format(v, text, sizeof text);
-    return dm_set_error(ctx, DM_ERR_CUDA, "%s: variant '%s': cuLaunchKernel: %s", call, text,
-                        dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
-}
-
 static dm_status run_entered(dm_ctx *ctx, dm_decode_job *job, CUstream stream)
 {
     const dm_kernel *kernel;
@@ -70,7 +62,6 @@ static dm_status run_entered(dm_ctx *ctx, dm_decode_job *job, CUstream stream)
     dm_status st;
     CUresult r;
 
-    job->variant.arch = ctx->arch;
     if ((st = dm_kernel_get(ctx, job->call, &job->variant, &kernel, NULL)) != DM_OK)
         return st;
     int64_t tiles = (job->max_k + kernel->block_n - 1) / kernel->block_n;
@@ -96,11 +87,8 @@ static dm_status run_entered(dm_ctx *ctx, dm_decode_job *job, CUstream stream)
         p->lse_part = scratch + o_bytes;
     }
 
-    void *kernel_args[] = {p};
-    r = ctx->drv->LaunchKernel(kernel->fn, (unsigned)n, (unsigned)job->Hkv, (unsigned)job->B,
-                               (unsigned)kernel->threads, 1, 1, (unsigned)kernel->smem_bytes,
-                               stream, kernel_args, NULL);
-    st = r == CUDA_SUCCESS ? DM_OK : launch_failed(ctx, job->call, &job->variant, r);
+    st = dm_kernel_launch(ctx, job->call, &job->variant, kernel, (unsigned)n, (unsigned)job->Hkv,
+                          (unsigned)job->B, p, stream);
     if (st == DM_OK && n > 1) {
         dm_combine_params c;
         memset(&c, 0, sizeof c);

@@ -89,7 +89,6 @@ static dm_status launch_tiled(dm_ctx *ctx, const dm_fwd_args *args, const dm_fwd
     dm_variant v;
     dm_fwd_params params;
     const dm_kernel *kernel;
-    char text[DM_VARIANT_TEXT_MAX], buf[160];
     dm_status st;
 
     if ((st = dm_ctx_enter(ctx, "dm_fwd")) != DM_OK)
@@ -100,16 +99,9 @@ static dm_status launch_tiled(dm_ctx *ctx, const dm_fwd_args *args, const dm_fwd
         goto out;
 
     fill_params(args, plan, &params);
-    void *kernel_args[] = {&params};
     unsigned grid_x = (unsigned)((plan->Lq + kernel->block_m - 1) / kernel->block_m);
-    CUresult r = ctx->drv->LaunchKernel(kernel->fn, grid_x, (unsigned)plan->H, (unsigned)plan->B,
-                                        (unsigned)kernel->threads, 1, 1,
-                                        (unsigned)kernel->smem_bytes, stream, kernel_args, NULL);
-    if (r != CUDA_SUCCESS) {
-        dm_variant_format(&v, text, sizeof text);
-        st = dm_set_error(ctx, DM_ERR_CUDA, "dm_fwd: variant '%s': cuLaunchKernel: %s", text,
-                          dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
-    }
+    st = dm_kernel_launch(ctx, "dm_fwd", &v, kernel, grid_x, (unsigned)plan->H,
+                          (unsigned)plan->B, &params, stream);
 out:
     dm_ctx_leave(ctx);
     return st;

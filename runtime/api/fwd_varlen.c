@@ -110,7 +110,6 @@ static dm_status launch_tiled(dm_ctx *ctx, const dm_fwd_varlen_args *args,
     dm_variant v;
     dm_fwd_params params;
     const dm_kernel *kernel;
-    char text[DM_VARIANT_TEXT_MAX], buf[160];
     dm_status st;
 
     if ((st = dm_ctx_enter(ctx, CALL)) != DM_OK)
@@ -119,16 +118,9 @@ static dm_status launch_tiled(dm_ctx *ctx, const dm_fwd_varlen_args *args,
     if ((st = dm_kernel_get(ctx, CALL, &v, &kernel, NULL)) != DM_OK)
         goto out;
     fill_params(args, plan, &params);
-    void *kernel_args[] = {&params};
     unsigned grid_x = (unsigned)((plan->max_seqlen_q + kernel->block_m - 1) / kernel->block_m);
-    CUresult r = ctx->drv->LaunchKernel(kernel->fn, grid_x, (unsigned)plan->H, (unsigned)plan->B,
-                                        (unsigned)kernel->threads, 1, 1,
-                                        (unsigned)kernel->smem_bytes, stream, kernel_args, NULL);
-    if (r != CUDA_SUCCESS) {
-        dm_variant_format(&v, text, sizeof text);
-        st = dm_set_error(ctx, DM_ERR_CUDA, CALL ": variant '%s': cuLaunchKernel: %s", text,
-                          dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
-    }
+    st = dm_kernel_launch(ctx, CALL, &v, kernel, grid_x, (unsigned)plan->H, (unsigned)plan->B,
+                          &params, stream);
 out:
     dm_ctx_leave(ctx);
     return st;

@@ -307,3 +307,17 @@ dm_status dm_prebuild(dm_ctx *ctx, const char *variant, int *was_cached)
     dm_kernel_src_free(&src);
     return st;
 }
+
+dm_status dm_kernel_launch(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel *k,
+                           unsigned gx, unsigned gy, unsigned gz, void *params, CUstream stream)
+{
+    char text[DM_VARIANT_TEXT_MAX], buf[160];
+    void *kernel_args[] = {params};
+    CUresult r = ctx->drv->LaunchKernel(k->fn, gx, gy, gz, (unsigned)k->threads, 1, 1,
+                                        (unsigned)k->smem_bytes, stream, kernel_args, NULL);
+    if (r == CUDA_SUCCESS)
+        return DM_OK;
+    dm_variant_format(v, text, sizeof text);
+    return dm_set_error(ctx, DM_ERR_CUDA, "%s: variant '%s': cuLaunchKernel: %s", call, text,
+                        dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+}

@@ -43,6 +43,12 @@ dm_status dm_build_cubin(dm_ctx *ctx, const char *call, const dm_variant *v, dm_
 dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel **out,
                         dm_build_info *info);
 
+/* Queues k (loaded for v) on stream over a grid of (gx, gy, gz) blocks of its own size and shared
+ * memory, params passed by value (copied at launch). A failure is DM_ERR_CUDA: "CALL: variant
+ * 'KEY': cuLaunchKernel: ...". The caller has entered ctx. */
+dm_status dm_kernel_launch(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel *k,
+                           unsigned gx, unsigned gy, unsigned gz, void *params, CUstream stream);
+
 /* The module table behind dm_kernel_get (ctx->modules): the kernel loaded for v, or NULL; and
  * adding one (v must not be there) whose module the table then owns and unloads at
  * dm_module_table_destroy. Insert fails only for lack of memory (DM_ERR_NOMEM, message set;
