@@ -790,6 +790,24 @@ START_TEST(check_rejects_softcap_that_is_nan_infinite_or_negative)
 }
 END_TEST
 
+START_TEST(check_rejects_a_path_that_is_not_a_dm_fwd_path_and_num_splits_out_of_range)
+{
+    dm_fwd_args a = valid_args();
+    a.path = 3;
+    expect_invalid(&a, "path = 3: expected DM_PATH_AUTO (0), DM_PATH_TILED (1) or DM_PATH_DECODE");
+    a.path = -1;
+    expect_invalid(&a, "path = -1");
+    a = valid_args();
+    a.num_splits = -1;
+    expect_invalid(&a, "num_splits = -1: expected 0 (picked from the shapes) to 1024");
+    a.num_splits = 1025;
+    expect_invalid(&a, "num_splits = 1025");
+    a.num_splits = 1024;
+    a.path = DM_PATH_DECODE;
+    expect_ok(&a);
+}
+END_TEST
+
 START_TEST(check_rejects_causal_other_than_0_or_1)
 {
     dm_fwd_args a = valid_args();
@@ -1182,6 +1200,7 @@ END_TEST
     X(check_rejects_a_tensor_that_wraps_the_address_space) \
     X(check_rejects_scale_that_is_nan_infinite_or_negative) \
     X(check_rejects_softcap_that_is_nan_infinite_or_negative) \
+    X(check_rejects_a_path_that_is_not_a_dm_fwd_path_and_num_splits_out_of_range) \
     X(check_rejects_causal_other_than_0_or_1) \
     X(check_accepts_a_window) \
     X(check_rejects_a_negative_window) \

@@ -6,10 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "attn_check.h"
 #include "fwd_plan.h"
 #include "tensor_check.h"
-
-#define GRID_DIM_MAX 65535 /* cuLaunchKernel's limit on grid.y (H) and grid.z (B) */
 
 static const char *const q_dims[] = {"B", "Lq", "H", "D"};
 static const char *const kv_dims[] = {"B", "Lk", "Hkv", "D"};
@@ -103,23 +102,10 @@ dm_status dm_fwd_check(dm_ctx *ctx, const char *call, const dm_fwd_args *args, d
         return st;
 
     /* Dtypes. */
-    if (q->dtype != DM_F16 && q->dtype != DM_BF16)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: q.dtype = %s: expected f16 or bf16", call,
-                            dm_dtype_name(q->dtype));
-    if ((st = dm_check_same_dtype(ctx, call, "k", k, q->dtype)) != DM_OK ||
-        (st = dm_check_same_dtype(ctx, call, "v", v, q->dtype)) != DM_OK ||
-        (st = dm_check_same_dtype(ctx, call, "o", o, q->dtype)) != DM_OK)
+    if ((st = dm_check_attn_dtypes(ctx, call, q, k, v, o, has_mask ? &args->mask : NULL,
+                                   has_bias ? &args->bias : NULL,
+                                   p.has_lse ? &args->lse : NULL)) != DM_OK)
         return st;
-    if (has_mask && args->mask.dtype != DM_BOOL)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: mask.dtype = %s: expected bool", call,
-                            dm_dtype_name(args->mask.dtype));
-    if (has_bias && args->bias.dtype != q->dtype && args->bias.dtype != DM_F32)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: bias.dtype = %s: expected q's dtype %s or f32", call,
-                            dm_dtype_name(args->bias.dtype), dm_dtype_name(q->dtype));
-    if (p.has_lse && args->lse.dtype != DM_F32)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: lse.dtype = %s: expected f32", call,
-                            dm_dtype_name(args->lse.dtype));
 
     /* Shapes of q, k, v, o. */
     if ((st = check_sizes(ctx, call, "q", q, q_dims)) != DM_OK ||
@@ -133,39 +119,18 @@ dm_status dm_fwd_check(dm_ctx *ctx, const char *call, const dm_fwd_args *args, d
     p.D = q->shape[3];
     p.Lk = k->shape[1];
     p.Hkv = k->shape[2];
-    if (p.D < DM_HEAD_DIM_MIN || p.D % DM_HEAD_DIM_STEP != 0 || p.D > DM_HEAD_DIM_MAX)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: q.shape[3] (D) = %" PRId64
-                            ": expected a multiple of %d from %d to %d",
-                            call, p.D, DM_HEAD_DIM_STEP, DM_HEAD_DIM_MIN, DM_HEAD_DIM_MAX);
     if (k->shape[0] != p.B)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "%s: k.shape[0] (B) = %" PRId64
                             " does not match q.shape[0] (B) = %" PRId64,
                             call, k->shape[0], p.B);
-    if (k->shape[3] != p.D)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: k.shape[3] (D) = %" PRId64
-                            " does not match q.shape[3] (D) = %" PRId64,
-                            call, k->shape[3], p.D);
-    if ((st = dm_check_same_shape(ctx, call, "v", v, "k", k)) != DM_OK ||
-        (st = dm_check_same_shape(ctx, call, "o", o, "q", q)) != DM_OK)
+    if ((st = dm_check_attn_heads(ctx, call, q, k, v, o, 2)) != DM_OK)
         return st;
-    if (p.H % p.Hkv != 0)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: k.shape[2] (Hkv) = %" PRId64
-                            " does not divide q.shape[2] (H) = %" PRId64,
-                            call, p.Hkv, p.H);
-    if (p.B > GRID_DIM_MAX)
+    if (p.B > DM_GRID_YZ_MAX)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "%s: q.shape[0] (B) = %" PRId64
                             ": expected at most %d (kernels launch one grid.z block per batch)",
-                            call, p.B, GRID_DIM_MAX);
-    if (p.H > GRID_DIM_MAX)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: q.shape[2] (H) = %" PRId64
-                            ": expected at most %d (kernels launch one grid.y block per head)",
-                            call, p.H, GRID_DIM_MAX);
+                            call, p.B, DM_GRID_YZ_MAX);
     if (p.Lq > INT32_MAX)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "%s: q.shape[1] (Lq) = %" PRId64 ": expected at most %d", call, p.Lq,
@@ -209,20 +174,9 @@ dm_status dm_fwd_check(dm_ctx *ctx, const char *call, const dm_fwd_args *args, d
         return st;
 
     /* Scalars. */
-    if (!isfinite(args->scale) || args->scale < 0)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: scale = %g: expected a finite value >= 0 (0 = 1/sqrt(D))", call,
-                            (double)args->scale);
-    if (!isfinite(args->softcap) || args->softcap < 0)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: softcap = %g: expected a finite value >= 0 (0 = off)", call,
-                            (double)args->softcap);
-    if (args->causal != 0 && args->causal != 1)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: causal = %d: expected 0 or 1", call,
-                            args->causal);
-    if (args->window < 0)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: window = %d: expected >= 0 (0 = no window)", call, args->window);
+    if ((st = dm_check_attn_scalars(ctx, call, args->scale, args->softcap, args->causal,
+                                    args->path, args->num_splits, args->window)) != DM_OK)
+        return st;
     /* window > 0 is applied by dm_fwd through dm_window_mask (fwd_window.c), which checks
      * bias and mask against its own rules (SPEC §4) before anything runs. */
 

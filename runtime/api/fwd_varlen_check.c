@@ -7,11 +7,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "attn_check.h"
 #include "fwd_varlen_plan.h"
 #include "tensor_check.h"
-
-#define GRID_DIM_MAX 65535  /* cuLaunchKernel's limit on grid.y and grid.z (heads, sequences) */
-#define NUM_SPLITS_MAX 1024 /* decode path: blocks one sequence's key range is split over */
 
 static const char *const q_dims[] = {"total_q", "H", "D"};
 static const char *const kv_dims[] = {"total_k", "Hkv", "D"};
@@ -70,7 +68,7 @@ static dm_status check_mask_rank(dm_ctx *ctx, const char *call, const char *name
 static dm_status check_max_seqlen(dm_ctx *ctx, const char *call, const char *name, int64_t max,
                                   const char *total_name, int64_t total, int64_t B)
 {
-    int64_t least = (total + B - 1) / B; /* total <= INT32_MAX, 1 <= B <= GRID_DIM_MAX */
+    int64_t least = (total + B - 1) / B; /* total <= INT32_MAX, 1 <= B <= DM_GRID_YZ_MAX */
 
     if (max < 0)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: %s = %" PRId64 ": expected >= 0", call,
@@ -142,34 +140,6 @@ static void plan_mask(const dm_tensor *t, dm_layout layout, int64_t stride[3])
     stride[2] = layout == DM_LAYOUT_Q ? 1 : stride[0];
 }
 
-static dm_status check_scalars(dm_ctx *ctx, const char *call, const dm_fwd_varlen_args *a)
-{
-    if (!isfinite(a->scale) || a->scale < 0)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: scale = %g: expected a finite value >= 0 (0 = 1/sqrt(D))", call,
-                            (double)a->scale);
-    if (!isfinite(a->softcap) || a->softcap < 0)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: softcap = %g: expected a finite value >= 0 (0 = off)", call,
-                            (double)a->softcap);
-    if (a->causal != 0 && a->causal != 1)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: causal = %d: expected 0 or 1", call,
-                            a->causal);
-    if (a->path != DM_PATH_AUTO && a->path != DM_PATH_TILED && a->path != DM_PATH_DECODE)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: path = %d: expected DM_PATH_AUTO (%d), DM_PATH_TILED (%d) or "
-                            "DM_PATH_DECODE (%d)",
-                            call, a->path, DM_PATH_AUTO, DM_PATH_TILED, DM_PATH_DECODE);
-    if (a->num_splits < 0 || a->num_splits > NUM_SPLITS_MAX)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: num_splits = %d: expected 0 (picked from the shapes) to %d", call,
-                            a->num_splits, NUM_SPLITS_MAX);
-    if (a->window < 0)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: window = %d: expected >= 0 (0 = no window)", call, a->window);
-    return DM_OK;
-}
-
 dm_status dm_fwd_varlen_check(dm_ctx *ctx, const char *call, const dm_fwd_varlen_args *args,
                               dm_fwd_varlen_plan *plan)
 {
@@ -203,12 +173,8 @@ dm_status dm_fwd_varlen_check(dm_ctx *ctx, const char *call, const dm_fwd_varlen
         return st;
 
     /* Dtypes. */
-    if (q->dtype != DM_F16 && q->dtype != DM_BF16)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: q.dtype = %s: expected f16 or bf16", call,
-                            dm_dtype_name(q->dtype));
-    if ((st = dm_check_same_dtype(ctx, call, "k", k, q->dtype)) != DM_OK ||
-        (st = dm_check_same_dtype(ctx, call, "v", v, q->dtype)) != DM_OK ||
-        (st = dm_check_same_dtype(ctx, call, "o", o, q->dtype)) != DM_OK)
+    if ((st = dm_check_attn_dtypes(ctx, call, q, k, v, o, has_mask ? mask : NULL,
+                                   has_bias ? bias : NULL, p.has_lse ? lse : NULL)) != DM_OK)
         return st;
     if (cu_q->dtype != DM_I32)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: cu_seqlens_q.dtype = %s: expected i32",
@@ -216,16 +182,6 @@ dm_status dm_fwd_varlen_check(dm_ctx *ctx, const char *call, const dm_fwd_varlen
     if (cu_k->dtype != DM_I32)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: cu_seqlens_k.dtype = %s: expected i32",
                             call, dm_dtype_name(cu_k->dtype));
-    if (has_mask && mask->dtype != DM_BOOL)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: mask.dtype = %s: expected bool", call,
-                            dm_dtype_name(mask->dtype));
-    if (has_bias && bias->dtype != q->dtype && bias->dtype != DM_F32)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: bias.dtype = %s: expected q's dtype %s or f32", call,
-                            dm_dtype_name(bias->dtype), dm_dtype_name(q->dtype));
-    if (p.has_lse && lse->dtype != DM_F32)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: lse.dtype = %s: expected f32", call,
-                            dm_dtype_name(lse->dtype));
 
     /* Shapes of q, k, v, o. */
     if ((st = check_sizes(ctx, call, "q", q, q_dims, "cu_seqlens_q")) != DM_OK ||
@@ -238,29 +194,8 @@ dm_status dm_fwd_varlen_check(dm_ctx *ctx, const char *call, const dm_fwd_varlen
     p.D = q->shape[2];
     p.total_k = k->shape[0];
     p.Hkv = k->shape[1];
-    if (p.D < DM_HEAD_DIM_MIN || p.D % DM_HEAD_DIM_STEP != 0 || p.D > DM_HEAD_DIM_MAX)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: q.shape[2] (D) = %" PRId64
-                            ": expected a multiple of %d from %d to %d",
-                            call, p.D, DM_HEAD_DIM_STEP, DM_HEAD_DIM_MIN, DM_HEAD_DIM_MAX);
-    if (k->shape[2] != p.D)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: k.shape[2] (D) = %" PRId64
-                            " does not match q.shape[2] (D) = %" PRId64,
-                            call, k->shape[2], p.D);
-    if ((st = dm_check_same_shape(ctx, call, "v", v, "k", k)) != DM_OK ||
-        (st = dm_check_same_shape(ctx, call, "o", o, "q", q)) != DM_OK)
+    if ((st = dm_check_attn_heads(ctx, call, q, k, v, o, 1)) != DM_OK)
         return st;
-    if (p.H % p.Hkv != 0)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: k.shape[1] (Hkv) = %" PRId64
-                            " does not divide q.shape[1] (H) = %" PRId64,
-                            call, p.Hkv, p.H);
-    if (p.H > GRID_DIM_MAX)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: q.shape[1] (H) = %" PRId64
-                            ": expected at most %d (kernels launch one grid.y block per head)",
-                            call, p.H, GRID_DIM_MAX);
 
     /* cu_seqlens and max_seqlen: B comes from cu_seqlens_q. */
     if (cu_q->shape[0] < 2)
@@ -274,12 +209,12 @@ dm_status dm_fwd_varlen_check(dm_ctx *ctx, const char *call, const dm_fwd_varlen
                             " (cu_seqlens_q's length)",
                             call, cu_k->shape[0], cu_q->shape[0]);
     p.B = cu_q->shape[0] - 1;
-    if (p.B > GRID_DIM_MAX)
+    if (p.B > DM_GRID_YZ_MAX)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "%s: cu_seqlens_q.shape[0] = %" PRId64
                             ": expected B + 1 <= %d (kernels launch one grid.z block per "
                             "sequence)",
-                            call, cu_q->shape[0], GRID_DIM_MAX + 1);
+                            call, cu_q->shape[0], DM_GRID_YZ_MAX + 1);
     p.max_seqlen_q = args->max_seqlen_q;
     p.max_seqlen_k = args->max_seqlen_k;
     if ((st = check_max_seqlen(ctx, call, "max_seqlen_q", p.max_seqlen_q, "total_q", p.total_q,
@@ -329,7 +264,8 @@ dm_status dm_fwd_varlen_check(dm_ctx *ctx, const char *call, const dm_fwd_varlen
         return st;
 
     /* Scalars; a window last, so that a call with bad arguments hears of those first. */
-    if ((st = check_scalars(ctx, call, args)) != DM_OK)
+    if ((st = dm_check_attn_scalars(ctx, call, args->scale, args->softcap, args->causal,
+                                    args->path, args->num_splits, args->window)) != DM_OK)
         return st;
     if (args->window > 0)
         return dm_set_error(ctx, DM_ERR_UNSUPPORTED,
