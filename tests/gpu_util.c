@@ -80,6 +80,7 @@ static float get(const void *buf, dm_dtype t, size_t i)
 void gpu_twin_alloc(gpu_twin *w, dm_dtype dtype, int rank, const int64_t *shape,
                     const int64_t *strides, size_t elems, int offset)
 {
+    gpu_ctx(); /* device memory needs the context current */
     memset(w, 0, sizeof *w);
     int64_t n = 1;
     w->host.dtype = dtype;

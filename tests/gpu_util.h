@@ -38,7 +38,8 @@ typedef struct gpu_twin {
     size_t bytes; /* of the whole allocation */
 } gpu_twin;
 
-/* strides NULL: packed, elems taken from shape; else elems is the span the strides reach. */
+/* strides NULL: packed, elems taken from shape; else elems is the span the strides reach. Makes
+ * the test's context current first (gpu_ctx), so it may come before any other GPU call. */
 void gpu_twin_alloc(gpu_twin *w, dm_dtype dtype, int rank, const int64_t *shape,
                     const int64_t *strides, size_t elems, int offset);
 void gpu_twin_upload(gpu_twin *w);

@@ -91,7 +91,6 @@ static dm_status run_case(const combine_case *c, uint64_t seed, combine_errors *
 
     int64_t n_part = c->n_splits * part_stride;
     int64_t part_shape[1] = {n_part * c->D}, lse_part_shape[1] = {n_part};
-    gpu_ctx(); /* makes the device's context current: the allocations below need it */
     gpu_twin_alloc(&o_part, DM_F32, 1, part_shape, NULL, 0, 0);
     gpu_twin_alloc(&lse_part, DM_F32, 1, lse_part_shape, NULL, 0, 0);
     const int64_t pitch = c->D + O_PAD;

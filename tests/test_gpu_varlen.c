@@ -150,7 +150,6 @@ static void vl_build(vl_data *d, const vl_case *c, uint64_t seed)
 {
     uint64_t s = seed ? seed : 1;
     int64_t longest_q = 0, longest_k = 0;
-    gpu_ctx(); /* makes the device's context current: the allocations below need it */
     memset(d, 0, sizeof *d);
     for (int b = 0; b < c->B; b++) {
         d->cu_q_host[b + 1] = d->cu_q_host[b] + c->len_q[b];

@@ -88,7 +88,7 @@ static void check_case(const wcase *c, const char *label)
     uint64_t seed = gpu_fresh_seed(), s = seed | 1;
     gpu_twin bias, mask, out;
     char what[512];
-    dm_ctx *ctx = gpu_ctx(); /* makes the CUDA context current before the allocations */
+    dm_ctx *ctx = gpu_ctx();
     describe(c, what, sizeof what);
     memset(&mask, 0, sizeof mask);
     gpu_twin_alloc(&bias, c->dt, 4, c->bias_shape, NULL, 0, c->offset);
