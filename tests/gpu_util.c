@@ -48,7 +48,7 @@ uint64_t gpu_rng_next(uint64_t *s)
     return *s * 2685821657736338717ull;
 }
 
-static double rng_uniform(uint64_t *s) /* [-1, 1) */
+double gpu_uniform(uint64_t *s)
 {
     return (double)(gpu_rng_next(s) >> 11) / 4503599627370496.0 - 1.0;
 }
@@ -58,7 +58,7 @@ size_t gpu_elem_bytes(dm_dtype t)
     return t == DM_F32 || t == DM_I32 ? 4 : t == DM_BOOL ? 1 : 2;
 }
 
-static void put(void *buf, dm_dtype t, size_t i, float x)
+void gpu_put(void *buf, dm_dtype t, size_t i, float x)
 {
     if (t == DM_F32)
         ((float *)buf)[i] = x;
@@ -68,7 +68,7 @@ static void put(void *buf, dm_dtype t, size_t i, float x)
         ((uint16_t *)buf)[i] = dm_float_to_bf16(x);
 }
 
-static float get(const void *buf, dm_dtype t, size_t i)
+float gpu_get(const void *buf, dm_dtype t, size_t i)
 {
     if (t == DM_F32)
         return ((const float *)buf)[i];
@@ -149,7 +149,7 @@ static void fill_random(gpu_twin *w, uint64_t *s)
 {
     size_t n = w->bytes / gpu_elem_bytes(w->dev.dtype);
     for (size_t i = 0; i < n; i++)
-        put(w->host_base, w->dev.dtype, i, (float)rng_uniform(s));
+        gpu_put(w->host_base, w->dev.dtype, i, (float)gpu_uniform(s));
 }
 
 /* mask or bias: ({B|1}, {H|Hkv|1}, {Lq|1}, Lk), packed. */
@@ -218,8 +218,8 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
             if (key_forced_masked(c, j))
                 for (int h = 0; h < c->Hkv; h++)
                     for (int d = 0; d < c->D; d++) {
-                        put(k.host_base, c->dtype, qkvo_index(c, &k, b, j, h, d), NAN);
-                        put(v.host_base, c->dtype, qkvo_index(c, &v, b, j, h, d), NAN);
+                        gpu_put(k.host_base, c->dtype, qkvo_index(c, &k, b, j, h, d), NAN);
+                        gpu_put(v.host_base, c->dtype, qkvo_index(c, &v, b, j, h, d), NAN);
                     }
     memset(o.host_base, 0xff, o.bytes); /* NaN in f16 and bf16: poison */
     memset(o_ref.host_base, 0xff, o_ref.bytes);
@@ -232,7 +232,7 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
             for (int h = 0; h < c->mask_heads; h++)
                 for (int i = 0; i < rows; i++)
                     for (int j = 0; j < c->Lk; j++) {
-                        bool on = (rng_uniform(&s) + 1) / 2 < c->mask_density;
+                        bool on = (gpu_uniform(&s) + 1) / 2 < c->mask_density;
                         if (key_forced_masked(c, j) || j == c->hot_key - 1)
                             on = false;
                         if (c->masked_row_every && i % c->masked_row_every == 0 &&
@@ -249,10 +249,10 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
         size_t n = bias.bytes / gpu_elem_bytes(bias.dev.dtype);
         for (size_t i = 0; i < n; i++) {
             int j = (int)(i % c->Lk);
-            put(bias.host_base, bias.dev.dtype, i,
+            gpu_put(bias.host_base, bias.dev.dtype, i,
                 key_forced_masked(c, j) ? NAN
                 : j == c->hot_key - 1   ? 30.0f
-                                        : (float)(2 * rng_uniform(&s)));
+                                        : (float)(2 * gpu_uniform(&s)));
         }
     }
     if (!c->no_lse) {
@@ -343,8 +343,8 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
                     }
                     for (int d = 0; d < c->D; d++) {
                         size_t ix = qkvo_index(c, &o, b, i, hh, d);
-                        float g = get(o.host_base, c->dtype, ix),
-                              e = get(o_ref.host_base, c->dtype, ix);
+                        float g = gpu_get(o.host_base, c->dtype, ix),
+                              e = gpu_get(o_ref.host_base, c->dtype, ix);
                         if (!isfinite(g)) {
                             r->nan_count++;
                             continue;

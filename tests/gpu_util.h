@@ -27,6 +27,11 @@ dm_ctx *gpu_ctx(void);
 uint64_t gpu_rng_next(uint64_t *s);
 
 size_t gpu_elem_bytes(dm_dtype t);
+/* A uniform draw in [-1, 1) from gpu_rng_next. */
+double gpu_uniform(uint64_t *s);
+/* Element i of a host buffer of dtype t (f32, f16 or bf16), written from or read as float. */
+void gpu_put(void *buf, dm_dtype t, size_t i, float x);
+float gpu_get(const void *buf, dm_dtype t, size_t i);
 
 /* A tensor twice: host and device copies of the same bytes. dev and host are its descriptors
  * (same shape and strides); the data starts `offset` elements past an aligned base, so that

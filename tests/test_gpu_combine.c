@@ -34,11 +34,6 @@ typedef struct combine_errors {
     long nan_count, empty_row_errors, guard_writes, lse_untouched_errors;
 } combine_errors;
 
-static double uniform(uint64_t *s) /* [-1, 1) */
-{
-    return (double)(gpu_rng_next(s) >> 11) / 4503599627370496.0 - 1.0;
-}
-
 static float elem_to_float(dm_dtype t, uint16_t x)
 {
     return t == DM_F16 ? dm_half_to_float(x) : dm_bf16_to_float(x);
@@ -73,9 +68,9 @@ static void fill_partials(const combine_case *c, int64_t part_stride, gpu_twin *
                 lse[at] = -INFINITY; /* and its o_s stays NaN: the kernel must not use it */
                 continue;
             }
-            lse[at] = (float)(c->spread * uniform(seed));
+            lse[at] = (float)(c->spread * gpu_uniform(seed));
             for (int d = 0; d < c->D; d++)
-                o[at * c->D + d] = (float)uniform(seed);
+                o[at * c->D + d] = (float)gpu_uniform(seed);
         }
 }
 

@@ -58,21 +58,6 @@ typedef struct vl_tally {
 
 /* ---- random inputs ---- */
 
-static float uniform(uint64_t *s) /* [-1, 1) */
-{
-    return (float)((double)(gpu_rng_next(s) >> 11) / 4503599627370496.0 - 1.0);
-}
-
-static void put(void *buf, dm_dtype t, size_t i, float x)
-{
-    if (t == DM_F32)
-        ((float *)buf)[i] = x;
-    else if (t == DM_F16)
-        ((uint16_t *)buf)[i] = dm_float_to_half(x);
-    else
-        ((uint16_t *)buf)[i] = dm_float_to_bf16(x);
-}
-
 /* n random 16-bit codes, four per draw, straight from bits (no float conversion: the 524288-key
  * case fills a billion elements): random sign and mantissa, magnitude in [2^-8, 1). */
 static void fill16(uint16_t *buf, dm_dtype t, size_t n, uint64_t *s)
@@ -86,13 +71,6 @@ static void fill16(uint16_t *buf, dm_dtype t, size_t n, uint64_t *s)
             buf[j] = (uint16_t)(sign << 15 | (unsigned)(one_exp - 1 - e) << mant_bits | mant);
         }
     }
-}
-
-static float get(const void *buf, dm_dtype t, size_t i)
-{
-    if (t == DM_F16)
-        return dm_half_to_float(((const uint16_t *)buf)[i]);
-    return dm_bf16_to_float(((const uint16_t *)buf)[i]);
 }
 
 /* A twin of `rows` x row_elems packed elements described as shape (rank dims, the first one
@@ -191,7 +169,7 @@ static void vl_build(vl_data *d, const vl_case *c, uint64_t seed)
             int b = c->mask == DM_LAYOUT_Q ? seq_of(d->cu_q_host, c->B, t) : 0;
             for (int64_t e = 0; e < c->mask_heads * row; e++) {
                 bool past = c->mask == DM_LAYOUT_Q && e % row >= c->len_k[b];
-                bool on = past || (uniform(&s) + 1) / 2 < c->mask_density;
+                bool on = past || (gpu_uniform(&s) + 1) / 2 < c->mask_density;
                 /* any non-zero byte is true */
                 m[t * c->mask_heads * row + e] =
                     on ? (unsigned char)(1 + gpu_rng_next(&s) % 255) : 0;
@@ -207,8 +185,8 @@ static void vl_build(vl_data *d, const vl_case *c, uint64_t seed)
             int b = c->bias == DM_LAYOUT_Q ? seq_of(d->cu_q_host, c->B, t) : 0;
             for (int64_t e = 0; e < c->bias_heads * row; e++) {
                 bool past = c->bias == DM_LAYOUT_Q && e % row >= c->len_k[b];
-                put(d->bias.host.data, bt, (size_t)(t * c->bias_heads * row + e),
-                    past ? HOT_BIAS : 2 * uniform(&s));
+                gpu_put(d->bias.host.data, bt, (size_t)(t * c->bias_heads * row + e),
+                    past ? HOT_BIAS : 2 * gpu_uniform(&s));
             }
         }
     }
@@ -331,7 +309,7 @@ static void vl_run_once(vl_data *d, const vl_case *c, const vl_run *r, uint64_t 
             if (isinf(lr) && lr > 0) { /* no visible key: o = 0 exactly, lse = +inf */
                 tally->empty_rows++;
                 for (int64_t e = 0; e < D; e++)
-                    if (get(o, c->dtype, row + (size_t)e) != 0.f)
+                    if (gpu_get(o, c->dtype, row + (size_t)e) != 0.f)
                         empty_err++;
                 if (!(isinf(lg) && lg > 0))
                     empty_err++;
@@ -343,8 +321,8 @@ static void vl_run_once(vl_data *d, const vl_case *c, const vl_run *r, uint64_t 
             else if (fabs(lg - lr) > lse_err)
                 lse_err = fabs(lg - lr);
             for (int64_t e = 0; e < D; e++) {
-                float g = get(o, c->dtype, row + (size_t)e),
-                      x = get(d->o_ref, c->dtype, row + (size_t)e);
+                float g = gpu_get(o, c->dtype, row + (size_t)e),
+                      x = gpu_get(d->o_ref, c->dtype, row + (size_t)e);
                 if (!isfinite(g)) {
                     nan++;
                     continue;

@@ -3,9 +3,7 @@
  * masks and biases through their varlen layouts, softmax without max subtraction; nothing of
  * dm_ref_attention's per-sequence views. Random inputs come from fixed seeds, printed on failure;
  * outputs are poisoned first, and what must stay unwritten is checked to still hold the poison.
- *
- * dm_fwd_varlen_check (runtime/api/fwd_varlen_check.c) is not in the library yet: plan_for fills
- * the plan for the packed tensors built here, as that check will for them. */
+ * The plan comes from dm_fwd_varlen_check, as the GPU test's reference gets it. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,60 +13,8 @@
 #include "fwd_varlen_plan.h"
 #include "half.h"
 #include "harness.h"
+#include "ref_util.h"
 #include "reference.h"
-
-/* ck_assert records every passing check through the test's pipe: loops check with a plain if. */
-#define CHECK(cond, ...) \
-    do { \
-        if (!(cond)) \
-            ck_abort_msg(__VA_ARGS__); \
-    } while (0)
-
-/* ---- random numbers (splitmix64) ---- */
-
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-static uint64_t next_u64(rng *r)
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static double uniform(rng *r, double lo, double hi)
-{
-    return lo + (hi - lo) * ((double)(next_u64(r) >> 11) * 0x1.0p-53);
-}
-
-static int pick(rng *r, int lo, int hi) /* inclusive */
-{
-    return lo + (int)(next_u64(r) % (uint64_t)(hi - lo + 1));
-}
-
-/* ---- 16-bit dtypes ---- */
-
-static double from16(dm_dtype t, uint16_t c)
-{
-    return t == DM_BF16 ? dm_bf16_to_float(c) : dm_half_to_float(c);
-}
-
-static uint16_t to16(dm_dtype t, double x)
-{
-    return t == DM_BF16 ? dm_float_to_bf16((float)x) : dm_float_to_half((float)x);
-}
-
-/* One unit in the last place of the output dtype at |x|'s binade (subnormals included). */
-static double ulp_at(dm_dtype t, double x)
-{
-    int e, mant_bits = t == DM_BF16 ? 7 : 10, min_exp = t == DM_BF16 ? -126 : -14;
-    frexp(fabs(x), &e);
-    if (x == 0 || e - 1 < min_exp)
-        e = min_exp + 1;
-    return ldexp(1.0, e - 1 - mant_bits);
-}
 
 #define POISON16 0xffff /* NaN in fp16 and bf16 */
 
@@ -292,57 +238,14 @@ static void vcase_build(vcase *c, const vspec *s)
     }
 }
 
-/* The plan dm_fwd_varlen_check will give for these packed tensors (fwd_varlen_plan.h). */
-static void mb_plan(dm_layout l, const dm_tensor *t, int64_t H, int64_t s[3], int64_t *head_div)
-{
-    int64_t heads = t->shape[1];
-    s[0] = t->strides[0];
-    s[1] = heads == 1 ? 0 : t->strides[1];
-    s[2] = l == DM_LAYOUT_Q ? t->strides[2] : t->strides[0];
-    *head_div = H / heads;
-}
-
-static dm_fwd_varlen_plan plan_for(const vcase *c)
-{
-    const dm_fwd_varlen_args *a = &c->a;
-    const vspec *s = &c->s;
-    dm_fwd_varlen_plan p;
-    memset(&p, 0, sizeof p);
-    p.B = s->B;
-    p.H = s->H;
-    p.Hkv = s->Hkv;
-    p.D = s->D;
-    p.total_q = c->total_q;
-    p.total_k = c->total_k;
-    p.max_seqlen_q = a->max_seqlen_q;
-    p.max_seqlen_k = a->max_seqlen_k;
-    p.dtype = s->dtype;
-    p.scale = s->scale != 0 ? s->scale : (float)(1.0 / sqrt((double)s->D));
-    p.softcap = s->softcap;
-    p.causal = s->causal;
-    memcpy(p.q_stride, a->q.strides, sizeof p.q_stride);
-    memcpy(p.k_stride, a->k.strides, sizeof p.k_stride);
-    memcpy(p.v_stride, a->v.strides, sizeof p.v_stride);
-    memcpy(p.o_stride, a->o.strides, sizeof p.o_stride);
-    p.mask_layout = a->mask.data ? (a->mask.rank == 3 ? DM_LAYOUT_Q : DM_LAYOUT_K) : DM_LAYOUT_NONE;
-    if (p.mask_layout != DM_LAYOUT_NONE)
-        mb_plan(p.mask_layout, &a->mask, p.H, p.mask_stride, &p.mask_head_div);
-    p.bias_layout = a->bias.data ? (a->bias.rank == 3 ? DM_LAYOUT_Q : DM_LAYOUT_K) : DM_LAYOUT_NONE;
-    p.bias_dtype = a->bias.data ? a->bias.dtype : p.dtype;
-    if (p.bias_layout != DM_LAYOUT_NONE)
-        mb_plan(p.bias_layout, &a->bias, p.H, p.bias_stride, &p.bias_head_div);
-    p.has_lse = a->lse.data != NULL;
-    if (p.has_lse)
-        memcpy(p.lse_stride, a->lse.strides, sizeof p.lse_stride);
-    return p;
-}
-
 static dm_status run_ref(vcase *c, char *err, size_t n)
 {
     dm_ctx *ctx = NULL;
     ck_assert_int_eq(dm_ctx_create(&ctx, DM_NO_DEVICE), DM_OK);
-    dm_fwd_varlen_plan p = plan_for(c);
-    dm_status st = dm_ref_fwd_varlen(ctx, &c->a, &p);
+    dm_fwd_varlen_plan p;
+    dm_status st = dm_fwd_varlen_check(ctx, "dm_ref_fwd_varlen", &c->a, &p);
+    if (st == DM_OK)
+        st = dm_ref_fwd_varlen(ctx, &c->a, &p);
     snprintf(err, n, "%s", dm_errmsg(ctx));
     dm_ctx_destroy(ctx);
     return st;
