@@ -6,8 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_util.h"
 #include "fwd_plan.h"
 #include "harness.h"
+#include "test_compile.h"
 #include "reference.h"
 
 enum { B = 2, LQ = 5, H = 8, HKV = 2, D = 64, LK = 7 };
@@ -68,29 +70,14 @@ static void set_shape(dm_tensor *t, int64_t s0, int64_t s1, int64_t s2, int64_t 
     set_tensor(t, (uintptr_t)t->data, t->dtype, t->rank, s0, s1, s2, s3);
 }
 
-static dm_ctx *new_ctx(void)
-{
-    dm_ctx *ctx = NULL;
-
-    ck_assert_int_eq(dm_ctx_create(&ctx, DM_NO_DEVICE), DM_OK);
-    return ctx;
-}
-
 /* The status, a message that names `needle`, starts with the call and has no full stop. */
 static void expect_error(const dm_fwd_args *a, dm_status want, const char *needle)
 {
-    dm_ctx *ctx = new_ctx();
+    dm_ctx *ctx = dm_test_offline_ctx();
     dm_fwd_plan plan;
     dm_status st = dm_fwd_check(ctx, "dm_fwd", a, &plan);
-    const char *msg = dm_errmsg(ctx);
-    size_t n = strlen(msg);
 
-    ck_assert_msg(st == want, "status %s, expected %s (message '%s')", dm_status_name(st),
-                  dm_status_name(want), msg);
-    ck_assert_msg(strstr(msg, needle) != NULL, "message '%s' does not name '%s'", msg, needle);
-    ck_assert_msg(strncmp(msg, "dm_fwd: ", 8) == 0, "message '%s' does not start with the call",
-                  msg);
-    ck_assert_msg(n > 0 && msg[n - 1] != '.', "message '%s' ends with a full stop", msg);
+    expect_refusal(ctx, st, want, "dm_fwd", needle);
     dm_ctx_destroy(ctx);
 }
 
@@ -101,7 +88,7 @@ static void expect_invalid(const dm_fwd_args *a, const char *needle)
 
 static dm_fwd_plan expect_ok(const dm_fwd_args *a)
 {
-    dm_ctx *ctx = new_ctx();
+    dm_ctx *ctx = dm_test_offline_ctx();
     dm_fwd_plan plan;
     dm_status st = dm_fwd_check(ctx, "dm_fwd", a, &plan);
 
@@ -113,7 +100,7 @@ static dm_fwd_plan expect_ok(const dm_fwd_args *a)
 
 static void expect_message(const dm_fwd_args *a, dm_status want, const char *text)
 {
-    dm_ctx *ctx = new_ctx();
+    dm_ctx *ctx = dm_test_offline_ctx();
     dm_fwd_plan plan;
 
     ck_assert_int_eq(dm_fwd_check(ctx, "dm_fwd", a, &plan), want);
@@ -243,7 +230,7 @@ END_TEST
 
 START_TEST(check_clears_the_previous_message_on_success)
 {
-    dm_ctx *ctx = new_ctx();
+    dm_ctx *ctx = dm_test_offline_ctx();
     dm_fwd_args a = valid_args();
     dm_fwd_plan p;
 
@@ -259,7 +246,7 @@ END_TEST
 
 START_TEST(check_prefixes_messages_with_the_call_it_was_given)
 {
-    dm_ctx *ctx = new_ctx();
+    dm_ctx *ctx = dm_test_offline_ctx();
     dm_fwd_args a = valid_args();
     dm_fwd_plan p;
 
@@ -1082,7 +1069,7 @@ static const char *break_args(dm_fwd_args *a, int which)
 START_TEST(fwd_returns_invalid_arg_and_leaves_the_output_untouched)
 {
     for (int which = 0; which < 7; which++) {
-        dm_ctx *ctx = new_ctx();
+        dm_ctx *ctx = dm_test_offline_ctx();
         host_out h;
         host_out_init(&h);
         const char *name = break_args(&h.a, which);
@@ -1100,7 +1087,7 @@ END_TEST
 
 START_TEST(fwd_checks_the_window_mask_rules_and_leaves_the_output_untouched)
 {
-    dm_ctx *ctx = new_ctx();
+    dm_ctx *ctx = dm_test_offline_ctx();
     host_out h;
     host_out_init(&h);
     /* bias (1, Hkv, 1, Lk) against mask (B, H, Lq, Lk): valid for attention, but the window mask
@@ -1123,7 +1110,7 @@ END_TEST
 
 START_TEST(fwd_on_an_offline_context_reports_no_device_and_leaves_the_output_untouched)
 {
-    dm_ctx *ctx = new_ctx();
+    dm_ctx *ctx = dm_test_offline_ctx();
     host_out h;
     host_out_init(&h);
     ck_assert_int_eq(dm_fwd(ctx, &h.a, NULL), DM_ERR_NO_DEVICE);
@@ -1136,7 +1123,7 @@ END_TEST
 
 START_TEST(fwd_without_context_or_args_returns_invalid_arg)
 {
-    dm_ctx *ctx = new_ctx();
+    dm_ctx *ctx = dm_test_offline_ctx();
     dm_fwd_args a = valid_args();
     ck_assert_int_eq(dm_fwd(NULL, &a, NULL), DM_ERR_INVALID_ARG);
     ck_assert_int_eq(dm_fwd(ctx, NULL, NULL), DM_ERR_INVALID_ARG);

@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check_util.h"
 #include "fwd_varlen_plan.h"
 #include "harness.h"
+#include "test_compile.h"
 
 /* 3 sequences, 6 queries and 20 keys in all, the longest 3 queries and 9 keys; GQA 8 over 2. */
 enum { NSEQ = 3, TQ = 6, TK = 20, H = 8, HKV = 2, D = 64, MAXQ = 3, MAXK = 9 };
@@ -91,29 +93,14 @@ static void set_layout(dm_tensor *t, bool bias, dm_layout layout, int64_t heads)
         set_tensor(t, addr, dt, 2, TK, heads, 0);
 }
 
-static dm_ctx *new_ctx(void)
-{
-    dm_ctx *ctx = NULL;
-
-    ck_assert_int_eq(dm_ctx_create(&ctx, DM_NO_DEVICE), DM_OK);
-    return ctx;
-}
-
 /* The status, a message that holds `needle`, starts with the call and has no full stop. */
 static void expect_error(const dm_fwd_varlen_args *a, dm_status want, const char *needle)
 {
-    dm_ctx *ctx = new_ctx();
+    dm_ctx *ctx = dm_test_offline_ctx();
     dm_fwd_varlen_plan plan;
     dm_status st = dm_fwd_varlen_check(ctx, "dm_fwd_varlen", a, &plan);
-    const char *msg = dm_errmsg(ctx);
-    size_t n = strlen(msg);
 
-    ck_assert_msg(st == want, "status %s, expected %s (message '%s')", dm_status_name(st),
-                  dm_status_name(want), msg);
-    ck_assert_msg(strstr(msg, needle) != NULL, "message '%s' does not hold '%s'", msg, needle);
-    ck_assert_msg(strncmp(msg, "dm_fwd_varlen: ", 15) == 0,
-                  "message '%s' does not start with the call", msg);
-    ck_assert_msg(n > 0 && msg[n - 1] != '.', "message '%s' ends with a full stop", msg);
+    expect_refusal(ctx, st, want, "dm_fwd_varlen", needle);
     dm_ctx_destroy(ctx);
 }
 
@@ -124,7 +111,7 @@ static void expect_invalid(const dm_fwd_varlen_args *a, const char *needle)
 
 static dm_fwd_varlen_plan expect_ok(const dm_fwd_varlen_args *a)
 {
-    dm_ctx *ctx = new_ctx();
+    dm_ctx *ctx = dm_test_offline_ctx();
     dm_fwd_varlen_plan plan;
     dm_status st = dm_fwd_varlen_check(ctx, "dm_fwd_varlen", a, &plan);
 
@@ -136,7 +123,7 @@ static dm_fwd_varlen_plan expect_ok(const dm_fwd_varlen_args *a)
 
 static void expect_message(const dm_fwd_varlen_args *a, dm_status want, const char *text)
 {
-    dm_ctx *ctx = new_ctx();
+    dm_ctx *ctx = dm_test_offline_ctx();
     dm_fwd_varlen_plan plan;
 
     ck_assert_int_eq(dm_fwd_varlen_check(ctx, "dm_fwd_varlen", a, &plan), want);
@@ -266,7 +253,7 @@ END_TEST
 
 START_TEST(check_clears_the_previous_message_on_success)
 {
-    dm_ctx *ctx = new_ctx();
+    dm_ctx *ctx = dm_test_offline_ctx();
     dm_fwd_varlen_args a = valid_args();
     dm_fwd_varlen_plan p;
 
@@ -282,7 +269,7 @@ END_TEST
 
 START_TEST(check_prefixes_messages_with_the_call_it_was_given)
 {
-    dm_ctx *ctx = new_ctx();
+    dm_ctx *ctx = dm_test_offline_ctx();
     dm_fwd_varlen_args a = valid_args();
     dm_fwd_varlen_plan p;
 
@@ -297,7 +284,7 @@ END_TEST
 
 START_TEST(check_accepts_a_null_plan)
 {
-    dm_ctx *ctx = new_ctx();
+    dm_ctx *ctx = dm_test_offline_ctx();
     dm_fwd_varlen_args a = valid_args_full();
 
     ck_assert_int_eq(dm_fwd_varlen_check(ctx, "dm_fwd_varlen", &a, NULL), DM_OK);
