@@ -74,6 +74,28 @@ const char *status_text(outcome o);
 void json_string(FILE *f, const char *s);
 bool close_file(FILE *f, const char *opt, const char *path);
 
+/* A table row's measured tail: " | ms TFLOP/s GB/s [%copy]" for an OK result (flops and bytes
+ * of one run; %copy only with copy_gbps > 0), else the outcome; then the line ends. */
+void table_tail(const result *r, double flops, double bytes, double copy_gbps);
+
+/* One mode's cases, as the sweep driver sees them: `ctx` is the mode's own state. */
+typedef struct sweep_ops {
+    void *ctx;
+    int n;
+    void (*describe)(void *ctx, int i, char *buf, size_t bytes);
+    /* runs case i into *r; false only when the CUDA context is unusable afterwards */
+    bool (*run)(void *ctx, int i, const char *label, result *r);
+    void (*table_row)(void *ctx, int i, const result *r);
+    void (*csv_row)(void *ctx, FILE *f, int i, const result *r);
+    void (*json_row)(void *ctx, FILE *f, int i, const result *r, bool first);
+} sweep_ops;
+
+/* Runs the cases in order into res (n of them), progress on stderr when tty, a table row each
+ * on stdout, CSV and JSON rows where those files are open (the JSON document then closed);
+ * stops running (the rest reported "not run") once the context is unusable. Prints the summary
+ * line on stderr; returns EXIT_OK, or EXIT_FAIL when a case failed or did not run. */
+int sweep_run(const sweep_ops *ops, result *res, FILE *csv, FILE *json, bool tty);
+
 /* ---- the device (dmbench_gpu.c) -------------------------------------------------------------- */
 
 uint64_t mix64(uint64_t x);
@@ -139,8 +161,8 @@ bool time_runs(gpu *g, int64_t warmup, int64_t iters, queue_fn queue, void *ctx,
 
 /* Device-to-device copy bandwidth in GB/s, counting each byte read once and written once
  * (2 x bytes per copy, as the attention figures count q read and o written): the median of
- * `iters` cuMemcpyDtoDAsync calls of `bytes` on g->stream between CUDA events, after warm-up.
- * 0 when it could not be measured (said why). */
+ * `iters` cuMemcpyDtoDAsync calls of `bytes` on g->stream between CUDA events, after warm-up,
+ * printed as a "# copy bandwidth" line on stdout. 0 when it could not be measured (said why). */
 double copy_bandwidth(gpu *g, uint64_t bytes, int64_t iters);
 
 /* ---- the modes ------------------------------------------------------------------------------- */

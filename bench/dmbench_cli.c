@@ -243,3 +243,53 @@ bool close_file(FILE *f, const char *opt, const char *path)
     return ok;
 }
 
+void table_tail(const result *r, double flops, double bytes, double copy_gbps)
+{
+    if (r->out == OUT_OK) {
+        double gbps = bytes / r->ms_median / 1e6;
+        printf(" | %9.4f %8.1f %8.1f", r->ms_median, flops / r->ms_median / 1e9, gbps);
+        if (copy_gbps > 0)
+            printf(" %6.1f", 100 * gbps / copy_gbps);
+        putchar('\n');
+    } else
+        printf(" | %9s\n", r->out == OUT_SKIPPED ? "skipped" : r->out == OUT_FAILED ? "FAILED"
+                                                                                     : "not run");
+    fflush(stdout);
+}
+
+int sweep_run(const sweep_ops *ops, result *res, FILE *csv, FILE *json, bool tty)
+{
+    double t0 = now_s();
+    int n_ok = 0, n_failed = 0, n_skipped = 0, n_not_run = 0;
+    bool alive = true;
+    for (int i = 0; i < ops->n; i++) {
+        char label[512];
+        ops->describe(ops->ctx, i, label, sizeof label);
+        if (alive) {
+            if (tty)
+                fprintf(stderr, "\r\033[K[%d/%d] %s", i + 1, ops->n, label);
+            alive = ops->run(ops->ctx, i, label, &res[i]);
+            if (tty)
+                fputs("\r\033[K", stderr);
+            if (!alive)
+                fail("the CUDA context is unusable: the remaining cases are not run");
+        }
+        ops->table_row(ops->ctx, i, &res[i]);
+        if (csv)
+            ops->csv_row(ops->ctx, csv, i, &res[i]);
+        if (json)
+            ops->json_row(ops->ctx, json, i, &res[i], i == 0);
+        n_ok += res[i].out == OUT_OK;
+        n_failed += res[i].out == OUT_FAILED;
+        n_skipped += res[i].out == OUT_SKIPPED;
+        n_not_run += res[i].out == OUT_NOT_RUN;
+    }
+    if (json)
+        fputs("\n  ]\n}\n", json);
+    fprintf(stderr, "dmbench: %d case%s: %d ok, %d failed, %d skipped", ops->n,
+            ops->n == 1 ? "" : "s", n_ok, n_failed, n_skipped);
+    if (n_not_run)
+        fprintf(stderr, ", %d not run", n_not_run);
+    fprintf(stderr, " in %.1f s\n", now_s() - t0);
+    return n_failed || n_not_run ? EXIT_FAIL : EXIT_OK;
+}

@@ -383,8 +383,12 @@ double copy_bandwidth(gpu *g, uint64_t bytes, int64_t iters)
         fail("copy bandwidth of %.2f GiB: %s", (double)bytes / 1073741824.0, g->err);
         goto out;
     }
-    if (time_runs(g, 5, iters, queue_copy, &j, "copy bandwidth", &r) && r.out == OUT_OK)
+    if (time_runs(g, 5, iters, queue_copy, &j, "copy bandwidth", &r) && r.out == OUT_OK) {
         gbps = 2.0 * (double)bytes / r.ms_median / 1e6;
+        printf("# copy bandwidth %.1f GB/s (cuMemcpyDtoDAsync of %lld MiB, 2 x its size a copy, "
+               "median of %lld)\n",
+               gbps, (long long)(bytes >> 20), (long long)iters);
+    }
 out:
     if (j.src)
         cuMemFree(j.src);

@@ -870,16 +870,7 @@ static void table_case(const columns *k, const vcase *c)
 static void table_result(const columns *k, const vcase *c, const result *r)
 {
     table_case(k, c);
-    if (r->out == OUT_OK) {
-        double gbps = sizes_of(c).total / r->ms_median / 1e6;
-        printf(" | %9.4f %8.1f %8.1f", r->ms_median, flops_of(c) / r->ms_median / 1e9, gbps);
-        if (k->copy_gbps > 0)
-            printf(" %6.1f", 100 * gbps / k->copy_gbps);
-        putchar('\n');
-    } else
-        printf(" | %9s\n", r->out == OUT_SKIPPED ? "skipped" : r->out == OUT_FAILED ? "FAILED"
-                                                                                     : "not run");
-    fflush(stdout);
+    table_tail(r, flops_of(c), sizes_of(c).total, k->copy_gbps);
 }
 
 /* A spec's text as one CSV field: quoted when it holds commas (a list of lengths). */
@@ -1013,6 +1004,45 @@ static int dry_run(const vcase_list *l, uint64_t seed)
     return EXIT_OK;
 }
 
+/* ---- the sweep, as sweep_run (dmbench_cli.c) drives it ---- */
+
+typedef struct mode_sweep {
+    gpu *g;
+    const voptions *o;
+    const vcase_list *cases;
+    const columns *k;
+} mode_sweep;
+
+static void sweep_describe(void *ctx, int i, char *buf, size_t bytes)
+{
+    const mode_sweep *m = ctx;
+    describe(&m->cases->c[i], buf, bytes);
+}
+
+static bool sweep_case(void *ctx, int i, const char *label, result *r)
+{
+    const mode_sweep *m = ctx;
+    return run_case(m->g, m->o, &m->cases->c[i], label, r);
+}
+
+static void sweep_table(void *ctx, int i, const result *r)
+{
+    const mode_sweep *m = ctx;
+    table_result(m->k, &m->cases->c[i], r);
+}
+
+static void sweep_csv(void *ctx, FILE *f, int i, const result *r)
+{
+    const mode_sweep *m = ctx;
+    csv_row(f, &m->cases->c[i], r, m->k->copy_gbps);
+}
+
+static void sweep_json(void *ctx, FILE *f, int i, const result *r, bool first)
+{
+    const mode_sweep *m = ctx;
+    json_row(f, &m->cases->c[i], r, first, m->k->copy_gbps);
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 
 int varlen_main(int argc, char **argv)
@@ -1057,13 +1087,8 @@ int varlen_main(int argc, char **argv)
            (double)g.l2_bytes / 1048576.0, (double)free_bytes / 1073741824.0,
            (double)total_bytes / 1073741824.0, (long long)o.warmup, (long long)o.iters);
     columns k = columns_of(&cases);
-    if (o.copy_bw) {
+    if (o.copy_bw)
         k.copy_gbps = copy_bandwidth(&g, (uint64_t)o.copy_mib << 20, o.iters);
-        if (k.copy_gbps > 0)
-            printf("# copy bandwidth %.1f GB/s (cuMemcpyDtoDAsync of %lld MiB, 2 x its size a "
-                   "copy, median of %lld)\n",
-                   k.copy_gbps, (long long)o.copy_mib, (long long)o.iters);
-    }
     for (int i = 0; i < cases.n_batches; i++)
         print_batch(stdout, &cases.batches[i], o.seed);
     table_header(&k, k.copy_gbps > 0 ? "  ms(med)  TFLOP/s     GB/s  %copy"
@@ -1076,39 +1101,10 @@ int varlen_main(int argc, char **argv)
     if (json)
         json_head(json, &g, &o, k.copy_gbps);
 
-    double t0 = now_s();
-    int n_ok = 0, n_failed = 0, n_skipped = 0, n_not_run = 0;
-    bool alive = true;
-    for (int i = 0; i < cases.n; i++) {
-        char label[512];
-        describe(&cases.c[i], label, sizeof label);
-        if (alive) {
-            if (tty)
-                fprintf(stderr, "\r\033[K[%d/%d] %s", i + 1, cases.n, label);
-            alive = run_case(&g, &o, &cases.c[i], label, &res[i]);
-            if (tty)
-                fputs("\r\033[K", stderr);
-            if (!alive)
-                fail("the CUDA context is unusable: the remaining cases are not run");
-        }
-        table_result(&k, &cases.c[i], &res[i]);
-        if (csv)
-            csv_row(csv, &cases.c[i], &res[i], k.copy_gbps);
-        if (json)
-            json_row(json, &cases.c[i], &res[i], i == 0, k.copy_gbps);
-        n_ok += res[i].out == OUT_OK;
-        n_failed += res[i].out == OUT_FAILED;
-        n_skipped += res[i].out == OUT_SKIPPED;
-        n_not_run += res[i].out == OUT_NOT_RUN;
-    }
-    if (json)
-        fputs("\n  ]\n}\n", json);
-    fprintf(stderr, "dmbench: %d case%s: %d ok, %d failed, %d skipped", cases.n,
-            cases.n == 1 ? "" : "s", n_ok, n_failed, n_skipped);
-    if (n_not_run)
-        fprintf(stderr, ", %d not run", n_not_run);
-    fprintf(stderr, " in %.1f s\n", now_s() - t0);
-    rc = n_failed || n_not_run ? EXIT_FAIL : EXIT_OK;
+    mode_sweep m = {&g, &o, &cases, &k};
+    const sweep_ops ops = {&m, cases.n, sweep_describe, sweep_case, sweep_table, sweep_csv,
+                           sweep_json};
+    rc = sweep_run(&ops, res, csv, json, tty);
 out:
     if (!close_file(csv, "--csv", o.csv) && rc == EXIT_OK)
         rc = EXIT_FAIL;
