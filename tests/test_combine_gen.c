@@ -11,21 +11,12 @@
 #include "combine_ref.h"
 #include "gen.h"
 #include "harness.h"
+#include "test_compile.h"
 
 static dm_variant combine(int d, dm_dtype t, dm_arch a)
 {
     dm_variant v = {.family = DM_FAMILY_COMBINE, .head_dim = d, .dtype = t, .arch = a};
     return v;
-}
-
-static char *emit_ok(const dm_variant *v, dm_kernel_src *k_out)
-{
-    dm_kernel_src k;
-    char err[1024];
-    ck_assert_msg(dm_gen_emit(v, &k, err, sizeof err) == DM_OK, "emit failed: %s", err);
-    if (k_out)
-        *k_out = k;
-    return k.source;
 }
 
 START_TEST(emit_is_byte_identical_in_fresh_states_for_every_head_dim_dtype_and_arch)
@@ -35,7 +26,7 @@ START_TEST(emit_is_byte_identical_in_fresh_states_for_every_head_dim_dtype_and_a
         for (int t = 0; t < 2; t++)
             for (int a = 0; a < DM_ARCH_COUNT; a++) {
                 dm_variant v = combine(d, t ? DM_BF16 : DM_F16, (dm_arch)a);
-                char *x = emit_ok(&v, NULL), *y = emit_ok(&v, NULL);
+                char *x = dm_test_emit_ok(&v, NULL), *y = dm_test_emit_ok(&v, NULL);
                 ck_assert_str_eq(x, y);
                 free(x);
                 free(y);
@@ -49,7 +40,7 @@ START_TEST(source_opens_with_the_key_and_the_template_line_and_names_the_entry)
 {
     dm_variant v = combine(128, DM_BF16, DM_SM90A);
     dm_kernel_src k;
-    char *src = emit_ok(&v, &k);
+    char *src = dm_test_emit_ok(&v, &k);
     const char *want = "// combine.d128.bf16.sm90a\n// dmattn 0.1.0, attn_combine.lua: 32 threads "
                        "per (row, head), 4 pairs per block of 128 threads\n";
     ck_assert_msg(strncmp(src, want, strlen(want)) == 0, "source starts: %.200s", src);
@@ -63,7 +54,7 @@ START_TEST(source_opens_with_the_key_and_the_template_line_and_names_the_entry)
     dm_kernel_src_free(&k);
 
     dm_variant h = combine(64, DM_F16, DM_SM80);
-    src = emit_ok(&h, NULL);
+    src = dm_test_emit_ok(&h, NULL);
     ck_assert_ptr_nonnull(strstr(src, "cvt.rn.f16.f32"));
     ck_assert_ptr_nonnull(strstr(src, "constexpr int kD = 64;"));
     free(src);
@@ -78,7 +69,7 @@ START_TEST(launch_facts_give_each_pair_a_group_of_threads_in_whole_warps)
     for (int d = DM_HEAD_DIM_MIN; d <= DM_HEAD_DIM_MAX; d += DM_HEAD_DIM_STEP) {
         dm_variant v = combine(d, DM_F16, DM_SM90);
         dm_kernel_src k;
-        free(emit_ok(&v, &k));
+        free(dm_test_emit_ok(&v, &k));
         const int group = k.block_n, chunks = d / 4;
         ck_assert_msg(group >= 1 && group <= 32 && (group & (group - 1)) == 0, "d%d: group %d",
                       d, group);
@@ -91,7 +82,7 @@ START_TEST(launch_facts_give_each_pair_a_group_of_threads_in_whole_warps)
     }
     dm_variant v = combine(8, DM_BF16, DM_SM80);
     dm_kernel_src k;
-    free(emit_ok(&v, &k));
+    free(dm_test_emit_ok(&v, &k));
     ck_assert_int_eq(k.block_n, 2);
     ck_assert_int_eq(k.block_m, 64);
 }

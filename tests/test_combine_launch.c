@@ -12,6 +12,7 @@
 #include "harness.h"
 #include "kernels.h"
 #include "stub_libcuda.h"
+#include "stub_util.h"
 #include "test_fs.h"
 
 static void *stub;
@@ -21,14 +22,7 @@ static char cache_dir[64];
 /* Points the library at the stub (before its first dlopen) with an sm80 device. */
 static dm_ctx *stub_ctx(void)
 {
-    setenv("DMATTN_LIBCUDA", DM_STUB_LIBCUDA, 1);
-    setenv("DMSTUB_CC", "80", 1);
-    unsetenv("DMSTUB_FAIL_ATTRIBUTE");
-    stub = dlopen(DM_STUB_LIBCUDA, RTLD_NOW | RTLD_LOCAL);
-    ck_assert_msg(stub != NULL, "%s", dlerror());
-    stats = dlsym(stub, "dmstub_stats");
-    ck_assert_ptr_nonnull(stats);
-    dm_test_temp_dir(cache_dir, "combine");
+    dm_test_use_stub(DM_STUB_LIBCUDA, "80", "combine", &stub, &stats, cache_dir);
     dm_ctx *ctx = NULL;
     ck_assert_int_eq(dm_ctx_create(&ctx, 0), DM_OK);
     dm_ctx_set_verbosity(ctx, 0);

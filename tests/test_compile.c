@@ -30,3 +30,13 @@ void dm_test_compile_ok(dm_ctx *ctx, const dm_variant *v)
     free(cubin);
     dm_kernel_src_free(&k);
 }
+
+char *dm_test_emit_ok(const dm_variant *v, dm_kernel_src *k_out)
+{
+    dm_kernel_src k;
+    char err[1024];
+    ck_assert_msg(dm_gen_emit(v, &k, err, sizeof err) == DM_OK, "emit failed: %s", err);
+    if (k_out)
+        *k_out = k;
+    return k.source;
+}

@@ -8,5 +8,8 @@
 
 dm_ctx *dm_test_offline_ctx(void); /* verbosity 0; destroy with dm_ctx_destroy */
 void dm_test_compile_ok(dm_ctx *ctx, const dm_variant *v);
+/* v's source (the caller frees it, or *k_out when given, with dm_kernel_src_free); a failed
+ * emit fails the test with the template's message. */
+char *dm_test_emit_ok(const dm_variant *v, dm_kernel_src *k_out);
 
 #endif

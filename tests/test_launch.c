@@ -10,6 +10,7 @@
 #include "harness.h"
 #include "kernels.h"
 #include "stub_libcuda.h"
+#include "stub_util.h"
 #include "test_fs.h"
 
 typedef CUresult (*set_current_fn)(CUcontext);
@@ -24,14 +25,7 @@ static char cache_dir[64];
  * compile fastest. Each test runs in a process of its own, so the driver opens afresh. */
 static void use_stub(const char *cc)
 {
-    setenv("DMATTN_LIBCUDA", DM_STUB_LIBCUDA, 1);
-    setenv("DMSTUB_CC", cc, 1);
-    unsetenv("DMSTUB_FAIL_ATTRIBUTE");
-    stub = dlopen(DM_STUB_LIBCUDA, RTLD_NOW | RTLD_LOCAL);
-    ck_assert_msg(stub != NULL, "%s", dlerror());
-    stats = dlsym(stub, "dmstub_stats");
-    ck_assert_ptr_nonnull(stats);
-    dm_test_temp_dir(cache_dir, "launch");
+    dm_test_use_stub(DM_STUB_LIBCUDA, cc, "launch", &stub, &stats, cache_dir);
 }
 
 static void *stub_fn(const char *name)

@@ -21,16 +21,6 @@ static dm_variant wmask(int window, dm_dtype t, dm_layout mask, bool relu, bool 
     return v;
 }
 
-static char *emit_ok(const dm_variant *v, dm_kernel_src *k_out)
-{
-    dm_kernel_src k;
-    char err[1024];
-    ck_assert_msg(dm_gen_emit(v, &k, err, sizeof err) == DM_OK, "emit failed: %s", err);
-    if (k_out)
-        *k_out = k;
-    return k.source;
-}
-
 static const dm_dtype dtypes[] = {DM_F16, DM_BF16, DM_F32};
 
 START_TEST(emit_is_byte_identical_in_fresh_states_for_every_axis)
@@ -43,7 +33,7 @@ START_TEST(emit_is_byte_identical_in_fresh_states_for_every_axis)
                 for (size_t w = 0; w < ARRAY_LEN(windows); w++) {
                     dm_variant v = wmask(windows[w], dtypes[t], (dm_layout)m, f & 1, f & 2,
                                          (dm_arch)(n % DM_ARCH_COUNT));
-                    char *a = emit_ok(&v, NULL), *b = emit_ok(&v, NULL);
+                    char *a = dm_test_emit_ok(&v, NULL), *b = dm_test_emit_ok(&v, NULL);
                     ck_assert_str_eq(a, b);
                     free(a);
                     free(b);
@@ -57,7 +47,7 @@ START_TEST(source_opens_with_the_key_and_the_template_line_and_names_the_entry)
 {
     dm_variant v = wmask(2048, DM_BF16, DM_LAYOUT_K, false, false, DM_SM90);
     dm_kernel_src k;
-    char *src = emit_ok(&v, &k);
+    char *src = dm_test_emit_ok(&v, &k);
     const char *want = "// wmask.w2048.bf16.mask-k.sm90\n// dmattn 0.1.0, window_mask.lua: top-2048 "
                        "radix select";
     ck_assert_msg(strncmp(src, want, strlen(want)) == 0, "source starts: %.160s", src);
@@ -73,20 +63,20 @@ END_TEST
 START_TEST(features_that_are_off_are_absent_from_the_text)
 {
     dm_variant plain = wmask(16, DM_F16, DM_LAYOUT_NONE, false, false, DM_SM80);
-    char *src = emit_ok(&plain, NULL);
+    char *src = dm_test_emit_ok(&plain, NULL);
     ck_assert_ptr_null(strstr(src, "r.mask["));     /* no mask reads */
     ck_assert_ptr_null(strstr(src, "n_blocks"));    /* no smoothing */
     ck_assert_ptr_nonnull(strstr(src, "digit_pass<kRes, 10, 6, kRes>"));
     ck_assert_ptr_nonnull(strstr(src, "digit_pass<kRes, 6, 0, false>"));
     free(src);
     dm_variant all = wmask(16, DM_F16, DM_LAYOUT_Q, false, true, DM_SM80);
-    src = emit_ok(&all, NULL);
+    src = dm_test_emit_ok(&all, NULL);
     ck_assert_ptr_nonnull(strstr(src, "r.mask["));
     ck_assert_ptr_nonnull(strstr(src, "n_blocks"));
     free(src);
     dm_variant relu = wmask(0, DM_F16, DM_LAYOUT_K, true, false, DM_SM80);
     dm_kernel_src k;
-    src = emit_ok(&relu, &k);
+    src = dm_test_emit_ok(&relu, &k);
     ck_assert_ptr_null(strstr(src, "digit_pass")); /* no selection, no window */
     ck_assert_ptr_null(strstr(src, "kWindow"));
     ck_assert_int_eq(k.smem_bytes, 0);
@@ -97,7 +87,7 @@ END_TEST
 START_TEST(f32_bias_takes_four_digits_and_16_bit_two)
 {
     dm_variant v = wmask(5, DM_F32, DM_LAYOUT_K, false, false, DM_SM80);
-    char *src = emit_ok(&v, NULL);
+    char *src = dm_test_emit_ok(&v, NULL);
     ck_assert_ptr_nonnull(strstr(src, "digit_pass<kRes, 10, 22, kRes>"));
     ck_assert_ptr_nonnull(strstr(src, "digit_pass<kRes, 10, 12, false>"));
     ck_assert_ptr_nonnull(strstr(src, "digit_pass<kRes, 10, 2, false>"));
@@ -128,7 +118,7 @@ START_TEST(split_stages_are_the_ones_the_launcher_runs)
         for (int smooth = 0; smooth < 2; smooth++) {
             dm_variant v = wmask(300, dtypes[t], DM_LAYOUT_K, false, smooth, DM_SM90);
             dm_kernel_src k;
-            char *src = emit_ok(&v, &k), want[64];
+            char *src = dm_test_emit_ok(&v, &k), want[64];
             int digits = dtypes[t] == DM_F32 ? 4 : 2;
             ck_assert_int_eq(k.split_digit_stages, 2 * digits);
             ck_assert_int_eq(k.split_stages, 2 * digits + 1 + smooth);
@@ -151,7 +141,7 @@ START_TEST(split_stages_are_the_ones_the_launcher_runs)
     /* relu rows are never split: no split stages, no split code at all */
     dm_variant relu = wmask(0, DM_BF16, DM_LAYOUT_K, true, true, DM_SM90);
     dm_kernel_src k;
-    char *src = emit_ok(&relu, &k);
+    char *src = dm_test_emit_ok(&relu, &k);
     ck_assert_int_eq(k.split_stages, 0);
     ck_assert_int_eq(k.split_digit_stages, 0);
     ck_assert_ptr_null(strstr(src, "split_count<"));
