@@ -84,7 +84,8 @@ typedef struct dm_fwd_args {
     int causal; /* bottom-right aligned: key j visible to query i iff j <= i + Lk - Lq */
     int window; /* top-k window over the bias (SPEC §4); 0 = none */
     int path;       /* dm_fwd_path: DM_PATH_AUTO (0) picks from the shapes */
-    int num_splits; /* decode path: blocks a key range is split over; 0 = picked from the shapes */
+    int num_splits; /* decode path: blocks a key range is split over, 0 (picked from the shapes)
+                       to 1024; more than the key tiles are not made */
 } dm_fwd_args;
 
 /* Which kernel a forward call runs (dm_fwd_args.path, dm_fwd_varlen_args.path); results agree

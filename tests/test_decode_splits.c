@@ -7,6 +7,8 @@ START_TEST(a_request_is_kept_up_to_the_tile_count)
     ck_assert_int_eq(dm_fwd_decode_splits(13, 512, 64, 132, 3), 13);
     ck_assert_int_eq(dm_fwd_decode_splits(13, 512, 5, 132, 3), 5);
     ck_assert_int_eq(dm_fwd_decode_splits(4, 512, 0, 132, 3), 1);
+    /* up to the limit the argument check holds requests to (DM_NUM_SPLITS_MAX) */
+    ck_assert_int_eq(dm_fwd_decode_splits(1024, 8, 8192, 132, 3), 1024);
 }
 END_TEST
 

@@ -1,13 +1,13 @@
 /* fwd_decode.c: the decode path's launch (fwd_decode.h): splits, scratch, kernel, combine. */
 #include <string.h>
 
+#include "attn_check.h"
 #include "fwd_combine.h"
 #include "fwd_decode.h"
 #include "kernels.h"
 
 #define SMEM_PER_SM_BYTES (228 * 1024) /* Hopper and A100; fewer elsewhere only shifts the waves */
 #define SMEM_RESERVED_BYTES 1024       /* per block, taken by the system */
-#define SPLITS_MAX 256
 
 bool dm_fwd_decode_fits(dm_layout mask, int64_t mask_head_div, dm_layout bias,
                         int64_t bias_head_div, int64_t group, int64_t max_q, const char **why)
@@ -32,7 +32,7 @@ bool dm_fwd_decode_fits(dm_layout mask, int64_t mask_head_div, dm_layout bias,
 int dm_fwd_decode_splits(int requested, int64_t pairs, int64_t tiles, int sm_count,
                          int blocks_per_sm)
 {
-    int64_t most = tiles < SPLITS_MAX ? tiles : SPLITS_MAX;
+    int64_t most = tiles < DM_NUM_SPLITS_MAX ? tiles : DM_NUM_SPLITS_MAX;
     if (most < 1)
         most = 1;
     if (requested > 0)
