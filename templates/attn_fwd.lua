@@ -537,11 +537,12 @@ local function coordinates(v, ps)
   ps.bb = v.bias == "k" and ps.kb or ps.qb
   local diag = "const int diag = p.Lk - p.Lq;  // query i sees keys up to i + diag"
   if v.decode then
-    add("const int split = blockIdx.x, hk = blockIdx.y" .. (v.varlen and ";" or ", b = blockIdx.z;") ..
-      "  // hk: the K/V head")
+    add("const int split = blockIdx.x, hk = blockIdx.y" ..
+      (v.varlen and ";" or ", b = blockIdx.z;") .. "  // hk: the K/V head")
     add("const int h = hk * p.group;  // the group's first query head: the Q, mask and bias bases")
     if v.mask ~= "none" or v.bias ~= "none" or v.causal then  -- the stages that take a tile's m0
-      add("const int m0 = 0;  // one tile holds every row: the group's heads x the sequence's queries")
+      add("const int m0 = 0;  // one tile holds every row: the group's heads x the sequence's " ..
+        "queries")
     end
     ps.n_end = (v.causal and diag .. "\n" or "") ..
       "const int n_begin = split * p.split_keys;  // this block's keys: [n_begin, n_end)\n" ..
@@ -551,9 +552,10 @@ local function coordinates(v, ps)
       " * p.q_stride[0] + h * p.q_stride[2],\n              p.Lq * p.group, sQ);"
     ps.store = common.call(4, "store_o_lse", { "p", ps.qb, v.varlen and "sq.q_tok" or "b * p.Lq",
       "h", "split", "warp_row0", "acc_o", "row_max", "row_sum", ps.softmax_scale }, ");")
-    ps.store_doc = "// o and lse of this thread's packed rows (query i = r / group, head h + r % group),\n" ..
-      "// or with p.o_part the split's partials. An empty row (nothing visible) gets o = 0 exactly\n" ..
-      "// and lse = +inf, so the backward pass gives it zero gradients."
+    ps.store_doc = table.concat({
+      "// o and lse of this thread's packed rows (query i = r / group, head h + r % group),",
+      "// or with p.o_part the split's partials. An empty row (nothing visible) gets o = 0 exactly",
+      "// and lse = +inf, so the backward pass gives it zero gradients." }, "\n")
     ps.store_signature = common.call(0, "__device__ __forceinline__ void store_o_lse",
       { "const FwdParams &p", "int b", "int tok0", "int h", "int split", "int warp_row0",
         "const float (&acc_o)[kMTiles][kDTiles][4]", "const float (&row_max)[kMTiles][2]",
@@ -567,8 +569,9 @@ local function coordinates(v, ps)
     ps.lse_at = "b * p.lse_stride[0] + hh * p.lse_stride[1] + (i64)i * p.lse_stride[2]"
     ps.packed_q_fn = packed_q
   else
-    add(v.causal and "const int m_block = gridDim.x - 1 - blockIdx.x;  // long rows first: a short tail"
-      or "const int m_block = blockIdx.x;")
+    add(v.causal and
+      "const int m_block = gridDim.x - 1 - blockIdx.x;  // long rows first: a short tail" or
+      "const int m_block = blockIdx.x;")
     add("const int m0 = m_block * kBlockM;")
     if v.varlen then
       add("const int h = blockIdx.y, hk = h / p.group;  // hk: the K/V head")
@@ -587,8 +590,9 @@ local function coordinates(v, ps)
       "p.q_stride[1]," .. (v.varlen and " " or "\n                   ") .. "m0, p.Lq, sQ);"
     ps.store = "store_o_lse(p, " .. ps.qb .. ", h, m0, warp_row0, acc_o, row_max, row_sum, " ..
       ps.softmax_scale .. ");"
-    ps.store_doc = "// o and lse of this thread's rows. An empty row (nothing visible) gets o = 0 exactly and\n" ..
-      "// lse = +inf, so the backward pass gives it zero gradients."
+    ps.store_doc = table.concat({
+      "// o and lse of this thread's rows. An empty row (nothing visible) gets o = 0 exactly and",
+      "// lse = +inf, so the backward pass gives it zero gradients." }, "\n")
     ps.store_signature = [[
 __device__ __forceinline__ void store_o_lse(const FwdParams &p, int b, int h, int m0,
                                             int warp_row0,
@@ -596,8 +600,8 @@ __device__ __forceinline__ void store_o_lse(const FwdParams &p, int b, int h, in
                                             const float (&row_max)[kMTiles][2],
                                             const float (&row_sum)[kMTiles][2], float scale_log2)]]
     ps.store_setup = "u16 *o = (u16 *)p.o + b * p.o_stride[0] + h * p.o_stride[2];"
-    ps.store_row = "const int i = m0 + warp_row0 + mt * 16 + lane / 4 + hf * 8;\nif (i >= p.Lq)\n" ..
-      "    continue;"
+    ps.store_row = "const int i = m0 + warp_row0 + mt * 16 + lane / 4 + hf * 8;\n" ..
+      "if (i >= p.Lq)\n    continue;"
     ps.store_partial = ""
     ps.store_orow = "u16 *orow = o + (i64)i * p.o_stride[1];"
     ps.lse_at = "b * p.lse_stride[0] + h * p.lse_stride[1] + (i64)i * p.lse_stride[2]"
@@ -628,9 +632,11 @@ local function pieces(v, pl)
   })
   coordinates(v, ps)
   ps.mask_base = mask_on and
-    "const unsigned char *mask_bh = (const unsigned char *)p.mask + " .. ps.mb .. " * p.mask_stride[0] +\n" ..
+    "const unsigned char *mask_bh = (const unsigned char *)p.mask + " .. ps.mb ..
+    " * p.mask_stride[0] +\n" ..
     "                               (h / p.mask_head_div) * p.mask_stride[1];" ..
-    (v.varlen and v.mask == "k" and "\n// a sequence starts at any key: wide reads only where its row is aligned\n" ..
+    (v.varlen and v.mask == "k" and
+      "\n// a sequence starts at any key: wide reads only where its row is aligned\n" ..
       "p.mask_pairs = p.mask_pairs && (u64)mask_bh % 2 == 0;\n" ..
       "p.mask_vec16 = p.mask_vec16 && (u64)mask_bh % 16 == 0;" or "") or ""
   ps.bias_base = bias_on and common.fill([=[
@@ -779,8 +785,8 @@ local function check_variant(v)
     errors.unsupported("top-k windows (w" .. v.window .. ") are not built yet")
   end
   if v.decode and (v.mask == "q" or v.bias == "q") then
-    errors.unsupported("the decode path packs a group's heads and queries into one tile: its mask " ..
-      "and bias must be absent or one row per key (mask-k, bias-k), not per query")
+    errors.unsupported("the decode path packs a group's heads and queries into one tile: its " ..
+      "mask and bias must be absent or one row per key (mask-k, bias-k), not per query")
   end
 end
 
