@@ -53,8 +53,8 @@
     X(F32, softcap_k, 1, "2 * log2(e) / softcap: tanh on ex2 (0 when softcap is off)") \
     X(U64, cu_seqlens_q, 1, "varlen: int32 (B + 1) prefix of query counts; batch index = token") \
     X(U64, cu_seqlens_k, 1, "varlen: int32 (B + 1) prefix of key counts") \
-    X(U64, o_part, 1, "decode split: fp32 partial o (n_splits, rows, H, D); 0 = write o") \
-    X(U64, lse_part, 1, "decode split: fp32 partial lse (n_splits, rows, H)") \
+    X(U64, o_part, 1, "decode split (blockIdx.x): fp32 partial o (splits, rows, H, D); 0: o") \
+    X(U64, lse_part, 1, "decode split: fp32 partial lse (splits, rows, H)") \
     X(I64, mask_key_stride, 1, "elements from one key to the next (1 but in varlen key layout)") \
     X(I64, bias_key_stride, 1, "elements from one key to the next (1 but in varlen key layout)") \
     X(I64, part_stride, 1, "decode split: rows * H, the partial lse entries of one split") \
@@ -62,7 +62,6 @@
     X(I32, total_k, 1, "varlen: k's first dimension") \
     X(I32, max_seqlen_q, 1, "varlen: a sequence's query count clamped to it") \
     X(I32, max_seqlen_k, 1, "varlen: a sequence's key count clamped to it") \
-    X(I32, n_splits, 1, "decode: blocks per (sequence, KV head), blockIdx.x") \
     X(I32, split_keys, 1, "decode: keys per split, a multiple of kBlockN")
 #define DM_FWD_PARAMS_BYTES 376
 

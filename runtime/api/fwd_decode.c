@@ -70,7 +70,6 @@ static dm_status run_entered(dm_ctx *ctx, dm_decode_job *job, CUstream stream)
                                  per_sm);
     int64_t tiles_per_split = (tiles + n - 1) / n;
     n = tiles_per_split ? (int)((tiles + tiles_per_split - 1) / tiles_per_split) : 1;
-    p->n_splits = n;
     /* one split: every key (a count past any sequence, so no key is cut off) */
     p->split_keys = n > 1 ? (int32_t)(tiles_per_split * kernel->block_n) : INT32_MAX / 2;
     p->part_stride = job->rows * p->H;

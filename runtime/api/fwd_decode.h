@@ -26,7 +26,7 @@ bool dm_fwd_decode_fits(dm_layout mask, int64_t mask_head_div, dm_layout bias,
 typedef struct dm_decode_job {
     const char *call;         /* message prefix: "dm_fwd", "dm_fwd_varlen" */
     dm_variant variant;       /* the decode variant (decode set), for ctx->arch */
-    dm_fwd_params params;     /* every field but the split ones (n_splits, split_keys, o_part,
+    dm_fwd_params params;     /* every field but the split ones (split_keys, o_part,
                                  lse_part, part_stride), which the runner sets */
     int64_t B, Hkv;           /* grid.z, grid.y */
     int64_t rows;             /* query tokens: B * Lq (dense) or total_q (varlen) */

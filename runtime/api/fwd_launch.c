@@ -58,7 +58,6 @@ static void fill_params(const dm_fwd_args *a, const dm_fwd_plan *p, dm_fwd_param
     dm_fwd_params_scalars(k, p->scale, p->softcap);
     k->mask_key_stride = 1;
     k->bias_key_stride = 1;
-    k->n_splits = 1;
     k->bias_f32 = p->bias_dtype == DM_F32;
     if (p->bias_layout != DM_LAYOUT_NONE)
         k->bias_vec16 = dm_rows_aligned(a->bias.data, p->bias_stride, k->bias_f32 ? 4 : 2, 16);

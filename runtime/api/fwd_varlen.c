@@ -85,7 +85,6 @@ static void fill_params(const dm_fwd_varlen_args *a, const dm_fwd_varlen_plan *p
     k->total_k = (int32_t)p->total_k;
     k->max_seqlen_q = (int32_t)p->max_seqlen_q;
     k->max_seqlen_k = (int32_t)p->max_seqlen_k;
-    k->n_splits = 1;
 }
 
 static void plan_variant(const dm_fwd_varlen_plan *p, dm_arch arch, bool decode, dm_variant *v)
