@@ -58,6 +58,9 @@ static const char usage[] =
     "  --num-splits LIST   decode path: blocks a key range is split over, 0 = picked from the\n"
     "                      shapes (default 0)\n"
     "  --lse               also write lse (H, total_q) fp32 (counted in GB/s then)\n"
+    "  --head-major        key-based mask and bias stored head-major: (Hm, total_k) memory\n"
+    "                      described as (total_k, Hm) with strides (1, total_k), keys\n"
+    "                      contiguous (default: (total_k, Hm) packed, keys Hm apart)\n"
     "\n"
     "run:\n"
     "  --warmup N          untimed runs (default 10), after one untimed call that loads or\n"
@@ -302,7 +305,7 @@ typedef struct voptions {
     int64_t warmup, iters, device, copy_mib;
     uint64_t seed;
     const char *csv, *json;
-    bool dry_run, verbose, copy_bw, lse;
+    bool dry_run, verbose, copy_bw, lse, head_major;
 } voptions;
 
 typedef struct vcase {
@@ -316,6 +319,7 @@ typedef struct vcase {
     float softcap;
     int path, num_splits;
     bool lse;
+    bool head_major; /* key-based mask/bias stored (Hm, total_k) */
 } vcase;
 
 typedef struct vcase_list {
@@ -376,11 +380,11 @@ static double flops_of(const vcase *c)
 /* "64x4096/8 H=32 Hkv=8 D=128 bf16 mask-k bias-k Hm=kv causal path=decode splits=4" */
 static void describe(const vcase *c, char *buf, size_t bytes)
 {
-    int n = snprintf(buf, bytes, "%s/%s H=%lld Hkv=%lld D=%lld %s mask-%s bias-%s%s Hm=%s%s",
+    int n = snprintf(buf, bytes, "%s/%s H=%lld Hkv=%lld D=%lld %s mask-%s bias-%s%s Hm=%s%s%s",
                      c->b->keys->text, c->b->queries->text, (long long)c->H, (long long)c->Hkv,
                      (long long)c->D, dtype_text(c->dtype), layout_names[c->mask],
                      layout_names[c->bias], c->bias_f32 ? "/f32" : "", heads_names[c->hm],
-                     c->causal ? " causal" : "");
+                     c->head_major ? " head-major" : "", c->causal ? " causal" : "");
     if (n > 0 && (size_t)n < bytes && c->softcap > 0)
         n += snprintf(buf + n, bytes - (size_t)n, " softcap=%g", (double)c->softcap);
     if (n > 0 && (size_t)n < bytes && (c->path || c->num_splits))
@@ -431,6 +435,10 @@ static int parse_options(int argc, char **argv, voptions *o)
         }
         if (strcmp(s, "--lse") == 0) {
             o->lse = true;
+            continue;
+        }
+        if (strcmp(s, "--head-major") == 0) {
+            o->head_major = true;
             continue;
         }
 
@@ -629,6 +637,7 @@ static int expand(const voptions *o, vcase_list *out)
             .path = (int)o->path.v[pick[AX_PATH]],
             .num_splits = (int)o->num_splits.v[pick[AX_SPLITS]],
             .lse = o->lse,
+            .head_major = o->head_major,
         };
         /* Normalize what does not change the work, so that the dedup below drops repeats. */
         if (!c.bias)
@@ -698,11 +707,19 @@ static dm_tensor ptr_tensor(CUdeviceptr p, dm_dtype t, int rank, const int64_t *
     return x;
 }
 
-/* mask or bias: (total_k, Hm) key-based, (total_q, Hm, max_seqlen_k) query-based, packed. */
+/* mask or bias: (total_k, Hm) key-based, (total_q, Hm, max_seqlen_k) query-based, packed; with
+ * --head-major the key-based one's memory is (Hm, total_k): strides (1, total_k). */
 static dm_tensor keys_tensor(CUdeviceptr p, dm_dtype t, const vcase *c, layout l)
 {
     int64_t kshape[2] = {c->b->total_k, c->Hm}, qshape[3] = {c->b->total_q, c->Hm, c->b->max_k};
-    return l == LAYOUT_K ? ptr_tensor(p, t, 2, kshape) : ptr_tensor(p, t, 3, qshape);
+    if (l != LAYOUT_K)
+        return ptr_tensor(p, t, 3, qshape);
+    dm_tensor x = ptr_tensor(p, t, 2, kshape);
+    if (c->head_major) {
+        x.strides[0] = 1;
+        x.strides[1] = c->b->total_k;
+    }
+    return x;
 }
 
 static dm_fwd_varlen_args args_of(const vcase *c, const buf_set *s, CUdeviceptr cu_q,
@@ -885,7 +902,7 @@ static void csv_text(FILE *f, const char *s)
 static const char csv_header[] =
     "seqlens,q_per_seq,B,total_q,total_k,max_seqlen_q,max_seqlen_k,H,Hkv,D,dtype,mask,bias,Hm,"
     "bias_dtype,causal,softcap,path,num_splits,lse,ms_median,ms_min,tflops,gbps,iters,sets,"
-    "gflop,gbytes,mask_bytes,bias_bytes,copy_gbps,pct_copy,status\n";
+    "gflop,gbytes,mask_bytes,bias_bytes,copy_gbps,pct_copy,head_major,status\n";
 
 static void csv_row(FILE *f, const vcase *c, const result *r, double copy_gbps)
 {
@@ -913,7 +930,7 @@ static void csv_row(FILE *f, const vcase *c, const result *r, double copy_gbps)
         fputc(',', f);
     } else
         fputs(",,", f);
-    fprintf(f, "%s\n", status_text(r->out));
+    fprintf(f, "%d,%s\n", c->head_major, status_text(r->out));
     fflush(f);
 }
 
@@ -959,12 +976,13 @@ static void json_row(FILE *f, const vcase *c, const result *r, bool first, doubl
             "\"max_seqlen_k\": %lld, \"H\": %lld, \"Hkv\": %lld, \"D\": %lld, \"dtype\": \"%s\", "
             "\"mask\": \"%s\", \"bias\": \"%s\", \"Hm\": %lld, \"bias_dtype\": \"%s\", "
             "\"causal\": %d, \"softcap\": %g, \"path\": \"%s\", \"num_splits\": %d, "
-            "\"lse\": %s, ",
+            "\"lse\": %s, \"head_major\": %s, ",
             (long long)c->b->B, (long long)c->b->total_q, (long long)c->b->total_k,
             (long long)c->b->max_q, (long long)c->b->max_k, (long long)c->H, (long long)c->Hkv,
             (long long)c->D, dtype_text(c->dtype), layout_names[c->mask], layout_names[c->bias],
             (long long)c->Hm, c->bias ? dtype_text(bias_dtype(c)) : "none", c->causal,
-            (double)c->softcap, path_names[c->path], c->num_splits, c->lse ? "true" : "false");
+            (double)c->softcap, path_names[c->path], c->num_splits, c->lse ? "true" : "false",
+            c->head_major ? "true" : "false");
     json_lengths(f, "seqlens_k", c->b->lk, c->b->B);
     json_lengths(f, "seqlens_q", c->b->lq, c->b->B);
     if (r->out == OUT_OK) {
@@ -1089,6 +1107,9 @@ int varlen_main(int argc, char **argv)
     columns k = columns_of(&cases);
     if (o.copy_bw)
         k.copy_gbps = copy_bandwidth(&g, (uint64_t)o.copy_mib << 20, o.iters);
+    if (o.head_major)
+        printf("# key-based mask and bias stored head-major: (Hm, total_k) memory, keys "
+               "contiguous\n");
     for (int i = 0; i < cases.n_batches; i++)
         print_batch(stdout, &cases.batches[i], o.seed);
     table_header(&k, k.copy_gbps > 0 ? "  ms(med)  TFLOP/s     GB/s  %copy"

@@ -36,6 +36,7 @@ typedef struct vl_case {
     double mask_density;
     bool causal;
     float softcap;
+    bool head_major; /* key-based mask/bias stored (Hm, total_k): strides (1, total_k) */
 } vl_case;
 
 /* One kernel choice a case is run with; the reference is computed once per case. */
@@ -83,6 +84,26 @@ static void twin(gpu_twin *w, dm_dtype t, int rank, const int64_t *shape, int64_
         n *= d > 0 ? shape[d] : 1;
     }
     gpu_twin_alloc(w, t, rank, shape, strides, (size_t)((alloc_rows > 0 ? alloc_rows : 1) * n), 0);
+}
+
+/* A mask or bias: query-based (rank 3) packed, key-based (rank 2) packed or, head_major, stored
+ * (Hm, total_k) and described as (total_k, Hm) with strides (1, total_k): keys contiguous. */
+static void mb_twin(gpu_twin *w, dm_dtype t, dm_layout l, const int64_t *shape, bool head_major)
+{
+    if (l == DM_LAYOUT_K && head_major) {
+        int64_t st[2] = {1, shape[0] > 0 ? shape[0] : 1};
+        gpu_twin_alloc(w, t, 2, shape, st, (size_t)(shape[0] * shape[1] + 1), 0);
+        return;
+    }
+    twin(w, t, l == DM_LAYOUT_Q ? 3 : 2, shape, shape[0]);
+}
+
+/* Element e of row t (e < row_elems) of a twin mb_twin made: packed, or by its strides. */
+static size_t mb_index(const gpu_twin *w, int64_t t, int64_t e, int64_t row_elems)
+{
+    if (w->host.rank == 2)
+        return (size_t)(t * w->host.strides[0] + e * w->host.strides[1]);
+    return (size_t)(t * row_elems + e);
 }
 
 static int seq_of(const int32_t *cu, int B, int64_t t)
@@ -162,7 +183,7 @@ static void vl_build(vl_data *d, const vl_case *c, uint64_t seed)
     fill16(d->v.host.data, c->dtype, (size_t)(d->total_k * Hkv * D), &s);
     if (c->mask != DM_LAYOUT_NONE) {
         int64_t ms[3] = {c->mask == DM_LAYOUT_Q ? d->total_q : d->total_k, c->mask_heads, d->max_k};
-        twin(&d->mask, DM_BOOL, c->mask == DM_LAYOUT_Q ? 3 : 2, ms, ms[0]);
+        mb_twin(&d->mask, DM_BOOL, c->mask, ms, c->head_major);
         unsigned char *m = d->mask.host.data;
         int64_t row = c->mask == DM_LAYOUT_Q ? d->max_k : 1;
         for (int64_t t = 0; t < ms[0]; t++) {
@@ -171,7 +192,7 @@ static void vl_build(vl_data *d, const vl_case *c, uint64_t seed)
                 bool past = c->mask == DM_LAYOUT_Q && e % row >= c->len_k[b];
                 bool on = past || (gpu_uniform(&s) + 1) / 2 < c->mask_density;
                 /* any non-zero byte is true */
-                m[t * c->mask_heads * row + e] =
+                m[mb_index(&d->mask, t, e, c->mask_heads * row)] =
                     on ? (unsigned char)(1 + gpu_rng_next(&s) % 255) : 0;
             }
         }
@@ -179,14 +200,14 @@ static void vl_build(vl_data *d, const vl_case *c, uint64_t seed)
     if (c->bias != DM_LAYOUT_NONE) {
         dm_dtype bt = c->bias_f32 ? DM_F32 : c->dtype;
         int64_t bs[3] = {c->bias == DM_LAYOUT_Q ? d->total_q : d->total_k, c->bias_heads, d->max_k};
-        twin(&d->bias, bt, c->bias == DM_LAYOUT_Q ? 3 : 2, bs, bs[0]);
+        mb_twin(&d->bias, bt, c->bias, bs, c->head_major);
         int64_t row = c->bias == DM_LAYOUT_Q ? d->max_k : 1;
         for (int64_t t = 0; t < bs[0]; t++) {
             int b = c->bias == DM_LAYOUT_Q ? seq_of(d->cu_q_host, c->B, t) : 0;
             for (int64_t e = 0; e < c->bias_heads * row; e++) {
                 bool past = c->bias == DM_LAYOUT_Q && e % row >= c->len_k[b];
-                gpu_put(d->bias.host.data, bt, (size_t)(t * c->bias_heads * row + e),
-                    past ? HOT_BIAS : 2 * gpu_uniform(&s));
+                gpu_put(d->bias.host.data, bt, mb_index(&d->bias, t, e, c->bias_heads * row),
+                        past ? HOT_BIAS : 2 * gpu_uniform(&s));
             }
         }
     }
@@ -439,6 +460,26 @@ START_TEST(varlen_with_a_key_based_mask_matches_every_bias_layout_head_kind_and_
 }
 END_TEST
 
+/* A key-based mask and bias stored head-major ((Hkv, total_k) memory, keys contiguous per head)
+ * take the staged, cp.async paths that (total_k, Hkv) rows, keys Hkv apart, cannot: the same
+ * results on every path. */
+START_TEST(head_major_key_layouts_match_on_every_path)
+{
+    for (int causal = 0; causal < 2; causal++)
+        for (size_t m = 0; m < sizeof mixes / sizeof mixes[0]; m++) {
+            vl_case c = {.B = mixes[m].B, .D = 128, .dtype = DM_BF16, .mask = DM_LAYOUT_K,
+                         .bias = DM_LAYOUT_K, .mask_density = 0.8, .causal = causal,
+                         .head_major = true};
+            heads_of(1, &c.H, &c.Hkv);
+            c.mask_heads = c.Hkv;
+            c.bias_heads = m % 2 ? c.Hkv : 1;
+            memcpy(c.len_q, mixes[m].q, sizeof c.len_q);
+            memcpy(c.len_k, mixes[m].k, sizeof c.len_k);
+            vl_check(&c, every_path, N_EVERY_PATH);
+        }
+}
+END_TEST
+
 START_TEST(zero_query_sequences_write_nothing_and_zero_key_sequences_give_zero_and_inf)
 {
     /* Many sequences without queries or keys among a few real ones; the last two calls hold no
@@ -580,6 +621,7 @@ END_TEST
     X(varlen_without_a_mask_matches_every_bias_layout_head_kind_and_path) \
     X(varlen_with_a_query_based_mask_matches_every_bias_layout_head_kind_and_path) \
     X(varlen_with_a_key_based_mask_matches_every_bias_layout_head_kind_and_path) \
+    X(head_major_key_layouts_match_on_every_path) \
     X(zero_query_sequences_write_nothing_and_zero_key_sequences_give_zero_and_inf) \
     X(rows_past_max_seqlen_q_stay_unwritten_and_keys_past_max_seqlen_k_are_ignored) \
     X(an_fp32_bias_and_softcap_match_in_f16) \
