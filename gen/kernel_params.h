@@ -62,8 +62,14 @@
     X(I32, total_k, 1, "varlen: k's first dimension") \
     X(I32, max_seqlen_q, 1, "varlen: a sequence's query count clamped to it") \
     X(I32, max_seqlen_k, 1, "varlen: a sequence's key count clamped to it") \
-    X(I32, split_keys, 1, "decode: keys per split, a multiple of kBlockN")
-#define DM_FWD_PARAMS_BYTES 376
+    X(I32, split_keys, 1, "decode: keys per split, a multiple of kBlockN") \
+    X(I32, mask_words, 1, \
+      "varlen key layout, keys strided: a tile staged a 4-byte word a key (key stride and base " \
+      "4-byte aligned)") \
+    X(I32, bias_words, 1, \
+      "varlen key layout, keys strided: a tile staged a 4-byte word a key (key stride and base " \
+      "4-byte aligned)")
+#define DM_FWD_PARAMS_BYTES 384
 
 /* dm_window_mask, the top-k window-mask family (templates/window_mask.lua): struct WmaskParams. */
 #define DM_WMASK_PARAMS(X) \

@@ -46,10 +46,15 @@ local function plan(v, row)
   -- staged bias: rows of block_n values plus 16 bytes (banks), two buffers; at 2 bytes a value
   -- an fp32 bias is read from global instead
   pl.bias_rows = v.bias == "q" and pl.block_m or v.bias == "k" and 1 or 0
-  pl.bias_pitch = v.bias ~= "none" and row.block_n * (row.bias_stage_f32 and 4 or 2) + 16 or 0
+  -- (a varlen key-layout bias: 4 bytes a key, for strided keys staged a word a key)
+  local bias_word = row.bias_stage_f32 or (v.varlen and v.bias == "k")
+  pl.bias_pitch = v.bias ~= "none" and row.block_n * (bias_word and 4 or 2) + 16 or 0
   pl.bias_smem = 2 * pl.bias_rows * pl.bias_pitch
   pl.mask_rows = v.mask == "q" and pl.block_m or v.mask == "k" and 1 or 0
-  pl.mask_smem = pl.mask_rows * (row.block_n + 16)
+  -- staged rows of block_n bytes plus 16 (banks); a varlen key-layout mask: 4 bytes a key, for
+  -- strided keys staged a word a key
+  pl.mask_pitch = (v.varlen and v.mask == "k") and 4 * row.block_n + 16 or row.block_n + 16
+  pl.mask_smem = pl.mask_rows * pl.mask_pitch
   -- the key-mask scan's ballots go in the dynamic array where its alignment is declared (a static
   -- array would move its base), else static (attn_fwd_mask.lua)
   pl.scan_smem = (v.mask == "k" and pl.align_declared) and 2 * row.warps * 4 or 0
@@ -108,7 +113,9 @@ static_assert(kHeadDim % $step == 0 && kHeadDim <= $max, "head_dim a multiple of
       bias_on and "constexpr int kSmemBias = 2 * kBiasRows * kBiasPitch;",
       mask_on and { "constexpr int kMaskRows = " .. pl.mask_rows .. ";",
         "kBlockM (q layout) or 1 (k)" },
-      mask_on and { "constexpr int kMaskPitch = kBlockN + 16;", "bytes per staged row (+16: banks)" },
+      mask_on and (pl.mask_pitch == pl.block_n + 16 and
+        { "constexpr int kMaskPitch = kBlockN + 16;", "bytes per staged row (+16: banks)" } or
+        { "constexpr int kMaskPitch = 4 * kBlockN + 16;", "a word a key (strided keys), +16" }),
       mask_on and { "constexpr int kSmemMaskAt = " .. mask_at .. ";", "the candidate tile's mask" },
       mask_on and "constexpr int kSmemMask = kMaskRows * kMaskPitch;",
       pl.scan_smem > 0 and { "constexpr int kSmemScanAt = kSmemMaskAt + kSmemMask;",
@@ -512,6 +519,16 @@ $entry(const FwdParams $param)
     $store
 }]=]
 
+-- A decode split past its sequence's keys (splits are sized from the longest sequence, or the
+-- mean one's work): its rows' lse = -inf, which tells the combine to read none of its o, then out.
+local empty_split = [=[
+if (n_begin >= p.Lk && p.o_part) {  // no key of this sequence: nothing loaded, no o written
+    for (int r = threadIdx.x; r < p.Lq * p.group; r += kThreads)
+        ((float *)p.lse_part)[(i64)split * p.part_stride +
+                              (i64)($tok0 + r / p.group) * p.H + h + r % p.group] = -kInf;
+    return;
+}]=]
+
 -- The block's place in the grid and the names the kernel's bases use ($qb: the q-side batch index
 -- or first token, $kb: the k side's; $mb, $bb: the mask's and bias's, by layout), by kind:
 --   dense tiled: (query tile, head, batch); varlen tiled: (query tile, head, sequence), with p
@@ -546,7 +563,8 @@ local function coordinates(v, ps)
     end
     ps.n_end = (v.causal and diag .. "\n" or "") ..
       "const int n_begin = split * p.split_keys;  // this block's keys: [n_begin, n_end)\n" ..
-      "const int n_end = min(p.Lk, n_begin + p.split_keys);"
+      "const int n_end = min(p.Lk, n_begin + p.split_keys);\n" ..
+      common.fill(empty_split, { tok0 = v.varlen and "sq.q_tok" or "b * p.Lq" })
     ps.n_begin = "n_begin"
     ps.q_load = "load_q_packed(p, (const u16 *)p.q + " .. ps.qb ..
       " * p.q_stride[0] + h * p.q_stride[2],\n              p.Lq * p.group, sQ);"
@@ -645,9 +663,12 @@ const unsigned char *bias_bh =
     (const unsigned char *)p.bias + bias_off * (p.bias_f32 ? 4 : 2);
 unsigned char *sB_cur = sB, *sB_next = sB + kBiasRows * kBiasPitch;
 // staged by cp.async: 16-byte aligned rows, and room for fp32 ones when kBiasPitch has it
-const bool bias_staged = p.bias_vec16 && (!p.bias_f32 || kBiasPitch >= kBlockN * 4)$bias_seq]=],
-    { bb = ps.bb, bias_seq = (v.varlen and v.bias == "k") and " &&\n" ..
-      "                         (u64)bias_bh % 16 == 0;  // a sequence starts at any key" or ";" })
+$bias_staged]=],
+    { bb = ps.bb, bias_staged = (v.varlen and v.bias == "k") and [[
+const bool bias_staged = p.bias_words ||  // strided keys: a word a key
+                         (p.bias_vec16 && (!p.bias_f32 || kBiasPitch >= kBlockN * 4) &&
+                          (u64)bias_bh % 16 == 0);  // a sequence starts at any key]] or
+      "const bool bias_staged = p.bias_vec16 && (!p.bias_f32 || kBiasPitch >= kBlockN * 4);" })
     or ""
   ps.zero_pad_tiles = padded and "\n" .. pl.engine.zero_pad .. [=[
 
@@ -661,6 +682,9 @@ __device__ __forceinline__ void zero_pad_tiles(u16 *sQ, u16 *sK, u16 *sV)
 }]=] or ""
   ps.zero_pad_call = padded and "zero_pad_tiles(sQ, sK, sV);" or ""
 
+  -- whether the candidate's mask is staged: 16-byte rows, or (strided varlen keys) a word a key
+  local mask_staged = (v.varlen and v.mask == "k") and "p.mask_vec16 || p.mask_words" or
+    "p.mask_vec16"
   -- K tiles, with the bias tile and the mask tile after them
   local params = { "const FwdParams &p", "const u16 *k_base", "u16 *sK", "int n", "int n_end",
     "int kv_limit" }
@@ -690,11 +714,11 @@ __device__ __forceinline__ void zero_pad_tiles(u16 *sQ, u16 *sK, u16 *sV)
     for _, a in ipairs({ "const unsigned char *mask_bh", "unsigned char *sM", "bool with_mask" }) do
       table.insert(params, a)
     end
-    for _, a in ipairs({ "mask_bh", "sM", "p.mask_vec16" }) do
+    for _, a in ipairs({ "mask_bh", "sM", mask_staged }) do
       table.insert(first, a)
     end
     for _, a in ipairs({ "mask_bh", "sM", v.mask == "q" and "!cand_full && p.mask_vec16" or
-        "p.mask_vec16" }) do
+        mask_staged }) do
       table.insert(next, a)
     end
   end
@@ -736,7 +760,11 @@ __device__ __forceinline__ void zero_pad_tiles(u16 *sQ, u16 *sK, u16 *sV)
     ps.top_barrier = (v.mask == "q" and pl.vote_on_barrier) and [=[
 const int cand = n0 + kBlockN;  // the candidate next tile, its mask staged in sM
 const bool cand_full =
-    __syncthreads_and(p.mask_vec16 && cand < n_end && mask_chunks_full(sM));]=] or [=[
+    __syncthreads_and(p.mask_vec16 && cand < n_end && mask_chunks_full(sM));]=] or (v.varlen and v.mask == "k") and [=[
+__syncthreads();
+const int cand = n0 + kBlockN;  // the candidate next tile, its mask staged in sM
+const bool cand_full = cand < n_end && (p.mask_words ? mask_words_full(mask_bh, sM)
+                                                     : p.mask_vec16 && mask_tile_full(sM));]=] or [=[
 __syncthreads();
 const int cand = n0 + kBlockN;  // the candidate next tile, its mask staged in sM
 const bool cand_full = p.mask_vec16 && cand < n_end && mask_tile_full(sM);]=]
@@ -802,6 +830,9 @@ function M.emit(v)
   buf.add(constants(v, pl))
   common.conversions(buf, v.dtype)
   ptx.emit(buf, v.dtype, pl.engine.name == "mma.sync")  -- ldmatrix.trans, mma.sync: that engine's
+  if v.varlen and (v.mask == "k" or v.bias == "k") then
+    buf.add(ptx.cp_async4)  -- strided key rows staged a word a key
+  end
   pl.engine.emit_ptx(buf, v.dtype, pl)
   buf.add(pl.engine.tile_access)
   buf.add(pl.engine.gemms)

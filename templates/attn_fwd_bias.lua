@@ -36,9 +36,11 @@ __device__ __forceinline__ void load_bias_rows(const FwdParams &p, const unsigne
         src += src_step;
     }
 }
+$words_loader
 __device__ __forceinline__ void load_bias_tile(const FwdParams &p, const unsigned char *bias_bh,
                                                int m0, int n0, unsigned char *sB)
 {
+    $tile_words
     // (kThreads is a multiple of a row's chunks and of the rows they cover: powers of two)
     if constexpr (kBiasRows > 1 && (kBiasRows * kBlockN * 2 / 16) % kThreads == 0) {
         if (m0 + kBiasRows <= p.Lq && n0 + kBlockN <= p.Lk) {
@@ -71,7 +73,7 @@ __device__ __forceinline__ void load_bias_tile(const FwdParams &p, const unsigne
 // Scores plus bias, in natural units: s = s * scale + bias, one FMA a score (the softmax's ex2
 // takes log2(e) in its own FMA, so no stage multiplies by it). kMode picks the
 // bias source once per tile, outside the element loops: 0 global (unaligned rows), 1 staged
-// fp32, 2 staged q dtype.
+// fp32, 2 staged q dtype$mode3_doc.
 template <int kMode>
 __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char *sB, i64 off,
                                          int m0, int n0, int warp_row0,
@@ -89,7 +91,7 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
                 const float2 two = *(const float2 *)(sB + cc * 4);
                 kb[nt][0] = two.x;
                 kb[nt][1] = two.y;
-            } else {
+            }$word_read else {
                 const u32 two = *(const u32 *)(sB + cc * 2);
                 kb[nt][0] = elem_to_float((u16)(two & 0xffffu));
                 kb[nt][1] = elem_to_float((u16)(two >> 16));
@@ -168,7 +170,7 @@ __device__ __forceinline__ void add_bias_tile(const FwdParams &p, const unsigned
     if (!staged)
         add_bias<0>(p, sB, off, m0, n0, warp_row0, s);
     else if (p.bias_f32)
-        add_bias<1>(p, sB, off, m0, n0, warp_row0, s);
+        add_bias<1>(p, sB, off, m0, n0, warp_row0, s);$word_mode
     else
         add_bias<2>(p, sB, off, m0, n0, warp_row0, s);
 }]=]
@@ -176,10 +178,45 @@ __device__ __forceinline__ void add_bias_tile(const FwdParams &p, const unsigned
 -- A varlen key-layout bias (total_k, Hm) steps p.bias_key_stride elements a key; its rows are
 -- staged only where that is 1 (the library clears bias_vec16 otherwise), so only the global read
 -- needs the stride.
+-- Strided varlen keys ((total_k, Hm), Hm > 1; p.bias_words): a tile staged a 4-byte word a key.
+local words_loader = [=[
+// p.bias_words: the host checked that the base and the key and token steps are multiples of 4
+// bytes, so the key's value is at the same place in every word. The tile's kBlockN words (one a
+// key, zero past Lk: nothing read there) by cp.async: 16-byte copies would bring Hm keys' worth
+// of other heads' values for each of ours. An fp32 word is the value: the staged fp32 layout.
+__device__ __forceinline__ void load_bias_words(const FwdParams &p, const unsigned char *bias_bh,
+                                                int n0, unsigned char *sB)
+{
+    const unsigned char *word0 = bias_bh - ((u64)bias_bh & 3);
+    const i64 key_bytes = p.bias_key_stride * (p.bias_f32 ? 4 : 2);
+    for (int c = threadIdx.x; c < kBlockN; c += kThreads) {
+        const int j = n0 + c;
+        cp_async4(smem_u32(sB + c * 4), word0 + (j < p.Lk ? j * key_bytes : 0), j < p.Lk ? 4 : 0);
+    }
+}]=]
+
+local word_read = [=[
+ else if (kMode == 3) {  // staged words: the key's 2 bytes at `half` of each
+                const int half = (int)(((u64)p.bias + off * 2) & 2) * 8;
+                const uint2 two = *(const uint2 *)(sB + cc * 4);
+                kb[nt][0] = elem_to_float((u16)(two.x >> half));
+                kb[nt][1] = elem_to_float((u16)(two.y >> half));
+            }]=]
+
 function M.text(v)
-  local bias_index = (v.varlen and v.bias == "k") and "off + (i64)j * p.bias_key_stride" or
-    "off + (kBiasRows == 1 ? 0 : (i64)i * p.bias_stride[2]) + j"
-  return helpers .. "\n" .. common.fill(tile, { bias_index = bias_index })
+  local strided = v.varlen and v.bias == "k"
+  local pieces = {
+    bias_index = strided and "off + (i64)j * p.bias_key_stride" or
+      "off + (kBiasRows == 1 ? 0 : (i64)i * p.bias_stride[2]) + j",
+    words_loader = strided and words_loader or "",
+    tile_words = strided and "if (p.bias_words) {  // strided keys: a word a key\n" ..
+      "    load_bias_words(p, bias_bh, n0, sB);\n    return;\n}" or "",
+    word_read = strided and word_read:gsub("^\n", "") or "",
+    word_mode = strided and "\n    else if (p.bias_words)\n" ..
+      "        add_bias<3>(p, sB, off, m0, n0, warp_row0, s);" or "",
+    mode3_doc = strided and ", 3 staged words (strided keys, q dtype)" or "",
+  }
+  return helpers .. "\n" .. common.fill(tile, pieces)
 end
 
 return M

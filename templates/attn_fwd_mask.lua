@@ -50,10 +50,11 @@ __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned
     const int lane = threadIdx.x % 32;
     MaskBits bits = 0;
     const unsigned char *row = kStaged ? sM - n0 : mask_bh;  // indexed by the absolute key j
+$word_shift
 #pragma unroll
     for (int nt = 0; nt < kNTiles; nt++) {
         unsigned m0b, m1b;
-        read_mask_pair<kStaged>(p, row, n0 + nt * 8 + 2 * (lane % 4), m0b, m1b);
+        $read_pair
         bits |= (m0b ? 1u : 0u) << (nt * 2);
         bits |= (m1b ? 1u : 0u) << (nt * 2 + 1);
     }
@@ -276,6 +277,40 @@ __device__ __forceinline__ int scan_visible(const FwdParams &p, const unsigned c
 }]=],
 }
 
+-- A varlen key layout whose keys are strided ((total_k, Hm), Hm > 1): a tile staged a 4-byte
+-- word a key (p.mask_words), the key's byte at a fixed place in each word.
+local words = [=[
+// p.mask_words: the host checked that the base and the key and token steps are multiples of 4
+// bytes, so the key's byte is at the same place in every word: this bit.
+__device__ __forceinline__ int mask_word_shift(const unsigned char *mask_bh)
+{
+    return (int)((u64)mask_bh & 3) * 8;
+}
+// The tile's kBlockN words (one a key, zero past Lk: nothing read there) by cp.async: 16-byte
+// copies would bring Hm keys' worth of other heads' bytes for each of ours.
+__device__ __forceinline__ void load_mask_words(const FwdParams &p, const unsigned char *mask_bh,
+                                                int n0, unsigned char *sM)
+{
+    const unsigned char *word0 = mask_bh - ((u64)mask_bh & 3);
+    for (int c = threadIdx.x; c < kBlockN; c += kThreads) {
+        const int j = n0 + c;
+        cp_async4(smem_u32(sM + c * 4), word0 + (j < p.Lk ? (i64)j * p.mask_key_stride : 0),
+                  j < p.Lk ? 4 : 0);
+    }
+}
+// Every key of the staged words visible. Each warp reads the whole row, so every warp reaches
+// the same answer without a barrier.
+__device__ __forceinline__ bool mask_words_full(const unsigned char *mask_bh,
+                                                const unsigned char *sM)
+{
+    const int shift = mask_word_shift(mask_bh);
+    bool full = true;
+#pragma unroll
+    for (int c = threadIdx.x % 32; c < kBlockN; c += 32)
+        full &= ((*(const u32 *)(sM + c * 4) >> shift) & 0xffu) != 0;
+    return __all_sync(0xffffffffu, full);
+}]=]
+
 -- The candidate tile's mask (kMaskRows x kBlockN bytes) staged by cp.async with the K of the tile
 -- before it, so the vote on it reads shared memory.
 local tile = [=[
@@ -285,6 +320,7 @@ local tile = [=[
 __device__ __forceinline__ void load_mask_tile(const FwdParams &p, const unsigned char *mask_bh,
                                                int m0, int n0, unsigned char *sM)
 {
+    $tile_words
     constexpr int kRowChunks = kBlockN / 16;
     const bool interior = (kMaskRows == 1 || m0 + kMaskRows <= p.Lq) && n0 + kBlockN <= p.Lk;
     if constexpr (kThreads % kRowChunks == 0 && (kMaskRows * kRowChunks) % kThreads == 0) {
@@ -348,8 +384,7 @@ __device__ __forceinline__ MaskBits candidate_bits(const FwdParams &p,
 {
     if (cand >= n_end)
         return 0;
-    return p.mask_vec16 ? load_mask<true>(p, mask_bh, sM, cand, warp_row0, m0, any)
-                        : load_mask<false>(p, mask_bh, sM, cand, warp_row0, m0, any);
+    $candidate_return
 }
 
 // The tile after this one: the candidate when it is all true (cand_full: block-uniform, a
@@ -415,6 +450,23 @@ function M.text(v, pl)
   -- clears mask_pairs and mask_vec16 then, so only the byte reads above see it
   local strided = v.varlen and v.mask == "k"
   local pieces = {
+    word_shift = strided and "const int shift = mask_word_shift(mask_bh);  // p.mask_words" or "",
+    read_pair = strided and [[
+if (kStaged && p.mask_words) {  // the staged words: the key's byte at `shift`
+    const uint2 two = *(const uint2 *)(sM + (nt * 8 + 2 * (lane % 4)) * 4);
+    m0b = (two.x >> shift) & 0xffu;
+    m1b = (two.y >> shift) & 0xffu;
+} else {
+    read_mask_pair<kStaged>(p, row, n0 + nt * 8 + 2 * (lane % 4), m0b, m1b);
+}]] or "read_mask_pair<kStaged>(p, row, n0 + nt * 8 + 2 * (lane % 4), m0b, m1b);",
+    tile_words = strided and "if (p.mask_words) {  // strided keys: a word a key\n" ..
+      "    load_mask_words(p, mask_bh, n0, sM);\n    return;\n}" or "",
+    candidate_return = strided and [[
+const bool staged = p.mask_vec16 || p.mask_words;  // 16-byte rows, or a word a key
+return staged ? load_mask<true>(p, mask_bh, sM, cand, warp_row0, m0, any)
+              : load_mask<false>(p, mask_bh, sM, cand, warp_row0, m0, any);]] or [[
+return p.mask_vec16 ? load_mask<true>(p, mask_bh, sM, cand, warp_row0, m0, any)
+                    : load_mask<false>(p, mask_bh, sM, cand, warp_row0, m0, any);]],
     key_j = strided and "(i64)j * p.mask_key_stride" or "j",
     key_j1 = strided and "(i64)(j + 1) * p.mask_key_stride" or "j + 1",
     j_max = causal and "const int last_row = min(m0 + kBlockM, p.Lq) - 1;\n" ..
@@ -434,8 +486,15 @@ function M.text(v, pl)
       "    scan_round(p, mask_bh, n, n_end, m0, vis);" or
       "scan_round(p, mask_bh, n, n_end, m0, vis);",
   }
-  return table.concat({ common.fill(vote_common, pieces), common.fill(vote[v.mask], pieces), tile,
-    next_tile, choose_next }, "\n")
+  local parts = { common.fill(vote_common, pieces) }
+  if strided then
+    parts[#parts + 1] = words
+  end
+  for _, t in ipairs({ common.fill(vote[v.mask], pieces), common.fill(tile, pieces), next_tile,
+      common.fill(choose_next, pieces) }) do
+    parts[#parts + 1] = t
+  end
+  return table.concat(parts, "\n")
 end
 
 return M

@@ -25,6 +25,16 @@ __device__ __forceinline__ void mma_16816(float *d, const u32 *a, u32 b0, u32 b1
 }
 ]=]
 
+-- 4 bytes global -> shared through L1 (cp.async.cg takes only 16): a word a key of a strided
+-- varlen key layout (attn_fwd_mask.lua, attn_fwd_bias.lua); emitted only where those are.
+M.cp_async4 = [=[
+// 4 bytes global -> shared; bytes past src_bytes (0 or 4) are zero-filled.
+__device__ __forceinline__ void cp_async4(u32 dst, const void *src, int src_bytes)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n"
+                 :: "r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}]=]
+
 -- with_mma_sync: also the ldmatrix.trans and mma.sync wrappers (absent from wgmma kernels).
 function M.emit(buf, dtype, with_mma_sync)
   local t = mma_types[dtype]

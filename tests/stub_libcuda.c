@@ -160,6 +160,14 @@ CUresult cuFuncSetAttribute(CUfunction fn, CUfunction_attribute attr, int value)
     return CUDA_SUCCESS;
 }
 
+/* Two blocks an SM, as the decode kernels get on an H100 (registers, not shared memory). */
+CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(int *blocks, CUfunction fn, int threads,
+                                                     size_t smem_bytes)
+{
+    *blocks = 2;
+    return CUDA_SUCCESS;
+}
+
 CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                         unsigned by, unsigned bz, unsigned smem, CUstream stream, void **params,
                         void **extra)

@@ -1,33 +1,70 @@
 /* test_decode_splits.c: the decode path's choice of key splits (fwd_decode.c), on the CPU. */
+#include "attn_check.h"
 #include "fwd_decode.h"
 #include "harness.h"
 
+/* Equal lengths: pairs x max_tiles tiles of work. */
+static dm_decode_splits equal(int requested, int64_t pairs, int64_t tiles, int per_sm)
+{
+    return dm_fwd_decode_splits(requested, pairs, tiles, pairs * tiles, 132, per_sm);
+}
+
 START_TEST(a_request_is_kept_up_to_the_tile_count)
 {
-    ck_assert_int_eq(dm_fwd_decode_splits(13, 512, 64, 132, 3), 13);
-    ck_assert_int_eq(dm_fwd_decode_splits(13, 512, 5, 132, 3), 5);
-    ck_assert_int_eq(dm_fwd_decode_splits(4, 512, 0, 132, 3), 1);
+    ck_assert_int_eq(equal(13, 512, 64, 3).n, 13);
+    ck_assert_int_eq(equal(13, 512, 64, 3).tiles_per_split, 5);
+    ck_assert_int_eq(equal(13, 512, 5, 3).n, 5);
+    ck_assert_int_eq(equal(4, 512, 0, 3).n, 1);
     /* up to the limit the argument check holds requests to (DM_NUM_SPLITS_MAX) */
-    ck_assert_int_eq(dm_fwd_decode_splits(1024, 8, 8192, 132, 3), 1024);
+    ck_assert_int_eq(equal(1024, 8, 8192, 3).n, 1024);
+    /* a request holds for unequal lengths too */
+    ck_assert_int_eq(dm_fwd_decode_splits(6, 512, 256, 10000, 132, 2).n, 6);
 }
 END_TEST
 
 START_TEST(automatic_splits_give_two_well_filled_waves)
 {
     /* one long row, 8 K/V heads, 8192 tiles: 85 x 8 = 680 blocks, 2 waves of 396, 86% full
-     * (84: 672 / 792 = 84.8%, not enough) */
-    ck_assert_int_eq(dm_fwd_decode_splits(0, 8, 8192, 132, 3), 85);
+     * (84: 672 / 792 = 84.8%, not enough); 97 tiles a split, so 85 splits */
+    ck_assert_int_eq(equal(0, 8, 8192, 3).n, 85);
+    ck_assert_int_eq(equal(0, 8, 8192, 3).tiles_per_split, 97);
     /* the decode batch: 512 pairs, 64 tiles */
-    int n = dm_fwd_decode_splits(0, 512, 64, 132, 3);
-    int64_t blocks = 512 * n, slots = 396, waves = (blocks + slots - 1) / slots;
-    ck_assert_int_ge(waves, 2);
-    ck_assert(blocks >= 0.85 * waves * slots);
+    for (int per_sm = 1; per_sm <= 4; per_sm++) {
+        int n = equal(0, 512, 64, per_sm).n;
+        int64_t blocks = 512 * n, slots = 132 * per_sm, waves = (blocks + slots - 1) / slots;
+        ck_assert_int_ge(waves, 2);
+        ck_assert(blocks >= 0.85 * waves * slots);
+    }
     /* few tiles: never more splits than tiles */
-    ck_assert_int_le(dm_fwd_decode_splits(0, 1, 3, 132, 3), 3);
+    ck_assert_int_le(equal(0, 1, 3, 3).n, 3);
+}
+END_TEST
+
+START_TEST(unequal_lengths_split_by_the_mean_work)
+{
+    /* 64 sequences of 512..16384 keys (mean 8448: 132 tiles), 8 K/V heads, 2 blocks an SM:
+     * 67584 tiles of work over 264 slots, a quarter slot's share each (64 tiles), 4 splits
+     * for the 256-tile sequence */
+    dm_decode_splits s = dm_fwd_decode_splits(0, 512, 256, 8 * 64 * 132, 132, 2);
+    ck_assert_int_eq(s.tiles_per_split, 64);
+    ck_assert_int_eq(s.n, 4);
+    /* little work: never under DM_DECODE_MIN_SPLIT_TILES a split (partials stay cheap) */
+    s = dm_fwd_decode_splits(0, 16, 256, 16 * 40, 132, 2);
+    ck_assert_int_eq(s.tiles_per_split, DM_DECODE_MIN_SPLIT_TILES);
+    ck_assert_int_eq(s.n, 256 / DM_DECODE_MIN_SPLIT_TILES);
+    /* ... nor more than the longest sequence's tiles */
+    s = dm_fwd_decode_splits(0, 16, 10, 16 * 5, 132, 2);
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_int_eq(s.tiles_per_split, 10);
+    /* a very long sequence next to short ones: at most DM_NUM_SPLITS_MAX splits */
+    s = dm_fwd_decode_splits(0, 8, 1 << 20, 4 << 20, 132, 2);
+    ck_assert_int_le(s.n, DM_NUM_SPLITS_MAX);
+    ck_assert_int_ge(s.n * s.tiles_per_split, 1 << 20);
 }
 END_TEST
 
 #define TESTS(X) \
     X(a_request_is_kept_up_to_the_tile_count) \
-    X(automatic_splits_give_two_well_filled_waves)
+    X(automatic_splits_give_two_well_filled_waves) \
+    X(unequal_lengths_split_by_the_mean_work)
 DM_TEST_MAIN("decode_splits", TESTS)

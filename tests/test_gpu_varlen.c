@@ -400,6 +400,9 @@ static const mix mixes[] = {
     {6, {1, 16, 0, 7, 3, 1}, {2049, 4000, 1500, 0, 65, 1}},
     /* decode for MQA (8 heads x 8 queries = 64) */
     {5, {8, 1, 0, 5, 1}, {3001, 1, 900, 0, 2500}},
+    /* prefill: queries = keys over several tiles, the second sequence starting at a key whose
+     * packed key-layout row is not 16-byte aligned (staged a word a key, or read key by key) */
+    {2, {301, 520}, {301, 520}},
 };
 
 static void heads_of(int kind, int *H, int *Hkv)

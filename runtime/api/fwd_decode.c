@@ -6,9 +6,6 @@
 #include "fwd_decode.h"
 #include "kernels.h"
 
-#define SMEM_PER_SM_BYTES (228 * 1024) /* Hopper and A100; fewer elsewhere only shifts the waves */
-#define SMEM_RESERVED_BYTES 1024       /* per block, taken by the system */
-
 bool dm_fwd_decode_fits(dm_layout mask, int64_t mask_head_div, dm_layout bias,
                         int64_t bias_head_div, int64_t group, int64_t max_q, const char **why)
 {
@@ -25,32 +22,59 @@ bool dm_fwd_decode_fits(dm_layout mask, int64_t mask_head_div, dm_layout bias,
     return w == NULL;
 }
 
-/* The fewest splits giving at least two waves of blocks (one wave leaves each SM's loads to
- * its few resident blocks: the 524288-key row ran at 81% of copy on 49 splits, 102% on 64) whose
- * last wave is 85% full or more (a ragged last wave idles the rest of the device), else the
- * best fill found; never more than the tiles. */
-int dm_fwd_decode_splits(int requested, int64_t pairs, int64_t tiles, int sm_count,
-                         int blocks_per_sm)
+/* Equal lengths: the fewest splits giving at least two waves of blocks (one wave leaves each
+ * SM's loads to its few resident blocks: the 524288-key row ran at 81% of copy on 49 splits, 102%
+ * on 64) whose last wave is 85% full or more (a ragged last wave idles the rest of the device),
+ * else the best fill found; never more than the tiles. */
+static int64_t equal_splits(int64_t pairs, int64_t most, int64_t slots)
 {
-    int64_t most = tiles < DM_NUM_SPLITS_MAX ? tiles : DM_NUM_SPLITS_MAX;
-    if (most < 1)
-        most = 1;
-    if (requested > 0)
-        return (int)(requested < most ? requested : most);
-    int64_t slots = (int64_t)(sm_count > 0 ? sm_count : 1) * (blocks_per_sm > 0 ? blocks_per_sm : 1);
-    int best = 1;
+    int64_t best = 1;
     double best_fill = 0;
     for (int64_t n = 1; n <= most; n++) {
         int64_t blocks = pairs * n, waves = (blocks + slots - 1) / slots;
         double fill = (double)blocks / (double)(waves * slots);
         if (waves >= 2 && fill >= 0.85)
-            return (int)n;
+            return n;
         if (fill > best_fill + 1e-9) {
             best_fill = fill;
-            best = (int)n;
+            best = n;
         }
     }
     return best;
+}
+
+/* Unequal lengths: splits sized from the longest sequence leave the short ones' blocks light and
+ * the long ones' heavy, and the device waits on the heaviest (64 sequences of 512..16384 keys
+ * ran at 31% of copy on 2 splits of 8192 keys). Instead every split gets about a quarter of a
+ * slot's share of the work, so the busy blocks are alike and four or more waves of them hide
+ * the last one's raggedness; a short sequence's surplus blocks find no keys and exit at once. */
+static int64_t unequal_split_tiles(int64_t work_tiles, int64_t slots)
+{
+    const int64_t waves = 4;
+    int64_t t = (work_tiles + slots * waves - 1) / (slots * waves);
+    return t > DM_DECODE_MIN_SPLIT_TILES ? t : DM_DECODE_MIN_SPLIT_TILES;
+}
+
+dm_decode_splits dm_fwd_decode_splits(int requested, int64_t pairs, int64_t max_tiles,
+                                      int64_t work_tiles, int sm_count, int blocks_per_sm)
+{
+    int64_t tiles = max_tiles > 0 ? max_tiles : 1;
+    int64_t most = tiles < DM_NUM_SPLITS_MAX ? tiles : DM_NUM_SPLITS_MAX;
+    int64_t slots = (int64_t)(sm_count > 0 ? sm_count : 1) * (blocks_per_sm > 0 ? blocks_per_sm : 1);
+    int64_t per; /* tiles a split takes */
+    if (requested > 0 || work_tiles >= pairs * max_tiles) {
+        int64_t n = requested > 0 ? (requested < most ? requested : most)
+                                  : equal_splits(pairs, most, slots);
+        per = (tiles + n - 1) / n;
+    } else {
+        per = unequal_split_tiles(work_tiles, slots);
+        if (per > tiles)
+            per = tiles;
+        if ((tiles + per - 1) / per > most) /* the grid's limit */
+            per = (tiles + most - 1) / most;
+    }
+    /* n from the tiles a split takes: no split left empty in the longest sequence */
+    return (dm_decode_splits){.n = (int)((tiles + per - 1) / per), .tiles_per_split = per};
 }
 
 static dm_status run_entered(dm_ctx *ctx, dm_decode_job *job, CUstream stream)
@@ -64,14 +88,15 @@ static dm_status run_entered(dm_ctx *ctx, dm_decode_job *job, CUstream stream)
 
     if ((st = dm_kernel_get(ctx, job->call, &job->variant, &kernel, NULL)) != DM_OK)
         return st;
-    int64_t tiles = (job->max_k + kernel->block_n - 1) / kernel->block_n;
-    int per_sm = SMEM_PER_SM_BYTES / (kernel->smem_bytes + SMEM_RESERVED_BYTES);
-    int n = dm_fwd_decode_splits(job->num_splits, job->B * job->Hkv, tiles, ctx->sm_count,
-                                 per_sm);
-    int64_t tiles_per_split = (tiles + n - 1) / n;
-    n = tiles_per_split ? (int)((tiles + tiles_per_split - 1) / tiles_per_split) : 1;
+    int64_t bn = kernel->block_n, tiles = (job->max_k + bn - 1) / bn;
+    /* every pair's tiles: a sequence's last tile may be partial, so up to one more per pair */
+    int64_t work = job->total_k == job->B * job->max_k ? job->B * job->Hkv * tiles
+                                                       : job->Hkv * ((job->total_k + bn - 1) / bn);
+    dm_decode_splits sp = dm_fwd_decode_splits(job->num_splits, job->B * job->Hkv, tiles, work,
+                                               ctx->sm_count, kernel->blocks_per_sm);
+    int n = sp.n;
     /* one split: every key (a count past any sequence, so no key is cut off) */
-    p->split_keys = n > 1 ? (int32_t)(tiles_per_split * kernel->block_n) : INT32_MAX / 2;
+    p->split_keys = n > 1 ? (int32_t)(sp.tiles_per_split * bn) : INT32_MAX / 2;
     p->part_stride = job->rows * p->H;
     size_t o_bytes = (size_t)n * (size_t)p->part_stride * (size_t)job->variant.head_dim * 4;
     size_t lse_bytes = (size_t)n * (size_t)p->part_stride * 4;

@@ -31,6 +31,7 @@ typedef struct dm_decode_job {
     int64_t B, Hkv;           /* grid.z, grid.y */
     int64_t rows;             /* query tokens: B * Lq (dense) or total_q (varlen) */
     int64_t max_k;            /* keys of the longest sequence */
+    int64_t total_k;          /* keys of all sequences: B * max_k when they are equal */
     int num_splits;           /* requested; 0 = chosen from the shapes and the device */
     /* what the combine writes, as CombineParams has it (token t = (t / Lq, t % Lq)) */
     int64_t o_stride[3], lse_stride[3], combine_Lq;
@@ -40,9 +41,23 @@ typedef struct dm_decode_job {
  * combine and the scratch's free when split) on stream. */
 dm_status dm_fwd_decode_run(dm_ctx *ctx, dm_decode_job *job, CUstream stream);
 
-/* The number of splits the runner uses for `pairs` = B x Hkv blocks of a kernel taking
- * `blocks_per_sm` blocks an SM, over `tiles` key tiles (exposed for the tests). */
-int dm_fwd_decode_splits(int requested, int64_t pairs, int64_t tiles, int sm_count,
-                         int blocks_per_sm);
+/* A decode call's key splits: grid.x = n blocks a (K/V head, sequence) pair, each over
+ * tiles_per_split key tiles from split x tiles_per_split on (a shorter sequence leaves its last
+ * blocks empty). */
+typedef struct dm_decode_splits {
+    int n;
+    int64_t tiles_per_split;
+} dm_decode_splits;
+
+/* The smallest tiles_per_split for sequences of unequal lengths: a split's partial o costs
+ * 2 x rows x D x 4 bytes (written, then read by the combine) next to its K and V bytes,
+ * 16 tiles x 64 keys x D x 4: at most 3% more for the decode kernel's 64 rows. */
+#define DM_DECODE_MIN_SPLIT_TILES 16
+
+/* The splits the runner uses for `pairs` = B x Hkv pairs of a kernel taking `blocks_per_sm`
+ * blocks an SM: `max_tiles` key tiles in the longest sequence, `work_tiles` over all pairs
+ * (pairs x max_tiles when every sequence is the longest). Exposed for the tests. */
+dm_decode_splits dm_fwd_decode_splits(int requested, int64_t pairs, int64_t max_tiles,
+                                      int64_t work_tiles, int sm_count, int blocks_per_sm);
 
 #endif

@@ -73,6 +73,7 @@ static dm_status launch_decode(dm_ctx *ctx, const dm_fwd_args *args, const dm_fw
 {
     dm_decode_job job = {.call = "dm_fwd", .B = plan->B, .Hkv = plan->Hkv,
                          .rows = plan->B * plan->Lq, .max_k = plan->Lk,
+                         .total_k = plan->B * plan->Lk,
                          .num_splits = args->num_splits, .combine_Lq = plan->Lq};
     dm_fwd_plan_variant(plan, ctx->arch, &job.variant);
     job.variant.decode = true;

@@ -34,6 +34,17 @@ static int wide_rows(dm_layout l, const void *data, const int64_t strides[3], in
            dm_rows_aligned(data, l == DM_LAYOUT_K ? head_only : strides, elem_bytes, align);
 }
 
+/* Whether a K layout's strided keys can be staged a 4-byte word per key (FwdParams.mask_words,
+ * bias_words): keys not contiguous (those go 16 bytes at a time), and the base and the steps
+ * between tokens and keys multiples of 4 bytes, so each key's value sits at the same byte of its
+ * word and the word lies inside that key's stride span. Else the kernels read key by key. */
+static int word_keys(const void *data, const int64_t strides[3], int64_t key_stride,
+                     int64_t elem_bytes)
+{
+    return key_stride != 1 && (uintptr_t)data % 4 == 0 && strides[0] * elem_bytes % 4 == 0 &&
+           key_stride * elem_bytes % 4 == 0;
+}
+
 static void fill_params(const dm_fwd_varlen_args *a, const dm_fwd_varlen_plan *p,
                         dm_fwd_params *k)
 {
@@ -65,6 +76,7 @@ static void fill_params(const dm_fwd_varlen_args *a, const dm_fwd_varlen_plan *p
         k->mask_head_div = p->mask_head_div;
         k->mask_pairs = wide_rows(p->mask_layout, a->mask.data, k->mask_stride, k->mask_key_stride, 1, 2);
         k->mask_vec16 = wide_rows(p->mask_layout, a->mask.data, k->mask_stride, k->mask_key_stride, 1, 16);
+        k->mask_words = word_keys(a->mask.data, k->mask_stride, k->mask_key_stride, 1);
     }
     if (p->bias_layout != DM_LAYOUT_NONE) {
         k->bias = (uintptr_t)a->bias.data;
@@ -73,6 +85,8 @@ static void fill_params(const dm_fwd_varlen_args *a, const dm_fwd_varlen_plan *p
         k->bias_head_div = p->bias_head_div;
         k->bias_vec16 = wide_rows(p->bias_layout, a->bias.data, k->bias_stride, k->bias_key_stride,
                                   k->bias_f32 ? 4 : 2, 16);
+        k->bias_words =
+            word_keys(a->bias.data, k->bias_stride, k->bias_key_stride, k->bias_f32 ? 4 : 2);
     }
     k->B = (int32_t)p->B;
     k->H = (int32_t)p->H;
@@ -129,7 +143,8 @@ static dm_status launch_decode(dm_ctx *ctx, const dm_fwd_varlen_args *args,
                                const dm_fwd_varlen_plan *plan, CUstream stream)
 {
     dm_decode_job job = {.call = CALL, .B = plan->B, .Hkv = plan->Hkv, .rows = plan->total_q,
-                         .max_k = plan->max_seqlen_k, .num_splits = args->num_splits,
+                         .max_k = plan->max_seqlen_k, .total_k = plan->total_k,
+                         .num_splits = args->num_splits,
                          .combine_Lq = plan->total_q};
     plan_variant(plan, ctx->arch, true, &job.variant);
     fill_params(args, plan, &job.params);

@@ -268,6 +268,12 @@ dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, cons
         st = cuda_error(ctx, call, "cuFuncSetAttribute", text, r);
         goto out;
     }
+    if ((r = ctx->drv->OccupancyMaxActiveBlocksPerMultiprocessor(
+             &kernel.blocks_per_sm, kernel.fn, kernel.threads, (size_t)kernel.smem_bytes)) !=
+        CUDA_SUCCESS) {
+        st = cuda_error(ctx, call, "cuOccupancyMaxActiveBlocksPerMultiprocessor", text, r);
+        goto out;
+    }
     st = dm_module_insert(ctx, call, v, module, &kernel, out);
     if (st == DM_OK)
         module = NULL; /* the table owns it */

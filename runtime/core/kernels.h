@@ -15,6 +15,7 @@ typedef struct dm_kernel {
     int block_m;
     int block_n;
     int smem_bytes;
+    int blocks_per_sm; /* resident at once (registers and shared memory): the driver's count */
     int split_stages, split_digit_stages; /* as in dm_kernel_src */
 } dm_kernel;
 
