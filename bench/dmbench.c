@@ -509,26 +509,8 @@ static bool fill_mask(gpu *g, CUdeviceptr dst, const bench_case *c)
     if (c->density >= 1 || c->density <= 0)
         return cu_ok(g, cuMemsetD8(dst, c->density >= 1 ? 1 : 0, bytes), "cuMemsetD8");
 
-    if (c->pat == PATTERN_RANDOM) {
-        /* One buffer of independent entries, repeated: the period (64 MiB) is far longer than
-         * any tile, so each tile sees fresh entries. */
-        host_buf *b = &g->mask_random;
-        if (!b->p || g->mask_random_density != c->density) {
-            if (!host_alloc(g, b, HOST_BUF_BYTES))
-                return false;
-            uint32_t threshold = (uint32_t)llround(c->density * 65536.0);
-            uint64_t state = mix64(g->seed ^ 0x6d61736bull);
-            unsigned char *m = b->p;
-            for (size_t i = 0; i < HOST_BUF_BYTES; i += 4) {
-                uint64_t r = mix64(state += 0x9e3779b97f4a7c15ull);
-                for (int k = 0; k < 4; k++)
-                    m[i + k] = ((r >> (16 * k)) & 0xffff) < threshold;
-            }
-            g->mask_random_density = c->density;
-        }
-        uint64_t off = mix64(g->seed) % (HOST_BUF_BYTES / 2);
-        return fill_repeat(g, dst, bytes, (unsigned char *)b->p + off, HOST_BUF_BYTES - off);
-    }
+    if (c->pat == PATTERN_RANDOM)
+        return fill_mask_random(g, dst, bytes, c->density);
 
     /* Blocks: a row template per band of MASK_BLOCK rows, made from a hash of (seed, slice,
      * band, key block), written through the staging buffer. */

@@ -136,6 +136,8 @@ bool host_alloc(gpu *g, host_buf *b, size_t bytes);
 void host_free(host_buf *b);
 bool fill_repeat(gpu *g, CUdeviceptr dst, uint64_t bytes, const void *src, uint64_t src_bytes);
 bool fill_values(gpu *g, CUdeviceptr dst, uint64_t bytes, dm_dtype t, uint64_t salt);
+/* Mask bytes, each true with probability `density` (0 < density < 1), independently. */
+bool fill_mask_random(gpu *g, CUdeviceptr dst, uint64_t bytes, double density);
 
 /* Opens `device`'s primary context, a stream and `iters` pairs of events, and a dm_ctx on it.
  * False with a one-line message printed when no GPU can be used. */

@@ -135,6 +135,28 @@ bool fill_repeat(gpu *g, CUdeviceptr dst, uint64_t bytes, const void *src,
 
 /* Random values of dtype t; `salt` picks where in the host buffer the copy starts, so that q,
  * k, v and bias differ. Offsets stay 16-byte aligned and leave at least half the buffer. */
+bool fill_mask_random(gpu *g, CUdeviceptr dst, uint64_t bytes, double density)
+{
+    /* One buffer of independent entries, repeated: the period (64 MiB) is far longer than any
+     * tile, so each tile sees fresh entries. */
+    host_buf *b = &g->mask_random;
+    if (!b->p || g->mask_random_density != density) {
+        if (!host_alloc(g, b, HOST_BUF_BYTES))
+            return false;
+        uint32_t threshold = (uint32_t)llround(density * 65536.0);
+        uint64_t state = mix64(g->seed ^ 0x6d61736bull);
+        unsigned char *m = b->p;
+        for (size_t i = 0; i < HOST_BUF_BYTES; i += 4) {
+            uint64_t r = mix64(state += 0x9e3779b97f4a7c15ull);
+            for (int k = 0; k < 4; k++)
+                m[i + k] = ((r >> (16 * k)) & 0xffff) < threshold;
+        }
+        g->mask_random_density = density;
+    }
+    uint64_t off = mix64(g->seed) % (HOST_BUF_BYTES / 2);
+    return fill_repeat(g, dst, bytes, (unsigned char *)b->p + off, HOST_BUF_BYTES - off);
+}
+
 bool fill_values(gpu *g, CUdeviceptr dst, uint64_t bytes, dm_dtype t, uint64_t salt)
 {
     const unsigned char *src = random_values(g, t);

@@ -48,7 +48,10 @@ static const char usage[] =
     "  --dtype LIST        bf16 or f16: q, k, v, o (default bf16)\n"
     "  --mask LIST         none, k (key-based: bool (total_k, Hm), one value per key shared by\n"
     "                      its sequence's queries) or q (query-based: bool (total_q, Hm,\n"
-    "                      max_seqlen_k)) (default k); all true\n"
+    "                      max_seqlen_k)) (default k); all true but with --mask-density\n"
+    "  --mask-density X    each mask entry true with probability X, independently (default 1:\n"
+    "                      all true, so every tile is taken whole; 0 < X < 1 makes each tile\n"
+    "                      of a key mask a vote, as a learned mask does)\n"
     "  --bias LIST         none, k (total_k, Hm) or q (total_q, Hm, max_seqlen_k) (default k)\n"
     "  --Hm LIST           heads of mask and bias: 1, kv (= Hkv) or h (= H) (default kv)\n"
     "  --bias-dtype LIST   same (q's dtype) or f32 (default same)\n"
@@ -303,6 +306,7 @@ typedef struct voptions {
     int_list H, Hkv, D, dtype, mask, bias, hm, bias_f32, causal, path, num_splits;
     num_list softcap;
     int64_t warmup, iters, device, copy_mib;
+    double mask_density;
     uint64_t seed;
     const char *csv, *json;
     bool dry_run, verbose, copy_bw, lse, head_major;
@@ -319,7 +323,8 @@ typedef struct vcase {
     float softcap;
     int path, num_splits;
     bool lse;
-    bool head_major; /* key-based mask/bias stored (Hm, total_k) */
+    bool head_major;     /* key-based mask/bias stored (Hm, total_k) */
+    double mask_density; /* --mask-density: 1 = all true */
 } vcase;
 
 typedef struct vcase_list {
@@ -446,7 +451,7 @@ static int parse_options(int argc, char **argv, voptions *o)
             "--seqlens", "--q-per-seq", "--H",       "--Hkv",        "--D",      "--dtype",
             "--mask",    "--bias",      "--Hm",      "--bias-dtype", "--causal", "--softcap",
             "--path",    "--num-splits", "--warmup", "--iters",      "--seed",   "--device",
-            "--copy-mib", "--csv",      "--json"};
+            "--copy-mib", "--csv",      "--json",    "--mask-density"};
         const char *opt = NULL;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0] && !opt; k++)
             if (take(argc, argv, &i, valued[k], &val))
@@ -525,6 +530,13 @@ static int parse_options(int argc, char **argv, voptions *o)
             if (!ok)
                 fail("%s: '%s': expected a non-negative integer", opt, val);
             o->seed = v;
+        } else if (strcmp(opt, "--mask-density") == 0) {
+            char *end;
+            errno = 0;
+            o->mask_density = strtod(val, &end);
+            ok = !errno && end != val && !*end && o->mask_density > 0 && o->mask_density <= 1;
+            if (!ok)
+                fail("%s: '%s': expected a number in (0, 1]", opt, val);
         } else if (strcmp(opt, "--csv") == 0)
             o->csv = val;
         else if (strcmp(opt, "--json") == 0)
@@ -552,6 +564,8 @@ static int parse_options(int argc, char **argv, voptions *o)
         o->softcap.v[o->softcap.n++] = 0;
     if (o->copy_mib == 0)
         o->copy_mib = (int64_t)(COPY_BYTES_DEFAULT >> 20);
+    if (o->mask_density == 0)
+        o->mask_density = 1;
     return -1;
 }
 
@@ -638,6 +652,7 @@ static int expand(const voptions *o, vcase_list *out)
             .num_splits = (int)o->num_splits.v[pick[AX_SPLITS]],
             .lse = o->lse,
             .head_major = o->head_major,
+            .mask_density = o->mask_density,
         };
         /* Normalize what does not change the work, so that the dedup below drops repeats. */
         if (!c.bias)
@@ -690,7 +705,10 @@ static bool fill_set(gpu *g, const vcase *c, const vbytes *b, const buf_set *s, 
            (!c->lse ||
             cu_ok(g, cuMemsetD8(p[BUF_LSE], 0, (size_t)b->alloc[BUF_LSE]), "cuMemsetD8 (lse)")) &&
            (!c->mask ||
-            cu_ok(g, cuMemsetD8(p[BUF_MASK], 1, (size_t)b->alloc[BUF_MASK]), "cuMemsetD8")) &&
+            (c->mask_density < 1
+                 ? fill_mask_random(g, p[BUF_MASK], (uint64_t)b->alloc[BUF_MASK], c->mask_density)
+                 : cu_ok(g, cuMemsetD8(p[BUF_MASK], 1, (size_t)b->alloc[BUF_MASK]),
+                         "cuMemsetD8"))) &&
            (!c->bias ||
             fill_values(g, p[BUF_BIAS], (uint64_t)b->alloc[BUF_BIAS], bias_dtype(c), salt + 4));
 }
@@ -902,7 +920,7 @@ static void csv_text(FILE *f, const char *s)
 static const char csv_header[] =
     "seqlens,q_per_seq,B,total_q,total_k,max_seqlen_q,max_seqlen_k,H,Hkv,D,dtype,mask,bias,Hm,"
     "bias_dtype,causal,softcap,path,num_splits,lse,ms_median,ms_min,tflops,gbps,iters,sets,"
-    "gflop,gbytes,mask_bytes,bias_bytes,copy_gbps,pct_copy,head_major,status\n";
+    "gflop,gbytes,mask_bytes,bias_bytes,copy_gbps,pct_copy,head_major,status,mask_density\n";
 
 static void csv_row(FILE *f, const vcase *c, const result *r, double copy_gbps)
 {
@@ -930,7 +948,7 @@ static void csv_row(FILE *f, const vcase *c, const result *r, double copy_gbps)
         fputc(',', f);
     } else
         fputs(",,", f);
-    fprintf(f, "%d,%s\n", c->head_major, status_text(r->out));
+    fprintf(f, "%d,%s,%g\n", c->head_major, status_text(r->out), c->mask_density);
     fflush(f);
 }
 
@@ -946,9 +964,9 @@ static void json_head(FILE *f, const gpu *g, const voptions *o, double copy_gbps
     json_string(f, dm_ctx_arch(g->ctx));
     fprintf(f,
             ",\n  \"l2_bytes\": %lld,\n  \"warmup\": %lld,\n  \"iters\": %lld,\n  \"seed\": "
-            "%llu,\n",
+            "%llu,\n  \"mask_density\": %g,\n",
             (long long)g->l2_bytes, (long long)o->warmup, (long long)o->iters,
-            (unsigned long long)o->seed);
+            (unsigned long long)o->seed, o->mask_density);
     if (copy_gbps > 0)
         fprintf(f, "  \"copy_gbps\": %.1f,\n  \"copy_bytes\": %lld,\n", copy_gbps,
                 (long long)o->copy_mib << 20);
@@ -1110,6 +1128,8 @@ int varlen_main(int argc, char **argv)
     if (o.head_major)
         printf("# key-based mask and bias stored head-major: (Hm, total_k) memory, keys "
                "contiguous\n");
+    if (o.mask_density < 1)
+        printf("# mask entries true with probability %g, independently\n", o.mask_density);
     for (int i = 0; i < cases.n_batches; i++)
         print_batch(stdout, &cases.batches[i], o.seed);
     table_header(&k, k.copy_gbps > 0 ? "  ms(med)  TFLOP/s     GB/s  %copy"
