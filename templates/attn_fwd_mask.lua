@@ -401,7 +401,7 @@ __device__ __forceinline__ int next_after(const FwdParams &p, const unsigned cha
     }
     if (cand >= n_end)
         return n_end;
-    if (__syncthreads_or(cand_any)) {
+    $cand_vote
         bits = cand_bits;
         return cand;
     }
@@ -461,6 +461,10 @@ if (kStaged && p.mask_words) {  // the staged words: the key's byte at `shift`
 }]] or "read_mask_pair<kStaged>(p, row, n0 + nt * 8 + 2 * (lane % 4), m0b, m1b);",
     tile_words = strided and "if (p.mask_words) {  // strided keys: a word a key\n" ..
       "    load_mask_words(p, mask_bh, n0, sM);\n    return;\n}" or "",
+    -- a key mask's candidate is one row every warp reads whole: a warp's vote is the block's
+    cand_vote = v.mask == "k" and
+      "if (__any_sync(0xffffffffu, cand_any)) {  // one key row: every warp's vote is the block's" or
+      "if (__syncthreads_or(cand_any)) {",
     candidate_return = strided and [[
 const bool staged = p.mask_vec16 || p.mask_words;  // 16-byte rows, or a word a key
 return staged ? load_mask<true>(p, mask_bh, sM, cand, warp_row0, m0, any)
