@@ -107,6 +107,11 @@ typedef enum dm_fwd_path { DM_PATH_AUTO = 0, DM_PATH_TILED, DM_PATH_DECODE } dm_
  *   cu_seqlens_q, cu_seqlens_k: int32 (B + 1), in device memory, non-decreasing from 0, last
  *     entry total_q (total_k). The host cannot read them: a violation is not detected, but reads
  *     stay inside q/k/v/mask/bias as long as every entry lies in [0, total] (kernels clamp).
+ *     Where they live is asked of the driver: device memory, managed memory and page-locked host
+ *     memory the device maps at the same address (cudaHostAlloc, read over the bus) are
+ *     accepted; pageable host memory (malloc, a CPU tensor), or registered host memory whose
+ *     device address differs, is DM_ERR_INVALID_ARG (also when total_q = 0). Should the driver
+ *     fail that query, the call goes on unchecked and one warning per context says so.
  *   max_seqlen_q, max_seqlen_k: at least every sequence's length; a longer sequence is cut to
  *     them (keys past max_seqlen_k are ignored; rows past max_seqlen_q are not computed: left
  *     untouched, except on the decode path with split keys, where they are unspecified);
