@@ -52,7 +52,9 @@ typedef enum dm_dtype {
 #define DM_MAX_RANK 4
 
 /* A tensor in device memory: a pointer, a dtype and a shape with strides in elements.
- * An optional tensor is absent when data == NULL and rank == 0. */
+ * An optional tensor is absent when data == NULL and rank == 0. A tensor with a dimension of size
+ * 0 holds no elements and may have data == NULL, as PyTorch's empty tensors do (nothing behind it
+ * is read or written); data == NULL on any other tensor is DM_ERR_INVALID_ARG. */
 typedef struct dm_tensor {
     void *data; /* device pointer (a CUdeviceptr cast to void *) */
     dm_dtype dtype;
@@ -68,6 +70,8 @@ typedef struct dm_tensor {
  *   mask (optional): bool, ({B|1}, {H|Hkv|1}, {Lq|1}, Lk); true = visible.
  *   bias (optional): q's dtype or fp32, the same shapes as mask.
  *   lse (optional output): fp32 (B, H, Lq); +inf for a row with no visible key.
+ * B, Lq and Lk may be 0: B = 0 or Lq = 0 does nothing; Lk = 0 writes every row as one with no
+ * visible key (o = 0, lse = +inf), with or without a window. H, Hkv and D are at least 1.
  * Zero means the default: scale 0 = 1/sqrt(D); softcap 0 = off; window 0 = no top-k window.
  * window W > 0 with Lk > W: the mask attended with is dm_window_mask(bias, mask, window = W)
  * (default min_value, top-k, no smoothing), computed on `stream` into stream-ordered scratch

@@ -46,14 +46,14 @@ static void done(dm_ctx *ctx)
 
 static dm_tensor tensor3(uintptr_t addr, dm_dtype t, int64_t a, int64_t b, int64_t c)
 {
-    return (dm_tensor){.data = (void *)addr, .dtype = t, .rank = 3, .shape = {a, b, c},
-                       .strides = {b * c, c, 1}};
+    return (dm_tensor){
+        .data = (void *)addr, .dtype = t, .rank = 3, .shape = {a, b, c}, .strides = {b * c, c, 1}};
 }
 
 static dm_tensor seqlens(uintptr_t addr)
 {
-    return (dm_tensor){.data = (void *)addr, .dtype = DM_I32, .rank = 1, .shape = {3},
-                       .strides = {1}};
+    return (dm_tensor){
+        .data = (void *)addr, .dtype = DM_I32, .rank = 1, .shape = {3}, .strides = {1}};
 }
 
 /* 2 sequences, 6 queries and 10 keys in all, d64 f16, the tiled path (one kernel to build). */
@@ -65,7 +65,9 @@ static dm_fwd_varlen_args args(void)
                                 .o = tensor3(0x400000, DM_F16, 6, 2, 64),
                                 .cu_seqlens_q = seqlens(CUQ_ADDR),
                                 .cu_seqlens_k = seqlens(CUK_ADDR),
-                                .max_seqlen_q = 3, .max_seqlen_k = 5, .path = DM_PATH_TILED};
+                                .max_seqlen_q = 3,
+                                .max_seqlen_k = 5,
+                                .path = DM_PATH_TILED};
 }
 
 /* Host memory of `kind` over [lo, lo + 4096). */
@@ -88,8 +90,8 @@ static void call_refused(dm_ctx *ctx, const dm_fwd_varlen_args *a, const char *c
     dm_status st = dm_fwd_varlen(ctx, a, NULL);
     ck_assert_msg(st == DM_ERR_INVALID_ARG, "%s: %s", dm_status_name(st), dm_errmsg(ctx));
     for (int i = 0; needles[i]; i++)
-        ck_assert_msg(strstr(dm_errmsg(ctx), needles[i]), "'%s' does not say '%s'",
-                      dm_errmsg(ctx), needles[i]);
+        ck_assert_msg(strstr(dm_errmsg(ctx), needles[i]), "'%s' does not say '%s'", dm_errmsg(ctx),
+                      needles[i]);
     ck_assert_msg(strncmp(dm_errmsg(ctx), "dm_fwd_varlen: ", 15) == 0, "%s", dm_errmsg(ctx));
 }
 
@@ -119,21 +121,23 @@ START_TEST(pageable_host_cu_seqlens_are_refused_by_name_before_anything_is_built
                  (const char *const[]){"cu_seqlens_q.data = 0x800000", "not memory CUDA allocated",
                                        "expected device memory", NULL});
     host_at(CUK_ADDR, DMSTUB_PAGEABLE);
-    call_refused(ctx, &a,
-                 (const char *const[]){"cu_seqlens_k.data = 0x900000", "not memory CUDA allocated",
-                                       NULL});
+    call_refused(
+        ctx, &a,
+        (const char *const[]){"cu_seqlens_k.data = 0x900000", "not memory CUDA allocated", NULL});
     ck_assert_int_eq(stats->module_loads, 0);
     ck_assert_int_eq(stats->launches, 0);
     done(ctx);
 }
 END_TEST
 
-/* An empty batch does nothing, but its arguments are checked as a full one's. */
+/* An empty batch (q and o NULL, as PyTorch passes empty tensors) does nothing, but its arguments
+ * are checked as a full one's. */
 START_TEST(host_cu_seqlens_are_refused_even_when_total_q_is_0)
 {
     dm_ctx *ctx = stub_ctx();
     dm_fwd_varlen_args a = args();
     a.q.shape[0] = a.o.shape[0] = 0;
+    a.q.data = a.o.data = NULL;
     a.max_seqlen_q = 0;
     call_ok(ctx, &a);
     host_at(CUQ_ADDR, DMSTUB_PAGEABLE);

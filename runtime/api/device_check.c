@@ -36,8 +36,9 @@ dm_status dm_check_device_readable(dm_ctx *ctx, const char *call, const char *na
          * hiccup. The launch itself goes on and reports any real trouble. */
         if (!ctx->pointer_query_warned) {
             ctx->pointer_query_warned = true;
-            dm_warn(ctx, "%s: cannot tell what memory %s.data = %p is (cuPointerGetAttributes: %s): "
-                         "not checked",
+            dm_warn(ctx,
+                    "%s: cannot tell what memory %s.data = %p is (cuPointerGetAttributes: %s): "
+                    "not checked",
                     call, name, t->data, dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
         }
         return DM_OK;
