@@ -29,8 +29,7 @@ static char cache_dir[64];
 static dm_ctx *stub_ctx(void)
 {
     dm_test_use_stub(DM_STUB_LIBCUDA, "80", "devcheck", &stub, &stats, cache_dir);
-    memory = dlsym(stub, "dmstub_memory");
-    ck_assert_ptr_nonnull(memory);
+    memory = dm_test_stub_memory(stub);
     dm_ctx *ctx = NULL;
     ck_assert_int_eq(dm_ctx_create(&ctx, 0), DM_OK);
     dm_ctx_set_verbosity(ctx, 0);
