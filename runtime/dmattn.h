@@ -52,7 +52,9 @@ typedef enum dm_dtype {
 #define DM_MAX_RANK 4
 
 /* A tensor in device memory: a pointer, a dtype and a shape with strides in elements.
- * An optional tensor is absent when data == NULL and rank == 0. */
+ * An optional tensor is absent when data == NULL and rank == 0. A tensor with a dimension of size
+ * 0 holds no elements and may have data == NULL, as PyTorch's empty tensors do (nothing behind it
+ * is read or written); data == NULL on any other tensor is DM_ERR_INVALID_ARG. */
 typedef struct dm_tensor {
     void *data; /* device pointer (a CUdeviceptr cast to void *) */
     dm_dtype dtype;
@@ -68,6 +70,8 @@ typedef struct dm_tensor {
  *   mask (optional): bool, ({B|1}, {H|Hkv|1}, {Lq|1}, Lk); true = visible.
  *   bias (optional): q's dtype or fp32, the same shapes as mask.
  *   lse (optional output): fp32 (B, H, Lq); +inf for a row with no visible key.
+ * B, Lq and Lk may be 0: B = 0 or Lq = 0 does nothing; Lk = 0 writes every row as one with no
+ * visible key (o = 0, lse = +inf), with or without a window. H, Hkv and D are at least 1.
  * Zero means the default: scale 0 = 1/sqrt(D); softcap 0 = off; window 0 = no top-k window.
  * window W > 0 with Lk > W: the mask attended with is dm_window_mask(bias, mask, window = W)
  * (default min_value, top-k, no smoothing), computed on `stream` into stream-ordered scratch
@@ -107,6 +111,11 @@ typedef enum dm_fwd_path { DM_PATH_AUTO = 0, DM_PATH_TILED, DM_PATH_DECODE } dm_
  *   cu_seqlens_q, cu_seqlens_k: int32 (B + 1), in device memory, non-decreasing from 0, last
  *     entry total_q (total_k). The host cannot read them: a violation is not detected, but reads
  *     stay inside q/k/v/mask/bias as long as every entry lies in [0, total] (kernels clamp).
+ *     Where they live is asked of the driver: device memory, managed memory and page-locked host
+ *     memory the device maps at the same address (cudaHostAlloc, read over the bus) are
+ *     accepted; pageable host memory (malloc, a CPU tensor), or registered host memory whose
+ *     device address differs, is DM_ERR_INVALID_ARG (also when total_q = 0). Should the driver
+ *     fail that query, the call goes on unchecked and one warning per context says so.
  *   max_seqlen_q, max_seqlen_k: at least every sequence's length; a longer sequence is cut to
  *     them (keys past max_seqlen_k are ignored; rows past max_seqlen_q are not computed: left
  *     untouched, except on the decode path with split keys, where they are unspecified);

@@ -2,8 +2,10 @@
  * DMATTN_LIBCUDA. Every entry point driver.c resolves returns success; nothing runs on a device.
  * One device whose compute capability is $DMSTUB_CC (default 90); $DMSTUB_FAIL_ATTRIBUTE=<n>
  * makes cuDeviceGetAttribute fail for attribute n. The per-thread context stack behaves as the
- * driver's does, and `dmstub_stats` counts what the library asked for (tests read it via dlsym). */
+ * driver's does, `dmstub_stats` counts what the library asked for and `dmstub_memory` says which
+ * addresses are host memory (tests reach both via dlsym). */
 #include <cuda.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #define STACK_MAX 16
 
 dmstub_stats_t dmstub_stats;
+dmstub_memory_t dmstub_memory;
 
 static int primary[1]; /* the device's primary context: its address is the handle */
 static __thread CUcontext stack[STACK_MAX];
@@ -225,3 +228,34 @@ CUresult cuMemAllocAsync(CUdeviceptr *p, size_t n, CUstream s)
 }
 
 CUresult cuMemFreeAsync(CUdeviceptr p, CUstream s) { return CUDA_SUCCESS; }
+
+/* As the driver's: SUCCESS with zeroed attributes for an address CUDA does not know (pageable
+ * host memory); sizes as cuda.h documents them (memory type and is-managed 32-bit). */
+CUresult cuPointerGetAttributes(unsigned n, CUpointer_attribute *attrs, void **data, CUdeviceptr p)
+{
+    dmstub_stats.pointer_queries++;
+    dmstub_stats.pointer_ctx = current();
+    if (dmstub_memory.fail)
+        return (CUresult)dmstub_memory.fail;
+    bool host = p >= dmstub_memory.host_lo && p < dmstub_memory.host_hi;
+    dmstub_host_kind kind = dmstub_memory.host_kind;
+    unsigned type = !host ? CU_MEMORYTYPE_DEVICE : kind == DMSTUB_PAGEABLE ? 0 : CU_MEMORYTYPE_HOST;
+    CUdeviceptr dev = !host || kind == DMSTUB_PINNED_MAPPED || kind == DMSTUB_MANAGED ? p
+                      : kind == DMSTUB_PINNED_UNMAPPED ? p ^ 0x100000000000ull
+                                                       : 0;
+    for (unsigned i = 0; i < n; i++)
+        switch (attrs[i]) {
+        case CU_POINTER_ATTRIBUTE_MEMORY_TYPE:
+            *(unsigned *)data[i] = type;
+            break;
+        case CU_POINTER_ATTRIBUTE_DEVICE_POINTER:
+            *(CUdeviceptr *)data[i] = dev;
+            break;
+        case CU_POINTER_ATTRIBUTE_IS_MANAGED:
+            *(uint32_t *)data[i] = host && kind == DMSTUB_MANAGED;
+            break;
+        default:
+            return CUDA_ERROR_INVALID_VALUE; /* the library asks for nothing else */
+        }
+    return CUDA_SUCCESS;
+}

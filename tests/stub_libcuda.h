@@ -1,5 +1,6 @@
 /* stub_libcuda.h: what the stub driver (stub_libcuda.c) records, read by tests through dlsym of
- * "dmstub_stats" in the library DMATTN_LIBCUDA names. Plain counters: one thread at a time. */
+ * "dmstub_stats" in the library DMATTN_LIBCUDA names, and what it answers of pointers
+ * ("dmstub_memory"). Plain data: one thread at a time. */
 #ifndef DM_STUB_LIBCUDA_H
 #define DM_STUB_LIBCUDA_H
 
@@ -14,6 +15,25 @@ typedef struct dmstub_stats_t {
     unsigned grid[3];
     unsigned block_threads;
     unsigned smem_bytes;
+    long pointer_queries;  /* cuPointerGetAttributes calls */
+    void *pointer_ctx;     /* the context current at the last of them */
 } dmstub_stats_t;
+
+/* What the stub's cuPointerGetAttributes says of an address, set by tests through dlsym of
+ * "dmstub_memory": an address in [host_lo, host_hi) is host memory of kind host_kind, any other
+ * device memory (what cuMemAlloc returns); fail != 0 makes every query fail with that CUresult.
+ * All zero (the start): every address is device memory. */
+typedef enum dmstub_host_kind {
+    DMSTUB_PAGEABLE = 0,    /* malloc'd: unknown to CUDA, every attribute zero */
+    DMSTUB_PINNED_MAPPED,   /* page-locked, the device reads it at the same address */
+    DMSTUB_PINNED_UNMAPPED, /* page-locked, its device address differs (cuMemHostRegister) */
+    DMSTUB_MANAGED,         /* cudaMallocManaged, reported as host memory (as the driver may) */
+} dmstub_host_kind;
+
+typedef struct dmstub_memory_t {
+    unsigned long long host_lo, host_hi; /* as CUdeviceptr */
+    dmstub_host_kind host_kind;
+    int fail;
+} dmstub_memory_t;
 
 #endif

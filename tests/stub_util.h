@@ -27,4 +27,13 @@ static inline void dm_test_use_stub(const char *path, const char *cc, const char
     dm_test_temp_dir(cache_dir, tag);
 }
 
+/* The stub's pointer answers (stub_libcuda.h, dmstub_memory): all zero at the start, every
+ * address device memory. */
+static inline dmstub_memory_t *dm_test_stub_memory(void *stub)
+{
+    dmstub_memory_t *m = dlsym(stub, "dmstub_memory");
+    ck_assert_ptr_nonnull(m);
+    return m;
+}
+
 #endif

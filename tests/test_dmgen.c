@@ -410,18 +410,26 @@ START_TEST(axis_lists_expand_to_the_cartesian_product)
 }
 END_TEST
 
+/* Per arch: 48 tiled forward kernels, 32 decode kernels (d128 x 2 dtypes x mask none/k x bias
+ * none/k x causal x dense/varlen) and 2 combine kernels. */
 START_TEST(preset_default_expands_once_per_arch)
 {
     run_result r = run("build", "-n", "--preset", "default");
     ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
-    ck_assert_int_eq(count_lines(r.out), 2 * 48); /* sm80 and sm90a */
+    ck_assert_int_eq(count_lines(r.out), 2 * (48 + 32 + 2)); /* sm80 and sm90a */
     ck_assert(has(r.out, "fwd.d128.bf16.mask-k.bias-q.w0.causal.sm90a\n"));
     ck_assert(has(r.out, "fwd.d64.f16.mask-none.bias-none.w0.sm80\n"));
+    /* what a decode server hits first: the decode batch and its combine */
+    ck_assert(has(r.out, "fwd.d128.bf16.mask-k.bias-k.w0.varlen.decode.sm90a\n"));
+    ck_assert(has(r.out, "fwd.d128.f16.mask-none.bias-k.w0.causal.decode.sm80\n"));
+    ck_assert(has(r.out, "combine.d128.bf16.sm90a\n"));
+    ck_assert(has(r.out, "combine.d128.f16.sm80\n"));
+    ck_assert(!has(r.out, "mask-q.bias-none.w0.decode")); /* no decode kernel for per-query rows */
     run_free(&r);
 
     r = run("build", "-n", "--preset", "default", "--arch", "sm86");
     ck_assert_int_eq(r.code, 0);
-    ck_assert_int_eq(count_lines(r.out), 48);
+    ck_assert_int_eq(count_lines(r.out), 48 + 32 + 2);
     ck_assert(!has(r.out, "sm80"));
     run_free(&r);
 

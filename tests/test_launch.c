@@ -218,6 +218,38 @@ START_TEST(an_unsupported_device_leaves_the_context_offline)
 }
 END_TEST
 
+/* B = 0 or Lq = 0 (data NULL, as PyTorch passes empty tensors) launches nothing and builds
+ * nothing; Lk = 0 still launches: its rows are written as empty (o = 0, lse = +inf), on the
+ * tiled and the decode path alike. */
+START_TEST(no_query_launches_nothing_and_no_key_still_launches)
+{
+    use_stub("80");
+    dm_ctx *ctx = device_ctx();
+    dm_fwd_args a = small_args();
+    a.q = a.o = tensor4(0, 0, 100, 2, 64);
+    a.k = a.v = tensor4(0, 0, 100, 2, 64);
+    fwd_ok(ctx, &a);
+    a = small_args();
+    a.q = a.o = tensor4(0, 1, 0, 2, 64);
+    fwd_ok(ctx, &a);
+    ck_assert_int_eq(stats->launches, 0);
+    ck_assert_int_eq(stats->module_loads, 0);
+
+    a = small_args();
+    a.k = a.v = tensor4(0, 1, 0, 2, 64);
+    a.path = DM_PATH_TILED;
+    fwd_ok(ctx, &a);
+    ck_assert_int_eq(stats->launches, 1);
+    a.q = a.o = tensor4(0x100000, 1, 4, 2, 64);
+    a.path = DM_PATH_DECODE;
+    fwd_ok(ctx, &a);
+    ck_assert_int_eq(stats->launches, 2);
+    ck_assert_uint_eq(stats->grid[0], 1); /* one split: there is no key to split */
+    dm_ctx_destroy(ctx);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
 START_TEST(nested_enters_push_once_and_the_last_leave_restores)
 {
     use_stub("80");
@@ -244,6 +276,7 @@ END_TEST
     X(when_its_context_is_current_dm_fwd_neither_pushes_nor_pops) \
     X(with_another_context_current_dm_fwd_launches_in_its_own_and_restores_the_callers) \
     X(nested_enters_push_once_and_the_last_leave_restores) \
+    X(no_query_launches_nothing_and_no_key_still_launches) \
     X(a_failing_device_attribute_is_named_and_leaves_the_context_offline) \
     X(an_unsupported_device_leaves_the_context_offline)
 DM_TEST_MAIN("launch", TESTS)

@@ -160,40 +160,85 @@ START_TEST(causal_and_softcap_compile_in_both_dtypes_and_archs)
 }
 END_TEST
 
-/* Varlen (tiled): every mask x bias layout pair on sm80 and sm90a, causal and softcap rotating. */
-START_TEST(varlen_every_layout_pair_compiles_for_sm80_and_sm90a)
+/* Varlen (tiled): every mask x bias layout pair on sm80, sm90 and sm90a, causal and softcap
+ * rotating. */
+START_TEST(varlen_every_layout_pair_compiles_for_sm80_sm90_and_sm90a)
 {
-    static const dm_arch archs[] = {DM_SM80, DM_SM90A};
     dm_ctx *ctx = dm_test_offline_ctx();
     int i = 0;
-    for (size_t a = 0; a < 2; a++)
+    for (size_t a = 0; a < N_CI_ARCHS; a++)
         for (int m = 0; m < 3; m++)
             for (int b = 0; b < 3; b++, i++) {
                 dm_variant v = {.dir = DM_DIR_FWD, .head_dim = 128, .dtype = i % 2 ? DM_BF16 : DM_F16,
                                 .mask = (dm_layout)m, .bias = (dm_layout)b, .varlen = true,
-                                .causal = i % 3 == 1, .softcap = i % 4 == 2, .arch = archs[a]};
+                                .causal = i % 3 == 1, .softcap = i % 4 == 2,
+                                .arch = ci_archs[a]};
                 dm_test_compile_ok(ctx, &v);
             }
     dm_ctx_destroy(ctx);
 }
 END_TEST
 
-/* The decode path's kernels (mask and bias none or per key), dense and varlen, on sm80 and
- * sm90a; a query-layout decode variant is refused as unsupported, naming the reason. */
-START_TEST(decode_compiles_for_sm80_and_sm90a)
+/* Varlen (tiled) at every head_dim: its tile rows are the dense ones, but its addressing (token
+ * strides, per-sequence extents) is its own text. The other axes rotate as in every_head_dim. */
+static void varlen_every_head_dim(dm_arch arch)
 {
-    static const dm_arch archs[] = {DM_SM80, DM_SM90A};
+    dm_ctx *ctx = dm_test_offline_ctx();
+    for (int d = DM_HEAD_DIM_MIN, i = 0; d <= DM_HEAD_DIM_MAX; d += DM_HEAD_DIM_STEP, i++) {
+        dm_variant v = {.dir = DM_DIR_FWD, .head_dim = d, .dtype = i % 2 ? DM_BF16 : DM_F16,
+                        .mask = (dm_layout)(i % 3), .bias = (dm_layout)((i / 3) % 3),
+                        .varlen = true, .causal = i % 4 == 1, .softcap = i % 5 == 2,
+                        .arch = arch};
+        dm_test_compile_ok(ctx, &v);
+    }
+    dm_ctx_destroy(ctx);
+}
+
+START_TEST(varlen_every_head_dim_compiles_for_sm80) { varlen_every_head_dim(DM_SM80); }
+END_TEST
+
+START_TEST(varlen_every_head_dim_compiles_for_sm90a) { varlen_every_head_dim(DM_SM90A); }
+END_TEST
+
+/* The decode path at every head_dim: it has tuning rows of its own (d <= 128 and d > 128 differ
+ * in key tile), and dm_fwd / dm_fwd_varlen take it for any D. Mask and bias none or per key (the
+ * layouts it runs), dense and varlen, dtype, causal and softcap rotating. */
+static void decode_every_head_dim(dm_arch arch)
+{
+    dm_ctx *ctx = dm_test_offline_ctx();
+    for (int d = DM_HEAD_DIM_MIN, i = 0; d <= DM_HEAD_DIM_MAX; d += DM_HEAD_DIM_STEP, i++) {
+        dm_variant v = {.dir = DM_DIR_FWD, .head_dim = d, .dtype = i % 2 ? DM_BF16 : DM_F16,
+                        .mask = (i / 2) % 2 ? DM_LAYOUT_K : DM_LAYOUT_NONE,
+                        .bias = (i / 4) % 2 ? DM_LAYOUT_K : DM_LAYOUT_NONE,
+                        .varlen = (i / 3) % 2, .causal = i % 3 == 1, .softcap = i % 5 == 2,
+                        .decode = true, .arch = arch};
+        dm_test_compile_ok(ctx, &v);
+    }
+    dm_ctx_destroy(ctx);
+}
+
+START_TEST(decode_every_head_dim_compiles_for_sm80) { decode_every_head_dim(DM_SM80); }
+END_TEST
+
+START_TEST(decode_every_head_dim_compiles_for_sm90a) { decode_every_head_dim(DM_SM90A); }
+END_TEST
+
+/* The decode path's kernels (mask and bias none or per key), dense and varlen, on sm80, sm90 and
+ * sm90a; a query-layout decode variant is refused as unsupported, naming the reason. */
+START_TEST(decode_compiles_for_sm80_sm90_and_sm90a)
+{
     static const dm_layout layouts[] = {DM_LAYOUT_NONE, DM_LAYOUT_K};
     dm_ctx *ctx = dm_test_offline_ctx();
     int i = 0;
-    for (size_t a = 0; a < 2; a++)
+    for (size_t a = 0; a < N_CI_ARCHS; a++)
         for (int m = 0; m < 2; m++)
             for (int b = 0; b < 2; b++)
                 for (int varlen = 0; varlen < 2; varlen++, i++) {
                     dm_variant v = {.dir = DM_DIR_FWD, .head_dim = i % 3 ? 128 : 64,
                                     .dtype = i % 2 ? DM_BF16 : DM_F16, .mask = layouts[m],
                                     .bias = layouts[b], .varlen = varlen, .causal = i % 3 == 1,
-                                    .softcap = i % 5 == 2, .decode = true, .arch = archs[a]};
+                                    .softcap = i % 5 == 2, .decode = true,
+                                    .arch = ci_archs[a]};
                     dm_test_compile_ok(ctx, &v);
                 }
     dm_variant q = {.dir = DM_DIR_FWD, .head_dim = 128, .dtype = DM_BF16, .mask = DM_LAYOUT_Q,
@@ -279,8 +324,12 @@ END_TEST
     X(combine_every_head_dim_compiles_without_warnings_for_sm90a) \
     X(every_mask_and_bias_layout_pair_compiles_in_both_dtypes) \
     X(causal_and_softcap_compile_in_both_dtypes_and_archs) \
-    X(varlen_every_layout_pair_compiles_for_sm80_and_sm90a) \
-    X(decode_compiles_for_sm80_and_sm90a) \
+    X(varlen_every_layout_pair_compiles_for_sm80_sm90_and_sm90a) \
+    X(varlen_every_head_dim_compiles_for_sm80) \
+    X(varlen_every_head_dim_compiles_for_sm90a) \
+    X(decode_every_head_dim_compiles_for_sm80) \
+    X(decode_every_head_dim_compiles_for_sm90a) \
+    X(decode_compiles_for_sm80_sm90_and_sm90a) \
     X(sm90a_decode_keeps_the_wgmma_pipeline_and_spills_nothing) \
     X(other_archs_compile) \
     X(broken_source_is_a_compile_error_with_the_log) \

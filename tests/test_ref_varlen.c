@@ -236,6 +236,13 @@ static void vcase_build(vcase *c, const vspec *s)
         }
         a->bias = mb_tensor(c, s->bias, c->bias_heads, s->bias_dtype, c->bias);
     }
+    /* A tensor with no elements goes in as PyTorch passes one: data NULL (the check allows it,
+     * and nothing may read it). */
+    dm_tensor *all[] = {&a->q, &a->o, &a->k, &a->v, &a->lse, &a->mask, &a->bias};
+    for (size_t t = 0; t < sizeof all / sizeof all[0]; t++)
+        for (int d = 0; d < all[t]->rank; d++)
+            if (all[t]->shape[d] == 0)
+                all[t]->data = NULL;
 }
 
 static dm_status run_ref(vcase *c, char *err, size_t n)

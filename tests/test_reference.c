@@ -566,6 +566,49 @@ START_TEST(ref_treats_any_nonzero_mask_byte_as_visible)
 }
 END_TEST
 
+/* Lk = 0 with k, v, mask and bias NULL (no elements), causal and a window too: every row is
+ * empty, o = 0 exactly and lse = +inf. Lq = 0 with q and o NULL writes nothing. */
+START_TEST(ref_with_no_keys_gives_empty_rows_and_with_no_queries_writes_nothing)
+{
+    uint16_t q[2 * 3 * 8] __attribute__((aligned(16))), o[2 * 3 * 8] __attribute__((aligned(16)));
+    float lse[2 * 3];
+    dm_fwd_args a;
+    dm_ctx *ctx = NULL;
+
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++)
+        q[i] = dm_float_to_half(0.25f);
+    memset(o, 0xff, sizeof o);
+    memset(lse, 0xff, sizeof lse);
+    memset(&a, 0, sizeof a);
+    a.q = (dm_tensor){q, DM_F16, 4, {1, 2, 3, 8}, {48, 24, 8, 1}};
+    a.o = (dm_tensor){o, DM_F16, 4, {1, 2, 3, 8}, {48, 24, 8, 1}};
+    a.k = (dm_tensor){NULL, DM_F16, 4, {1, 0, 1, 8}, {8, 8, 8, 1}};
+    a.v = a.k;
+    a.mask = (dm_tensor){NULL, DM_BOOL, 4, {1, 1, 1, 0}, {1, 1, 1, 1}};
+    a.bias = (dm_tensor){NULL, DM_F16, 4, {1, 3, 2, 0}, {1, 1, 1, 1}};
+    a.lse = (dm_tensor){lse, DM_F32, 3, {1, 3, 2}, {6, 2, 1}};
+    a.causal = 1;
+    a.window = 4;
+    ck_assert_int_eq(dm_ctx_create(&ctx, DM_NO_DEVICE), DM_OK);
+    ck_assert_msg(dm_ref_fwd(ctx, &a) == DM_OK, "%s", dm_errmsg(ctx));
+    for (size_t i = 0; i < sizeof o / sizeof o[0]; i++)
+        ck_assert_uint_eq(o[i], 0);
+    for (size_t i = 0; i < sizeof lse / sizeof lse[0]; i++)
+        ck_assert(isinf(lse[i]) && lse[i] > 0);
+
+    memset(o, 0x5a, sizeof o);
+    a = (dm_fwd_args){0};
+    a.q = (dm_tensor){NULL, DM_F16, 4, {1, 0, 3, 8}, {24, 24, 8, 1}};
+    a.o = a.q;
+    a.k = (dm_tensor){q, DM_F16, 4, {1, 2, 1, 8}, {16, 8, 8, 1}};
+    a.v = a.k;
+    ck_assert_msg(dm_ref_fwd(ctx, &a) == DM_OK, "%s", dm_errmsg(ctx));
+    for (size_t i = 0; i < sizeof o / sizeof o[0]; i++)
+        ck_assert_uint_eq(o[i], 0x5a5a);
+    dm_ctx_destroy(ctx);
+}
+END_TEST
+
 START_TEST(ref_rejects_bad_args_in_its_own_name_and_writes_nothing)
 {
     uint16_t q[8] __attribute__((aligned(16))), o[8] __attribute__((aligned(16)));
@@ -843,6 +886,7 @@ END_TEST
     X(ref_reads_strided_layouts_and_writes_nothing_outside_the_output_rows) \
     X(ref_matches_brute_force_with_every_feature_at_once) \
     X(ref_treats_any_nonzero_mask_byte_as_visible) \
+    X(ref_with_no_keys_gives_empty_rows_and_with_no_queries_writes_nothing) \
     X(ref_rejects_bad_args_in_its_own_name_and_writes_nothing) \
     X(half_round_trips_every_code) \
     X(bf16_round_trips_every_code) \

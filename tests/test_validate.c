@@ -394,20 +394,93 @@ END_TEST
 
 /* ---- shapes of q, k, v, o ---- */
 
-START_TEST(check_rejects_sizes_below_1)
+/* B and the lengths may be 0 (check_accepts_an_empty_batch_or_length_with_null_data); heads and
+ * D may not, and no size may be negative. */
+START_TEST(check_rejects_negative_sizes_and_heads_or_head_dim_of_0)
 {
-    static const char *const q_names[] = {"q.shape[0]", "q.shape[1]", "q.shape[2]", "q.shape[3]"};
-    static const char *const k_names[] = {"k.shape[0]", "k.shape[1]", "k.shape[2]", "k.shape[3]"};
+    static const char *const q_names[] = {"q.shape[0] (B) = -1: expected >= 0",
+                                          "q.shape[1] (Lq) = -1: expected >= 0",
+                                          "q.shape[2] (H) = 0: expected >= 1",
+                                          "q.shape[3] (D) = 0: expected >= 1"};
+    static const char *const k_names[] = {"k.shape[0] (B) = -1", "k.shape[1] (Lk) = -1",
+                                          "k.shape[2] (Hkv) = 0", "k.shape[3] (D) = 0"};
     for (int d = 0; d < 4; d++) {
         dm_fwd_args a = valid_args();
-        a.q.shape[d] = 0;
-        a.o.shape[d] = 0;
+        a.q.shape[d] = d < 2 ? -1 : 0;
+        a.o.shape[d] = a.q.shape[d];
         expect_invalid(&a, q_names[d]);
         a = valid_args();
-        a.k.shape[d] = -1;
-        a.v.shape[d] = -1;
+        a.k.shape[d] = d < 2 ? -1 : 0;
+        a.v.shape[d] = a.k.shape[d];
         expect_invalid(&a, k_names[d]);
     }
+}
+END_TEST
+
+/* As in PyTorch, B = 0, Lq = 0 or Lk = 0 is a valid call, and a tensor with no elements may have
+ * data NULL: every tensor for B = 0; q, o, lse and a per-query mask for Lq = 0; k, v and the
+ * mask and bias (their Lk keys) for Lk = 0. */
+START_TEST(check_accepts_an_empty_batch_or_length_with_null_data)
+{
+    dm_fwd_args a = valid_args_full(); /* mask (B, H, Lq, Lk), bias (1, Hkv, 1, Lk) */
+    set_shape(&a.q, 0, LQ, H, D);
+    set_shape(&a.k, 0, LK, HKV, D);
+    set_shape(&a.v, 0, LK, HKV, D);
+    set_shape(&a.o, 0, LQ, H, D);
+    set_shape(&a.mask, 0, H, LQ, LK);
+    set_shape(&a.lse, 0, H, LQ, 0);
+    a.q.data = a.k.data = a.v.data = a.o.data = a.mask.data = a.lse.data = NULL;
+    dm_fwd_plan p = expect_ok(&a);
+    ck_assert_int_eq(p.B, 0);
+    ck_assert_int_eq(p.mask_layout, DM_LAYOUT_Q);
+
+    a = valid_args_full();
+    set_shape(&a.q, B, 0, H, D);
+    set_shape(&a.o, B, 0, H, D);
+    set_shape(&a.mask, B, H, 0, LK);
+    set_shape(&a.lse, B, H, 0, 0);
+    a.q.data = a.o.data = a.mask.data = a.lse.data = NULL;
+    p = expect_ok(&a);
+    ck_assert_int_eq(p.Lq, 0);
+
+    a = valid_args_full();
+    set_shape(&a.k, B, 0, HKV, D);
+    set_shape(&a.v, B, 0, HKV, D);
+    set_shape(&a.mask, B, H, LQ, 0);
+    set_shape(&a.bias, 1, HKV, 1, 0);
+    a.k.data = a.v.data = a.mask.data = a.bias.data = NULL;
+    p = expect_ok(&a);
+    ck_assert_int_eq(p.Lk, 0);
+    ck_assert_int_eq(p.Lq, LQ);
+    ck_assert(p.has_lse);
+    ck_assert_int_eq(p.mask_layout, DM_LAYOUT_Q);
+    ck_assert_int_eq(p.bias_layout, DM_LAYOUT_K);
+}
+END_TEST
+
+/* NULL is for no elements only: with Lk = 0, q, o and lse still hold elements. */
+START_TEST(check_rejects_null_data_of_a_tensor_with_elements_beside_empty_ones)
+{
+    static const char *const names[] = {"q.data is NULL: expected a pointer (NULL only for a "
+                                        "tensor with a dimension of size 0)",
+                                        "o.data is NULL", "lse.data is NULL but lse.rank = 3"};
+    for (int t = 0; t < 3; t++) {
+        dm_fwd_args a = valid_args_full();
+        set_shape(&a.k, B, 0, HKV, D);
+        set_shape(&a.v, B, 0, HKV, D);
+        set_shape(&a.mask, B, H, LQ, 0);
+        set_shape(&a.bias, 1, HKV, 1, 0);
+        a.k.data = a.v.data = NULL;
+        dm_tensor *ts[] = {&a.q, &a.o, &a.lse};
+        ts[t]->data = NULL;
+        expect_invalid(&a, names[t]);
+    }
+    /* a NULL tensor whose rank is wrong is not taken for an empty one */
+    dm_fwd_args a = valid_args();
+    set_shape(&a.k, B, 0, HKV, D);
+    a.k.data = NULL;
+    a.k.rank = 3;
+    expect_invalid(&a, "k.data is NULL");
 }
 END_TEST
 
@@ -1121,6 +1194,40 @@ START_TEST(fwd_on_an_offline_context_reports_no_device_and_leaves_the_output_unt
 }
 END_TEST
 
+/* No query anywhere (B = 0 or Lq = 0): nothing to write, so nothing is launched and no device is
+ * needed; with a window too (there is nothing to select from). Lk = 0 has rows to write (o = 0,
+ * lse = +inf), so it needs the device, and skips the window (every key is in it: no bias
+ * needed). */
+START_TEST(fwd_with_no_query_is_a_no_op_and_with_no_key_still_runs)
+{
+    dm_ctx *ctx = dm_test_offline_ctx();
+    dm_fwd_args a = valid_args();
+    set_shape(&a.q, B, 0, H, D);
+    set_shape(&a.o, B, 0, H, D);
+    a.q.data = a.o.data = NULL;
+    ck_assert_int_eq(dm_fwd(ctx, &a, NULL), DM_OK);
+    a.window = 3;
+    ck_assert_int_eq(dm_fwd(ctx, &a, NULL), DM_OK);
+    ck_assert_str_eq(dm_errmsg(ctx), "");
+
+    a = valid_args();
+    set_shape(&a.q, 0, LQ, H, D);
+    set_shape(&a.k, 0, LK, HKV, D);
+    set_shape(&a.v, 0, LK, HKV, D);
+    set_shape(&a.o, 0, LQ, H, D);
+    ck_assert_int_eq(dm_fwd(ctx, &a, NULL), DM_OK);
+
+    a = valid_args();
+    set_shape(&a.k, B, 0, HKV, D);
+    set_shape(&a.v, B, 0, HKV, D);
+    a.k.data = a.v.data = NULL;
+    ck_assert_int_eq(dm_fwd(ctx, &a, NULL), DM_ERR_NO_DEVICE);
+    a.window = 3; /* no bias: the window helper would refuse it, were it asked */
+    ck_assert_int_eq(dm_fwd(ctx, &a, NULL), DM_ERR_NO_DEVICE);
+    dm_ctx_destroy(ctx);
+}
+END_TEST
+
 START_TEST(fwd_without_context_or_args_returns_invalid_arg)
 {
     dm_ctx *ctx = dm_test_offline_ctx();
@@ -1156,7 +1263,9 @@ END_TEST
     X(check_rejects_integer_bias) \
     X(check_rejects_bias_of_the_other_half_precision_dtype) \
     X(check_rejects_lse_that_is_not_f32) \
-    X(check_rejects_sizes_below_1) \
+    X(check_rejects_negative_sizes_and_heads_or_head_dim_of_0) \
+    X(check_accepts_an_empty_batch_or_length_with_null_data) \
+    X(check_rejects_null_data_of_a_tensor_with_elements_beside_empty_ones) \
     X(check_rejects_hkv_that_does_not_divide_h) \
     X(check_rejects_head_dim_above_256) \
     X(check_rejects_head_dim_not_a_multiple_of_8) \
@@ -1202,6 +1311,7 @@ END_TEST
     X(fwd_returns_invalid_arg_and_leaves_the_output_untouched) \
     X(fwd_checks_the_window_mask_rules_and_leaves_the_output_untouched) \
     X(fwd_on_an_offline_context_reports_no_device_and_leaves_the_output_untouched) \
+    X(fwd_with_no_query_is_a_no_op_and_with_no_key_still_runs) \
     X(fwd_without_context_or_args_returns_invalid_arg)
 
 DM_TEST_MAIN("validate", TESTS)

@@ -177,6 +177,75 @@ START_TEST(check_accepts_total_k_0)
 }
 END_TEST
 
+/* A tensor with no elements may come with data NULL (PyTorch's empty tensors do): q, o, lse and a
+ * query-based mask when total_q = 0; k, v and a key-based bias when total_k = 0; a query-based
+ * row of max_seqlen_k = 0 keys. The plan is the one non-NULL data would give. */
+START_TEST(check_accepts_null_data_for_tensors_without_elements)
+{
+    dm_fwd_varlen_args a = valid_args_full();
+    set_shape(&a.q, 0, H, D);
+    set_shape(&a.o, 0, H, D);
+    set_shape(&a.mask, 0, H, MAXK);
+    set_shape(&a.lse, H, 0, 0);
+    a.max_seqlen_q = 0;
+    a.q.data = a.o.data = a.mask.data = a.lse.data = NULL;
+    dm_fwd_varlen_plan p = expect_ok(&a);
+    ck_assert_int_eq(p.total_q, 0);
+    ck_assert_int_eq(p.mask_layout, DM_LAYOUT_Q); /* present, not absent */
+    ck_assert(p.has_lse);
+
+    a = valid_args_full();
+    set_shape(&a.k, 0, HKV, D);
+    set_shape(&a.v, 0, HKV, D);
+    set_shape(&a.mask, TQ, H, 0);
+    set_shape(&a.bias, 0, HKV, 0);
+    a.max_seqlen_k = 0;
+    a.k.data = a.v.data = a.mask.data = a.bias.data = NULL;
+    p = expect_ok(&a);
+    ck_assert_int_eq(p.mask_layout, DM_LAYOUT_Q);
+    ck_assert_int_eq(p.bias_layout, DM_LAYOUT_K);
+}
+END_TEST
+
+/* NULL is for no elements only: beside empty tensors, a tensor holding elements with data NULL is
+ * still refused by name (q when only the keys are empty, k when only the queries are). */
+START_TEST(check_rejects_null_data_of_a_tensor_with_elements_beside_empty_ones)
+{
+    dm_fwd_varlen_args a = valid_args_full();
+    set_shape(&a.k, 0, HKV, D);
+    set_shape(&a.v, 0, HKV, D);
+    set_shape(&a.mask, TQ, H, 0);
+    set_shape(&a.bias, 0, HKV, 0);
+    a.max_seqlen_k = 0;
+    a.k.data = a.v.data = NULL;
+    static const char *const names[] = {"q.data is NULL", "o.data is NULL", "lse.data is NULL"};
+    for (int t = 0; t < 3; t++) {
+        dm_fwd_varlen_args b = a;
+        dm_tensor *ts[] = {&b.q, &b.o, &b.lse};
+        ts[t]->data = NULL;
+        expect_invalid(&b, names[t]);
+    }
+    a = valid_args_full();
+    set_shape(&a.q, 0, H, D);
+    set_shape(&a.o, 0, H, D);
+    set_shape(&a.mask, 0, H, MAXK);
+    set_shape(&a.lse, H, 0, 0);
+    a.max_seqlen_q = 0;
+    a.q.data = a.o.data = NULL;
+    a.k.data = NULL;
+    expect_message(&a, DM_ERR_INVALID_ARG,
+                   "dm_fwd_varlen: k.data is NULL: expected a pointer (NULL only for a tensor with "
+                   "a dimension of size 0)");
+    a.k.data = (void *)(uintptr_t)K_ADDR;
+    a.bias.data = NULL; /* (total_k, Hkv) holds elements */
+    expect_invalid(&a, "bias.data is NULL but bias.rank = 2");
+    /* a NULL tensor of the wrong rank is not taken for an empty one */
+    a.bias.data = (void *)(uintptr_t)BIAS_ADDR;
+    a.o.rank = 2;
+    expect_invalid(&a, "o.data is NULL");
+}
+END_TEST
+
 START_TEST(check_accepts_head_dims_from_8_to_256_in_steps_of_8)
 {
     for (int64_t d = 8; d <= 256; d += 8) {
@@ -1172,6 +1241,8 @@ END_TEST
     X(check_accepts_valid_args_and_leaves_no_message) \
     X(check_accepts_total_q_0_and_still_checks_shapes) \
     X(check_accepts_total_k_0) \
+    X(check_accepts_null_data_for_tensors_without_elements) \
+    X(check_rejects_null_data_of_a_tensor_with_elements_beside_empty_ones) \
     X(check_accepts_head_dims_from_8_to_256_in_steps_of_8) \
     X(check_accepts_f32_bias_with_bf16_inputs) \
     X(check_accepts_a_query_based_row_longer_than_max_seqlen_k) \

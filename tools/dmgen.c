@@ -36,14 +36,23 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 static const struct preset {
     const char *name;
     const char *what;
-    const char *patterns[4]; /* NULL-terminated */
+    const char *patterns[8]; /* NULL-terminated */
 } presets[] = {
     /* What the README's main command builds: the forward kernels a typical deployment hits
-     * (d64/d128, fp16/bf16, no mask or a key mask, any bias layout, causal or not): 48 per arch. */
+     * (d64/d128, fp16/bf16, no mask or a key mask, any bias layout, causal or not): 48 per arch;
+     * and what a decode server hits first (dm_fwd and dm_fwd_varlen with at most 16 queries a
+     * sequence take the decode path): d128 f16/bf16 decode kernels with no mask or a key mask
+     * and no bias or a key bias (the layouts the decode path runs), causal or not, dense and
+     * varlen, and the split-KV combine that merges their splits: 34 per arch. */
     {"default",
-     "fwd, d64 and d128, f16 and bf16, mask none/k, bias none/k/q, causal off and on",
+     "fwd d64/128 f16/bf16 mask none/k bias none/k/q causal 0/1; decode d128 + combine",
      {"fwd.d64,128.f16,bf16.mask-none,k.bias-none,k,q.w0",
-      "fwd.d64,128.f16,bf16.mask-none,k.bias-none,k,q.w0.causal", NULL}},
+      "fwd.d64,128.f16,bf16.mask-none,k.bias-none,k,q.w0.causal",
+      "fwd.d128.f16,bf16.mask-none,k.bias-none,k.w0.decode",
+      "fwd.d128.f16,bf16.mask-none,k.bias-none,k.w0.causal.decode",
+      "fwd.d128.f16,bf16.mask-none,k.bias-none,k.w0.varlen.decode",
+      "fwd.d128.f16,bf16.mask-none,k.bias-none,k.w0.varlen.causal.decode",
+      "combine.d128.f16,bf16", NULL}},
 };
 #define N_PRESETS (sizeof presets / sizeof presets[0])
 static const char *default_archs = "sm80,sm90a"; /* what A100 and H100 map to */

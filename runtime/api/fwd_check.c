@@ -13,14 +13,18 @@
 static const char *const q_dims[] = {"B", "Lq", "H", "D"};
 static const char *const kv_dims[] = {"B", "Lk", "Hkv", "D"};
 
+/* B and the lengths may be 0, as in PyTorch (dm_fwd then writes nothing, or with Lk = 0 every
+ * row as one with no visible key); heads and D are at least 1. */
 static dm_status check_sizes(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t,
                              const char *const *labels)
 {
-    for (int d = 0; d < t->rank; d++)
-        if (t->shape[d] < 1)
+    for (int d = 0; d < t->rank; d++) {
+        int least = d < 2 ? 0 : 1;
+        if (t->shape[d] < least)
             return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                                "%s: %s.shape[%d] (%s) = %" PRId64 ": expected >= 1", call, name, d,
-                                labels[d], t->shape[d]);
+                                "%s: %s.shape[%d] (%s) = %" PRId64 ": expected >= %d", call, name,
+                                d, labels[d], t->shape[d], least);
+    }
     return DM_OK;
 }
 

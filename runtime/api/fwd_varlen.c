@@ -4,6 +4,7 @@
  * from cu_seqlens on the device. */
 #include <string.h>
 
+#include "device_check.h"
 #include "fwd_decode.h"
 #include "fwd_launch.h"
 #include "fwd_varlen_plan.h"
@@ -167,6 +168,11 @@ dm_status dm_fwd_varlen(dm_ctx *ctx, const dm_fwd_varlen_args *args, CUstream st
         return DM_ERR_INVALID_ARG;
     dm_status st = dm_fwd_varlen_check(ctx, CALL, args, &plan);
     if (st != DM_OK)
+        return st;
+    /* Only the kernels read cu_seqlens: host memory there would fault on the device. Asked even
+     * of an empty batch, so a call that passes empty passes full. */
+    if ((st = dm_check_device_readable(ctx, CALL, "cu_seqlens_q", &args->cu_seqlens_q)) != DM_OK ||
+        (st = dm_check_device_readable(ctx, CALL, "cu_seqlens_k", &args->cu_seqlens_k)) != DM_OK)
         return st;
     if (plan.total_q == 0 || plan.max_seqlen_q == 0) /* no query anywhere: nothing to write */
         return DM_OK;

@@ -2,7 +2,8 @@
  * dm_fwd_varlen_args) that the host can see, and the plan the launcher and the CPU reference both
  * read (fwd_varlen_plan.h). Reads only the descriptors: every pointer, cu_seqlens included, may
  * be device memory and is never dereferenced, so what cu_seqlens hold is the caller's promise
- * (the kernels clamp it); only their length, dtype and layout are checked here. */
+ * (the kernels clamp it); only their length, dtype and layout are checked here, and where they
+ * live by the entry point (device_check.c), which asks the driver. */
 #include <inttypes.h>
 #include <math.h>
 #include <string.h>

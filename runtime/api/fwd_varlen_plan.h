@@ -48,8 +48,8 @@ typedef struct dm_fwd_varlen_plan {
  * DM_ERR_INVALID_ARG with a message naming the argument, e.g.
  * "dm_fwd_varlen: cu_seqlens_k.shape[0] = 4: expected B + 1 = 5 (cu_seqlens_q's length)".
  * Never reads memory behind a pointer (cu_seqlens included: they are on the device); whether
- * pointers are device memory is the entry point's check (fwd_varlen.c), so the CPU reference can
- * run this on host buffers. `call` prefixes messages. */
+ * cu_seqlens are device memory is the entry point's check (device_check.c, from fwd_varlen.c), so
+ * the CPU reference can run this on host buffers. `call` prefixes messages. */
 dm_status dm_fwd_varlen_check(dm_ctx *ctx, const char *call, const dm_fwd_varlen_args *args,
                               dm_fwd_varlen_plan *plan);
 

@@ -51,27 +51,43 @@ static dm_status check_rank(dm_ctx *ctx, const char *call, const char *name, con
     return DM_OK;
 }
 
+/* NULL data is a tensor with no elements (PyTorch hands out NULL for those) when the rank is the
+ * expected one and a dimension is 0; nothing behind it is ever read or written. The rank is
+ * compared first, so only shape entries that exist are looked at. */
+static bool null_but_empty(const dm_tensor *t, int rank)
+{
+    if (t->data || t->rank != rank)
+        return false;
+    for (int d = 0; d < rank; d++)
+        if (t->shape[d] == 0)
+            return true;
+    return false;
+}
+
 dm_status dm_check_required(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t,
                             int rank, const char *dims)
 {
-    if (!t->data)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: %s.data is NULL: expected a pointer",
+    if (!t->data && !null_but_empty(t, rank))
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: %s.data is NULL: expected a pointer (NULL only for a tensor with "
+                            "a dimension of size 0)",
                             call, name);
     return check_rank(ctx, call, name, t, rank, dims);
 }
 
 /* An optional tensor is absent when data == NULL and rank == 0; anything in between is a mistake
- * (a forgotten pointer or a forgotten shape) and is reported rather than guessed at. */
+ * (a forgotten pointer or a forgotten shape) and is reported rather than guessed at. A present
+ * tensor with no elements may have data NULL, as a required one may. */
 dm_status dm_check_optional(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t,
                             int rank, const char *dims, bool *present)
 {
     *present = false;
     if (!t->data && t->rank == 0)
         return DM_OK;
-    if (!t->data)
+    if (!t->data && !null_but_empty(t, rank))
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "%s: %s.data is NULL but %s.rank = %d: an absent %s has data NULL and "
-                            "rank 0",
+                            "rank 0 (a present one data NULL only with a dimension of size 0)",
                             call, name, name, t->rank, name);
     if (t->rank == 0)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
@@ -211,8 +227,8 @@ static dm_status check_layout(dm_ctx *ctx, const char *call, const char *name, c
                             "%s: %s.data = %p is not aligned to its %zu-byte %s elements", call,
                             name, t->data, elem, dm_dtype_name(t->dtype));
     }
-    /* A tensor with no elements (a varlen total of 0) spans no memory and writes nothing twice,
-     * whatever its strides; the dense checks reject size 0 before they get here. */
+    /* A tensor with no elements (a varlen total of 0, a dense batch or length of 0) spans no memory
+     * and writes nothing twice, whatever its strides (and may be NULL: null_but_empty). */
     for (int d = 0; d < t->rank; d++)
         if (t->shape[d] == 0)
             return DM_OK;

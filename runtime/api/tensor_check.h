@@ -15,12 +15,13 @@
 /* "(2, 5, 8, 64)" for messages: the first n entries of v, into buf. Returns buf. */
 const char *dm_format_dims(const int64_t *v, int n, char *buf, size_t bytes);
 
-/* Present (data set) with the given rank; dims names the dimensions in the message, e.g.
- * "(B, Lq, H, D)". */
+/* Present with the given rank: data set, or NULL when a dimension is 0 (no elements, as PyTorch
+ * passes them); dims names the dimensions in the message, e.g. "(B, Lq, H, D)". */
 dm_status dm_check_required(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t,
                             int rank, const char *dims);
 
-/* Absent (data NULL, rank 0) or present with the given rank; anything between is an error. */
+/* Absent (data NULL, rank 0) or present with the given rank (data NULL only with a dimension of
+ * size 0, as for dm_check_required); anything between is an error. */
 dm_status dm_check_optional(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t,
                             int rank, const char *dims, bool *present);
 

@@ -41,6 +41,7 @@ struct dm_ctx {
     char cache_dir[DM_PATH_BYTES]; /* "" = memory only */
     bool cache_dir_ready;          /* prepare_dir done (or failed and warned) */
     bool cache_write_warned;       /* a write failure is reported once per context */
+    bool pointer_query_warned;     /* so is a failed pointer query (device_check.c) */
     int verbosity;
 
     dm_module_table modules;

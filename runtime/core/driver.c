@@ -48,6 +48,7 @@ static const struct {
     SYM(MemsetD8, "cuMemsetD8_v2"),
     SYM(MemAllocAsync, "cuMemAllocAsync"),
     SYM(MemFreeAsync, "cuMemFreeAsync"),
+    SYM(PointerGetAttributes, "cuPointerGetAttributes"),
 };
 
 static void open_driver(void)

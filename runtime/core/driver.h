@@ -40,6 +40,10 @@ typedef struct dm_driver {
     /* Stream-ordered scratch (dm_fwd's window mask): no device-wide sync, freed in stream order. */
     CUresult (*MemAllocAsync)(CUdeviceptr *, size_t, CUstream);
     CUresult (*MemFreeAsync)(CUdeviceptr, CUstream);
+    /* What memory a pointer is (device_check.c: cu_seqlens must be readable by the kernels).
+     * The plural form answers SUCCESS with zeroed attributes for an address CUDA does not know,
+     * so "not CUDA memory" and "the query failed" stay apart. */
+    CUresult (*PointerGetAttributes)(unsigned, CUpointer_attribute *, void **, CUdeviceptr);
 } dm_driver;
 
 /* Opens libcuda once per process (pthread_once) and calls cuInit(0). Returns the table, or NULL

@@ -27,8 +27,9 @@ dm_status dm_ref_attention(dm_ctx *ctx, const dm_fwd_args *host_args, const dm_f
     table = malloc(65536 * sizeof *table);
     qrow = malloc((size_t)p.D * sizeof *qrow);
     acc = malloc((size_t)p.D * sizeof *acc);
-    s = malloc((size_t)p.Lk * sizeof *s);
-    visible = malloc((size_t)p.Lk);
+    /* Lk = 0 (every row empty) still gets buffers: malloc(0) may return NULL */
+    s = malloc((size_t)(p.Lk > 0 ? p.Lk : 1) * sizeof *s);
+    visible = malloc((size_t)(p.Lk > 0 ? p.Lk : 1));
     if (!table || !qrow || !acc || !s || !visible) {
         st = dm_set_error(ctx, DM_ERR_NOMEM, "dm_ref_fwd: out of memory for Lk = %lld, D = %lld",
                           (long long)p.Lk, (long long)p.D);
@@ -49,8 +50,9 @@ dm_status dm_ref_attention(dm_ctx *ctx, const dm_fwd_args *host_args, const dm_f
     for (int64_t b = 0; b < p.B; b++)
         for (int64_t h = 0; h < p.H; h++) {
             int64_t hk = h / group;
-            const uint16_t *kh = k + b * p.k_stride[0] + hk * p.k_stride[2];
-            const uint16_t *vh = v + b * p.v_stride[0] + hk * p.v_stride[2];
+            /* k and v may be NULL when Lk = 0 (no elements): no key row is then formed */
+            const uint16_t *kh = p.Lk ? k + b * p.k_stride[0] + hk * p.k_stride[2] : NULL;
+            const uint16_t *vh = p.Lk ? v + b * p.v_stride[0] + hk * p.v_stride[2] : NULL;
             for (int64_t i = 0; i < p.Lq; i++) {
                 const uint16_t *qi = q + b * p.q_stride[0] + i * p.q_stride[1] + h * p.q_stride[2];
                 for (int64_t d = 0; d < p.D; d++)

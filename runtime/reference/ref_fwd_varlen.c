@@ -2,7 +2,6 @@
  * cu_seqlens included). Each sequence becomes a dense B = 1 problem, a view into the packed
  * buffers, handed to dm_ref_attention: one attention reference, so varlen and dense cannot
  * disagree about the math. For tests and tools; production code never calls it. */
-#include <math.h>
 #include <stdint.h>
 
 #include "reference.h"
@@ -97,20 +96,6 @@ static void sequence_view(const dm_fwd_varlen_args *a, const dm_fwd_varlen_plan 
     }
 }
 
-/* No keys: every row is empty, o = 0 exactly and lse = +inf (dm_ref_attention is not asked to
- * allocate for Lk = 0). */
-static void write_empty_rows(const dm_fwd_args *da, const dm_fwd_plan *dp)
-{
-    for (int64_t i = 0; i < dp->Lq; i++)
-        for (int64_t h = 0; h < dp->H; h++) {
-            uint16_t *oi = (uint16_t *)da->o.data + i * dp->o_stride[1] + h * dp->o_stride[2];
-            for (int64_t d = 0; d < dp->D; d++)
-                oi[d] = 0;
-            if (dp->has_lse)
-                ((float *)da->lse.data)[h * dp->lse_stride[1] + i * dp->lse_stride[2]] = INFINITY;
-        }
-}
-
 dm_status dm_ref_fwd_varlen(dm_ctx *ctx, const dm_fwd_varlen_args *host_args,
                             const dm_fwd_varlen_plan *plan)
 {
@@ -138,10 +123,7 @@ dm_status dm_ref_fwd_varlen(dm_ctx *ctx, const dm_fwd_varlen_args *host_args,
         dm_fwd_args da;
         dm_fwd_plan dp;
         sequence_view(host_args, p, q0, k0, Lq, Lk, &da, &dp);
-        if (Lk == 0)
-            write_empty_rows(&da, &dp);
-        else
-            st = dm_ref_attention(ctx, &da, &dp);
+        st = dm_ref_attention(ctx, &da, &dp); /* Lk = 0: every row empty, o = 0, lse = +inf */
     }
     return st;
 }
