@@ -135,7 +135,7 @@ START_TEST(split_stages_are_the_ones_the_launcher_runs)
             ck_assert_ptr_nonnull(strstr(src, dtypes[t] == DM_F32
                                                   ? "case 7: split_count<2, 0, false>"
                                                   : "case 3: split_count<6, 0, false>"));
-            ck_assert_ptr_nonnull(strstr(src, "static_assert(sizeof(WmaskParams) == 152"));
+            ck_assert_ptr_nonnull(strstr(src, "static_assert(sizeof(WmaskParams) == 216"));
             free(src);
         }
     /* relu rows are never split: no split stages, no split code at all */
