@@ -452,7 +452,8 @@ __device__ __forceinline__ void write_topk(const WmaskParams &p, const Row &r, c
         if (ties)
             rank = taken + block_prefix_excl(c, warp_sums, &total);
         if (j < j1)
-            r.out[$out_j] = (k > T || (c && (!ties || rank < need))) && k != p.min_key;
+            r.out[$out_j] =
+                (k > T || (c && (!ties || rank < need))) && k != p.min_key;
         taken += total;
     }
 }
