@@ -217,3 +217,8 @@ CUresult cuMemAllocAsync(CUdeviceptr *p, size_t n, CUstream s)
 }
 
 CUresult cuMemFreeAsync(CUdeviceptr p, CUstream s) { return CUDA_SUCCESS; }
+CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n, CUstream s)
+{
+    return CUDA_SUCCESS;
+}
+CUresult cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D *copy, CUstream s) { return CUDA_SUCCESS; }

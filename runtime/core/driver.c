@@ -47,6 +47,8 @@ static const struct {
     SYM(MemsetD8, "cuMemsetD8_v2"),
     SYM(MemAllocAsync, "cuMemAllocAsync"),
     SYM(MemFreeAsync, "cuMemFreeAsync"),
+    SYM(MemsetD8Async, "cuMemsetD8Async"),
+    SYM(Memcpy2DAsync, "cuMemcpy2DAsync_v2"),
 };
 
 static void open_driver(void)

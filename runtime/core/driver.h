@@ -39,6 +39,9 @@ typedef struct dm_driver {
     /* Stream-ordered scratch (dm_fwd's window mask): no device-wide sync, freed in stream order. */
     CUresult (*MemAllocAsync)(CUdeviceptr *, size_t, CUstream);
     CUresult (*MemFreeAsync)(CUdeviceptr, CUstream);
+    /* Filling scratch on the stream (dm_fwd's 2-D (B, Lq) mask left-padded to Lk, fwd_window.c). */
+    CUresult (*MemsetD8Async)(CUdeviceptr, unsigned char, size_t, CUstream);
+    CUresult (*Memcpy2DAsync)(const CUDA_MEMCPY2D *, CUstream);
 } dm_driver;
 
 /* Opens libcuda once per process (pthread_once) and calls cuInit(0). Returns the table, or NULL
