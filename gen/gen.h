@@ -26,12 +26,14 @@ typedef enum dm_family { DM_FAMILY_ATTN = 0, DM_FAMILY_WMASK, DM_FAMILY_COMBINE 
  * key ranges split over blocks (dmattn.h, DM_PATH_DECODE).
  * A split-KV combine key is combine.d<D>.dtype.sm<NN> (dtype: o's), e.g. combine.d128.bf16.sm90a:
  * it merges the decode path's per-split (o, lse) into o and lse.
- * A window-mask key (SPEC §4) is wmask.w<W>.dtype.mask-<l>[.relu][.smooth].sm<NN>, e.g.
- * wmask.w2048.bf16.mask-k.sm90: dtype is the bias's (f16, bf16 or f32), mask the input mask's
+ * A window-mask key (SPEC §4) is wmask.w<W>.dtype.mask-<l>[.relu][.smooth][.varlen].sm<NN>,
+ * e.g. wmask.w2048.bf16.mask-k.sm90: dtype is the bias's (f16, bf16 or f32), mask the input mask's
  * layout (none, q = one row per query, k = one row for every query; a 2-D mask is k). Top-k keys
- * have 1 <= W <= DM_WINDOW_MAX; relu keys select by sign and have no window, so W = 0. Fields a family
- * does not use (dir, head_dim, bias, varlen, causal, softcap for wmask; relu, smooth for
- * attention) are zero. */
+ * have 1 <= W <= DM_WINDOW_MAX; relu keys select by sign and have no window, so W = 0. varlen is
+ * dm_window_mask_varlen's kernel: a row is a query token's (or, all layouts key-based, a
+ * sequence's) keys, located through cu_seqlens (mask-q: query-based (total_q, Hm, max_seqlen_k),
+ * mask-k: key-based (total_k, Hm)). Fields a family does not use (dir, head_dim, bias, causal,
+ * softcap for wmask; relu, smooth for attention) are zero. */
 typedef struct dm_variant {
     dm_family family;
     dm_dir dir;

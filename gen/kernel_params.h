@@ -94,8 +94,22 @@
       "a pick pass blockIdx.x = row") \
     X(I32, slice_keys, 1, \
       "split: keys per slice, a multiple of kVec (the last slice may be short)") \
-    X(I32, split_rows, 1, "split: rows in the call (the scratch layout)")
-#define DM_WMASK_PARAMS_BYTES 152
+    X(I32, split_rows, 1, "split: rows in the call (the scratch layout)") \
+    X(U64, cu_seqlens_q, 1, "varlen: int32 (n_seqs + 1) query offsets") \
+    X(U64, cu_seqlens_k, 1, "varlen: int32 (n_seqs + 1) key offsets") \
+    X(I64, bias_key_stride, 1, \
+      "varlen: elements from one key to the next; the strides are then query token, head, " \
+      "first key of the sequence (0 where the layout has none)") \
+    X(I64, mask_key_stride, 1, "varlen: as bias_key_stride") \
+    X(I64, out_key_stride, 1, "varlen: as bias_key_stride") \
+    X(I32, n_seqs, 1, "varlen: B, the sequences") \
+    X(I32, total_q, 1, "varlen: q tokens (cu_seqlens_q clamped to it)") \
+    X(I32, total_k, 1, "varlen: keys (cu_seqlens_k clamped to it)") \
+    X(I32, max_seqlen_k, 1, "varlen: a row's keys clamped to it; a query-based out's columns") \
+    X(I32, window, 1, "varlen: a row of at most this many keys keeps its mask") \
+    X(I32, out_by_key, 1, \
+      "varlen: out is key-based, blockIdx.x = sequence * n_heads + head (else query token)")
+#define DM_WMASK_PARAMS_BYTES 216
 
 /* The split-KV combine family (templates/attn_combine.lua): struct CombineParams. Row t of the
  * partials is query token t (dense: b * Lq + i; varlen: the global index); head h. */

@@ -140,14 +140,14 @@ static bool layout_ok(dm_layout l)
     return l == DM_LAYOUT_NONE || l == DM_LAYOUT_Q || l == DM_LAYOUT_K;
 }
 
-/* A wmask key uses window, dtype, mask, relu, smooth and arch; everything else stays zero so
- * that one text names one struct. */
+/* A wmask key uses window, dtype, mask, relu, smooth, varlen and arch; everything else stays zero
+ * so that one text names one struct. */
 static bool wmask_ok(const dm_variant *v)
 {
     bool window_ok = v->relu ? v->window == 0 : v->window >= 1 && v->window <= DM_WINDOW_MAX;
     return window_ok && (v->dtype == DM_F16 || v->dtype == DM_BF16 || v->dtype == DM_F32) &&
            layout_ok(v->mask) && v->dir == DM_DIR_FWD && v->head_dim == 0 &&
-           v->bias == DM_LAYOUT_NONE && !v->varlen && !v->causal && !v->softcap && !v->decode &&
+           v->bias == DM_LAYOUT_NONE && !v->causal && !v->softcap && !v->decode &&
            (int)v->arch >= 0 && (int)v->arch < DM_ARCH_COUNT;
 }
 
@@ -185,9 +185,10 @@ int dm_variant_format(const dm_variant *v, char *buf, size_t n)
     if (v == NULL || !variant_ok(v) || (buf == NULL && n > 0))
         return -1;
     if (v->family == DM_FAMILY_WMASK)
-        return snprintf(buf, n, "wmask.w%d.%s.mask-%s%s%s.%s", v->window, dm_dtype_name(v->dtype),
-                        layout_names[v->mask], v->relu ? ".relu" : "",
-                        v->smooth ? ".smooth" : "", dm_arch_name(v->arch));
+        return snprintf(buf, n, "wmask.w%d.%s.mask-%s%s%s%s.%s", v->window,
+                        dm_dtype_name(v->dtype), layout_names[v->mask], v->relu ? ".relu" : "",
+                        v->smooth ? ".smooth" : "", v->varlen ? ".varlen" : "",
+                        dm_arch_name(v->arch));
     if (v->family == DM_FAMILY_COMBINE)
         return snprintf(buf, n, "combine.d%d.%s.%s", v->head_dim, dm_dtype_name(v->dtype),
                         dm_arch_name(v->arch));
@@ -210,11 +211,14 @@ static size_t digits_of(long max)
     return n;
 }
 
-/* wmask.w<W>.dtype.mask-<l>[.relu][.smooth].sm<NN>, from field 2 on (p is past "wmask."). */
+/* wmask.w<W>.dtype.mask-<l>[.relu][.smooth][.varlen].sm<NN>, from field 2 on (p is past
+ * "wmask."). */
 static dm_status parse_wmask(const char *p, dm_variant *out, char *err, size_t err_bytes)
 {
-    static const char *const wflags[] = {"relu", "smooth"};
-    static const char *const flags_after[] = {"relu, smooth or ", "smooth or ", ""};
+    enum { N_WFLAGS = 3 };
+    static const char *const wflags[N_WFLAGS] = {"relu", "smooth", "varlen"};
+    static const char *const flags_after[N_WFLAGS + 1] = {"relu, smooth, varlen or ",
+                                                          "smooth, varlen or ", "varlen or ", ""};
     dm_variant v = {.family = DM_FAMILY_WMASK};
     span f, wf;
     long num;
@@ -248,25 +252,27 @@ static dm_status parse_wmask(const char *p, dm_variant *out, char *err, size_t e
         return field_err(err, err_bytes, 4, "mask", &f, "mask-none, mask-q or mask-k");
 
     for (index = 5;; index++) {
-        const char *name = next_flag < 2 ? "flag or arch" : "arch";
+        const char *name = next_flag < N_WFLAGS ? "flag or arch" : "arch";
         int flag = -1;
         snprintf(after, sizeof after, "%s%s", flags_after[next_flag], archs);
         if (!next_field(&p, &f))
             return field_err(err, err_bytes, index, name, NULL, after);
         if (parse_arch_span(&f, &v.arch))
             break;
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < N_WFLAGS; i++)
             if (span_is(&f, wflags[i]))
                 flag = i;
         if (flag < next_flag) {
             snprintf(expected, sizeof expected, "%s%s", after,
-                     flag >= 0 ? " (flags once each, in the order relu, smooth)" : "");
+                     flag >= 0 ? " (flags once each, in the order relu, smooth, varlen)" : "");
             return field_err(err, err_bytes, index, name, &f, expected);
         }
         if (flag == 0)
             v.relu = true;
-        else
+        else if (flag == 1)
             v.smooth = true;
+        else
+            v.varlen = true;
         next_flag = flag + 1;
     }
     if (next_field(&p, &f)) {

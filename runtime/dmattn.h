@@ -76,7 +76,12 @@ typedef struct dm_tensor {
  * window W > 0 with Lk > W: the mask attended with is dm_window_mask(bias, mask, window = W)
  * (default min_value, top-k, no smoothing), computed on `stream` into stream-ordered scratch
  * (cuMemAllocAsync) and freed in stream order; the result equals dm_fwd on that explicit mask
- * bitwise. A window needs a bias whose heads broadcast against the mask's (equal, or one is 1). */
+ * bitwise. A window needs a bias whose heads broadcast against the mask's (equal, or one is 1).
+ * With window > 0 the mask may also be dm_window_mask's 2-D ({B|1}, S): S == Lk is one row of keys
+ * for every query and head; S == Lq < Lk is left-padded with true to Lk (the queries are the last
+ * Lq keys). When Lk <= W (no top-k) such a mask is still applied as that: S == Lk through a
+ * strided view of the caller's bytes, S == Lq < Lk through a padded ({B|1}, 1, 1, Lk) copy in
+ * stream-ordered scratch (cuMemsetD8Async + cuMemcpy2DAsync). Without a window masks are 4-D. */
 typedef struct dm_fwd_args {
     dm_tensor q, k, v;
     dm_tensor mask;
@@ -128,7 +133,14 @@ typedef enum dm_fwd_path { DM_PATH_AUTO = 0, DM_PATH_TILED, DM_PATH_DECODE } dm_
  *     Hm is 1, Hkv or H (head h reads h / (H / Hm)).
  *   lse (optional output): fp32 (H, total_q); +inf for a row with no visible key.
  * causal is bottom-right aligned per sequence. A sequence with 0 queries writes nothing; one with
- * 0 keys gives its queries o = 0 and lse = +inf. total_q = 0 is a valid call that does nothing. */
+ * 0 keys gives its queries o = 0 and lse = +inf. total_q = 0 is a valid call that does nothing.
+ * window W > 0 with max_seqlen_k > W: the mask attended with is dm_window_mask_varlen(bias, mask,
+ * window = W) (default min_value, top-k, no smoothing): each query keeps the W largest bias values
+ * among its own sequence's keys (a sequence of at most W keys keeps its mask). It is computed on
+ * `stream` into stream-ordered scratch, key-based (total_k, Hm') when bias and mask are (one
+ * selection per sequence and head, nothing of size total_q x max_seqlen_k), else query-based
+ * (total_q, Hm', max_seqlen_k); the result equals dm_fwd_varlen on that explicit mask bitwise. A
+ * window needs a bias whose heads broadcast against the mask's (equal, or one is 1). */
 typedef struct dm_fwd_varlen_args {
     dm_tensor q, k, v;
     dm_tensor cu_seqlens_q, cu_seqlens_k;
@@ -140,7 +152,7 @@ typedef struct dm_fwd_varlen_args {
     float scale;
     float softcap;
     int causal;
-    int window;     /* not built yet: > 0 returns DM_ERR_UNSUPPORTED */
+    int window;     /* top-k window, per sequence (dm_window_mask_varlen below); 0 = none */
     int path;       /* dm_fwd_path */
     int num_splits; /* as in dm_fwd_args */
 } dm_fwd_varlen_args;
@@ -212,6 +224,45 @@ typedef struct dm_window_mask_args {
 
 dm_status dm_window_mask(dm_ctx *ctx, const dm_window_mask_args *args, int *applied,
                          CUstream stream);
+
+/* Top-k window mask for a varlen batch (SPEC §4 over SPEC §5's layouts): dm_window_mask per
+ * sequence, what dm_fwd_varlen with a window calls. Sequence s holds queries [cu_seqlens_q[s],
+ * cu_seqlens_q[s + 1]) and keys [cu_seqlens_k[s], cu_seqlens_k[s + 1]), its key count Lk_s clamped
+ * to max_seqlen_k (cu_seqlens as in dm_fwd_varlen_args: on the device, entries clamped to
+ * [0, total], so a bad one gives wrong rows, never an access outside the tensors).
+ *   bias: f16, bf16 or f32, query-based (total_q, Hb, >= max_seqlen_k) (rank 3) or key-based
+ *     (total_k, Hb) (rank 2); required when the window applies.
+ *   mask (optional): bool, the same two layouts, chosen independently of bias's.
+ *   out: bool, Hm' = the broadcast of Hb and the mask's heads (equal, or one of them 1):
+ *     key-based (total_k, Hm'), any strides, when bias and mask (if present) are key-based: one
+ *       selection per (sequence, head), shared by the sequence's queries;
+ *     else query-based (total_q, Hm', max_seqlen_k), keys contiguous: one selection per (query,
+ *       head) over its own sequence's keys; columns from Lk_s on are false, and a query token that
+ *       no sequence holds gets an all-false row.
+ *     out must not overlap bias or mask.
+ * Each row is dm_window_mask's (b' = bias where mask, else min_value; the `window` largest kept,
+ * ties to the lower key index; relu, block_size as there), over the row's Lk_s keys; a sequence
+ * with Lk_s <= window keeps its mask (out = mask over its keys, true where the mask is absent).
+ * "Mask unchanged" for the whole call: when window == 0 or max_seqlen_k <= window, nothing runs,
+ * out is neither read nor written (it may be absent) and *applied = 0. Otherwise *applied = 1 once
+ * the kernel is queued on `stream` (also when out has no rows: total_q = 0). total_q, total_k and
+ * max_seqlen_q, max_seqlen_k are the attention's sizes, checked as dm_fwd_varlen checks them. */
+typedef struct dm_window_mask_varlen_args {
+    dm_tensor bias;
+    dm_tensor mask;
+    dm_tensor out;
+    dm_tensor cu_seqlens_q, cu_seqlens_k; /* int32 (B + 1), device memory */
+    int64_t total_q, total_k;
+    int64_t max_seqlen_q, max_seqlen_k;
+    int window;        /* keys kept per row; 0 = no window */
+    int has_min_value; /* as in dm_window_mask_args */
+    double min_value;
+    int relu;
+    int block_size;
+} dm_window_mask_varlen_args;
+
+dm_status dm_window_mask_varlen(dm_ctx *ctx, const dm_window_mask_varlen_args *args,
+                                int *applied, CUstream stream);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,8 @@
 -- window_mask.lua: the top-k window-mask family (SPEC §4), one kernel per variant
--- wmask.w<W>.<dtype>.mask-<l>[.relu][.smooth].sm<NN>.
+-- wmask.w<W>.<dtype>.mask-<l>[.relu][.smooth][.varlen].sm<NN>.
 --
--- One block per output row (b, h, i). Each key becomes the order-preserving integer image of its
+-- One block per output row (b, h, i); varlen (dm_window_mask_varlen): one per (query token, head),
+-- or per (sequence, head) when every layout is key-based, over the row's own sequence's keys. Each key becomes the order-preserving integer image of its
 -- value (NaN above +inf, -0 equal to +0; a masked-out key takes min_value's image), and a radix
 -- select finds the W-th largest image without sorting: a histogram of the top digit in shared
 -- memory names the bin holding the threshold, the next digit is counted only among keys in that
@@ -17,6 +18,13 @@
 -- narrows the row's select state. A write pass then writes every slice in parallel; of the keys
 -- equal to T, a slice starts ranking at the count of equal keys in the slices before it (the last
 -- digit's bin of T in their histograms), so ties still go to the lowest key indices.
+--
+-- Varlen rows (.varlen): a row's keys are its sequence's, found through cu_seqlens (clamped to
+-- [0, total] and max_seqlen_k as the varlen forward clamps them, so a bad cu_seqlens gives wrong
+-- rows, never an access outside the tensors), read with each tensor's key stride (a key-based
+-- tensor's keys are a token stride apart). A row of at most `window` keys keeps its mask (SPEC
+-- §4's "mask unchanged", per sequence); a query-based out's columns past the row's keys are false.
+-- Varlen rows are never split.
 local common = require("cuda_common")
 local errors = require("errors")
 local kernel_params = require("kernel_params")
@@ -56,14 +64,16 @@ __device__ __forceinline__ u32 order_key(Elem x)
 // The block size is the launch's (a power of two from 128 to kThreads): strides use this.
 __device__ __forceinline__ int n_threads() { return (int)blockDim.x; }]=]
 
-local row_access = [=[
+local row_struct = [=[
 // The row's tensors, located once per block.
 struct Row {
     const Elem *bias;
 $row_mask_field
     unsigned char *out;
-};
+$row_varlen_fields
+};]=]
 
+local dense_row_of = [=[
 __device__ __forceinline__ Row row_of(const WmaskParams &p, int row)
 {
     const i64 i = row % p.n_rows, t = row / p.n_rows, h = t % p.n_heads, b = t / p.n_heads;
@@ -74,12 +84,60 @@ $row_mask_init
     r.out = reinterpret_cast<unsigned char *>(p.out) + b * p.out_stride[0] +
             h * p.out_stride[1] + i * p.out_stride[2];
     return r;
+}]=]
+
+local varlen_row_fields = [=[
+    int n;     // the row's keys: its sequence's, clamped to max_seqlen_k
+    int cols;  // out's columns: n, or max_seqlen_k for a query-based out]=]
+
+-- A tensor's element (query token t, head h, key j of the sequence starting at key k0) is at
+-- t * stride[0] + h * stride[1] + k0 * stride[2] + j * key_stride: a query-based tensor has
+-- stride[2] = 0, a key-based one stride[0] = 0 (api/window_mask_varlen.c).
+local varlen_row_of = [=[
+// The sequence whose queries hold token t: the last s whose first query is at most t, the
+// entries clamped to [0, total_q] as the varlen forward clamps them; -1 when none holds t.
+__device__ __forceinline__ int sequence_of_token(const WmaskParams &p, int t)
+{
+    const int *cu = reinterpret_cast<const int *>(p.cu_seqlens_q);
+    int lo = 0, hi = p.n_seqs - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if (min(max(cu[mid], 0), p.total_q) <= t)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    const int q0 = min(max(cu[lo], 0), p.total_q), q1 = min(max(cu[lo + 1], q0), p.total_q);
+    return q0 <= t && t < q1 ? lo : -1;
 }
 
+// blockIdx.x = u * n_heads + h: u is a sequence (out key-based) or a query token.
+__device__ __forceinline__ Row row_of(const WmaskParams &p, int row)
+{
+    const int h = row % p.n_heads, u = row / p.n_heads;
+    const int s = p.out_by_key ? u : sequence_of_token(p, u), t = p.out_by_key ? 0 : u;
+    const int *cu_k = reinterpret_cast<const int *>(p.cu_seqlens_k);
+    int k0 = 0, n = 0;
+    if (s >= 0) {
+        k0 = min(max(cu_k[s], 0), p.total_k);
+        n = min(min(max(cu_k[s + 1], k0), p.total_k) - k0, p.max_seqlen_k);
+    }
+    Row r;
+    r.n = n;
+    r.cols = p.out_by_key ? n : p.max_seqlen_k;
+    r.bias = reinterpret_cast<const Elem *>(p.bias) + t * p.bias_stride[0] +
+             h * p.bias_stride[1] + k0 * p.bias_stride[2];
+$row_mask_init
+    r.out = reinterpret_cast<unsigned char *>(p.out) + t * p.out_stride[0] +
+            h * p.out_stride[1] + k0 * p.out_stride[2];
+    return r;
+}]=]
+
+local key_access = [=[
 // b'_j's image: the bias value where the mask is true, min_value's where it is false.
 __device__ __forceinline__ u32 global_key(const WmaskParams &p, const Row &r, int j)
 {
-    u32 k = order_key(r.bias[j]);
+    u32 k = order_key(r.bias[$bias_j]);
 $mask_scalar
     return k;
 }
@@ -151,9 +209,16 @@ local row_mask_field = "    const unsigned char *mask;  // indexed by key - mask
 local row_mask_init = [=[
     r.mask = reinterpret_cast<const unsigned char *>(p.mask) + b * p.mask_stride[0] +
              h * p.mask_stride[1] + i * p.mask_stride[2];]=]
+local varlen_row_mask_field = "    const unsigned char *mask;"
+local varlen_row_mask_init = [=[
+    r.mask = reinterpret_cast<const unsigned char *>(p.mask) + t * p.mask_stride[0] +
+             h * p.mask_stride[1] + k0 * p.mask_stride[2];]=]
 
 local mask_scalar = [=[
     if (j >= p.mask_pad && r.mask[j - p.mask_pad] == 0)  // any non-zero byte is true
+        k = p.min_key;]=]
+local varlen_mask_scalar = [=[
+    if (r.mask[(i64)j * p.mask_key_stride] == 0)  // any non-zero byte is true
         k = p.min_key;]=]
 
 local mask_vec = [=[
@@ -176,7 +241,7 @@ __device__ __forceinline__ void load_resident(const WmaskParams &p, const Row &r
     __syncthreads();
     int j = threadIdx.x;
     if (p.vec) {
-        const int nvec = p.Lk / kVec;
+        const int nvec = $n_keys / kVec;
         for (int v = threadIdx.x; v < nvec; v += n_threads()) {
             u32 k[kVec];
             KeyStore s[kVec];
@@ -192,7 +257,7 @@ __device__ __forceinline__ void load_resident(const WmaskParams &p, const Row &r
         }
         j += nvec * kVec;
     }
-    for (; j < p.Lk; j += n_threads()) {
+    for (; j < $n_keys; j += n_threads()) {
         const u32 k = global_key(p, r, j);
         sk[j] = (KeyStore)k;
         atomicAdd(&hist[k >> kFirstShift], 1u);
@@ -336,7 +401,7 @@ __device__ __forceinline__ void digit_pass(const WmaskParams &p, const Row &r, c
                                            u32 &prefix_mask, u32 &want)
 {
     if constexpr (!kCounted)
-        count_digit<kRes, kBits, kShift>(p, r, sk, 0, p.Lk, prefix, prefix_mask, hist);
+        count_digit<kRes, kBits, kShift>(p, r, sk, 0, $n_keys, prefix, prefix_mask, hist);
     find_bin<1 << kBits>(hist, want, warp_sums, sel);
     narrow<kBits, kShift>(sel, prefix, prefix_mask, want);
 }
@@ -387,7 +452,8 @@ __device__ __forceinline__ void write_topk(const WmaskParams &p, const Row &r, c
         if (ties)
             rank = taken + block_prefix_excl(c, warp_sums, &total);
         if (j < j1)
-            r.out[j] = (k > T || (c && (!ties || rank < need))) && k != p.min_key;
+            r.out[$out_j] =
+                (k > T || (c && (!ties || rank < need))) && k != p.min_key;
         taken += total;
     }
 }
@@ -398,10 +464,10 @@ __device__ __forceinline__ void select_and_write(const WmaskParams &p, const Row
                                                  const KeyStore *sk, u32 *hist, u32 *warp_sums,
                                                  Sel *sel)
 {
-    u32 prefix = 0, prefix_mask = 0, want = kWindow;  // Lk > kWindow: the host exits early else
+    u32 prefix = 0, prefix_mask = 0, want = kWindow;  // $long_rows
 $passes
     // T == min_key: the equal keys are all fill values and all false, so no ranking is needed.
-    write_topk<kRes>(p, r, sk, 0, p.Lk, prefix, want, sel->eq > want && prefix != p.min_key, 0,
+    write_topk<kRes>(p, r, sk, 0, $n_keys, prefix, want, sel->eq > want && prefix != p.min_key, 0,
                      warp_sums);
 }]=]
 
@@ -554,14 +620,74 @@ $entry(const WmaskParams p)
 $smooth
 }]=]
 
+-- Varlen rows: the tail of a query-based out row, and rows the window keeps whole.
+local varlen_rows = [=[
+// Columns past the row's keys (a query-based out has max_seqlen_k of them): false, so the
+// forward never sees a key outside the query's sequence.
+__device__ __forceinline__ void clear_tail(const WmaskParams &p, const Row &r)
+{
+    for (int j = r.n + threadIdx.x; j < r.cols; j += n_threads())
+        r.out[$out_j] = 0;
+}
+
+// A row of at most `window` keys: the window keeps every key, so mask' is the mask (SPEC §4's
+// "mask unchanged", per sequence; no smoothing).
+__device__ __forceinline__ void copy_row(const WmaskParams &p, const Row &r)
+{
+    for (int j = threadIdx.x; j < r.n; j += n_threads())
+        r.out[$out_j] = $copy_value;
+}]=]
+
+local varlen_topk_kernel = [=[
+extern "C" __global__ void __launch_bounds__(kThreads)
+$entry(const WmaskParams p)
+{
+    extern __shared__ __align__(16) unsigned char smem[];
+    __shared__ u32 warp_sums[kWarps];
+    __shared__ Sel sel;
+    u32 *hist = reinterpret_cast<u32 *>(smem);
+    KeyStore *sk = reinterpret_cast<KeyStore *>(smem + kHistBytes);
+    const Row r = row_of(p, blockIdx.x);
+    clear_tail(p, r);
+    if (r.n <= (int)kWindow) {  // uniform over the block
+        copy_row(p, r);
+        return;
+    }
+    if (p.resident) {  // the host sizes shared memory for max_seqlen_k keys
+        load_resident(p, r, sk, hist);
+        select_and_write<true>(p, r, sk, hist, warp_sums, &sel);
+    } else {
+        select_and_write<false>(p, r, sk, hist, warp_sums, &sel);
+    }
+$smooth
+}]=]
+
+local varlen_relu_kernel = [=[
+// relu selection: mask'_j = b'_j > 0 (NaN is not > 0) on rows longer than the window. No shared
+// memory.
+extern "C" __global__ void __launch_bounds__(kThreads)
+$entry(const WmaskParams p)
+{
+    const Row r = row_of(p, blockIdx.x);
+    clear_tail(p, r);
+    if (r.n <= p.window) {  // uniform over the block
+        copy_row(p, r);
+        return;
+    }
+    each_key<false>(p, r, nullptr, 0, $n_keys, [&](int j, u32 k) {
+        r.out[$out_j] = k > kZeroKey && k != kNanKey;
+    });
+$smooth
+}]=]
+
 local relu_kernel = [=[
 // relu selection: mask'_j = b'_j > 0 (NaN is not > 0). No window, no shared memory.
 extern "C" __global__ void __launch_bounds__(kThreads)
 $entry(const WmaskParams p)
 {
     const Row r = row_of(p, blockIdx.x);
-    each_key<false>(p, r, nullptr, 0, p.Lk, [&](int j, u32 k) {
-        r.out[j] = k > kZeroKey && k != kNanKey;
+    each_key<false>(p, r, nullptr, 0, $n_keys, [&](int j, u32 k) {
+        r.out[$out_j] = k > kZeroKey && k != kNanKey;
     });
 $smooth
 }]=]
@@ -576,18 +702,18 @@ __device__ __forceinline__ void smooth_row(const WmaskParams &p, const Row &r, i
                                            int n_warps)
 {
     const int lane = threadIdx.x % 32;
-    const int n_blocks = (p.Lk + p.block_size - 1) / p.block_size;
+    const int n_blocks = ($n_keys + p.block_size - 1) / p.block_size;
     for (int blk = warp; blk < n_blocks; blk += n_warps) {
-        const int j0 = blk * p.block_size, len = min(p.block_size, p.Lk - j0);
+        const int j0 = blk * p.block_size, len = min(p.block_size, $n_keys - j0);
         int c = 0;
         for (int j = j0 + lane; j < j0 + len; j += 32)
-            c += r.out[j] != 0;
+            c += r.out[$out_j] != 0;
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1)
             c += __shfl_xor_sync(0xffffffffu, c, o);
         const unsigned char keep = 2 * c > len;
         for (int j = j0 + lane; j < j0 + len; j += 32)
-            r.out[j] = keep;
+            r.out[$out_j] = keep;
     }
 }]=]
 
@@ -660,24 +786,34 @@ function M.emit(v)
   local max_resident = v.relu and 0 or RESIDENT_BYTES // key_bytes
   local hist_bins = 1 << FIRST_BITS
   local smem_bytes = v.relu and 0 or hist_bins * 4 + max_resident * key_bytes
-  local stages = v.relu and {} or split_stage_calls(list, v.smooth)
+  local stages = (v.relu or v.varlen) and {} or split_stage_calls(list, v.smooth)
 
   local masked = v.mask ~= "none"
   local vars = {
     entry = common.entry_name(v.key),
-    row_mask_field = masked and row_mask_field or "",
-    row_mask_init = masked and row_mask_init or "",
-    mask_scalar = masked and mask_scalar or "",
+    row_mask_field = masked and (v.varlen and varlen_row_mask_field or row_mask_field) or "",
+    row_mask_init = masked and (v.varlen and varlen_row_mask_init or row_mask_init) or "",
+    row_varlen_fields = v.varlen and varlen_row_fields or "",
+    mask_scalar = masked and (v.varlen and varlen_mask_scalar or mask_scalar) or "",
     mask_vec = masked and mask_vec or "",
     smooth = v.smooth and smooth_stage or "",
+    -- a row's keys, and the offsets of key j in bias and out: varlen rows have their own length
+    -- and step by each tensor's key stride (p.vec, the 8-key steps, only where it is 1)
+    n_keys = v.varlen and "r.n" or "p.Lk",
+    bias_j = v.varlen and "(i64)j * p.bias_key_stride" or "j",
+    out_j = v.varlen and "(i64)j * p.out_key_stride" or "j",
+    copy_value = masked and "r.mask[(i64)j * p.mask_key_stride] != 0" or "1",
+    long_rows = v.varlen and "r.n > kWindow: shorter rows copy the mask" or
+      "Lk > kWindow: the host exits early else",
   }
   local key_type = key_types[key_bits]
   vars.abs, vars.sign, vars.neg, vars.pos = key_type.abs, key_type.sign, key_type.neg, key_type.pos
 
   local buf = common.buffer()
-  common.header(buf, v, "window_mask.lua", v.relu and
+  common.header(buf, v, "window_mask.lua", (v.relu and
     string.format("relu selection, up to %d threads", THREADS) or
-    string.format("top-%d radix select, up to %d threads", v.window, THREADS))
+    string.format("top-%d radix select, up to %d threads", v.window, THREADS)) ..
+    (v.varlen and ", varlen rows" or ""))
   -- Sections one blank line apart (common.fill leaves out a line holding only a $name that
   -- is "", so a feature that is off leaves no line behind).
   local first = true
@@ -723,12 +859,16 @@ function M.emit(v)
       '(int)sizeof(KeyStore), "smem from Lua");' }
   end
   add(aligned(consts) .. "\n\n" .. order_key, vars)
-  add(row_access, vars)
+  add(row_struct .. "\n\n" .. (v.varlen and varlen_row_of or dense_row_of) .. "\n\n" .. key_access,
+    vars)
   if v.smooth then
-    add(smooth_fn)
+    add(smooth_fn, vars)
+  end
+  if v.varlen then
+    add(varlen_rows, vars)
   end
   if v.relu then
-    add(relu_kernel, vars)
+    add(v.varlen and varlen_relu_kernel or relu_kernel, vars)
   else
     local passes, cases = {}, {}
     for i, d in ipairs(list) do
@@ -740,14 +880,19 @@ function M.emit(v)
     end
     add(load_resident, vars)
     add(scans)
-    add(select_stages, { passes = table.concat(passes, "\n") })
-    add(split_layout, { last_bins = 1 << list[#list].bits })
-    add(split_passes)
-    if v.smooth then
-      add(split_smooth)
+    vars.passes = table.concat(passes, "\n")
+    add(select_stages, vars)
+    if v.varlen then  -- rows are never split
+      add(varlen_topk_kernel, vars)
+    else
+      add(split_layout, { last_bins = 1 << list[#list].bits })
+      add(split_passes)
+      if v.smooth then
+        add(split_smooth)
+      end
+      add(split_switch, { split_cases = table.concat(cases, "\n") })
+      add(topk_kernel, vars)
     end
-    add(split_switch, { split_cases = table.concat(cases, "\n") })
-    add(topk_kernel, vars)
   end
   return {
     source = buf.text(),
@@ -757,7 +902,7 @@ function M.emit(v)
     block_n = max_resident,
     smem_bytes = smem_bytes,
     split_stages = #stages,
-    split_digit_stages = v.relu and 0 or 2 * #list,
+    split_digit_stages = #stages > 0 and 2 * #list or 0,
   }
 end
 

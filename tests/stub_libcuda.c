@@ -259,3 +259,8 @@ CUresult cuPointerGetAttributes(unsigned n, CUpointer_attribute *attrs, void **d
         }
     return CUDA_SUCCESS;
 }
+CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n, CUstream s)
+{
+    return CUDA_SUCCESS;
+}
+CUresult cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D *copy, CUstream s) { return CUDA_SUCCESS; }

@@ -139,15 +139,17 @@ START_TEST(wmask_text_fits_100_columns_without_double_blank_lines)
     for (int a = 0; a < DM_ARCH_COUNT; a++)
         for (size_t t = 0; t < ARRAY_LEN(dtypes); t++)
             for (int m = 0; m < 3; m++)
-                for (int f = 0; f < 4; f++) {
+                for (int f = 0; f < 8; f++) { /* relu, smooth, varlen */
                     if (f & 1) { /* relu: w0 only */
                         dm_variant v = wmask(0, dtypes[t], (dm_layout)m, true, f & 2, (dm_arch)a);
+                        v.varlen = f & 4;
                         emit_and_check_text(&v);
                         continue;
                     }
                     for (size_t w = 0; w < ARRAY_LEN(windows); w++) {
                         dm_variant v = wmask(windows[w], dtypes[t], (dm_layout)m, false, f & 2,
                                              (dm_arch)a);
+                        v.varlen = f & 4;
                         emit_and_check_text(&v);
                     }
                 }
@@ -247,7 +249,7 @@ START_TEST(nvrtc_finds_no_unused_variable_in_varlen_and_decode_kernels)
 END_TEST
 
 /* The window-mask family's paths: top-k resident and split (a window past the resident rows),
- * relu, smooth, every dtype and mask layout. */
+ * relu, smooth, every dtype and mask layout; varlen rows (sm80 and sm90a) likewise. */
 START_TEST(nvrtc_finds_no_unused_variable_in_the_window_mask_family)
 {
     static const dm_dtype dtypes[] = {DM_F16, DM_BF16, DM_F32};
@@ -255,6 +257,11 @@ START_TEST(nvrtc_finds_no_unused_variable_in_the_window_mask_family)
         for (int m = 0; m < 3; m++) {
             dm_variant top = wmask(2048, dtypes[t], (dm_layout)m, false, m == 1, DM_SM80);
             dm_variant relu = wmask(0, dtypes[t], (dm_layout)m, true, m == 2, DM_SM90);
+            no_unused_variable_warning(&top);
+            no_unused_variable_warning(&relu);
+            top.varlen = relu.varlen = true;
+            top.arch = t % 2 ? DM_SM90A : DM_SM80;
+            relu.arch = t % 2 ? DM_SM80 : DM_SM90A;
             no_unused_variable_warning(&top);
             no_unused_variable_warning(&relu);
         }

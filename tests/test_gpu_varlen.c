@@ -37,6 +37,7 @@ typedef struct vl_case {
     bool causal;
     float softcap;
     bool head_major; /* key-based mask/bias stored (Hm, total_k): strides (1, total_k) */
+    int window;      /* dm_fwd_varlen_args.window: top-k per sequence through the helper */
 } vl_case;
 
 /* One kernel choice a case is run with; the reference is computed once per case. */
@@ -236,7 +237,8 @@ static dm_fwd_varlen_args vl_args(const vl_data *d, const vl_case *c, bool host)
                             .max_seqlen_q = d->max_q,
                             .max_seqlen_k = d->max_k,
                             .causal = c->causal,
-                            .softcap = c->softcap};
+                            .softcap = c->softcap,
+                            .window = c->window};
     if (d->mask.dev_base)
         a.mask = PICK(d->mask);
     if (d->bias.dev_base)
@@ -266,11 +268,19 @@ static void vl_reference(vl_data *d, const vl_case *c)
     dm_ctx_destroy(ctx);
 }
 
-/* The decode path's conditions (dmattn.h, dm_fwd_path). */
-static bool decode_applies(const vl_case *c, int64_t max_q)
+/* The decode path's conditions (dmattn.h, dm_fwd_path), on the mask attended with: with a window
+ * that applies, mask' (key-based iff bias and mask are, heads their broadcast). */
+static bool decode_applies(const vl_case *c, int64_t max_q, int64_t max_k)
 {
-    bool mask_ok = c->mask == DM_LAYOUT_NONE ||
-                   (c->mask == DM_LAYOUT_K && (c->mask_heads == 1 || c->mask_heads == c->Hkv));
+    dm_layout mask = c->mask;
+    int mask_heads = c->mask_heads;
+    if (c->window > 0 && max_k > c->window) {
+        mask = c->bias == DM_LAYOUT_Q || c->mask == DM_LAYOUT_Q ? DM_LAYOUT_Q : DM_LAYOUT_K;
+        mask_heads =
+            c->mask == DM_LAYOUT_NONE || c->mask_heads == 1 ? c->bias_heads : c->mask_heads;
+    }
+    bool mask_ok = mask == DM_LAYOUT_NONE ||
+                   (mask == DM_LAYOUT_K && (mask_heads == 1 || mask_heads == c->Hkv));
     bool bias_ok = c->bias == DM_LAYOUT_NONE ||
                    (c->bias == DM_LAYOUT_K && (c->bias_heads == 1 || c->bias_heads == c->Hkv));
     return (int64_t)(c->H / c->Hkv) * max_q <= 64 && mask_ok && bias_ok;
@@ -371,7 +381,7 @@ static vl_tally vl_check(const vl_case *c, const vl_run *runs, int n_runs)
     uint64_t seed = gpu_fresh_seed();
     vl_build(&d, c, seed);
     vl_reference(&d, c);
-    bool decode = decode_applies(c, d.max_q);
+    bool decode = decode_applies(c, d.max_q, d.max_k);
     for (int i = 0; i < n_runs; i++)
         if (runs[i].path != DM_PATH_DECODE || decode)
             vl_run_once(&d, c, &runs[i], seed, &tally);
@@ -620,6 +630,68 @@ START_TEST(dense_few_query_calls_match_through_the_decode_and_tiled_paths)
 }
 END_TEST
 
+/* ---- a top-k window (dm_window_mask_varlen inside dm_fwd_varlen) ---- */
+
+/* W = 64 over sequences of 0, 1, 40, 64 (<= W: the mask stands) and 300-3000 keys (>> W), one
+ * without queries; every bias layout x mask layout x head kind x causal, heads cycling through
+ * 1, Hkv and H (a mask's either the bias's or 1, so they broadcast). The reference computes
+ * mask' itself (dm_ref_window_mask_varlen): a wrong selection moves o by far more than bf16
+ * rounding, the +30 bias of query-layout columns past a sequence's keys above all. */
+START_TEST(varlen_with_a_window_matches_for_every_layout_pair_head_kind_and_path)
+{
+    static const mix wmix = {7, {3, 1, 0, 8, 2, 16, 1}, {0, 1, 40, 64, 700, 3000, 300}};
+    static const vl_run runs[] = {
+        {DM_PATH_AUTO, 0}, {DM_PATH_TILED, 0}, {DM_PATH_DECODE, 1}, {DM_PATH_DECODE, 0}};
+    vl_tally total = {0, 0, 0, 0};
+    int n = 0;
+    for (int bias = DM_LAYOUT_Q; bias <= DM_LAYOUT_K; bias++)
+        for (int mask = 0; mask < 3; mask++)
+            for (int kind = 0; kind < 3; kind++)
+                for (int causal = 0; causal < 2; causal++, n++) {
+                    vl_case c = {.B = wmix.B, .D = 64, .dtype = DM_BF16, .mask = (dm_layout)mask,
+                                 .bias = (dm_layout)bias, .mask_density = 0.8, .causal = causal,
+                                 .window = 64, .head_major = n % 4 == 3};
+                    heads_of(kind, &c.H, &c.Hkv);
+                    int hm[3] = {1, c.Hkv, c.H};
+                    c.bias_heads = hm[n % 3];
+                    c.mask_heads = n % 2 ? c.bias_heads : 1;
+                    memcpy(c.len_q, wmix.q, sizeof c.len_q);
+                    memcpy(c.len_k, wmix.k, sizeof c.len_k);
+                    vl_tally t = vl_check(&c, runs, 4);
+                    total.rows += t.rows;
+                    total.runs += t.runs;
+                }
+    fprintf(stderr, "window 64: %ld runs, %ld rows\n", total.runs, total.rows);
+    ck_assert_int_gt(total.runs, 36 * 2);
+}
+END_TEST
+
+/* A window that keeps every key of every sequence (max_seqlen_k <= W): no helper runs, the call
+ * is the plain one; and decode-sized batches with a key-based bias, where mask' is key-based and
+ * the decode path takes it. */
+START_TEST(varlen_windows_at_and_past_the_longest_sequence_and_on_the_decode_path_match)
+{
+    static const vl_run runs[] = {{DM_PATH_AUTO, 0}, {DM_PATH_DECODE, 4}, {DM_PATH_TILED, 0}};
+    for (int w = 0; w < 3; w++) {
+        vl_case c = {.B = 6,
+                     .len_q = {1, 8, 0, 7, 3, 1},
+                     .len_k = {2049, 4000, 1500, 0, 65, 1},
+                     .H = 32,
+                     .Hkv = 8,
+                     .D = 128,
+                     .dtype = DM_BF16,
+                     .mask = w == 2 ? DM_LAYOUT_K : DM_LAYOUT_NONE,
+                     .bias = DM_LAYOUT_K,
+                     .mask_heads = 1,
+                     .bias_heads = 8,
+                     .mask_density = 0.9,
+                     .causal = w == 1,
+                     .window = w == 0 ? 4000 : w == 1 ? 5000 : 256};
+        vl_check(&c, runs, 3);
+    }
+}
+END_TEST
+
 #define TESTS(X) \
     X(varlen_without_a_mask_matches_every_bias_layout_head_kind_and_path) \
     X(varlen_with_a_query_based_mask_matches_every_bias_layout_head_kind_and_path) \
@@ -629,5 +701,7 @@ END_TEST
     X(rows_past_max_seqlen_q_stay_unwritten_and_keys_past_max_seqlen_k_are_ignored) \
     X(an_fp32_bias_and_softcap_match_in_f16) \
     X(one_query_over_524288_keys_matches) \
-    X(dense_few_query_calls_match_through_the_decode_and_tiled_paths)
+    X(dense_few_query_calls_match_through_the_decode_and_tiled_paths) \
+    X(varlen_with_a_window_matches_for_every_layout_pair_head_kind_and_path) \
+    X(varlen_windows_at_and_past_the_longest_sequence_and_on_the_decode_path_match)
 DM_TEST_MAIN_SKIP("gpu_varlen", TESTS, dm_gpu_absent)

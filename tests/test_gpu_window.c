@@ -423,7 +423,7 @@ START_TEST(attention_with_a_window_equals_attention_on_the_explicit_mask)
     d->MemsetD8(o1.dev_base, 0xff, o1.bytes);
     d->MemsetD8(o2.dev_base, 0x00, o2.bytes);
 
-    /* dm_fwd does not take a 2-D mask; the helper does, and dm_fwd takes its output */
+    /* the helper on the 2-D mask, and dm_fwd on its output */
     dm_window_mask_args w = {.bias = bias.dev, .mask = mask.dev, .out = mp.dev, .B = Bn,
                              .Lq = Lq, .Lk = Lk, .window = W};
     int applied = 0;
@@ -475,6 +475,88 @@ START_TEST(attention_with_a_window_equals_attention_on_the_explicit_mask)
 }
 END_TEST
 
+/* dm_fwd with a window and a 2-D mask: (B|1, Lk) and (B|1, Lq < Lk), the window applying
+ * (W < Lk) or keeping every key (W >= Lk: the 2-D mask normalized without a top-k, S = Lq going
+ * through the padded copy). Each equals dm_fwd on the normalized (B|1, 1, 1, Lk) mask bitwise and
+ * the reference within bf16 tolerance. */
+START_TEST(attention_with_a_2d_mask_and_a_window_matches_the_normalized_mask)
+{
+    const dm_driver *d = gpu_drv();
+    dm_ctx *ctx = gpu_ctx();
+    enum { Bn = 2, Lq = 37, Lk = 300, H = 4, Hkv = 2, D = 64 };
+    static const int64_t widths[] = {Lk, Lq}, batches[] = {Bn, 1};
+    static const int windows[] = {64, Lk, 4096};
+    for (int wi = 0; wi < 2; wi++)
+        for (int bi = 0; bi < 2; bi++)
+            for (int wn = 0; wn < 3; wn++) {
+                int64_t S = widths[wi], Bm = batches[bi];
+                uint64_t s = gpu_fresh_seed() | 1, seed = s;
+                int64_t q4[4] = {Bn, Lq, H, D}, k4[4] = {Bn, Lk, Hkv, D}, b4[4] = {Bn, H, Lq, Lk};
+                int64_t m2[2] = {Bm, S}, m4s[4] = {Bm, 1, 1, Lk};
+                gpu_twin q, k, v, o1, o2, bias, mask, m4;
+                wcase fillc = {.percent_true = 70};
+                gpu_twin_alloc(&q, DM_BF16, 4, q4, NULL, 0, 0);
+                gpu_twin_alloc(&k, DM_BF16, 4, k4, NULL, 0, 0);
+                gpu_twin_alloc(&v, DM_BF16, 4, k4, NULL, 0, 0);
+                gpu_twin_alloc(&o1, DM_BF16, 4, q4, NULL, 0, 0);
+                gpu_twin_alloc(&o2, DM_BF16, 4, q4, NULL, 0, 0);
+                gpu_twin_alloc(&bias, DM_BF16, 4, b4, NULL, 0, 0);
+                gpu_twin_alloc(&mask, DM_BOOL, 2, m2, NULL, 0, 0);
+                gpu_twin_alloc(&m4, DM_BOOL, 4, m4s, NULL, 0, 0);
+                gpu_twin *in[] = {&q, &k, &v, &bias, &mask};
+                for (int i = 0; i < 5; i++)
+                    fill(in[i], &fillc, &s);
+                unsigned char *p = m4.host.data, *m = mask.host.data;
+                for (int64_t b = 0; b < Bm; b++)
+                    for (int64_t j = 0; j < Lk; j++)
+                        p[b * Lk + j] = j < Lk - S ? 1 : m[b * S + j - (Lk - S)] != 0;
+                gpu_twin *up[] = {&q, &k, &v, &bias, &mask, &m4};
+                for (int i = 0; i < 6; i++)
+                    gpu_twin_upload(up[i]);
+                d->MemsetD8(o1.dev_base, 0xff, o1.bytes);
+                d->MemsetD8(o2.dev_base, 0x00, o2.bytes);
+                dm_fwd_args two_d = {.q = q.dev, .k = k.dev, .v = v.dev, .o = o1.dev,
+                                     .bias = bias.dev, .mask = mask.dev, .window = windows[wn]};
+                dm_fwd_args four_d = two_d;
+                four_d.o = o2.dev;
+                four_d.mask = m4.dev;
+                ck_assert_msg(dm_fwd(ctx, &two_d, NULL) == DM_OK, "%s", dm_errmsg(ctx));
+                ck_assert_msg(dm_fwd(ctx, &four_d, NULL) == DM_OK, "%s", dm_errmsg(ctx));
+                ck_assert_int_eq(d->CtxSynchronize(), CUDA_SUCCESS);
+                gpu_twin_download(&o1);
+                gpu_twin_download(&o2);
+                ck_assert_msg(memcmp(o1.host_base, o2.host_base, o1.bytes) == 0,
+                              "2-D mask (%lld, %lld) window %d differs from its normalized "
+                              "(%lld, 1, 1, %d) [seed %llu]",
+                              (long long)Bm, (long long)S, windows[wn], (long long)Bm, Lk,
+                              (unsigned long long)seed);
+                dm_fwd_args h = two_d;
+                h.q = q.host, h.k = k.host, h.v = v.host, h.bias = bias.host, h.mask = mask.host;
+                h.o = o2.host;
+                dm_ctx *ref = NULL;
+                dm_ctx_create(&ref, DM_NO_DEVICE);
+                ck_assert_msg(dm_ref_fwd(ref, &h) == DM_OK, "%s", dm_errmsg(ref));
+                dm_ctx_destroy(ref);
+                double num = 0, den = 0;
+                for (int64_t e = 0; e < (int64_t)Bn * Lq * H * D; e++) {
+                    double g = dm_bf16_to_float(((uint16_t *)o1.host.data)[e]);
+                    double r = dm_bf16_to_float(((uint16_t *)o2.host.data)[e]);
+                    num += (g - r) * (g - r);
+                    den += r * r;
+                }
+                fprintf(stderr, "2-D mask (%lld, %lld) window %d: rel err vs ref %.2e\n",
+                        (long long)Bm, (long long)S, windows[wn], sqrt(num / den));
+                ck_assert_msg(isfinite(num) && sqrt(num / den) < 1e-2,
+                              "2-D mask (%lld, %lld) window %d: rel err %.3e [seed %llu]",
+                              (long long)Bm, (long long)S, windows[wn], sqrt(num / den),
+                              (unsigned long long)seed);
+                gpu_twin *all[] = {&q, &k, &v, &o1, &o2, &bias, &mask, &m4};
+                for (int i = 0; i < 8; i++)
+                    gpu_twin_free(all[i]);
+            }
+}
+END_TEST
+
 #define TESTS(X) \
     X(random_shapes_and_windows_match_the_reference_bitwise) \
     X(ties_straddling_the_window_edge_go_to_the_lower_index) \
@@ -484,5 +566,6 @@ END_TEST
     X(rows_longer_than_shared_memory_match) \
     X(split_rows_match_the_reference_bitwise) \
     X(forced_slices_match_one_block_per_row_bitwise) \
-    X(attention_with_a_window_equals_attention_on_the_explicit_mask)
+    X(attention_with_a_window_equals_attention_on_the_explicit_mask) \
+    X(attention_with_a_2d_mask_and_a_window_matches_the_normalized_mask)
 DM_TEST_MAIN_SKIP("gpu_window", TESTS, dm_gpu_absent)

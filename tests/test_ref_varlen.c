@@ -587,19 +587,6 @@ START_TEST(bad_cu_seqlens_are_rejected_before_anything_is_written)
 }
 END_TEST
 
-START_TEST(a_window_is_refused_as_not_built_yet)
-{
-    vspec s = random_vspec(9000, MHA, DM_LAYOUT_NONE, DM_LAYOUT_K);
-    vcase c;
-    char err[512];
-    vcase_build(&c, &s);
-    c.a.window = 4;
-    ck_assert_int_eq(run_ref(&c, err, sizeof err), DM_ERR_UNSUPPORTED);
-    ck_assert_ptr_nonnull(strstr(err, "window"));
-    vcase_free(&c);
-}
-END_TEST
-
 #define TESTS(X) \
     X(every_mask_and_bias_layout_pair_matches_brute_force) \
     X(every_mask_and_bias_head_count_matches_for_mha_gqa_and_mqa) \
@@ -609,6 +596,5 @@ END_TEST
     X(rows_past_max_seqlen_q_are_not_written_and_keys_past_max_seqlen_k_are_ignored) \
     X(a_key_based_mask_and_bias_equal_the_query_based_ones_broadcast) \
     X(lse_may_be_omitted) \
-    X(bad_cu_seqlens_are_rejected_before_anything_is_written) \
-    X(a_window_is_refused_as_not_built_yet)
+    X(bad_cu_seqlens_are_rejected_before_anything_is_written)
 DM_TEST_MAIN("ref_varlen", TESTS)

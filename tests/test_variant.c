@@ -522,7 +522,7 @@ START_TEST(dtype_name_names_every_dtype)
 END_TEST
 
 
-/* ---- window-mask keys (wmask.w<W>.dtype.mask-<l>[.relu][.smooth].sm<NN>) ----------------- */
+/* ---- window-mask keys (wmask.w<W>.dtype.mask-<l>[.relu][.smooth][.varlen].sm<NN>) -------- */
 
 START_TEST(wmask_keys_round_trip_over_every_axis)
 {
@@ -531,17 +531,18 @@ START_TEST(wmask_keys_round_trip_over_every_axis)
     int n = 0;
     for (size_t t = 0; t < ARRAY_LEN(dtypes); t++)
         for (int m = 0; m < 3; m++)
-            for (int flags = 0; flags < 4; flags++)
+            for (int flags = 0; flags < 8; flags++)
                 for (size_t w = 0; w < ARRAY_LEN(windows); w++)
                     for (int a = 0; a < DM_ARCH_COUNT; a++) {
                         bool relu = flags & 1;
                         dm_variant v = {.family = DM_FAMILY_WMASK, .window = relu ? 0 : windows[w],
                                         .dtype = dtypes[t], .mask = (dm_layout)m, .relu = relu,
-                                        .smooth = (flags & 2) != 0, .arch = (dm_arch)a};
+                                        .smooth = (flags & 2) != 0, .varlen = (flags & 4) != 0,
+                                        .arch = (dm_arch)a};
                         check_round_trip(&v, NULL);
                         n++;
                     }
-    ck_assert_int_eq(n, 3 * 3 * 4 * 4 * DM_ARCH_COUNT);
+    ck_assert_int_eq(n, 3 * 3 * 8 * 4 * DM_ARCH_COUNT);
 }
 END_TEST
 
@@ -578,6 +579,10 @@ START_TEST(wmask_format_prints_the_documented_form)
                      .arch = DM_SM80};
     dm_variant_format(&v, buf, sizeof buf);
     ck_assert_str_eq(buf, "wmask.w0.f32.mask-none.relu.smooth.sm80");
+    v = (dm_variant){.family = DM_FAMILY_WMASK, .window = 64, .dtype = DM_BF16,
+                     .mask = DM_LAYOUT_Q, .smooth = true, .varlen = true, .arch = DM_SM90A};
+    dm_variant_format(&v, buf, sizeof buf);
+    ck_assert_str_eq(buf, "wmask.w64.bf16.mask-q.smooth.varlen.sm90a");
 }
 END_TEST
 
@@ -619,16 +624,23 @@ START_TEST(wmask_parse_names_the_field_it_could_not_read)
         {"wmask.w8.f64.mask-k.sm90", "field 3 (dtype) 'f64': expected f16, bf16 or f32"},
         {"wmask.w8.f16.bias-k.sm90",
          "field 4 (mask) 'bias-k': expected mask-none, mask-q or mask-k"},
-        {"wmask.w8.f16.mask-k", "field 5 (flag or arch) missing: expected relu, smooth or "
+        {"wmask.w8.f16.mask-k", "field 5 (flag or arch) missing: expected relu, smooth, varlen or "
                                 "sm80|sm86|sm89|sm90|sm90a"},
         {"wmask.w8.f16.mask-k.causal.sm80", "field 5 (flag or arch) 'causal': expected relu, "
-                                            "smooth or sm80|sm86|sm89|sm90|sm90a"},
+                                            "smooth, varlen or sm80|sm86|sm89|sm90|sm90a"},
         {"wmask.w0.f16.mask-k.smooth.relu.sm80",
-         "field 6 (arch) 'relu': expected sm80|sm86|sm89|sm90|sm90a (flags once each, in the "
-         "order relu, smooth)"},
+         "field 6 (flag or arch) 'relu': expected varlen or sm80|sm86|sm89|sm90|sm90a (flags once "
+         "each, in the order relu, smooth, varlen)"},
+        {"wmask.w8.f16.mask-k.varlen.smooth.sm80",
+         "field 6 (arch) 'smooth': expected sm80|sm86|sm89|sm90|sm90a (flags once each, in the "
+         "order relu, smooth, varlen)"},
+        {"wmask.w8.f16.mask-k.varlen.varlen.sm80",
+         "field 6 (arch) 'varlen': expected sm80|sm86|sm89|sm90|sm90a (flags once each, in the "
+         "order relu, smooth, varlen)"},
         {"wmask.w8.f16.mask-k.sm80.x", "field 6 (end) 'x': expected nothing after the arch sm80"},
         {"wmask.w8.f16.mask-k.bias-none.w0.sm80",
-         "field 5 (flag or arch) 'bias-none': expected relu, smooth or sm80|sm86|sm89|sm90|sm90a"},
+         "field 5 (flag or arch) 'bias-none': expected relu, smooth, varlen or "
+         "sm80|sm86|sm89|sm90|sm90a"},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
         char err[256] = "";

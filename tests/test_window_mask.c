@@ -665,6 +665,117 @@ START_TEST(ref_fwd_with_a_window_equals_ref_fwd_on_the_explicit_mask)
 }
 END_TEST
 
+/* ---- dm_fwd with a window and a 2-D mask ------------------------------------------------ */
+
+/* A dense forward call on host buffers: B = 2, Lq = 4, Lk = 12, H = 2, D = 8, bf16, bias (B, H,
+ * Lq, Lk), window 5, mask 2-D (mask_b, S). */
+static dm_fwd_args fwd_2d_args(int64_t mask_b, int64_t S, uint64_t *s)
+{
+    int64_t q4[4] = {2, 4, 2, 8}, k4[4] = {2, 12, 2, 8}, b4[4] = {2, 2, 4, 12}, m2[2] = {mask_b, S};
+    dm_fwd_args f = {.window = 5};
+    f.q = host_tensor(DM_BF16, 4, q4);
+    f.k = host_tensor(DM_BF16, 4, k4);
+    f.v = host_tensor(DM_BF16, 4, k4);
+    f.o = host_tensor(DM_BF16, 4, q4);
+    f.bias = host_tensor(DM_BF16, 4, b4);
+    f.mask = host_tensor(DM_BOOL, 2, m2);
+    fill_bias(&f.q, s, 0, false);
+    fill_bias(&f.k, s, 0, false);
+    fill_bias(&f.v, s, 0, false);
+    fill_bias(&f.bias, s, 0, false);
+    fill_mask(&f.mask, s, 60);
+    for (int64_t b = 0; b < mask_b; b++) /* one hidden key a row: the mask always matters */
+        ((unsigned char *)f.mask.data)[b * S + S - 1] = 0;
+    return f;
+}
+
+static void free_fwd(dm_fwd_args *f)
+{
+    free_tensor(&f->q);
+    free_tensor(&f->k);
+    free_tensor(&f->v);
+    free_tensor(&f->o);
+    free_tensor(&f->bias);
+    free_tensor(&f->mask);
+}
+
+static void expect_fwd_check(const dm_fwd_args *f, dm_status want, const char *text)
+{
+    dm_ctx *ctx = offline();
+    ck_assert_int_eq(dm_fwd_check(ctx, "dm_fwd", f, NULL), want);
+    ck_assert_msg(strstr(dm_errmsg(ctx), text), "'%s' does not hold '%s'", dm_errmsg(ctx), text);
+    dm_ctx_destroy(ctx);
+}
+
+START_TEST(fwd_takes_a_2d_mask_only_with_a_window_and_checks_its_shape)
+{
+    uint64_t s = 3;
+    dm_fwd_args f = fwd_2d_args(2, 12, &s);
+    expect_fwd_check(&f, DM_OK, "");
+    f.window = 12; /* Lk <= window: still a 2-D mask, normalized without a top-k */
+    expect_fwd_check(&f, DM_OK, "");
+    f.window = 0;
+    expect_fwd_check(&f, DM_ERR_INVALID_ARG,
+                     "dm_fwd: mask.rank = 2: expected 4 ({B|1}, {H|Hkv|1}, {Lq|1}, Lk) (or 2-D "
+                     "({B|1}, Lk or Lq) with window > 0)");
+    f.window = 5;
+    f.mask.shape[1] = 7;
+    expect_fwd_check(&f, DM_ERR_INVALID_ARG,
+                     "dm_fwd: mask.shape[1] = 7: expected Lk (12) or Lq (4) < Lk for a 2-D mask");
+    f.mask.shape[1] = 12;
+    f.mask.shape[0] = 3;
+    expect_fwd_check(&f, DM_ERR_INVALID_ARG,
+                     "dm_fwd: mask.shape[0] = 3: expected B = 2 or 1 for a 2-D mask");
+    f.mask.shape[0] = 2;
+    f.mask.strides[1] = 2;
+    expect_fwd_check(&f, DM_ERR_INVALID_ARG, "dm_fwd: mask.strides[1]");
+    free_fwd(&f);
+}
+END_TEST
+
+/* dm_ref_fwd with a 2-D mask equals it on the normalized ({B|1}, 1, 1, Lk) mask, bitwise, for
+ * S = Lk and S = Lq < Lk, a mask per batch entry or one for all, the window applying (5 < Lk) or
+ * keeping every key (12 = Lk: no top-k, the 2-D mask still applied as SPEC 4 normalizes it). */
+START_TEST(ref_fwd_with_a_2d_mask_equals_ref_fwd_on_the_normalized_mask)
+{
+    static const int64_t widths[] = {12, 4}, batches[] = {2, 1};
+    static const int windows[] = {5, 12};
+    uint64_t s = 17;
+    for (int w = 0; w < 2; w++)
+        for (int bb = 0; bb < 2; bb++)
+            for (int ww = 0; ww < 2; ww++) {
+                int64_t S = widths[w], Bm = batches[bb], Lk = 12;
+                dm_fwd_args f = fwd_2d_args(Bm, S, &s);
+                f.window = windows[ww];
+                size_t o_bytes = (size_t)numel(&f.o) * 2;
+                dm_ctx *ctx = offline();
+                ck_assert_msg(dm_ref_fwd(ctx, &f) == DM_OK, "%s", dm_errmsg(ctx));
+                unsigned char *o2d = malloc(o_bytes);
+                memcpy(o2d, f.o.data, o_bytes);
+                int64_t m4[4] = {Bm, 1, 1, Lk};
+                dm_fwd_args e = f;
+                e.mask = host_tensor(DM_BOOL, 4, m4);
+                unsigned char *p = e.mask.data, *m = f.mask.data;
+                for (int64_t b = 0; b < Bm; b++)
+                    for (int64_t j = 0; j < Lk; j++)
+                        p[b * Lk + j] = j < Lk - S ? 1 : m[b * S + j - (Lk - S)] != 0;
+                memset(e.o.data, 0, o_bytes);
+                ck_assert_msg(dm_ref_fwd(ctx, &e) == DM_OK, "%s", dm_errmsg(ctx));
+                ck_assert_msg(memcmp(o2d, e.o.data, o_bytes) == 0, "S=%lld Bm=%lld window=%d",
+                              (long long)S, (long long)Bm, f.window);
+                /* and the mask mattered: without it the output differs */
+                e.mask = (dm_tensor){0};
+                e.window = 0;
+                ck_assert_int_eq(dm_ref_fwd(ctx, &e), DM_OK);
+                ck_assert_int_ne(memcmp(o2d, e.o.data, o_bytes), 0);
+                free(p);
+                free(o2d);
+                free_fwd(&f);
+                dm_ctx_destroy(ctx);
+            }
+}
+END_TEST
+
 /* ---- split rows (api/window_mask.c, templates/window_mask.lua) ---------------------------- */
 
 /* An applied top-k plan of `rows` rows of Lk keys, as far as dm_wmask_plan_split reads it. */
@@ -887,6 +998,8 @@ END_TEST
     X(key_images_order_every_16_bit_code_as_its_value) \
     X(every_bad_argument_is_named) \
     X(ref_fwd_with_a_window_equals_ref_fwd_on_the_explicit_mask) \
+    X(fwd_takes_a_2d_mask_only_with_a_window_and_checks_its_shape) \
+    X(ref_fwd_with_a_2d_mask_equals_ref_fwd_on_the_normalized_mask) \
     X(rows_are_split_only_when_few_and_longer_than_one_block_holds) \
     X(forced_slices_split_any_top_k_row_into_aligned_slices) \
     X(split_stages_come_from_the_emitted_kernel_and_scratch_follows_the_digits) \

@@ -21,6 +21,14 @@ static dm_variant wmask(int window, dm_dtype t, dm_layout mask, bool relu, bool 
     return v;
 }
 
+static dm_variant wmask_varlen(int window, dm_dtype t, dm_layout mask, bool relu, bool smooth,
+                               dm_arch a)
+{
+    dm_variant v = wmask(window, t, mask, relu, smooth, a);
+    v.varlen = true;
+    return v;
+}
+
 static const dm_dtype dtypes[] = {DM_F16, DM_BF16, DM_F32};
 
 START_TEST(emit_is_byte_identical_in_fresh_states_for_every_axis)
@@ -29,17 +37,18 @@ START_TEST(emit_is_byte_identical_in_fresh_states_for_every_axis)
     int n = 0;
     for (size_t t = 0; t < ARRAY_LEN(dtypes); t++)
         for (int m = 0; m < 3; m++)
-            for (int f = 0; f < 4; f++)
+            for (int f = 0; f < 8; f++)
                 for (size_t w = 0; w < ARRAY_LEN(windows); w++) {
                     dm_variant v = wmask(windows[w], dtypes[t], (dm_layout)m, f & 1, f & 2,
                                          (dm_arch)(n % DM_ARCH_COUNT));
+                    v.varlen = f & 4;
                     char *a = dm_test_emit_ok(&v, NULL), *b = dm_test_emit_ok(&v, NULL);
                     ck_assert_str_eq(a, b);
                     free(a);
                     free(b);
                     n++;
                 }
-    ck_assert_int_eq(n, 3 * 3 * 4 * 4);
+    ck_assert_int_eq(n, 3 * 3 * 8 * 4);
 }
 END_TEST
 
@@ -135,7 +144,7 @@ START_TEST(split_stages_are_the_ones_the_launcher_runs)
             ck_assert_ptr_nonnull(strstr(src, dtypes[t] == DM_F32
                                                   ? "case 7: split_count<2, 0, false>"
                                                   : "case 3: split_count<6, 0, false>"));
-            ck_assert_ptr_nonnull(strstr(src, "static_assert(sizeof(WmaskParams) == 152"));
+            ck_assert_ptr_nonnull(strstr(src, "static_assert(sizeof(WmaskParams) == 216"));
             free(src);
         }
     /* relu rows are never split: no split stages, no split code at all */
@@ -150,15 +159,55 @@ START_TEST(split_stages_are_the_ones_the_launcher_runs)
 }
 END_TEST
 
-/* Every dtype, mask layout and flag combination for one arch. */
+/* Varlen variants: a row's keys through cu_seqlens and each tensor's key stride, short rows
+ * copying the mask, a query-based out's tail cleared; never split, so no split stages. Dense
+ * variants have none of it. */
+START_TEST(varlen_rows_come_from_cu_seqlens_and_are_never_split)
+{
+    for (size_t t = 0; t < ARRAY_LEN(dtypes); t++)
+        for (int relu = 0; relu < 2; relu++) {
+            dm_variant v = wmask_varlen(300, dtypes[t], DM_LAYOUT_K, relu, true, DM_SM90A);
+            dm_kernel_src k;
+            char *src = dm_test_emit_ok(&v, &k);
+            ck_assert_ptr_nonnull(strstr(src, relu ? "// wmask.w0." : "// wmask.w300."));
+            ck_assert_ptr_nonnull(strstr(src, relu ? ".mask-k.relu.smooth.varlen.sm90a\n"
+                                                   : ".mask-k.smooth.varlen.sm90a\n"));
+            ck_assert_ptr_nonnull(strstr(src, "sequence_of_token(p, u)"));
+            ck_assert_ptr_nonnull(strstr(src, "r.bias[(i64)j * p.bias_key_stride]"));
+            ck_assert_ptr_nonnull(strstr(src, "r.mask[(i64)j * p.mask_key_stride]"));
+            ck_assert_ptr_nonnull(strstr(src, "clear_tail(p, r);"));
+            ck_assert_ptr_nonnull(strstr(src, "copy_row(p, r);"));
+            ck_assert_ptr_nonnull(strstr(src, "smooth_row(p, r,"));
+            ck_assert_ptr_null(strstr(src, "split_count<"));
+            ck_assert_ptr_null(strstr(src, "p.Lk"));
+            ck_assert_int_eq(k.split_stages, 0);
+            ck_assert_int_eq(k.split_digit_stages, 0);
+            free(src);
+        }
+    dm_variant dense = wmask(300, DM_BF16, DM_LAYOUT_K, false, true, DM_SM90A);
+    char *src = dm_test_emit_ok(&dense, NULL);
+    ck_assert_ptr_null(strstr(src, "sequence_of_token"));
+    ck_assert_ptr_null(strstr(src, "key_stride]"));
+    ck_assert_ptr_null(strstr(src, "clear_tail"));
+    free(src);
+    dm_variant none = wmask_varlen(8, DM_F16, DM_LAYOUT_NONE, false, false, DM_SM80);
+    src = dm_test_emit_ok(&none, NULL);
+    ck_assert_ptr_null(strstr(src, "r.mask"));
+    ck_assert_ptr_nonnull(strstr(src, "r.out[(i64)j * p.out_key_stride] = 1;")); /* no mask */
+    free(src);
+}
+END_TEST
+
+/* Every dtype, mask layout and flag combination for one arch, dense and varlen. */
 static void every_axis_compiles(dm_arch arch)
 {
     dm_ctx *ctx = dm_test_offline_ctx();
     for (size_t t = 0; t < ARRAY_LEN(dtypes); t++)
         for (int m = 0; m < 3; m++)
-            for (int f = 0; f < 4; f++) {
+            for (int f = 0; f < 8; f++) {
                 dm_variant v = wmask(m == 1 ? 1 : 2048, dtypes[t], (dm_layout)m, f & 1, f & 2,
                                      arch);
+                v.varlen = f & 4;
                 dm_test_compile_ok(ctx, &v);
             }
     dm_ctx_destroy(ctx);
@@ -180,6 +229,7 @@ END_TEST
     X(f32_bias_takes_four_digits_and_16_bit_two) \
     X(template_refuses_a_key_that_format_would_refuse) \
     X(split_stages_are_the_ones_the_launcher_runs) \
+    X(varlen_rows_come_from_cu_seqlens_and_are_never_split) \
     X(every_axis_compiles_for_sm80) \
     X(every_axis_compiles_for_sm90) \
     X(every_axis_compiles_for_sm90a)

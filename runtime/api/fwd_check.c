@@ -9,6 +9,7 @@
 #include "attn_check.h"
 #include "fwd_plan.h"
 #include "tensor_check.h"
+#include "wmask_plan.h"
 
 static const char *const q_dims[] = {"B", "Lq", "H", "D"};
 static const char *const kv_dims[] = {"B", "Lk", "Hkv", "D"};
@@ -90,6 +91,8 @@ dm_status dm_fwd_check(dm_ctx *ctx, const char *call, const dm_fwd_args *args, d
         return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: args is NULL: expected a dm_fwd_args",
                             call);
     const dm_tensor *q = &args->q, *k = &args->k, *v = &args->v, *o = &args->o;
+    /* With a window the mask may also be dm_window_mask's 2-D ({B|1}, S) (fwd_window.c). */
+    bool mask_2d = args->window > 0 && args->mask.rank == 2;
     memset(&p, 0, sizeof p);
 
     /* Presence and rank. */
@@ -97,7 +100,10 @@ dm_status dm_fwd_check(dm_ctx *ctx, const char *call, const dm_fwd_args *args, d
         (st = dm_check_required(ctx, call, "k", k, 4, "(B, Lk, Hkv, D)")) != DM_OK ||
         (st = dm_check_required(ctx, call, "v", v, 4, "(B, Lk, Hkv, D)")) != DM_OK ||
         (st = dm_check_required(ctx, call, "o", o, 4, "(B, Lq, H, D)")) != DM_OK ||
-        (st = dm_check_optional(ctx, call, "mask", &args->mask, 4, "({B|1}, {H|Hkv|1}, {Lq|1}, Lk)",
+        (st = dm_check_optional(ctx, call, "mask", &args->mask, mask_2d ? 2 : 4,
+                                mask_2d ? "({B|1}, Lk or Lq)"
+                                        : "({B|1}, {H|Hkv|1}, {Lq|1}, Lk) (or 2-D ({B|1}, Lk or "
+                                          "Lq) with window > 0)",
                                 &has_mask)) != DM_OK ||
         (st = dm_check_optional(ctx, call, "bias", &args->bias, 4, "({B|1}, {H|Hkv|1}, {Lq|1}, Lk)",
                                 &has_bias)) != DM_OK ||
@@ -147,8 +153,17 @@ dm_status dm_fwd_check(dm_ctx *ctx, const char *call, const dm_fwd_args *args, d
     /* Shapes of mask, bias, lse. */
     p.mask_head_div = 1;
     p.bias_head_div = 1;
-    if (has_mask && (st = check_broadcast(ctx, call, "mask", &args->mask, &p, &p.mask_layout,
-                                          &p.mask_head_div, p.mask_stride)) != DM_OK)
+    if (has_mask && mask_2d) {
+        /* SPEC §4's normalization, checked here since the window path needs it even when the
+         * window keeps every key; the plan's layout is left NONE (only the window path, which
+         * reads the arguments, runs such a call). */
+        int64_t pad;
+        if ((st = dm_wmask_check_mask_2d(ctx, call, &args->mask, p.B, p.Lq, p.Lk, &pad)) !=
+            DM_OK)
+            return st;
+    } else if (has_mask && (st = check_broadcast(ctx, call, "mask", &args->mask, &p,
+                                                 &p.mask_layout, &p.mask_head_div,
+                                                 p.mask_stride)) != DM_OK)
         return st;
     if (has_bias && (st = check_broadcast(ctx, call, "bias", &args->bias, &p, &p.bias_layout,
                                           &p.bias_head_div, p.bias_stride)) != DM_OK)

@@ -24,7 +24,8 @@ typedef struct dm_fwd_plan {
     int64_t v_stride[3];
     int64_t o_stride[3];
 
-    /* mask and bias: layout NONE (absent), Q ((.., Lq, Lk) rows) or K ((.., 1, Lk)). Element
+    /* mask and bias: layout NONE (absent, or a 2-D mask: window > 0 only, left to the window
+     * path), Q ((.., Lq, Lk) rows) or K ((.., 1, Lk)). Element
      * (b, h, i, j) is at b*stride[0] + (h / head_div)*stride[1] + i*stride[2] + j*stride[3];
      * stride[2] is 0 for layout K. head_div = H / (heads in the tensor): 1, H/Hkv or H. */
     dm_layout mask_layout;

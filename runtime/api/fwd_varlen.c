@@ -8,6 +8,7 @@
 #include "fwd_decode.h"
 #include "fwd_launch.h"
 #include "fwd_varlen_plan.h"
+#include "fwd_varlen_window.h"
 #include "kernels.h"
 
 #define CALL "dm_fwd_varlen"
@@ -159,6 +160,18 @@ static dm_status launch_decode(dm_ctx *ctx, const dm_fwd_varlen_args *args,
     return dm_fwd_decode_run(ctx, &job, stream);
 }
 
+/* window > 0: mask' = dm_window_mask_varlen(...) into scratch (fwd_varlen_window.c), then this
+ * call without a window on it (checked again: mask' replaces the mask argument). */
+static dm_status window_forward(dm_ctx *ctx, const dm_fwd_varlen_args *args, CUstream stream)
+{
+    dm_fwd_varlen_args plain;
+    dm_varlen_window win;
+    dm_status st = dm_fwd_varlen_window_begin(ctx, args, &plain, &win, stream);
+    if (st != DM_OK)
+        return st;
+    return dm_fwd_varlen_window_end(ctx, &win, dm_fwd_varlen(ctx, &plain, stream), stream);
+}
+
 dm_status dm_fwd_varlen(dm_ctx *ctx, const dm_fwd_varlen_args *args, CUstream stream)
 {
     dm_fwd_varlen_plan plan;
@@ -176,6 +189,8 @@ dm_status dm_fwd_varlen(dm_ctx *ctx, const dm_fwd_varlen_args *args, CUstream st
         return st;
     if (plan.total_q == 0 || plan.max_seqlen_q == 0) /* no query anywhere: nothing to write */
         return DM_OK;
+    if (args->window > 0)
+        return window_forward(ctx, args, stream);
     bool fits = dm_fwd_decode_fits(plan.mask_layout, plan.mask_head_div, plan.bias_layout,
                                    plan.bias_head_div, plan.H / plan.Hkv, plan.max_seqlen_q,
                                    &why);

@@ -264,14 +264,11 @@ dm_status dm_fwd_varlen_check(dm_ctx *ctx, const char *call, const dm_fwd_varlen
     if (p.has_lse && (st = dm_check_output_elems(ctx, call, "lse", lse)) != DM_OK)
         return st;
 
-    /* Scalars; a window last, so that a call with bad arguments hears of those first. */
+    /* Scalars. window > 0 is applied by dm_fwd_varlen through dm_window_mask_varlen
+     * (fwd_varlen_window.c), which checks bias and mask against its own rules (SPEC §4). */
     if ((st = dm_check_attn_scalars(ctx, call, args->scale, args->softcap, args->causal,
                                     args->path, args->num_splits, args->window)) != DM_OK)
         return st;
-    if (args->window > 0)
-        return dm_set_error(ctx, DM_ERR_UNSUPPORTED,
-                            "%s: window = %d: window for varlen is not built yet (expected 0)",
-                            call, args->window);
 
     p.dtype = q->dtype;
     p.scale = args->scale != 0 ? args->scale : (float)(1.0 / sqrt((double)p.D));

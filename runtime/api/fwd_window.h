@@ -35,6 +35,25 @@ static inline dm_tensor dm_wmask_packed_out(const dm_wmask_plan *p, void *data)
     return t;
 }
 
+/* A 2-D mask ({B|1}, Lk) (dm_fwd with a window) as the forward's ({B|1}, 1, 1, Lk): a view of
+ * the same bytes, one row of keys for every query and head. */
+static inline dm_tensor dm_fwd_mask_2d_view(const dm_tensor *m)
+{
+    dm_tensor t = {.data = m->data, .dtype = DM_BOOL, .rank = 4,
+                   .shape = {m->shape[0], 1, 1, m->shape[1]},
+                   .strides = {m->shape[0] == 1 ? 0 : m->strides[0], 0, 0, 1}};
+    return t;
+}
+
+/* The packed ({B|1}, 1, 1, Lk) tensor at data that a 2-D ({B|1}, Lq) mask, Lq < Lk, becomes when
+ * left-padded with true (SPEC §4); the caller fills it. */
+static inline dm_tensor dm_fwd_mask_2d_padded(const dm_tensor *m, int64_t Lk, void *data)
+{
+    dm_tensor t = {.data = data, .dtype = DM_BOOL, .rank = 4, .shape = {m->shape[0], 1, 1, Lk},
+                   .strides = {Lk, Lk, Lk, 1}};
+    return t;
+}
+
 static inline size_t dm_wmask_out_bytes(const dm_wmask_plan *p)
 {
     return (size_t)(p->out_shape[0] * p->out_shape[1] * p->out_shape[2] * p->out_shape[3]);

@@ -17,22 +17,22 @@
 #define PICK_THREADS 256 /* a pick pass sums n_slices words per bin: short, one block per row */
 _Static_assert(DM_WMASK_SLICE_ALIGN % VEC_KEYS == 0, "slices start on a vector step");
 
-/* Every row of a tensor starts `align`-byte aligned: the pointer and each stride (bytes). */
-static int rows_aligned(uint64_t data, const int64_t strides[3], int64_t elem_bytes, int align)
+bool dm_wmask_rows_aligned(uint64_t data, const int64_t strides[3], int64_t elem_bytes,
+                           int align)
 {
     if (data % (uint64_t)align)
-        return 0;
+        return false;
     for (int i = 0; i < 3; i++)
         if (strides[i] * elem_bytes % align)
-            return 0;
-    return 1;
+            return false;
+    return true;
 }
 
 /* Threads per block: a power of two from 128 up to the template's most (kernel->threads), about
  * 32 keys a thread. Measured on the H100 (bench/NOTES.md, issue 5): per-query rows of 4096 keys
  * ran 1.65 ms at 128 threads against 1.79 at 256 and 2.70 at 512; key-side rows of 16384 keys
  * 0.018 ms at 512 against 0.023 at 256 and 0.036 at 128. */
-static unsigned block_threads(const dm_kernel *k, int64_t Lk)
+unsigned dm_wmask_block_threads(const dm_kernel *k, int64_t Lk)
 {
     unsigned t = 128;
     while ((int64_t)t * 32 < Lk && (int)t * 2 <= k->threads)
@@ -59,10 +59,10 @@ static void fill_params(const dm_window_mask_args *a, const dm_wmask_plan *p, in
     k->min_key = p->min_key;
     k->resident = resident;
     /* 16-byte bias loads (two for f32), 8-byte mask loads and out stores, each 8 keys apart. */
-    k->vec = rows_aligned(k->bias, p->bias_stride, elem, 16) &&
-             rows_aligned(k->out, p->out_stride, 1, VEC_KEYS);
+    k->vec = dm_wmask_rows_aligned(k->bias, p->bias_stride, elem, 16) &&
+             dm_wmask_rows_aligned(k->out, p->out_stride, 1, VEC_KEYS);
     if (k->mask)
-        k->vec = k->vec && rows_aligned(k->mask, p->mask_stride, 1, VEC_KEYS) &&
+        k->vec = k->vec && dm_wmask_rows_aligned(k->mask, p->mask_stride, 1, VEC_KEYS) &&
                  p->mask_pad % VEC_KEYS == 0;
 }
 
@@ -102,9 +102,9 @@ size_t dm_wmask_split_scratch_bytes(int64_t rows, int slices, int hist_bins)
            sizeof(uint32_t);
 }
 
-static dm_status launch(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel *k,
-                        int64_t grid, unsigned threads, int64_t smem, dm_wmask_params *params,
-                        CUstream stream)
+dm_status dm_wmask_launch_grid(dm_ctx *ctx, const char *call, const dm_variant *v,
+                               const dm_kernel *k, int64_t grid, unsigned threads, int64_t smem,
+                               dm_wmask_params *params, CUstream stream)
 {
     char text[DM_VARIANT_TEXT_MAX], buf[160];
     void *kernel_args[] = {params}; /* copied at launch: params may change for the next one */
@@ -138,7 +138,7 @@ static dm_status launch_split(dm_ctx *ctx, const char *call, const dm_variant *v
     int64_t rows = dm_wmask_plan_rows(plan);
     int hist_bins = (int)(hist_bytes / 4);
     size_t bytes = dm_wmask_split_scratch_bytes(rows, split->slices, hist_bins);
-    unsigned slice_threads = block_threads(k, split->slice_keys);
+    unsigned slice_threads = dm_wmask_block_threads(k, split->slice_keys);
     unsigned pick_threads = k->threads < PICK_THREADS ? (unsigned)k->threads : PICK_THREADS;
     dm_status st = DM_OK;
 
@@ -155,12 +155,14 @@ static dm_status launch_split(dm_ctx *ctx, const char *call, const dm_variant *v
     for (int phase = 1; phase <= k->split_stages && st == DM_OK; phase++) {
         params->phase = phase;
         if (phase <= k->split_digit_stages && phase % 2 == 0) /* pick */
-            st = launch(ctx, call, v, k, rows, pick_threads, hist_bytes, params, stream);
+            st = dm_wmask_launch_grid(ctx, call, v, k, rows, pick_threads, hist_bytes, params,
+                                      stream);
         else if (phase <= k->split_digit_stages) /* count */
-            st = launch(ctx, call, v, k, rows * split->slices, slice_threads, hist_bytes, params,
-                        stream);
+            st = dm_wmask_launch_grid(ctx, call, v, k, rows * split->slices, slice_threads,
+                                      hist_bytes, params, stream);
         else /* write, smooth: no dynamic shared memory */
-            st = launch(ctx, call, v, k, rows * split->slices, slice_threads, 0, params, stream);
+            st = dm_wmask_launch_grid(ctx, call, v, k, rows * split->slices, slice_threads, 0,
+                                      params, stream);
     }
     /* Freed in stream order: the passes queued above run before the memory is reused. */
     r = ctx->drv->MemFreeAsync(scratch, stream);
@@ -218,8 +220,8 @@ dm_status dm_wmask_launch(dm_ctx *ctx, const char *call, const dm_window_mask_ar
             smem += (plan->Lk * key_bytes + 15) / 16 * 16;
     }
     fill_params(args, plan, resident, &params);
-    return launch(ctx, call, &v, kernel, dm_wmask_plan_rows(plan), block_threads(kernel, plan->Lk),
-                  smem, &params, stream);
+    return dm_wmask_launch_grid(ctx, call, &v, kernel, dm_wmask_plan_rows(plan),
+                                dm_wmask_block_threads(kernel, plan->Lk), smem, &params, stream);
 }
 
 dm_status dm_window_mask(dm_ctx *ctx, const dm_window_mask_args *args, int *applied,

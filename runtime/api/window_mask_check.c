@@ -35,25 +35,26 @@ uint32_t dm_wmask_key(dm_dtype dtype, uint32_t bits)
 
 /* min_value in the bias dtype: the caller's (through float, as torch's masked_fill rounds a
  * Python float) or the dtype's lowest finite value. */
-static void resolve_min(const dm_window_mask_args *a, dm_wmask_plan *p)
+void dm_wmask_resolve_min(dm_dtype dtype, int has_min_value, double min_value, uint32_t *bits,
+                          double *value, uint32_t *key)
 {
     float f;
-    switch (p->bias_dtype) {
+    switch (dtype) {
     case DM_F16:
-        p->min_bits = a->has_min_value ? dm_float_to_half((float)a->min_value) : 0xfbffu;
-        p->min_value = dm_half_to_float((uint16_t)p->min_bits);
+        *bits = has_min_value ? dm_float_to_half((float)min_value) : 0xfbffu;
+        *value = dm_half_to_float((uint16_t)*bits);
         break;
     case DM_BF16:
-        p->min_bits = a->has_min_value ? dm_float_to_bf16((float)a->min_value) : 0xff7fu;
-        p->min_value = dm_bf16_to_float((uint16_t)p->min_bits);
+        *bits = has_min_value ? dm_float_to_bf16((float)min_value) : 0xff7fu;
+        *value = dm_bf16_to_float((uint16_t)*bits);
         break;
     default:
-        f = a->has_min_value ? (float)a->min_value : -FLT_MAX;
-        memcpy(&p->min_bits, &f, sizeof f);
-        p->min_value = f;
+        f = has_min_value ? (float)min_value : -FLT_MAX;
+        memcpy(bits, &f, sizeof f);
+        *value = f;
         break;
     }
-    p->min_key = dm_wmask_key(p->bias_dtype, p->min_bits);
+    *key = dm_wmask_key(dtype, *bits);
 }
 
 /* One broadcast dimension of bias or mask: its size must be `want` or 1. */
@@ -96,8 +97,8 @@ static void byte_range(const dm_tensor *t, size_t elem, uint64_t *begin, uint64_
     *end = *begin + (last + 1) * elem;
 }
 
-static dm_status check_apart(dm_ctx *ctx, const char *call, const dm_tensor *out,
-                             const char *name, const dm_tensor *in, size_t in_elem)
+dm_status dm_wmask_check_apart(dm_ctx *ctx, const char *call, const dm_tensor *out,
+                               const char *name, const dm_tensor *in, size_t in_elem)
 {
     uint64_t ob, oe, ib, ie;
     byte_range(out, 1, &ob, &oe);
@@ -110,27 +111,48 @@ static dm_status check_apart(dm_ctx *ctx, const char *call, const dm_tensor *out
     return DM_OK;
 }
 
-static dm_status check_scalars(dm_ctx *ctx, const char *call, const dm_window_mask_args *a)
+dm_status dm_wmask_check_scalars(dm_ctx *ctx, const char *call, int window, int has_min_value,
+                                 double min_value, int relu, int block_size)
 {
-    if (a->relu != 0 && a->relu != 1)
+    if (relu != 0 && relu != 1)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: relu = %d: expected 0 or 1", call,
-                            a->relu);
-    if (a->has_min_value != 0 && a->has_min_value != 1)
+                            relu);
+    if (has_min_value != 0 && has_min_value != 1)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: has_min_value = %d: expected 0 or 1",
-                            call, a->has_min_value);
-    if (a->has_min_value && isnan(a->min_value))
+                            call, has_min_value);
+    if (has_min_value && isnan(min_value))
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "%s: min_value is NaN: expected a number (or has_min_value = 0 for "
                             "the dtype's lowest)",
                             call);
-    if (a->block_size < 0)
+    if (block_size < 0)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "%s: block_size = %d: expected >= 0 (0 = no smoothing)", call,
-                            a->block_size);
-    if (a->window > DM_WINDOW_MAX)
+                            block_size);
+    if (window > DM_WINDOW_MAX)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: window = %d: expected at most %d",
-                            call, a->window, DM_WINDOW_MAX);
+                            call, window, DM_WINDOW_MAX);
     return DM_OK;
+}
+
+dm_status dm_wmask_check_mask_2d(dm_ctx *ctx, const char *call, const dm_tensor *m, int64_t B,
+                                 int64_t Lq, int64_t Lk, int64_t *pad)
+{
+    if (m->shape[0] < 1 || (m->shape[0] != B && m->shape[0] != 1))
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: mask.shape[0] = %" PRId64 ": expected B = %" PRId64
+                            " or 1 for a 2-D mask",
+                            call, m->shape[0], B);
+    if (m->shape[1] == Lk)
+        *pad = 0;
+    else if (m->shape[1] == Lq && Lq < Lk)
+        *pad = Lk - Lq;
+    else
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: mask.shape[1] = %" PRId64 ": expected Lk (%" PRId64
+                            ") or Lq (%" PRId64 ") < Lk for a 2-D mask",
+                            call, m->shape[1], Lk, Lq);
+    return dm_check_input_keys(ctx, call, "mask", m);
 }
 
 /* mask: 2-D ({B|1}, S) normalized to ({B|1}, 1, 1, Lk), or 4-D like bias. */
@@ -142,21 +164,8 @@ static dm_status check_mask(dm_ctx *ctx, const char *call, const dm_tensor *m, d
         return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: mask.dtype = %s: expected bool", call,
                             dm_dtype_name(m->dtype));
     if (m->rank == 2) {
-        if (m->shape[0] < 1 || (m->shape[0] != p->B && m->shape[0] != 1))
-            return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                                "%s: mask.shape[0] = %" PRId64 ": expected B = %" PRId64
-                                " or 1 for a 2-D mask",
-                                call, m->shape[0], p->B);
-        if (m->shape[1] == p->Lk)
-            p->mask_pad = 0;
-        else if (m->shape[1] == p->Lq && p->Lq < p->Lk)
-            p->mask_pad = p->Lk - p->Lq;
-        else
-            return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                                "%s: mask.shape[1] = %" PRId64 ": expected Lk (%" PRId64
-                                ") or Lq (%" PRId64 ") < Lk for a 2-D mask",
-                                call, m->shape[1], p->Lk, p->Lq);
-        if ((st = dm_check_input_keys(ctx, call, "mask", m)) != DM_OK)
+        if ((st = dm_wmask_check_mask_2d(ctx, call, m, p->B, p->Lq, p->Lk, &p->mask_pad)) !=
+            DM_OK)
             return st;
         p->mask_layout = DM_LAYOUT_K;
         p->mask_stride[0] = m->shape[0] == 1 ? 0 : m->strides[0];
@@ -208,8 +217,9 @@ static dm_status check_out(dm_ctx *ctx, const char *call, const dm_window_mask_a
                             ": expected 1 (the last dimension must be contiguous)",
                             call, o->strides[3]);
     if ((st = dm_check_output_elems(ctx, call, "out", o)) != DM_OK ||
-        (st = check_apart(ctx, call, o, "bias", &a->bias, dm_wmask_bias_bytes(p))) != DM_OK ||
-        (has_mask && (st = check_apart(ctx, call, o, "mask", &a->mask, 1)) != DM_OK))
+        (st = dm_wmask_check_apart(ctx, call, o, "bias", &a->bias, dm_wmask_bias_bytes(p))) !=
+            DM_OK ||
+        (has_mask && (st = dm_wmask_check_apart(ctx, call, o, "mask", &a->mask, 1)) != DM_OK))
         return st;
     for (int d = 0; d < 3; d++)
         p->out_stride[d] = o->shape[d] == 1 ? 0 : o->strides[d];
@@ -217,8 +227,7 @@ static dm_status check_out(dm_ctx *ctx, const char *call, const dm_window_mask_a
     return DM_OK;
 }
 
-/* The size both operands broadcast to along one dimension, or -1. */
-static int64_t broadcast(int64_t a, int64_t b)
+int64_t dm_wmask_broadcast(int64_t a, int64_t b)
 {
     return a == b || b == 1 ? a : a == 1 ? b : -1;
 }
@@ -260,7 +269,8 @@ dm_status dm_wmask_check(dm_ctx *ctx, const char *call, const dm_window_mask_arg
     p.window = a->window;
     p.relu = a->relu != 0;
     p.block_size = a->block_size;
-    if ((st = check_scalars(ctx, call, a)) != DM_OK)
+    if ((st = dm_wmask_check_scalars(ctx, call, a->window, a->has_min_value, a->min_value,
+                                     a->relu, a->block_size)) != DM_OK)
         return st;
     if (a->Lk > INT32_MAX)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
@@ -295,9 +305,9 @@ dm_status dm_wmask_check(dm_ctx *ctx, const char *call, const dm_window_mask_arg
         (st = check_mask(ctx, call, &a->mask, &p, &m_heads, &m_rows, &m_batch)) != DM_OK)
         return st;
 
-    p.out_shape[0] = broadcast(a->bias.shape[0], m_batch);
-    p.out_shape[1] = broadcast(a->bias.shape[1], m_heads);
-    p.out_shape[2] = broadcast(a->bias.shape[2], m_rows);
+    p.out_shape[0] = dm_wmask_broadcast(a->bias.shape[0], m_batch);
+    p.out_shape[1] = dm_wmask_broadcast(a->bias.shape[1], m_heads);
+    p.out_shape[2] = dm_wmask_broadcast(a->bias.shape[2], m_rows);
     p.out_shape[3] = p.Lk;
     if (p.out_shape[1] < 0)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
@@ -311,7 +321,8 @@ dm_status dm_wmask_check(dm_ctx *ctx, const char *call, const dm_window_mask_arg
                             "%s: out has %" PRId64 " rows (B x H x Lq): expected at most %d (one "
                             "block per row)",
                             call, rows, INT32_MAX);
-    resolve_min(a, &p);
+    dm_wmask_resolve_min(p.bias_dtype, a->has_min_value, a->min_value, &p.min_bits, &p.min_value,
+                         &p.min_key);
     if (need_out && (st = check_out(ctx, call, a, &p, has_mask)) != DM_OK)
         return st;
     if (plan)

@@ -89,4 +89,44 @@ dm_status dm_wmask_launch(dm_ctx *ctx, const char *call, const dm_window_mask_ar
  * NaN above +inf, -0 equal to +0. The kernel's order_key, for the host. */
 uint32_t dm_wmask_key(dm_dtype dtype, uint32_t bits);
 
+/* The pieces dm_wmask_check shares with the varlen check (window_mask_varlen_check.c), so both
+ * helpers word and resolve them alike (window_mask_check.c). */
+
+/* relu, has_min_value 0 or 1; min_value not NaN when given; block_size >= 0; window at most
+ * DM_WINDOW_MAX. */
+dm_status dm_wmask_check_scalars(dm_ctx *ctx, const char *call, int window, int has_min_value,
+                                 double min_value, int relu, int block_size);
+
+/* min_value in dtype: its bits, its value exactly, and its dm_wmask_key. */
+void dm_wmask_resolve_min(dm_dtype dtype, int has_min_value, double min_value, uint32_t *bits,
+                          double *value, uint32_t *key);
+
+/* out's bytes do not overlap in's (elements of in_elem bytes): a row is read while written. */
+dm_status dm_wmask_check_apart(dm_ctx *ctx, const char *call, const dm_tensor *out,
+                               const char *name, const dm_tensor *in, size_t in_elem);
+
+/* A 2-D mask ({B|1}, S) (dtype and rank already checked): S == Lk sets *pad = 0, S == Lq < Lk
+ * *pad = Lk - Lq (keys [0, pad) are true without a byte, SPEC §4); keys contiguous. */
+dm_status dm_wmask_check_mask_2d(dm_ctx *ctx, const char *call, const dm_tensor *m, int64_t B,
+                                 int64_t Lq, int64_t Lk, int64_t *pad);
+
+/* The size both operands broadcast to along one dimension (equal, or one of them 1), or -1. */
+int64_t dm_wmask_broadcast(int64_t a, int64_t b);
+
+/* The launcher's pieces (window_mask.c), shared with the varlen launcher. */
+struct dm_kernel;
+struct dm_wmask_params;
+
+/* Threads per block for rows of up to Lk keys: 128 up to the kernel's most, ~32 keys a thread. */
+unsigned dm_wmask_block_threads(const struct dm_kernel *k, int64_t Lk);
+
+/* Every row of a tensor starts `align`-byte aligned: the pointer and each stride (bytes). */
+bool dm_wmask_rows_aligned(uint64_t data, const int64_t strides[3], int64_t elem_bytes,
+                           int align);
+
+/* One launch of grid x 1 x 1 blocks; a failure names the variant. */
+dm_status dm_wmask_launch_grid(dm_ctx *ctx, const char *call, const dm_variant *v,
+                               const struct dm_kernel *k, int64_t grid, unsigned threads,
+                               int64_t smem, struct dm_wmask_params *params, CUstream stream);
+
 #endif

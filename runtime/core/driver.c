@@ -49,6 +49,8 @@ static const struct {
     SYM(MemAllocAsync, "cuMemAllocAsync"),
     SYM(MemFreeAsync, "cuMemFreeAsync"),
     SYM(PointerGetAttributes, "cuPointerGetAttributes"),
+    SYM(MemsetD8Async, "cuMemsetD8Async"),
+    SYM(Memcpy2DAsync, "cuMemcpy2DAsync_v2"),
 };
 
 static void open_driver(void)

@@ -44,6 +44,9 @@ typedef struct dm_driver {
      * The plural form answers SUCCESS with zeroed attributes for an address CUDA does not know,
      * so "not CUDA memory" and "the query failed" stay apart. */
     CUresult (*PointerGetAttributes)(unsigned, CUpointer_attribute *, void **, CUdeviceptr);
+    /* Filling scratch on the stream (dm_fwd's 2-D (B, Lq) mask left-padded to Lk, fwd_window.c). */
+    CUresult (*MemsetD8Async)(CUdeviceptr, unsigned char, size_t, CUstream);
+    CUresult (*Memcpy2DAsync)(const CUDA_MEMCPY2D *, CUstream);
 } dm_driver;
 
 /* Opens libcuda once per process (pthread_once) and calls cuInit(0). Returns the table, or NULL

@@ -3,6 +3,7 @@
  * buffers, handed to dm_ref_attention: one attention reference, so varlen and dense cannot
  * disagree about the math. For tests and tools; production code never calls it. */
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "reference.h"
 
@@ -15,27 +16,6 @@ static size_t elem_bytes(dm_dtype t)
 static void *at(void *base, dm_dtype t, int64_t elems)
 {
     return (char *)base + (size_t)elems * elem_bytes(t);
-}
-
-/* The entries the host can read: within [0, total] and non-decreasing. Past that the GPU's
- * behaviour is not defined (dmattn.h), so there is nothing to be a reference of. */
-static dm_status check_cu_seqlens(dm_ctx *ctx, const char *name, const int32_t *cu, int64_t B,
-                                  int64_t total)
-{
-    if (!cu)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "dm_ref_fwd_varlen: %s is NULL", name);
-    for (int64_t b = 0; b <= B; b++) {
-        if (cu[b] < 0 || cu[b] > total)
-            return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                                "dm_ref_fwd_varlen: %s[%lld] = %d: expected within [0, %lld]", name,
-                                (long long)b, (int)cu[b], (long long)total);
-        if (b > 0 && cu[b] < cu[b - 1])
-            return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                                "dm_ref_fwd_varlen: %s[%lld] = %d: expected at least %s[%lld] = %d",
-                                name, (long long)b, (int)cu[b], name, (long long)(b - 1),
-                                (int)cu[b - 1]);
-    }
-    return DM_OK;
 }
 
 /* A varlen mask/bias (token, head, key) as a dense one (b, h, i, j) with b always 0. Query
@@ -96,6 +76,22 @@ static void sequence_view(const dm_fwd_varlen_args *a, const dm_fwd_varlen_plan 
     }
 }
 
+/* window > 0: mask' first (ref_fwd_varlen_window.c), then the call without a window on it, checked
+ * again (mask' replaces the mask argument), as dm_fwd_varlen does on the GPU. */
+static dm_status window_attention(dm_ctx *ctx, const dm_fwd_varlen_args *host_args)
+{
+    dm_fwd_varlen_args plain;
+    dm_fwd_varlen_plan plan;
+    unsigned char *mask = NULL;
+    dm_status st = dm_ref_fwd_varlen_window_mask(ctx, host_args, &plain, &mask);
+    if (st == DM_OK)
+        st = dm_fwd_varlen_check(ctx, "dm_ref_fwd_varlen", &plain, &plan);
+    if (st == DM_OK)
+        st = dm_ref_fwd_varlen(ctx, &plain, &plan);
+    free(mask);
+    return st;
+}
+
 dm_status dm_ref_fwd_varlen(dm_ctx *ctx, const dm_fwd_varlen_args *host_args,
                             const dm_fwd_varlen_plan *plan)
 {
@@ -103,12 +99,12 @@ dm_status dm_ref_fwd_varlen(dm_ctx *ctx, const dm_fwd_varlen_args *host_args,
     const int32_t *cu_q = host_args->cu_seqlens_q.data, *cu_k = host_args->cu_seqlens_k.data;
 
     if (host_args->window > 0)
-        return dm_set_error(ctx, DM_ERR_UNSUPPORTED,
-                            "dm_ref_fwd_varlen: window = %d: varlen windows are not built yet",
-                            host_args->window);
-    dm_status st = check_cu_seqlens(ctx, "cu_seqlens_q", cu_q, p->B, p->total_q);
+        return window_attention(ctx, host_args);
+    dm_status st =
+        dm_ref_check_cu_seqlens(ctx, "dm_ref_fwd_varlen", "cu_seqlens_q", cu_q, p->B, p->total_q);
     if (st == DM_OK)
-        st = check_cu_seqlens(ctx, "cu_seqlens_k", cu_k, p->B, p->total_k);
+        st = dm_ref_check_cu_seqlens(ctx, "dm_ref_fwd_varlen", "cu_seqlens_k", cu_k, p->B,
+                                     p->total_k);
     for (int64_t b = 0; st == DM_OK && b < p->B; b++) {
         /* Clamped as the kernels clamp: rows past max_seqlen_q are not written, keys past
          * max_seqlen_k are ignored, and causal aligns the clamped lengths bottom-right. */

@@ -9,10 +9,7 @@
 #include "half.h"
 #include "reference.h"
 
-typedef struct ranked {
-    double value; /* b'_j */
-    int64_t j;
-} ranked;
+typedef dm_ref_ranked ranked;
 
 /* Larger first; NaN above everything (torch.topk's order); -0 == +0; equal values by index. */
 static int cmp_ranked(const void *pa, const void *pb)
@@ -26,9 +23,9 @@ static int cmp_ranked(const void *pa, const void *pb)
     return a->j < b->j ? -1 : a->j > b->j;
 }
 
-static double bias_at(const dm_wmask_plan *p, const void *bias, int64_t off)
+double dm_ref_wmask_bias_at(dm_dtype dtype, const void *bias, int64_t off)
 {
-    switch (p->bias_dtype) {
+    switch (dtype) {
     case DM_F16:
         return dm_half_to_float(((const uint16_t *)bias)[off]);
     case DM_BF16:
@@ -39,15 +36,34 @@ static double bias_at(const dm_wmask_plan *p, const void *bias, int64_t off)
 }
 
 /* Majority vote over aligned blocks; the tail block votes over its own length. */
-static void smooth_row(unsigned char *out, int64_t Lk, int64_t block)
+static void smooth_row(unsigned char *out, int64_t out_step, int64_t Lk, int64_t block)
 {
     for (int64_t j0 = 0; j0 < Lk; j0 += block) {
         int64_t len = Lk - j0 < block ? Lk - j0 : block, on = 0;
         for (int64_t j = j0; j < j0 + len; j++)
-            on += out[j] != 0;
+            on += out[j * out_step] != 0;
         for (int64_t j = j0; j < j0 + len; j++)
-            out[j] = 2 * on > len;
+            out[j * out_step] = 2 * on > len;
     }
+}
+
+void dm_ref_wmask_row(ranked *row, int64_t n, int window, bool relu, int block_size,
+                      double min_value, unsigned char *out, int64_t out_step)
+{
+    for (int64_t j = 0; j < n; j++)
+        row[j].j = j;
+    if (relu) {
+        for (int64_t j = 0; j < n; j++)
+            out[j * out_step] = row[j].value > 0;
+    } else {
+        for (int64_t j = 0; j < n; j++)
+            out[j * out_step] = 0;
+        qsort(row, (size_t)n, sizeof *row, cmp_ranked);
+        for (int64_t k = 0; k < window && k < n; k++)
+            out[row[k].j * out_step] = row[k].value != min_value; /* NaN != min: kept */
+    }
+    if (block_size > 0)
+        smooth_row(out, out_step, n, block_size);
 }
 
 dm_status dm_ref_window_mask(dm_ctx *ctx, const dm_window_mask_args *host_args, int *applied)
@@ -81,20 +97,11 @@ dm_status dm_ref_window_mask(dm_ctx *ctx, const dm_window_mask_args *host_args, 
                 for (int64_t j = 0; j < p.Lk; j++) {
                     bool visible = p.mask_layout == DM_LAYOUT_NONE || j < p.mask_pad ||
                                    mask[moff + j - p.mask_pad] != 0;
-                    row[j].value = visible ? bias_at(&p, a->bias.data, boff + j) : p.min_value;
-                    row[j].j = j;
+                    row[j].value = visible ? dm_ref_wmask_bias_at(p.bias_dtype, a->bias.data,
+                                                                  boff + j)
+                                           : p.min_value;
                 }
-                if (p.relu) {
-                    for (int64_t j = 0; j < p.Lk; j++)
-                        out[j] = row[j].value > 0;
-                } else {
-                    memset(out, 0, (size_t)p.Lk);
-                    qsort(row, (size_t)p.Lk, sizeof *row, cmp_ranked);
-                    for (int64_t k = 0; k < p.window; k++)
-                        out[row[k].j] = row[k].value != p.min_value; /* NaN != min: kept */
-                }
-                if (p.block_size > 0)
-                    smooth_row(out, p.Lk, p.block_size);
+                dm_ref_wmask_row(row, p.Lk, p.window, p.relu, p.block_size, p.min_value, out, 1);
             }
     free(row);
     *applied = 1;

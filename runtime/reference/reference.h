@@ -7,6 +7,7 @@
 #include "fwd_plan.h"
 #include "fwd_varlen_plan.h"
 #include "wmask_plan.h"
+#include "wmask_varlen_plan.h"
 
 /* SPEC §2 (and §4 when window > 0): writes o (in the plan's dtype) and lse (if present). */
 dm_status dm_ref_fwd(dm_ctx *ctx, const dm_fwd_args *host_args);
@@ -25,9 +26,42 @@ dm_status dm_ref_fwd_window(dm_ctx *ctx, const dm_fwd_args *host_args);
  * (cu_seqlens too: entries outside [0, total] or decreasing are DM_ERR_INVALID_ARG). Sequence b's
  * lengths are clamped as the kernels clamp them: rows past max_seqlen_q are not written, keys past
  * max_seqlen_k are ignored, causal aligns the clamped lengths bottom-right. A sequence with no
- * queries writes nothing; one with no keys gives o = 0 and lse = +inf. window > 0:
- * DM_ERR_UNSUPPORTED (ref_fwd_varlen.c). */
+ * queries writes nothing; one with no keys gives o = 0 and lse = +inf. window > 0: mask' by
+ * dm_ref_window_mask_varlen, then the same on it, as dm_fwd_varlen does (ref_fwd_varlen.c). */
 dm_status dm_ref_fwd_varlen(dm_ctx *ctx, const dm_fwd_varlen_args *host_args,
                             const dm_fwd_varlen_plan *plan);
+
+/* dm_window_mask_varlen on the host (cu_seqlens too, checked as dm_ref_fwd_varlen checks them):
+ * each row's b' gathered from its own sequence's keys and handed to dm_ref_wmask_row;
+ * *applied as in dm_window_mask_varlen (ref_window_mask_varlen.c). */
+dm_status dm_ref_window_mask_varlen(dm_ctx *ctx, const dm_window_mask_varlen_args *host_args,
+                                    int *applied);
+
+/* The pieces the window-mask references share (ref_window_mask.c). A row entry: b'_j and j. */
+typedef struct dm_ref_ranked {
+    double value;
+    int64_t j;
+} dm_ref_ranked;
+
+/* SPEC §4's selection on one row of n keys whose b' the caller put in row[j].value (min_value
+ * where masked): out[j * out_step] for j < n = among the `window` largest (NaN first, ties to the
+ * lower j) and not min_value, or (relu) b'_j > 0; then block smoothing when block_size > 0.
+ * Reorders row. */
+void dm_ref_wmask_row(dm_ref_ranked *row, int64_t n, int window, bool relu, int block_size,
+                      double min_value, unsigned char *out, int64_t out_step);
+
+/* Element off of a bias of dtype (f16, bf16, f32) as a double. */
+double dm_ref_wmask_bias_at(dm_dtype dtype, const void *bias, int64_t off);
+
+/* cu_seqlens on the host (ref_seqlens.c): B + 1 entries within [0, total] and non-decreasing, else
+ * DM_ERR_INVALID_ARG naming `name` and the entry (messages start with `call`). */
+dm_status dm_ref_check_cu_seqlens(dm_ctx *ctx, const char *call, const char *name,
+                                  const int32_t *cu, int64_t B, int64_t total);
+
+/* The window half of dm_ref_fwd_varlen (ref_fwd_varlen_window.c): for a call with window > 0,
+ * mask' into a buffer it allocates (*mask, freed by the caller; NULL when the window keeps every
+ * key) and *plain = the call without a window on mask'. */
+dm_status dm_ref_fwd_varlen_window_mask(dm_ctx *ctx, const dm_fwd_varlen_args *host_args,
+                                        dm_fwd_varlen_args *plain, unsigned char **mask);
 
 #endif
