@@ -519,6 +519,28 @@ $entry(const FwdParams $param)
     $store
 }]=]
 
+-- A varlen key-layout row with adjacent keys (Hm = 1, or stored head-major) starts wherever its
+-- sequence does: staged from the 16-byte aligned address before it, read `lead` bytes in.
+local stage_key_row = [=[
+// One tile of a key row whose keys are adjacent (a varlen key-layout mask or bias, kEsize bytes
+// a key) into shared memory. A sequence starts at any key, so the 16-byte chunks come from the
+// aligned address at or before key n0's, `lead` bytes early (the same for every tile: n0 x kEsize
+// is a multiple of 16): the reader starts at dst + lead. The library checked that the tensor's
+// base and head step are 16-byte aligned, so no chunk starts before the tensor. Keys from
+// `limit` on read nothing and are zero; the lead bytes are never read.
+template <int kEsize>
+__device__ __forceinline__ void stage_key_row(const unsigned char *row, int n0, int limit,
+                                              unsigned char *dst)
+{
+    static_assert(kBlockN * kEsize % 16 == 0, "every tile's lead is the row's");
+    constexpr int kRowChunks = kBlockN * kEsize / 16 + 1;  // + 1: the lead
+    const int lead = (int)((u64)row & 15);
+    const unsigned char *src = row - lead + (i64)n0 * kEsize;
+    const int end = lead + max(0, limit - n0) * kEsize;  // bytes from src that are keys < limit
+    for (int c = threadIdx.x; c < kRowChunks; c += kThreads)
+        cp_async16(smem_u32(dst + c * 16), src + c * 16, max(0, min(16, end - c * 16)));
+}]=]
+
 -- A decode split past its sequence's keys (splits are sized from the longest sequence, or the
 -- mean one's work): its rows' lse = -inf, which tells the combine to read none of its o, then out.
 local empty_split = [=[
@@ -654,9 +676,9 @@ local function pieces(v, pl)
     " * p.mask_stride[0] +\n" ..
     "                               (h / p.mask_head_div) * p.mask_stride[1];" ..
     (v.varlen and v.mask == "k" and
-      "\n// a sequence starts at any key: wide reads only where its row is aligned\n" ..
-      "p.mask_pairs = p.mask_pairs && (u64)mask_bh % 2 == 0;\n" ..
-      "p.mask_vec16 = p.mask_vec16 && (u64)mask_bh % 16 == 0;" or "") or ""
+      "\n// a sequence starts at any key: two-byte reads only where its row is aligned (a staged\n" ..
+      "// row starts at the aligned address before it: stage_key_row)\n" ..
+      "p.mask_pairs = p.mask_pairs && (u64)mask_bh % 2 == 0;" or "") or ""
   ps.bias_base = bias_on and common.fill([=[
 const i64 bias_off = $bb * p.bias_stride[0] + (h / p.bias_head_div) * p.bias_stride[1];
 const unsigned char *bias_bh =
@@ -665,9 +687,8 @@ unsigned char *sB_cur = sB, *sB_next = sB + kBiasRows * kBiasPitch;
 // staged by cp.async: 16-byte aligned rows, and room for fp32 ones when kBiasPitch has it
 $bias_staged]=],
     { bb = ps.bb, bias_staged = (v.varlen and v.bias == "k") and [[
-const bool bias_staged = p.bias_words ||  // strided keys: a word a key
-                         (p.bias_vec16 && (!p.bias_f32 || kBiasPitch >= kBlockN * 4) &&
-                          (u64)bias_bh % 16 == 0);  // a sequence starts at any key]] or
+// strided keys: a word a key; adjacent keys: the row from the aligned address before it
+const bool bias_staged = p.bias_words || p.bias_vec16;]] or
       "const bool bias_staged = p.bias_vec16 && (!p.bias_f32 || kBiasPitch >= kBlockN * 4);" })
     or ""
   ps.zero_pad_tiles = padded and "\n" .. pl.engine.zero_pad .. [=[
@@ -763,8 +784,9 @@ const bool cand_full =
     __syncthreads_and(p.mask_vec16 && cand < n_end && mask_chunks_full(sM));]=] or (v.varlen and v.mask == "k") and [=[
 __syncthreads();
 const int cand = n0 + kBlockN;  // the candidate next tile, its mask staged in sM
-const bool cand_full = cand < n_end && (p.mask_words ? mask_words_full(mask_bh, sM)
-                                                     : p.mask_vec16 && mask_tile_full(sM));]=] or [=[
+const bool cand_full =
+    cand < n_end && (p.mask_words ? mask_words_full(mask_bh, sM)
+                                  : p.mask_vec16 && mask_row_full(mask_bh, sM));]=] or [=[
 __syncthreads();
 const int cand = n0 + kBlockN;  // the candidate next tile, its mask staged in sM
 const bool cand_full = p.mask_vec16 && cand < n_end && mask_tile_full(sM);]=]
@@ -832,6 +854,7 @@ function M.emit(v)
   ptx.emit(buf, v.dtype, pl.engine.name == "mma.sync")  -- ldmatrix.trans, mma.sync: that engine's
   if v.varlen and (v.mask == "k" or v.bias == "k") then
     buf.add(ptx.cp_async4)  -- strided key rows staged a word a key
+    buf.add(stage_key_row)  -- adjacent ones from the aligned address before the sequence's key
   end
   pl.engine.emit_ptx(buf, v.dtype, pl)
   buf.add(pl.engine.tile_access)

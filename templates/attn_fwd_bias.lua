@@ -87,15 +87,7 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
 #pragma unroll
         for (int nt = 0; nt < kNTiles; nt++) {
             const int cc = nt * 8 + 2 * (lane % 4);  // two adjacent keys: one 8- or 4-byte read
-            if (kMode == 1) {
-                const float2 two = *(const float2 *)(sB + cc * 4);
-                kb[nt][0] = two.x;
-                kb[nt][1] = two.y;
-            }$word_read else {
-                const u32 two = *(const u32 *)(sB + cc * 2);
-                kb[nt][0] = elem_to_float((u16)(two & 0xffffu));
-                kb[nt][1] = elem_to_float((u16)(two >> 16));
-            }
+            $key_reads
         }
 #pragma unroll
         for (int mt = 0; mt < kMTiles; mt++)
@@ -167,6 +159,7 @@ __device__ __forceinline__ void add_bias_tile(const FwdParams &p, const unsigned
                                               bool staged, i64 off, int m0, int n0, int warp_row0,
                                               float (&s)[kMTiles][kNTiles][4])
 {
+    $staged_row
     if (!staged)
         add_bias<0>(p, sB, off, m0, n0, warp_row0, s);
     else if (p.bias_f32)
@@ -195,13 +188,34 @@ __device__ __forceinline__ void load_bias_words(const FwdParams &p, const unsign
     }
 }]=]
 
-local word_read = [=[
- else if (kMode == 3) {  // staged words: the key's 2 bytes at `half` of each
-                const int half = (int)(((u64)p.bias + off * 2) & 2) * 8;
-                const uint2 two = *(const uint2 *)(sB + cc * 4);
-                kb[nt][0] = elem_to_float((u16)(two.x >> half));
-                kb[nt][1] = elem_to_float((u16)(two.y >> half));
-            }]=]
+-- A tile's two keys of this thread from the staged key-side row: dense rows are 16-byte aligned
+-- (one 8- or 4-byte read); a varlen row starts `lead` bytes into its staged copy, at any even
+-- byte (one read a key), or is a word a key (strided keys, mode 3).
+local key_reads = {
+  dense = [=[
+if (kMode == 1) {
+    const float2 two = *(const float2 *)(sB + cc * 4);
+    kb[nt][0] = two.x;
+    kb[nt][1] = two.y;
+} else {
+    const u32 two = *(const u32 *)(sB + cc * 2);
+    kb[nt][0] = elem_to_float((u16)(two & 0xffffu));
+    kb[nt][1] = elem_to_float((u16)(two >> 16));
+}]=],
+  varlen = [=[
+if (kMode == 1) {  // (fp32 words are the staged fp32 row, lead 0)
+    kb[nt][0] = *(const float *)(sB + cc * 4);
+    kb[nt][1] = *(const float *)(sB + cc * 4 + 4);
+} else if (kMode == 3) {  // staged words: the key's 2 bytes at `half` of each
+    const int half = (int)(((u64)p.bias + off * 2) & 2) * 8;
+    const uint2 two = *(const uint2 *)(sB + cc * 4);
+    kb[nt][0] = elem_to_float((u16)(two.x >> half));
+    kb[nt][1] = elem_to_float((u16)(two.y >> half));
+} else {
+    kb[nt][0] = elem_to_float(*(const u16 *)(sB + cc * 2));
+    kb[nt][1] = elem_to_float(*(const u16 *)(sB + cc * 2 + 2));
+}]=],
+}
 
 function M.text(v)
   local strided = v.varlen and v.bias == "k"
@@ -209,9 +223,14 @@ function M.text(v)
     bias_index = strided and "off + (i64)j * p.bias_key_stride" or
       "off + (kBiasRows == 1 ? 0 : (i64)i * p.bias_stride[2]) + j",
     words_loader = strided and words_loader or "",
-    tile_words = strided and "if (p.bias_words) {  // strided keys: a word a key\n" ..
-      "    load_bias_words(p, bias_bh, n0, sB);\n    return;\n}" or "",
-    word_read = strided and word_read:gsub("^\n", "") or "",
+    tile_words = strided and "if (p.bias_words)  // strided keys: a word a key\n" ..
+      "    load_bias_words(p, bias_bh, n0, sB);\nelse if (p.bias_f32)  // adjacent keys: from " ..
+      "the aligned address before\n    stage_key_row<4>(bias_bh, n0, p.Lk, sB);\nelse\n" ..
+      "    stage_key_row<2>(bias_bh, n0, p.Lk, sB);\nreturn;" or "",
+    staged_row = strided and "// a varlen row starts `lead` bytes into its staged copy (stage_key_row; words: 0)\n" ..
+      "if (staged && !p.bias_words)\n" ..
+      "    sB += ((u64)p.bias + off * (p.bias_f32 ? 4 : 2)) & 15;" or "",
+    key_reads = strided and key_reads.varlen or key_reads.dense,
     word_mode = strided and "\n    else if (p.bias_words)\n" ..
       "        add_bias<3>(p, sB, off, m0, n0, warp_row0, s);" or "",
     mode3_doc = strided and ", 3 staged words (strided keys, q dtype)" or "",

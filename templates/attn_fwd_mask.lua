@@ -50,7 +50,7 @@ __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned
     const int lane = threadIdx.x % 32;
     MaskBits bits = 0;
     const unsigned char *row = kStaged ? sM - n0 : mask_bh;  // indexed by the absolute key j
-$word_shift
+    $word_shift
 #pragma unroll
     for (int nt = 0; nt < kNTiles; nt++) {
         unsigned m0b, m1b;
@@ -309,6 +309,17 @@ __device__ __forceinline__ bool mask_words_full(const unsigned char *mask_bh,
     for (int c = threadIdx.x % 32; c < kBlockN; c += 32)
         full &= ((*(const u32 *)(sM + c * 4) >> shift) & 0xffu) != 0;
     return __all_sync(0xffffffffu, full);
+}
+// Every key of the staged row visible (adjacent keys: stage_key_row, `lead` bytes in), by each
+// warp alone, as mask_words_full.
+__device__ __forceinline__ bool mask_row_full(const unsigned char *mask_bh, const unsigned char *sM)
+{
+    const unsigned char *row = sM + ((u64)mask_bh & 15);
+    bool full = true;
+#pragma unroll
+    for (int c = threadIdx.x % 32; c < kBlockN; c += 32)
+        full &= row[c] != 0;
+    return __all_sync(0xffffffffu, full);
 }]=]
 
 -- The candidate tile's mask (kMaskRows x kBlockN bytes) staged by cp.async with the K of the tile
@@ -357,7 +368,8 @@ local next_tile = [=[
 __device__ __forceinline__ int next_tile(const FwdParams &p, const unsigned char *mask_bh, int n,
                                          int n_end, int warp_row0, int m0, MaskBits &bits)
 {
-    if (p.mask_vec16) {  // many tiles per memory round trip, then this thread's bits of the one
+    // many tiles per memory round trip, then this thread's bits of the one
+    if ($scan_ok) {
         n = scan_visible(p, mask_bh, n, n_end, m0);
         bool any;
         bits = n < n_end ? load_mask<false>(p, mask_bh, nullptr, n, warp_row0, m0, any) : 0;
@@ -450,17 +462,25 @@ function M.text(v, pl)
   -- clears mask_pairs and mask_vec16 then, so only the byte reads above see it
   local strided = v.varlen and v.mask == "k"
   local pieces = {
-    word_shift = strided and "const int shift = mask_word_shift(mask_bh);  // p.mask_words" or "",
+    word_shift = strided and "const int shift = mask_word_shift(mask_bh);  // p.mask_words\n" ..
+      "const int lead = (int)((u64)mask_bh & 15);  // else the staged row's first key (stage_key_row)"
+      or "",
     read_pair = strided and [[
 if (kStaged && p.mask_words) {  // the staged words: the key's byte at `shift`
     const uint2 two = *(const uint2 *)(sM + (nt * 8 + 2 * (lane % 4)) * 4);
     m0b = (two.x >> shift) & 0xffu;
     m1b = (two.y >> shift) & 0xffu;
+} else if (kStaged) {  // the staged row, `lead` bytes in: any alignment, so byte reads
+    const unsigned char *b = sM + lead + nt * 8 + 2 * (lane % 4);
+    m0b = b[0];
+    m1b = b[1];
 } else {
-    read_mask_pair<kStaged>(p, row, n0 + nt * 8 + 2 * (lane % 4), m0b, m1b);
+    read_mask_pair<false>(p, row, n0 + nt * 8 + 2 * (lane % 4), m0b, m1b);
 }]] or "read_mask_pair<kStaged>(p, row, n0 + nt * 8 + 2 * (lane % 4), m0b, m1b);",
-    tile_words = strided and "if (p.mask_words) {  // strided keys: a word a key\n" ..
-      "    load_mask_words(p, mask_bh, n0, sM);\n    return;\n}" or "",
+    tile_words = strided and "if (p.mask_words)  // strided keys: a word a key\n" ..
+      "    load_mask_words(p, mask_bh, n0, sM);\nelse  // adjacent keys: from the aligned address " ..
+      "before the row\n    stage_key_row<1>(mask_bh, n0, p.Lk, sM);\nreturn;" or "",
+    scan_ok = strided and "p.mask_vec16 && (u64)mask_bh % 16 == 0" or "p.mask_vec16",
     -- a key mask's candidate is one row every warp reads whole: a warp's vote is the block's
     cand_vote = v.mask == "k" and
       "if (__any_sync(0xffffffffu, cand_any)) {  // one key row: every warp's vote is the block's" or
@@ -494,8 +514,8 @@ return p.mask_vec16 ? load_mask<true>(p, mask_bh, sM, cand, warp_row0, m0, any)
   if strided then
     parts[#parts + 1] = words
   end
-  for _, t in ipairs({ common.fill(vote[v.mask], pieces), common.fill(tile, pieces), next_tile,
-      common.fill(choose_next, pieces) }) do
+  for _, t in ipairs({ common.fill(vote[v.mask], pieces), common.fill(tile, pieces),
+      common.fill(next_tile, pieces), common.fill(choose_next, pieces) }) do
     parts[#parts + 1] = t
   end
   return table.concat(parts, "\n")
