@@ -527,7 +527,9 @@ local stage_key_row = [=[
 // aligned address at or before key n0's, `lead` bytes early (the same for every tile: n0 x kEsize
 // is a multiple of 16): the reader starts at dst + lead. The library checked that the tensor's
 // base and head step are 16-byte aligned, so no chunk starts before the tensor. Keys from
-// `limit` on read nothing and are zero; the lead bytes are never read.
+// `limit` on read nothing and are zero (the chunk holding the last key byte by byte: a 16-byte
+// cp.async with fewer source bytes is, to compute-sanitizer, a read of 16); the lead bytes are
+// never read.
 template <int kEsize>
 __device__ __forceinline__ void stage_key_row(const unsigned char *row, int n0, int limit,
                                               unsigned char *dst)
@@ -537,8 +539,15 @@ __device__ __forceinline__ void stage_key_row(const unsigned char *row, int n0, 
     const int lead = (int)((u64)row & 15);
     const unsigned char *src = row - lead + (i64)n0 * kEsize;
     const int end = lead + max(0, limit - n0) * kEsize;  // bytes from src that are keys < limit
-    for (int c = threadIdx.x; c < kRowChunks; c += kThreads)
-        cp_async16(smem_u32(dst + c * 16), src + c * 16, max(0, min(16, end - c * 16)));
+    for (int c = threadIdx.x; c < kRowChunks; c += kThreads) {
+        const int have = end - c * 16;  // bytes of this chunk that are keys < limit
+        if (have >= 16) {
+            cp_async16(smem_u32(dst + c * 16), src + c * 16, 16);
+        } else {
+            for (int e = 0; e < 16; e++)
+                dst[c * 16 + e] = e < have ? src[c * 16 + e] : 0;
+        }
+    }
 }]=]
 
 -- A decode split past its sequence's keys (splits are sized from the longest sequence, or the

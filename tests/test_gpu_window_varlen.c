@@ -71,6 +71,17 @@ static void check(const wv_spec *s, const char *label)
     }
     fprintf(stderr, "%-34s %s out=%zu kept=%ld mismatches=%ld\n", label, bad ? "FAIL" : "ok  ",
             c.out_elems, kept, bad);
+    if (bad) { /* where: true bytes per 256-byte stretch from the first mismatch, gpu / ref */
+        for (long e0 = first - first % 256, n = 0; n < 12 && e0 < (long)c.out_elems; n++, e0 += 256) {
+            int g = 0, w = 0;
+            for (long e = e0; e < e0 + 256 && e < (long)c.out_elems; e++) {
+                g += gpu[e] == 1;
+                w += want[e] == 1;
+            }
+            fprintf(stderr, "  bytes %ld..: true gpu %d ref %d (first gpu byte %d)\n", e0, g, w,
+                    gpu[e0]);
+        }
+    }
     ck_assert_msg(bad == 0,
                   "%s: %s [seed %llu]: %ld bytes differ from the reference, first at %ld (gpu %d, "
                   "ref %d)",

@@ -53,7 +53,10 @@ static inline uint64_t wv_rng(uint64_t *s)
     return *s * 2685821657736338717ull;
 }
 
-static inline size_t wv_elem_bytes(dm_dtype t) { return t == DM_F32 ? 4 : t == DM_BOOL ? 1 : 2; }
+static inline size_t wv_elem_bytes(dm_dtype t)
+{
+    return t == DM_F32 || t == DM_I32 ? 4 : t == DM_BOOL ? 1 : 2; /* cu_seqlens: int32 */
+}
 
 static inline void wv_put(dm_dtype t, void *buf, size_t i, double v)
 {

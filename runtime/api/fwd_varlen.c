@@ -182,6 +182,12 @@ dm_status dm_fwd_varlen(dm_ctx *ctx, const dm_fwd_varlen_args *args, CUstream st
     dm_status st = dm_fwd_varlen_check(ctx, CALL, args, &plan);
     if (st != DM_OK)
         return st;
+    if (args->window > 0) { /* the window's own rules (SPEC §4), before the driver is asked */
+        dm_window_mask_varlen_args w = dm_fwd_varlen_window_args(args);
+        dm_wmask_varlen_plan wplan;
+        if ((st = dm_wmask_varlen_check(ctx, CALL, &w, false, &wplan)) != DM_OK)
+            return st;
+    }
     /* Only the kernels read cu_seqlens: host memory there would fault on the device. Asked even
      * of an empty batch, so a call that passes empty passes full. */
     if ((st = dm_check_device_readable(ctx, CALL, "cu_seqlens_q", &args->cu_seqlens_q)) != DM_OK ||

@@ -10,6 +10,7 @@
 
 #include "attn_check.h"
 #include "fwd_varlen_plan.h"
+#include "seqlens_check.h"
 #include "tensor_check.h"
 
 static const char *const q_dims[] = {"total_q", "H", "D"};
@@ -61,31 +62,6 @@ static dm_status check_mask_rank(dm_ctx *ctx, const char *call, const char *name
     }
     return dm_check_optional(ctx, call, name, t, t->rank == 2 ? 2 : 3,
                              "(total_q, Hm, max_seqlen_k) or rank 2 (total_k, Hm)", present);
-}
-
-/* max_seqlen_q or max_seqlen_k against its total. The one bound on it the host can see without
- * reading cu_seqlens: B sequences share `total` tokens, so the longest holds at least
- * ceil(total / B), and no sequence holds more than total. */
-static dm_status check_max_seqlen(dm_ctx *ctx, const char *call, const char *name, int64_t max,
-                                  const char *total_name, int64_t total, int64_t B)
-{
-    int64_t least = (total + B - 1) / B; /* total <= INT32_MAX, 1 <= B <= DM_GRID_YZ_MAX */
-
-    if (max < 0)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: %s = %" PRId64 ": expected >= 0", call,
-                            name, max);
-    if (max > total)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: %s = %" PRId64 ": expected at most %s = %" PRId64
-                            " (a sequence cannot be longer than the whole batch)",
-                            call, name, max, total_name, total);
-    if (max < least)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: %s = %" PRId64 ": expected at least ceil(%s / B) = %" PRId64
-                            " (B = %" PRId64 " sequences share %s = %" PRId64
-                            ", so the longest holds at least that many)",
-                            call, name, max, total_name, least, B, total_name, total);
-    return DM_OK;
 }
 
 /* mask or bias, rank 3 (query-based) or rank 2 (key-based): the first dimension, the heads Hm and
@@ -177,12 +153,6 @@ dm_status dm_fwd_varlen_check(dm_ctx *ctx, const char *call, const dm_fwd_varlen
     if ((st = dm_check_attn_dtypes(ctx, call, q, k, v, o, has_mask ? mask : NULL,
                                    has_bias ? bias : NULL, p.has_lse ? lse : NULL)) != DM_OK)
         return st;
-    if (cu_q->dtype != DM_I32)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: cu_seqlens_q.dtype = %s: expected i32",
-                            call, dm_dtype_name(cu_q->dtype));
-    if (cu_k->dtype != DM_I32)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: cu_seqlens_k.dtype = %s: expected i32",
-                            call, dm_dtype_name(cu_k->dtype));
 
     /* Shapes of q, k, v, o. */
     if ((st = check_sizes(ctx, call, "q", q, q_dims, "cu_seqlens_q")) != DM_OK ||
@@ -198,18 +168,10 @@ dm_status dm_fwd_varlen_check(dm_ctx *ctx, const char *call, const dm_fwd_varlen
     if ((st = dm_check_attn_heads(ctx, call, q, k, v, o, 1)) != DM_OK)
         return st;
 
-    /* cu_seqlens and max_seqlen: B comes from cu_seqlens_q. */
-    if (cu_q->shape[0] < 2)
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: cu_seqlens_q.shape[0] = %" PRId64
-                            ": expected B + 1 >= 2 (B >= 1 sequences, offsets from 0 to total_q)",
-                            call, cu_q->shape[0]);
-    if (cu_k->shape[0] != cu_q->shape[0])
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: cu_seqlens_k.shape[0] = %" PRId64 ": expected B + 1 = %" PRId64
-                            " (cu_seqlens_q's length)",
-                            call, cu_k->shape[0], cu_q->shape[0]);
-    p.B = cu_q->shape[0] - 1;
+    /* cu_seqlens and max_seqlen: B comes from cu_seqlens_q (the rules dm_window_mask_varlen
+     * shares: seqlens_check.c). */
+    if ((st = dm_check_cu_seqlens(ctx, call, cu_q, cu_k, &p.B)) != DM_OK)
+        return st;
     if (p.B > DM_GRID_YZ_MAX)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "%s: cu_seqlens_q.shape[0] = %" PRId64
@@ -218,10 +180,10 @@ dm_status dm_fwd_varlen_check(dm_ctx *ctx, const char *call, const dm_fwd_varlen
                             call, cu_q->shape[0], DM_GRID_YZ_MAX + 1);
     p.max_seqlen_q = args->max_seqlen_q;
     p.max_seqlen_k = args->max_seqlen_k;
-    if ((st = check_max_seqlen(ctx, call, "max_seqlen_q", p.max_seqlen_q, "total_q", p.total_q,
-                               p.B)) != DM_OK ||
-        (st = check_max_seqlen(ctx, call, "max_seqlen_k", p.max_seqlen_k, "total_k", p.total_k,
-                               p.B)) != DM_OK)
+    if ((st = dm_check_max_seqlen(ctx, call, "max_seqlen_q", p.max_seqlen_q, "total_q",
+                                  p.total_q, p.B)) != DM_OK ||
+        (st = dm_check_max_seqlen(ctx, call, "max_seqlen_k", p.max_seqlen_k, "total_k",
+                                  p.total_k, p.B)) != DM_OK)
         return st;
 
     /* Shapes of mask, bias, lse. */
@@ -249,9 +211,7 @@ dm_status dm_fwd_varlen_check(dm_ctx *ctx, const char *call, const dm_fwd_varlen
     if ((st = dm_check_input_rows(ctx, call, "q", q)) != DM_OK ||
         (st = dm_check_input_rows(ctx, call, "k", k)) != DM_OK ||
         (st = dm_check_input_rows(ctx, call, "v", v)) != DM_OK ||
-        (st = dm_check_output_rows(ctx, call, "o", o)) != DM_OK ||
-        (st = dm_check_input_keys(ctx, call, "cu_seqlens_q", cu_q)) != DM_OK ||
-        (st = dm_check_input_keys(ctx, call, "cu_seqlens_k", cu_k)) != DM_OK)
+        (st = dm_check_output_rows(ctx, call, "o", o)) != DM_OK)
         return st;
     if (has_mask && (st = p.mask_layout == DM_LAYOUT_Q
                               ? dm_check_input_keys(ctx, call, "mask", mask)

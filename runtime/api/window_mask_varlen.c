@@ -5,6 +5,7 @@
  * (a long decode row is one block re-reading its keys per digit: correct, not yet fast). */
 #include <string.h>
 
+#include "device_check.h"
 #include "kernel_params.h"
 #include "kernels.h"
 #include "wmask_plan.h"
@@ -107,6 +108,10 @@ dm_status dm_window_mask_varlen(dm_ctx *ctx, const dm_window_mask_varlen_args *a
     *applied = 0;
     dm_status st = dm_wmask_varlen_check(ctx, CALL, args, true, &plan);
     if (st != DM_OK || !plan.applied)
+        return st;
+    /* the kernel reads cu_seqlens: memory the device cannot address would fault there */
+    if ((st = dm_check_device_readable(ctx, CALL, "cu_seqlens_q", &args->cu_seqlens_q)) != DM_OK ||
+        (st = dm_check_device_readable(ctx, CALL, "cu_seqlens_k", &args->cu_seqlens_k)) != DM_OK)
         return st;
     if ((st = dm_ctx_enter(ctx, CALL)) != DM_OK)
         return st;
