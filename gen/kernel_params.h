@@ -45,10 +45,12 @@
     X(F32, softcap, 1, "") \
     X(I32, bias_f32, 1, "bias stored as fp32, not q's dtype") \
     X(I32, bias_vec16, 1, \
-      "bias rows start 16-byte aligned: a q-layout bias tile can go by cp.async") \
+      "bias rows start 16-byte aligned: a q-layout bias tile can go by cp.async (k layout: " \
+      "the base is, and the key row is staged from the aligned address before it)") \
     X(I32, mask_pairs, 1, "mask rows start 2-byte aligned: two keys per load") \
     X(I32, mask_vec16, 1, \
-      "mask rows start 16-byte aligned: a q-layout mask tile can go by cp.async") \
+      "mask rows start 16-byte aligned: a q-layout mask tile can go by cp.async (k layout: " \
+      "the base is, and the key row is staged from the aligned address before it)") \
     X(F32, scale, 1, "scores with a bias or softcap stage stay in natural units") \
     X(F32, softcap_k, 1, "2 * log2(e) / softcap: tanh on ex2 (0 when softcap is off)") \
     X(U64, cu_seqlens_q, 1, "varlen: int32 (B + 1) prefix of query counts; batch index = token") \

@@ -46,8 +46,9 @@ local function plan(v, row)
   -- staged bias: rows of block_n values plus 16 bytes (banks), two buffers; at 2 bytes a value
   -- an fp32 bias is read from global instead
   pl.bias_rows = v.bias == "q" and pl.block_m or v.bias == "k" and 1 or 0
-  -- (a varlen key-layout bias: 4 bytes a key, for strided keys staged a word a key)
-  local bias_word = row.bias_stage_f32 or (v.varlen and v.bias == "k")
+  -- (a key-layout bias: room for 4 bytes a key, an fp32 row from the aligned address before it or
+  -- for strided varlen keys a word a key)
+  local bias_word = row.bias_stage_f32 or v.bias == "k"
   pl.bias_pitch = v.bias ~= "none" and row.block_n * (bias_word and 4 or 2) + 16 or 0
   pl.bias_smem = 2 * pl.bias_rows * pl.bias_pitch
   pl.mask_rows = v.mask == "q" and pl.block_m or v.mask == "k" and 1 or 0
@@ -519,11 +520,12 @@ $entry(const FwdParams $param)
     $store
 }]=]
 
--- A varlen key-layout row with adjacent keys (Hm = 1, or stored head-major) starts wherever its
--- sequence does: staged from the 16-byte aligned address before it, read `lead` bytes in.
+-- A key-layout row with adjacent keys starts wherever its batch entry, head or varlen sequence
+-- does (a row of Lk keys: 16-byte aligned only when Lk is a multiple of 8 or 16): staged from the
+-- 16-byte aligned address before it, read `lead` bytes in.
 local stage_key_row = [=[
-// One tile of a key row whose keys are adjacent (a varlen key-layout mask or bias, kEsize bytes
-// a key) into shared memory. A sequence starts at any key, so the 16-byte chunks come from the
+// One tile of a key row whose keys are adjacent (a key-layout mask or bias, kEsize bytes a key)
+// into shared memory. A row starts at any key, so the 16-byte chunks come from the
 // aligned address at or before key n0's, `lead` bytes early (the same for every tile: n0 x kEsize
 // is a multiple of 16): the reader starts at dst + lead. The library checked that the tensor's
 // base and head step are 16-byte aligned, so no chunk starts before the tensor. Keys from
@@ -795,7 +797,10 @@ __syncthreads();
 const int cand = n0 + kBlockN;  // the candidate next tile, its mask staged in sM
 const bool cand_full =
     cand < n_end && (p.mask_words ? mask_words_full(mask_bh, sM)
-                                  : p.mask_vec16 && mask_row_full(mask_bh, sM));]=] or [=[
+                                  : p.mask_vec16 && mask_row_full(mask_bh, sM));]=] or v.mask == "k" and [=[
+__syncthreads();
+const int cand = n0 + kBlockN;  // the candidate next tile, its mask staged in sM
+const bool cand_full = p.mask_vec16 && cand < n_end && mask_row_full(mask_bh, sM);]=] or [=[
 __syncthreads();
 const int cand = n0 + kBlockN;  // the candidate next tile, its mask staged in sM
 const bool cand_full = p.mask_vec16 && cand < n_end && mask_tile_full(sM);]=]
@@ -863,7 +868,9 @@ function M.emit(v)
   ptx.emit(buf, v.dtype, pl.engine.name == "mma.sync")  -- ldmatrix.trans, mma.sync: that engine's
   if v.varlen and (v.mask == "k" or v.bias == "k") then
     buf.add(ptx.cp_async4)  -- strided key rows staged a word a key
-    buf.add(stage_key_row)  -- adjacent ones from the aligned address before the sequence's key
+  end
+  if v.mask == "k" or v.bias == "k" then
+    buf.add(stage_key_row)  -- adjacent keys from the aligned address before the row's first
   end
   pl.engine.emit_ptx(buf, v.dtype, pl)
   buf.add(pl.engine.tile_access)

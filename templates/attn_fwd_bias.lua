@@ -202,6 +202,14 @@ if (kMode == 1) {
     kb[nt][0] = elem_to_float((u16)(two & 0xffffu));
     kb[nt][1] = elem_to_float((u16)(two >> 16));
 }]=],
+  row = [=[
+if (kMode == 1) {
+    kb[nt][0] = *(const float *)(sB + cc * 4);
+    kb[nt][1] = *(const float *)(sB + cc * 4 + 4);
+} else {
+    kb[nt][0] = elem_to_float(*(const u16 *)(sB + cc * 2));
+    kb[nt][1] = elem_to_float(*(const u16 *)(sB + cc * 2 + 2));
+}]=],
   varlen = [=[
 if (kMode == 1) {  // (fp32 words are the staged fp32 row, lead 0)
     kb[nt][0] = *(const float *)(sB + cc * 4);
@@ -226,11 +234,16 @@ function M.text(v)
     tile_words = strided and "if (p.bias_words)  // strided keys: a word a key\n" ..
       "    load_bias_words(p, bias_bh, n0, sB);\nelse if (p.bias_f32)  // adjacent keys: from " ..
       "the aligned address before\n    stage_key_row<4>(bias_bh, n0, p.Lk, sB);\nelse\n" ..
-      "    stage_key_row<2>(bias_bh, n0, p.Lk, sB);\nreturn;" or "",
+      "    stage_key_row<2>(bias_bh, n0, p.Lk, sB);\nreturn;" or
+      v.bias == "k" and "if (p.bias_f32)  // from the aligned address before the row\n" ..
+      "    stage_key_row<4>(bias_bh, n0, p.Lk, sB);\nelse\n    stage_key_row<2>(bias_bh, n0, p.Lk, sB);\n" ..
+      "return;" or "",
     staged_row = strided and "// a varlen row starts `lead` bytes into its staged copy (stage_key_row; words: 0)\n" ..
       "if (staged && !p.bias_words)\n" ..
+      "    sB += ((u64)p.bias + off * (p.bias_f32 ? 4 : 2)) & 15;" or
+      v.bias == "k" and "// the row starts `lead` bytes into its staged copy (stage_key_row)\nif (staged)\n" ..
       "    sB += ((u64)p.bias + off * (p.bias_f32 ? 4 : 2)) & 15;" or "",
-    key_reads = strided and key_reads.varlen or key_reads.dense,
+    key_reads = strided and key_reads.varlen or v.bias == "k" and key_reads.row or key_reads.dense,
     word_mode = strided and "\n    else if (p.bias_words)\n" ..
       "        add_bias<3>(p, sB, off, m0, n0, warp_row0, s);" or "",
     mode3_doc = strided and ", 3 staged words (strided keys, q dtype)" or "",

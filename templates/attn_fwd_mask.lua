@@ -79,16 +79,6 @@ __device__ __forceinline__ bool mask_bit(MaskBits bits, int mt, int hf, int nt, 
     return (bits >> (nt * 2 + c)) & 1u;
 }
 
-// Every byte of the staged row true. Each warp reads the whole row, so every warp reaches the
-// same answer without a barrier.
-__device__ __forceinline__ bool mask_tile_full(const unsigned char *sM)
-{
-    bool full = true;
-#pragma unroll
-    for (int b = (threadIdx.x % 32) * 4; b < kBlockN; b += 128)
-        full &= no_zero_byte(*(const u32 *)(sM + b));
-    return __all_sync(0xffffffffu, full);
-}
 // The first tile at or after n (a multiple of kBlockN from it) with a visible key, n_end if none:
 // each thread reads one 16-byte chunk, so one memory round trip covers kScanTiles tiles, and a
 // run of all-false tiles costs one round trip per kScanTiles, not one per tile. Rows must be
@@ -310,8 +300,12 @@ __device__ __forceinline__ bool mask_words_full(const unsigned char *mask_bh,
         full &= ((*(const u32 *)(sM + c * 4) >> shift) & 0xffu) != 0;
     return __all_sync(0xffffffffu, full);
 }
+]=]
+
+-- A key row with adjacent keys, staged from the aligned address before it (stage_key_row).
+local row_full = [=[
 // Every key of the staged row visible (adjacent keys: stage_key_row, `lead` bytes in), by each
-// warp alone, as mask_words_full.
+// warp alone, as mask_words_full does.
 __device__ __forceinline__ bool mask_row_full(const unsigned char *mask_bh, const unsigned char *sM)
 {
     const unsigned char *row = sM + ((u64)mask_bh & 15);
@@ -320,7 +314,8 @@ __device__ __forceinline__ bool mask_row_full(const unsigned char *mask_bh, cons
     for (int c = threadIdx.x % 32; c < kBlockN; c += 32)
         full &= row[c] != 0;
     return __all_sync(0xffffffffu, full);
-}]=]
+}
+]=]
 
 -- The candidate tile's mask (kMaskRows x kBlockN bytes) staged by cp.async with the K of the tile
 -- before it, so the vote on it reads shared memory.
@@ -464,7 +459,7 @@ function M.text(v, pl)
   local pieces = {
     word_shift = strided and "const int shift = mask_word_shift(mask_bh);  // p.mask_words\n" ..
       "const int lead = (int)((u64)mask_bh & 15);  // else the staged row's first key (stage_key_row)"
-      or "",
+      or "const int lead = (int)((u64)mask_bh & 15);  // the staged row's first key (stage_key_row)",
     read_pair = strided and [[
 if (kStaged && p.mask_words) {  // the staged words: the key's byte at `shift`
     const uint2 two = *(const uint2 *)(sM + (nt * 8 + 2 * (lane % 4)) * 4);
@@ -476,11 +471,20 @@ if (kStaged && p.mask_words) {  // the staged words: the key's byte at `shift`
     m1b = b[1];
 } else {
     read_mask_pair<false>(p, row, n0 + nt * 8 + 2 * (lane % 4), m0b, m1b);
-}]] or "read_mask_pair<kStaged>(p, row, n0 + nt * 8 + 2 * (lane % 4), m0b, m1b);",
+}]] or [[
+if (kStaged) {  // the staged row, `lead` bytes in: any alignment, so byte reads
+    const unsigned char *b = sM + lead + nt * 8 + 2 * (lane % 4);
+    m0b = b[0];
+    m1b = b[1];
+} else {
+    read_mask_pair<false>(p, row, n0 + nt * 8 + 2 * (lane % 4), m0b, m1b);
+}]],
     tile_words = strided and "if (p.mask_words)  // strided keys: a word a key\n" ..
       "    load_mask_words(p, mask_bh, n0, sM);\nelse  // adjacent keys: from the aligned address " ..
-      "before the row\n    stage_key_row<1>(mask_bh, n0, p.Lk, sM);\nreturn;" or "",
-    scan_ok = strided and "p.mask_vec16 && (u64)mask_bh % 16 == 0" or "p.mask_vec16",
+      "before the row\n    stage_key_row<1>(mask_bh, n0, p.Lk, sM);\nreturn;" or
+      v.mask == "k" and "stage_key_row<1>(mask_bh, n0, p.Lk, sM);  // from the aligned address " ..
+      "before the row\nreturn;" or "",
+    scan_ok = v.mask == "k" and "p.mask_vec16 && (u64)mask_bh % 16 == 0" or "p.mask_vec16",
     -- a key mask's candidate is one row every warp reads whole: a warp's vote is the block's
     cand_vote = v.mask == "k" and
       "if (__any_sync(0xffffffffu, cand_any)) {  // one key row: every warp's vote is the block's" or
@@ -513,6 +517,9 @@ return p.mask_vec16 ? load_mask<true>(p, mask_bh, sM, cand, warp_row0, m0, any)
   local parts = { common.fill(vote_common, pieces) }
   if strided then
     parts[#parts + 1] = words
+  end
+  if v.mask == "k" then
+    parts[#parts + 1] = row_full
   end
   for _, t in ipairs({ common.fill(vote[v.mask], pieces), common.fill(tile, pieces),
       common.fill(next_tile, pieces), common.fill(choose_next, pieces) }) do

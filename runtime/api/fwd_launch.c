@@ -59,11 +59,18 @@ static void fill_params(const dm_fwd_args *a, const dm_fwd_plan *p, dm_fwd_param
     k->mask_key_stride = 1;
     k->bias_key_stride = 1;
     k->bias_f32 = p->bias_dtype == DM_F32;
-    if (p->bias_layout != DM_LAYOUT_NONE)
+    /* A key layout's one row is staged from the aligned address at or before its first key
+     * (templates: stage_key_row), wherever the row starts: only the base must be aligned, so
+     * that no copy starts before the tensor. */
+    if (p->bias_layout == DM_LAYOUT_K)
+        k->bias_vec16 = (uintptr_t)a->bias.data % 16 == 0;
+    else if (p->bias_layout != DM_LAYOUT_NONE)
         k->bias_vec16 = dm_rows_aligned(a->bias.data, p->bias_stride, k->bias_f32 ? 4 : 2, 16);
     if (p->mask_layout != DM_LAYOUT_NONE) {
         k->mask_pairs = dm_rows_aligned(a->mask.data, p->mask_stride, 1, 2);
-        k->mask_vec16 = dm_rows_aligned(a->mask.data, p->mask_stride, 1, 16);
+        k->mask_vec16 = p->mask_layout == DM_LAYOUT_K
+                            ? (uintptr_t)a->mask.data % 16 == 0
+                            : dm_rows_aligned(a->mask.data, p->mask_stride, 1, 16);
     }
 }
 
