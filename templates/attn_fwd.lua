@@ -46,15 +46,17 @@ local function plan(v, row)
   -- staged bias: rows of block_n values plus 16 bytes (banks), two buffers; at 2 bytes a value
   -- an fp32 bias is read from global instead
   pl.bias_rows = v.bias == "q" and pl.block_m or v.bias == "k" and 1 or 0
-  -- (a key-layout bias: room for 4 bytes a key, an fp32 row from the aligned address before it or
-  -- for strided varlen keys a word a key)
-  local bias_word = row.bias_stage_f32 or v.bias == "k"
-  pl.bias_pitch = v.bias ~= "none" and row.block_n * (bias_word and 4 or 2) + 16 or 0
+  -- A varlen key-layout bias: 4 bytes a key without the bank padding (one row), for strided keys
+  -- staged a word a key. Shared memory decides blocks an SM here: the sm90a 64x128 key-layout
+  -- kernels hold two at 115712 bytes or less (2 x (smem + 1 KB reserved) <= 228 KB), which the
+  -- dense ones meet and 512 more bytes of pitch broke (0.7x: bench/NOTES.md, issue 15 session 10).
+  pl.bias_pitch = v.bias == "none" and 0 or row.bias_stage_f32 and 4 * row.block_n + 16 or
+    (v.varlen and v.bias == "k") and 4 * row.block_n or 2 * row.block_n + 16
   pl.bias_smem = 2 * pl.bias_rows * pl.bias_pitch
   pl.mask_rows = v.mask == "q" and pl.block_m or v.mask == "k" and 1 or 0
   -- staged rows of block_n bytes plus 16 (banks); a varlen key-layout mask: 4 bytes a key, for
   -- strided keys staged a word a key
-  pl.mask_pitch = (v.varlen and v.mask == "k") and 4 * row.block_n + 16 or row.block_n + 16
+  pl.mask_pitch = (v.varlen and v.mask == "k") and 4 * row.block_n or row.block_n + 16
   pl.mask_smem = pl.mask_rows * pl.mask_pitch
   -- the key-mask scan's ballots go in the dynamic array where its alignment is declared (a static
   -- array would move its base), else static (attn_fwd_mask.lua)
@@ -116,7 +118,7 @@ static_assert(kHeadDim % $step == 0 && kHeadDim <= $max, "head_dim a multiple of
         "kBlockM (q layout) or 1 (k)" },
       mask_on and (pl.mask_pitch == pl.block_n + 16 and
         { "constexpr int kMaskPitch = kBlockN + 16;", "bytes per staged row (+16: banks)" } or
-        { "constexpr int kMaskPitch = 4 * kBlockN + 16;", "a word a key (strided keys), +16" }),
+        { "constexpr int kMaskPitch = 4 * kBlockN;", "a word a key (strided keys): one row" }),
       mask_on and { "constexpr int kSmemMaskAt = " .. mask_at .. ";", "the candidate tile's mask" },
       mask_on and "constexpr int kSmemMask = kMaskRows * kMaskPitch;",
       pl.scan_smem > 0 and { "constexpr int kSmemScanAt = kSmemMaskAt + kSmemMask;",
@@ -699,7 +701,9 @@ unsigned char *sB_cur = sB, *sB_next = sB + kBiasRows * kBiasPitch;
 $bias_staged]=],
     { bb = ps.bb, bias_staged = (v.varlen and v.bias == "k") and [[
 // strided keys: a word a key; adjacent keys: the row from the aligned address before it
-const bool bias_staged = p.bias_words || p.bias_vec16;]] or
+// (an fp32 row from before its first key needs 4 x kBlockN + 16 bytes: bias_stage_f32 rows)
+const bool bias_staged =
+    p.bias_words || (p.bias_vec16 && (!p.bias_f32 || kBiasPitch >= kBlockN * 4 + 16));]] or
       "const bool bias_staged = p.bias_vec16 && (!p.bias_f32 || kBiasPitch >= kBlockN * 4);" })
     or ""
   ps.zero_pad_tiles = padded and "\n" .. pl.engine.zero_pad .. [=[
