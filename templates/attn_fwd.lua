@@ -110,7 +110,8 @@ static_assert(kHeadDim % $step == 0 && kHeadDim <= $max, "head_dim a multiple of
       bias_on and { "constexpr int kBiasRows = " .. pl.bias_rows .. ";",
         "kBlockM (q layout) or 1 (k)" },
       bias_on and { "constexpr int kBiasPitch = " .. pl.bias_pitch .. ";",
-        "bytes per staged row (+16: banks)" },
+        pl.bias_pitch % 32 == 16 and "bytes per staged row (+16: banks)" or
+        "bytes per staged row: 4 a key (one row)" },
       bias_on and { "constexpr int kSmemBiasAt = " .. bias_at .. ";",
         "this tile's and the next one's" },
       bias_on and "constexpr int kSmemBias = 2 * kBiasRows * kBiasPitch;",

@@ -103,7 +103,8 @@ __device__ __forceinline__ void add_bias(const FwdParams &p, const unsigned char
         // a load (rows 0-7 and 8-15 of key block nt; lanes 0-15 give the row addresses, 16-byte
         // aligned, 8 rows on 8 bank groups as kBiasPitch is an odd multiple of 16): half the
         // shared loads of one 4-byte read per two keys (x4, two key blocks a load, spilled)
-        static_assert(kBiasPitch % 32 == 16, "ldmatrix rows on distinct bank groups");
+        static_assert(kBiasRows == 1 || kBiasPitch % 32 == 16,  // (a key row: this is not taken)
+                      "ldmatrix rows on distinct bank groups");
         const u32 base = smem_u32(sB) + (warp_row0 + lane % 16) * kBiasPitch;
 #pragma unroll
         for (int mt = 0; mt < kMTiles; mt++)
