@@ -5,10 +5,10 @@
 # compare.py's cases (dm_fwd_varlen next to Flex and SDPA), and a short table last.
 #   run(command="bash bench/varlen_check.sh", carry=["build"])
 # Each step has its own time limit, so that a slow one leaves the others their turn: CTEST_S
-# (default 120), BENCH_S (40, each of six dmbench sweeps), COMPARE_S (180): 9 minutes at worst,
-# inside the device tool's 10; most of it is first-call JIT and Flex compiles. COMPARE=0 skips
-# compare.py, COMPARE_CASES picks its cases (default varlen: all of them). Logs, CSV and JSON go
-# to one tarball in $OUT (the device tool returns few files).
+# (default 120), BENCH_S (40, each of eight dmbench sweeps; most take under 10), COMPARE_S (180):
+# about 6 minutes in practice, inside the device tool's 10; most of it is first-call JIT and Flex
+# compiles. COMPARE=0 skips compare.py, COMPARE_CASES picks its cases (default varlen: all of
+# them). Logs, CSV and JSON go to one tarball in $OUT (the device tool returns few files).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 logs=/tmp/dmattn-varlen-check
@@ -57,6 +57,12 @@ run_bench() { # NAME ARGS...: one dmbench sweep, its table in NAME.txt, CSV in N
     # 3. varlen prefill, and dense dm_fwd on the same work
     run_bench prefill --varlen --seqlens 16x256..4096 --q-per-seq same --mask none --causal 0,1
     run_bench prefill-dense --B 16 --L "$rms" --H 32 --Hkv 8 --bias k --Hm kv --causal 0,1
+    # the decode batches with a learned-looking key mask (random, 95% true: every tile a vote),
+    # and the mixed batch's split count (0 = the library's choice) against forced ones
+    run_bench decode-random --varlen --copy-bw --seqlens 64x4096 --seqlens 64x512..16384 \
+        --q-per-seq 8 --mask-density 0.95 --Hm kv,1
+    run_bench mixed-splits --varlen --copy-bw --seqlens 64x512..16384 --q-per-seq 8 \
+        --num-splits 0,4,8,16,32
     # 4. key-based vs query-based mask and bias on the decode batch
     run_bench layouts --varlen --copy-bw --seqlens 64x4096 --q-per-seq 8 --mask k,q --bias k,q
     exit $bench_rc
@@ -85,7 +91,7 @@ printf '%-26s %s\n' "cases checked" \
 grep -hE "Failed|\*\*\*|Assertion" "$logs/ctest.log" | head -8
 echo
 echo "-- dmbench (rc=$bench_rc, $((t2 - t1)) s): ms, GB/s, %copy (issue: decode >= 90%, row >= 80%)"
-for name in decode dense-decode long-row prefill prefill-dense layouts; do
+for name in decode dense-decode long-row prefill prefill-dense decode-random mixed-splits layouts; do
     [ -f "$logs/$name.txt" ] || continue
     echo "[$name]"
     grep -E "^# copy" "$logs/$name.txt"
