@@ -185,6 +185,11 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
     dmstub_stats.grid[2] = gz;
     dmstub_stats.block_threads = bx * by * bz;
     dmstub_stats.smem_bytes = smem;
+    if (dmstub_stats.capture_bytes && params && params[0])
+        memcpy(dmstub_stats.params, params[0],
+               dmstub_stats.capture_bytes < sizeof dmstub_stats.params
+                   ? dmstub_stats.capture_bytes
+                   : sizeof dmstub_stats.params);
     return CUDA_SUCCESS;
 }
 
