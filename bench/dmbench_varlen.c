@@ -57,6 +57,10 @@ static const char usage[] =
     "  --bias-dtype LIST   same (q's dtype) or f32 (default same)\n"
     "  --causal LIST       0 or 1; bottom-right aligned per sequence (default 0)\n"
     "  --softcap LIST      logit soft cap, 0 = off (default 0)\n"
+    "  --window LIST       top-k window W over the bias, 0 = none (default 0): the timed call\n"
+    "                      is dm_fwd_varlen's whole (window mask, then attention); needs a bias,\n"
+    "                      combinations without one are dropped. FLOPs and bytes stay the\n"
+    "                      full work's\n"
     "  --path LIST         auto, tiled or decode (dm_fwd_varlen_args.path; default auto)\n"
     "  --num-splits LIST   decode path: blocks a key range is split over, 0 = picked from the\n"
     "                      shapes (default 0)\n"
@@ -303,7 +307,7 @@ static void print_batch(FILE *f, const batch *b, uint64_t seed)
 typedef struct voptions {
     spec keys[MAX_SPECS], queries[MAX_SPECS];
     int n_keys, n_queries;
-    int_list H, Hkv, D, dtype, mask, bias, hm, bias_f32, causal, path, num_splits;
+    int_list H, Hkv, D, dtype, mask, bias, hm, bias_f32, causal, path, num_splits, window;
     num_list softcap;
     int64_t warmup, iters, device, copy_mib;
     double mask_density;
@@ -321,6 +325,7 @@ typedef struct vcase {
     bool bias_f32;
     int causal;
     float softcap;
+    int window; /* top-k window over the bias, 0 = none */
     int path, num_splits;
     bool lse;
     bool head_major;     /* key-based mask/bias stored (Hm, total_k) */
@@ -392,6 +397,8 @@ static void describe(const vcase *c, char *buf, size_t bytes)
                      c->head_major ? " head-major" : "", c->causal ? " causal" : "");
     if (n > 0 && (size_t)n < bytes && c->softcap > 0)
         n += snprintf(buf + n, bytes - (size_t)n, " softcap=%g", (double)c->softcap);
+    if (n > 0 && (size_t)n < bytes && c->window > 0)
+        n += snprintf(buf + n, bytes - (size_t)n, " window=%d", c->window);
     if (n > 0 && (size_t)n < bytes && (c->path || c->num_splits))
         snprintf(buf + n, bytes - (size_t)n, " path=%s splits=%d", path_names[c->path],
                  c->num_splits);
@@ -450,6 +457,7 @@ static int parse_options(int argc, char **argv, voptions *o)
         static const char *const valued[] = {
             "--seqlens", "--q-per-seq", "--H",       "--Hkv",        "--D",      "--dtype",
             "--mask",    "--bias",      "--Hm",      "--bias-dtype", "--causal", "--softcap",
+            "--window",
             "--path",    "--num-splits", "--warmup", "--iters",      "--seed",   "--device",
             "--copy-mib", "--csv",      "--json",    "--mask-density"};
         const char *opt = NULL;
@@ -499,6 +507,8 @@ static int parse_options(int argc, char **argv, voptions *o)
                                  &o->bias_f32);
         else if (strcmp(opt, "--causal") == 0)
             ok = parse_int_list(opt, val, 0, 1, &o->causal);
+        else if (strcmp(opt, "--window") == 0)
+            ok = parse_int_list(opt, val, 0, INT32_MAX, &o->window);
         else if (strcmp(opt, "--softcap") == 0)
             ok = parse_num_list(opt, val, 0, 1e30, "numbers >= 0 (0 = off)", &o->softcap);
         else if (strcmp(opt, "--path") == 0)
@@ -560,6 +570,7 @@ static int parse_options(int argc, char **argv, voptions *o)
     set_default(&o->causal, 0);
     set_default(&o->path, DM_PATH_AUTO);
     set_default(&o->num_splits, 0);
+    set_default(&o->window, 0);
     if (o->softcap.n == 0)
         o->softcap.v[o->softcap.n++] = 0;
     if (o->copy_mib == 0)
@@ -582,19 +593,21 @@ static bool same_case(const vcase *a, const vcase *b)
     return a->b == b->b && a->H == b->H && a->Hkv == b->Hkv && a->D == b->D && a->Hm == b->Hm &&
            a->dtype == b->dtype && a->mask == b->mask && a->bias == b->bias &&
            a->bias_f32 == b->bias_f32 && a->causal == b->causal && a->softcap == b->softcap &&
+           a->window == b->window &&
            a->path == b->path && a->num_splits == b->num_splits;
 }
 
 /* The axes, slowest first: the batch varies fastest, so that a table reads as one curve. */
 enum {
-    AX_DTYPE, AX_D, AX_MASK, AX_BIAS, AX_HM, AX_BDT, AX_CAUSAL, AX_SOFTCAP, AX_PATH, AX_SPLITS,
+    AX_DTYPE, AX_D, AX_MASK, AX_BIAS, AX_HM, AX_BDT, AX_CAUSAL, AX_SOFTCAP, AX_WINDOW, AX_PATH,
+    AX_SPLITS,
     AX_H, AX_HKV, AX_BATCH, N_AXES
 };
 
 /* Returns -1 to go on, else an exit status. */
 static int expand(const voptions *o, vcase_list *out)
 {
-    int count[N_AXES], pick[N_AXES] = {0}, dropped_hkv = 0;
+    int count[N_AXES], pick[N_AXES] = {0}, dropped_hkv = 0, dropped_window = 0;
 
     out->batches = calloc((size_t)(o->n_keys * o->n_queries), sizeof *out->batches);
     if (!out->batches) {
@@ -617,6 +630,7 @@ static int expand(const voptions *o, vcase_list *out)
     count[AX_BDT] = o->bias_f32.n;
     count[AX_CAUSAL] = o->causal.n;
     count[AX_SOFTCAP] = o->softcap.n;
+    count[AX_WINDOW] = o->window.n;
     count[AX_PATH] = o->path.n;
     count[AX_SPLITS] = o->num_splits.n;
     count[AX_H] = o->H.n;
@@ -648,6 +662,7 @@ static int expand(const voptions *o, vcase_list *out)
             .bias_f32 = o->bias_f32.v[pick[AX_BDT]] != 0,
             .causal = (int)o->causal.v[pick[AX_CAUSAL]],
             .softcap = (float)o->softcap.v[pick[AX_SOFTCAP]],
+            .window = (int)o->window.v[pick[AX_WINDOW]],
             .path = (int)o->path.v[pick[AX_PATH]],
             .num_splits = (int)o->num_splits.v[pick[AX_SPLITS]],
             .lse = o->lse,
@@ -662,6 +677,10 @@ static int expand(const voptions *o, vcase_list *out)
         c.Hm = c.hm == HM_1 ? 1 : c.hm == HM_KV ? c.Hkv : c.H;
         bool keep = c.H % c.Hkv == 0;
         dropped_hkv += !keep;
+        if (keep && c.window > 0 && !c.bias) { /* a window selects over the bias */
+            keep = false;
+            dropped_window++;
+        }
         for (int i = 0; keep && i < out->n; i++)
             if (same_case(&out->c[i], &c))
                 keep = false;
@@ -677,8 +696,11 @@ static int expand(const voptions *o, vcase_list *out)
     if (dropped_hkv)
         fprintf(stderr, "dmbench: dropped %d combination%s where Hkv does not divide H\n",
                 dropped_hkv, dropped_hkv == 1 ? "" : "s");
+    if (dropped_window)
+        fprintf(stderr, "dmbench: dropped %d combination%s with a window and no bias\n",
+                dropped_window, dropped_window == 1 ? "" : "s");
     if (out->n == 0) {
-        fail("no cases left to run (every Hkv fails to divide H)");
+        fail("no cases left to run (every Hkv fails to divide H, or a window has no bias)");
         return EXIT_USAGE;
     }
     return -1;
@@ -756,6 +778,7 @@ static dm_fwd_varlen_args args_of(const vcase *c, const buf_set *s, CUdeviceptr 
         .max_seqlen_k = b->max_k,
         .o = ptr_tensor(s->p[BUF_O], c->dtype, 3, qs),
         .softcap = c->softcap,
+        .window = c->window,
         .causal = c->causal,
         .path = c->path,
         .num_splits = c->num_splits,
@@ -856,18 +879,19 @@ out:
 /* ---- reports --------------------------------------------------------------------------------- */
 
 typedef struct columns {
-    bool softcap, path; /* shown in the table only when some case uses them */
+    bool softcap, window, path; /* shown in the table only when some case uses them */
     int spec_width;
     double copy_gbps; /* --copy-bw: the copy bandwidth measured; 0 = none */
 } columns;
 
 static columns columns_of(const vcase_list *l)
 {
-    columns k = {false, false, 5, 0};
+    columns k = {false, false, false, 5, 0};
     for (int i = 0; i < l->n; i++) {
         const vcase *c = &l->c[i];
         int w = (int)(strlen(c->b->keys->text) + 1 + strlen(c->b->queries->text));
         k.softcap |= c->softcap > 0;
+        k.window |= c->window > 0;
         k.path |= c->path != DM_PATH_AUTO || c->num_splits != 0;
         k.spec_width = w > k.spec_width ? (w < 40 ? w : 40) : k.spec_width;
     }
@@ -881,6 +905,8 @@ static void table_header(const columns *k, const char *tail)
            "Hm", "causal");
     if (k->softcap)
         printf(" %7s", "softcap");
+    if (k->window)
+        printf(" %6s", "window");
     if (k->path)
         printf(" %6s %6s", "path", "splits");
     printf(" | %s\n", tail);
@@ -898,6 +924,8 @@ static void table_case(const columns *k, const vcase *c)
            layout_names[c->mask], bias, heads_names[c->hm], c->causal);
     if (k->softcap)
         printf(" %7g", (double)c->softcap);
+    if (k->window)
+        printf(" %6d", c->window);
     if (k->path)
         printf(" %6s %6d", path_names[c->path], c->num_splits);
 }
@@ -920,7 +948,7 @@ static void csv_text(FILE *f, const char *s)
 static const char csv_header[] =
     "seqlens,q_per_seq,B,total_q,total_k,max_seqlen_q,max_seqlen_k,H,Hkv,D,dtype,mask,bias,Hm,"
     "bias_dtype,causal,softcap,path,num_splits,lse,ms_median,ms_min,tflops,gbps,iters,sets,"
-    "gflop,gbytes,mask_bytes,bias_bytes,copy_gbps,pct_copy,head_major,status,mask_density\n";
+    "gflop,gbytes,mask_bytes,bias_bytes,copy_gbps,pct_copy,head_major,status,mask_density,window\n";
 
 static void csv_row(FILE *f, const vcase *c, const result *r, double copy_gbps)
 {
@@ -948,7 +976,7 @@ static void csv_row(FILE *f, const vcase *c, const result *r, double copy_gbps)
         fputc(',', f);
     } else
         fputs(",,", f);
-    fprintf(f, "%d,%s,%g\n", c->head_major, status_text(r->out), c->mask_density);
+    fprintf(f, "%d,%s,%g,%d\n", c->head_major, status_text(r->out), c->mask_density, c->window);
     fflush(f);
 }
 
@@ -994,13 +1022,13 @@ static void json_row(FILE *f, const vcase *c, const result *r, bool first, doubl
             "\"max_seqlen_k\": %lld, \"H\": %lld, \"Hkv\": %lld, \"D\": %lld, \"dtype\": \"%s\", "
             "\"mask\": \"%s\", \"bias\": \"%s\", \"Hm\": %lld, \"bias_dtype\": \"%s\", "
             "\"causal\": %d, \"softcap\": %g, \"path\": \"%s\", \"num_splits\": %d, "
-            "\"lse\": %s, \"head_major\": %s, ",
+            "\"lse\": %s, \"head_major\": %s, \"window\": %d, ",
             (long long)c->b->B, (long long)c->b->total_q, (long long)c->b->total_k,
             (long long)c->b->max_q, (long long)c->b->max_k, (long long)c->H, (long long)c->Hkv,
             (long long)c->D, dtype_text(c->dtype), layout_names[c->mask], layout_names[c->bias],
             (long long)c->Hm, c->bias ? dtype_text(bias_dtype(c)) : "none", c->causal,
             (double)c->softcap, path_names[c->path], c->num_splits, c->lse ? "true" : "false",
-            c->head_major ? "true" : "false");
+            c->head_major ? "true" : "false", c->window);
     json_lengths(f, "seqlens_k", c->b->lk, c->b->B);
     json_lengths(f, "seqlens_q", c->b->lq, c->b->B);
     if (r->out == OUT_OK) {

@@ -5,7 +5,7 @@
 # compare.py's cases (dm_fwd_varlen next to Flex and SDPA), and a short table last.
 #   run(command="bash bench/varlen_check.sh", carry=["build"])
 # Each step has its own time limit, so that a slow one leaves the others their turn: CTEST_S
-# (default 120), BENCH_S (40, each of eight dmbench sweeps; most take under 10), COMPARE_S (180):
+# (default 120), BENCH_S (40, each of ten dmbench sweeps; most take under 10), COMPARE_S (180):
 # about 6 minutes in practice, inside the device tool's 10; most of it is first-call JIT and Flex
 # compiles. COMPARE=0 skips compare.py, COMPARE_CASES picks its cases (default varlen: all of
 # them). Logs, CSV and JSON go to one tarball in $OUT (the device tool returns few files).
@@ -63,6 +63,10 @@ run_bench() { # NAME ARGS...: one dmbench sweep, its table in NAME.txt, CSV in N
         --q-per-seq 8 --mask-density 0.95 --Hm kv,1
     run_bench mixed-splits --varlen --copy-bw --seqlens 64x512..16384 --q-per-seq 8 \
         --num-splits 0,4,8,16,32
+    # the varlen window (dm_window_mask_varlen, then attention on mask'): decode and prefill
+    run_bench window --varlen --copy-bw --seqlens 64x4096 --q-per-seq 8 --mask none --window 0,256
+    run_bench window-prefill --varlen --seqlens 16x256..4096 --q-per-seq same --mask none \
+        --window 0,256
     # 4. key-based vs query-based mask and bias on the decode batch
     run_bench layouts --varlen --copy-bw --seqlens 64x4096 --q-per-seq 8 --mask k,q --bias k,q
     exit $bench_rc
@@ -91,7 +95,7 @@ printf '%-26s %s\n' "cases checked" \
 grep -hE "Failed|\*\*\*|Assertion" "$logs/ctest.log" | head -8
 echo
 echo "-- dmbench (rc=$bench_rc, $((t2 - t1)) s): ms, GB/s, %copy (issue: decode >= 90%, row >= 80%)"
-for name in decode dense-decode long-row prefill prefill-dense decode-random mixed-splits layouts; do
+for name in decode dense-decode long-row prefill prefill-dense decode-random mixed-splits window window-prefill layouts; do
     [ -f "$logs/$name.txt" ] || continue
     echo "[$name]"
     grep -E "^# copy" "$logs/$name.txt"
