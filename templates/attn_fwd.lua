@@ -535,13 +535,18 @@ local stage_key_row = [=[
 // `limit` on read nothing and are zero (the chunk holding the last key byte by byte: a 16-byte
 // cp.async with fewer source bytes is, to compute-sanitizer, a read of 16); the lead bytes are
 // never read.
+// Where a row's first key sits in its staged copy: the readers start there.
+__device__ __forceinline__ int key_row_lead(const unsigned char *row)
+{
+    return (int)((u64)row & 15);
+}
 template <int kEsize>
 __device__ __forceinline__ void stage_key_row(const unsigned char *row, int n0, int limit,
                                               unsigned char *dst)
 {
     static_assert(kBlockN * kEsize % 16 == 0, "every tile's lead is the row's");
     constexpr int kRowChunks = kBlockN * kEsize / 16 + 1;  // + 1: the lead
-    const int lead = (int)((u64)row & 15);
+    const int lead = key_row_lead(row);
     const unsigned char *src = row - lead + (i64)n0 * kEsize;
     const int end = lead + max(0, limit - n0) * kEsize;  // bytes from src that are keys < limit
     for (int c = threadIdx.x; c < kRowChunks; c += kThreads) {

@@ -203,28 +203,41 @@ if (kMode == 1) {
     kb[nt][0] = elem_to_float((u16)(two & 0xffffu));
     kb[nt][1] = elem_to_float((u16)(two >> 16));
 }]=],
+  -- a row from stage_key_row; $words: the strided varlen words' branch, or nothing
   row = [=[
 if (kMode == 1) {
     kb[nt][0] = *(const float *)(sB + cc * 4);
     kb[nt][1] = *(const float *)(sB + cc * 4 + 4);
-} else {
+}$words else {
     kb[nt][0] = elem_to_float(*(const u16 *)(sB + cc * 2));
     kb[nt][1] = elem_to_float(*(const u16 *)(sB + cc * 2 + 2));
 }]=],
-  varlen = [=[
-if (kMode == 1) {  // (fp32 words are the staged fp32 row, lead 0)
-    kb[nt][0] = *(const float *)(sB + cc * 4);
-    kb[nt][1] = *(const float *)(sB + cc * 4 + 4);
-} else if (kMode == 3) {  // staged words: the key's 2 bytes at `half` of each
+  words = [=[
+ else if (kMode == 3) {  // staged words: the key's 2 bytes at `half` of each
     const int half = (int)(((u64)p.bias + off * 2) & 2) * 8;
     const uint2 two = *(const uint2 *)(sB + cc * 4);
     kb[nt][0] = elem_to_float((u16)(two.x >> half));
     kb[nt][1] = elem_to_float((u16)(two.y >> half));
-} else {
-    kb[nt][0] = elem_to_float(*(const u16 *)(sB + cc * 2));
-    kb[nt][1] = elem_to_float(*(const u16 *)(sB + cc * 2 + 2));
 }]=],
 }
+
+-- A key row's tile staged: strided varlen keys a word a key, else from the aligned address
+-- before the row; and the readers' start, `lead` bytes into the staged row (words: 0).
+local stage_row = [=[
+if (p.bias_f32)  // from the aligned address before the row
+    stage_key_row<4>(bias_bh, n0, p.Lk, sB);
+else
+    stage_key_row<2>(bias_bh, n0, p.Lk, sB);
+return;]=]
+local stage_words = [=[
+if (p.bias_words) {  // strided keys: a word a key
+    load_bias_words(p, bias_bh, n0, sB);
+    return;
+}]=]
+local row_start = [=[
+// the row starts `lead` bytes into its staged copy (stage_key_row)
+if (staged$not_words)
+    sB += key_row_lead((const unsigned char *)p.bias + off * (p.bias_f32 ? 4 : 2));]=]
 
 function M.text(v)
   local strided = v.varlen and v.bias == "k"
@@ -232,19 +245,11 @@ function M.text(v)
     bias_index = strided and "off + (i64)j * p.bias_key_stride" or
       "off + (kBiasRows == 1 ? 0 : (i64)i * p.bias_stride[2]) + j",
     words_loader = strided and words_loader or "",
-    tile_words = strided and "if (p.bias_words)  // strided keys: a word a key\n" ..
-      "    load_bias_words(p, bias_bh, n0, sB);\nelse if (p.bias_f32)  // adjacent keys: from " ..
-      "the aligned address before\n    stage_key_row<4>(bias_bh, n0, p.Lk, sB);\nelse\n" ..
-      "    stage_key_row<2>(bias_bh, n0, p.Lk, sB);\nreturn;" or
-      v.bias == "k" and "if (p.bias_f32)  // from the aligned address before the row\n" ..
-      "    stage_key_row<4>(bias_bh, n0, p.Lk, sB);\nelse\n    stage_key_row<2>(bias_bh, n0, p.Lk, sB);\n" ..
-      "return;" or "",
-    staged_row = strided and "// a varlen row starts `lead` bytes into its staged copy (stage_key_row; words: 0)\n" ..
-      "if (staged && !p.bias_words)\n" ..
-      "    sB += ((u64)p.bias + off * (p.bias_f32 ? 4 : 2)) & 15;" or
-      v.bias == "k" and "// the row starts `lead` bytes into its staged copy (stage_key_row)\nif (staged)\n" ..
-      "    sB += ((u64)p.bias + off * (p.bias_f32 ? 4 : 2)) & 15;" or "",
-    key_reads = strided and key_reads.varlen or v.bias == "k" and key_reads.row or key_reads.dense,
+    tile_words = v.bias == "k" and (strided and stage_words .. "\n" or "") .. stage_row or "",
+    staged_row = v.bias == "k" and
+      common.fill(row_start, { not_words = strided and " && !p.bias_words" or "" }) or "",
+    key_reads = v.bias == "k" and common.fill(key_reads.row, { words = strided and key_reads.words or "" })
+      or key_reads.dense,
     word_mode = strided and "\n    else if (p.bias_words)\n" ..
       "        add_bias<3>(p, sB, off, m0, n0, warp_row0, s);" or "",
     mode3_doc = strided and ", 3 staged words (strided keys, q dtype)" or "",

@@ -41,7 +41,7 @@ local vote = {
 typedef u32 MaskBits;  // bit nt * 2 + c: key n0 + nt * 8 + 2 * (lane % 4) + c
 constexpr MaskBits kMaskFull = (MaskBits)((1ull << (2 * kNTiles)) - 1);
 // This thread's bits of the tile at n0 (one key row serves every query row: warp_row0 unused).
-// kStaged: read the row from sM, where load_mask_tile put it (zero past Lk).
+// kStaged: read the row from sM, where load_mask_tile put it (zero past Lk), else from mask_bh.
 template <bool kStaged>
 __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned char *mask_bh,
                                               const unsigned char *sM, int n0, int warp_row0,
@@ -49,7 +49,6 @@ __device__ __forceinline__ MaskBits load_mask(const FwdParams &p, const unsigned
 {
     const int lane = threadIdx.x % 32;
     MaskBits bits = 0;
-    const unsigned char *row = kStaged ? sM - n0 : mask_bh;  // indexed by the absolute key j
     $word_shift
 #pragma unroll
     for (int nt = 0; nt < kNTiles; nt++) {
@@ -308,7 +307,7 @@ local row_full = [=[
 // warp alone, as mask_words_full does.
 __device__ __forceinline__ bool mask_row_full(const unsigned char *mask_bh, const unsigned char *sM)
 {
-    const unsigned char *row = sM + ((u64)mask_bh & 15);
+    const unsigned char *row = sM + key_row_lead(mask_bh);
     bool full = true;
 #pragma unroll
     for (int c = threadIdx.x % 32; c < kBlockN; c += 32)
@@ -457,27 +456,20 @@ function M.text(v, pl)
   -- clears mask_pairs and mask_vec16 then, so only the byte reads above see it
   local strided = v.varlen and v.mask == "k"
   local pieces = {
-    word_shift = strided and "const int shift = mask_word_shift(mask_bh);  // p.mask_words\n" ..
-      "const int lead = (int)((u64)mask_bh & 15);  // else the staged row's first key (stage_key_row)"
-      or "const int lead = (int)((u64)mask_bh & 15);  // the staged row's first key (stage_key_row)",
-    read_pair = strided and [[
+    word_shift = (strided and "const int shift = mask_word_shift(mask_bh);  // p.mask_words\n" or
+      "") .. "const int lead = key_row_lead(mask_bh);  // the staged row's first key (stage_key_row)",
+    read_pair = (strided and [[
 if (kStaged && p.mask_words) {  // the staged words: the key's byte at `shift`
     const uint2 two = *(const uint2 *)(sM + (nt * 8 + 2 * (lane % 4)) * 4);
     m0b = (two.x >> shift) & 0xffu;
     m1b = (two.y >> shift) & 0xffu;
-} else if (kStaged) {  // the staged row, `lead` bytes in: any alignment, so byte reads
-    const unsigned char *b = sM + lead + nt * 8 + 2 * (lane % 4);
-    m0b = b[0];
-    m1b = b[1];
-} else {
-    read_mask_pair<false>(p, row, n0 + nt * 8 + 2 * (lane % 4), m0b, m1b);
-}]] or [[
+} else ]] or "") .. [[
 if (kStaged) {  // the staged row, `lead` bytes in: any alignment, so byte reads
     const unsigned char *b = sM + lead + nt * 8 + 2 * (lane % 4);
     m0b = b[0];
     m1b = b[1];
 } else {
-    read_mask_pair<false>(p, row, n0 + nt * 8 + 2 * (lane % 4), m0b, m1b);
+    read_mask_pair<false>(p, mask_bh, n0 + nt * 8 + 2 * (lane % 4), m0b, m1b);
 }]],
     tile_words = strided and "if (p.mask_words)  // strided keys: a word a key\n" ..
       "    load_mask_words(p, mask_bh, n0, sM);\nelse  // adjacent keys: from the aligned address " ..
