@@ -16,13 +16,6 @@
 static const char *const q_dims[] = {"total_q", "H", "D"};
 static const char *const kv_dims[] = {"total_k", "Hkv", "D"};
 
-/* mask and bias come in two layouts, and the rank alone says which: a rank-3 tensor is
- * query-based even when total_q == total_k, a rank-2 one key-based, so equal totals are never
- * ambiguous. The messages spell both layouts out, since a caller with the wrong first dimension
- * most often meant the other one. */
-#define MASK_LAYOUTS \
-    "rank 3 (total_q, Hm, max_seqlen_k) query-based or rank 2 (total_k, Hm) key-based"
-
 /* q, k, v, o: (total, heads, D). A total may be 0 (an empty batch, or no keys at all) but must
  * fit the int32 offsets of cu_seqlens; heads and D are at least 1. */
 static dm_status check_sizes(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t,
@@ -45,25 +38,6 @@ static dm_status check_sizes(dm_ctx *ctx, const char *call, const char *name, co
     return DM_OK;
 }
 
-/* mask or bias: absent, or present with rank 3 or 2 (the layout); any other rank is reported with
- * the shape the caller passed and both layouts. */
-static dm_status check_mask_rank(dm_ctx *ctx, const char *call, const char *name,
-                                 const dm_tensor *t, bool *present)
-{
-    char shape[128];
-
-    if (t->data && t->rank != 0 && t->rank != 2 && t->rank != 3) {
-        if (t->rank < 1 || t->rank > DM_MAX_RANK)
-            return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: %s.rank = %d: expected %s", call,
-                                name, t->rank, MASK_LAYOUTS);
-        return dm_set_error(
-            ctx, DM_ERR_INVALID_ARG, "%s: %s.rank = %d with %s.shape = %s: expected %s", call, name,
-            t->rank, name, dm_format_dims(t->shape, t->rank, shape, sizeof shape), MASK_LAYOUTS);
-    }
-    return dm_check_optional(ctx, call, name, t, t->rank == 2 ? 2 : 3,
-                             "(total_q, Hm, max_seqlen_k) or rank 2 (total_k, Hm)", present);
-}
-
 /* mask or bias, rank 3 (query-based) or rank 2 (key-based): the first dimension, the heads Hm and
  * a query-based row's length. Fills the layout and the head divisor. */
 static dm_status check_mask_shape(dm_ctx *ctx, const char *call, const char *name,
@@ -71,16 +45,10 @@ static dm_status check_mask_shape(dm_ctx *ctx, const char *call, const char *nam
                                   dm_layout *layout, int64_t *head_div)
 {
     bool by_query = t->rank == 3;
-    int64_t rows = by_query ? p->total_q : p->total_k;
-    char shape[128];
+    dm_status st = dm_check_varlen_layout_rows(ctx, call, name, t, p->total_q, p->total_k);
 
-    if (t->shape[0] != rows)
-        return dm_set_error(
-            ctx, DM_ERR_INVALID_ARG,
-            "%s: %s.shape[0] = %" PRId64 " with %s.shape = %s: expected %s = %" PRId64
-            " (the rank picks the layout: %s)",
-            call, name, t->shape[0], name, dm_format_dims(t->shape, t->rank, shape, sizeof shape),
-            by_query ? "total_q" : "total_k", rows, MASK_LAYOUTS);
+    if (st != DM_OK)
+        return st;
     if (t->shape[1] == p->H)
         *head_div = 1;
     else if (t->shape[1] == p->Hkv)
@@ -144,8 +112,8 @@ dm_status dm_fwd_varlen_check(dm_ctx *ctx, const char *call, const dm_fwd_varlen
         (st = dm_check_required(ctx, call, "o", o, 3, "(total_q, H, D)")) != DM_OK ||
         (st = dm_check_required(ctx, call, "cu_seqlens_q", cu_q, 1, "(B + 1)")) != DM_OK ||
         (st = dm_check_required(ctx, call, "cu_seqlens_k", cu_k, 1, "(B + 1)")) != DM_OK ||
-        (st = check_mask_rank(ctx, call, "mask", mask, &has_mask)) != DM_OK ||
-        (st = check_mask_rank(ctx, call, "bias", bias, &has_bias)) != DM_OK ||
+        (st = dm_check_varlen_layout_rank(ctx, call, "mask", mask, &has_mask)) != DM_OK ||
+        (st = dm_check_varlen_layout_rank(ctx, call, "bias", bias, &has_bias)) != DM_OK ||
         (st = dm_check_optional(ctx, call, "lse", lse, 2, "(H, total_q)", &p.has_lse)) != DM_OK)
         return st;
 

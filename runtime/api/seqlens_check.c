@@ -62,3 +62,38 @@ dm_status dm_check_max_seqlen(dm_ctx *ctx, const char *call, const char *name, i
                             call, name, max, total_name, least, B, total_name, total);
     return DM_OK;
 }
+
+dm_status dm_check_varlen_layout_rank(dm_ctx *ctx, const char *call, const char *name,
+                                      const dm_tensor *t, bool *present)
+{
+    char shape[128];
+
+    if (t->data && t->rank != 0 && t->rank != 2 && t->rank != 3) {
+        if (t->rank < 1 || t->rank > DM_MAX_RANK)
+            return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: %s.rank = %d: expected %s", call,
+                                name, t->rank, DM_VARLEN_LAYOUTS);
+        return dm_set_error(
+            ctx, DM_ERR_INVALID_ARG, "%s: %s.rank = %d with %s.shape = %s: expected %s", call, name,
+            t->rank, name, dm_format_dims(t->shape, t->rank, shape, sizeof shape),
+            DM_VARLEN_LAYOUTS);
+    }
+    return dm_check_optional(ctx, call, name, t, t->rank == 2 ? 2 : 3,
+                             "(total_q, Hm, max_seqlen_k) or rank 2 (total_k, Hm)", present);
+}
+
+dm_status dm_check_varlen_layout_rows(dm_ctx *ctx, const char *call, const char *name,
+                                      const dm_tensor *t, int64_t total_q, int64_t total_k)
+{
+    bool by_query = t->rank == 3;
+    int64_t rows = by_query ? total_q : total_k;
+    char shape[128];
+
+    if (t->shape[0] != rows)
+        return dm_set_error(
+            ctx, DM_ERR_INVALID_ARG,
+            "%s: %s.shape[0] = %" PRId64 " with %s.shape = %s: expected %s = %" PRId64
+            " (the rank picks the layout: %s)",
+            call, name, t->shape[0], name, dm_format_dims(t->shape, t->rank, shape, sizeof shape),
+            by_query ? "total_q" : "total_k", rows, DM_VARLEN_LAYOUTS);
+    return DM_OK;
+}

@@ -12,47 +12,16 @@
 #include "wmask_plan.h"
 #include "wmask_varlen_plan.h"
 
-/* As dm_fwd_varlen words them: a caller with the wrong first dimension most often meant the
- * other layout. */
-#define LAYOUTS \
-    "rank 3 (total_q, Hm, max_seqlen_k) query-based or rank 2 (total_k, Hm) key-based"
-
-/* bias or mask: absent, or present with rank 3 (query-based) or 2 (key-based). */
-static dm_status check_rank(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t,
-                            bool *present)
-{
-    char shape[128];
-
-    if (t->data && t->rank != 0 && t->rank != 2 && t->rank != 3) {
-        if (t->rank < 1 || t->rank > DM_MAX_RANK)
-            return dm_set_error(ctx, DM_ERR_INVALID_ARG, "%s: %s.rank = %d: expected %s", call,
-                                name, t->rank, LAYOUTS);
-        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
-                            "%s: %s.rank = %d with %s.shape = %s: expected %s", call, name,
-                            t->rank, name, dm_format_dims(t->shape, t->rank, shape, sizeof shape),
-                            LAYOUTS);
-    }
-    return dm_check_optional(ctx, call, name, t, t->rank == 2 ? 2 : 3,
-                             "(total_q, Hm, max_seqlen_k) or rank 2 (total_k, Hm)", present);
-}
-
 /* bias or mask (rank known 2 or 3): the first dimension, heads >= 1, a query-based row holding
  * max_seqlen_k keys, the strides. Fills the layout and the plan's {token, head, key} strides. */
 static dm_status check_shape(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t,
                              const dm_wmask_varlen_plan *p, dm_layout *layout, int64_t stride[3])
 {
     bool by_query = t->rank == 3;
-    int64_t rows = by_query ? p->total_q : p->total_k;
-    char shape[128];
-    dm_status st;
+    dm_status st = dm_check_varlen_layout_rows(ctx, call, name, t, p->total_q, p->total_k);
 
-    if (t->shape[0] != rows)
-        return dm_set_error(
-            ctx, DM_ERR_INVALID_ARG,
-            "%s: %s.shape[0] = %" PRId64 " with %s.shape = %s: expected %s = %" PRId64
-            " (the rank picks the layout: %s)",
-            call, name, t->shape[0], name, dm_format_dims(t->shape, t->rank, shape, sizeof shape),
-            by_query ? "total_q" : "total_k", rows, LAYOUTS);
+    if (st != DM_OK)
+        return st;
     if (t->shape[1] < 1)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "%s: %s.shape[1] (Hm) = %" PRId64 ": expected >= 1", call, name,
@@ -177,13 +146,13 @@ dm_status dm_wmask_varlen_check(dm_ctx *ctx, const char *call,
                                      a->relu, a->block_size)) != DM_OK)
         return st;
 
-    if ((st = check_rank(ctx, call, "bias", &a->bias, &has_bias)) != DM_OK)
+    if ((st = dm_check_varlen_layout_rank(ctx, call, "bias", &a->bias, &has_bias)) != DM_OK)
         return st;
     if (!has_bias)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "%s: bias is absent: expected a bias (%s) when window = %d (the "
                             "window keeps the largest bias values)",
-                            call, LAYOUTS, a->window);
+                            call, DM_VARLEN_LAYOUTS, a->window);
     if (a->bias.dtype != DM_F16 && a->bias.dtype != DM_BF16 && a->bias.dtype != DM_F32)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "%s: bias.dtype = %s: expected a floating dtype (f16, bf16 or f32) "
@@ -194,7 +163,7 @@ dm_status dm_wmask_varlen_check(dm_ctx *ctx, const char *call,
         DM_OK)
         return st;
 
-    if ((st = check_rank(ctx, call, "mask", &a->mask, &has_mask)) != DM_OK)
+    if ((st = dm_check_varlen_layout_rank(ctx, call, "mask", &a->mask, &has_mask)) != DM_OK)
         return st;
     if (has_mask) {
         if (a->mask.dtype != DM_BOOL)
