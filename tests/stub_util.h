@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <stdlib.h>
 
+#include "dmattn.h"
 #include "harness.h"
 #include "stub_libcuda.h"
 #include "test_fs.h"
@@ -25,6 +26,16 @@ static inline void dm_test_use_stub(const char *path, const char *cc, const char
     *stats = dlsym(*stub, "dmstub_stats");
     ck_assert_ptr_nonnull(*stats);
     dm_test_temp_dir(cache_dir, tag);
+}
+
+/* A context on the stub's device 0, quiet, its disk cache in cache_dir (dm_test_use_stub's). */
+static inline dm_ctx *dm_test_stub_ctx(const char *cache_dir)
+{
+    dm_ctx *ctx = NULL;
+    ck_assert_int_eq(dm_ctx_create(&ctx, 0), DM_OK);
+    dm_ctx_set_verbosity(ctx, 0);
+    dm_ctx_set_cache_dir(ctx, cache_dir);
+    return ctx;
 }
 
 /* The stub's pointer answers (stub_libcuda.h, dmstub_memory): all zero at the start, every

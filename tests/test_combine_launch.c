@@ -23,11 +23,7 @@ static char cache_dir[64];
 static dm_ctx *stub_ctx(void)
 {
     dm_test_use_stub(DM_STUB_LIBCUDA, "80", "combine", &stub, &stats, cache_dir);
-    dm_ctx *ctx = NULL;
-    ck_assert_int_eq(dm_ctx_create(&ctx, 0), DM_OK);
-    dm_ctx_set_verbosity(ctx, 0);
-    dm_ctx_set_cache_dir(ctx, cache_dir);
-    return ctx;
+    return dm_test_stub_ctx(cache_dir);
 }
 
 static void done(dm_ctx *ctx)

@@ -30,11 +30,7 @@ static dm_ctx *stub_ctx(void)
 {
     dm_test_use_stub(DM_STUB_LIBCUDA, "80", "devcheck", &stub, &stats, cache_dir);
     memory = dm_test_stub_memory(stub);
-    dm_ctx *ctx = NULL;
-    ck_assert_int_eq(dm_ctx_create(&ctx, 0), DM_OK);
-    dm_ctx_set_verbosity(ctx, 0);
-    dm_ctx_set_cache_dir(ctx, cache_dir);
-    return ctx;
+    return dm_test_stub_ctx(cache_dir);
 }
 
 static void done(dm_ctx *ctx)

@@ -46,11 +46,7 @@ static void set_current(CUcontext c) { ((set_current_fn)stub_fn("cuCtxSetCurrent
 
 static dm_ctx *device_ctx(void)
 {
-    dm_ctx *ctx = NULL;
-    ck_assert_int_eq(dm_ctx_create(&ctx, 0), DM_OK);
-    dm_ctx_set_verbosity(ctx, 0);
-    dm_ctx_set_cache_dir(ctx, cache_dir);
-    return ctx;
+    return dm_test_stub_ctx(cache_dir);
 }
 
 static dm_tensor tensor4(uintptr_t addr, int64_t a, int64_t b, int64_t c, int64_t d)
