@@ -2,6 +2,7 @@
 # ab_templates.sh: time template versions side by side in one call of the device tool, on one
 # carried build. dmbench runs once per version and round (DMATTN_TEMPLATE_DIR picks the version),
 # rounds interleaved so that clock and thermal drift hit every version alike; a table of TFLOP/s
+# (or, for a --copy-bw sweep, % of copy bandwidth; dense or --varlen)
 # per case (mean over rounds) and the ratio of each version to the first comes last.
 #   run(command="bash bench/ab_templates.sh base=tpl-base/templates new=templates -- --L 4096 \
 #       --D 128 --mask none,q --bias q", carry=["build"])   # DMATTN_BUILD_DIR as build.sh
@@ -41,25 +42,32 @@ for r in $(seq 1 "${ROUNDS:-2}"); do
 done
 
 echo
-echo "== TFLOP/s by template version (mean of ${ROUNDS:-2} rounds; ratio to ${names[0]}) =="
-# CSV columns: B,H,Hkv,Lq,Lk,D,dtype,mask,bias,bias_dtype,causal,softcap,density,pattern,
-# ms_median,ms_min,tflops,...,status
-for i in "${!names[@]}"; do
-    for f in "$out/${names[$i]}"-*.csv; do
-        awk -F, -v v="$i" 'NR > 1 && $NF == "ok" {
-            printf "%s Lq%s Lk%s D%s mask-%s bias-%s causal%s dens%s %s,%s,%s\n",
-                   $1 "x" $2, $4, $5, $6, $8, $9, $11, $13, $14, v, $17 }' "$f"
-    done
-done | awk -F, -v names="${names[*]}" '
-    BEGIN { n = split(names, nm, " ") }
-    { key = $1; if (!(key in seen)) { seen[key] = 1; order[++k] = key }
-      sum[key, $2] += $3; cnt[key, $2]++ }
-    END { printf "%-62s", "case"; for (i = 1; i <= n; i++) printf " %9s", nm[i]; printf "\n"
-          for (o = 1; o <= k; o++) { key = order[o]; printf "%-62s", key
-              base = cnt[key, 0] ? sum[key, 0] / cnt[key, 0] : 0
-              for (i = 0; i < n; i++) {
-                  t = cnt[key, i] ? sum[key, i] / cnt[key, i] : 0
-                  if (i == 0 || base == 0) printf " %9.1f", t
-                  else printf " %5.1f %.2fx", t, t / base }
-              printf "\n" } }'
+# One row per case (the CSV's shape columns), the mean of the rounds per version and its ratio to
+# the first: TFLOP/s, or for a --copy-bw sweep the % of copy bandwidth (dense and --varlen CSVs).
+python3 - "$out" "${names[@]}" <<'PY'
+import csv, glob, sys
+out, names = sys.argv[1], sys.argv[2:]
+measures = {"ms_median", "ms_min", "tflops", "gbps", "iters", "sets", "gflop", "gbytes",
+            "copy_gbps", "pct_copy", "status"}
+rows, order, metric = {}, [], None
+for i, name in enumerate(names):
+    for f in sorted(glob.glob("%s/%s-*.csv" % (out, name))):
+        for r in csv.DictReader(open(f)):
+            if r.get("status") != "ok":
+                continue
+            metric = metric or ("pct_copy" if r.get("pct_copy") else "tflops")
+            key = " ".join("%s=%s" % (k, v) for k, v in r.items()
+                           if k not in measures and v not in ("", "0", "none"))
+            if key not in rows:
+                rows[key] = {}
+                order.append(key)
+            rows[key].setdefault(i, []).append(float(r[metric]))
+print("== %s by version (mean of the rounds; ratio to %s) ==" % (metric, names[0]))
+for key in order:
+    vals = [sum(v) / len(v) if v else 0 for v in (rows[key].get(i, []) for i in range(len(names)))]
+    cells = ["%s %.1f" % (names[0], vals[0])] + [
+        "%s %.1f %.3fx" % (n, v, v / vals[0] if vals[0] else 0) for n, v in zip(names[1:], vals[1:])]
+    print(key)
+    print("    " + "   ".join(cells))
+PY
 exit $rc

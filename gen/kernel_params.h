@@ -70,8 +70,12 @@
       "4-byte aligned)") \
     X(I32, bias_words, 1, \
       "varlen key layout, keys strided: a tile staged a 4-byte word a key (key stride and base " \
-      "4-byte aligned)")
-#define DM_FWD_PARAMS_BYTES 384
+      "4-byte aligned)") \
+    X(I32, split_order, 1, \
+      "varlen decode: 1 = blockIdx.x is a work item, longest first (decode_item); 0 = the grid " \
+      "is (split, K/V head, sequence)") \
+    X(I32, n_splits, 1, "decode: the partials' splits (the combine reads this many)")
+#define DM_FWD_PARAMS_BYTES 392
 
 /* dm_window_mask, the top-k window-mask family (templates/window_mask.lua): struct WmaskParams. */
 #define DM_WMASK_PARAMS(X) \

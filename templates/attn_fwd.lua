@@ -351,6 +351,92 @@ __device__ __forceinline__ Sequence sequence_of(const FwdParams &p, int b)
 }
 ]=]
 
+-- Decode with unequal lengths: blockIdx.x numbers a work item, longest first (bench/NOTES.md,
+-- issue 15 session 11: the block schedule's fill 0.886 -> 0.987 for 64 sequences of 512..16384).
+local decode_item_fn = [=[
+// Decode over sequences of unequal lengths (p.split_order): blockIdx.x is a work item, not grid
+// coordinates. A sequence's keys are full splits of p.split_keys and at most one partial split
+// (its last keys; a sequence without keys has one empty item, which writes its rows' lse).
+// Full items come first, in sequence order, then the partial ones, most tiles first (ties: the
+// lower sequence), each item p.Hkv times, the K/V head fastest. So the device's last wave is the
+// shortest blocks, not a few full ones next to idle slots. Every warp works it out alike (no
+// barrier): its lanes take the sequences 32 at a time. Costs O(B / 32 x log2(tiles a split))
+// reads of cu_seqlens_k (cached); the library orders so only for a few hundred sequences.
+__device__ __forceinline__ int key_tiles_of(const FwdParams &p, int s)
+{
+    return (sequence_of(p, s).Lk + kBlockN - 1) / kBlockN;
+}
+// The sort key of sequence s's partial item: its tiles past its full splits, 0 for a sequence
+// without keys, -1 when it has none (whole splits only).
+__device__ __forceinline__ int partial_tiles_of(const FwdParams &p, int s, int per)
+{
+    const int t = key_tiles_of(p, s);
+    return t == 0 ? 0 : (t % per ? t % per : -1);
+}
+// Partial items whose key is above v: the same in every lane.
+__device__ int partials_above(const FwdParams &p, int per, int v)
+{
+    int n = 0;
+    for (int s0 = 0; s0 < p.B; s0 += 32) {
+        const int s = s0 + threadIdx.x % 32;
+        n += __popc(__ballot_sync(~0u, s < p.B && partial_tiles_of(p, s, per) > v));
+    }
+    return n;
+}
+// Work item j's split, K/V head and sequence; seq = -1 when j is past the call's items.
+struct DecodeItem {
+    int split, hk, seq;
+};
+__device__ __forceinline__ DecodeItem decode_item(const FwdParams &p, int j)
+{
+    const int lane = threadIdx.x % 32, per = p.split_keys / kBlockN;
+    int item = j / p.Hkv;
+    DecodeItem it = {0, j % p.Hkv, -1};
+    for (int s0 = 0; s0 < p.B; s0 += 32) {  // a full split: the sequence whose count passes item
+        const int s = s0 + lane;
+        const int full = s < p.B ? key_tiles_of(p, s) / per : 0;
+        int upto = full;  // full splits of the chunk's sequences up to this lane's
+        for (int d = 1; d < 32; d *= 2) {
+            const int below = __shfl_up_sync(~0u, upto, d);
+            upto += lane >= d ? below : 0;
+        }
+        const unsigned hit = __ballot_sync(~0u, item >= upto - full && item < upto);
+        if (hit) {
+            const int src = __ffs(hit) - 1;
+            it.seq = s0 + src;
+            it.split = item - __shfl_sync(~0u, upto - full, src);
+            return it;
+        }
+        item -= __shfl_sync(~0u, upto, 31);
+    }
+    // a partial split: item is its rank, held by the least key v with at most item keys above
+    if (item >= partials_above(p, per, -1))
+        return it;
+    int lo = 0, hi = per - 1;  // partials_above(p, per, per - 1) = 0
+    while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        if (partials_above(p, per, mid) <= item)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    item -= partials_above(p, per, lo);  // its rank among the keys equal to lo, sequence order
+    for (int s0 = 0; s0 < p.B; s0 += 32) {
+        const int s = s0 + lane;
+        const bool eq = s < p.B && partial_tiles_of(p, s, per) == lo;
+        const unsigned eqs = __ballot_sync(~0u, eq);
+        const unsigned hit = __ballot_sync(~0u, eq && __popc(eqs & ((1u << lane) - 1)) == item);
+        if (hit) {
+            it.seq = s0 + __ffs(hit) - 1;
+            it.split = key_tiles_of(p, it.seq) / per;
+            return it;
+        }
+        item -= __popc(eqs);
+    }
+    return it;
+}
+]=]
+
 -- The decode kernel's packed rows: row r of the tile is query r / group of the sequence, head
 -- h + r % group (h: the group's first head), so the group's query heads share every K/V tile.
 local packed_q = [=[
@@ -570,6 +656,23 @@ if (n_begin >= p.Lk && p.o_part) {  // no key of this sequence: nothing loaded, 
     return;
 }]=]
 
+-- The same for work items (varlen): no block is given a split past the sequence's last, so split
+-- 0's block tells the combine about all of them (a sequence without keys: every split).
+local empty_splits_ordered = [=[
+if (p.o_part && (n_begin >= p.Lk || (p.split_order && split == 0))) {
+    // splits without a key of this sequence: lse = -inf, so the combine reads none of their o
+    const int first = n_begin >= p.Lk ? split : (p.Lk + p.split_keys - 1) / p.split_keys;
+    const int last = p.split_order ? p.n_splits : split + 1;
+    const int rows = p.Lq * p.group;
+    for (int r = threadIdx.x; r < (last - first) * rows; r += kThreads) {
+        const int x = first + r / rows, row = r % rows;
+        const i64 slot = (i64)x * p.part_stride + (i64)($tok0 + row / p.group) * p.H;
+        ((float *)p.lse_part)[slot + h + row % p.group] = -kInf;
+    }
+    if (n_begin >= p.Lk)  // nothing loaded, no o written
+        return;
+}]=]
+
 -- The block's place in the grid and the names the kernel's bases use ($qb: the q-side batch index
 -- or first token, $kb: the k side's; $mb, $bb: the mask's and bias's, by layout), by kind:
 --   dense tiled: (query tile, head, batch); varlen tiled: (query tile, head, sequence), with p
@@ -582,9 +685,25 @@ local function coordinates(v, ps)
   end
   ps.param = v.varlen and "pv" or "p"
   if v.varlen then
+    local seq = "blockIdx.z"
+    if v.decode then
+      add("// this block's split, K/V head and sequence: the grid's, or work item blockIdx.x")
+      add("const DecodeItem it =")
+      add("    pv.split_order ? decode_item(pv, blockIdx.x)")
+      add("                   : DecodeItem{(int)blockIdx.x, (int)blockIdx.y, (int)blockIdx.z};")
+      add("if (it.seq < 0)")
+      add("    return;  // past the call's work items")
+      add("const int split = it.split, hk = it.hk;")
+      add("// for the store: kept here, they would hold two registers through the key loop (the")
+      add("// grid's are special registers, read again for free); every warp writes the same")
+      add("__shared__ int item_split, item_head;")
+      add("item_split = split;")
+      add("item_head = hk * pv.group;")
+      seq = "it.seq"
+    end
     add("// this block's sequence; p: the call's parameters with its query and key counts")
     add("FwdParams p = pv;")
-    add("const Sequence sq = sequence_of(pv, blockIdx.z);")
+    add("const Sequence sq = sequence_of(pv, " .. seq .. ");")
     add("p.Lq = sq.Lq;")
     add("p.Lk = sq.Lk;")
     ps.qb, ps.kb = "sq.q_tok", "sq.k_tok"
@@ -595,8 +714,9 @@ local function coordinates(v, ps)
   ps.bb = v.bias == "k" and ps.kb or ps.qb
   local diag = "const int diag = p.Lk - p.Lq;  // query i sees keys up to i + diag"
   if v.decode then
-    add("const int split = blockIdx.x, hk = blockIdx.y" ..
-      (v.varlen and ";" or ", b = blockIdx.z;") .. "  // hk: the K/V head")
+    if not v.varlen then
+      add("const int split = blockIdx.x, hk = blockIdx.y, b = blockIdx.z;  // hk: the K/V head")
+    end
     add("const int h = hk * p.group;  // the group's first query head: the Q, mask and bias bases")
     if v.mask ~= "none" or v.bias ~= "none" or v.causal then  -- the stages that take a tile's m0
       add("const int m0 = 0;  // one tile holds every row: the group's heads x the sequence's " ..
@@ -605,12 +725,14 @@ local function coordinates(v, ps)
     ps.n_end = (v.causal and diag .. "\n" or "") ..
       "const int n_begin = split * p.split_keys;  // this block's keys: [n_begin, n_end)\n" ..
       "const int n_end = min(p.Lk, n_begin + p.split_keys);\n" ..
-      common.fill(empty_split, { tok0 = v.varlen and "sq.q_tok" or "b * p.Lq" })
+      (v.varlen and common.fill(empty_splits_ordered, { tok0 = "sq.q_tok" }) or
+        common.fill(empty_split, { tok0 = "b * p.Lq" }))
     ps.n_begin = "n_begin"
     ps.q_load = "load_q_packed(p, (const u16 *)p.q + " .. ps.qb ..
       " * p.q_stride[0] + h * p.q_stride[2],\n              p.Lq * p.group, sQ);"
     ps.store = common.call(4, "store_o_lse", { "p", ps.qb, v.varlen and "sq.q_tok" or "b * p.Lq",
-      "h", "split", "warp_row0", "acc_o", "row_max", "row_sum", ps.softmax_scale }, ");")
+      v.varlen and "item_head" or "h", v.varlen and "item_split" or "split", "warp_row0", "acc_o",
+      "row_max", "row_sum", ps.softmax_scale }, ");")
     ps.store_doc = table.concat({
       "// o and lse of this thread's packed rows (query i = r / group, head h + r % group),",
       "// or with p.o_part the split's partials. An empty row (nothing visible) gets o = 0 exactly",
@@ -667,7 +789,7 @@ __device__ __forceinline__ void store_o_lse(const FwdParams &p, int b, int h, in
     ps.packed_q_fn = ""
   end
   ps.store_fn = common.fill(store, ps)
-  ps.sequence_fn = v.varlen and sequence_fn or ""
+  ps.sequence_fn = v.varlen and sequence_fn .. (v.decode and "\n" .. decode_item_fn or "") or ""
   ps.coords = table.concat(lines, "\n")
 end
 

@@ -63,8 +63,35 @@ START_TEST(unequal_lengths_split_by_the_mean_work)
 }
 END_TEST
 
+START_TEST(unequal_lengths_are_marked_and_the_work_item_bound_holds)
+{
+    ck_assert(dm_fwd_decode_splits(0, 512, 256, 8 * 64 * 132, 132, 2).unequal);
+    ck_assert(dm_fwd_decode_splits(4, 512, 256, 8 * 64 * 132, 132, 2).unequal);
+    ck_assert(!equal(0, 512, 64, 2).unequal);
+    ck_assert(!equal(4, 512, 64, 2).unequal);
+    /* the bound is at least the real count over random lengths (0 included), and not much more */
+    uint64_t s = 7;
+    for (int trial = 0; trial < 200; trial++) {
+        int64_t B = 1 + trial % 70, bn = trial % 2 ? 64 : 128, per = 1 + trial % 17;
+        int64_t total_k = 0, items = 0;
+        for (int64_t b = 0; b < B; b++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            int64_t k = (s >> 20) % 5 ? (int64_t)(s >> 40) % 20000 : 0;
+            int64_t tiles = (k + bn - 1) / bn;
+            items += tiles / per + (tiles % per != 0 || tiles == 0);
+            total_k += k;
+        }
+        int64_t bound = dm_fwd_decode_items(B, total_k, bn, per);
+        ck_assert_int_ge(bound, items);
+        ck_assert_int_le(bound, items + 2 * B + 1); /* blocks past the items cost a scan each */
+    }
+    ck_assert_int_eq(dm_fwd_decode_items(10, 0, 64, 16), 10); /* every sequence an empty item */
+}
+END_TEST
+
 #define TESTS(X) \
     X(a_request_is_kept_up_to_the_tile_count) \
     X(automatic_splits_give_two_well_filled_waves) \
-    X(unequal_lengths_split_by_the_mean_work)
+    X(unequal_lengths_split_by_the_mean_work) \
+    X(unequal_lengths_are_marked_and_the_work_item_bound_holds)
 DM_TEST_MAIN("decode_splits", TESTS)

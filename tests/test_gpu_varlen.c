@@ -18,7 +18,7 @@
 #include "harness.h"
 #include "reference.h"
 
-#define MAX_SEQS 16
+#define MAX_SEQS 80
 #define GUARD_ROWS 8 /* tokens past total_q in o's and lse's allocations: never written */
 /* Query-layout columns past a sequence's keys are visible with this bias: a kernel that reads
  * them as keys of the sequence lands far off the reference. */
@@ -594,6 +594,30 @@ START_TEST(one_query_over_524288_keys_matches)
 }
 END_TEST
 
+START_TEST(unequal_decode_batches_run_as_work_items_longest_first_and_match)
+{
+    /* Unequal lengths on the decode path, split: the blocks are work items, longest first
+     * (decode_item), 70 sequences so the lanes take three chunks of 32. The automatic splits
+     * here are 1024 keys (DM_DECODE_MIN_SPLIT_TILES x 64), forced ones 9000 / 8 -> 1152:
+     * lengths of whole splits (no partial item), none (an empty item), equal partials (ties
+     * broken by the sequence), and a few long ones, so full items, partial items and the splits
+     * past a sequence all occur. Equal lengths (the last case) keep the grid's order. The tiled
+     * path must agree. */
+    static const int pattern[10] = {1024, 0, 700, 2048, 700, 1, 9000, 3000, 65, 5120};
+    static const vl_run runs[] = {{DM_PATH_DECODE, 0}, {DM_PATH_DECODE, 8}, {DM_PATH_TILED, 0}};
+    for (int m = 0; m < 3; m++) {
+        vl_case c = {.B = 70, .H = 32, .Hkv = 8, .D = 128, .dtype = DM_BF16,
+                     .mask = DM_LAYOUT_K, .bias = DM_LAYOUT_K, .mask_heads = 1, .bias_heads = 8,
+                     .mask_density = 0.9, .causal = m == 1};
+        for (int b = 0; b < c.B; b++) {
+            c.len_q[b] = 1 + (b * 3 + m) % 8;
+            c.len_k[b] = m == 2 ? 3000 : pattern[b % 10] + (b / 10 == 3 ? 64 : 0);
+        }
+        vl_check(&c, runs, 3);
+    }
+}
+END_TEST
+
 START_TEST(dense_few_query_calls_match_through_the_decode_and_tiled_paths)
 {
     /* dm_fwd with Lq = 4 and a key-layout bias: the decode path's dense use (issue 15: today's
@@ -701,6 +725,7 @@ END_TEST
     X(rows_past_max_seqlen_q_stay_unwritten_and_keys_past_max_seqlen_k_are_ignored) \
     X(an_fp32_bias_and_softcap_match_in_f16) \
     X(one_query_over_524288_keys_matches) \
+    X(unequal_decode_batches_run_as_work_items_longest_first_and_match) \
     X(dense_few_query_calls_match_through_the_decode_and_tiled_paths) \
     X(varlen_with_a_window_matches_for_every_layout_pair_head_kind_and_path) \
     X(varlen_windows_at_and_past_the_longest_sequence_and_on_the_decode_path_match)

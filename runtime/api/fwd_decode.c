@@ -62,7 +62,8 @@ dm_decode_splits dm_fwd_decode_splits(int requested, int64_t pairs, int64_t max_
     int64_t most = tiles < DM_NUM_SPLITS_MAX ? tiles : DM_NUM_SPLITS_MAX;
     int64_t slots = (int64_t)(sm_count > 0 ? sm_count : 1) * (blocks_per_sm > 0 ? blocks_per_sm : 1);
     int64_t per; /* tiles a split takes */
-    if (requested > 0 || work_tiles >= pairs * max_tiles) {
+    bool unequal = work_tiles < pairs * max_tiles;
+    if (requested > 0 || !unequal) {
         int64_t n = requested > 0 ? (requested < most ? requested : most)
                                   : equal_splits(pairs, most, slots);
         per = (tiles + n - 1) / n;
@@ -74,7 +75,16 @@ dm_decode_splits dm_fwd_decode_splits(int requested, int64_t pairs, int64_t max_
             per = (tiles + most - 1) / most;
     }
     /* n from the tiles a split takes: no split left empty in the longest sequence */
-    return (dm_decode_splits){.n = (int)((tiles + per - 1) / per), .tiles_per_split = per};
+    return (dm_decode_splits){
+        .n = (int)((tiles + per - 1) / per), .tiles_per_split = per, .unequal = unequal};
+}
+
+int64_t dm_fwd_decode_items(int64_t B, int64_t total_k, int64_t block_n, int64_t tiles_per_split)
+{
+    /* sequence s has ceil(k_s / block_n) tiles, so all of them at most (total_k + B x (block_n -
+     * 1)) / block_n; its items are floor(tiles_s / per) full ones and at most one more */
+    int64_t tiles = (total_k + B * (block_n - 1)) / block_n;
+    return tiles / tiles_per_split + B;
 }
 
 static dm_status run_entered(dm_ctx *ctx, dm_decode_job *job, CUstream stream)
@@ -97,6 +107,18 @@ static dm_status run_entered(dm_ctx *ctx, dm_decode_job *job, CUstream stream)
     int n = sp.n;
     /* one split: every key (a count past any sequence, so no key is cut off) */
     p->split_keys = n > 1 ? (int32_t)(sp.tiles_per_split * bn) : INT32_MAX / 2;
+    p->n_splits = n;
+    /* unequal lengths: blocks as work items, longest first, on a 1-D grid (decode_item) */
+    unsigned grid[3] = {(unsigned)n, (unsigned)job->Hkv, (unsigned)job->B};
+    p->split_order = job->variant.varlen && sp.unequal && n > 1 &&
+                     job->B <= DM_DECODE_ORDER_MAX_SEQS;
+    if (p->split_order) {
+        int64_t items = dm_fwd_decode_items(job->B, job->total_k, bn, sp.tiles_per_split);
+        if (items > (int64_t)n * job->B) /* no sequence has more than n */
+            items = (int64_t)n * job->B;
+        grid[0] = (unsigned)(items * job->Hkv);
+        grid[1] = grid[2] = 1;
+    }
     p->part_stride = job->rows * p->H;
     size_t o_bytes = (size_t)n * (size_t)p->part_stride * (size_t)job->variant.head_dim * 4;
     size_t lse_bytes = (size_t)n * (size_t)p->part_stride * 4;
@@ -111,8 +133,8 @@ static dm_status run_entered(dm_ctx *ctx, dm_decode_job *job, CUstream stream)
         p->lse_part = scratch + o_bytes;
     }
 
-    st = dm_kernel_launch(ctx, job->call, &job->variant, kernel, (unsigned)n, (unsigned)job->Hkv,
-                          (unsigned)job->B, p, stream);
+    st = dm_kernel_launch(ctx, job->call, &job->variant, kernel, grid[0], grid[1], grid[2], p,
+                          stream);
     if (st == DM_OK && n > 1) {
         dm_combine_params c;
         memset(&c, 0, sizeof c);

@@ -47,6 +47,7 @@ dm_status dm_fwd_decode_run(dm_ctx *ctx, dm_decode_job *job, CUstream stream);
 typedef struct dm_decode_splits {
     int n;
     int64_t tiles_per_split;
+    bool unequal; /* sequences of unequal lengths (work_tiles < pairs x max_tiles) */
 } dm_decode_splits;
 
 /* The smallest tiles_per_split for sequences of unequal lengths: a split's partial o costs
@@ -59,5 +60,18 @@ typedef struct dm_decode_splits {
  * (pairs x max_tiles when every sequence is the longest). Exposed for the tests. */
 dm_decode_splits dm_fwd_decode_splits(int requested, int64_t pairs, int64_t max_tiles,
                                       int64_t work_tiles, int sm_count, int blocks_per_sm);
+
+/* A varlen decode call over unequal lengths, split, of at most this many sequences runs its
+ * blocks as work items, longest first (FwdParams.split_order; decode_item in
+ * templates/attn_fwd.lua): the last wave is the short blocks, not a few full ones next to idle
+ * slots. Each block finds its item in O(B / 32 x log2(tiles a split)) reads of cu_seqlens_k,
+ * so a batch of thousands keeps the grid's order (its blocks fill the device anyway). */
+#define DM_DECODE_ORDER_MAX_SEQS 512
+
+/* Work items of B sequences holding total_k keys split every tiles_per_split tiles of block_n
+ * keys: at most floor(tiles / tiles_per_split) full splits over all sequences, plus one partial
+ * (or, for a sequence without keys, empty) item each. A bound, since the host cannot see the
+ * lengths; the ordered grid is this times Hkv blocks, those past the real count exit at once. */
+int64_t dm_fwd_decode_items(int64_t B, int64_t total_k, int64_t block_n, int64_t tiles_per_split);
 
 #endif
