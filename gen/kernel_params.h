@@ -71,14 +71,11 @@
     X(I32, bias_words, 1, \
       "varlen key layout, keys strided: a tile staged a 4-byte word a key (key stride and base " \
       "4-byte aligned)") \
-    X(U64, split_count, 1, \
-      "decode split: int32 (sequences x Hkv), zero at launch: blocks done a (sequence, K/V " \
-      "head) pair, so the last merges the partials (merge_splits)") \
     X(I32, split_order, 1, \
       "varlen decode: 1 = blockIdx.x is a work item, longest first (decode_item); 0 = the grid " \
       "is (split, K/V head, sequence)") \
-    X(I32, split_pad, 1, "unused: the struct's size a multiple of 8")
-#define DM_FWD_PARAMS_BYTES 400
+    X(I32, n_splits, 1, "decode: the partials' splits (the combine reads this many)")
+#define DM_FWD_PARAMS_BYTES 392
 
 /* dm_window_mask, the top-k window-mask family (templates/window_mask.lua): struct WmaskParams. */
 #define DM_WMASK_PARAMS(X) \

@@ -456,9 +456,9 @@ __device__ __forceinline__ void load_q_packed(const FwdParams &p, const u16 *q_b
 ]=]
 
 -- The decode kernel's split partials: this split's normalized o and its lse (-inf: the split
--- saw nothing) to the fp32 buffers at token tok0 + i, for merge_splits.
+-- saw nothing) to the fp32 buffers at token tok0 + i, for the combine kernel.
 local store_partial = [=[
-if (to_part) {
+if (p.o_part) {
     const i64 slot = (i64)split * p.part_stride + (i64)(tok0 + i) * p.H + hh;
     float *orow = (float *)p.o_part + slot * kHeadDim;
 #pragma unroll
@@ -473,59 +473,6 @@ if (to_part) {
             sum > 0.f ? (row_max[mt][hf] * scale_log2 + __log2f(sum)) * kLn2 : -kInf;
     continue;
 }]=]
-
--- Split-KV without a second kernel: the last block of a (sequence, K/V head) pair merges the
--- pair's partials (bench/NOTES.md, issue 15 session 11: the combine kernel was 3.5% of the mixed
--- decode batch, latency-bound, after a launch).
-local merge_splits = [=[
-// The split's partials are written: the last of the pair's `splits` blocks (those with keys)
-// to count itself in merges every split's into o and lse, in split order (the same bits every
-// run): lse = log sum_s exp(lse_s), o = sum_s exp(lse_s - lse) o_s. A row no split saw gets
-// o = 0 and lse = +inf. The others' partials are read from L2 (__ldcg: this SM's L1 never held
-// them), after the count that says they are there.
-__device__ __forceinline__ void merge_splits(const FwdParams &p, int b, int tok0, int h, int pair,
-                                              int splits)
-{
-    __shared__ int last;
-    __threadfence();  // this block's partials reach the device before its count does
-    __syncthreads();
-    if (threadIdx.x == 0)
-        last = atomicAdd((int *)p.split_count + pair, 1) == splits - 1;
-    __syncthreads();
-    if (!last)
-        return;
-    __threadfence();
-    constexpr int kCols = kHeadDim / 4;  // float4 columns of a partial row
-    const float *lse_part = (const float *)p.lse_part;
-    const float4 *o_part = (const float4 *)p.o_part;
-    const int rows = p.Lq * p.group;
-    for (int e = threadIdx.x; e < rows * kCols; e += kThreads) {
-        const int r = e / kCols, c = e % kCols, i = r / p.group, hh = h + r % p.group;
-        const i64 slot = (i64)(tok0 + i) * p.H + hh;
-        float mx = -kInf;
-        for (int s = 0; s < splits; s++)
-            mx = fmaxf(mx, __ldcg(lse_part + s * p.part_stride + slot));
-        float sum = 0.f;
-        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-        for (int s = 0; s < splits && mx != -kInf; s++) {
-            const float lse_s = __ldcg(lse_part + s * p.part_stride + slot);
-            if (lse_s == -kInf)  // nothing visible: its o may be anything
-                continue;
-            const float w = __expf(lse_s - mx);
-            const float4 x = __ldcg(o_part + (s * p.part_stride + slot) * kCols + c);
-            sum += w;
-            acc = make_float4(acc.x + w * x.x, acc.y + w * x.y, acc.z + w * x.z, acc.w + w * x.w);
-        }
-        const float inv = sum > 0.f ? 1.f / sum : 0.f;
-        u16 *orow = (u16 *)p.o + b * p.o_stride[0] + (i64)i * p.o_stride[1] + hh * p.o_stride[2];
-        *(u32 *)(orow + 4 * c) = pack2(acc.x * inv, acc.y * inv);
-        *(u32 *)(orow + 4 * c + 2) = pack2(acc.z * inv, acc.w * inv);
-        if (p.lse && c == 0)
-            ((float *)p.lse)[b * p.lse_stride[0] + hh * p.lse_stride[1] +
-                             (i64)i * p.lse_stride[2]] = sum > 0.f ? mx + __logf(sum) : kInf;
-    }
-}
-]=]
 
 -- Elementwise score stages (natural units in and out), each its own loop.
 local each_score = [=[
@@ -700,19 +647,31 @@ __device__ __forceinline__ void stage_key_row(const unsigned char *row, int n0, 
 }]=]
 
 -- A decode split past its sequence's keys (splits are sized from the longest sequence, or the
--- mean one's work; work items never are): nothing to do, the merge counts only splits with keys.
--- Split 0 of a sequence without keys runs no tile and writes its rows' o = 0 and lse = +inf.
+-- mean one's work): its rows' lse = -inf, which tells the combine to read none of its o, then out.
 local empty_split = [=[
-if (n_begin >= p.Lk && split > 0)  // no key of this sequence: nothing loaded, nothing written
-    return;]=]
+if (n_begin >= p.Lk && p.o_part) {  // no key of this sequence: nothing loaded, no o written
+    for (int r = threadIdx.x; r < p.Lq * p.group; r += kThreads)
+        ((float *)p.lse_part)[(i64)split * p.part_stride +
+                              (i64)($tok0 + r / p.group) * p.H + h + r % p.group] = -kInf;
+    return;
+}]=]
 
--- The decode store: the rows to o, or (the sequence's keys over more than one split) to the
--- partials, the pair's last block merging them.
-local decode_store = [=[
-const bool to_part = p.o_part && p.Lk > p.split_keys;
-$store_call
-if (to_part)
-    $merge_call]=]
+-- The same for work items (varlen): no block is given a split past the sequence's last, so split
+-- 0's block tells the combine about all of them (a sequence without keys: every split).
+local empty_splits_ordered = [=[
+if (p.o_part && (n_begin >= p.Lk || (p.split_order && split == 0))) {
+    // splits without a key of this sequence: lse = -inf, so the combine reads none of their o
+    const int first = n_begin >= p.Lk ? split : (p.Lk + p.split_keys - 1) / p.split_keys;
+    const int last = p.split_order ? p.n_splits : split + 1;
+    const int rows = p.Lq * p.group;
+    for (int r = threadIdx.x; r < (last - first) * rows; r += kThreads) {
+        const int x = first + r / rows, row = r % rows;
+        const i64 slot = (i64)x * p.part_stride + (i64)($tok0 + row / p.group) * p.H;
+        ((float *)p.lse_part)[slot + h + row % p.group] = -kInf;
+    }
+    if (n_begin >= p.Lk)  // nothing loaded, no o written
+        return;
+}]=]
 
 -- The block's place in the grid and the names the kernel's bases use ($qb: the q-side batch index
 -- or first token, $kb: the k side's; $mb, $bb: the mask's and bias's, by layout), by kind:
@@ -735,12 +694,11 @@ local function coordinates(v, ps)
       add("if (it.seq < 0)")
       add("    return;  // past the call's work items")
       add("const int split = it.split, hk = it.hk;")
-      add("// for the store: kept here, they would hold registers through the key loop (the")
+      add("// for the store: kept here, they would hold two registers through the key loop (the")
       add("// grid's are special registers, read again for free); every warp writes the same")
-      add("__shared__ int item_split, item_head, item_pair;")
+      add("__shared__ int item_split, item_head;")
       add("item_split = split;")
       add("item_head = hk * pv.group;")
-      add("item_pair = it.seq * pv.Hkv + hk;  // its merge counter")
       seq = "it.seq"
     end
     add("// this block's sequence; p: the call's parameters with its query and key counts")
@@ -766,25 +724,21 @@ local function coordinates(v, ps)
     end
     ps.n_end = (v.causal and diag .. "\n" or "") ..
       "const int n_begin = split * p.split_keys;  // this block's keys: [n_begin, n_end)\n" ..
-      "const int n_end = min(p.Lk, n_begin + p.split_keys);\n" .. empty_split
+      "const int n_end = min(p.Lk, n_begin + p.split_keys);\n" ..
+      (v.varlen and common.fill(empty_splits_ordered, { tok0 = "sq.q_tok" }) or
+        common.fill(empty_split, { tok0 = "b * p.Lq" }))
     ps.n_begin = "n_begin"
     ps.q_load = "load_q_packed(p, (const u16 *)p.q + " .. ps.qb ..
       " * p.q_stride[0] + h * p.q_stride[2],\n              p.Lq * p.group, sQ);"
-    local tok0, h = v.varlen and "sq.q_tok" or "b * p.Lq", v.varlen and "item_head" or "h"
-    ps.store = common.fill(decode_store, {
-      store_call = common.call(4, "store_o_lse", { "p", ps.qb, tok0, h,
-        v.varlen and "item_split" or "split", "to_part", "warp_row0", "acc_o", "row_max",
-        "row_sum", ps.softmax_scale }, ");"),
-      merge_call = common.call(8, "merge_splits", { "p", ps.qb, tok0, h,
-        v.varlen and "item_pair" or "b * p.Hkv + hk", "(p.Lk + p.split_keys - 1) / p.split_keys" },
-        ");") })
+    ps.store = common.call(4, "store_o_lse", { "p", ps.qb, v.varlen and "sq.q_tok" or "b * p.Lq",
+      v.varlen and "item_head" or "h", v.varlen and "item_split" or "split", "warp_row0", "acc_o",
+      "row_max", "row_sum", ps.softmax_scale }, ");")
     ps.store_doc = table.concat({
       "// o and lse of this thread's packed rows (query i = r / group, head h + r % group),",
-      "// or (to_part) the split's partials. An empty row (nothing visible) gets o = 0 exactly",
+      "// or with p.o_part the split's partials. An empty row (nothing visible) gets o = 0 exactly",
       "// and lse = +inf, so the backward pass gives it zero gradients." }, "\n")
     ps.store_signature = common.call(0, "__device__ __forceinline__ void store_o_lse",
-      { "const FwdParams &p", "int b", "int tok0", "int h", "int split", "bool to_part",
-        "int warp_row0",
+      { "const FwdParams &p", "int b", "int tok0", "int h", "int split", "int warp_row0",
         "const float (&acc_o)[kMTiles][kDTiles][4]", "const float (&row_max)[kMTiles][2]",
         "const float (&row_sum)[kMTiles][2]", "float scale_log2" }, ")")
     ps.store_setup = "const int rows = p.Lq * p.group;"
@@ -794,7 +748,7 @@ local function coordinates(v, ps)
     ps.store_orow = "u16 *orow =\n" ..
       "    (u16 *)p.o + b * p.o_stride[0] + (i64)i * p.o_stride[1] + hh * p.o_stride[2];"
     ps.lse_at = "b * p.lse_stride[0] + hh * p.lse_stride[1] + (i64)i * p.lse_stride[2]"
-    ps.packed_q_fn = packed_q .. "\n" .. merge_splits
+    ps.packed_q_fn = packed_q
   else
     add(v.causal and
       "const int m_block = gridDim.x - 1 - blockIdx.x;  // long rows first: a short tail" or

@@ -1,5 +1,8 @@
-/* fwd_decode.c: the decode path's launch (fwd_decode.h): splits, scratch, kernel. */
+/* fwd_decode.c: the decode path's launch (fwd_decode.h): splits, scratch, kernel, combine. */
+#include <string.h>
+
 #include "attn_check.h"
+#include "fwd_combine.h"
 #include "fwd_decode.h"
 #include "kernels.h"
 
@@ -104,6 +107,7 @@ static dm_status run_entered(dm_ctx *ctx, dm_decode_job *job, CUstream stream)
     int n = sp.n;
     /* one split: every key (a count past any sequence, so no key is cut off) */
     p->split_keys = n > 1 ? (int32_t)(sp.tiles_per_split * bn) : INT32_MAX / 2;
+    p->n_splits = n;
     /* unequal lengths: blocks as work items, longest first, on a 1-D grid (decode_item) */
     unsigned grid[3] = {(unsigned)n, (unsigned)job->Hkv, (unsigned)job->B};
     p->split_order = job->variant.varlen && sp.unequal && n > 1 &&
@@ -118,29 +122,37 @@ static dm_status run_entered(dm_ctx *ctx, dm_decode_job *job, CUstream stream)
     p->part_stride = job->rows * p->H;
     size_t o_bytes = (size_t)n * (size_t)p->part_stride * (size_t)job->variant.head_dim * 4;
     size_t lse_bytes = (size_t)n * (size_t)p->part_stride * 4;
-    size_t count_bytes = (size_t)(job->B * job->Hkv) * 4;
-    size_t bytes = o_bytes + lse_bytes + count_bytes;
     if (n > 1) {
-        r = ctx->drv->MemAllocAsync(&scratch, bytes, stream);
+        r = ctx->drv->MemAllocAsync(&scratch, o_bytes + lse_bytes, stream);
         if (r != CUDA_SUCCESS)
             return dm_set_error(ctx, DM_ERR_CUDA,
                                 "%s: cuMemAllocAsync of %zu bytes for %d key splits: %s",
-                                job->call, bytes, n,
+                                job->call, o_bytes + lse_bytes, n,
                                 dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
         p->o_part = scratch;
         p->lse_part = scratch + o_bytes;
-        p->split_count = scratch + o_bytes + lse_bytes;
-        /* the merge counters start at zero: the last of a pair's blocks merges (merge_splits) */
-        r = ctx->drv->MemsetD8Async(p->split_count, 0, count_bytes, stream);
-        if (r != CUDA_SUCCESS)
-            st = dm_set_error(ctx, DM_ERR_CUDA, "%s: cuMemsetD8Async of the split counters: %s",
-                              job->call, dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
     }
 
-    if (st == DM_OK)
-        st = dm_kernel_launch(ctx, job->call, &job->variant, kernel, grid[0], grid[1], grid[2], p,
-                              stream);
-    if (scratch) { /* in stream order: after the kernel's last block has merged */
+    st = dm_kernel_launch(ctx, job->call, &job->variant, kernel, grid[0], grid[1], grid[2], p,
+                          stream);
+    if (st == DM_OK && n > 1) {
+        dm_combine_params c;
+        memset(&c, 0, sizeof c);
+        c.o_part = p->o_part;
+        c.lse_part = p->lse_part;
+        c.o = p->o;
+        c.lse = p->lse;
+        memcpy(c.o_stride, job->o_stride, sizeof c.o_stride);
+        memcpy(c.lse_stride, job->lse_stride, sizeof c.lse_stride);
+        c.part_stride = p->part_stride;
+        c.n_splits = n;
+        c.rows = (int32_t)job->rows;
+        c.H = p->H;
+        c.Lq = (int32_t)job->combine_Lq;
+        st = dm_fwd_combine_launch(ctx, job->call, job->variant.dtype, job->variant.head_dim, &c,
+                                   stream);
+    }
+    if (scratch) { /* in stream order: after the combine has read it */
         r = ctx->drv->MemFreeAsync(scratch, stream);
         if (r != CUDA_SUCCESS && st == DM_OK)
             st = dm_set_error(ctx, DM_ERR_CUDA, "%s: cuMemFreeAsync of the split scratch: %s",

@@ -1,7 +1,7 @@
 /* fwd_decode.h: the decode path (dmattn.h, DM_PATH_DECODE), shared by dm_fwd and dm_fwd_varlen:
  * one block per (key split, K/V head, sequence) with the group's heads x the sequence's queries
  * packed into its rows; with more than one split, partial (o, lse) go to stream-ordered fp32
- * scratch and the last block of each (sequence, K/V head) pair merges them into o and lse. */
+ * scratch and the combine kernel merges them into o and lse. */
 #ifndef DM_FWD_DECODE_H
 #define DM_FWD_DECODE_H
 
@@ -33,6 +33,8 @@ typedef struct dm_decode_job {
     int64_t max_k;            /* keys of the longest sequence */
     int64_t total_k;          /* keys of all sequences: B * max_k when they are equal */
     int num_splits;           /* requested; 0 = chosen from the shapes and the device */
+    /* what the combine writes, as CombineParams has it (token t = (t / Lq, t % Lq)) */
+    int64_t o_stride[3], lse_stride[3], combine_Lq;
 } dm_decode_job;
 
 /* Enters ctx, gets the decode kernel, picks the splits, queues the kernel (and the scratch, the

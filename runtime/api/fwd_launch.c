@@ -81,10 +81,12 @@ static dm_status launch_decode(dm_ctx *ctx, const dm_fwd_args *args, const dm_fw
     dm_decode_job job = {.call = "dm_fwd", .B = plan->B, .Hkv = plan->Hkv,
                          .rows = plan->B * plan->Lq, .max_k = plan->Lk,
                          .total_k = plan->B * plan->Lk,
-                         .num_splits = args->num_splits};
+                         .num_splits = args->num_splits, .combine_Lq = plan->Lq};
     dm_fwd_plan_variant(plan, ctx->arch, &job.variant);
     job.variant.decode = true;
     fill_params(args, plan, &job.params);
+    memcpy(job.o_stride, plan->o_stride, sizeof job.o_stride);
+    memcpy(job.lse_stride, plan->lse_stride, sizeof job.lse_stride);
     return dm_fwd_decode_run(ctx, &job, stream);
 }
 

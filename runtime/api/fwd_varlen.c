@@ -146,9 +146,17 @@ static dm_status launch_decode(dm_ctx *ctx, const dm_fwd_varlen_args *args,
 {
     dm_decode_job job = {.call = CALL, .B = plan->B, .Hkv = plan->Hkv, .rows = plan->total_q,
                          .max_k = plan->max_seqlen_k, .total_k = plan->total_k,
-                         .num_splits = args->num_splits};
+                         .num_splits = args->num_splits,
+                         .combine_Lq = plan->total_q};
     plan_variant(plan, ctx->arch, true, &job.variant);
     fill_params(args, plan, &job.params);
+    /* the combine's token t is (0, t): o rows and lse columns are tokens */
+    job.o_stride[0] = 0;
+    job.o_stride[1] = plan->o_stride[0];
+    job.o_stride[2] = plan->o_stride[1];
+    job.lse_stride[0] = 0;
+    job.lse_stride[1] = plan->lse_stride[0];
+    job.lse_stride[2] = plan->lse_stride[1];
     return dm_fwd_decode_run(ctx, &job, stream);
 }
 
