@@ -360,23 +360,27 @@ local decode_item_fn = [=[
 // Full items come first, in sequence order, then the partial ones, most tiles first (ties: the
 // lower sequence), each item p.Hkv times, the K/V head fastest. So the device's last wave is the
 // shortest blocks, not a few full ones next to idle slots. Every warp works it out alike (no
-// barrier): lane l holds sequences l, l + 32, ... (up to kOrderSeqs, the host's limit
-// DM_DECODE_ORDER_MAX_SEQS), read in one round trip; the searches then run on registers.
-constexpr int kOrderSeqs = 512;
-constexpr int kLaneSeqs = kOrderSeqs / 32;
+// barrier): its lanes take the sequences 32 at a time. Costs O(B / 32 x log2(tiles a split))
+// reads of cu_seqlens_k (cached); the library orders so only for a few hundred sequences.
 __device__ __forceinline__ int key_tiles_of(const FwdParams &p, int s)
 {
     return (sequence_of(p, s).Lk + kBlockN - 1) / kBlockN;
 }
-// Partial items whose sort key is above v: the same in every lane.
-__device__ __forceinline__ int partials_above(const FwdParams &p, const int (&key)[kLaneSeqs],
-                                              int v)
+// The sort key of sequence s's partial item: its tiles past its full splits, 0 for a sequence
+// without keys, -1 when it has none (whole splits only).
+__device__ __forceinline__ int partial_tiles_of(const FwdParams &p, int s, int per)
+{
+    const int t = key_tiles_of(p, s);
+    return t == 0 ? 0 : (t % per ? t % per : -1);
+}
+// Partial items whose key is above v: the same in every lane.
+__device__ int partials_above(const FwdParams &p, int per, int v)
 {
     int n = 0;
-#pragma unroll
-    for (int c = 0; c < kLaneSeqs; c++)
-        if (32 * c < p.B)
-            n += __popc(__ballot_sync(~0u, key[c] > v));
+    for (int s0 = 0; s0 < p.B; s0 += 32) {
+        const int s = s0 + threadIdx.x % 32;
+        n += __popc(__ballot_sync(~0u, s < p.B && partial_tiles_of(p, s, per) > v));
+    }
     return n;
 }
 // Work item j's split, K/V head and sequence; seq = -1 when j is past the call's items.
@@ -386,59 +390,45 @@ struct DecodeItem {
 __device__ __forceinline__ DecodeItem decode_item(const FwdParams &p, int j)
 {
     const int lane = threadIdx.x % 32, per = p.split_keys / kBlockN;
-    // each held sequence's full splits, and its partial item's sort key: its tiles past the
-    // full splits, 0 for a sequence without keys, -1 for none (whole splits only or no sequence)
-    int full[kLaneSeqs], key[kLaneSeqs];
-#pragma unroll
-    for (int c = 0; c < kLaneSeqs; c++) {
-        const int s = lane + 32 * c, t = s < p.B ? key_tiles_of(p, s) : -1;
-        full[c] = max(t, 0) / per;
-        key[c] = t <= 0 ? t : (t % per ? t % per : -1);
-    }
     int item = j / p.Hkv;
     DecodeItem it = {0, j % p.Hkv, -1};
-#pragma unroll
-    for (int c = 0; c < kLaneSeqs; c++) {  // a full split: the sequence whose count passes item
-        if (32 * c >= p.B)
-            break;
-        int upto = full[c];  // full splits of the chunk's sequences up to this lane's
-#pragma unroll
+    for (int s0 = 0; s0 < p.B; s0 += 32) {  // a full split: the sequence whose count passes item
+        const int s = s0 + lane;
+        const int full = s < p.B ? key_tiles_of(p, s) / per : 0;
+        int upto = full;  // full splits of the chunk's sequences up to this lane's
         for (int d = 1; d < 32; d *= 2) {
             const int below = __shfl_up_sync(~0u, upto, d);
             upto += lane >= d ? below : 0;
         }
-        const unsigned hit = __ballot_sync(~0u, item >= upto - full[c] && item < upto);
+        const unsigned hit = __ballot_sync(~0u, item >= upto - full && item < upto);
         if (hit) {
             const int src = __ffs(hit) - 1;
-            it.seq = 32 * c + src;
-            it.split = item - __shfl_sync(~0u, upto - full[c], src);
+            it.seq = s0 + src;
+            it.split = item - __shfl_sync(~0u, upto - full, src);
             return it;
         }
         item -= __shfl_sync(~0u, upto, 31);
     }
     // a partial split: item is its rank, held by the least key v with at most item keys above
-    if (item >= partials_above(p, key, -1))
+    if (item >= partials_above(p, per, -1))
         return it;
-    int lo = 0, hi = per - 1;  // partials_above(p, key, per - 1) = 0
+    int lo = 0, hi = per - 1;  // partials_above(p, per, per - 1) = 0
     while (lo < hi) {
         const int mid = (lo + hi) / 2;
-        if (partials_above(p, key, mid) <= item)
+        if (partials_above(p, per, mid) <= item)
             hi = mid;
         else
             lo = mid + 1;
     }
-    item -= partials_above(p, key, lo);  // its rank among the keys equal to lo, sequence order
-#pragma unroll
-    for (int c = 0; c < kLaneSeqs; c++) {
-        if (32 * c >= p.B)
-            break;
-        const unsigned eqs = __ballot_sync(~0u, key[c] == lo);
-        const bool mine = key[c] == lo && __popc(eqs & ((1u << lane) - 1)) == item;
-        const unsigned hit = __ballot_sync(~0u, mine);
+    item -= partials_above(p, per, lo);  // its rank among the keys equal to lo, sequence order
+    for (int s0 = 0; s0 < p.B; s0 += 32) {
+        const int s = s0 + lane;
+        const bool eq = s < p.B && partial_tiles_of(p, s, per) == lo;
+        const unsigned eqs = __ballot_sync(~0u, eq);
+        const unsigned hit = __ballot_sync(~0u, eq && __popc(eqs & ((1u << lane) - 1)) == item);
         if (hit) {
-            const int src = __ffs(hit) - 1;
-            it.seq = 32 * c + src;
-            it.split = __shfl_sync(~0u, full[c], src);
+            it.seq = s0 + __ffs(hit) - 1;
+            it.split = key_tiles_of(p, it.seq) / per;
             return it;
         }
         item -= __popc(eqs);

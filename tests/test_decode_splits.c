@@ -1,10 +1,6 @@
 /* test_decode_splits.c: the decode path's choice of key splits (fwd_decode.c), on the CPU. */
-#include <stdio.h>
-#include <string.h>
-
 #include "attn_check.h"
 #include "fwd_decode.h"
-#include "gen.h"
 #include "harness.h"
 
 /* Equal lengths: pairs x max_tiles tiles of work. */
@@ -93,25 +89,9 @@ START_TEST(unequal_lengths_are_marked_and_the_work_item_bound_holds)
 }
 END_TEST
 
-START_TEST(the_kernel_holds_as_many_sequences_as_the_host_orders)
-{
-    /* decode_item keeps DM_DECODE_ORDER_MAX_SEQS sequences in its lanes' registers: the
-     * template's constant and the host's limit are one number */
-    dm_variant v = {.dir = DM_DIR_FWD, .head_dim = 128, .dtype = DM_BF16, .mask = DM_LAYOUT_K,
-                    .bias = DM_LAYOUT_K, .varlen = true, .decode = true, .arch = DM_SM90A};
-    dm_kernel_src k;
-    char err[1024], want[64];
-    ck_assert_msg(dm_gen_emit(&v, &k, err, sizeof err) == DM_OK, "%s", err);
-    snprintf(want, sizeof want, "constexpr int kOrderSeqs = %d;", DM_DECODE_ORDER_MAX_SEQS);
-    ck_assert_msg(strstr(k.source, want) != NULL, "the decode kernel lacks '%s'", want);
-    dm_kernel_src_free(&k);
-}
-END_TEST
-
 #define TESTS(X) \
     X(a_request_is_kept_up_to_the_tile_count) \
     X(automatic_splits_give_two_well_filled_waves) \
     X(unequal_lengths_split_by_the_mean_work) \
-    X(unequal_lengths_are_marked_and_the_work_item_bound_holds) \
-    X(the_kernel_holds_as_many_sequences_as_the_host_orders)
+    X(unequal_lengths_are_marked_and_the_work_item_bound_holds)
 DM_TEST_MAIN("decode_splits", TESTS)
