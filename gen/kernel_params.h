@@ -130,12 +130,8 @@
     X(I32, n_splits, 1, "") \
     X(I32, rows, 1, "tokens: B * Lq (dense) or total_q (varlen)") \
     X(I32, H, 1, "") \
-    X(I32, Lq, 1, "rows per batch entry: token t is (t / Lq, t % Lq)") \
-    X(I32, steps, 1, \
-      "pairs a group of threads takes, 1 or kMaxSteps (set by the launch: grid.x = " \
-      "ceil(rows * H / (block_m * steps)))") \
-    X(I32, steps_pad, 1, "unused: the struct's size a multiple of 8")
-#define DM_COMBINE_PARAMS_BYTES 112
+    X(I32, Lq, 1, "rows per batch entry: token t is (t / Lq, t % Lq)")
+#define DM_COMBINE_PARAMS_BYTES 104
 
 /* The C and CUDA spellings of each type; DM_PARAM_DIM_<count> the array part of a member. */
 #define DM_PARAM_CTYPE_U64 uint64_t

@@ -12,11 +12,7 @@
 -- Mapping: a group of kGroup threads (a power of two, at most a warp) per (row, head) pair,
 -- pair = t * H + h, the partials' own order. Each thread sums kPerLane float4 columns of the pair
 -- over the splits: 16-byte loads, a group reading a split's row in one coalesced sweep. A block
--- of kThreads holds kPairs = kThreads / kGroup pairs (block_m) a step; with many pairs a group
--- takes kMaxSteps of them (CombineParams.steps), their loads in flight together, so the grid is
--- a wave or two, not four: each wave is two memory round trips (the lse, then o) that few bytes
--- fill (bench/NOTES.md, issue 15 session 11: 18 us for 18 MB with one pair a group).
--- grid.x = ceil(rows * H / (kPairs * steps)).
+-- of kThreads holds kPairs = kThreads / kGroup pairs (block_m); grid.x = ceil(rows * H / kPairs).
 -- Two passes over the splits' lse (the second mostly from cache): first the row's lse (a running
 -- max and sum per thread, merged over the group), then the weights, one split per thread, passed
 -- around the group by shuffles while the o columns are summed.
@@ -34,11 +30,6 @@ local THREADS = 128
 -- float4 loads a thread keeps in flight across splits (the unroll of the split loop times
 -- kPerLane): the kernel is bound by memory latency when there are few pairs.
 local LOADS_IN_FLIGHT = 8
--- Pairs a group takes when there are many (CombineParams.steps), and the float4 loads it then
--- keeps in flight: 8, as above, spilled (64 registers hold eight float4s but not also four
--- pairs' sums), so 4, one split of each pair at a time; a thread of two float4 columns (D > 128)
--- takes two pairs. The library computes the same (dm_fwd_combine_max_steps).
-local STEP_LOADS_IN_FLIGHT = 4
 -- Blocks an SM must hold (__launch_bounds__' second argument), i.e. at most 64 registers. With
 -- the first argument alone, ptxas aimed at full occupancy: 40 registers, a 4-byte spill (NVRTC
 -- 13.0, d128 on sm80; d40 on sm90a) and loads waited on one by one; with 8, no head dim spills
@@ -56,14 +47,11 @@ constexpr int kThreads = $threads;
 constexpr int kMinBlocks = $min_blocks;  // blocks an SM holds: at most 64 registers a thread
 constexpr int kPairs = kThreads / kGroup;  // (row, head) pairs per block: block_m
 constexpr int kUnroll = $unroll;  // splits a thread has loads in flight for (divides kGroup)
-constexpr int kMaxSteps = $max_steps;  // pairs a group takes when CombineParams.steps says so
-constexpr int kUnrollSteps = $unroll_steps;  // kUnroll when it does: the same loads in flight
 constexpr u32 kAllLanes = 0xffffffffu;
 static_assert(kD % 4 == 0, "partial rows move in float4s");
 static_assert((kGroup & (kGroup - 1)) == 0 && kGroup <= 32, "a group is a power of two in a warp");
 static_assert(kChunks <= kGroup * kPerLane && kThreads % 32 == 0, "every column has a thread");
-static_assert(kGroup % kUnroll == 0 && kGroup % kUnrollSteps == 0,
-              "a batch of splits never straddles two groups of weights");]=]
+static_assert(kGroup % kUnroll == 0, "a batch of splits never straddles two groups of weights");]=]
 
 local body = [=[
 // 16 bytes of a partial o, read once: cache-streaming, so they leave the caches first.
@@ -87,123 +75,82 @@ __device__ __forceinline__ void merge_lse(float &m, float &sum, float m2, float 
     m = mx;
 }
 
-// Each step's pair's lse over every split, the same in each thread of its group; -inf when
-// every split is empty (or the pair is past the end). The steps' loads are issued together (one
-// memory round trip for all of them): addresses clamped into the partials, the values of the
-// clamped ones dropped. Every thread of the warp must call it.
-template <int kSteps>
-__device__ __forceinline__ void combined_lse(const CombineParams &p, i64 first, i64 n_pairs,
-                                             int lane, float (&lse)[kSteps])
+// The pair's lse over every split, the same in each thread of its group; -inf when every split
+// is empty (or the pair is past the end: valid false). Every thread of the warp must call it.
+__device__ __forceinline__ float combined_lse(const CombineParams &p, i64 pair, int lane,
+                                              bool valid)
 {
-    const float *lse_part = reinterpret_cast<const float *>(p.lse_part);
-    float m[kSteps], sum[kSteps];
+    const float *lse_part = reinterpret_cast<const float *>(p.lse_part) + pair;
+    float m = -kInf, sum = 0.f;
+    for (int s = lane; valid && s < p.n_splits; s += kGroup)
+        merge_lse(m, sum, lse_part[s * p.part_stride], 1.f);
 #pragma unroll
-    for (int k = 0; k < kSteps; k++) {
-        m[k] = -kInf;
-        sum[k] = 0.f;
+    for (int off = kGroup / 2; off > 0; off /= 2) {
+        const float m2 = __shfl_xor_sync(kAllLanes, m, off, kGroup);
+        const float sum2 = __shfl_xor_sync(kAllLanes, sum, off, kGroup);
+        merge_lse(m, sum, m2, sum2);
     }
-    for (int base = 0; base < p.n_splits; base += kGroup) {
-        const int s = base + lane;
-        const i64 row = (i64)min(s, p.n_splits - 1) * p.part_stride;
-        float x[kSteps];
-#pragma unroll
-        for (int k = 0; k < kSteps; k++)
-            x[k] = lse_part[row + min(first + k * kPairs, n_pairs - 1)];
-#pragma unroll
-        for (int k = 0; k < kSteps; k++)
-            if (s < p.n_splits && first + k * kPairs < n_pairs)
-                merge_lse(m[k], sum[k], x[k], 1.f);
-    }
-#pragma unroll
-    for (int k = 0; k < kSteps; k++) {
-#pragma unroll
-        for (int off = kGroup / 2; off > 0; off /= 2) {
-            const float m2 = __shfl_xor_sync(kAllLanes, m[k], off, kGroup);
-            const float sum2 = __shfl_xor_sync(kAllLanes, sum[k], off, kGroup);
-            merge_lse(m[k], sum[k], m2, sum2);
-        }
-        lse[k] = m[k] == -kInf ? -kInf : m[k] + logf(sum[k]);
-    }
+    return m == -kInf ? -kInf : m + logf(sum);
 }
 
-// acc[k] = sum_s exp(lse_s - lse[k]) o_s over the thread's columns of step k's pair. Splits go
-// kGroup at a time: thread `lane` computes split base + lane's weight (its lse again, now from
-// cache), and the group passes the weights around by shuffles. A step whose pair has every split
-// empty (or is past the end) has no weight and loads nothing. Every thread of the warp must call
-// it (n_splits is the same for every pair, so the loops are too).
+// acc = sum_s exp(lse_s - lse) o_s over the thread's columns. Splits go kGroup at a time: thread
+// `lane` computes split base + lane's weight, and the group passes the weights around by shuffles.
+// live false (every split empty, or no pair): no weight, no load. Every thread of the warp must
+// call it (n_splits is the same for every pair, so the loops are too).
 //
-// The loads of kUnroll splits x kSteps pairs are written before the first sum, and
-// unconditionally: predicated ones, or loads interleaved with the sums, left at most two in
-// flight (SASS under CUDA 13.0). So addresses are clamped into the partials (column, and an empty
-// or past-the-end split to a live split's row, read twice: cache hits, where the empty split's
-// own row doubled the combine's DRAM reads), and what such a load returns is discarded (an empty
-// split's o_s may be garbage, even NaN). A batch whose splits are all empty reads nothing.
-template <int kSteps, int kUnroll>
-__device__ __forceinline__ void combine_o(const CombineParams &p, i64 first, i64 n_pairs,
-                                          int lane, const float (&lse)[kSteps],
-                                          float4 (&acc)[kSteps][kPerLane])
+// The loads of kUnroll splits are written before the first sum, and unconditionally: predicated
+// ones, or loads interleaved with the sums, left at most two in flight (SASS under CUDA 13.0; now
+// all kUnroll * kPerLane = 8 are). So addresses are clamped into the partials (split and column),
+// and what a clamped or an empty split's load returns is discarded (an empty split's o_s may be
+// garbage, even NaN). A batch whose splits are all empty for the group reads nothing.
+__device__ __forceinline__ void combine_o(const CombineParams &p, i64 pair, int lane, float lse,
+                                          bool live, float4 acc[kPerLane])
 {
-    const float *lse_part = reinterpret_cast<const float *>(p.lse_part);
-    const float4 *part = reinterpret_cast<const float4 *>(p.o_part);
+    const float *lse_part = reinterpret_cast<const float *>(p.lse_part) + pair;
+    const float4 *part = reinterpret_cast<const float4 *>(p.o_part) + pair * kChunks;
     const i64 split_step = p.part_stride * kChunks;  // float4s from one split's row to the next
     int col[kPerLane];  // the thread's float4 columns (a clamped one's sum is never stored)
 #pragma unroll
     for (int c = 0; c < kPerLane; c++)
         col[c] = min(lane + c * kGroup, kChunks - 1);
     for (int base = 0; base < p.n_splits; base += kGroup) {
-        float my_w[kSteps];
-#pragma unroll
-        for (int k = 0; k < kSteps; k++) {
-            const i64 pair = first + k * kPairs;
-            my_w[k] = 0.f;
-            if (lse[k] != -kInf && base + lane < p.n_splits) {
-                const float x = lse_part[(i64)(base + lane) * p.part_stride + pair];
-                my_w[k] = x == -kInf ? 0.f : expf(x - lse[k]);
-            }
+        float my_w = 0.f;
+        if (live && base + lane < p.n_splits) {
+            const float x = lse_part[(base + lane) * p.part_stride];
+            my_w = x == -kInf ? 0.f : expf(x - lse);
         }
         const int n = min(kGroup, p.n_splits - base);
         for (int j0 = 0; j0 < n; j0 += kUnroll) {
-            float w[kSteps][kUnroll];
-            int live[kSteps];  // a split of the batch with a weight: empty ones load its row
+            float w[kUnroll];
             bool any = false;
 #pragma unroll
-            for (int k = 0; k < kSteps; k++) {
-                live[k] = 0;
-#pragma unroll
-                for (int u = kUnroll - 1; u >= 0; u--) {
-                    w[k][u] = __shfl_sync(kAllLanes, my_w[k], j0 + u, kGroup);
-                    w[k][u] = j0 + u < n ? w[k][u] : 0.f;
-                    live[k] = w[k][u] != 0.f ? u : live[k];
-                    any = any || w[k][u] != 0.f;
-                }
+            for (int u = 0; u < kUnroll; u++) {
+                w[u] = __shfl_sync(kAllLanes, my_w, j0 + u, kGroup);
+                w[u] = j0 + u < n ? w[u] : 0.f;
+                any = any || w[u] != 0.f;
             }
-            if (!__any_sync(kAllLanes, any))
+            if (!any)
                 continue;
-            float4 x[kSteps][kUnroll][kPerLane];
+            float4 x[kUnroll][kPerLane];
+            const float4 *src = part + (base + j0) * split_step;
 #pragma unroll
-            for (int k = 0; k < kSteps; k++) {
-                const i64 pair = min(first + k * kPairs, n_pairs - 1);
-                const float4 *src = part + pair * kChunks + (base + j0) * split_step;
+            for (int u = 0; u < kUnroll; u++) {
 #pragma unroll
-                for (int u = 0; u < kUnroll; u++) {
-                    const float4 *row = src + (w[k][u] != 0.f ? u : live[k]) * split_step;
-#pragma unroll
-                    for (int c = 0; c < kPerLane; c++)
-                        x[k][u][c] = load_part(row + col[c]);
-                }
+                for (int c = 0; c < kPerLane; c++)
+                    x[u][c] = load_part(src + col[c]);
+                if (j0 + u + 1 < n)
+                    src += split_step;  // past the last split: its row again
             }
 #pragma unroll
-            for (int k = 0; k < kSteps; k++)
+            for (int u = 0; u < kUnroll; u++)
 #pragma unroll
-                for (int u = 0; u < kUnroll; u++)
-#pragma unroll
-                    for (int c = 0; c < kPerLane; c++)
-                        if (w[k][u] != 0.f) {
-                            acc[k][c].x += w[k][u] * x[k][u][c].x;
-                            acc[k][c].y += w[k][u] * x[k][u][c].y;
-                            acc[k][c].z += w[k][u] * x[k][u][c].z;
-                            acc[k][c].w += w[k][u] * x[k][u][c].w;
-                        }
+                for (int c = 0; c < kPerLane; c++)
+                    if (w[u] != 0.f) {
+                        acc[c].x += w[u] * x[u][c].x;
+                        acc[c].y += w[u] * x[u][c].y;
+                        acc[c].z += w[u] * x[u][c].z;
+                        acc[c].w += w[u] * x[u][c].w;
+                    }
         }
     }
 }
@@ -234,44 +181,27 @@ __device__ __forceinline__ void store_o(const CombineParams &p, i64 b, i64 i, i6
     }
 }
 
-// Step k of a group takes the pair (blockIdx.x * kSteps + k) * kPairs + threadIdx.x / kGroup
-// = t * H + h; token t = b * Lq + i.
-template <int kSteps, int kUnroll>
-__device__ __forceinline__ void combine_pairs(const CombineParams &p)
-{
-    const int lane = threadIdx.x % kGroup;
-    const i64 first = (i64)blockIdx.x * kSteps * kPairs + threadIdx.x / kGroup;
-    const i64 n_pairs = (i64)p.rows * p.H;
-    float lse[kSteps];
-    combined_lse<kSteps>(p, first, n_pairs, lane, lse);
-    float4 acc[kSteps][kPerLane];
-#pragma unroll
-    for (int k = 0; k < kSteps; k++)
-#pragma unroll
-        for (int c = 0; c < kPerLane; c++)
-            acc[k][c] = make_float4(0.f, 0.f, 0.f, 0.f);  // o = 0 when every split is empty
-    combine_o<kSteps, kUnroll>(p, first, n_pairs, lane, lse, acc);
-#pragma unroll
-    for (int k = 0; k < kSteps; k++) {
-        const i64 pair = first + k * kPairs;
-        if (pair >= n_pairs)
-            break;
-        const i64 t = pair / p.H, h = pair % p.H;
-        const i64 b = t / p.Lq, i = t % p.Lq;
-        store_o(p, b, i, h, lane, acc[k]);
-        if (p.lse && lane == 0)
-            reinterpret_cast<float *>(p.lse)[b * p.lse_stride[0] + h * p.lse_stride[1] +
-                                             i * p.lse_stride[2]] = lse[k] == -kInf ? kInf : lse[k];
-    }
-}
-
+// blockIdx.x * kPairs + threadIdx.x / kGroup = the pair t * H + h; token t = b * Lq + i.
 extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocks)
 $entry(const CombineParams p)
 {
-    if (p.steps == kMaxSteps)
-        combine_pairs<kMaxSteps, kUnrollSteps>(p);
-    else
-        combine_pairs<1, kUnroll>(p);
+    const int lane = threadIdx.x % kGroup;
+    const i64 pair = (i64)blockIdx.x * kPairs + threadIdx.x / kGroup;
+    const bool valid = pair < (i64)p.rows * p.H;
+    const float lse = combined_lse(p, pair, lane, valid);
+    float4 acc[kPerLane];
+#pragma unroll
+    for (int c = 0; c < kPerLane; c++)
+        acc[c] = make_float4(0.f, 0.f, 0.f, 0.f);  // o = 0 exactly when every split is empty
+    combine_o(p, pair, lane, lse, lse != -kInf, acc);
+    if (!valid)
+        return;
+    const i64 t = pair / p.H, h = pair % p.H;
+    const i64 b = t / p.Lq, i = t % p.Lq;
+    store_o(p, b, i, h, lane, acc);
+    if (p.lse && lane == 0)
+        reinterpret_cast<float *>(p.lse)[b * p.lse_stride[0] + h * p.lse_stride[1] +
+                                         i * p.lse_stride[2]] = lse == -kInf ? kInf : lse;
 }]=]
 
 local function check_variant(v)
@@ -304,8 +234,6 @@ function M.emit(v)
     threads = THREADS,
     min_blocks = MIN_BLOCKS,
     unroll = math.min(group, LOADS_IN_FLIGHT // per_lane),
-    max_steps = STEP_LOADS_IN_FLIGHT // per_lane,
-    unroll_steps = 1,
     entry = common.entry_name(v.key),
   }
   local buf = common.buffer()

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "combine_ref.h"
-#include "fwd_combine.h"
 #include "gen.h"
 #include "harness.h"
 #include "test_compile.h"
@@ -49,7 +48,7 @@ START_TEST(source_opens_with_the_key_and_the_template_line_and_names_the_entry)
     ck_assert_str_eq(k.entry, "dm_combine_d128_bf16_sm90a");
     ck_assert_ptr_nonnull(strstr(src, "dm_combine_d128_bf16_sm90a(const CombineParams p)"));
     ck_assert_ptr_null(strstr(src, "$")); /* every template variable filled */
-    ck_assert_ptr_nonnull(strstr(src, "static_assert(sizeof(CombineParams) == 112"));
+    ck_assert_ptr_nonnull(strstr(src, "static_assert(sizeof(CombineParams) == 104"));
     ck_assert_ptr_nonnull(strstr(src, "cvt.rn.bf16.f32"));
     ck_assert_ptr_null(strstr(src, "cvt.rn.f16.f32"));
     dm_kernel_src_free(&k);
@@ -236,27 +235,6 @@ START_TEST(partials_are_read_at_split_times_part_stride_plus_pair)
 }
 END_TEST
 
-/* A group takes kMaxSteps pairs when CombineParams.steps says so; the launch sizes the grid by
- * its own count of them (dm_fwd_combine_max_steps): the two must be one number, or pairs go
- * uncombined. Many pairs take the steps, few (the long row's 32) one each. */
-START_TEST(the_launch_and_the_kernel_agree_on_the_pairs_a_group_takes)
-{
-    for (int d = DM_HEAD_DIM_MIN; d <= DM_HEAD_DIM_MAX; d += DM_HEAD_DIM_STEP) {
-        dm_variant v = combine(d, DM_BF16, DM_SM90A);
-        dm_kernel_src k;
-        char *src = dm_test_emit_ok(&v, &k), want[64];
-        snprintf(want, sizeof want, "constexpr int kMaxSteps = %d;", dm_fwd_combine_max_steps(d));
-        ck_assert_msg(strstr(src, want) != NULL, "d%d: the kernel lacks '%s'", d, want);
-        free(src);
-    }
-    /* the mixed decode batch: 512 tokens x 32 heads, 4 pairs a block, 132 SMs x 8 blocks */
-    ck_assert_int_eq(dm_fwd_combine_steps(512 * 32, 4, 132 * 8, 4), 4);
-    ck_assert_int_eq(dm_fwd_combine_steps(64 * 32, 4, 132 * 8, 4), 1);
-    ck_assert_int_eq(dm_fwd_combine_steps(32, 4, 132 * 8, 2), 1);
-    ck_assert_int_eq(dm_fwd_combine_steps(512 * 32, 4, 132 * 8, 2), 2);
-}
-END_TEST
-
 #define TESTS(X) \
     X(emit_is_byte_identical_in_fresh_states_for_every_head_dim_dtype_and_arch) \
     X(source_opens_with_the_key_and_the_template_line_and_names_the_entry) \
@@ -264,6 +242,5 @@ END_TEST
     X(a_head_dim_the_kernel_cannot_move_in_float4s_is_refused_by_the_template) \
     X(combined_partials_equal_attention_over_all_keys) \
     X(a_row_whose_every_split_is_empty_gives_zero_output_and_infinite_lse) \
-    X(partials_are_read_at_split_times_part_stride_plus_pair) \
-    X(the_launch_and_the_kernel_agree_on_the_pairs_a_group_takes)
+    X(partials_are_read_at_split_times_part_stride_plus_pair)
 DM_TEST_MAIN("combine_gen", TESTS)

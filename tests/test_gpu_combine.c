@@ -291,33 +291,11 @@ START_TEST(a_decode_batch_sized_call_matches)
 }
 END_TEST
 
-/* Enough pairs that a group takes several (dm_fwd_combine_steps: past two waves of one-pair
- * blocks): 4 a group up to D = 128, 2 beyond; a pair count that fills no block's steps evenly,
- * split counts of one round of weights and of two (33). Small head dims have many pairs a block,
- * so they need many more pairs to get there. */
-START_TEST(many_pairs_taken_several_a_group_match)
-{
-    static const int dims[] = {8, 72, 128, 200, 256};
-    for (size_t d = 0; d < 5; d++)
-        for (int k = 0; k < 2; k++) {
-            combine_case c = base(dims[d], k ? DM_F16 : DM_BF16, k ? 33 : 3);
-            c.B = dims[d] < 64 ? 601 : 67;
-            c.Lq = 8;
-            c.H = 32;
-            char label[64];
-            snprintf(label, sizeof label, "d%d %s %d x 8 x 32, %d splits", dims[d],
-                     k ? "f16" : "bf16", c.B, c.n_splits);
-            check_case(&c, label);
-        }
-}
-END_TEST
-
 #define TESTS(X) \
     X(every_split_count_head_dim_and_dtype_matches_with_and_without_lse) \
     X(small_and_odd_head_dims_match) \
     X(misaligned_o_rows_and_a_wider_part_stride_match) \
     X(wide_lse_spreads_match) \
     X(the_varlen_layout_matches) \
-    X(a_decode_batch_sized_call_matches) \
-    X(many_pairs_taken_several_a_group_match)
+    X(a_decode_batch_sized_call_matches)
 DM_TEST_MAIN_SKIP("gpu_combine", TESTS, dm_gpu_absent)

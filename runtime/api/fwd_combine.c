@@ -43,17 +43,6 @@ static dm_status check_params(dm_ctx *ctx, const char *call, const dm_combine_pa
     return DM_OK;
 }
 
-int dm_fwd_combine_max_steps(int head_dim)
-{
-    return head_dim > 128 ? 2 : 4; /* 4 float4 loads in flight: 4 pairs x 1 column, or 2 x 2 */
-}
-
-int dm_fwd_combine_steps(int64_t pairs, int64_t block_m, int64_t slots, int max_steps)
-{
-    int64_t blocks = (pairs + block_m - 1) / block_m;
-    return blocks > 2 * (slots > 0 ? slots : 1) ? max_steps : 1;
-}
-
 dm_status dm_fwd_combine_launch(dm_ctx *ctx, const char *call, dm_dtype dtype, int head_dim,
                                 const dm_combine_params *params, CUstream stream)
 {
@@ -80,12 +69,7 @@ dm_status dm_fwd_combine_launch(dm_ctx *ctx, const char *call, dm_dtype dtype, i
     st = dm_kernel_get(ctx, call, &v, &kernel, NULL);
     if (st != DM_OK)
         goto out;
-    dm_combine_params p = *params; /* cuLaunchKernel copies it; no const cast */
-    p.steps = dm_fwd_combine_steps(pairs, kernel->block_m,
-                                   (int64_t)ctx->sm_count * kernel->blocks_per_sm,
-                                   dm_fwd_combine_max_steps(head_dim));
-    const int64_t per_block = kernel->block_m * p.steps;
-    const int64_t grid_x = (pairs + per_block - 1) / per_block;
+    const int64_t grid_x = (pairs + kernel->block_m - 1) / kernel->block_m;
     if (grid_x > GRID_X_MAX) {
         st = dm_set_error(ctx, DM_ERR_INVALID_ARG,
                           "%s: variant '%s': rows * H = %lld pairs need %lld blocks: expected at "
@@ -93,6 +77,7 @@ dm_status dm_fwd_combine_launch(dm_ctx *ctx, const char *call, dm_dtype dtype, i
                           call, text, (long long)pairs, (long long)grid_x, GRID_X_MAX);
         goto out;
     }
+    dm_combine_params p = *params; /* cuLaunchKernel copies it; no const cast */
     st = dm_kernel_launch(ctx, call, &v, kernel, (unsigned)grid_x, 1, 1, &p, stream);
 out:
     dm_ctx_leave(ctx);

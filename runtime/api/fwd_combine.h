@@ -23,14 +23,4 @@
 dm_status dm_fwd_combine_launch(dm_ctx *ctx, const char *call, dm_dtype dtype, int head_dim,
                                 const dm_combine_params *params, CUstream stream);
 
-/* Pairs a group of the combine's threads takes when there are many (attn_combine.lua's
- * kMaxSteps for head_dim: 4, or 2 where a thread sums two float4 columns, D > 128): their loads
- * go in flight together, so the grid's memory round trips are a wave's, not four. */
-int dm_fwd_combine_max_steps(int head_dim);
-
-/* CombineParams.steps for `pairs` (token, head) pairs, block_m a block per step, on a device
- * holding `slots` blocks at once: max_steps beyond two waves of one-step blocks, else 1 (few
- * pairs over many splits: the splits' loads, not the pairs', fill the flight). */
-int dm_fwd_combine_steps(int64_t pairs, int64_t block_m, int64_t slots, int max_steps);
-
 #endif
