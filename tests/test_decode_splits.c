@@ -6,7 +6,7 @@
 /* Equal lengths: pairs x max_tiles tiles of work. */
 static dm_decode_splits equal(int requested, int64_t pairs, int64_t tiles, int per_sm)
 {
-    return dm_fwd_decode_splits(requested, pairs, tiles, pairs * tiles, 132, per_sm);
+    return dm_fwd_decode_splits(requested, pairs, tiles, pairs * tiles, 132, per_sm, true);
 }
 
 START_TEST(a_request_is_kept_up_to_the_tile_count)
@@ -18,7 +18,7 @@ START_TEST(a_request_is_kept_up_to_the_tile_count)
     /* up to the limit the argument check holds requests to (DM_NUM_SPLITS_MAX) */
     ck_assert_int_eq(equal(1024, 8, 8192, 3).n, 1024);
     /* a request holds for unequal lengths too */
-    ck_assert_int_eq(dm_fwd_decode_splits(6, 512, 256, 10000, 132, 2).n, 6);
+    ck_assert_int_eq(dm_fwd_decode_splits(6, 512, 256, 10000, 132, 2, true).n, 6);
 }
 END_TEST
 
@@ -43,21 +43,25 @@ END_TEST
 START_TEST(unequal_lengths_split_by_the_mean_work)
 {
     /* 64 sequences of 512..16384 keys (mean 8448: 132 tiles), 8 K/V heads, 2 blocks an SM:
-     * 67584 tiles of work over 264 slots, a quarter slot's share each (64 tiles), 4 splits
-     * for the 256-tile sequence */
-    dm_decode_splits s = dm_fwd_decode_splits(0, 512, 256, 8 * 64 * 132, 132, 2);
+     * 67584 tiles of work over 264 slots, half a slot's share each (128 tiles), 2 splits for
+     * the 256-tile sequence */
+    dm_decode_splits s = dm_fwd_decode_splits(0, 512, 256, 8 * 64 * 132, 132, 2, true);
+    ck_assert_int_eq(s.tiles_per_split, 128);
+    ck_assert_int_eq(s.n, 2);
+    /* in the grid's order (no longest first): a quarter share, 64 tiles, 4 splits */
+    s = dm_fwd_decode_splits(0, 512, 256, 8 * 64 * 132, 132, 2, false);
     ck_assert_int_eq(s.tiles_per_split, 64);
     ck_assert_int_eq(s.n, 4);
     /* little work: never under DM_DECODE_MIN_SPLIT_TILES a split (partials stay cheap) */
-    s = dm_fwd_decode_splits(0, 16, 256, 16 * 40, 132, 2);
+    s = dm_fwd_decode_splits(0, 16, 256, 16 * 40, 132, 2, true);
     ck_assert_int_eq(s.tiles_per_split, DM_DECODE_MIN_SPLIT_TILES);
     ck_assert_int_eq(s.n, 256 / DM_DECODE_MIN_SPLIT_TILES);
     /* ... nor more than the longest sequence's tiles */
-    s = dm_fwd_decode_splits(0, 16, 10, 16 * 5, 132, 2);
+    s = dm_fwd_decode_splits(0, 16, 10, 16 * 5, 132, 2, true);
     ck_assert_int_eq(s.n, 1);
     ck_assert_int_eq(s.tiles_per_split, 10);
     /* a very long sequence next to short ones: at most DM_NUM_SPLITS_MAX splits */
-    s = dm_fwd_decode_splits(0, 8, 1 << 20, 4 << 20, 132, 2);
+    s = dm_fwd_decode_splits(0, 8, 1 << 20, 4 << 20, 132, 2, true);
     ck_assert_int_le(s.n, DM_NUM_SPLITS_MAX);
     ck_assert_int_ge(s.n * s.tiles_per_split, 1 << 20);
 }
@@ -65,8 +69,8 @@ END_TEST
 
 START_TEST(unequal_lengths_are_marked_and_the_work_item_bound_holds)
 {
-    ck_assert(dm_fwd_decode_splits(0, 512, 256, 8 * 64 * 132, 132, 2).unequal);
-    ck_assert(dm_fwd_decode_splits(4, 512, 256, 8 * 64 * 132, 132, 2).unequal);
+    ck_assert(dm_fwd_decode_splits(0, 512, 256, 8 * 64 * 132, 132, 2, true).unequal);
+    ck_assert(dm_fwd_decode_splits(4, 512, 256, 8 * 64 * 132, 132, 2, true).unequal);
     ck_assert(!equal(0, 512, 64, 2).unequal);
     ck_assert(!equal(4, 512, 64, 2).unequal);
     /* the bound is at least the real count over random lengths (0 included), and not much more */

@@ -57,9 +57,12 @@ typedef struct dm_decode_splits {
 
 /* The splits the runner uses for `pairs` = B x Hkv pairs of a kernel taking `blocks_per_sm`
  * blocks an SM: `max_tiles` key tiles in the longest sequence, `work_tiles` over all pairs
- * (pairs x max_tiles when every sequence is the longest). Exposed for the tests. */
+ * (pairs x max_tiles when every sequence is the longest); longest_first: unequal lengths would
+ * run as work items, longest first (a varlen call of at most DM_DECODE_ORDER_MAX_SEQS
+ * sequences), which takes bigger splits. Exposed for the tests. */
 dm_decode_splits dm_fwd_decode_splits(int requested, int64_t pairs, int64_t max_tiles,
-                                      int64_t work_tiles, int sm_count, int blocks_per_sm);
+                                      int64_t work_tiles, int sm_count, int blocks_per_sm,
+                                      bool longest_first);
 
 /* A varlen decode call over unequal lengths, split, of at most this many sequences runs its
  * blocks as work items, longest first (FwdParams.split_order; decode_item in
