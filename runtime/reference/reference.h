@@ -64,4 +64,36 @@ dm_status dm_ref_check_cu_seqlens(dm_ctx *ctx, const char *call, const char *nam
 dm_status dm_ref_fwd_varlen_window_mask(dm_ctx *ctx, const dm_fwd_varlen_args *host_args,
                                         dm_fwd_varlen_args *plain, unsigned char **mask);
 
+/* The float64 math of SPEC §2 and §3 on dense double arrays (ref_attention_bwd.c), the core the
+ * backward reference converts its tensors into and the finite-difference tests check. Layouts,
+ * all contiguous: q, o, do, dq (B, Lq, H, D); k, v, dk, dv (B, Lk, Hkv, D); mask and bias (either
+ * NULL) expanded to (B, H, Lq, Lk); lse (B, H, Lq). Causal is bottom-right aligned. */
+typedef struct dm_ref_attn64 {
+    int64_t B, H, Hkv, Lq, Lk, D;
+    double scale, softcap; /* softcap 0: off */
+    bool causal;
+    const double *q, *k, *v, *bias;
+    const unsigned char *mask;
+} dm_ref_attn64;
+
+/* What the backward writes: dq, dk, dv (dk, dv summed over each K/V head's group of query
+ * heads) and, when dscore is not NULL, the gradient of each score's bias term, (B, H, Lq, Lk). */
+typedef struct dm_ref_grads64 {
+    double *dq, *dk, *dv, *dscore;
+} dm_ref_grads64;
+
+/* o (and lse when not NULL) of attention on a; a row with no visible key gives o = 0 and
+ * lse = +inf. DM_ERR_NOMEM is the only failure. */
+dm_status dm_ref_attention64_fwd(dm_ctx *ctx, const dm_ref_attn64 *a, double *o, double *lse);
+
+/* The gradients of sum(o * dout) (dout laid out as o): a row with no visible key, and every
+ * masked score, contributes exactly 0. DM_ERR_NOMEM is the only failure. */
+dm_status dm_ref_attention64_bwd(dm_ctx *ctx, const dm_ref_attn64 *a, const double *dout,
+                                 dm_ref_grads64 *g);
+
+/* dbias of a bias of `shape` ({B|1}, {H|Hkv|1}, {Lq|1}, Lk) from dscore (B, H, Lq, Lk): summed over
+ * every dimension the bias broadcasts, and over the query heads sharing a stored head. */
+void dm_ref_reduce_bias_grad(const dm_ref_attn64 *a, const double *dscore, const int64_t shape[4],
+                             double *dbias);
+
 #endif
