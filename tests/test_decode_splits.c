@@ -93,9 +93,35 @@ START_TEST(unequal_lengths_are_marked_and_the_work_item_bound_holds)
 }
 END_TEST
 
+START_TEST(unequal_varlen_batches_launch_work_items_and_the_rest_the_grid)
+{
+    /* the mixed decode batch: 64 sequences, 506707 keys, 8 K/V heads, 64-key tiles */
+    dm_decode_splits sp = dm_fwd_decode_splits(0, 512, 252, 8 * 7918, 132, 2, true);
+    ck_assert(sp.unequal && sp.n > 1);
+    dm_decode_grid g = dm_fwd_decode_grid(sp, true, 64, 8, 506707, 64);
+    ck_assert(g.by_items);
+    ck_assert_int_eq(g.x, dm_fwd_decode_items(64, 506707, 64, sp.tiles_per_split) * 8);
+    ck_assert_int_eq(g.y * g.z, 1);
+    /* a dense call (cannot order), equal lengths, one split: the (split, head, sequence) grid */
+    g = dm_fwd_decode_grid(sp, false, 64, 8, 506707, 64);
+    ck_assert(!g.by_items);
+    ck_assert_int_eq(g.x, sp.n);
+    ck_assert_int_eq(g.y, 8);
+    ck_assert_int_eq(g.z, 64);
+    dm_decode_splits eq = dm_fwd_decode_splits(0, 512, 64, 512 * 64, 132, 2, true);
+    ck_assert(!dm_fwd_decode_grid(eq, true, 64, 8, 64 * 4096, 64).by_items);
+    dm_decode_splits one = {.n = 1, .tiles_per_split = 252, .unequal = true};
+    ck_assert(!dm_fwd_decode_grid(one, true, 64, 8, 506707, 64).by_items);
+    /* never more items than n per sequence, however loose the bound */
+    dm_decode_splits two = {.n = 2, .tiles_per_split = 1, .unequal = true};
+    ck_assert_int_eq(dm_fwd_decode_grid(two, true, 10, 4, 100000, 64).x, 2 * 10 * 4);
+}
+END_TEST
+
 #define TESTS(X) \
     X(a_request_is_kept_up_to_the_tile_count) \
     X(automatic_splits_give_two_well_filled_waves) \
     X(unequal_lengths_split_by_the_mean_work) \
-    X(unequal_lengths_are_marked_and_the_work_item_bound_holds)
+    X(unequal_lengths_are_marked_and_the_work_item_bound_holds) \
+    X(unequal_varlen_batches_launch_work_items_and_the_rest_the_grid)
 DM_TEST_MAIN("decode_splits", TESTS)

@@ -91,6 +91,21 @@ int64_t dm_fwd_decode_items(int64_t B, int64_t total_k, int64_t block_n, int64_t
     return tiles / tiles_per_split + B;
 }
 
+dm_decode_grid dm_fwd_decode_grid(dm_decode_splits sp, bool can_order, int64_t B, int64_t Hkv,
+                                  int64_t total_k, int64_t block_n)
+{
+    dm_decode_grid g = {.x = (unsigned)sp.n, .y = (unsigned)Hkv, .z = (unsigned)B,
+                        .by_items = can_order && sp.unequal && sp.n > 1};
+    if (g.by_items) {
+        int64_t items = dm_fwd_decode_items(B, total_k, block_n, sp.tiles_per_split);
+        if (items > (int64_t)sp.n * B) /* no sequence has more than n */
+            items = (int64_t)sp.n * B;
+        g.x = (unsigned)(items * Hkv);
+        g.y = g.z = 1;
+    }
+    return g;
+}
+
 static dm_status run_entered(dm_ctx *ctx, dm_decode_job *job, CUstream stream)
 {
     const dm_kernel *kernel;
@@ -114,15 +129,8 @@ static dm_status run_entered(dm_ctx *ctx, dm_decode_job *job, CUstream stream)
     /* one split: every key (a count past any sequence, so no key is cut off) */
     p->split_keys = n > 1 ? (int32_t)(sp.tiles_per_split * bn) : INT32_MAX / 2;
     p->n_splits = n;
-    unsigned grid[3] = {(unsigned)n, (unsigned)job->Hkv, (unsigned)job->B};
-    p->split_order = can_order && sp.unequal && n > 1;
-    if (p->split_order) {
-        int64_t items = dm_fwd_decode_items(job->B, job->total_k, bn, sp.tiles_per_split);
-        if (items > (int64_t)n * job->B) /* no sequence has more than n */
-            items = (int64_t)n * job->B;
-        grid[0] = (unsigned)(items * job->Hkv);
-        grid[1] = grid[2] = 1;
-    }
+    dm_decode_grid grid = dm_fwd_decode_grid(sp, can_order, job->B, job->Hkv, job->total_k, bn);
+    p->split_order = grid.by_items;
     p->part_stride = job->rows * p->H;
     size_t o_bytes = (size_t)n * (size_t)p->part_stride * (size_t)job->variant.head_dim * 4;
     size_t lse_bytes = (size_t)n * (size_t)p->part_stride * 4;
@@ -137,8 +145,7 @@ static dm_status run_entered(dm_ctx *ctx, dm_decode_job *job, CUstream stream)
         p->lse_part = scratch + o_bytes;
     }
 
-    st = dm_kernel_launch(ctx, job->call, &job->variant, kernel, grid[0], grid[1], grid[2], p,
-                          stream);
+    st = dm_kernel_launch(ctx, job->call, &job->variant, kernel, grid.x, grid.y, grid.z, p, stream);
     if (st == DM_OK && n > 1) {
         dm_combine_params c;
         memset(&c, 0, sizeof c);

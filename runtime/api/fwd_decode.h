@@ -77,4 +77,14 @@ dm_decode_splits dm_fwd_decode_splits(int requested, int64_t pairs, int64_t max_
  * lengths; the ordered grid is this times Hkv blocks, those past the real count exit at once. */
 int64_t dm_fwd_decode_items(int64_t B, int64_t total_k, int64_t block_n, int64_t tiles_per_split);
 
+/* The decode kernel's grid: with by_items (unequal lengths, split, and can_order: a varlen call
+ * of at most DM_DECODE_ORDER_MAX_SEQS sequences) a 1-D grid of dm_fwd_decode_items x Hkv work
+ * items (at most n x B x Hkv), FwdParams.split_order set; else (n splits, Hkv, B). */
+typedef struct dm_decode_grid {
+    unsigned x, y, z;
+    bool by_items;
+} dm_decode_grid;
+dm_decode_grid dm_fwd_decode_grid(dm_decode_splits sp, bool can_order, int64_t B, int64_t Hkv,
+                                  int64_t total_k, int64_t block_n);
+
 #endif
