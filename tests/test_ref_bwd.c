@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "half.h"
 #include "harness.h"
 #include "reference.h"
 
@@ -243,11 +244,103 @@ START_TEST(masked_scores_and_a_fully_masked_row_give_zero_never_nan)
 }
 END_TEST
 
+/* dm_ref_bwd over bf16 host tensors (q with padded rows, GQA, a full mask, a key bias (1, Hkv,
+ * 1, Lk) with its dbias) equals the core run on the same values, rounded once: the tensors'
+ * indexing, broadcast and conversions, bit for bit. */
+START_TEST(the_tensor_reference_is_the_core_on_the_tensors_values)
+{
+    enum { TB = 2, TH = 4, THKV = 2, TLQ = 3, TLK = 5, TD = 8, PAD = 8 };
+    const int64_t nq = TB * TLQ * TH * TD, nk = TB * TLK * THKV * TD;
+    uint16_t q[TB * TLQ * TH * (TD + PAD)], k[nk], v[nk], o[nq], dout[nq], dq[nq], dk[nk], dv[nk];
+    uint16_t bias[THKV * TLK], dbias[THKV * TLK];
+    unsigned char mask[TB * TH * TLQ * TLK];
+    float lse[TB * TH * TLQ];
+    double qd[nq], kd[nk], vd[nk], doutd[nq], biasd[TB * TH * TLQ * TLK];
+    memset(q, 0, sizeof q);
+    for (int64_t b = 0; b < TB; b++)
+        for (int64_t i = 0; i < TLQ; i++)
+            for (int64_t h = 0; h < TH; h++)
+                for (int64_t d = 0; d < TD; d++) {
+                    uint16_t x = dm_double_to_16(uniform(), DM_BF16);
+                    q[((b * TLQ + i) * TH + h) * (TD + PAD) + d] = x;
+                    qd[((b * TLQ + i) * TH + h) * TD + d] = dm_bf16_to_float(x);
+                }
+    for (int64_t e = 0; e < nk; e++) {
+        k[e] = dm_double_to_16(uniform(), DM_BF16);
+        v[e] = dm_double_to_16(uniform(), DM_BF16);
+        kd[e] = dm_bf16_to_float(k[e]);
+        vd[e] = dm_bf16_to_float(v[e]);
+    }
+    for (int64_t e = 0; e < nq; e++) {
+        dout[e] = dm_double_to_16(uniform(), DM_BF16);
+        doutd[e] = dm_bf16_to_float(dout[e]);
+    }
+    for (int64_t e = 0; e < THKV * TLK; e++)
+        bias[e] = dm_double_to_16(2 * uniform(), DM_BF16);
+    for (int64_t e = 0; e < TB * TH * TLQ * TLK; e++) {
+        mask[e] = uniform() > -0.6;
+        biasd[e] = dm_bf16_to_float(bias[(e / (TLQ * TLK) % TH) / (TH / THKV) * TLK + e % TLK]);
+    }
+    dm_bwd_args a;
+    memset(&a, 0, sizeof a);
+    const struct {
+        dm_tensor *t;
+        void *data;
+        dm_dtype dtype;
+        int rank;
+        int64_t shape[4], strides[4];
+    } ts[] = {
+        {&a.q, q, DM_BF16, 4, {TB, TLQ, TH, TD}, {TLQ * TH * (TD + PAD), TH * (TD + PAD), TD + PAD, 1}},
+        {&a.k, k, DM_BF16, 4, {TB, TLK, THKV, TD}, {TLK * THKV * TD, THKV * TD, TD, 1}},
+        {&a.v, v, DM_BF16, 4, {TB, TLK, THKV, TD}, {TLK * THKV * TD, THKV * TD, TD, 1}},
+        {&a.o, o, DM_BF16, 4, {TB, TLQ, TH, TD}, {TLQ * TH * TD, TH * TD, TD, 1}},
+        {&a.dout, dout, DM_BF16, 4, {TB, TLQ, TH, TD}, {TLQ * TH * TD, TH * TD, TD, 1}},
+        {&a.dq, dq, DM_BF16, 4, {TB, TLQ, TH, TD}, {TLQ * TH * TD, TH * TD, TD, 1}},
+        {&a.dk, dk, DM_BF16, 4, {TB, TLK, THKV, TD}, {TLK * THKV * TD, THKV * TD, TD, 1}},
+        {&a.dv, dv, DM_BF16, 4, {TB, TLK, THKV, TD}, {TLK * THKV * TD, THKV * TD, TD, 1}},
+        {&a.lse, lse, DM_F32, 3, {TB, TH, TLQ}, {TH * TLQ, TLQ, 1}},
+        {&a.mask, mask, DM_BOOL, 4, {TB, TH, TLQ, TLK}, {TH * TLQ * TLK, TLQ * TLK, TLK, 1}},
+        {&a.bias, bias, DM_BF16, 4, {1, THKV, 1, TLK}, {THKV * TLK, TLK, TLK, 1}},
+        {&a.dbias, dbias, DM_BF16, 4, {1, THKV, 1, TLK}, {THKV * TLK, TLK, TLK, 1}},
+    };
+    for (size_t t = 0; t < sizeof ts / sizeof ts[0]; t++) {
+        *ts[t].t = (dm_tensor){.data = ts[t].data, .dtype = ts[t].dtype, .rank = ts[t].rank};
+        memcpy(ts[t].t->shape, ts[t].shape, sizeof ts[t].shape);
+        memcpy(ts[t].t->strides, ts[t].strides, sizeof ts[t].strides);
+    }
+    a.causal = 1;
+    a.softcap = 3;
+    dm_ctx *ctx = NULL;
+    ck_assert_int_eq(dm_ctx_create(&ctx, DM_NO_DEVICE), DM_OK);
+    dm_status st = dm_ref_bwd(ctx, &a);
+    ck_assert_msg(st == DM_OK, "%s", dm_errmsg(ctx));
+
+    double gq[nq], gk[nk], gv[nk], gs[TB * TH * TLQ * TLK], gb[THKV * TLK];
+    dm_ref_attn64 at = {.B = TB, .H = TH, .Hkv = THKV, .Lq = TLQ, .Lk = TLK, .D = TD,
+                        .scale = (float)(1 / sqrt((double)TD)), .softcap = 3, .causal = true,
+                        .q = qd, .k = kd, .v = vd, .bias = biasd, .mask = mask};
+    dm_ref_grads64 g = {.dq = gq, .dk = gk, .dv = gv, .dscore = gs};
+    ck_assert_int_eq(dm_ref_attention64_bwd(ctx, &at, doutd, &g), DM_OK);
+    const int64_t bias_shape[4] = {1, THKV, 1, TLK};
+    dm_ref_reduce_bias_grad(&at, gs, bias_shape, gb);
+    for (int64_t e = 0; e < nq; e++)
+        ck_assert_int_eq(dq[e], dm_double_to_16(gq[e], DM_BF16));
+    for (int64_t e = 0; e < nk; e++) {
+        ck_assert_int_eq(dk[e], dm_double_to_16(gk[e], DM_BF16));
+        ck_assert_int_eq(dv[e], dm_double_to_16(gv[e], DM_BF16));
+    }
+    for (int64_t e = 0; e < THKV * TLK; e++)
+        ck_assert_int_eq(dbias[e], dm_double_to_16(gb[e], DM_BF16));
+    dm_ctx_destroy(ctx);
+}
+END_TEST
+
 #define TESTS(X) \
     X(gradients_match_finite_differences_without_bias_or_mask) \
     X(a_full_bias_with_causal_lq_below_lk_matches) \
     X(causal_rows_without_a_key_get_zero_gradients) \
     X(a_key_bias_under_softcap_sums_over_batch_heads_and_queries) \
     X(grouped_heads_sum_into_their_kv_head_and_bias_head) \
-    X(masked_scores_and_a_fully_masked_row_give_zero_never_nan)
+    X(masked_scores_and_a_fully_masked_row_give_zero_never_nan) \
+    X(the_tensor_reference_is_the_core_on_the_tensors_values)
 DM_TEST_MAIN("ref_bwd", TESTS)

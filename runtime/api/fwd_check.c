@@ -70,7 +70,7 @@ static dm_status check_broadcast(dm_ctx *ctx, const char *call, const char *name
     return DM_OK;
 }
 
-static void plan_rows(const dm_tensor *t, int64_t out[3])
+void dm_plan_rows(const dm_tensor *t, int64_t out[3])
 {
     for (int d = 0; d < 3; d++)
         out[d] = t->shape[d] == 1 ? 0 : t->strides[d];
@@ -203,10 +203,10 @@ dm_status dm_fwd_check(dm_ctx *ctx, const char *call, const dm_fwd_args *args, d
     p.scale = args->scale != 0 ? args->scale : (float)(1.0 / sqrt((double)p.D));
     p.softcap = args->softcap;
     p.causal = args->causal != 0;
-    plan_rows(q, p.q_stride);
-    plan_rows(k, p.k_stride);
-    plan_rows(v, p.v_stride);
-    plan_rows(o, p.o_stride);
+    dm_plan_rows(q, p.q_stride);
+    dm_plan_rows(k, p.k_stride);
+    dm_plan_rows(v, p.v_stride);
+    dm_plan_rows(o, p.o_stride);
     p.bias_dtype = has_bias ? args->bias.dtype : DM_DTYPE_NONE;
     if (p.has_lse)
         for (int d = 0; d < 3; d++)

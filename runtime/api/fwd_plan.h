@@ -46,6 +46,9 @@ typedef struct dm_fwd_plan {
  * Touches no memory behind the tensors' pointers. `call` prefixes messages ("dm_fwd"). */
 dm_status dm_fwd_check(dm_ctx *ctx, const char *call, const dm_fwd_args *args, dm_fwd_plan *plan);
 
+/* The batch, row and head strides of a (B, L, H, D) tensor, 0 where a dimension has size 1. */
+void dm_plan_rows(const dm_tensor *t, int64_t out[3]);
+
 /* The variant key a plan needs on arch. */
 void dm_fwd_plan_variant(const dm_fwd_plan *plan, dm_arch arch, dm_variant *out);
 

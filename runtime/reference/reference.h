@@ -4,6 +4,7 @@
 #ifndef DM_REFERENCE_H
 #define DM_REFERENCE_H
 
+#include "bwd_plan.h"
 #include "fwd_plan.h"
 #include "fwd_varlen_plan.h"
 #include "wmask_plan.h"
@@ -90,6 +91,11 @@ dm_status dm_ref_attention64_fwd(dm_ctx *ctx, const dm_ref_attn64 *a, double *o,
  * masked score, contributes exactly 0. DM_ERR_NOMEM is the only failure. */
 dm_status dm_ref_attention64_bwd(dm_ctx *ctx, const dm_ref_attn64 *a, const double *dout,
                                  dm_ref_grads64 *g);
+
+/* SPEC §3 as dm_bwd (bwd_plan.h) on host tensors, after the same check: dq, dk, dv and (when
+ * given) dbias from the float64 core; lse is checked but not read (the core recomputes the
+ * probabilities exactly). */
+dm_status dm_ref_bwd(dm_ctx *ctx, const dm_bwd_args *host_args);
 
 /* dbias of a bias of `shape` ({B|1}, {H|Hkv|1}, {Lq|1}, Lk) from dscore (B, H, Lq, Lk): summed over
  * every dimension the bias broadcasts, and over the query heads sharing a stored head. */
