@@ -75,9 +75,18 @@ static void fd_build(const fd_case *c, fd_data *f)
     f->v = filled(f->n_k, 1);
     f->dout = filled(f->n_q, 1);
     f->o = filled(f->n_q, 0);
-    f->a = (dm_ref_attn64){.B = c->B, .H = c->H, .Hkv = c->Hkv, .Lq = c->Lq, .Lk = c->Lk,
-                           .D = c->D, .scale = 1 / sqrt((double)c->D), .softcap = c->softcap,
-                           .causal = c->causal, .q = f->q, .k = f->k, .v = f->v};
+    f->a = (dm_ref_attn64){.B = c->B,
+                           .H = c->H,
+                           .Hkv = c->Hkv,
+                           .Lq = c->Lq,
+                           .Lk = c->Lk,
+                           .D = c->D,
+                           .scale = 1 / sqrt((double)c->D),
+                           .softcap = c->softcap,
+                           .causal = c->causal,
+                           .q = f->q,
+                           .k = f->k,
+                           .v = f->v};
     if (c->bias_shape[3]) {
         const int64_t *s = c->bias_shape;
         f->n_bias_small = s[0] * s[1] * s[2] * s[3];
@@ -197,8 +206,15 @@ END_TEST
 
 START_TEST(a_full_bias_with_causal_lq_below_lk_matches)
 {
-    fd_case c = {.B = 2, .H = 2, .Hkv = 1, .Lq = 3, .Lk = 5, .D = 4, .causal = true,
-                 .bias_shape = {2, 2, 3, 5}, .empty_row = -1};
+    fd_case c = {.B = 2,
+                 .H = 2,
+                 .Hkv = 1,
+                 .Lq = 3,
+                 .Lk = 5,
+                 .D = 4,
+                 .causal = true,
+                 .bias_shape = {2, 2, 3, 5},
+                 .empty_row = -1};
     fd_check(&c);
 }
 END_TEST
@@ -206,8 +222,15 @@ END_TEST
 /* Lq > Lk, causal bottom-right: query rows 0 and 1 see no key at all. */
 START_TEST(causal_rows_without_a_key_get_zero_gradients)
 {
-    fd_case c = {.B = 1, .H = 2, .Hkv = 2, .Lq = 5, .Lk = 3, .D = 4, .causal = true,
-                 .bias_shape = {1, 2, 5, 3}, .empty_row = 0};
+    fd_case c = {.B = 1,
+                 .H = 2,
+                 .Hkv = 2,
+                 .Lq = 5,
+                 .Lk = 3,
+                 .D = 4,
+                 .causal = true,
+                 .bias_shape = {1, 2, 5, 3},
+                 .empty_row = 0};
     ck_assert(fd_check(&c) == 0);
 }
 END_TEST
@@ -216,8 +239,15 @@ END_TEST
  * chain. */
 START_TEST(a_key_bias_under_softcap_sums_over_batch_heads_and_queries)
 {
-    fd_case c = {.B = 2, .H = 4, .Hkv = 2, .Lq = 3, .Lk = 6, .D = 4, .softcap = 1.5,
-                 .bias_shape = {1, 1, 1, 6}, .empty_row = -1};
+    fd_case c = {.B = 2,
+                 .H = 4,
+                 .Hkv = 2,
+                 .Lq = 3,
+                 .Lk = 6,
+                 .D = 4,
+                 .softcap = 1.5,
+                 .bias_shape = {1, 1, 1, 6},
+                 .empty_row = -1};
     fd_check(&c);
 }
 END_TEST
@@ -225,11 +255,23 @@ END_TEST
 /* GQA: dk, dv sum the group's query heads; an Hkv-headed bias sums them too. MQA as well. */
 START_TEST(grouped_heads_sum_into_their_kv_head_and_bias_head)
 {
-    fd_case gqa = {.B = 1, .H = 4, .Hkv = 2, .Lq = 4, .Lk = 5, .D = 4,
-                   .bias_shape = {1, 2, 1, 5}, .empty_row = -1};
+    fd_case gqa = {.B = 1,
+                   .H = 4,
+                   .Hkv = 2,
+                   .Lq = 4,
+                   .Lk = 5,
+                   .D = 4,
+                   .bias_shape = {1, 2, 1, 5},
+                   .empty_row = -1};
     fd_check(&gqa);
-    fd_case mqa = {.B = 2, .H = 3, .Hkv = 1, .Lq = 2, .Lk = 4, .D = 3,
-                   .bias_shape = {2, 1, 2, 4}, .empty_row = -1};
+    fd_case mqa = {.B = 2,
+                   .H = 3,
+                   .Hkv = 1,
+                   .Lq = 2,
+                   .Lk = 4,
+                   .D = 3,
+                   .bias_shape = {2, 1, 2, 4},
+                   .empty_row = -1};
     fd_check(&mqa);
 }
 END_TEST
@@ -238,8 +280,16 @@ END_TEST
  * exactly 0 and nothing is NaN, while the other rows still match. */
 START_TEST(masked_scores_and_a_fully_masked_row_give_zero_never_nan)
 {
-    fd_case c = {.B = 2, .H = 2, .Hkv = 1, .Lq = 4, .Lk = 5, .D = 4, .causal = false,
-                 .bias_shape = {2, 2, 4, 5}, .mask_density = 0.6, .empty_row = 2};
+    fd_case c = {.B = 2,
+                 .H = 2,
+                 .Hkv = 1,
+                 .Lq = 4,
+                 .Lk = 5,
+                 .D = 4,
+                 .causal = false,
+                 .bias_shape = {2, 2, 4, 5},
+                 .mask_density = 0.6,
+                 .empty_row = 2};
     ck_assert(fd_check(&c) == 0);
 }
 END_TEST
@@ -290,7 +340,12 @@ START_TEST(the_tensor_reference_is_the_core_on_the_tensors_values)
         int rank;
         int64_t shape[4], strides[4];
     } ts[] = {
-        {&a.q, q, DM_BF16, 4, {TB, TLQ, TH, TD}, {TLQ * TH * (TD + PAD), TH * (TD + PAD), TD + PAD, 1}},
+        {&a.q,
+         q,
+         DM_BF16,
+         4,
+         {TB, TLQ, TH, TD},
+         {TLQ * TH * (TD + PAD), TH * (TD + PAD), TD + PAD, 1}},
         {&a.k, k, DM_BF16, 4, {TB, TLK, THKV, TD}, {TLK * THKV * TD, THKV * TD, TD, 1}},
         {&a.v, v, DM_BF16, 4, {TB, TLK, THKV, TD}, {TLK * THKV * TD, THKV * TD, TD, 1}},
         {&a.o, o, DM_BF16, 4, {TB, TLQ, TH, TD}, {TLQ * TH * TD, TH * TD, TD, 1}},
@@ -316,9 +371,20 @@ START_TEST(the_tensor_reference_is_the_core_on_the_tensors_values)
     ck_assert_msg(st == DM_OK, "%s", dm_errmsg(ctx));
 
     double gq[nq], gk[nk], gv[nk], gs[TB * TH * TLQ * TLK], gb[THKV * TLK];
-    dm_ref_attn64 at = {.B = TB, .H = TH, .Hkv = THKV, .Lq = TLQ, .Lk = TLK, .D = TD,
-                        .scale = (float)(1 / sqrt((double)TD)), .softcap = 3, .causal = true,
-                        .q = qd, .k = kd, .v = vd, .bias = biasd, .mask = mask};
+    dm_ref_attn64 at = {.B = TB,
+                        .H = TH,
+                        .Hkv = THKV,
+                        .Lq = TLQ,
+                        .Lk = TLK,
+                        .D = TD,
+                        .scale = (float)(1 / sqrt((double)TD)),
+                        .softcap = 3,
+                        .causal = true,
+                        .q = qd,
+                        .k = kd,
+                        .v = vd,
+                        .bias = biasd,
+                        .mask = mask};
     dm_ref_grads64 g = {.dq = gq, .dk = gk, .dv = gv, .dscore = gs};
     ck_assert_int_eq(dm_ref_attention64_bwd(ctx, &at, doutd, &g), DM_OK);
     const int64_t bias_shape[4] = {1, THKV, 1, TLK};

@@ -20,7 +20,8 @@ static dm_status check_like(dm_ctx *ctx, const char *call, const char *name, con
         (st = dm_check_same_dtype(ctx, call, name, t, dtype)) != DM_OK ||
         (st = dm_check_same_shape(ctx, call, name, t, like_name, like)) != DM_OK)
         return st;
-    return output ? dm_check_output_rows(ctx, call, name, t) : dm_check_input_rows(ctx, call, name, t);
+    return output ? dm_check_output_rows(ctx, call, name, t)
+                  : dm_check_input_rows(ctx, call, name, t);
 }
 
 dm_status dm_bwd_check(dm_ctx *ctx, const char *call, const dm_bwd_args *args, dm_bwd_plan *plan)
@@ -39,9 +40,16 @@ dm_status dm_bwd_check(dm_ctx *ctx, const char *call, const dm_bwd_args *args, d
     memset(&p, 0, sizeof p);
 
     /* The forward's arguments, by the forward's rules (a window was applied to the mask). */
-    dm_fwd_args fwd = {.q = args->q, .k = args->k, .v = args->v, .mask = args->mask,
-                       .bias = args->bias, .o = args->o, .lse = args->lse, .scale = args->scale,
-                       .softcap = args->softcap, .causal = args->causal};
+    dm_fwd_args fwd = {.q = args->q,
+                       .k = args->k,
+                       .v = args->v,
+                       .mask = args->mask,
+                       .bias = args->bias,
+                       .o = args->o,
+                       .lse = args->lse,
+                       .scale = args->scale,
+                       .softcap = args->softcap,
+                       .causal = args->causal};
     if ((st = dm_fwd_check(ctx, call, &fwd, &p.fwd)) != DM_OK)
         return st;
     if (!p.fwd.has_lse)

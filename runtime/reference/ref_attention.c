@@ -7,8 +7,7 @@
 #include "half.h"
 #include "reference.h"
 
-/* Element (b, h, i, j) of a mask or bias, with the plan's normalized strides. */
-static int64_t mb_offset(const int64_t s[4], int64_t head_div, int64_t b, int64_t h, int64_t i,
+int64_t dm_ref_mb_offset(const int64_t s[4], int64_t head_div, int64_t b, int64_t h, int64_t i,
                          int64_t j)
 {
     return b * s[0] + (h / head_div) * s[1] + i * s[2] + j * s[3];
@@ -62,7 +61,7 @@ dm_status dm_ref_attention(dm_ctx *ctx, const dm_fwd_args *host_args, const dm_f
                     visible[j] = !(p.causal && j > i + p.Lk - p.Lq);
                     if (visible[j] && p.mask_layout != DM_LAYOUT_NONE)
                         visible[j] =
-                            mask[mb_offset(p.mask_stride, p.mask_head_div, b, h, i, j)] != 0;
+                            mask[dm_ref_mb_offset(p.mask_stride, p.mask_head_div, b, h, i, j)] != 0;
                     if (!visible[j])
                         continue;
                     const uint16_t *kj = kh + j * p.k_stride[1];
@@ -71,7 +70,7 @@ dm_status dm_ref_attention(dm_ctx *ctx, const dm_fwd_args *host_args, const dm_f
                         dot += (double)qrow[d] * (double)table[kj[d]];
                     double x = scale * dot;
                     if (p.bias_layout != DM_LAYOUT_NONE) {
-                        int64_t off = mb_offset(p.bias_stride, p.bias_head_div, b, h, i, j);
+                        int64_t off = dm_ref_mb_offset(p.bias_stride, p.bias_head_div, b, h, i, j);
                         x += p.bias_dtype == DM_F32 ? (double)((const float *)bias)[off]
                                                     : (double)table[((const uint16_t *)bias)[off]];
                     }

@@ -13,12 +13,6 @@ static int64_t row_at(const int64_t s[3], int64_t b, int64_t i, int64_t h)
     return b * s[0] + i * s[1] + h * s[2];
 }
 
-static double elem16(const void *base, int64_t off, dm_dtype dtype)
-{
-    uint16_t x = ((const uint16_t *)base)[off];
-    return dtype == DM_BF16 ? dm_bf16_to_float(x) : dm_half_to_float(x);
-}
-
 /* A (B, L, H, D) tensor of dtype into a dense double array. */
 static void rows_in(const void *t, const int64_t s[3], dm_dtype dtype, int64_t B, int64_t L,
                     int64_t H, int64_t D, double *out)
@@ -27,7 +21,8 @@ static void rows_in(const void *t, const int64_t s[3], dm_dtype dtype, int64_t B
         for (int64_t i = 0; i < L; i++)
             for (int64_t h = 0; h < H; h++)
                 for (int64_t d = 0; d < D; d++)
-                    out[((b * L + i) * H + h) * D + d] = elem16(t, row_at(s, b, i, h) + d, dtype);
+                    out[((b * L + i) * H + h) * D + d] =
+                        dm_ref_value_at(dtype, t, row_at(s, b, i, h) + d);
 }
 
 static void rows_out(const double *in, void *t, const int64_t s[3], dm_dtype dtype, int64_t B,
@@ -51,7 +46,8 @@ dm_status dm_ref_bwd(dm_ctx *ctx, const dm_bwd_args *host_args)
     const dm_bwd_args *a = host_args;
     const int64_t n_q = f->B * f->Lq * f->H * f->D, n_k = f->B * f->Lk * f->Hkv * f->D;
     const int64_t n_s = f->B * f->H * f->Lq * f->Lk;
-    double *q = malloc((size_t)(n_q + 1) * sizeof *q), *dout = malloc((size_t)(n_q + 1) * sizeof *q);
+    double *q = malloc((size_t)(n_q + 1) * sizeof *q),
+           *dout = malloc((size_t)(n_q + 1) * sizeof *q);
     double *dq = malloc((size_t)(n_q + 1) * sizeof *q), *k = malloc((size_t)(n_k + 1) * sizeof *q);
     double *v = malloc((size_t)(n_k + 1) * sizeof *q), *dk = malloc((size_t)(n_k + 1) * sizeof *q);
     double *dv = malloc((size_t)(n_k + 1) * sizeof *q);
@@ -64,7 +60,8 @@ dm_status dm_ref_bwd(dm_ctx *ctx, const dm_bwd_args *host_args)
         dbias = malloc((size_t)(bs[0] * bs[1] * bs[2] * bs[3] + 1) * sizeof *dbias);
     if (!q || !dout || !dq || !k || !v || !dk || !dv || (f->bias_layout && !bias) ||
         (plan.has_dbias && (!dscore || !dbias)) || (f->mask_layout && !mask)) {
-        st = dm_set_error(ctx, DM_ERR_NOMEM, "dm_ref_bwd: out of memory for B = %lld, H = %lld, "
+        st = dm_set_error(ctx, DM_ERR_NOMEM,
+                          "dm_ref_bwd: out of memory for B = %lld, H = %lld, "
                           "Lq = %lld, Lk = %lld",
                           (long long)f->B, (long long)f->H, (long long)f->Lq, (long long)f->Lk);
         goto out;
@@ -79,23 +76,28 @@ dm_status dm_ref_bwd(dm_ctx *ctx, const dm_bwd_args *host_args)
             for (int64_t i = 0; i < f->Lq; i++)
                 for (int64_t j = 0; j < f->Lk; j++) {
                     const int64_t e = ((b * f->H + h) * f->Lq + i) * f->Lk + j;
-                    if (mask) {
-                        const int64_t *s = f->mask_stride;
-                        mask[e] = ((const unsigned char *)a->mask.data)[
-                                      b * s[0] + h / f->mask_head_div * s[1] + i * s[2] +
-                                      j * s[3]] != 0;
-                    }
-                    if (bias) {
-                        const int64_t *s = f->bias_stride;
-                        const int64_t off = b * s[0] + h / f->bias_head_div * s[1] + i * s[2] +
-                                            j * s[3];
-                        bias[e] = f->bias_dtype == DM_F32 ? ((const float *)a->bias.data)[off]
-                                                          : elem16(a->bias.data, off, f->dtype);
-                    }
+                    if (mask)
+                        mask[e] = ((const unsigned char *)a->mask.data)[dm_ref_mb_offset(
+                                      f->mask_stride, f->mask_head_div, b, h, i, j)] != 0;
+                    if (bias)
+                        bias[e] = dm_ref_value_at(
+                            f->bias_dtype, a->bias.data,
+                            dm_ref_mb_offset(f->bias_stride, f->bias_head_div, b, h, i, j));
                 }
-    dm_ref_attn64 at = {.B = f->B, .H = f->H, .Hkv = f->Hkv, .Lq = f->Lq, .Lk = f->Lk,
-                        .D = f->D, .scale = f->scale, .softcap = f->softcap, .causal = f->causal,
-                        .q = q, .k = k, .v = v, .bias = bias, .mask = mask};
+    dm_ref_attn64 at = {.B = f->B,
+                        .H = f->H,
+                        .Hkv = f->Hkv,
+                        .Lq = f->Lq,
+                        .Lk = f->Lk,
+                        .D = f->D,
+                        .scale = f->scale,
+                        .softcap = f->softcap,
+                        .causal = f->causal,
+                        .q = q,
+                        .k = k,
+                        .v = v,
+                        .bias = bias,
+                        .mask = mask};
     dm_ref_grads64 g = {.dq = dq, .dk = dk, .dv = dv, .dscore = dscore};
     if ((st = dm_ref_attention64_bwd(ctx, &at, dout, &g)) != DM_OK)
         goto out;

@@ -23,15 +23,15 @@ static int cmp_ranked(const void *pa, const void *pb)
     return a->j < b->j ? -1 : a->j > b->j;
 }
 
-double dm_ref_wmask_bias_at(dm_dtype dtype, const void *bias, int64_t off)
+double dm_ref_value_at(dm_dtype dtype, const void *t, int64_t off)
 {
     switch (dtype) {
     case DM_F16:
-        return dm_half_to_float(((const uint16_t *)bias)[off]);
+        return dm_half_to_float(((const uint16_t *)t)[off]);
     case DM_BF16:
-        return dm_bf16_to_float(((const uint16_t *)bias)[off]);
+        return dm_bf16_to_float(((const uint16_t *)t)[off]);
     default:
-        return ((const float *)bias)[off];
+        return ((const float *)t)[off];
     }
 }
 
@@ -97,7 +97,7 @@ dm_status dm_ref_window_mask(dm_ctx *ctx, const dm_window_mask_args *host_args, 
                 for (int64_t j = 0; j < p.Lk; j++) {
                     bool visible = p.mask_layout == DM_LAYOUT_NONE || j < p.mask_pad ||
                                    mask[moff + j - p.mask_pad] != 0;
-                    row[j].value = visible ? dm_ref_wmask_bias_at(p.bias_dtype, a->bias.data,
+                    row[j].value = visible ? dm_ref_value_at(p.bias_dtype, a->bias.data,
                                                                   boff + j)
                                            : p.min_value;
                 }

@@ -38,7 +38,7 @@ static void one_row(const dm_window_mask_varlen_args *a, const dm_wmask_varlen_p
     for (int64_t j = 0; j < r->n; j++) {
         bool visible = p->mask_layout == DM_LAYOUT_NONE ||
                        mask[offset(p->mask_layout, p->mask_stride, r, j)] != 0;
-        row[j].value = visible ? dm_ref_wmask_bias_at(p->bias_dtype, a->bias.data,
+        row[j].value = visible ? dm_ref_value_at(p->bias_dtype, a->bias.data,
                                                       offset(p->bias_layout, p->bias_stride, r, j))
                                : p->min_value;
     }

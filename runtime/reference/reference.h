@@ -51,8 +51,13 @@ typedef struct dm_ref_ranked {
 void dm_ref_wmask_row(dm_ref_ranked *row, int64_t n, int window, bool relu, int block_size,
                       double min_value, unsigned char *out, int64_t out_step);
 
-/* Element off of a bias of dtype (f16, bf16, f32) as a double. */
-double dm_ref_wmask_bias_at(dm_dtype dtype, const void *bias, int64_t off);
+/* Element off of a tensor of dtype (f16, bf16, f32) as a double: a bias, or q, k, v rows. */
+double dm_ref_value_at(dm_dtype dtype, const void *t, int64_t off);
+
+/* Element (b, h, i, j) of a mask or bias with a plan's normalized strides (0 where it
+ * broadcasts) and head divisor (ref_attention.c). */
+int64_t dm_ref_mb_offset(const int64_t s[4], int64_t head_div, int64_t b, int64_t h, int64_t i,
+                         int64_t j);
 
 /* cu_seqlens on the host (ref_seqlens.c): B + 1 entries within [0, total] and non-decreasing, else
  * DM_ERR_INVALID_ARG naming `name` and the entry (messages start with `call`). */
