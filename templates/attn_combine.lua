@@ -18,6 +18,7 @@
 -- around the group by shuffles while the o columns are summed.
 local common = require("cuda_common")
 local errors = require("errors")
+local ptx = require("cuda_ptx")
 local kernel_params = require("kernel_params")
 local limits = require("limits")
 
@@ -185,6 +186,7 @@ __device__ __forceinline__ void store_o(const CombineParams &p, i64 b, i64 i, i6
 extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocks)
 $entry(const CombineParams p)
 {
+    $wait
     const int lane = threadIdx.x % kGroup;
     const i64 pair = (i64)blockIdx.x * kPairs + threadIdx.x / kGroup;
     const bool valid = pair < (i64)p.rows * p.H;
@@ -242,6 +244,13 @@ function M.emit(v)
     THREADS))
   buf.add(kernel_params.struct("CombineParams"))  -- from the library's layout (kernel_params.h)
   buf.add("")
+  local griddep = ptx.griddep(v.cc)
+  if griddep then  -- launched as the decode grid's programmatic dependent (kernels.h)
+    buf.add(griddep)
+    buf.add("")
+  end
+  vars.wait = griddep and "griddep_wait();  // the decode grid's partials: finished and visible"
+    or "// launched after the decode grid: its partials are visible"
   buf.add(constants, vars)
   buf.add("")
   common.conversions(buf, v.dtype)
