@@ -10,12 +10,15 @@
 -- write it.
 --
 -- Mapping: a group of kGroup threads (a power of two, at most a warp) per (row, head) pair,
--- pair = t * H + h, the partials' own order. Each thread sums kPerLane float4 columns of the pair
--- over the splits: 16-byte loads, a group reading a split's row in one coalesced sweep. A block
--- of kThreads holds kPairs = kThreads / kGroup pairs (block_m); grid.x = ceil(rows * H / kPairs).
--- Two passes over the splits' lse (the second mostly from cache): first the row's lse (a running
--- max and sum per thread, merged over the group), then the weights, one split per thread, passed
--- around the group by shuffles while the o columns are summed.
+-- pair = t * H + h, the partials' own order; each thread sums up to four float4 columns of the
+-- pair (kPerLane) over the splits: 16-byte loads, a group reading a split's row in one coalesced
+-- sweep. A block of kThreads holds kPairs = kThreads / kGroup pairs (block_m); grid.x =
+-- ceil(rows * H / kPairs). Every thread reads each split's lse itself (one address for the group:
+-- one transaction, from L1 after the first pass): a max pass, then one pass that sums the weights
+-- and the weighted o columns together; no shuffles. Measured (ncu, H200, the mixed decode batch,
+-- 4096 blocks): with one float4 a thread and the lse merged across the group by shuffles, the
+-- kernel was bound by issue (SM 61% busy, memory 25%) at 17 us for 18 MB; four columns a thread
+-- share the per-pair work.
 local common = require("cuda_common")
 local errors = require("errors")
 local ptx = require("cuda_ptx")
@@ -36,7 +39,7 @@ local LOADS_IN_FLIGHT = 8
 -- 13.0, d128 on sm80; d40 on sm90a) and loads waited on one by one; with 8, no head dim spills
 -- (30..63 registers) and d128 keeps its 8 loads in flight (SASS). 8 blocks are 32 warps an SM,
 -- 4 KB in flight each: far above an SM's share of bandwidth x latency (~25 KB on an H100).
--- Below d32 a group has fewer than 8 threads, and kUnroll (a divisor of kGroup) is kGroup.
+-- (Measured with one float4 column a thread; with four, kUnroll is 2 splits.)
 local MIN_BLOCKS = 8
 
 local constants = [=[
@@ -47,12 +50,11 @@ constexpr int kPerLane = (kChunks + kGroup - 1) / kGroup;  // float4 columns a t
 constexpr int kThreads = $threads;
 constexpr int kMinBlocks = $min_blocks;  // blocks an SM holds: at most 64 registers a thread
 constexpr int kPairs = kThreads / kGroup;  // (row, head) pairs per block: block_m
-constexpr int kUnroll = $unroll;  // splits a thread has loads in flight for (divides kGroup)
-constexpr u32 kAllLanes = 0xffffffffu;
+constexpr int kUnroll = $unroll;  // splits a thread has loads in flight for
 static_assert(kD % 4 == 0, "partial rows move in float4s");
 static_assert((kGroup & (kGroup - 1)) == 0 && kGroup <= 32, "a group is a power of two in a warp");
 static_assert(kChunks <= kGroup * kPerLane && kThreads % 32 == 0, "every column has a thread");
-static_assert(kGroup % kUnroll == 0, "a batch of splits never straddles two groups of weights");]=]
+static_assert(kPerLane <= 4, "at most four float4 sums a thread");]=]
 
 local body = [=[
 // 16 bytes of a partial o, read once: cache-streaming, so they leave the caches first.
@@ -65,95 +67,73 @@ __device__ __forceinline__ float4 load_part(const float4 *p)
     return x;
 }
 
-// Merges the running (max, sum of exp(lse_s - max)) of two sets of splits; a max of -inf means
-// no split seen (its sum is 0), so -inf - -inf never reaches expf.
-__device__ __forceinline__ void merge_lse(float &m, float &sum, float m2, float sum2)
-{
-    const float mx = fmaxf(m, m2);
-    if (mx == -kInf)
-        return;
-    sum = (m == -kInf ? 0.f : sum * expf(m - mx)) + (m2 == -kInf ? 0.f : sum2 * expf(m2 - mx));
-    m = mx;
-}
-
-// The pair's lse over every split, the same in each thread of its group; -inf when every split
-// is empty (or the pair is past the end: valid false). Every thread of the warp must call it.
-__device__ __forceinline__ float combined_lse(const CombineParams &p, i64 pair, int lane,
-                                              bool valid)
-{
-    const float *lse_part = reinterpret_cast<const float *>(p.lse_part) + pair;
-    float m = -kInf, sum = 0.f;
-    for (int s = lane; valid && s < p.n_splits; s += kGroup)
-        merge_lse(m, sum, lse_part[s * p.part_stride], 1.f);
-#pragma unroll
-    for (int off = kGroup / 2; off > 0; off /= 2) {
-        const float m2 = __shfl_xor_sync(kAllLanes, m, off, kGroup);
-        const float sum2 = __shfl_xor_sync(kAllLanes, sum, off, kGroup);
-        merge_lse(m, sum, m2, sum2);
-    }
-    return m == -kInf ? -kInf : m + logf(sum);
-}
-
-// acc = sum_s exp(lse_s - lse) o_s over the thread's columns. Splits go kGroup at a time: thread
-// `lane` computes split base + lane's weight, and the group passes the weights around by shuffles.
-// live false (every split empty, or no pair): no weight, no load. Every thread of the warp must
-// call it (n_splits is the same for every pair, so the loops are too).
+// The pair's lse over every split and acc = sum_s exp(lse_s - lse) o_s over the thread's columns;
+// -inf (acc untouched: 0) when every split is empty. The weights are taken against the largest
+// lse_s (m), summed with the columns in one pass, and divided out at the end.
 //
 // The loads of kUnroll splits are written before the first sum, and unconditionally: predicated
-// ones, or loads interleaved with the sums, left at most two in flight (SASS under CUDA 13.0; now
-// all kUnroll * kPerLane = 8 are). So addresses are clamped into the partials (split and column),
-// and what a clamped or an empty split's load returns is discarded (an empty split's o_s may be
-// garbage, even NaN). A batch whose splits are all empty for the group reads nothing.
-__device__ __forceinline__ void combine_o(const CombineParams &p, i64 pair, int lane, float lse,
-                                          bool live, float4 acc[kPerLane])
+// ones, or loads interleaved with the sums, left at most two in flight (SASS under CUDA 13.0). So
+// addresses are clamped into the partials (split and column), and what a clamped or an empty
+// split's load returns is discarded (an empty split's o_s may be garbage, even NaN). A batch whose
+// splits are all empty reads nothing.
+__device__ __forceinline__ float combine_pair(const CombineParams &p, i64 pair, int lane,
+                                              float4 acc[kPerLane])
 {
     const float *lse_part = reinterpret_cast<const float *>(p.lse_part) + pair;
     const float4 *part = reinterpret_cast<const float4 *>(p.o_part) + pair * kChunks;
     const i64 split_step = p.part_stride * kChunks;  // float4s from one split's row to the next
+    const int n = p.n_splits;
+    float m = -kInf;
+#pragma unroll 4
+    for (int s = 0; s < n; s++)
+        m = fmaxf(m, lse_part[s * p.part_stride]);
+    if (m == -kInf)
+        return -kInf;  // no visible key in any split: -inf - -inf never reaches expf
     int col[kPerLane];  // the thread's float4 columns (a clamped one's sum is never stored)
 #pragma unroll
     for (int c = 0; c < kPerLane; c++)
         col[c] = min(lane + c * kGroup, kChunks - 1);
-    for (int base = 0; base < p.n_splits; base += kGroup) {
-        float my_w = 0.f;
-        if (live && base + lane < p.n_splits) {
-            const float x = lse_part[(base + lane) * p.part_stride];
-            my_w = x == -kInf ? 0.f : expf(x - lse);
+    float sum = 0.f;
+    for (int s0 = 0; s0 < n; s0 += kUnroll) {
+        float w[kUnroll];
+        bool any = false;
+#pragma unroll
+        for (int u = 0; u < kUnroll; u++) {
+            const float x = s0 + u < n ? lse_part[(s0 + u) * p.part_stride] : -kInf;
+            w[u] = x == -kInf ? 0.f : expf(x - m);
+            sum += w[u];
+            any = any || w[u] != 0.f;
         }
-        const int n = min(kGroup, p.n_splits - base);
-        for (int j0 = 0; j0 < n; j0 += kUnroll) {
-            float w[kUnroll];
-            bool any = false;
+        if (!any)
+            continue;
+        float4 x[kUnroll][kPerLane];
 #pragma unroll
-            for (int u = 0; u < kUnroll; u++) {
-                w[u] = __shfl_sync(kAllLanes, my_w, j0 + u, kGroup);
-                w[u] = j0 + u < n ? w[u] : 0.f;
-                any = any || w[u] != 0.f;
-            }
-            if (!any)
-                continue;
-            float4 x[kUnroll][kPerLane];
-            const float4 *src = part + (base + j0) * split_step;
+        for (int u = 0; u < kUnroll; u++) {
+            const float4 *src = part + min(s0 + u, n - 1) * split_step;  // past the end: clamped
 #pragma unroll
-            for (int u = 0; u < kUnroll; u++) {
-#pragma unroll
-                for (int c = 0; c < kPerLane; c++)
-                    x[u][c] = load_part(src + col[c]);
-                if (j0 + u + 1 < n)
-                    src += split_step;  // past the last split: its row again
-            }
-#pragma unroll
-            for (int u = 0; u < kUnroll; u++)
-#pragma unroll
-                for (int c = 0; c < kPerLane; c++)
-                    if (w[u] != 0.f) {
-                        acc[c].x += w[u] * x[u][c].x;
-                        acc[c].y += w[u] * x[u][c].y;
-                        acc[c].z += w[u] * x[u][c].z;
-                        acc[c].w += w[u] * x[u][c].w;
-                    }
+            for (int c = 0; c < kPerLane; c++)
+                x[u][c] = load_part(src + col[c]);
         }
+#pragma unroll
+        for (int u = 0; u < kUnroll; u++)
+#pragma unroll
+            for (int c = 0; c < kPerLane; c++)
+                if (w[u] != 0.f) {
+                    acc[c].x += w[u] * x[u][c].x;
+                    acc[c].y += w[u] * x[u][c].y;
+                    acc[c].z += w[u] * x[u][c].z;
+                    acc[c].w += w[u] * x[u][c].w;
+                }
     }
+    const float inv = 1.f / sum;  // sum >= 1: the largest split's weight is exp(0)
+#pragma unroll
+    for (int c = 0; c < kPerLane; c++) {
+        acc[c].x *= inv;
+        acc[c].y *= inv;
+        acc[c].z *= inv;
+        acc[c].w *= inv;
+    }
+    return m + logf(sum);
 }
 
 // The pair's o row: 4 elements (8 bytes) a column, one store each where the row allows it.
@@ -189,15 +169,13 @@ $entry(const CombineParams p)
     $wait
     const int lane = threadIdx.x % kGroup;
     const i64 pair = (i64)blockIdx.x * kPairs + threadIdx.x / kGroup;
-    const bool valid = pair < (i64)p.rows * p.H;
-    const float lse = combined_lse(p, pair, lane, valid);
+    if (pair >= (i64)p.rows * p.H)
+        return;
     float4 acc[kPerLane];
 #pragma unroll
     for (int c = 0; c < kPerLane; c++)
         acc[c] = make_float4(0.f, 0.f, 0.f, 0.f);  // o = 0 exactly when every split is empty
-    combine_o(p, pair, lane, lse, lse != -kInf, acc);
-    if (!valid)
-        return;
+    const float lse = combine_pair(p, pair, lane, acc);
     const i64 t = pair / p.H, h = pair % p.H;
     const i64 b = t / p.Lq, i = t % p.Lq;
     store_o(p, b, i, h, lane, acc);
@@ -215,11 +193,11 @@ local function check_variant(v)
   end
 end
 
--- The smallest power of two >= n, at most 32: a group's threads take one float4 column each
--- (kPerLane 1) up to D = 128, then more.
+-- The smallest power of two whose threads cover the row with at most four float4 columns each
+-- (kPerLane): 8 threads a pair at D = 128.
 local function group_size(chunks)
   local g = 1
-  while g < chunks and g < 32 do
+  while g * 4 < chunks and g < 32 do
     g = g * 2
   end
   return g
@@ -235,7 +213,7 @@ function M.emit(v)
     group = group,
     threads = THREADS,
     min_blocks = MIN_BLOCKS,
-    unroll = math.min(group, LOADS_IN_FLIGHT // per_lane),
+    unroll = math.max(1, LOADS_IN_FLIGHT // per_lane),
     entry = common.entry_name(v.key),
   }
   local buf = common.buffer()
