@@ -130,8 +130,11 @@
     X(I32, n_splits, 1, "") \
     X(I32, rows, 1, "tokens: B * Lq (dense) or total_q (varlen)") \
     X(I32, H, 1, "") \
-    X(I32, Lq, 1, "rows per batch entry: token t is (t / Lq, t % Lq)")
-#define DM_COMBINE_PARAMS_BYTES 104
+    X(I32, Lq, 1, "rows per batch entry: token t is (t / Lq, t % Lq)") \
+    X(I32, split_lanes, 1, \
+      "thread groups sharing a pair's splits (a power of two, at most block_m), merged in " \
+      "shared memory: many splits over few pairs (one long row)")
+#define DM_COMBINE_PARAMS_BYTES 112
 
 /* The C and CUDA spellings of each type; DM_PARAM_DIM_<count> the array part of a member. */
 #define DM_PARAM_CTYPE_U64 uint64_t

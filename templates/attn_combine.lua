@@ -13,7 +13,10 @@
 -- pair = t * H + h, the partials' own order; each thread sums up to four float4 columns of the
 -- pair (kPerLane) over the splits: 16-byte loads, a group reading a split's row in one coalesced
 -- sweep. A block of kThreads holds kPairs = kThreads / kGroup pairs (block_m); grid.x =
--- ceil(rows * H / kPairs). Every thread reads each split's lse itself (one address for the group:
+-- ceil(rows * H / kPairs). With many splits over few pairs (one long row: 85 splits, 32 pairs)
+-- p.split_lanes groups share a pair, each taking every split_lanes-th split, and merge their
+-- (max, sum, columns) in shared memory: one group walking 85 splits two at a time was 2.5% of
+-- the long row's time slower than 32 threads spreading them. Every thread reads each split's lse itself (one address for the group:
 -- one transaction, from L1 after the first pass): a max pass, then one pass that sums the weights
 -- and the weighted o columns together; no shuffles. Measured (ncu, H200, the mixed decode batch,
 -- 4096 blocks): with one float4 a thread and the lse merged across the group by shuffles, the
@@ -67,39 +70,38 @@ __device__ __forceinline__ float4 load_part(const float4 *p)
     return x;
 }
 
-// The pair's lse over every split and acc = sum_s exp(lse_s - lse) o_s over the thread's columns;
-// -inf (acc untouched: 0) when every split is empty. The weights are taken against the largest
-// lse_s (m), summed with the columns in one pass, and divided out at the end.
+// Over the splits part, part + split_lanes, ... of the pair: m = the largest lse_s (-inf when every
+// one is empty: sum and acc stay 0), sum = sum_s exp(lse_s - m) and acc = sum_s exp(lse_s - m) o_s
+// over the thread's columns, weights and columns summed in one pass.
 //
 // The loads of kUnroll splits are written before the first sum, and unconditionally: predicated
 // ones, or loads interleaved with the sums, left at most two in flight (SASS under CUDA 13.0). So
 // addresses are clamped into the partials (split and column), and what a clamped or an empty
 // split's load returns is discarded (an empty split's o_s may be garbage, even NaN). A batch whose
 // splits are all empty reads nothing.
-__device__ __forceinline__ float combine_pair(const CombineParams &p, i64 pair, int lane,
-                                              float4 acc[kPerLane])
+__device__ __forceinline__ void combine_pair(const CombineParams &p, i64 pair, int lane, int part,
+                                             float &m, float &sum, float4 acc[kPerLane])
 {
     const float *lse_part = reinterpret_cast<const float *>(p.lse_part) + pair;
-    const float4 *part = reinterpret_cast<const float4 *>(p.o_part) + pair * kChunks;
+    const float4 *o_part = reinterpret_cast<const float4 *>(p.o_part) + pair * kChunks;
     const i64 split_step = p.part_stride * kChunks;  // float4s from one split's row to the next
-    const int n = p.n_splits;
-    float m = -kInf;
+    const int n = p.n_splits, step = p.split_lanes;
 #pragma unroll 4
-    for (int s = 0; s < n; s++)
+    for (int s = part; s < n; s += step)
         m = fmaxf(m, lse_part[s * p.part_stride]);
     if (m == -kInf)
-        return -kInf;  // no visible key in any split: -inf - -inf never reaches expf
+        return;  // no visible key in these splits: -inf - -inf never reaches expf
     int col[kPerLane];  // the thread's float4 columns (a clamped one's sum is never stored)
 #pragma unroll
     for (int c = 0; c < kPerLane; c++)
         col[c] = min(lane + c * kGroup, kChunks - 1);
-    float sum = 0.f;
-    for (int s0 = 0; s0 < n; s0 += kUnroll) {
+    for (int s0 = part; s0 < n; s0 += kUnroll * step) {
         float w[kUnroll];
         bool any = false;
 #pragma unroll
         for (int u = 0; u < kUnroll; u++) {
-            const float x = s0 + u < n ? lse_part[(s0 + u) * p.part_stride] : -kInf;
+            const int s = s0 + u * step;
+            const float x = s < n ? lse_part[s * p.part_stride] : -kInf;
             w[u] = x == -kInf ? 0.f : expf(x - m);
             sum += w[u];
             any = any || w[u] != 0.f;
@@ -109,7 +111,7 @@ __device__ __forceinline__ float combine_pair(const CombineParams &p, i64 pair, 
         float4 x[kUnroll][kPerLane];
 #pragma unroll
         for (int u = 0; u < kUnroll; u++) {
-            const float4 *src = part + min(s0 + u, n - 1) * split_step;  // past the end: clamped
+            const float4 *src = o_part + min(s0 + u * step, n - 1) * split_step;  // clamped
 #pragma unroll
             for (int c = 0; c < kPerLane; c++)
                 x[u][c] = load_part(src + col[c]);
@@ -125,15 +127,40 @@ __device__ __forceinline__ float combine_pair(const CombineParams &p, i64 pair, 
                     acc[c].w += w[u] * x[u][c].w;
                 }
     }
-    const float inv = 1.f / sum;  // sum >= 1: the largest split's weight is exp(0)
+}
+
+// Folds the (m, sum, acc) of the split_lanes - 1 groups after this one (the same pair, the same
+// columns) into this group's, through shared memory. Every thread of the block must call it.
+__device__ __forceinline__ void merge_split_lanes(int lanes, int part, float &m, float &sum,
+                                                  float4 acc[kPerLane])
+{
+    __shared__ float sh_m[kThreads], sh_sum[kThreads];
+    __shared__ float4 sh_acc[kPerLane][kThreads];
+    sh_m[threadIdx.x] = m;
+    sh_sum[threadIdx.x] = sum;
 #pragma unroll
-    for (int c = 0; c < kPerLane; c++) {
-        acc[c].x *= inv;
-        acc[c].y *= inv;
-        acc[c].z *= inv;
-        acc[c].w *= inv;
+    for (int c = 0; c < kPerLane; c++)
+        sh_acc[c][threadIdx.x] = acc[c];
+    __syncthreads();
+    if (part != 0)
+        return;
+    for (int j = 1; j < lanes; j++) {
+        const int t = threadIdx.x + j * kGroup;  // group j of the pair, the same lane
+        const float m2 = sh_m[t], mx = fmaxf(m, m2);
+        if (mx == -kInf)
+            continue;
+        const float a = m == -kInf ? 0.f : expf(m - mx), b = m2 == -kInf ? 0.f : expf(m2 - mx);
+        sum = sum * a + sh_sum[t] * b;
+#pragma unroll
+        for (int c = 0; c < kPerLane; c++) {
+            const float4 y = sh_acc[c][t];  // b = 0: its columns (0, never loaded) are dropped
+            acc[c].x = acc[c].x * a + (b != 0.f ? y.x * b : 0.f);
+            acc[c].y = acc[c].y * a + (b != 0.f ? y.y * b : 0.f);
+            acc[c].z = acc[c].z * a + (b != 0.f ? y.z * b : 0.f);
+            acc[c].w = acc[c].w * a + (b != 0.f ? y.w * b : 0.f);
+        }
+        m = mx;
     }
-    return m + logf(sum);
 }
 
 // The pair's o row: 4 elements (8 bytes) a column, one store each where the row allows it.
@@ -162,20 +189,36 @@ __device__ __forceinline__ void store_o(const CombineParams &p, i64 b, i64 i, i6
     }
 }
 
-// blockIdx.x * kPairs + threadIdx.x / kGroup = the pair t * H + h; token t = b * Lq + i.
+// A block holds kPairs / split_lanes pairs t * H + h (token t = b * Lq + i), split_lanes groups
+// of threads each.
 extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocks)
 $entry(const CombineParams p)
 {
     $wait
-    const int lane = threadIdx.x % kGroup;
-    const i64 pair = (i64)blockIdx.x * kPairs + threadIdx.x / kGroup;
-    if (pair >= (i64)p.rows * p.H)
-        return;
+    const int lane = threadIdx.x % kGroup, lanes = p.split_lanes;
+    const int part = threadIdx.x / kGroup % lanes;  // which of the pair's groups this is
+    const i64 pair = (i64)blockIdx.x * (kPairs / lanes) + threadIdx.x / kGroup / lanes;
+    const bool valid = pair < (i64)p.rows * p.H;
+    float m = -kInf, sum = 0.f;
     float4 acc[kPerLane];
 #pragma unroll
     for (int c = 0; c < kPerLane; c++)
         acc[c] = make_float4(0.f, 0.f, 0.f, 0.f);  // o = 0 exactly when every split is empty
-    const float lse = combine_pair(p, pair, lane, acc);
+    if (valid)
+        combine_pair(p, pair, lane, part, m, sum, acc);
+    if (lanes > 1)  // the same for the whole block
+        merge_split_lanes(lanes, part, m, sum, acc);
+    if (!valid || part != 0)
+        return;
+    const float lse = m == -kInf ? -kInf : m + logf(sum);
+    const float inv = m == -kInf ? 0.f : 1.f / sum;  // sum >= 1: the largest split weighs 1
+#pragma unroll
+    for (int c = 0; c < kPerLane; c++) {
+        acc[c].x *= inv;
+        acc[c].y *= inv;
+        acc[c].z *= inv;
+        acc[c].w *= inv;
+    }
     const i64 t = pair / p.H, h = pair % p.H;
     const i64 b = t / p.Lq, i = t % p.Lq;
     store_o(p, b, i, h, lane, acc);

@@ -48,7 +48,7 @@ START_TEST(source_opens_with_the_key_and_the_template_line_and_names_the_entry)
     ck_assert_str_eq(k.entry, "dm_combine_d128_bf16_sm90a");
     ck_assert_ptr_nonnull(strstr(src, "dm_combine_d128_bf16_sm90a(const CombineParams p)"));
     ck_assert_ptr_null(strstr(src, "$")); /* every template variable filled */
-    ck_assert_ptr_nonnull(strstr(src, "static_assert(sizeof(CombineParams) == 104"));
+    ck_assert_ptr_nonnull(strstr(src, "static_assert(sizeof(CombineParams) == 112"));
     ck_assert_ptr_nonnull(strstr(src, "cvt.rn.bf16.f32"));
     ck_assert_ptr_null(strstr(src, "cvt.rn.f16.f32"));
     dm_kernel_src_free(&k);

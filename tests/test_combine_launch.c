@@ -69,6 +69,36 @@ START_TEST(the_grid_covers_every_token_and_head_in_blocks_of_block_m_pairs)
 }
 END_TEST
 
+/* Few pairs over many splits (one long row: 32 pairs, 85 splits) share each pair among
+ * split_lanes groups of threads, each taking 8 or more splits; a handful of splits keeps one
+ * group a pair. The grid shrinks to match: block_m / split_lanes pairs a block. */
+START_TEST(many_splits_over_few_pairs_share_each_pair_among_groups_of_threads)
+{
+    dm_ctx *ctx = stub_ctx();
+    stats->capture_bytes = sizeof(dm_combine_params);
+    dm_combine_params p = params(); /* 7 splits */
+    p.split_lanes = 5;               /* the launcher's to set: ignored */
+    launch_ok(ctx, DM_BF16, 128, &p);
+    dm_combine_params got;
+    memcpy(&got, stats->params, sizeof got);
+    ck_assert_int_eq(got.split_lanes, 1);
+    p = (dm_combine_params){.o_part = 0x100000, .lse_part = 0x200000, .o = 0x300000,
+                            .o_stride = {32 * 128, 32 * 128, 128}, .part_stride = 32,
+                            .n_splits = 85, .rows = 1, .H = 32, .Lq = 1};
+    launch_ok(ctx, DM_BF16, 128, &p);
+    memcpy(&got, stats->params, sizeof got);
+    dm_variant v = {.family = DM_FAMILY_COMBINE, .head_dim = 128, .dtype = DM_BF16,
+                    .arch = DM_SM80};
+    const dm_kernel *k = dm_module_find(ctx, &v);
+    ck_assert_ptr_nonnull(k);
+    ck_assert_int_ge(k->block_m, 8);
+    ck_assert_int_eq(got.split_lanes, 8); /* 85 splits: 8 groups of 10-11 */
+    ck_assert_uint_eq(stats->grid[0], (32 + k->block_m / 8 - 1) / (k->block_m / 8));
+    ck_assert_int_eq(got.n_splits, 85);
+    done(ctx);
+}
+END_TEST
+
 /* On sm_90 the combine may start while the decode grid drains (its kernel waits for the
  * partials with griddepcontrol.wait): one launch, by cuLaunchKernelEx, with the attribute. */
 START_TEST(on_sm90_the_combine_is_launched_as_the_decode_grids_programmatic_dependent)
@@ -192,6 +222,7 @@ END_TEST
 #define TESTS(X) \
     X(the_grid_covers_every_token_and_head_in_blocks_of_block_m_pairs) \
     X(on_sm90_the_combine_is_launched_as_the_decode_grids_programmatic_dependent) \
+    X(many_splits_over_few_pairs_share_each_pair_among_groups_of_threads) \
     X(a_warm_call_finds_the_loaded_kernel_and_each_dtype_and_head_dim_has_its_own) \
     X(zero_rows_launch_nothing) \
     X(each_bad_parameter_is_refused_by_name_before_any_launch) \

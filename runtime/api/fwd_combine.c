@@ -70,7 +70,13 @@ dm_status dm_fwd_combine_launch(dm_ctx *ctx, const char *call, dm_dtype dtype, i
     st = dm_kernel_get(ctx, call, &v, &kernel, NULL);
     if (st != DM_OK)
         goto out;
-    const int64_t grid_x = (pairs + kernel->block_m - 1) / kernel->block_m;
+    /* Groups a pair: one, unless there are splits enough for each of several groups to take 8
+     * or more (one long row: 85 splits, 32 pairs); kernel->block_m pairs a block at one. */
+    int lanes = 1;
+    while (2 * lanes <= kernel->block_m && params->n_splits >= 16 * lanes)
+        lanes *= 2;
+    const int pairs_per_block = kernel->block_m / lanes;
+    const int64_t grid_x = (pairs + pairs_per_block - 1) / pairs_per_block;
     if (grid_x > GRID_X_MAX) {
         st = dm_set_error(ctx, DM_ERR_INVALID_ARG,
                           "%s: variant '%s': rows * H = %lld pairs need %lld blocks: expected at "
@@ -79,6 +85,7 @@ dm_status dm_fwd_combine_launch(dm_ctx *ctx, const char *call, dm_dtype dtype, i
         goto out;
     }
     dm_combine_params p = *params; /* the launch copies it; no const cast */
+    p.split_lanes = lanes;
     /* Placed as the decode grid drains; its blocks wait for that grid's partials (sm_90+). */
     st = dm_kernel_launch_dependent(ctx, call, &v, kernel, (unsigned)grid_x, 1, 1, &p, stream);
 out:

@@ -16,6 +16,7 @@
  *   o       dtype, token t = b * Lq + i at b * o_stride[0] + i * o_stride[1] + h * o_stride[2];
  *   lse     fp32 or 0 (not written), at b * lse_stride[0] + h * lse_stride[1] + i *
  *           lse_stride[2]. Varlen: Lq = rows = total_q, so b = 0 and i = t.
+ * split_lanes is the launcher's to set (the caller's value is ignored).
  * A (token, head) whose every split is empty gets o = 0 and lse = +inf. rows = 0 queues nothing.
  * The parameters are the library's own, not a caller's: a bad one (n_splits < 1, part_stride <
  * rows * H, a misaligned o_part, ...) is DM_ERR_INVALID_ARG naming the field. Messages are
