@@ -288,8 +288,6 @@ static void push_variant(lua_State *L, const emit_job *job)
     lua_setfield(L, -2, "decode");
     lua_pushstring(L, dm_arch_name(v->arch));
     lua_setfield(L, -2, "arch");
-    lua_pushinteger(L, dm_arch_get(v->arch)->cc); /* 90 for sm90a: what the PTX may use */
-    lua_setfield(L, -2, "cc");
     lua_pushstring(L, job->key);
     lua_setfield(L, -2, "key");
     lua_pushstring(L, DM_VERSION_STRING);

@@ -16,15 +16,14 @@
 -- ceil(rows * H / kPairs). With many splits over few pairs (one long row: 85 splits, 32 pairs)
 -- p.split_lanes groups share a pair, each taking every split_lanes-th split, and merge their
 -- (max, sum, columns) in shared memory: one group walking 85 splits two at a time was 2.5% of
--- the long row's time slower than 32 threads spreading them. Every thread reads each split's lse itself (one address for the group:
--- one transaction, from L1 after the first pass): a max pass, then one pass that sums the weights
--- and the weighted o columns together; no shuffles. Measured (ncu, H200, the mixed decode batch,
+-- the long row's time slower than 32 threads spreading them. Every thread reads each split's lse
+-- itself (one address for the group: one transaction, from L1 after the first pass): a max pass,
+-- then one pass that sums the weights and the weighted o columns together; no shuffles. Measured (ncu, H200, the mixed decode batch,
 -- 4096 blocks): with one float4 a thread and the lse merged across the group by shuffles, the
 -- kernel was bound by issue (SM 61% busy, memory 25%) at 17 us for 18 MB; four columns a thread
 -- share the per-pair work.
 local common = require("cuda_common")
 local errors = require("errors")
-local ptx = require("cuda_ptx")
 local kernel_params = require("kernel_params")
 local limits = require("limits")
 
@@ -194,7 +193,6 @@ __device__ __forceinline__ void store_o(const CombineParams &p, i64 b, i64 i, i6
 extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocks)
 $entry(const CombineParams p)
 {
-    $wait
     const int lane = threadIdx.x % kGroup, lanes = p.split_lanes;
     const int part = threadIdx.x / kGroup % lanes;  // which of the pair's groups this is
     const i64 pair = (i64)blockIdx.x * (kPairs / lanes) + threadIdx.x / kGroup / lanes;
@@ -265,13 +263,6 @@ function M.emit(v)
     THREADS))
   buf.add(kernel_params.struct("CombineParams"))  -- from the library's layout (kernel_params.h)
   buf.add("")
-  local griddep = ptx.griddep(v.cc)
-  if griddep then  -- launched as the decode grid's programmatic dependent (kernels.h)
-    buf.add(griddep)
-    buf.add("")
-  end
-  vars.wait = griddep and "griddep_wait();  // the decode grid's partials: finished and visible"
-    or "// launched after the decode grid: its partials are visible"
   buf.add(constants, vars)
   buf.add("")
   common.conversions(buf, v.dtype)

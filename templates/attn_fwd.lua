@@ -684,9 +684,6 @@ local function coordinates(v, ps)
     lines[#lines + 1] = text
   end
   ps.param = v.varlen and "pv" or "p"
-  if v.decode and ptx.griddep(v.cc) then
-    add("griddep_launch_dependents();  // the combine's blocks may be placed as this grid drains")
-  end
   if v.varlen then
     local seq = "blockIdx.z"
     if v.decode then
@@ -1006,9 +1003,6 @@ function M.emit(v)
   end
   if v.mask == "k" or v.bias == "k" then
     buf.add(stage_key_row)  -- adjacent keys from the aligned address before the row's first
-  end
-  if v.decode and ptx.griddep(v.cc) then
-    buf.add(ptx.griddep(v.cc))
   end
   pl.engine.emit_ptx(buf, v.dtype, pl)
   buf.add(pl.engine.tile_access)

@@ -35,26 +35,6 @@ __device__ __forceinline__ void cp_async4(u32 dst, const void *src, int src_byte
                  :: "r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }]=]
 
--- Programmatic dependent launch (griddepcontrol, sm_90+): the decode kernel lets the combine
--- (launched with the attribute by dm_kernel_launch_dependent) be placed while its last blocks run;
--- the combine waits for its partials. Without the attribute both are no-ops. Empty before sm_90.
-local griddep_text = [=[
-// Lets the stream's next grid, if launched as a programmatic dependent, start placing blocks.
-__device__ __forceinline__ void griddep_launch_dependents()
-{
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-}
-
-// Waits until the grid this one depends on has finished and its writes are visible.
-__device__ __forceinline__ void griddep_wait()
-{
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
-}]=]
-
-function M.griddep(cc)
-  return cc >= 90 and griddep_text or nil
-end
-
 -- with_mma_sync: also the ldmatrix.trans and mma.sync wrappers (absent from wgmma kernels).
 function M.emit(buf, dtype, with_mma_sync)
   local t = mma_types[dtype]

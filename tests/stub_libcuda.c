@@ -193,20 +193,6 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
     return CUDA_SUCCESS;
 }
 
-/* Records like cuLaunchKernel; a launch allowed to overlap its predecessor (programmatic stream
- * serialization) is counted in dependent_launches too. */
-CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f, void **params, void **extra)
-{
-    CUresult r = cuLaunchKernel(f, config->gridDimX, config->gridDimY, config->gridDimZ,
-                                config->blockDimX, config->blockDimY, config->blockDimZ,
-                                config->sharedMemBytes, config->hStream, params, extra);
-    for (unsigned i = 0; r == CUDA_SUCCESS && i < config->numAttrs; i++)
-        if (config->attrs[i].id == CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION &&
-            config->attrs[i].value.programmaticStreamSerializationAllowed)
-            dmstub_stats.dependent_launches++;
-    return r;
-}
-
 CUresult cuGetErrorName(CUresult r, const char **s)
 {
     *s = r == CUDA_SUCCESS ? "CUDA_SUCCESS" : "CUDA_ERROR_STUB";

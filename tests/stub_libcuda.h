@@ -10,7 +10,6 @@ typedef struct dmstub_stats_t {
     long pushes, pops;
     long module_loads, module_unloads;
     long launches;
-    long dependent_launches; /* of them, by cuLaunchKernelEx as a programmatic dependent */
     void *launch_ctx; /* the context current at the last launch */
     void *launch_fn;  /* the function of the last launch */
     unsigned grid[3];

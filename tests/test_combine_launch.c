@@ -64,7 +64,6 @@ START_TEST(the_grid_covers_every_token_and_head_in_blocks_of_block_m_pairs)
     ck_assert_uint_eq(stats->grid[2], 1);
     ck_assert_uint_eq(stats->block_threads, (unsigned)k->threads);
     ck_assert_uint_eq(stats->smem_bytes, 0);
-    ck_assert_int_eq(stats->dependent_launches, 0); /* sm80: no griddepcontrol to wait with */
     done(ctx);
 }
 END_TEST
@@ -95,26 +94,6 @@ START_TEST(many_splits_over_few_pairs_share_each_pair_among_groups_of_threads)
     ck_assert_int_eq(got.split_lanes, 8); /* 85 splits: 8 groups of 10-11 */
     ck_assert_uint_eq(stats->grid[0], (32 + k->block_m / 8 - 1) / (k->block_m / 8));
     ck_assert_int_eq(got.n_splits, 85);
-    done(ctx);
-}
-END_TEST
-
-/* On sm_90 the combine may start while the decode grid drains (its kernel waits for the
- * partials with griddepcontrol.wait): one launch, by cuLaunchKernelEx, with the attribute. */
-START_TEST(on_sm90_the_combine_is_launched_as_the_decode_grids_programmatic_dependent)
-{
-    dm_test_use_stub(DM_STUB_LIBCUDA, "90", "combine", &stub, &stats, cache_dir);
-    dm_ctx *ctx = dm_test_stub_ctx(cache_dir);
-    dm_combine_params p = params();
-    launch_ok(ctx, DM_BF16, 128, &p);
-    ck_assert_int_eq(stats->launches, 1);
-    ck_assert_int_eq(stats->dependent_launches, 1);
-    dm_variant v = {.family = DM_FAMILY_COMBINE, .head_dim = 128, .dtype = DM_BF16,
-                    .arch = DM_SM90A};
-    const dm_kernel *k = dm_module_find(ctx, &v);
-    ck_assert_ptr_nonnull(k);
-    ck_assert_uint_eq(stats->grid[0], (37 * 3 + k->block_m - 1) / k->block_m);
-    ck_assert_uint_eq(stats->block_threads, (unsigned)k->threads);
     done(ctx);
 }
 END_TEST
@@ -221,7 +200,6 @@ END_TEST
 
 #define TESTS(X) \
     X(the_grid_covers_every_token_and_head_in_blocks_of_block_m_pairs) \
-    X(on_sm90_the_combine_is_launched_as_the_decode_grids_programmatic_dependent) \
     X(many_splits_over_few_pairs_share_each_pair_among_groups_of_threads) \
     X(a_warm_call_finds_the_loaded_kernel_and_each_dtype_and_head_dim_has_its_own) \
     X(zero_rows_launch_nothing) \

@@ -1,6 +1,5 @@
 /* fwd_combine.c: the launch of the split-KV combine kernel (fwd_combine.h): check the parameters
- * the decode launcher filled, pick the variant, get its kernel, launch it as the decode kernel's
- * programmatic dependent (kernels.h). */
+ * the decode launcher filled, pick the variant, get its kernel, cuLaunchKernel. */
 #include <stdint.h>
 
 #include "fwd_combine.h"
@@ -84,10 +83,9 @@ dm_status dm_fwd_combine_launch(dm_ctx *ctx, const char *call, dm_dtype dtype, i
                           call, text, (long long)pairs, (long long)grid_x, GRID_X_MAX);
         goto out;
     }
-    dm_combine_params p = *params; /* the launch copies it; no const cast */
+    dm_combine_params p = *params; /* cuLaunchKernel copies it; no const cast */
     p.split_lanes = lanes;
-    /* Placed as the decode grid drains; its blocks wait for that grid's partials (sm_90+). */
-    st = dm_kernel_launch_dependent(ctx, call, &v, kernel, (unsigned)grid_x, 1, 1, &p, stream);
+    st = dm_kernel_launch(ctx, call, &v, kernel, (unsigned)grid_x, 1, 1, &p, stream);
 out:
     dm_ctx_leave(ctx);
     return st;

@@ -39,7 +39,6 @@ static const struct {
     SYM(FuncSetAttribute, "cuFuncSetAttribute"),
     SYM(OccupancyMaxActiveBlocksPerMultiprocessor, "cuOccupancyMaxActiveBlocksPerMultiprocessor"),
     SYM(LaunchKernel, "cuLaunchKernel"),
-    SYM(LaunchKernelEx, "cuLaunchKernelEx"),
     SYM(GetErrorName, "cuGetErrorName"),
     SYM(GetErrorString, "cuGetErrorString"),
     SYM(MemAlloc, "cuMemAlloc_v2"),

@@ -314,39 +314,16 @@ dm_status dm_prebuild(dm_ctx *ctx, const char *variant, int *was_cached)
     return st;
 }
 
-static dm_status launch_failed(dm_ctx *ctx, const char *call, const dm_variant *v,
-                               const char *what, CUresult r)
-{
-    char text[DM_VARIANT_TEXT_MAX], buf[160];
-    dm_variant_format(v, text, sizeof text);
-    return dm_set_error(ctx, DM_ERR_CUDA, "%s: variant '%s': %s: %s", call, text, what,
-                        dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
-}
-
 dm_status dm_kernel_launch(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel *k,
                            unsigned gx, unsigned gy, unsigned gz, void *params, CUstream stream)
 {
+    char text[DM_VARIANT_TEXT_MAX], buf[160];
     void *kernel_args[] = {params};
     CUresult r = ctx->drv->LaunchKernel(k->fn, gx, gy, gz, (unsigned)k->threads, 1, 1,
                                         (unsigned)k->smem_bytes, stream, kernel_args, NULL);
-    return r == CUDA_SUCCESS ? DM_OK : launch_failed(ctx, call, v, "cuLaunchKernel", r);
-}
-
-dm_status dm_kernel_launch_dependent(dm_ctx *ctx, const char *call, const dm_variant *v,
-                                     const dm_kernel *k, unsigned gx, unsigned gy, unsigned gz,
-                                     void *params, CUstream stream)
-{
-    if (dm_arch_get(v->arch)->cc < 90) /* no griddepcontrol before sm_90 */
-        return dm_kernel_launch(ctx, call, v, k, gx, gy, gz, params, stream);
-    void *kernel_args[] = {params};
-    CUlaunchAttribute attr = {.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION};
-    attr.value.programmaticStreamSerializationAllowed = 1;
-    const CUlaunchConfig config = {
-        .gridDimX = gx, .gridDimY = gy, .gridDimZ = gz,
-        .blockDimX = (unsigned)k->threads, .blockDimY = 1, .blockDimZ = 1,
-        .sharedMemBytes = (unsigned)k->smem_bytes, .hStream = stream,
-        .attrs = &attr, .numAttrs = 1,
-    };
-    CUresult r = ctx->drv->LaunchKernelEx(&config, k->fn, kernel_args, NULL);
-    return r == CUDA_SUCCESS ? DM_OK : launch_failed(ctx, call, v, "cuLaunchKernelEx", r);
+    if (r == CUDA_SUCCESS)
+        return DM_OK;
+    dm_variant_format(v, text, sizeof text);
+    return dm_set_error(ctx, DM_ERR_CUDA, "%s: variant '%s': cuLaunchKernel: %s", call, text,
+                        dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
 }

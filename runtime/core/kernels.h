@@ -50,15 +50,6 @@ dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, cons
 dm_status dm_kernel_launch(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel *k,
                            unsigned gx, unsigned gy, unsigned gz, void *params, CUstream stream);
 
-/* dm_kernel_launch for a kernel that reads what the stream's previous kernel wrote and may start
- * while that kernel's last blocks run (programmatic dependent launch, sm_90 and later): its
- * blocks are placed as the previous grid's drain, and each waits (griddepcontrol.wait, which the
- * template emits for sm_90+) until that grid has finished and its writes are visible. Before
- * sm_90 it is dm_kernel_launch. */
-dm_status dm_kernel_launch_dependent(dm_ctx *ctx, const char *call, const dm_variant *v,
-                                     const dm_kernel *k, unsigned gx, unsigned gy, unsigned gz,
-                                     void *params, CUstream stream);
-
 /* The module table behind dm_kernel_get (ctx->modules): the kernel loaded for v, or NULL; and
  * adding one (v must not be there) whose module the table then owns and unloads at
  * dm_module_table_destroy. Insert fails only for lack of memory (DM_ERR_NOMEM, message set;
