@@ -48,6 +48,9 @@ static const param_field fwd_fields[] = {DM_FWD_PARAMS(FWD_FIELD_)};
     {#name, DM_PARAM_CUDA_##type, count, offsetof(dm_combine_params, name), doc},
 static const param_field wmask_fields[] = {DM_WMASK_PARAMS(WMASK_FIELD_)};
 static const param_field combine_fields[] = {DM_COMBINE_PARAMS(COMBINE_FIELD_)};
+#define BWD_FIELD_(type, name, count, doc) \
+    {#name, DM_PARAM_CUDA_##type, count, offsetof(dm_bwd_params, name), doc},
+static const param_field bwd_fields[] = {DM_BWD_PARAMS(BWD_FIELD_)};
 
 static const struct param_struct {
     const char *name;   /* the CUDA struct: FwdParams */
@@ -61,6 +64,7 @@ static const struct param_struct {
      ARRAY_LEN(wmask_fields)},
     {"CombineParams", "dm_combine_params", sizeof(dm_combine_params), combine_fields,
      ARRAY_LEN(combine_fields)},
+    {"BwdParams", "dm_bwd_params", sizeof(dm_bwd_params), bwd_fields, ARRAY_LEN(bwd_fields)},
 };
 
 /* Error codes a template may raise as { code = ..., detail = ... }. */

@@ -136,6 +136,58 @@
       "shared memory: many splits over few pairs (one long row)")
 #define DM_COMBINE_PARAMS_BYTES 112
 
+/* dm_bwd, the backward family (templates/attn_bwd.lua): struct BwdParams. One kernel, launched
+ * once per phase (0: rows, 1: keys, 2: dbias); element (b, h, i, j) of mask, bias and dbias is at
+ * b * stride[0] + (h / head_div) * stride[1] + i * stride[2] + j * key_stride, strides 0 where the
+ * tensor broadcasts. */
+#define DM_BWD_PARAMS(X) \
+    X(U64, q, 1, "") \
+    X(U64, k, 1, "") \
+    X(U64, v, 1, "") \
+    X(U64, o, 1, "") \
+    X(U64, dout, 1, "") \
+    X(U64, lse, 1, "fp32 (B, H, Lq), the forward's") \
+    X(U64, mask, 1, "") \
+    X(U64, bias, 1, "") \
+    X(U64, dq, 1, "") \
+    X(U64, dk, 1, "") \
+    X(U64, dv, 1, "") \
+    X(U64, dbias, 1, "0: not asked for") \
+    X(U64, row_dot, 1, "fp32 scratch (B, H, Lq): dO_i . O_i, written by phase 0") \
+    X(I64, q_stride, 3, "batch, row, head") \
+    X(I64, k_stride, 3, "batch, row, head") \
+    X(I64, v_stride, 3, "batch, row, head") \
+    X(I64, o_stride, 3, "batch, row, head") \
+    X(I64, dout_stride, 3, "batch, row, head") \
+    X(I64, dq_stride, 3, "batch, row, head") \
+    X(I64, dk_stride, 3, "batch, row, head") \
+    X(I64, dv_stride, 3, "batch, row, head") \
+    X(I64, lse_stride, 3, "batch, head, row") \
+    X(I64, mask_stride, 3, "batch, head, row") \
+    X(I64, bias_stride, 3, "batch, head, row") \
+    X(I64, dbias_stride, 3, "batch, head, row") \
+    X(I64, mask_key_stride, 1, "") \
+    X(I64, bias_key_stride, 1, "") \
+    X(I64, dbias_key_stride, 1, "") \
+    X(I64, mask_head_div, 1, "H / heads stored") \
+    X(I64, bias_head_div, 1, "H / heads stored (dbias: the same heads)") \
+    X(I32, B, 1, "") \
+    X(I32, H, 1, "") \
+    X(I32, Hkv, 1, "") \
+    X(I32, Lq, 1, "") \
+    X(I32, Lk, 1, "") \
+    X(I32, group, 1, "H / Hkv") \
+    X(F32, scale, 1, "") \
+    X(F32, softcap, 1, "0 = off") \
+    X(I32, bias_f32, 1, "bias (and dbias) stored as fp32, not q's dtype") \
+    X(I32, phase, 1, \
+      "0: a warp a query row (b, h, i): row_dot, dq; 1: a warp a key (b, hk, j): dk, dv; " \
+      "2: a warp a dbias element") \
+    X(I32, dbias_B, 1, "dbias's sizes: B or 1, heads (H, Hkv or 1), Lq or 1") \
+    X(I32, dbias_H, 1, "dbias's sizes: B or 1, heads (H, Hkv or 1), Lq or 1") \
+    X(I32, dbias_Lq, 1, "dbias's sizes: B or 1, heads (H, Hkv or 1), Lq or 1")
+#define DM_BWD_PARAMS_BYTES 488
+
 /* The C and CUDA spellings of each type; DM_PARAM_DIM_<count> the array part of a member. */
 #define DM_PARAM_CTYPE_U64 uint64_t
 #define DM_PARAM_CTYPE_I64 int64_t
@@ -163,10 +215,15 @@ typedef struct dm_combine_params {
     DM_COMBINE_PARAMS(DM_PARAM_MEMBER)
 } dm_combine_params;
 
+typedef struct dm_bwd_params {
+    DM_BWD_PARAMS(DM_PARAM_MEMBER)
+} dm_bwd_params;
+
 /* The sizes templates from before a change were written against. */
 _Static_assert(sizeof(dm_fwd_params) == DM_FWD_PARAMS_BYTES, "dm_fwd_params layout changed");
 _Static_assert(sizeof(dm_wmask_params) == DM_WMASK_PARAMS_BYTES, "dm_wmask_params layout changed");
 _Static_assert(sizeof(dm_combine_params) == DM_COMBINE_PARAMS_BYTES,
                "dm_combine_params layout changed");
+_Static_assert(sizeof(dm_bwd_params) == DM_BWD_PARAMS_BYTES, "dm_bwd_params layout changed");
 
 #endif

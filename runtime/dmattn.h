@@ -191,6 +191,43 @@ dm_status dm_prebuild(dm_ctx *ctx, const char *variant, int *was_cached);
 dm_status dm_fwd(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream);
 dm_status dm_fwd_varlen(dm_ctx *ctx, const dm_fwd_varlen_args *args, CUstream stream);
 
+/* Gradients of a dm_fwd call, SPEC §3.
+ *   dout (B, Lq, H, D), q's dtype: the gradient of the forward's o.
+ *   q, k, v, o, mask, bias, scale, softcap, causal: the forward's, as dm_fwd_args has them (o is
+ *     the forward's output, read). A forward with a window attended with mask' =
+ *     dm_window_mask(bias, mask, window): pass that mask' as mask (4-D). The top-k is not redone:
+ *     dm_window_mask is deterministic, so the mask' of the forward is the one to use.
+ *   lse: the forward's, fp32 (B, H, Lq): required (the probabilities are recomputed from it).
+ *   dq, dk, dv: outputs shaped as q, k, v, in q's dtype. dk and dv sum over the query heads of
+ *     their K/V head's group.
+ *   dbias (optional output, only with a bias): bias's shape and dtype; the sum over every
+ *     dimension bias broadcasts (size 1 for B, heads or Lq) and over the query heads that share
+ *     a stored head (Hkv-headed: the group's; 1-headed: all).
+ *   deterministic: nonzero = the same bits run to run (a fixed order for every reduction).
+ * Masked scores and rows with no visible key (lse = +inf) contribute exactly zero. */
+typedef struct dm_bwd_args {
+    dm_tensor dout;
+    dm_tensor q, k, v;
+    dm_tensor o;
+    dm_tensor lse;
+    dm_tensor mask;
+    dm_tensor bias;
+    dm_tensor dq, dk, dv;
+    dm_tensor dbias;
+    float scale;
+    float softcap;
+    int causal;
+    int deterministic;
+} dm_bwd_args;
+
+/* The gradients of a dm_fwd call (SPEC §3), asynchronous on stream like dm_fwd. Every argument is
+ * checked first (DM_ERR_INVALID_ARG naming it; nothing written). Scratch (fp32, B x H x Lq for
+ * the rows' dO.O) is stream-ordered (cuMemAllocAsync) and freed in stream order. Today's kernels
+ * are the correctness baseline (one warp per output row, fp32 SIMT, a fixed order for every sum:
+ * the result is the same bits run to run whatever `deterministic` says); the tensor-core kernels
+ * of issue 16 replace them behind this call. */
+dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream);
+
 /* Top-k window mask, SPEC §4 (flash-dmattn's maybe_create_mask): the one helper every attention
  * entry point with a window calls.
  *   bias: f16, bf16 or f32, ({B|1}, Hb, {Lq|1}, Lk); required when a window applies.

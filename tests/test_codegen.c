@@ -97,15 +97,16 @@ START_TEST(entry_point_is_named_after_the_variant)
 }
 END_TEST
 
-START_TEST(backward_variant_is_unsupported_and_named)
+START_TEST(varlen_backward_variant_is_unsupported_and_named)
 {
     dm_variant v = make(64, DM_F16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM80);
     v.dir = DM_DIR_BWD;
+    v.varlen = true;
     dm_kernel_src k;
     char err[256];
     ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_ERR_UNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(err, "bwd.d64.f16"));
-    ck_assert_ptr_nonnull(strstr(err, "attn_bwd"));
+    ck_assert_ptr_nonnull(strstr(err, "no varlen backward"));
     ck_assert_ptr_null(k.source);
 }
 END_TEST
@@ -332,7 +333,7 @@ END_TEST
     X(source_opens_with_the_variant_key_and_the_template_line) \
     X(features_that_are_off_are_absent_from_the_text) \
     X(entry_point_is_named_after_the_variant) \
-    X(backward_variant_is_unsupported_and_named) \
+    X(varlen_backward_variant_is_unsupported_and_named) \
     X(window_and_per_query_decode_variants_are_unsupported) \
     X(embedded_templates_include_every_module) \
     X(template_dir_overrides_the_embedded_templates) \

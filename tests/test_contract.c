@@ -274,13 +274,17 @@ START_TEST(a_family_without_a_module_in_the_template_dir_is_unsupported)
 }
 END_TEST
 
-START_TEST(a_family_without_an_embedded_module_is_unsupported)
+START_TEST(the_backward_family_without_its_module_is_unsupported)
 {
-    char err[512];
-    dm_kernel_src k;
+    char dir[64], path[128], err[512];
     dm_variant v = fwd_variant(DM_SM80);
     v.dir = DM_DIR_BWD;
-    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_ERR_UNSUPPORTED);
+    copy_templates(dir);
+    snprintf(path, sizeof path, "%s/attn_bwd.lua", dir);
+    ck_assert_int_eq(remove(path), 0);
+    dm_status st = emit_in(dir, &v, err, sizeof err);
+    dm_test_remove_dir(dir);
+    ck_assert_int_eq(st, DM_ERR_UNSUPPORTED);
     ck_assert_msg(strstr(err, "no template for family attn_bwd") != NULL, "%s", err);
 }
 END_TEST
@@ -384,7 +388,7 @@ END_TEST
     X(an_unknown_error_code_is_a_template_error_naming_it) \
     X(an_error_that_is_neither_string_nor_table_is_a_template_error) \
     X(a_family_without_a_module_in_the_template_dir_is_unsupported) \
-    X(a_family_without_an_embedded_module_is_unsupported) \
+    X(the_backward_family_without_its_module_is_unsupported) \
     X(a_missing_helper_module_is_a_template_error_naming_it) \
     X(allocation_failures_in_a_small_template_are_nomem_at_every_point) \
     X(allocation_failures_in_the_real_templates_are_nomem_at_every_point)

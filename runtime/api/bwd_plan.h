@@ -1,7 +1,5 @@
-/* bwd_plan.h: the dense backward pass's arguments (SPEC §3, issue 16), their check and the plan
- * the launcher and the CPU reference will both read. dm_bwd_args moves into dmattn.h together with
- * dm_bwd when the backward kernels land; until then the check and the CPU reference (dm_ref_bwd)
- * are what exists, for the tests and the kernels to be built against. */
+/* bwd_plan.h: the dense backward pass's check (dm_bwd_args, SPEC §3, in dmattn.h) and the plan
+ * the launcher (api/bwd.c) and the CPU reference (dm_ref_bwd) both read. */
 #ifndef DM_BWD_PLAN_H
 #define DM_BWD_PLAN_H
 
@@ -10,34 +8,6 @@
 
 #include "fwd_plan.h"
 
-/* Gradients of a dm_fwd call, SPEC §3.
- *   dout (B, Lq, H, D), q's dtype: the gradient of the forward's o.
- *   q, k, v, o, mask, bias, scale, softcap, causal: the forward's, as dm_fwd_args has them (o is
- *     the forward's output, read). A forward with a window attended with mask' =
- *     dm_window_mask(bias, mask, window): pass that mask' as mask (4-D). The top-k is not redone:
- *     dm_window_mask is deterministic, so the mask' of the forward is the one to use.
- *   lse: the forward's, fp32 (B, H, Lq): required (the probabilities are recomputed from it).
- *   dq, dk, dv: outputs shaped as q, k, v, in q's dtype. dk and dv sum over the query heads of
- *     their K/V head's group.
- *   dbias (optional output, only with a bias): bias's shape and dtype; the sum over every
- *     dimension bias broadcasts (size 1 for B, heads or Lq) and over the query heads that share
- *     a stored head (Hkv-headed: the group's; 1-headed: all).
- *   deterministic: nonzero = the same bits run to run (a fixed order for every reduction).
- * Masked scores and rows with no visible key (lse = +inf) contribute exactly zero. */
-typedef struct dm_bwd_args {
-    dm_tensor dout;
-    dm_tensor q, k, v;
-    dm_tensor o;
-    dm_tensor lse;
-    dm_tensor mask;
-    dm_tensor bias;
-    dm_tensor dq, dk, dv;
-    dm_tensor dbias;
-    float scale;
-    float softcap;
-    int causal;
-    int deterministic;
-} dm_bwd_args;
 
 /* The forward's plan (q, k, v, o, mask, bias, lse as the forward read them) and the gradients'
  * layouts; strides in elements, 0 where a dimension has size 1. */

@@ -1,0 +1,134 @@
+/* bwd.c: dm_bwd, the dense backward entry point (dmattn.h, SPEC §3): check the arguments, then
+ * run the bwd variant's kernel once per phase (templates/attn_bwd.lua: rows, keys, dbias) on the
+ * stream, the rows' dO.O in stream-ordered scratch. Nothing is read or written before the check
+ * passes. */
+#include <stdint.h>
+#include <string.h>
+
+#include "bwd_plan.h"
+#include "kernel_params.h"
+#include "kernels.h"
+
+#define GRID_X_MAX 2147483647LL
+
+static void fill_params(const dm_bwd_args *a, const dm_bwd_plan *bp, CUdeviceptr row_dot,
+                        dm_bwd_params *p)
+{
+    const dm_fwd_plan *f = &bp->fwd;
+    memset(p, 0, sizeof *p);
+    p->q = (uint64_t)(uintptr_t)a->q.data;
+    p->k = (uint64_t)(uintptr_t)a->k.data;
+    p->v = (uint64_t)(uintptr_t)a->v.data;
+    p->o = (uint64_t)(uintptr_t)a->o.data;
+    p->dout = (uint64_t)(uintptr_t)a->dout.data;
+    p->lse = (uint64_t)(uintptr_t)a->lse.data;
+    p->mask = f->mask_layout != DM_LAYOUT_NONE ? (uint64_t)(uintptr_t)a->mask.data : 0;
+    p->bias = f->bias_layout != DM_LAYOUT_NONE ? (uint64_t)(uintptr_t)a->bias.data : 0;
+    p->dq = (uint64_t)(uintptr_t)a->dq.data;
+    p->dk = (uint64_t)(uintptr_t)a->dk.data;
+    p->dv = (uint64_t)(uintptr_t)a->dv.data;
+    p->dbias = bp->has_dbias ? (uint64_t)(uintptr_t)a->dbias.data : 0;
+    p->row_dot = (uint64_t)row_dot;
+    memcpy(p->q_stride, f->q_stride, sizeof p->q_stride);
+    memcpy(p->k_stride, f->k_stride, sizeof p->k_stride);
+    memcpy(p->v_stride, f->v_stride, sizeof p->v_stride);
+    memcpy(p->o_stride, f->o_stride, sizeof p->o_stride);
+    memcpy(p->dout_stride, bp->dout_stride, sizeof p->dout_stride);
+    memcpy(p->dq_stride, bp->dq_stride, sizeof p->dq_stride);
+    memcpy(p->dk_stride, bp->dk_stride, sizeof p->dk_stride);
+    memcpy(p->dv_stride, bp->dv_stride, sizeof p->dv_stride);
+    memcpy(p->lse_stride, f->lse_stride, sizeof p->lse_stride);
+    memcpy(p->mask_stride, f->mask_stride, sizeof p->mask_stride); /* batch, head, row */
+    memcpy(p->bias_stride, f->bias_stride, sizeof p->bias_stride);
+    memcpy(p->dbias_stride, bp->dbias_stride, sizeof p->dbias_stride);
+    p->mask_key_stride = f->mask_stride[3];
+    p->bias_key_stride = f->bias_stride[3];
+    p->dbias_key_stride = bp->dbias_stride[3];
+    p->mask_head_div = f->mask_head_div > 0 ? f->mask_head_div : 1;
+    p->bias_head_div = f->bias_head_div > 0 ? f->bias_head_div : 1;
+    p->B = (int32_t)f->B;
+    p->H = (int32_t)f->H;
+    p->Hkv = (int32_t)f->Hkv;
+    p->Lq = (int32_t)f->Lq;
+    p->Lk = (int32_t)f->Lk;
+    p->group = (int32_t)(f->H / f->Hkv);
+    p->scale = f->scale;
+    p->softcap = f->softcap;
+    p->bias_f32 = f->bias_layout != DM_LAYOUT_NONE && f->bias_dtype == DM_F32;
+    if (bp->has_dbias) {
+        p->dbias_B = (int32_t)a->dbias.shape[0];
+        p->dbias_H = (int32_t)a->dbias.shape[1];
+        p->dbias_Lq = (int32_t)a->dbias.shape[2];
+    }
+}
+
+/* The three phases in stream order: rows (row_dot, dq), keys (dk, dv), dbias elements. */
+static dm_status launch_phases(dm_ctx *ctx, const dm_variant *v, const dm_kernel *k,
+                               dm_bwd_params *p, CUstream stream)
+{
+    const int64_t outputs[3] = {
+        (int64_t)p->B * p->H * p->Lq,
+        (int64_t)p->B * p->Hkv * p->Lk,
+        p->dbias ? (int64_t)p->dbias_B * p->dbias_H * p->dbias_Lq * p->Lk : 0,
+    };
+    for (int phase = 0; phase < 3; phase++) {
+        if (outputs[phase] == 0)
+            continue;
+        const int64_t grid = (outputs[phase] + k->block_m - 1) / k->block_m;
+        if (grid > GRID_X_MAX)
+            return dm_set_error(ctx, DM_ERR_UNSUPPORTED,
+                                "dm_bwd: %lld outputs of phase %d need %lld blocks: expected at "
+                                "most %lld",
+                                (long long)outputs[phase], phase, (long long)grid, GRID_X_MAX);
+        p->phase = phase;
+        dm_status st = dm_kernel_launch(ctx, "dm_bwd", v, k, (unsigned)grid, 1, 1, p, stream);
+        if (st != DM_OK)
+            return st;
+    }
+    return DM_OK;
+}
+
+dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
+{
+    dm_bwd_plan plan;
+    dm_variant v;
+    const dm_kernel *kernel;
+    dm_bwd_params params;
+    CUdeviceptr row_dot = 0;
+    char buf[160];
+
+    if (!ctx)
+        return DM_ERR_INVALID_ARG;
+    dm_status st = dm_bwd_check(ctx, "dm_bwd", args, &plan);
+    if (st != DM_OK)
+        return st;
+    const dm_fwd_plan *f = &plan.fwd;
+    if (f->B == 0)
+        return DM_OK; /* no element of any gradient (Lq = 0 still zeroes dk, dv: phase 1) */
+    if ((st = dm_ctx_enter(ctx, "dm_bwd")) != DM_OK)
+        return st;
+    dm_fwd_plan_variant(f, ctx->arch, &v);
+    v.dir = DM_DIR_BWD;
+    v.decode = false;
+    if ((st = dm_kernel_get(ctx, "dm_bwd", &v, &kernel, NULL)) != DM_OK)
+        goto out;
+    size_t bytes = (size_t)(f->B * f->H * f->Lq + 1) * sizeof(float); /* never 0 bytes */
+    CUresult r = ctx->drv->MemAllocAsync(&row_dot, bytes, stream);
+    if (r != CUDA_SUCCESS) {
+        row_dot = 0;
+        st = dm_set_error(ctx, DM_ERR_CUDA, "dm_bwd: cuMemAllocAsync of %zu bytes for dO.O: %s",
+                          bytes, dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+        goto out;
+    }
+    fill_params(args, &plan, row_dot, &params);
+    st = launch_phases(ctx, &v, kernel, &params, stream);
+out:
+    if (row_dot) { /* freed in stream order, behind the kernels that read it */
+        CUresult r = ctx->drv->MemFreeAsync(row_dot, stream);
+        if (r != CUDA_SUCCESS && st == DM_OK)
+            st = dm_set_error(ctx, DM_ERR_CUDA, "dm_bwd: cuMemFreeAsync of dO.O: %s",
+                              dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+    }
+    dm_ctx_leave(ctx);
+    return st;
+}
