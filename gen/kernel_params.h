@@ -158,10 +158,10 @@
     X(I64, k_stride, 3, "batch, row, head") \
     X(I64, v_stride, 3, "batch, row, head") \
     X(I64, o_stride, 3, "batch, row, head") \
-    X(I64, dout_stride, 3, "batch, row, head") \
-    X(I64, dq_stride, 3, "batch, row, head") \
-    X(I64, dk_stride, 3, "batch, row, head") \
-    X(I64, dv_stride, 3, "batch, row, head") \
+    X(I64, dout_stride, 3, "batch, row, head: dO and the gradients") \
+    X(I64, dq_stride, 3, "batch, row, head: dO and the gradients") \
+    X(I64, dk_stride, 3, "batch, row, head: dO and the gradients") \
+    X(I64, dv_stride, 3, "batch, row, head: dO and the gradients") \
     X(I64, lse_stride, 3, "batch, head, row") \
     X(I64, mask_stride, 3, "batch, head, row") \
     X(I64, bias_stride, 3, "batch, head, row") \

@@ -1,34 +1,39 @@
 -- attn_bwd.lua: the backward family, bwd.d<D>.<dtype>.mask-<..>.bias-<..>.w0[.causal][.softcap]
 -- .sm<NN> (SPEC §3): dq, dk, dv and dbias of the dense forward.
 --
--- This is the correctness baseline the tensor-core backward (issue 16) is to replace behind the
--- same call: fp32 arithmetic on the SIMT cores, one warp per output row, every sum in a fixed
--- order (so the same bits run to run), no atomics and no scratch but the rows' dO.O. A warp holds
--- a row of D elements spread over its lanes (element d in lane d % 32) and takes dot products by
--- shuffles. One kernel, launched once per phase (p.phase), in this order on one stream:
---   0  a warp per query row (b, h, i): row_dot_i = dO_i . O_i, then dq_i = scale sum_j ds_ij k_j
---   1  a warp per key (b, hk, j): dv_j = sum p_ij dO_i, dk_j = scale sum ds_ij q_i over the
---      group's heads and every query
+-- One kernel, launched once per phase (p.phase), in this order on one stream; every sum has a
+-- fixed order (the same bits run to run), no atomics, no scratch but the rows' dO.O:
+--   0  query rows: row_dot_i = dO_i . O_i, then dq_i = scale sum_j ds_ij k_j (grid: row blocks,
+--      H, B)
+--   1  keys: dv_j = sum p_ij dO_i, dk_j = scale sum ds_ij q_i over the group's heads and every
+--      query (grid: key blocks, Hkv, B)
 --   2  a warp per dbias element: the sum of ds over the (b, h, i) it stands for (broadcast
---      dimensions, the heads sharing a stored head), when dbias is asked for
--- with p_ij = exp(s_ij - lse_i) from the forward's lse, ds_ij = p_ij (dO_i . v_j - row_dot_i)
--- (times 1 - tanh^2 through softcap): the gradient of the score before softcap, i.e. of the bias.
--- A masked pair, and every pair of a row with no visible key (lse = +inf), adds exactly nothing.
+--      dimensions, the heads sharing a stored head), when dbias is asked for (grid: 1-D)
+-- Phases 0 and 1 recompute S and dP each (seven matrix products against the five of a kernel
+-- that adds dq by atomics): FlexAttention's split, deterministic without a reduction pass.
+-- Two engines, by the tuning row: "mma.sync" (a block of 4 warps owns 64 rows, 16 a warp, and
+-- walks 64-row tiles of the other side: S = X Y^T and dP by mma.sync m16n8k16 from padded shared
+-- memory, the products P Z from registers) and "simt" (the correctness baseline: fp32 on the
+-- SIMT cores, a warp a row, dot products by shuffles). Masks and biases are read per element
+-- from global memory in both: correct for every layout, fast for none (next steps: staged rows
+-- and tile skipping as in the forward).
+-- Throughout p_ij = exp(s_ij - lse_i) from the forward's lse, ds_ij = p_ij (dO_i . v_j -
+-- row_dot_i) (times 1 - tanh^2 through softcap): the gradient of the score before softcap, i.e.
+-- of the bias. A masked pair, and every pair of a row with no visible key (lse = +inf), adds
+-- exactly nothing.
 local common = require("cuda_common")
 local errors = require("errors")
 local kernel_params = require("kernel_params")
 local limits = require("limits")
+local ptx = require("cuda_ptx")
+local tune = require("tune")
 
 local M = {}
-
--- Not tuned: a baseline for correctness. Four warps a block keep blocks small enough that a
--- call of a few hundred rows still spreads over the SMs.
-local WARPS = 4
 
 local constants = [=[
 constexpr int kD = $d;  // head_dim
 constexpr int kPerLane = (kD + 31) / 32;  // elements of a row a lane holds: d = lane + 32 t
-constexpr int kWarps = $warps;  // output rows a block: query rows, keys or dbias elements
+constexpr int kWarps = $warps;  // simt: rows a block (query rows, keys, dbias elements)
 constexpr int kThreads = 32 * kWarps;
 constexpr u32 kAllLanes = 0xffffffffu;]=]
 
@@ -131,11 +136,11 @@ __device__ __forceinline__ ScoreGrad score_grad(const BwdParams &p, i64 b, i64 h
     return g;
 }]=]
 
-local body = [=[
+-- The SIMT engine's phases 0 and 1: a warp a row.
+local simt_phases = [=[
 // Phase 0: a warp per query row (b, h, i).
-__device__ __forceinline__ void rows_phase(const BwdParams &p, i64 r, int lane)
+__device__ __forceinline__ void rows_phase(const BwdParams &p, i64 b, i64 h, i64 i, int lane)
 {
-    const i64 i = r % p.Lq, h = r / p.Lq % p.H, b = r / ((i64)p.Lq * p.H);
     const i64 hk = h / p.group;
     float q[kPerLane], dout[kPerLane], acc[kPerLane];
     load_row(row_of(p.dout, p.dout_stride, b, i, h), lane, dout);
@@ -164,9 +169,8 @@ __device__ __forceinline__ void rows_phase(const BwdParams &p, i64 r, int lane)
 }
 
 // Phase 1: a warp per key (b, hk, j), over the group's heads and every query.
-__device__ __forceinline__ void keys_phase(const BwdParams &p, i64 r, int lane)
+__device__ __forceinline__ void keys_phase(const BwdParams &p, i64 b, i64 hk, i64 j, int lane)
 {
-    const i64 j = r % p.Lk, hk = r / p.Lk % p.Hkv, b = r / ((i64)p.Lk * p.Hkv);
     float kj[kPerLane], vj[kPerLane], dk[kPerLane], dv[kPerLane];
     load_row(row_of(p.k, p.k_stride, b, j, hk), lane, kj);
     load_row(row_of(p.v, p.v_stride, b, j, hk), lane, vj);
@@ -191,20 +195,296 @@ __device__ __forceinline__ void keys_phase(const BwdParams &p, i64 r, int lane)
         }
     store_row((u16 *)row_of(p.dk, p.dk_stride, b, j, hk), lane, dk, p.scale);
     store_row((u16 *)row_of(p.dv, p.dv_stride, b, j, hk), lane, dv, 1.f);
-}
-$dbias_phase
+}]=]
+
+local simt_entry = [=[
 extern "C" __global__ void __launch_bounds__(kThreads)
 $entry(const BwdParams p)
 {
     const int lane = threadIdx.x % 32;
-    const i64 r = (i64)blockIdx.x * kWarps + threadIdx.x / 32;
+    const i64 r = (i64)blockIdx.x * kWarps + threadIdx.x / 32;  // phases 0, 1: the row
     if (p.phase == 0) {
-        if (r < (i64)p.B * p.H * p.Lq)
-            rows_phase(p, r, lane);
+        if (r < p.Lq)
+            rows_phase(p, blockIdx.z, blockIdx.y, r, lane);
     } else if (p.phase == 1) {
-        if (r < (i64)p.B * p.Hkv * p.Lk)
-            keys_phase(p, r, lane);
+        if (r < p.Lk)
+            keys_phase(p, blockIdx.z, blockIdx.y, r, lane);
     }$dbias_call
+}]=]
+
+-- The mma.sync engine's phases 0 and 1: a block owns 64 rows (queries or keys), its warps 16
+-- each, and walks the other side's 64-row tiles; shared memory holds the two own tiles (Q, dO
+-- or K, V) and the two streamed ones. Tiles are loaded whole and waited for (no overlap yet).
+local mma_phases = [=[
+constexpr int kTile = $tile;  // rows of a block's own tile and of each streamed tile
+constexpr int kHeadDim = kD;
+constexpr int kHeadDimPad = $d_pad;  // a multiple of 16: the k-steps of Q K^T
+constexpr int kPitch = kHeadDimPad + 8;  // padded rows: ldmatrix conflict free (attn_fwd_mma.lua)
+constexpr int kTileElems = kTile * kPitch;
+constexpr int kNT = kTile / 8;  // n-tiles of a 16 x kTile product
+constexpr int kDT = kHeadDimPad / 8;  // n-tiles of a 16 x D product
+constexpr int kChunks = kHeadDim / 8;  // 16-byte chunks of a row
+constexpr float kLog2e = 1.4426950408889634f;
+static_assert(kTile == 16 * kWarps, "a warp owns 16 rows of the block's tile");
+static_assert(kHeadDimPad % 16 == 0 && kHeadDim % 8 == 0, "k-steps of 16, rows of 16-byte chunks");
+
+// Rows [r0, r0 + kTile) of a (b, row, head) tensor into a padded tile; rows past `rows` read as
+// zero (cp.async with 0 source bytes). Committed by the caller.
+__device__ __forceinline__ void load_tile(u16 *tile, u64 base, const i64 stride[3], i64 b, i64 r0,
+                                          i64 h, i64 rows)
+{
+    const u16 *src0 = (const u16 *)base + b * stride[0] + h * stride[2];
+    for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
+        const int r = c / kChunks, ch = c % kChunks;
+        const bool in = r0 + r < rows;
+        const u16 *src = in ? src0 + (r0 + r) * stride[1] + ch * 8 : src0;
+        cp_async16(smem_u32(tile + r * kPitch + ch * 8), src, in ? 16 : 0);
+    }
+}
+
+$zero_pad_fn
+// acc = X (this warp's 16 rows of tile x) . Y^T (the kTile rows of tile y), over D.
+__device__ __forceinline__ void gemm_xyt(const u16 *x, const u16 *y, float (&acc)[kNT][4])
+{
+    const int lane = threadIdx.x % 32, mi = lane / 8, warp = threadIdx.x / 32;
+    const u32 xa = smem_u32(x + (warp * 16 + lane % 16) * kPitch + (lane / 16) * 8);
+    const u32 ya = smem_u32(y + ((mi / 2) * 8 + lane % 8) * kPitch + (mi % 2) * 8);
+#pragma unroll
+    for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            acc[nt][e] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < kHeadDimPad / 16; ks++) {
+        u32 a[4];
+        ldmatrix_x4(xa + ks * 32, a[0], a[1], a[2], a[3]);
+#pragma unroll
+        for (int nt = 0; nt < kNT; nt += 2) {
+            u32 b0, b1, b2, b3;
+            ldmatrix_x4(ya + (nt * 8 * kPitch + ks * 16) * 2, b0, b1, b2, b3);
+            mma_16816(acc[nt], a, b0, b1);
+            mma_16816(acc[nt + 1], a, b2, b3);
+        }
+    }
+}
+
+// acc += P (16 x kTile, A fragments of 16-bit pairs) . Z (tile z: kTile rows x D).
+__device__ __forceinline__ void gemm_pz(const u32 (&pp)[kTile / 16][4], const u16 *z,
+                                        float (&acc)[kDT][4])
+{
+    const int lane = threadIdx.x % 32, mi = lane / 8;
+    const u32 za = smem_u32(z + ((mi % 2) * 8 + lane % 8) * kPitch + (mi / 2) * 8);
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; kk++)
+#pragma unroll
+        for (int dt = 0; dt < kDT; dt += 2) {
+            u32 b0, b1, b2, b3;
+            ldmatrix_x4_trans(za + (kk * 16 * kPitch + dt * 8) * 2, b0, b1, b2, b3);
+            mma_16816(acc[dt], pp[kk], b0, b1);
+            mma_16816(acc[dt + 1], pp[kk], b2, b3);
+        }
+}
+
+// The accumulator layout (thread: rows lane / 4 and + 8, columns 2 (lane % 4) + 0, 1 of each
+// 8-column n-tile) as the A operand of the next product, 16-bit pairs.
+__device__ __forceinline__ void pack_a(const float (&s)[kNT][4], u32 (&pp)[kTile / 16][4])
+{
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; kk++) {
+        pp[kk][0] = pack2(s[2 * kk][0], s[2 * kk][1]);
+        pp[kk][1] = pack2(s[2 * kk][2], s[2 * kk][3]);
+        pp[kk][2] = pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        pp[kk][3] = pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+}
+
+__device__ __forceinline__ void zero_acc(float (&acc)[kDT][4])
+{
+#pragma unroll
+    for (int dt = 0; dt < kDT; dt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            acc[dt][e] = 0.f;
+}
+
+// This warp's 16 rows of acc (times mul) into rows r0 + ... of a (b, row, head) tensor, below
+// `rows`.
+__device__ __forceinline__ void store_tile(const float (&acc)[kDT][4], u64 base,
+                                           const i64 stride[3], i64 b, i64 r0, i64 h, i64 rows,
+                                           float mul)
+{
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        const i64 r = r0 + warp * 16 + lane / 4 + hf * 8;
+        if (r >= rows)
+            continue;
+        u16 *row = (u16 *)base + b * stride[0] + r * stride[1] + h * stride[2];
+#pragma unroll
+        for (int dt = 0; dt < kDT; dt++) {
+            const int d = dt * 8 + 2 * (lane % 4);
+            if (dt * 8 < kHeadDim)
+                *(u32 *)(row + d) = pack2(acc[dt][2 * hf] * mul, acc[dt][2 * hf + 1] * mul);
+        }
+    }
+}
+
+// p and ds of one score in place: s holds q . k on entry, p on return; dp holds dO . v on entry,
+// ds on return. lse2 = lse * log2(e) (+inf: p = 0).
+__device__ __forceinline__ void grad_at(const BwdParams &p, i64 b, i64 h, i64 i, i64 j, float &s,
+                                        float &dp, float lse2, float row_dot)
+{
+    if (i >= p.Lq || j >= p.Lk || !visible(p, b, h, i, j)) {
+        s = dp = 0.f;
+        return;
+    }
+    float x = p.scale * s;
+    $bias_add_x
+    $softcap_x
+    s = fast_exp2(x * kLog2e - lse2);
+    dp = s * (dp - row_dot);
+    $softcap_ds
+}
+
+// Phase 0: query rows [m0, m0 + kTile) of head h, batch b: row_dot and dq.
+__device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, i64 h, i64 m0)
+{
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const i64 hk = h / p.group;
+    u16 *sQ = smem, *sDO = smem + kTileElems, *sK = smem + 2 * kTileElems;
+    u16 *sV = smem + 3 * kTileElems;
+    float *sRowDot = (float *)(smem + 4 * kTileElems);
+    $zero_pad_call
+    load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
+    load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
+    cp_async_commit();
+    // row_dot of the block's rows, a warp a row: dO . O, O read from global
+    for (int r = warp; r < kTile; r += kWarps) {
+        float acc = 0.f;
+        if (m0 + r < p.Lq) {
+            const u16 *o = row_of(p.o, p.o_stride, b, m0 + r, h);
+            const u16 *dout = row_of(p.dout, p.dout_stride, b, m0 + r, h);
+            for (int d = lane; d < kHeadDim; d += 32)
+                acc += elem_to_float(dout[d]) * elem_to_float(o[d]);
+        }
+        acc = warp_sum(acc);
+        if (lane == 0) {
+            sRowDot[r] = acc;
+            if (m0 + r < p.Lq)
+                ((float *)p.row_dot)[(b * p.H + h) * p.Lq + m0 + r] = acc;
+        }
+    }
+    float lse2[2], row_dot[2];
+    cp_async_wait<0>();
+    __syncthreads();
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        const i64 i = m0 + warp * 16 + lane / 4 + hf * 8;
+        lse2[hf] = i < p.Lq ? ((const float *)p.lse)[b * p.lse_stride[0] + h * p.lse_stride[1] +
+                                                     i * p.lse_stride[2]] * kLog2e
+                            : kInf;
+        row_dot[hf] = sRowDot[warp * 16 + lane / 4 + hf * 8];
+    }
+    float dq[kDT][4];
+    zero_acc(dq);
+    $rows_n_end
+    for (i64 n0 = 0; n0 < n_end; n0 += kTile) {
+        __syncthreads();  // the last tile's K and V are read
+        load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
+        load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+        float s[kNT][4], dp[kNT][4];
+        gemm_xyt(sQ, sK, s);
+        gemm_xyt(sDO, sV, dp);
+#pragma unroll
+        for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                grad_at(p, b, h, m0 + warp * 16 + lane / 4 + (e / 2) * 8,
+                        n0 + nt * 8 + 2 * (lane % 4) + e % 2, s[nt][e], dp[nt][e], lse2[e / 2],
+                        row_dot[e / 2]);
+        u32 pp[kTile / 16][4];
+        pack_a(dp, pp);
+        gemm_pz(pp, sK, dq);
+    }
+    store_tile(dq, p.dq, p.dq_stride, b, m0, h, p.Lq, p.scale);
+}
+
+// Phase 1: keys [n0, n0 + kTile) of K/V head hk, batch b: dk and dv over the group's heads and
+// every query tile that sees them.
+__device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, i64 hk, i64 n0)
+{
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    u16 *sK = smem, *sV = smem + kTileElems, *sQ = smem + 2 * kTileElems;
+    u16 *sDO = smem + 3 * kTileElems;
+    float *sLse2 = (float *)(smem + 4 * kTileElems), *sRowDot = sLse2 + kTile;
+    $zero_pad_call
+    load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
+    load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
+    cp_async_commit();
+    float dk[kDT][4], dv[kDT][4];
+    zero_acc(dk);
+    zero_acc(dv);
+    $keys_m_begin
+    for (i64 h = hk * p.group; h < (hk + 1) * p.group; h++)
+        for (i64 m0 = m_begin; m0 < p.Lq; m0 += kTile) {
+            __syncthreads();  // the last tile's Q, dO, lse and row_dot are read
+            load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
+            load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
+            cp_async_commit();
+            for (int c = threadIdx.x; c < kTile; c += kThreads) {
+                const i64 i = m0 + c;
+                sLse2[c] = i < p.Lq ? ((const float *)p.lse)[b * p.lse_stride[0] +
+                                                             h * p.lse_stride[1] +
+                                                             i * p.lse_stride[2]] * kLog2e
+                                    : kInf;
+                sRowDot[c] = i < p.Lq ? ((const float *)p.row_dot)[(b * p.H + h) * p.Lq + i] : 0.f;
+            }
+            cp_async_wait<0>();
+            __syncthreads();
+            float s[kNT][4], dp[kNT][4];  // transposed: rows are keys, columns queries
+            gemm_xyt(sK, sQ, s);
+            gemm_xyt(sV, sDO, dp);
+#pragma unroll
+            for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int c = nt * 8 + 2 * (lane % 4) + e % 2;
+                    grad_at(p, b, h, m0 + c, n0 + warp * 16 + lane / 4 + (e / 2) * 8, s[nt][e],
+                            dp[nt][e], sLse2[c], sRowDot[c]);
+                }
+            u32 pp[kTile / 16][4];
+            pack_a(s, pp);
+            gemm_pz(pp, sDO, dv);
+            pack_a(dp, pp);
+            gemm_pz(pp, sQ, dk);
+        }
+    store_tile(dk, p.dk, p.dk_stride, b, n0, hk, p.Lk, p.scale);
+    store_tile(dv, p.dv, p.dv_stride, b, n0, hk, p.Lk, 1.f);
+}]=]
+
+local zero_pad_fn = [=[
+// Columns [kHeadDim, kHeadDimPad) of every tile are never loaded; they must read as zero.
+__device__ __forceinline__ void zero_pad_columns(u16 *smem, int tiles)
+{
+    constexpr int kPad = kHeadDimPad - kHeadDim;
+    for (int e = threadIdx.x; e < tiles * kTile * kPad; e += kThreads)
+        smem[(e / kPad) * kPitch + kHeadDim + e % kPad] = 0;
+}
+]=]
+
+local mma_entry = [=[
+extern "C" __global__ void __launch_bounds__(kThreads)
+$entry(const BwdParams p)
+{
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    u16 *smem = (u16 *)smem_raw;
+    if (p.phase == 0)
+        rows_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);
+    else if (p.phase == 1)
+        keys_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);$dbias_call_mma
 }]=]
 
 local dbias_phase = [=[
@@ -260,6 +540,12 @@ local dbias_call = [=[
         dbias_phase(p, r, lane);
     }]=]
 
+local dbias_call_mma = [=[
+
+    else if ((i64)blockIdx.x * kWarps + threadIdx.x / 32 <
+             (i64)p.dbias_B * p.dbias_H * p.dbias_Lq * p.Lk)  // phase 2: a warp an element
+        dbias_phase(p, (i64)blockIdx.x * kWarps + threadIdx.x / 32, threadIdx.x % 32);]=]
+
 local function check_variant(v)
   if v.dir ~= "bwd" then
     errors.unsupported("attn_bwd.lua emits the backward family, not " .. tostring(v.dir))
@@ -277,16 +563,28 @@ end
 
 function M.emit(v)
   check_variant(v)
-  local vars = { d = v.d, warps = WARPS, entry = common.entry_name(v.key) }
+  local row = tune.lookup("bwd", v.d, v.arch, v.causal, { mask = v.mask, bias = v.bias })
+  local simt = row.mma == "simt"
+  local warps = row.warps
+  local d_pad = (v.d + 15) // 16 * 16
+  local vars = { d = v.d, warps = warps, entry = common.entry_name(v.key), tile = row.block_m,
+    d_pad = d_pad }
   local buf = common.buffer()
-  common.header(buf, v, "attn_bwd.lua", string.format(
-    "SIMT baseline, a warp a row, %d warps a block, phases rows / keys / dbias", WARPS))
+  common.header(buf, v, "attn_bwd.lua", simt and
+    string.format("SIMT baseline, a warp a row, %d warps a block, phases rows / keys / dbias",
+      warps) or
+    string.format("mma.sync m16n8k16, %dx%d tiles, %d warps x 16 rows, phases rows / keys / dbias",
+      row.block_m, row.block_n, warps))
   buf.add(kernel_params.struct("BwdParams"))  -- from the library's layout (kernel_params.h)
   buf.add("")
   buf.add(constants, vars)
   buf.add("")
   common.conversions(buf, v.dtype)
   buf.add("")
+  if not simt then
+    ptx.emit(buf, v.dtype, true)  -- cp.async, ldmatrix, mma.sync, pack2, ex2
+    buf.add("")
+  end
   buf.add(rows)
   buf.add("")
   local test = v.mask ~= "none" and mask_test or "return true;"
@@ -304,11 +602,44 @@ function M.emit(v)
       or "// no softcap",
   }))
   buf.add("")
-  vars.dbias_phase = v.bias ~= "none" and dbias_phase or ""
-  vars.dbias_call = v.bias ~= "none" and dbias_call or ""
-  buf.add(body, vars)
-  return { source = buf.text(), entry = vars.entry, threads = 32 * WARPS, block_m = WARPS,
-           block_n = 1, smem_bytes = 0 }
+  if simt then
+    buf.add(simt_phases)
+  else
+    buf.add(mma_phases, {
+      tile = row.block_m, d_pad = d_pad,
+      zero_pad_fn = d_pad > v.d and zero_pad_fn or "",
+      zero_pad_call = d_pad > v.d and "zero_pad_columns(smem, 4);  // never loaded" or "",
+      bias_add_x = v.bias ~= "none" and "x += bias_at(p, b, h, i, j);" or "// no bias",
+      softcap_x = v.softcap and "const float th = tanhf(x / p.softcap);\nx = p.softcap * th;"
+        or "// no softcap",
+      softcap_ds = v.softcap and "dp *= 1.f - th * th;  // through x = c tanh(x0 / c)"
+        or "// no softcap",
+      -- causal: query i sees keys up to i + Lk - Lq; a query tile's last key, a key tile's first
+      -- query
+      rows_n_end = v.causal and
+        "const i64 n_end = min((i64)p.Lk, m0 + kTile + p.Lk - p.Lq);  // causal: keys seen" or
+        "const i64 n_end = p.Lk;",
+      keys_m_begin = v.causal and
+        "const i64 m_begin = max((i64)0, n0 - (p.Lk - p.Lq)) / kTile * kTile;  // causal" or
+        "const i64 m_begin = 0;",
+    })
+  end
+  buf.add("")
+  if v.bias ~= "none" then
+    buf.add(dbias_phase)
+  end
+  if simt then
+    buf.add(simt_entry, { entry = vars.entry, dbias_call = v.bias ~= "none" and dbias_call or "" })
+  else
+    buf.add(mma_entry, { entry = vars.entry,
+      dbias_call_mma = v.bias ~= "none" and dbias_call_mma or "" })
+  end
+  local tile = simt and warps or row.block_m
+  local smem = simt and 0 or 4 * row.block_m * (d_pad + 8) * 2 + 2 * row.block_m * 4
+  -- block_m: rows a block owns in phases 0 and 1 (grid.x = ceil(L / block_m)); block_n: dbias
+  -- elements a block in phase 2 (a warp each)
+  return { source = buf.text(), entry = vars.entry, threads = 32 * warps, block_m = tile,
+           block_n = warps, smem_bytes = smem }
 end
 
 return M

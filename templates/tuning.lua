@@ -55,6 +55,18 @@ return {
       "397.5, fullbias 262.5, causal keybias 339.9 TFLOP/s (128x32 x8: 394.5 / 299.4 / 262.7 / " ..
       "252.8; 4 warps far behind); block_n 128 spills 628+ bytes" },
   { dir = "fwd", arch = "sm90a", like = "sm90" },
+  -- The backward (attn_bwd.lua): a kernel per phase, rows (dq) and keys (dk, dv) on tiles of 64
+  -- queries x 64 keys, four warps of 16 rows; beyond d128 the SIMT baseline (a warp a row).
+  { dir = "bwd", d_min = 8, d_max = 128, arch = "sm80", warps = 4, block_m = 64, block_n = 64,
+    why = "first tensor-core backward: 16 rows a warp keep dK and dV (2 x 64 fp32 a thread at " ..
+      "d128) in registers; not swept" },
+  { dir = "bwd", d_min = 136, d_max = 256, arch = "sm80", mma = "simt", warps = 4,
+    why = "d256 dK and dV of 16 rows would be 256 registers a thread: the SIMT baseline until " ..
+      "a tiling that fits is written" },
+  { dir = "bwd", arch = "sm86", like = "sm80" },
+  { dir = "bwd", arch = "sm89", like = "sm80" },
+  { dir = "bwd", arch = "sm90", like = "sm80" },
+  { dir = "bwd", arch = "sm90a", like = "sm80" },
 
   -- Knobs: a row { knob = NAME, on = true|false } sets one switch of the code for the variants
   -- it names (causal, mask, bias, and the tile row's mma and warps narrow it, as above); every

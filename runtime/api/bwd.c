@@ -62,26 +62,33 @@ static void fill_params(const dm_bwd_args *a, const dm_bwd_plan *bp, CUdeviceptr
     }
 }
 
-/* The three phases in stream order: rows (row_dot, dq), keys (dk, dv), dbias elements. */
+/* The three phases in stream order: query rows (row_dot, dq) over (row blocks, H, B), keys (dk,
+ * dv) over (key blocks, Hkv, B), then dbias elements over a 1-D grid (templates/attn_bwd.lua:
+ * block_m rows a block in the first two, block_n elements in the third). */
 static dm_status launch_phases(dm_ctx *ctx, const dm_variant *v, const dm_kernel *k,
                                dm_bwd_params *p, CUstream stream)
 {
-    const int64_t outputs[3] = {
-        (int64_t)p->B * p->H * p->Lq,
-        (int64_t)p->B * p->Hkv * p->Lk,
-        p->dbias ? (int64_t)p->dbias_B * p->dbias_H * p->dbias_Lq * p->Lk : 0,
-    };
+    const int64_t rows[2] = {p->Lq, p->Lk}, heads[2] = {p->H, p->Hkv};
+    const int64_t dbias_elems =
+        p->dbias ? (int64_t)p->dbias_B * p->dbias_H * p->dbias_Lq * p->Lk : 0;
     for (int phase = 0; phase < 3; phase++) {
-        if (outputs[phase] == 0)
+        int64_t gx, gy = 1, gz = 1;
+        if (phase < 2) {
+            gx = (rows[phase] + k->block_m - 1) / k->block_m;
+            gy = heads[phase];
+            gz = p->B;
+        } else {
+            gx = (dbias_elems + k->block_n - 1) / k->block_n;
+        }
+        if (gx == 0)
             continue;
-        const int64_t grid = (outputs[phase] + k->block_m - 1) / k->block_m;
-        if (grid > GRID_X_MAX)
+        if (gx > GRID_X_MAX)
             return dm_set_error(ctx, DM_ERR_UNSUPPORTED,
-                                "dm_bwd: %lld outputs of phase %d need %lld blocks: expected at "
-                                "most %lld",
-                                (long long)outputs[phase], phase, (long long)grid, GRID_X_MAX);
+                                "dm_bwd: phase %d needs %lld blocks: expected at most %lld", phase,
+                                (long long)gx, GRID_X_MAX);
         p->phase = phase;
-        dm_status st = dm_kernel_launch(ctx, "dm_bwd", v, k, (unsigned)grid, 1, 1, p, stream);
+        dm_status st = dm_kernel_launch(ctx, "dm_bwd", v, k, (unsigned)gx, (unsigned)gy,
+                                        (unsigned)gz, p, stream);
         if (st != DM_OK)
             return st;
     }
