@@ -120,9 +120,12 @@ void gpu_twin_free(gpu_twin *w)
     memset(w, 0, sizeof *w);
 }
 
-/* q/k/v/o as (B, L, Hx, D): packed, or stored (B, Hx, L, D + 8) when strided (pad columns are
- * never touched by a correct kernel). */
-static void qkvo_alloc(gpu_twin *w, const gpu_case *c, int L, int heads)
+void gpu_twin_poison(gpu_twin *w)
+{
+    ck_assert_int_eq(gpu_drv()->MemsetD8(w->dev_base, 0xff, w->bytes), CUDA_SUCCESS);
+}
+
+void gpu_case_rows_alloc(gpu_twin *w, const gpu_case *c, int L, int heads)
 {
     int64_t shape[4] = {c->B, L, heads, c->D}, strides[4];
     int64_t pitch = c->strided ? c->D + 8 : c->D;
@@ -140,21 +143,20 @@ static void qkvo_alloc(gpu_twin *w, const gpu_case *c, int L, int heads)
     gpu_twin_alloc(w, c->dtype, 4, shape, strides, (size_t)c->B * L * heads * pitch, 0);
 }
 
-static size_t qkvo_index(const gpu_case *c, const gpu_twin *w, int b, int l, int h, int d)
+size_t gpu_case_rows_index(const gpu_twin *w, int b, int l, int h, int d)
 {
     return (size_t)(b * w->dev.strides[0] + l * w->dev.strides[1] + h * w->dev.strides[2] + d);
 }
 
-static void fill_random(gpu_twin *w, uint64_t *s)
+void gpu_fill_uniform(gpu_twin *w, uint64_t *s)
 {
     size_t n = w->bytes / gpu_elem_bytes(w->dev.dtype);
     for (size_t i = 0; i < n; i++)
         gpu_put(w->host_base, w->dev.dtype, i, (float)gpu_uniform(s));
 }
 
-/* mask or bias: ({B|1}, {H|Hkv|1}, {Lq|1}, Lk), packed. */
-static void mb_alloc(gpu_twin *w, const gpu_case *c, dm_layout layout, int batch, int heads,
-                     dm_dtype dtype)
+void gpu_case_mb_alloc(gpu_twin *w, const gpu_case *c, dm_layout layout, int batch, int heads,
+                       dm_dtype dtype)
 {
     int rows = layout == DM_LAYOUT_Q ? c->Lq : 1;
     int64_t shape[4] = {batch, heads, rows, c->Lk};
@@ -165,6 +167,79 @@ static void mb_alloc(gpu_twin *w, const gpu_case *c, dm_layout layout, int batch
 static bool key_forced_masked(const gpu_case *c, int j)
 {
     return j >= c->masked_key_begin && j < c->masked_key_end;
+}
+
+void gpu_case_mask(gpu_twin *mask, const gpu_case *c, uint64_t *s)
+{
+    memset(mask, 0, sizeof *mask);
+    if (c->mask == DM_LAYOUT_NONE)
+        return;
+    gpu_case_mb_alloc(mask, c, c->mask, c->mask_batch, c->mask_heads, DM_BOOL);
+    unsigned char *m = mask->host_base;
+    int rows = c->mask == DM_LAYOUT_Q ? c->Lq : 1;
+    for (int b = 0; b < c->mask_batch; b++)
+        for (int h = 0; h < c->mask_heads; h++)
+            for (int i = 0; i < rows; i++)
+                for (int j = 0; j < c->Lk; j++) {
+                    bool on = (gpu_uniform(s) + 1) / 2 < c->mask_density;
+                    if (key_forced_masked(c, j) || j == c->hot_key - 1)
+                        on = false;
+                    if (c->masked_row_every && i % c->masked_row_every == 0 &&
+                        c->mask == DM_LAYOUT_Q)
+                        on = false;
+                    /* any non-zero byte is true */
+                    m[((size_t)(b * c->mask_heads + h) * rows + i) * c->Lk + j] =
+                        on ? (unsigned char)(1 + (gpu_rng_next(s) % 255)) : 0;
+                }
+}
+
+void gpu_case_bias(gpu_twin *bias, const gpu_case *c, uint64_t *s)
+{
+    memset(bias, 0, sizeof *bias);
+    if (c->bias == DM_LAYOUT_NONE)
+        return;
+    gpu_case_mb_alloc(bias, c, c->bias, c->bias_batch, c->bias_heads,
+                      c->bias_f32 ? DM_F32 : c->dtype);
+    size_t n = bias->bytes / gpu_elem_bytes(bias->dev.dtype);
+    for (size_t i = 0; i < n; i++) {
+        int j = (int)(i % c->Lk);
+        gpu_put(bias->host_base, bias->dev.dtype, i,
+                key_forced_masked(c, j) ? NAN
+                : j == c->hot_key - 1   ? 30.0f
+                                        : (float)(2 * gpu_uniform(s)));
+    }
+}
+
+void gpu_compare(const dm_tensor *got, const dm_tensor *ref, gpu_err *e)
+{
+    /* the shapes right-aligned into four dimensions, leading ones of size 1 */
+    int64_t n[4] = {1, 1, 1, 1}, sg[4] = {0}, sr[4] = {0};
+    const int pad = 4 - got->rank;
+    for (int d = 0; d < got->rank; d++) {
+        n[pad + d] = got->shape[d];
+        sg[pad + d] = got->strides[d];
+        sr[pad + d] = ref->strides[d];
+    }
+    double num = 0, den = 0;
+    memset(e, 0, sizeof *e);
+    for (int64_t a = 0; a < n[0]; a++)
+        for (int64_t b = 0; b < n[1]; b++)
+            for (int64_t c = 0; c < n[2]; c++)
+                for (int64_t d = 0; d < n[3]; d++) {
+                    size_t ig = (size_t)(a * sg[0] + b * sg[1] + c * sg[2] + d * sg[3]);
+                    size_t ir = (size_t)(a * sr[0] + b * sr[1] + c * sr[2] + d * sr[3]);
+                    double g = gpu_get(got->data, got->dtype, ig),
+                           r = gpu_get(ref->data, ref->dtype, ir);
+                    if (!isfinite(g)) {
+                        e->nan_count++;
+                        continue;
+                    }
+                    num += (g - r) * (g - r);
+                    den += r * r;
+                    if (fabs(g - r) > e->max_abs)
+                        e->max_abs = fabs(g - r);
+                }
+    e->rel = den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
 dm_ctx *gpu_ctx(void)
@@ -200,61 +275,30 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
     dm_status st;
     memset(r, 0, sizeof *r);
     r->seed = seed;
-    memset(&mask, 0, sizeof mask);
-    memset(&bias, 0, sizeof bias);
     memset(&lse, 0, sizeof lse);
     memset(&lse_ref, 0, sizeof lse_ref);
 
-    qkvo_alloc(&q, c, c->Lq, c->H);
-    qkvo_alloc(&k, c, c->Lk, c->Hkv);
-    qkvo_alloc(&v, c, c->Lk, c->Hkv);
-    qkvo_alloc(&o, c, c->Lq, c->H);
-    qkvo_alloc(&o_ref, c, c->Lq, c->H);
-    fill_random(&q, &s);
-    fill_random(&k, &s);
-    fill_random(&v, &s);
+    gpu_case_rows_alloc(&q, c, c->Lq, c->H);
+    gpu_case_rows_alloc(&k, c, c->Lk, c->Hkv);
+    gpu_case_rows_alloc(&v, c, c->Lk, c->Hkv);
+    gpu_case_rows_alloc(&o, c, c->Lq, c->H);
+    gpu_case_rows_alloc(&o_ref, c, c->Lq, c->H);
+    gpu_fill_uniform(&q, &s);
+    gpu_fill_uniform(&k, &s);
+    gpu_fill_uniform(&v, &s);
     for (int b = 0; b < c->B; b++) /* keys that every mask row hides get NaN K and V */
         for (int j = 0; j < c->Lk; j++)
             if (key_forced_masked(c, j))
                 for (int h = 0; h < c->Hkv; h++)
                     for (int d = 0; d < c->D; d++) {
-                        gpu_put(k.host_base, c->dtype, qkvo_index(c, &k, b, j, h, d), NAN);
-                        gpu_put(v.host_base, c->dtype, qkvo_index(c, &v, b, j, h, d), NAN);
+                        gpu_put(k.host_base, c->dtype, gpu_case_rows_index(&k, b, j, h, d), NAN);
+                        gpu_put(v.host_base, c->dtype, gpu_case_rows_index(&v, b, j, h, d), NAN);
                     }
     memset(o.host_base, 0xff, o.bytes); /* NaN in f16 and bf16: poison */
     memset(o_ref.host_base, 0xff, o_ref.bytes);
 
-    if (c->mask != DM_LAYOUT_NONE) {
-        mb_alloc(&mask, c, c->mask, c->mask_batch, c->mask_heads, DM_BOOL);
-        unsigned char *m = mask.host_base;
-        int rows = c->mask == DM_LAYOUT_Q ? c->Lq : 1;
-        for (int b = 0; b < c->mask_batch; b++)
-            for (int h = 0; h < c->mask_heads; h++)
-                for (int i = 0; i < rows; i++)
-                    for (int j = 0; j < c->Lk; j++) {
-                        bool on = (gpu_uniform(&s) + 1) / 2 < c->mask_density;
-                        if (key_forced_masked(c, j) || j == c->hot_key - 1)
-                            on = false;
-                        if (c->masked_row_every && i % c->masked_row_every == 0 &&
-                            c->mask == DM_LAYOUT_Q)
-                            on = false;
-                        /* any non-zero byte is true */
-                        m[((size_t)(b * c->mask_heads + h) * rows + i) * c->Lk + j] =
-                            on ? (unsigned char)(1 + (gpu_rng_next(&s) % 255)) : 0;
-                    }
-    }
-    if (c->bias != DM_LAYOUT_NONE) {
-        mb_alloc(&bias, c, c->bias, c->bias_batch, c->bias_heads,
-                 c->bias_f32 ? DM_F32 : c->dtype);
-        size_t n = bias.bytes / gpu_elem_bytes(bias.dev.dtype);
-        for (size_t i = 0; i < n; i++) {
-            int j = (int)(i % c->Lk);
-            gpu_put(bias.host_base, bias.dev.dtype, i,
-                key_forced_masked(c, j) ? NAN
-                : j == c->hot_key - 1   ? 30.0f
-                                        : (float)(2 * gpu_uniform(&s)));
-        }
-    }
+    gpu_case_mask(&mask, c, &s);
+    gpu_case_bias(&bias, c, &s);
     if (!c->no_lse) {
         int64_t shape[3] = {c->B, c->H, c->Lq};
         int64_t strides[3] = {(int64_t)c->H * c->Lq, c->Lq, 1};
@@ -342,7 +386,7 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
                         }
                     }
                     for (int d = 0; d < c->D; d++) {
-                        size_t ix = qkvo_index(c, &o, b, i, hh, d);
+                        size_t ix = gpu_case_rows_index(&o, b, i, hh, d);
                         float g = gpu_get(o.host_base, c->dtype, ix),
                               e = gpu_get(o_ref.host_base, c->dtype, ix);
                         if (!isfinite(g)) {
@@ -359,7 +403,7 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
                     if (c->strided) /* the pad columns stay poisoned */
                         for (int d = c->D; d < c->D + 8; d++) {
                             uint16_t bits =
-                                ((uint16_t *)o.host_base)[qkvo_index(c, &o, b, i, hh, d)];
+                                ((uint16_t *)o.host_base)[gpu_case_rows_index(&o, b, i, hh, d)];
                             if (bits != 0xffff)
                                 r->guard_writes++;
                         }
@@ -378,7 +422,7 @@ dm_status gpu_run_case(const gpu_case *c, uint64_t seed, gpu_result *r, char *ms
     return st;
 }
 
-static void describe(const gpu_case *c, char *buf, size_t n)
+void gpu_case_describe(const gpu_case *c, char *buf, size_t n)
 {
     static const char *lay[] = {"none", "q", "k"};
     snprintf(buf, n,
@@ -398,7 +442,7 @@ void gpu_check_case(const gpu_case *c, const char *label)
     char msg[1024] = "", what[512];
     uint64_t seed = gpu_fresh_seed();
     dm_status st = gpu_run_case(c, seed, &r, msg, sizeof msg);
-    describe(c, what, sizeof what);
+    gpu_case_describe(c, what, sizeof what);
     /* bf16 keeps 8 significant bits, f16 11: the output's own rounding dominates the error. */
     double tol = c->dtype == DM_BF16 ? 1e-2 : 2e-3;
     bool ok = st == DM_OK && r.nan_count == 0 && r.empty_row_errors == 0 && r.guard_writes == 0 &&

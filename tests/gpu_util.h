@@ -1,6 +1,8 @@
 /* gpu_util.h: what the GPU tests share: a device check for skipping, the test context, seeded
- * random numbers, tensors kept twice (host and device, copied through the driver table), and one
- * forward case run on the GPU and through the CPU reference with its errors measured. */
+ * random numbers, tensors kept twice (host and device, copied through the driver table), one
+ * forward case run on the GPU and through the CPU reference with its errors measured, and the
+ * pieces that case is made of (its inputs, poison, the error measure) for the other entry points'
+ * tests to build theirs from. */
 #ifndef DM_GPU_UTIL_H
 #define DM_GPU_UTIL_H
 
@@ -50,6 +52,9 @@ void gpu_twin_alloc(gpu_twin *w, dm_dtype dtype, int rank, const int64_t *shape,
 void gpu_twin_upload(gpu_twin *w);
 void gpu_twin_download(gpu_twin *w);
 void gpu_twin_free(gpu_twin *w); /* a zeroed twin is a no-op */
+/* Every byte of the device copy set to 0xff (NaN in f16, bf16 and f32): an output never written
+ * reads back as NaN. */
+void gpu_twin_poison(gpu_twin *w);
 
 /* One forward problem. Layout NONE = absent; *_batch and *_heads are the stored sizes (1 or B;
  * H, Hkv or 1). mask_density is the chance a mask entry is true. */
@@ -82,6 +87,33 @@ typedef struct gpu_result {
     long guard_writes;    /* elements written in padding that o's strides skip */
     uint64_t seed;
 } gpu_result;
+
+/* The pieces of gpu_run_case, in the order it draws from the seed.
+ * gpu_case_rows_alloc: a (B, L, heads, D) tensor of c's dtype (q, k, v, o and their gradients),
+ * packed, or stored (B, heads, L, D + 8) when c->strided; gpu_case_rows_index: element (b, l, h, d)
+ * of one. gpu_fill_uniform: every element of the allocation (padding too) uniform in [-1, 1).
+ * gpu_case_mb_alloc: a packed ({B|1}, heads, {Lq|1}, Lk) tensor (rows Lq for layout q, 1 for k).
+ * gpu_case_mask, gpu_case_bias: c's mask and bias allocated and drawn (mask_density, the forced
+ * masked keys and rows, hot_key), a zeroed twin when the layout is NONE. */
+void gpu_case_rows_alloc(gpu_twin *w, const gpu_case *c, int L, int heads);
+size_t gpu_case_rows_index(const gpu_twin *w, int b, int l, int h, int d);
+void gpu_fill_uniform(gpu_twin *w, uint64_t *s);
+void gpu_case_mb_alloc(gpu_twin *w, const gpu_case *c, dm_layout layout, int batch, int heads,
+                       dm_dtype dtype);
+void gpu_case_mask(gpu_twin *mask, const gpu_case *c, uint64_t *s);
+void gpu_case_bias(gpu_twin *bias, const gpu_case *c, uint64_t *s);
+/* One line naming every field of c, for failure messages. */
+void gpu_case_describe(const gpu_case *c, char *buf, size_t n);
+
+/* How far an output is from the reference's, over the elements its shape and strides reach. */
+typedef struct gpu_err {
+    double rel; /* ||got - ref|| / ||ref|| (||got - ref|| when ref is all zero) */
+    double max_abs;
+    long nan_count; /* non-finite got (poison never overwritten, or NaN computed): not in rel */
+} gpu_err;
+
+/* got and ref: host tensors (f32, f16 or bf16) of one shape, each read through its own strides. */
+void gpu_compare(const dm_tensor *got, const dm_tensor *ref, gpu_err *e);
 
 /* Runs c on the GPU with dm_fwd and on the CPU with dm_ref_fwd, on fresh random inputs drawn from
  * seed, outputs poisoned first. Returns DM_OK or the failing status (message in *msg). */

@@ -272,6 +272,40 @@ START_TEST(sm90a_decode_keeps_the_wgmma_pipeline_and_spills_nothing)
 }
 END_TEST
 
+/* The backward family (attn_bwd.lua): every mask x bias layout pair at d128 on sm80 and sm90a,
+ * causal and softcap rotating (both on for one pair). */
+START_TEST(bwd_every_layout_pair_compiles_for_sm80_and_sm90a)
+{
+    static const dm_arch archs[] = {DM_SM80, DM_SM90A};
+    dm_ctx *ctx = dm_test_offline_ctx();
+    int i = 0;
+    for (size_t a = 0; a < sizeof archs / sizeof archs[0]; a++)
+        for (int m = 0; m < 3; m++)
+            for (int b = 0; b < 3; b++, i++) {
+                dm_variant v = {.dir = DM_DIR_BWD, .head_dim = 128, .dtype = DM_BF16,
+                                .mask = (dm_layout)m, .bias = (dm_layout)b, .causal = i % 3 == 1,
+                                .softcap = i % 4 == 2, .arch = archs[a]};
+                dm_test_compile_ok(ctx, &v);
+            }
+    dm_ctx_destroy(ctx);
+}
+END_TEST
+
+/* The backward at every head_dim the forward takes (dm_bwd accepts what dm_fwd accepts), the
+ * other axes rotating as in every_head_dim. */
+START_TEST(bwd_every_head_dim_compiles_for_sm80)
+{
+    dm_ctx *ctx = dm_test_offline_ctx();
+    for (int d = DM_HEAD_DIM_MIN, i = 0; d <= DM_HEAD_DIM_MAX; d += DM_HEAD_DIM_STEP, i++) {
+        dm_variant v = {.dir = DM_DIR_BWD, .head_dim = d, .dtype = i % 2 ? DM_BF16 : DM_F16,
+                        .mask = (dm_layout)(i % 3), .bias = (dm_layout)((i / 3) % 3),
+                        .causal = i % 4 == 1, .softcap = i % 5 == 2, .arch = DM_SM80};
+        dm_test_compile_ok(ctx, &v);
+    }
+    dm_ctx_destroy(ctx);
+}
+END_TEST
+
 START_TEST(other_archs_compile)
 {
     dm_ctx *ctx = dm_test_offline_ctx();
@@ -331,6 +365,8 @@ END_TEST
     X(decode_every_head_dim_compiles_for_sm90a) \
     X(decode_compiles_for_sm80_sm90_and_sm90a) \
     X(sm90a_decode_keeps_the_wgmma_pipeline_and_spills_nothing) \
+    X(bwd_every_layout_pair_compiles_for_sm80_and_sm90a) \
+    X(bwd_every_head_dim_compiles_for_sm80) \
     X(other_archs_compile) \
     X(broken_source_is_a_compile_error_with_the_log) \
     X(options_name_the_arch_and_differ_per_arch)
