@@ -222,10 +222,11 @@ typedef struct dm_bwd_args {
 
 /* The gradients of a dm_fwd call (SPEC §3), asynchronous on stream like dm_fwd. Every argument is
  * checked first (DM_ERR_INVALID_ARG naming it; nothing written). Scratch (fp32, B x H x Lq for
- * the rows' dO.O) is stream-ordered (cuMemAllocAsync) and freed in stream order. Today's kernels
- * are the correctness baseline (one warp per output row, fp32 SIMT, a fixed order for every sum:
- * the result is the same bits run to run whatever `deterministic` says); the tensor-core kernels
- * of issue 16 replace them behind this call. */
+ * the rows' dO.O) is stream-ordered (cuMemAllocAsync) and freed in stream order. The kernels
+ * compute dq (a pass over query rows) apart from dk and dv (a pass over keys), recomputing the
+ * probabilities in each, and dbias by its own pass: no atomics, every sum in a fixed order, so
+ * the results are the same bits run to run with or without `deterministic`. A row with no
+ * visible key gets dq = +0; keys no query sees get dk = dv = +0. */
 dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream);
 
 /* Top-k window mask, SPEC §4 (flash-dmattn's maybe_create_mask): the one helper every attention
