@@ -12,7 +12,8 @@ q.transpose(1, 2) views, (B, H, L, D)):
   fullbias        bias (B, H, L, L) + all-true mask (B, H, L, L); skipped when it does not fit
   causal_keybias  causal + key bias; SDPA gets bias + causal -inf as one float mask (L <= 8192)
 With --window, instead: the top-k window mask against torch's masked_fill -> topk -> scatter
-(bench/compare_window.py). With --case NAME (decode, decode_q1, decode_mixed, long_row, prefill,
+(bench/compare_window.py). With --bwd, instead: the backward (dm_bwd) next to SDPA's and Flex's
+(bench/compare_bwd.py; --bwd-cases picks). With --case NAME (decode, decode_q1, decode_mixed, long_row, prefill,
 layouts, or varlen for all), instead: issue 15's varlen and decode cases, dm_fwd_varlen against
 Flex and SDPA with the device copy bandwidth measured in the same run (bench/compare_varlen.py).
 
@@ -490,6 +491,10 @@ def main():
     ap.add_argument("--arch", default=None, help="dmattn arch override, e.g. sm90 (mma.sync) on an H100")
     ap.add_argument("--window-scale", dest="window_scale", action="store_true",
                     help="--window: also the sizes it must scale to (512k-key decode rows, 16k x 16k)")
+    ap.add_argument("--bwd", action="store_true",
+                    help="the backward instead (bench/compare_bwd.py): dm_bwd vs SDPA and Flex backward")
+    ap.add_argument("--bwd-cases", dest="bwd_cases", default=None,
+                    help="--bwd: comma list of nobias, keybias, keybias_dbias, fullbias, fullbias_dbias")
     ap.add_argument("--window", action="store_true",
                     help="instead: the top-k window mask, torch masked_fill->topk->scatter vs dm_window_mask "
                          "(bench/compare_window.py)")
@@ -599,6 +604,21 @@ def main():
                                              meta["dmattn_cache_dir"] or "(memory)"))
     log("timing: %s; Flex: %s" % (meta["timing"], meta["flex"]))
     log("speedup = peer ms / dmattn ms (> 1: dmattn faster); MISMATCH when rel L2 > %.0e" % MISMATCH_REL)
+
+    if opt.bwd:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        sys.modules.setdefault("compare", sys.modules[__name__])  # one copy of the ctypes classes
+        import compare_bwd
+
+        try:
+            results = compare_bwd.run(opt, dtype, dm, bench, flex, Ls)
+        finally:
+            dm.close()
+        if opt.json:
+            with open(opt.json, "w") as f:
+                json.dump({"meta": meta, "results": results}, f, indent=1)
+            log("wrote " + opt.json)
+        return 1 if any(r.get("impls", {}).get("dmattn", {}).get("mismatch") for r in results) else 0
 
     if varlen_cases:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
