@@ -185,7 +185,10 @@
       "2: a warp a dbias element") \
     X(I32, dbias_B, 1, "dbias's sizes: B or 1, heads (H, Hkv or 1), Lq or 1") \
     X(I32, dbias_H, 1, "dbias's sizes: B or 1, heads (H, Hkv or 1), Lq or 1") \
-    X(I32, dbias_Lq, 1, "dbias's sizes: B or 1, heads (H, Hkv or 1), Lq or 1")
+    X(I32, dbias_Lq, 1, "dbias's sizes: B or 1, heads (H, Hkv or 1), Lq or 1") \
+    X(I32, dbias_fused, 1, \
+      "1: no dbias reduction crosses blocks: phase 1 writes a key-layout dbias (column sums), " \
+      "phase 0 a query-layout one (ds), and phase 2 is not launched")
 #define DM_BWD_PARAMS_BYTES 488
 
 /* The C and CUDA spellings of each type; DM_PARAM_DIM_<count> the array part of a member. */

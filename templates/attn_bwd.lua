@@ -87,27 +87,37 @@ __device__ __forceinline__ const u16 *row_of(u64 base, const i64 stride[3], i64 
     return (const u16 *)base + b * stride[0] + i * stride[1] + h * stride[2];
 }]=]
 
-local visible_causal = [=[
-// Whether key j is visible to query i of head h in batch b: the causal edge (bottom-right) and
-// the mask.
-__device__ __forceinline__ bool visible(const BwdParams &p, i64 b, i64 h, i64 i, i64 j)
+local mask_fn = [=[
+__device__ __forceinline__ bool mask_at(const BwdParams &p, i64 b, i64 h, i64 i, i64 j)
 {
-    if (j > i + p.Lk - p.Lq)
-        return false;
-    $mask_test
+    const unsigned char *m = (const unsigned char *)p.mask;
+    return m[b * p.mask_stride[0] + h / p.mask_head_div * p.mask_stride[1] +
+             i * p.mask_stride[2] + j * p.mask_key_stride] != 0;
 }]=]
 
-local visible_plain = [=[
-// Whether key j is visible to query i of head h in batch b: the mask.
+local visible_fn = [=[
+// Whether key j is visible to query i of head h in batch b: the causal edge (bottom-right, when
+// the variant has it) and the mask.
 __device__ __forceinline__ bool visible(const BwdParams &p, i64 b, i64 h, i64 i, i64 j)
 {
-    $mask_test
+    $causal_cut
+    return $mask_expr;
 }]=]
 
-local mask_test = [=[
-const unsigned char *m = (const unsigned char *)p.mask;
-return m[b * p.mask_stride[0] + h / p.mask_head_div * p.mask_stride[1] +
-         i * p.mask_stride[2] + j * p.mask_key_stride] != 0;]=]
+-- The fused dbias (p.dbias_fused, set by the host where no reduction crosses blocks), both
+-- engines: a key-layout dbias gets the column sums of ds from the keys phase, a query-layout
+-- one ds itself from the rows phase.
+local dbias_store_fn = [=[
+__device__ __forceinline__ void store_dbias(const BwdParams &p, i64 b, i64 bh, i64 i, i64 j,
+                                            float x)
+{
+    const i64 off = b * p.dbias_stride[0] + bh * p.dbias_stride[1] + i * p.dbias_stride[2] +
+                    j * p.dbias_key_stride;
+    if (p.bias_f32)
+        ((float *)p.dbias)[off] = x;
+    else
+        ((u16 *)p.dbias)[off] = float_to_elem(x);
+}]=]
 
 local bias_fn = [=[
 __device__ __forceinline__ float bias_at(const BwdParams &p, i64 b, i64 h, i64 i, i64 j)
@@ -156,15 +166,19 @@ __device__ __forceinline__ void rows_phase(const BwdParams &p, i64 b, i64 h, i64
     if (lse != kInf) {  // +inf: no visible key, dq = 0
         load_row(row_of(p.q, p.q_stride, b, i, h), lane, q);
         for (i64 j = 0; j < p.Lk; j++) {
-            if (!visible(p, b, h, i, j))
+            if (!visible(p, b, h, i, j)) {
+                $simt_rows_dbias_zero
                 continue;  // no K or V bytes read for it
+            }
             float kj[kPerLane], vj[kPerLane];
             load_row(row_of(p.k, p.k_stride, b, j, hk), lane, kj);
             load_row(row_of(p.v, p.v_stride, b, j, hk), lane, vj);
             const ScoreGrad g = score_grad(p, b, h, i, j, dot(q, kj), dot(dout, vj), lse, row_dot);
             axpy(g.ds, kj, acc);
+            $simt_rows_dbias
         }
     }
+    $simt_rows_dbias_empty
     store_row((u16 *)row_of(p.dq, p.dq_stride, b, i, h), lane, acc, p.scale);
 }
 
@@ -177,7 +191,8 @@ __device__ __forceinline__ void keys_phase(const BwdParams &p, i64 b, i64 hk, i6
 #pragma unroll
     for (int t = 0; t < kPerLane; t++)
         dk[t] = dv[t] = 0.f;
-    for (i64 h = hk * p.group; h < (hk + 1) * p.group; h++)
+    $simt_keys_dbias_start
+    for (i64 h = hk * p.group; h < (hk + 1) * p.group; h++) {
         for (i64 i = 0; i < p.Lq; i++) {
             if (!visible(p, b, h, i, j))
                 continue;
@@ -192,7 +207,10 @@ __device__ __forceinline__ void keys_phase(const BwdParams &p, i64 b, i64 hk, i6
             const ScoreGrad g = score_grad(p, b, h, i, j, dot(q, kj), dot(dout, vj), lse, row_dot);
             axpy(g.p, dout, dv);
             axpy(g.ds, q, dk);
+            $simt_keys_dbias_add
         }
+        $simt_keys_dbias_end
+    }
     store_row((u16 *)row_of(p.dk, p.dk_stride, b, j, hk), lane, dk, p.scale);
     store_row((u16 *)row_of(p.dv, p.dv_stride, b, j, hk), lane, dv, 1.f);
 }]=]
@@ -330,11 +348,12 @@ __device__ __forceinline__ void store_tile(const float (&acc)[kDT][4], u64 base,
 }
 
 // p and ds of one score in place: s holds q . k on entry, p on return; dp holds dO . v on entry,
-// ds on return. lse2 = lse * log2(e) (+inf: p = 0).
+// ds on return. lse2 = lse * log2(e) (+inf: p = 0). kb, km: the key's bias and mask value where
+// they have the key layout (staged by the caller), else unused.
 __device__ __forceinline__ void grad_at(const BwdParams &p, i64 b, i64 h, i64 i, i64 j, float &s,
-                                        float &dp, float lse2, float row_dot)
+                                        float &dp, float lse2, float row_dot, float kb, bool km)
 {
-    if (i >= p.Lq || j >= p.Lk || !visible(p, b, h, i, j)) {
+    if (i >= p.Lq || j >= p.Lk$causal_or$mask_or) {
         s = dp = 0.f;
         return;
     }
@@ -354,6 +373,7 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
     u16 *sQ = smem, *sDO = smem + kTileElems, *sK = smem + 2 * kTileElems;
     u16 *sV = smem + 3 * kTileElems;
     float *sRowDot = (float *)(smem + 4 * kTileElems);
+    $key_arrays
     $zero_pad_call
     load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
     load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
@@ -388,11 +408,13 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
     float dq[kDT][4];
     zero_acc(dq);
     $rows_n_end
+    $rows_n_end_dbias
     for (i64 n0 = 0; n0 < n_end; n0 += kTile) {
         __syncthreads();  // the last tile's K and V are read
         load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
         load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
         cp_async_commit();
+        $stage_keys
         cp_async_wait<0>();
         __syncthreads();
         float s[kNT][4], dp[kNT][4];
@@ -401,10 +423,12 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
 #pragma unroll
         for (int nt = 0; nt < kNT; nt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++)
-                grad_at(p, b, h, m0 + warp * 16 + lane / 4 + (e / 2) * 8,
-                        n0 + nt * 8 + 2 * (lane % 4) + e % 2, s[nt][e], dp[nt][e], lse2[e / 2],
-                        row_dot[e / 2]);
+            for (int e = 0; e < 4; e++) {
+                const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the key in the tile
+                grad_at(p, b, h, m0 + warp * 16 + lane / 4 + (e / 2) * 8, n0 + c, s[nt][e],
+                        dp[nt][e], lse2[e / 2], row_dot[e / 2], $kb_rows, $km_rows);
+            }
+        $rows_dbias
         u32 pp[kTile / 16][4];
         pack_a(dp, pp);
         gemm_pz(pp, sK, dq);
@@ -428,7 +452,9 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
     zero_acc(dk);
     zero_acc(dv);
     $keys_m_begin
-    for (i64 h = hk * p.group; h < (hk + 1) * p.group; h++)
+    $keys_dbias_start
+    for (i64 h = hk * p.group; h < (hk + 1) * p.group; h++) {
+        $keys_head_start
         for (i64 m0 = m_begin; m0 < p.Lq; m0 += kTile) {
             __syncthreads();  // the last tile's Q, dO, lse and row_dot are read
             load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
@@ -453,14 +479,17 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
                 for (int e = 0; e < 4; e++) {
                     const int c = nt * 8 + 2 * (lane % 4) + e % 2;
                     grad_at(p, b, h, m0 + c, n0 + warp * 16 + lane / 4 + (e / 2) * 8, s[nt][e],
-                            dp[nt][e], sLse2[c], sRowDot[c]);
+                            dp[nt][e], sLse2[c], sRowDot[c], $kb_keys, $km_keys);
                 }
+            $keys_dbias_add
             u32 pp[kTile / 16][4];
             pack_a(s, pp);
             gemm_pz(pp, sDO, dv);
             pack_a(dp, pp);
             gemm_pz(pp, sQ, dk);
         }
+        $keys_dbias_end
+    }
     store_tile(dk, p.dk, p.dk_stride, b, n0, hk, p.Lk, p.scale);
     store_tile(dv, p.dv, p.dv_stride, b, n0, hk, p.Lk, 1.f);
 }]=]
@@ -561,6 +590,121 @@ local function check_variant(v)
   end
 end
 
+-- The text pieces that depend on the mask and bias layouts (and causal), for both engines.
+local function layout_pieces(v)
+  local mk, bk, bq = v.mask == "k", v.bias == "k", v.bias == "q"
+  local x = {
+    causal_cut = v.causal and "if (j > i + p.Lk - p.Lq)\n    return false;" or "",
+    mask_expr = v.mask ~= "none" and "mask_at(p, b, h, i, j)" or "true",
+    -- simt
+    simt_rows_dbias_zero = "", simt_rows_dbias = "", simt_rows_dbias_empty = "",
+    simt_keys_dbias_start = "", simt_keys_dbias_add = "", simt_keys_dbias_end = "",
+    -- mma.sync
+    causal_or = v.causal and " || j > i + p.Lk - p.Lq" or "",
+    mask_or = mk and " || !km" or v.mask == "q" and " || !mask_at(p, b, h, i, j)" or "",
+    bias_add_x = bk and "x += kb;" or bq and "x += bias_at(p, b, h, i, j);" or "// no bias",
+    kb_rows = bk and "sKB[c]" or "0.f",
+    km_rows = mk and "sKM[c] != 0.f" or "true",
+    kb_keys = bk and "kb[e / 2]" or "0.f",
+    km_keys = mk and "km[e / 2]" or "true",
+    key_arrays = bk and mk and
+      "float *sKB = sRowDot + kTile, *sKM = sKB + kTile;  // the key tile's bias and mask" or
+      bk and "float *sKB = sRowDot + kTile;  // the key tile's key-layout bias" or
+      mk and "float *sKM = sRowDot + 2 * kTile;  // the key tile's key-layout mask" or "",
+    stage_keys = "", rows_dbias = "", rows_n_end_dbias = "",
+    keys_dbias_start = "", keys_head_start = "", keys_dbias_add = "", keys_dbias_end = "",
+  }
+  if mk or bk then
+    local lines = { "for (int c = threadIdx.x; c < kTile; c += kThreads) {  // key-layout values",
+      "    const i64 j = n0 + c;" }
+    if bk then
+      lines[#lines + 1] = "    sKB[c] = j < p.Lk ? bias_at(p, b, h, 0, j) : 0.f;"
+    end
+    if mk then
+      lines[#lines + 1] = "    sKM[c] = j < p.Lk && mask_at(p, b, h, 0, j) ? 1.f : 0.f;"
+    end
+    lines[#lines + 1] = "}"
+    x.stage_keys = table.concat(lines, "\n")
+    local h = {}
+    if bk then
+      h[#h + 1] = "float kb[2] = {0.f, 0.f};  // this thread's two keys' bias and mask for head h"
+    end
+    if mk then
+      h[#h + 1] = "bool km[2] = {false, false};"
+    end
+    h[#h + 1] = "#pragma unroll"
+    h[#h + 1] = "for (int hf = 0; hf < 2; hf++) {"
+    h[#h + 1] = "    const i64 j = n0 + warp * 16 + lane / 4 + hf * 8;"
+    h[#h + 1] = "    if (j < p.Lk) {"
+    if bk then
+      h[#h + 1] = "        kb[hf] = bias_at(p, b, h, 0, j);"
+    end
+    if mk then
+      h[#h + 1] = "        km[hf] = mask_at(p, b, h, 0, j);"
+    end
+    h[#h + 1] = "    }"
+    h[#h + 1] = "}"
+    x.keys_head_start = table.concat(h, "\n")
+  end
+  if bq then
+    x.simt_rows_dbias_zero = "if (p.dbias_fused && lane == 0)\n    store_dbias(p, b, h, i, j, 0.f);"
+    x.simt_rows_dbias = "if (p.dbias_fused && lane == 0)\n    store_dbias(p, b, h, i, j, g.ds);"
+    x.simt_rows_dbias_empty = table.concat({
+      "if (p.dbias_fused && lse == kInf && lane == 0)  // no visible key: every element 0",
+      "    for (i64 j = 0; j < p.Lk; j++)",
+      "        store_dbias(p, b, h, i, j, 0.f);" }, "\n")
+    x.rows_dbias = table.concat({
+      "if (p.dbias_fused) {  // ds is dbias: none of its dimensions broadcasts",
+      "#pragma unroll",
+      "    for (int nt = 0; nt < kNT; nt++)",
+      "#pragma unroll",
+      "        for (int e = 0; e < 4; e++) {",
+      "            const i64 i = m0 + warp * 16 + lane / 4 + (e / 2) * 8;",
+      "            const i64 j = n0 + nt * 8 + 2 * (lane % 4) + e % 2;",
+      "            if (i < p.Lq && j < p.Lk)",
+      "                store_dbias(p, b, h, i, j, dp[nt][e]);",
+      "        }",
+      "}" }, "\n")
+    if v.causal then
+      x.rows_n_end_dbias =
+        "if (p.dbias_fused)\n    n_end = p.Lk;  // dbias past the diagonal: 0, written"
+    end
+  end
+  if bk then
+    x.simt_keys_dbias_start = "float dbias_sum = 0.f;  // over the queries of the bias head's heads"
+    x.simt_keys_dbias_add = "dbias_sum += g.ds;"
+    x.simt_keys_dbias_end = table.concat({
+      "if (p.dbias_fused && (h + 1) % p.bias_head_div == 0) {  // the bias head's last head",
+      "    if (lane == 0)",
+      "        store_dbias(p, b, h / p.bias_head_div, 0, j, dbias_sum);",
+      "    dbias_sum = 0.f;",
+      "}" }, "\n")
+    x.keys_dbias_start = "float dbias_sum[2] = {0.f, 0.f};  // this thread's two keys, its columns"
+    x.keys_dbias_add = table.concat({
+      "if (p.dbias_fused) {",
+      "#pragma unroll",
+      "    for (int nt = 0; nt < kNT; nt++)",
+      "#pragma unroll",
+      "        for (int e = 0; e < 4; e++)",
+      "            dbias_sum[e / 2] += dp[nt][e];",
+      "}" }, "\n")
+    x.keys_dbias_end = table.concat({
+      "if (p.dbias_fused && (h + 1) % p.bias_head_div == 0) {  // the bias head's last head",
+      "#pragma unroll",
+      "    for (int hf = 0; hf < 2; hf++) {",
+      "        float sum = dbias_sum[hf];  // the quad's four threads hold the key's columns",
+      "        sum += __shfl_xor_sync(kAllLanes, sum, 1);",
+      "        sum += __shfl_xor_sync(kAllLanes, sum, 2);",
+      "        const i64 j = n0 + warp * 16 + lane / 4 + hf * 8;",
+      "        if (lane % 4 == 0 && j < p.Lk)",
+      "            store_dbias(p, b, h / p.bias_head_div, 0, j, sum);",
+      "        dbias_sum[hf] = 0.f;",
+      "    }",
+      "}" }, "\n")
+  end
+  return x
+end
+
 function M.emit(v)
   check_variant(v)
   local row = tune.lookup("bwd", v.d, v.arch, v.causal, { mask = v.mask, bias = v.bias })
@@ -587,11 +731,17 @@ function M.emit(v)
   end
   buf.add(rows)
   buf.add("")
-  local test = v.mask ~= "none" and mask_test or "return true;"
-  buf.add(common.fill(v.causal and visible_causal or visible_plain, { mask_test = test }))
+  local lp = layout_pieces(v)
+  if v.mask ~= "none" then
+    buf.add(mask_fn)
+    buf.add("")
+  end
+  buf.add(visible_fn, lp)
   buf.add("")
   if v.bias ~= "none" then
     buf.add(bias_fn)
+    buf.add("")
+    buf.add(dbias_store_fn)
     buf.add("")
   end
   buf.add(common.fill(grad_fn, {
@@ -603,26 +753,25 @@ function M.emit(v)
   }))
   buf.add("")
   if simt then
-    buf.add(simt_phases)
+    buf.add(simt_phases, lp)
   else
-    buf.add(mma_phases, {
-      tile = row.block_m, d_pad = d_pad,
-      zero_pad_fn = d_pad > v.d and zero_pad_fn or "",
-      zero_pad_call = d_pad > v.d and "zero_pad_columns(smem, 4);  // never loaded" or "",
-      bias_add_x = v.bias ~= "none" and "x += bias_at(p, b, h, i, j);" or "// no bias",
-      softcap_x = v.softcap and "const float th = tanhf(x / p.softcap);\nx = p.softcap * th;"
-        or "// no softcap",
-      softcap_ds = v.softcap and "dp *= 1.f - th * th;  // through x = c tanh(x0 / c)"
-        or "// no softcap",
-      -- causal: query i sees keys up to i + Lk - Lq; a query tile's last key, a key tile's first
-      -- query
-      rows_n_end = v.causal and
-        "const i64 n_end = min((i64)p.Lk, m0 + kTile + p.Lk - p.Lq);  // causal: keys seen" or
-        "const i64 n_end = p.Lk;",
-      keys_m_begin = v.causal and
-        "const i64 m_begin = max((i64)0, n0 - (p.Lk - p.Lq)) / kTile * kTile;  // causal" or
-        "const i64 m_begin = 0;",
-    })
+    local mp = lp  -- plus the engine's own pieces
+    mp.tile, mp.d_pad = row.block_m, d_pad
+    mp.zero_pad_fn = d_pad > v.d and zero_pad_fn or ""
+    mp.zero_pad_call = d_pad > v.d and "zero_pad_columns(smem, 4);  // never loaded" or ""
+    mp.softcap_x = v.softcap and "const float th = tanhf(x / p.softcap);\nx = p.softcap * th;" or
+      "// no softcap"
+    mp.softcap_ds = v.softcap and "dp *= 1.f - th * th;  // through x = c tanh(x0 / c)" or
+      "// no softcap"
+    -- causal: query i sees keys up to i + Lk - Lq; a query tile's last key, a key tile's first
+    -- query
+    mp.rows_n_end = v.causal and
+      "i64 n_end = min((i64)p.Lk, m0 + kTile + p.Lk - p.Lq);  // causal: keys seen" or
+      "const i64 n_end = p.Lk;"
+    mp.keys_m_begin = v.causal and
+      "const i64 m_begin = max((i64)0, n0 - (p.Lk - p.Lq)) / kTile * kTile;  // causal" or
+      "const i64 m_begin = 0;"
+    buf.add(mma_phases, mp)
   end
   buf.add("")
   if v.bias ~= "none" then
@@ -635,7 +784,9 @@ function M.emit(v)
       dbias_call_mma = v.bias ~= "none" and dbias_call_mma or "" })
   end
   local tile = simt and warps or row.block_m
-  local smem = simt and 0 or 4 * row.block_m * (d_pad + 8) * 2 + 2 * row.block_m * 4
+  -- four tiles, then three kTile float arrays (phase 0: row_dot, key bias, key mask; phase 1:
+  -- lse, row_dot)
+  local smem = simt and 0 or 4 * row.block_m * (d_pad + 8) * 2 + 3 * row.block_m * 4
   -- block_m: rows a block owns in phases 0 and 1 (grid.x = ceil(L / block_m)); block_n: dbias
   -- elements a block in phase 2 (a warp each)
   return { source = buf.text(), entry = vars.entry, threads = 32 * warps, block_m = tile,

@@ -11,6 +11,19 @@
 
 #define GRID_X_MAX 2147483647LL
 
+/* Whether every dbias element is summed inside one block (templates/attn_bwd.lua writes it from
+ * phase 1 or 0, and phase 2 is not run): a key-layout dbias whose batch does not broadcast and
+ * whose heads each gather query heads of one K/V head (H or Hkv heads; 1 when Hkv = 1), or a
+ * query-layout dbias that broadcasts nothing. */
+static int dbias_fused(const dm_fwd_plan *f, const dm_bwd_params *p)
+{
+    if (p->dbias_B != p->B)
+        return 0;
+    if (f->bias_layout == DM_LAYOUT_K)
+        return p->group % p->bias_head_div == 0;
+    return p->dbias_H == p->H && p->dbias_Lq == p->Lq;
+}
+
 static void fill_params(const dm_bwd_args *a, const dm_bwd_plan *bp, CUdeviceptr row_dot,
                         dm_bwd_params *p)
 {
@@ -59,6 +72,7 @@ static void fill_params(const dm_bwd_args *a, const dm_bwd_plan *bp, CUdeviceptr
         p->dbias_B = (int32_t)a->dbias.shape[0];
         p->dbias_H = (int32_t)a->dbias.shape[1];
         p->dbias_Lq = (int32_t)a->dbias.shape[2];
+        p->dbias_fused = dbias_fused(f, p);
     }
 }
 
@@ -69,8 +83,9 @@ static dm_status launch_phases(dm_ctx *ctx, const dm_variant *v, const dm_kernel
                                dm_bwd_params *p, CUstream stream)
 {
     const int64_t rows[2] = {p->Lq, p->Lk}, heads[2] = {p->H, p->Hkv};
-    const int64_t dbias_elems =
-        p->dbias ? (int64_t)p->dbias_B * p->dbias_H * p->dbias_Lq * p->Lk : 0;
+    const int64_t dbias_elems = p->dbias && !p->dbias_fused
+                                    ? (int64_t)p->dbias_B * p->dbias_H * p->dbias_Lq * p->Lk
+                                    : 0; /* fused: written by phase 0 or 1 */
     for (int phase = 0; phase < 3; phase++) {
         int64_t gx, gy = 1, gz = 1;
         if (phase < 2) {
