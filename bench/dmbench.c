@@ -1,7 +1,7 @@
-/* dmbench.c (dmbench): forward-attention sweeps on one GPU (SPEC §6). Expands comma lists of
- * shapes and variants into cases, times dm_fwd on each with CUDA events (median of N runs, inputs
- * rotated so that they do not sit in L2) and reports ms, TFLOP/s and GB/s as a table on stdout,
- * and optionally as CSV and JSON (bench/plot.py draws the CSV).
+/* dmbench.c (dmbench): dense attention sweeps on one GPU (SPEC §6). Expands comma lists of
+ * shapes and variants into cases, times dm_fwd, dm_bwd or both on each with CUDA events (median of
+ * N runs, inputs rotated so that they do not sit in L2) and reports ms, TFLOP/s and GB/s as a
+ * table on stdout, and optionally as CSV and JSON (bench/plot.py draws the CSV).
  * Uses only dmattn.h plus the CUDA driver API for memory, streams and events, so it measures
  * what users get; it never reaches into the library's internals. */
 #include <errno.h>
@@ -20,9 +20,9 @@
 static const char usage[] =
     "usage: dmbench [OPTIONS]\n"
     "\n"
-    "Times dmattn's dense forward attention (dm_fwd) on one GPU over a sweep of shapes and\n"
-    "variants. An option taking a LIST accepts comma-separated values; the cases are the\n"
-    "cartesian product of all lists (duplicates dropped).\n"
+    "Times dmattn's dense attention, forward (dm_fwd) and backward (dm_bwd), on one GPU over a\n"
+    "sweep of shapes and variants. An option taking a LIST accepts comma-separated values; the\n"
+    "cases are the cartesian product of all lists (duplicates dropped).\n"
     "\n"
     "shape:\n"
     "  --B LIST            batch size (default 2)\n"
@@ -35,6 +35,13 @@ static const char usage[] =
     "  --D LIST            head dimension (default 128)\n"
     "\n"
     "variant:\n"
+    "  --dir LIST          fwd (dm_fwd), bwd (dm_bwd alone: o and lse made once per input set\n"
+    "                      by an untimed dm_fwd, so --path and --num-splits do not apply) or\n"
+    "                      fwdbwd (each timed run queues dm_fwd, then dm_bwd) (default fwd)\n"
+    "  --dbias LIST        0 or 1: with a bias, dm_bwd also writes dbias (bwd and fwdbwd only;\n"
+    "                      a case without a bias runs once) (default 0)\n"
+    "  --deterministic LIST\n"
+    "                      0 or 1: dm_bwd_args.deterministic (bwd and fwdbwd only) (default 0)\n"
     "  --dtype LIST        bf16 or f16: q, k, v, o (default bf16)\n"
     "  --mask LIST         none, k (bool (B, H, 1, Lk): one row for every query) or\n"
     "                      q (bool (B, H, Lq, Lk)) (default none)\n"
@@ -76,35 +83,42 @@ static const char usage[] =
     "  --version           the version\n"
     "\n"
     "Each case allocates q, k, v, o (B, L, H, D) packed, lse (B, H, Lq) fp32 and the mask and\n"
-    "bias it names, and fills them with random values. When one such set is smaller than 4x\n"
-    "the L2 cache, enough sets (up to 16) to exceed that together are made and rotated between\n"
-    "runs. A case that does not fit in free device memory is skipped. Timing uses CUDA events\n"
-    "around each dm_fwd on a stream of its own.\n"
+    "bias it names, and fills them with random values; bwd and fwdbwd cases also dout (random,\n"
+    "like q), dq, dk, dv and, with --dbias 1, dbias (bias's shape and dtype). When one such set\n"
+    "is smaller than 4x the L2 cache, enough sets (up to 16) to exceed that together are made\n"
+    "and rotated between runs. A case that does not fit in free device memory is skipped.\n"
+    "Timing uses CUDA events around each timed run (dm_fwd, dm_bwd, or dm_fwd then dm_bwd) on a\n"
+    "stream of its own.\n"
     "\n"
     "TFLOP/s counts 4*B*H*Lq*Lk*D, times for --causal 1 the exact fraction of (query, key)\n"
     "pairs the causal rule leaves visible (bottom-right aligned: about 1/2 for Lq = Lk). It is\n"
     "NOT scaled by --density: density is its own column, and a sparse mask shows as a higher\n"
-    "rate on the dense problem. GB/s counts what must move at least once: q, k, v, o, lse,\n"
-    "mask and bias, each as stored.\n"
+    "rate on the dense problem. bwd counts 2.5x the forward's FLOPs and fwdbwd 3.5x, as\n"
+    "FlashAttention's benchmarks count them (the backward's five matrix products against the\n"
+    "forward's two). GB/s counts what must move at least once: q, k, v, o, lse, mask and bias,\n"
+    "each as stored; bwd and fwdbwd add dout, dq, dk, dv and dbias.\n"
     "\n"
     "Results: a table on stdout; progress and messages on stderr.\n"
     "Exit status: 0 success (skipped cases included), 1 a case failed or no GPU could be used,\n"
     "2 usage error.\n"
     "\n"
     "example:\n"
-    "  dmbench --L 4096,16384 --mask none,k --bias k,q --causal 0,1 --csv fwd.csv\n";
+    "  dmbench --L 4096,16384 --mask none,k --bias k,q --causal 0,1 --csv fwd.csv\n"
+    "  dmbench --dir bwd,fwdbwd --bias k --dbias 0,1 --L 4096 --D 128\n";
 
 /* ---- the sweep: options, lists, cases -------------------------------------------------------- */
 
 typedef enum layout { LAYOUT_NONE = 0, LAYOUT_K, LAYOUT_Q } layout;
 typedef enum pattern { PATTERN_BLOCKS = 0, PATTERN_RANDOM } pattern;
+typedef enum direction { DIR_FWD = 0, DIR_BWD, DIR_FWDBWD } direction;
 
 static const char *const layout_names[] = {"none", "k", "q"};
 static const char *const pattern_names[] = {"blocks", "random"};
+static const char *const dir_names[] = {"fwd", "bwd", "fwdbwd"};
 
 typedef struct options {
     int_list B, H, Hkv, L, Lq, Lk, D, dtype, mask, bias, hm, bias_f32, causal, pattern, path,
-        num_splits;
+        num_splits, dir, dbias, deterministic;
     num_list softcap, density;
     int64_t warmup, iters, device, copy_mib;
     uint64_t seed;
@@ -128,12 +142,17 @@ typedef struct bench_case {
     pattern pat;    /* blocks when density is 1 or there is no mask */
     int path;       /* dm_fwd_path */
     int num_splits; /* 0 = the library's choice */
+    direction dir;
+    bool dbias;        /* dm_bwd writes dbias; only with a bias and a backward */
+    int deterministic; /* dm_bwd_args.deterministic; 0 for fwd */
 } bench_case;
 
 /* Byte sizes as doubles: exact below 2^53, and a case too large for that cannot fit anyway.
  * Checked against free memory before any becomes an allocation size. */
 typedef struct case_bytes {
-    double q, kv, o, lse, mask, bias, total;
+    double q, kv, o, lse, mask, bias;
+    double dout, dq, dkv, dbias; /* the backward's (dkv: each of dk and dv); 0 for fwd */
+    double total;
 } case_bytes;
 
 static dm_dtype bias_dtype(const bench_case *c) { return c->bias_f32 ? DM_F32 : c->dtype; }
@@ -152,16 +171,25 @@ static case_bytes sizes_of(const bench_case *c)
     s.mask = c->mask ? B * Hm * rows_of(c->mask, c) * Lk : 0;
     s.bias = c->bias ? B * Hm * rows_of(c->bias, c) * Lk * dtype_size(bias_dtype(c)) : 0;
     s.total = s.q + 2 * s.kv + s.o + s.lse + s.mask + s.bias;
+    bool bwd = c->dir != DIR_FWD;
+    s.dout = s.dq = bwd ? s.q : 0;
+    s.dkv = bwd ? s.kv : 0;
+    s.dbias = c->dbias ? s.bias : 0;
+    s.total += s.dout + s.dq + 2 * s.dkv + s.dbias;
     return s;
 }
 
+/* The forward's 4 x B x H x D per visible pair (two matrix products: QK^T, PV). The backward has
+ * five (QK^T recomputed, dV, dP, dQ, dK): 2.5x, as FlashAttention counts it; fwdbwd the sum. */
 static double flops_of(const bench_case *c)
 {
-    return 4.0 * (double)c->B * (double)c->H * (double)c->D *
+    static const double factor[] = {[DIR_FWD] = 1, [DIR_BWD] = 2.5, [DIR_FWDBWD] = 3.5};
+    return factor[c->dir] * 4.0 * (double)c->B * (double)c->H * (double)c->D *
            visible_pairs(c->Lq, c->Lk, c->causal);
 }
 
-/* "B=2 H=16 Hkv=16 Lq=4096 Lk=4096 D=128 bf16 mask-k bias-q/f32 causal density=0.5/blocks" */
+/* "B=2 H=16 Hkv=16 Lq=4096 Lk=4096 D=128 bf16 mask-k bias-q/f32 causal density=0.5/blocks",
+ * then " bwd dbias" and the like for a backward. */
 static void describe(const bench_case *c, char *buf, size_t bytes)
 {
     int n = snprintf(buf, bytes,
@@ -178,8 +206,11 @@ static void describe(const bench_case *c, char *buf, size_t bytes)
     if (n > 0 && (size_t)n < bytes && c->hm != HM_H)
         n += snprintf(buf + n, bytes - (size_t)n, " Hm=%s", heads_names[c->hm]);
     if (n > 0 && (size_t)n < bytes && (c->path || c->num_splits))
-        snprintf(buf + n, bytes - (size_t)n, " path=%s splits=%d", path_names[c->path],
-                 c->num_splits);
+        n += snprintf(buf + n, bytes - (size_t)n, " path=%s splits=%d", path_names[c->path],
+                      c->num_splits);
+    if (n > 0 && (size_t)n < bytes && c->dir != DIR_FWD)
+        snprintf(buf + n, bytes - (size_t)n, " %s%s%s", dir_names[c->dir],
+                 c->dbias ? " dbias" : "", c->deterministic ? " deterministic" : "");
 }
 
 static int parse_options(int argc, char **argv, options *o)
@@ -192,6 +223,7 @@ static int parse_options(int argc, char **argv, options *o)
     static const int64_t bdt_values[] = {0, 1};
     static const int64_t pat_values[] = {PATTERN_BLOCKS, PATTERN_RANDOM};
     static const int64_t hm_values[] = {HM_H, HM_KV, HM_1};
+    static const int64_t dir_values[] = {DIR_FWD, DIR_BWD, DIR_FWDBWD};
     const int64_t grid_max = 65535, len_max = INT32_MAX;
 
     memset(o, 0, sizeof *o);
@@ -229,7 +261,7 @@ static int parse_options(int argc, char **argv, options *o)
             "--D",       "--dtype",   "--mask",    "--bias",   "--bias-dtype",
             "--causal",  "--softcap", "--density", "--pattern", "--warmup", "--iters",
             "--seed",    "--device",  "--csv",     "--json",   "--path", "--num-splits",
-            "--copy-mib", "--Hm"};
+            "--copy-mib", "--Hm",     "--dir",     "--dbias",  "--deterministic"};
         const char *opt = NULL;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0] && !opt; k++)
             if (take(argc, argv, &i, valued[k], &val))
@@ -310,6 +342,13 @@ static int parse_options(int argc, char **argv, options *o)
                                  &o->path);
         else if (strcmp(opt, "--num-splits") == 0)
             ok = parse_int_list(opt, val, 0, 1024, &o->num_splits);
+        else if (strcmp(opt, "--dir") == 0)
+            ok = parse_name_list(opt, val, dir_names, dir_values, 3, "fwd, bwd or fwdbwd",
+                                 &o->dir);
+        else if (strcmp(opt, "--dbias") == 0)
+            ok = parse_int_list(opt, val, 0, 1, &o->dbias);
+        else if (strcmp(opt, "--deterministic") == 0)
+            ok = parse_int_list(opt, val, 0, 1, &o->deterministic);
         else if (strcmp(opt, "--copy-mib") == 0) {
             ok = parse_int(val, 1, 1 << 20, &o->copy_mib);
             if (!ok)
@@ -332,6 +371,9 @@ static int parse_options(int argc, char **argv, options *o)
     set_default(&o->hm, HM_H);
     set_default(&o->path, DM_PATH_AUTO);
     set_default(&o->num_splits, 0);
+    set_default(&o->dir, DIR_FWD);
+    set_default(&o->dbias, 0);
+    set_default(&o->deterministic, 0);
     if (o->copy_mib == 0)
         o->copy_mib = (int64_t)(COPY_BYTES_DEFAULT >> 20);
     if (o->softcap.n == 0)
@@ -355,14 +397,29 @@ static bool same_case(const bench_case *a, const bench_case *b)
            a->bias == b->bias &&
            a->bias_f32 == b->bias_f32 && a->causal == b->causal && a->softcap == b->softcap &&
            a->density == b->density && a->pat == b->pat && a->path == b->path &&
-           a->num_splits == b->num_splits;
+           a->num_splits == b->num_splits && a->dir == b->dir && a->dbias == b->dbias &&
+           a->deterministic == b->deterministic;
 }
 
 /* The axes, slowest first: L varies fastest so that a table reads as one curve per block. */
 enum {
-    AX_DTYPE, AX_D, AX_MASK, AX_BIAS, AX_HM, AX_BDT, AX_CAUSAL, AX_SOFTCAP, AX_DENSITY, AX_PATTERN,
-    AX_PATH, AX_SPLITS, AX_B, AX_H, AX_HKV, AX_LEN, N_AXES
+    AX_DIR, AX_DTYPE, AX_D, AX_MASK, AX_BIAS, AX_HM, AX_BDT, AX_DBIAS, AX_CAUSAL, AX_SOFTCAP,
+    AX_DENSITY, AX_PATTERN, AX_PATH, AX_SPLITS, AX_DET, AX_B, AX_H, AX_HKV, AX_LEN, N_AXES
 };
+
+/* What the direction leaves out of the timed work: the backward's options for fwd; dbias without
+ * a bias; for bwd, the forward's kernel path (its one call per input set is not timed). */
+static void normalize_dir(bench_case *c)
+{
+    if (c->dir == DIR_FWD || !c->bias)
+        c->dbias = false;
+    if (c->dir == DIR_FWD)
+        c->deterministic = 0;
+    if (c->dir == DIR_BWD) {
+        c->path = DM_PATH_AUTO;
+        c->num_splits = 0;
+    }
+}
 
 /* Returns -1 to go on, else an exit status. */
 static int expand(const options *o, case_list *out)
@@ -381,18 +438,21 @@ static int expand(const options *o, case_list *out)
                 lk[n_len] = kl->v[j];
             }
     }
+    count[AX_DIR] = o->dir.n;
     count[AX_DTYPE] = o->dtype.n;
     count[AX_D] = o->D.n;
     count[AX_MASK] = o->mask.n;
     count[AX_BIAS] = o->bias.n;
     count[AX_HM] = o->hm.n;
     count[AX_BDT] = o->bias_f32.n;
+    count[AX_DBIAS] = o->dbias.n;
     count[AX_CAUSAL] = o->causal.n;
     count[AX_SOFTCAP] = o->softcap.n;
     count[AX_DENSITY] = o->density.n;
     count[AX_PATTERN] = o->pattern.n;
     count[AX_PATH] = o->path.n;
     count[AX_SPLITS] = o->num_splits.n;
+    count[AX_DET] = o->deterministic.n;
     count[AX_B] = o->B.n;
     count[AX_H] = o->H.n;
     count[AX_HKV] = o->Hkv.n ? o->Hkv.n : 1;
@@ -430,6 +490,9 @@ static int expand(const options *o, case_list *out)
             .pat = (pattern)o->pattern.v[pick[AX_PATTERN]],
             .path = (int)o->path.v[pick[AX_PATH]],
             .num_splits = (int)o->num_splits.v[pick[AX_SPLITS]],
+            .dir = (direction)o->dir.v[pick[AX_DIR]],
+            .dbias = o->dbias.v[pick[AX_DBIAS]] != 0,
+            .deterministic = (int)o->deterministic.v[pick[AX_DET]],
         };
         c.Hkv = o->Hkv.n ? o->Hkv.v[pick[AX_HKV]] : c.H;
         /* Normalize what does not change the work, so that the dedup below drops repeats. */
@@ -442,6 +505,7 @@ static int expand(const options *o, case_list *out)
             c.density = 1;
         if (c.density >= 1)
             c.pat = PATTERN_BLOCKS;
+        normalize_dir(&c);
         bool keep = true;
         if (c.H % c.Hkv != 0) {
             dropped_hkv++;
@@ -541,8 +605,12 @@ static bool fill_mask(gpu *g, CUdeviceptr dst, const bench_case *c)
 
 /* ---- one case -------------------------------------------------------------------------------- */
 
-/* The buffers of one input set (buf_set.p[]). */
-enum { BUF_Q, BUF_K, BUF_V, BUF_O, BUF_LSE, BUF_MASK, BUF_BIAS, N_BUFS };
+/* The buffers of one input set (buf_set.p[]); those from BUF_DOUT on only for a backward. */
+enum {
+    BUF_Q, BUF_K, BUF_V, BUF_O, BUF_LSE, BUF_MASK, BUF_BIAS,
+    BUF_DOUT, BUF_DQ, BUF_DK, BUF_DV, BUF_DBIAS, N_BUFS
+};
+_Static_assert(N_BUFS <= MAX_BUFS, "buf_set holds every buffer of a case");
 
 static void buffer_bytes(const bench_case *c, const case_bytes *b, double bytes[N_BUFS])
 {
@@ -552,6 +620,26 @@ static void buffer_bytes(const bench_case *c, const case_bytes *b, double bytes[
     bytes[BUF_LSE] = b->lse;
     bytes[BUF_MASK] = c->mask ? b->mask : 0;
     bytes[BUF_BIAS] = c->bias ? b->bias : 0;
+    bytes[BUF_DOUT] = b->dout;
+    bytes[BUF_DQ] = b->dq;
+    bytes[BUF_DK] = bytes[BUF_DV] = b->dkv;
+    bytes[BUF_DBIAS] = b->dbias;
+}
+
+static bool zero(gpu *g, CUdeviceptr p, double bytes, const char *what)
+{
+    return cu_ok(g, cuMemsetD8(p, 0, (size_t)bytes), what);
+}
+
+/* dout random like q; the gradients zeroed, as o is (the backward writes them all). */
+static bool fill_grads(gpu *g, const bench_case *c, const case_bytes *b, const buf_set *s,
+                       uint64_t salt)
+{
+    return fill_values(g, s->p[BUF_DOUT], (uint64_t)b->dout, c->dtype, salt) &&
+           zero(g, s->p[BUF_DQ], b->dq, "cuMemsetD8 (dq)") &&
+           zero(g, s->p[BUF_DK], b->dkv, "cuMemsetD8 (dk)") &&
+           zero(g, s->p[BUF_DV], b->dkv, "cuMemsetD8 (dv)") &&
+           (!c->dbias || zero(g, s->p[BUF_DBIAS], b->dbias, "cuMemsetD8 (dbias)"));
 }
 
 static bool fill_set(gpu *g, const bench_case *c, const case_bytes *b, const buf_set *s, int set)
@@ -560,11 +648,12 @@ static bool fill_set(gpu *g, const bench_case *c, const case_bytes *b, const buf
     return fill_values(g, s->p[BUF_Q], (uint64_t)b->q, c->dtype, salt + 1) &&
            fill_values(g, s->p[BUF_K], (uint64_t)b->kv, c->dtype, salt + 2) &&
            fill_values(g, s->p[BUF_V], (uint64_t)b->kv, c->dtype, salt + 3) &&
-           cu_ok(g, cuMemsetD8(s->p[BUF_O], 0, (size_t)b->o), "cuMemsetD8 (o)") &&
-           cu_ok(g, cuMemsetD8(s->p[BUF_LSE], 0, (size_t)b->lse), "cuMemsetD8 (lse)") &&
+           zero(g, s->p[BUF_O], b->o, "cuMemsetD8 (o)") &&
+           zero(g, s->p[BUF_LSE], b->lse, "cuMemsetD8 (lse)") &&
            (!c->mask || fill_mask(g, s->p[BUF_MASK], c)) &&
            (!c->bias ||
-            fill_values(g, s->p[BUF_BIAS], (uint64_t)b->bias, bias_dtype(c), salt + 4));
+            fill_values(g, s->p[BUF_BIAS], (uint64_t)b->bias, bias_dtype(c), salt + 4)) &&
+           (c->dir == DIR_FWD || fill_grads(g, c, b, s, salt + 5));
 }
 
 static dm_tensor rows_tensor(CUdeviceptr p, dm_dtype t, int64_t B, int64_t L, int64_t H,
@@ -585,7 +674,7 @@ static dm_tensor keys_tensor(CUdeviceptr p, dm_dtype t, const bench_case *c, lay
     return x;
 }
 
-static dm_fwd_args args_of(const bench_case *c, const buf_set *s)
+static dm_fwd_args fwd_args_of(const bench_case *c, const buf_set *s)
 {
     dm_fwd_args a = {
         .q = rows_tensor(s->p[BUF_Q], c->dtype, c->B, c->Lq, c->H, c->D),
@@ -606,31 +695,84 @@ static dm_fwd_args args_of(const bench_case *c, const buf_set *s)
     return a;
 }
 
-typedef struct fwd_job {
-    gpu *g;
-    const dm_fwd_args *args;
-    int n_sets;
-    const char *label;
-} fwd_job;
-
-static bool queue_fwd(void *ctx, int run)
+/* The backward of the forward `f` (its q, k, v, o, lse, mask, bias) into the set's gradients. */
+static dm_bwd_args bwd_args_of(const bench_case *c, const buf_set *s, const dm_fwd_args *f)
 {
-    fwd_job *j = ctx;
-    if (dm_fwd(j->g->ctx, &j->args[run % j->n_sets], j->g->stream) == DM_OK)
+    dm_bwd_args a = {
+        .dout = rows_tensor(s->p[BUF_DOUT], c->dtype, c->B, c->Lq, c->H, c->D),
+        .q = f->q, .k = f->k, .v = f->v, .o = f->o, .lse = f->lse,
+        .mask = f->mask, .bias = f->bias,
+        .dq = rows_tensor(s->p[BUF_DQ], c->dtype, c->B, c->Lq, c->H, c->D),
+        .dk = rows_tensor(s->p[BUF_DK], c->dtype, c->B, c->Lk, c->Hkv, c->D),
+        .dv = rows_tensor(s->p[BUF_DV], c->dtype, c->B, c->Lk, c->Hkv, c->D),
+        .scale = f->scale,
+        .softcap = f->softcap,
+        .causal = f->causal,
+        .deterministic = c->deterministic,
+    };
+    if (c->dbias)
+        a.dbias = keys_tensor(s->p[BUF_DBIAS], bias_dtype(c), c, c->bias);
+    return a;
+}
+
+/* One input set's calls; bwd is unused for a fwd case. */
+typedef struct set_args {
+    dm_fwd_args fwd;
+    dm_bwd_args bwd;
+} set_args;
+
+typedef struct case_job {
+    gpu *g;
+    const set_args *args;
+    int n_sets;
+    direction dir;
+    const char *label;
+} case_job;
+
+static bool queue_fwd(const case_job *j, const set_args *a)
+{
+    if (dm_fwd(j->g->ctx, &a->fwd, j->g->stream) == DM_OK)
+        return true;
+    fail("%s: %s", j->label, dm_errmsg(j->g->ctx)); /* the message names the call */
+    return false;
+}
+
+static bool queue_bwd(const case_job *j, const set_args *a)
+{
+    if (dm_bwd(j->g->ctx, &a->bwd, j->g->stream) == DM_OK)
         return true;
     fail("%s: %s", j->label, dm_errmsg(j->g->ctx));
     return false;
 }
 
+/* One run of the case's direction on the set after the previous run's. */
+static bool queue_run(void *ctx, int run)
+{
+    const case_job *j = ctx;
+    const set_args *a = &j->args[run % j->n_sets];
+    if (j->dir != DIR_BWD && !queue_fwd(j, a))
+        return false;
+    return j->dir == DIR_FWD || queue_bwd(j, a);
+}
+
+/* bwd: the o and lse that each set's timed dm_bwd reads, by one dm_fwd per set (queued). */
+static bool queue_forwards(const case_job *j)
+{
+    for (int i = 0; j->dir == DIR_BWD && i < j->n_sets; i++)
+        if (!queue_fwd(j, &j->args[i]))
+            return false;
+    return true;
+}
+
 /* Runs one case into *r. Returns false only when the CUDA context is unusable afterwards (a
- * sticky error such as a kernel fault): the sweep must stop. A failed dm_fwd or a case that does
- * not fit is reported and the sweep goes on. */
+ * sticky error such as a kernel fault): the sweep must stop. A failed dm_fwd or dm_bwd or a case
+ * that does not fit is reported and the sweep goes on. */
 static bool run_case(gpu *g, const options *o, const bench_case *c, const char *label, result *r)
 {
     case_bytes b = sizes_of(c);
     double bytes[N_BUFS];
     buf_set sets[MAX_SETS];
-    dm_fwd_args args[MAX_SETS];
+    set_args args[MAX_SETS];
     bool alive = true;
 
     memset(r, 0, sizeof *r);
@@ -646,15 +788,19 @@ static bool run_case(gpu *g, const options *o, const bench_case *c, const char *
             fail("%s: filling the inputs: %s", label, g->err);
             goto out;
         }
-        args[i] = args_of(c, &sets[i]);
+        args[i].fwd = fwd_args_of(c, &sets[i]);
+        args[i].bwd = bwd_args_of(c, &sets[i], &args[i].fwd);
     }
+    case_job job = {g, args, n_sets, c->dir, label};
+    bool ready = queue_forwards(&job);
     if (!cu_ok(g, cuCtxSynchronize(), "cuCtxSynchronize")) {
         fail("%s: filling the inputs: %s", label, g->err);
         alive = false;
         goto out;
     }
-    fwd_job job = {g, args, n_sets, label};
-    alive = time_runs(g, o->warmup, o->iters, queue_fwd, &job, label, r);
+    if (!ready)
+        goto out;
+    alive = time_runs(g, o->warmup, o->iters, queue_run, &job, label, r);
     r->sets = n_sets;
 out:
     if (alive)
@@ -663,18 +809,22 @@ out:
 }
 
 typedef struct columns {
-    bool softcap, pattern, path, hm; /* shown in the table only when some case uses them */
-    double copy_gbps;            /* --copy-bw: the copy bandwidth measured; 0 = none */
+    /* shown in the table only when some case uses them, so a fwd sweep's table is unchanged */
+    bool softcap, pattern, path, hm, dir, dbias, det;
+    double copy_gbps; /* --copy-bw: the copy bandwidth measured; 0 = none */
 } columns;
 
 static columns columns_of(const case_list *l)
 {
-    columns k = {false, false, false, false, 0};
+    columns k = {0};
     for (int i = 0; i < l->n; i++) {
         k.softcap |= l->c[i].softcap > 0;
         k.pattern |= l->c[i].mask && l->c[i].density < 1;
         k.path |= l->c[i].path != DM_PATH_AUTO || l->c[i].num_splits != 0;
         k.hm |= l->c[i].hm != HM_H;
+        k.dir |= l->c[i].dir != DIR_FWD;
+        k.dbias |= l->c[i].dbias;
+        k.det |= l->c[i].deterministic != 0;
     }
     return k;
 }
@@ -700,6 +850,12 @@ static void table_header(const columns *k, const char *tail)
         printf(" %7s", "softcap");
     if (k->path)
         printf(" %6s %6s", "path", "splits");
+    if (k->dir)
+        printf(" %6s", "dir");
+    if (k->dbias)
+        printf(" %5s", "dbias");
+    if (k->det)
+        printf(" %3s", "det");
     printf(" | %s\n", tail);
 }
 
@@ -719,6 +875,12 @@ static void table_case(const columns *k, const bench_case *c)
         printf(" %7g", (double)c->softcap);
     if (k->path)
         printf(" %6s %6d", path_names[c->path], c->num_splits);
+    if (k->dir)
+        printf(" %6s", dir_names[c->dir]);
+    if (k->dbias)
+        printf(" %5d", c->dbias);
+    if (k->det)
+        printf(" %3d", c->deterministic);
 }
 
 static void table_result(const columns *k, const bench_case *c, const result *r)
@@ -729,7 +891,8 @@ static void table_result(const columns *k, const bench_case *c, const result *r)
 
 static const char csv_header[] =
     "B,H,Hkv,Lq,Lk,D,dtype,mask,bias,bias_dtype,causal,softcap,density,pattern,ms_median,ms_min,"
-    "tflops,gbps,iters,sets,gflop,gbytes,path,num_splits,Hm,copy_gbps,pct_copy,status\n";
+    "tflops,gbps,iters,sets,gflop,gbytes,path,num_splits,Hm,copy_gbps,pct_copy,dir,dbias,"
+    "deterministic,status\n";
 
 /* New columns go before status: ab_templates.sh reads tflops as field 17 and status as the last. */
 static void csv_row(FILE *f, const bench_case *c, const result *r, double copy_gbps)
@@ -752,7 +915,8 @@ static void csv_row(FILE *f, const bench_case *c, const result *r, double copy_g
             c->num_splits, (long long)c->Hm);
     if (copy_gbps > 0)
         fprintf(f, "%.1f", copy_gbps);
-    fprintf(f, ",%s,%s\n", pct, status_text(r->out));
+    fprintf(f, ",%s,%s,%d,%d,%s\n", pct, dir_names[c->dir], c->dbias, c->deterministic,
+            status_text(r->out));
     fflush(f);
 }
 
@@ -784,13 +948,14 @@ static void json_row(FILE *f, const bench_case *c, const result *r, bool first, 
             "%s\n    {\"B\": %lld, \"H\": %lld, \"Hkv\": %lld, \"Lq\": %lld, \"Lk\": %lld, "
             "\"D\": %lld, \"dtype\": \"%s\", \"mask\": \"%s\", \"bias\": \"%s\", "
             "\"bias_dtype\": \"%s\", \"causal\": %d, \"softcap\": %g, \"density\": %g, "
-            "\"pattern\": \"%s\", \"path\": \"%s\", \"num_splits\": %d, \"Hm\": %lld, ",
+            "\"pattern\": \"%s\", \"path\": \"%s\", \"num_splits\": %d, \"Hm\": %lld, "
+            "\"dir\": \"%s\", \"dbias\": %d, \"deterministic\": %d, ",
             first ? "" : ",", (long long)c->B, (long long)c->H, (long long)c->Hkv,
             (long long)c->Lq, (long long)c->Lk, (long long)c->D, dtype_text(c->dtype),
             layout_names[c->mask], layout_names[c->bias],
             c->bias ? dtype_text(bias_dtype(c)) : "none", c->causal, (double)c->softcap,
             c->density, pattern_names[c->pat], path_names[c->path], c->num_splits,
-            (long long)c->Hm);
+            (long long)c->Hm, dir_names[c->dir], c->dbias, c->deterministic);
     if (r->out == OUT_OK) {
         fprintf(f,
                 "\"ms_median\": %.4f, \"ms_min\": %.4f, \"tflops\": %.2f, \"gbps\": %.1f, "

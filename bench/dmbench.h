@@ -18,7 +18,7 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 #define MAX_LIST 64           /* values per option list */
 #define MAX_CASES 10000       /* a larger sweep is a typo: it would run for days */
 #define MAX_SETS 16           /* input sets rotated between runs to defeat L2 */
-#define MAX_BUFS 8            /* device buffers in one input set */
+#define MAX_BUFS 12           /* device buffers in one input set (a backward case has 12) */
 #define L2_FACTOR 4           /* rotated sets together exceed this many L2 sizes */
 #define HOST_BUF_BYTES (64ull << 20)   /* one random host buffer, copied over and over */
 #define HEADROOM_BYTES (512ull << 20)  /* left free for modules, events and the driver */
