@@ -239,12 +239,10 @@ constexpr int kHeadDim = kD;
 constexpr int kHeadDimPad = $d_pad;  // a multiple of 16: the k-steps of Q K^T
 constexpr int kPitch = kHeadDimPad + 8;  // padded rows: ldmatrix conflict free (attn_fwd_mma.lua)
 constexpr int kTileElems = kTile * kPitch;
-constexpr int kSub = 32;  // the streamed tile is taken in halves: S and dP of 16 x kSub a warp
-constexpr int kNT = kSub / 8;  // n-tiles of a 16 x kSub product
+constexpr int kNT = kTile / 8;  // n-tiles of a 16 x kTile product
 constexpr int kDT = kHeadDimPad / 8;  // n-tiles of a 16 x D product
 constexpr int kChunks = kHeadDim / 8;  // 16-byte chunks of a row
 constexpr float kLog2e = 1.4426950408889634f;
-$qb_pitch
 static_assert(kTile == 16 * kWarps, "a warp owns 16 rows of the block's tile");
 static_assert(kHeadDimPad % 16 == 0 && kHeadDim % 8 == 0, "k-steps of 16, rows of 16-byte chunks");
 
@@ -263,7 +261,7 @@ __device__ __forceinline__ void load_tile(u16 *tile, u64 base, const i64 stride[
 }
 
 $zero_pad_fn
-// acc = X (this warp's 16 rows of tile x) . Y^T (the kSub rows from y), over D.
+// acc = X (this warp's 16 rows of tile x) . Y^T (the kTile rows of tile y), over D.
 __device__ __forceinline__ void gemm_xyt(const u16 *x, const u16 *y, float (&acc)[kNT][4])
 {
     const int lane = threadIdx.x % 32, mi = lane / 8, warp = threadIdx.x / 32;
@@ -288,14 +286,14 @@ __device__ __forceinline__ void gemm_xyt(const u16 *x, const u16 *y, float (&acc
     }
 }
 
-// acc += P (16 x kSub, A fragments of 16-bit pairs) . Z (the kSub rows from z, x D).
-__device__ __forceinline__ void gemm_pz(const u32 (&pp)[kSub / 16][4], const u16 *z,
+// acc += P (16 x kTile, A fragments of 16-bit pairs) . Z (tile z: kTile rows x D).
+__device__ __forceinline__ void gemm_pz(const u32 (&pp)[kTile / 16][4], const u16 *z,
                                         float (&acc)[kDT][4])
 {
     const int lane = threadIdx.x % 32, mi = lane / 8;
     const u32 za = smem_u32(z + ((mi % 2) * 8 + lane % 8) * kPitch + (mi / 2) * 8);
 #pragma unroll
-    for (int kk = 0; kk < kSub / 16; kk++)
+    for (int kk = 0; kk < kTile / 16; kk++)
 #pragma unroll
         for (int dt = 0; dt < kDT; dt += 2) {
             u32 b0, b1, b2, b3;
@@ -307,10 +305,10 @@ __device__ __forceinline__ void gemm_pz(const u32 (&pp)[kSub / 16][4], const u16
 
 // The accumulator layout (thread: rows lane / 4 and + 8, columns 2 (lane % 4) + 0, 1 of each
 // 8-column n-tile) as the A operand of the next product, 16-bit pairs.
-__device__ __forceinline__ void pack_a(const float (&s)[kNT][4], u32 (&pp)[kSub / 16][4])
+__device__ __forceinline__ void pack_a(const float (&s)[kNT][4], u32 (&pp)[kTile / 16][4])
 {
 #pragma unroll
-    for (int kk = 0; kk < kSub / 16; kk++) {
+    for (int kk = 0; kk < kTile / 16; kk++) {
         pp[kk][0] = pack2(s[2 * kk][0], s[2 * kk][1]);
         pp[kk][1] = pack2(s[2 * kk][2], s[2 * kk][3]);
         pp[kk][2] = pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
@@ -351,11 +349,9 @@ __device__ __forceinline__ void store_tile(const float (&acc)[kDT][4], u64 base,
 
 // p and ds of one score in place: s holds q . k on entry, p on return; dp holds dO . v on entry,
 // ds on return. lse2 = lse * log2(e) (+inf: p = 0). kb, km: the key's bias and mask value where
-// they have the key layout; qb: the query-layout bias plus the query-layout mask as 0 or -inf;
-// each staged by the caller, unused where the variant has no such layout.
+// they have the key layout (staged by the caller), else unused.
 __device__ __forceinline__ void grad_at(const BwdParams &p, i64 b, i64 h, i64 i, i64 j, float &s,
-                                        float &dp, float lse2, float row_dot, float kb, bool km,
-                                        float qb)
+                                        float &dp, float lse2, float row_dot, float kb, bool km)
 {
     if (i >= p.Lq || j >= p.Lk$causal_or$mask_or) {
         s = dp = 0.f;
@@ -378,7 +374,6 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
     u16 *sV = smem + 3 * kTileElems;
     float *sRowDot = (float *)(smem + 4 * kTileElems);
     $key_arrays
-    $q_array
     $zero_pad_call
     load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
     load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
@@ -420,28 +415,23 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
         load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
         cp_async_commit();
         $stage_keys
-        $stage_q
         cp_async_wait<0>();
         __syncthreads();
-#pragma unroll 1
-        for (int half = 0; half < kTile / kSub; half++) {
-            float s[kNT][4], dp[kNT][4];
-            gemm_xyt(sQ, sK + half * kSub * kPitch, s);
-            gemm_xyt(sDO, sV + half * kSub * kPitch, dp);
+        float s[kNT][4], dp[kNT][4];
+        gemm_xyt(sQ, sK, s);
+        gemm_xyt(sDO, sV, dp);
 #pragma unroll
-            for (int nt = 0; nt < kNT; nt++)
+        for (int nt = 0; nt < kNT; nt++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int r = warp * 16 + lane / 4 + (e / 2) * 8;           // query in the tile
-                    const int c = half * kSub + nt * 8 + 2 * (lane % 4) + e % 2;  // key in the tile
-                    grad_at(p, b, h, m0 + r, n0 + c, s[nt][e], dp[nt][e], lse2[e / 2],
-                            row_dot[e / 2], $kb_rows, $km_rows, $qb_rows);
-                }
-            $rows_dbias
-            u32 pp[kSub / 16][4];
-            pack_a(dp, pp);
-            gemm_pz(pp, sK + half * kSub * kPitch, dq);
-        }
+            for (int e = 0; e < 4; e++) {
+                const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the key in the tile
+                grad_at(p, b, h, m0 + warp * 16 + lane / 4 + (e / 2) * 8, n0 + c, s[nt][e],
+                        dp[nt][e], lse2[e / 2], row_dot[e / 2], $kb_rows, $km_rows);
+            }
+        $rows_dbias
+        u32 pp[kTile / 16][4];
+        pack_a(dp, pp);
+        gemm_pz(pp, sK, dq);
     }
     store_tile(dq, p.dq, p.dq_stride, b, m0, h, p.Lq, p.scale);
 }
@@ -454,7 +444,6 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
     u16 *sK = smem, *sV = smem + kTileElems, *sQ = smem + 2 * kTileElems;
     u16 *sDO = smem + 3 * kTileElems;
     float *sLse2 = (float *)(smem + 4 * kTileElems), *sRowDot = sLse2 + kTile;
-    $q_array
     $zero_pad_call
     load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
     load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
@@ -479,30 +468,25 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
                                     : kInf;
                 sRowDot[c] = i < p.Lq ? ((const float *)p.row_dot)[(b * p.H + h) * p.Lq + i] : 0.f;
             }
-            $stage_q
             cp_async_wait<0>();
             __syncthreads();
-#pragma unroll 1
-            for (int half = 0; half < kTile / kSub; half++) {
-                float s[kNT][4], dp[kNT][4];  // transposed: rows are keys, columns queries
-                gemm_xyt(sK, sQ + half * kSub * kPitch, s);
-                gemm_xyt(sV, sDO + half * kSub * kPitch, dp);
+            float s[kNT][4], dp[kNT][4];  // transposed: rows are keys, columns queries
+            gemm_xyt(sK, sQ, s);
+            gemm_xyt(sV, sDO, dp);
 #pragma unroll
-                for (int nt = 0; nt < kNT; nt++)
+            for (int nt = 0; nt < kNT; nt++)
 #pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // key in the tile
-                        const int c = half * kSub + nt * 8 + 2 * (lane % 4) + e % 2;  // query
-                        grad_at(p, b, h, m0 + c, n0 + r, s[nt][e], dp[nt][e], sLse2[c],
-                                sRowDot[c], $kb_keys, $km_keys, $qb_keys);
-                    }
-                $keys_dbias_add
-                u32 pp[kSub / 16][4];
-                pack_a(s, pp);
-                gemm_pz(pp, sDO + half * kSub * kPitch, dv);
-                pack_a(dp, pp);
-                gemm_pz(pp, sQ + half * kSub * kPitch, dk);
-            }
+                for (int e = 0; e < 4; e++) {
+                    const int c = nt * 8 + 2 * (lane % 4) + e % 2;
+                    grad_at(p, b, h, m0 + c, n0 + warp * 16 + lane / 4 + (e / 2) * 8, s[nt][e],
+                            dp[nt][e], sLse2[c], sRowDot[c], $kb_keys, $km_keys);
+                }
+            $keys_dbias_add
+            u32 pp[kTile / 16][4];
+            pack_a(s, pp);
+            gemm_pz(pp, sDO, dv);
+            pack_a(dp, pp);
+            gemm_pz(pp, sQ, dk);
         }
         $keys_dbias_end
     }
@@ -617,20 +601,12 @@ local function layout_pieces(v)
     simt_keys_dbias_start = "", simt_keys_dbias_add = "", simt_keys_dbias_end = "",
     -- mma.sync
     causal_or = v.causal and " || j > i + p.Lk - p.Lq" or "",
-    mask_or = mk and " || !km" or v.mask == "q" and " || qb == -kInf" or "",
-    bias_add_x = bk and "x += kb;" or bq and "x += qb;" or "// no bias",
+    mask_or = mk and " || !km" or v.mask == "q" and " || !mask_at(p, b, h, i, j)" or "",
+    bias_add_x = bk and "x += kb;" or bq and "x += bias_at(p, b, h, i, j);" or "// no bias",
     kb_rows = bk and "sKB[c]" or "0.f",
     km_rows = mk and "sKM[c] != 0.f" or "true",
     kb_keys = bk and "kb[e / 2]" or "0.f",
     km_keys = mk and "km[e / 2]" or "true",
-    qb_rows = (v.mask == "q" or bq) and "sQB[r * kQBPitch + c]" or "0.f",
-    qb_keys = (v.mask == "q" or bq) and "sQB[c * kQBPitch + r]" or "0.f",
-    qb_pitch = (v.mask == "q" or bq) and
-      "constexpr int kQBPitch = kTile + 4;  // floats a row of the staged (query, key) tile" or "",
-    q_array = (v.mask == "q" or bq) and
-      "float *sQB = (float *)(smem + 4 * kTileElems) + 3 * kTile;  // (query, key) mask and bias" or
-      "",
-    stage_q = "",
     key_arrays = bk and mk and
       "float *sKB = sRowDot + kTile, *sKM = sKB + kTile;  // the key tile's bias and mask" or
       bk and "float *sKB = sRowDot + kTile;  // the key tile's key-layout bias" or
@@ -670,24 +646,6 @@ local function layout_pieces(v)
     h[#h + 1] = "}"
     x.keys_head_start = table.concat(h, "\n")
   end
-  if v.mask == "q" or bq then
-    local val = {}
-    if v.mask == "q" then
-      val[#val + 1] = "(mask_at(p, b, h, i, j) ? 0.f : -kInf)"
-    end
-    if bq then
-      val[#val + 1] = "bias_at(p, b, h, i, j)"
-    end
-    x.stage_q = table.concat({
-      "// the (query, key) tile's query-layout mask (0 or -inf) and bias, read once, coalesced",
-      "for (int e = threadIdx.x; e < kTile * kTile; e += kThreads) {",
-      "    const i64 i = m0 + e / kTile, j = n0 + e % kTile;",
-      "    float x = -kInf;  // past the rows or keys: nothing to add",
-      "    if (i < p.Lq && j < p.Lk)",
-      "        x = " .. table.concat(val, " + ") .. ";",
-      "    sQB[(e / kTile) * kQBPitch + e % kTile] = x;",
-      "}" }, "\n")
-  end
   if bq then
     x.simt_rows_dbias_zero = "if (p.dbias_fused && lane == 0)\n    store_dbias(p, b, h, i, j, 0.f);"
     x.simt_rows_dbias = "if (p.dbias_fused && lane == 0)\n    store_dbias(p, b, h, i, j, g.ds);"
@@ -702,7 +660,7 @@ local function layout_pieces(v)
       "#pragma unroll",
       "        for (int e = 0; e < 4; e++) {",
       "            const i64 i = m0 + warp * 16 + lane / 4 + (e / 2) * 8;",
-      "            const i64 j = n0 + half * kSub + nt * 8 + 2 * (lane % 4) + e % 2;",
+      "            const i64 j = n0 + nt * 8 + 2 * (lane % 4) + e % 2;",
       "            if (i < p.Lq && j < p.Lk)",
       "                store_dbias(p, b, h, i, j, dp[nt][e]);",
       "        }",
@@ -829,9 +787,6 @@ function M.emit(v)
   -- four tiles, then three kTile float arrays (phase 0: row_dot, key bias, key mask; phase 1:
   -- lse, row_dot)
   local smem = simt and 0 or 4 * row.block_m * (d_pad + 8) * 2 + 3 * row.block_m * 4
-  if not simt and (v.mask == "q" or v.bias == "q") then
-    smem = smem + row.block_m * (row.block_m + 4) * 4  -- the staged (query, key) tile, fp32
-  end
   -- block_m: rows a block owns in phases 0 and 1 (grid.x = ceil(L / block_m)); block_n: dbias
   -- elements a block in phase 2 (a warp each)
   return { source = buf.text(), entry = vars.entry, threads = 32 * warps, block_m = tile,
