@@ -35,9 +35,15 @@ for a in $extra_archs; do
 done
 
 san_rc=0
-for case in single_query_and_single_key_match all_false_tiles_are_skipped_without_reading_k_v_or_bias caller_strides_are_honoured_and_nothing_is_written_outside_o; do
+# PROGRAM:CASE; CK_FORK=no: a forked child would inherit a CUDA driver it cannot use
+for pc in test_gpu_fwd:single_query_and_single_key_match \
+    test_gpu_fwd:all_false_tiles_are_skipped_without_reading_k_v_or_bias \
+    test_gpu_fwd:caller_strides_are_honoured_and_nothing_is_written_outside_o \
+    test_gpu_bwd:every_mask_and_bias_layout_pair_matches_with_dbias \
+    test_gpu_bwd:an_all_false_tile_and_unseen_keys_contribute_exactly_zero; do
+    prog=${pc%%:*} case=${pc#*:}
     CK_FORK=no CK_RUN_CASE=$case compute-sanitizer --tool memcheck --error-exitcode 99 \
-        ./tests/test_gpu_fwd >"$out/sanitizer-$case.log" 2>&1
+        "./tests/$prog" >"$out/sanitizer-$case.log" 2>&1
     rc=$?
     echo "memcheck $case: rc=$rc $(grep -m1 'ERROR SUMMARY' "$out/sanitizer-$case.log")"
     [ $rc -eq 0 ] || san_rc=1
@@ -45,6 +51,10 @@ done
 
 ./dmlatency >"$out/latency.txt" 2>&1
 lat_rc=$?
+# the backward at one shape (issue 16's, L 4096): TFLOP/s counting 2.5x the forward's FLOPs
+./dmbench --dir bwd --bias none,k --dbias 0,1 --L 4096 --D 128 --B 2 --H 16 \
+    --csv "$out/bwd.csv" >"$out/bwd.txt" 2>&1
+bwd_rc=$?
 
 echo
 echo "== dmattn gpu-check =="
@@ -53,6 +63,9 @@ printf '%s' "$extra_summary"
 printf '%-28s %s\n' "memcheck subset" "$([ $san_rc -eq 0 ] && echo clean || echo ERRORS)"
 grep -E "^(cold|first|per_call|launch_floor)" "$out/latency.txt" | awk '{printf "%-28s %s\n", $1, $2}'
 [ $lat_rc -eq 0 ] || echo "dmlatency failed: $(tail -2 "$out/latency.txt")"
+awk -F, 'NR > 1 && $NF == "ok" {printf "%-28s %s TFLOP/s\n", "bwd L4096 bias-" $9 " dbias " $(NF-2), $17}' \
+    "$out/bwd.csv" 2>/dev/null
+[ $bwd_rc -eq 0 ] || echo "dmbench --dir bwd failed: $(tail -2 "$out/bwd.txt")"
 cmp_rc=0
 if [ -n "${GPU_CHECK_COMPARE:-}" ]; then
     # shellcheck disable=SC2086  # the arguments are meant to split
@@ -64,4 +77,4 @@ if [ -n "${GPU_CHECK_COMPARE:-}" ]; then
     sed -n '/^== summary/,$p' "$out/compare.txt" | tail -40
     [ $cmp_rc -eq 0 ] || { echo "compare.py failed (rc=$cmp_rc):"; tail -5 "$out/compare.txt"; }
 fi
-exit $((gpu_rc | san_rc | lat_rc | cmp_rc))
+exit $((gpu_rc | san_rc | lat_rc | bwd_rc | cmp_rc))
