@@ -556,7 +556,6 @@ $entry(const BwdParams p)
 }]=]
 
 local dbias_phase = [=[
-
 // Phase 2: a warp per dbias element (bb, bh, bi, j) of dbias's (dbias_B, dbias_H, dbias_Lq, Lk):
 // the sum of ds over the batches, heads and queries it stands for, in that order.
 __device__ __forceinline__ void dbias_phase(const BwdParams &p, i64 r, int lane)

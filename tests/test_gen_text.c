@@ -281,7 +281,40 @@ START_TEST(nvrtc_finds_no_unused_variable_in_the_combine_family)
 }
 END_TEST
 
+/* The backward family: every head dim (both engines), layout pair, causal and softcap on sm80
+ * and sm90a (bf16: the dtype changes no line's length). */
+START_TEST(bwd_text_fits_100_columns_without_double_blank_lines)
+{
+    for (int d = DM_HEAD_DIM_MIN; d <= DM_HEAD_DIM_MAX; d += DM_HEAD_DIM_STEP)
+        for (int m = 0; m < 3; m++)
+            for (int b = 0; b < 3; b++)
+                for (int f = 0; f < 8; f++) {
+                    dm_variant v = {.dir = DM_DIR_BWD, .head_dim = d, .dtype = DM_BF16,
+                                    .mask = (dm_layout)m, .bias = (dm_layout)b, .causal = f & 1,
+                                    .softcap = f & 2, .arch = f & 4 ? DM_SM90A : DM_SM80};
+                    emit_and_check_text(&v);
+                }
+}
+END_TEST
+
+/* Each layout pair with causal and softcap toggled, on both engines (d128: mma.sync, d256: SIMT). */
+START_TEST(nvrtc_finds_no_unused_variable_in_the_backward_family)
+{
+    for (int m = 0; m < 3; m++)
+        for (int b = 0; b < 3; b++)
+            for (int e = 0; e < 2; e++) {
+                dm_variant v = {.dir = DM_DIR_BWD, .head_dim = e ? 256 : 128,
+                                .dtype = e ? DM_F16 : DM_BF16, .mask = (dm_layout)m,
+                                .bias = (dm_layout)b, .causal = (m + b + e) % 2,
+                                .softcap = (m + e) % 2, .arch = e ? DM_SM80 : DM_SM90A};
+                no_unused_variable_warning(&v);
+            }
+}
+END_TEST
+
 #define TESTS(X) \
+    X(bwd_text_fits_100_columns_without_double_blank_lines) \
+    X(nvrtc_finds_no_unused_variable_in_the_backward_family) \
     X(varlen_and_decode_text_fits_100_columns_without_double_blank_lines_on_sm80) \
     X(varlen_and_decode_text_fits_100_columns_without_double_blank_lines_on_sm90a) \
     X(fwd_text_fits_100_columns_without_double_blank_lines_on_sm80) \
