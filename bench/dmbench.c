@@ -544,7 +544,7 @@ typedef struct stager {
 static void stage_flush(stager *s)
 {
     if (s->ok && s->used)
-        s->ok = cu_ok(s->g, cuMemcpyHtoD(s->dst, s->buf, s->used), "cuMemcpyHtoD");
+        s->ok = cu_ok(s->g, s->g->drv->MemcpyHtoD(s->dst, s->buf, s->used), "cuMemcpyHtoD");
     s->dst += s->used;
     s->used = 0;
 }
@@ -571,7 +571,7 @@ static bool fill_mask(gpu *g, CUdeviceptr dst, const bench_case *c)
              Lk = (uint64_t)c->Lk, bytes = slices * rows * Lk;
 
     if (c->density >= 1 || c->density <= 0)
-        return cu_ok(g, cuMemsetD8(dst, c->density >= 1 ? 1 : 0, bytes), "cuMemsetD8");
+        return cu_ok(g, g->drv->MemsetD8(dst, c->density >= 1 ? 1 : 0, bytes), "cuMemsetD8");
 
     if (c->pat == PATTERN_RANDOM)
         return fill_mask_random(g, dst, bytes, c->density);
@@ -628,7 +628,7 @@ static void buffer_bytes(const bench_case *c, const case_bytes *b, double bytes[
 
 static bool zero(gpu *g, CUdeviceptr p, double bytes, const char *what)
 {
-    return cu_ok(g, cuMemsetD8(p, 0, (size_t)bytes), what);
+    return cu_ok(g, g->drv->MemsetD8(p, 0, (size_t)bytes), what);
 }
 
 /* dout random like q; the gradients zeroed, as o is (the backward writes them all). */
@@ -793,7 +793,7 @@ static bool run_case(gpu *g, const options *o, const bench_case *c, const char *
     }
     case_job job = {g, args, n_sets, c->dir, label};
     bool ready = queue_forwards(&job);
-    if (!cu_ok(g, cuCtxSynchronize(), "cuCtxSynchronize")) {
+    if (!cu_ok(g, g->drv->CtxSynchronize(), "cuCtxSynchronize")) {
         fail("%s: filling the inputs: %s", label, g->err);
         alive = false;
         goto out;
@@ -804,7 +804,7 @@ static bool run_case(gpu *g, const options *o, const bench_case *c, const char *
     r->sets = n_sets;
 out:
     if (alive)
-        free_sets(sets, n_sets);
+        free_sets(g, sets, n_sets);
     return alive;
 }
 
@@ -1064,7 +1064,7 @@ int main(int argc, char **argv)
         goto out;
 
     size_t free_bytes = 0, total_bytes = 0;
-    cuMemGetInfo(&free_bytes, &total_bytes);
+    g.drv->MemGetInfo(&free_bytes, &total_bytes);
     printf("# dmbench %s, dmattn %s, %s (%s), L2 %.0f MiB, %.1f of %.1f GiB free, warmup %lld, "
            "iters %lld\n",
            DMBENCH_VERSION, dm_version_string(), g.name, dm_ctx_arch(g.ctx),

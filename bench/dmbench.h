@@ -1,15 +1,15 @@
 /* dmbench.h: what dmbench's two modes share: the dense sweep (dmbench.c) and the varlen/decode
  * sweep (dmbench_varlen.c) parse options (dmbench_cli.c) and drive the device (dmbench_gpu.c)
- * the same way. Only dmattn.h from the library, plus the CUDA driver API, so dmbench measures
- * what users get. */
+ * the same way. Only dmattn.h from the library, plus the CUDA driver API (opened at run time,
+ * cuda_loader.h), so dmbench measures what users get. */
 #ifndef DMBENCH_H
 #define DMBENCH_H
 
-#include <cuda.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cuda_loader.h"
 #include "dmattn.h"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -108,6 +108,7 @@ typedef struct host_buf {
 } host_buf;
 
 typedef struct gpu {
+    const bench_driver *drv; /* every CUDA driver call goes through it (cuda_loader.h) */
     CUdevice dev;
     CUcontext cu;
     bool retained;
@@ -133,14 +134,15 @@ typedef struct buf_set {
 
 bool cu_ok(gpu *g, CUresult r, const char *what);
 bool host_alloc(gpu *g, host_buf *b, size_t bytes);
-void host_free(host_buf *b);
+void host_free(gpu *g, host_buf *b);
 bool fill_repeat(gpu *g, CUdeviceptr dst, uint64_t bytes, const void *src, uint64_t src_bytes);
 bool fill_values(gpu *g, CUdeviceptr dst, uint64_t bytes, dm_dtype t, uint64_t salt);
 /* Mask bytes, each true with probability `density` (0 < density < 1), independently. */
 bool fill_mask_random(gpu *g, CUdeviceptr dst, uint64_t bytes, double density);
 
-/* Opens `device`'s primary context, a stream and `iters` pairs of events, and a dm_ctx on it.
- * False with a one-line message printed when no GPU can be used. */
+/* Opens the CUDA driver (bench_driver_open), `device`'s primary context, a stream and `iters`
+ * pairs of events, and a dm_ctx on it. False with a one-line message printed when no GPU can be
+ * used: "dmbench: cannot open the CUDA driver (libcuda.so.1): ..." when there is no driver. */
 bool gpu_open(gpu *g, int64_t device, int64_t iters, uint64_t seed, bool verbose);
 void gpu_close(gpu *g);
 
@@ -149,7 +151,7 @@ void gpu_close(gpu *g);
  * in free memory. Returns the number of sets; 0 when not even one fits (skipped, said why); -1
  * on another failure (said why; *alive = false when the context is unusable). */
 int alloc_sets(gpu *g, const double *bytes, int n, buf_set *sets, const char *label, bool *alive);
-void free_sets(buf_set *sets, int n_sets);
+void free_sets(gpu *g, buf_set *sets, int n_sets);
 
 /* Queues run number `run` of a case on g->stream: the untimed runs come first (run 0 loads or
  * JIT-compiles the kernel), then the timed ones. False when the call failed, said why. */

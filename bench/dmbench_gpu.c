@@ -1,6 +1,6 @@
 /* dmbench_gpu.c: dmbench's device side, shared by its modes: the CUDA context, stream and
  * events, random inputs, input sets rotated past L2, timing with CUDA events and the copy
- * bandwidth. The CUDA driver API and dmattn.h only. */
+ * bandwidth. The CUDA driver API (through g->drv, cuda_loader.h) and dmattn.h only. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +66,7 @@ bool cu_ok(gpu *g, CUresult r, const char *what)
     if (r == CUDA_SUCCESS)
         return true;
     const char *name = NULL;
-    if (cuGetErrorName(r, &name) != CUDA_SUCCESS || !name)
+    if (g->drv->GetErrorName(r, &name) != CUDA_SUCCESS || !name)
         name = "unknown error";
     snprintf(g->err, sizeof g->err, "%s failed: %s (%d)", what, name, (int)r);
     return false;
@@ -76,7 +76,7 @@ bool host_alloc(gpu *g, host_buf *b, size_t bytes)
 {
     if (b->p)
         return true;
-    if (cuMemAllocHost(&b->p, bytes) == CUDA_SUCCESS) {
+    if (g->drv->MemAllocHost(&b->p, bytes) == CUDA_SUCCESS) {
         b->pinned = true;
         return true;
     }
@@ -87,10 +87,10 @@ bool host_alloc(gpu *g, host_buf *b, size_t bytes)
     return b->p != NULL;
 }
 
-void host_free(host_buf *b)
+void host_free(gpu *g, host_buf *b)
 {
     if (b->p && b->pinned)
-        cuMemFreeHost(b->p);
+        g->drv->MemFreeHost(b->p);
     else
         free(b->p);
     b->p = NULL;
@@ -122,11 +122,11 @@ bool fill_repeat(gpu *g, CUdeviceptr dst, uint64_t bytes, const void *src,
                         uint64_t src_bytes)
 {
     uint64_t first = bytes < src_bytes ? bytes : src_bytes;
-    if (!cu_ok(g, cuMemcpyHtoD(dst, src, first), "cuMemcpyHtoD"))
+    if (!cu_ok(g, g->drv->MemcpyHtoD(dst, src, first), "cuMemcpyHtoD"))
         return false;
     for (uint64_t done = first; done < bytes;) {
         uint64_t n = done < bytes - done ? done : bytes - done;
-        if (!cu_ok(g, cuMemcpyDtoD(dst + done, dst, n), "cuMemcpyDtoD"))
+        if (!cu_ok(g, g->drv->MemcpyDtoD(dst + done, dst, n), "cuMemcpyDtoD"))
             return false;
         done += n;
     }
@@ -172,19 +172,25 @@ bool gpu_open(gpu *g, int64_t device, int64_t iters, uint64_t seed, bool verbose
     memset(g, 0, sizeof *g);
     g->seed = seed;
     g->mask_random_density = -1;
-    if (!cu_ok(g, cuInit(0), "cuInit") ||
-        !cu_ok(g, cuDeviceGet(&g->dev, (int)device), "cuDeviceGet") ||
-        !cu_ok(g, cuDeviceGetName(g->name, sizeof g->name, g->dev), "cuDeviceGetName") ||
-        !cu_ok(g, cuDeviceGetAttribute(&l2, CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE, g->dev),
+    /* The driver is opened here, after the options are parsed: --help, --version, --dry-run
+     * and usage errors never need it. No driver is its own message, not a device's failure. */
+    if (!(g->drv = bench_driver_open(g->err, sizeof g->err))) {
+        fail("%s", g->err);
+        return false;
+    }
+    if (!cu_ok(g, g->drv->Init(0), "cuInit") ||
+        !cu_ok(g, g->drv->DeviceGet(&g->dev, (int)device), "cuDeviceGet") ||
+        !cu_ok(g, g->drv->DeviceGetName(g->name, sizeof g->name, g->dev), "cuDeviceGetName") ||
+        !cu_ok(g, g->drv->DeviceGetAttribute(&l2, CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE, g->dev),
                "cuDeviceGetAttribute (L2 size)"))
         goto bad;
     /* The device's primary context, current on this thread: dm_ctx_create shares it, as it
      * would share PyTorch's. */
-    if (!cu_ok(g, cuDevicePrimaryCtxRetain(&g->cu, g->dev), "cuDevicePrimaryCtxRetain"))
+    if (!cu_ok(g, g->drv->DevicePrimaryCtxRetain(&g->cu, g->dev), "cuDevicePrimaryCtxRetain"))
         goto bad;
     g->retained = true;
-    if (!cu_ok(g, cuCtxSetCurrent(g->cu), "cuCtxSetCurrent") ||
-        !cu_ok(g, cuStreamCreate(&g->stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate"))
+    if (!cu_ok(g, g->drv->CtxSetCurrent(g->cu), "cuCtxSetCurrent") ||
+        !cu_ok(g, g->drv->StreamCreate(&g->stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate"))
         goto bad;
     g->l2_bytes = l2;
     g->n_events = (int)iters;
@@ -195,8 +201,8 @@ bool gpu_open(gpu *g, int64_t device, int64_t iters, uint64_t seed, bool verbose
         goto bad;
     }
     for (int i = 0; i < g->n_events; i++)
-        if (!cu_ok(g, cuEventCreate(&g->ev_start[i], CU_EVENT_DEFAULT), "cuEventCreate") ||
-            !cu_ok(g, cuEventCreate(&g->ev_stop[i], CU_EVENT_DEFAULT), "cuEventCreate"))
+        if (!cu_ok(g, g->drv->EventCreate(&g->ev_start[i], CU_EVENT_DEFAULT), "cuEventCreate") ||
+            !cu_ok(g, g->drv->EventCreate(&g->ev_stop[i], CU_EVENT_DEFAULT), "cuEventCreate"))
             goto bad;
     if (dm_ctx_create(&g->ctx, (int)device) != DM_OK) {
         snprintf(g->err, sizeof g->err, "%s", dm_errmsg(g->ctx));
@@ -214,21 +220,21 @@ void gpu_close(gpu *g)
     dm_ctx_destroy(g->ctx);
     for (int i = 0; i < g->n_events; i++) {
         if (g->ev_start && g->ev_start[i])
-            cuEventDestroy(g->ev_start[i]);
+            g->drv->EventDestroy(g->ev_start[i]);
         if (g->ev_stop && g->ev_stop[i])
-            cuEventDestroy(g->ev_stop[i]);
+            g->drv->EventDestroy(g->ev_stop[i]);
     }
     free(g->ev_start);
     free(g->ev_stop);
-    host_free(&g->vals_bf16);
-    host_free(&g->vals_f16);
-    host_free(&g->vals_f32);
-    host_free(&g->mask_random);
-    host_free(&g->stage);
+    host_free(g, &g->vals_bf16);
+    host_free(g, &g->vals_f16);
+    host_free(g, &g->vals_f32);
+    host_free(g, &g->mask_random);
+    host_free(g, &g->stage);
     if (g->stream)
-        cuStreamDestroy(g->stream);
+        g->drv->StreamDestroy(g->stream);
     if (g->retained)
-        cuDevicePrimaryCtxRelease(g->dev);
+        g->drv->DevicePrimaryCtxRelease(g->dev);
 }
 
 /* ---- input sets, timing ---------------------------------------------------------------------- */
@@ -238,12 +244,12 @@ static double round_up(double bytes)
     return ceil(bytes / (double)ALLOC_ROUND_BYTES) * (double)ALLOC_ROUND_BYTES;
 }
 
-void free_sets(buf_set *sets, int n_sets)
+void free_sets(gpu *g, buf_set *sets, int n_sets)
 {
     for (int i = 0; i < n_sets; i++)
         for (int j = 0; j < MAX_BUFS; j++)
             if (sets[i].p[j]) {
-                cuMemFree(sets[i].p[j]);
+                g->drv->MemFree(sets[i].p[j]);
                 sets[i].p[j] = 0;
             }
 }
@@ -254,8 +260,8 @@ static bool alloc_set(gpu *g, const double *bytes, int n, buf_set *s)
 {
     memset(s, 0, sizeof *s);
     for (int j = 0; j < n; j++)
-        if (bytes[j] > 0 && !cu_ok(g, cuMemAlloc(&s->p[j], (size_t)bytes[j]), "cuMemAlloc")) {
-            free_sets(s, 1);
+        if (bytes[j] > 0 && !cu_ok(g, g->drv->MemAlloc(&s->p[j], (size_t)bytes[j]), "cuMemAlloc")) {
+            free_sets(g, s, 1);
             return false;
         }
     return true;
@@ -278,7 +284,7 @@ int alloc_sets(gpu *g, const double *bytes, int n, buf_set *sets, const char *la
         if (want > MAX_SETS)
             want = MAX_SETS;
     }
-    if (!cu_ok(g, cuMemGetInfo(&free_bytes, &total_bytes), "cuMemGetInfo")) {
+    if (!cu_ok(g, g->drv->MemGetInfo(&free_bytes, &total_bytes), "cuMemGetInfo")) {
         fail("%s: %s", label, g->err);
         *alive = false;
         return -1;
@@ -299,7 +305,7 @@ int alloc_sets(gpu *g, const double *bytes, int n, buf_set *sets, const char *la
             continue;
         if (g->last != CUDA_ERROR_OUT_OF_MEMORY) {
             fail("%s: %s", label, g->err);
-            free_sets(sets, n_sets);
+            free_sets(g, sets, n_sets);
             return -1;
         }
         if (n_sets == 0) {
@@ -315,7 +321,7 @@ int alloc_sets(gpu *g, const double *bytes, int n, buf_set *sets, const char *la
 /* Waits for what is queued (so that its buffers may be freed); false when that fails. */
 static bool drain(gpu *g, const char *label)
 {
-    if (cu_ok(g, cuStreamSynchronize(g->stream), "cuStreamSynchronize"))
+    if (cu_ok(g, g->drv->StreamSynchronize(g->stream), "cuStreamSynchronize"))
         return true;
     fail("%s: %s", label, g->err);
     return false;
@@ -338,13 +344,13 @@ bool time_runs(gpu *g, int64_t warmup, int64_t iters, queue_fn queue, void *ctx,
         if (!queue(ctx, i))
             goto sync;
     for (int i = 0; i < n; i++) {
-        if (!cu_ok(g, cuEventRecord(g->ev_start[i], g->stream), "cuEventRecord")) {
+        if (!cu_ok(g, g->drv->EventRecord(g->ev_start[i], g->stream), "cuEventRecord")) {
             fail("%s: %s", label, g->err);
             goto sync;
         }
         if (!queue(ctx, runs + i))
             goto sync;
-        if (!cu_ok(g, cuEventRecord(g->ev_stop[i], g->stream), "cuEventRecord")) {
+        if (!cu_ok(g, g->drv->EventRecord(g->ev_stop[i], g->stream), "cuEventRecord")) {
             fail("%s: %s", label, g->err);
             goto sync;
         }
@@ -355,7 +361,7 @@ bool time_runs(gpu *g, int64_t warmup, int64_t iters, queue_fn queue, void *ctx,
     }
     for (int i = 0; i < n; i++) {
         float t = 0;
-        if (!cu_ok(g, cuEventElapsedTime(&t, g->ev_start[i], g->ev_stop[i]),
+        if (!cu_ok(g, g->drv->EventElapsedTime(&t, g->ev_start[i], g->ev_stop[i]),
                    "cuEventElapsedTime")) {
             fail("%s: %s", label, g->err);
             goto out;
@@ -386,7 +392,7 @@ static bool queue_copy(void *ctx, int run)
 {
     copy_job *j = ctx;
     (void)run;
-    if (cu_ok(j->g, cuMemcpyDtoDAsync(j->dst, j->src, j->bytes, j->g->stream),
+    if (cu_ok(j->g, j->g->drv->MemcpyDtoDAsync(j->dst, j->src, j->bytes, j->g->stream),
               "cuMemcpyDtoDAsync"))
         return true;
     fail("copy bandwidth: %s", j->g->err);
@@ -399,9 +405,9 @@ double copy_bandwidth(gpu *g, uint64_t bytes, int64_t iters)
     result r = {0};
     double gbps = 0;
 
-    if (!cu_ok(g, cuMemAlloc(&j.src, bytes), "cuMemAlloc (copy source)") ||
-        !cu_ok(g, cuMemAlloc(&j.dst, bytes), "cuMemAlloc (copy destination)") ||
-        !cu_ok(g, cuMemsetD8(j.src, 1, bytes), "cuMemsetD8")) {
+    if (!cu_ok(g, g->drv->MemAlloc(&j.src, bytes), "cuMemAlloc (copy source)") ||
+        !cu_ok(g, g->drv->MemAlloc(&j.dst, bytes), "cuMemAlloc (copy destination)") ||
+        !cu_ok(g, g->drv->MemsetD8(j.src, 1, bytes), "cuMemsetD8")) {
         fail("copy bandwidth of %.2f GiB: %s", (double)bytes / 1073741824.0, g->err);
         goto out;
     }
@@ -413,8 +419,8 @@ double copy_bandwidth(gpu *g, uint64_t bytes, int64_t iters)
     }
 out:
     if (j.src)
-        cuMemFree(j.src);
+        g->drv->MemFree(j.src);
     if (j.dst)
-        cuMemFree(j.dst);
+        g->drv->MemFree(j.dst);
     return gbps;
 }

@@ -723,13 +723,13 @@ static bool fill_set(gpu *g, const vcase *c, const vbytes *b, const buf_set *s, 
     return fill_values(g, p[BUF_Q], (uint64_t)b->alloc[BUF_Q], c->dtype, salt + 1) &&
            fill_values(g, p[BUF_K], (uint64_t)b->alloc[BUF_K], c->dtype, salt + 2) &&
            fill_values(g, p[BUF_V], (uint64_t)b->alloc[BUF_V], c->dtype, salt + 3) &&
-           cu_ok(g, cuMemsetD8(p[BUF_O], 0, (size_t)b->alloc[BUF_O]), "cuMemsetD8 (o)") &&
-           (!c->lse ||
-            cu_ok(g, cuMemsetD8(p[BUF_LSE], 0, (size_t)b->alloc[BUF_LSE]), "cuMemsetD8 (lse)")) &&
+           cu_ok(g, g->drv->MemsetD8(p[BUF_O], 0, (size_t)b->alloc[BUF_O]), "cuMemsetD8 (o)") &&
+           (!c->lse || cu_ok(g, g->drv->MemsetD8(p[BUF_LSE], 0, (size_t)b->alloc[BUF_LSE]),
+                             "cuMemsetD8 (lse)")) &&
            (!c->mask ||
             (c->mask_density < 1
                  ? fill_mask_random(g, p[BUF_MASK], (uint64_t)b->alloc[BUF_MASK], c->mask_density)
-                 : cu_ok(g, cuMemsetD8(p[BUF_MASK], 1, (size_t)b->alloc[BUF_MASK]),
+                 : cu_ok(g, g->drv->MemsetD8(p[BUF_MASK], 1, (size_t)b->alloc[BUF_MASK]),
                          "cuMemsetD8"))) &&
            (!c->bias ||
             fill_values(g, p[BUF_BIAS], (uint64_t)b->alloc[BUF_BIAS], bias_dtype(c), salt + 4));
@@ -805,8 +805,8 @@ static bool upload_cu_seqlens(gpu *g, const int64_t *len, int64_t B, CUdeviceptr
     cu[0] = 0;
     for (int64_t i = 0; i < B; i++)
         cu[i + 1] = cu[i] + (int32_t)len[i]; /* totals checked against INT32_MAX in batch_make */
-    ok = cu_ok(g, cuMemAlloc(out, (size_t)(B + 1) * sizeof *cu), "cuMemAlloc (cu_seqlens)") &&
-         cu_ok(g, cuMemcpyHtoD(*out, cu, (size_t)(B + 1) * sizeof *cu), "cuMemcpyHtoD");
+    ok = cu_ok(g, g->drv->MemAlloc(out, (size_t)(B + 1) * sizeof *cu), "cuMemAlloc (cu_seqlens)") &&
+         cu_ok(g, g->drv->MemcpyHtoD(*out, cu, (size_t)(B + 1) * sizeof *cu), "cuMemcpyHtoD");
     free(cu);
     return ok;
 }
@@ -857,7 +857,7 @@ static bool run_case(gpu *g, const voptions *o, const vcase *c, const char *labe
         }
         args[i] = args_of(c, &sets[i], cu_q, cu_k);
     }
-    if (!cu_ok(g, cuCtxSynchronize(), "cuCtxSynchronize")) {
+    if (!cu_ok(g, g->drv->CtxSynchronize(), "cuCtxSynchronize")) {
         fail("%s: filling the inputs: %s", label, g->err);
         alive = false;
         goto out;
@@ -867,11 +867,11 @@ static bool run_case(gpu *g, const voptions *o, const vcase *c, const char *labe
     r->sets = n_sets;
 out:
     if (alive) {
-        free_sets(sets, n_sets);
+        free_sets(g, sets, n_sets);
         if (cu_q)
-            cuMemFree(cu_q);
+            g->drv->MemFree(cu_q);
         if (cu_k)
-            cuMemFree(cu_k);
+            g->drv->MemFree(cu_k);
     }
     return alive;
 }
@@ -1144,7 +1144,7 @@ int varlen_main(int argc, char **argv)
         goto out;
 
     size_t free_bytes = 0, total_bytes = 0;
-    cuMemGetInfo(&free_bytes, &total_bytes);
+    g.drv->MemGetInfo(&free_bytes, &total_bytes);
     printf("# dmbench %s --varlen, dmattn %s, %s (%s), L2 %.0f MiB, %.1f of %.1f GiB free, "
            "warmup %lld, iters %lld\n",
            DMBENCH_VERSION, dm_version_string(), g.name, dm_ctx_arch(g.ctx),

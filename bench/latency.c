@@ -5,8 +5,9 @@
  *   warm   - host time of one dm_fwd once the kernel is loaded (launch overhead, no sync);
  *   floor  - host time of a bare cuLaunchKernel of an empty kernel taking as many parameter
  *            bytes, timed the same way: what any library pays the driver. warm - floor is ours.
- * Uses only dmattn.h plus the driver API for memory, so it measures what users get. */
-#include <cuda.h>
+ * Uses only dmattn.h plus the driver API for memory (opened at run time, cuda_loader.h), so it
+ * measures what users get. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,16 +15,50 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cuda_loader.h"
 #include "dmattn.h"
 
-#define CHECK_CU(x) \
-    do { \
-        CUresult r_ = (x); \
-        if (r_ != CUDA_SUCCESS) { \
-            fprintf(stderr, "dmlatency: %s failed: %d\n", #x, (int)r_); \
-            exit(1); \
-        } \
-    } while (0)
+#define DMLATENCY_VERSION "0.1.0"
+
+static const char usage[] =
+    "usage: dmlatency [OPTIONS]\n"
+    "\n"
+    "Measures the host-side costs of dmattn's JIT path for one forward variant (d128, bf16, no\n"
+    "mask or bias, on the arch of CUDA device 0) and prints one figure a line:\n"
+    "  cold_compile_ms           codegen + NVRTC + cache write, into an empty cache directory\n"
+    "  first_call_warm_disk_ms   the first dm_fwd in a new process whose disk cache is warm\n"
+    "                            (context, codegen, cache read, load, launch, sync); median of 5\n"
+    "  per_call_host_us          host time of one dm_fwd on a loaded kernel, no sync\n"
+    "  per_call_with_sync_us     the same, each call followed by cuCtxSynchronize\n"
+    "  launch_floor_us           a bare cuLaunchKernel of an empty kernel taking as many\n"
+    "                            parameter bytes, timed the same way: what any library pays\n"
+    "  per_call_ours_us          per_call_host_us - launch_floor_us: what dmattn adds\n"
+    "The cache is a temporary directory (DMATTN_CACHE_DIR), removed at the end.\n"
+    "\n"
+    "options:\n"
+    "  -h, --help          this text\n"
+    "  --version           the version\n"
+    "  --first-call        (internal) the child process that times the first call\n"
+    "\n"
+    "Exit status: 0 success, 1 failure (no CUDA driver or GPU included), 2 usage error.\n";
+
+/* The driver's entry points, opened by make_current once the arguments are parsed. */
+static const bench_driver *drv;
+
+/* CHECK_CU(MemAlloc(&q, bytes)) calls drv->MemAlloc and exits 1 on failure, naming the call
+ * as written with its cu prefix: "dmlatency: cuMemAlloc(&q, bytes) failed: CUDA_ERROR_... (2)". */
+#define CHECK_CU(call) check_cu(drv->call, "cu" #call)
+
+static void check_cu(CUresult r, const char *what)
+{
+    if (r == CUDA_SUCCESS)
+        return;
+    const char *name = NULL;
+    if (drv->GetErrorName(r, &name) != CUDA_SUCCESS || !name)
+        name = "unknown error";
+    fprintf(stderr, "dmlatency: %s failed: %s (%d)\n", what, name, (int)r);
+    exit(1);
+}
 
 static double now_ms(void)
 {
@@ -47,9 +82,9 @@ static double run_calls(dm_ctx *ctx, int calls, int sync_each)
 {
     const int64_t B = 1, L = 16, H = 1, D = 128;
     CUdeviceptr q, o;
-    CHECK_CU(cuMemAlloc(&q, B * L * H * D * 2));
-    CHECK_CU(cuMemAlloc(&o, B * L * H * D * 2));
-    CHECK_CU(cuMemsetD8(q, 0x3c, B * L * H * D * 2));
+    CHECK_CU(MemAlloc(&q, B * L * H * D * 2));
+    CHECK_CU(MemAlloc(&o, B * L * H * D * 2));
+    CHECK_CU(MemsetD8(q, 0x3c, B * L * H * D * 2));
     dm_fwd_args a = {.q = make(q, B, L, H, D), .k = make(q, B, L, H, D), .v = make(q, B, L, H, D),
                      .o = make(o, B, L, H, D)};
     double total = 0;
@@ -57,18 +92,18 @@ static double run_calls(dm_ctx *ctx, int calls, int sync_each)
         double t0 = now_ms();
         dm_status st = dm_fwd(ctx, &a, NULL);
         if (sync_each)
-            CHECK_CU(cuCtxSynchronize());
+            CHECK_CU(CtxSynchronize());
         total += now_ms() - t0;
         if (st != DM_OK) {
             fprintf(stderr, "dmlatency: dm_fwd: %s\n", dm_errmsg(ctx));
             exit(1);
         }
         if (!sync_each && i % 256 == 255)
-            CHECK_CU(cuCtxSynchronize()); /* keep the launch queue short; not timed */
+            CHECK_CU(CtxSynchronize()); /* keep the launch queue short; not timed */
     }
-    CHECK_CU(cuCtxSynchronize());
-    cuMemFree(q);
-    cuMemFree(o);
+    CHECK_CU(CtxSynchronize());
+    drv->MemFree(q);
+    drv->MemFree(o);
     return total / calls;
 }
 
@@ -86,18 +121,18 @@ static double launch_floor(int calls)
     CUfunction fn;
     unsigned char params[296] = {0};
     void *args[] = {params};
-    CHECK_CU(cuModuleLoadData(&mod, kEmptyPtx));
-    CHECK_CU(cuModuleGetFunction(&fn, mod, "dm_latency_empty"));
+    CHECK_CU(ModuleLoadData(&mod, kEmptyPtx));
+    CHECK_CU(ModuleGetFunction(&fn, mod, "dm_latency_empty"));
     double total = 0;
     for (int i = 0; i < calls; i++) {
         double t0 = now_ms();
-        CHECK_CU(cuLaunchKernel(fn, 1, 1, 1, 128, 1, 1, 0, NULL, args, NULL));
+        CHECK_CU(LaunchKernel(fn, 1, 1, 1, 128, 1, 1, 0, NULL, args, NULL));
         total += now_ms() - t0;
         if (i % 256 == 255)
-            CHECK_CU(cuCtxSynchronize());
+            CHECK_CU(CtxSynchronize());
     }
-    CHECK_CU(cuCtxSynchronize());
-    CHECK_CU(cuModuleUnload(mod));
+    CHECK_CU(CtxSynchronize());
+    CHECK_CU(ModuleUnload(mod));
     return total / calls;
 }
 
@@ -121,23 +156,44 @@ static void make_current(void)
 {
     CUdevice dev;
     CUcontext cu;
-    CHECK_CU(cuInit(0));
-    CHECK_CU(cuDeviceGet(&dev, 0));
-    CHECK_CU(cuDevicePrimaryCtxRetain(&cu, dev));
-    CHECK_CU(cuCtxSetCurrent(cu));
+    char why[512];
+    if (!(drv = bench_driver_open(why, sizeof why))) {
+        fprintf(stderr, "dmlatency: %s\n", why);
+        exit(1);
+    }
+    CHECK_CU(Init(0));
+    CHECK_CU(DeviceGet(&dev, 0));
+    CHECK_CU(DevicePrimaryCtxRetain(&cu, dev));
+    CHECK_CU(CtxSetCurrent(cu));
 }
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--first-call") == 0) {
-        make_current();
-        return first_call_child();
+    bool first_call = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("dmlatency %s (dmattn %s)\n", DMLATENCY_VERSION, dm_version_string());
+            return 0;
+        }
+        if (strcmp(argv[i], "--first-call") == 0) {
+            first_call = true;
+            continue;
+        }
+        fprintf(stderr, "dmlatency: %s '%s' (see dmlatency --help)\n",
+                argv[i][0] == '-' ? "unknown option" : "unexpected argument", argv[i]);
+        return 2;
     }
+    make_current(); /* first: no temporary directory is left behind when there is no GPU */
+    if (first_call)
+        return first_call_child();
     char dir[] = "/tmp/dmlatency_XXXXXX";
     if (!mkdtemp(dir))
         return 1;
     setenv("DMATTN_CACHE_DIR", dir, 1);
-    make_current();
 
     dm_ctx *ctx = NULL;
     if (dm_ctx_create(&ctx, 0) != DM_OK) {

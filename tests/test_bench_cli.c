@@ -1,0 +1,285 @@
+/* test_bench_cli.c: dmbench and dmlatency where no CUDA driver is (issue 17): the built binaries
+ * ($DMATTN_BUILD_DIR) run as subprocesses with LD_LIBRARY_PATH an empty directory and
+ * DMATTN_LIBCUDA a file that is not there, so that no libcuda can be opened even on a GPU
+ * machine. --help, --version, --dry-run and usage errors need no driver; a real run exits 1 with
+ * one line naming the driver it could not open. Exit statuses: 0 success, 1 failure, 2 usage. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "test_fs.h"
+
+typedef struct run_result {
+    int code; /* exit status, or 128 + signal */
+    char *out;
+    char *err;
+} run_result;
+
+static char *slurp_fd(int fd)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+    for (;;) {
+        if (n + 1 == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            ck_assert_ptr_nonnull(buf);
+        }
+        ssize_t got = read(fd, buf + n, cap - n - 1);
+        ck_assert_int_ge(got, 0);
+        if (got == 0)
+            break;
+        n += (size_t)got;
+    }
+    buf[n] = '\0';
+    close(fd);
+    return buf;
+}
+
+static int temp_file(void)
+{
+    char name[] = "/tmp/dm_benchcli_out_XXXXXX";
+    int fd = mkstemp(name);
+    ck_assert_int_ge(fd, 0);
+    unlink(name);
+    return fd;
+}
+
+/* Runs $DMATTN_BUILD_DIR/<prog> with the NULL-terminated arguments, without a driver: the
+ * loader's search path is `empty` (an empty directory) and DMATTN_LIBCUDA names a missing file
+ * in it. stdin is /dev/null, stdout and stderr are captured. */
+static run_result run_without_driver(const char *empty, const char *prog, ...)
+{
+    const char *build = getenv("DMATTN_BUILD_DIR");
+    ck_assert_msg(build && *build, "DMATTN_BUILD_DIR is not set (run through ctest)");
+    char path[4096], libcuda[256];
+    snprintf(path, sizeof path, "%s/%s", build, prog);
+    snprintf(libcuda, sizeof libcuda, "%s/libcuda.so.1", empty);
+
+    const char *argv[64] = {path};
+    int argc = 1;
+    va_list ap;
+    va_start(ap, prog);
+    for (const char *a = va_arg(ap, const char *); a; a = va_arg(ap, const char *)) {
+        ck_assert_int_lt(argc, 63);
+        argv[argc++] = a;
+    }
+    va_end(ap);
+    argv[argc] = NULL;
+
+    int out_fd = temp_file(), err_fd = temp_file();
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        setenv("LD_LIBRARY_PATH", empty, 1);
+        setenv("DMATTN_LIBCUDA", libcuda, 1);
+        int null_fd = open("/dev/null", O_RDONLY);
+        dup2(null_fd, STDIN_FILENO);
+        dup2(out_fd, STDOUT_FILENO);
+        dup2(err_fd, STDERR_FILENO);
+        execv(path, (char *const *)argv);
+        fprintf(stderr, "exec %s: %s\n", path, strerror(errno));
+        _exit(127);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    run_result r = {
+        .code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+        .out = slurp_fd(out_fd),
+        .err = slurp_fd(err_fd),
+    };
+    return r;
+}
+
+#define run(empty, ...) run_without_driver(empty, __VA_ARGS__, (const char *)NULL)
+
+static void run_free(run_result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static bool starts(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* exit 0, nothing on stderr, stdout opening with `first` */
+static void check_prints(const run_result *r, const char *first)
+{
+    ck_assert_msg(r->code == 0, "exit %d: %.800s", r->code, r->err);
+    ck_assert_str_eq(r->err, "");
+    ck_assert_msg(starts(r->out, first), "expected '%s...', got: %.400s", first, r->out);
+}
+
+/* "<prog> X.Y.Z (dmattn X.Y.Z)\n" and nothing else */
+static void check_version_line(const run_result *r, const char *prog)
+{
+    char fmt[64];
+    int v[6], used = 0;
+    snprintf(fmt, sizeof fmt, "%s %%d.%%d.%%d (dmattn %%d.%%d.%%d)\n%%n", prog);
+    ck_assert_msg(sscanf(r->out, fmt, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &used) == 6 &&
+                      used == (int)strlen(r->out),
+                  "version line: '%s'", r->out);
+}
+
+/* exit 1, nothing on stdout, one line on stderr naming the driver that could not be opened */
+static void check_no_driver(const run_result *r, const char *prog, const char *empty)
+{
+    char want[256];
+    snprintf(want, sizeof want, "%s: cannot open the CUDA driver (%s/libcuda.so.1): ", prog, empty);
+    ck_assert_msg(r->code == 1, "exit %d: %.800s", r->code, r->err);
+    ck_assert_str_eq(r->out, "");
+    ck_assert_msg(count_lines(r->err) == 1 && starts(r->err, want), "stderr: %.800s", r->err);
+}
+
+START_TEST(dmbench_help_works_without_a_driver)
+{
+    char empty[64];
+    dm_test_temp_dir(empty, "benchcli");
+    run_result r = run(empty, "dmbench", "--help");
+    check_prints(&r, "usage: dmbench [OPTIONS]\n");
+    ck_assert(strstr(r.out, "--dry-run"));
+    run_free(&r);
+    r = run(empty, "dmbench", "--varlen", "--help");
+    check_prints(&r, "usage: dmbench --varlen [OPTIONS]\n");
+    run_free(&r);
+    dm_test_remove_dir(empty);
+}
+END_TEST
+
+START_TEST(dmbench_version_works_without_a_driver)
+{
+    char empty[64];
+    dm_test_temp_dir(empty, "benchcli");
+    run_result r = run(empty, "dmbench", "--version");
+    check_prints(&r, "dmbench ");
+    check_version_line(&r, "dmbench");
+    run_free(&r);
+    dm_test_remove_dir(empty);
+}
+END_TEST
+
+START_TEST(dmlatency_help_works_without_a_driver)
+{
+    char empty[64];
+    dm_test_temp_dir(empty, "benchcli");
+    run_result r = run(empty, "dmlatency", "--help");
+    check_prints(&r, "usage: dmlatency [OPTIONS]\n");
+    ck_assert(strstr(r.out, "launch_floor_us"));
+    run_free(&r);
+    dm_test_remove_dir(empty);
+}
+END_TEST
+
+START_TEST(dmlatency_version_works_without_a_driver)
+{
+    char empty[64];
+    dm_test_temp_dir(empty, "benchcli");
+    run_result r = run(empty, "dmlatency", "--version");
+    check_prints(&r, "dmlatency ");
+    check_version_line(&r, "dmlatency");
+    run_free(&r);
+    dm_test_remove_dir(empty);
+}
+END_TEST
+
+START_TEST(dmbench_dry_run_lists_the_cases_without_a_driver)
+{
+    char empty[64];
+    dm_test_temp_dir(empty, "benchcli");
+    run_result r = run(empty, "dmbench", "--dry-run", "--L", "1024,2048", "--causal", "0,1");
+    ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
+    ck_assert_str_eq(r.err, "dmbench: 4 cases\n");
+    ck_assert_msg(starts(r.out, "  B ") && strstr(r.out, "GFLOP"), "%.800s", r.out);
+    ck_assert_int_eq(count_lines(r.out), 1 + 4); /* the header, then one row a case */
+    run_free(&r);
+    dm_test_remove_dir(empty);
+}
+END_TEST
+
+START_TEST(dmbench_varlen_dry_run_lists_the_cases_without_a_driver)
+{
+    char empty[64];
+    dm_test_temp_dir(empty, "benchcli");
+    run_result r = run(empty, "dmbench", "--varlen", "--dry-run", "--seqlens", "4x512");
+    ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
+    ck_assert_str_eq(r.err, "dmbench: 1 case\n");
+    ck_assert_msg(starts(r.out, "# batch 4x512") && strstr(r.out, "GFLOP"), "%.800s", r.out);
+    run_free(&r);
+    dm_test_remove_dir(empty);
+}
+END_TEST
+
+START_TEST(usage_errors_exit_2_without_a_driver)
+{
+    char empty[64];
+    dm_test_temp_dir(empty, "benchcli");
+    const char *progs[] = {"dmbench", "dmlatency"};
+    for (int i = 0; i < 2; i++) {
+        run_result r = run(empty, progs[i], "--frob");
+        ck_assert_msg(r.code == 2, "%s --frob: exit %d: %.800s", progs[i], r.code, r.err);
+        ck_assert_str_eq(r.out, "");
+        ck_assert_int_eq(count_lines(r.err), 1);
+        ck_assert_msg(starts(r.err, progs[i]) && strstr(r.err, "'--frob'"), "%.800s", r.err);
+        run_free(&r);
+    }
+    dm_test_remove_dir(empty);
+}
+END_TEST
+
+START_TEST(dmbench_sweep_without_a_driver_exits_1_naming_libcuda)
+{
+    char empty[64];
+    dm_test_temp_dir(empty, "benchcli");
+    run_result r = run(empty, "dmbench", "--L", "256", "--warmup", "0", "--iters", "1");
+    check_no_driver(&r, "dmbench", empty);
+    run_free(&r);
+    r = run(empty, "dmbench", "--varlen", "--seqlens", "4x512", "--warmup", "0", "--iters", "1");
+    check_no_driver(&r, "dmbench", empty);
+    run_free(&r);
+    dm_test_remove_dir(empty);
+}
+END_TEST
+
+START_TEST(dmlatency_without_a_driver_exits_1_naming_libcuda)
+{
+    char empty[64];
+    dm_test_temp_dir(empty, "benchcli");
+    run_result r = run_without_driver(empty, "dmlatency", (const char *)NULL);
+    check_no_driver(&r, "dmlatency", empty);
+    run_free(&r);
+    dm_test_remove_dir(empty);
+}
+END_TEST
+
+#define TESTS(X) \
+    X(dmbench_help_works_without_a_driver) \
+    X(dmbench_version_works_without_a_driver) \
+    X(dmlatency_help_works_without_a_driver) \
+    X(dmlatency_version_works_without_a_driver) \
+    X(dmbench_dry_run_lists_the_cases_without_a_driver) \
+    X(dmbench_varlen_dry_run_lists_the_cases_without_a_driver) \
+    X(usage_errors_exit_2_without_a_driver) \
+    X(dmbench_sweep_without_a_driver_exits_1_naming_libcuda) \
+    X(dmlatency_without_a_driver_exits_1_naming_libcuda)
+
+DM_TEST_MAIN("bench_cli", TESTS)
