@@ -365,35 +365,19 @@ __device__ __forceinline__ void grad_at(const BwdParams &p, i64 b, i64 h, i64 i,
     $softcap_ds
 }
 
-// The key tile [n0, n0 + kTile) of K/V head hk into sK (K) and sK + kTileElems (V), by cp.async
-// (committed), and its key-layout bias and mask for head h into sKB, sKM (plain stores).
-__device__ __forceinline__ void load_keys(const BwdParams &p, u16 *sK, float *sKB, float *sKM,
-                                          i64 b, i64 h, i64 hk, i64 n0)
-{
-    load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
-    load_tile(sK + kTileElems, p.v, p.v_stride, b, n0, hk, p.Lk);
-    cp_async_commit();
-    $stage_keys
-}
-
-// Phase 0: query rows [m0, m0 + kTile) of head h, batch b: row_dot and dq. The key tiles are
-// double-buffered: tile t + 1 loads while tile t is worked on, one barrier a tile.
+// Phase 0: query rows [m0, m0 + kTile) of head h, batch b: row_dot and dq.
 __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, i64 h, i64 m0)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const i64 hk = h / p.group;
-    u16 *sQ = smem, *sDO = smem + kTileElems;
-    u16 *sK0 = smem + 2 * kTileElems;  // tile t's K at sK0 + (t & 1) * 2 * kTileElems, V after it
-    float *sRowDot = (float *)(smem + 6 * kTileElems);
-    float *sKB0 = sRowDot + kTile, *sKM0 = sKB0 + 2 * kTile;  // [2][kTile] each
+    u16 *sQ = smem, *sDO = smem + kTileElems, *sK = smem + 2 * kTileElems;
+    u16 *sV = smem + 3 * kTileElems;
+    float *sRowDot = (float *)(smem + 4 * kTileElems);
+    $key_arrays
     $zero_pad_call
     load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
     load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
     cp_async_commit();
-    $rows_n_end
-    $rows_n_end_dbias
-    if (n_end > 0)
-        load_keys(p, sK0, sKB0, sKM0, b, h, hk, 0);
     // row_dot of the block's rows, a warp a row: dO . O, O read from global
     for (int r = warp; r < kTile; r += kWarps) {
         float acc = 0.f;
@@ -423,16 +407,16 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
     }
     float dq[kDT][4];
     zero_acc(dq);
+    $rows_n_end
+    $rows_n_end_dbias
     for (i64 n0 = 0; n0 < n_end; n0 += kTile) {
-        const int buf = (int)(n0 / kTile) & 1;
-        if (n0 > 0) {
-            cp_async_wait<0>();
-            __syncthreads();  // this tile landed; every warp is done with the last one
-        }
-        if (n0 + kTile < n_end)  // the next tile into the other buffer, under this one's work
-            load_keys(p, sK0 + (buf ^ 1) * 2 * kTileElems, sKB0 + (buf ^ 1) * kTile,
-                      sKM0 + (buf ^ 1) * kTile, b, h, hk, n0 + kTile);
-        const u16 *sK = sK0 + buf * 2 * kTileElems, *sV = sK + kTileElems;
+        __syncthreads();  // the last tile's K and V are read
+        load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
+        load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
+        cp_async_commit();
+        $stage_keys
+        cp_async_wait<0>();
+        __syncthreads();
         float s[kNT][4], dp[kNT][4];
         gemm_xyt(sQ, sK, s);
         gemm_xyt(sDO, sV, dp);
@@ -442,8 +426,7 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
             for (int e = 0; e < 4; e++) {
                 const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the key in the tile
                 grad_at(p, b, h, m0 + warp * 16 + lane / 4 + (e / 2) * 8, n0 + c, s[nt][e],
-                        dp[nt][e], lse2[e / 2], row_dot[e / 2], $kb_rows,
-                        $km_rows);
+                        dp[nt][e], lse2[e / 2], row_dot[e / 2], $kb_rows, $km_rows);
             }
         $rows_dbias
         u32 pp[kTile / 16][4];
@@ -453,32 +436,14 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
     store_tile(dq, p.dq, p.dq_stride, b, m0, h, p.Lq, p.scale);
 }
 
-// The query tile [m0, m0 + kTile) of head h into sQ (Q) and sQ + kTileElems (dO), by cp.async
-// (committed), and its rows' lse * log2(e) and row_dot into sLse2, sRowDot (plain stores).
-__device__ __forceinline__ void load_queries(const BwdParams &p, u16 *sQ, float *sLse2,
-                                             float *sRowDot, i64 b, i64 h, i64 m0)
-{
-    load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
-    load_tile(sQ + kTileElems, p.dout, p.dout_stride, b, m0, h, p.Lq);
-    cp_async_commit();
-    for (int c = threadIdx.x; c < kTile; c += kThreads) {
-        const i64 i = m0 + c;
-        sLse2[c] = i < p.Lq ? ((const float *)p.lse)[b * p.lse_stride[0] + h * p.lse_stride[1] +
-                                                     i * p.lse_stride[2]] * kLog2e
-                            : kInf;
-        sRowDot[c] = i < p.Lq ? ((const float *)p.row_dot)[(b * p.H + h) * p.Lq + i] : 0.f;
-    }
-}
-
 // Phase 1: keys [n0, n0 + kTile) of K/V head hk, batch b: dk and dv over the group's heads and
-// every query tile that sees them, the (head, query tile) pairs taken in order as tiles t,
-// double-buffered as in phase 0.
+// every query tile that sees them.
 __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, i64 hk, i64 n0)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    u16 *sK = smem, *sV = smem + kTileElems;
-    u16 *sQ0 = smem + 2 * kTileElems;  // tile t's Q at sQ0 + (t & 1) * 2 * kTileElems, dO after
-    float *sLse20 = (float *)(smem + 6 * kTileElems), *sRowDot0 = sLse20 + 2 * kTile;
+    u16 *sK = smem, *sV = smem + kTileElems, *sQ = smem + 2 * kTileElems;
+    u16 *sDO = smem + 3 * kTileElems;
+    float *sLse2 = (float *)(smem + 4 * kTileElems), *sRowDot = sLse2 + kTile;
     $zero_pad_call
     load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
     load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
@@ -487,48 +452,44 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
     zero_acc(dk);
     zero_acc(dv);
     $keys_m_begin
-    const int per_head = m_begin < p.Lq ? (int)((p.Lq - m_begin + kTile - 1) / kTile) : 0;
-    const int n_tiles = p.group * per_head;
     $keys_dbias_start
-    $keys_head_decl
-    if (n_tiles > 0)
-        load_queries(p, sQ0, sLse20, sRowDot0, b, hk * p.group, m_begin);
-    cp_async_wait<0>();
-    __syncthreads();
-    for (int t = 0; t < n_tiles; t++) {
-        const int buf = t & 1;
-        const i64 h = hk * p.group + t / per_head, m0 = m_begin + (i64)(t % per_head) * kTile;
-        if (t > 0) {
-            cp_async_wait<0>();
-            __syncthreads();  // this tile landed; every warp is done with the last one
-        }
-        if (t + 1 < n_tiles)  // the next tile into the other buffer, under this one's work
-            load_queries(p, sQ0 + (buf ^ 1) * 2 * kTileElems, sLse20 + (buf ^ 1) * kTile,
-                         sRowDot0 + (buf ^ 1) * kTile, b, hk * p.group + (t + 1) / per_head,
-                         m_begin + (i64)((t + 1) % per_head) * kTile);
-        const u16 *sQ = sQ0 + buf * 2 * kTileElems, *sDO = sQ + kTileElems;
-        const float *sLse2 = sLse20 + buf * kTile, *sRowDot = sRowDot0 + buf * kTile;
+    for (i64 h = hk * p.group; h < (hk + 1) * p.group; h++) {
         $keys_head_start
-        float s[kNT][4], dp[kNT][4];  // transposed: rows are keys, columns queries
-        gemm_xyt(sK, sQ, s);
-        gemm_xyt(sV, sDO, dp);
-#pragma unroll
-        for (int nt = 0; nt < kNT; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int c = nt * 8 + 2 * (lane % 4) + e % 2;
-                grad_at(p, b, h, m0 + c, n0 + warp * 16 + lane / 4 + (e / 2) * 8, s[nt][e],
-                        dp[nt][e], sLse2[c], sRowDot[c], $kb_keys, $km_keys);
+        for (i64 m0 = m_begin; m0 < p.Lq; m0 += kTile) {
+            __syncthreads();  // the last tile's Q, dO, lse and row_dot are read
+            load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
+            load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
+            cp_async_commit();
+            for (int c = threadIdx.x; c < kTile; c += kThreads) {
+                const i64 i = m0 + c;
+                sLse2[c] = i < p.Lq ? ((const float *)p.lse)[b * p.lse_stride[0] +
+                                                             h * p.lse_stride[1] +
+                                                             i * p.lse_stride[2]] * kLog2e
+                                    : kInf;
+                sRowDot[c] = i < p.Lq ? ((const float *)p.row_dot)[(b * p.H + h) * p.Lq + i] : 0.f;
             }
-        $keys_dbias_add
-        u32 pp[kTile / 16][4];
-        pack_a(s, pp);
-        gemm_pz(pp, sDO, dv);
-        pack_a(dp, pp);
-        gemm_pz(pp, sQ, dk);
+            cp_async_wait<0>();
+            __syncthreads();
+            float s[kNT][4], dp[kNT][4];  // transposed: rows are keys, columns queries
+            gemm_xyt(sK, sQ, s);
+            gemm_xyt(sV, sDO, dp);
+#pragma unroll
+            for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int c = nt * 8 + 2 * (lane % 4) + e % 2;
+                    grad_at(p, b, h, m0 + c, n0 + warp * 16 + lane / 4 + (e / 2) * 8, s[nt][e],
+                            dp[nt][e], sLse2[c], sRowDot[c], $kb_keys, $km_keys);
+                }
+            $keys_dbias_add
+            u32 pp[kTile / 16][4];
+            pack_a(s, pp);
+            gemm_pz(pp, sDO, dv);
+            pack_a(dp, pp);
+            gemm_pz(pp, sQ, dk);
+        }
         $keys_dbias_end
     }
-    $keys_dbias_empty
     store_tile(dk, p.dk, p.dk_stride, b, n0, hk, p.Lk, p.scale);
     store_tile(dv, p.dv, p.dv_stride, b, n0, hk, p.Lk, 1.f);
 }]=]
@@ -641,11 +602,15 @@ local function layout_pieces(v)
     causal_or = v.causal and " || j > i + p.Lk - p.Lq" or "",
     mask_or = mk and " || !km" or v.mask == "q" and " || !mask_at(p, b, h, i, j)" or "",
     bias_add_x = bk and "x += kb;" or bq and "x += bias_at(p, b, h, i, j);" or "// no bias",
-    kb_rows = bk and "sKB0[buf * kTile + c]" or "0.f",
-    km_rows = mk and "sKM0[buf * kTile + c] != 0.f" or "true",
+    kb_rows = bk and "sKB[c]" or "0.f",
+    km_rows = mk and "sKM[c] != 0.f" or "true",
     kb_keys = bk and "kb[e / 2]" or "0.f",
     km_keys = mk and "km[e / 2]" or "true",
-    stage_keys = "", keys_head_decl = "", keys_dbias_empty = "", rows_dbias = "", rows_n_end_dbias = "",
+    key_arrays = bk and mk and
+      "float *sKB = sRowDot + kTile, *sKM = sKB + kTile;  // the key tile's bias and mask" or
+      bk and "float *sKB = sRowDot + kTile;  // the key tile's key-layout bias" or
+      mk and "float *sKM = sRowDot + 2 * kTile;  // the key tile's key-layout mask" or "",
+    stage_keys = "", rows_dbias = "", rows_n_end_dbias = "",
     keys_dbias_start = "", keys_head_start = "", keys_dbias_add = "", keys_dbias_end = "",
   }
   if mk or bk then
@@ -659,26 +624,23 @@ local function layout_pieces(v)
     end
     lines[#lines + 1] = "}"
     x.stage_keys = table.concat(lines, "\n")
-    local d = {}
+    local h = {}
     if bk then
-      d[#d + 1] = "float kb[2] = {0.f, 0.f};  // this thread's two keys' bias and mask, head h"
+      h[#h + 1] = "float kb[2] = {0.f, 0.f};  // this thread's two keys' bias and mask for head h"
     end
     if mk then
-      d[#d + 1] = "bool km[2] = {false, false};"
+      h[#h + 1] = "bool km[2] = {false, false};"
     end
-    x.keys_head_decl = table.concat(d, "\n")
-    local h = { "if (t % per_head == 0) {  // a new head: its key-layout values",
-      "#pragma unroll",
-      "    for (int hf = 0; hf < 2; hf++) {",
-      "        const i64 j = n0 + warp * 16 + lane / 4 + hf * 8;",
-      "        if (j < p.Lk) {" }
+    h[#h + 1] = "#pragma unroll"
+    h[#h + 1] = "for (int hf = 0; hf < 2; hf++) {"
+    h[#h + 1] = "    const i64 j = n0 + warp * 16 + lane / 4 + hf * 8;"
+    h[#h + 1] = "    if (j < p.Lk) {"
     if bk then
-      h[#h + 1] = "            kb[hf] = bias_at(p, b, h, 0, j);"
+      h[#h + 1] = "        kb[hf] = bias_at(p, b, h, 0, j);"
     end
     if mk then
-      h[#h + 1] = "            km[hf] = mask_at(p, b, h, 0, j);"
+      h[#h + 1] = "        km[hf] = mask_at(p, b, h, 0, j);"
     end
-    h[#h + 1] = "        }"
     h[#h + 1] = "    }"
     h[#h + 1] = "}"
     x.keys_head_start = table.concat(h, "\n")
@@ -725,18 +687,8 @@ local function layout_pieces(v)
       "        for (int e = 0; e < 4; e++)",
       "            dbias_sum[e / 2] += dp[nt][e];",
       "}" }, "\n")
-    x.keys_dbias_empty = table.concat({
-      "for (i64 h = hk * p.group; n_tiles == 0 && h < (hk + 1) * p.group; h++)  // no tile: 0",
-      "    if (p.dbias_fused && (h + 1) % p.bias_head_div == 0)",
-      "#pragma unroll",
-      "        for (int hf = 0; hf < 2; hf++) {",
-      "            const i64 j = n0 + warp * 16 + lane / 4 + hf * 8;",
-      "            if (lane % 4 == 0 && j < p.Lk)",
-      "                store_dbias(p, b, h / p.bias_head_div, 0, j, 0.f);",
-      "        }" }, "\n")
     x.keys_dbias_end = table.concat({
-      "if (p.dbias_fused && t % per_head == per_head - 1 &&",
-      "    (h + 1) % p.bias_head_div == 0) {  // the last tile of a bias head's last head",
+      "if (p.dbias_fused && (h + 1) % p.bias_head_div == 0) {  // the bias head's last head",
       "#pragma unroll",
       "    for (int hf = 0; hf < 2; hf++) {",
       "        float sum = dbias_sum[hf];  // the quad's four threads hold the key's columns",
@@ -805,7 +757,7 @@ function M.emit(v)
     local mp = lp  -- plus the engine's own pieces
     mp.tile, mp.d_pad = row.block_m, d_pad
     mp.zero_pad_fn = d_pad > v.d and zero_pad_fn or ""
-    mp.zero_pad_call = d_pad > v.d and "zero_pad_columns(smem, 6);  // never loaded" or ""
+    mp.zero_pad_call = d_pad > v.d and "zero_pad_columns(smem, 4);  // never loaded" or ""
     mp.softcap_x = v.softcap and "const float th = tanhf(x / p.softcap);\nx = p.softcap * th;" or
       "// no softcap"
     mp.softcap_ds = v.softcap and "dp *= 1.f - th * th;  // through x = c tanh(x0 / c)" or
@@ -831,9 +783,9 @@ function M.emit(v)
       dbias_call_mma = v.bias ~= "none" and dbias_call_mma or "" })
   end
   local tile = simt and warps or row.block_m
-  -- six tiles (two own, two streamed double-buffered), then five kTile float arrays (phase 0:
-  -- row_dot, two key-bias and two key-mask buffers; phase 1: two lse and two row_dot buffers)
-  local smem = simt and 0 or 6 * row.block_m * (d_pad + 8) * 2 + 5 * row.block_m * 4
+  -- four tiles, then three kTile float arrays (phase 0: row_dot, key bias, key mask; phase 1:
+  -- lse, row_dot)
+  local smem = simt and 0 or 4 * row.block_m * (d_pad + 8) * 2 + 3 * row.block_m * 4
   -- block_m: rows a block owns in phases 0 and 1 (grid.x = ceil(L / block_m)); block_n: dbias
   -- elements a block in phase 2 (a warp each)
   return { source = buf.text(), entry = vars.entry, threads = 32 * warps, block_m = tile,
