@@ -15,45 +15,8 @@
 
 #include "cache.h"
 #include "harness.h"
+#include "run_util.h"
 #include "test_fs.h"
-
-typedef struct run_result {
-    int code; /* exit status, or 128 + signal */
-    char *out;
-    char *err;
-} run_result;
-
-static char *slurp_fd(int fd)
-{
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
-    for (;;) {
-        if (n + 1 == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            ck_assert_ptr_nonnull(buf);
-        }
-        ssize_t got = read(fd, buf + n, cap - n - 1);
-        ck_assert_int_ge(got, 0);
-        if (got == 0)
-            break;
-        n += (size_t)got;
-    }
-    buf[n] = '\0';
-    close(fd);
-    return buf;
-}
-
-static int temp_file(void)
-{
-    char name[] = "/tmp/dm_dmgen_out_XXXXXX";
-    int fd = mkstemp(name);
-    ck_assert_int_ge(fd, 0);
-    unlink(name);
-    return fd;
-}
 
 /* Runs dmgen with the NULL-terminated arguments; env ("NAME=value") may be NULL. */
 static run_result run_env(const char *env, const char *arg0, ...)
@@ -74,46 +37,11 @@ static run_result run_env(const char *env, const char *arg0, ...)
     va_end(ap);
     argv[argc] = NULL;
 
-    int out_fd = temp_file(), err_fd = temp_file();
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        if (env)
-            putenv((char *)env);
-        int null_fd = open("/dev/null", O_RDONLY);
-        dup2(null_fd, STDIN_FILENO);
-        dup2(out_fd, STDOUT_FILENO);
-        dup2(err_fd, STDERR_FILENO);
-        execv(path, (char *const *)argv);
-        fprintf(stderr, "exec %s: %s\n", path, strerror(errno));
-        _exit(127);
-    }
-    int status = 0;
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    run_result r = {
-        .code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
-        .out = slurp_fd(out_fd),
-        .err = slurp_fd(err_fd),
-    };
-    return r;
+    const char *env_list[] = {env, NULL};
+    return dm_test_run(path, argv, env ? env_list : NULL);
 }
 
 #define run(...) run_env(NULL, __VA_ARGS__, (const char *)NULL)
-
-static void run_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-static int count_lines(const char *s)
-{
-    int n = 0;
-    for (; *s; s++)
-        n += *s == '\n';
-    return n;
-}
 
 static bool has(const char *haystack, const char *needle)
 {
