@@ -410,7 +410,7 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
     $rows_n_end
     $rows_n_end_dbias
     for (i64 n0 = 0; n0 < n_end; n0 += kTile) {
-        __syncthreads();  // the last tile's K and V are read
+        $rows_tile_barrier
         load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
         load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
         cp_async_commit();
@@ -455,7 +455,8 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
     $keys_dbias_start
     for (i64 h = hk * p.group; h < (hk + 1) * p.group; h++) {
         $keys_head_start
-        for (i64 m0 = m_begin; m0 < p.Lq; m0 += kTile) {
+        $keys_m_end
+        for (i64 m0 = m_begin; m0 < m_end; m0 += kTile) {
             __syncthreads();  // the last tile's Q, dO, lse and row_dot are read
             load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
             load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
@@ -610,6 +611,8 @@ local function layout_pieces(v)
       "float *sKB = sRowDot + kTile, *sKM = sKB + kTile;  // the key tile's bias and mask" or
       bk and "float *sKB = sRowDot + kTile;  // the key tile's key-layout bias" or
       mk and "float *sKM = sRowDot + 2 * kTile;  // the key tile's key-layout mask" or "",
+    rows_tile_barrier = "__syncthreads();  // the last tile's K and V are read",
+    keys_m_end = "const i64 m_end = p.Lq;",
     stage_keys = "", rows_dbias = "", rows_n_end_dbias = "",
     keys_dbias_start = "", keys_head_start = "", keys_dbias_add = "", keys_dbias_end = "",
   }
@@ -644,6 +647,25 @@ local function layout_pieces(v)
     h[#h + 1] = "    }"
     h[#h + 1] = "}"
     x.keys_head_start = table.concat(h, "\n")
+  end
+  if mk then
+    -- tile skipping by the key-layout mask (SPEC's speed contract): a key tile none of whose keys
+    -- is visible to head h is neither loaded nor multiplied; the vote is the loop's barrier
+    x.rows_tile_barrier = table.concat({
+      "bool any_key = false;  // the tile's keys, for head h: any visible?",
+      "for (int c = threadIdx.x; c < kTile; c += kThreads)",
+      "    any_key = any_key || (n0 + c < p.Lk && mask_at(p, b, h, 0, n0 + c));",
+      "if (!__syncthreads_or(any_key)) {  // also the barrier: the last tile's K, V are read",
+      bq and table.concat({
+        "    for (int e = threadIdx.x; p.dbias_fused && e < kTile * kTile; e += kThreads)",
+        "        if (m0 + e / kTile < p.Lq && n0 + e % kTile < p.Lk)  // the tile's dbias: 0",
+        "            store_dbias(p, b, h, m0 + e / kTile, n0 + e % kTile, 0.f);" }, "\n") or
+        "    // ds = 0 here (a key-layout dbias is the keys phase's)",
+      "    continue;  // no key visible: nothing loaded or multiplied",
+      "}" }, "\n")
+    -- the keys phase: a head for which none of the block's keys is visible walks no query tile
+    -- (its dbias sums stay 0 and are still written)
+    x.keys_m_end = "const i64 m_end = __syncthreads_or(km[0] || km[1]) ? p.Lq : m_begin;"
   end
   if bq then
     x.simt_rows_dbias_zero = "if (p.dbias_fused && lane == 0)\n    store_dbias(p, b, h, i, j, 0.f);"
