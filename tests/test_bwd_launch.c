@@ -1,0 +1,178 @@
+/* test_bwd_launch.c: dm_bwd's launch plan against the stub driver (stub_libcuda.c, loaded through
+ * DMATTN_LIBCUDA): the phases it launches and their grids (rows, keys, and dbias only for the
+ * broadcasts whose sums cross blocks), the parameters the kernel gets (dbias_fused, dbias's
+ * sizes), and nothing launched for B = 0. No GPU: the stub runs nothing; the results are
+ * test_gpu_bwd's. */
+#include <stdint.h>
+#include <string.h>
+
+#include "harness.h"
+#include "kernel_params.h"
+#include "kernels.h"
+#include "stub_libcuda.h"
+#include "stub_util.h"
+#include "test_fs.h"
+
+static void *stub;
+static dmstub_stats_t *stats;
+static char cache_dir[64];
+
+enum { B = 2, H = 4, HKV = 2, L = 100, D = 64 };
+
+static dm_tensor t4(uintptr_t addr, dm_dtype t, int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    return (dm_tensor){.data = (void *)addr, .dtype = t, .rank = 4, .shape = {a, b, c, d},
+                       .strides = {b * c * d, c * d, d, 1}};
+}
+
+/* GQA (4 query heads, 2 K/V heads), 100 queries and keys, d64 f16: addresses the stub never
+ * touches. bias (and dbias) of shape (bb, bh, bl, L) when bb > 0. */
+static dm_bwd_args args(int64_t bb, int64_t bh, int64_t bl)
+{
+    dm_bwd_args a = {
+        .dout = t4(0x1000000, DM_F16, B, L, H, D), .q = t4(0x2000000, DM_F16, B, L, H, D),
+        .k = t4(0x3000000, DM_F16, B, L, HKV, D), .v = t4(0x4000000, DM_F16, B, L, HKV, D),
+        .o = t4(0x5000000, DM_F16, B, L, H, D), .dq = t4(0x6000000, DM_F16, B, L, H, D),
+        .dk = t4(0x7000000, DM_F16, B, L, HKV, D), .dv = t4(0x8000000, DM_F16, B, L, HKV, D),
+        .lse = {.data = (void *)0x9000000, .dtype = DM_F32, .rank = 3, .shape = {B, H, L},
+                .strides = {H * L, L, 1}},
+    };
+    if (bb > 0) {
+        a.bias = t4(0xa000000, DM_F16, bb, bh, bl, L);
+        a.dbias = t4(0xb000000, DM_F16, bb, bh, bl, L);
+    }
+    return a;
+}
+
+static dm_ctx *stub_ctx(void)
+{
+    dm_test_use_stub(DM_STUB_LIBCUDA, "80", "bwd_launch", &stub, &stats, cache_dir);
+    dm_ctx *ctx = dm_test_stub_ctx(cache_dir);
+    stats->capture_bytes = sizeof(dm_bwd_params);
+    return ctx;
+}
+
+static dm_bwd_params last_params(void)
+{
+    dm_bwd_params p;
+    memcpy(&p, stats->params, sizeof p);
+    return p;
+}
+
+static void bwd_ok(dm_ctx *ctx, const dm_bwd_args *a)
+{
+    dm_status st = dm_bwd(ctx, a, NULL);
+    ck_assert_msg(st == DM_OK, "%s: %s", dm_status_name(st), dm_errmsg(ctx));
+}
+
+static const dm_kernel *bwd_kernel(dm_ctx *ctx, dm_layout bias)
+{
+    dm_variant v = {.dir = DM_DIR_BWD, .head_dim = D, .dtype = DM_F16, .bias = bias,
+                    .arch = DM_SM80};
+    const dm_kernel *k = dm_module_find(ctx, &v);
+    ck_assert_ptr_nonnull(k);
+    return k;
+}
+
+/* Without a bias: phase 0 over (query blocks, H, B), then phase 1 over (key blocks, Hkv, B). */
+START_TEST(rows_then_keys_over_their_grids_without_dbias)
+{
+    dm_ctx *ctx = stub_ctx();
+    dm_bwd_args a = args(0, 0, 0);
+    bwd_ok(ctx, &a);
+    const dm_kernel *k = bwd_kernel(ctx, DM_LAYOUT_NONE);
+    ck_assert_int_eq(stats->launches, 2);
+    dm_bwd_params p = last_params();
+    ck_assert_int_eq(p.phase, 1);
+    ck_assert_uint_eq(stats->grid[0], (L + k->block_m - 1) / k->block_m);
+    ck_assert_uint_eq(stats->grid[1], HKV);
+    ck_assert_uint_eq(stats->grid[2], B);
+    ck_assert_int_eq(p.group, H / HKV);
+    ck_assert(p.dbias == 0 && p.dbias_fused == 0);
+    dm_ctx_destroy(ctx);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
+/* A key-layout dbias whose sums stay inside a block (B not broadcast; H or Hkv heads) is written
+ * by the keys phase: two launches. One head over two K/V heads, or a broadcast batch, sums across
+ * blocks: phase 2 runs over every dbias element, a warp each. */
+START_TEST(a_key_layout_dbias_is_fused_unless_its_sums_cross_blocks)
+{
+    dm_ctx *ctx = stub_ctx();
+    static const int64_t fused[][3] = {{B, H, 1}, {B, HKV, 1}};
+    for (size_t i = 0; i < 2; i++) {
+        dm_bwd_args a = args(fused[i][0], fused[i][1], fused[i][2]);
+        long before = stats->launches;
+        bwd_ok(ctx, &a);
+        ck_assert_int_eq(stats->launches - before, 2);
+        dm_bwd_params p = last_params();
+        ck_assert_int_eq(p.phase, 1);
+        ck_assert_int_eq(p.dbias_fused, 1);
+        ck_assert_int_eq(p.dbias_H, fused[i][1]);
+    }
+    static const int64_t crossing[][3] = {{B, 1, 1}, {1, H, 1}};
+    for (size_t i = 0; i < 2; i++) {
+        dm_bwd_args a = args(crossing[i][0], crossing[i][1], crossing[i][2]);
+        long before = stats->launches;
+        bwd_ok(ctx, &a);
+        ck_assert_int_eq(stats->launches - before, 3);
+        dm_bwd_params p = last_params();
+        ck_assert_int_eq(p.phase, 2);
+        ck_assert_int_eq(p.dbias_fused, 0);
+        const dm_kernel *k = bwd_kernel(ctx, DM_LAYOUT_K);
+        const int64_t elems = crossing[i][0] * crossing[i][1] * L;
+        ck_assert_uint_eq(stats->grid[0], (elems + k->block_n - 1) / k->block_n);
+        ck_assert_uint_eq(stats->grid[1], 1);
+    }
+    dm_ctx_destroy(ctx);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
+/* A query-layout dbias that broadcasts nothing is ds itself, written by the rows phase (two
+ * launches); one that sums over heads or batches needs phase 2. */
+START_TEST(a_query_layout_dbias_is_fused_only_without_broadcast)
+{
+    dm_ctx *ctx = stub_ctx();
+    dm_bwd_args a = args(B, H, L);
+    bwd_ok(ctx, &a);
+    ck_assert_int_eq(stats->launches, 2);
+    ck_assert_int_eq(last_params().dbias_fused, 1);
+    a = args(B, HKV, L);
+    bwd_ok(ctx, &a);
+    ck_assert_int_eq(stats->launches, 5);
+    dm_bwd_params p = last_params();
+    ck_assert_int_eq(p.phase, 2);
+    ck_assert(p.dbias_B == B && p.dbias_H == HKV && p.dbias_Lq == L);
+    dm_ctx_destroy(ctx);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
+/* B = 0 has no element of any gradient: nothing built, nothing launched. */
+START_TEST(an_empty_batch_launches_nothing)
+{
+    dm_ctx *ctx = stub_ctx();
+    dm_bwd_args a = args(0, 0, 0);
+    dm_tensor *rows[] = {&a.dout, &a.q, &a.k, &a.v, &a.o, &a.dq, &a.dk, &a.dv};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        rows[i]->shape[0] = 0;
+        rows[i]->data = NULL;
+    }
+    a.lse.shape[0] = 0;
+    a.lse.data = NULL;
+    bwd_ok(ctx, &a);
+    ck_assert_int_eq(stats->launches, 0);
+    ck_assert_int_eq(stats->module_loads, 0);
+    dm_ctx_destroy(ctx);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
+#define TESTS(X) \
+    X(rows_then_keys_over_their_grids_without_dbias) \
+    X(a_key_layout_dbias_is_fused_unless_its_sums_cross_blocks) \
+    X(a_query_layout_dbias_is_fused_only_without_broadcast) \
+    X(an_empty_batch_launches_nothing)
+DM_TEST_MAIN("bwd_launch", TESTS)
