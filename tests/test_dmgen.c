@@ -373,6 +373,22 @@ START_TEST(preset_default_expands_once_per_arch)
 }
 END_TEST
 
+/* The backward kernels a training run hits: 32 per arch, none in the default preset. */
+START_TEST(preset_training_lists_the_backward_kernels)
+{
+    run_result r = run("build", "-n", "--preset", "training");
+    ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
+    ck_assert_int_eq(count_lines(r.out), 2 * 32);
+    ck_assert(has(r.out, "bwd.d128.bf16.mask-k.bias-k.w0.causal.sm90a\n"));
+    ck_assert(has(r.out, "bwd.d64.f16.mask-none.bias-none.w0.sm80\n"));
+    ck_assert(!has(r.out, "fwd."));
+    run_free(&r);
+    r = run("build", "-n", "--preset", "default");
+    ck_assert(!has(r.out, "bwd."));
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(unknown_preset_exits_2_listing_the_known_ones)
 {
     run_result r = run("build", "--preset", "everything");
@@ -498,6 +514,7 @@ END_TEST
     X(combine_keys_emit_expand_and_build) \
     X(axis_lists_expand_to_the_cartesian_product) \
     X(preset_default_expands_once_per_arch) \
+    X(preset_training_lists_the_backward_kernels) \
     X(unknown_preset_exits_2_listing_the_known_ones) \
     X(build_of_a_malformed_axis_list_exits_2_before_building) \
     X(build_usage_errors_exit_2) \

@@ -53,6 +53,13 @@ static const struct preset {
       "fwd.d128.f16,bf16.mask-none,k.bias-none,k.w0.varlen.decode",
       "fwd.d128.f16,bf16.mask-none,k.bias-none,k.w0.varlen.causal.decode",
       "combine.d128.f16,bf16", NULL}},
+    /* What a training run's backward hits (dm_bwd; not in the main command, whose build time it
+     * would double: NVRTC takes 2-3 s a d128 backward kernel on 2 cores): d64/d128, fp16/bf16,
+     * no mask or a key mask, no bias or a key bias (the learned-bias models' layout), causal or
+     * not: 32 per arch. */
+    {"training", "bwd d64/128 f16/bf16 mask none/k bias none/k causal 0/1",
+     {"bwd.d64,128.f16,bf16.mask-none,k.bias-none,k.w0",
+      "bwd.d64,128.f16,bf16.mask-none,k.bias-none,k.w0.causal", NULL}},
 };
 #define N_PRESETS (sizeof presets / sizeof presets[0])
 static const char *default_archs = "sm80,sm90a"; /* what A100 and H100 map to */
