@@ -14,7 +14,9 @@ string(REGEX REPLACE "^(liblua5\\.4\\.so\\.[0-9]+).*" "\\1" LUA_SHARED_SONAME ${
 find_path(XXHASH_INCLUDE_DIR xxhash.h REQUIRED)
 
 # Check, linked statically so test programs run on the GPU machine, which has no -dev packages.
-find_path(CHECK_INCLUDE_DIR check.h REQUIRED)
-find_library(CHECK_STATIC_LIBRARY NAMES libcheck_pic.a libcheck.a REQUIRED)
-find_library(SUBUNIT_STATIC_LIBRARY NAMES libsubunit.a REQUIRED)
-set(CHECK_LIBRARIES ${CHECK_STATIC_LIBRARY} ${SUBUNIT_STATIC_LIBRARY} rt m)
+if(DMATTN_BUILD_TESTS)
+  find_path(CHECK_INCLUDE_DIR check.h REQUIRED)
+  find_library(CHECK_STATIC_LIBRARY NAMES libcheck_pic.a libcheck.a REQUIRED)
+  find_library(SUBUNIT_STATIC_LIBRARY NAMES libsubunit.a REQUIRED)
+  set(CHECK_LIBRARIES ${CHECK_STATIC_LIBRARY} ${SUBUNIT_STATIC_LIBRARY} rt m)
+endif()

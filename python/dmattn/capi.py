@@ -1,0 +1,149 @@
+"""ctypes binding of runtime/dmattn.h for the library shipped in this package.
+
+Every call whose status is not DM_OK raises DmError with the status's name and the context's
+message (the C library names the argument and what it expected); nothing here re-checks what the
+library checks. $DMATTN_LIBRARY overrides which libdmattn.so is loaded (a build tree's).
+"""
+import ctypes
+import os
+import threading
+
+DM_OK = 0
+DM_NO_DEVICE = -1
+DM_DTYPE_NONE, DM_F16, DM_BF16, DM_F32, DM_BOOL, DM_I32 = 0, 1, 2, 3, 4, 5
+DM_MAX_RANK = 4
+
+
+class DmTensor(ctypes.Structure):
+    """dm_tensor: device pointer, dtype, rank, shape and strides (in elements)."""
+
+    _fields_ = [
+        ("data", ctypes.c_void_p),
+        ("dtype", ctypes.c_int),
+        ("rank", ctypes.c_int),
+        ("shape", ctypes.c_int64 * DM_MAX_RANK),
+        ("strides", ctypes.c_int64 * DM_MAX_RANK),
+    ]
+
+
+assert ctypes.sizeof(DmTensor) == 80, ctypes.sizeof(DmTensor)
+
+
+class DmError(RuntimeError):
+    """A dmattn call failed: .status is the dm_status name ("DM_ERR_INVALID_ARG", ...), the
+    message the library's (which argument, what was expected)."""
+
+    def __init__(self, status, message):
+        super().__init__("%s: %s" % (status, message))
+        self.status = status
+
+
+def library_path():
+    """The libdmattn.so this package loads: $DMATTN_LIBRARY, else the one inside the package."""
+    env = os.environ.get("DMATTN_LIBRARY")
+    if env:
+        return env
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib", "libdmattn.so")
+
+
+_lib = None
+_lib_lock = threading.Lock()
+
+
+def _load():
+    global _lib
+    with _lib_lock:
+        if _lib is not None:
+            return _lib
+        path = library_path()
+        if not os.path.exists(path):
+            raise OSError("dmattn: no C library at %s (build the package with pip install ./python, "
+                          "or set DMATTN_LIBRARY)" % path)
+        lib = ctypes.CDLL(path)
+        vp, ci = ctypes.c_void_p, ctypes.c_int
+        sigs = {
+            "dm_version": ([], ci),
+            "dm_version_string": ([], ctypes.c_char_p),
+            "dm_status_name": ([ci], ctypes.c_char_p),
+            "dm_ctx_create": ([ctypes.POINTER(vp), ci], ci),
+            "dm_ctx_destroy": ([vp], None),
+            "dm_errmsg": ([vp], ctypes.c_char_p),
+            "dm_ctx_set_cache_dir": ([vp, ctypes.c_char_p], ci),
+            "dm_ctx_set_arch": ([vp, ctypes.c_char_p], ci),
+            "dm_ctx_arch": ([vp], ctypes.c_char_p),
+            "dm_prebuild": ([vp, ctypes.c_char_p, ctypes.POINTER(ci)], ci),
+        }
+        for name, (args, res) in sigs.items():
+            f = getattr(lib, name)
+            f.argtypes, f.restype = args, res
+        _lib = lib
+        return lib
+
+
+def version():
+    """DM_VERSION_NUM of the loaded library (major * 10000 + minor * 100 + patch)."""
+    return _load().dm_version()
+
+
+def version_string():
+    return _load().dm_version_string().decode()
+
+
+class Context:
+    """A dm_ctx: one per device (it uses the CUDA context current on the calling thread, else the
+    device's primary context, as PyTorch does), or offline with DM_NO_DEVICE (code generation and
+    ahead-of-time builds, no launches). One thread at a time per context."""
+
+    def __init__(self, device=DM_NO_DEVICE, cache_dir=None, arch=None):
+        lib = _load()
+        self._lib = lib
+        self._ctx = ctypes.c_void_p()
+        st = lib.dm_ctx_create(ctypes.byref(self._ctx), int(device))
+        if st != DM_OK:
+            err = self._error("dm_ctx_create(%d)" % device, st)
+            self.close()
+            raise err
+        if cache_dir is not None:
+            self._check("dm_ctx_set_cache_dir", lib.dm_ctx_set_cache_dir(self._ctx,
+                                                                        os.fsencode(cache_dir)))
+        if arch is not None:
+            self._check("dm_ctx_set_arch", lib.dm_ctx_set_arch(self._ctx, arch.encode()))
+
+    def _error(self, call, st):
+        name = self._lib.dm_status_name(st).decode()
+        return DmError(name, self._lib.dm_errmsg(self._ctx).decode(errors="replace") or call)
+
+    def _check(self, call, st):
+        if st != DM_OK:
+            raise self._error(call, st)
+
+    @property
+    def arch(self):
+        """The target arch kernels are built for ("sm90a")."""
+        return self._lib.dm_ctx_arch(self._ctx).decode()
+
+    def prebuild(self, variant):
+        """Compiles variant (its canonical key, e.g. "fwd.d128.bf16.mask-k.bias-none.w0.sm90a")
+        into the disk cache, as `dmgen build` does. Returns True when it was already cached."""
+        cached = ctypes.c_int(0)
+        self._check("dm_prebuild", self._lib.dm_prebuild(self._ctx, variant.encode(),
+                                                         ctypes.byref(cached)))
+        return bool(cached.value)
+
+    def close(self):
+        """Destroys the context (idempotent)."""
+        if self._ctx:
+            self._lib.dm_ctx_destroy(self._ctx)
+            self._ctx = ctypes.c_void_p()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001  (interpreter shutdown: the library may be gone)
+            pass
