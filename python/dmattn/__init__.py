@@ -1,12 +1,24 @@
 """dmattn: dynamic mask attention with generated, JIT-compiled CUDA kernels.
 
-A thin layer over the C library shipped inside this package (dmattn/lib/libdmattn.so). Today it
-offers the C API through ctypes (`dmattn.capi`): contexts, ahead-of-time builds, the library's
-errors as `DmError` carrying its message. The PyTorch functions of issue 17 (flash_dmattn_func,
-flash_dmattn_varlen_func, maybe_create_mask, the transformers attention function) build on it.
+A thin layer over the C library shipped inside this package (dmattn/lib/libdmattn.so): the C API
+through ctypes (`dmattn.capi`: contexts, ahead-of-time builds, the library's errors as `DmError`
+carrying its message) and, importing torch only when first used, flash_dmattn_func (and its
+alias flash_sparse_attn_func) with autograd (`dmattn.ops`). Still to come (issue 17):
+flash_dmattn_varlen_func, maybe_create_mask, the transformers attention function.
 """
 from .capi import DM_NO_DEVICE, Context, DmError, library_path, version, version_string
 
 __version__ = "0.1.0"
 
 __all__ = ["Context", "DmError", "DM_NO_DEVICE", "library_path", "version", "version_string"]
+
+_TORCH_NAMES = ("flash_dmattn_func", "flash_sparse_attn_func")
+
+
+def __getattr__(name):
+    # the torch functions import torch on first use: `import dmattn` works without it
+    if name in _TORCH_NAMES:
+        from . import ops
+
+        return getattr(ops, name)
+    raise AttributeError("module 'dmattn' has no attribute %r" % name)

@@ -76,6 +76,7 @@ def _load():
         for name, (args, res) in sigs.items():
             f = getattr(lib, name)
             f.argtypes, f.restype = args, res
+        _bind_calls(lib)
         _lib = lib
         return lib
 
@@ -147,3 +148,68 @@ class Context:
             self.close()
         except Exception:  # noqa: BLE001  (interpreter shutdown: the library may be gone)
             pass
+
+
+class DmFwdArgs(ctypes.Structure):
+    """dm_fwd_args (dmattn.h): zero means the documented default."""
+
+    _fields_ = [
+        ("q", DmTensor),
+        ("k", DmTensor),
+        ("v", DmTensor),
+        ("mask", DmTensor),
+        ("bias", DmTensor),
+        ("o", DmTensor),
+        ("lse", DmTensor),
+        ("scale", ctypes.c_float),
+        ("softcap", ctypes.c_float),
+        ("causal", ctypes.c_int),
+        ("window", ctypes.c_int),
+        ("path", ctypes.c_int),
+        ("num_splits", ctypes.c_int),
+    ]
+
+
+class DmBwdArgs(ctypes.Structure):
+    """dm_bwd_args (dmattn.h)."""
+
+    _fields_ = [
+        ("dout", DmTensor),
+        ("q", DmTensor),
+        ("k", DmTensor),
+        ("v", DmTensor),
+        ("o", DmTensor),
+        ("lse", DmTensor),
+        ("mask", DmTensor),
+        ("bias", DmTensor),
+        ("dq", DmTensor),
+        ("dk", DmTensor),
+        ("dv", DmTensor),
+        ("dbias", DmTensor),
+        ("scale", ctypes.c_float),
+        ("softcap", ctypes.c_float),
+        ("causal", ctypes.c_int),
+        ("deterministic", ctypes.c_int),
+    ]
+
+
+assert ctypes.sizeof(DmFwdArgs) == 7 * 80 + 24, ctypes.sizeof(DmFwdArgs)
+assert ctypes.sizeof(DmBwdArgs) == 12 * 80 + 16, ctypes.sizeof(DmBwdArgs)
+
+
+def _bind_calls(lib):
+    """The entry points that take argument structs and a stream (bound on first use)."""
+    for name, args_type in (("dm_fwd", DmFwdArgs), ("dm_bwd", DmBwdArgs)):
+        f = getattr(lib, name)
+        f.argtypes = [ctypes.c_void_p, ctypes.POINTER(args_type), ctypes.c_void_p]
+        f.restype = ctypes.c_int
+
+
+def fwd(ctx, args, stream):
+    """dm_fwd(ctx, args, stream): args a DmFwdArgs, stream an int CUstream (0: the legacy one)."""
+    ctx._check("dm_fwd", ctx._lib.dm_fwd(ctx._ctx, ctypes.byref(args), stream))
+
+
+def bwd(ctx, args, stream):
+    """dm_bwd(ctx, args, stream): args a DmBwdArgs."""
+    ctx._check("dm_bwd", ctx._lib.dm_bwd(ctx._ctx, ctypes.byref(args), stream))
