@@ -116,7 +116,7 @@ dm_status dm_ref_bwd(dm_ctx *ctx, const dm_bwd_args *host_args)
                         if (f->bias_dtype == DM_F32)
                             ((float *)a->dbias.data)[off] = (float)x;
                         else
-                            ((uint16_t *)a->dbias.data)[off] = dm_double_to_16(x, f->dtype);
+                            ((uint16_t *)a->dbias.data)[off] = dm_double_to_16(x, f->bias_dtype);
                     }
     }
 out:
