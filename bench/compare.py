@@ -42,70 +42,14 @@ def log(*a):
 
 
 # --------------------------------------------------------------------------------------------
-# ctypes mirror of runtime/dmattn.h
+# ctypes mirror of runtime/dmattn.h: the Python package's (python/dmattn/capi.py), one copy
 
-DM_OK = 0
-DM_DTYPE_NONE, DM_F16, DM_BF16, DM_F32, DM_BOOL, DM_I32 = 0, 1, 2, 3, 4, 5
-DM_MAX_RANK = 4
+sys.path.insert(0, os.path.join(REPO, "python"))
+from dmattn.capi import (DM_BF16, DM_BOOL, DM_DTYPE_NONE, DM_F16, DM_F32, DM_I32,  # noqa: E402,F401
+                         DM_MAX_RANK, DM_OK, DM_PATH_AUTO, DM_PATH_DECODE, DM_PATH_TILED,
+                         DmBwdArgs, DmFwdArgs, DmFwdVarlenArgs, DmTensor)
 
-
-class DmTensor(ctypes.Structure):
-    _fields_ = [
-        ("data", ctypes.c_void_p),
-        ("dtype", ctypes.c_int),  # dm_dtype (a C enum: int-sized)
-        ("rank", ctypes.c_int),
-        ("shape", ctypes.c_int64 * DM_MAX_RANK),
-        ("strides", ctypes.c_int64 * DM_MAX_RANK),  # in elements
-    ]
-
-
-class DmFwdArgs(ctypes.Structure):
-    _fields_ = [
-        ("q", DmTensor),
-        ("k", DmTensor),
-        ("v", DmTensor),
-        ("mask", DmTensor),
-        ("bias", DmTensor),
-        ("o", DmTensor),
-        ("lse", DmTensor),
-        ("scale", ctypes.c_float),
-        ("softcap", ctypes.c_float),
-        ("causal", ctypes.c_int),
-        ("window", ctypes.c_int),
-        ("path", ctypes.c_int),  # dm_fwd_path
-        ("num_splits", ctypes.c_int),
-    ]
-
-
-DM_PATH_AUTO, DM_PATH_TILED, DM_PATH_DECODE = 0, 1, 2
 PATHS = {"auto": DM_PATH_AUTO, "tiled": DM_PATH_TILED, "decode": DM_PATH_DECODE}
-
-
-class DmFwdVarlenArgs(ctypes.Structure):
-    _fields_ = [
-        ("q", DmTensor),
-        ("k", DmTensor),
-        ("v", DmTensor),
-        ("cu_seqlens_q", DmTensor),
-        ("cu_seqlens_k", DmTensor),
-        ("max_seqlen_q", ctypes.c_int64),
-        ("max_seqlen_k", ctypes.c_int64),
-        ("mask", DmTensor),
-        ("bias", DmTensor),
-        ("o", DmTensor),
-        ("lse", DmTensor),
-        ("scale", ctypes.c_float),
-        ("softcap", ctypes.c_float),
-        ("causal", ctypes.c_int),
-        ("window", ctypes.c_int),
-        ("path", ctypes.c_int),
-        ("num_splits", ctypes.c_int),
-    ]
-
-
-assert ctypes.sizeof(DmTensor) == 80, ctypes.sizeof(DmTensor)
-assert ctypes.sizeof(DmFwdArgs) == 7 * 80 + 24, ctypes.sizeof(DmFwdArgs)
-assert ctypes.sizeof(DmFwdVarlenArgs) == 9 * 80 + 2 * 8 + 24, ctypes.sizeof(DmFwdVarlenArgs)
 
 
 class DmAttn:

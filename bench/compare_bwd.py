@@ -22,28 +22,7 @@ CASES = ["nobias", "keybias", "keybias_dbias", "fullbias", "fullbias_dbias"]
 FULLBIAS_MAX_L = 4096
 
 
-class DmBwdArgs(ctypes.Structure):
-    _fields_ = [
-        ("dout", C.DmTensor),
-        ("q", C.DmTensor),
-        ("k", C.DmTensor),
-        ("v", C.DmTensor),
-        ("o", C.DmTensor),
-        ("lse", C.DmTensor),
-        ("mask", C.DmTensor),
-        ("bias", C.DmTensor),
-        ("dq", C.DmTensor),
-        ("dk", C.DmTensor),
-        ("dv", C.DmTensor),
-        ("dbias", C.DmTensor),
-        ("scale", ctypes.c_float),
-        ("softcap", ctypes.c_float),
-        ("causal", ctypes.c_int),
-        ("deterministic", ctypes.c_int),
-    ]
-
-
-assert ctypes.sizeof(DmBwdArgs) == 12 * 80 + 16, ctypes.sizeof(DmBwdArgs)
+DmBwdArgs = C.DmBwdArgs  # dmattn.h's dm_bwd_args (python/dmattn/capi.py)
 
 
 def bind(dm):

@@ -193,7 +193,35 @@ class DmBwdArgs(ctypes.Structure):
     ]
 
 
+DM_PATH_AUTO, DM_PATH_TILED, DM_PATH_DECODE = 0, 1, 2  # dm_fwd_path
+
+
+class DmFwdVarlenArgs(ctypes.Structure):
+    """dm_fwd_varlen_args (dmattn.h)."""
+
+    _fields_ = [
+        ("q", DmTensor),
+        ("k", DmTensor),
+        ("v", DmTensor),
+        ("cu_seqlens_q", DmTensor),
+        ("cu_seqlens_k", DmTensor),
+        ("max_seqlen_q", ctypes.c_int64),
+        ("max_seqlen_k", ctypes.c_int64),
+        ("mask", DmTensor),
+        ("bias", DmTensor),
+        ("o", DmTensor),
+        ("lse", DmTensor),
+        ("scale", ctypes.c_float),
+        ("softcap", ctypes.c_float),
+        ("causal", ctypes.c_int),
+        ("window", ctypes.c_int),
+        ("path", ctypes.c_int),
+        ("num_splits", ctypes.c_int),
+    ]
+
+
 assert ctypes.sizeof(DmFwdArgs) == 7 * 80 + 24, ctypes.sizeof(DmFwdArgs)
+assert ctypes.sizeof(DmFwdVarlenArgs) == 9 * 80 + 2 * 8 + 24, ctypes.sizeof(DmFwdVarlenArgs)
 assert ctypes.sizeof(DmBwdArgs) == 12 * 80 + 16, ctypes.sizeof(DmBwdArgs)
 
 
