@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,26 @@ static inline run_result dm_test_run(const char *path, const char *const *argv,
         .err = dm_test_slurp_fd(err_fd),
     };
     return r;
+}
+
+/* Runs the built tool $DMATTN_BUILD_DIR/<prog> with the arguments `first` and then those of ap up
+ * to a NULL (first NULL: none), env as dm_test_run's. */
+static inline run_result dm_test_run_built(const char *prog, const char *const *env,
+                                           const char *first, va_list ap)
+{
+    const char *build = getenv("DMATTN_BUILD_DIR");
+    ck_assert_msg(build && *build, "DMATTN_BUILD_DIR is not set (run through ctest)");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", build, prog);
+
+    const char *argv[64] = {path};
+    int argc = 1;
+    for (const char *a = first; a; a = va_arg(ap, const char *)) {
+        ck_assert_int_lt(argc, 63);
+        argv[argc++] = a;
+    }
+    argv[argc] = NULL;
+    return dm_test_run(path, argv, env);
 }
 
 static inline void run_free(run_result *r)

@@ -22,28 +22,16 @@
  * in it. stdin is /dev/null, stdout and stderr are captured. */
 static run_result run_without_driver(const char *empty, const char *prog, ...)
 {
-    const char *build = getenv("DMATTN_BUILD_DIR");
-    ck_assert_msg(build && *build, "DMATTN_BUILD_DIR is not set (run through ctest)");
-    char path[4096], libcuda[256];
-    snprintf(path, sizeof path, "%s/%s", build, prog);
-    snprintf(libcuda, sizeof libcuda, "%s/libcuda.so.1", empty);
-
-    const char *argv[64] = {path};
-    int argc = 1;
+    char ld_path[4096 + 16], driver[4096 + 32];
+    snprintf(ld_path, sizeof ld_path, "LD_LIBRARY_PATH=%s", empty);
+    snprintf(driver, sizeof driver, "DMATTN_LIBCUDA=%s/libcuda.so.1", empty);
+    const char *env[] = {ld_path, driver, NULL};
     va_list ap;
     va_start(ap, prog);
-    for (const char *a = va_arg(ap, const char *); a; a = va_arg(ap, const char *)) {
-        ck_assert_int_lt(argc, 63);
-        argv[argc++] = a;
-    }
+    const char *first = va_arg(ap, const char *);
+    run_result r = dm_test_run_built(prog, env, first, ap);
     va_end(ap);
-    argv[argc] = NULL;
-
-    char ld_path[4096 + 16], driver[256 + 16];
-    snprintf(ld_path, sizeof ld_path, "LD_LIBRARY_PATH=%s", empty);
-    snprintf(driver, sizeof driver, "DMATTN_LIBCUDA=%s", libcuda);
-    const char *env[] = {ld_path, driver, NULL};
-    return dm_test_run(path, argv, env);
+    return r;
 }
 
 #define run(empty, ...) run_without_driver(empty, __VA_ARGS__, (const char *)NULL)

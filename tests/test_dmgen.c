@@ -21,24 +21,12 @@
 /* Runs dmgen with the NULL-terminated arguments; env ("NAME=value") may be NULL. */
 static run_result run_env(const char *env, const char *arg0, ...)
 {
-    const char *build = getenv("DMATTN_BUILD_DIR");
-    ck_assert_msg(build && *build, "DMATTN_BUILD_DIR is not set (run through ctest)");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/dmgen", build);
-
-    const char *argv[64] = {path};
-    int argc = 1;
+    const char *env_list[] = {env, NULL};
     va_list ap;
     va_start(ap, arg0);
-    for (const char *a = arg0; a; a = va_arg(ap, const char *)) {
-        ck_assert_int_lt(argc, 63);
-        argv[argc++] = a;
-    }
+    run_result r = dm_test_run_built("dmgen", env ? env_list : NULL, arg0, ap);
     va_end(ap);
-    argv[argc] = NULL;
-
-    const char *env_list[] = {env, NULL};
-    return dm_test_run(path, argv, env ? env_list : NULL);
+    return r;
 }
 
 #define run(...) run_env(NULL, __VA_ARGS__, (const char *)NULL)
