@@ -224,8 +224,9 @@ typedef struct dm_bwd_args {
  * checked first (DM_ERR_INVALID_ARG naming it; nothing written). Scratch (fp32, B x H x Lq for
  * the rows' dO.O) is stream-ordered (cuMemAllocAsync) and freed in stream order. The kernels
  * compute dq (a pass over query rows) apart from dk and dv (a pass over keys), recomputing the
- * probabilities in each, and dbias by its own pass: no atomics, every sum in a fixed order, so
- * the results are the same bits run to run with or without `deterministic`. A row with no
+ * probabilities in each, and dbias in those passes (or, where its sums cross blocks, in a pass
+ * of its own): no atomics, every sum in a fixed order, so the results are the same bits run to
+ * run with or without `deterministic`. A row with no
  * visible key gets dq = +0; keys no query sees get dk = dv = +0. */
 dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream);
 

@@ -14,9 +14,11 @@
 -- Two engines, by the tuning row: "mma.sync" (a block of 4 warps owns 64 rows, 16 a warp, and
 -- walks 64-row tiles of the other side: S = X Y^T and dP by mma.sync m16n8k16 from padded shared
 -- memory, the products P Z from registers) and "simt" (the correctness baseline: fp32 on the
--- SIMT cores, a warp a row, dot products by shuffles). Masks and biases are read per element
--- from global memory in both: correct for every layout, fast for none (next steps: staged rows
--- and tile skipping as in the forward).
+-- SIMT cores, a warp a row, dot products by shuffles). In the mma.sync engine key-layout masks
+-- and biases are staged (shared memory in phase 0, registers in phase 1) and key tiles with no
+-- visible key skipped; query-layout ones are read per element from global memory (correct,
+-- slow: their staging and tile vote are still to come). dbias is written by phase 0 or 1 where
+-- no sum crosses blocks (p.dbias_fused), else by phase 2.
 -- Throughout p_ij = exp(s_ij - lse_i) from the forward's lse, ds_ij = p_ij (dO_i . v_j -
 -- row_dot_i) (times 1 - tanh^2 through softcap): the gradient of the score before softcap, i.e.
 -- of the bias. A masked pair, and every pair of a row with no visible key (lse = +inf), adds
