@@ -8,6 +8,7 @@
 #include "dmattn.h"
 
 #define DM_GRID_YZ_MAX 65535   /* cuLaunchKernel's limit on grid.y and grid.z (heads, batches) */
+#define DM_GRID_X_MAX 2147483647LL /* and on grid.x (2^31 - 1) */
 #define DM_NUM_SPLITS_MAX 1024 /* dm_fwd_args.num_splits and dm_fwd_varlen_args.num_splits */
 
 /* q f16 or bf16; k, v and o q's dtype; mask bool, bias q's dtype or f32, lse f32 where present

@@ -5,11 +5,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "attn_check.h"
 #include "bwd_plan.h"
 #include "kernel_params.h"
 #include "kernels.h"
-
-#define GRID_X_MAX 2147483647LL
 
 /* Whether every dbias element is summed inside one block (templates/attn_bwd.lua writes it from
  * phase 1 or 0, and phase 2 is not run): a key-layout dbias whose batch does not broadcast and
@@ -97,10 +96,10 @@ static dm_status launch_phases(dm_ctx *ctx, const dm_variant *v, const dm_kernel
         }
         if (gx == 0)
             continue;
-        if (gx > GRID_X_MAX)
+        if (gx > DM_GRID_X_MAX)
             return dm_set_error(ctx, DM_ERR_UNSUPPORTED,
                                 "dm_bwd: phase %d needs %lld blocks: expected at most %lld", phase,
-                                (long long)gx, GRID_X_MAX);
+                                (long long)gx, DM_GRID_X_MAX);
         p->phase = phase;
         dm_status st = dm_kernel_launch(ctx, "dm_bwd", v, k, (unsigned)gx, (unsigned)gy,
                                         (unsigned)gz, p, stream);

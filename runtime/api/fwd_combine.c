@@ -2,11 +2,9 @@
  * the decode launcher filled, pick the variant, get its kernel, cuLaunchKernel. */
 #include <stdint.h>
 
+#include "attn_check.h"
 #include "fwd_combine.h"
 #include "kernels.h"
-
-/* The grid's x extent: (token, head) pairs, block_m of them per block (attn_combine.lua). */
-#define GRID_X_MAX 2147483647LL
 
 /* The parameters against the kernel's assumptions; the variant (dtype, head_dim) is checked by
  * dm_variant_format. Everything here is the library's own bookkeeping, so a failure names the
@@ -76,11 +74,11 @@ dm_status dm_fwd_combine_launch(dm_ctx *ctx, const char *call, dm_dtype dtype, i
         lanes *= 2;
     const int pairs_per_block = kernel->block_m / lanes;
     const int64_t grid_x = (pairs + pairs_per_block - 1) / pairs_per_block;
-    if (grid_x > GRID_X_MAX) {
+    if (grid_x > DM_GRID_X_MAX) {
         st = dm_set_error(ctx, DM_ERR_INVALID_ARG,
                           "%s: variant '%s': rows * H = %lld pairs need %lld blocks: expected at "
                           "most %lld",
-                          call, text, (long long)pairs, (long long)grid_x, GRID_X_MAX);
+                          call, text, (long long)pairs, (long long)grid_x, DM_GRID_X_MAX);
         goto out;
     }
     dm_combine_params p = *params; /* cuLaunchKernel copies it; no const cast */
