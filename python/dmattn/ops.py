@@ -115,7 +115,6 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(q, k, v, o, lse, mask, bias)
     ctx.scale, ctx.softcap, ctx.causal = scale, softcap, causal
     ctx.want_dbias = bias is not None and bias.requires_grad
-    ctx.deterministic = False
 
 
 def _backward(ctx, dout, dlse):
@@ -123,7 +122,7 @@ def _backward(ctx, dout, dlse):
     q, k, v, o, lse, mask, bias = ctx.saved_tensors
     dq, dk, dv, dbias = torch.ops.dmattn.bwd(dout.contiguous(), q, k, v, o, lse, mask, bias,
                                              ctx.scale, ctx.softcap, ctx.causal,
-                                             ctx.deterministic, ctx.want_dbias)
+                                             False, ctx.want_dbias)  # deterministic regardless
     return dq, dk, dv, None, (dbias if ctx.want_dbias else None), None, None, None
 
 
