@@ -3,8 +3,8 @@
 A thin layer over the C library shipped inside this package (dmattn/lib/libdmattn.so): the C API
 through ctypes (`dmattn.capi`: contexts, ahead-of-time builds, the library's errors as `DmError`
 carrying its message) and, importing torch only when first used, flash_dmattn_func (and its
-alias flash_sparse_attn_func) with autograd (`dmattn.ops`). Still to come (issue 17):
-flash_dmattn_varlen_func, maybe_create_mask, the transformers attention function.
+alias flash_sparse_attn_func) with autograd, maybe_create_mask and create_mask (`dmattn.ops`).
+Still to come (issue 17): flash_dmattn_varlen_func, the transformers attention function.
 """
 from .capi import DM_NO_DEVICE, Context, DmError, library_path, version, version_string
 
@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = ["Context", "DmError", "DM_NO_DEVICE", "library_path", "version", "version_string"]
 
-_TORCH_NAMES = ("flash_dmattn_func", "flash_sparse_attn_func")
+_TORCH_NAMES = ("flash_dmattn_func", "flash_sparse_attn_func", "maybe_create_mask", "create_mask")
 
 
 def __getattr__(name):

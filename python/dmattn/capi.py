@@ -220,7 +220,26 @@ class DmFwdVarlenArgs(ctypes.Structure):
     ]
 
 
+class DmWindowMaskArgs(ctypes.Structure):
+    """dm_window_mask_args (dmattn.h): SPEC 4's top-k window mask."""
+
+    _fields_ = [
+        ("bias", DmTensor),
+        ("mask", DmTensor),
+        ("out", DmTensor),
+        ("B", ctypes.c_int64),
+        ("Lq", ctypes.c_int64),
+        ("Lk", ctypes.c_int64),
+        ("window", ctypes.c_int),
+        ("has_min_value", ctypes.c_int),
+        ("min_value", ctypes.c_double),
+        ("relu", ctypes.c_int),
+        ("block_size", ctypes.c_int),
+    ]
+
+
 assert ctypes.sizeof(DmFwdArgs) == 7 * 80 + 24, ctypes.sizeof(DmFwdArgs)
+assert ctypes.sizeof(DmWindowMaskArgs) == 3 * 80 + 3 * 8 + 8 + 8 + 8, ctypes.sizeof(DmWindowMaskArgs)
 assert ctypes.sizeof(DmFwdVarlenArgs) == 9 * 80 + 2 * 8 + 24, ctypes.sizeof(DmFwdVarlenArgs)
 assert ctypes.sizeof(DmBwdArgs) == 12 * 80 + 16, ctypes.sizeof(DmBwdArgs)
 
@@ -231,6 +250,20 @@ def _bind_calls(lib):
         f = getattr(lib, name)
         f.argtypes = [ctypes.c_void_p, ctypes.POINTER(args_type), ctypes.c_void_p]
         f.restype = ctypes.c_int
+    f = lib.dm_window_mask
+    f.argtypes = [ctypes.c_void_p, ctypes.POINTER(DmWindowMaskArgs), ctypes.POINTER(ctypes.c_int),
+                  ctypes.c_void_p]
+    f.restype = ctypes.c_int
+
+
+def window_mask(ctx, args, stream):
+    """dm_window_mask(ctx, args, &applied, stream): args a DmWindowMaskArgs; True when the
+    kernel was queued (out written), False when the mask stands unchanged (no window, or Lk <=
+    window: out untouched)."""
+    applied = ctypes.c_int(0)
+    ctx._check("dm_window_mask", ctx._lib.dm_window_mask(ctx._ctx, ctypes.byref(args),
+                                                         ctypes.byref(applied), stream))
+    return bool(applied.value)
 
 
 def fwd(ctx, args, stream):

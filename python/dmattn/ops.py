@@ -130,7 +130,8 @@ _fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
 def flash_dmattn_func(query, key, value, attn_mask=None, attn_bias=None, softmax_scale=None,
-                      is_causal=None, softcap=None, deterministic=None, return_attn_probs=None):
+                      is_causal=None, softcap=None, deterministic=None, return_attn_probs=None,
+                      window_size=None):
     """Dynamic mask attention, flash-dmattn's signature and layouts.
 
     query (B, Lq, H, D); key, value (B, Lk, Hkv, D), H a multiple of Hkv; float16 or bfloat16.
@@ -142,7 +143,14 @@ def flash_dmattn_func(query, key, value, attn_mask=None, attn_bias=None, softmax
     Returns the output (B, Lq, H, D); with return_attn_probs, (output, softmax_lse (B, H, Lq),
     None): unlike flash-dmattn, no attention probabilities are returned.
     Gradients flow to query, key, value and attn_bias (reduced to its broadcast shape).
+    window_size (beyond flash-dmattn's signature, which takes it in maybe_create_mask): with a
+    bias and Lk > window_size, attention runs on maybe_create_mask(attn_bias, attn_mask, ...,
+    window_size), the window_size largest bias values of each row (the mask may then be 2-D
+    (B, S)); the backward uses that same mask (the selection itself has no gradient).
     """
+    if window_size and attn_bias is not None and key.shape[1] > window_size:
+        attn_mask = maybe_create_mask(attn_bias, attn_mask, query.shape[0], query.shape[1],
+                                      key.shape[1], window_size)
     D = query.shape[-1]
     scale = float(softmax_scale) if softmax_scale is not None else 1.0 / math.sqrt(D)
     o, lse = torch.ops.dmattn.fwd(query, key, value, attn_mask, attn_bias, scale,
@@ -153,3 +161,91 @@ def flash_dmattn_func(query, key, value, attn_mask=None, attn_bias=None, softmax
 
 
 flash_sparse_attn_func = flash_dmattn_func
+
+
+# ---- top-k window masks (SPEC 4): dm_window_mask -------------------------------------------------
+
+def _window_out_shape(bias, mask, batch_size, key_len):
+    """mask' shape: the broadcast of bias (4-D) and the mask normalized to 4-D ((B, S) ->
+    (B, 1, 1, Lk)); each leading dimension equal or 1 (the library checks and says which)."""
+    m = None if mask is None else (
+        (mask.shape[0], 1, 1, key_len) if mask.dim() == 2 else tuple(mask.shape))
+    out = []
+    for i in range(3):
+        a = bias.shape[i]
+        b = 1 if m is None else m[i]
+        out.append(max(a, b) if 1 in (a, b) else a)
+    return out + [key_len]
+
+
+@torch.library.custom_op("dmattn::window_mask", mutates_args=())
+def _window_mask(bias: torch.Tensor, mask: Optional[torch.Tensor], batch_size: int,
+                 query_len: int, key_len: int, window: int, min_value: Optional[float],
+                 relu: bool, block_size: int) -> torch.Tensor:
+    out = torch.empty(_window_out_shape(bias, mask, batch_size, key_len), dtype=torch.bool,
+                      device=bias.device)
+    a = capi.DmWindowMaskArgs()
+    a.bias, a.mask, a.out = _tensor("bias", bias), _tensor("mask", mask), _tensor("out", out)
+    a.B, a.Lq, a.Lk, a.window = batch_size, query_len, key_len, window
+    a.has_min_value = int(min_value is not None)
+    a.min_value = float(min_value) if min_value is not None else 0.0
+    a.relu, a.block_size = int(relu), int(block_size)
+    if not capi.window_mask(_context(bias.device), a, _stream(bias.device)):
+        raise AssertionError("dmattn: dm_window_mask did not apply a window the caller checked")
+    return out
+
+
+@_window_mask.register_fake
+def _(bias, mask, batch_size, query_len, key_len, window, min_value, relu, block_size):
+    return bias.new_empty(_window_out_shape(bias, mask, batch_size, key_len), dtype=torch.bool)
+
+
+def _as_min_value(min_dtype):
+    if min_dtype is None:
+        return None
+    if isinstance(min_dtype, torch.Tensor):
+        return float(min_dtype.item())
+    return float(min_dtype)
+
+
+def create_mask(attention_bias, attention_mask, batch_size, query_len, key_len, window_size,
+                min_dtype=None, block_size=None, type="topk"):
+    """The window mask of dmattn's C helper (dm_window_mask, SPEC 4), with its options.
+
+    attention_bias: float (B|1, H|Hkv|1, Lq|1, Lk); attention_mask: bool, None, 4-D broadcastable
+    or 2-D (B, S): S == key_len, or S == query_len < key_len (left-padded with True: the queries
+    are the last keys). b' = bias where the mask is True, else min_dtype (default: the lowest
+    finite value of the bias's dtype); type "topk" keeps the window_size largest b' of each row
+    (ties to the lower key index), "relu" keeps b' > 0; mask'_j is True where j is kept and
+    b'_j != min_dtype. block_size smooths by a majority vote over aligned blocks of keys.
+    Returns mask' (bool) of the broadcast shape of bias and the (4-D) mask; with window_size None
+    or 0, or key_len <= window_size, attention_mask unchanged (as the C helper: nothing runs; for
+    "relu" too, whose selection the window does not bound).
+    Differs from flash-dmattn: ties are broken toward the lower key index, so the result is
+    deterministic (topk's order on ties is unspecified there); the computation is one kernel.
+    """
+    if type not in ("topk", "relu"):
+        raise ValueError("dmattn: create_mask: type = %r: expected 'topk' or 'relu'" % (type,))
+    if not window_size or key_len <= window_size:
+        return attention_mask
+    # the selection has no gradient: the operator sees a detached bias
+    return torch.ops.dmattn.window_mask(attention_bias.detach(), attention_mask, int(batch_size),
+                                        int(query_len), int(key_len), int(window_size),
+                                        _as_min_value(min_dtype), type == "relu",
+                                        int(block_size or 0))
+
+
+def maybe_create_mask(attention_bias, attention_mask, batch_size, query_len, key_len, window_size,
+                      min_dtype=None):
+    """flash-dmattn's maybe_create_mask: the top-k window mask when one applies.
+
+    With window_size None or 0, no attention_bias, or key_len <= window_size, attention_mask is
+    returned unchanged (it may be None; a 2-D mask stays 2-D: every attention function here takes
+    it). Otherwise create_mask(..., type="topk"): the window_size largest bias values of each row
+    among the visible keys (attention_mask True), as masked_fill(~mask, min) -> topk(window) ->
+    scatter(values != min) computes them, ties broken toward the lower key index.
+    """
+    if attention_bias is None:
+        return attention_mask
+    return create_mask(attention_bias, attention_mask, batch_size, query_len, key_len,
+                       window_size, min_dtype)
