@@ -180,6 +180,16 @@ const char *dm_version_string(void);      /* "0.1.0" */
 dm_status dm_ctx_set_cache_dir(dm_ctx *ctx, const char *dir);
 dm_status dm_ctx_set_arch(dm_ctx *ctx, const char *arch);
 dm_status dm_ctx_set_verbosity(dm_ctx *ctx, int level);
+/* Scratch memory: what a call needs for itself (split-KV partials, the backward's dO.O rows, a
+ * window mask it computes) comes from alloc and goes back by free, both in `stream`'s order: free
+ * is called right after the kernels that use the memory are queued (as cuMemFreeAsync and
+ * PyTorch's caching allocator allow), never while a call could still queue work on it. alloc
+ * returns 0 and sets *ptr, or non-zero for failure (the call then fails with DM_ERR_NOMEM); it
+ * may be asked for any size but 0. NULL for both (the default): cuMemAllocAsync /
+ * cuMemFreeAsync. One of the two NULL is an error. user is passed through. */
+typedef int (*dm_alloc_fn)(void **ptr, size_t bytes, CUstream stream, void *user);
+typedef void (*dm_free_fn)(void *ptr, size_t bytes, CUstream stream, void *user);
+dm_status dm_ctx_set_allocator(dm_ctx *ctx, dm_alloc_fn alloc, dm_free_fn free, void *user);
 const char *dm_ctx_cache_dir(const dm_ctx *ctx); /* the directory in use; "" when memory only */
 const char *dm_ctx_arch(const dm_ctx *ctx);      /* "sm90", or "" when none is known */
 

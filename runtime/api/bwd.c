@@ -9,6 +9,7 @@
 #include "bwd_plan.h"
 #include "kernel_params.h"
 #include "kernels.h"
+#include "scratch.h"
 
 /* Whether every dbias element is summed inside one block (templates/attn_bwd.lua writes it from
  * phase 1 or 0, and phase 2 is not run): a key-layout dbias whose batch does not broadcast and
@@ -116,7 +117,7 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
     const dm_kernel *kernel;
     dm_bwd_params params;
     CUdeviceptr row_dot = 0;
-    char buf[160];
+    size_t bytes = 0;
 
     if (!ctx)
         return DM_ERR_INVALID_ARG;
@@ -133,23 +134,13 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
     v.decode = false;
     if ((st = dm_kernel_get(ctx, "dm_bwd", &v, &kernel, NULL)) != DM_OK)
         goto out;
-    size_t bytes = (size_t)(f->B * f->H * f->Lq + 1) * sizeof(float); /* never 0 bytes */
-    CUresult r = ctx->drv->MemAllocAsync(&row_dot, bytes, stream);
-    if (r != CUDA_SUCCESS) {
-        row_dot = 0;
-        st = dm_set_error(ctx, DM_ERR_CUDA, "dm_bwd: cuMemAllocAsync of %zu bytes for dO.O: %s",
-                          bytes, dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+    bytes = (size_t)(f->B * f->H * f->Lq + 1) * sizeof(float); /* never 0 bytes */
+    if ((st = dm_scratch_alloc(ctx, "dm_bwd", "dO.O", bytes, stream, &row_dot)) != DM_OK)
         goto out;
-    }
     fill_params(args, &plan, row_dot, &params);
     st = launch_phases(ctx, &v, kernel, &params, stream);
-out:
-    if (row_dot) { /* freed in stream order, behind the kernels that read it */
-        CUresult r = ctx->drv->MemFreeAsync(row_dot, stream);
-        if (r != CUDA_SUCCESS && st == DM_OK)
-            st = dm_set_error(ctx, DM_ERR_CUDA, "dm_bwd: cuMemFreeAsync of dO.O: %s",
-                              dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
-    }
+out: /* freed in stream order, behind the kernels that read it */
+    st = dm_scratch_free(ctx, st, "dm_bwd", "dO.O", row_dot, bytes, stream);
     dm_ctx_leave(ctx);
     return st;
 }

@@ -5,6 +5,7 @@
 #include "fwd_combine.h"
 #include "fwd_decode.h"
 #include "kernels.h"
+#include "scratch.h"
 
 bool dm_fwd_decode_fits(dm_layout mask, int64_t mask_head_div, dm_layout bias,
                         int64_t bias_head_div, int64_t group, int64_t max_q, const char **why)
@@ -111,9 +112,7 @@ static dm_status run_entered(dm_ctx *ctx, dm_decode_job *job, CUstream stream)
     const dm_kernel *kernel;
     dm_fwd_params *p = &job->params;
     CUdeviceptr scratch = 0;
-    char buf[160];
     dm_status st;
-    CUresult r;
 
     if ((st = dm_kernel_get(ctx, job->call, &job->variant, &kernel, NULL)) != DM_OK)
         return st;
@@ -135,12 +134,9 @@ static dm_status run_entered(dm_ctx *ctx, dm_decode_job *job, CUstream stream)
     size_t o_bytes = (size_t)n * (size_t)p->part_stride * (size_t)job->variant.head_dim * 4;
     size_t lse_bytes = (size_t)n * (size_t)p->part_stride * 4;
     if (n > 1) {
-        r = ctx->drv->MemAllocAsync(&scratch, o_bytes + lse_bytes, stream);
-        if (r != CUDA_SUCCESS)
-            return dm_set_error(ctx, DM_ERR_CUDA,
-                                "%s: cuMemAllocAsync of %zu bytes for %d key splits: %s",
-                                job->call, o_bytes + lse_bytes, n,
-                                dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+        if ((st = dm_scratch_alloc(ctx, job->call, "the key splits' partials",
+                                   o_bytes + lse_bytes, stream, &scratch)) != DM_OK)
+            return st;
         p->o_part = scratch;
         p->lse_part = scratch + o_bytes;
     }
@@ -163,13 +159,9 @@ static dm_status run_entered(dm_ctx *ctx, dm_decode_job *job, CUstream stream)
         st = dm_fwd_combine_launch(ctx, job->call, job->variant.dtype, job->variant.head_dim, &c,
                                    stream);
     }
-    if (scratch) { /* in stream order: after the combine has read it */
-        r = ctx->drv->MemFreeAsync(scratch, stream);
-        if (r != CUDA_SUCCESS && st == DM_OK)
-            st = dm_set_error(ctx, DM_ERR_CUDA, "%s: cuMemFreeAsync of the split scratch: %s",
-                              job->call, dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
-    }
-    return st;
+    /* in stream order: after the combine has read it */
+    return dm_scratch_free(ctx, st, job->call, "the key splits' partials", scratch,
+                           o_bytes + lse_bytes, stream);
 }
 
 dm_status dm_fwd_decode_run(dm_ctx *ctx, dm_decode_job *job, CUstream stream)

@@ -4,9 +4,11 @@
  * attention(mask = dm_window_mask_varlen(...)) bitwise. mask' lives in stream-ordered scratch, so
  * nothing synchronizes; a key-based mask' is (total_k, Hm'), never total_q x max_seqlen_k. */
 #include "fwd_varlen_window.h"
+#include "scratch.h"
 #include "wmask_varlen_plan.h"
 
 #define CALL "dm_fwd_varlen"
+#define WINDOW_MASK "the window mask" /* for messages */
 
 dm_status dm_fwd_varlen_window_begin(dm_ctx *ctx, const dm_fwd_varlen_args *args,
                                      dm_fwd_varlen_args *plain, dm_varlen_window *win,
@@ -15,9 +17,9 @@ dm_status dm_fwd_varlen_window_begin(dm_ctx *ctx, const dm_fwd_varlen_args *args
     dm_window_mask_varlen_args w = dm_fwd_varlen_window_args(args);
     dm_wmask_varlen_plan plan;
     CUdeviceptr scratch = 0;
-    char buf[160];
 
     win->scratch = 0;
+    win->scratch_bytes = 0;
     *plain = *args;
     plain->window = 0;
     dm_status st = dm_wmask_varlen_check(ctx, CALL, &w, false, &plan);
@@ -27,11 +29,7 @@ dm_status dm_fwd_varlen_window_begin(dm_ctx *ctx, const dm_fwd_varlen_args *args
     if ((st = dm_ctx_enter(ctx, CALL)) != DM_OK)
         return st;
     size_t bytes = dm_wmask_varlen_out_bytes(&plan);
-    CUresult r = ctx->drv->MemAllocAsync(&scratch, bytes, stream);
-    if (r != CUDA_SUCCESS) {
-        st = dm_set_error(ctx, DM_ERR_CUDA,
-                          CALL ": window = %d: cuMemAllocAsync of %zu bytes for the window mask: %s",
-                          args->window, bytes, dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+    if ((st = dm_scratch_alloc(ctx, CALL, WINDOW_MASK, bytes, stream, &scratch)) != DM_OK) {
         dm_ctx_leave(ctx);
         return st;
     }
@@ -40,12 +38,13 @@ dm_status dm_fwd_varlen_window_begin(dm_ctx *ctx, const dm_fwd_varlen_args *args
     if (st == DM_OK)
         st = dm_wmask_varlen_launch(ctx, CALL, &w, &plan, stream);
     if (st != DM_OK) {
-        ctx->drv->MemFreeAsync(scratch, stream); /* the failure reported is the first one */
+        st = dm_scratch_free(ctx, st, CALL, WINDOW_MASK, scratch, bytes, stream);
         dm_ctx_leave(ctx);
         return st;
     }
     dm_ctx_leave(ctx);
     win->scratch = scratch;
+    win->scratch_bytes = bytes;
     plain->mask = w.out;
     return DM_OK;
 }
@@ -53,17 +52,13 @@ dm_status dm_fwd_varlen_window_begin(dm_ctx *ctx, const dm_fwd_varlen_args *args
 dm_status dm_fwd_varlen_window_end(dm_ctx *ctx, const dm_varlen_window *win, dm_status st,
                                    CUstream stream)
 {
-    char buf[160];
 
     if (!win->scratch)
         return st;
     /* Freed in stream order: the forward queued before has finished reading it. */
     if (dm_ctx_enter(ctx, CALL) != DM_OK)
         return st;
-    CUresult r = ctx->drv->MemFreeAsync(win->scratch, stream);
-    if (r != CUDA_SUCCESS && st == DM_OK)
-        st = dm_set_error(ctx, DM_ERR_CUDA, CALL ": cuMemFreeAsync of the window mask: %s",
-                          dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+    st = dm_scratch_free(ctx, st, CALL, WINDOW_MASK, win->scratch, win->scratch_bytes, stream);
     dm_ctx_leave(ctx);
     return st;
 }

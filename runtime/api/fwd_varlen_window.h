@@ -12,6 +12,7 @@
 /* The window mask's scratch between begin and end: 0 when the window did not apply. */
 typedef struct dm_varlen_window {
     CUdeviceptr scratch;
+    size_t scratch_bytes;
 } dm_varlen_window;
 
 /* The window-mask helper's arguments for a varlen forward call. */

@@ -9,7 +9,12 @@
 #include "fwd_launch.h"
 #include "fwd_plan.h"
 #include "fwd_window.h"
+#include "scratch.h"
 #include "wmask_plan.h"
+
+/* what the scratch holds, for messages */
+#define MASK_2D "the left-padded 2-D mask"
+#define WINDOW_MASK "the window mask"
 
 /* The forward on args without a window (checked again: mask' replaces the mask argument). */
 static dm_status plain_forward(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream)
@@ -56,7 +61,6 @@ static dm_status forward_on_2d_mask(dm_ctx *ctx, const dm_fwd_args *plain, CUstr
     const dm_tensor *m = &plain->mask;
     int64_t Lk = plain->k.shape[1];
     CUdeviceptr scratch = 0;
-    char buf[160];
     dm_status st;
 
     if (m->shape[1] == Lk) {
@@ -66,11 +70,7 @@ static dm_status forward_on_2d_mask(dm_ctx *ctx, const dm_fwd_args *plain, CUstr
     if ((st = dm_ctx_enter(ctx, "dm_fwd")) != DM_OK)
         return st;
     size_t bytes = (size_t)(m->shape[0] * Lk);
-    CUresult r = ctx->drv->MemAllocAsync(&scratch, bytes, stream);
-    if (r != CUDA_SUCCESS) {
-        st = dm_set_error(ctx, DM_ERR_CUDA,
-                          "dm_fwd: cuMemAllocAsync of %zu bytes for the left-padded 2-D mask: %s",
-                          bytes, dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+    if ((st = dm_scratch_alloc(ctx, "dm_fwd", MASK_2D, bytes, stream, &scratch)) != DM_OK) {
         dm_ctx_leave(ctx);
         return st;
     }
@@ -82,11 +82,7 @@ static dm_status forward_on_2d_mask(dm_ctx *ctx, const dm_fwd_args *plain, CUstr
     }
     /* Freed in stream order, behind the forward that reads it. */
     if (dm_ctx_enter(ctx, "dm_fwd") == DM_OK) {
-        r = ctx->drv->MemFreeAsync(scratch, stream);
-        if (r != CUDA_SUCCESS && st == DM_OK)
-            st = dm_set_error(ctx, DM_ERR_CUDA,
-                              "dm_fwd: cuMemFreeAsync of the left-padded 2-D mask: %s",
-                              dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+        st = dm_scratch_free(ctx, st, "dm_fwd", MASK_2D, scratch, bytes, stream);
         dm_ctx_leave(ctx);
     }
     return st;
@@ -98,8 +94,6 @@ dm_status dm_fwd_window(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream)
     dm_fwd_args plain = *args;
     dm_wmask_plan plan;
     CUdeviceptr scratch = 0;
-    char buf[160];
-    CUresult r;
 
     plain.window = 0;
     dm_status st = dm_wmask_check(ctx, "dm_fwd", &w, false, &plan);
@@ -111,12 +105,8 @@ dm_status dm_fwd_window(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream)
 
     if ((st = dm_ctx_enter(ctx, "dm_fwd")) != DM_OK)
         return st;
-    r = ctx->drv->MemAllocAsync(&scratch, dm_wmask_out_bytes(&plan), stream);
-    if (r != CUDA_SUCCESS) {
-        st = dm_set_error(ctx, DM_ERR_CUDA,
-                          "dm_fwd: window = %d: cuMemAllocAsync of %zu bytes for the window mask: %s",
-                          args->window, dm_wmask_out_bytes(&plan),
-                          dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+    const size_t bytes = dm_wmask_out_bytes(&plan);
+    if ((st = dm_scratch_alloc(ctx, "dm_fwd", WINDOW_MASK, bytes, stream, &scratch)) != DM_OK) {
         dm_ctx_leave(ctx);
         return st;
     }
@@ -133,10 +123,7 @@ dm_status dm_fwd_window(dm_ctx *ctx, const dm_fwd_args *args, CUstream stream)
 
     /* Freed in stream order: the forward kernel queued before has finished reading it. */
     if (dm_ctx_enter(ctx, "dm_fwd") == DM_OK) {
-        r = ctx->drv->MemFreeAsync(scratch, stream);
-        if (r != CUDA_SUCCESS && st == DM_OK)
-            st = dm_set_error(ctx, DM_ERR_CUDA, "dm_fwd: cuMemFreeAsync of the window mask: %s",
-                              dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+        st = dm_scratch_free(ctx, st, "dm_fwd", WINDOW_MASK, scratch, bytes, stream);
         dm_ctx_leave(ctx);
     }
     return st;

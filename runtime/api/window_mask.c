@@ -8,6 +8,7 @@
 
 #include "kernels.h"
 #include "kernel_params.h"
+#include "scratch.h"
 #include "wmask_plan.h"
 
 /* dm_wmask_params, the kernel's parameters passed by value: defined with its field list in
@@ -15,6 +16,7 @@
 
 #define VEC_KEYS 8 /* the kernel's vector step: 8 keys per load and per store */
 #define PICK_THREADS 256 /* a pick pass sums n_slices words per bin: short, one block per row */
+#define SPLIT_ROWS "the split rows' scratch" /* for messages */
 _Static_assert(DM_WMASK_SLICE_ALIGN % VEC_KEYS == 0, "slices start on a vector step");
 
 bool dm_wmask_rows_aligned(uint64_t data, const int64_t strides[3], int64_t elem_bytes,
@@ -133,21 +135,15 @@ static dm_status launch_split(dm_ctx *ctx, const char *call, const dm_variant *v
                               const dm_wmask_split *split, int64_t hist_bytes,
                               dm_wmask_params *params, CUstream stream)
 {
-    char buf[160];
     CUdeviceptr scratch = 0;
     int64_t rows = dm_wmask_plan_rows(plan);
     int hist_bins = (int)(hist_bytes / 4);
     size_t bytes = dm_wmask_split_scratch_bytes(rows, split->slices, hist_bins);
     unsigned slice_threads = dm_wmask_block_threads(k, split->slice_keys);
     unsigned pick_threads = k->threads < PICK_THREADS ? (unsigned)k->threads : PICK_THREADS;
-    dm_status st = DM_OK;
-
-    CUresult r = ctx->drv->MemAllocAsync(&scratch, bytes, stream);
-    if (r != CUDA_SUCCESS)
-        return dm_set_error(ctx, DM_ERR_CUDA,
-                            "%s: window = %d: cuMemAllocAsync of %zu bytes for split rows: %s",
-                            call, plan->window, bytes,
-                            dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+    dm_status st = dm_scratch_alloc(ctx, call, SPLIT_ROWS, bytes, stream, &scratch);
+    if (st != DM_OK)
+        return st;
     params->scratch = scratch;
     params->n_slices = split->slices;
     params->slice_keys = split->slice_keys;
@@ -165,11 +161,7 @@ static dm_status launch_split(dm_ctx *ctx, const char *call, const dm_variant *v
                                       params, stream);
     }
     /* Freed in stream order: the passes queued above run before the memory is reused. */
-    r = ctx->drv->MemFreeAsync(scratch, stream);
-    if (r != CUDA_SUCCESS && st == DM_OK)
-        st = dm_set_error(ctx, DM_ERR_CUDA, "%s: cuMemFreeAsync of the split-row scratch: %s",
-                          call, dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
-    return st;
+    return dm_scratch_free(ctx, st, call, SPLIT_ROWS, scratch, bytes, stream);
 }
 
 /* DMATTN_WMASK_SLICES=n: n blocks per top-k row whatever the shape (1: never split), for the

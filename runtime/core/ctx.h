@@ -43,6 +43,9 @@ struct dm_ctx {
     bool cache_write_warned;       /* a write failure is reported once per context */
     bool pointer_query_warned;     /* so is a failed pointer query (device_check.c) */
     int verbosity;
+    dm_alloc_fn scratch_alloc; /* dm_ctx_set_allocator; NULL: cuMemAllocAsync */
+    dm_free_fn scratch_free;
+    void *scratch_user;
 
     dm_module_table modules;
 

@@ -192,6 +192,21 @@ dm_status dm_ctx_set_verbosity(dm_ctx *ctx, int level)
     return DM_OK;
 }
 
+dm_status dm_ctx_set_allocator(dm_ctx *ctx, dm_alloc_fn alloc, dm_free_fn free, void *user)
+{
+    if (!ctx)
+        return DM_ERR_INVALID_ARG;
+    dm_clear_error(ctx);
+    if (!alloc != !free)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "dm_ctx_set_allocator: %s is NULL and %s is not: expected both or neither",
+                            alloc ? "free" : "alloc", alloc ? "alloc" : "free");
+    ctx->scratch_alloc = alloc;
+    ctx->scratch_free = free;
+    ctx->scratch_user = alloc ? user : NULL;
+    return DM_OK;
+}
+
 const char *dm_ctx_cache_dir(const dm_ctx *ctx) { return ctx ? ctx->cache_dir : ""; }
 
 const char *dm_ctx_arch(const dm_ctx *ctx)

@@ -1,0 +1,164 @@
+/* test_scratch_allocator.c: dm_ctx_set_allocator against the stub driver: the scratch a call
+ * needs (the decode path's split partials, the backward's dO.O rows, a window mask) comes from
+ * the context's allocator and goes back to it once, in the call's stream, with the same pointer
+ * and size; its failure is DM_ERR_NOMEM before any launch; NULL/NULL is the driver again; one of
+ * the two NULL is refused by name. No GPU: the stub runs nothing. */
+#include <stdint.h>
+#include <string.h>
+
+#include "harness.h"
+#include "stub_libcuda.h"
+#include "stub_util.h"
+#include "test_fs.h"
+
+static void *stub;
+static dmstub_stats_t *stats;
+static char cache_dir[64];
+
+/* What the test allocator saw: one block of fake device addresses, never touched. */
+static struct {
+    int allocs, frees, fail;
+    size_t alloc_bytes, free_bytes;
+    void *given, *freed;
+    CUstream alloc_stream, free_stream;
+    void *user;
+} seen;
+
+static int test_alloc(void **ptr, size_t bytes, CUstream stream, void *user)
+{
+    seen.allocs++;
+    seen.alloc_bytes = bytes;
+    seen.alloc_stream = stream;
+    seen.user = user;
+    if (seen.fail)
+        return seen.fail;
+    *ptr = seen.given = (void *)(uintptr_t)(0x70000000u + 0x100000u * (unsigned)seen.allocs);
+    return 0;
+}
+
+static void test_free(void *ptr, size_t bytes, CUstream stream, void *user)
+{
+    seen.frees++;
+    seen.freed = ptr;
+    seen.free_bytes = bytes;
+    seen.free_stream = stream;
+}
+
+static dm_ctx *stub_ctx(void)
+{
+    memset(&seen, 0, sizeof seen);
+    dm_test_use_stub(DM_STUB_LIBCUDA, "80", "scratch", &stub, &stats, cache_dir);
+    return dm_test_stub_ctx(cache_dir);
+}
+
+static dm_tensor t4(uintptr_t addr, dm_dtype t, int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    return (dm_tensor){.data = (void *)addr, .dtype = t, .rank = 4, .shape = {a, b, c, d},
+                       .strides = {b * c * d, c * d, d, 1}};
+}
+
+/* A decode call forced to 4 key splits: 2 sequences x 4 queries over 2048 keys, d64 f16. */
+static dm_fwd_args split_decode(void)
+{
+    return (dm_fwd_args){.q = t4(0x1000000, DM_F16, 2, 4, 4, 64),
+                         .k = t4(0x2000000, DM_F16, 2, 2048, 2, 64),
+                         .v = t4(0x3000000, DM_F16, 2, 2048, 2, 64),
+                         .o = t4(0x4000000, DM_F16, 2, 4, 4, 64),
+                         .path = DM_PATH_DECODE,
+                         .num_splits = 4};
+}
+
+static const CUstream kStream = (CUstream)(uintptr_t)0x5150;
+
+START_TEST(one_of_the_two_functions_null_is_refused_by_name)
+{
+    dm_ctx *ctx = stub_ctx();
+    ck_assert_int_eq(dm_ctx_set_allocator(ctx, test_alloc, NULL, NULL), DM_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(dm_errmsg(ctx), "dm_ctx_set_allocator: free is NULL") != NULL, "%s",
+                  dm_errmsg(ctx));
+    ck_assert_int_eq(dm_ctx_set_allocator(ctx, NULL, test_free, NULL), DM_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(dm_errmsg(ctx), "alloc is NULL") != NULL, "%s", dm_errmsg(ctx));
+    ck_assert_int_eq(dm_ctx_set_allocator(NULL, NULL, NULL, NULL), DM_ERR_INVALID_ARG);
+    ck_assert_int_eq(dm_ctx_set_allocator(ctx, NULL, NULL, NULL), DM_OK);
+    dm_ctx_destroy(ctx);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
+START_TEST(the_split_partials_come_from_the_allocator_and_go_back_once)
+{
+    dm_ctx *ctx = stub_ctx();
+    int user;
+    ck_assert_int_eq(dm_ctx_set_allocator(ctx, test_alloc, test_free, &user), DM_OK);
+    dm_fwd_args a = split_decode();
+    dm_status st = dm_fwd(ctx, &a, kStream);
+    ck_assert_msg(st == DM_OK, "%s", dm_errmsg(ctx));
+    ck_assert_int_eq(stats->launches, 2); /* the decode kernel, then the combine */
+    ck_assert_int_eq(seen.allocs, 1);
+    ck_assert_int_eq(seen.frees, 1);
+    ck_assert_ptr_eq(seen.freed, seen.given);
+    ck_assert_uint_eq(seen.free_bytes, seen.alloc_bytes);
+    /* fp32 partial o and lse: 4 splits x (2 x 4 tokens) x 4 heads x (64 + 1) floats */
+    ck_assert_uint_eq(seen.alloc_bytes, (size_t)4 * 8 * 4 * 65 * 4);
+    ck_assert_ptr_eq(seen.alloc_stream, kStream);
+    ck_assert_ptr_eq(seen.free_stream, kStream);
+    ck_assert_ptr_eq(seen.user, &user);
+
+    /* back to the driver: the allocator is not asked again */
+    ck_assert_int_eq(dm_ctx_set_allocator(ctx, NULL, NULL, NULL), DM_OK);
+    ck_assert_int_eq(dm_fwd(ctx, &a, kStream), DM_OK);
+    ck_assert_int_eq(seen.allocs, 1);
+    ck_assert_int_eq(stats->launches, 4);
+    dm_ctx_destroy(ctx);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
+START_TEST(a_failing_allocator_is_nomem_before_any_launch)
+{
+    dm_ctx *ctx = stub_ctx();
+    ck_assert_int_eq(dm_ctx_set_allocator(ctx, test_alloc, test_free, NULL), DM_OK);
+    seen.fail = 7;
+    dm_fwd_args a = split_decode();
+    ck_assert_int_eq(dm_fwd(ctx, &a, kStream), DM_ERR_NOMEM);
+    ck_assert_msg(strstr(dm_errmsg(ctx), "dm_fwd: the context's allocator") != NULL &&
+                      strstr(dm_errmsg(ctx), "returned 7") != NULL,
+                  "%s", dm_errmsg(ctx));
+    ck_assert_int_eq(stats->launches, 0);
+    ck_assert_int_eq(seen.frees, 0);
+    dm_ctx_destroy(ctx);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
+START_TEST(the_backwards_rows_come_from_the_allocator)
+{
+    dm_ctx *ctx = stub_ctx();
+    ck_assert_int_eq(dm_ctx_set_allocator(ctx, test_alloc, test_free, NULL), DM_OK);
+    enum { B = 2, H = 4, L = 100, D = 64 };
+    dm_bwd_args a = {
+        .dout = t4(0x1000000, DM_F16, B, L, H, D), .q = t4(0x2000000, DM_F16, B, L, H, D),
+        .k = t4(0x3000000, DM_F16, B, L, H, D), .v = t4(0x4000000, DM_F16, B, L, H, D),
+        .o = t4(0x5000000, DM_F16, B, L, H, D), .dq = t4(0x6000000, DM_F16, B, L, H, D),
+        .dk = t4(0x7000000, DM_F16, B, L, H, D), .dv = t4(0x8000000, DM_F16, B, L, H, D),
+        .lse = {.data = (void *)0x9000000, .dtype = DM_F32, .rank = 3, .shape = {B, H, L},
+                .strides = {H * L, L, 1}},
+    };
+    dm_status st = dm_bwd(ctx, &a, kStream);
+    ck_assert_msg(st == DM_OK, "%s", dm_errmsg(ctx));
+    ck_assert_int_eq(seen.allocs, 1);
+    ck_assert_int_eq(seen.frees, 1);
+    ck_assert_ptr_eq(seen.freed, seen.given);
+    ck_assert_uint_eq(seen.alloc_bytes, (size_t)(B * H * L + 1) * 4);
+    ck_assert_int_eq(stats->launches, 2);
+    dm_ctx_destroy(ctx);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
+#define TESTS(X) \
+    X(one_of_the_two_functions_null_is_refused_by_name) \
+    X(the_split_partials_come_from_the_allocator_and_go_back_once) \
+    X(a_failing_allocator_is_nomem_before_any_launch) \
+    X(the_backwards_rows_come_from_the_allocator)
+DM_TEST_MAIN("scratch_allocator", TESTS)
