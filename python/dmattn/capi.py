@@ -72,6 +72,7 @@ def _load():
             "dm_ctx_set_arch": ([vp, ctypes.c_char_p], ci),
             "dm_ctx_arch": ([vp], ctypes.c_char_p),
             "dm_prebuild": ([vp, ctypes.c_char_p, ctypes.POINTER(ci)], ci),
+            "dm_ctx_set_allocator": ([vp, ALLOC_FN, FREE_FN, vp], ci),
         }
         for name, (args, res) in sigs.items():
             f = getattr(lib, name)
@@ -88,6 +89,13 @@ def version():
 
 def version_string():
     return _load().dm_version_string().decode()
+
+
+# dm_alloc_fn / dm_free_fn (dmattn.h): the scratch allocator's C signatures
+ALLOC_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t,
+                            ctypes.c_void_p, ctypes.c_void_p)
+FREE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
+                           ctypes.c_void_p)
 
 
 class Context:
@@ -130,6 +138,35 @@ class Context:
         self._check("dm_prebuild", self._lib.dm_prebuild(self._ctx, variant.encode(),
                                                          ctypes.byref(cached)))
         return bool(cached.value)
+
+    def set_allocator(self, alloc=None, free=None):
+        """dm_ctx_set_allocator: the scratch a call needs (split-KV partials, the backward's rows,
+        window masks) from alloc(nbytes, stream) -> device address (an int; raise on failure: the
+        call then fails with DM_ERR_NOMEM), given back by free(address, nbytes, stream), both in
+        the stream's order (stream: the CUstream as an int, 0 the legacy one). Neither (the
+        default): cuMemAllocAsync / cuMemFreeAsync. The callbacks are kept alive here."""
+        if (alloc is None) != (free is None):
+            raise ValueError("dmattn: set_allocator: give both alloc and free, or neither")
+        if alloc is None:
+            c_alloc, c_free = ALLOC_FN(), FREE_FN()  # NULL function pointers
+        else:
+            def c_alloc_py(ptr, nbytes, stream, user):
+                try:
+                    ptr[0] = int(alloc(nbytes, stream or 0))
+                    return 0 if ptr[0] else 1
+                except Exception:  # noqa: BLE001  (an exception cannot cross the C frames)
+                    return 1
+
+            def c_free_py(address, nbytes, stream, user):
+                try:
+                    free(address, nbytes, stream or 0)
+                except Exception:  # noqa: BLE001
+                    pass
+
+            c_alloc, c_free = ALLOC_FN(c_alloc_py), FREE_FN(c_free_py)
+        self._check("dm_ctx_set_allocator",
+                    self._lib.dm_ctx_set_allocator(self._ctx, c_alloc, c_free, None))
+        self._allocator = (c_alloc, c_free)
 
     def close(self):
         """Destroys the context (idempotent)."""
@@ -246,7 +283,8 @@ assert ctypes.sizeof(DmBwdArgs) == 12 * 80 + 16, ctypes.sizeof(DmBwdArgs)
 
 def _bind_calls(lib):
     """The entry points that take argument structs and a stream (bound on first use)."""
-    for name, args_type in (("dm_fwd", DmFwdArgs), ("dm_bwd", DmBwdArgs)):
+    for name, args_type in (("dm_fwd", DmFwdArgs), ("dm_fwd_varlen", DmFwdVarlenArgs),
+                            ("dm_bwd", DmBwdArgs)):
         f = getattr(lib, name)
         f.argtypes = [ctypes.c_void_p, ctypes.POINTER(args_type), ctypes.c_void_p]
         f.restype = ctypes.c_int
@@ -269,6 +307,11 @@ def window_mask(ctx, args, stream):
 def fwd(ctx, args, stream):
     """dm_fwd(ctx, args, stream): args a DmFwdArgs, stream an int CUstream (0: the legacy one)."""
     ctx._check("dm_fwd", ctx._lib.dm_fwd(ctx._ctx, ctypes.byref(args), stream))
+
+
+def fwd_varlen(ctx, args, stream):
+    """dm_fwd_varlen(ctx, args, stream): args a DmFwdVarlenArgs, stream as for fwd."""
+    ctx._check("dm_fwd_varlen", ctx._lib.dm_fwd_varlen(ctx._ctx, ctypes.byref(args), stream))
 
 
 def bwd(ctx, args, stream):

@@ -22,8 +22,12 @@ _contexts_lock = threading.Lock()
 
 
 def _context(device):
-    """The dmattn context of a CUDA device, made once while PyTorch's context is current."""
+    """The dmattn context of a CUDA device, made once while PyTorch's context is current, its
+    scratch from PyTorch's caching allocator (so from a CUDA graph's pool while one captures)."""
     index = device.index if device.index is not None else torch.cuda.current_device()
+    ctx = _contexts.get(index)  # a dict read is atomic: the lock only guards creation
+    if ctx is not None:
+        return ctx
     with _contexts_lock:
         ctx = _contexts.get(index)
         if ctx is None:
@@ -31,6 +35,9 @@ def _context(device):
                 torch.cuda.init()
                 torch.empty(1, device="cuda")  # PyTorch's primary context, current on this thread
                 ctx = capi.Context(index)
+            ctx.set_allocator(
+                lambda nbytes, stream: torch.cuda.caching_allocator_alloc(nbytes, index, stream),
+                lambda address, nbytes, stream: torch.cuda.caching_allocator_delete(address))
             _contexts[index] = ctx
         return ctx
 
@@ -49,10 +56,9 @@ def _tensor(name, t):
                                                                           capi.DM_MAX_RANK))
     d.data = t.data_ptr() if t.numel() else None
     d.dtype = _DTYPES[t.dtype]
-    d.rank = t.dim()
-    for i, (n, s) in enumerate(zip(t.shape, t.stride())):
-        d.shape[i] = int(n)
-        d.strides[i] = int(s)
+    n = d.rank = t.dim()
+    d.shape[:n] = t.shape
+    d.strides[:n] = t.stride()
     return d
 
 
@@ -60,10 +66,7 @@ def _stream(device):
     return torch.cuda.current_stream(device).cuda_stream
 
 
-@torch.library.custom_op("dmattn::fwd", mutates_args=())
-def _fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor],
-         bias: Optional[torch.Tensor], scale: float, softcap: float,
-         causal: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+def _fwd_impl(q, k, v, mask, bias, scale, softcap, causal):
     B, Lq, H, _ = q.shape
     o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty((B, H, Lq), dtype=torch.float32, device=q.device)
@@ -72,8 +75,16 @@ def _fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch
     a.mask, a.bias = _tensor("attn_mask", mask), _tensor("attn_bias", bias)
     a.o, a.lse = _tensor("o", o), _tensor("lse", lse)
     a.scale, a.softcap, a.causal = scale, softcap, int(causal)
-    capi.fwd(_context(q.device), a, _stream(q.device))
+    device = q.device
+    capi.fwd(_context(device), a, _stream(device))
     return o, lse
+
+
+@torch.library.custom_op("dmattn::fwd", mutates_args=())
+def _fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor],
+         bias: Optional[torch.Tensor], scale: float, softcap: float,
+         causal: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    return _fwd_impl(q, k, v, mask, bias, scale, softcap, causal)
 
 
 @_fwd.register_fake
@@ -82,11 +93,8 @@ def _(q, k, v, mask, bias, scale, softcap, causal):
     return q.new_empty(q.shape), q.new_empty((B, H, Lq), dtype=torch.float32)
 
 
-@torch.library.custom_op("dmattn::bwd", mutates_args=())
-def _bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor,
-         lse: torch.Tensor, mask: Optional[torch.Tensor], bias: Optional[torch.Tensor],
-         scale: float, softcap: float, causal: bool, deterministic: bool,
-         want_dbias: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _bwd_impl(dout, q, k, v, o, lse, mask, bias, scale, softcap, causal, deterministic,
+              want_dbias):
     dq, dk, dv = (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
     # no dbias: an empty tensor (an operator's outputs are tensors)
     dbias = (torch.empty(bias.shape, dtype=bias.dtype, device=bias.device) if want_dbias
@@ -101,6 +109,15 @@ def _bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     a.scale, a.softcap, a.causal, a.deterministic = scale, softcap, int(causal), int(deterministic)
     capi.bwd(_context(q.device), a, _stream(q.device))
     return dq, dk, dv, dbias
+
+
+@torch.library.custom_op("dmattn::bwd", mutates_args=())
+def _bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor,
+         lse: torch.Tensor, mask: Optional[torch.Tensor], bias: Optional[torch.Tensor],
+         scale: float, softcap: float, causal: bool, deterministic: bool,
+         want_dbias: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _bwd_impl(dout, q, k, v, o, lse, mask, bias, scale, softcap, causal, deterministic,
+                     want_dbias)
 
 
 @_bwd.register_fake
@@ -129,6 +146,37 @@ def _backward(ctx, dout, dlse):
 _fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
+class _EagerAttention(torch.autograd.Function):
+    """The same forward and backward as dmattn::fwd with its autograd, called directly: outside
+    torch.compile the operator's dispatch costs more than the rest of a small call (issue 17's
+    host overhead); under torch.compile the operator is what gets traced."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, bias, scale, softcap, causal):
+        o, lse = _fwd_impl(q, k, v, mask, bias, scale, softcap, causal)
+        _setup_context(ctx, (q, k, v, mask, bias, scale, softcap, causal), (o, lse))
+        ctx.mark_non_differentiable(lse)
+        return o, lse
+
+    @staticmethod
+    def backward(ctx, dout, dlse):
+        q, k, v, o, lse, mask, bias = ctx.saved_tensors
+        dq, dk, dv, dbias = _bwd_impl(dout.contiguous(), q, k, v, o, lse, mask, bias, ctx.scale,
+                                      ctx.softcap, ctx.causal, False, ctx.want_dbias)
+        return dq, dk, dv, None, (dbias if ctx.want_dbias else None), None, None, None
+
+
+def _attention(q, k, v, mask, bias, scale, softcap, causal):
+    """(o, lse): the operator under torch.compile; eagerly, the implementation itself (through
+    the autograd.Function only when a gradient is wanted)."""
+    if torch.compiler.is_compiling():
+        return torch.ops.dmattn.fwd(q, k, v, mask, bias, scale, softcap, causal)
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad or
+                                    (bias is not None and bias.requires_grad)):
+        return _EagerAttention.apply(q, k, v, mask, bias, scale, softcap, causal)
+    return _fwd_impl(q, k, v, mask, bias, scale, softcap, causal)
+
+
 def flash_dmattn_func(query, key, value, attn_mask=None, attn_bias=None, softmax_scale=None,
                       is_causal=None, softcap=None, deterministic=None, return_attn_probs=None,
                       window_size=None):
@@ -153,8 +201,8 @@ def flash_dmattn_func(query, key, value, attn_mask=None, attn_bias=None, softmax
                                       key.shape[1], window_size)
     D = query.shape[-1]
     scale = float(softmax_scale) if softmax_scale is not None else 1.0 / math.sqrt(D)
-    o, lse = torch.ops.dmattn.fwd(query, key, value, attn_mask, attn_bias, scale,
-                                  float(softcap) if softcap else 0.0, bool(is_causal))
+    o, lse = _attention(query, key, value, attn_mask, attn_bias, scale,
+                        float(softcap) if softcap else 0.0, bool(is_causal))
     if return_attn_probs:
         return o, lse, None
     return o

@@ -38,3 +38,11 @@ def test_a_bad_arch_is_refused_by_name(tmp_path):
 def test_the_library_path_can_be_overridden(monkeypatch):
     monkeypatch.setenv("DMATTN_LIBRARY", "/nonexistent/libdmattn.so")
     assert capi.library_path() == "/nonexistent/libdmattn.so"
+
+
+def test_set_allocator_takes_both_callbacks_or_neither():
+    with dmattn.Context() as ctx:
+        ctx.set_allocator(lambda n, s: 0, lambda p, n, s: None)
+        ctx.set_allocator()
+        with pytest.raises(ValueError, match="both"):
+            ctx.set_allocator(alloc=lambda n, s: 0)
