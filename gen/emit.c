@@ -365,31 +365,6 @@ static int get_opt_int_field(lua_State *L, int idx, const char *name, int *out)
     return absent || get_int_field(L, idx, name, out);
 }
 
-/* The optional `phase_entries` array of the result (at idx): up to DM_PHASES_MAX names. False
- * when it is there but malformed. */
-static bool get_phase_entries(lua_State *L, int idx, dm_kernel_src *out)
-{
-    out->phase_entries = 0;
-    int type = lua_getfield(L, idx, "phase_entries");
-    bool ok = type == LUA_TNIL;
-    if (type == LUA_TTABLE) {
-        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-        ok = n >= 1 && n <= DM_PHASES_MAX;
-        for (lua_Integer i = 1; ok && i <= n; i++) {
-            ok = lua_rawgeti(L, -1, i) == LUA_TSTRING &&
-                 strlen(lua_tostring(L, -1)) < sizeof out->phase_entry[0];
-            if (ok)
-                snprintf(out->phase_entry[i - 1], sizeof out->phase_entry[0], "%s",
-                         lua_tostring(L, -1));
-            lua_pop(L, 1);
-        }
-        if (ok)
-            out->phase_entries = (int)n;
-    }
-    lua_pop(L, 1);
-    return ok;
-}
-
 /* The result table (stack top) into job->out. The source is copied last: nothing after the
  * malloc can raise, so no path leaks it. */
 static void take_result(lua_State *L, emit_job *job)
@@ -407,11 +382,10 @@ static void take_result(lua_State *L, emit_job *job)
         !get_int_field(L, top, "block_n", &out->block_n) ||
         !get_int_field(L, top, "smem_bytes", &out->smem_bytes) ||
         !get_opt_int_field(L, top, "split_stages", &out->split_stages) ||
-        !get_opt_int_field(L, top, "split_digit_stages", &out->split_digit_stages) ||
-        !get_phase_entries(L, top, out)) {
+        !get_opt_int_field(L, top, "split_digit_stages", &out->split_digit_stages)) {
         fail(job, DM_ERR_COMPILE,
              "template returned an incomplete table (needs source, entry, threads, block_m, "
-             "block_n, smem_bytes; phase_entries, if given, 1 to 3 names)");
+             "block_n, smem_bytes)");
     } else if (!(out->source = malloc(len + 1))) {
         fail(job, DM_ERR_NOMEM, "out of memory for %zu bytes of source", len);
     } else {

@@ -67,17 +67,10 @@ int dm_arch_from_cc(int major, int minor, dm_arch *out); /* device cc -> arch; 0
 const char *dm_dtype_name(dm_dtype t);                 /* "f16", "bf16", "f32", "bool", "i32" */
 
 /* What a template returns for one variant: self-contained CUDA source and its launch facts. */
-#define DM_PHASES_MAX 3 /* entry points of one phased kernel family (dm_kernel_src) */
-
 typedef struct dm_kernel_src {
     char *source;     /* NUL-terminated CUDA C++, no #include; free with dm_kernel_src_free */
     size_t source_bytes;
     char entry[128];  /* extern "C" entry point */
-    /* Families launched in phases with an entry point each (the backward: rows, keys, dbias;
-     * every one with the same threads and shared memory): their names, phase_entries of them
-     * (0: the one `entry` serves every launch). */
-    int phase_entries;
-    char phase_entry[DM_PHASES_MAX][128];
     int threads;      /* threads per block */
     int block_m;      /* query rows per block (grid.x = ceil(Lq / block_m)) */
     int block_n;      /* keys per tile: the skip granularity (wmask: keys of a resident row) */

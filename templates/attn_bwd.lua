@@ -218,24 +218,19 @@ __device__ __forceinline__ void keys_phase(const BwdParams &p, i64 b, i64 hk, i6
 }]=]
 
 local simt_entry = [=[
-// One entry point a phase: each gets its own registers (the rows phase needs fewer than the
-// keys phase, the dbias phase far fewer), and ptxas allocates three small functions faster
-// than one that holds all three.
 extern "C" __global__ void __launch_bounds__(kThreads)
-$entry_rows(const BwdParams p)
+$entry(const BwdParams p)
 {
-    const i64 r = (i64)blockIdx.x * kWarps + threadIdx.x / 32;  // the query row
-    if (r < p.Lq)
-        rows_phase(p, blockIdx.z, blockIdx.y, r, threadIdx.x % 32);
-}
-
-extern "C" __global__ void __launch_bounds__(kThreads)
-$entry_keys(const BwdParams p)
-{
-    const i64 r = (i64)blockIdx.x * kWarps + threadIdx.x / 32;  // the key row
-    if (r < p.Lk)
-        keys_phase(p, blockIdx.z, blockIdx.y, r, threadIdx.x % 32);
-}$dbias_entry]=]
+    const int lane = threadIdx.x % 32;
+    const i64 r = (i64)blockIdx.x * kWarps + threadIdx.x / 32;  // phases 0, 1: the row
+    if (p.phase == 0) {
+        if (r < p.Lq)
+            rows_phase(p, blockIdx.z, blockIdx.y, r, lane);
+    } else if (p.phase == 1) {
+        if (r < p.Lk)
+            keys_phase(p, blockIdx.z, blockIdx.y, r, lane);
+    }$dbias_call
+}]=]
 
 -- The mma.sync engine's phases 0 and 1: a block owns 64 rows (queries or keys), its warps 16
 -- each, and walks the other side's 64-row tiles; shared memory holds the two own tiles (Q, dO
@@ -513,22 +508,16 @@ __device__ __forceinline__ void zero_pad_columns(u16 *smem, int tiles)
 ]=]
 
 local mma_entry = [=[
-// One entry point a phase: each gets its own registers (the rows phase fits without spilling
-// where one kernel of all three spilled; the dbias phase needs 48), and ptxas allocates three
-// small functions faster than one that holds all three (bench/NOTES.md, issue 16 session 13).
-extern __shared__ __align__(16) unsigned char smem_raw[];
-
 extern "C" __global__ void __launch_bounds__(kThreads)
-$entry_rows(const BwdParams p)
+$entry(const BwdParams p)
 {
-    rows_tile(p, (u16 *)smem_raw, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);
-}
-
-extern "C" __global__ void __launch_bounds__(kThreads)
-$entry_keys(const BwdParams p)
-{
-    keys_tile(p, (u16 *)smem_raw, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);
-}$dbias_entry]=]
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    u16 *smem = (u16 *)smem_raw;
+    if (p.phase == 0)
+        rows_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);
+    else if (p.phase == 1)
+        keys_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);$dbias_call_mma
+}]=]
 
 local dbias_phase = [=[
 // Phase 2: a warp per dbias element (bb, bh, bi, j) of dbias's (dbias_B, dbias_H, dbias_Lq, Lk):
@@ -577,17 +566,16 @@ __device__ __forceinline__ void dbias_phase(const BwdParams &p, i64 r, int lane)
 }
 ]=]
 
--- Phase 2's entry point (a bias only): a warp per dbias element.
-local dbias_entry = [=[
+local dbias_call = [=[
+ else if (r < (i64)p.dbias_B * p.dbias_H * p.dbias_Lq * p.Lk) {
+        dbias_phase(p, r, lane);
+    }]=]
 
+local dbias_call_mma = [=[
 
-extern "C" __global__ void __launch_bounds__(kThreads)
-$entry_dbias(const BwdParams p)
-{
-    const i64 r = (i64)blockIdx.x * kWarps + threadIdx.x / 32;
-    if (r < (i64)p.dbias_B * p.dbias_H * p.dbias_Lq * p.Lk)
-        dbias_phase(p, r, threadIdx.x % 32);
-}]=]
+    else if ((i64)blockIdx.x * kWarps + threadIdx.x / 32 <
+             (i64)p.dbias_B * p.dbias_H * p.dbias_Lq * p.Lk)  // phase 2: a warp an element
+        dbias_phase(p, (i64)blockIdx.x * kWarps + threadIdx.x / 32, threadIdx.x % 32);]=]
 
 local function check_variant(v)
   if v.dir ~= "bwd" then
@@ -812,13 +800,11 @@ function M.emit(v)
   if v.bias ~= "none" then
     buf.add(dbias_phase)
   end
-  local names = { entry_rows = vars.entry .. "_rows", entry_keys = vars.entry .. "_keys",
-    entry_dbias = vars.entry .. "_dbias" }
-  names.dbias_entry = v.bias ~= "none" and common.fill(dbias_entry, names) or ""
-  buf.add(simt and simt_entry or mma_entry, names)
-  local phase_entries = { names.entry_rows, names.entry_keys }
-  if v.bias ~= "none" then
-    phase_entries[3] = names.entry_dbias
+  if simt then
+    buf.add(simt_entry, { entry = vars.entry, dbias_call = v.bias ~= "none" and dbias_call or "" })
+  else
+    buf.add(mma_entry, { entry = vars.entry,
+      dbias_call_mma = v.bias ~= "none" and dbias_call_mma or "" })
   end
   local tile = simt and warps or row.block_m
   -- four tiles, then three kTile float arrays (phase 0: row_dot, key bias, key mask; phase 1:
@@ -826,8 +812,8 @@ function M.emit(v)
   local smem = simt and 0 or 4 * row.block_m * (d_pad + 8) * 2 + 3 * row.block_m * 4
   -- block_m: rows a block owns in phases 0 and 1 (grid.x = ceil(L / block_m)); block_n: dbias
   -- elements a block in phase 2 (a warp each)
-  return { source = buf.text(), entry = names.entry_rows, phase_entries = phase_entries,
-           threads = 32 * warps, block_m = tile, block_n = warps, smem_bytes = smem }
+  return { source = buf.text(), entry = vars.entry, threads = 32 * warps, block_m = tile,
+           block_n = warps, smem_bytes = smem }
 end
 
 return M

@@ -102,10 +102,7 @@ static dm_status launch_phases(dm_ctx *ctx, const dm_variant *v, const dm_kernel
                                 "dm_bwd: phase %d needs %lld blocks: expected at most %lld", phase,
                                 (long long)gx, DM_GRID_X_MAX);
         p->phase = phase;
-        dm_kernel one = *k; /* the phase's own entry point, where the template has them */
-        if (k->phase_fn[phase])
-            one.fn = k->phase_fn[phase];
-        dm_status st = dm_kernel_launch(ctx, "dm_bwd", v, &one, (unsigned)gx, (unsigned)gy,
+        dm_status st = dm_kernel_launch(ctx, "dm_bwd", v, k, (unsigned)gx, (unsigned)gy,
                                         (unsigned)gz, p, stream);
         if (st != DM_OK)
             return st;

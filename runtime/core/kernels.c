@@ -268,15 +268,6 @@ dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, cons
         st = cuda_error(ctx, call, "cuFuncSetAttribute", text, r);
         goto out;
     }
-    for (int i = 0; i < src.phase_entries; i++) {
-        CUfunction *f = &kernel.phase_fn[i];
-        if ((r = ctx->drv->ModuleGetFunction(f, module, src.phase_entry[i])) != CUDA_SUCCESS ||
-            (r = ctx->drv->FuncSetAttribute(*f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                            src.smem_bytes)) != CUDA_SUCCESS) {
-            st = cuda_error(ctx, call, "cuModuleGetFunction (a phase's entry)", text, r);
-            goto out;
-        }
-    }
     if ((r = ctx->drv->OccupancyMaxActiveBlocksPerMultiprocessor(
              &kernel.blocks_per_sm, kernel.fn, kernel.threads, (size_t)kernel.smem_bytes)) !=
         CUDA_SUCCESS) {

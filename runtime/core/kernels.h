@@ -16,9 +16,6 @@ typedef struct dm_kernel {
     int block_n;
     int smem_bytes;
     int blocks_per_sm; /* resident at once (registers and shared memory): the driver's count */
-    /* a phased family (dm_kernel_src.phase_entries): phase i's function; NULL past them (and
-     * for a family of one entry, whose `fn` serves every launch) */
-    CUfunction phase_fn[DM_PHASES_MAX];
     int split_stages, split_digit_stages; /* as in dm_kernel_src */
 } dm_kernel;
 
