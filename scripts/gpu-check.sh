@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gpu-check.sh: everything a kernel change needs on the GPU machine, in one call of the device
 # tool: the GPU tests (ctest -L gpu) against the CPU reference, compute-sanitizer memcheck on a
-# subset, and the latency benchmark, with a short table last. Logs go to $OUT when set.
+# subset, the latency benchmark and, when a wheel travels (.whl), the Python package's pytest, with
+# a short table last. Logs go to $OUT when set.
 #
 # The GPU machine has no Lua/Check/xxHash packages, so the build is made here (scripts/build.sh,
 # everything linked statically) and carried:  run(command="bash scripts/gpu-check.sh", carry=["build"])
@@ -66,6 +67,27 @@ grep -E "^(cold|first|per_call|launch_floor)" "$out/latency.txt" | awk '{printf 
 awk -F, 'NR > 1 && $NF == "ok" {printf "%-28s %s TFLOP/s\n", "bwd L4096 bias-" $9 " dbias " $(NF-2), $17}' \
     "$out/bwd.csv" 2>/dev/null
 [ $bwd_rc -eq 0 ] || echo "dmbench --dir bwd failed: $(tail -2 "$out/bwd.txt")"
+# The Python package, when its wheel travels too (built here, where PyPI is: `.pyenv/bin/pip
+# wheel ./python -w .whl --no-build-isolation --no-deps` after the C library's last change;
+# carry ["build", ".whl"]): installed into a scratch directory, its pytest suite run from outside
+# the tree, and the host cost of a tiny call next to SDPA's.
+py_rc=0
+whl=$(ls "$root"/.whl/dmattn-*.whl 2>/dev/null | head -1)
+if [ -n "$whl" ]; then
+    site=$(mktemp -d)
+    python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" "$whl" \
+        >"$out/pip.log" 2>&1
+    (cd /tmp && PYTHONPATH=$site timeout "${PYTEST_S:-240}" python3 -m pytest -q -rs \
+        -p no:cacheprovider "$root/python/tests") >"$out/pytest.log" 2>&1
+    py_rc=$?
+    PYTHONPATH=$site timeout 120 python3 "$root/bench/host_overhead_torch.py" --n 2000 \
+        --rounds 3 >"$out/host_overhead.txt" 2>&1
+    printf '%-28s %s\n' "python pytest (rc=$py_rc)" "$(grep -E "passed|failed" "$out/pytest.log" | tail -1)"
+    grep -E "^(FAILED|ERROR) " "$out/pytest.log" | head -10
+    printf '%-28s %s\n' "python host cost" "$(grep -E "^ratio" "$out/host_overhead.txt")"
+else
+    printf '%-28s %s\n' "python package" "not run: no .whl carried"
+fi
 cmp_rc=0
 if [ -n "${GPU_CHECK_COMPARE:-}" ]; then
     # shellcheck disable=SC2086  # the arguments are meant to split
@@ -77,4 +99,4 @@ if [ -n "${GPU_CHECK_COMPARE:-}" ]; then
     sed -n '/^== summary/,$p' "$out/compare.txt" | tail -40
     [ $cmp_rc -eq 0 ] || { echo "compare.py failed (rc=$cmp_rc):"; tail -5 "$out/compare.txt"; }
 fi
-exit $((gpu_rc | san_rc | lat_rc | bwd_rc | cmp_rc))
+exit $((gpu_rc | san_rc | lat_rc | bwd_rc | py_rc | cmp_rc))
