@@ -15,23 +15,8 @@ import os
 import compare as C
 
 
-class DmWindowMaskArgs(ctypes.Structure):
-    _fields_ = [
-        ("bias", C.DmTensor),
-        ("mask", C.DmTensor),
-        ("out", C.DmTensor),
-        ("B", ctypes.c_int64),
-        ("Lq", ctypes.c_int64),
-        ("Lk", ctypes.c_int64),
-        ("window", ctypes.c_int),
-        ("has_min_value", ctypes.c_int),
-        ("min_value", ctypes.c_double),
-        ("relu", ctypes.c_int),
-        ("block_size", ctypes.c_int),
-    ]
-
-
-assert ctypes.sizeof(DmWindowMaskArgs) == 3 * 80 + 3 * 8 + 8 + 8 + 8, ctypes.sizeof(DmWindowMaskArgs)
+# dm_window_mask_args' ctypes mirror: the Python package's (python/dmattn/capi.py), one copy
+from dmattn.capi import DmWindowMaskArgs  # noqa: E402
 
 # (name, bias shape, window): the two shapes of issue 5, with the torch times measured then.
 CASES = [
