@@ -36,6 +36,9 @@ local function plan(v, row)
     fast_loads = row.fast_loads == true,
     scan_batched = row.scan_batched == true,     -- per-query mask only
     vote_on_barrier = row.vote_on_barrier == true,  -- per-query mask only
+    -- __launch_bounds__: the row's blocks an SM (ptxas caps registers to fit them), else the
+    -- engine's
+    launch_bounds = row.min_blocks and "kThreads, " .. row.min_blocks or engine.launch_bounds,
   }
   engine.check(row, pl.d_pad)
   -- Shared memory, in this order: [slack] Q, K, V x2, [bias x2] [mask] [ballots]. The operand
@@ -798,7 +801,7 @@ local function pieces(v, pl)
   local bias_on, mask_on = v.bias ~= "none", v.mask ~= "none"
   local padded = pl.d ~= pl.d_pad
   local ps = {
-    entry = pl.entry, launch_bounds = pl.engine.launch_bounds, async_fence = pl.engine.async_fence,
+    entry = pl.entry, launch_bounds = pl.launch_bounds, async_fence = pl.engine.async_fence,
     softmax_scale = pl.softmax_scale,
   }
   -- shared memory and the block's coordinates
