@@ -14,7 +14,7 @@ return {
   { dir = "fwd", decode = true, d_min = 136, d_max = 256, arch = "sm80", warps = 4, m_tiles = 1,
     block_n = 32, why = "decode d256: 64x32 fits sm86/sm89's 99 KB, as the tiled d256 row" },
   { dir = "fwd", decode = true, d_min = 8, d_max = 128, arch = "sm90a", mma = "wgmma", warps = 4,
-    m_tiles = 1, block_n = 64, min_blocks = 3,
+    m_tiles = 1, block_n = 64, min_blocks = 3, pv_overlap = false,
     why = "decode: 64 packed rows, the tiled key-layout shape; three blocks an SM (168 registers): " ..
       "issue-bound at two, 8 warps an SM (NOTES issue 15, session 13)" },
   { dir = "fwd", decode = true, d_min = 136, d_max = 256, arch = "sm90a", mma = "wgmma",
