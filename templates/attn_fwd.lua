@@ -36,6 +36,10 @@ local function plan(v, row)
     fast_loads = row.fast_loads == true,
     scan_batched = row.scan_batched == true,     -- per-query mask only
     vote_on_barrier = row.vote_on_barrier == true,  -- per-query mask only
+    -- __launch_bounds__: the row's blocks an SM (ptxas caps registers to fit them), else the
+    -- engine's
+    launch_bounds = row.min_blocks and "kThreads, " .. row.min_blocks or engine.launch_bounds,
+    pv_overlap = row.pv_overlap ~= false,  -- the P V step (pv_steps)
   }
   engine.check(row, pl.d_pad)
   -- Shared memory, in this order: [slack] Q, K, V x2, [bias x2] [mask] [ballots]. The operand
@@ -561,10 +565,7 @@ $entry(const FwdParams $param)
 
     float acc_o[kMTiles][kDTiles][4], row_max[kMTiles][2], row_sum[kMTiles][2];
     init_accumulators(acc_o, row_max, row_sum);
-    // Software pipeline: the P V of the tile before runs (on wgmma, asynchronously) while this
-    // tile's scores go through the stages and the softmax. p_prev holds its probabilities.
-    u32 p_prev[kMTiles][kBlockN / 16][4];
-    bool have_prev = false;
+    $pipe_decl
     int v_buf = 0;  // the V buffer this tile loads into; the tile before used the other
     $loop_head
         load_rows<kBlockN>(v_base, p.v_stride[1], n0, kv_limit, sV + v_buf * (kSmemKV / 2));
@@ -576,10 +577,7 @@ $entry(const FwdParams $param)
 
         float s[kMTiles][kNTiles][4];
         qk_issue(lb, s);
-        if (have_prev)
-            pv_issue(p_prev, lb, v_buf ^ 1, acc_o);
-        else
-            pv_none();  // keeps qk_wait's count of groups in flight right
+        $pv_under_qk
         qk_wait(s);
         // the stages of SPEC §2 in order: scale, bias, softcap, then mask, bounds and causal
         $score_stages
@@ -590,10 +588,7 @@ $entry(const FwdParams $param)
 
         float alpha[kMTiles][2];
         online_softmax(s, row_max, row_sum, alpha, $softmax_scale);
-        pv_wait(acc_o);  // the tile before's P V is in: now rescale to this tile's row max
-        rescale_o(acc_o, alpha);
-        pack_p(s, p_prev);
-        have_prev = true;
+        $pv_after_softmax
         __syncthreads();  // every warp is done with the tile before's V buffer and the bias tile
         v_buf ^= 1;
         n0 = n_next;
@@ -602,12 +597,57 @@ $entry(const FwdParams $param)
     cp_async_wait<0>();  // the last tile's V
     $async_fence
     __syncthreads();
-    if (have_prev) {
-        pv_issue(p_prev, lb, v_buf ^ 1, acc_o);
-        pv_wait(acc_o);
-    }
+    $pv_last
     $store
 }]=]
+
+-- The P V step, two ways (plan.pv_overlap). Overlapped (the default, for tiles whose matrix work
+-- counts): the tile before's P V runs (on wgmma, asynchronously) under this tile's Q K^T and
+-- softmax, its probabilities held in p_prev across the loop's top. In the tile (decode rows, bound
+-- by memory): each tile's P V right after its softmax, on the V loaded at the loop's top; 16
+-- registers fewer live across Q K^T (bench/NOTES.md, issue 15 session 13: what lets the d128
+-- varlen decode kernel fit 168 registers, three blocks an SM).
+local pv_steps = {
+  [true] = {
+    pipe_decl = [=[
+// Software pipeline: the P V of the tile before runs (on wgmma, asynchronously) while this
+// tile's scores go through the stages and the softmax. p_prev holds its probabilities.
+u32 p_prev[kMTiles][kBlockN / 16][4];
+bool have_prev = false;]=],
+    pv_under_qk = [=[
+if (have_prev)
+    pv_issue(p_prev, lb, v_buf ^ 1, acc_o);
+else
+    pv_none();  // keeps qk_wait's count of groups in flight right]=],
+    pv_after_softmax = [=[
+pv_wait(acc_o);  // the tile before's P V is in: now rescale to this tile's row max
+rescale_o(acc_o, alpha);
+pack_p(s, p_prev);
+have_prev = true;]=],
+    pv_last = [=[
+if (have_prev) {
+    pv_issue(p_prev, lb, v_buf ^ 1, acc_o);
+    pv_wait(acc_o);
+}]=],
+  },
+  [false] = {
+    pipe_decl = "// Each tile's P V runs in the tile, after its softmax (no probabilities carried).",
+    pv_under_qk = "pv_none();  // keeps qk_wait's count of groups in flight right",
+    pv_after_softmax = [=[
+pv_wait(acc_o);  // nothing in flight (pv_none): keeps the engine's pairing
+rescale_o(acc_o, alpha);
+{
+    u32 pp[kMTiles][kBlockN / 16][4];  // this tile's probabilities, used at once
+    pack_p(s, pp);
+    cp_async_wait<1>();  // this tile's V has landed (the next tile's K may not have)
+    $async_fence
+    __syncthreads();
+    pv_issue(pp, lb, v_buf, acc_o);
+    pv_wait(acc_o);
+}]=],
+    pv_last = "// every tile's P V is done",
+  },
+}
 
 -- A key-layout row with adjacent keys starts wherever its batch entry, head or varlen sequence
 -- does (a row of Lk keys: 16-byte aligned only when Lk is a multiple of 8 or 16): staged from the
@@ -798,9 +838,12 @@ local function pieces(v, pl)
   local bias_on, mask_on = v.bias ~= "none", v.mask ~= "none"
   local padded = pl.d ~= pl.d_pad
   local ps = {
-    entry = pl.entry, launch_bounds = pl.engine.launch_bounds, async_fence = pl.engine.async_fence,
+    entry = pl.entry, launch_bounds = pl.launch_bounds, async_fence = pl.engine.async_fence,
     softmax_scale = pl.softmax_scale,
   }
+  for k, text in pairs(pv_steps[pl.pv_overlap]) do
+    ps[k] = common.fill(text, { async_fence = pl.engine.async_fence })
+  end
   -- shared memory and the block's coordinates
   ps.smem_pointers = common.aligned({
     pl.engine.smem_align > 0 and "unsigned char *smem = smem_raw + (0u - smem_u32(smem_raw)) % " ..

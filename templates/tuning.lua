@@ -1,7 +1,8 @@
 -- tuning.lua: tile shapes per (direction, head_dim range, arch[, causal]), then the knobs.
 -- Rows only, no logic: the lookup lives in tune.lua. Each row says what chose it; `like` rows are
 -- written-down fallbacks. block_m = 16 * m_tiles * warps query rows per block; block_n keys per
--- tile (the skip unit); mma = "wgmma" picks the sm_90a engine (default mma.sync); causal, mask
+-- tile (the skip unit); mma = "wgmma" picks the sm_90a engine (default mma.sync); min_blocks: the
+-- blocks an SM __launch_bounds__ promises (ptxas fits registers to it); causal, mask
 -- and bias (a layout or a list of them) narrow a row to such variants (tune.lua). Sweeps:
 -- bench/sweep_tiles.sh on the lent H100, 2026-11-23, bf16 B=2 H=16 L=4096.
 return {
@@ -13,8 +14,9 @@ return {
   { dir = "fwd", decode = true, d_min = 136, d_max = 256, arch = "sm80", warps = 4, m_tiles = 1,
     block_n = 32, why = "decode d256: 64x32 fits sm86/sm89's 99 KB, as the tiled d256 row" },
   { dir = "fwd", decode = true, d_min = 8, d_max = 128, arch = "sm90a", mma = "wgmma", warps = 4,
-    m_tiles = 1, block_n = 64,
-    why = "decode: 64 packed rows, the tiled key-layout shape (two blocks an SM); not swept yet" },
+    m_tiles = 1, block_n = 64, min_blocks = 3, pv_overlap = false,
+    why = "decode: 64 packed rows, the tiled key-layout shape; three blocks an SM (168 registers): " ..
+      "issue-bound at two, 8 warps an SM (NOTES issue 15, session 13)" },
   { dir = "fwd", decode = true, d_min = 136, d_max = 256, arch = "sm90a", mma = "wgmma",
     warps = 4, m_tiles = 1, block_n = 64, why = "decode d256: O's 128 registers with 64-key tiles" },
   { dir = "fwd", d_min = 8, d_max = 64, arch = "sm80", bias = "q", warps = 4, m_tiles = 1,

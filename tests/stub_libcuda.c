@@ -163,11 +163,16 @@ CUresult cuFuncSetAttribute(CUfunction fn, CUfunction_attribute attr, int value)
     return CUDA_SUCCESS;
 }
 
-/* Two blocks an SM, as the decode kernels get on an H100 (registers, not shared memory). */
+/* DMSTUB_BLOCKS_PER_SM (default 2, as the decode kernels got on an H100) blocks an SM as far as
+ * registers go, fewer where the shared memory asked for does not fit that many: the SM's
+ * 228 KB (sm_90; 164 KB below), 1 KB of it reserved a block, as the driver counts. */
 CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(int *blocks, CUfunction fn, int threads,
                                                      size_t smem_bytes)
 {
-    *blocks = 2;
+    size_t per_sm = env_int("DMSTUB_CC", 90) >= 90 ? 233472 : 167936;
+    int by_regs = env_int("DMSTUB_BLOCKS_PER_SM", 2);
+    int by_smem = (int)(per_sm / (smem_bytes + 1024));
+    *blocks = by_regs < by_smem ? by_regs : by_smem;
     return CUDA_SUCCESS;
 }
 

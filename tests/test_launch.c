@@ -246,6 +246,37 @@ START_TEST(no_query_launches_nothing_and_no_key_still_launches)
 }
 END_TEST
 
+/* Equal lengths on a decode kernel of three blocks an SM (DMSTUB_BLOCKS_PER_SM): 64 x 8 pairs
+ * fill 2 x 264 slots at two blocks an SM in one split, where three an SM need two splits at
+ * fill 0.86; so the launch asks for padded shared memory that fits only two. 99 x 8 pairs fill
+ * two waves of 396 slots exactly: the kernel's own shared memory, three an SM. */
+START_TEST(equal_decode_lengths_take_a_block_fewer_an_sm_where_waves_fill_better)
+{
+    setenv("DMSTUB_BLOCKS_PER_SM", "3", 1);
+    use_stub("90");
+    dm_ctx *ctx = device_ctx();
+    const uintptr_t gib = (uintptr_t)1 << 30;
+    dm_fwd_args a = {.q = tensor4(1 * gib, 64, 8, 32, 64), .o = tensor4(2 * gib, 64, 8, 32, 64),
+                     .k = tensor4(4 * gib, 64, 4096, 8, 64), .v = tensor4(8 * gib, 64, 4096, 8, 64),
+                     .path = DM_PATH_DECODE};
+    fwd_ok(ctx, &a);
+    ck_assert_uint_eq(stats->grid[0], 1); /* one split */
+    const unsigned padded = stats->smem_bytes;
+    ck_assert_uint_eq(233472 / (padded + 1024), 2);
+
+    a.q = tensor4(1 * gib, 99, 8, 32, 64);
+    a.o = tensor4(2 * gib, 99, 8, 32, 64);
+    a.k = tensor4(4 * gib, 99, 4096, 8, 64);
+    a.v = tensor4(8 * gib, 99, 4096, 8, 64);
+    fwd_ok(ctx, &a);
+    ck_assert_uint_eq(stats->grid[0], 1);
+    ck_assert_uint_ge(233472 / (stats->smem_bytes + 1024), 3); /* the kernel's own */
+    unsetenv("DMSTUB_BLOCKS_PER_SM");
+    dm_ctx_destroy(ctx);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
 START_TEST(nested_enters_push_once_and_the_last_leave_restores)
 {
     use_stub("80");
@@ -273,6 +304,7 @@ END_TEST
     X(with_another_context_current_dm_fwd_launches_in_its_own_and_restores_the_callers) \
     X(nested_enters_push_once_and_the_last_leave_restores) \
     X(no_query_launches_nothing_and_no_key_still_launches) \
+    X(equal_decode_lengths_take_a_block_fewer_an_sm_where_waves_fill_better) \
     X(a_failing_device_attribute_is_named_and_leaves_the_context_offline) \
     X(an_unsupported_device_leaves_the_context_offline)
 DM_TEST_MAIN("launch", TESTS)

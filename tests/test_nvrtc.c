@@ -251,9 +251,22 @@ START_TEST(decode_compiles_for_sm80_sm90_and_sm90a)
 }
 END_TEST
 
+/* Bytes of spill stores in a ptxas report (-1: no such line). */
+static long spill_store_bytes(const char *log)
+{
+    const char *at = strstr(log, " bytes spill stores");
+    if (!at)
+        return -1;
+    while (at > log && at[-1] >= '0' && at[-1] <= '9')
+        at--;
+    return strtol(at, NULL, 10);
+}
+
 /* The decode kernels the speed targets run (d128, sm90a, mask and bias none or per key, varlen
- * and dense) keep the wgmma pipeline and spill nothing. */
-START_TEST(sm90a_decode_keeps_the_wgmma_pipeline_and_spills_nothing)
+ * and dense) keep the wgmma pipeline and spill at most 32 bytes: at three blocks an SM (168
+ * registers) ptxas reloads a few loop-invariant values (bench/NOTES.md, issue 15 session 13); 72
+ * bytes, with the P V overlapped, was 4% slower at two blocks an SM. */
+START_TEST(sm90a_decode_keeps_the_wgmma_pipeline_and_spills_little)
 {
     static const dm_layout layouts[] = {DM_LAYOUT_NONE, DM_LAYOUT_K};
     for (int m = 0; m < 2; m++)
@@ -266,7 +279,8 @@ START_TEST(sm90a_decode_keeps_the_wgmma_pipeline_and_spills_nothing)
                 dm_variant_format(&v, text, sizeof text);
                 char *log = ptxas_report(&v);
                 ck_assert_msg(strstr(log, "serialized") == NULL, "%s: %s", text, log);
-                ck_assert_msg(strstr(log, " 0 bytes spill stores") != NULL, "%s: %s", text, log);
+                long spill = spill_store_bytes(log);
+                ck_assert_msg(spill >= 0 && spill <= 32, "%s: %s", text, log);
                 free(log);
             }
 }
@@ -364,7 +378,7 @@ END_TEST
     X(decode_every_head_dim_compiles_for_sm80) \
     X(decode_every_head_dim_compiles_for_sm90a) \
     X(decode_compiles_for_sm80_sm90_and_sm90a) \
-    X(sm90a_decode_keeps_the_wgmma_pipeline_and_spills_nothing) \
+    X(sm90a_decode_keeps_the_wgmma_pipeline_and_spills_little) \
     X(bwd_every_layout_pair_compiles_for_sm80_and_sm90a) \
     X(bwd_every_head_dim_compiles_for_sm80) \
     X(other_archs_compile) \

@@ -48,6 +48,8 @@ typedef struct dm_decode_splits {
     int n;
     int64_t tiles_per_split;
     bool unequal; /* sequences of unequal lengths (work_tiles < pairs x max_tiles) */
+    double fill;  /* equal lengths: blocks over waves x slots (the last wave's raggedness); 1 for
+                     unequal ones, whose splits are sized by work instead */
 } dm_decode_splits;
 
 /* The smallest tiles_per_split for sequences of unequal lengths: a split's partial o costs
@@ -63,6 +65,10 @@ typedef struct dm_decode_splits {
 dm_decode_splits dm_fwd_decode_splits(int requested, int64_t pairs, int64_t max_tiles,
                                       int64_t work_tiles, int sm_count, int blocks_per_sm,
                                       bool longest_first);
+
+/* Equal lengths run a block fewer an SM (the kernel's fewer_blocks_smem_bytes) when that fills
+ * the last wave better by more than this. */
+#define DM_DECODE_FILL_MARGIN 0.02
 
 /* A varlen decode call over unequal lengths, split, of at most this many sequences runs its
  * blocks as work items, longest first (FwdParams.split_order; decode_item in

@@ -220,6 +220,34 @@ static dm_status cuda_error(dm_ctx *ctx, const char *call, const char *what, con
                         dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
 }
 
+/* The decode kernel's launch for a block fewer an SM (fwd_decode.c chooses it for equal lengths
+ * whose waves fill the device better so): the least dynamic shared memory, in 1 KB steps from the
+ * kernel's own, at which the driver counts blocks_per_sm - 1 (the least, so that the SM keeps the
+ * most L1 cache). None up to the opt-in limit shared by that many blocks: 0, the kernel as it is. */
+static dm_status find_fewer_blocks_smem(dm_ctx *ctx, const char *call, const char *text,
+                                        dm_kernel *k)
+{
+    const int want = k->blocks_per_sm - 1, step = 1024, most = ctx->smem_optin_bytes / want;
+    int got = 0;
+    CUresult r;
+    k->fewer_blocks_smem_bytes = 0;
+    if (most <= k->smem_bytes)
+        return DM_OK;
+    if ((r = ctx->drv->FuncSetAttribute(k->fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                        most)) != CUDA_SUCCESS)
+        return cuda_error(ctx, call, "cuFuncSetAttribute", text, r);
+    for (int s = (k->smem_bytes / step + 1) * step; s <= most; s += step) {
+        if ((r = ctx->drv->OccupancyMaxActiveBlocksPerMultiprocessor(&got, k->fn, k->threads,
+                                                                      (size_t)s)) != CUDA_SUCCESS)
+            return cuda_error(ctx, call, "cuOccupancyMaxActiveBlocksPerMultiprocessor", text, r);
+        if (got <= want) {
+            k->fewer_blocks_smem_bytes = got == want ? s : 0;
+            return DM_OK;
+        }
+    }
+    return DM_OK;
+}
+
 dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel **out,
                         dm_build_info *info)
 {
@@ -274,6 +302,9 @@ dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, cons
         st = cuda_error(ctx, call, "cuOccupancyMaxActiveBlocksPerMultiprocessor", text, r);
         goto out;
     }
+    if (v->decode && kernel.blocks_per_sm >= 3 &&
+        (st = find_fewer_blocks_smem(ctx, call, text, &kernel)) != DM_OK)
+        goto out;
     st = dm_module_insert(ctx, call, v, module, &kernel, out);
     if (st == DM_OK)
         module = NULL; /* the table owns it */

@@ -16,6 +16,9 @@ typedef struct dm_kernel {
     int block_n;
     int smem_bytes;
     int blocks_per_sm; /* resident at once (registers and shared memory): the driver's count */
+    /* decode kernels of 3+ blocks an SM: the dynamic shared memory a launch asks for to run
+     * blocks_per_sm - 1 (padding, unused by the kernel); 0 when none */
+    int fewer_blocks_smem_bytes;
     int split_stages, split_digit_stages; /* as in dm_kernel_src */
 } dm_kernel;
 
