@@ -16,11 +16,14 @@ from . import ops
 # _masked_below(dtype) (-inf, or the dtype's lowest value, which transformers' eager masks use)
 # also become False in a bool mask, so the kernel skips tiles that mask covers whole instead of
 # adding a bias of -inf to them. Off: the float mask is only a bias (no mask bytes read, no tile
-# skipped). Which is faster depends on how much of the mask is masked: to be measured (dmbench,
-# bench/) before the default changes. The results agree except on a row with no visible key:
+# skipped). None (the default) = on where no gradient is taken, off where one is: measured by
+# bench/float_mask_bench.py on the H200 (B 4, H 16, Hkv 4, L 2048, causal + padding, 51.5% masked;
+# RESULTS.md "Issue 17, session 14"): the forward 0.365 ms on vs 0.403 off (on 1.10x faster), the
+# forward + backward 10.5 ms on vs 7.2 off (the backward reads a query-layout mask per element
+# and does not skip its tiles yet). The results agree except on a row with no visible key:
 # o = 0 with the switch on (as for a bool mask and as SDPA), the mean of V (as eager) without
 # it when the row is finite, 0 when it is -inf.
-FLOAT_MASK_AS_BOOL = True
+FLOAT_MASK_AS_BOOL = None
 
 
 def _masked_below(dtype):
@@ -67,8 +70,9 @@ def dmattn_attention_forward(module, query, key, value, attention_mask, scaling=
     K/V); float16 or bfloat16. attention_mask: None, a bool or integer mask (True / nonzero =
     visible) or a float additive mask (0 = visible, -inf or the dtype's lowest value = masked,
     anything else a bias), 4-D broadcastable (B|1, H|Hkv|1, Lq|1, Lk) or 2-D (B, Lk). A float
-    mask is passed as attn_bias and, with FLOAT_MASK_AS_BOOL, also as the bool mask of its
-    entries above the masked threshold, so masked tiles are skipped. attention_bias (a keyword
+    mask is passed as attn_bias and, with FLOAT_MASK_AS_BOOL (by default where no gradient is
+    taken), also as the bool mask of its entries above the masked threshold, so masked tiles are
+    skipped. attention_bias (a keyword
     transformers passes through from the model's forward): a float bias (a learned one keeps its
     gradient), 4-D broadcastable, added to a float mask or used alone. scaling: the softmax scale
     (default 1/sqrt(D)). softcap: tanh soft-capping of the scores (Gemma 2's
@@ -98,7 +102,11 @@ def dmattn_attention_forward(module, query, key, value, attention_mask, scaling=
         attention_mask = _keys(attention_mask, key_len)
         if attention_mask.is_floating_point():
             bias = attention_mask
-            if FLOAT_MASK_AS_BOOL:
+            as_bool = FLOAT_MASK_AS_BOOL
+            if as_bool is None:
+                as_bool = not (torch.is_grad_enabled() and any(
+                    t.requires_grad for t in (query, key, value, attention_mask)))
+            if as_bool:
                 mask = attention_mask.detach() > _masked_below(attention_mask.dtype)
         elif attention_mask.dtype == torch.bool:
             mask = attention_mask

@@ -72,7 +72,12 @@ def seen(monkeypatch):
     sdpa, dm = torch.nn.functional.scaled_dot_product_attention, dmattn.ops.flash_dmattn_func
 
     def sdpa_recorder(*args, **kwargs):
-        calls["sdpa"].append(kwargs.get("attn_mask"))
+        mask = kwargs.get("attn_mask")
+        calls["sdpa"].append(mask)
+        # SDPA takes a float mask only in the query's dtype (dmattn takes an fp32 bias as it is):
+        # the reference gets the fp32 learned mask cast, its gradient flowing back through the cast
+        if mask is not None and mask.is_floating_point() and mask.dtype != args[0].dtype:
+            kwargs["attn_mask"] = mask.to(args[0].dtype)
         return sdpa(*args, **kwargs)
 
     def dm_recorder(*args, **kwargs):

@@ -92,6 +92,30 @@ def test_float_additive_mask_matches_sdpa(monkeypatch, as_bool, fill):
     assert rel(o, reference(q, k, v, mask)) < 2e-2
 
 
+@pytest.mark.parametrize("grad", [False, True])
+def test_float_mask_as_bool_by_default_only_without_gradients(monkeypatch, grad):
+    # FLOAT_MASK_AS_BOOL = None: the bool mask where no gradient is taken (the forward is faster
+    # with it), the bias alone where one is (the backward is faster without it)
+    assert ta.FLOAT_MASK_AS_BOOL is None
+    seen, dm = [], dmattn.ops.flash_dmattn_func
+
+    def recorder(*args, **kwargs):
+        seen.append(kwargs.get("attn_mask"))
+        return dm(*args, **kwargs)
+
+    monkeypatch.setattr(dmattn.ops, "flash_dmattn_func", recorder)
+    q, k, v = qkv()
+    mask = torch.zeros(B, H, 77, 200, device="cuda", dtype=torch.bfloat16)
+    mask = mask.masked_fill(~visible((B, H, 77, 200)), float("-inf"))
+    q.requires_grad_(grad)
+    with torch.set_grad_enabled(grad):
+        o, _ = ta.dmattn_attention_forward(module(), q, k, v, mask)
+    assert rel(o, reference(q.detach(), k, v, mask)) < 2e-2
+    assert (seen[0] is None) == grad, seen
+    if not grad:
+        assert torch.equal(seen[0], visible((B, H, 77, 200)).expand(B, H, 77, 200))
+
+
 @pytest.mark.parametrize("Lq", [91, 1])
 def test_no_mask_is_causal_as_sdpa_decides_it(Lq):
     q, k, v = qkv(Lq=Lq, Lk=91)
