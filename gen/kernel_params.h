@@ -188,8 +188,17 @@
     X(I32, dbias_Lq, 1, "dbias's sizes: B or 1, heads (H, Hkv or 1), Lq or 1") \
     X(I32, dbias_fused, 1, \
       "1: no dbias reduction crosses blocks: phase 1 writes a key-layout dbias (column sums), " \
-      "phase 0 a query-layout one (ds), and phase 2 is not launched")
-#define DM_BWD_PARAMS_BYTES 488
+      "phase 0 a query-layout one (ds), and phase 2 is not launched") \
+    X(U64, cu_seqlens_q, 1, \
+      "varlen: int32 (B + 1) prefix of query counts; each block views its sequence (the " \
+      "tensors' batch stride is then the token stride)") \
+    X(U64, cu_seqlens_k, 1, "varlen: int32 (B + 1) prefix of key counts") \
+    X(I32, total_q, 1, "varlen: q's first dimension (cu_seqlens_q clamped to it)") \
+    X(I32, total_k, 1, "varlen: k's first dimension") \
+    X(I32, max_seqlen_q, 1, "varlen: a sequence's query count clamped to it") \
+    X(I32, max_seqlen_k, 1, \
+      "varlen: a sequence's key count clamped to it; a query-layout dbias's columns")
+#define DM_BWD_PARAMS_BYTES 520
 
 /* The C and CUDA spellings of each type; DM_PARAM_DIM_<count> the array part of a member. */
 #define DM_PARAM_CTYPE_U64 uint64_t

@@ -240,6 +240,44 @@ typedef struct dm_bwd_args {
  * visible key gets dq = +0; keys no query sees get dk = dv = +0. */
 dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream);
 
+/* Gradients of a dm_fwd_varlen call (SPEC §3 and §5).
+ *   dout (total_q, H, D), q's dtype: the gradient of the forward's o.
+ *   q, k, v, o, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, mask, bias, scale,
+ *     softcap, causal: the forward's, as dm_fwd_varlen_args has them (same rules, same
+ *     messages). A forward with a window attended with dm_window_mask_varlen's mask': pass that
+ *     as mask.
+ *   lse: the forward's, fp32 (H, total_q): required.
+ *   dq, dk, dv: outputs shaped as q, k, v, in q's dtype. dk and dv sum over the query heads of
+ *     their K/V head's group.
+ *   dbias (optional output, only with a bias): bias's shape and dtype. Key-based (total_k, Hm):
+ *     each key's sum over its sequence's queries and over the query heads that share a stored
+ *     head. Query-based (total_q, Hm, max_seqlen_k): ds summed over the query heads that share a
+ *     stored head; the columns past a sequence's keys are written 0.
+ *   deterministic: as dm_bwd (the same bits run to run in either mode).
+ * Rows of dq, dk, dv and dbias for tokens outside every sequence (past cu_seqlens[B]) are not
+ * written. Masked scores and rows with no visible key contribute exactly zero. */
+typedef struct dm_bwd_varlen_args {
+    dm_tensor dout;
+    dm_tensor q, k, v;
+    dm_tensor o;
+    dm_tensor lse;
+    dm_tensor cu_seqlens_q, cu_seqlens_k;
+    int64_t max_seqlen_q, max_seqlen_k;
+    dm_tensor mask;
+    dm_tensor bias;
+    dm_tensor dq, dk, dv;
+    dm_tensor dbias;
+    float scale;
+    float softcap;
+    int causal;
+    int deterministic;
+} dm_bwd_varlen_args;
+
+/* The gradients of a dm_fwd_varlen call, asynchronous on stream, checked first as dm_bwd is
+ * (nothing written on an error). Scratch: fp32 H x total_q for the rows' dO.O, stream-ordered.
+ * The same kernels as dm_bwd, each block reading its sequence's extent from cu_seqlens. */
+dm_status dm_bwd_varlen(dm_ctx *ctx, const dm_bwd_varlen_args *args, CUstream stream);
+
 /* Top-k window mask, SPEC §4 (flash-dmattn's maybe_create_mask): the one helper every attention
  * entry point with a window calls.
  *   bias: f16, bf16 or f32, ({B|1}, Hb, {Lq|1}, Lk); required when a window applies.

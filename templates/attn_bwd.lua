@@ -520,6 +520,41 @@ $entry(const BwdParams p)
 }]=]
 
 local dbias_phase = [=[
+// The sum of ds_ij over heads [h0, h1) and queries [i0, i1) of batch entry b, for key j, in that
+// order (the K and V rows read only for a visible pair).
+__device__ __forceinline__ float ds_sum(const BwdParams &p, i64 b, i64 h0, i64 h1, i64 i0, i64 i1,
+                                        i64 j, int lane)
+{
+    float sum = 0.f;
+    for (i64 h = h0; h < h1; h++) {
+        const i64 hk = h / p.group;
+        float kj[kPerLane], vj[kPerLane];
+        bool loaded = false;
+        for (i64 i = i0; i < i1; i++) {
+            if (!visible(p, b, h, i, j))
+                continue;
+            const float lse = ((const float *)p.lse)[b * p.lse_stride[0] + h * p.lse_stride[1] +
+                                                     i * p.lse_stride[2]];
+            if (lse == kInf)
+                continue;
+            if (!loaded) {
+                load_row(row_of(p.k, p.k_stride, b, j, hk), lane, kj);
+                load_row(row_of(p.v, p.v_stride, b, j, hk), lane, vj);
+                loaded = true;
+            }
+            float q[kPerLane], dout[kPerLane];
+            load_row(row_of(p.q, p.q_stride, b, i, h), lane, q);
+            load_row(row_of(p.dout, p.dout_stride, b, i, h), lane, dout);
+            const float row_dot = ((const float *)p.row_dot)[(b * p.H + h) * p.Lq + i];
+            sum += score_grad(p, b, h, i, j, dot(q, kj), dot(dout, vj), lse, row_dot).ds;
+        }
+    }
+    return sum;
+}
+$dbias_element_fn]=]
+
+-- Phase 2's element, dense: (bb, bh, bi, j) of dbias's (dbias_B, dbias_H, dbias_Lq, Lk).
+local dbias_element_dense = [=[
 // Phase 2: a warp per dbias element (bb, bh, bi, j) of dbias's (dbias_B, dbias_H, dbias_Lq, Lk):
 // the sum of ds over the batches, heads and queries it stands for, in that order.
 __device__ __forceinline__ void dbias_phase(const BwdParams &p, i64 r, int lane)
@@ -532,50 +567,138 @@ __device__ __forceinline__ void dbias_phase(const BwdParams &p, i64 r, int lane)
     const i64 h0 = bh * p.bias_head_div, h1 = h0 + p.bias_head_div;
     float sum = 0.f;
     for (i64 b = b0; b < b1; b++)
-        for (i64 h = h0; h < h1; h++) {
-            const i64 hk = h / p.group;
-            float kj[kPerLane], vj[kPerLane];
-            bool loaded = false;  // K and V rows only for a visible pair
-            for (i64 i = i0; i < i1; i++) {
-                if (!visible(p, b, h, i, j))
-                    continue;
-                const float lse = ((const float *)p.lse)[b * p.lse_stride[0] +
-                                                         h * p.lse_stride[1] + i * p.lse_stride[2]];
-                if (lse == kInf)
-                    continue;
-                if (!loaded) {
-                    load_row(row_of(p.k, p.k_stride, b, j, hk), lane, kj);
-                    load_row(row_of(p.v, p.v_stride, b, j, hk), lane, vj);
-                    loaded = true;
-                }
-                float q[kPerLane], dout[kPerLane];
-                load_row(row_of(p.q, p.q_stride, b, i, h), lane, q);
-                load_row(row_of(p.dout, p.dout_stride, b, i, h), lane, dout);
-                const float row_dot = ((const float *)p.row_dot)[(b * p.H + h) * p.Lq + i];
-                sum += score_grad(p, b, h, i, j, dot(q, kj), dot(dout, vj), lse, row_dot).ds;
-            }
-        }
-    if (lane != 0)
-        return;
-    const i64 off = bb * p.dbias_stride[0] + bh * p.dbias_stride[1] + bi * p.dbias_stride[2] +
-                    j * p.dbias_key_stride;
-    if (p.bias_f32)
-        ((float *)p.dbias)[off] = sum;
-    else
-        ((u16 *)p.dbias)[off] = float_to_elem(sum);
+        sum += ds_sum(p, b, h0, h1, i0, i1, j, lane);
+    if (lane == 0)
+        store_dbias(p, bb, bh, bi, j, sum);
 }
 ]=]
 
+-- Phase 2's element, varlen: a key token's or a query token's, found in cu_seqlens.
+local dbias_element_varlen = [=[
+// The sequence holding token t: the last b whose first token cu[b] is at or before t (cu_seqlens
+// are non-decreasing, dmattn.h). The caller checks t against that sequence's clamped extent, so
+// other cu_seqlens leave elements unwritten and never move a read outside a tensor.
+__device__ __forceinline__ int sequence_at(const int *cu, int n_seqs, i64 t)
+{
+    int lo = 0, hi = n_seqs - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if (cu[mid] <= t)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+// Phase 2, varlen: a warp per dbias element,
+// $element_doc:
+// the sum of ds over the query heads its stored head bh stands for
+// $element_sum_doc.
+__device__ __forceinline__ void dbias_phase(const BwdParams &pv, i64 r, int lane)
+{
+    $element_index
+    const Sequence sq = sequence_of(pv, sequence_at((const int *)pv.$element_cu, pv.B, t));
+    if (t < sq.$element_tok || t >= (i64)sq.$element_tok + sq.$element_len)
+        return;  // outside every sequence: not written
+    BwdParams p = pv;
+    view_sequence(p, sq);
+    const i64 h0 = bh * p.bias_head_div, h1 = h0 + p.bias_head_div;
+    $element_sum
+}
+]=]
+
+-- Varlen: a block's sequence as a dense problem of one batch entry (b = 0), every base moved to
+-- the sequence's first token. The library sets each tensor's batch stride to its token stride
+-- (api/bwd_varlen.c), so the dense phases run on the view unchanged.
+local view_fn = [=[
+// p as sequence sq's own problem (batch entry 0, sq.Lq x sq.Lk); row_dot: the sequence's H x Lq
+// block of the (H x total_q) scratch, disjoint from every other sequence's.
+__device__ __forceinline__ void view_sequence(BwdParams &p, const Sequence &sq)
+{
+    const i64 tq = sq.q_tok, tk = sq.k_tok;
+    p.q += 2 * tq * p.q_stride[0];
+    p.o += 2 * tq * p.o_stride[0];
+    p.dout += 2 * tq * p.dout_stride[0];
+    p.dq += 2 * tq * p.dq_stride[0];
+    p.k += 2 * tk * p.k_stride[0];
+    p.v += 2 * tk * p.v_stride[0];
+    p.dk += 2 * tk * p.dk_stride[0];
+    p.dv += 2 * tk * p.dv_stride[0];
+    p.lse += 4 * tq * p.lse_stride[0];
+    p.row_dot += 4 * tq * p.H;
+    $view_mask
+    $view_bias
+    p.Lq = sq.Lq;
+    p.Lk = sq.Lk;
+}]=]
+
+-- A query-layout dbias's columns past the sequence's keys (up to max_seqlen_k): 0, written by the
+-- rows phase where it writes ds (dbias_fused), by phase 2's elements otherwise.
+local dbias_pad_mma = [=[
+// columns past the sequence's keys: dbias 0
+const i64 pad = p.dbias_fused ? p.max_seqlen_k - p.Lk : 0;
+for (i64 e = threadIdx.x; e < kTile * pad; e += kThreads)
+    if (r0 + e / pad < p.Lq)
+        store_dbias(p, 0, blockIdx.y, r0 + e / pad, p.Lk + e % pad, 0.f);]=]
+
+local dbias_pad_simt = [=[
+for (i64 j = p.Lk + lane; p.dbias_fused && j < p.max_seqlen_k; j += 32)
+    store_dbias(p, 0, blockIdx.y, r, j, 0.f);  // past the keys: dbias 0]=]
+
+local mma_entry_varlen = [=[
+extern "C" __global__ void __launch_bounds__(kThreads)
+$entry(const BwdParams pv)
+{
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    u16 *smem = (u16 *)smem_raw;
+    if (pv.phase < 2) {
+        // sequence blockIdx.z; the grid covers max_seqlen: blocks past its rows have nothing
+        const Sequence sq = sequence_of(pv, blockIdx.z);
+        const i64 r0 = (i64)blockIdx.x * kTile;
+        if (r0 >= (pv.phase == 0 ? sq.Lq : sq.Lk))
+            return;
+        BwdParams p = pv;
+        view_sequence(p, sq);
+        if (p.phase == 0) {
+            $dbias_pad
+            rows_tile(p, smem, 0, blockIdx.y, r0);
+        } else {
+            keys_tile(p, smem, 0, blockIdx.y, r0);
+        }
+    }$dbias_call_mma
+}]=]
+
+local simt_entry_varlen = [=[
+extern "C" __global__ void __launch_bounds__(kThreads)
+$entry(const BwdParams pv)
+{
+    const int lane = threadIdx.x % 32;
+    const i64 r = (i64)blockIdx.x * kWarps + threadIdx.x / 32;  // phases 0, 1: the row
+    if (pv.phase < 2) {
+        BwdParams p = pv;  // sequence blockIdx.z's view
+        view_sequence(p, sequence_of(pv, blockIdx.z));
+        if (p.phase == 0) {
+            if (r < p.Lq) {
+                $dbias_pad
+                rows_phase(p, 0, blockIdx.y, r, lane);
+            }
+        } else if (r < p.Lk) {
+            keys_phase(p, 0, blockIdx.y, r, lane);
+        }
+    }$dbias_call
+}]=]
+
 local dbias_call = [=[
- else if (r < (i64)p.dbias_B * p.dbias_H * p.dbias_Lq * p.Lk) {
-        dbias_phase(p, r, lane);
+ else if (r < $dbias_elems) {
+        dbias_phase($params, r, lane);
     }]=]
 
 local dbias_call_mma = [=[
 
     else if ((i64)blockIdx.x * kWarps + threadIdx.x / 32 <
-             (i64)p.dbias_B * p.dbias_H * p.dbias_Lq * p.Lk)  // phase 2: a warp an element
-        dbias_phase(p, (i64)blockIdx.x * kWarps + threadIdx.x / 32, threadIdx.x % 32);]=]
+             $dbias_elems)  // phase 2: a warp an element
+        dbias_phase($params, (i64)blockIdx.x * kWarps + threadIdx.x / 32, threadIdx.x % 32);]=]
 
 local function check_variant(v)
   if v.dir ~= "bwd" then
@@ -586,9 +709,6 @@ local function check_variant(v)
   end
   if v.window ~= 0 then
     errors.unsupported("the backward takes the forward's window mask as its mask: w0 only")
-  end
-  if v.varlen then
-    errors.unsupported("no varlen backward yet (issue 16)")
   end
 end
 
@@ -728,6 +848,58 @@ local function layout_pieces(v)
   return x
 end
 
+-- view_sequence's lines for the mask and bias (and dbias, bias's dtype): moved to the first
+-- token of their layout's side (the key layout's rows are keys, the query layout's queries).
+local function varlen_view_pieces(v)
+  local function tok(l)
+    return l == "k" and "tk" or "tq"
+  end
+  return {
+    view_mask = v.mask ~= "none" and "p.mask += " .. tok(v.mask) .. " * p.mask_stride[0];" or "",
+    view_bias = v.bias ~= "none" and table.concat({
+      "const i64 bias_bytes = p.bias_f32 ? 4 : 2;  // dbias: bias's dtype",
+      "p.bias += bias_bytes * " .. tok(v.bias) .. " * p.bias_stride[0];",
+      "if (p.dbias)  // 0: not asked for",
+      "    p.dbias += bias_bytes * " .. tok(v.bias) .. " * p.dbias_stride[0];" }, "\n") or "",
+  }
+end
+
+-- Phase 2 (dbias sums that cross blocks): the element function and the element count.
+local function phase2_pieces(v)
+  if not v.varlen then
+    return { element_fn = dbias_element_dense,
+             elems = "(i64)p.dbias_B * p.dbias_H * p.dbias_Lq * p.Lk" }
+  end
+  if v.bias == "k" then
+    return {
+      element_fn = common.fill(dbias_element_varlen, {
+        element_doc = "(key token t, stored head bh) of the key-layout dbias (total_k, Hm)",
+        element_sum_doc = "and over the sequence's queries, in that order",
+        element_index = "const i64 t = r / pv.dbias_H, bh = r % pv.dbias_H;",
+        element_cu = "cu_seqlens_k", element_tok = "k_tok", element_len = "Lk",
+        element_sum = table.concat({
+          "const float sum = ds_sum(p, 0, h0, h1, 0, p.Lq, t - sq.k_tok, lane);",
+          "if (lane == 0)",
+          "    store_dbias(p, 0, bh, 0, t - sq.k_tok, sum);" }, "\n") }),
+      elems = "(i64)pv.total_k * pv.dbias_H" }
+  end
+  return {
+    element_fn = common.fill(dbias_element_varlen, {
+      element_doc = "(query token t, stored head bh, column j) of the query-layout dbias " ..
+        "(total_q, Hm, max_seqlen_k)",
+      element_sum_doc = "(0 past the sequence's keys)",
+      element_index = table.concat({
+        "const i64 j = r % pv.max_seqlen_k, bh = r / pv.max_seqlen_k % pv.dbias_H;",
+        "const i64 t = r / ((i64)pv.max_seqlen_k * pv.dbias_H);" }, "\n"),
+      element_cu = "cu_seqlens_q", element_tok = "q_tok", element_len = "Lq",
+      element_sum = table.concat({
+        "const i64 i = t - sq.q_tok;",
+        "const float sum = j < p.Lk ? ds_sum(p, 0, h0, h1, i, i + 1, j, lane) : 0.f;",
+        "if (lane == 0)",
+        "    store_dbias(p, 0, bh, i, j, sum);" }, "\n") }),
+    elems = "(i64)pv.total_q * pv.dbias_H * pv.max_seqlen_k" }
+end
+
 function M.emit(v)
   check_variant(v)
   local row = tune.lookup("bwd", v.d, v.arch, v.causal, { mask = v.mask, bias = v.bias })
@@ -750,6 +922,11 @@ function M.emit(v)
   buf.add("")
   if not simt then
     ptx.emit(buf, v.dtype, true)  -- cp.async, ldmatrix, mma.sync, pack2, ex2
+    buf.add("")
+  end
+  if v.varlen then
+    buf.add(common.sequence_fn("BwdParams"))
+    buf.add(view_fn, varlen_view_pieces(v))
     buf.add("")
   end
   buf.add(rows)
@@ -797,14 +974,22 @@ function M.emit(v)
     buf.add(mma_phases, mp)
   end
   buf.add("")
+  local ph2 = phase2_pieces(v)
   if v.bias ~= "none" then
-    buf.add(dbias_phase)
+    buf.add(common.fill(dbias_phase, { dbias_element_fn = ph2.element_fn }))
+  end
+  local call = v.bias ~= "none" and common.fill(simt and dbias_call or dbias_call_mma,
+    { dbias_elems = ph2.elems, params = v.varlen and "pv" or "p" }) or ""
+  local pad = ""
+  if v.varlen and v.bias == "q" then
+    pad = simt and dbias_pad_simt or dbias_pad_mma
   end
   if simt then
-    buf.add(simt_entry, { entry = vars.entry, dbias_call = v.bias ~= "none" and dbias_call or "" })
+    buf.add(v.varlen and simt_entry_varlen or simt_entry,
+      { entry = vars.entry, dbias_call = call, dbias_pad = pad })
   else
-    buf.add(mma_entry, { entry = vars.entry,
-      dbias_call_mma = v.bias ~= "none" and dbias_call_mma or "" })
+    buf.add(v.varlen and mma_entry_varlen or mma_entry,
+      { entry = vars.entry, dbias_call_mma = call, dbias_pad = pad })
   end
   local tile = simt and warps or row.block_m
   -- four tiles, then three kTile float arrays (phase 0: row_dot, key bias, key mask; phase 1:

@@ -336,24 +336,6 @@ $store_signature
         }
 }]=]
 
--- Varlen: which tokens a block's sequence holds.
-local sequence_fn = [=[
-// Sequence b's first query and key tokens and its counts: cu_seqlens clamped to the tensors and
-// the counts to max_seqlen (dmattn.h), so no cu_seqlens makes a block read outside its tensors.
-struct Sequence {
-    int q_tok, k_tok, Lq, Lk;
-};
-__device__ __forceinline__ Sequence sequence_of(const FwdParams &p, int b)
-{
-    const int *cu_q = (const int *)p.cu_seqlens_q, *cu_k = (const int *)p.cu_seqlens_k;
-    Sequence s;
-    s.q_tok = min(max(cu_q[b], 0), p.total_q);
-    s.k_tok = min(max(cu_k[b], 0), p.total_k);
-    s.Lq = min(min(max(cu_q[b + 1], s.q_tok), p.total_q) - s.q_tok, p.max_seqlen_q);
-    s.Lk = min(min(max(cu_k[b + 1], s.k_tok), p.total_k) - s.k_tok, p.max_seqlen_k);
-    return s;
-}
-]=]
 
 -- Decode with unequal lengths: blockIdx.x numbers a work item, longest first (bench/NOTES.md,
 -- issue 15 session 11: the block schedule's fill 0.886 -> 0.987 for 64 sequences of 512..16384).
@@ -829,7 +811,7 @@ __device__ __forceinline__ void store_o_lse(const FwdParams &p, int b, int h, in
     ps.packed_q_fn = ""
   end
   ps.store_fn = common.fill(store, ps)
-  ps.sequence_fn = v.varlen and sequence_fn .. (v.decode and "\n" .. decode_item_fn or "") or ""
+  ps.sequence_fn = v.varlen and common.sequence_fn("FwdParams") .. (v.decode and "\n" .. decode_item_fn or "") or ""
   ps.coords = table.concat(lines, "\n")
 end
 

@@ -150,6 +150,30 @@ __device__ __forceinline__ u16 float_to_elem(float f)
 }]=],
 }
 
+-- Varlen: which tokens a block's sequence holds (the forward's and the backward's, over their
+-- parameter struct `params`, which has cu_seqlens_q/k, total_q/k and max_seqlen_q/k).
+local sequence_fn = [=[
+// Sequence b's first query and key tokens and its counts: cu_seqlens clamped to the tensors and
+// the counts to max_seqlen (dmattn.h), so no cu_seqlens makes a block read outside its tensors.
+struct Sequence {
+    int q_tok, k_tok, Lq, Lk;
+};
+__device__ __forceinline__ Sequence sequence_of(const $params &p, int b)
+{
+    const int *cu_q = (const int *)p.cu_seqlens_q, *cu_k = (const int *)p.cu_seqlens_k;
+    Sequence s;
+    s.q_tok = min(max(cu_q[b], 0), p.total_q);
+    s.k_tok = min(max(cu_k[b], 0), p.total_k);
+    s.Lq = min(min(max(cu_q[b + 1], s.q_tok), p.total_q) - s.q_tok, p.max_seqlen_q);
+    s.Lk = min(min(max(cu_k[b + 1], s.k_tok), p.total_k) - s.k_tok, p.max_seqlen_k);
+    return s;
+}
+]=]
+
+function M.sequence_fn(params)
+  return M.fill(sequence_fn, { params = params })
+end
+
 function M.conversions(buf, dtype)
   local text = convert[dtype]
   if not text then

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "attn_check.h"
+#include "bwd_launch.h"
 #include "bwd_plan.h"
 #include "kernel_params.h"
 #include "kernels.h"
@@ -76,34 +77,28 @@ static void fill_params(const dm_bwd_args *a, const dm_bwd_plan *bp, CUdeviceptr
     }
 }
 
-/* The three phases in stream order: query rows (row_dot, dq) over (row blocks, H, B), keys (dk,
- * dv) over (key blocks, Hkv, B), then dbias elements over a 1-D grid (templates/attn_bwd.lua:
- * block_m rows a block in the first two, block_n elements in the third). */
-static dm_status launch_phases(dm_ctx *ctx, const dm_variant *v, const dm_kernel *k,
-                               dm_bwd_params *p, CUstream stream)
+dm_status dm_bwd_launch_phases(dm_ctx *ctx, const char *call, const dm_variant *v,
+                               const dm_kernel *k, dm_bwd_params *p, const dm_bwd_grid *g,
+                               CUstream stream)
 {
-    const int64_t rows[2] = {p->Lq, p->Lk}, heads[2] = {p->H, p->Hkv};
-    const int64_t dbias_elems = p->dbias && !p->dbias_fused
-                                    ? (int64_t)p->dbias_B * p->dbias_H * p->dbias_Lq * p->Lk
-                                    : 0; /* fused: written by phase 0 or 1 */
     for (int phase = 0; phase < 3; phase++) {
         int64_t gx, gy = 1, gz = 1;
         if (phase < 2) {
-            gx = (rows[phase] + k->block_m - 1) / k->block_m;
-            gy = heads[phase];
-            gz = p->B;
+            gx = (g->rows[phase] + k->block_m - 1) / k->block_m;
+            gy = g->heads[phase];
+            gz = g->batches;
         } else {
-            gx = (dbias_elems + k->block_n - 1) / k->block_n;
+            gx = (g->dbias_elems + k->block_n - 1) / k->block_n;
         }
         if (gx == 0)
             continue;
         if (gx > DM_GRID_X_MAX)
             return dm_set_error(ctx, DM_ERR_UNSUPPORTED,
-                                "dm_bwd: phase %d needs %lld blocks: expected at most %lld", phase,
-                                (long long)gx, DM_GRID_X_MAX);
+                                "%s: phase %d needs %lld blocks: expected at most %lld", call,
+                                phase, (long long)gx, DM_GRID_X_MAX);
         p->phase = phase;
-        dm_status st = dm_kernel_launch(ctx, "dm_bwd", v, k, (unsigned)gx, (unsigned)gy,
-                                        (unsigned)gz, p, stream);
+        dm_status st =
+            dm_kernel_launch(ctx, call, v, k, (unsigned)gx, (unsigned)gy, (unsigned)gz, p, stream);
         if (st != DM_OK)
             return st;
     }
@@ -138,7 +133,14 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
     if ((st = dm_scratch_alloc(ctx, "dm_bwd", "dO.O", bytes, stream, &row_dot)) != DM_OK)
         goto out;
     fill_params(args, &plan, row_dot, &params);
-    st = launch_phases(ctx, &v, kernel, &params, stream);
+    const dm_bwd_grid grid = {
+        .rows = {params.Lq, params.Lk},
+        .heads = {params.H, params.Hkv},
+        .batches = params.B,
+        .dbias_elems = params.dbias && !params.dbias_fused /* fused: written by phase 0 or 1 */
+                           ? (int64_t)params.dbias_B * params.dbias_H * params.dbias_Lq * params.Lk
+                           : 0};
+    st = dm_bwd_launch_phases(ctx, "dm_bwd", &v, kernel, &params, &grid, stream);
 out: /* freed in stream order, behind the kernels that read it */
     st = dm_scratch_free(ctx, st, "dm_bwd", "dO.O", row_dot, bytes, stream);
     dm_ctx_leave(ctx);

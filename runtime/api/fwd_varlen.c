@@ -13,11 +13,8 @@
 
 #define CALL "dm_fwd_varlen"
 
-/* A varlen mask or bias as FwdParams' (batch, head, row) strides, the batch index being the
- * token the kernel starts the sequence at (its first query for Q, first key for K), and the
- * step from one key to the next. Rows of the K layout are never stepped (one row). */
-static void layout_strides(dm_layout l, const int64_t plan_stride[3], int64_t out[3],
-                           int64_t *key_stride)
+void dm_varlen_layout_strides(dm_layout l, const int64_t plan_stride[3], int64_t out[3],
+                              int64_t *key_stride)
 {
     out[0] = plan_stride[0];
     out[1] = plan_stride[1];
@@ -47,8 +44,7 @@ static int word_keys(const void *data, const int64_t strides[3], int64_t key_str
            key_stride * elem_bytes % 4 == 0;
 }
 
-static void fill_params(const dm_fwd_varlen_args *a, const dm_fwd_varlen_plan *p,
-                        dm_fwd_params *k)
+static void fill_params(const dm_fwd_varlen_args *a, const dm_fwd_varlen_plan *p, dm_fwd_params *k)
 {
     memset(k, 0, sizeof *k);
     k->q = (uintptr_t)a->q.data;
@@ -74,16 +70,20 @@ static void fill_params(const dm_fwd_varlen_args *a, const dm_fwd_varlen_plan *p
     k->mask_head_div = k->bias_head_div = 1;
     if (p->mask_layout != DM_LAYOUT_NONE) {
         k->mask = (uintptr_t)a->mask.data;
-        layout_strides(p->mask_layout, p->mask_stride, k->mask_stride, &k->mask_key_stride);
+        dm_varlen_layout_strides(p->mask_layout, p->mask_stride, k->mask_stride,
+                                 &k->mask_key_stride);
         k->mask_head_div = p->mask_head_div;
-        k->mask_pairs = wide_rows(p->mask_layout, a->mask.data, k->mask_stride, k->mask_key_stride, 1, 2);
-        k->mask_vec16 = wide_rows(p->mask_layout, a->mask.data, k->mask_stride, k->mask_key_stride, 1, 16);
+        k->mask_pairs =
+            wide_rows(p->mask_layout, a->mask.data, k->mask_stride, k->mask_key_stride, 1, 2);
+        k->mask_vec16 =
+            wide_rows(p->mask_layout, a->mask.data, k->mask_stride, k->mask_key_stride, 1, 16);
         k->mask_words = word_keys(a->mask.data, k->mask_stride, k->mask_key_stride, 1);
     }
     if (p->bias_layout != DM_LAYOUT_NONE) {
         k->bias = (uintptr_t)a->bias.data;
         k->bias_f32 = p->bias_dtype == DM_F32;
-        layout_strides(p->bias_layout, p->bias_stride, k->bias_stride, &k->bias_key_stride);
+        dm_varlen_layout_strides(p->bias_layout, p->bias_stride, k->bias_stride,
+                                 &k->bias_key_stride);
         k->bias_head_div = p->bias_head_div;
         k->bias_vec16 = wide_rows(p->bias_layout, a->bias.data, k->bias_stride, k->bias_key_stride,
                                   k->bias_f32 ? 4 : 2, 16);
@@ -144,8 +144,12 @@ out:
 static dm_status launch_decode(dm_ctx *ctx, const dm_fwd_varlen_args *args,
                                const dm_fwd_varlen_plan *plan, CUstream stream)
 {
-    dm_decode_job job = {.call = CALL, .B = plan->B, .Hkv = plan->Hkv, .rows = plan->total_q,
-                         .max_k = plan->max_seqlen_k, .total_k = plan->total_k,
+    dm_decode_job job = {.call = CALL,
+                         .B = plan->B,
+                         .Hkv = plan->Hkv,
+                         .rows = plan->total_q,
+                         .max_k = plan->max_seqlen_k,
+                         .total_k = plan->total_k,
                          .num_splits = args->num_splits,
                          .combine_Lq = plan->total_q};
     plan_variant(plan, ctx->arch, true, &job.variant);
@@ -198,8 +202,7 @@ dm_status dm_fwd_varlen(dm_ctx *ctx, const dm_fwd_varlen_args *args, CUstream st
     if (args->window > 0)
         return window_forward(ctx, args, stream);
     bool fits = dm_fwd_decode_fits(plan.mask_layout, plan.mask_head_div, plan.bias_layout,
-                                   plan.bias_head_div, plan.H / plan.Hkv, plan.max_seqlen_q,
-                                   &why);
+                                   plan.bias_head_div, plan.H / plan.Hkv, plan.max_seqlen_q, &why);
     if (args->path == DM_PATH_DECODE && !fits)
         return dm_set_error(ctx, DM_ERR_UNSUPPORTED, CALL ": path = DM_PATH_DECODE: %s", why);
     if (args->path == DM_PATH_DECODE ||

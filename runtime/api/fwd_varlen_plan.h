@@ -13,16 +13,16 @@
 /* Strides are in elements. A head dimension of size 1 has stride 0 here, whatever the caller
  * passed. */
 typedef struct dm_fwd_varlen_plan {
-    int64_t B;                          /* cu_seqlens_q.shape[0] - 1 */
+    int64_t B; /* cu_seqlens_q.shape[0] - 1 */
     int64_t H, Hkv, D;
-    int64_t total_q, total_k;           /* q.shape[0], k.shape[0] */
+    int64_t total_q, total_k; /* q.shape[0], k.shape[0] */
     int64_t max_seqlen_q, max_seqlen_k;
-    dm_dtype dtype;                     /* of q, k, v, o */
-    float scale;                        /* resolved: 1/sqrt(D) when the caller passed 0 */
-    float softcap;                      /* 0 = off */
+    dm_dtype dtype; /* of q, k, v, o */
+    float scale;    /* resolved: 1/sqrt(D) when the caller passed 0 */
+    float softcap;  /* 0 = off */
     bool causal;
 
-    int64_t q_stride[2];                /* token, head (the last dimension is contiguous) */
+    int64_t q_stride[2]; /* token, head (the last dimension is contiguous) */
     int64_t k_stride[2];
     int64_t v_stride[2];
     int64_t o_stride[2];
@@ -36,12 +36,12 @@ typedef struct dm_fwd_varlen_plan {
     int64_t mask_stride[3];
     int64_t mask_head_div;
     dm_layout bias_layout;
-    dm_dtype bias_dtype;                /* q's dtype or DM_F32 */
+    dm_dtype bias_dtype; /* q's dtype or DM_F32 */
     int64_t bias_stride[3];
     int64_t bias_head_div;
 
     bool has_lse;
-    int64_t lse_stride[2];              /* head, token: lse is (H, total_q) */
+    int64_t lse_stride[2]; /* head, token: lse is (H, total_q) */
 } dm_fwd_varlen_plan;
 
 /* Checks every argument that the host can see (dmattn.h, dm_fwd_varlen_args) and fills plan:
@@ -52,5 +52,12 @@ typedef struct dm_fwd_varlen_plan {
  * the CPU reference can run this on host buffers. `call` prefixes messages. */
 dm_status dm_fwd_varlen_check(dm_ctx *ctx, const char *call, const dm_fwd_varlen_args *args,
                               dm_fwd_varlen_plan *plan);
+
+/* A varlen mask or bias (plan strides: token, head, key) as the kernels' (batch, head, row)
+ * strides, the batch index being the token the kernel starts the sequence at (its first query
+ * for Q, first key for K), and the step from one key to the next (*key_stride). Rows of the K
+ * layout are never stepped (one row). FwdParams and BwdParams alike (fwd_varlen.c). */
+void dm_varlen_layout_strides(dm_layout l, const int64_t plan_stride[3], int64_t out[3],
+                              int64_t *key_stride);
 
 #endif

@@ -189,6 +189,7 @@ typedef enum tensor_role {
     ROLE_KEYS,     /* mask, bias: contiguous keys, element-aligned */
     ROLE_ELEMS,    /* an input read element by element (varlen key-based mask, bias) */
     ROLE_OUT,      /* lse: element-aligned */
+    ROLE_KEYS_OUT, /* a varlen query-based dbias: contiguous keys, element-aligned */
 } tensor_role;
 
 static dm_status check_layout(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t,
@@ -204,7 +205,8 @@ static dm_status check_layout(dm_ctx *ctx, const char *call, const char *name, c
             return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                                 "%s: %s.strides[%d] = %" PRId64 ": expected >= 0", call, name, d,
                                 t->strides[d]);
-    if ((rows || role == ROLE_KEYS) && t->strides[last] != 1 && t->shape[last] > 1)
+    if ((rows || role == ROLE_KEYS || role == ROLE_KEYS_OUT) && t->strides[last] != 1 &&
+        t->shape[last] > 1)
         return dm_set_error(ctx, DM_ERR_INVALID_ARG,
                             "%s: %s.strides[%d] = %" PRId64
                             ": expected 1 (the last dimension must be contiguous)",
@@ -234,7 +236,7 @@ static dm_status check_layout(dm_ctx *ctx, const char *call, const char *name, c
             return DM_OK;
     if ((st = check_extent(ctx, call, name, t)) != DM_OK)
         return st;
-    if (role == ROLE_ROWS_OUT || role == ROLE_OUT)
+    if (role == ROLE_ROWS_OUT || role == ROLE_OUT || role == ROLE_KEYS_OUT)
         return check_no_overlap(ctx, call, name, t);
     return DM_OK;
 }
@@ -262,4 +264,48 @@ dm_status dm_check_input_elems(dm_ctx *ctx, const char *call, const char *name, 
 dm_status dm_check_output_elems(dm_ctx *ctx, const char *call, const char *name, const dm_tensor *t)
 {
     return check_layout(ctx, call, name, t, ROLE_OUT);
+}
+
+dm_status dm_check_bwd_grads(dm_ctx *ctx, const char *call, int rank,
+                             const dm_tensor *const grads[4], const dm_tensor *const likes[4])
+{
+    static const char *const names[4] = {"dout", "dq", "dk", "dv"};
+    static const char *const like_names[4] = {"o", "q", "k", "v"};
+    const dm_dtype dtype = likes[1]->dtype;
+    dm_status st;
+
+    for (int t = 0; t < 4; t++) {
+        char dims[64];
+        snprintf(dims, sizeof dims, "%s's shape", like_names[t]);
+        if ((st = dm_check_required(ctx, call, names[t], grads[t], rank, dims)) != DM_OK ||
+            (st = dm_check_same_dtype(ctx, call, names[t], grads[t], dtype)) != DM_OK ||
+            (st = dm_check_same_shape(ctx, call, names[t], grads[t], like_names[t], likes[t])) !=
+                DM_OK ||
+            (st = check_layout(ctx, call, names[t], grads[t], t ? ROLE_ROWS_OUT : ROLE_ROWS)) !=
+                DM_OK)
+            return st;
+    }
+    return DM_OK;
+}
+
+dm_status dm_check_bias_grad(dm_ctx *ctx, const char *call, const dm_tensor *dbias,
+                             const dm_tensor *bias, bool has_bias, bool contiguous_keys,
+                             bool *present)
+{
+    dm_status st;
+    *present = false;
+    if ((dbias->data || dbias->rank) && !has_bias)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: dbias is given but bias is absent: expected no dbias", call);
+    if ((st = dm_check_optional(ctx, call, "dbias", dbias, bias->rank, "bias's shape", present)) !=
+            DM_OK ||
+        !*present)
+        return st;
+    if (dbias->dtype != bias->dtype)
+        return dm_set_error(ctx, DM_ERR_INVALID_ARG,
+                            "%s: dbias.dtype = %s: expected bias's dtype %s", call,
+                            dm_dtype_name(dbias->dtype), dm_dtype_name(bias->dtype));
+    if ((st = dm_check_same_shape(ctx, call, "dbias", dbias, "bias", bias)) != DM_OK)
+        return st;
+    return check_layout(ctx, call, "dbias", dbias, contiguous_keys ? ROLE_KEYS_OUT : ROLE_OUT);
 }

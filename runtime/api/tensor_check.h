@@ -51,4 +51,18 @@ dm_status dm_check_input_elems(dm_ctx *ctx, const char *call, const char *name, 
 dm_status dm_check_output_elems(dm_ctx *ctx, const char *call, const char *name,
                                 const dm_tensor *t);
 
+/* A backward's dout and gradients, alike in dm_bwd and dm_bwd_varlen: dout (grads[0]) shaped as
+ * o (likes[0]) and read by rows; dq, dk, dv (grads[1..3]) shaped as q, k, v (likes[1..3]) and
+ * written by rows (no two elements at one address); all present with the given rank, in q's
+ * dtype. */
+dm_status dm_check_bwd_grads(dm_ctx *ctx, const char *call, int rank,
+                             const dm_tensor *const grads[4], const dm_tensor *const likes[4]);
+
+/* A backward's dbias, optional: given only with a bias (has_bias), then bias's rank, shape and
+ * dtype, written as an output (element-aligned, no two elements at one address), with the last
+ * stride 1 where the kernels write rows of keys (contiguous_keys). Sets *present. */
+dm_status dm_check_bias_grad(dm_ctx *ctx, const char *call, const dm_tensor *dbias,
+                             const dm_tensor *bias, bool has_bias, bool contiguous_keys,
+                             bool *present);
+
 #endif

@@ -36,14 +36,12 @@ static void rows_out(const double *in, void *t, const int64_t s[3], dm_dtype dty
                         dm_double_to_16(in[((b * L + i) * H + h) * D + d], dtype);
 }
 
-dm_status dm_ref_bwd(dm_ctx *ctx, const dm_bwd_args *host_args)
+dm_status dm_ref_bwd_attention(dm_ctx *ctx, const char *call, const dm_bwd_args *host_args,
+                               const dm_bwd_plan *plan)
 {
-    dm_bwd_plan plan;
-    dm_status st = dm_bwd_check(ctx, "dm_ref_bwd", host_args, &plan);
-    if (st != DM_OK)
-        return st;
-    const dm_fwd_plan *f = &plan.fwd;
+    const dm_fwd_plan *f = &plan->fwd;
     const dm_bwd_args *a = host_args;
+    dm_status st = DM_OK;
     const int64_t n_q = f->B * f->Lq * f->H * f->D, n_k = f->B * f->Lk * f->Hkv * f->D;
     const int64_t n_s = f->B * f->H * f->Lq * f->Lk;
     double *q = malloc((size_t)(n_q + 1) * sizeof *q),
@@ -52,22 +50,21 @@ dm_status dm_ref_bwd(dm_ctx *ctx, const dm_bwd_args *host_args)
     double *v = malloc((size_t)(n_k + 1) * sizeof *q), *dk = malloc((size_t)(n_k + 1) * sizeof *q);
     double *dv = malloc((size_t)(n_k + 1) * sizeof *q);
     double *bias = f->bias_layout ? malloc((size_t)(n_s + 1) * sizeof *q) : NULL;
-    double *dscore = plan.has_dbias ? malloc((size_t)(n_s + 1) * sizeof *q) : NULL;
+    double *dscore = plan->has_dbias ? malloc((size_t)(n_s + 1) * sizeof *q) : NULL;
     unsigned char *mask = f->mask_layout ? malloc((size_t)(n_s + 1)) : NULL;
     double *dbias = NULL;
     const int64_t *bs = a->bias.shape;
-    if (plan.has_dbias)
+    if (plan->has_dbias)
         dbias = malloc((size_t)(bs[0] * bs[1] * bs[2] * bs[3] + 1) * sizeof *dbias);
     if (!q || !dout || !dq || !k || !v || !dk || !dv || (f->bias_layout && !bias) ||
-        (plan.has_dbias && (!dscore || !dbias)) || (f->mask_layout && !mask)) {
+        (plan->has_dbias && (!dscore || !dbias)) || (f->mask_layout && !mask)) {
         st = dm_set_error(ctx, DM_ERR_NOMEM,
-                          "dm_ref_bwd: out of memory for B = %lld, H = %lld, "
-                          "Lq = %lld, Lk = %lld",
+                          "%s: out of memory for B = %lld, H = %lld, Lq = %lld, Lk = %lld", call,
                           (long long)f->B, (long long)f->H, (long long)f->Lq, (long long)f->Lk);
         goto out;
     }
     rows_in(a->q.data, f->q_stride, f->dtype, f->B, f->Lq, f->H, f->D, q);
-    rows_in(a->dout.data, plan.dout_stride, f->dtype, f->B, f->Lq, f->H, f->D, dout);
+    rows_in(a->dout.data, plan->dout_stride, f->dtype, f->B, f->Lq, f->H, f->D, dout);
     rows_in(a->k.data, f->k_stride, f->dtype, f->B, f->Lk, f->Hkv, f->D, k);
     rows_in(a->v.data, f->v_stride, f->dtype, f->B, f->Lk, f->Hkv, f->D, v);
     /* mask and bias expanded to (B, H, Lq, Lk) through the plan's broadcast strides */
@@ -101,12 +98,12 @@ dm_status dm_ref_bwd(dm_ctx *ctx, const dm_bwd_args *host_args)
     dm_ref_grads64 g = {.dq = dq, .dk = dk, .dv = dv, .dscore = dscore};
     if ((st = dm_ref_attention64_bwd(ctx, &at, dout, &g)) != DM_OK)
         goto out;
-    rows_out(dq, a->dq.data, plan.dq_stride, f->dtype, f->B, f->Lq, f->H, f->D);
-    rows_out(dk, a->dk.data, plan.dk_stride, f->dtype, f->B, f->Lk, f->Hkv, f->D);
-    rows_out(dv, a->dv.data, plan.dv_stride, f->dtype, f->B, f->Lk, f->Hkv, f->D);
-    if (plan.has_dbias) {
+    rows_out(dq, a->dq.data, plan->dq_stride, f->dtype, f->B, f->Lq, f->H, f->D);
+    rows_out(dk, a->dk.data, plan->dk_stride, f->dtype, f->B, f->Lk, f->Hkv, f->D);
+    rows_out(dv, a->dv.data, plan->dv_stride, f->dtype, f->B, f->Lk, f->Hkv, f->D);
+    if (plan->has_dbias) {
         dm_ref_reduce_bias_grad(&at, dscore, bs, dbias);
-        const int64_t *s = plan.dbias_stride;
+        const int64_t *s = plan->dbias_stride;
         for (int64_t b = 0; b < bs[0]; b++)
             for (int64_t h = 0; h < bs[1]; h++)
                 for (int64_t i = 0; i < bs[2]; i++)
@@ -132,4 +129,11 @@ out:
     free(mask);
     free(dbias);
     return st;
+}
+
+dm_status dm_ref_bwd(dm_ctx *ctx, const dm_bwd_args *host_args)
+{
+    dm_bwd_plan plan;
+    dm_status st = dm_bwd_check(ctx, "dm_ref_bwd", host_args, &plan);
+    return st != DM_OK ? st : dm_ref_bwd_attention(ctx, "dm_ref_bwd", host_args, &plan);
 }

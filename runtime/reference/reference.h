@@ -5,6 +5,7 @@
 #define DM_REFERENCE_H
 
 #include "bwd_plan.h"
+#include "bwd_varlen_plan.h"
 #include "fwd_plan.h"
 #include "fwd_varlen_plan.h"
 #include "wmask_plan.h"
@@ -31,6 +32,33 @@ dm_status dm_ref_fwd_window(dm_ctx *ctx, const dm_fwd_args *host_args);
  * dm_ref_window_mask_varlen, then the same on it, as dm_fwd_varlen does (ref_fwd_varlen.c). */
 dm_status dm_ref_fwd_varlen(dm_ctx *ctx, const dm_fwd_varlen_args *host_args,
                             const dm_fwd_varlen_plan *plan);
+
+/* Sequence b of a varlen batch on the host (ref_fwd_varlen.c): its first query q0 and key k0,
+ * and its lengths clamped as the kernels clamp them (Lq at most max_seqlen_q, Lk at most
+ * max_seqlen_k; the tokens past them are neither read nor written). */
+typedef struct dm_ref_varlen_seq {
+    int64_t q0, k0, Lq, Lk;
+} dm_ref_varlen_seq;
+
+/* Both cu_seqlens of plan p on the host, checked by dm_ref_check_cu_seqlens. */
+dm_status dm_ref_check_varlen_seqlens(dm_ctx *ctx, const char *call, const dm_fwd_varlen_plan *p,
+                                      const int32_t *cu_q, const int32_t *cu_k);
+dm_ref_varlen_seq dm_ref_varlen_sequence(const dm_fwd_varlen_plan *p, const int32_t *cu_q,
+                                         const int32_t *cu_k, int64_t b);
+
+/* A sequence's dense B = 1 view of the packed buffers (the dense plan's strides, 0 for the
+ * batch; the returned pointer at the sequence's first element). Rows: a (token, head, D) tensor
+ * of plan strides vs from token first_token. Masks, biases (and dbias): layout Q's rows start at
+ * the sequence's first query; layout K's one value per key serves every query (row stride 0). */
+void *dm_ref_varlen_rows(void *data, dm_dtype dtype, const int64_t vs[2], int64_t first_token,
+                         int64_t ds[3]);
+void *dm_ref_varlen_mb_view(void *data, dm_dtype dtype, dm_layout layout, const int64_t vs[3],
+                            const dm_ref_varlen_seq *seq, int64_t ds[4]);
+
+/* The whole forward call of sequence seq as a dense one: da's pointers (shapes left 0) and dp,
+ * the plan dm_ref_attention reads. */
+void dm_ref_varlen_view(const dm_fwd_varlen_args *a, const dm_fwd_varlen_plan *p,
+                        const dm_ref_varlen_seq *seq, dm_fwd_args *da, dm_fwd_plan *dp);
 
 /* dm_window_mask_varlen on the host (cu_seqlens too, checked as dm_ref_fwd_varlen checks them):
  * each row's b' gathered from its own sequence's keys and handed to dm_ref_wmask_row;
@@ -101,6 +129,17 @@ dm_status dm_ref_attention64_bwd(dm_ctx *ctx, const dm_ref_attn64 *a, const doub
  * given) dbias from the float64 core; lse is checked but not read (the core recomputes the
  * probabilities exactly). */
 dm_status dm_ref_bwd(dm_ctx *ctx, const dm_bwd_args *host_args);
+
+/* The conversions of dm_ref_bwd for a plan dm_bwd_check accepted (or a dense view of one, as
+ * dm_ref_bwd_varlen builds per sequence): host_args gives only the data pointers and bias's shape
+ * (dbias's reduction); `call` names the call in an out-of-memory message. */
+dm_status dm_ref_bwd_attention(dm_ctx *ctx, const char *call, const dm_bwd_args *host_args,
+                               const dm_bwd_plan *plan);
+
+/* SPEC §3 and §5 as dm_bwd_varlen (bwd_varlen_plan.h) on host tensors (cu_seqlens too), after
+ * the same check: each sequence unpacked to dense float64 arrays, the float64 core, the gradients
+ * back in their dtypes (ref_bwd_varlen.c). Rows outside every sequence are not written. */
+dm_status dm_ref_bwd_varlen(dm_ctx *ctx, const dm_bwd_varlen_args *host_args);
 
 /* dbias of a bias of `shape` ({B|1}, {H|Hkv|1}, {Lq|1}, Lk) from dscore (B, H, Lq, Lk): summed over
  * every dimension the bias broadcasts, and over the query heads sharing a stored head. */

@@ -1,0 +1,160 @@
+/* bwd_varlen.c: dm_bwd_varlen, the varlen backward entry point (dmattn.h, SPEC §3 and §5): check
+ * the arguments, then the bwd variant's varlen kernel once per phase (bwd_launch.h), each block
+ * viewing its sequence from cu_seqlens on the device, the rows' dO.O in stream-ordered scratch.
+ * Nothing is read or written before the checks pass. */
+#include <stdint.h>
+#include <string.h>
+
+#include "bwd_launch.h"
+#include "bwd_varlen_plan.h"
+#include "device_check.h"
+#include "scratch.h"
+
+#define CALL "dm_bwd_varlen"
+
+/* A (token, head) tensor as BwdParams' (batch, row, head): the batch index is the sequence's
+ * first token (the kernel moves the base there), rows are tokens. */
+static void token_rows(const int64_t plan_stride[2], int64_t out[3])
+{
+    out[0] = plan_stride[0];
+    out[1] = plan_stride[0];
+    out[2] = plan_stride[1];
+}
+
+/* Whether every dbias element is summed inside one block (phase 2 not launched): a key-layout
+ * dbias whose stored heads each gather query heads of one K/V head (each key belongs to one
+ * sequence, so no sum crosses sequences), or a query-layout one with a head per query head. */
+static int dbias_fused(const dm_fwd_varlen_plan *f)
+{
+    if (f->bias_layout == DM_LAYOUT_K)
+        return (f->H / f->Hkv) % f->bias_head_div == 0;
+    return f->bias_head_div == 1;
+}
+
+static void fill_params(const dm_bwd_varlen_args *a, const dm_bwd_varlen_plan *bp,
+                        CUdeviceptr row_dot, dm_bwd_params *p)
+{
+    const dm_fwd_varlen_plan *f = &bp->fwd;
+    memset(p, 0, sizeof *p);
+    p->q = (uint64_t)(uintptr_t)a->q.data;
+    p->k = (uint64_t)(uintptr_t)a->k.data;
+    p->v = (uint64_t)(uintptr_t)a->v.data;
+    p->o = (uint64_t)(uintptr_t)a->o.data;
+    p->dout = (uint64_t)(uintptr_t)a->dout.data;
+    p->lse = (uint64_t)(uintptr_t)a->lse.data;
+    p->dq = (uint64_t)(uintptr_t)a->dq.data;
+    p->dk = (uint64_t)(uintptr_t)a->dk.data;
+    p->dv = (uint64_t)(uintptr_t)a->dv.data;
+    p->row_dot = (uint64_t)row_dot;
+    p->cu_seqlens_q = (uint64_t)(uintptr_t)a->cu_seqlens_q.data;
+    p->cu_seqlens_k = (uint64_t)(uintptr_t)a->cu_seqlens_k.data;
+    token_rows(f->q_stride, p->q_stride);
+    token_rows(f->k_stride, p->k_stride);
+    token_rows(f->v_stride, p->v_stride);
+    token_rows(f->o_stride, p->o_stride);
+    token_rows(bp->dout_stride, p->dout_stride);
+    token_rows(bp->dq_stride, p->dq_stride);
+    token_rows(bp->dk_stride, p->dk_stride);
+    token_rows(bp->dv_stride, p->dv_stride);
+    /* lse (H, total_q): (batch = first token, head, row = token) */
+    p->lse_stride[0] = f->lse_stride[1];
+    p->lse_stride[1] = f->lse_stride[0];
+    p->lse_stride[2] = f->lse_stride[1];
+    p->mask_key_stride = p->bias_key_stride = p->dbias_key_stride = 1;
+    p->mask_head_div = p->bias_head_div = 1;
+    if (f->mask_layout != DM_LAYOUT_NONE) {
+        p->mask = (uint64_t)(uintptr_t)a->mask.data;
+        dm_varlen_layout_strides(f->mask_layout, f->mask_stride, p->mask_stride,
+                                 &p->mask_key_stride);
+        p->mask_head_div = f->mask_head_div;
+    }
+    if (f->bias_layout != DM_LAYOUT_NONE) {
+        p->bias = (uint64_t)(uintptr_t)a->bias.data;
+        p->bias_f32 = f->bias_dtype == DM_F32;
+        dm_varlen_layout_strides(f->bias_layout, f->bias_stride, p->bias_stride,
+                                 &p->bias_key_stride);
+        p->bias_head_div = f->bias_head_div;
+    }
+    p->B = (int32_t)f->B;
+    p->H = (int32_t)f->H;
+    p->Hkv = (int32_t)f->Hkv;
+    p->Lq = (int32_t)f->max_seqlen_q; /* the kernels take each sequence's own counts */
+    p->Lk = (int32_t)f->max_seqlen_k;
+    p->group = (int32_t)(f->H / f->Hkv);
+    p->scale = f->scale;
+    p->softcap = f->softcap;
+    p->total_q = (int32_t)f->total_q;
+    p->total_k = (int32_t)f->total_k;
+    p->max_seqlen_q = (int32_t)f->max_seqlen_q;
+    p->max_seqlen_k = (int32_t)f->max_seqlen_k;
+    if (bp->has_dbias) {
+        p->dbias = (uint64_t)(uintptr_t)a->dbias.data;
+        dm_varlen_layout_strides(f->bias_layout, bp->dbias_stride, p->dbias_stride,
+                                 &p->dbias_key_stride);
+        p->dbias_B = (int32_t)f->B; /* unused by the varlen kernels: no batch broadcast */
+        p->dbias_H = (int32_t)(f->H / f->bias_head_div);
+        p->dbias_Lq = 1;
+        p->dbias_fused = dbias_fused(f);
+    }
+}
+
+/* Phase 2's elements (dbias sums across blocks): every element of dbias, found by token. */
+static int64_t dbias_elems(const dm_fwd_varlen_plan *f, const dm_bwd_params *p)
+{
+    if (!p->dbias || p->dbias_fused)
+        return 0;
+    return f->bias_layout == DM_LAYOUT_K ? f->total_k * p->dbias_H
+                                         : f->total_q * p->dbias_H * f->max_seqlen_k;
+}
+
+dm_status dm_bwd_varlen(dm_ctx *ctx, const dm_bwd_varlen_args *args, CUstream stream)
+{
+    dm_bwd_varlen_plan plan;
+    dm_variant v;
+    const dm_kernel *kernel;
+    dm_bwd_params params;
+    CUdeviceptr row_dot = 0;
+    size_t bytes = 0;
+
+    if (!ctx)
+        return DM_ERR_INVALID_ARG;
+    dm_status st = dm_bwd_varlen_check(ctx, CALL, args, &plan);
+    if (st != DM_OK)
+        return st;
+    /* Only the kernels read cu_seqlens: host memory there would fault on the device. Asked even
+     * of an empty batch, so a call that passes empty passes full. */
+    if ((st = dm_check_device_readable(ctx, CALL, "cu_seqlens_q", &args->cu_seqlens_q)) != DM_OK ||
+        (st = dm_check_device_readable(ctx, CALL, "cu_seqlens_k", &args->cu_seqlens_k)) != DM_OK)
+        return st;
+    const dm_fwd_varlen_plan *f = &plan.fwd;
+    if (f->B == 0 || (f->total_q == 0 && f->total_k == 0))
+        return DM_OK; /* no element of any gradient (no query: dk, dv = 0 still, phase 1) */
+    if ((st = dm_ctx_enter(ctx, CALL)) != DM_OK)
+        return st;
+    memset(&v, 0, sizeof v);
+    v.family = DM_FAMILY_ATTN;
+    v.dir = DM_DIR_BWD;
+    v.head_dim = (int)f->D;
+    v.dtype = f->dtype;
+    v.mask = f->mask_layout;
+    v.bias = f->bias_layout;
+    v.varlen = true;
+    v.causal = f->causal;
+    v.softcap = f->softcap > 0;
+    v.arch = ctx->arch;
+    if ((st = dm_kernel_get(ctx, CALL, &v, &kernel, NULL)) != DM_OK)
+        goto out;
+    bytes = (size_t)(f->H * f->total_q + 1) * sizeof(float); /* never 0 bytes */
+    if ((st = dm_scratch_alloc(ctx, CALL, "dO.O", bytes, stream, &row_dot)) != DM_OK)
+        goto out;
+    fill_params(args, &plan, row_dot, &params);
+    const dm_bwd_grid grid = {.rows = {f->max_seqlen_q, f->max_seqlen_k},
+                              .heads = {f->H, f->Hkv},
+                              .batches = f->B,
+                              .dbias_elems = dbias_elems(f, &params)};
+    st = dm_bwd_launch_phases(ctx, CALL, &v, kernel, &params, &grid, stream);
+out: /* freed in stream order, behind the kernels that read it */
+    st = dm_scratch_free(ctx, st, CALL, "dO.O", row_dot, bytes, stream);
+    dm_ctx_leave(ctx);
+    return st;
+}
