@@ -148,6 +148,59 @@ START_TEST(dmbench_varlen_dry_run_lists_the_cases_without_a_driver)
 }
 END_TEST
 
+/* bwd with and without dbias; dbias 1 with fwd or with no bias dropped, and said so */
+START_TEST(dmbench_varlen_dry_run_lists_backward_cases_and_drops_dbias_without_one)
+{
+    char empty[64];
+    dm_test_temp_dir(empty, "benchcli");
+    run_result r = run(empty, "dmbench", "--varlen", "--dry-run", "--seqlens", "4x512", "--dir",
+                       "fwd,bwd", "--dbias", "0,1", "--bias", "k,none");
+    ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
+    ck_assert_str_eq(r.err, "dmbench: dropped 3 combinations with dbias 1 and no bias or no "
+                            "backward\ndmbench: 5 cases\n");
+    ck_assert_msg(strstr(r.out, " dir ") && strstr(r.out, " bwd+dbias "), "%.800s", r.out);
+    ck_assert_int_eq(count_lines(r.out), 1 + 1 + 5); /* the batch, the header, the cases */
+    run_free(&r);
+    dm_test_remove_dir(empty);
+}
+END_TEST
+
+START_TEST(dmbench_varlen_drops_a_window_with_a_backward_and_says_so)
+{
+    char empty[64];
+    dm_test_temp_dir(empty, "benchcli");
+    run_result r = run(empty, "dmbench", "--varlen", "--dry-run", "--seqlens", "4x512", "--dir",
+                       "bwd,fwdbwd", "--window", "0,64");
+    ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
+    ck_assert_msg(starts(r.err, "dmbench: dropped 2 combinations with a window and a backward"),
+                  "%.800s", r.err);
+    ck_assert_msg(strstr(r.err, "dmbench: 2 cases\n"), "%.800s", r.err);
+    run_free(&r);
+    r = run(empty, "dmbench", "--varlen", "--dry-run", "--dir", "bwd", "--window", "64");
+    ck_assert_msg(r.code == 2, "exit %d: %.800s", r.code, r.err);
+    ck_assert_str_eq(r.out, "");
+    run_free(&r);
+    dm_test_remove_dir(empty);
+}
+END_TEST
+
+START_TEST(dmbench_varlen_rejects_a_bad_dir_or_dbias_with_exit_2)
+{
+    char empty[64];
+    dm_test_temp_dir(empty, "benchcli");
+    const char *bad[][2] = {{"--dir", "sideways"}, {"--dbias", "2"}};
+    for (int i = 0; i < 2; i++) {
+        run_result r = run(empty, "dmbench", "--varlen", "--dry-run", bad[i][0], bad[i][1]);
+        ck_assert_msg(r.code == 2, "%s %s: exit %d: %.800s", bad[i][0], bad[i][1], r.code, r.err);
+        ck_assert_str_eq(r.out, "");
+        ck_assert_int_eq(count_lines(r.err), 1);
+        ck_assert_msg(strstr(r.err, bad[i][0]) && strstr(r.err, bad[i][1]), "%.800s", r.err);
+        run_free(&r);
+    }
+    dm_test_remove_dir(empty);
+}
+END_TEST
+
 START_TEST(usage_errors_exit_2_without_a_driver)
 {
     char empty[64];
@@ -197,6 +250,9 @@ END_TEST
     X(dmlatency_version_works_without_a_driver) \
     X(dmbench_dry_run_lists_the_cases_without_a_driver) \
     X(dmbench_varlen_dry_run_lists_the_cases_without_a_driver) \
+    X(dmbench_varlen_dry_run_lists_backward_cases_and_drops_dbias_without_one) \
+    X(dmbench_varlen_drops_a_window_with_a_backward_and_says_so) \
+    X(dmbench_varlen_rejects_a_bad_dir_or_dbias_with_exit_2) \
     X(usage_errors_exit_2_without_a_driver) \
     X(dmbench_sweep_without_a_driver_exits_1_naming_libcuda) \
     X(dmlatency_without_a_driver_exits_1_naming_libcuda)

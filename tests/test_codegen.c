@@ -97,17 +97,22 @@ START_TEST(entry_point_is_named_after_the_variant)
 }
 END_TEST
 
-START_TEST(varlen_backward_variant_is_unsupported_and_named)
+/* A varlen backward reads its sequences from cu_seqlens and sums a key-layout dbias per key
+ * token; the dense backward has neither. */
+START_TEST(varlen_backward_variant_reads_cu_seqlens)
 {
-    dm_variant v = make(64, DM_F16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM80);
+    dm_variant v = make(64, DM_F16, DM_LAYOUT_NONE, DM_LAYOUT_K, false, false, DM_SM80);
     v.dir = DM_DIR_BWD;
-    v.varlen = true;
-    dm_kernel_src k;
+    dm_kernel_src dense, varlen;
     char err[256];
-    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_ERR_UNSUPPORTED);
-    ck_assert_ptr_nonnull(strstr(err, "bwd.d64.f16"));
-    ck_assert_ptr_nonnull(strstr(err, "no varlen backward"));
-    ck_assert_ptr_null(k.source);
+    ck_assert_int_eq(dm_gen_emit(&v, &dense, err, sizeof err), DM_OK);
+    v.varlen = true;
+    ck_assert_int_eq(dm_gen_emit(&v, &varlen, err, sizeof err), DM_OK);
+    ck_assert_ptr_null(strstr(dense.source, "cu_seqlens_k["));
+    ck_assert_ptr_nonnull(strstr(varlen.source, "sequence_at("));
+    ck_assert_ptr_nonnull(strstr(varlen.source, "view_sequence("));
+    dm_kernel_src_free(&dense);
+    dm_kernel_src_free(&varlen);
 }
 END_TEST
 
@@ -333,7 +338,7 @@ END_TEST
     X(source_opens_with_the_variant_key_and_the_template_line) \
     X(features_that_are_off_are_absent_from_the_text) \
     X(entry_point_is_named_after_the_variant) \
-    X(varlen_backward_variant_is_unsupported_and_named) \
+    X(varlen_backward_variant_reads_cu_seqlens) \
     X(window_and_per_query_decode_variants_are_unsupported) \
     X(embedded_templates_include_every_module) \
     X(template_dir_overrides_the_embedded_templates) \

@@ -152,12 +152,11 @@ END_TEST
 
 START_TEST(emit_of_an_unsupported_variant_prints_the_library_message_as_is)
 {
-    run_result r = run("emit", "bwd.d64.f16.mask-none.bias-none.w0.varlen.sm80");
+    run_result r = run("emit", "fwd.d64.f16.mask-none.bias-none.w16.sm80");
     ck_assert_int_eq(r.code, 1);
     ck_assert_str_eq(r.out, "");
-    ck_assert_str_eq(r.err,
-                     "dmgen: emit: variant 'bwd.d64.f16.mask-none.bias-none.w0.varlen.sm80': "
-                     "no varlen backward yet (issue 16)\n");
+    ck_assert_str_eq(r.err, "dmgen: emit: variant 'fwd.d64.f16.mask-none.bias-none.w16.sm80': "
+                            "top-k windows (w16) are not built yet\n");
     run_free(&r);
 }
 END_TEST
@@ -377,6 +376,23 @@ START_TEST(preset_training_lists_the_backward_kernels)
 }
 END_TEST
 
+/* A varlen training run's kernels: the tiled varlen forward and the varlen backward, 64 per arch,
+ * none of them in "training" (dense) or "default". */
+START_TEST(preset_training_varlen_lists_the_varlen_forward_and_backward_kernels)
+{
+    run_result r = run("build", "-n", "--preset", "training-varlen");
+    ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
+    ck_assert_int_eq(count_lines(r.out), 2 * 64);
+    ck_assert(has(r.out, "bwd.d128.bf16.mask-k.bias-k.w0.varlen.causal.sm90a\n"));
+    ck_assert(has(r.out, "fwd.d64.f16.mask-none.bias-none.w0.varlen.sm80\n"));
+    ck_assert(!has(r.out, ".decode."));
+    run_free(&r);
+    r = run("build", "-n", "--preset", "training");
+    ck_assert(!has(r.out, ".varlen"));
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(unknown_preset_exits_2_listing_the_known_ones)
 {
     run_result r = run("build", "--preset", "everything");
@@ -454,12 +470,12 @@ START_TEST(build_of_an_unsupported_variant_fails_with_its_reason)
     char tmp[64], cache[128];
     dm_test_temp_dir(tmp, "dmgen");
     cache_in(tmp, cache, sizeof cache);
-    /* Parses, but the backward template has no varlen kernel yet: fails in codegen, before
-     * NVRTC. */
-    run_result r = run("build", "--cache", cache, "bwd.d64.f16.mask-none.bias-none.w0.varlen.sm80");
+    /* Parses, but a window is applied by the window-mask kernels before attention, so no
+     * attention variant has one: fails in codegen, before NVRTC. */
+    run_result r = run("build", "--cache", cache, "fwd.d64.f16.mask-none.bias-none.w16.sm80");
     ck_assert_int_eq(r.code, 1);
-    ck_assert_msg(has(r.err, "dmgen: build: variant 'bwd.d64.f16.mask-none.bias-none.w0.varlen."
-                             "sm80': no varlen backward yet (issue 16)\n"),
+    ck_assert_msg(has(r.err, "dmgen: build: variant 'fwd.d64.f16.mask-none.bias-none.w16.sm80': "
+                             "top-k windows (w16) are not built yet\n"),
                   "%s", r.err);
     ck_assert_msg(has(r.err, "built 0, cached 0, failed 1 in "), "%.800s", r.err);
     run_free(&r);
@@ -503,6 +519,7 @@ END_TEST
     X(axis_lists_expand_to_the_cartesian_product) \
     X(preset_default_expands_once_per_arch) \
     X(preset_training_lists_the_backward_kernels) \
+    X(preset_training_varlen_lists_the_varlen_forward_and_backward_kernels) \
     X(unknown_preset_exits_2_listing_the_known_ones) \
     X(build_of_a_malformed_axis_list_exits_2_before_building) \
     X(build_usage_errors_exit_2) \

@@ -281,17 +281,18 @@ START_TEST(nvrtc_finds_no_unused_variable_in_the_combine_family)
 }
 END_TEST
 
-/* The backward family: every head dim (both engines), layout pair, causal and softcap on sm80
- * and sm90a (bf16: the dtype changes no line's length). */
+/* The backward family: every head dim (both engines), layout pair, causal, softcap and varlen on
+ * sm80 and sm90a (bf16: the dtype changes no line's length). */
 START_TEST(bwd_text_fits_100_columns_without_double_blank_lines)
 {
     for (int d = DM_HEAD_DIM_MIN; d <= DM_HEAD_DIM_MAX; d += DM_HEAD_DIM_STEP)
         for (int m = 0; m < 3; m++)
             for (int b = 0; b < 3; b++)
-                for (int f = 0; f < 8; f++) {
+                for (int f = 0; f < 16; f++) {
                     dm_variant v = {.dir = DM_DIR_BWD, .head_dim = d, .dtype = DM_BF16,
                                     .mask = (dm_layout)m, .bias = (dm_layout)b, .causal = f & 1,
-                                    .softcap = f & 2, .arch = f & 4 ? DM_SM90A : DM_SM80};
+                                    .softcap = f & 2, .arch = f & 4 ? DM_SM90A : DM_SM80,
+                                    .varlen = f & 8};
                     emit_and_check_text(&v);
                 }
 }

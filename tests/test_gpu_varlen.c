@@ -17,235 +17,16 @@
 #include "half.h"
 #include "harness.h"
 #include "reference.h"
-
-#define MAX_SEQS 80
-#define GUARD_ROWS 8 /* tokens past total_q in o's and lse's allocations: never written */
-/* Query-layout columns past a sequence's keys are visible with this bias: a kernel that reads
- * them as keys of the sequence lands far off the reference. */
-#define HOT_BIAS 30.0f
-
-typedef struct vl_case {
-    int B;
-    int len_q[MAX_SEQS], len_k[MAX_SEQS];
-    int64_t max_q, max_k; /* max_seqlen_q/k; 0 = the longest sequence's */
-    int H, Hkv, D;
-    dm_dtype dtype;
-    dm_layout mask, bias;
-    int mask_heads, bias_heads; /* 1, Hkv or H */
-    bool bias_f32;
-    double mask_density;
-    bool causal;
-    float softcap;
-    bool head_major; /* key-based mask/bias stored (Hm, total_k): strides (1, total_k) */
-    int window;      /* dm_fwd_varlen_args.window: top-k per sequence through the helper */
-} vl_case;
+#include "varlen_case.h"
 
 /* One kernel choice a case is run with; the reference is computed once per case. */
 typedef struct vl_run {
     int path, num_splits;
 } vl_run;
 
-typedef struct vl_data {
-    gpu_twin q, k, v, o, lse, mask, bias, cu_q, cu_k;
-    int32_t cu_q_host[MAX_SEQS + 1], cu_k_host[MAX_SEQS + 1];
-    int64_t total_q, total_k, max_q, max_k;
-    size_t o_elems, lse_elems; /* of the allocations, guard rows included */
-    uint16_t *o_ref;
-    float *lse_ref;
-} vl_data;
-
 typedef struct vl_tally {
     long rows, empty_rows, unwritten_rows, runs;
 } vl_tally;
-
-/* ---- random inputs ---- */
-
-/* n random 16-bit codes, four per draw, straight from bits (no float conversion: the 524288-key
- * case fills a billion elements): random sign and mantissa, magnitude in [2^-8, 1). */
-static void fill16(uint16_t *buf, dm_dtype t, size_t n, uint64_t *s)
-{
-    const int mant_bits = t == DM_BF16 ? 7 : 10, one_exp = t == DM_BF16 ? 127 : 15;
-    for (size_t i = 0; i < n; i += 4) {
-        uint64_t r = gpu_rng_next(s);
-        for (size_t j = i; j < i + 4 && j < n; j++, r >>= 16) {
-            unsigned sign = (unsigned)(r >> 15) & 1, e = (unsigned)(r >> 12) & 7;
-            unsigned mant = (unsigned)r & ((1u << mant_bits) - 1);
-            buf[j] = (uint16_t)(sign << 15 | (unsigned)(one_exp - 1 - e) << mant_bits | mant);
-        }
-    }
-}
-
-/* A twin of `rows` x row_elems packed elements described as shape (rank dims, the first one
- * `shape0`); alloc_rows >= rows leaves guard rows past the shape (and never 0 bytes). */
-static void twin(gpu_twin *w, dm_dtype t, int rank, const int64_t *shape, int64_t alloc_rows)
-{
-    int64_t strides[DM_MAX_RANK], n = 1;
-    for (int d = rank - 1; d >= 0; d--) {
-        strides[d] = n;
-        n *= d > 0 ? shape[d] : 1;
-    }
-    gpu_twin_alloc(w, t, rank, shape, strides, (size_t)((alloc_rows > 0 ? alloc_rows : 1) * n), 0);
-}
-
-/* A mask or bias: query-based (rank 3) packed, key-based (rank 2) packed or, head_major, stored
- * (Hm, total_k) and described as (total_k, Hm) with strides (1, total_k): keys contiguous. */
-static void mb_twin(gpu_twin *w, dm_dtype t, dm_layout l, const int64_t *shape, bool head_major)
-{
-    if (l == DM_LAYOUT_K && head_major) {
-        int64_t st[2] = {1, shape[0] > 0 ? shape[0] : 1};
-        gpu_twin_alloc(w, t, 2, shape, st, (size_t)(shape[0] * shape[1] + 1), 0);
-        return;
-    }
-    twin(w, t, l == DM_LAYOUT_Q ? 3 : 2, shape, shape[0]);
-}
-
-/* Element e of row t (e < row_elems) of a twin mb_twin made: packed, or by its strides. */
-static size_t mb_index(const gpu_twin *w, int64_t t, int64_t e, int64_t row_elems)
-{
-    if (w->host.rank == 2)
-        return (size_t)(t * w->host.strides[0] + e * w->host.strides[1]);
-    return (size_t)(t * row_elems + e);
-}
-
-static int seq_of(const int32_t *cu, int B, int64_t t)
-{
-    for (int b = 0; b < B; b++)
-        if (t < cu[b + 1])
-            return b;
-    return B;
-}
-
-static void describe(const vl_case *c, const vl_run *r, char *buf, size_t n)
-{
-    static const char *lay[] = {"none", "q", "k"}, *path[] = {"auto", "tiled", "decode"};
-    int w = snprintf(buf, n,
-                     "H=%d Hkv=%d D=%d %s mask=%s(%d, p=%.2f) bias=%s(%d%s) causal=%d softcap=%g "
-                     "max=%lld/%lld path=%s splits=%d lens(q,k)=",
-                     c->H, c->Hkv, c->D, dm_dtype_name(c->dtype), lay[c->mask], c->mask_heads,
-                     c->mask_density, lay[c->bias], c->bias_heads, c->bias_f32 ? ", f32" : "",
-                     c->causal, (double)c->softcap, (long long)c->max_q, (long long)c->max_k,
-                     r ? path[r->path] : "-", r ? r->num_splits : 0);
-    for (int b = 0; b < c->B && w > 0 && (size_t)w < n; b++)
-        w += snprintf(buf + w, n - (size_t)w, " %d,%d", c->len_q[b], c->len_k[b]);
-}
-
-static void vl_free(vl_data *d)
-{
-    gpu_twin_free(&d->q);
-    gpu_twin_free(&d->k);
-    gpu_twin_free(&d->v);
-    gpu_twin_free(&d->o);
-    gpu_twin_free(&d->lse);
-    gpu_twin_free(&d->mask);
-    gpu_twin_free(&d->bias);
-    gpu_twin_free(&d->cu_q);
-    gpu_twin_free(&d->cu_k);
-    free(d->o_ref);
-    free(d->lse_ref);
-    memset(d, 0, sizeof *d);
-}
-
-/* Fresh inputs for c from seed, uploaded; o and lse not yet poisoned (each run does it). */
-static void vl_build(vl_data *d, const vl_case *c, uint64_t seed)
-{
-    uint64_t s = seed ? seed : 1;
-    int64_t longest_q = 0, longest_k = 0;
-    memset(d, 0, sizeof *d);
-    for (int b = 0; b < c->B; b++) {
-        d->cu_q_host[b + 1] = d->cu_q_host[b] + c->len_q[b];
-        d->cu_k_host[b + 1] = d->cu_k_host[b] + c->len_k[b];
-        longest_q = c->len_q[b] > longest_q ? c->len_q[b] : longest_q;
-        longest_k = c->len_k[b] > longest_k ? c->len_k[b] : longest_k;
-    }
-    d->total_q = d->cu_q_host[c->B];
-    d->total_k = d->cu_k_host[c->B];
-    d->max_q = c->max_q ? c->max_q : longest_q;
-    d->max_k = c->max_k ? c->max_k : longest_k;
-    int64_t H = c->H, Hkv = c->Hkv, D = c->D;
-
-    int64_t qs[3] = {d->total_q, H, D}, ks[3] = {d->total_k, Hkv, D};
-    twin(&d->q, c->dtype, 3, qs, d->total_q);
-    twin(&d->o, c->dtype, 3, qs, d->total_q + GUARD_ROWS);
-    twin(&d->k, c->dtype, 3, ks, d->total_k);
-    twin(&d->v, c->dtype, 3, ks, d->total_k);
-    /* lse (H, total_q) with GUARD_ROWS poisoned columns after each head's row */
-    int64_t ls[2] = {H, d->total_q}, lst[2] = {d->total_q + GUARD_ROWS, 1};
-    d->lse_elems = (size_t)(H * lst[0]);
-    gpu_twin_alloc(&d->lse, DM_F32, 2, ls, lst, d->lse_elems, 0);
-    d->o_elems = (size_t)((d->total_q + GUARD_ROWS) * H * D);
-    int64_t cs[1] = {c->B + 1};
-    twin(&d->cu_q, DM_I32, 1, cs, c->B + 1);
-    twin(&d->cu_k, DM_I32, 1, cs, c->B + 1);
-    memcpy(d->cu_q.host.data, d->cu_q_host, sizeof(int32_t) * (size_t)(c->B + 1));
-    memcpy(d->cu_k.host.data, d->cu_k_host, sizeof(int32_t) * (size_t)(c->B + 1));
-
-    fill16(d->q.host.data, c->dtype, (size_t)(d->total_q * H * D), &s);
-    fill16(d->k.host.data, c->dtype, (size_t)(d->total_k * Hkv * D), &s);
-    fill16(d->v.host.data, c->dtype, (size_t)(d->total_k * Hkv * D), &s);
-    if (c->mask != DM_LAYOUT_NONE) {
-        int64_t ms[3] = {c->mask == DM_LAYOUT_Q ? d->total_q : d->total_k, c->mask_heads, d->max_k};
-        mb_twin(&d->mask, DM_BOOL, c->mask, ms, c->head_major);
-        unsigned char *m = d->mask.host.data;
-        int64_t row = c->mask == DM_LAYOUT_Q ? d->max_k : 1;
-        for (int64_t t = 0; t < ms[0]; t++) {
-            int b = c->mask == DM_LAYOUT_Q ? seq_of(d->cu_q_host, c->B, t) : 0;
-            for (int64_t e = 0; e < c->mask_heads * row; e++) {
-                bool past = c->mask == DM_LAYOUT_Q && e % row >= c->len_k[b];
-                bool on = past || (gpu_uniform(&s) + 1) / 2 < c->mask_density;
-                /* any non-zero byte is true */
-                m[mb_index(&d->mask, t, e, c->mask_heads * row)] =
-                    on ? (unsigned char)(1 + gpu_rng_next(&s) % 255) : 0;
-            }
-        }
-    }
-    if (c->bias != DM_LAYOUT_NONE) {
-        dm_dtype bt = c->bias_f32 ? DM_F32 : c->dtype;
-        int64_t bs[3] = {c->bias == DM_LAYOUT_Q ? d->total_q : d->total_k, c->bias_heads, d->max_k};
-        mb_twin(&d->bias, bt, c->bias, bs, c->head_major);
-        int64_t row = c->bias == DM_LAYOUT_Q ? d->max_k : 1;
-        for (int64_t t = 0; t < bs[0]; t++) {
-            int b = c->bias == DM_LAYOUT_Q ? seq_of(d->cu_q_host, c->B, t) : 0;
-            for (int64_t e = 0; e < c->bias_heads * row; e++) {
-                bool past = c->bias == DM_LAYOUT_Q && e % row >= c->len_k[b];
-                gpu_put(d->bias.host.data, bt, mb_index(&d->bias, t, e, c->bias_heads * row),
-                        past ? HOT_BIAS : 2 * gpu_uniform(&s));
-            }
-        }
-    }
-    gpu_twin_upload(&d->q);
-    gpu_twin_upload(&d->k);
-    gpu_twin_upload(&d->v);
-    gpu_twin_upload(&d->cu_q);
-    gpu_twin_upload(&d->cu_k);
-    if (d->mask.dev_base)
-        gpu_twin_upload(&d->mask);
-    if (d->bias.dev_base)
-        gpu_twin_upload(&d->bias);
-}
-
-/* The call's arguments on the device (dev) or the host copies (host). */
-static dm_fwd_varlen_args vl_args(const vl_data *d, const vl_case *c, bool host)
-{
-#define PICK(w) (host ? (w).host : (w).dev)
-    dm_fwd_varlen_args a = {.q = PICK(d->q),
-                            .k = PICK(d->k),
-                            .v = PICK(d->v),
-                            .o = PICK(d->o),
-                            .lse = PICK(d->lse),
-                            .cu_seqlens_q = PICK(d->cu_q),
-                            .cu_seqlens_k = PICK(d->cu_k),
-                            .max_seqlen_q = d->max_q,
-                            .max_seqlen_k = d->max_k,
-                            .causal = c->causal,
-                            .softcap = c->softcap,
-                            .window = c->window};
-    if (d->mask.dev_base)
-        a.mask = PICK(d->mask);
-    if (d->bias.dev_base)
-        a.bias = PICK(d->bias);
-#undef PICK
-    return a;
-}
 
 /* The reference, once per case, into o_ref and lse_ref (poisoned first, like the GPU's). */
 static void vl_reference(vl_data *d, const vl_case *c)
@@ -298,12 +79,14 @@ static bool all_bits(const void *p, size_t bytes, unsigned char b)
 static void vl_run_once(vl_data *d, const vl_case *c, const vl_run *r, uint64_t seed,
                         vl_tally *tally)
 {
+    static const char *path[] = {"auto", "tiled", "decode"};
     char what[768];
     dm_ctx *ctx = gpu_ctx();
     vl_case shown = *c;
     shown.max_q = d->max_q;
     shown.max_k = d->max_k;
-    describe(&shown, r, what, sizeof what);
+    int w = snprintf(what, sizeof what, "path=%s splits=%d ", path[r->path], r->num_splits);
+    vl_describe(&shown, what + w, sizeof what - (size_t)w);
 
     memset(d->o.host_base, 0xff, d->o.bytes); /* NaN in f16 and bf16 */
     memset(d->lse.host_base, 0xff, d->lse.bytes);
@@ -323,10 +106,10 @@ static void vl_run_once(vl_data *d, const vl_case *c, const vl_run *r, uint64_t 
 
     const uint16_t *o = d->o.host.data;
     const float *lse = d->lse.host.data;
-    int64_t H = c->H, D = c->D, ls = d->total_q + GUARD_ROWS;
+    int64_t H = c->H, D = c->D, ls = d->total_q + VL_GUARD_ROWS;
     double num = 0, den = 0, lse_err = 0;
     long nan = 0, empty_err = 0, poison_err = 0;
-    for (int64_t t = 0; t < d->total_q + GUARD_ROWS; t++)
+    for (int64_t t = 0; t < d->total_q + VL_GUARD_ROWS; t++)
         for (int64_t h = 0; h < H; h++) {
             size_t row = (size_t)((t * H + h) * D), li = (size_t)(h * ls + t);
             /* rows the reference leaves alone (guard rows, rows past max_seqlen_q) */
@@ -399,7 +182,7 @@ static const vl_run every_path[] = {
 
 typedef struct mix {
     int B;
-    int q[MAX_SEQS], k[MAX_SEQS];
+    int q[VL_MAX_SEQS], k[VL_MAX_SEQS];
 } mix;
 
 static const mix mixes[] = {

@@ -320,6 +320,25 @@ START_TEST(bwd_every_head_dim_compiles_for_sm80)
 }
 END_TEST
 
+/* The varlen backward (each block's sequence from cu_seqlens, a varlen phase 2 for dbias sums
+ * across blocks): every mask x bias layout pair at d128, the arch alternating between sm80 and
+ * sm90a, causal and softcap rotating; the SIMT engine (d256, query bias) and d64 once each. */
+START_TEST(bwd_varlen_every_layout_pair_compiles_for_sm80_and_sm90a)
+{
+    dm_ctx *ctx = dm_test_offline_ctx();
+    for (int i = 0; i < 11; i++) {
+        dm_variant v = {.dir = DM_DIR_BWD, .head_dim = i < 9 ? 128 : i == 9 ? 256 : 64,
+                        .dtype = i % 3 ? DM_BF16 : DM_F16,
+                        .mask = (dm_layout)(i < 9 ? i % 3 : 2),
+                        .bias = (dm_layout)(i < 9 ? i / 3 : i - 8), .varlen = true,
+                        .causal = i % 3 == 1, .softcap = i % 4 == 2,
+                        .arch = i % 2 ? DM_SM90A : DM_SM80};
+        dm_test_compile_ok(ctx, &v);
+    }
+    dm_ctx_destroy(ctx);
+}
+END_TEST
+
 START_TEST(other_archs_compile)
 {
     dm_ctx *ctx = dm_test_offline_ctx();
@@ -381,6 +400,7 @@ END_TEST
     X(sm90a_decode_keeps_the_wgmma_pipeline_and_spills_little) \
     X(bwd_every_layout_pair_compiles_for_sm80_and_sm90a) \
     X(bwd_every_head_dim_compiles_for_sm80) \
+    X(bwd_varlen_every_layout_pair_compiles_for_sm80_and_sm90a) \
     X(other_archs_compile) \
     X(broken_source_is_a_compile_error_with_the_log) \
     X(options_name_the_arch_and_differ_per_arch)

@@ -60,6 +60,13 @@ static const struct preset {
     {"training", "bwd d64/128 f16/bf16 mask none/k bias none/k causal 0/1",
      {"bwd.d64,128.f16,bf16.mask-none,k.bias-none,k.w0",
       "bwd.d64,128.f16,bf16.mask-none,k.bias-none,k.w0.causal", NULL}},
+    /* A varlen (cu_seqlens) training run: the tiled varlen forward (dm_fwd_varlen with more than
+     * 16 queries a sequence) and dm_bwd_varlen, over the same axes as "training": 64 per arch. */
+    {"training-varlen", "fwd + bwd varlen d64/128 f16/bf16 mask none/k bias none/k causal 0/1",
+     {"fwd.d64,128.f16,bf16.mask-none,k.bias-none,k.w0.varlen",
+      "fwd.d64,128.f16,bf16.mask-none,k.bias-none,k.w0.varlen.causal",
+      "bwd.d64,128.f16,bf16.mask-none,k.bias-none,k.w0.varlen",
+      "bwd.d64,128.f16,bf16.mask-none,k.bias-none,k.w0.varlen.causal", NULL}},
 };
 #define N_PRESETS (sizeof presets / sizeof presets[0])
 static const char *default_archs = "sm80,sm90a"; /* what A100 and H100 map to */
