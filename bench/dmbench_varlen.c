@@ -1,7 +1,8 @@
-/* dmbench_varlen.c (dmbench --varlen): sweeps of the varlen forward, dm_fwd_varlen (SPEC §5), over
- * packed batches of sequences: decode batches (a few queries per sequence over long key ranges),
- * varlen prefill and single long rows. Lengths come from --seqlens specs, cu_seqlens are built on
- * the host and copied to the device, and each case is timed as the dense mode times dm_fwd.
+/* dmbench_varlen.c (dmbench --varlen): sweeps of the varlen forward, dm_fwd_varlen (SPEC §5), and
+ * of its backward, dm_bwd_varlen, over packed batches of sequences: decode batches (a few queries
+ * per sequence over long key ranges), varlen prefill and single long rows. Lengths come from
+ * --seqlens specs, cu_seqlens are built on the host and copied to the device, and each case is
+ * timed as the dense mode times dm_fwd and dm_bwd.
  * Reports ms, GB/s of what must move (issue 15's definition), useful TFLOP/s, and with
  * --copy-bw the share of the device's copy bandwidth measured in the same process. */
 #include <errno.h>
@@ -23,11 +24,12 @@
 static const char usage[] =
     "usage: dmbench --varlen [OPTIONS]\n"
     "\n"
-    "Times dmattn's varlen forward attention (dm_fwd_varlen) on one GPU: B sequences packed\n"
-    "along the first dimension, q (total_q, H, D), k and v (total_k, Hkv, D), cu_seqlens built\n"
-    "on the host and copied to the device. Options taking a LIST accept comma-separated values;\n"
-    "--seqlens and --q-per-seq take one SPEC each and may be given several times. The cases are\n"
-    "the cartesian product of all of them (duplicates dropped).\n"
+    "Times dmattn's varlen attention, forward (dm_fwd_varlen) and backward (dm_bwd_varlen), on\n"
+    "one GPU: B sequences packed along the first dimension, q (total_q, H, D), k and v (total_k,\n"
+    "Hkv, D), cu_seqlens built on the host and copied to the device. Options taking a LIST\n"
+    "accept comma-separated values; --seqlens and --q-per-seq take one SPEC each and may be\n"
+    "given several times. The cases are the cartesian product of all of them (duplicates\n"
+    "dropped).\n"
     "\n"
     "batch:\n"
     "  --seqlens SPEC      key lengths of the sequences, one batch per SPEC (default 64x4096):\n"
@@ -45,6 +47,12 @@ static const char usage[] =
     "  --D LIST            head dimension (default 128)\n"
     "\n"
     "variant:\n"
+    "  --dir LIST          fwd (dm_fwd_varlen), bwd (dm_bwd_varlen alone: o and lse made once per\n"
+    "                      input set by an untimed dm_fwd_varlen, so --path and --num-splits do\n"
+    "                      not apply) or fwdbwd (each timed run queues dm_fwd_varlen, then\n"
+    "                      dm_bwd_varlen) (default fwd)\n"
+    "  --dbias LIST        0 or 1: with a bias, dm_bwd_varlen also writes dbias (bias's shape and\n"
+    "                      dtype); 1 with no bias or with fwd is dropped (default 0)\n"
     "  --dtype LIST        bf16 or f16: q, k, v, o (default bf16)\n"
     "  --mask LIST         none, k (key-based: bool (total_k, Hm), one value per key shared by\n"
     "                      its sequence's queries) or q (query-based: bool (total_q, Hm,\n"
@@ -60,11 +68,13 @@ static const char usage[] =
     "  --window LIST       top-k window W over the bias, 0 = none (default 0): the timed call\n"
     "                      is dm_fwd_varlen's whole (window mask, then attention); needs a bias,\n"
     "                      combinations without one are dropped. FLOPs and bytes stay the\n"
-    "                      full work's\n"
+    "                      full work's. A backward takes the window's mask', not a window:\n"
+    "                      combinations of a window with bwd or fwdbwd are dropped\n"
     "  --path LIST         auto, tiled or decode (dm_fwd_varlen_args.path; default auto)\n"
     "  --num-splits LIST   decode path: blocks a key range is split over, 0 = picked from the\n"
     "                      shapes (default 0)\n"
-    "  --lse               also write lse (H, total_q) fp32 (counted in GB/s then)\n"
+    "  --lse               also write lse (H, total_q) fp32 (counted in GB/s then); a backward\n"
+    "                      always has it (the forward writes it, dm_bwd_varlen reads it)\n"
     "  --head-major        key-based mask and bias stored head-major: (Hm, total_k) memory\n"
     "                      described as (total_k, Hm) with strides (1, total_k), keys\n"
     "                      contiguous (default: (total_k, Hm) packed, keys Hm apart)\n"
@@ -90,11 +100,18 @@ static const char usage[] =
     "and the bias, each counted once: a key-based mask or bias is total_k x Hm values, a\n"
     "query-based one the part of its rows inside each sequence, sum of Lq x Lk x Hm (the\n"
     "allocation, total_q x Hm x max_seqlen_k, is in the CSV/JSON as mask_bytes, bias_bytes).\n"
+    "A backward (bwd, fwdbwd) adds dout and lse read, dq, dk, dv written and with --dbias 1\n"
+    "dbias, counted as allocated (a query-based one's columns past a sequence's keys are\n"
+    "written 0 too).\n"
     "TFLOP/s is useful work: 4 x D x H x the (query, key) pairs inside each sequence, with\n"
-    "--causal 1 only the visible ones; the mask (all true) does not change it.\n"
-    "Inputs: random q, k, v, bias; one set per case, or when a set is smaller than 4x the L2\n"
-    "cache, enough sets (up to 16) rotated between runs to exceed it. Timing: CUDA events around\n"
-    "each dm_fwd_varlen on a stream of its own (split-KV combine included).\n"
+    "--causal 1 only the visible ones; the mask (all true) does not change it. bwd counts 2.5x\n"
+    "the forward's FLOPs and fwdbwd 3.5x, as the dense mode (issue 16) and FlashAttention count\n"
+    "them (the backward's five matrix products against the forward's two).\n"
+    "Inputs: random q, k, v, bias, and for a backward dout (like q), with dq, dk, dv and dbias\n"
+    "zeroed; one set per case, or when a set is smaller than 4x the L2 cache, enough sets (up to\n"
+    "16) rotated between runs to exceed it. Timing: CUDA events around each timed run\n"
+    "(dm_fwd_varlen, dm_bwd_varlen, or dm_fwd_varlen then dm_bwd_varlen) on a stream of its own\n"
+    "(split-KV combine included).\n"
     "\n"
     "Results: a table on stdout (the batches' lengths as # lines first); progress and messages\n"
     "on stderr. Exit status: 0 success (skipped cases included), 1 a case failed or no GPU could\n"
@@ -105,15 +122,19 @@ static const char usage[] =
     "  dmbench --varlen --copy-bw --seqlens 64x512..16384 --q-per-seq 8\n"
     "  dmbench --varlen --copy-bw --seqlens 1x524288 --q-per-seq 1 --mask none\n"
     "  dmbench --varlen --seqlens 16x256..4096 --q-per-seq same --mask none --causal 0,1\n"
-    "  dmbench --varlen --copy-bw --mask k,q --bias k,q\n";
+    "  dmbench --varlen --copy-bw --mask k,q --bias k,q\n"
+    "  dmbench --varlen --dir bwd --dbias 0,1 --seqlens 16x256..4096 --q-per-seq same --mask none\n"
+    "          --bias k\n";
 
 /* ---- batches: lengths from specs ------------------------------------------------------------- */
 
 typedef enum layout { LAYOUT_NONE = 0, LAYOUT_K, LAYOUT_Q } layout;
 typedef enum heads { HM_1 = 0, HM_KV, HM_H } heads;
+typedef enum direction { DIR_FWD = 0, DIR_BWD, DIR_FWDBWD } direction;
 
 static const char *const layout_names[] = {"none", "k", "q"};
 static const char *const heads_names[] = {"1", "kv", "h"};
+static const char *const dir_names[] = {"fwd", "bwd", "fwdbwd"};
 
 /* A --seqlens or --q-per-seq value, parsed: n = 0 for a QSPEC that fits any count (a single N,
  * LO..HI or `same`). */
@@ -307,7 +328,8 @@ static void print_batch(FILE *f, const batch *b, uint64_t seed)
 typedef struct voptions {
     spec keys[MAX_SPECS], queries[MAX_SPECS];
     int n_keys, n_queries;
-    int_list H, Hkv, D, dtype, mask, bias, hm, bias_f32, causal, path, num_splits, window;
+    int_list H, Hkv, D, dtype, mask, bias, hm, bias_f32, causal, path, num_splits, window, dir,
+        dbias;
     num_list softcap;
     int64_t warmup, iters, device, copy_mib;
     double mask_density;
@@ -327,9 +349,11 @@ typedef struct vcase {
     float softcap;
     int window; /* top-k window over the bias, 0 = none */
     int path, num_splits;
-    bool lse;
+    bool lse;            /* always for a backward: the forward writes it, the backward reads it */
     bool head_major;     /* key-based mask/bias stored (Hm, total_k) */
     double mask_density; /* --mask-density: 1 = all true */
+    direction dir;
+    bool dbias; /* dm_bwd_varlen writes dbias; only with a bias and a backward */
 } vcase;
 
 typedef struct vcase_list {
@@ -341,8 +365,13 @@ typedef struct vcase_list {
 
 static dm_dtype bias_dtype(const vcase *c) { return c->bias_f32 ? DM_F32 : c->dtype; }
 
-/* The buffers of one input set (buf_set.p[]); cu_seqlens are one pair per case, not per set. */
-enum { BUF_Q, BUF_K, BUF_V, BUF_O, BUF_LSE, BUF_MASK, BUF_BIAS, N_BUFS };
+/* The buffers of one input set (buf_set.p[]); cu_seqlens are one pair per case, not per set.
+ * Those from BUF_DOUT on are the backward's, 0 bytes (not allocated) for fwd. */
+enum {
+    BUF_Q, BUF_K, BUF_V, BUF_O, BUF_LSE, BUF_MASK, BUF_BIAS,
+    BUF_DOUT, BUF_DQ, BUF_DK, BUF_DV, BUF_DBIAS, N_BUFS
+};
+_Static_assert(N_BUFS <= MAX_BUFS, "buf_set holds every buffer of a case");
 
 /* Bytes as doubles (exact below 2^53). moved: what must move once; alloc: the buffers. */
 typedef struct vbytes {
@@ -376,18 +405,33 @@ static vbytes sizes_of(const vcase *c)
     s.moved_bias = c->bias == LAYOUT_Q ? inside * besz : s.alloc[BUF_BIAS];
     s.total = s.alloc[BUF_Q] + s.alloc[BUF_K] + s.alloc[BUF_V] + s.alloc[BUF_O] +
               s.alloc[BUF_LSE] + s.moved_mask + s.moved_bias;
+    if (c->dir == DIR_FWD)
+        return s;
+    /* fwdbwd counts each buffer once too: what its two calls move at least once together. */
+    s.alloc[BUF_DOUT] = s.alloc[BUF_DQ] = s.alloc[BUF_Q];
+    s.alloc[BUF_DK] = s.alloc[BUF_DV] = s.alloc[BUF_K];
+    /* All of dbias, not only its rows inside the sequences: dm_bwd_varlen writes 0 past a
+     * sequence's keys in a query-based one, so those bytes move as well. */
+    s.alloc[BUF_DBIAS] = c->dbias ? s.alloc[BUF_BIAS] : 0;
+    s.total += s.alloc[BUF_DOUT] + s.alloc[BUF_DQ] + s.alloc[BUF_DK] + s.alloc[BUF_DV] +
+               s.alloc[BUF_DBIAS];
     return s;
 }
 
+/* The forward's 4 x D x H per visible pair (two matrix products: QK^T, PV). The backward has five
+ * (QK^T recomputed, dV, dP, dQ, dK): 2.5x, as the dense mode (issue 16) and FlashAttention count
+ * it; fwdbwd the sum. */
 static double flops_of(const vcase *c)
 {
+    static const double factor[] = {[DIR_FWD] = 1, [DIR_BWD] = 2.5, [DIR_FWDBWD] = 3.5};
     double pairs = 0;
     for (int64_t i = 0; i < c->b->B; i++)
         pairs += visible_pairs(c->b->lq[i], c->b->lk[i], c->causal);
-    return 4.0 * (double)c->D * (double)c->H * pairs;
+    return factor[c->dir] * 4.0 * (double)c->D * (double)c->H * pairs;
 }
 
-/* "64x4096/8 H=32 Hkv=8 D=128 bf16 mask-k bias-k Hm=kv causal path=decode splits=4" */
+/* "64x4096/8 H=32 Hkv=8 D=128 bf16 mask-k bias-k Hm=kv causal path=decode splits=4", then
+ * " bwd dbias" and the like for a backward. */
 static void describe(const vcase *c, char *buf, size_t bytes)
 {
     int n = snprintf(buf, bytes, "%s/%s H=%lld Hkv=%lld D=%lld %s mask-%s bias-%s%s Hm=%s%s%s",
@@ -400,8 +444,10 @@ static void describe(const vcase *c, char *buf, size_t bytes)
     if (n > 0 && (size_t)n < bytes && c->window > 0)
         n += snprintf(buf + n, bytes - (size_t)n, " window=%d", c->window);
     if (n > 0 && (size_t)n < bytes && (c->path || c->num_splits))
-        snprintf(buf + n, bytes - (size_t)n, " path=%s splits=%d", path_names[c->path],
-                 c->num_splits);
+        n += snprintf(buf + n, bytes - (size_t)n, " path=%s splits=%d", path_names[c->path],
+                      c->num_splits);
+    if (n > 0 && (size_t)n < bytes && c->dir != DIR_FWD)
+        snprintf(buf + n, bytes - (size_t)n, " %s%s", dir_names[c->dir], c->dbias ? " dbias" : "");
 }
 
 /* Returns -1 to go on, else an exit status. */
@@ -413,6 +459,7 @@ static int parse_options(int argc, char **argv, voptions *o)
     static const int64_t hm_values[] = {HM_1, HM_KV, HM_H};
     static const char *const bdt_names[] = {"same", "f32"};
     static const int64_t bdt_values[] = {0, 1};
+    static const int64_t dir_values[] = {DIR_FWD, DIR_BWD, DIR_FWDBWD};
     const int64_t grid_max = 65535;
 
     memset(o, 0, sizeof *o);
@@ -459,7 +506,7 @@ static int parse_options(int argc, char **argv, voptions *o)
             "--mask",    "--bias",      "--Hm",      "--bias-dtype", "--causal", "--softcap",
             "--window",
             "--path",    "--num-splits", "--warmup", "--iters",      "--seed",   "--device",
-            "--copy-mib", "--csv",      "--json",    "--mask-density"};
+            "--copy-mib", "--csv",      "--json",    "--mask-density", "--dir", "--dbias"};
         const char *opt = NULL;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0] && !opt; k++)
             if (take(argc, argv, &i, valued[k], &val))
@@ -516,6 +563,11 @@ static int parse_options(int argc, char **argv, voptions *o)
                                  &o->path);
         else if (strcmp(opt, "--num-splits") == 0)
             ok = parse_int_list(opt, val, 0, 1024, &o->num_splits);
+        else if (strcmp(opt, "--dir") == 0)
+            ok = parse_name_list(opt, val, dir_names, dir_values, 3, "fwd, bwd or fwdbwd",
+                                 &o->dir);
+        else if (strcmp(opt, "--dbias") == 0)
+            ok = parse_int_list(opt, val, 0, 1, &o->dbias);
         else if (strcmp(opt, "--warmup") == 0) {
             ok = parse_int(val, 0, 1000000, &o->warmup);
             if (!ok)
@@ -571,6 +623,8 @@ static int parse_options(int argc, char **argv, voptions *o)
     set_default(&o->path, DM_PATH_AUTO);
     set_default(&o->num_splits, 0);
     set_default(&o->window, 0);
+    set_default(&o->dir, DIR_FWD);
+    set_default(&o->dbias, 0);
     if (o->softcap.n == 0)
         o->softcap.v[o->softcap.n++] = 0;
     if (o->copy_mib == 0)
@@ -594,20 +648,46 @@ static bool same_case(const vcase *a, const vcase *b)
            a->dtype == b->dtype && a->mask == b->mask && a->bias == b->bias &&
            a->bias_f32 == b->bias_f32 && a->causal == b->causal && a->softcap == b->softcap &&
            a->window == b->window &&
-           a->path == b->path && a->num_splits == b->num_splits;
+           a->path == b->path && a->num_splits == b->num_splits && a->dir == b->dir &&
+           a->dbias == b->dbias;
 }
 
 /* The axes, slowest first: the batch varies fastest, so that a table reads as one curve. */
 enum {
-    AX_DTYPE, AX_D, AX_MASK, AX_BIAS, AX_HM, AX_BDT, AX_CAUSAL, AX_SOFTCAP, AX_WINDOW, AX_PATH,
-    AX_SPLITS,
+    AX_DIR, AX_DTYPE, AX_D, AX_MASK, AX_BIAS, AX_HM, AX_BDT, AX_DBIAS, AX_CAUSAL, AX_SOFTCAP,
+    AX_WINDOW, AX_PATH, AX_SPLITS,
     AX_H, AX_HKV, AX_BATCH, N_AXES
 };
+
+/* Why a combination is dropped (DROP_NONE: kept), counted per reason for one message each. */
+typedef enum drop {
+    DROP_NONE = 0, DROP_HKV, DROP_WINDOW_BIAS, DROP_WINDOW_BWD, DROP_DBIAS, N_DROPS
+} drop;
+
+static const char *const drop_texts[N_DROPS] = {
+    [DROP_HKV] = "where Hkv does not divide H",
+    [DROP_WINDOW_BIAS] = "with a window and no bias",
+    [DROP_WINDOW_BWD] = "with a window and a backward (it takes the window's mask', not a window)",
+    [DROP_DBIAS] = "with dbias 1 and no bias or no backward",
+};
+
+static drop drop_of(const vcase *c)
+{
+    if (c->H % c->Hkv != 0)
+        return DROP_HKV;
+    if (c->window > 0 && !c->bias) /* a window selects over the bias */
+        return DROP_WINDOW_BIAS;
+    if (c->window > 0 && c->dir != DIR_FWD)
+        return DROP_WINDOW_BWD;
+    if (c->dbias && (!c->bias || c->dir == DIR_FWD))
+        return DROP_DBIAS;
+    return DROP_NONE;
+}
 
 /* Returns -1 to go on, else an exit status. */
 static int expand(const voptions *o, vcase_list *out)
 {
-    int count[N_AXES], pick[N_AXES] = {0}, dropped_hkv = 0, dropped_window = 0;
+    int count[N_AXES], pick[N_AXES] = {0}, dropped[N_DROPS] = {0};
 
     out->batches = calloc((size_t)(o->n_keys * o->n_queries), sizeof *out->batches);
     if (!out->batches) {
@@ -622,12 +702,14 @@ static int expand(const voptions *o, vcase_list *out)
             out->n_batches++;
         }
 
+    count[AX_DIR] = o->dir.n;
     count[AX_DTYPE] = o->dtype.n;
     count[AX_D] = o->D.n;
     count[AX_MASK] = o->mask.n;
     count[AX_BIAS] = o->bias.n;
     count[AX_HM] = o->hm.n;
     count[AX_BDT] = o->bias_f32.n;
+    count[AX_DBIAS] = o->dbias.n;
     count[AX_CAUSAL] = o->causal.n;
     count[AX_SOFTCAP] = o->softcap.n;
     count[AX_WINDOW] = o->window.n;
@@ -668,6 +750,8 @@ static int expand(const voptions *o, vcase_list *out)
             .lse = o->lse,
             .head_major = o->head_major,
             .mask_density = o->mask_density,
+            .dir = (direction)o->dir.v[pick[AX_DIR]],
+            .dbias = o->dbias.v[pick[AX_DBIAS]] != 0,
         };
         /* Normalize what does not change the work, so that the dedup below drops repeats. */
         if (!c.bias)
@@ -675,12 +759,15 @@ static int expand(const voptions *o, vcase_list *out)
         if (!c.mask && !c.bias)
             c.hm = HM_KV;
         c.Hm = c.hm == HM_1 ? 1 : c.hm == HM_KV ? c.Hkv : c.H;
-        bool keep = c.H % c.Hkv == 0;
-        dropped_hkv += !keep;
-        if (keep && c.window > 0 && !c.bias) { /* a window selects over the bias */
-            keep = false;
-            dropped_window++;
+        if (c.dir != DIR_FWD)
+            c.lse = true;
+        if (c.dir == DIR_BWD) { /* the forward's kernel path: its one call per set is untimed */
+            c.path = DM_PATH_AUTO;
+            c.num_splits = 0;
         }
+        drop why = drop_of(&c);
+        dropped[why]++;
+        bool keep = why == DROP_NONE;
         for (int i = 0; keep && i < out->n; i++)
             if (same_case(&out->c[i], &c))
                 keep = false;
@@ -693,14 +780,12 @@ static int expand(const voptions *o, vcase_list *out)
         if (a < 0)
             break;
     }
-    if (dropped_hkv)
-        fprintf(stderr, "dmbench: dropped %d combination%s where Hkv does not divide H\n",
-                dropped_hkv, dropped_hkv == 1 ? "" : "s");
-    if (dropped_window)
-        fprintf(stderr, "dmbench: dropped %d combination%s with a window and no bias\n",
-                dropped_window, dropped_window == 1 ? "" : "s");
+    for (int d = DROP_NONE + 1; d < N_DROPS; d++)
+        if (dropped[d])
+            fprintf(stderr, "dmbench: dropped %d combination%s %s\n", dropped[d],
+                    dropped[d] == 1 ? "" : "s", drop_texts[d]);
     if (out->n == 0) {
-        fail("no cases left to run (every Hkv fails to divide H, or a window has no bias)");
+        fail("no cases left to run: every combination was dropped, as said above");
         return EXIT_USAGE;
     }
     return -1;
@@ -716,6 +801,22 @@ static void free_cases(vcase_list *l)
 
 /* ---- one case -------------------------------------------------------------------------------- */
 
+static bool zero(gpu *g, CUdeviceptr p, double bytes, const char *what)
+{
+    return cu_ok(g, g->drv->MemsetD8(p, 0, (size_t)bytes), what);
+}
+
+/* dout random like q; the gradients zeroed, as o is (the backward writes them all). */
+static bool fill_grads(gpu *g, const vcase *c, const vbytes *b, const buf_set *s, uint64_t salt)
+{
+    const CUdeviceptr *p = s->p;
+    return fill_values(g, p[BUF_DOUT], (uint64_t)b->alloc[BUF_DOUT], c->dtype, salt) &&
+           zero(g, p[BUF_DQ], b->alloc[BUF_DQ], "cuMemsetD8 (dq)") &&
+           zero(g, p[BUF_DK], b->alloc[BUF_DK], "cuMemsetD8 (dk)") &&
+           zero(g, p[BUF_DV], b->alloc[BUF_DV], "cuMemsetD8 (dv)") &&
+           (!c->dbias || zero(g, p[BUF_DBIAS], b->alloc[BUF_DBIAS], "cuMemsetD8 (dbias)"));
+}
+
 static bool fill_set(gpu *g, const vcase *c, const vbytes *b, const buf_set *s, int set)
 {
     uint64_t salt = (uint64_t)set * 8;
@@ -723,16 +824,16 @@ static bool fill_set(gpu *g, const vcase *c, const vbytes *b, const buf_set *s, 
     return fill_values(g, p[BUF_Q], (uint64_t)b->alloc[BUF_Q], c->dtype, salt + 1) &&
            fill_values(g, p[BUF_K], (uint64_t)b->alloc[BUF_K], c->dtype, salt + 2) &&
            fill_values(g, p[BUF_V], (uint64_t)b->alloc[BUF_V], c->dtype, salt + 3) &&
-           cu_ok(g, g->drv->MemsetD8(p[BUF_O], 0, (size_t)b->alloc[BUF_O]), "cuMemsetD8 (o)") &&
-           (!c->lse || cu_ok(g, g->drv->MemsetD8(p[BUF_LSE], 0, (size_t)b->alloc[BUF_LSE]),
-                             "cuMemsetD8 (lse)")) &&
+           zero(g, p[BUF_O], b->alloc[BUF_O], "cuMemsetD8 (o)") &&
+           (!c->lse || zero(g, p[BUF_LSE], b->alloc[BUF_LSE], "cuMemsetD8 (lse)")) &&
            (!c->mask ||
             (c->mask_density < 1
                  ? fill_mask_random(g, p[BUF_MASK], (uint64_t)b->alloc[BUF_MASK], c->mask_density)
                  : cu_ok(g, g->drv->MemsetD8(p[BUF_MASK], 1, (size_t)b->alloc[BUF_MASK]),
                          "cuMemsetD8"))) &&
            (!c->bias ||
-            fill_values(g, p[BUF_BIAS], (uint64_t)b->alloc[BUF_BIAS], bias_dtype(c), salt + 4));
+            fill_values(g, p[BUF_BIAS], (uint64_t)b->alloc[BUF_BIAS], bias_dtype(c), salt + 4)) &&
+           (c->dir == DIR_FWD || fill_grads(g, c, b, s, salt + 5));
 }
 
 static dm_tensor ptr_tensor(CUdeviceptr p, dm_dtype t, int rank, const int64_t *shape)
@@ -762,8 +863,8 @@ static dm_tensor keys_tensor(CUdeviceptr p, dm_dtype t, const vcase *c, layout l
     return x;
 }
 
-static dm_fwd_varlen_args args_of(const vcase *c, const buf_set *s, CUdeviceptr cu_q,
-                                  CUdeviceptr cu_k)
+static dm_fwd_varlen_args fwd_args_of(const vcase *c, const buf_set *s, CUdeviceptr cu_q,
+                                      CUdeviceptr cu_k)
 {
     const batch *b = c->b;
     int64_t qs[3] = {b->total_q, c->H, c->D}, ks[3] = {b->total_k, c->Hkv, c->D};
@@ -792,6 +893,33 @@ static dm_fwd_varlen_args args_of(const vcase *c, const buf_set *s, CUdeviceptr 
     return a;
 }
 
+/* The backward of the forward `f` (its q, k, v, o, lse, cu_seqlens, mask, bias) into the set's
+ * gradients. f has no window: those cases are dropped, so its mask is the one attended with. */
+static dm_bwd_varlen_args bwd_args_of(const vcase *c, const buf_set *s,
+                                      const dm_fwd_varlen_args *f)
+{
+    const batch *b = c->b;
+    int64_t qs[3] = {b->total_q, c->H, c->D}, ks[3] = {b->total_k, c->Hkv, c->D};
+    dm_bwd_varlen_args a = {
+        .dout = ptr_tensor(s->p[BUF_DOUT], c->dtype, 3, qs),
+        .q = f->q, .k = f->k, .v = f->v, .o = f->o, .lse = f->lse,
+        .cu_seqlens_q = f->cu_seqlens_q,
+        .cu_seqlens_k = f->cu_seqlens_k,
+        .max_seqlen_q = f->max_seqlen_q,
+        .max_seqlen_k = f->max_seqlen_k,
+        .mask = f->mask, .bias = f->bias,
+        .dq = ptr_tensor(s->p[BUF_DQ], c->dtype, 3, qs),
+        .dk = ptr_tensor(s->p[BUF_DK], c->dtype, 3, ks),
+        .dv = ptr_tensor(s->p[BUF_DV], c->dtype, 3, ks),
+        .scale = f->scale,
+        .softcap = f->softcap,
+        .causal = f->causal,
+    };
+    if (c->dbias)
+        a.dbias = keys_tensor(s->p[BUF_DBIAS], bias_dtype(c), c, c->bias);
+    return a;
+}
+
 /* cu_seqlens of lengths len[0..B): B + 1 int32 prefix sums, copied to a new device buffer. */
 static bool upload_cu_seqlens(gpu *g, const int64_t *len, int64_t B, CUdeviceptr *out)
 {
@@ -811,20 +939,54 @@ static bool upload_cu_seqlens(gpu *g, const int64_t *len, int64_t B, CUdeviceptr
     return ok;
 }
 
+/* One input set's calls; bwd is unused for a fwd case. */
+typedef struct set_args {
+    dm_fwd_varlen_args fwd;
+    dm_bwd_varlen_args bwd;
+} set_args;
+
 typedef struct varlen_job {
     gpu *g;
-    const dm_fwd_varlen_args *args;
+    const set_args *args;
     int n_sets;
+    direction dir;
     const char *label;
 } varlen_job;
 
-static bool queue_varlen(void *ctx, int run)
+static bool queue_fwd(const varlen_job *j, const set_args *a)
 {
-    varlen_job *j = ctx;
-    if (dm_fwd_varlen(j->g->ctx, &j->args[run % j->n_sets], j->g->stream) == DM_OK)
+    if (dm_fwd_varlen(j->g->ctx, &a->fwd, j->g->stream) == DM_OK)
+        return true;
+    fail("%s: %s", j->label, dm_errmsg(j->g->ctx)); /* the message names the call */
+    return false;
+}
+
+static bool queue_bwd(const varlen_job *j, const set_args *a)
+{
+    if (dm_bwd_varlen(j->g->ctx, &a->bwd, j->g->stream) == DM_OK)
         return true;
     fail("%s: %s", j->label, dm_errmsg(j->g->ctx));
     return false;
+}
+
+/* One run of the case's direction on the set after the previous run's. */
+static bool queue_run(void *ctx, int run)
+{
+    const varlen_job *j = ctx;
+    const set_args *a = &j->args[run % j->n_sets];
+    if (j->dir != DIR_BWD && !queue_fwd(j, a))
+        return false;
+    return j->dir == DIR_FWD || queue_bwd(j, a);
+}
+
+/* bwd: the o and lse that each set's timed dm_bwd_varlen reads, by one dm_fwd_varlen per set
+ * (queued before the timing, finished by its synchronize). */
+static bool queue_forwards(const varlen_job *j)
+{
+    for (int i = 0; j->dir == DIR_BWD && i < j->n_sets; i++)
+        if (!queue_fwd(j, &j->args[i]))
+            return false;
+    return true;
 }
 
 /* Runs one case into *r. Returns false only when the CUDA context is unusable afterwards. */
@@ -832,7 +994,7 @@ static bool run_case(gpu *g, const voptions *o, const vcase *c, const char *labe
 {
     vbytes b = sizes_of(c);
     buf_set sets[MAX_SETS];
-    dm_fwd_varlen_args args[MAX_SETS];
+    set_args args[MAX_SETS];
     CUdeviceptr cu_q = 0, cu_k = 0;
     bool alive = true;
     int n_sets = 0;
@@ -855,15 +1017,19 @@ static bool run_case(gpu *g, const voptions *o, const vcase *c, const char *labe
             fail("%s: filling the inputs: %s", label, g->err);
             goto out;
         }
-        args[i] = args_of(c, &sets[i], cu_q, cu_k);
+        args[i].fwd = fwd_args_of(c, &sets[i], cu_q, cu_k);
+        args[i].bwd = bwd_args_of(c, &sets[i], &args[i].fwd);
     }
+    varlen_job job = {g, args, n_sets, c->dir, label};
+    bool ready = queue_forwards(&job);
     if (!cu_ok(g, g->drv->CtxSynchronize(), "cuCtxSynchronize")) {
         fail("%s: filling the inputs: %s", label, g->err);
         alive = false;
         goto out;
     }
-    varlen_job job = {g, args, n_sets, label};
-    alive = time_runs(g, o->warmup, o->iters, queue_varlen, &job, label, r);
+    if (!ready)
+        goto out;
+    alive = time_runs(g, o->warmup, o->iters, queue_run, &job, label, r);
     r->sets = n_sets;
 out:
     if (alive) {
@@ -879,20 +1045,21 @@ out:
 /* ---- reports --------------------------------------------------------------------------------- */
 
 typedef struct columns {
-    bool softcap, window, path; /* shown in the table only when some case uses them */
+    bool softcap, window, path, dir; /* shown in the table only when some case uses them */
     int spec_width;
     double copy_gbps; /* --copy-bw: the copy bandwidth measured; 0 = none */
 } columns;
 
 static columns columns_of(const vcase_list *l)
 {
-    columns k = {false, false, false, 5, 0};
+    columns k = {false, false, false, false, 5, 0};
     for (int i = 0; i < l->n; i++) {
         const vcase *c = &l->c[i];
         int w = (int)(strlen(c->b->keys->text) + 1 + strlen(c->b->queries->text));
         k.softcap |= c->softcap > 0;
         k.window |= c->window > 0;
         k.path |= c->path != DM_PATH_AUTO || c->num_splits != 0;
+        k.dir |= c->dir != DIR_FWD;
         k.spec_width = w > k.spec_width ? (w < 40 ? w : 40) : k.spec_width;
     }
     return k;
@@ -909,6 +1076,8 @@ static void table_header(const columns *k, const char *tail)
         printf(" %6s", "window");
     if (k->path)
         printf(" %6s %6s", "path", "splits");
+    if (k->dir)
+        printf(" %-12s", "dir");
     printf(" | %s\n", tail);
 }
 
@@ -928,6 +1097,11 @@ static void table_case(const columns *k, const vcase *c)
         printf(" %6d", c->window);
     if (k->path)
         printf(" %6s %6d", path_names[c->path], c->num_splits);
+    if (k->dir) {
+        char dir[16]; /* "fwdbwd+dbias" at most */
+        snprintf(dir, sizeof dir, "%s%s", dir_names[c->dir], c->dbias ? "+dbias" : "");
+        printf(" %-12s", dir);
+    }
 }
 
 static void table_result(const columns *k, const vcase *c, const result *r)
@@ -948,8 +1122,10 @@ static void csv_text(FILE *f, const char *s)
 static const char csv_header[] =
     "seqlens,q_per_seq,B,total_q,total_k,max_seqlen_q,max_seqlen_k,H,Hkv,D,dtype,mask,bias,Hm,"
     "bias_dtype,causal,softcap,path,num_splits,lse,ms_median,ms_min,tflops,gbps,iters,sets,"
-    "gflop,gbytes,mask_bytes,bias_bytes,copy_gbps,pct_copy,head_major,status,mask_density,window\n";
+    "gflop,gbytes,mask_bytes,bias_bytes,copy_gbps,pct_copy,head_major,status,mask_density,window,"
+    "dir,dbias\n";
 
+/* New columns go at the end: scripts read them by name, but the order stays as it was. */
 static void csv_row(FILE *f, const vcase *c, const result *r, double copy_gbps)
 {
     vbytes b = sizes_of(c);
@@ -976,7 +1152,8 @@ static void csv_row(FILE *f, const vcase *c, const result *r, double copy_gbps)
         fputc(',', f);
     } else
         fputs(",,", f);
-    fprintf(f, "%d,%s,%g,%d\n", c->head_major, status_text(r->out), c->mask_density, c->window);
+    fprintf(f, "%d,%s,%g,%d,%s,%d\n", c->head_major, status_text(r->out), c->mask_density,
+            c->window, dir_names[c->dir], c->dbias);
     fflush(f);
 }
 
@@ -1022,13 +1199,13 @@ static void json_row(FILE *f, const vcase *c, const result *r, bool first, doubl
             "\"max_seqlen_k\": %lld, \"H\": %lld, \"Hkv\": %lld, \"D\": %lld, \"dtype\": \"%s\", "
             "\"mask\": \"%s\", \"bias\": \"%s\", \"Hm\": %lld, \"bias_dtype\": \"%s\", "
             "\"causal\": %d, \"softcap\": %g, \"path\": \"%s\", \"num_splits\": %d, "
-            "\"lse\": %s, \"head_major\": %s, \"window\": %d, ",
+            "\"lse\": %s, \"head_major\": %s, \"window\": %d, \"dir\": \"%s\", \"dbias\": %d, ",
             (long long)c->b->B, (long long)c->b->total_q, (long long)c->b->total_k,
             (long long)c->b->max_q, (long long)c->b->max_k, (long long)c->H, (long long)c->Hkv,
             (long long)c->D, dtype_text(c->dtype), layout_names[c->mask], layout_names[c->bias],
             (long long)c->Hm, c->bias ? dtype_text(bias_dtype(c)) : "none", c->causal,
             (double)c->softcap, path_names[c->path], c->num_splits, c->lse ? "true" : "false",
-            c->head_major ? "true" : "false", c->window);
+            c->head_major ? "true" : "false", c->window, dir_names[c->dir], c->dbias);
     json_lengths(f, "seqlens_k", c->b->lk, c->b->B);
     json_lengths(f, "seqlens_q", c->b->lq, c->b->B);
     if (r->out == OUT_OK) {
