@@ -4,8 +4,8 @@ A thin layer over the C library shipped inside this package (dmattn/lib/libdmatt
 through ctypes (`dmattn.capi`: contexts, ahead-of-time builds, the library's errors as `DmError`
 carrying its message) and, importing torch only when first used, flash_dmattn_func (and its
 alias flash_sparse_attn_func) with autograd, maybe_create_mask and create_mask (`dmattn.ops`),
-flash_dmattn_varlen_func (alias flash_sparse_attn_varlen_func; `dmattn.ops_varlen`), forward
-only until the C library has dm_bwd_varlen (issue 16), and the transformers attention function
+flash_dmattn_varlen_func (alias flash_sparse_attn_varlen_func; `dmattn.ops_varlen`) with autograd
+through dm_bwd_varlen, and the transformers attention function
 (`dmattn.transformers_attention`: dmattn_attention_forward, register_transformers_attention).
 """
 from .capi import DM_NO_DEVICE, Context, DmError, library_path, version, version_string

@@ -257,6 +257,54 @@ class DmFwdVarlenArgs(ctypes.Structure):
     ]
 
 
+class DmBwdVarlenArgs(ctypes.Structure):
+    """dm_bwd_varlen_args (dmattn.h)."""
+
+    _fields_ = [
+        ("dout", DmTensor),
+        ("q", DmTensor),
+        ("k", DmTensor),
+        ("v", DmTensor),
+        ("o", DmTensor),
+        ("lse", DmTensor),
+        ("cu_seqlens_q", DmTensor),
+        ("cu_seqlens_k", DmTensor),
+        ("max_seqlen_q", ctypes.c_int64),
+        ("max_seqlen_k", ctypes.c_int64),
+        ("mask", DmTensor),
+        ("bias", DmTensor),
+        ("dq", DmTensor),
+        ("dk", DmTensor),
+        ("dv", DmTensor),
+        ("dbias", DmTensor),
+        ("scale", ctypes.c_float),
+        ("softcap", ctypes.c_float),
+        ("causal", ctypes.c_int),
+        ("deterministic", ctypes.c_int),
+    ]
+
+
+class DmWindowMaskVarlenArgs(ctypes.Structure):
+    """dm_window_mask_varlen_args (dmattn.h): SPEC 4's window mask per varlen sequence."""
+
+    _fields_ = [
+        ("bias", DmTensor),
+        ("mask", DmTensor),
+        ("out", DmTensor),
+        ("cu_seqlens_q", DmTensor),
+        ("cu_seqlens_k", DmTensor),
+        ("total_q", ctypes.c_int64),
+        ("total_k", ctypes.c_int64),
+        ("max_seqlen_q", ctypes.c_int64),
+        ("max_seqlen_k", ctypes.c_int64),
+        ("window", ctypes.c_int),
+        ("has_min_value", ctypes.c_int),
+        ("min_value", ctypes.c_double),
+        ("relu", ctypes.c_int),
+        ("block_size", ctypes.c_int),
+    ]
+
+
 class DmWindowMaskArgs(ctypes.Structure):
     """dm_window_mask_args (dmattn.h): SPEC 4's top-k window mask."""
 
@@ -279,19 +327,24 @@ assert ctypes.sizeof(DmFwdArgs) == 7 * 80 + 24, ctypes.sizeof(DmFwdArgs)
 assert ctypes.sizeof(DmWindowMaskArgs) == 3 * 80 + 3 * 8 + 8 + 8 + 8, ctypes.sizeof(DmWindowMaskArgs)
 assert ctypes.sizeof(DmFwdVarlenArgs) == 9 * 80 + 2 * 8 + 24, ctypes.sizeof(DmFwdVarlenArgs)
 assert ctypes.sizeof(DmBwdArgs) == 12 * 80 + 16, ctypes.sizeof(DmBwdArgs)
+assert ctypes.sizeof(DmBwdVarlenArgs) == 14 * 80 + 2 * 8 + 16, ctypes.sizeof(DmBwdVarlenArgs)
+assert ctypes.sizeof(DmWindowMaskVarlenArgs) == 5 * 80 + 4 * 8 + 8 + 8 + 8, \
+    ctypes.sizeof(DmWindowMaskVarlenArgs)
 
 
 def _bind_calls(lib):
     """The entry points that take argument structs and a stream (bound on first use)."""
     for name, args_type in (("dm_fwd", DmFwdArgs), ("dm_fwd_varlen", DmFwdVarlenArgs),
-                            ("dm_bwd", DmBwdArgs)):
+                            ("dm_bwd", DmBwdArgs), ("dm_bwd_varlen", DmBwdVarlenArgs)):
         f = getattr(lib, name)
         f.argtypes = [ctypes.c_void_p, ctypes.POINTER(args_type), ctypes.c_void_p]
         f.restype = ctypes.c_int
-    f = lib.dm_window_mask
-    f.argtypes = [ctypes.c_void_p, ctypes.POINTER(DmWindowMaskArgs), ctypes.POINTER(ctypes.c_int),
-                  ctypes.c_void_p]
-    f.restype = ctypes.c_int
+    for name, args_type in (("dm_window_mask", DmWindowMaskArgs),
+                            ("dm_window_mask_varlen", DmWindowMaskVarlenArgs)):
+        f = getattr(lib, name)
+        f.argtypes = [ctypes.c_void_p, ctypes.POINTER(args_type), ctypes.POINTER(ctypes.c_int),
+                      ctypes.c_void_p]
+        f.restype = ctypes.c_int
 
 
 def window_mask(ctx, args, stream):
@@ -301,6 +354,14 @@ def window_mask(ctx, args, stream):
     applied = ctypes.c_int(0)
     ctx._check("dm_window_mask", ctx._lib.dm_window_mask(ctx._ctx, ctypes.byref(args),
                                                          ctypes.byref(applied), stream))
+    return bool(applied.value)
+
+
+def window_mask_varlen(ctx, args, stream):
+    """dm_window_mask_varlen(ctx, args, &applied, stream): as window_mask."""
+    applied = ctypes.c_int(0)
+    ctx._check("dm_window_mask_varlen", ctx._lib.dm_window_mask_varlen(
+        ctx._ctx, ctypes.byref(args), ctypes.byref(applied), stream))
     return bool(applied.value)
 
 
@@ -317,3 +378,8 @@ def fwd_varlen(ctx, args, stream):
 def bwd(ctx, args, stream):
     """dm_bwd(ctx, args, stream): args a DmBwdArgs."""
     ctx._check("dm_bwd", ctx._lib.dm_bwd(ctx._ctx, ctypes.byref(args), stream))
+
+
+def bwd_varlen(ctx, args, stream):
+    """dm_bwd_varlen(ctx, args, stream): args a DmBwdVarlenArgs."""
+    ctx._check("dm_bwd_varlen", ctx._lib.dm_bwd_varlen(ctx._ctx, ctypes.byref(args), stream))

@@ -1,12 +1,9 @@
-"""PyTorch operator over dm_fwd_varlen: flash_dmattn_varlen_func (SPEC 5), forward only.
+"""PyTorch operators over dm_fwd_varlen and dm_bwd_varlen: flash_dmattn_varlen_func (SPEC 5).
 
-dmattn::fwd_varlen is a torch.library custom operator with a fake implementation, so torch.compile
-traces it without graph breaks; it runs as ops.py's operators do (PyTorch's current stream, one
-dmattn context per device, every check and message the C library's: DmError).
-The C library has no varlen backward yet (dm_bwd_varlen, issue 16). The autograd formula calls
-dmattn::bwd_varlen_missing, whose fake implementation lets AOTAutograd trace a graph on inputs that
-require grad and whose real one raises NotImplementedError: a forward on such inputs runs, eager
-or compiled, and only .backward() fails. dm_bwd_varlen replaces that operator.
+dmattn::fwd_varlen and dmattn::bwd_varlen are torch.library custom operators with fake
+implementations, so torch.compile traces them without graph breaks; autograd runs
+dmattn::bwd_varlen. They run as ops.py's operators do (PyTorch's current stream, one dmattn
+context per device, every check and message the C library's: DmError).
 Written without torch or a GPU at hand: tests/test_varlen_torch.py runs it on the GPU machine.
 """
 import math
@@ -16,10 +13,6 @@ import torch
 
 from . import capi
 from .ops import _DTYPES, _context, _stream, _tensor
-
-NO_BACKWARD = ("dmattn: flash_dmattn_varlen_func has no backward yet: dm_bwd_varlen is not built "
-               "(issue 16)")
-
 
 def _offsets(name, t):
     """cu_seqlens as a DmTensor. A dtype a DmTensor cannot name (int64, what torch.cumsum gives)
@@ -65,26 +58,89 @@ def _(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, mask, bia
     return q.new_empty(q.shape), q.new_empty(_lse_shape(q), dtype=torch.float32)
 
 
-@torch.library.custom_op("dmattn::bwd_varlen_missing", mutates_args=())
-def _bwd_varlen_missing(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
-                        v: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    raise NotImplementedError(NO_BACKWARD)
+def _bwd_varlen_impl(dout, q, k, v, o, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                     max_seqlen_k, mask, bias, scale, softcap, causal, want_dbias):
+    # zeros: the library leaves the rows of tokens outside every sequence alone, and their
+    # gradient is 0 (the output does not depend on them)
+    dq, dk, dv = (torch.zeros(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
+    dbias = (torch.zeros(bias.shape, dtype=bias.dtype, device=bias.device) if want_dbias
+             else q.new_empty(0))
+    a = capi.DmBwdVarlenArgs()
+    a.dout, a.q, a.k, a.v = (_tensor(n, t) for n, t in (("dout", dout), ("query", q),
+                                                        ("key", k), ("value", v)))
+    a.o, a.lse = _tensor("o", o), _tensor("lse", lse)
+    a.cu_seqlens_q = _offsets("cu_seqlens_q", cu_seqlens_q)
+    a.cu_seqlens_k = _offsets("cu_seqlens_k", cu_seqlens_k)
+    a.max_seqlen_q, a.max_seqlen_k = max_seqlen_q, max_seqlen_k
+    a.mask, a.bias = _tensor("attn_mask", mask), _tensor("attn_bias", bias)
+    a.dq, a.dk, a.dv = _tensor("dq", dq), _tensor("dk", dk), _tensor("dv", dv)
+    a.dbias = _tensor("dbias", dbias if want_dbias else None)
+    a.scale, a.softcap, a.causal = scale, softcap, int(causal)
+    capi.bwd_varlen(_context(q.device), a, _stream(q.device))
+    return dq, dk, dv, dbias
 
 
-@_bwd_varlen_missing.register_fake
-def _(dout, q, k, v):
-    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+@torch.library.custom_op("dmattn::bwd_varlen", mutates_args=())
+def _bwd_varlen(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                o: torch.Tensor, lse: torch.Tensor, cu_seqlens_q: torch.Tensor,
+                cu_seqlens_k: torch.Tensor, max_seqlen_q: int, max_seqlen_k: int,
+                mask: Optional[torch.Tensor], bias: Optional[torch.Tensor], scale: float,
+                softcap: float, causal: bool,
+                want_dbias: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _bwd_varlen_impl(dout, q, k, v, o, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                            max_seqlen_k, mask, bias, scale, softcap, causal, want_dbias)
+
+
+@_bwd_varlen.register_fake
+def _(dout, q, k, v, o, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, mask, bias,
+      scale, softcap, causal, want_dbias):
+    dbias = bias.new_empty(bias.shape) if want_dbias else q.new_empty(0)
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), dbias
+
+
+def _window_mask_varlen(q, k, bias, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                        max_seqlen_k, window):
+    """The mask a forward with a window attends with: dm_window_mask_varlen's mask' (key-based
+    when bias and mask are, else query-based (total_q, heads, max_seqlen_k); heads the broadcast
+    of bias's and mask's), or mask itself where no window applies (max_seqlen_k <= window). The
+    selection has no gradient. Shapes the library would refuse are passed on for it to name."""
+    key_based = bias.dim() == 2 and (mask is None or mask.dim() == 2)
+    hb = bias.shape[1] if bias.dim() >= 2 else 1
+    hm = mask.shape[1] if mask is not None and mask.dim() >= 2 else 1
+    heads = hb if hm in (1, hb) else hm
+    shape = (k.shape[0], heads) if key_based else (q.shape[0], heads, max_seqlen_k)
+    out = torch.empty(shape, dtype=torch.bool, device=q.device)
+    a = capi.DmWindowMaskVarlenArgs()
+    a.bias, a.mask, a.out = (_tensor("attn_bias", bias.detach()), _tensor("attn_mask", mask),
+                             _tensor("out", out))
+    a.cu_seqlens_q = _offsets("cu_seqlens_q", cu_seqlens_q)
+    a.cu_seqlens_k = _offsets("cu_seqlens_k", cu_seqlens_k)
+    a.total_q, a.total_k = q.shape[0], k.shape[0]
+    a.max_seqlen_q, a.max_seqlen_k, a.window = max_seqlen_q, max_seqlen_k, window
+    applied = capi.window_mask_varlen(_context(q.device), a, _stream(q.device))
+    return out if applied else mask
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v = inputs[:3]
-    ctx.save_for_backward(q, k, v)
+    (q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, mask, bias, scale, softcap,
+     causal, window) = inputs
+    o, lse = output
+    if window:  # the backward reads the mask the forward attended with
+        mask = _window_mask_varlen(q, k, bias, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                                   max_seqlen_k, window)
+    ctx.save_for_backward(q, k, v, o, lse, cu_seqlens_q, cu_seqlens_k, mask, bias)
+    ctx.max_seqlen_q, ctx.max_seqlen_k = max_seqlen_q, max_seqlen_k
+    ctx.scale, ctx.softcap, ctx.causal = scale, softcap, causal
+    ctx.want_dbias = bias is not None and bias.requires_grad
 
 
 def _backward(ctx, dout, dlse):
-    q, k, v = ctx.saved_tensors
-    dq, dk, dv = torch.ops.dmattn.bwd_varlen_missing(dout, q, k, v)  # raises when it runs
-    return (dq, dk, dv) + (None,) * 10
+    # lse is an auxiliary output: its gradient is not propagated (dlse is ignored)
+    q, k, v, o, lse, cu_seqlens_q, cu_seqlens_k, mask, bias = ctx.saved_tensors
+    dq, dk, dv, dbias = torch.ops.dmattn.bwd_varlen(
+        dout.contiguous(), q, k, v, o, lse, cu_seqlens_q, cu_seqlens_k, ctx.max_seqlen_q,
+        ctx.max_seqlen_k, mask, bias, ctx.scale, ctx.softcap, ctx.causal, ctx.want_dbias)
+    return (dq, dk, dv) + (None,) * 5 + ((dbias if ctx.want_dbias else None),) + (None,) * 4
 
 
 _fwd_varlen.register_autograd(_backward, setup_context=_setup_context)
@@ -127,7 +183,7 @@ def flash_dmattn_varlen_func(query, key, value, cu_seqlens_q, cu_seqlens_k, max_
         softmax_scale: float. The scaling of QK^T before applying softmax. Default 1/sqrt(headdim).
         is_causal: bool. Whether to apply the causal mask (bottom right aligned, per sequence).
         softcap: float. Anything > 0 activates softcapping attention (s = c tanh(s / c)).
-        deterministic: accepted for compatibility (there is no varlen backward yet).
+        deterministic: accepted for compatibility; the backward is always deterministic.
         return_attn_probs: whether to return softmax_lse too (no probabilities: see below).
         window_size: int, optional (beyond flash-dmattn's varlen signature): with an attn_bias,
             each query attends to the window_size keys of its own sequence with the largest bias
@@ -147,8 +203,9 @@ def flash_dmattn_varlen_func(query, key, value, cu_seqlens_q, cu_seqlens_k, max_
       - the mask and bias layouts are told apart by rank alone, each on its own: rank 3 is
         query-based, rank 2 key-based, also when total_q == total_k;
       - no block_table (paged KV cache) and no attention probabilities (None in their place);
-      - no backward yet: a forward on inputs that require grad runs, .backward() raises
-        NotImplementedError (dm_bwd_varlen is not built, issue 16);
+      - gradients flow to query, key, value and attn_bias (dbias in attn_bias's layout: a
+        key-based one summed over its sequence's queries); under a window the backward uses the
+        forward's window mask (recomputed, deterministic), the selection itself has no gradient;
       - query tokens past max_seqlen_q in their sequence are not computed (out holds no defined
         value there): max_seqlen_q and max_seqlen_k must be at least every sequence's length.
     """

@@ -1,7 +1,8 @@
 """flash_dmattn_varlen_func against a float64 PyTorch reference that unpacks each sequence to a
 dense one (o and lse; both mask and bias layouts, GQA, empty sequences, decode-sized batches),
-its window_size, the library's errors, the missing backward, and torch.compile(fullgraph) without
-graph breaks. Needs torch and a CUDA GPU: reported as skipped without them."""
+its window_size, the library's errors, gradients (q, k, v and the bias in either layout) against
+float64 autograd, and torch.compile(fullgraph) without graph breaks, forward and backward. Needs
+torch and a CUDA GPU: reported as skipped without them."""
 import math
 
 import pytest
@@ -149,14 +150,90 @@ def test_int64_cu_seqlens_raise_the_librarys_message_naming_them():
     assert "cu_seqlens" in str(e.value)
 
 
-def test_forward_runs_on_inputs_requiring_grad_and_backward_raises():
-    q, k, v, cu_q, cu_k, max_q, max_k, _ = batch(PREFILL)
-    want = dmattn.flash_sparse_attn_varlen_func(q, k, v, cu_q, cu_k, max_q, max_k, is_causal=True)
+def reference_grads(q, k, v, cu_q, cu_k, mask, bias, scale, causal, dout):
+    """dq, dk, dv (and dbias when bias is given) of sum(o * dout) in float64 by autograd, each
+    sequence a dense problem as in reference(); rows with no visible key give o = 0 and no
+    gradient (their softmax is taken over zeros and multiplied out, so no NaN reaches a sum)."""
+    leaves = [t.detach().double().requires_grad_(True) for t in (q, k, v)]
+    if bias is not None:
+        leaves.append(bias.detach().double().requires_grad_(True))
+    q64, k64, v64 = leaves[:3]
+    b64 = leaves[3] if bias is not None else None
+    nh = q.shape[1]
+    outs = []
+    cq, ck = cu_q.tolist(), cu_k.tolist()
+    for b in range(len(cq) - 1):
+        q0, q1, k0, k1 = cq[b], cq[b + 1], ck[b], ck[b + 1]
+        lq, lk = q1 - q0, k1 - k0
+        if lq == 0:
+            continue
+        if lk == 0:
+            outs.append(q64[q0:q1] * 0)
+            continue
+        qs = q64[q0:q1].transpose(0, 1)
+        ks, vs = (t[k0:k1].transpose(0, 1).repeat_interleave(nh // t.shape[1], 0)
+                  for t in (k64, v64))
+        s = scale * qs @ ks.transpose(-1, -2)
+        if b64 is not None:
+            bs = per_sequence(b64, q0, q1, k0, k1)
+            s = s + bs.repeat_interleave(nh // bs.shape[0], 0)
+        visible = torch.ones_like(s, dtype=torch.bool)
+        if mask is not None:
+            visible = visible & per_sequence(mask, q0, q1, k0, k1).repeat_interleave(
+                nh // mask.shape[1], 0)
+        if causal:
+            visible = visible & ~torch.ones(lq, lk, dtype=torch.bool,
+                                            device=s.device).triu(lk - lq + 1)
+        row = visible.any(-1, keepdim=True)
+        s = s.masked_fill(~visible, -math.inf).masked_fill(~row, 0.0)
+        p = torch.softmax(s, -1) * row
+        outs.append((p @ vs).transpose(0, 1))
+    o = torch.cat(outs) if outs else q64 * 0
+    grads = torch.autograd.grad((o * dout[:o.shape[0]].double()).sum(), leaves)
+    return grads
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("kind", ["none", "key_mask_key_bias", "key_mask_query_bias"])
+@pytest.mark.parametrize("lengths", [PREFILL, DECODE], ids=["prefill", "decode"])
+def test_gradients_match_the_float64_reference(lengths, kind, causal):
+    q, k, v, cu_q, cu_k, max_q, max_k, g = batch(lengths)
+    mask, bias = layouts(kind, q, k, max_k, g)
     leaves = [t.detach().requires_grad_(True) for t in (q, k, v)]
-    o = dmattn.flash_dmattn_varlen_func(*leaves, cu_q, cu_k, max_q, max_k, is_causal=True)
-    assert o.requires_grad and torch.equal(o.detach(), want)
-    with pytest.raises(NotImplementedError, match="dm_bwd_varlen is not built"):
-        o.float().sum().backward()
+    if bias is not None:
+        bias = bias.detach().requires_grad_(True)
+    o = dmattn.flash_dmattn_varlen_func(*leaves, cu_q, cu_k, max_q, max_k, attn_mask=mask,
+                                        attn_bias=bias, is_causal=causal)
+    dout = torch.randn(o.shape, device="cuda", dtype=o.dtype, generator=g)
+    got = torch.autograd.grad(o, leaves + ([bias] if bias is not None else []), dout)
+    want = reference_grads(q, k, v, cu_q, cu_k, mask, bias, 1 / math.sqrt(D), causal, dout)
+    for name, a, b in zip(("dq", "dk", "dv", "dbias"), got, want):
+        assert a.shape == b.shape and torch.isfinite(a).all(), name
+        assert rel(a, b) < 3e-2, (name, rel(a, b))
+
+
+def test_window_size_gradients_are_those_of_the_window_mask():
+    lengths, window = [(3, 100), (1, 20), (2, 64)], 32
+    q, k, v, cu_q, cu_k, max_q, max_k, g = batch(lengths)
+    bias = (torch.randperm(k.shape[0] * HKV, device="cuda", generator=g).float() / 64).view(
+        k.shape[0], HKV)
+    mask = torch.zeros(k.shape[0], HKV, dtype=torch.bool, device="cuda")
+    ck = cu_k.tolist()
+    for b in range(len(lengths)):
+        k0, k1 = ck[b], ck[b + 1]
+        if k1 - k0 <= window:
+            mask[k0:k1] = True
+        else:
+            top = bias[k0:k1].topk(window, 0).indices
+            mask[k0:k1].scatter_(0, top, torch.ones_like(top, dtype=torch.bool))
+    grads = []
+    for kwargs in ({"window_size": window}, {"attn_mask": mask}):
+        leaves = [t.detach().requires_grad_(True) for t in (q, k, v, bias)]
+        o = dmattn.flash_dmattn_varlen_func(*leaves[:3], cu_q, cu_k, max_q, max_k,
+                                            attn_bias=leaves[3], **kwargs)
+        grads.append(torch.autograd.grad(o.float().square().sum(), leaves))
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
 
 
 def test_compile_fullgraph_has_no_graph_break():
@@ -172,14 +249,18 @@ def test_compile_fullgraph_has_no_graph_break():
                                f(q, k, v, cu_q, cu_k))
 
 
-def test_a_compiled_forward_on_inputs_requiring_grad_runs_and_only_backward_raises():
-    q, k, v, cu_q, cu_k, max_q, max_k, _ = batch(PREFILL)
+def test_a_compiled_forward_and_backward_match_eager():
+    q, k, v, cu_q, cu_k, max_q, max_k, g = batch(PREFILL)
+    bias = torch.randn(k.shape[0], HKV, device="cuda", dtype=q.dtype, generator=g)
 
-    def f(q, k, v):
-        return dmattn.flash_dmattn_varlen_func(q, k, v, cu_q, cu_k, max_q, max_k)
+    def f(q, k, v, bias):
+        return dmattn.flash_dmattn_varlen_func(q, k, v, cu_q, cu_k, max_q, max_k,
+                                               attn_bias=bias, is_causal=True)
 
-    leaves = [t.detach().requires_grad_(True) for t in (q, k, v)]
-    o = torch.compile(f, fullgraph=True)(*leaves)
-    torch.testing.assert_close(o.detach(), f(q, k, v))
-    with pytest.raises(NotImplementedError, match="dm_bwd_varlen is not built"):
-        o.float().sum().backward()
+    grads = []
+    for fn in (f, torch.compile(f, fullgraph=True)):
+        leaves = [t.detach().requires_grad_(True) for t in (q, k, v, bias)]
+        o = fn(*leaves)
+        grads.append((o.detach(),) + torch.autograd.grad(o.float().sum(), leaves))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
