@@ -11,10 +11,12 @@
 --      dimensions, the heads sharing a stored head), when dbias is asked for (grid: 1-D)
 -- Phases 0 and 1 recompute S and dP each (seven matrix products against the five of a kernel
 -- that adds dq by atomics): FlexAttention's split, deterministic without a reduction pass.
--- Two engines, by the tuning row: "mma.sync" (a block of 4 warps owns 64 rows, 16 a warp, and
--- walks 64-row tiles of the other side: S = X Y^T and dP by mma.sync m16n8k16 from padded shared
--- memory, the products P Z from registers) and "simt" (the correctness baseline: fp32 on the
--- SIMT cores, a warp a row, dot products by shuffles). In the mma.sync engine key-layout masks
+-- Engines, by the tuning row: the tile phases (a block of 4 warps owns 64 rows, 16 a warp, and
+-- walks 64-row tiles of the other side) on "mma.sync" (attn_bwd_mma.lua: S = X Y^T and dP by
+-- mma.sync m16n8k16 from padded shared memory, the products P Z from registers) or "wgmma"
+-- (attn_bwd_wgmma.lua, sm_90a: the same products for the warpgroup's 64 rows from swizzled shared
+-- memory), and "simt" (the correctness baseline: fp32 on the SIMT cores, a warp a row, dot
+-- products by shuffles). In the tile phases key-layout masks
 -- and biases are staged (shared memory in phase 0, registers in phase 1) and key tiles with no
 -- visible key skipped; query-layout ones are read per element from global memory (correct,
 -- slow: their staging and tile vote are still to come). dbias is written by phase 0 or 1 where
@@ -27,8 +29,10 @@ local common = require("cuda_common")
 local errors = require("errors")
 local kernel_params = require("kernel_params")
 local limits = require("limits")
-local ptx = require("cuda_ptx")
 local tune = require("tune")
+
+-- The tile phases' engines, by the tuning row's mma (simt has none: its own phases).
+local engines = { ["mma.sync"] = require("attn_bwd_mma"), wgmma = require("attn_bwd_wgmma") }
 
 local M = {}
 
@@ -235,76 +239,21 @@ $entry(const BwdParams p)
 -- The mma.sync engine's phases 0 and 1: a block owns 64 rows (queries or keys), its warps 16
 -- each, and walks the other side's 64-row tiles; shared memory holds the two own tiles (Q, dO
 -- or K, V) and the two streamed ones. Tiles are loaded whole and waited for (no overlap yet).
-local mma_phases = [=[
+local tile_constants = [=[
 constexpr int kTile = $tile;  // rows of a block's own tile and of each streamed tile
 constexpr int kHeadDim = kD;
 constexpr int kHeadDimPad = $d_pad;  // a multiple of 16: the k-steps of Q K^T
-constexpr int kPitch = kHeadDimPad + 8;  // padded rows: ldmatrix conflict free (attn_fwd_mma.lua)
-constexpr int kTileElems = kTile * kPitch;
 constexpr int kNT = kTile / 8;  // n-tiles of a 16 x kTile product
 constexpr int kDT = kHeadDimPad / 8;  // n-tiles of a 16 x D product
 constexpr int kChunks = kHeadDim / 8;  // 16-byte chunks of a row
 constexpr float kLog2e = 1.4426950408889634f;
 static_assert(kTile == 16 * kWarps, "a warp owns 16 rows of the block's tile");
-static_assert(kHeadDimPad % 16 == 0 && kHeadDim % 8 == 0, "k-steps of 16, rows of 16-byte chunks");
+static_assert(kHeadDimPad % 16 == 0 && kHeadDim % 8 == 0, "k-steps of 16, rows of 16-byte chunks");]=]
 
-// Rows [r0, r0 + kTile) of a (b, row, head) tensor into a padded tile; rows past `rows` read as
-// zero (cp.async with 0 source bytes). Committed by the caller.
-__device__ __forceinline__ void load_tile(u16 *tile, u64 base, const i64 stride[3], i64 b, i64 r0,
-                                          i64 h, i64 rows)
-{
-    const u16 *src0 = (const u16 *)base + b * stride[0] + h * stride[2];
-    for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
-        const int r = c / kChunks, ch = c % kChunks;
-        const bool in = r0 + r < rows;
-        const u16 *src = in ? src0 + (r0 + r) * stride[1] + ch * 8 : src0;
-        cp_async16(smem_u32(tile + r * kPitch + ch * 8), src, in ? 16 : 0);
-    }
-}
-
-$zero_pad_fn
-// acc = X (this warp's 16 rows of tile x) . Y^T (the kTile rows of tile y), over D.
-__device__ __forceinline__ void gemm_xyt(const u16 *x, const u16 *y, float (&acc)[kNT][4])
-{
-    const int lane = threadIdx.x % 32, mi = lane / 8, warp = threadIdx.x / 32;
-    const u32 xa = smem_u32(x + (warp * 16 + lane % 16) * kPitch + (lane / 16) * 8);
-    const u32 ya = smem_u32(y + ((mi / 2) * 8 + lane % 8) * kPitch + (mi % 2) * 8);
-#pragma unroll
-    for (int nt = 0; nt < kNT; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-            acc[nt][e] = 0.f;
-#pragma unroll
-    for (int ks = 0; ks < kHeadDimPad / 16; ks++) {
-        u32 a[4];
-        ldmatrix_x4(xa + ks * 32, a[0], a[1], a[2], a[3]);
-#pragma unroll
-        for (int nt = 0; nt < kNT; nt += 2) {
-            u32 b0, b1, b2, b3;
-            ldmatrix_x4(ya + (nt * 8 * kPitch + ks * 16) * 2, b0, b1, b2, b3);
-            mma_16816(acc[nt], a, b0, b1);
-            mma_16816(acc[nt + 1], a, b2, b3);
-        }
-    }
-}
-
-// acc += P (16 x kTile, A fragments of 16-bit pairs) . Z (tile z: kTile rows x D).
-__device__ __forceinline__ void gemm_pz(const u32 (&pp)[kTile / 16][4], const u16 *z,
-                                        float (&acc)[kDT][4])
-{
-    const int lane = threadIdx.x % 32, mi = lane / 8;
-    const u32 za = smem_u32(z + ((mi % 2) * 8 + lane % 8) * kPitch + (mi / 2) * 8);
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; kk++)
-#pragma unroll
-        for (int dt = 0; dt < kDT; dt += 2) {
-            u32 b0, b1, b2, b3;
-            ldmatrix_x4_trans(za + (kk * 16 * kPitch + dt * 8) * 2, b0, b1, b2, b3);
-            mma_16816(acc[dt], pp[kk], b0, b1);
-            mma_16816(acc[dt + 1], pp[kk], b2, b3);
-        }
-}
-
+-- The phases over the engine's tiles and products (engine.text: kTileElems, load_tile,
+-- zero_pad_columns, gemm_xyt2, gemm_pz, gemm_pz2): a warp's 16 rows of every product in
+-- mma.sync's m16n8 accumulator layout, whichever engine computed them.
+local tile_phases = [=[
 // The accumulator layout (thread: rows lane / 4 and + 8, columns 2 (lane % 4) + 0, 1 of each
 // 8-column n-tile) as the A operand of the next product, 16-bit pairs.
 __device__ __forceinline__ void pack_a(const float (&s)[kNT][4], u32 (&pp)[kTile / 16][4])
@@ -397,7 +346,7 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
         }
     }
     float lse2[2], row_dot[2];
-    cp_async_wait<0>();
+    tiles_landed();
     __syncthreads();
 #pragma unroll
     for (int hf = 0; hf < 2; hf++) {
@@ -417,11 +366,10 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
         load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
         cp_async_commit();
         $stage_keys
-        cp_async_wait<0>();
+        tiles_landed();
         __syncthreads();
         float s[kNT][4], dp[kNT][4];
-        gemm_xyt(sQ, sK, s);
-        gemm_xyt(sDO, sV, dp);
+        gemm_xyt2(sQ, sK, s, sDO, sV, dp);
 #pragma unroll
         for (int nt = 0; nt < kNT; nt++)
 #pragma unroll
@@ -471,11 +419,10 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
                                     : kInf;
                 sRowDot[c] = i < p.Lq ? ((const float *)p.row_dot)[(b * p.H + h) * p.Lq + i] : 0.f;
             }
-            cp_async_wait<0>();
+            tiles_landed();
             __syncthreads();
             float s[kNT][4], dp[kNT][4];  // transposed: rows are keys, columns queries
-            gemm_xyt(sK, sQ, s);
-            gemm_xyt(sV, sDO, dp);
+            gemm_xyt2(sK, sQ, s, sV, sDO, dp);
 #pragma unroll
             for (int nt = 0; nt < kNT; nt++)
 #pragma unroll
@@ -485,11 +432,10 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
                             dp[nt][e], sLse2[c], sRowDot[c], $kb_keys, $km_keys);
                 }
             $keys_dbias_add
-            u32 pp[kTile / 16][4];
+            u32 pp[kTile / 16][4], pd[kTile / 16][4];
             pack_a(s, pp);
-            gemm_pz(pp, sDO, dv);
-            pack_a(dp, pp);
-            gemm_pz(pp, sQ, dk);
+            pack_a(dp, pd);
+            gemm_pz2(pp, sDO, dv, pd, sQ, dk);
         }
         $keys_dbias_end
     }
@@ -497,21 +443,11 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
     store_tile(dv, p.dv, p.dv_stride, b, n0, hk, p.Lk, 1.f);
 }]=]
 
-local zero_pad_fn = [=[
-// Columns [kHeadDim, kHeadDimPad) of every tile are never loaded; they must read as zero.
-__device__ __forceinline__ void zero_pad_columns(u16 *smem, int tiles)
-{
-    constexpr int kPad = kHeadDimPad - kHeadDim;
-    for (int e = threadIdx.x; e < tiles * kTile * kPad; e += kThreads)
-        smem[(e / kPad) * kPitch + kHeadDim + e % kPad] = 0;
-}
-]=]
-
 local mma_entry = [=[
 extern "C" __global__ void __launch_bounds__(kThreads)
 $entry(const BwdParams p)
 {
-    extern __shared__ __align__(16) unsigned char smem_raw[];
+    extern __shared__ __align__($smem_align) unsigned char smem_raw[];
     u16 *smem = (u16 *)smem_raw;
     if (p.phase == 0)
         rows_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);
@@ -650,7 +586,7 @@ local mma_entry_varlen = [=[
 extern "C" __global__ void __launch_bounds__(kThreads)
 $entry(const BwdParams pv)
 {
-    extern __shared__ __align__(16) unsigned char smem_raw[];
+    extern __shared__ __align__($smem_align) unsigned char smem_raw[];
     u16 *smem = (u16 *)smem_raw;
     if (pv.phase < 2) {
         // sequence blockIdx.z; the grid covers max_seqlen: blocks past its rows have nothing
@@ -909,11 +845,10 @@ function M.emit(v)
   local vars = { d = v.d, warps = warps, entry = common.entry_name(v.key), tile = row.block_m,
     d_pad = d_pad }
   local buf = common.buffer()
+  local engine = engines[row.mma]
   common.header(buf, v, "attn_bwd.lua", simt and
     string.format("SIMT baseline, a warp a row, %d warps a block, phases rows / keys / dbias",
-      warps) or
-    string.format("mma.sync m16n8k16, %dx%d tiles, %d warps x 16 rows, phases rows / keys / dbias",
-      row.block_m, row.block_n, warps))
+      warps) or engine.summary(row))
   buf.add(kernel_params.struct("BwdParams"))  -- from the library's layout (kernel_params.h)
   buf.add("")
   buf.add(constants, vars)
@@ -921,7 +856,7 @@ function M.emit(v)
   common.conversions(buf, v.dtype)
   buf.add("")
   if not simt then
-    ptx.emit(buf, v.dtype, true)  -- cp.async, ldmatrix, mma.sync, pack2, ex2
+    engine.emit_ptx(buf, v.dtype, d_pad, row.block_m)
     buf.add("")
   end
   if v.varlen then
@@ -957,7 +892,6 @@ function M.emit(v)
   else
     local mp = lp  -- plus the engine's own pieces
     mp.tile, mp.d_pad = row.block_m, d_pad
-    mp.zero_pad_fn = d_pad > v.d and zero_pad_fn or ""
     mp.zero_pad_call = d_pad > v.d and "zero_pad_columns(smem, 4);  // never loaded" or ""
     mp.softcap_x = v.softcap and "const float th = tanhf(x / p.softcap);\nx = p.softcap * th;" or
       "// no softcap"
@@ -971,7 +905,11 @@ function M.emit(v)
     mp.keys_m_begin = v.causal and
       "const i64 m_begin = max((i64)0, n0 - (p.Lk - p.Lq)) / kTile * kTile;  // causal" or
       "const i64 m_begin = 0;"
-    buf.add(mma_phases, mp)
+    buf.add(tile_constants, mp)
+    buf.add("")
+    buf.add(engine.text(v.d, d_pad))
+    buf.add("")
+    buf.add(tile_phases, mp)
   end
   buf.add("")
   local ph2 = phase2_pieces(v)
@@ -989,12 +927,13 @@ function M.emit(v)
       { entry = vars.entry, dbias_call = call, dbias_pad = pad })
   else
     buf.add(v.varlen and mma_entry_varlen or mma_entry,
-      { entry = vars.entry, dbias_call_mma = call, dbias_pad = pad })
+      { entry = vars.entry, dbias_call_mma = call, dbias_pad = pad,
+        smem_align = engine.smem_align })
   end
   local tile = simt and warps or row.block_m
   -- four tiles, then three kTile float arrays (phase 0: row_dot, key bias, key mask; phase 1:
   -- lse, row_dot)
-  local smem = simt and 0 or 4 * row.block_m * (d_pad + 8) * 2 + 3 * row.block_m * 4
+  local smem = simt and 0 or engine.smem_tiles(row.block_m, d_pad) + 3 * row.block_m * 4
   -- block_m: rows a block owns in phases 0 and 1 (grid.x = ceil(L / block_m)); block_n: dbias
   -- elements a block in phase 2 (a warp each)
   return { source = buf.text(), entry = vars.entry, threads = 32 * warps, block_m = tile,

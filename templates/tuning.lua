@@ -68,6 +68,9 @@ return {
   { dir = "bwd", arch = "sm86", like = "sm80" },
   { dir = "bwd", arch = "sm89", like = "sm80" },
   { dir = "bwd", arch = "sm90", like = "sm80" },
+  { dir = "bwd", d_min = 8, d_max = 128, arch = "sm90a", mma = "wgmma", warps = 4, block_m = 64,
+    block_n = 64, why = "the mma.sync row's tiles and thread layout on wgmma (one warpgroup, " ..
+      "products of 64 rows issued in pairs); not swept" },
   { dir = "bwd", arch = "sm90a", like = "sm80" },
 
   -- Knobs: a row { knob = NAME, on = true|false } sets one switch of the code for the variants

@@ -320,6 +320,21 @@ START_TEST(bwd_every_head_dim_compiles_for_sm80)
 }
 END_TEST
 
+/* The sm90a backward's wgmma engine (attn_bwd_wgmma.lua) at every head_dim it takes (up to 128:
+ * one swizzle atom or two, the zero-padded chunk where D % 16 == 8), the other axes rotating. */
+START_TEST(bwd_every_wgmma_head_dim_compiles_for_sm90a)
+{
+    dm_ctx *ctx = dm_test_offline_ctx();
+    for (int d = DM_HEAD_DIM_MIN, i = 0; d <= 128; d += DM_HEAD_DIM_STEP, i++) {
+        dm_variant v = {.dir = DM_DIR_BWD, .head_dim = d, .dtype = i % 2 ? DM_F16 : DM_BF16,
+                        .mask = (dm_layout)((i + 1) % 3), .bias = (dm_layout)((i / 3) % 3),
+                        .causal = i % 4 == 2, .softcap = i % 5 == 3, .arch = DM_SM90A};
+        dm_test_compile_ok(ctx, &v);
+    }
+    dm_ctx_destroy(ctx);
+}
+END_TEST
+
 /* The varlen backward (each block's sequence from cu_seqlens, a varlen phase 2 for dbias sums
  * across blocks): every mask x bias layout pair at d128, the arch alternating between sm80 and
  * sm90a, causal and softcap rotating; the SIMT engine (d256, query bias) and d64 once each. */
@@ -400,6 +415,7 @@ END_TEST
     X(sm90a_decode_keeps_the_wgmma_pipeline_and_spills_little) \
     X(bwd_every_layout_pair_compiles_for_sm80_and_sm90a) \
     X(bwd_every_head_dim_compiles_for_sm80) \
+    X(bwd_every_wgmma_head_dim_compiles_for_sm90a) \
     X(bwd_varlen_every_layout_pair_compiles_for_sm80_and_sm90a) \
     X(other_archs_compile) \
     X(broken_source_is_a_compile_error_with_the_log) \

@@ -1,0 +1,166 @@
+-- attn_bwd_wgmma.lua: the sm_90a engine of the backward's tile phases (attn_bwd.lua). The block's
+-- one warpgroup (4 warps, 16 rows each: the phases' thread layout unchanged) computes the 64-row
+-- products with wgmma: S = X Y^T from two K-major tiles in shared memory, P Z with P from
+-- registers (mma.sync's A fragments) and Z N-major in shared memory. Tiles sit in the forward's
+-- 128-byte-swizzled layout (attn_fwd_wgmma.lua); the *2 forms issue both products, then wait once.
+local common = require("cuda_common")
+local ptx = require("cuda_ptx")
+
+local M = {}
+
+M.name = "wgmma"
+M.smem_align = 1024  -- the swizzle's period: every tile starts on it
+
+local engine = [=[
+// A tile of kTile rows is cut into atoms of 64 columns (128 bytes of a row); atom a holds rows
+// [0, kTile) at kAtomRowBytes each, the 16-byte chunk c of row r stored at chunk c ^ (r % 8).
+constexpr int kAtomRowBytes = 128;
+constexpr int kAtomBytes = 8 * kAtomRowBytes;  // the swizzle's period, and a tile's alignment
+constexpr int kAtoms = (kHeadDimPad + 63) / 64;
+constexpr int kTileElems = kAtoms * kTile * kAtomRowBytes / 2;  // one tile, in 16-bit elements
+static_assert(kTile == 64 && kWarps == 4, "one warpgroup: a wgmma's 64 rows are the block's tile");
+
+// Byte offset of the 16-byte chunk `chunk` (8 elements) of row r in a tile.
+__device__ __forceinline__ u32 swz(int r, int chunk)
+{
+    return (chunk / 8) * (kTile * kAtomRowBytes) + r * kAtomRowBytes + ((chunk % 8) ^ (r % 8)) * 16;
+}
+
+// Rows [r0, r0 + kTile) of a (b, row, head) tensor into a swizzled tile; rows past `rows` read
+// as zero (cp.async with 0 source bytes). Committed by the caller.
+__device__ __forceinline__ void load_tile(u16 *tile, u64 base, const i64 stride[3], i64 b, i64 r0,
+                                          i64 h, i64 rows)
+{
+    const u16 *src0 = (const u16 *)base + b * stride[0] + h * stride[2];
+    const u32 dst = smem_u32(tile);
+    for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
+        const int r = c / kChunks, ch = c % kChunks;
+        const bool in = r0 + r < rows;
+        const u16 *src = in ? src0 + (r0 + r) * stride[1] + ch * 8 : src0;
+        cp_async16(dst + swz(r, ch), src, in ? 16 : 0);
+    }
+}
+$zero_pad_fn
+// This thread's cp.async copies landed and, with the zero padding, made visible to the async
+// proxy wgmma reads through (the caller's barrier makes them the block's).
+__device__ __forceinline__ void tiles_landed()
+{
+    cp_async_wait<0>();
+    fence_proxy_async();
+}
+
+// wgmma matrix descriptor, 128-byte swizzle: start address, leading byte offset (N-major: from
+// one 64-column atom to the next; K-major: unused, 16), stride byte offset kAtomBytes (8 rows).
+// Addresses and offsets go in 16-byte units.
+__device__ __forceinline__ u64 smem_desc(u32 addr, u32 lead_bytes)
+{
+    return (u64)((addr & 0x3ffff) >> 4) | (u64)((lead_bytes >> 4) & 0x3fff) << 16 |
+           (u64)(kAtomBytes >> 4) << 32 | 1ull << 62;
+}
+
+// The k-steps of X Y^T: x and y K-major (rows of D), 16 columns (32 bytes) a step.
+__device__ __forceinline__ void issue_xyt(const u16 *x, const u16 *y, float (&acc)[kNT][4])
+{
+    const u64 dx = smem_desc(smem_u32(x), 16), dy = smem_desc(smem_u32(y), 16);
+#pragma unroll
+    for (int ks = 0; ks < kHeadDimPad / 16; ks++) {
+        const u32 off = ((ks / 4) * kTile * kAtomRowBytes + (ks % 4) * 32) >> 4;
+        wgmma_xyt(&acc[0][0], dx + off, dy + off, ks > 0);
+    }
+}
+
+// The k-steps of P Z: P's A fragments, z N-major (kTile rows of D columns), 16 rows a step.
+__device__ __forceinline__ void issue_pz(const u32 (&pp)[kTile / 16][4], const u16 *z,
+                                         float (&acc)[kDT][4])
+{
+    const u64 dz = smem_desc(smem_u32(z), kTile * kAtomRowBytes);
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; kk++)
+        wgmma_pz(&acc[0][0], pp[kk], dz + ((kk * 16 * kAtomRowBytes) >> 4), 1);
+}
+
+template <int N>
+__device__ __forceinline__ void wait_all(float (&acc)[N][4])
+{
+#pragma unroll
+    for (int t = 0; t < N; t++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            reg_fence(acc[t][e]);
+}
+
+// acc1 = X1 Y1^T and acc2 = X2 Y2^T (the warpgroup's 64 rows of x, the kTile rows of y, over D):
+// both issued as one group, then waited for.
+__device__ __forceinline__ void gemm_xyt2(const u16 *x1, const u16 *y1, float (&acc1)[kNT][4],
+                                          const u16 *x2, const u16 *y2, float (&acc2)[kNT][4])
+{
+    wgmma_fence();
+    issue_xyt(x1, y1, acc1);
+    issue_xyt(x2, y2, acc2);
+    wgmma_commit();
+    wgmma_wait<0>();
+    wait_all(acc1);
+    wait_all(acc2);
+}
+
+// acc += P Z (P: the warpgroup's 64 x kTile, 16-bit pairs; z: kTile rows x D).
+__device__ __forceinline__ void gemm_pz(const u32 (&pp)[kTile / 16][4], const u16 *z,
+                                        float (&acc)[kDT][4])
+{
+    wgmma_fence();
+    issue_pz(pp, z, acc);
+    wgmma_commit();
+    wgmma_wait<0>();
+    wait_all(acc);
+}
+
+// acc1 += P1 Z1 and acc2 += P2 Z2, one group.
+__device__ __forceinline__ void gemm_pz2(const u32 (&p1)[kTile / 16][4], const u16 *z1,
+                                         float (&acc1)[kDT][4], const u32 (&p2)[kTile / 16][4],
+                                         const u16 *z2, float (&acc2)[kDT][4])
+{
+    wgmma_fence();
+    issue_pz(p1, z1, acc1);
+    issue_pz(p2, z2, acc2);
+    wgmma_commit();
+    wgmma_wait<0>();
+    wait_all(acc1);
+    wait_all(acc2);
+}]=]
+
+-- Only where kHeadDim < kHeadDimPad (D % 16 == 8: one chunk a row).
+local zero_pad_fn = [=[
+
+// Columns [kHeadDim, kHeadDimPad) of every tile are never loaded; they must read as zero in both
+// products.
+__device__ __forceinline__ void zero_pad_columns(u16 *smem, int tiles)
+{
+    for (int r = threadIdx.x; r < tiles * kTile; r += kThreads)
+        *(uint4 *)((unsigned char *)(smem + (r / kTile) * kTileElems) + swz(r % kTile, kChunks)) =
+            make_uint4(0, 0, 0, 0);
+}]=]
+
+function M.text(d, d_pad)
+  return common.fill(engine, { zero_pad_fn = d_pad > d and zero_pad_fn or "" })
+end
+
+-- four swizzled tiles of block_m rows (Q, dO, K, V)
+function M.smem_tiles(block_m, d_pad)
+  return 4 * ((d_pad + 63) // 64) * block_m * 128
+end
+
+function M.emit_ptx(buf, dtype, d_pad, block_m)
+  ptx.emit(buf, dtype, true)  -- cp.async, pack2, ex2
+  buf.add("")
+  ptx.emit_wgmma(buf, dtype, {
+    { name = "wgmma_xyt", n = block_m, a_regs = false, trans_b = 0 },
+    { name = "wgmma_pz", n = d_pad, a_regs = true, trans_b = 1 },
+  })
+end
+
+function M.summary(row)
+  return string.format("wgmma m64n%dk16, %dx%d tiles from 128-byte-swizzled smem, one " ..
+    "warpgroup, phases rows / keys / dbias", row.block_n, row.block_m, row.block_n)
+end
+
+return M
