@@ -386,37 +386,14 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
     store_tile(dq, p.dq, p.dq_stride, b, m0, h, p.Lq, p.scale);
 }
 
-// The query tile [m0, m0 + kTile) of head h: Q and dO into sQ and sQ + kTileElems, its rows'
-// lse and row_dot into sLse, sRowDot, all by cp.async, committed as one group. Rows past Lq read
-// as 0 and are never used (grad_at drops them).
-__device__ __forceinline__ void load_queries(const BwdParams &p, u16 *sQ, float *sLse,
-                                             float *sRowDot, i64 b, i64 h, i64 m0)
-{
-    load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
-    load_tile(sQ + kTileElems, p.dout, p.dout_stride, b, m0, h, p.Lq);
-    for (int c = threadIdx.x; c < kTile; c += kThreads) {
-        const bool in = m0 + c < p.Lq;
-        const i64 i = in ? m0 + c : 0;
-        cp_async4(smem_u32(sLse + c),
-                  (const float *)p.lse + b * p.lse_stride[0] + h * p.lse_stride[1] +
-                      i * p.lse_stride[2],
-                  in ? 4 : 0);
-        cp_async4(smem_u32(sRowDot + c), (const float *)p.row_dot + (b * p.H + h) * p.Lq + i,
-                  in ? 4 : 0);
-    }
-    cp_async_commit();
-}
-
 // Phase 1: keys [n0, n0 + kTile) of K/V head hk, batch b: dk and dv over the group's heads and
-// every query tile that sees them. The query tiles are double-buffered: tile t + 1 loads under
-// tile t's work, one barrier a tile; buf runs on across heads, so a head's first tile never
-// lands in the buffer the last one's products may still read.
+// every query tile that sees them.
 __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, i64 hk, i64 n0)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    u16 *sK = smem, *sV = smem + kTileElems;
-    u16 *sQ0 = smem + 2 * kTileElems;  // buffer u: Q at sQ0 + u * 2 * kTileElems, dO after it
-    float *sLse0 = (float *)(smem + 6 * kTileElems), *sRowDot0 = sLse0 + 2 * kTile;  // [2][kTile]
+    u16 *sK = smem, *sV = smem + kTileElems, *sQ = smem + 2 * kTileElems;
+    u16 *sDO = smem + 3 * kTileElems;
+    float *sLse2 = (float *)(smem + 4 * kTileElems), *sRowDot = sLse2 + kTile;
     $zero_pad_call
     load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
     load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
@@ -426,21 +403,24 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
     zero_acc(dv);
     $keys_m_begin
     $keys_dbias_start
-    int buf = 0;
     for (i64 h = hk * p.group; h < (hk + 1) * p.group; h++) {
         $keys_head_start
         $keys_m_end
-        if (m_begin < m_end)
-            load_queries(p, sQ0 + buf * 2 * kTileElems, sLse0 + buf * kTile,
-                         sRowDot0 + buf * kTile, b, h, m_begin);
-        for (i64 m0 = m_begin; m0 < m_end; m0 += kTile, buf ^= 1) {
+        for (i64 m0 = m_begin; m0 < m_end; m0 += kTile) {
+            __syncthreads();  // the last tile's Q, dO, lse and row_dot are read
+            load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
+            load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
+            cp_async_commit();
+            for (int c = threadIdx.x; c < kTile; c += kThreads) {
+                const i64 i = m0 + c;
+                sLse2[c] = i < p.Lq ? ((const float *)p.lse)[b * p.lse_stride[0] +
+                                                             h * p.lse_stride[1] +
+                                                             i * p.lse_stride[2]] * kLog2e
+                                    : kInf;
+                sRowDot[c] = i < p.Lq ? ((const float *)p.row_dot)[(b * p.H + h) * p.Lq + i] : 0.f;
+            }
             tiles_landed();
-            __syncthreads();  // tile t landed; every warp is done with tile t - 1's buffer
-            if (m0 + kTile < m_end)
-                load_queries(p, sQ0 + (buf ^ 1) * 2 * kTileElems, sLse0 + (buf ^ 1) * kTile,
-                             sRowDot0 + (buf ^ 1) * kTile, b, h, m0 + kTile);
-            const u16 *sQ = sQ0 + buf * 2 * kTileElems, *sDO = sQ + kTileElems;
-            const float *sLse = sLse0 + buf * kTile, *sRowDot = sRowDot0 + buf * kTile;
+            __syncthreads();
             float s[kNT][4], dp[kNT][4];  // transposed: rows are keys, columns queries
             gemm_xyt2(sK, sQ, s, sV, sDO, dp);
 #pragma unroll
@@ -449,7 +429,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
                 for (int e = 0; e < 4; e++) {
                     const int c = nt * 8 + 2 * (lane % 4) + e % 2;
                     grad_at(p, b, h, m0 + c, n0 + warp * 16 + lane / 4 + (e / 2) * 8, s[nt][e],
-                            dp[nt][e], sLse[c] * kLog2e, sRowDot[c], $kb_keys, $km_keys);
+                            dp[nt][e], sLse2[c], sRowDot[c], $kb_keys, $km_keys);
                 }
             $keys_dbias_add
             u32 pp[kTile / 16][4], pd[kTile / 16][4];
@@ -951,9 +931,9 @@ function M.emit(v)
         smem_align = engine.smem_align })
   end
   local tile = simt and warps or row.block_m
-  -- six tiles, then four kTile float arrays (phase 0: four tiles, row_dot, key bias, key mask;
-  -- phase 1: K, V, two buffers of Q and dO, two of lse and row_dot)
-  local smem = simt and 0 or engine.smem_tiles(6, row.block_m, d_pad) + 4 * row.block_m * 4
+  -- four tiles, then three kTile float arrays (phase 0: row_dot, key bias, key mask; phase 1:
+  -- lse, row_dot)
+  local smem = simt and 0 or engine.smem_tiles(row.block_m, d_pad) + 3 * row.block_m * 4
   -- block_m: rows a block owns in phases 0 and 1 (grid.x = ceil(L / block_m)); block_n: dbias
   -- elements a block in phase 2 (a warp each)
   return { source = buf.text(), entry = vars.entry, threads = 32 * warps, block_m = tile,

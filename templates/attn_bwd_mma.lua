@@ -107,14 +107,13 @@ function M.text(d, d_pad)
   return common.fill(engine, { zero_pad_fn = d_pad > d and zero_pad_fn or "" })
 end
 
--- n_tiles tiles of block_m rows
-function M.smem_tiles(n_tiles, block_m, d_pad)
-  return n_tiles * block_m * (d_pad + 8) * 2
+-- four tiles of block_m rows (Q, dO, K, V)
+function M.smem_tiles(block_m, d_pad)
+  return 4 * block_m * (d_pad + 8) * 2
 end
 
 function M.emit_ptx(buf, dtype)
   ptx.emit(buf, dtype, true)  -- cp.async, ldmatrix, mma.sync, pack2, ex2
-  buf.add(ptx.cp_async4)  -- the query tiles' lse and row_dot
 end
 
 function M.summary(row)

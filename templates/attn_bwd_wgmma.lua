@@ -144,14 +144,13 @@ function M.text(d, d_pad)
   return common.fill(engine, { zero_pad_fn = d_pad > d and zero_pad_fn or "" })
 end
 
--- n_tiles tiles of block_m rows
-function M.smem_tiles(n_tiles, block_m, d_pad)
-  return n_tiles * ((d_pad + 63) // 64) * block_m * 128
+-- four swizzled tiles of block_m rows (Q, dO, K, V)
+function M.smem_tiles(block_m, d_pad)
+  return 4 * ((d_pad + 63) // 64) * block_m * 128
 end
 
 function M.emit_ptx(buf, dtype, d_pad, block_m)
   ptx.emit(buf, dtype, true)  -- cp.async, pack2, ex2
-  buf.add(ptx.cp_async4)  -- the query tiles' lse and row_dot
   buf.add("")
   ptx.emit_wgmma(buf, dtype, {
     { name = "wgmma_xyt", n = block_m, a_regs = false, trans_b = 0 },
