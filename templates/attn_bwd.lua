@@ -298,11 +298,13 @@ __device__ __forceinline__ void store_tile(const float (&acc)[kDT][4], u64 base,
     }
 }
 
+$qbias_fns
 // p and ds of one score in place: s holds q . k on entry, p on return; dp holds dO . v on entry,
 // ds on return. lse2 = lse * log2(e) (+inf: p = 0). kb, km: the key's bias and mask value where
 // they have the key layout (staged by the caller), else unused.
 __device__ __forceinline__ void grad_at(const BwdParams &p, i64 b, i64 h, i64 i, i64 j, float &s,
-                                        float &dp, float lse2, float row_dot, float kb, bool km)
+                                        float &dp, float lse2, float row_dot, float kb, bool kb_ok,
+                                        bool km)
 {
     if (i >= p.Lq || j >= p.Lk$causal_or$mask_or) {
         s = dp = 0.f;
@@ -325,6 +327,7 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
     u16 *sV = smem + 3 * kTileElems;
     float *sRowDot = (float *)(smem + 4 * kTileElems);
     $key_arrays
+    $qbias_decl
     $zero_pad_call
     load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
     load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
@@ -364,6 +367,7 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
         $rows_tile_barrier
         load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
         load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
+        $qbias_stage
         cp_async_commit();
         $stage_keys
         tiles_landed();
@@ -376,7 +380,8 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
             for (int e = 0; e < 4; e++) {
                 const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the key in the tile
                 grad_at(p, b, h, m0 + warp * 16 + lane / 4 + (e / 2) * 8, n0 + c, s[nt][e],
-                        dp[nt][e], lse2[e / 2], row_dot[e / 2], $kb_rows, $km_rows);
+                        dp[nt][e], lse2[e / 2], row_dot[e / 2], $kb_rows,
+                        $kb_ok, $km_rows);
             }
         $rows_dbias
         u32 pp[kTile / 16][4];
@@ -394,6 +399,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
     u16 *sK = smem, *sV = smem + kTileElems, *sQ = smem + 2 * kTileElems;
     u16 *sDO = smem + 3 * kTileElems;
     float *sLse2 = (float *)(smem + 4 * kTileElems), *sRowDot = sLse2 + kTile;
+    $qbias_decl
     $zero_pad_call
     load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
     load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
@@ -410,6 +416,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
             __syncthreads();  // the last tile's Q, dO, lse and row_dot are read
             load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
             load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
+            $qbias_stage
             cp_async_commit();
             for (int c = threadIdx.x; c < kTile; c += kThreads) {
                 const i64 i = m0 + c;
@@ -429,7 +436,8 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
                 for (int e = 0; e < 4; e++) {
                     const int c = nt * 8 + 2 * (lane % 4) + e % 2;
                     grad_at(p, b, h, m0 + c, n0 + warp * 16 + lane / 4 + (e / 2) * 8, s[nt][e],
-                            dp[nt][e], sLse2[c], sRowDot[c], $kb_keys, $km_keys);
+                            dp[nt][e], sLse2[c], sRowDot[c], $kb_keys,
+                            $kb_ok, $km_keys);
                 }
             $keys_dbias_add
             u32 pp[kTile / 16][4], pd[kTile / 16][4];
@@ -649,6 +657,47 @@ local function check_variant(v)
 end
 
 -- The text pieces that depend on the mask and bias layouts (and causal), for both engines.
+-- The query-layout bias, staged a tile pair at a time (both tile phases): rows of the tile's
+-- queries, its kTile keys contiguous, by cp.async with the tile's other loads. Only where every
+-- row is whole 16-byte chunks (contiguous keys, aligned base, strides and Lk); else read per
+-- element from global memory, as before.
+local qbias_fns = [=[
+constexpr int kBiasPitch = kTile * 4 + 16;  // bytes a staged row: room for fp32, banks offset
+
+__device__ __forceinline__ bool bias_stageable(const BwdParams &p)
+{
+    const i64 es = p.bias_f32 ? 4 : 2;
+    return p.bias_key_stride == 1 &&
+           ((p.bias | (u64)(p.bias_stride[0] * es) | (u64)(p.bias_stride[1] * es) |
+             (u64)(p.bias_stride[2] * es) | (u64)(p.Lk * es)) & 15) == 0;
+}
+
+// Queries [m0, m0 + kTile) x keys [n0, n0 + kTile) of head h's bias into sB (not committed);
+// rows and keys past the problem read as zero (grad_at never uses them).
+__device__ __forceinline__ void stage_bias_tile(const BwdParams &p, unsigned char *sB, i64 b,
+                                                i64 h, i64 m0, i64 n0)
+{
+    const int es = p.bias_f32 ? 4 : 2, chunks = kTile * es / 16;  // 16-byte chunks a row
+    const unsigned char *base = (const unsigned char *)p.bias +
+        (b * p.bias_stride[0] + h / p.bias_head_div * p.bias_stride[1]) * es;
+    for (int c = threadIdx.x; c < kTile * chunks; c += kThreads) {
+        const int r = c / chunks, ch = c % chunks;
+        const i64 i = m0 + r, j0 = n0 + ch * 16 / es;
+        const bool in = i < p.Lq && j0 < p.Lk;  // whole chunks: Lk * es % 16 == 0
+        const unsigned char *src = in ? base + (i * p.bias_stride[2] + j0) * es : base;
+        cp_async16(smem_u32(sB + r * kBiasPitch + ch * 16), src, in ? 16 : 0);
+    }
+}
+
+// The staged bias of the tile's query row r, key column c.
+__device__ __forceinline__ float staged_bias(const BwdParams &p, const unsigned char *sB, int r,
+                                             int c)
+{
+    const unsigned char *row = sB + r * kBiasPitch;
+    return p.bias_f32 ? ((const float *)row)[c] : elem_to_float(((const u16 *)row)[c]);
+}
+]=]
+
 local function layout_pieces(v)
   local mk, bk, bq = v.mask == "k", v.bias == "k", v.bias == "q"
   local x = {
@@ -660,10 +709,21 @@ local function layout_pieces(v)
     -- mma.sync
     causal_or = v.causal and " || j > i + p.Lk - p.Lq" or "",
     mask_or = mk and " || !km" or v.mask == "q" and " || !mask_at(p, b, h, i, j)" or "",
-    bias_add_x = bk and "x += kb;" or bq and "x += bias_at(p, b, h, i, j);" or "// no bias",
-    kb_rows = bk and "sKB[c]" or "0.f",
+    bias_add_x = bk and "x += kb;" or bq and "x += kb_ok ? kb : bias_at(p, b, h, i, j);" or
+      "// no bias",
+    kb_rows = bk and "sKB[c]" or
+      bq and "bias_staged ? staged_bias(p, sBiasQ, warp * 16 + lane / 4 + (e / 2) * 8, c) : 0.f" or
+      "0.f",
+    kb_ok = bq and "bias_staged" or "true",
+    qbias_decl = bq and table.concat({
+      "// the query-layout bias tile, staged where its rows are whole 16-byte chunks",
+      "unsigned char *sBiasQ = (unsigned char *)(smem + 4 * kTileElems) + 3 * kTile * 4;",
+      "const bool bias_staged = bias_stageable(p);" }, "\n") or "",
+    qbias_stage = bq and "if (bias_staged)\n    stage_bias_tile(p, sBiasQ, b, h, m0, n0);" or "",
     km_rows = mk and "sKM[c] != 0.f" or "true",
-    kb_keys = bk and "kb[e / 2]" or "0.f",
+    kb_keys = bk and "kb[e / 2]" or
+      bq and "bias_staged ? staged_bias(p, sBiasQ, c, warp * 16 + lane / 4 + (e / 2) * 8) : 0.f" or
+      "0.f",
     km_keys = mk and "km[e / 2]" or "true",
     key_arrays = bk and mk and
       "float *sKB = sRowDot + kTile, *sKM = sKB + kTile;  // the key tile's bias and mask" or
@@ -892,6 +952,7 @@ function M.emit(v)
   else
     local mp = lp  -- plus the engine's own pieces
     mp.tile, mp.d_pad = row.block_m, d_pad
+    mp.qbias_fns = v.bias == "q" and qbias_fns or ""
     mp.zero_pad_call = d_pad > v.d and "zero_pad_columns(smem, 4);  // never loaded" or ""
     mp.softcap_x = v.softcap and "const float th = tanhf(x / p.softcap);\nx = p.softcap * th;" or
       "// no softcap"
@@ -931,9 +992,10 @@ function M.emit(v)
         smem_align = engine.smem_align })
   end
   local tile = simt and warps or row.block_m
-  -- four tiles, then three kTile float arrays (phase 0: row_dot, key bias, key mask; phase 1:
-  -- lse, row_dot)
-  local smem = simt and 0 or engine.smem_tiles(row.block_m, d_pad) + 3 * row.block_m * 4
+  -- four tiles, three kTile float arrays (phase 0: row_dot, key bias, key mask; phase 1: lse,
+  -- row_dot), then a query-layout bias's staged tile
+  local smem = simt and 0 or engine.smem_tiles(row.block_m, d_pad) + 3 * row.block_m * 4 +
+    (v.bias == "q" and row.block_m * (row.block_m * 4 + 16) or 0)
   -- block_m: rows a block owns in phases 0 and 1 (grid.x = ceil(L / block_m)); block_n: dbias
   -- elements a block in phase 2 (a warp each)
   return { source = buf.text(), entry = vars.entry, threads = 32 * warps, block_m = tile,
