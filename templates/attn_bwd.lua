@@ -300,11 +300,11 @@ __device__ __forceinline__ void store_tile(const float (&acc)[kDT][4], u64 base,
 
 $qbias_fns
 // p and ds of one score in place: s holds q . k on entry, p on return; dp holds dO . v on entry,
-// ds on return. lse2 = lse * log2(e) (+inf: p = 0). kb, km: the key's bias and mask value where
-// they have the key layout (staged by the caller), else unused.
+// ds on return. lse2 = lse * log2(e) (+inf: p = 0). kb, km: the bias and mask value staged by
+// the caller (key layout, or a query-layout tile where kb_ok / km_ok), else unused.
 __device__ __forceinline__ void grad_at(const BwdParams &p, i64 b, i64 h, i64 i, i64 j, float &s,
                                         float &dp, float lse2, float row_dot, float kb, bool kb_ok,
-                                        bool km)
+                                        bool km, bool km_ok)
 {
     if (i >= p.Lq || j >= p.Lk$causal_or$mask_or) {
         s = dp = 0.f;
@@ -328,6 +328,7 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
     float *sRowDot = (float *)(smem + 4 * kTileElems);
     $key_arrays
     $qbias_decl
+    $qmask_decl
     $zero_pad_call
     load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
     load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
@@ -379,9 +380,11 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the key in the tile
-                grad_at(p, b, h, m0 + warp * 16 + lane / 4 + (e / 2) * 8, n0 + c, s[nt][e],
-                        dp[nt][e], lse2[e / 2], row_dot[e / 2], $kb_rows,
-                        $kb_ok, $km_rows);
+                const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the query row in the tile
+                grad_at(p, b, h, m0 + r, n0 + c, s[nt][e], dp[nt][e], lse2[e / 2],
+                        row_dot[e / 2],
+                        $kb_rows, $kb_ok,
+                        $km_rows, $km_ok);
             }
         $rows_dbias
         u32 pp[kTile / 16][4];
@@ -400,6 +403,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
     u16 *sDO = smem + 3 * kTileElems;
     float *sLse2 = (float *)(smem + 4 * kTileElems), *sRowDot = sLse2 + kTile;
     $qbias_decl
+    $qmask_decl
     $zero_pad_call
     load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
     load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
@@ -414,6 +418,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
         $keys_m_end
         for (i64 m0 = m_begin; m0 < m_end; m0 += kTile) {
             __syncthreads();  // the last tile's Q, dO, lse and row_dot are read
+            $keys_tile_vote
             load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
             load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
             $qbias_stage
@@ -434,10 +439,11 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
             for (int nt = 0; nt < kNT; nt++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    const int c = nt * 8 + 2 * (lane % 4) + e % 2;
-                    grad_at(p, b, h, m0 + c, n0 + warp * 16 + lane / 4 + (e / 2) * 8, s[nt][e],
-                            dp[nt][e], sLse2[c], sRowDot[c], $kb_keys,
-                            $kb_ok, $km_keys);
+                    const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the query in the tile
+                    const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the key row in the tile
+                    grad_at(p, b, h, m0 + c, n0 + r, s[nt][e], dp[nt][e], sLse2[c], sRowDot[c],
+                            $kb_keys, $kb_ok,
+                            $km_keys, $km_ok);
                 }
             $keys_dbias_add
             u32 pp[kTile / 16][4], pd[kTile / 16][4];
@@ -698,6 +704,49 @@ __device__ __forceinline__ float staged_bias(const BwdParams &p, const unsigned 
 }
 ]=]
 
+-- The query-layout mask, staged as the bias above (bytes, kTile a row) and voted on: a tile pair
+-- with no true element is skipped, as the key-layout mask's tiles are.
+local qmask_fns = [=[
+constexpr int kMaskPitch = kTile + 16;  // bytes a staged mask row, banks offset
+
+__device__ __forceinline__ bool mask_stageable(const BwdParams &p)
+{
+    return p.mask_key_stride == 1 &&
+           ((p.mask | (u64)p.mask_stride[0] | (u64)p.mask_stride[1] | (u64)p.mask_stride[2] |
+             (u64)p.Lk) & 15) == 0;
+}
+
+// Queries [m0, m0 + kTile) x keys [n0, n0 + kTile) of head h's mask into sM (not committed);
+// rows and keys past the problem read as false.
+__device__ __forceinline__ void stage_mask_tile(const BwdParams &p, unsigned char *sM, i64 b,
+                                                i64 h, i64 m0, i64 n0)
+{
+    constexpr int kRowChunks = kTile / 16;
+    const unsigned char *base = (const unsigned char *)p.mask + b * p.mask_stride[0] +
+                                h / p.mask_head_div * p.mask_stride[1];
+    for (int c = threadIdx.x; c < kTile * kRowChunks; c += kThreads) {
+        const int r = c / kRowChunks, ch = c % kRowChunks;
+        const i64 i = m0 + r, j0 = n0 + ch * 16;
+        const bool in = i < p.Lq && j0 < p.Lk;  // whole chunks: Lk % 16 == 0
+        cp_async16(smem_u32(sM + r * kMaskPitch + ch * 16), in ? base + i * p.mask_stride[2] + j0
+                                                                : base, in ? 16 : 0);
+    }
+}
+
+// Whether any of the chunks this thread staged (stage_mask_tile's split) holds a true element.
+__device__ __forceinline__ bool staged_mask_any(const unsigned char *sM)
+{
+    constexpr int kRowChunks = kTile / 16;
+    u32 any = 0;
+    for (int c = threadIdx.x; c < kTile * kRowChunks; c += kThreads) {
+        const unsigned char *chunk = sM + (c / kRowChunks) * kMaskPitch + (c % kRowChunks) * 16;
+        const uint4 w = *(const uint4 *)chunk;
+        any |= w.x | w.y | w.z | w.w;
+    }
+    return any != 0;
+}
+]=]
+
 local function layout_pieces(v)
   local mk, bk, bq = v.mask == "k", v.bias == "k", v.bias == "q"
   local x = {
@@ -708,11 +757,27 @@ local function layout_pieces(v)
     simt_keys_dbias_start = "", simt_keys_dbias_add = "", simt_keys_dbias_end = "",
     -- mma.sync
     causal_or = v.causal and " || j > i + p.Lk - p.Lq" or "",
-    mask_or = mk and " || !km" or v.mask == "q" and " || !mask_at(p, b, h, i, j)" or "",
+    mask_or = mk and " || !km" or v.mask == "q" and " || !(km_ok ? km : mask_at(p, b, h, i, j))" or
+      "",
+    km_ok = v.mask == "q" and "mask_staged" or "true",
+    qmask_decl = v.mask == "q" and table.concat({
+      "// the query-layout mask tile, staged and voted on where its rows are whole 16-byte chunks",
+      "unsigned char *sMaskQ = (unsigned char *)(smem + 4 * kTileElems) + 3 * kTile * 4 +",
+      bq and "                        kTile * kBiasPitch;  // after the bias tile" or
+        "                        0;",
+      "const bool mask_staged = mask_stageable(p);" }, "\n") or "",
+    keys_tile_vote = v.mask == "q" and table.concat({
+      "if (mask_staged) {  // the tile's mask: a tile with no visible pair is skipped",
+      "    stage_mask_tile(p, sMaskQ, b, h, m0, n0);",
+      "    cp_async_commit();",
+      "    cp_async_wait<0>();",
+      "    if (!__syncthreads_or(staged_mask_any(sMaskQ)))",
+      "        continue;",
+      "}" }, "\n") or "",
     bias_add_x = bk and "x += kb;" or bq and "x += kb_ok ? kb : bias_at(p, b, h, i, j);" or
       "// no bias",
     kb_rows = bk and "sKB[c]" or
-      bq and "bias_staged ? staged_bias(p, sBiasQ, warp * 16 + lane / 4 + (e / 2) * 8, c) : 0.f" or
+      bq and "bias_staged ? staged_bias(p, sBiasQ, r, c) : 0.f" or
       "0.f",
     kb_ok = bq and "bias_staged" or "true",
     qbias_decl = bq and table.concat({
@@ -720,11 +785,13 @@ local function layout_pieces(v)
       "unsigned char *sBiasQ = (unsigned char *)(smem + 4 * kTileElems) + 3 * kTile * 4;",
       "const bool bias_staged = bias_stageable(p);" }, "\n") or "",
     qbias_stage = bq and "if (bias_staged)\n    stage_bias_tile(p, sBiasQ, b, h, m0, n0);" or "",
-    km_rows = mk and "sKM[c] != 0.f" or "true",
+    km_rows = mk and "sKM[c] != 0.f" or v.mask == "q" and
+      "mask_staged && sMaskQ[r * kMaskPitch + c] != 0" or "true",
     kb_keys = bk and "kb[e / 2]" or
-      bq and "bias_staged ? staged_bias(p, sBiasQ, c, warp * 16 + lane / 4 + (e / 2) * 8) : 0.f" or
+      bq and "bias_staged ? staged_bias(p, sBiasQ, c, r) : 0.f" or
       "0.f",
-    km_keys = mk and "km[e / 2]" or "true",
+    km_keys = mk and "km[e / 2]" or v.mask == "q" and
+      "mask_staged && sMaskQ[c * kMaskPitch + r] != 0" or "true",
     key_arrays = bk and mk and
       "float *sKB = sRowDot + kTile, *sKM = sKB + kTile;  // the key tile's bias and mask" or
       bk and "float *sKB = sRowDot + kTile;  // the key tile's key-layout bias" or
@@ -784,6 +851,24 @@ local function layout_pieces(v)
     -- the keys phase: a head for which none of the block's keys is visible walks no query tile
     -- (its dbias sums stay 0 and are still written)
     x.keys_m_end = "const i64 m_end = __syncthreads_or(km[0] || km[1]) ? p.Lq : m_begin;"
+  end
+  if v.mask == "q" then
+    -- the rows phase's vote: the barrier first (the last tile's K, V and mask are read)
+    x.rows_tile_barrier = table.concat({
+      "__syncthreads();  // the last tile's K, V and mask are read",
+      "if (mask_staged) {  // the tile's mask: a tile with no visible pair is skipped",
+      "    stage_mask_tile(p, sMaskQ, b, h, m0, n0);",
+      "    cp_async_commit();",
+      "    cp_async_wait<0>();",
+      "    if (!__syncthreads_or(staged_mask_any(sMaskQ))) {",
+      bq and table.concat({
+        "        for (i64 e = threadIdx.x; p.dbias_fused && e < kTile * kTile; e += kThreads)",
+        "            if (m0 + e / kTile < p.Lq && n0 + e % kTile < p.Lk)  // the tile's dbias: 0",
+        "                store_dbias(p, b, h, m0 + e / kTile, n0 + e % kTile, 0.f);" }, "\n") or
+        "        // ds = 0 here",
+      "        continue;  // no pair visible: nothing loaded or multiplied",
+      "    }",
+      "}" }, "\n")
   end
   if bq then
     x.simt_rows_dbias_zero = "if (p.dbias_fused && lane == 0)\n    store_dbias(p, b, h, i, j, 0.f);"
@@ -952,7 +1037,7 @@ function M.emit(v)
   else
     local mp = lp  -- plus the engine's own pieces
     mp.tile, mp.d_pad = row.block_m, d_pad
-    mp.qbias_fns = v.bias == "q" and qbias_fns or ""
+    mp.qbias_fns = (v.bias == "q" and qbias_fns or "") .. (v.mask == "q" and qmask_fns or "")
     mp.zero_pad_call = d_pad > v.d and "zero_pad_columns(smem, 4);  // never loaded" or ""
     mp.softcap_x = v.softcap and "const float th = tanhf(x / p.softcap);\nx = p.softcap * th;" or
       "// no softcap"
@@ -993,9 +1078,10 @@ function M.emit(v)
   end
   local tile = simt and warps or row.block_m
   -- four tiles, three kTile float arrays (phase 0: row_dot, key bias, key mask; phase 1: lse,
-  -- row_dot), then a query-layout bias's staged tile
+  -- row_dot), then a query-layout bias's and mask's staged tiles
   local smem = simt and 0 or engine.smem_tiles(row.block_m, d_pad) + 3 * row.block_m * 4 +
-    (v.bias == "q" and row.block_m * (row.block_m * 4 + 16) or 0)
+    (v.bias == "q" and row.block_m * (row.block_m * 4 + 16) or 0) +
+    (v.mask == "q" and row.block_m * (row.block_m + 16) or 0)
   -- block_m: rows a block owns in phases 0 and 1 (grid.x = ceil(L / block_m)); block_n: dbias
   -- elements a block in phase 2 (a warp each)
   return { source = buf.text(), entry = vars.entry, threads = 32 * warps, block_m = tile,
