@@ -4,6 +4,7 @@
 -- registers (mma.sync's A fragments) and Z N-major in shared memory. Tiles sit in the forward's
 -- 128-byte-swizzled layout (attn_fwd_wgmma.lua); the *2 forms issue both products, then wait once.
 local common = require("cuda_common")
+local fwd_wgmma = require("attn_fwd_wgmma")
 local ptx = require("cuda_ptx")
 
 local M = {}
@@ -49,14 +50,7 @@ __device__ __forceinline__ void tiles_landed()
     fence_proxy_async();
 }
 
-// wgmma matrix descriptor, 128-byte swizzle: start address, leading byte offset (N-major: from
-// one 64-column atom to the next; K-major: unused, 16), stride byte offset kAtomBytes (8 rows).
-// Addresses and offsets go in 16-byte units.
-__device__ __forceinline__ u64 smem_desc(u32 addr, u32 lead_bytes)
-{
-    return (u64)((addr & 0x3ffff) >> 4) | (u64)((lead_bytes >> 4) & 0x3fff) << 16 |
-           (u64)(kAtomBytes >> 4) << 32 | 1ull << 62;
-}
+$smem_desc
 
 // The k-steps of X Y^T: x and y K-major (rows of D), 16 columns (32 bytes) a step.
 __device__ __forceinline__ void issue_xyt(const u16 *x, const u16 *y, float (&acc)[kNT][4])
@@ -141,7 +135,8 @@ __device__ __forceinline__ void zero_pad_columns(u16 *smem, int tiles)
 }]=]
 
 function M.text(d, d_pad)
-  return common.fill(engine, { zero_pad_fn = d_pad > d and zero_pad_fn or "" })
+  return common.fill(engine, { zero_pad_fn = d_pad > d and zero_pad_fn or "",
+    smem_desc = fwd_wgmma.smem_desc })
 end
 
 -- four swizzled tiles of block_m rows (Q, dO, K, V)

@@ -61,7 +61,8 @@ __device__ __forceinline__ void zero_pad_columns(u16 *s)
         *(uint4 *)((unsigned char *)s + swz<kRows>(r, kChunks)) = make_uint4(0, 0, 0, 0);
 }]=]
 
-M.gemms = [=[
+-- wgmma's shared-memory descriptor of a 128-byte-swizzled operand (the backward's engine too).
+M.smem_desc = [=[
 // wgmma matrix descriptor, 128-byte swizzle: start address, leading byte offset (N-major: from
 // one 64-column atom to the next; K-major: unused, 16), stride byte offset kAtomBytes (8 rows).
 // Addresses and offsets go in 16-byte units.
@@ -69,7 +70,9 @@ __device__ __forceinline__ u64 smem_desc(u32 addr, u32 lead_bytes)
 {
     return (u64)((addr & 0x3ffff) >> 4) | (u64)((lead_bytes >> 4) & 0x3fff) << 16 |
            (u64)(kAtomBytes >> 4) << 32 | 1ull << 62;
-}
+}]=]
+
+M.gemms = M.smem_desc .. "\n" .. [=[
 
 // Descriptors of this warpgroup's operands, fixed for the whole kernel: a k-step only adds a
 // compile-time offset (in 16-byte units; shared addresses stay under 2^18, so no carry).
