@@ -12,15 +12,6 @@
 
 #define CALL "dm_bwd_varlen"
 
-/* A (token, head) tensor as BwdParams' (batch, row, head): the batch index is the sequence's
- * first token (the kernel moves the base there), rows are tokens. */
-static void token_rows(const int64_t plan_stride[2], int64_t out[3])
-{
-    out[0] = plan_stride[0];
-    out[1] = plan_stride[0];
-    out[2] = plan_stride[1];
-}
-
 /* Whether every dbias element is summed inside one block (phase 2 not launched): a key-layout
  * dbias whose stored heads each gather query heads of one K/V head (each key belongs to one
  * sequence, so no sum crosses sequences), or a query-layout one with a head per query head. */
@@ -48,18 +39,15 @@ static void fill_params(const dm_bwd_varlen_args *a, const dm_bwd_varlen_plan *b
     p->row_dot = (uint64_t)row_dot;
     p->cu_seqlens_q = (uint64_t)(uintptr_t)a->cu_seqlens_q.data;
     p->cu_seqlens_k = (uint64_t)(uintptr_t)a->cu_seqlens_k.data;
-    token_rows(f->q_stride, p->q_stride);
-    token_rows(f->k_stride, p->k_stride);
-    token_rows(f->v_stride, p->v_stride);
-    token_rows(f->o_stride, p->o_stride);
-    token_rows(bp->dout_stride, p->dout_stride);
-    token_rows(bp->dq_stride, p->dq_stride);
-    token_rows(bp->dk_stride, p->dk_stride);
-    token_rows(bp->dv_stride, p->dv_stride);
-    /* lse (H, total_q): (batch = first token, head, row = token) */
-    p->lse_stride[0] = f->lse_stride[1];
-    p->lse_stride[1] = f->lse_stride[0];
-    p->lse_stride[2] = f->lse_stride[1];
+    dm_varlen_token_strides(f->q_stride, p->q_stride);
+    dm_varlen_token_strides(f->k_stride, p->k_stride);
+    dm_varlen_token_strides(f->v_stride, p->v_stride);
+    dm_varlen_token_strides(f->o_stride, p->o_stride);
+    dm_varlen_token_strides(bp->dout_stride, p->dout_stride);
+    dm_varlen_token_strides(bp->dq_stride, p->dq_stride);
+    dm_varlen_token_strides(bp->dk_stride, p->dk_stride);
+    dm_varlen_token_strides(bp->dv_stride, p->dv_stride);
+    dm_varlen_lse_strides(f->lse_stride, p->lse_stride);
     p->mask_key_stride = p->bias_key_stride = p->dbias_key_stride = 1;
     p->mask_head_div = p->bias_head_div = 1;
     if (f->mask_layout != DM_LAYOUT_NONE) {
@@ -131,17 +119,8 @@ dm_status dm_bwd_varlen(dm_ctx *ctx, const dm_bwd_varlen_args *args, CUstream st
         return DM_OK; /* no element of any gradient (no query: dk, dv = 0 still, phase 1) */
     if ((st = dm_ctx_enter(ctx, CALL)) != DM_OK)
         return st;
-    memset(&v, 0, sizeof v);
-    v.family = DM_FAMILY_ATTN;
+    dm_fwd_varlen_plan_variant(f, ctx->arch, false, &v);
     v.dir = DM_DIR_BWD;
-    v.head_dim = (int)f->D;
-    v.dtype = f->dtype;
-    v.mask = f->mask_layout;
-    v.bias = f->bias_layout;
-    v.varlen = true;
-    v.causal = f->causal;
-    v.softcap = f->softcap > 0;
-    v.arch = ctx->arch;
     if ((st = dm_kernel_get(ctx, CALL, &v, &kernel, NULL)) != DM_OK)
         goto out;
     bytes = (size_t)(f->H * f->total_q + 1) * sizeof(float); /* never 0 bytes */

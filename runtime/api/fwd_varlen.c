@@ -22,6 +22,20 @@ void dm_varlen_layout_strides(dm_layout l, const int64_t plan_stride[3], int64_t
     *key_stride = l == DM_LAYOUT_K ? plan_stride[2] : 1;
 }
 
+void dm_varlen_token_strides(const int64_t plan_stride[2], int64_t out[3])
+{
+    out[0] = plan_stride[0];
+    out[1] = plan_stride[0];
+    out[2] = plan_stride[1];
+}
+
+void dm_varlen_lse_strides(const int64_t plan_stride[2], int64_t out[3])
+{
+    out[0] = plan_stride[1];
+    out[1] = plan_stride[0];
+    out[2] = plan_stride[1];
+}
+
 /* Whether rows can be read 16 (or 2) bytes at a time: keys contiguous and rows aligned. A K
  * layout's row is a sequence's keys, starting at any key: the kernel checks that start per
  * block, so here only the base and the head step count (its token "stride" is the key step). */
@@ -54,18 +68,11 @@ static void fill_params(const dm_fwd_varlen_args *a, const dm_fwd_varlen_plan *p
     k->lse = p->has_lse ? (uintptr_t)a->lse.data : 0;
     k->cu_seqlens_q = (uintptr_t)a->cu_seqlens_q.data;
     k->cu_seqlens_k = (uintptr_t)a->cu_seqlens_k.data;
-    /* (batch, row, head): the batch index is the sequence's first token, rows are tokens */
-    const int64_t *src[4] = {p->q_stride, p->k_stride, p->v_stride, p->o_stride};
-    int64_t *dst[4] = {k->q_stride, k->k_stride, k->v_stride, k->o_stride};
-    for (int t = 0; t < 4; t++) {
-        dst[t][0] = src[t][0];
-        dst[t][1] = src[t][0];
-        dst[t][2] = src[t][1];
-    }
-    /* lse (H, total_q): (batch = first token, head, row = token) */
-    k->lse_stride[0] = p->lse_stride[1];
-    k->lse_stride[1] = p->lse_stride[0];
-    k->lse_stride[2] = p->lse_stride[1];
+    dm_varlen_token_strides(p->q_stride, k->q_stride);
+    dm_varlen_token_strides(p->k_stride, k->k_stride);
+    dm_varlen_token_strides(p->v_stride, k->v_stride);
+    dm_varlen_token_strides(p->o_stride, k->o_stride);
+    dm_varlen_lse_strides(p->lse_stride, k->lse_stride);
     k->mask_key_stride = k->bias_key_stride = 1;
     k->mask_head_div = k->bias_head_div = 1;
     if (p->mask_layout != DM_LAYOUT_NONE) {
@@ -103,7 +110,8 @@ static void fill_params(const dm_fwd_varlen_args *a, const dm_fwd_varlen_plan *p
     k->max_seqlen_k = (int32_t)p->max_seqlen_k;
 }
 
-static void plan_variant(const dm_fwd_varlen_plan *p, dm_arch arch, bool decode, dm_variant *v)
+void dm_fwd_varlen_plan_variant(const dm_fwd_varlen_plan *p, dm_arch arch, bool decode,
+                                dm_variant *v)
 {
     memset(v, 0, sizeof *v);
     v->family = DM_FAMILY_ATTN;
@@ -129,7 +137,7 @@ static dm_status launch_tiled(dm_ctx *ctx, const dm_fwd_varlen_args *args,
 
     if ((st = dm_ctx_enter(ctx, CALL)) != DM_OK)
         return st;
-    plan_variant(plan, ctx->arch, false, &v);
+    dm_fwd_varlen_plan_variant(plan, ctx->arch, false, &v);
     if ((st = dm_kernel_get(ctx, CALL, &v, &kernel, NULL)) != DM_OK)
         goto out;
     fill_params(args, plan, &params);
@@ -152,7 +160,7 @@ static dm_status launch_decode(dm_ctx *ctx, const dm_fwd_varlen_args *args,
                          .total_k = plan->total_k,
                          .num_splits = args->num_splits,
                          .combine_Lq = plan->total_q};
-    plan_variant(plan, ctx->arch, true, &job.variant);
+    dm_fwd_varlen_plan_variant(plan, ctx->arch, true, &job.variant);
     fill_params(args, plan, &job.params);
     /* the combine's token t is (0, t): o rows and lse columns are tokens */
     job.o_stride[0] = 0;

@@ -60,4 +60,15 @@ dm_status dm_fwd_varlen_check(dm_ctx *ctx, const char *call, const dm_fwd_varlen
 void dm_varlen_layout_strides(dm_layout l, const int64_t plan_stride[3], int64_t out[3],
                               int64_t *key_stride);
 
+/* A (token, head) tensor's plan strides as the kernels' (batch, row, head): the batch index is
+ * the sequence's first token (the kernel moves the base there), rows are tokens. */
+void dm_varlen_token_strides(const int64_t plan_stride[2], int64_t out[3]);
+
+/* lse (H, total_q) as the kernels' (batch = first token, head, row = token) strides. */
+void dm_varlen_lse_strides(const int64_t plan_stride[2], int64_t out[3]);
+
+/* The variant key of a plan's forward kernel on arch (the tiled or the decode path). */
+void dm_fwd_varlen_plan_variant(const dm_fwd_varlen_plan *p, dm_arch arch, bool decode,
+                                dm_variant *v);
+
 #endif
