@@ -80,6 +80,9 @@ typedef struct dm_kernel_src {
      * (even) stage per radix digit; api/window_mask.c launches them in order. */
     int split_stages;
     int split_digit_stages;
+    /* bwd: 1 when the kernel can compute dq by fp32 reductions (phases 0, 1 and 3 with
+     * BwdParams.dq_accum set: api/bwd.c's default mode); 0 when left out */
+    int dq_atomic;
 } dm_kernel_src;
 
 /* Runs the family's Lua template for v in a fresh Lua state. Templates come from the copies

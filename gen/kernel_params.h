@@ -137,9 +137,9 @@
 #define DM_COMBINE_PARAMS_BYTES 112
 
 /* dm_bwd, the backward family (templates/attn_bwd.lua): struct BwdParams. One kernel, launched
- * once per phase (0: rows, 1: keys, 2: dbias); element (b, h, i, j) of mask, bias and dbias is at
- * b * stride[0] + (h / head_div) * stride[1] + i * stride[2] + j * key_stride, strides 0 where the
- * tensor broadcasts. */
+ * once per phase (0: rows, 1: keys, 2: dbias, 3: dq from the fp32 scratch); element (b, h, i, j)
+ * of mask, bias and dbias is at b * stride[0] + (h / head_div) * stride[1] + i * stride[2] +
+ * j * key_stride, strides 0 where the tensor broadcasts. */
 #define DM_BWD_PARAMS(X) \
     X(U64, q, 1, "") \
     X(U64, k, 1, "") \
@@ -154,6 +154,10 @@
     X(U64, dv, 1, "") \
     X(U64, dbias, 1, "0: not asked for") \
     X(U64, row_dot, 1, "fp32 scratch (B, H, Lq): dO_i . O_i, written by phase 0") \
+    X(U64, dq_accum, 1, \
+      "0: dq by phase 0 (deterministic mode, or an engine without reductions); else fp32 " \
+      "scratch (B, H, Lq, D) that phase 0 zeroes, phase 1 adds each tile's dq to and phase 3 " \
+      "turns into dq") \
     X(I64, q_stride, 3, "batch, row, head") \
     X(I64, k_stride, 3, "batch, row, head") \
     X(I64, v_stride, 3, "batch, row, head") \
@@ -181,8 +185,8 @@
     X(F32, softcap, 1, "0 = off") \
     X(I32, bias_f32, 1, "bias (and dbias) stored as fp32, not q's dtype") \
     X(I32, phase, 1, \
-      "0: a warp a query row (b, h, i): row_dot, dq; 1: a warp a key (b, hk, j): dk, dv; " \
-      "2: a warp a dbias element") \
+      "0: query rows: row_dot, dq; 1: keys: dk, dv (and dq's reductions); 2: a warp a dbias " \
+      "element; 3: dq = scale dq_accum") \
     X(I32, dbias_B, 1, "dbias's sizes: B or 1, heads (H, Hkv or 1), Lq or 1") \
     X(I32, dbias_H, 1, "dbias's sizes: B or 1, heads (H, Hkv or 1), Lq or 1") \
     X(I32, dbias_Lq, 1, "dbias's sizes: B or 1, heads (H, Hkv or 1), Lq or 1") \
@@ -198,7 +202,7 @@
     X(I32, max_seqlen_q, 1, "varlen: a sequence's query count clamped to it") \
     X(I32, max_seqlen_k, 1, \
       "varlen: a sequence's key count clamped to it; a query-layout dbias's columns")
-#define DM_BWD_PARAMS_BYTES 520
+#define DM_BWD_PARAMS_BYTES 528
 
 /* The C and CUDA spellings of each type; DM_PARAM_DIM_<count> the array part of a member. */
 #define DM_PARAM_CTYPE_U64 uint64_t

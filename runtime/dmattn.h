@@ -213,7 +213,8 @@ dm_status dm_fwd_varlen(dm_ctx *ctx, const dm_fwd_varlen_args *args, CUstream st
  *   dbias (optional output, only with a bias): bias's shape and dtype; the sum over every
  *     dimension bias broadcasts (size 1 for B, heads or Lq) and over the query heads that share
  *     a stored head (Hkv-headed: the group's; 1-headed: all).
- *   deterministic: nonzero = the same bits run to run (a fixed order for every reduction).
+ *   deterministic: nonzero = the same bits run to run (a fixed order for every reduction);
+ *     0 (default) = dq may differ in its last bits run to run (see dm_bwd), as in FlashAttention.
  * Masked scores and rows with no visible key (lse = +inf) contribute exactly zero. */
 typedef struct dm_bwd_args {
     dm_tensor dout;
@@ -231,13 +232,19 @@ typedef struct dm_bwd_args {
 } dm_bwd_args;
 
 /* The gradients of a dm_fwd call (SPEC §3), asynchronous on stream like dm_fwd. Every argument is
- * checked first (DM_ERR_INVALID_ARG naming it; nothing written). Scratch (fp32, B x H x Lq for
- * the rows' dO.O) is stream-ordered (cuMemAllocAsync) and freed in stream order. The kernels
- * compute dq (a pass over query rows) apart from dk and dv (a pass over keys), recomputing the
- * probabilities in each, and dbias in those passes (or, where its sums cross blocks, in a pass
- * of its own): no atomics, every sum in a fixed order, so the results are the same bits run to
- * run with or without `deterministic`. A row with no
- * visible key gets dq = +0; keys no query sees get dk = dv = +0. */
+ * checked first (DM_ERR_INVALID_ARG naming it; nothing written). Scratch is stream-ordered
+ * (cuMemAllocAsync, or the context's allocator) and freed in stream order: fp32 B x H x Lq for
+ * the rows' dO.O, plus B x H x Lq x D for dq's sums in the default mode on sm_90a.
+ * dk, dv and dbias come from a pass over keys (or, where dbias's sums cross blocks, a pass of its
+ * own), every sum in a fixed order: the same bits run to run in either mode.
+ * dq, deterministic: a pass over query rows of its own, recomputing the probabilities (seven
+ *   matrix products a tile pair in all).
+ * dq, default: on sm_90a (the wgmma kernels) the pass over keys adds each tile's share to fp32
+ *   sums by atomic reductions, then a pass scales them into dq (five products; run to run the
+ *   order of the additions, hence dq's last bits, may differ). Elsewhere, and with a query-layout
+ *   dbias that broadcasts nothing (written by the rows pass, which then computes dq as well), as
+ *   in deterministic mode.
+ * A row with no visible key gets dq = +0; keys no query sees get dk = dv = +0. */
 dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream);
 
 /* Gradients of a dm_fwd_varlen call (SPEC §3 and §5).
@@ -253,7 +260,7 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream);
  *     each key's sum over its sequence's queries and over the query heads that share a stored
  *     head. Query-based (total_q, Hm, max_seqlen_k): ds summed over the query heads that share a
  *     stored head; the columns past a sequence's keys are written 0.
- *   deterministic: as dm_bwd (the same bits run to run in either mode).
+ *   deterministic: as dm_bwd (the default mode's dq may differ in its last bits run to run).
  * Rows of dq, dk, dv and dbias for tokens outside every sequence (past cu_seqlens[B]) are not
  * written. Masked scores and rows with no visible key contribute exactly zero. */
 typedef struct dm_bwd_varlen_args {

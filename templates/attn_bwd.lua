@@ -1,16 +1,19 @@
 -- attn_bwd.lua: the backward family, bwd.d<D>.<dtype>.mask-<..>.bias-<..>.w0[.causal][.softcap]
 -- .sm<NN> (SPEC §3): dq, dk, dv and dbias of the dense forward.
 --
--- One kernel, launched once per phase (p.phase), in this order on one stream; every sum has a
--- fixed order (the same bits run to run), no atomics, no scratch but the rows' dO.O:
+-- One kernel, launched once per phase (p.phase), in this order on one stream:
 --   0  query rows: row_dot_i = dO_i . O_i, then dq_i = scale sum_j ds_ij k_j (grid: row blocks,
 --      H, B)
 --   1  keys: dv_j = sum p_ij dO_i, dk_j = scale sum ds_ij q_i over the group's heads and every
 --      query (grid: key blocks, Hkv, B)
 --   2  a warp per dbias element: the sum of ds over the (b, h, i) it stands for (broadcast
 --      dimensions, the heads sharing a stored head), when dbias is asked for (grid: 1-D)
--- Phases 0 and 1 recompute S and dP each (seven matrix products against the five of a kernel
--- that adds dq by atomics): FlexAttention's split, deterministic without a reduction pass.
+--   3  only with p.dq_accum: dq = scale * the fp32 sums (grid: as phase 0)
+-- Deterministic mode (p.dq_accum = 0): every sum has a fixed order, no atomics, no scratch but
+-- the rows' dO.O; phases 0 and 1 recompute S and dP each (seven matrix products a tile pair):
+-- FlexAttention's split. The default mode on an engine with M.dq_atomic (wgmma): phase 0 only
+-- writes row_dot and zeroes the scratch, phase 1 also adds each tile pair's dS K to the fp32
+-- sums (five products, FlashAttention's scheme), phase 3 converts them.
 -- Engines, by the tuning row: the tile phases (a block of 4 warps owns 64 rows, 16 a warp, and
 -- walks 64-row tiles of the other side) on "mma.sync" (attn_bwd_mma.lua: S = X Y^T and dP by
 -- mma.sync m16n8k16 from padded shared memory, the products P Z from registers) or "wgmma"
@@ -318,22 +321,11 @@ __device__ __forceinline__ void grad_at(const BwdParams &p, i64 b, i64 h, i64 i,
     $softcap_ds
 }
 
-// Phase 0: query rows [m0, m0 + kTile) of head h, batch b: row_dot and dq.
-__device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, i64 h, i64 m0)
+// row_dot of query rows [m0, m0 + kTile) of head h, batch b, a warp a row: dO . O, O read from
+// global; into sRowDot and p.row_dot (the keys phase's).
+__device__ __forceinline__ void row_dots(const BwdParams &p, i64 b, i64 h, i64 m0, float *sRowDot)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const i64 hk = h / p.group;
-    u16 *sQ = smem, *sDO = smem + kTileElems, *sK = smem + 2 * kTileElems;
-    u16 *sV = smem + 3 * kTileElems;
-    float *sRowDot = (float *)(smem + 4 * kTileElems);
-    $key_arrays
-    $qbias_decl
-    $qmask_decl
-    $zero_pad_call
-    load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
-    load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
-    cp_async_commit();
-    // row_dot of the block's rows, a warp a row: dO . O, O read from global
     for (int r = warp; r < kTile; r += kWarps) {
         float acc = 0.f;
         if (m0 + r < p.Lq) {
@@ -349,6 +341,26 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
                 ((float *)p.row_dot)[(b * p.H + h) * p.Lq + m0 + r] = acc;
         }
     }
+}
+$dq_accum_fns
+// Phase 0: query rows [m0, m0 + kTile) of head h, batch b: row_dot and dq (only row_dot, and the
+// rows of the dq scratch zeroed, where the keys phase adds dq: p.dq_accum).
+__device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, i64 h, i64 m0)
+{
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const i64 hk = h / p.group;
+    u16 *sQ = smem, *sDO = smem + kTileElems, *sK = smem + 2 * kTileElems;
+    u16 *sV = smem + 3 * kTileElems;
+    float *sRowDot = (float *)(smem + kTilesElems);
+    $key_arrays
+    $qbias_decl
+    $qmask_decl
+    $rows_dq_accum
+    $zero_pad_call
+    load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
+    load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
+    cp_async_commit();
+    row_dots(p, b, h, m0, sRowDot);
     float lse2[2], row_dot[2];
     tiles_landed();
     __syncthreads();
@@ -401,7 +413,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     u16 *sK = smem, *sV = smem + kTileElems, *sQ = smem + 2 * kTileElems;
     u16 *sDO = smem + 3 * kTileElems;
-    float *sLse2 = (float *)(smem + 4 * kTileElems), *sRowDot = sLse2 + kTile;
+    float *sLse2 = (float *)(smem + kTilesElems), *sRowDot = sLse2 + kTile;
     $qbias_decl
     $qmask_decl
     $zero_pad_call
@@ -450,11 +462,70 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
             pack_a(s, pp);
             pack_a(dp, pd);
             gemm_pz2(pp, sDO, dv, pd, sQ, dk);
+            $keys_dq
         }
         $keys_dbias_end
     }
     store_tile(dk, p.dk, p.dk_stride, b, n0, hk, p.Lk, p.scale);
     store_tile(dv, p.dv, p.dv_stride, b, n0, hk, p.Lk, 1.f);
+}]=]
+
+-- dq by reductions (the engine's M.dq_atomic, used where the library sets p.dq_accum: the default
+-- mode): phase 0 writes only row_dot and zeroes the scratch's rows, the keys phase adds each
+-- tile's dS K to them (store_ds, gemm_ds_k, red_tile), phase 3 scales them into dq. Five
+-- products a tile pair instead of seven, at the cost of fp32 reductions in L2 and a run-to-run
+-- rounding order.
+local dq_accum_fns = [=[
+// The dq scratch (fp32 (B, H, Lq, kD)) of head h, batch b.
+__device__ __forceinline__ float *dq_accum_of(const BwdParams &p, i64 b, i64 h)
+{
+    return (float *)p.dq_accum + (b * p.H + h) * p.Lq * kD;
+}
+
+// Query rows [m0, m0 + kTile) of the scratch zeroed: phase 0, before the keys phase adds.
+__device__ __forceinline__ void zero_dq_rows(const BwdParams &p, i64 b, i64 h, i64 m0)
+{
+    float4 *rows = (float4 *)(dq_accum_of(p, b, h) + m0 * kD);  // kD % 8 == 0: 16-byte rows
+    const i64 quads = (min((i64)p.Lq, m0 + kTile) - m0) * (kD / 4);
+    for (i64 e = threadIdx.x; e < quads; e += kThreads)
+        rows[e] = make_float4(0.f, 0.f, 0.f, 0.f);
+}
+
+// Phase 3: query rows [m0, m0 + kTile) of dq = scale * the scratch, in q's dtype.
+__device__ __forceinline__ void dq_tile(const BwdParams &p, i64 b, i64 h, i64 m0)
+{
+    const float *acc = dq_accum_of(p, b, h);
+    constexpr int kQuads = kD / 4;
+    for (int e = threadIdx.x; e < kTile * kQuads; e += kThreads) {
+        const i64 i = m0 + e / kQuads;
+        const int d = e % kQuads * 4;
+        if (i >= p.Lq)
+            break;  // e only grows
+        const float4 x = *(const float4 *)(acc + i * kD + d);
+        u32 *out = (u32 *)((u16 *)p.dq + b * p.dq_stride[0] + i * p.dq_stride[1] +
+                           h * p.dq_stride[2] + d);
+        out[0] = pack2(x.x * p.scale, x.y * p.scale);
+        out[1] = pack2(x.z * p.scale, x.w * p.scale);
+    }
+}
+]=]
+
+local rows_dq_accum = [=[
+if (p.dq_accum) {  // dq comes from the keys phase's reductions
+    row_dots(p, b, h, m0, sRowDot);
+    zero_dq_rows(p, b, h, m0);
+    return;
+}]=]
+
+local keys_dq = [=[
+if (p.dq_accum) {  // this tile pair's share of dq: dS^T through shared memory, dS K added
+    u16 *sDS = smem + 4 * kTileElems;
+    store_ds(pd, sDS);
+    fence_proxy_async();
+    __syncthreads();
+    float dq[kDT][4];
+    gemm_ds_k(sDS, sK, dq);
+    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq);
 }]=]
 
 local mma_entry = [=[
@@ -466,7 +537,7 @@ $entry(const BwdParams p)
     if (p.phase == 0)
         rows_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);
     else if (p.phase == 1)
-        keys_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);$dbias_call_mma
+        keys_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);$dq_call$dbias_call_mma
 }]=]
 
 local dbias_phase = [=[
@@ -577,6 +648,8 @@ __device__ __forceinline__ void view_sequence(BwdParams &p, const Sequence &sq)
     p.dv += 2 * tk * p.dv_stride[0];
     p.lse += 4 * tq * p.lse_stride[0];
     p.row_dot += 4 * tq * p.H;
+    if (p.dq_accum)  // (H x total_q x kD): the sequence's H x Lq x kD block
+        p.dq_accum += 4 * tq * p.H * kD;
     $view_mask
     $view_bias
     p.Lq = sq.Lq;
@@ -602,20 +675,20 @@ $entry(const BwdParams pv)
 {
     extern __shared__ __align__($smem_align) unsigned char smem_raw[];
     u16 *smem = (u16 *)smem_raw;
-    if (pv.phase < 2) {
+    if (pv.phase != 2) {
         // sequence blockIdx.z; the grid covers max_seqlen: blocks past its rows have nothing
         const Sequence sq = sequence_of(pv, blockIdx.z);
         const i64 r0 = (i64)blockIdx.x * kTile;
-        if (r0 >= (pv.phase == 0 ? sq.Lq : sq.Lk))
+        if (r0 >= (pv.phase == 1 ? sq.Lk : sq.Lq))
             return;
         BwdParams p = pv;
         view_sequence(p, sq);
         if (p.phase == 0) {
             $dbias_pad
             rows_tile(p, smem, 0, blockIdx.y, r0);
-        } else {
+        } else if (p.phase == 1) {
             keys_tile(p, smem, 0, blockIdx.y, r0);
-        }
+        }$dq_call
     }$dbias_call_mma
 }]=]
 
@@ -762,7 +835,7 @@ local function layout_pieces(v)
     km_ok = v.mask == "q" and "mask_staged" or "true",
     qmask_decl = v.mask == "q" and table.concat({
       "// the query-layout mask tile, staged and voted on where its rows are whole 16-byte chunks",
-      "unsigned char *sMaskQ = (unsigned char *)(smem + 4 * kTileElems) + 3 * kTile * 4 +",
+      "unsigned char *sMaskQ = (unsigned char *)(smem + kTilesElems) + 3 * kTile * 4 +",
       bq and "                        kTile * kBiasPitch;  // after the bias tile" or
         "                        0;",
       "const bool mask_staged = mask_stageable(p);" }, "\n") or "",
@@ -782,7 +855,7 @@ local function layout_pieces(v)
     kb_ok = bq and "bias_staged" or "true",
     qbias_decl = bq and table.concat({
       "// the query-layout bias tile, staged where its rows are whole 16-byte chunks",
-      "unsigned char *sBiasQ = (unsigned char *)(smem + 4 * kTileElems) + 3 * kTile * 4;",
+      "unsigned char *sBiasQ = (unsigned char *)(smem + kTilesElems) + 3 * kTile * 4;",
       "const bool bias_staged = bias_stageable(p);" }, "\n") or "",
     qbias_stage = bq and "if (bias_staged)\n    stage_bias_tile(p, sBiasQ, b, h, m0, n0);" or "",
     km_rows = mk and "sKM[c] != 0.f" or v.mask == "q" and
@@ -1055,6 +1128,9 @@ function M.emit(v)
     buf.add("")
     buf.add(engine.text(v.d, d_pad))
     buf.add("")
+    mp.dq_accum_fns = engine.dq_atomic and dq_accum_fns or ""
+    mp.rows_dq_accum = engine.dq_atomic and rows_dq_accum or ""
+    mp.keys_dq = engine.dq_atomic and keys_dq or ""
     buf.add(tile_phases, mp)
   end
   buf.add("")
@@ -1072,8 +1148,13 @@ function M.emit(v)
     buf.add(v.varlen and simt_entry_varlen or simt_entry,
       { entry = vars.entry, dbias_call = call, dbias_pad = pad })
   else
+    local dq_call = ""
+    if engine.dq_atomic then
+      dq_call = v.varlen and " else if (p.phase == 3) {\n            dq_tile(p, 0, blockIdx.y, r0);\n        }"
+        or "\n    else if (p.phase == 3)\n        dq_tile(p, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);"
+    end
     buf.add(v.varlen and mma_entry_varlen or mma_entry,
-      { entry = vars.entry, dbias_call_mma = call, dbias_pad = pad,
+      { entry = vars.entry, dbias_call_mma = call, dbias_pad = pad, dq_call = dq_call,
         smem_align = engine.smem_align })
   end
   local tile = simt and warps or row.block_m
@@ -1084,8 +1165,9 @@ function M.emit(v)
     (v.mask == "q" and row.block_m * (row.block_m + 16) or 0)
   -- block_m: rows a block owns in phases 0 and 1 (grid.x = ceil(L / block_m)); block_n: dbias
   -- elements a block in phase 2 (a warp each)
+  -- dq_atomic: phases 0, 1 and 3 can compute dq by reductions into p.dq_accum
   return { source = buf.text(), entry = vars.entry, threads = 32 * warps, block_m = tile,
-           block_n = warps, smem_bytes = smem }
+           block_n = warps, smem_bytes = smem, dq_atomic = engine and engine.dq_atomic and 1 or 0 }
 end
 
 return M

@@ -23,6 +23,7 @@ __device__ __forceinline__ void zero_pad_columns(u16 *smem, int tiles)
 local engine = [=[
 constexpr int kPitch = kHeadDimPad + 8;  // padded rows: ldmatrix conflict free (attn_fwd_mma.lua)
 constexpr int kTileElems = kTile * kPitch;
+constexpr int kTilesElems = 4 * kTileElems;  // Q, dO, K, V (dq is phase 0's: no dS tile)
 
 // Rows [r0, r0 + kTile) of a (b, row, head) tensor into a padded tile; rows past `rows` read as
 // zero (cp.async with 0 source bytes). Committed by the caller.

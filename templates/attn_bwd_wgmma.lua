@@ -3,6 +3,9 @@
 -- products with wgmma: S = X Y^T from two K-major tiles in shared memory, P Z with P from
 -- registers (mma.sync's A fragments) and Z N-major in shared memory. Tiles sit in the forward's
 -- 128-byte-swizzled layout (attn_fwd_wgmma.lua); the *2 forms issue both products, then wait once.
+-- It also offers the keys phase a tile's share of dq (M.dq_atomic): dS^T goes to a fifth, kTile x
+-- kTile tile, read back as dS's M-major A operand of dS K, and the product is added to an fp32
+-- scratch by vector reductions (the default, non-deterministic mode).
 local common = require("cuda_common")
 local fwd_wgmma = require("attn_fwd_wgmma")
 local ptx = require("cuda_ptx")
@@ -19,6 +22,8 @@ constexpr int kAtomRowBytes = 128;
 constexpr int kAtomBytes = 8 * kAtomRowBytes;  // the swizzle's period, and a tile's alignment
 constexpr int kAtoms = (kHeadDimPad + 63) / 64;
 constexpr int kTileElems = kAtoms * kTile * kAtomRowBytes / 2;  // one tile, in 16-bit elements
+// the four tiles (Q, dO, K, V) and the keys phase's dS^T (kTile x kTile: one atom wide)
+constexpr int kTilesElems = 4 * kTileElems + kTile * kAtomRowBytes / 2;
 static_assert(kTile == 64 && kWarps == 4, "one warpgroup: a wgmma's 64 rows are the block's tile");
 
 // Byte offset of the 16-byte chunk `chunk` (8 elements) of row r in a tile.
@@ -120,6 +125,58 @@ __device__ __forceinline__ void gemm_pz2(const u32 (&p1)[kTile / 16][4], const u
     wgmma_wait<0>();
     wait_all(acc1);
     wait_all(acc2);
+}
+
+// dS^T (this warp's 16 keys of the accumulator layout, packed as the A operand of dK) into the
+// swizzled kTile x kTile tile sds: rows are keys, columns queries, so the tile is dS's M-major
+// (transposed) A operand. A store instruction's 8 rows hit 8 distinct chunks: no bank conflict.
+__device__ __forceinline__ void store_ds(const u32 (&pd)[kTile / 16][4], u16 *sds)
+{
+    const int lane = threadIdx.x % 32, r = (threadIdx.x / 32) * 16 + lane / 4;
+    unsigned char *t = (unsigned char *)sds + 4 * (lane % 4);
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; kk++) {
+        *(u32 *)(t + swz(r, 2 * kk)) = pd[kk][0];
+        *(u32 *)(t + swz(r + 8, 2 * kk)) = pd[kk][1];
+        *(u32 *)(t + swz(r, 2 * kk + 1)) = pd[kk][2];
+        *(u32 *)(t + swz(r + 8, 2 * kk + 1)) = pd[kk][3];
+    }
+}
+
+// acc = dS K for the tile's kTile queries: dS M-major from sds (store_ds, fenced and behind a
+// barrier), K N-major (kTile keys x D), 16 keys a step.
+__device__ __forceinline__ void gemm_ds_k(const u16 *sds, const u16 *sk, float (&acc)[kDT][4])
+{
+    const u64 da = smem_desc(smem_u32(sds), kTile * kAtomRowBytes);
+    const u64 db = smem_desc(smem_u32(sk), kTile * kAtomRowBytes);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; kk++) {
+        const u32 off = (kk * 16 * kAtomRowBytes) >> 4;
+        wgmma_dsk(&acc[0][0], da + off, db + off, kk > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    wait_all(acc);
+}
+
+// This warp's 16 rows of acc added to rows m0 + ... (below `rows`) of a row-major fp32 matrix
+// of kD columns at base.
+__device__ __forceinline__ void red_tile(const float (&acc)[kDT][4], float *base, i64 m0,
+                                         i64 rows)
+{
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        const i64 r = m0 + warp * 16 + lane / 4 + hf * 8;
+        if (r >= rows)
+            continue;
+        float *row = base + r * kD + 2 * (lane % 4);
+#pragma unroll
+        for (int dt = 0; dt < kDT; dt++)
+            if (dt * 8 < kHeadDim)
+                red_add_v2(row + dt * 8, acc[dt][2 * hf], acc[dt][2 * hf + 1]);
+    }
 }]=]
 
 -- Only where kHeadDim < kHeadDimPad (D % 16 == 8: one chunk a row).
@@ -139,17 +196,23 @@ function M.text(d, d_pad)
     smem_desc = fwd_wgmma.smem_desc })
 end
 
--- four swizzled tiles of block_m rows (Q, dO, K, V)
+-- four swizzled tiles of block_m rows (Q, dO, K, V) and dS^T (block_m x block_m)
 function M.smem_tiles(block_m, d_pad)
-  return 4 * ((d_pad + 63) // 64) * block_m * 128
+  return 4 * ((d_pad + 63) // 64) * block_m * 128 + block_m * 128
 end
+
+-- the keys phase adds dq itself (store_ds, gemm_ds_k, red_tile) where the library asks
+M.dq_atomic = true
 
 function M.emit_ptx(buf, dtype, d_pad, block_m)
   ptx.emit(buf, dtype, true)  -- cp.async, pack2, ex2
   buf.add("")
+  buf.add(ptx.red_add_v2)
+  buf.add("")
   ptx.emit_wgmma(buf, dtype, {
     { name = "wgmma_xyt", n = block_m, a_regs = false, trans_b = 0 },
     { name = "wgmma_pz", n = d_pad, a_regs = true, trans_b = 1 },
+    { name = "wgmma_dsk", n = d_pad, a_regs = false, trans_a = 1, trans_b = 1 },
   })
 end
 

@@ -35,6 +35,15 @@ __device__ __forceinline__ void cp_async4(u32 dst, const void *src, int src_byte
                  :: "r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }]=]
 
+-- Two fp32 adds into global memory, no value returned (sm_90's vector reduction: one request
+-- for both); the backward's dq by reductions (attn_bwd_wgmma.lua).
+M.red_add_v2 = [=[
+// dst[0] += x, dst[1] += y in global memory (8-byte aligned), relaxed, no return value.
+__device__ __forceinline__ void red_add_v2(float *dst, float x, float y)
+{
+    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" :: "l"(dst), "f"(x), "f"(y) : "memory");
+}]=]
+
 -- with_mma_sync: also the ldmatrix.trans and mma.sync wrappers (absent from wgmma kernels).
 function M.emit(buf, dtype, with_mma_sync)
   local t = mma_types[dtype]
@@ -128,8 +137,9 @@ __device__ __forceinline__ void fence_proxy_async()
 }]=]
 
 -- One wrapper per (name, n, A source, B major-ness): d (n/2 fp32 per thread) += A (64x16) x B
--- (16xn). A comes from a shared-memory descriptor, or from four registers of 16-bit pairs laid
--- out as mma.sync's A fragment; B from a descriptor, K-major (trans_b 0) or N-major (1).
+-- (16xn). A comes from a shared-memory descriptor, K-major (trans_a 0, the default) or M-major
+-- (1), or from four registers of 16-bit pairs laid out as mma.sync's A fragment; B from a
+-- descriptor, K-major (trans_b 0) or N-major (1).
 -- scale_d = 0 ignores d's old contents (the first k-step of a product).
 local function wgmma_op(t, op)
   local nreg = op.n // 2
@@ -149,7 +159,7 @@ local function wgmma_op(t, op)
     params = "u64 da, u64 db, int scale_d"
     a_text = "%" .. nreg
     ins = '"l"(da), "l"(db), "r"(scale_d)'
-    tail = string.format("%%%d, p, 1, 1, 0, %d", nreg + 1, op.trans_b)
+    tail = string.format("%%%d, p, 1, 1, %d, %d", nreg + 1, op.trans_a or 0, op.trans_b)
     scale_pos = nreg + 2
   end
   -- 100 columns: six outputs a line, twelve registers a string piece

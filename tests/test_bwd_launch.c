@@ -44,12 +44,19 @@ static dm_bwd_args args(int64_t bb, int64_t bh, int64_t bl)
     return a;
 }
 
-static dm_ctx *stub_ctx(void)
+/* A context on a stub device of compute capability cc ("80": the mma.sync engine, which has no
+ * dq reductions; "90": sm_90a's wgmma engine, which has them). */
+static dm_ctx *stub_ctx_cc(const char *cc)
 {
-    dm_test_use_stub(DM_STUB_LIBCUDA, "80", "bwd_launch", &stub, &stats, cache_dir);
+    dm_test_use_stub(DM_STUB_LIBCUDA, cc, "bwd_launch", &stub, &stats, cache_dir);
     dm_ctx *ctx = dm_test_stub_ctx(cache_dir);
     stats->capture_bytes = sizeof(dm_bwd_params);
     return ctx;
+}
+
+static dm_ctx *stub_ctx(void)
+{
+    return stub_ctx_cc("80");
 }
 
 static dm_bwd_params last_params(void)
@@ -150,6 +157,49 @@ START_TEST(a_query_layout_dbias_is_fused_only_without_broadcast)
 }
 END_TEST
 
+/* On an engine with dq reductions (sm_90a), the default mode launches rows (row_dot, the scratch
+ * zeroed), keys (dk, dv, dq's sums) and phase 3 over the query rows' grid, the fp32 sums placed
+ * after row_dot in one scratch; deterministic mode, and a query-layout dbias the rows phase
+ * writes, keep dq in phase 0: two launches, no dq_accum. */
+START_TEST(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them)
+{
+    dm_ctx *ctx = stub_ctx_cc("90");
+    dm_bwd_args a = args(0, 0, 0);
+    bwd_ok(ctx, &a);
+    ck_assert_int_eq(stats->launches, 3);
+    dm_bwd_params p = last_params();
+    ck_assert_int_eq(p.phase, 3);
+    ck_assert(p.dq_accum != 0 && p.row_dot != 0);
+    ck_assert_uint_ge(p.dq_accum - p.row_dot, (uint64_t)B * H * L * sizeof(float));
+    ck_assert_uint_eq(p.dq_accum % 16, 0);
+    dm_variant v = {.dir = DM_DIR_BWD, .head_dim = D, .dtype = DM_F16, .arch = DM_SM90A};
+    const dm_kernel *k = dm_module_find(ctx, &v);
+    ck_assert_ptr_nonnull(k);
+    ck_assert_int_eq(k->dq_atomic, 1);
+    ck_assert_uint_eq(stats->grid[0], (L + k->block_m - 1) / k->block_m);
+    ck_assert_uint_eq(stats->grid[1], H);
+    ck_assert_uint_eq(stats->grid[2], B);
+
+    a.deterministic = 1;
+    bwd_ok(ctx, &a);
+    ck_assert_int_eq(stats->launches, 5);
+    p = last_params();
+    ck_assert(p.phase == 1 && p.dq_accum == 0);
+
+    a = args(B, H, 1); /* a key-layout dbias (keys phase): reductions still */
+    bwd_ok(ctx, &a);
+    ck_assert_int_eq(stats->launches, 8);
+    ck_assert(last_params().phase == 3 && last_params().dq_accum != 0);
+    a = args(B, H, L); /* a query-layout dbias the rows phase writes: dq there too */
+    bwd_ok(ctx, &a);
+    ck_assert_int_eq(stats->launches, 10);
+    p = last_params();
+    ck_assert(p.phase == 1 && p.dbias_fused == 1 && p.dq_accum == 0);
+    dm_ctx_destroy(ctx);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
 /* B = 0 has no element of any gradient: nothing built, nothing launched. */
 START_TEST(an_empty_batch_launches_nothing)
 {
@@ -174,5 +224,6 @@ END_TEST
     X(rows_then_keys_over_their_grids_without_dbias) \
     X(a_key_layout_dbias_is_fused_unless_its_sums_cross_blocks) \
     X(a_query_layout_dbias_is_fused_only_without_broadcast) \
+    X(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them) \
     X(an_empty_batch_launches_nothing)
 DM_TEST_MAIN("bwd_launch", TESTS)

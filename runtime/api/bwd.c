@@ -25,8 +25,8 @@ static int dbias_fused(const dm_fwd_plan *f, const dm_bwd_params *p)
     return p->dbias_H == p->H && p->dbias_Lq == p->Lq;
 }
 
-static void fill_params(const dm_bwd_args *a, const dm_bwd_plan *bp, CUdeviceptr row_dot,
-                        dm_bwd_params *p)
+/* Everything but the scratch (dm_bwd_scratch). */
+static void fill_params(const dm_bwd_args *a, const dm_bwd_plan *bp, dm_bwd_params *p)
 {
     const dm_fwd_plan *f = &bp->fwd;
     memset(p, 0, sizeof *p);
@@ -42,7 +42,6 @@ static void fill_params(const dm_bwd_args *a, const dm_bwd_plan *bp, CUdeviceptr
     p->dk = (uint64_t)(uintptr_t)a->dk.data;
     p->dv = (uint64_t)(uintptr_t)a->dv.data;
     p->dbias = bp->has_dbias ? (uint64_t)(uintptr_t)a->dbias.data : 0;
-    p->row_dot = (uint64_t)row_dot;
     memcpy(p->q_stride, f->q_stride, sizeof p->q_stride);
     memcpy(p->k_stride, f->k_stride, sizeof p->k_stride);
     memcpy(p->v_stride, f->v_stride, sizeof p->v_stride);
@@ -77,15 +76,30 @@ static void fill_params(const dm_bwd_args *a, const dm_bwd_plan *bp, CUdeviceptr
     }
 }
 
+dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool deterministic,
+                         bool rows_write_dbias, int64_t rows, int head_dim, CUstream stream,
+                         dm_bwd_params *p, size_t *bytes)
+{
+    const bool reduce = !deterministic && k->dq_atomic && !rows_write_dbias;
+    const size_t dot_bytes = ((size_t)rows * sizeof(float) + 256) / 256 * 256; /* never 0 */
+    CUdeviceptr base = 0;
+    *bytes = dot_bytes + (reduce ? (size_t)rows * (size_t)head_dim * sizeof(float) : 0);
+    dm_status st = dm_scratch_alloc(ctx, call, reduce ? "dO.O and dq's fp32 sums" : "dO.O",
+                                    *bytes, stream, &base);
+    p->row_dot = (uint64_t)base;
+    p->dq_accum = reduce && base ? (uint64_t)(base + dot_bytes) : 0;
+    return st;
+}
+
 dm_status dm_bwd_launch_phases(dm_ctx *ctx, const char *call, const dm_variant *v,
                                const dm_kernel *k, dm_bwd_params *p, const dm_bwd_grid *g,
                                CUstream stream)
 {
-    for (int phase = 0; phase < 3; phase++) {
+    for (int phase = 0; phase < (p->dq_accum ? 4 : 3); phase++) {
         int64_t gx, gy = 1, gz = 1;
-        if (phase < 2) {
-            gx = (g->rows[phase] + k->block_m - 1) / k->block_m;
-            gy = g->heads[phase];
+        if (phase != 2) { /* 3: over the query rows, as 0 */
+            gx = (g->rows[phase % 3] + k->block_m - 1) / k->block_m;
+            gy = g->heads[phase % 3];
             gz = g->batches;
         } else {
             gx = (g->dbias_elems + k->block_n - 1) / k->block_n;
@@ -110,8 +124,7 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
     dm_bwd_plan plan;
     dm_variant v;
     const dm_kernel *kernel;
-    dm_bwd_params params;
-    CUdeviceptr row_dot = 0;
+    dm_bwd_params params = {0}; /* params.row_dot: 0 (nothing to free) until the scratch */
     size_t bytes = 0;
 
     if (!ctx)
@@ -129,10 +142,11 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
     v.decode = false;
     if ((st = dm_kernel_get(ctx, "dm_bwd", &v, &kernel, NULL)) != DM_OK)
         goto out;
-    bytes = (size_t)(f->B * f->H * f->Lq + 1) * sizeof(float); /* never 0 bytes */
-    if ((st = dm_scratch_alloc(ctx, "dm_bwd", "dO.O", bytes, stream, &row_dot)) != DM_OK)
+    fill_params(args, &plan, &params);
+    if ((st = dm_bwd_scratch(ctx, "dm_bwd", kernel, plan.deterministic,
+                             params.dbias_fused && f->bias_layout == DM_LAYOUT_Q,
+                             f->B * f->H * f->Lq, (int)f->D, stream, &params, &bytes)) != DM_OK)
         goto out;
-    fill_params(args, &plan, row_dot, &params);
     const dm_bwd_grid grid = {
         .rows = {params.Lq, params.Lk},
         .heads = {params.H, params.Hkv},
@@ -142,7 +156,8 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
                            : 0};
     st = dm_bwd_launch_phases(ctx, "dm_bwd", &v, kernel, &params, &grid, stream);
 out: /* freed in stream order, behind the kernels that read it */
-    st = dm_scratch_free(ctx, st, "dm_bwd", "dO.O", row_dot, bytes, stream);
+    st = dm_scratch_free(ctx, st, "dm_bwd", "the backward's scratch", params.row_dot, bytes,
+                         stream);
     dm_ctx_leave(ctx);
     return st;
 }

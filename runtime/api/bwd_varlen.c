@@ -22,8 +22,9 @@ static int dbias_fused(const dm_fwd_varlen_plan *f)
     return f->bias_head_div == 1;
 }
 
+/* Everything but the scratch (dm_bwd_scratch). */
 static void fill_params(const dm_bwd_varlen_args *a, const dm_bwd_varlen_plan *bp,
-                        CUdeviceptr row_dot, dm_bwd_params *p)
+                        dm_bwd_params *p)
 {
     const dm_fwd_varlen_plan *f = &bp->fwd;
     memset(p, 0, sizeof *p);
@@ -36,7 +37,6 @@ static void fill_params(const dm_bwd_varlen_args *a, const dm_bwd_varlen_plan *b
     p->dq = (uint64_t)(uintptr_t)a->dq.data;
     p->dk = (uint64_t)(uintptr_t)a->dk.data;
     p->dv = (uint64_t)(uintptr_t)a->dv.data;
-    p->row_dot = (uint64_t)row_dot;
     p->cu_seqlens_q = (uint64_t)(uintptr_t)a->cu_seqlens_q.data;
     p->cu_seqlens_k = (uint64_t)(uintptr_t)a->cu_seqlens_k.data;
     dm_varlen_token_strides(f->q_stride, p->q_stride);
@@ -100,8 +100,7 @@ dm_status dm_bwd_varlen(dm_ctx *ctx, const dm_bwd_varlen_args *args, CUstream st
     dm_bwd_varlen_plan plan;
     dm_variant v;
     const dm_kernel *kernel;
-    dm_bwd_params params;
-    CUdeviceptr row_dot = 0;
+    dm_bwd_params params = {0}; /* params.row_dot: 0 (nothing to free) until the scratch */
     size_t bytes = 0;
 
     if (!ctx)
@@ -123,17 +122,18 @@ dm_status dm_bwd_varlen(dm_ctx *ctx, const dm_bwd_varlen_args *args, CUstream st
     v.dir = DM_DIR_BWD;
     if ((st = dm_kernel_get(ctx, CALL, &v, &kernel, NULL)) != DM_OK)
         goto out;
-    bytes = (size_t)(f->H * f->total_q + 1) * sizeof(float); /* never 0 bytes */
-    if ((st = dm_scratch_alloc(ctx, CALL, "dO.O", bytes, stream, &row_dot)) != DM_OK)
+    fill_params(args, &plan, &params);
+    if ((st = dm_bwd_scratch(ctx, CALL, kernel, plan.deterministic,
+                             params.dbias_fused && f->bias_layout == DM_LAYOUT_Q,
+                             f->H * f->total_q, (int)f->D, stream, &params, &bytes)) != DM_OK)
         goto out;
-    fill_params(args, &plan, row_dot, &params);
     const dm_bwd_grid grid = {.rows = {f->max_seqlen_q, f->max_seqlen_k},
                               .heads = {f->H, f->Hkv},
                               .batches = f->B,
                               .dbias_elems = dbias_elems(f, &params)};
     st = dm_bwd_launch_phases(ctx, CALL, &v, kernel, &params, &grid, stream);
 out: /* freed in stream order, behind the kernels that read it */
-    st = dm_scratch_free(ctx, st, CALL, "dO.O", row_dot, bytes, stream);
+    st = dm_scratch_free(ctx, st, CALL, "the backward's scratch", params.row_dot, bytes, stream);
     dm_ctx_leave(ctx);
     return st;
 }

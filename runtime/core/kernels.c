@@ -286,7 +286,8 @@ dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, cons
                          .block_n = src.block_n,
                          .smem_bytes = src.smem_bytes,
                          .split_stages = src.split_stages,
-                         .split_digit_stages = src.split_digit_stages};
+                         .split_digit_stages = src.split_digit_stages,
+                         .dq_atomic = src.dq_atomic};
     if ((r = ctx->drv->ModuleGetFunction(&kernel.fn, module, src.entry)) != CUDA_SUCCESS) {
         st = cuda_error(ctx, call, "cuModuleGetFunction", text, r);
         goto out;

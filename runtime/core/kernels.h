@@ -20,6 +20,7 @@ typedef struct dm_kernel {
      * blocks_per_sm - 1 (padding, unused by the kernel); 0 when none */
     int fewer_blocks_smem_bytes;
     int split_stages, split_digit_stages; /* as in dm_kernel_src */
+    int dq_atomic;                        /* as in dm_kernel_src */
 } dm_kernel;
 
 /* How a cubin was obtained, for dmgen's summary and the tests. */
