@@ -161,21 +161,24 @@ __device__ __forceinline__ void gemm_ds_k(const u16 *sds, const u16 *sk, float (
 }
 
 // This warp's 16 rows of acc added to rows m0 + ... (below `rows`) of a row-major fp32 matrix
-// of kD columns at base.
+// of kD columns at base, four columns a request: lanes l and l ^ 1 swap halves (l even keeps
+// row lane / 4, columns 4 (l % 4 / 2) + 0..3, l odd the row 8 below), one reduction of 16 bytes
+// a lane an n-tile instead of two of 8.
 __device__ __forceinline__ void red_tile(const float (&acc)[kDT][4], float *base, i64 m0,
                                          i64 rows)
 {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, odd = lane % 2;
+    const i64 r = m0 + warp * 16 + lane / 4 + 8 * odd;
+    float *row = base + r * kD + (lane % 4 / 2) * 4;
 #pragma unroll
-    for (int hf = 0; hf < 2; hf++) {
-        const i64 r = m0 + warp * 16 + lane / 4 + hf * 8;
-        if (r >= rows)
-            continue;
-        float *row = base + r * kD + 2 * (lane % 4);
-#pragma unroll
-        for (int dt = 0; dt < kDT; dt++)
-            if (dt * 8 < kHeadDim)
-                red_add_v2(row + dt * 8, acc[dt][2 * hf], acc[dt][2 * hf + 1]);
+    for (int dt = 0; dt < kDT; dt++) {
+        // even lanes send their row + 8 pair, odd lanes their row pair
+        const float x0 = __shfl_xor_sync(kAllLanes, odd ? acc[dt][0] : acc[dt][2], 1);
+        const float x1 = __shfl_xor_sync(kAllLanes, odd ? acc[dt][1] : acc[dt][3], 1);
+        const float4 x = odd ? make_float4(x0, x1, acc[dt][2], acc[dt][3])
+                             : make_float4(acc[dt][0], acc[dt][1], x0, x1);
+        if (r < rows && dt * 8 < kHeadDim)
+            red_add_v4(row + dt * 8, x);
     }
 }]=]
 
@@ -207,7 +210,7 @@ M.dq_atomic = true
 function M.emit_ptx(buf, dtype, d_pad, block_m)
   ptx.emit(buf, dtype, true)  -- cp.async, pack2, ex2
   buf.add("")
-  buf.add(ptx.red_add_v2)
+  buf.add(ptx.red_add_v4)
   buf.add("")
   ptx.emit_wgmma(buf, dtype, {
     { name = "wgmma_xyt", n = block_m, a_regs = false, trans_b = 0 },

@@ -35,13 +35,14 @@ __device__ __forceinline__ void cp_async4(u32 dst, const void *src, int src_byte
                  :: "r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }]=]
 
--- Two fp32 adds into global memory, no value returned (sm_90's vector reduction: one request
--- for both); the backward's dq by reductions (attn_bwd_wgmma.lua).
-M.red_add_v2 = [=[
-// dst[0] += x, dst[1] += y in global memory (8-byte aligned), relaxed, no return value.
-__device__ __forceinline__ void red_add_v2(float *dst, float x, float y)
+-- Four fp32 adds into global memory, no value returned (sm_90's vector reduction: one request
+-- for all four); the backward's dq by reductions (attn_bwd_wgmma.lua).
+M.red_add_v4 = [=[
+// dst[0..3] += x in global memory (16-byte aligned), relaxed, no return value.
+__device__ __forceinline__ void red_add_v4(float *dst, float4 x)
 {
-    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" :: "l"(dst), "f"(x), "f"(y) : "memory");
+    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n"
+                 :: "l"(dst), "f"(x.x), "f"(x.y), "f"(x.z), "f"(x.w) : "memory");
 }]=]
 
 -- with_mma_sync: also the ldmatrix.trans and mma.sync wrappers (absent from wgmma kernels).
