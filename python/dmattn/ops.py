@@ -62,6 +62,11 @@ def _tensor(name, t):
     return d
 
 
+def _deterministic(flag):
+    """The backward's mode: asked for by the caller, or by torch.use_deterministic_algorithms."""
+    return bool(flag) or torch.are_deterministic_algorithms_enabled()
+
+
 def _stream(device):
     return torch.cuda.current_stream(device).cuda_stream
 
@@ -82,13 +87,14 @@ def _fwd_impl(q, k, v, mask, bias, scale, softcap, causal):
 
 @torch.library.custom_op("dmattn::fwd", mutates_args=())
 def _fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor],
-         bias: Optional[torch.Tensor], scale: float, softcap: float,
-         causal: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+         bias: Optional[torch.Tensor], scale: float, softcap: float, causal: bool,
+         deterministic: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    # deterministic: not the forward's (always the same bits); recorded for its backward
     return _fwd_impl(q, k, v, mask, bias, scale, softcap, causal)
 
 
 @_fwd.register_fake
-def _(q, k, v, mask, bias, scale, softcap, causal):
+def _(q, k, v, mask, bias, scale, softcap, causal, deterministic):
     B, Lq, H, _ = q.shape
     return q.new_empty(q.shape), q.new_empty((B, H, Lq), dtype=torch.float32)
 
@@ -127,10 +133,11 @@ def _(dout, q, k, v, o, lse, mask, bias, scale, softcap, causal, deterministic, 
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, mask, bias, scale, softcap, causal = inputs
+    q, k, v, mask, bias, scale, softcap, causal, deterministic = inputs
     o, lse = output
     ctx.save_for_backward(q, k, v, o, lse, mask, bias)
     ctx.scale, ctx.softcap, ctx.causal = scale, softcap, causal
+    ctx.deterministic = deterministic
     ctx.want_dbias = bias is not None and bias.requires_grad
 
 
@@ -139,8 +146,8 @@ def _backward(ctx, dout, dlse):
     q, k, v, o, lse, mask, bias = ctx.saved_tensors
     dq, dk, dv, dbias = torch.ops.dmattn.bwd(dout.contiguous(), q, k, v, o, lse, mask, bias,
                                              ctx.scale, ctx.softcap, ctx.causal,
-                                             False, ctx.want_dbias)  # deterministic regardless
-    return dq, dk, dv, None, (dbias if ctx.want_dbias else None), None, None, None
+                                             ctx.deterministic, ctx.want_dbias)
+    return dq, dk, dv, None, (dbias if ctx.want_dbias else None), None, None, None, None
 
 
 _fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -152,9 +159,10 @@ class _EagerAttention(torch.autograd.Function):
     host overhead); under torch.compile the operator is what gets traced."""
 
     @staticmethod
-    def forward(ctx, q, k, v, mask, bias, scale, softcap, causal):
+    def forward(ctx, q, k, v, mask, bias, scale, softcap, causal, deterministic):
         o, lse = _fwd_impl(q, k, v, mask, bias, scale, softcap, causal)
-        _setup_context(ctx, (q, k, v, mask, bias, scale, softcap, causal), (o, lse))
+        _setup_context(ctx, (q, k, v, mask, bias, scale, softcap, causal, deterministic),
+                       (o, lse))
         ctx.mark_non_differentiable(lse)
         return o, lse
 
@@ -162,18 +170,19 @@ class _EagerAttention(torch.autograd.Function):
     def backward(ctx, dout, dlse):
         q, k, v, o, lse, mask, bias = ctx.saved_tensors
         dq, dk, dv, dbias = _bwd_impl(dout.contiguous(), q, k, v, o, lse, mask, bias, ctx.scale,
-                                      ctx.softcap, ctx.causal, False, ctx.want_dbias)
-        return dq, dk, dv, None, (dbias if ctx.want_dbias else None), None, None, None
+                                      ctx.softcap, ctx.causal, ctx.deterministic,
+                                      ctx.want_dbias)
+        return dq, dk, dv, None, (dbias if ctx.want_dbias else None), None, None, None, None
 
 
-def _attention(q, k, v, mask, bias, scale, softcap, causal):
+def _attention(q, k, v, mask, bias, scale, softcap, causal, deterministic):
     """(o, lse): the operator under torch.compile; eagerly, the implementation itself (through
     the autograd.Function only when a gradient is wanted)."""
     if torch.compiler.is_compiling():
-        return torch.ops.dmattn.fwd(q, k, v, mask, bias, scale, softcap, causal)
+        return torch.ops.dmattn.fwd(q, k, v, mask, bias, scale, softcap, causal, deterministic)
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad or
                                     (bias is not None and bias.requires_grad)):
-        return _EagerAttention.apply(q, k, v, mask, bias, scale, softcap, causal)
+        return _EagerAttention.apply(q, k, v, mask, bias, scale, softcap, causal, deterministic)
     return _fwd_impl(q, k, v, mask, bias, scale, softcap, causal)
 
 
@@ -187,7 +196,9 @@ def flash_dmattn_func(query, key, value, attn_mask=None, attn_bias=None, softmax
     is False for every query of the tile is skipped. attn_bias: the same shape rules, the query's
     dtype or float32, added to the scaled scores. softmax_scale: default 1/sqrt(D). is_causal:
     bottom-right aligned (query i sees keys up to i + Lk - Lq). softcap: s = c tanh(s / c) when
-    given. deterministic: accepted for compatibility; dmattn's backward is always deterministic.
+    given. deterministic: the backward's dq in a fixed summation order (the same bits run to run,
+    slower on sm_90); also when torch.use_deterministic_algorithms(True) is on. Otherwise dq may
+    differ in its last bits run to run (dk, dv and dbias never do), as in FlashAttention.
     Returns the output (B, Lq, H, D); with return_attn_probs, (output, softmax_lse (B, H, Lq),
     None): unlike flash-dmattn, no attention probabilities are returned.
     Gradients flow to query, key, value and attn_bias (reduced to its broadcast shape).
@@ -202,7 +213,8 @@ def flash_dmattn_func(query, key, value, attn_mask=None, attn_bias=None, softmax
     D = query.shape[-1]
     scale = float(softmax_scale) if softmax_scale is not None else 1.0 / math.sqrt(D)
     o, lse = _attention(query, key, value, attn_mask, attn_bias, scale,
-                        float(softcap) if softcap else 0.0, bool(is_causal))
+                        float(softcap) if softcap else 0.0, bool(is_causal),
+                        _deterministic(deterministic))
     if return_attn_probs:
         return o, lse, None
     return o

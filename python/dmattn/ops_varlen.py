@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 import torch
 
 from . import capi
-from .ops import _DTYPES, _context, _stream, _tensor
+from .ops import _DTYPES, _context, _deterministic, _stream, _tensor
 
 def _offsets(name, t):
     """cu_seqlens as a DmTensor. A dtype a DmTensor cannot name (int64, what torch.cumsum gives)
@@ -37,7 +37,9 @@ def _lse_shape(q):
 def _fwd_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens_q: torch.Tensor,
                 cu_seqlens_k: torch.Tensor, max_seqlen_q: int, max_seqlen_k: int,
                 mask: Optional[torch.Tensor], bias: Optional[torch.Tensor], scale: float,
-                softcap: float, causal: bool, window: int) -> Tuple[torch.Tensor, torch.Tensor]:
+                softcap: float, causal: bool, window: int,
+                deterministic: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    # deterministic: not the forward's (always the same bits); recorded for its backward
     o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty(_lse_shape(q), dtype=torch.float32, device=q.device)
     a = capi.DmFwdVarlenArgs()
@@ -54,12 +56,13 @@ def _fwd_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens_q:
 
 @_fwd_varlen.register_fake
 def _(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, mask, bias, scale, softcap,
-      causal, window):
+      causal, window, deterministic):
     return q.new_empty(q.shape), q.new_empty(_lse_shape(q), dtype=torch.float32)
 
 
 def _bwd_varlen_impl(dout, q, k, v, o, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
-                     max_seqlen_k, mask, bias, scale, softcap, causal, want_dbias):
+                     max_seqlen_k, mask, bias, scale, softcap, causal, deterministic,
+                     want_dbias):
     # zeros: the library leaves the rows of tokens outside every sequence alone, and their
     # gradient is 0 (the output does not depend on them)
     dq, dk, dv = (torch.zeros(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
@@ -76,6 +79,7 @@ def _bwd_varlen_impl(dout, q, k, v, o, lse, cu_seqlens_q, cu_seqlens_k, max_seql
     a.dq, a.dk, a.dv = _tensor("dq", dq), _tensor("dk", dk), _tensor("dv", dv)
     a.dbias = _tensor("dbias", dbias if want_dbias else None)
     a.scale, a.softcap, a.causal = scale, softcap, int(causal)
+    a.deterministic = int(deterministic)
     capi.bwd_varlen(_context(q.device), a, _stream(q.device))
     return dq, dk, dv, dbias
 
@@ -85,15 +89,16 @@ def _bwd_varlen(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
                 o: torch.Tensor, lse: torch.Tensor, cu_seqlens_q: torch.Tensor,
                 cu_seqlens_k: torch.Tensor, max_seqlen_q: int, max_seqlen_k: int,
                 mask: Optional[torch.Tensor], bias: Optional[torch.Tensor], scale: float,
-                softcap: float, causal: bool,
+                softcap: float, causal: bool, deterministic: bool,
                 want_dbias: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     return _bwd_varlen_impl(dout, q, k, v, o, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
-                            max_seqlen_k, mask, bias, scale, softcap, causal, want_dbias)
+                            max_seqlen_k, mask, bias, scale, softcap, causal, deterministic,
+                            want_dbias)
 
 
 @_bwd_varlen.register_fake
 def _(dout, q, k, v, o, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, mask, bias,
-      scale, softcap, causal, want_dbias):
+      scale, softcap, causal, deterministic, want_dbias):
     dbias = bias.new_empty(bias.shape) if want_dbias else q.new_empty(0)
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), dbias
 
@@ -123,7 +128,7 @@ def _window_mask_varlen(q, k, bias, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen
 
 def _setup_context(ctx, inputs, output):
     (q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, mask, bias, scale, softcap,
-     causal, window) = inputs
+     causal, window, deterministic) = inputs
     o, lse = output
     if window:  # the backward reads the mask the forward attended with
         mask = _window_mask_varlen(q, k, bias, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
@@ -131,6 +136,7 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(q, k, v, o, lse, cu_seqlens_q, cu_seqlens_k, mask, bias)
     ctx.max_seqlen_q, ctx.max_seqlen_k = max_seqlen_q, max_seqlen_k
     ctx.scale, ctx.softcap, ctx.causal = scale, softcap, causal
+    ctx.deterministic = deterministic
     ctx.want_dbias = bias is not None and bias.requires_grad
 
 
@@ -139,8 +145,9 @@ def _backward(ctx, dout, dlse):
     q, k, v, o, lse, cu_seqlens_q, cu_seqlens_k, mask, bias = ctx.saved_tensors
     dq, dk, dv, dbias = torch.ops.dmattn.bwd_varlen(
         dout.contiguous(), q, k, v, o, lse, cu_seqlens_q, cu_seqlens_k, ctx.max_seqlen_q,
-        ctx.max_seqlen_k, mask, bias, ctx.scale, ctx.softcap, ctx.causal, ctx.want_dbias)
-    return (dq, dk, dv) + (None,) * 5 + ((dbias if ctx.want_dbias else None),) + (None,) * 4
+        ctx.max_seqlen_k, mask, bias, ctx.scale, ctx.softcap, ctx.causal, ctx.deterministic,
+        ctx.want_dbias)
+    return (dq, dk, dv) + (None,) * 5 + ((dbias if ctx.want_dbias else None),) + (None,) * 5
 
 
 _fwd_varlen.register_autograd(_backward, setup_context=_setup_context)
@@ -183,7 +190,9 @@ def flash_dmattn_varlen_func(query, key, value, cu_seqlens_q, cu_seqlens_k, max_
         softmax_scale: float. The scaling of QK^T before applying softmax. Default 1/sqrt(headdim).
         is_causal: bool. Whether to apply the causal mask (bottom right aligned, per sequence).
         softcap: float. Anything > 0 activates softcapping attention (s = c tanh(s / c)).
-        deterministic: accepted for compatibility; the backward is always deterministic.
+        deterministic: the backward's dq in a fixed summation order (the same bits run to run,
+            slower on sm_90); also when torch.use_deterministic_algorithms(True) is on.
+            Otherwise dq may differ in its last bits run to run (dk, dv, dbias never do).
         return_attn_probs: whether to return softmax_lse too (no probabilities: see below).
         window_size: int, optional (beyond flash-dmattn's varlen signature): with an attn_bias,
             each query attends to the window_size keys of its own sequence with the largest bias
@@ -215,7 +224,7 @@ def flash_dmattn_varlen_func(query, key, value, cu_seqlens_q, cu_seqlens_k, max_
     o, lse = torch.ops.dmattn.fwd_varlen(query, key, value, cu_seqlens_q, cu_seqlens_k,
                                          max_seqlen_q, max_seqlen_k, attn_mask, attn_bias, scale,
                                          float(softcap) if softcap else 0.0, bool(is_causal),
-                                         window)
+                                         window, _deterministic(deterministic))
     if return_attn_probs:
         return o, lse, None
     return o

@@ -66,6 +66,37 @@ def test_gradients_match_the_float64_reference_including_dbias():
         assert rel(a, b.grad) < 2e-2, name
 
 
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_both_backward_modes_match_and_deterministic_repeats_bitwise(deterministic):
+    """The default mode (dq by fp32 reductions on sm_90) and the deterministic one (a fixed
+    order) both match the reference; deterministic gives the same dq bits twice, and so does
+    torch.use_deterministic_algorithms without the argument."""
+    q, k, v = inputs(Lq=300, Lk=260)
+    bias = torch.randn(2, 4, 1, 260, device="cuda", dtype=torch.bfloat16)  # a key-layout bias
+    do = torch.randn_like(q)
+
+    def grads():
+        leaves = [t.detach().requires_grad_(True) for t in (q, k, v, bias)]
+        dmattn.flash_dmattn_func(*leaves[:3], attn_bias=leaves[3],
+                                 deterministic=deterministic).backward(do)
+        return [t.grad for t in leaves]
+
+    got = grads()
+    refs = [t.detach().double().requires_grad_(True) for t in (q, k, v, bias)]
+    reference(*refs[:3], None, refs[3], 1 / math.sqrt(64), False).backward(do.double())
+    for name, a, b in zip(("dq", "dk", "dv", "dbias"), got, refs):
+        assert rel(a, b.grad) < 2e-2, name
+    if deterministic:
+        assert all(torch.equal(a, b) for a, b in zip(got, grads()))
+    else:
+        torch.use_deterministic_algorithms(True)
+        try:
+            first, again = grads(), grads()
+        finally:
+            torch.use_deterministic_algorithms(False)
+        assert all(torch.equal(a, b) for a, b in zip(first, again))
+
+
 def test_a_wrong_dtype_raises_the_librarys_message():
     q, k, v = inputs()
     with pytest.raises(dmattn.DmError) as e:
