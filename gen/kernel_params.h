@@ -192,7 +192,8 @@
     X(I32, dbias_Lq, 1, "dbias's sizes: B or 1, heads (H, Hkv or 1), Lq or 1") \
     X(I32, dbias_fused, 1, \
       "1: no dbias reduction crosses blocks: phase 1 writes a key-layout dbias (column sums), " \
-      "phase 0 a query-layout one (ds), and phase 2 is not launched") \
+      "phase 0 a query-layout one (ds; phase 1 when dq_accum is set), and phase 2 is not " \
+      "launched") \
     X(U64, cu_seqlens_q, 1, \
       "varlen: int32 (B + 1) prefix of query counts; each block views its sequence (the " \
       "tensors' batch stride is then the token stride)") \

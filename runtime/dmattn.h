@@ -241,9 +241,8 @@ typedef struct dm_bwd_args {
  *   matrix products a tile pair in all).
  * dq, default: on sm_90a (the wgmma kernels) the pass over keys adds each tile's share to fp32
  *   sums by atomic reductions, then a pass scales them into dq (five products; run to run the
- *   order of the additions, hence dq's last bits, may differ). Elsewhere, and with a query-layout
- *   dbias that broadcasts nothing (written by the rows pass, which then computes dq as well), as
- *   in deterministic mode.
+ *   order of the additions, hence dq's last bits, may differ). Elsewhere as in deterministic
+ *   mode.
  * A row with no visible key gets dq = +0; keys no query sees get dk = dv = +0. */
 dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream);
 

@@ -19,11 +19,12 @@
 -- mma.sync m16n8k16 from padded shared memory, the products P Z from registers) or "wgmma"
 -- (attn_bwd_wgmma.lua, sm_90a: the same products for the warpgroup's 64 rows from swizzled shared
 -- memory), and "simt" (the correctness baseline: fp32 on the SIMT cores, a warp a row, dot
--- products by shuffles). In the tile phases key-layout masks
--- and biases are staged (shared memory in phase 0, registers in phase 1) and key tiles with no
--- visible key skipped; query-layout ones are read per element from global memory (correct,
--- slow: their staging and tile vote are still to come). dbias is written by phase 0 or 1 where
--- no sum crosses blocks (p.dbias_fused), else by phase 2.
+-- products by shuffles). In the tile phases key-layout masks and biases are staged (shared
+-- memory in phase 0, registers in phase 1) and key tiles with no visible key skipped;
+-- query-layout ones are staged a tile pair at a time where their rows are whole 16-byte chunks
+-- (else read per element), the mask's tile pairs voted on and skipped. dbias is written by
+-- phase 0 (query layout; phase 1 with p.dq_accum) or 1 (key layout) where no sum crosses blocks
+-- (p.dbias_fused), else by phase 2.
 -- Throughout p_ij = exp(s_ij - lse_i) from the forward's lse, ds_ij = p_ij (dO_i . v_j -
 -- row_dot_i) (times 1 - tanh^2 through softcap): the gradient of the score before softcap, i.e.
 -- of the bias. A masked pair, and every pair of a row with no visible key (lse = +inf), adds
@@ -428,6 +429,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
     for (i64 h = hk * p.group; h < (hk + 1) * p.group; h++) {
         $keys_head_start
         $keys_m_end
+        $keys_qdbias_skipped
         for (i64 m0 = m_begin; m0 < m_end; m0 += kTile) {
             __syncthreads();  // the last tile's Q, dO, lse and row_dot are read
             $keys_tile_vote
@@ -458,6 +460,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
                             $km_keys, $km_ok);
                 }
             $keys_dbias_add
+            $keys_qdbias
             u32 pp[kTile / 16][4], pd[kTile / 16][4];
             pack_a(s, pp);
             pack_a(dp, pd);
@@ -518,11 +521,12 @@ if (p.dq_accum) {  // dq comes from the keys phase's reductions
 }]=]
 
 local keys_dq = [=[
-if (p.dq_accum) {  // this tile pair's share of dq: dS^T through shared memory, dS K added
+if (p.dq_accum) {  // the tile pair's share of dq: dS^T to shared memory, dS K added
     u16 *sDS = smem + 4 * kTileElems;
     store_ds(pd, sDS);
     fence_proxy_async();
     __syncthreads();
+    $keys_qdbias_out
     float dq[kDT][4];
     gemm_ds_k(sDS, sK, dq);
     red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq);
@@ -768,6 +772,49 @@ __device__ __forceinline__ void stage_bias_tile(const BwdParams &p, unsigned cha
     }
 }
 
+// Query rows [i0, i1) x keys [n0, n0 + kTile) of a query-layout dbias set to 0: the pairs the
+// keys phase skips, when it writes dbias (p.dq_accum).
+__device__ __forceinline__ void zero_dbias_rows(const BwdParams &p, i64 b, i64 h, i64 i0, i64 i1,
+                                                i64 n0)
+{
+    const i64 rows = min(i1, (i64)p.Lq) - i0;
+    for (i64 e = threadIdx.x; e < rows * kTile; e += kThreads)
+        if (n0 + e % kTile < p.Lk)
+            store_dbias(p, b, h, i0 + e / kTile, n0 + e % kTile, 0.f);
+}
+
+// The keys phase's ds^T (this warp's 16 keys x the tile's queries, accumulator layout) into sB
+// as the bias is staged: a row a query, fp32. A store's 32 lanes hit 32 banks (pitch 68 words).
+__device__ __forceinline__ void stage_ds_rows(const float (&ds)[kNT][4], unsigned char *sB)
+{
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    float *t = (float *)(sB + 2 * (lane % 4) * kBiasPitch) + warp * 16 + lane / 4;
+#pragma unroll
+    for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            t[(nt * 8 + e % 2) * (kBiasPitch / 4) + (e / 2) * 8] = ds[nt][e];
+}
+
+// stage_ds_rows' tile (behind a barrier) into dbias: queries [m0, m0 + kTile) x keys [n0, n0 +
+// kTile), four keys a thread, a row's threads adjacent.
+__device__ __forceinline__ void store_ds_rows(const BwdParams &p, const unsigned char *sB, i64 b,
+                                              i64 h, i64 m0, i64 n0)
+{
+    for (int c = threadIdx.x; c < kTile * kTile / 4; c += kThreads) {
+        const int r = c / (kTile / 4), k4 = c % (kTile / 4) * 4;
+        const float4 x = *(const float4 *)(sB + r * kBiasPitch + k4 * 4);
+        const i64 i = m0 + r, j = n0 + k4;
+        if (i >= p.Lq)
+            break;  // c only grows
+        const float v[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+        for (int t = 0; t < 4; t++)
+            if (j + t < p.Lk)
+                store_dbias(p, b, h, i, j + t, v[t]);
+    }
+}
+
 // The staged bias of the tile's query row r, key column c.
 __device__ __forceinline__ float staged_bias(const BwdParams &p, const unsigned char *sB, int r,
                                              int c)
@@ -844,8 +891,13 @@ local function layout_pieces(v)
       "    stage_mask_tile(p, sMaskQ, b, h, m0, n0);",
       "    cp_async_commit();",
       "    cp_async_wait<0>();",
-      "    if (!__syncthreads_or(staged_mask_any(sMaskQ)))",
+      "    if (!__syncthreads_or(staged_mask_any(sMaskQ))) {",
+      bq and table.concat({
+        "        if (p.dq_accum && p.dbias_fused)  // the tile's dbias: 0",
+        "            zero_dbias_rows(p, b, h, m0, m0 + kTile, n0);" }, "\n") or
+        "        // ds = 0 here",
       "        continue;",
+      "    }",
       "}" }, "\n") or "",
     bias_add_x = bk and "x += kb;" or bq and "x += kb_ok ? kb : bias_at(p, b, h, i, j);" or
       "// no bias",
@@ -871,7 +923,8 @@ local function layout_pieces(v)
       mk and "float *sKM = sRowDot + 2 * kTile;  // the key tile's key-layout mask" or "",
     rows_tile_barrier = "__syncthreads();  // the last tile's K and V are read",
     keys_m_end = "const i64 m_end = p.Lq;",
-    stage_keys = "", rows_dbias = "", rows_n_end_dbias = "",
+    stage_keys = "", rows_dbias = "", rows_n_end_dbias = "", keys_qdbias = "",
+    keys_qdbias_skipped = "", keys_qdbias_out = "",
     keys_dbias_start = "", keys_head_start = "", keys_dbias_add = "", keys_dbias_end = "",
   }
   if mk or bk then
@@ -962,6 +1015,19 @@ local function layout_pieces(v)
       "                store_dbias(p, b, h, i, j, dp[nt][e]);",
       "        }",
       "}" }, "\n")
+    -- with dq summed by the keys phase (p.dq_accum) the rows phase writes no dbias: the keys
+    -- phase writes ds transposed from its registers, and zeros where its walk skips
+    x.keys_qdbias = table.concat({
+      "if (p.dq_accum && p.dbias_fused) {  // ds is dbias (the rows phase's without p.dq_accum)",
+      "    __syncthreads();  // the staged bias is read: its tile takes ds, query rows",
+      "    stage_ds_rows(dp, sBiasQ);",
+      "}" }, "\n")
+    x.keys_qdbias_out = table.concat({
+      "if (p.dbias_fused)  // behind the barrier: the staged ds rows out",
+      "    store_ds_rows(p, sBiasQ, b, h, m0, n0);" }, "\n")
+    x.keys_qdbias_skipped = table.concat({
+      "if (p.dq_accum && p.dbias_fused)  // rows the walk skips (all, when it walks none): dbias 0",
+      "    zero_dbias_rows(p, b, h, 0, m_end > m_begin ? m_begin : p.Lq, n0);" }, "\n")
     if v.causal then
       x.rows_n_end_dbias =
         "if (p.dbias_fused)\n    n_end = p.Lk;  // dbias past the diagonal: 0, written"
@@ -1130,7 +1196,7 @@ function M.emit(v)
     buf.add("")
     mp.dq_accum_fns = engine.dq_atomic and dq_accum_fns or ""
     mp.rows_dq_accum = engine.dq_atomic and rows_dq_accum or ""
-    mp.keys_dq = engine.dq_atomic and keys_dq or ""
+    mp.keys_dq = engine.dq_atomic and common.fill(keys_dq, mp) or ""
     buf.add(tile_phases, mp)
   end
   buf.add("")

@@ -77,10 +77,10 @@ static void fill_params(const dm_bwd_args *a, const dm_bwd_plan *bp, dm_bwd_para
 }
 
 dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool deterministic,
-                         bool rows_write_dbias, int64_t rows, int head_dim, CUstream stream,
-                         dm_bwd_params *p, size_t *bytes)
+                         int64_t rows, int head_dim, CUstream stream, dm_bwd_params *p,
+                         size_t *bytes)
 {
-    const bool reduce = !deterministic && k->dq_atomic && !rows_write_dbias;
+    const bool reduce = !deterministic && k->dq_atomic;
     const size_t dot_bytes = ((size_t)rows * sizeof(float) + 256) / 256 * 256; /* never 0 */
     CUdeviceptr base = 0;
     *bytes = dot_bytes + (reduce ? (size_t)rows * (size_t)head_dim * sizeof(float) : 0);
@@ -143,9 +143,8 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
     if ((st = dm_kernel_get(ctx, "dm_bwd", &v, &kernel, NULL)) != DM_OK)
         goto out;
     fill_params(args, &plan, &params);
-    if ((st = dm_bwd_scratch(ctx, "dm_bwd", kernel, plan.deterministic,
-                             params.dbias_fused && f->bias_layout == DM_LAYOUT_Q,
-                             f->B * f->H * f->Lq, (int)f->D, stream, &params, &bytes)) != DM_OK)
+    if ((st = dm_bwd_scratch(ctx, "dm_bwd", kernel, plan.deterministic, f->B * f->H * f->Lq,
+                             (int)f->D, stream, &params, &bytes)) != DM_OK)
         goto out;
     const dm_bwd_grid grid = {
         .rows = {params.Lq, params.Lk},

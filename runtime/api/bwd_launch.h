@@ -22,13 +22,13 @@ typedef struct dm_bwd_grid {
 
 /* The rows' scratch of one call, stream-ordered: row_dot (`rows` floats: B H Lq, varlen H
  * total_q) and, where dq is summed by reductions, dq_accum (rows x head_dim floats, 256-byte
- * aligned after it). Reductions are the default mode's, on a kernel that has them (k->dq_atomic),
- * unless phase 0 must run whole anyway to write a query-layout dbias (rows_write_dbias): then
- * dq comes from phase 0 as in deterministic mode. Sets p->row_dot, p->dq_accum (0 when not) and
- * *bytes, for dm_scratch_free(..., p->row_dot, *bytes, ...) once the phases are queued. */
+ * aligned after it). Reductions are the default mode's, on a kernel that has them (k->dq_atomic;
+ * the keys phase then also writes a query-layout dbias). Sets p->row_dot, p->dq_accum (0 when
+ * not) and *bytes, for dm_scratch_free(..., p->row_dot, *bytes, ...) once the phases are
+ * queued. */
 dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool deterministic,
-                         bool rows_write_dbias, int64_t rows, int head_dim, CUstream stream,
-                         dm_bwd_params *p, size_t *bytes);
+                         int64_t rows, int head_dim, CUstream stream, dm_bwd_params *p,
+                         size_t *bytes);
 
 /* The phases in stream order, p->phase set for each: 0 rows, 1 keys, 2 dbias, then 3 (dq from
  * the scratch) when p->dq_accum is set; a phase with no block is skipped. DM_ERR_UNSUPPORTED

@@ -123,9 +123,8 @@ dm_status dm_bwd_varlen(dm_ctx *ctx, const dm_bwd_varlen_args *args, CUstream st
     if ((st = dm_kernel_get(ctx, CALL, &v, &kernel, NULL)) != DM_OK)
         goto out;
     fill_params(args, &plan, &params);
-    if ((st = dm_bwd_scratch(ctx, CALL, kernel, plan.deterministic,
-                             params.dbias_fused && f->bias_layout == DM_LAYOUT_Q,
-                             f->H * f->total_q, (int)f->D, stream, &params, &bytes)) != DM_OK)
+    if ((st = dm_bwd_scratch(ctx, CALL, kernel, plan.deterministic, f->H * f->total_q, (int)f->D,
+                             stream, &params, &bytes)) != DM_OK)
         goto out;
     const dm_bwd_grid grid = {.rows = {f->max_seqlen_q, f->max_seqlen_k},
                               .heads = {f->H, f->Hkv},
