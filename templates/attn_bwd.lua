@@ -464,7 +464,8 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
             u32 pp[kTile / 16][4], pd[kTile / 16][4];
             pack_a(s, pp);
             pack_a(dp, pd);
-            $keys_products
+            gemm_pz2(pp, sDO, dv, pd, sQ, dk);
+            $keys_dq
         }
         $keys_dbias_end
     }
@@ -474,7 +475,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
 
 -- dq by reductions (the engine's M.dq_atomic, used where the library sets p.dq_accum: the default
 -- mode): phase 0 writes only row_dot and zeroes the scratch's rows, the keys phase adds each
--- tile's dS K to them (the engine's products_dq), phase 3 scales them into dq. Five
+-- tile's dS K to them (store_ds, gemm_ds_k, red_tile), phase 3 scales them into dq. Five
 -- products a tile pair instead of seven, at the cost of fp32 reductions in L2 and a run-to-run
 -- rounding order.
 local dq_accum_fns = [=[
@@ -519,14 +520,16 @@ if (p.dq_accum) {  // dq comes from the keys phase's reductions
     return;
 }]=]
 
-local keys_products = [=[
-if (p.dq_accum) {  // dq summed here: dS K overlapped with dV and dK
+local keys_dq = [=[
+if (p.dq_accum) {  // the tile pair's share of dq: dS^T to shared memory, dS K added
     u16 *sDS = smem + 4 * kTileElems;
-    products_dq(pp, sDO, dv, pd, sQ, dk, sDS, sK, dq_accum_of(p, b, h), m0, p.Lq, [&] {
-        $keys_qdbias_out
-    });
-} else {
-    gemm_pz2(pp, sDO, dv, pd, sQ, dk);
+    store_ds(pd, sDS);
+    fence_proxy_async();
+    __syncthreads();
+    $keys_qdbias_out
+    float dq[kDT][4];
+    gemm_ds_k(sDS, sK, dq);
+    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq);
 }]=]
 
 local mma_entry = [=[
@@ -1193,8 +1196,7 @@ function M.emit(v)
     buf.add("")
     mp.dq_accum_fns = engine.dq_atomic and dq_accum_fns or ""
     mp.rows_dq_accum = engine.dq_atomic and rows_dq_accum or ""
-    mp.keys_products = engine.dq_atomic and common.fill(keys_products, mp) or
-      "gemm_pz2(pp, sDO, dv, pd, sQ, dk);"
+    mp.keys_dq = engine.dq_atomic and common.fill(keys_dq, mp) or ""
     buf.add(tile_phases, mp)
   end
   buf.add("")

@@ -143,69 +143,43 @@ __device__ __forceinline__ void store_ds(const u32 (&pd)[kTile / 16][4], u16 *sd
     }
 }
 
-// dS K's two parts: D's first 64 columns (one atom of K's tile) and the rest, so that the first
-// is added to the sums while the second runs, each part at most 32 registers a thread.
-constexpr int kDqLo = kHeadDimPad < 64 ? kHeadDimPad : 64;
-constexpr int kDqHi = kHeadDimPad - kDqLo;
+// acc = dS K for the tile's kTile queries: dS M-major from sds (store_ds, fenced and behind a
+// barrier), K N-major (kTile keys x D), 16 keys a step.
+__device__ __forceinline__ void gemm_ds_k(const u16 *sds, const u16 *sk, float (&acc)[kDT][4])
+{
+    const u64 da = smem_desc(smem_u32(sds), kTile * kAtomRowBytes);
+    const u64 db = smem_desc(smem_u32(sk), kTile * kAtomRowBytes);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; kk++) {
+        const u32 off = (kk * 16 * kAtomRowBytes) >> 4;
+        wgmma_dsk(&acc[0][0], da + off, db + off, kk > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    wait_all(acc);
+}
 
-// Columns [col0, col0 + 8 N) of this warp's 16 rows of acc added to rows m0 + ... (below `rows`)
-// of a row-major fp32 matrix of kD columns at base, four columns a request: lanes l and l ^ 1
-// swap halves (l even keeps row lane / 4, columns 4 (l % 4 / 2) + 0..3, l odd the row 8 below),
-// one reduction of 16 bytes a lane an n-tile instead of two of 8.
-template <int N>
-__device__ __forceinline__ void red_cols(const float (&acc)[N][4], float *base, i64 m0, i64 rows,
-                                         int col0)
+// This warp's 16 rows of acc added to rows m0 + ... (below `rows`) of a row-major fp32 matrix
+// of kD columns at base, four columns a request: lanes l and l ^ 1 swap halves (l even keeps
+// row lane / 4, columns 4 (l % 4 / 2) + 0..3, l odd the row 8 below), one reduction of 16 bytes
+// a lane an n-tile instead of two of 8.
+__device__ __forceinline__ void red_tile(const float (&acc)[kDT][4], float *base, i64 m0,
+                                         i64 rows)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, odd = lane % 2;
     const i64 r = m0 + warp * 16 + lane / 4 + 8 * odd;
-    float *row = base + r * kD + col0 + (lane % 4 / 2) * 4;
+    float *row = base + r * kD + (lane % 4 / 2) * 4;
 #pragma unroll
-    for (int dt = 0; dt < N; dt++) {
+    for (int dt = 0; dt < kDT; dt++) {
         // even lanes send their row + 8 pair, odd lanes their row pair
         const float x0 = __shfl_xor_sync(kAllLanes, odd ? acc[dt][0] : acc[dt][2], 1);
         const float x1 = __shfl_xor_sync(kAllLanes, odd ? acc[dt][1] : acc[dt][3], 1);
         const float4 x = odd ? make_float4(x0, x1, acc[dt][2], acc[dt][3])
                              : make_float4(acc[dt][0], acc[dt][1], x0, x1);
-        if (r < rows && col0 + dt * 8 < kHeadDim)
+        if (r < rows && dt * 8 < kHeadDim)
             red_add_v4(row + dt * 8, x);
     }
-}
-
-// The keys phase's products after P^T and dS^T in the default mode, overlapped: dV += P^T dO
-// and dK += dS^T Q are issued; dS^T is stored and the barrier passed while they run; dS K's
-// first part is issued and `between` (work behind the barrier) runs under it; once dV and dK
-// are done (their operand registers free) the second part is issued and the first added to
-// the sums at dq_rows (rows m0 + ..., below `rows`) while it runs. dS M-major from sds (the
-// block's kTile x kTile tile), K N-major (kTile keys x D).
-template <class Between>
-__device__ __forceinline__ void products_dq(const u32 (&pp)[kTile / 16][4], const u16 *sdo,
-                                            float (&dv)[kDT][4], const u32 (&pd)[kTile / 16][4],
-                                            const u16 *sq, float (&dk)[kDT][4], u16 *sds,
-                                            const u16 *sk, float *dq_rows, i64 m0, i64 rows,
-                                            Between between)
-{
-    wgmma_fence();
-    issue_pz(pp, sdo, dv);
-    issue_pz(pd, sq, dk);
-    wgmma_commit();
-    store_ds(pd, sds);
-    fence_proxy_async();
-    __syncthreads();
-    const u64 da = smem_desc(smem_u32(sds), kTile * kAtomRowBytes);
-    const u64 db = smem_desc(smem_u32(sk), kTile * kAtomRowBytes);
-    float lo[kDqLo / 8][4];
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; kk++) {
-        const u32 off = (kk * 16 * kAtomRowBytes) >> 4;
-        wgmma_dsk_lo(&lo[0][0], da + off, db + off, kk > 0);
-    }
-    wgmma_commit();
-    between();
-    wgmma_wait<1>();  // dV and dK done (groups retire in order)
-    wait_all(dv);
-    wait_all(dk);
-    $dq_tail
 }]=]
 
 -- Only where kHeadDim < kHeadDimPad (D % 16 == 8: one chunk a row).
@@ -220,33 +194,9 @@ __device__ __forceinline__ void zero_pad_columns(u16 *smem, int tiles)
             make_uint4(0, 0, 0, 0);
 }]=]
 
--- dS K in one part (D <= 64): waited for, added.
-local dq_one_part = [=[
-wgmma_wait<0>();
-wait_all(lo);
-red_cols(lo, dq_rows, m0, rows, 0);]=]
-
--- past 64 columns, the second part is issued before the first is added
-local dq_two_parts = [=[
-// D past the first atom: B starts one atom (kTile rows of 128 bytes) further
-float hi[kDqHi / 8][4];
-wgmma_fence();
-#pragma unroll
-for (int kk = 0; kk < kTile / 16; kk++) {
-    const u32 off = (kk * 16 * kAtomRowBytes) >> 4;
-    wgmma_dsk_hi(&hi[0][0], da + off, db + ((kTile * kAtomRowBytes) >> 4) + off, kk > 0);
-}
-wgmma_commit();
-wgmma_wait<1>();  // the first part done
-wait_all(lo);
-red_cols(lo, dq_rows, m0, rows, 0);
-wgmma_wait<0>();
-wait_all(hi);
-red_cols(hi, dq_rows, m0, rows, kDqLo);]=]
-
 function M.text(d, d_pad)
   return common.fill(engine, { zero_pad_fn = d_pad > d and zero_pad_fn or "",
-    smem_desc = fwd_wgmma.smem_desc, dq_tail = d_pad > 64 and dq_two_parts or dq_one_part })
+    smem_desc = fwd_wgmma.smem_desc })
 end
 
 -- four swizzled tiles of block_m rows (Q, dO, K, V) and dS^T (block_m x block_m)
@@ -254,7 +204,7 @@ function M.smem_tiles(block_m, d_pad)
   return 4 * ((d_pad + 63) // 64) * block_m * 128 + block_m * 128
 end
 
--- the keys phase adds dq itself (products_dq) where the library asks
+-- the keys phase adds dq itself (store_ds, gemm_ds_k, red_tile) where the library asks
 M.dq_atomic = true
 
 function M.emit_ptx(buf, dtype, d_pad, block_m)
@@ -262,17 +212,11 @@ function M.emit_ptx(buf, dtype, d_pad, block_m)
   buf.add("")
   buf.add(ptx.red_add_v4)
   buf.add("")
-  local ops = {
+  ptx.emit_wgmma(buf, dtype, {
     { name = "wgmma_xyt", n = block_m, a_regs = false, trans_b = 0 },
     { name = "wgmma_pz", n = d_pad, a_regs = true, trans_b = 1 },
-    -- dS K (M-major dS, N-major K) in parts of D: 64 columns, then the rest (products_dq)
-    { name = "wgmma_dsk_lo", n = math.min(d_pad, 64), a_regs = false, trans_a = 1, trans_b = 1 },
-  }
-  if d_pad > 64 then
-    ops[#ops + 1] = { name = "wgmma_dsk_hi", n = d_pad - 64, a_regs = false, trans_a = 1,
-      trans_b = 1 }
-  end
-  ptx.emit_wgmma(buf, dtype, ops)
+    { name = "wgmma_dsk", n = d_pad, a_regs = false, trans_a = 1, trans_b = 1 },
+  })
 end
 
 function M.summary(row)
