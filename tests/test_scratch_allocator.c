@@ -1,8 +1,8 @@
 /* test_scratch_allocator.c: dm_ctx_set_allocator against the stub driver: the scratch a call
- * needs (the decode path's split partials, the backward's dO.O rows, a window mask) comes from
- * the context's allocator and goes back to it once, in the call's stream, with the same pointer
- * and size; its failure is DM_ERR_NOMEM before any launch; NULL/NULL is the driver again; one of
- * the two NULL is refused by name. No GPU: the stub runs nothing. */
+ * needs (the decode path's split partials, the backward's dO.O rows and dq sums, a window mask)
+ * comes from the context's allocator and goes back to it once, in the call's stream, with the
+ * same pointer and size; its failure is DM_ERR_NOMEM before any launch; NULL/NULL is the driver
+ * again; one of the two NULL is refused by name. No GPU: the stub runs nothing. */
 #include <stdint.h>
 #include <string.h>
 
@@ -44,11 +44,18 @@ static void test_free(void *ptr, size_t bytes, CUstream stream, void *user)
     seen.free_stream = stream;
 }
 
-static dm_ctx *stub_ctx(void)
+/* A context on a stub device of compute capability cc ("90": sm_90a, whose backward sums dq in
+ * the scratch too). */
+static dm_ctx *stub_ctx_cc(const char *cc)
 {
     memset(&seen, 0, sizeof seen);
-    dm_test_use_stub(DM_STUB_LIBCUDA, "80", "scratch", &stub, &stats, cache_dir);
+    dm_test_use_stub(DM_STUB_LIBCUDA, cc, "scratch", &stub, &stats, cache_dir);
     return dm_test_stub_ctx(cache_dir);
+}
+
+static dm_ctx *stub_ctx(void)
+{
+    return stub_ctx_cc("80");
 }
 
 static dm_tensor t4(uintptr_t addr, dm_dtype t, int64_t a, int64_t b, int64_t c, int64_t d)
@@ -131,9 +138,12 @@ START_TEST(a_failing_allocator_is_nomem_before_any_launch)
 }
 END_TEST
 
-START_TEST(the_backwards_rows_come_from_the_allocator)
+/* dm_bwd's scratch, one allocation given back once: the rows' dO.O (B H Lq floats, rounded up
+ * to 256 bytes) and, on sm_90a in the default mode, dq's fp32 sums (B H Lq D floats) after them
+ * (phases 0, 1 and 3); deterministic mode there, and sm_80 always, only the rows (phases 0, 1). */
+static void check_bwd_scratch(const char *cc, int deterministic, size_t dq_sum_bytes, int launches)
 {
-    dm_ctx *ctx = stub_ctx();
+    dm_ctx *ctx = stub_ctx_cc(cc);
     ck_assert_int_eq(dm_ctx_set_allocator(ctx, test_alloc, test_free, NULL), DM_OK);
     enum { B = 2, H = 4, L = 100, D = 64 };
     dm_bwd_args a = {
@@ -143,16 +153,31 @@ START_TEST(the_backwards_rows_come_from_the_allocator)
         .dk = t4(0x7000000, DM_F16, B, L, H, D), .dv = t4(0x8000000, DM_F16, B, L, H, D),
         .lse = {.data = (void *)0x9000000, .dtype = DM_F32, .rank = 3, .shape = {B, H, L},
                 .strides = {H * L, L, 1}},
+        .deterministic = deterministic,
     };
+    const long before = stats->launches; /* the stub's counts outlive a context */
     dm_status st = dm_bwd(ctx, &a, kStream);
     ck_assert_msg(st == DM_OK, "%s", dm_errmsg(ctx));
     ck_assert_int_eq(seen.allocs, 1);
     ck_assert_int_eq(seen.frees, 1);
     ck_assert_ptr_eq(seen.freed, seen.given);
-    ck_assert_uint_eq(seen.alloc_bytes, (size_t)(B * H * L + 1) * 4);
-    ck_assert_int_eq(stats->launches, 2);
+    const size_t rows = ((size_t)B * H * L * 4 + 256) / 256 * 256;
+    ck_assert_uint_eq(seen.alloc_bytes, rows + dq_sum_bytes * (size_t)B * H * L * D);
+    ck_assert_int_eq(stats->launches - before, launches);
     dm_ctx_destroy(ctx);
     dm_test_remove_dir(cache_dir);
+}
+
+START_TEST(the_backwards_rows_come_from_the_allocator)
+{
+    check_bwd_scratch("80", 0, 0, 2);
+}
+END_TEST
+
+START_TEST(the_backwards_dq_sums_come_from_the_allocator_too_on_sm90a)
+{
+    check_bwd_scratch("90", 0, sizeof(float), 3);
+    check_bwd_scratch("90", 1, 0, 2);
 }
 END_TEST
 
@@ -160,5 +185,6 @@ END_TEST
     X(one_of_the_two_functions_null_is_refused_by_name) \
     X(the_split_partials_come_from_the_allocator_and_go_back_once) \
     X(a_failing_allocator_is_nomem_before_any_launch) \
-    X(the_backwards_rows_come_from_the_allocator)
+    X(the_backwards_rows_come_from_the_allocator) \
+    X(the_backwards_dq_sums_come_from_the_allocator_too_on_sm90a)
 DM_TEST_MAIN("scratch_allocator", TESTS)
