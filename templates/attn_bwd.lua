@@ -772,6 +772,18 @@ __device__ __forceinline__ void stage_bias_tile(const BwdParams &p, unsigned cha
     }
 }
 
+// The staged bias of the tile's query row r, key column c.
+__device__ __forceinline__ float staged_bias(const BwdParams &p, const unsigned char *sB, int r,
+                                             int c)
+{
+    const unsigned char *row = sB + r * kBiasPitch;
+    return p.bias_f32 ? ((const float *)row)[c] : elem_to_float(((const u16 *)row)[c]);
+}
+]=]
+
+-- The keys phase writing a query-layout dbias (engines that sum dq there, with p.dq_accum): ds
+-- staged as query rows, stored from them, zeros for the pairs its walk skips.
+local keys_qdbias_fns = [=[
 // Query rows [i0, i1) x keys [n0, n0 + kTile) of a query-layout dbias set to 0: the pairs the
 // keys phase skips, when it writes dbias (p.dq_accum).
 __device__ __forceinline__ void zero_dbias_rows(const BwdParams &p, i64 b, i64 h, i64 i0, i64 i1,
@@ -813,14 +825,6 @@ __device__ __forceinline__ void store_ds_rows(const BwdParams &p, const unsigned
             if (j + t < p.Lk)
                 store_dbias(p, b, h, i, j + t, v[t]);
     }
-}
-
-// The staged bias of the tile's query row r, key column c.
-__device__ __forceinline__ float staged_bias(const BwdParams &p, const unsigned char *sB, int r,
-                                             int c)
-{
-    const unsigned char *row = sB + r * kBiasPitch;
-    return p.bias_f32 ? ((const float *)row)[c] : elem_to_float(((const u16 *)row)[c]);
 }
 ]=]
 
@@ -867,7 +871,9 @@ __device__ __forceinline__ bool staged_mask_any(const unsigned char *sM)
 }
 ]=]
 
-local function layout_pieces(v)
+-- dq_sums: the engine sums dq in the keys phase (M.dq_atomic), which then writes a query-layout
+-- dbias too
+local function layout_pieces(v, dq_sums)
   local mk, bk, bq = v.mask == "k", v.bias == "k", v.bias == "q"
   local x = {
     causal_cut = v.causal and "if (j > i + p.Lk - p.Lq)\n    return false;" or "",
@@ -892,7 +898,7 @@ local function layout_pieces(v)
       "    cp_async_commit();",
       "    cp_async_wait<0>();",
       "    if (!__syncthreads_or(staged_mask_any(sMaskQ))) {",
-      bq and table.concat({
+      bq and dq_sums and table.concat({
         "        if (p.dq_accum && p.dbias_fused)  // the tile's dbias: 0",
         "            zero_dbias_rows(p, b, h, m0, m0 + kTile, n0);" }, "\n") or
         "        // ds = 0 here",
@@ -1017,17 +1023,17 @@ local function layout_pieces(v)
       "}" }, "\n")
     -- with dq summed by the keys phase (p.dq_accum) the rows phase writes no dbias: the keys
     -- phase writes ds transposed from its registers, and zeros where its walk skips
-    x.keys_qdbias = table.concat({
+    x.keys_qdbias = dq_sums and table.concat({
       "if (p.dq_accum && p.dbias_fused) {  // ds is dbias (the rows phase's without p.dq_accum)",
       "    __syncthreads();  // the staged bias is read: its tile takes ds, query rows",
       "    stage_ds_rows(dp, sBiasQ);",
-      "}" }, "\n")
-    x.keys_qdbias_out = table.concat({
+      "}" }, "\n") or ""
+    x.keys_qdbias_out = dq_sums and table.concat({
       "if (p.dbias_fused)  // behind the barrier: the staged ds rows out",
-      "    store_ds_rows(p, sBiasQ, b, h, m0, n0);" }, "\n")
-    x.keys_qdbias_skipped = table.concat({
+      "    store_ds_rows(p, sBiasQ, b, h, m0, n0);" }, "\n") or ""
+    x.keys_qdbias_skipped = dq_sums and table.concat({
       "if (p.dq_accum && p.dbias_fused)  // rows the walk skips (all, when it walks none): dbias 0",
-      "    zero_dbias_rows(p, b, h, 0, m_end > m_begin ? m_begin : p.Lq, n0);" }, "\n")
+      "    zero_dbias_rows(p, b, h, 0, m_end > m_begin ? m_begin : p.Lq, n0);" }, "\n") or ""
     if v.causal then
       x.rows_n_end_dbias =
         "if (p.dbias_fused)\n    n_end = p.Lk;  // dbias past the diagonal: 0, written"
@@ -1150,7 +1156,7 @@ function M.emit(v)
   end
   buf.add(rows)
   buf.add("")
-  local lp = layout_pieces(v)
+  local lp = layout_pieces(v, engine ~= nil and engine.dq_atomic == true)
   if v.mask ~= "none" then
     buf.add(mask_fn)
     buf.add("")
@@ -1176,7 +1182,9 @@ function M.emit(v)
   else
     local mp = lp  -- plus the engine's own pieces
     mp.tile, mp.d_pad = row.block_m, d_pad
-    mp.qbias_fns = (v.bias == "q" and qbias_fns or "") .. (v.mask == "q" and qmask_fns or "")
+    mp.qbias_fns = (v.bias == "q" and qbias_fns or "") ..
+      (v.bias == "q" and engine.dq_atomic and keys_qdbias_fns or "") ..
+      (v.mask == "q" and qmask_fns or "")
     mp.zero_pad_call = d_pad > v.d and "zero_pad_columns(smem, 4);  // never loaded" or ""
     mp.softcap_x = v.softcap and "const float th = tanhf(x / p.softcap);\nx = p.softcap * th;" or
       "// no softcap"
