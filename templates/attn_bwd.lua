@@ -716,6 +716,17 @@ $entry(const BwdParams pv)
     }$dbias_call
 }]=]
 
+-- phase 3 in the entries (engines with M.dq_atomic), after the keys phase's branch
+local dq_call_dense = [=[
+
+    else if (p.phase == 3)
+        dq_tile(p, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);]=]
+
+local dq_call_varlen = [=[
+ else if (p.phase == 3) {
+            dq_tile(p, 0, blockIdx.y, r0);
+        }]=]
+
 local dbias_call = [=[
  else if (r < $dbias_elems) {
         dbias_phase($params, r, lane);
@@ -871,6 +882,22 @@ __device__ __forceinline__ bool staged_mask_any(const unsigned char *sM)
 }
 ]=]
 
+-- The query-layout mask's vote of a tile pair in either tile phase (the caller's loop): staged,
+-- waited for, and a pair with no true element skipped by `continue_line` after `skipped` (its
+-- lines, indented for the inner block; nil: ds is 0 and nothing is written).
+local function qmask_vote(skipped, continue_line)
+  return table.concat({
+    "if (mask_staged) {  // the tile's mask: a tile with no visible pair is skipped",
+    "    stage_mask_tile(p, sMaskQ, b, h, m0, n0);",
+    "    cp_async_commit();",
+    "    cp_async_wait<0>();",
+    "    if (!__syncthreads_or(staged_mask_any(sMaskQ))) {",
+    skipped or "        // ds = 0 here",
+    "        " .. continue_line,
+    "    }",
+    "}" }, "\n")
+end
+
 -- dq_sums: the engine sums dq in the keys phase (M.dq_atomic), which then writes a query-layout
 -- dbias too
 local function layout_pieces(v, dq_sums)
@@ -892,19 +919,10 @@ local function layout_pieces(v, dq_sums)
       bq and "                        kTile * kBiasPitch;  // after the bias tile" or
         "                        0;",
       "const bool mask_staged = mask_stageable(p);" }, "\n") or "",
-    keys_tile_vote = v.mask == "q" and table.concat({
-      "if (mask_staged) {  // the tile's mask: a tile with no visible pair is skipped",
-      "    stage_mask_tile(p, sMaskQ, b, h, m0, n0);",
-      "    cp_async_commit();",
-      "    cp_async_wait<0>();",
-      "    if (!__syncthreads_or(staged_mask_any(sMaskQ))) {",
-      bq and dq_sums and table.concat({
+    keys_tile_vote = v.mask == "q" and qmask_vote(bq and dq_sums and table.concat({
         "        if (p.dq_accum && p.dbias_fused)  // the tile's dbias: 0",
-        "            zero_dbias_rows(p, b, h, m0, m0 + kTile, n0);" }, "\n") or
-        "        // ds = 0 here",
-      "        continue;",
-      "    }",
-      "}" }, "\n") or "",
+        "            zero_dbias_rows(p, b, h, m0, m0 + kTile, n0);" }, "\n"),
+      "continue;") or "",
     bias_add_x = bk and "x += kb;" or bq and "x += kb_ok ? kb : bias_at(p, b, h, i, j);" or
       "// no bias",
     kb_rows = bk and "sKB[c]" or
@@ -986,21 +1004,12 @@ local function layout_pieces(v, dq_sums)
   end
   if v.mask == "q" then
     -- the rows phase's vote: the barrier first (the last tile's K, V and mask are read)
-    x.rows_tile_barrier = table.concat({
-      "__syncthreads();  // the last tile's K, V and mask are read",
-      "if (mask_staged) {  // the tile's mask: a tile with no visible pair is skipped",
-      "    stage_mask_tile(p, sMaskQ, b, h, m0, n0);",
-      "    cp_async_commit();",
-      "    cp_async_wait<0>();",
-      "    if (!__syncthreads_or(staged_mask_any(sMaskQ))) {",
-      bq and table.concat({
+    x.rows_tile_barrier = "__syncthreads();  // the last tile's K, V and mask are read\n" ..
+      qmask_vote(bq and table.concat({
         "        for (i64 e = threadIdx.x; p.dbias_fused && e < kTile * kTile; e += kThreads)",
         "            if (m0 + e / kTile < p.Lq && n0 + e % kTile < p.Lk)  // the tile's dbias: 0",
-        "                store_dbias(p, b, h, m0 + e / kTile, n0 + e % kTile, 0.f);" }, "\n") or
-        "        // ds = 0 here",
-      "        continue;  // no pair visible: nothing loaded or multiplied",
-      "    }",
-      "}" }, "\n")
+        "                store_dbias(p, b, h, m0 + e / kTile, n0 + e % kTile, 0.f);" }, "\n"),
+      "continue;  // no pair visible: nothing loaded or multiplied")
   end
   if bq then
     x.simt_rows_dbias_zero = "if (p.dbias_fused && lane == 0)\n    store_dbias(p, b, h, i, j, 0.f);"
@@ -1222,11 +1231,7 @@ function M.emit(v)
     buf.add(v.varlen and simt_entry_varlen or simt_entry,
       { entry = vars.entry, dbias_call = call, dbias_pad = pad })
   else
-    local dq_call = ""
-    if engine.dq_atomic then
-      dq_call = v.varlen and " else if (p.phase == 3) {\n            dq_tile(p, 0, blockIdx.y, r0);\n        }"
-        or "\n    else if (p.phase == 3)\n        dq_tile(p, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);"
-    end
+    local dq_call = engine.dq_atomic and (v.varlen and dq_call_varlen or dq_call_dense) or ""
     buf.add(v.varlen and mma_entry_varlen or mma_entry,
       { entry = vars.entry, dbias_call_mma = call, dbias_pad = pad, dq_call = dq_call,
         smem_align = engine.smem_align })
