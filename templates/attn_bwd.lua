@@ -430,13 +430,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
         $keys_head_start
         $keys_m_end
         $keys_qdbias_skipped
-        // With dq summed here (p.dq_accum), block x starts its walk at tile x: the key blocks
-        // running at once then add to different rows of dq (same-line reductions serialize in
-        // L2). Any fixed order keeps dk and dv repeatable.
-        const i64 tiles = max((i64)0, (m_end - m_begin + kTile - 1) / kTile);
-        const i64 t0 = p.dq_accum && tiles > 0 ? (i64)blockIdx.x % tiles : 0;
-        for (i64 t = 0; t < tiles; t++) {
-            const i64 m0 = m_begin + (t0 + t < tiles ? t0 + t : t0 + t - tiles) * kTile;
+        for (i64 m0 = m_begin; m0 < m_end; m0 += kTile) {
             __syncthreads();  // the last tile's Q, dO, lse and row_dot are read
             $keys_tile_vote
             load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
