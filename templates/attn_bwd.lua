@@ -529,7 +529,8 @@ if (p.dq_accum) {  // the tile pair's share of dq: dS^T to shared memory, dS K a
     $keys_qdbias_out
     float dq[kDT][4];
     gemm_ds_k(sDS, sK, dq);
-    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq);
+    // staged in the Q and dO tiles (read by now)
+    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, smem + 2 * kTileElems);
 }]=]
 
 local mma_entry = [=[

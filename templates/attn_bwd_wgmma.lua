@@ -5,7 +5,7 @@
 -- 128-byte-swizzled layout (attn_fwd_wgmma.lua); the *2 forms issue both products, then wait once.
 -- It also offers the keys phase a tile's share of dq (M.dq_atomic): dS^T goes to a fifth, kTile x
 -- kTile tile, read back as dS's M-major A operand of dS K, and the product is added to an fp32
--- scratch by vector reductions (the default, non-deterministic mode).
+-- scratch by the bulk-copy engine's reductions (the default, non-deterministic mode).
 local common = require("cuda_common")
 local fwd_wgmma = require("attn_fwd_wgmma")
 local ptx = require("cuda_ptx")
@@ -160,25 +160,36 @@ __device__ __forceinline__ void gemm_ds_k(const u16 *sds, const u16 *sk, float (
     wait_all(acc);
 }
 
-// This warp's 16 rows of acc added to rows m0 + ... (below `rows`) of a row-major fp32 matrix
-// of kD columns at base, four columns a request: lanes l and l ^ 1 swap halves (l even keeps
-// row lane / 4, columns 4 (l % 4 / 2) + 0..3, l odd the row 8 below), one reduction of 16 bytes
-// a lane an n-tile instead of two of 8.
+// fp32 rows staged for the bulk reductions: kD values, then 32 bytes that turn a row's banks by
+// 8, so that a half-warp's float2 stores (4 rows, 32 bytes each) hit distinct banks.
+constexpr int kDqPitch = 4 * kD + 32;
+static_assert(kTile * kDqPitch <= 2 * kTileElems * 2 + kTile * kAtomRowBytes,
+              "the staged dq rows fit in the Q, dO and dS^T tiles");
+
+// acc (the warpgroup's kTile rows, D columns) added to rows m0 + ... (below `rows`) of a row-major
+// fp32 matrix of kD columns at base: staged as fp32 rows in buf (the Q, dO and dS^T tiles, read
+// by then), then a row a thread of the first kTile by the bulk-copy engine: one instruction a
+// row instead of a reduction request a lane every 16 bytes. On return the engine has read buf
+// (the caller's next barrier frees it for every thread).
 __device__ __forceinline__ void red_tile(const float (&acc)[kDT][4], float *base, i64 m0,
-                                         i64 rows)
+                                         i64 rows, u16 *buf)
 {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, odd = lane % 2;
-    const i64 r = m0 + warp * 16 + lane / 4 + 8 * odd;
-    float *row = base + r * kD + (lane % 4 / 2) * 4;
+    const int lane = threadIdx.x % 32, r = (threadIdx.x / 32) * 16 + lane / 4;
+    unsigned char *row = (unsigned char *)buf + r * kDqPitch + (lane % 4) * 8;
+    __syncthreads();  // every warp's dS K has read the dS^T tile
 #pragma unroll
-    for (int dt = 0; dt < kDT; dt++) {
-        // even lanes send their row + 8 pair, odd lanes their row pair
-        const float x0 = __shfl_xor_sync(kAllLanes, odd ? acc[dt][0] : acc[dt][2], 1);
-        const float x1 = __shfl_xor_sync(kAllLanes, odd ? acc[dt][1] : acc[dt][3], 1);
-        const float4 x = odd ? make_float4(x0, x1, acc[dt][2], acc[dt][3])
-                             : make_float4(acc[dt][0], acc[dt][1], x0, x1);
-        if (r < rows && dt * 8 < kHeadDim)
-            red_add_v4(row + dt * 8, x);
+    for (int dt = 0; dt < kDT; dt++)
+        if (dt * 8 < kHeadDim) {
+            *(float2 *)(row + dt * 32) = make_float2(acc[dt][0], acc[dt][1]);
+            *(float2 *)(row + 8 * kDqPitch + dt * 32) = make_float2(acc[dt][2], acc[dt][3]);
+        }
+    fence_proxy_async();  // the stores, visible to the bulk-copy engine
+    __syncthreads();
+    if (threadIdx.x < kTile && m0 + threadIdx.x < rows) {
+        bulk_red_add_f32(base + (m0 + threadIdx.x) * kD,
+                         smem_u32((unsigned char *)buf + threadIdx.x * kDqPitch), 4 * kHeadDim);
+        bulk_commit();
+        bulk_wait_read();
     }
 }]=]
 
@@ -210,7 +221,7 @@ M.dq_atomic = true
 function M.emit_ptx(buf, dtype, d_pad, block_m)
   ptx.emit(buf, dtype, true)  -- cp.async, pack2, ex2
   buf.add("")
-  buf.add(ptx.red_add_v4)
+  buf.add(ptx.bulk_red_add)
   buf.add("")
   ptx.emit_wgmma(buf, dtype, {
     { name = "wgmma_xyt", n = block_m, a_regs = false, trans_b = 0 },

@@ -35,14 +35,25 @@ __device__ __forceinline__ void cp_async4(u32 dst, const void *src, int src_byte
                  :: "r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }]=]
 
--- Four fp32 adds into global memory, no value returned (sm_90's vector reduction: one request
--- for all four); the backward's dq by reductions (attn_bwd_wgmma.lua).
-M.red_add_v4 = [=[
-// dst[0..3] += x in global memory (16-byte aligned), relaxed, no return value.
-__device__ __forceinline__ void red_add_v4(float *dst, float4 x)
+-- fp32 adds into global memory by the bulk-copy engine (sm_90): one instruction adds a whole row
+-- from shared memory, where a thread's `red` adds 16 bytes a request; the backward's dq sums
+-- (attn_bwd_wgmma.lua).
+M.bulk_red_add = [=[
+// dst[0, bytes / 4) += the fp32 values at shared address src (both 16-byte aligned, bytes a
+// multiple of 16), asynchronously, in this thread's next bulk group.
+__device__ __forceinline__ void bulk_red_add_f32(float *dst, u32 src, u32 bytes)
 {
-    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n"
-                 :: "l"(dst), "f"(x.x), "f"(x.y), "f"(x.z), "f"(x.w) : "memory");
+    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
+                 :: "l"(dst), "r"(src), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void bulk_commit()
+{
+    asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+// This thread's bulk groups have read their shared memory: it may be written again.
+__device__ __forceinline__ void bulk_wait_read()
+{
+    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
 }]=]
 
 -- with_mma_sync: also the ldmatrix.trans and mma.sync wrappers (absent from wgmma kernels).
