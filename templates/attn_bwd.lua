@@ -752,6 +752,31 @@ local function check_variant(v)
 end
 
 -- The text pieces that depend on the mask and bias layouts (and causal), for both engines.
+-- A tile pair's rows of a query-layout bias or mask, by cp.async (both tile phases).
+local stage_rows_fn = [=[
+// Rows [m0, m0 + kTile) of a tile of kEs-byte elements, kTile of them from column j0 on (rows
+// `pitch` elements apart in global memory from base, kPitch bytes apart in s), by cp.async,
+// 16 bytes a copy (not committed); rows past `rows` and columns from `cols` on read as zero.
+// A thread keeps its chunk column on every pass: one pointer step a copy.
+template <int kEs, int kPitch>
+__device__ __forceinline__ void stage_rows(unsigned char *s, const unsigned char *base, i64 pitch,
+                                           i64 m0, i64 rows, i64 j0, i64 cols)
+{
+    constexpr int kRowChunks = kTile * kEs / 16, kPassRows = kThreads / kRowChunks;
+    static_assert(kThreads % kRowChunks == 0 && kTile % kPassRows == 0, "whole rows a pass");
+    const int r = threadIdx.x / kRowChunks, ch = threadIdx.x % kRowChunks;
+    const i64 j = j0 + ch * 16 / kEs;
+    const unsigned char *src = base + ((m0 + r) * pitch + j) * kEs;
+    const u32 dst = smem_u32(s + r * kPitch + ch * 16);
+#pragma unroll
+    for (int k = 0; k < kTile / kPassRows; k++) {
+        const bool in = m0 + r + k * kPassRows < rows && j < cols;  // whole chunks
+        cp_async16(dst + k * kPassRows * kPitch, in ? src + k * kPassRows * pitch * kEs : base,
+                   in ? 16 : 0);
+    }
+}
+]=]
+
 -- The query-layout bias, staged a tile pair at a time (both tile phases): rows of the tile's
 -- queries, its kTile keys contiguous, by cp.async with the tile's other loads. Only where every
 -- row is whole 16-byte chunks (contiguous keys, aligned base, strides and Lk); else read per
@@ -772,16 +797,13 @@ __device__ __forceinline__ bool bias_stageable(const BwdParams &p)
 __device__ __forceinline__ void stage_bias_tile(const BwdParams &p, unsigned char *sB, i64 b,
                                                 i64 h, i64 m0, i64 n0)
 {
-    const int es = p.bias_f32 ? 4 : 2, chunks = kTile * es / 16;  // 16-byte chunks a row
-    const unsigned char *base = (const unsigned char *)p.bias +
-        (b * p.bias_stride[0] + h / p.bias_head_div * p.bias_stride[1]) * es;
-    for (int c = threadIdx.x; c < kTile * chunks; c += kThreads) {
-        const int r = c / chunks, ch = c % chunks;
-        const i64 i = m0 + r, j0 = n0 + ch * 16 / es;
-        const bool in = i < p.Lq && j0 < p.Lk;  // whole chunks: Lk * es % 16 == 0
-        const unsigned char *src = in ? base + (i * p.bias_stride[2] + j0) * es : base;
-        cp_async16(smem_u32(sB + r * kBiasPitch + ch * 16), src, in ? 16 : 0);
-    }
+    const i64 off = b * p.bias_stride[0] + (u32)h / (u32)p.bias_head_div * p.bias_stride[1];
+    if (p.bias_f32)
+        stage_rows<4, kBiasPitch>(sB, (const unsigned char *)p.bias + off * 4, p.bias_stride[2],
+                                  m0, p.Lq, n0, p.Lk);
+    else
+        stage_rows<2, kBiasPitch>(sB, (const unsigned char *)p.bias + off * 2, p.bias_stride[2],
+                                  m0, p.Lq, n0, p.Lk);
 }
 
 // The staged bias of the tile's query row r, key column c.
@@ -857,16 +879,9 @@ __device__ __forceinline__ bool mask_stageable(const BwdParams &p)
 __device__ __forceinline__ void stage_mask_tile(const BwdParams &p, unsigned char *sM, i64 b,
                                                 i64 h, i64 m0, i64 n0)
 {
-    constexpr int kRowChunks = kTile / 16;
-    const unsigned char *base = (const unsigned char *)p.mask + b * p.mask_stride[0] +
-                                h / p.mask_head_div * p.mask_stride[1];
-    for (int c = threadIdx.x; c < kTile * kRowChunks; c += kThreads) {
-        const int r = c / kRowChunks, ch = c % kRowChunks;
-        const i64 i = m0 + r, j0 = n0 + ch * 16;
-        const bool in = i < p.Lq && j0 < p.Lk;  // whole chunks: Lk % 16 == 0
-        cp_async16(smem_u32(sM + r * kMaskPitch + ch * 16), in ? base + i * p.mask_stride[2] + j0
-                                                                : base, in ? 16 : 0);
-    }
+    stage_rows<1, kMaskPitch>(sM, (const unsigned char *)p.mask + b * p.mask_stride[0] +
+                                      (u32)h / (u32)p.mask_head_div * p.mask_stride[1],
+                              p.mask_stride[2], m0, p.Lq, n0, p.Lk);
 }
 
 // Whether any of the chunks this thread staged (stage_mask_tile's split) holds a true element.
@@ -1192,7 +1207,8 @@ function M.emit(v)
   else
     local mp = lp  -- plus the engine's own pieces
     mp.tile, mp.d_pad = row.block_m, d_pad
-    mp.qbias_fns = (v.bias == "q" and qbias_fns or "") ..
+    mp.qbias_fns = ((v.bias == "q" or v.mask == "q") and stage_rows_fn or "") ..
+      (v.bias == "q" and qbias_fns or "") ..
       (v.bias == "q" and engine.dq_atomic and keys_qdbias_fns or "") ..
       (v.mask == "q" and qmask_fns or "")
     mp.zero_pad_call = d_pad > v.d and "zero_pad_columns(smem, 4);  // never loaded" or ""

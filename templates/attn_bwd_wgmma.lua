@@ -33,17 +33,32 @@ __device__ __forceinline__ u32 swz(int r, int chunk)
 }
 
 // Rows [r0, r0 + kTile) of a (b, row, head) tensor into a swizzled tile; rows past `rows` read
-// as zero (cp.async with 0 source bytes). Committed by the caller.
+// as zero (cp.async with 0 source bytes). Committed by the caller. Where the block's threads
+// cover whole rows a pass, in a multiple of 8 rows (D 64, 128), a thread keeps its chunk column
+// and swizzle phase on every pass: one pointer step a copy, not a division and 64-bit index.
 __device__ __forceinline__ void load_tile(u16 *tile, u64 base, const i64 stride[3], i64 b, i64 r0,
                                           i64 h, i64 rows)
 {
     const u16 *src0 = (const u16 *)base + b * stride[0] + h * stride[2];
     const u32 dst = smem_u32(tile);
-    for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
-        const int r = c / kChunks, ch = c % kChunks;
-        const bool in = r0 + r < rows;
-        const u16 *src = in ? src0 + (r0 + r) * stride[1] + ch * 8 : src0;
-        cp_async16(dst + swz(r, ch), src, in ? 16 : 0);
+    constexpr int kPassRows = kThreads / kChunks;
+    if constexpr (kThreads % kChunks == 0 && kPassRows % 8 == 0 && kTile % kPassRows == 0) {
+        const int r = threadIdx.x / kChunks, ch = threadIdx.x % kChunks;
+        const u16 *src = src0 + (r0 + r) * stride[1] + ch * 8;
+        const i64 step = kPassRows * stride[1];
+#pragma unroll
+        for (int k = 0; k < kTile / kPassRows; k++) {
+            const bool in = r0 + r + k * kPassRows < rows;
+            cp_async16(dst + swz(r, ch) + k * kPassRows * kAtomRowBytes, in ? src + k * step : src0,
+                       in ? 16 : 0);
+        }
+    } else {
+        for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
+            const int r = c / kChunks, ch = c % kChunks;
+            const bool in = r0 + r < rows;
+            const u16 *src = in ? src0 + (r0 + r) * stride[1] + ch * 8 : src0;
+            cp_async16(dst + swz(r, ch), src, in ? 16 : 0);
+        }
     }
 }
 $zero_pad_fn
