@@ -1226,7 +1226,7 @@ function M.emit(v)
       "const i64 m_begin = 0;"
     buf.add(tile_constants, mp)
     buf.add("")
-    buf.add(engine.text(v.d, d_pad))
+    buf.add(engine.text(v.d, d_pad, v.mask == "q" or v.bias == "q"))
     buf.add("")
     mp.dq_accum_fns = engine.dq_atomic and dq_accum_fns or ""
     mp.rows_dq_accum = engine.dq_atomic and rows_dq_accum or ""

@@ -32,35 +32,7 @@ __device__ __forceinline__ u32 swz(int r, int chunk)
     return (chunk / 8) * (kTile * kAtomRowBytes) + r * kAtomRowBytes + ((chunk % 8) ^ (r % 8)) * 16;
 }
 
-// Rows [r0, r0 + kTile) of a (b, row, head) tensor into a swizzled tile; rows past `rows` read
-// as zero (cp.async with 0 source bytes). Committed by the caller. Where the block's threads
-// cover whole rows a pass, in a multiple of 8 rows (D 64, 128), a thread keeps its chunk column
-// and swizzle phase on every pass: one pointer step a copy, not a division and 64-bit index.
-__device__ __forceinline__ void load_tile(u16 *tile, u64 base, const i64 stride[3], i64 b, i64 r0,
-                                          i64 h, i64 rows)
-{
-    const u16 *src0 = (const u16 *)base + b * stride[0] + h * stride[2];
-    const u32 dst = smem_u32(tile);
-    constexpr int kPassRows = kThreads / kChunks;
-    if constexpr (kThreads % kChunks == 0 && kPassRows % 8 == 0 && kTile % kPassRows == 0) {
-        const int r = threadIdx.x / kChunks, ch = threadIdx.x % kChunks;
-        const u16 *src = src0 + (r0 + r) * stride[1] + ch * 8;
-        const i64 step = kPassRows * stride[1];
-#pragma unroll
-        for (int k = 0; k < kTile / kPassRows; k++) {
-            const bool in = r0 + r + k * kPassRows < rows;
-            cp_async16(dst + swz(r, ch) + k * kPassRows * kAtomRowBytes, in ? src + k * step : src0,
-                       in ? 16 : 0);
-        }
-    } else {
-        for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
-            const int r = c / kChunks, ch = c % kChunks;
-            const bool in = r0 + r < rows;
-            const u16 *src = in ? src0 + (r0 + r) * stride[1] + ch * 8 : src0;
-            cp_async16(dst + swz(r, ch), src, in ? 16 : 0);
-        }
-    }
-}
+$load_tile_fn
 $zero_pad_fn
 // This thread's cp.async copies landed and, with the zero padding, made visible to the async
 // proxy wgmma reads through (the caller's barrier makes them the block's).
@@ -208,6 +180,49 @@ __device__ __forceinline__ void red_tile(const float (&acc)[kDT][4], float *base
     }
 }]=]
 
+-- load_tile, by the layouts (measured, NOTES "Issue 16, session 17"): where a query-layout mask or
+-- bias tile is staged too, a thread keeps its chunk column and swizzle phase on every pass (one
+-- pointer step a copy; the block covers whole rows a pass, a multiple of 8, at D 64 and 128):
+-- +5% full bias, and the q-layout variants' spills gone. Without them the same copies cost 7%
+-- (no bias): the per-copy index arithmetic of the plain loop spaces a block's requests out.
+local load_tile_loop = [=[
+// Rows [r0, r0 + kTile) of a (b, row, head) tensor into a swizzled tile; rows past `rows` read
+// as zero (cp.async with 0 source bytes). Committed by the caller.
+__device__ __forceinline__ void load_tile(u16 *tile, u64 base, const i64 stride[3], i64 b, i64 r0,
+                                          i64 h, i64 rows)
+{
+    const u16 *src0 = (const u16 *)base + b * stride[0] + h * stride[2];
+    const u32 dst = smem_u32(tile);
+    for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
+        const int r = c / kChunks, ch = c % kChunks;
+        const bool in = r0 + r < rows;
+        const u16 *src = in ? src0 + (r0 + r) * stride[1] + ch * 8 : src0;
+        cp_async16(dst + swz(r, ch), src, in ? 16 : 0);
+    }
+}]=]
+
+local load_tile_strided = [=[
+// Rows [r0, r0 + kTile) of a (b, row, head) tensor into a swizzled tile; rows past `rows` read
+// as zero (cp.async with 0 source bytes). Committed by the caller. A thread keeps its chunk
+// column and swizzle phase on every pass of the block over kPassRows rows.
+__device__ __forceinline__ void load_tile(u16 *tile, u64 base, const i64 stride[3], i64 b, i64 r0,
+                                          i64 h, i64 rows)
+{
+    constexpr int kPassRows = kThreads / kChunks;
+    static_assert(kThreads % kChunks == 0 && kPassRows % 8 == 0 && kTile % kPassRows == 0,
+                  "whole rows a pass, the swizzle's period a multiple of them");
+    const u16 *src0 = (const u16 *)base + b * stride[0] + h * stride[2];
+    const int r = threadIdx.x / kChunks, ch = threadIdx.x % kChunks;
+    const u16 *src = src0 + (r0 + r) * stride[1] + ch * 8;
+    const i64 step = kPassRows * stride[1];
+    const u32 dst = smem_u32(tile) + swz(r, ch);
+#pragma unroll
+    for (int k = 0; k < kTile / kPassRows; k++) {
+        const bool in = r0 + r + k * kPassRows < rows;
+        cp_async16(dst + k * kPassRows * kAtomRowBytes, in ? src + k * step : src0, in ? 16 : 0);
+    }
+}]=]
+
 -- Only where kHeadDim < kHeadDimPad (D % 16 == 8: one chunk a row).
 local zero_pad_fn = [=[
 
@@ -220,9 +235,12 @@ __device__ __forceinline__ void zero_pad_columns(u16 *smem, int tiles)
             make_uint4(0, 0, 0, 0);
 }]=]
 
-function M.text(d, d_pad)
+-- staged_q: the variant stages a query-layout mask or bias tile (load_tile's choice, above)
+function M.text(d, d_pad, staged_q)
+  local strided = staged_q and (128 // (d // 8)) % 8 == 0 and 128 % (d // 8) == 0
   return common.fill(engine, { zero_pad_fn = d_pad > d and zero_pad_fn or "",
-    smem_desc = fwd_wgmma.smem_desc })
+    smem_desc = fwd_wgmma.smem_desc,
+    load_tile_fn = strided and load_tile_strided or load_tile_loop })
 end
 
 -- four swizzled tiles of block_m rows (Q, dO, K, V) and dS^T (block_m x block_m)
