@@ -813,13 +813,9 @@ __device__ __forceinline__ float staged_bias(const BwdParams &p, const unsigned 
     const unsigned char *row = sB + r * kBiasPitch;
     return p.bias_f32 ? ((const float *)row)[c] : elem_to_float(((const u16 *)row)[c]);
 }
-]=]
 
--- The keys phase writing a query-layout dbias (engines that sum dq there, with p.dq_accum): ds
--- staged as query rows, stored from them, zeros for the pairs its walk skips.
-local keys_qdbias_fns = [=[
-// Query rows [i0, i1) x keys [n0, n0 + kTile) of a query-layout dbias set to 0: the pairs the
-// keys phase skips, when it writes dbias (p.dq_accum).
+// Query rows [i0, i1) x keys [n0, n0 + kTile) of a query-layout dbias set to 0: the tile pairs a
+// tile phase that writes dbias skips.
 __device__ __forceinline__ void zero_dbias_rows(const BwdParams &p, i64 b, i64 h, i64 i0, i64 i1,
                                                 i64 n0)
 {
@@ -828,7 +824,11 @@ __device__ __forceinline__ void zero_dbias_rows(const BwdParams &p, i64 b, i64 h
         if (n0 + e % kTile < p.Lk)
             store_dbias(p, b, h, i0 + e / kTile, n0 + e % kTile, 0.f);
 }
+]=]
 
+-- The keys phase writing a query-layout dbias (engines that sum dq there, with p.dq_accum): ds
+-- staged as query rows, stored from them, zeros for the pairs its walk skips.
+local keys_qdbias_fns = [=[
 // The keys phase's ds^T (this warp's 16 keys x the tile's queries, accumulator layout) into sB
 // as the bias is staged: a row a query, fp32. A store's 32 lanes hit 32 banks (pitch 68 words).
 __device__ __forceinline__ void stage_ds_rows(const float (&ds)[kNT][4], unsigned char *sB)
@@ -1008,9 +1008,8 @@ local function layout_pieces(v, dq_sums)
       "    any_key = any_key || (n0 + c < p.Lk && mask_at(p, b, h, 0, n0 + c));",
       "if (!__syncthreads_or(any_key)) {  // also the barrier: the last tile's K, V are read",
       bq and table.concat({
-        "    for (int e = threadIdx.x; p.dbias_fused && e < kTile * kTile; e += kThreads)",
-        "        if (m0 + e / kTile < p.Lq && n0 + e % kTile < p.Lk)  // the tile's dbias: 0",
-        "            store_dbias(p, b, h, m0 + e / kTile, n0 + e % kTile, 0.f);" }, "\n") or
+        "    if (p.dbias_fused)  // the tile's dbias: 0",
+        "        zero_dbias_rows(p, b, h, m0, m0 + kTile, n0);" }, "\n") or
         "    // ds = 0 here (a key-layout dbias is the keys phase's)",
       "    continue;  // no key visible: nothing loaded or multiplied",
       "}" }, "\n")
@@ -1022,9 +1021,8 @@ local function layout_pieces(v, dq_sums)
     -- the rows phase's vote: the barrier first (the last tile's K, V and mask are read)
     x.rows_tile_barrier = "__syncthreads();  // the last tile's K, V and mask are read\n" ..
       qmask_vote(bq and table.concat({
-        "        for (i64 e = threadIdx.x; p.dbias_fused && e < kTile * kTile; e += kThreads)",
-        "            if (m0 + e / kTile < p.Lq && n0 + e % kTile < p.Lk)  // the tile's dbias: 0",
-        "                store_dbias(p, b, h, m0 + e / kTile, n0 + e % kTile, 0.f);" }, "\n"),
+        "        if (p.dbias_fused)  // the tile's dbias: 0",
+        "            zero_dbias_rows(p, b, h, m0, m0 + kTile, n0);" }, "\n"),
       "continue;  // no pair visible: nothing loaded or multiplied")
   end
   if bq then
