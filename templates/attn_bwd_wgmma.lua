@@ -237,7 +237,11 @@ __device__ __forceinline__ void zero_pad_columns(u16 *smem, int tiles)
 
 -- staged_q: the variant stages a query-layout mask or bias tile (load_tile's choice, above)
 function M.text(d, d_pad, staged_q)
-  local strided = staged_q and (128 // (d // 8)) % 8 == 0 and 128 % (d // 8) == 0
+  -- the strided form's condition (its static_assert): 128 threads cover whole rows a pass, a
+  -- multiple of 8 of them, and the 64-row tile is whole passes (D 16 to 128 by powers of 2)
+  local chunks = d // 8
+  local pass_rows = 128 // chunks
+  local strided = staged_q and 128 % chunks == 0 and pass_rows % 8 == 0 and 64 % pass_rows == 0
   return common.fill(engine, { zero_pad_fn = d_pad > d and zero_pad_fn or "",
     smem_desc = fwd_wgmma.smem_desc,
     load_tile_fn = strided and load_tile_strided or load_tile_loop })
