@@ -17,10 +17,11 @@ mkdir -p "$out"
 cache=$(mktemp -d)
 pairs=${PAIRS:-"none,none none,k k,none k,k q,q"}
 dir=${DIR:-fwd}
-if [ "$dir" = bwd ]; then  # skip the untimed calls' launches (1 + 2 warm-up, x 3), then one dm_bwd's three
-    ncu_pick=(--kernel-name regex:dm_bwd --launch-skip 9 --launch-count 3)
+warmup=2  # dmbench's untimed runs, after its one untimed first call
+if [ "$dir" = bwd ]; then  # skip the untimed calls' launches (3 a dm_bwd), then one call's three
+    ncu_pick=(--kernel-name regex:dm_bwd --launch-skip $(((1 + warmup) * 3)) --launch-count 3)
 else
-    ncu_pick=(--launch-skip 3 --launch-count 1)
+    ncu_pick=(--launch-skip $((1 + warmup)) --launch-count 1)
 fi
 for pair in $pairs; do
     IFS=, read -r m b <<<"$pair"
@@ -48,7 +49,8 @@ for pair in $pairs; do
     ncu --clock-control none "${ncu_pick[@]}" --section SchedulerStats --section WarpStateStats \
         --section Occupancy --section ComputeWorkloadAnalysis --section SpeedOfLight \
         --section MemoryWorkloadAnalysis --metrics "$stall_metrics" \
-        "$build/dmbench" --dir "$dir" --L 4096 --D 128 --mask "$m" --bias "$b" --warmup 2 --iters 2 \
+        "$build/dmbench" --dir "$dir" --L 4096 --D 128 --mask "$m" --bias "$b" --warmup "$warmup" \
+        --iters 2 \
         >"$out/ncu-$m-$b.txt" 2>&1
     echo "== ncu mask-$m bias-$b"
     grep -E "L2 Cache Throughput|Compute \(SM\) Throughput|Issue Slots Busy|Issued Warp Per Scheduler|No Eligible|Active Warps Per Scheduler|Eligible Warps|Warp Cycles Per Issued|Achieved Occupancy|Registers Per Thread|Block Limit|SM Busy|Executed Ipc Active|DRAM Throughput|Memory Throughput|L2 Hit Rate|L1/TEX Hit Rate|Mem Busy|Max Bandwidth|Duration" \
