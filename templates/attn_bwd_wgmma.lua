@@ -155,13 +155,13 @@ static_assert(kTile * kDqPitch <= 2 * kTileElems * 2 + kTile * kAtomRowBytes,
 
 // acc (the warpgroup's kTile rows, D columns) added to rows m0 + ... (below `rows`) of a row-major
 // fp32 matrix of kD columns at base: staged as fp32 rows in buf (the Q, dO and dS^T tiles, read
-// by then), then a row a thread of the first kTile by the bulk-copy engine: one instruction a
+// by then), then a row a thread of lanes 0-15 by the bulk-copy engine: one instruction a
 // row instead of a reduction request a lane every 16 bytes. On return the engine has read buf
 // (the caller's next barrier frees it for every thread).
 __device__ __forceinline__ void red_tile(const float (&acc)[kDT][4], float *base, i64 m0,
                                          i64 rows, u16 *buf)
 {
-    const int lane = threadIdx.x % 32, r = (threadIdx.x / 32) * 16 + lane / 4;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, r = warp * 16 + lane / 4;
     unsigned char *row = (unsigned char *)buf + r * kDqPitch + (lane % 4) * 8;
     __syncthreads();  // every warp's dS K has read the dS^T tile
 #pragma unroll
@@ -172,9 +172,12 @@ __device__ __forceinline__ void red_tile(const float (&acc)[kDT][4], float *base
         }
     fence_proxy_async();  // the stores, visible to the bulk-copy engine
     __syncthreads();
-    if (threadIdx.x < kTile && m0 + threadIdx.x < rows) {
-        bulk_red_add_f32(base + (m0 + threadIdx.x) * kD,
-                         smem_u32((unsigned char *)buf + threadIdx.x * kDqPitch), 4 * kHeadDim);
+    // each warp its own 16 rows: the bulk ops (a uniform-datapath loop over the issuing lanes)
+    // run in four warps at once, 16 a warp, not 32 in each of two
+    const int own = warp * 16 + lane;
+    if (lane < 16 && m0 + own < rows) {
+        bulk_red_add_f32(base + (m0 + own) * kD, smem_u32((unsigned char *)buf + own * kDqPitch),
+                         4 * kHeadDim);
         bulk_commit();
         bulk_wait_read();
     }
