@@ -83,6 +83,9 @@ typedef struct dm_kernel_src {
     /* bwd: 1 when the kernel can compute dq by fp32 reductions (phases 0, 1 and 3 with
      * BwdParams.dq_accum set: api/bwd.c's default mode); 0 when left out */
     int dq_atomic;
+    /* bwd: 1 when the kernel takes a second parameter, struct BwdMaps (api/bwd_maps.h: the
+     * tensor maps its keys phase loads Q and dO tiles through); 0 when left out */
+    int tma_maps;
 } dm_kernel_src;
 
 /* Runs the family's Lua template for v in a fresh Lua state. Templates come from the copies

@@ -202,8 +202,11 @@
     X(I32, total_k, 1, "varlen: k's first dimension") \
     X(I32, max_seqlen_q, 1, "varlen: a sequence's query count clamped to it") \
     X(I32, max_seqlen_k, 1, \
-      "varlen: a sequence's key count clamped to it; a query-layout dbias's columns")
-#define DM_BWD_PARAMS_BYTES 528
+      "varlen: a sequence's key count clamped to it; a query-layout dbias's columns") \
+    X(U64, query_rows, 1, \
+      "0, or fp32 scratch of 2 kTile floats a query tile of each (b, h): lse log2(e), then " \
+      "row_dot, written by phase 0 for the keys phase's bulk copies (a kernel with tma_maps)")
+#define DM_BWD_PARAMS_BYTES 536
 
 /* The C and CUDA spellings of each type; DM_PARAM_DIM_<count> the array part of a member. */
 #define DM_PARAM_CTYPE_U64 uint64_t

@@ -340,6 +340,7 @@ __device__ __forceinline__ void row_dots(const BwdParams &p, i64 b, i64 h, i64 m
             sRowDot[r] = acc;
             if (m0 + r < p.Lq)
                 ((float *)p.row_dot)[(b * p.H + h) * p.Lq + m0 + r] = acc;
+            $row_dots_query_rows
         }
     }
 }
@@ -409,18 +410,19 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
 
 // Phase 1: keys [n0, n0 + kTile) of K/V head hk, batch b: dk and dv over the group's heads and
 // every query tile that sees them.
-__device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, i64 hk, i64 n0)
+__device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u16 *smem, i64 b,
+                                          i64 hk, i64 n0)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    u16 *sK = smem, *sV = smem + kTileElems, *sQ = smem + 2 * kTileElems;
-    u16 *sDO = smem + 3 * kTileElems;
-    float *sLse2 = (float *)(smem + kTilesElems), *sRowDot = sLse2 + kTile;
+    u16 *sK = smem, *sV = smem + kTileElems;
+    $keys_query_decl
     $qbias_decl
     $qmask_decl
     $zero_pad_call
     load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
     load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
     cp_async_commit();
+    $keys_prologue
     float dk[kDT][4], dv[kDT][4];
     zero_acc(dk);
     zero_acc(dv);
@@ -430,23 +432,11 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
         $keys_head_start
         $keys_m_end
         $keys_qdbias_skipped
+        $keys_head_first_tile
         for (i64 m0 = m_begin; m0 < m_end; m0 += kTile) {
             __syncthreads();  // the last tile's Q, dO, lse and row_dot are read
             $keys_tile_vote
-            load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
-            load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
-            $qbias_stage
-            cp_async_commit();
-            for (int c = threadIdx.x; c < kTile; c += kThreads) {
-                const i64 i = m0 + c;
-                sLse2[c] = i < p.Lq ? ((const float *)p.lse)[b * p.lse_stride[0] +
-                                                             h * p.lse_stride[1] +
-                                                             i * p.lse_stride[2]] * kLog2e
-                                    : kInf;
-                sRowDot[c] = i < p.Lq ? ((const float *)p.row_dot)[(b * p.H + h) * p.Lq + i] : 0.f;
-            }
-            tiles_landed();
-            __syncthreads();
+            $keys_tile_load
             float s[kNT][4], dp[kNT][4];  // transposed: rows are keys, columns queries
             gemm_xyt2(sK, sQ, s, sV, sDO, dp);
 #pragma unroll
@@ -455,7 +445,8 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
                 for (int e = 0; e < 4; e++) {
                     const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the query in the tile
                     const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the key row in the tile
-                    grad_at(p, b, h, m0 + c, n0 + r, s[nt][e], dp[nt][e], sLse2[c], sRowDot[c],
+                    grad_at(p, b, h, m0 + c, n0 + r, s[nt][e], dp[nt][e],
+                            $keys_lse2, sRowDot[c],
                             $kb_keys, $kb_ok,
                             $km_keys, $km_ok);
                 }
@@ -466,6 +457,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p, u16 *smem, i64 b, 
             pack_a(dp, pd);
             gemm_pz2(pp, sDO, dv, pd, sQ, dk);
             $keys_dq
+            $keys_tile_end
         }
         $keys_dbias_end
     }
@@ -529,20 +521,160 @@ if (p.dq_accum) {  // the tile pair's share of dq: dS^T to shared memory, dS K a
     $keys_qdbias_out
     float dq[kDT][4];
     gemm_ds_k(sDS, sK, dq);
-    // staged in the Q and dO tiles (read by now)
-    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, smem + 2 * kTileElems);
+    // staged in the Q and dO tiles (read by now) and their neighbour
+    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, $keys_red_buf);
 }]=]
+
+-- The keys phase's query tiles (Q, dO, lse, row_dot), two ways. Copied by the block's threads
+-- (cp.async and loads) at the top of each tile and waited for there:
+local keys_query_copy = {
+  decl = table.concat({
+    "u16 *sQ = smem + 2 * kTileElems, *sDO = smem + 3 * kTileElems;",
+    "float *sLse2 = (float *)(smem + kTilesElems), *sRowDot = sLse2 + kTile;" }, "\n"),
+  load = [=[
+load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
+load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
+$qbias_stage
+cp_async_commit();
+for (int c = threadIdx.x; c < kTile; c += kThreads) {
+    const i64 i = m0 + c;
+    sLse2[c] = i < p.Lq ? ((const float *)p.lse)[b * p.lse_stride[0] +
+                                                 h * p.lse_stride[1] +
+                                                 i * p.lse_stride[2]] * kLog2e
+                        : kInf;
+    sRowDot[c] = i < p.Lq ? ((const float *)p.row_dot)[(b * p.H + h) * p.Lq + i] : 0.f;
+}
+tiles_landed();
+__syncthreads();]=],
+  lse2 = "sLse2[c]",
+  red_buf = "smem + 2 * kTileElems",
+}
+
+-- or by the tensor memory accelerator into two stages (keys_tma_fns), one thread issuing the
+-- next tile's loads while the block works on this one: no copy instruction a thread, no wait
+-- but the mbarrier's. lse log2(e) and row_dot come from p.query_rows, where phase 0 wrote them a
+-- tile at a time (row_dots_query_rows): one aligned bulk copy, whatever lse's strides. Where the
+-- library could not make the maps (BwdMaps.tma = 0) the threads copy as above, into the stage.
+local keys_query_tma = {
+  decl = table.concat({
+    "u16 *sQ, *sDO;  // this tile's stage",
+    "float *sLse, *sRowDot;  // the stage's lse log2(e) and row_dot",
+    "u64 *bars = query_bars(smem);",
+    "u32 it = 0;  // query tiles walked: stage it % 2, its barrier's phase it / 2 % 2" }, "\n"),
+  prologue = table.concat({
+    "if (threadIdx.x == 0) {",
+    "    mbar_init(&bars[0], 1);",
+    "    mbar_init(&bars[1], 1);",
+    "}",
+    "tiles_landed();",
+    "__syncthreads();  // K, V and the barriers, the block's" }, "\n"),
+  head_first = table.concat({
+    "if (maps.tma && threadIdx.x == 0 && m_begin < m_end)  // the head's first tile",
+    "    issue_query_tile(p, maps, smem, it, b, h, m_begin);" }, "\n"),
+  load = [=[
+sQ = query_stage(smem, it);
+sDO = sQ + kTileElems;
+sLse = query_rows_stage(smem, it);
+sRowDot = sLse + kTile;
+if (!maps.tma)
+    copy_query_tile(p, smem, it, b, h, m0);
+else if (threadIdx.x == 0 && m0 + kTile < m_end)  // the next tile: the last one's stage
+    issue_query_tile(p, maps, smem, it + 1, b, h, m0 + kTile);
+if (maps.tma)
+    mbar_wait(&bars[it % 2], it / 2 % 2);]=],
+  lse2 = "sLse[c]",
+  red_buf = "it % 2 ? smem + 4 * kTileElems : sQ",  -- stage 1: dS^T, then its Q and dO
+  tile_end = "it++;",
+  row_dots = table.concat({
+    "if (p.query_rows) {  // the keys phase's copy: lse log2(e), then row_dot",
+    "    const float *lse = (const float *)p.lse + b * p.lse_stride[0];",
+    "    float *rows = (float *)query_rows_of(p, b, h, m0);",
+    "    const i64 i = m0 + r;",
+    "    rows[r] = i < p.Lq ? lse[h * p.lse_stride[1] + i * p.lse_stride[2]] * kLog2e : kInf;",
+    "    rows[kTile + r] = acc;",
+    "}" }, "\n"),
+}
+
+local keys_tma_fns = [=[
+// The keys phase's tensor maps (api/bwd_maps.h, the same bytes): q and dO over (D, Lq, H, B),
+// boxes of 64 columns x kTile rows, 128-byte swizzled as load_tile's tiles.
+struct __align__(128) BwdMaps {
+    u64 q[16];       // CUtensorMap
+    u64 dout[16];    // CUtensorMap
+    u32 tma;         // 1: both maps made; 0: the threads copy the tiles by cp.async
+};
+static_assert(sizeof(BwdMaps) == 384, "api/bwd_maps.h's dm_bwd_maps");
+
+// Stage s of the query tiles: Q then dO, stage 0 after K and V, stage 1 after dS^T, so that a
+// stage's two tiles and the tile beside them hold red_tile's staged dq rows without touching
+// the other stage.
+__device__ __forceinline__ u16 *query_stage(u16 *smem, u32 it)
+{
+    return smem + (it % 2 ? 4 * kTileElems + kDsElems : 2 * kTileElems);
+}
+__device__ __forceinline__ float *query_rows_stage(u16 *smem, u32 it)
+{
+    return (float *)(smem + kTilesElems) + it % 2 * 2 * kTile;  // lse, then row_dot
+}
+__device__ __forceinline__ u64 *query_bars(u16 *smem)
+{
+    return (u64 *)((float *)(smem + kTilesElems) + 4 * kTile);
+}
+
+// The tile's lse log2(e) and row_dot in the scratch phase 0 wrote them to (p.query_rows).
+__device__ __forceinline__ const float *query_rows_of(const BwdParams &p, i64 b, i64 h, i64 m0)
+{
+    return (const float *)p.query_rows +
+           ((b * p.H + h) * ((p.Lq + kTile - 1) / kTile) + m0 / kTile) * 2 * kTile;
+}
+
+// One thread: query tile `it` (rows [m0, m0 + kTile) of head h, batch b) into its stage: Q and
+// dO by the maps (rows past Lq zero), lse log2(e) and row_dot by one bulk copy. Not inlined, as
+// copy_query_tile: their addresses would be hoisted out of the tile loop and held in registers
+// the products need.
+__device__ __noinline__ void issue_query_tile(const BwdParams &p, const BwdMaps &maps, u16 *smem,
+                                              u32 it, i64 b, i64 h, i64 m0)
+{
+    u64 *bar = &query_bars(smem)[it % 2];
+    u16 *q = query_stage(smem, it), *dout = q + kTileElems;
+    mbar_arrive_expect(bar, 2 * kTileElems * 2 + 2 * kTile * 4);
+#pragma unroll
+    for (int a = 0; a < kAtoms; a++) {
+        tma_load_4d(q + a * kTile * kAtomRowBytes / 2, maps.q, 64 * a, (int)m0, (int)h, (int)b,
+                    bar);
+        tma_load_4d(dout + a * kTile * kAtomRowBytes / 2, maps.dout, 64 * a, (int)m0, (int)h,
+                    (int)b, bar);
+    }
+    bulk_load(query_rows_stage(smem, it), query_rows_of(p, b, h, m0), 2 * kTile * 4, bar);
+}
+
+// The block, where the maps could not be made (!maps.tma): query tile `it` into its stage by
+// cp.async, waited for.
+__device__ __noinline__ void copy_query_tile(const BwdParams &p, u16 *smem, u32 it, i64 b, i64 h,
+                                             i64 m0)
+{
+    u16 *q = query_stage(smem, it);
+    load_tile(q, p.q, p.q_stride, b, m0, h, p.Lq);
+    load_tile(q + kTileElems, p.dout, p.dout_stride, b, m0, h, p.Lq);
+    for (int c = threadIdx.x; c < 2 * kTile / 4; c += kThreads)  // lse log2(e), row_dot
+        cp_async16(smem_u32(query_rows_stage(smem, it) + 4 * c), query_rows_of(p, b, h, m0) + 4 * c,
+                   16);
+    cp_async_commit();
+    tiles_landed();
+    __syncthreads();
+}
+]=]
 
 local mma_entry = [=[
 extern "C" __global__ void __launch_bounds__(kThreads)
-$entry(const BwdParams p)
+$entry(const __grid_constant__ BwdParams p$maps_param)
 {
     extern __shared__ __align__($smem_align) unsigned char smem_raw[];
     u16 *smem = (u16 *)smem_raw;
     if (p.phase == 0)
         rows_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);
     else if (p.phase == 1)
-        keys_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);$dq_call$dbias_call_mma
+        keys_tile(p$maps_arg, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);$dq_call$dbias_call_mma
 }]=]
 
 local dbias_phase = [=[
@@ -1168,8 +1300,13 @@ function M.emit(v)
   buf.add("")
   common.conversions(buf, v.dtype)
   buf.add("")
+  -- the keys phase's query tiles by the tensor memory accelerator (keys_query_tma): dense, an
+  -- engine that has it, no query-layout tile staged beside them (shared memory for two stages at
+  -- two blocks an SM), no padding column (the tiles' zero columns stay those load_tile skips)
+  local tma = not simt and engine.tma_keys == true and not v.varlen and v.mask ~= "q" and
+    v.bias ~= "q" and d_pad == v.d
   if not simt then
-    engine.emit_ptx(buf, v.dtype, d_pad, row.block_m)
+    engine.emit_ptx(buf, v.dtype, d_pad, row.block_m, tma)
     buf.add("")
   end
   if v.varlen then
@@ -1224,8 +1361,19 @@ function M.emit(v)
       "const i64 m_begin = 0;"
     buf.add(tile_constants, mp)
     buf.add("")
-    buf.add(engine.text(v.d, d_pad, v.mask == "q" or v.bias == "q"))
+    buf.add(engine.text(v.d, d_pad, v.mask == "q" or v.bias == "q", tma))
     buf.add("")
+    if tma then
+      buf.add(keys_tma_fns)
+    end
+    local kq = tma and keys_query_tma or keys_query_copy
+    mp.keys_maps_param = tma and ", const BwdMaps &maps" or ""
+    mp.keys_query_decl = kq.decl
+    mp.keys_prologue = kq.prologue or ""
+    mp.keys_head_first_tile = kq.head_first or ""
+    mp.keys_tile_load = common.fill(kq.load, mp)
+    mp.keys_lse2, mp.keys_red_buf, mp.keys_tile_end = kq.lse2, kq.red_buf, kq.tile_end or ""
+    mp.row_dots_query_rows = kq.row_dots or ""
     mp.dq_accum_fns = engine.dq_atomic and dq_accum_fns or ""
     mp.rows_dq_accum = engine.dq_atomic and rows_dq_accum or ""
     mp.keys_dq = engine.dq_atomic and common.fill(keys_dq, mp) or ""
@@ -1249,19 +1397,24 @@ function M.emit(v)
     local dq_call = engine.dq_atomic and (v.varlen and dq_call_varlen or dq_call_dense) or ""
     buf.add(v.varlen and mma_entry_varlen or mma_entry,
       { entry = vars.entry, dbias_call_mma = call, dbias_pad = pad, dq_call = dq_call,
-        smem_align = engine.smem_align })
+        smem_align = engine.smem_align,
+        maps_param = tma and ",\n    const __grid_constant__ BwdMaps maps" or "",
+        maps_arg = tma and ", maps" or "" })
   end
   local tile = simt and warps or row.block_m
-  -- four tiles, three kTile float arrays (phase 0: row_dot, key bias, key mask; phase 1: lse,
-  -- row_dot), then a query-layout bias's and mask's staged tiles
-  local smem = simt and 0 or engine.smem_tiles(row.block_m, d_pad) + 3 * row.block_m * 4 +
+  -- four tiles (six with two query stages), three kTile float arrays (phase 0: row_dot, key
+  -- bias, key mask; phase 1: lse, row_dot; four and two mbarriers with two stages), then a
+  -- query-layout bias's and mask's staged tiles
+  local smem = simt and 0 or engine.smem_tiles(row.block_m, d_pad, tma) +
+    (tma and 4 * row.block_m * 4 + 16 or 3 * row.block_m * 4) +
     (v.bias == "q" and row.block_m * (row.block_m * 4 + 16) or 0) +
     (v.mask == "q" and row.block_m * (row.block_m + 16) or 0)
   -- block_m: rows a block owns in phases 0 and 1 (grid.x = ceil(L / block_m)); block_n: dbias
   -- elements a block in phase 2 (a warp each)
   -- dq_atomic: phases 0, 1 and 3 can compute dq by reductions into p.dq_accum
   return { source = buf.text(), entry = vars.entry, threads = 32 * warps, block_m = tile,
-           block_n = warps, smem_bytes = smem, dq_atomic = engine and engine.dq_atomic and 1 or 0 }
+           block_n = warps, smem_bytes = smem, dq_atomic = engine and engine.dq_atomic and 1 or 0,
+           tma_maps = tma and 1 or 0 }
 end
 
 return M

@@ -22,8 +22,9 @@ constexpr int kAtomRowBytes = 128;
 constexpr int kAtomBytes = 8 * kAtomRowBytes;  // the swizzle's period, and a tile's alignment
 constexpr int kAtoms = (kHeadDimPad + 63) / 64;
 constexpr int kTileElems = kAtoms * kTile * kAtomRowBytes / 2;  // one tile, in 16-bit elements
-// the four tiles (Q, dO, K, V) and the keys phase's dS^T (kTile x kTile: one atom wide)
-constexpr int kTilesElems = 4 * kTileElems + kTile * kAtomRowBytes / 2;
+constexpr int kDsElems = kTile * kAtomRowBytes / 2;  // the keys phase's dS^T: one atom wide
+// the four tiles (Q, dO, K, V; $query_stages stages of Q and dO in the keys phase) and dS^T
+constexpr int kTilesElems = $tiles * kTileElems + kDsElems;
 static_assert(kTile == 64 && kWarps == 4, "one warpgroup: a wgmma's 64 rows are the block's tile");
 
 // Byte offset of the 16-byte chunk `chunk` (8 elements) of row r in a tile.
@@ -238,30 +239,39 @@ __device__ __forceinline__ void zero_pad_columns(u16 *smem, int tiles)
             make_uint4(0, 0, 0, 0);
 }]=]
 
--- staged_q: the variant stages a query-layout mask or bias tile (load_tile's choice, above)
-function M.text(d, d_pad, staged_q)
+-- staged_q: the variant stages a query-layout mask or bias tile (load_tile's choice, above);
+-- tma: the keys phase keeps two stages of Q and dO (attn_bwd.lua's keys_query_tma)
+function M.text(d, d_pad, staged_q, tma)
   -- the strided form's condition (its static_assert): 128 threads cover whole rows a pass, a
   -- multiple of 8 of them, and the 64-row tile is whole passes (D 16 to 128 by powers of 2)
   local chunks = d // 8
   local pass_rows = 128 // chunks
   local strided = staged_q and 128 % chunks == 0 and pass_rows % 8 == 0 and 64 % pass_rows == 0
   return common.fill(engine, { zero_pad_fn = d_pad > d and zero_pad_fn or "",
+    tiles = tma and 6 or 4, query_stages = tma and 2 or 1,
     smem_desc = fwd_wgmma.smem_desc,
     load_tile_fn = strided and load_tile_strided or load_tile_loop })
 end
 
--- four swizzled tiles of block_m rows (Q, dO, K, V) and dS^T (block_m x block_m)
-function M.smem_tiles(block_m, d_pad)
-  return 4 * ((d_pad + 63) // 64) * block_m * 128 + block_m * 128
+-- four swizzled tiles of block_m rows (Q, dO, K, V; with tma two stages of Q and dO) and dS^T
+-- (block_m x block_m)
+function M.smem_tiles(block_m, d_pad, tma)
+  return (tma and 6 or 4) * ((d_pad + 63) // 64) * block_m * 128 + block_m * 128
 end
 
 -- the keys phase adds dq itself (store_ds, gemm_ds_k, red_tile) where the library asks
 M.dq_atomic = true
+-- the keys phase can load its query tiles by the tensor memory accelerator (tma in M.text)
+M.tma_keys = true
 
-function M.emit_ptx(buf, dtype, d_pad, block_m)
+function M.emit_ptx(buf, dtype, d_pad, block_m, tma)
   ptx.emit(buf, dtype, true)  -- cp.async, pack2, ex2
   buf.add("")
   buf.add(ptx.bulk_red_add)
+  if tma then
+    buf.add("")
+    buf.add(ptx.tma)
+  end
   buf.add("")
   ptx.emit_wgmma(buf, dtype, {
     { name = "wgmma_xyt", n = block_m, a_regs = false, trans_b = 0 },

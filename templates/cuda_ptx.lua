@@ -56,6 +56,53 @@ __device__ __forceinline__ void bulk_wait_read()
     asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
 }]=]
 
+-- Loads by the tensor memory accelerator (sm_90) into shared memory, their completion counted by
+-- an mbarrier's transaction bytes: the backward keys phase's query tiles (attn_bwd_wgmma.lua),
+-- issued by one thread for the whole block instead of a copy instruction every 16 bytes a thread.
+M.tma = [=[
+// An mbarrier in shared memory completing a phase after `arrivals` arrivals (and the bytes they
+// announced); made visible to the async proxy and, behind the caller's barrier, to the block.
+__device__ __forceinline__ void mbar_init(u64 *bar, u32 arrivals)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n"
+                 :: "r"(smem_u32(bar)), "r"(arrivals) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+// This thread's arrival, announcing `bytes` that async copies will complete on the barrier.
+__device__ __forceinline__ void mbar_arrive_expect(u64 *bar, u32 bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n"
+                 :: "r"(smem_u32(bar)), "r"(bytes) : "memory");
+}
+// Waits until the barrier's phase of parity `parity` has completed.
+__device__ __forceinline__ void mbar_wait(u64 *bar, u32 parity)
+{
+    u32 done = 0;
+    while (!done)
+        asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; "
+                     "selp.u32 %0, 1, 0, p; }\n"
+                     : "=r"(done) : "r"(smem_u32(bar)), "r"(parity) : "memory");
+}
+// The box at coordinates (c0, c1, c2, c3) of the tensor map at `map` (a kernel parameter's
+// address) into shared memory at dst, completing on bar.
+__device__ __forceinline__ void tma_load_4d(void *dst, const void *map, int c0, int c1, int c2,
+                                            int c3, u64 *bar)
+{
+    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%2, %3, %4, %5}], [%6];\n"
+                 :: "r"(smem_u32(dst)), "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(c3),
+                    "r"(smem_u32(bar)) : "memory");
+}
+// bytes (a multiple of 16) from global src to shared dst (both 16-byte aligned), completing on
+// bar.
+__device__ __forceinline__ void bulk_load(void *dst, const void *src, u32 bytes, u64 *bar)
+{
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 " [%0], [%1], %2, [%3];\n"
+                 :: "r"(smem_u32(dst)), "l"(src), "r"(bytes), "r"(smem_u32(bar)) : "memory");
+}]=]
+
 -- with_mma_sync: also the ldmatrix.trans and mma.sync wrappers (absent from wgmma kernels).
 function M.emit(buf, dtype, with_mma_sync)
   local t = mma_types[dtype]

@@ -20,7 +20,7 @@ typedef struct dmstub_stats_t {
     /* Set by a test: how many bytes of each launch's first kernel argument (the parameter
      * struct) to keep in params; the stub cannot know the struct's size. */
     unsigned capture_bytes;
-    unsigned char params[512];
+    unsigned char params[1024];
 } dmstub_stats_t;
 
 /* What the stub's cuPointerGetAttributes says of an address, set by tests through dlsym of

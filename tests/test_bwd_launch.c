@@ -59,6 +59,10 @@ static dm_ctx *stub_ctx(void)
     return stub_ctx_cc("80");
 }
 
+/* the stub keeps this many bytes of a launch's first parameter */
+_Static_assert(sizeof(dm_bwd_params) <= sizeof(((dmstub_stats_t *)0)->params),
+               "the stub's parameter capture is shorter than dm_bwd_params");
+
 static dm_bwd_params last_params(void)
 {
     dm_bwd_params p;
@@ -200,6 +204,30 @@ START_TEST(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them)
 }
 END_TEST
 
+/* sm_90a's dense kernels with no query-layout tile staged load the keys phase's query tiles by
+ * tensor maps (a second kernel parameter, api/bwd_maps.c) and lse and row_dot from scratch laid
+ * out by query tile, after dq's sums; a query-layout bias keeps the copies: no maps, no tiles. */
+START_TEST(the_keys_phase_gets_tensor_maps_and_tile_rows_unless_a_query_tile_is_staged)
+{
+    dm_ctx *ctx = stub_ctx_cc("90");
+    dm_bwd_args a = args(0, 0, 0);
+    bwd_ok(ctx, &a);
+    dm_bwd_params p = last_params();
+    ck_assert(p.query_rows != 0 && p.query_rows % 16 == 0);
+    ck_assert_uint_ge(p.query_rows - p.dq_accum, (uint64_t)B * H * L * D * sizeof(float));
+    dm_variant v = {.dir = DM_DIR_BWD, .head_dim = D, .dtype = DM_F16, .arch = DM_SM90A};
+    ck_assert_int_eq(dm_module_find(ctx, &v)->tma_maps, 1);
+
+    a = args(B, H, L); /* a query-layout bias */
+    bwd_ok(ctx, &a);
+    ck_assert(last_params().query_rows == 0);
+    v.bias = DM_LAYOUT_Q;
+    ck_assert_int_eq(dm_module_find(ctx, &v)->tma_maps, 0);
+    dm_ctx_destroy(ctx);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
 /* B = 0 has no element of any gradient: nothing built, nothing launched. */
 START_TEST(an_empty_batch_launches_nothing)
 {
@@ -225,5 +253,6 @@ END_TEST
     X(a_key_layout_dbias_is_fused_unless_its_sums_cross_blocks) \
     X(a_query_layout_dbias_is_fused_only_without_broadcast) \
     X(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them) \
+    X(the_keys_phase_gets_tensor_maps_and_tile_rows_unless_a_query_tile_is_staged) \
     X(an_empty_batch_launches_nothing)
 DM_TEST_MAIN("bwd_launch", TESTS)

@@ -82,19 +82,30 @@ dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool
 {
     const bool reduce = !deterministic && k->dq_atomic;
     const size_t dot_bytes = ((size_t)rows * sizeof(float) + 256) / 256 * 256; /* never 0 */
+    const size_t dq_bytes = reduce ? (size_t)rows * (size_t)head_dim * sizeof(float) : 0;
+    /* the keys phase's tiles of lse and row_dot (dense kernels with tensor maps) */
+    const size_t tile_bytes =
+        k->tma_maps ? (size_t)p->B * (size_t)p->H *
+                          (size_t)(((int64_t)p->Lq + k->block_m - 1) / k->block_m) * 2 *
+                          (size_t)k->block_m * sizeof(float)
+                    : 0;
     CUdeviceptr base = 0;
-    *bytes = dot_bytes + (reduce ? (size_t)rows * (size_t)head_dim * sizeof(float) : 0);
+    *bytes = dot_bytes + dq_bytes + tile_bytes;
     dm_status st = dm_scratch_alloc(ctx, call, reduce ? "dO.O and dq's fp32 sums" : "dO.O",
                                     *bytes, stream, &base);
     p->row_dot = (uint64_t)base;
     p->dq_accum = reduce && base ? (uint64_t)(base + dot_bytes) : 0;
+    p->query_rows = tile_bytes && base ? (uint64_t)(base + dot_bytes + dq_bytes) : 0;
     return st;
 }
 
 dm_status dm_bwd_launch_phases(dm_ctx *ctx, const char *call, const dm_variant *v,
-                               const dm_kernel *k, dm_bwd_params *p, const dm_bwd_grid *g,
-                               CUstream stream)
+                               const dm_kernel *k, dm_bwd_params *p, const dm_bwd_maps *maps,
+                               const dm_bwd_grid *g, CUstream stream)
 {
+    if (k->tma_maps && !maps)
+        return dm_set_error(ctx, DM_ERR_UNSUPPORTED, "%s: the kernel takes tensor maps, none given",
+                            call);
     for (int phase = 0; phase < (p->dq_accum ? 4 : 3); phase++) {
         int64_t gx, gy = 1, gz = 1;
         if (phase != 2) { /* 3: over the query rows, as 0 */
@@ -111,8 +122,10 @@ dm_status dm_bwd_launch_phases(dm_ctx *ctx, const char *call, const dm_variant *
                                 "%s: phase %d needs %lld blocks: expected at most %lld", call,
                                 phase, (long long)gx, DM_GRID_X_MAX);
         p->phase = phase;
-        dm_status st =
-            dm_kernel_launch(ctx, call, v, k, (unsigned)gx, (unsigned)gy, (unsigned)gz, p, stream);
+        dm_status st = k->tma_maps ? dm_kernel_launch2(ctx, call, v, k, (unsigned)gx, (unsigned)gy,
+                                                       (unsigned)gz, p, (void *)maps, stream)
+                                   : dm_kernel_launch(ctx, call, v, k, (unsigned)gx, (unsigned)gy,
+                                                      (unsigned)gz, p, stream);
         if (st != DM_OK)
             return st;
     }
@@ -153,7 +166,11 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
         .dbias_elems = params.dbias && !params.dbias_fused /* fused: written by phase 0 or 1 */
                            ? (int64_t)params.dbias_B * params.dbias_H * params.dbias_Lq * params.Lk
                            : 0};
-    st = dm_bwd_launch_phases(ctx, "dm_bwd", &v, kernel, &params, &grid, stream);
+    dm_bwd_maps maps;
+    if (kernel->tma_maps)
+        dm_bwd_maps_fill(ctx->drv, &params, (int)f->D, kernel->block_m, &maps);
+    st = dm_bwd_launch_phases(ctx, "dm_bwd", &v, kernel, &params, kernel->tma_maps ? &maps : NULL,
+                              &grid, stream);
 out: /* freed in stream order, behind the kernels that read it */
     st = dm_scratch_free(ctx, st, "dm_bwd", "the backward's scratch", params.row_dot, bytes,
                          stream);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bwd_maps.h"
 #include "kernel_params.h"
 #include "kernels.h"
 
@@ -25,16 +26,18 @@ typedef struct dm_bwd_grid {
  * aligned after it). Reductions are the default mode's, on a kernel that has them (k->dq_atomic;
  * the keys phase then also writes a query-layout dbias). Sets p->row_dot, p->dq_accum (0 when
  * not) and *bytes, for dm_scratch_free(..., p->row_dot, *bytes, ...) once the phases are
- * queued. */
+ * queued. A kernel with tensor maps (k->tma_maps, dense: p's B, H, Lq set) also gets
+ * p->query_rows, lse and row_dot by query tile for its keys phase. */
 dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool deterministic,
                          int64_t rows, int head_dim, CUstream stream, dm_bwd_params *p,
                          size_t *bytes);
 
 /* The phases in stream order, p->phase set for each: 0 rows, 1 keys, 2 dbias, then 3 (dq from
  * the scratch) when p->dq_accum is set; a phase with no block is skipped. DM_ERR_UNSUPPORTED
- * when a grid's x exceeds the device limit, naming call. */
+ * when a grid's x exceeds the device limit, naming call. maps: the kernel's second parameter
+ * where it takes one (k->tma_maps), else NULL. */
 dm_status dm_bwd_launch_phases(dm_ctx *ctx, const char *call, const dm_variant *v,
-                               const dm_kernel *k, dm_bwd_params *p, const dm_bwd_grid *g,
-                               CUstream stream);
+                               const dm_kernel *k, dm_bwd_params *p, const dm_bwd_maps *maps,
+                               const dm_bwd_grid *g, CUstream stream);
 
 #endif

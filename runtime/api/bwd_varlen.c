@@ -130,7 +130,7 @@ dm_status dm_bwd_varlen(dm_ctx *ctx, const dm_bwd_varlen_args *args, CUstream st
                               .heads = {f->H, f->Hkv},
                               .batches = f->B,
                               .dbias_elems = dbias_elems(f, &params)};
-    st = dm_bwd_launch_phases(ctx, CALL, &v, kernel, &params, &grid, stream);
+    st = dm_bwd_launch_phases(ctx, CALL, &v, kernel, &params, NULL, &grid, stream);
 out: /* freed in stream order, behind the kernels that read it */
     st = dm_scratch_free(ctx, st, CALL, "the backward's scratch", params.row_dot, bytes, stream);
     dm_ctx_leave(ctx);

@@ -51,6 +51,7 @@ static const struct {
     SYM(PointerGetAttributes, "cuPointerGetAttributes"),
     SYM(MemsetD8Async, "cuMemsetD8Async"),
     SYM(Memcpy2DAsync, "cuMemcpy2DAsync_v2"),
+    SYM(TensorMapEncodeTiled, "cuTensorMapEncodeTiled"),
 };
 
 static void open_driver(void)

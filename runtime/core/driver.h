@@ -47,6 +47,12 @@ typedef struct dm_driver {
     /* Filling scratch on the stream (dm_fwd's 2-D (B, Lq) mask left-padded to Lk, fwd_window.c). */
     CUresult (*MemsetD8Async)(CUdeviceptr, unsigned char, size_t, CUstream);
     CUresult (*Memcpy2DAsync)(const CUDA_MEMCPY2D *, CUstream);
+    /* The backward's tile loads by the tensor memory accelerator (api/bwd_maps.c). */
+    CUresult (*TensorMapEncodeTiled)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *,
+                                     const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
+                                     const cuuint32_t *, CUtensorMapInterleave,
+                                     CUtensorMapSwizzle, CUtensorMapL2promotion,
+                                     CUtensorMapFloatOOBfill);
 } dm_driver;
 
 /* Opens libcuda once per process (pthread_once) and calls cuInit(0). Returns the table, or NULL

@@ -287,7 +287,8 @@ dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, cons
                          .smem_bytes = src.smem_bytes,
                          .split_stages = src.split_stages,
                          .split_digit_stages = src.split_digit_stages,
-                         .dq_atomic = src.dq_atomic};
+                         .dq_atomic = src.dq_atomic,
+                         .tma_maps = src.tma_maps};
     if ((r = ctx->drv->ModuleGetFunction(&kernel.fn, module, src.entry)) != CUDA_SUCCESS) {
         st = cuda_error(ctx, call, "cuModuleGetFunction", text, r);
         goto out;
@@ -346,11 +347,11 @@ dm_status dm_prebuild(dm_ctx *ctx, const char *variant, int *was_cached)
     return st;
 }
 
-dm_status dm_kernel_launch(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel *k,
-                           unsigned gx, unsigned gy, unsigned gz, void *params, CUstream stream)
+static dm_status launch_args(dm_ctx *ctx, const char *call, const dm_variant *v,
+                             const dm_kernel *k, unsigned gx, unsigned gy, unsigned gz,
+                             void **kernel_args, CUstream stream)
 {
     char text[DM_VARIANT_TEXT_MAX], buf[160];
-    void *kernel_args[] = {params};
     CUresult r = ctx->drv->LaunchKernel(k->fn, gx, gy, gz, (unsigned)k->threads, 1, 1,
                                         (unsigned)k->smem_bytes, stream, kernel_args, NULL);
     if (r == CUDA_SUCCESS)
@@ -358,4 +359,19 @@ dm_status dm_kernel_launch(dm_ctx *ctx, const char *call, const dm_variant *v, c
     dm_variant_format(v, text, sizeof text);
     return dm_set_error(ctx, DM_ERR_CUDA, "%s: variant '%s': cuLaunchKernel: %s", call, text,
                         dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+}
+
+dm_status dm_kernel_launch(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel *k,
+                           unsigned gx, unsigned gy, unsigned gz, void *params, CUstream stream)
+{
+    void *kernel_args[] = {params};
+    return launch_args(ctx, call, v, k, gx, gy, gz, kernel_args, stream);
+}
+
+dm_status dm_kernel_launch2(dm_ctx *ctx, const char *call, const dm_variant *v,
+                            const dm_kernel *k, unsigned gx, unsigned gy, unsigned gz,
+                            void *params, void *extra, CUstream stream)
+{
+    void *kernel_args[] = {params, extra};
+    return launch_args(ctx, call, v, k, gx, gy, gz, kernel_args, stream);
 }

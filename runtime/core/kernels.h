@@ -21,6 +21,7 @@ typedef struct dm_kernel {
     int fewer_blocks_smem_bytes;
     int split_stages, split_digit_stages; /* as in dm_kernel_src */
     int dq_atomic;                        /* as in dm_kernel_src */
+    int tma_maps;                         /* as in dm_kernel_src */
 } dm_kernel;
 
 /* How a cubin was obtained, for dmgen's summary and the tests. */
@@ -53,6 +54,12 @@ dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, cons
  * 'KEY': cuLaunchKernel: ...". The caller has entered ctx. */
 dm_status dm_kernel_launch(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel *k,
                            unsigned gx, unsigned gy, unsigned gz, void *params, CUstream stream);
+
+/* dm_kernel_launch for a kernel of two parameters (a bwd kernel with k->tma_maps): params, then
+ * extra, both by value. */
+dm_status dm_kernel_launch2(dm_ctx *ctx, const char *call, const dm_variant *v,
+                            const dm_kernel *k, unsigned gx, unsigned gy, unsigned gz,
+                            void *params, void *extra, CUstream stream);
 
 /* The module table behind dm_kernel_get (ctx->modules): the kernel loaded for v, or NULL; and
  * adding one (v must not be there) whose module the table then owns and unloads at

@@ -1,0 +1,123 @@
+/* test_bwd_maps.c: the backward's tensor maps (runtime/api/bwd_maps.c) against a recording
+ * stand-in for cuTensorMapEncodeTiled: what the unit is asked for (dims, byte strides, 64-column
+ * boxes, the 128-byte swizzle the wgmma tiles use), the strides it cannot step (then no map:
+ * the kernel copies by cp.async), and dimensions of one element, whose stride is never stepped.
+ * The loads themselves are test_gpu_bwd's. */
+#include <stdint.h>
+#include <string.h>
+
+#include "bwd_maps.h"
+#include "harness.h"
+
+static struct {
+    int calls;
+    cuuint64_t dims[4], strides[3], first_strides[3]; /* the last call's; the first's strides */
+    cuuint32_t box[4];
+    CUtensorMapSwizzle swizzle;
+    CUresult answer;
+} rec;
+
+static CUresult record(CUtensorMap *map, CUtensorMapDataType type, cuuint32_t rank, void *addr,
+                       const cuuint64_t *dims, const cuuint64_t *strides, const cuuint32_t *box,
+                       const cuuint32_t *unit, CUtensorMapInterleave il, CUtensorMapSwizzle sw,
+                       CUtensorMapL2promotion l2, CUtensorMapFloatOOBfill fill)
+{
+    rec.calls++;
+    ck_assert_int_eq(rank, 4);
+    ck_assert_int_eq(type, CU_TENSOR_MAP_DATA_TYPE_UINT16);
+    ck_assert_int_eq(fill, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE); /* rows past Lq read as zero */
+    memcpy(rec.dims, dims, sizeof rec.dims);
+    memcpy(rec.strides, strides, sizeof rec.strides);
+    if (rec.calls == 1)
+        memcpy(rec.first_strides, strides, sizeof rec.first_strides);
+    memcpy(rec.box, box, sizeof rec.box);
+    rec.swizzle = sw;
+    memset(map, 0, sizeof *map);
+    return rec.answer;
+}
+
+static dm_driver drv = {.TensorMapEncodeTiled = record};
+
+/* (B, L, H, D) = (2, 100, 4, 64), packed, 16-byte aligned bases */
+static dm_bwd_params params(void)
+{
+    dm_bwd_params p = {.q = 0x10000, .dout = 0x20000, .B = 2, .H = 4, .Lq = 100};
+    const int64_t s[3] = {100 * 4 * 64, 4 * 64, 64};
+    memcpy(p.q_stride, s, sizeof s);
+    memcpy(p.dout_stride, s, sizeof s);
+    return p;
+}
+
+static dm_bwd_maps fill(const dm_bwd_params *p)
+{
+    dm_bwd_maps m;
+    memset(&rec, 0, sizeof rec);
+    rec.answer = CUDA_SUCCESS;
+    dm_bwd_maps_fill(&drv, p, 64, 64, &m);
+    return m;
+}
+
+START_TEST(packed_q_and_dout_become_swizzled_maps_of_64_column_boxes)
+{
+    const dm_bwd_params p = params();
+    const dm_bwd_maps m = fill(&p);
+    ck_assert_int_eq(m.tma, 1);
+    ck_assert_int_eq(rec.calls, 2);
+    const cuuint64_t dims[4] = {64, 100, 4, 2}, strides[3] = {4 * 64 * 2, 64 * 2, 100 * 4 * 64 * 2};
+    ck_assert_mem_eq(rec.dims, dims, sizeof dims); /* column, row, head, batch */
+    ck_assert_mem_eq(rec.strides, strides, sizeof strides);
+    ck_assert_int_eq(rec.box[0], 64);
+    ck_assert_int_eq(rec.box[1], 64);
+    ck_assert_int_eq(rec.box[2], 1);
+    ck_assert_int_eq(rec.box[3], 1);
+    ck_assert_int_eq(rec.swizzle, CU_TENSOR_MAP_SWIZZLE_128B);
+}
+END_TEST
+
+START_TEST(a_stride_the_unit_cannot_step_or_a_misaligned_base_gives_no_maps)
+{
+    dm_bwd_params p = params();
+    p.dout_stride[1] = 4 * 64 + 4; /* rows 8 bytes apart from a 16-byte step */
+    ck_assert_int_eq(fill(&p).tma, 0);
+    p = params();
+    p.q_stride[0] = -p.q_stride[0];
+    ck_assert_int_eq(fill(&p).tma, 0);
+    p = params();
+    p.q += 8;
+    ck_assert_int_eq(fill(&p).tma, 0);
+    ck_assert_int_eq(rec.calls, 0); /* refused before asking the driver */
+}
+END_TEST
+
+START_TEST(a_dimension_of_one_element_takes_the_packed_stride)
+{
+    dm_bwd_params p = params();
+    p.B = 1;
+    p.q_stride[0] = 3; /* never stepped: batch 0 only */
+    p.H = 1;
+    p.q_stride[2] = 5;
+    const dm_bwd_maps m = fill(&p);
+    ck_assert_int_eq(m.tma, 1);
+    /* q's map (the first call): rows as given, then the packed head and batch steps */
+    const cuuint64_t strides[3] = {4 * 64 * 2, 100 * 4 * 64 * 2, 100 * 4 * 64 * 2};
+    ck_assert_mem_eq(rec.first_strides, strides, sizeof strides);
+}
+END_TEST
+
+START_TEST(a_map_the_driver_refuses_leaves_the_copies)
+{
+    const dm_bwd_params p = params();
+    dm_bwd_maps m;
+    memset(&rec, 0, sizeof rec);
+    rec.answer = CUDA_ERROR_INVALID_VALUE;
+    dm_bwd_maps_fill(&drv, &p, 64, 64, &m);
+    ck_assert_int_eq(m.tma, 0);
+}
+END_TEST
+
+#define TESTS(X) \
+    X(packed_q_and_dout_become_swizzled_maps_of_64_column_boxes) \
+    X(a_stride_the_unit_cannot_step_or_a_misaligned_base_gives_no_maps) \
+    X(a_dimension_of_one_element_takes_the_packed_stride) \
+    X(a_map_the_driver_refuses_leaves_the_copies)
+DM_TEST_MAIN("bwd_maps", TESTS)
