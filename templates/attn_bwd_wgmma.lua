@@ -150,7 +150,7 @@ __device__ __forceinline__ void gemm_ds_k(const u16 *sds, const u16 *sk, float (
 
 // fp32 rows staged for the bulk reductions: kD values, then 32 bytes that turn a row's banks by
 // 8, so that a half-warp's float2 stores (4 rows, 32 bytes each) hit distinct banks.
-constexpr int kDqPitch = 4 * kD;
+constexpr int kDqPitch = 4 * kD + 32;
 static_assert(kTile * kDqPitch <= 2 * kTileElems * 2 + kTile * kAtomRowBytes,
               "the staged dq rows fit in the Q, dO and dS^T tiles");
 
@@ -175,11 +175,10 @@ __device__ __forceinline__ void red_tile(const float (&acc)[kDT][4], float *base
     __syncthreads();
     // each warp its own 16 rows: the bulk ops (a uniform-datapath loop over the issuing lanes)
     // run in four warps at once, 16 a warp, not 32 in each of two
-    const int own = warp * 16;
-    const i64 n = min((i64)16, rows - (m0 + own));
-    if (lane == 0 && n > 0) {  // the warp's rows are contiguous in both: one op
+    const int own = warp * 16 + lane;
+    if (lane < 16 && m0 + own < rows) {
         bulk_red_add_f32(base + (m0 + own) * kD, smem_u32((unsigned char *)buf + own * kDqPitch),
-                         (u32)n * 4 * kD);
+                         4 * kHeadDim);
         bulk_commit();
         bulk_wait_read();
     }
