@@ -115,9 +115,20 @@ START_TEST(a_map_the_driver_refuses_leaves_the_copies)
 }
 END_TEST
 
+START_TEST(a_driver_without_tensor_maps_leaves_the_copies)
+{
+    const dm_bwd_params p = params();
+    const dm_driver old = {.TensorMapEncodeTiled = NULL}; /* before CUDA 12.0 */
+    dm_bwd_maps m;
+    dm_bwd_maps_fill(&old, &p, 64, 64, &m);
+    ck_assert_int_eq(m.tma, 0);
+}
+END_TEST
+
 #define TESTS(X) \
     X(packed_q_and_dout_become_swizzled_maps_of_64_column_boxes) \
     X(a_stride_the_unit_cannot_step_or_a_misaligned_base_gives_no_maps) \
     X(a_dimension_of_one_element_takes_the_packed_stride) \
-    X(a_map_the_driver_refuses_leaves_the_copies)
+    X(a_map_the_driver_refuses_leaves_the_copies) \
+    X(a_driver_without_tensor_maps_leaves_the_copies)
 DM_TEST_MAIN("bwd_maps", TESTS)

@@ -22,7 +22,7 @@ static int encode(const dm_driver *drv, CUtensorMap *map, uint64_t base, const i
         bytes[i] = (cuuint64_t)s * 2;
         packed = s * (int64_t)dims[i + 1];
     }
-    if (base % 16 != 0)
+    if (base % 16 != 0 || !drv->TensorMapEncodeTiled)
         return 0;
     const cuuint32_t box[4] = {64, (cuuint32_t)box_rows, 1, 1}, unit[4] = {1, 1, 1, 1};
     return drv->TensorMapEncodeTiled(map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 4,

@@ -13,11 +13,14 @@ static dm_driver table;
 static int table_ok;
 static char table_why[256];
 
-/* Each symbol by its exported name: cuda.h maps several to _v2 versions through macros. */
-#define SYM(field, name) {(void **)&table.field, name}
+/* Each symbol by its exported name: cuda.h maps several to _v2 versions through macros. An
+ * optional one (OPT) may be missing from an older driver: its slot stays NULL. */
+#define SYM(field, name) {(void **)&table.field, name, 0}
+#define OPT(field, name) {(void **)&table.field, name, 1}
 static const struct {
     void **slot;
     const char *name;
+    int optional;
 } symbols[] = {
     SYM(Init, "cuInit"),
     SYM(DriverGetVersion, "cuDriverGetVersion"),
@@ -51,7 +54,7 @@ static const struct {
     SYM(PointerGetAttributes, "cuPointerGetAttributes"),
     SYM(MemsetD8Async, "cuMemsetD8Async"),
     SYM(Memcpy2DAsync, "cuMemcpy2DAsync_v2"),
-    SYM(TensorMapEncodeTiled, "cuTensorMapEncodeTiled"),
+    OPT(TensorMapEncodeTiled, "cuTensorMapEncodeTiled"), /* CUDA 12.0 */
 };
 
 static void open_driver(void)
@@ -66,7 +69,7 @@ static void open_driver(void)
     }
     for (size_t i = 0; i < sizeof symbols / sizeof symbols[0]; i++) {
         *symbols[i].slot = dlsym(lib, symbols[i].name);
-        if (!*symbols[i].slot) {
+        if (!*symbols[i].slot && !symbols[i].optional) {
             snprintf(table_why, sizeof table_why, "the CUDA driver has no %s (too old?)",
                      symbols[i].name);
             return;

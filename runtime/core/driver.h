@@ -47,7 +47,8 @@ typedef struct dm_driver {
     /* Filling scratch on the stream (dm_fwd's 2-D (B, Lq) mask left-padded to Lk, fwd_window.c). */
     CUresult (*MemsetD8Async)(CUdeviceptr, unsigned char, size_t, CUstream);
     CUresult (*Memcpy2DAsync)(const CUDA_MEMCPY2D *, CUstream);
-    /* The backward's tile loads by the tensor memory accelerator (api/bwd_maps.c). */
+    /* The backward's tile loads by the tensor memory accelerator (api/bwd_maps.c); NULL where
+     * the driver predates it (CUDA 12.0): the kernels then copy by cp.async. */
     CUresult (*TensorMapEncodeTiled)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *,
                                      const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
                                      const cuuint32_t *, CUtensorMapInterleave,
