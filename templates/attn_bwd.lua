@@ -1046,6 +1046,13 @@ local function qmask_vote(skipped, continue_line)
     "}" }, "\n")
 end
 
+-- A tile pair a walk skips, its query-layout dbias (where `guard` holds) set to 0: the lines, at
+-- `indent`.
+local function zero_tile_dbias(guard, indent)
+  return indent .. "if (" .. guard .. ")  // the tile's dbias: 0\n" ..
+    indent .. "    zero_dbias_rows(p, b, h, m0, m0 + kTile, n0);"
+end
+
 -- dq_sums: the engine sums dq in the keys phase (M.dq_atomic), which then writes a query-layout
 -- dbias too
 local function layout_pieces(v, dq_sums)
@@ -1067,10 +1074,9 @@ local function layout_pieces(v, dq_sums)
       bq and "                        kTile * kBiasPitch;  // after the bias tile" or
         "                        0;",
       "const bool mask_staged = mask_stageable(p);" }, "\n") or "",
-    keys_tile_vote = v.mask == "q" and qmask_vote(bq and dq_sums and table.concat({
-        "        if (p.dq_accum && p.dbias_fused)  // the tile's dbias: 0",
-        "            zero_dbias_rows(p, b, h, m0, m0 + kTile, n0);" }, "\n"),
-      "continue;") or "",
+    keys_tile_vote = v.mask == "q" and
+      qmask_vote(bq and dq_sums and zero_tile_dbias("p.dq_accum && p.dbias_fused", "        "),
+        "continue;") or "",
     bias_add_x = bk and "x += kb;" or bq and "x += kb_ok ? kb : bias_at(p, b, h, i, j);" or
       "// no bias",
     kb_rows = bk and "sKB[c]" or
@@ -1139,9 +1145,7 @@ local function layout_pieces(v, dq_sums)
       "for (int c = threadIdx.x; c < kTile; c += kThreads)",
       "    any_key = any_key || (n0 + c < p.Lk && mask_at(p, b, h, 0, n0 + c));",
       "if (!__syncthreads_or(any_key)) {  // also the barrier: the last tile's K, V are read",
-      bq and table.concat({
-        "    if (p.dbias_fused)  // the tile's dbias: 0",
-        "        zero_dbias_rows(p, b, h, m0, m0 + kTile, n0);" }, "\n") or
+      bq and zero_tile_dbias("p.dbias_fused", "    ") or
         "    // ds = 0 here (a key-layout dbias is the keys phase's)",
       "    continue;  // no key visible: nothing loaded or multiplied",
       "}" }, "\n")
@@ -1152,10 +1156,8 @@ local function layout_pieces(v, dq_sums)
   if v.mask == "q" then
     -- the rows phase's vote: the barrier first (the last tile's K, V and mask are read)
     x.rows_tile_barrier = "__syncthreads();  // the last tile's K, V and mask are read\n" ..
-      qmask_vote(bq and table.concat({
-        "        if (p.dbias_fused)  // the tile's dbias: 0",
-        "            zero_dbias_rows(p, b, h, m0, m0 + kTile, n0);" }, "\n"),
-      "continue;  // no pair visible: nothing loaded or multiplied")
+      qmask_vote(bq and zero_tile_dbias("p.dbias_fused", "        "),
+        "continue;  // no pair visible: nothing loaded or multiplied")
   end
   if bq then
     x.simt_rows_dbias_zero = "if (p.dbias_fused && lane == 0)\n    store_dbias(p, b, h, i, j, 0.f);"
