@@ -188,42 +188,40 @@ __device__ __forceinline__ void red_tile(const float (&acc)[kDT][4], float *base
 -- bias tile is staged too, a thread keeps its chunk column and swizzle phase on every pass (one
 -- pointer step a copy; the block covers whole rows a pass, a multiple of 8, at D 64 and 128):
 -- +5% full bias, and the q-layout variants' spills gone. Without them the same copies cost 7%
--- (no bias): the per-copy index arithmetic of the plain loop spaces a block's requests out.
-local load_tile_loop = [=[
+-- (no bias): the per-copy index arithmetic of the plain loop spaces a block's requests out. The
+-- strided form's condition is written once, in the kernel's `if constexpr`: the template only
+-- says which the variant would like.
+local load_tile_fn = [=[
 // Rows [r0, r0 + kTile) of a (b, row, head) tensor into a swizzled tile; rows past `rows` read
 // as zero (cp.async with 0 source bytes). Committed by the caller.
+constexpr bool kStridedCopies = $strided_copies;  // a query-layout mask or bias tile is staged
+constexpr int kTilePassRows = kThreads / kChunks;  // rows a pass of the strided form
 __device__ __forceinline__ void load_tile(u16 *tile, u64 base, const i64 stride[3], i64 b, i64 r0,
                                           i64 h, i64 rows)
 {
     const u16 *src0 = (const u16 *)base + b * stride[0] + h * stride[2];
-    const u32 dst = smem_u32(tile);
-    for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
-        const int r = c / kChunks, ch = c % kChunks;
-        const bool in = r0 + r < rows;
-        const u16 *src = in ? src0 + (r0 + r) * stride[1] + ch * 8 : src0;
-        cp_async16(dst + swz(r, ch), src, in ? 16 : 0);
-    }
-}]=]
-
-local load_tile_strided = [=[
-// Rows [r0, r0 + kTile) of a (b, row, head) tensor into a swizzled tile; rows past `rows` read
-// as zero (cp.async with 0 source bytes). Committed by the caller. A thread keeps its chunk
-// column and swizzle phase on every pass of the block over kPassRows rows.
-__device__ __forceinline__ void load_tile(u16 *tile, u64 base, const i64 stride[3], i64 b, i64 r0,
-                                          i64 h, i64 rows)
-{
-    constexpr int kPassRows = kThreads / kChunks;
-    static_assert(kThreads % kChunks == 0 && kPassRows % 8 == 0 && kTile % kPassRows == 0,
-                  "whole rows a pass, the swizzle's period a multiple of them");
-    const u16 *src0 = (const u16 *)base + b * stride[0] + h * stride[2];
-    const int r = threadIdx.x / kChunks, ch = threadIdx.x % kChunks;
-    const u16 *src = src0 + (r0 + r) * stride[1] + ch * 8;
-    const i64 step = kPassRows * stride[1];
-    const u32 dst = smem_u32(tile) + swz(r, ch);
+    if constexpr (kStridedCopies && kThreads % kChunks == 0 && kTilePassRows % 8 == 0 &&
+                  kTile % kTilePassRows == 0) {
+        // a thread keeps its chunk column and swizzle phase on every pass of the block (whole
+        // rows a pass, the swizzle's period a multiple of them)
+        const int r = threadIdx.x / kChunks, ch = threadIdx.x % kChunks;
+        const u16 *src = src0 + (r0 + r) * stride[1] + ch * 8;
+        const i64 step = kTilePassRows * stride[1];
+        const u32 dst = smem_u32(tile) + swz(r, ch);
 #pragma unroll
-    for (int k = 0; k < kTile / kPassRows; k++) {
-        const bool in = r0 + r + k * kPassRows < rows;
-        cp_async16(dst + k * kPassRows * kAtomRowBytes, in ? src + k * step : src0, in ? 16 : 0);
+        for (int k = 0; k < kTile / kTilePassRows; k++) {
+            const bool in = r0 + r + k * kTilePassRows < rows;
+            cp_async16(dst + k * kTilePassRows * kAtomRowBytes, in ? src + k * step : src0,
+                       in ? 16 : 0);
+        }
+    } else {
+        const u32 dst = smem_u32(tile);
+        for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
+            const int r = c / kChunks, ch = c % kChunks;
+            const bool in = r0 + r < rows;
+            const u16 *src = in ? src0 + (r0 + r) * stride[1] + ch * 8 : src0;
+            cp_async16(dst + swz(r, ch), src, in ? 16 : 0);
+        }
     }
 }]=]
 
@@ -242,15 +240,10 @@ __device__ __forceinline__ void zero_pad_columns(u16 *smem, int tiles)
 -- staged_q: the variant stages a query-layout mask or bias tile (load_tile's choice, above);
 -- tma: the keys phase keeps two stages of Q and dO (attn_bwd.lua's keys_query_tma)
 function M.text(d, d_pad, staged_q, tma)
-  -- the strided form's condition (its static_assert): 128 threads cover whole rows a pass, a
-  -- multiple of 8 of them, and the 64-row tile is whole passes (D 16 to 128 by powers of 2)
-  local chunks = d // 8
-  local pass_rows = 128 // chunks
-  local strided = staged_q and 128 % chunks == 0 and pass_rows % 8 == 0 and 64 % pass_rows == 0
   return common.fill(engine, { zero_pad_fn = d_pad > d and zero_pad_fn or "",
     tiles = tma and 6 or 4, query_stages = tma and 2 or 1,
     smem_desc = fwd_wgmma.smem_desc,
-    load_tile_fn = strided and load_tile_strided or load_tile_loop })
+    load_tile_fn = common.fill(load_tile_fn, { strided_copies = staged_q and "true" or "false" }) })
 end
 
 -- four swizzled tiles of block_m rows (Q, dO, K, V; with tma two stages of Q and dO) and dS^T
