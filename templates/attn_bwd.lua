@@ -1405,8 +1405,8 @@ function M.emit(v)
   end
   local tile = simt and warps or row.block_m
   -- four tiles (six with two query stages), three kTile float arrays (phase 0: row_dot, key
-  -- bias, key mask; phase 1: lse, row_dot; four and two mbarriers with two stages), then a
-  -- query-layout bias's and mask's staged tiles
+  -- bias, key mask; phase 1: lse, row_dot) or, with two query stages, four (lse and row_dot a
+  -- stage) and the stages' two mbarriers, then a query-layout bias's and mask's staged tiles
   local smem = simt and 0 or engine.smem_tiles(row.block_m, d_pad, tma) +
     (tma and 4 * row.block_m * 4 + 16 or 3 * row.block_m * 4) +
     (v.bias == "q" and row.block_m * (row.block_m * 4 + 16) or 0) +
