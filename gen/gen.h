@@ -86,6 +86,10 @@ typedef struct dm_kernel_src {
     /* bwd: 1 when the kernel takes a second parameter, struct BwdMaps (api/bwd_maps.h: the
      * tensor maps its keys phase loads Q and dO tiles through); 0 when left out */
     int tma_maps;
+    /* bwd: rows of the query tiles the keys phase walks (BwdParams.query_rows' tiles, the
+     * tensor maps' boxes; block_m, the rows a block owns, may hold several); 0 when left out:
+     * block_m */
+    int query_tile;
 } dm_kernel_src;
 
 /* Runs the family's Lua template for v in a fresh Lua state. Templates come from the copies

@@ -244,14 +244,16 @@ $entry(const BwdParams p)
 -- each, and walks the other side's 64-row tiles; shared memory holds the two own tiles (Q, dO
 -- or K, V) and the two streamed ones. Tiles are loaded whole and waited for (no overlap yet).
 local tile_constants = [=[
-constexpr int kTile = $tile;  // rows of a block's own tile and of each streamed tile
+constexpr int kTile = $tile;  // rows of each streamed tile, and of a warpgroup's own
+constexpr int kGroups = kWarps / 4;  // warpgroups: each owns a tile of the block's rows
+constexpr int kRows = kGroups * kTile;  // rows a block owns (queries or keys)
 constexpr int kHeadDim = kD;
 constexpr int kHeadDimPad = $d_pad;  // a multiple of 16: the k-steps of Q K^T
 constexpr int kNT = kTile / 8;  // n-tiles of a 16 x kTile product
 constexpr int kDT = kHeadDimPad / 8;  // n-tiles of a 16 x D product
 constexpr int kChunks = kHeadDim / 8;  // 16-byte chunks of a row
 constexpr float kLog2e = 1.4426950408889634f;
-static_assert(kTile == 16 * kWarps, "a warp owns 16 rows of the block's tile");
+static_assert(kRows == 16 * kWarps, "a warp owns 16 rows of the block's own tiles");
 static_assert(kHeadDimPad % 16 == 0 && kHeadDim % 8 == 0, "k-steps of 16, rows of 16-byte chunks");]=]
 
 -- The phases over the engine's tiles and products (engine.text: kTileElems, load_tile,
@@ -322,12 +324,12 @@ __device__ __forceinline__ void grad_at(const BwdParams &p, i64 b, i64 h, i64 i,
     $softcap_ds
 }
 
-// row_dot of query rows [m0, m0 + kTile) of head h, batch b, a warp a row: dO . O, O read from
+// row_dot of query rows [m0, m0 + kRows) of head h, batch b, a warp a row: dO . O, O read from
 // global; into sRowDot and p.row_dot (the keys phase's).
 __device__ __forceinline__ void row_dots(const BwdParams &p, i64 b, i64 h, i64 m0, float *sRowDot)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    for (int r = warp; r < kTile; r += kWarps) {
+    for (int r = warp; r < kRows; r += kWarps) {
         float acc = 0.f;
         if (m0 + r < p.Lq) {
             const u16 *o = row_of(p.o, p.o_stride, b, m0 + r, h);
@@ -345,22 +347,26 @@ __device__ __forceinline__ void row_dots(const BwdParams &p, i64 b, i64 h, i64 m
     }
 }
 $dq_accum_fns
-// Phase 0: query rows [m0, m0 + kTile) of head h, batch b: row_dot and dq (only row_dot, and the
-// rows of the dq scratch zeroed, where the keys phase adds dq: p.dq_accum).
+// Phase 0: query rows [m0, m0 + kRows) of head h, batch b: row_dot and dq (only row_dot, and the
+// rows of the dq scratch zeroed, where the keys phase adds dq: p.dq_accum). Warpgroup g owns
+// rows [m0 + g kTile, + kTile): its Q and dO tiles, its products.
 __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, i64 h, i64 m0)
 {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, group = warp / 4;
     const i64 hk = h / p.group;
-    u16 *sQ = smem, *sDO = smem + kTileElems, *sK = smem + 2 * kTileElems;
-    u16 *sV = smem + 3 * kTileElems;
+    u16 *sQ = smem, *sDO = smem + kGroups * kTileElems, *sK = smem + 2 * kGroups * kTileElems;
+    u16 *sV = sK + kTileElems;
     float *sRowDot = (float *)(smem + kTilesElems);
     $key_arrays
     $qbias_decl
     $qmask_decl
     $rows_dq_accum
     $zero_pad_call
-    load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
-    load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
+#pragma unroll
+    for (int g = 0; g < kGroups; g++) {
+        load_tile(sQ + g * kTileElems, p.q, p.q_stride, b, m0 + g * kTile, h, p.Lq);
+        load_tile(sDO + g * kTileElems, p.dout, p.dout_stride, b, m0 + g * kTile, h, p.Lq);
+    }
     cp_async_commit();
     row_dots(p, b, h, m0, sRowDot);
     float lse2[2], row_dot[2];
@@ -388,7 +394,7 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
         tiles_landed();
         __syncthreads();
         float s[kNT][4], dp[kNT][4];
-        gemm_xyt2(sQ, sK, s, sDO, sV, dp);
+        gemm_xyt2(sQ + group * kTileElems, sK, s, sDO + group * kTileElems, sV, dp);
 #pragma unroll
         for (int nt = 0; nt < kNT; nt++)
 #pragma unroll
@@ -408,19 +414,23 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
     store_tile(dq, p.dq, p.dq_stride, b, m0, h, p.Lq, p.scale);
 }
 
-// Phase 1: keys [n0, n0 + kTile) of K/V head hk, batch b: dk and dv over the group's heads and
-// every query tile that sees them.
+// Phase 1: keys [n0, n0 + kRows) of K/V head hk, batch b: dk and dv over the group's heads and
+// every query tile that sees them. Warpgroup g owns keys [n0 + g kTile, + kTile): its K and V
+// tiles, its products; the block's warpgroups walk the query tiles together.
 __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u16 *smem, i64 b,
                                           i64 hk, i64 n0)
 {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    u16 *sK = smem, *sV = smem + kTileElems;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, group = warp / 4;
+    u16 *sK = smem, *sV = smem + kGroups * kTileElems;
     $keys_query_decl
     $qbias_decl
     $qmask_decl
     $zero_pad_call
-    load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
-    load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
+#pragma unroll
+    for (int g = 0; g < kGroups; g++) {
+        load_tile(sK + g * kTileElems, p.k, p.k_stride, b, n0 + g * kTile, hk, p.Lk);
+        load_tile(sV + g * kTileElems, p.v, p.v_stride, b, n0 + g * kTile, hk, p.Lk);
+    }
     cp_async_commit();
     $keys_prologue
     float dk[kDT][4], dv[kDT][4];
@@ -438,7 +448,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
             $keys_tile_vote
             $keys_tile_load
             float s[kNT][4], dp[kNT][4];  // transposed: rows are keys, columns queries
-            gemm_xyt2(sK, sQ, s, sV, sDO, dp);
+            gemm_xyt2(sK + group * kTileElems, sQ, s, sV + group * kTileElems, sDO, dp);
 #pragma unroll
             for (int nt = 0; nt < kNT; nt++)
 #pragma unroll
@@ -477,21 +487,21 @@ __device__ __forceinline__ float *dq_accum_of(const BwdParams &p, i64 b, i64 h)
     return (float *)p.dq_accum + (b * p.H + h) * p.Lq * kD;
 }
 
-// Query rows [m0, m0 + kTile) of the scratch zeroed: phase 0, before the keys phase adds.
+// Query rows [m0, m0 + kRows) of the scratch zeroed: phase 0, before the keys phase adds.
 __device__ __forceinline__ void zero_dq_rows(const BwdParams &p, i64 b, i64 h, i64 m0)
 {
     float4 *rows = (float4 *)(dq_accum_of(p, b, h) + m0 * kD);  // kD % 8 == 0: 16-byte rows
-    const i64 quads = (min((i64)p.Lq, m0 + kTile) - m0) * (kD / 4);
+    const i64 quads = (min((i64)p.Lq, m0 + kRows) - m0) * (kD / 4);
     for (i64 e = threadIdx.x; e < quads; e += kThreads)
         rows[e] = make_float4(0.f, 0.f, 0.f, 0.f);
 }
 
-// Phase 3: query rows [m0, m0 + kTile) of dq = scale * the scratch, in q's dtype.
+// Phase 3: query rows [m0, m0 + kRows) of dq = scale * the scratch, in q's dtype.
 __device__ __forceinline__ void dq_tile(const BwdParams &p, i64 b, i64 h, i64 m0)
 {
     const float *acc = dq_accum_of(p, b, h);
     constexpr int kQuads = kD / 4;
-    for (int e = threadIdx.x; e < kTile * kQuads; e += kThreads) {
+    for (int e = threadIdx.x; e < kRows * kQuads; e += kThreads) {
         const i64 i = m0 + e / kQuads;
         const int d = e % kQuads * 4;
         if (i >= p.Lq)
@@ -514,12 +524,12 @@ if (p.dq_accum) {  // dq comes from the keys phase's reductions
 
 local keys_dq = [=[
 if (p.dq_accum) {  // the tile pair's share of dq: dS^T to shared memory, dS K added
-    u16 *sDS = smem + 4 * kTileElems;
-    store_ds(pd, sDS);
+    u16 *sDS = smem + kDsAt;
+    store_ds(pd, sDS + group * kDsElems);
     fence_proxy_async();
     __syncthreads();
     $keys_qdbias_out
-    float dq[kDT][4];
+    float dq[kDqT][4];  // this warpgroup's columns of dq, over all the block's keys
     gemm_ds_k(sDS, sK, dq);
     // staged in the Q and dO tiles (read by now) and their neighbour
     red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, $keys_red_buf);
@@ -529,7 +539,7 @@ if (p.dq_accum) {  // the tile pair's share of dq: dS^T to shared memory, dS K a
 -- (cp.async and loads) at the top of each tile and waited for there:
 local keys_query_copy = {
   decl = table.concat({
-    "u16 *sQ = smem + 2 * kTileElems, *sDO = smem + 3 * kTileElems;",
+    "u16 *sQ = smem + 2 * kGroups * kTileElems, *sDO = sQ + kTileElems;",
     "float *sLse2 = (float *)(smem + kTilesElems), *sRowDot = sLse2 + kTile;" }, "\n"),
   load = [=[
 load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
@@ -547,7 +557,7 @@ for (int c = threadIdx.x; c < kTile; c += kThreads) {
 tiles_landed();
 __syncthreads();]=],
   lse2 = "sLse2[c]",
-  red_buf = "smem + 2 * kTileElems",
+  red_buf = "sQ",
 }
 
 -- or by the tensor memory accelerator into two stages (keys_tma_fns), one thread issuing the
@@ -583,15 +593,16 @@ else if (threadIdx.x == 0 && m0 + kTile < m_end)  // the next tile: the last one
 if (maps.tma)
     mbar_wait(&bars[it % 2], it / 2 % 2);]=],
   lse2 = "sLse[c]",
-  red_buf = "it % 2 ? smem + 4 * kTileElems : sQ",  -- stage 1: dS^T, then its Q and dO
+  red_buf = "it % 2 ? smem + kDsAt : sQ",  -- stage 1: dS^T, then its Q and dO
   tile_end = "it++;",
   row_dots = table.concat({
-    "if (p.query_rows) {  // the keys phase's copy: lse log2(e), then row_dot",
+    "const i64 t0 = m0 + r / kTile * kTile;  // the row's query tile",
+    "if (p.query_rows && t0 < p.Lq) {  // the keys phase's copy: lse log2(e), row_dot",
     "    const float *lse = (const float *)p.lse + b * p.lse_stride[0];",
-    "    float *rows = (float *)query_rows_of(p, b, h, m0);",
+    "    float *rows = (float *)query_rows_of(p, b, h, t0) + r % kTile;",
     "    const i64 i = m0 + r;",
-    "    rows[r] = i < p.Lq ? lse[h * p.lse_stride[1] + i * p.lse_stride[2]] * kLog2e : kInf;",
-    "    rows[kTile + r] = acc;",
+    "    rows[0] = i < p.Lq ? lse[h * p.lse_stride[1] + i * p.lse_stride[2]] * kLog2e : kInf;",
+    "    rows[kTile] = acc;",
     "}" }, "\n"),
 }
 
@@ -606,11 +617,11 @@ struct __align__(128) BwdMaps {
 static_assert(sizeof(BwdMaps) == 384, "api/bwd_maps.h's dm_bwd_maps");
 
 // Stage s of the query tiles: Q then dO, stage 0 after K and V, stage 1 after dS^T, so that a
-// stage's two tiles and the tile beside them hold red_tile's staged dq rows without touching
-// the other stage.
+// stage's two tiles and the dS^T tiles beside them hold red_tile's staged dq rows without
+// touching the other stage.
 __device__ __forceinline__ u16 *query_stage(u16 *smem, u32 it)
 {
-    return smem + (it % 2 ? 4 * kTileElems + kDsElems : 2 * kTileElems);
+    return smem + (it % 2 ? kDsAt + kGroups * kDsElems : 2 * kGroups * kTileElems);
 }
 __device__ __forceinline__ float *query_rows_stage(u16 *smem, u32 it)
 {
@@ -672,9 +683,9 @@ $entry(const __grid_constant__ BwdParams p$maps_param)
     extern __shared__ __align__($smem_align) unsigned char smem_raw[];
     u16 *smem = (u16 *)smem_raw;
     if (p.phase == 0)
-        rows_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);
+        rows_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);
     else if (p.phase == 1)
-        keys_tile(p$maps_arg, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);$dq_call$dbias_call_mma
+        keys_tile(p$maps_arg, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);$dq_call$dbias_call_mma
 }]=]
 
 local dbias_phase = [=[
@@ -798,7 +809,7 @@ __device__ __forceinline__ void view_sequence(BwdParams &p, const Sequence &sq)
 local dbias_pad_mma = [=[
 // columns past the sequence's keys: dbias 0
 const i64 pad = p.dbias_fused ? p.max_seqlen_k - p.Lk : 0;
-for (i64 e = threadIdx.x; e < kTile * pad; e += kThreads)
+for (i64 e = threadIdx.x; e < kRows * pad; e += kThreads)
     if (r0 + e / pad < p.Lq)
         store_dbias(p, 0, blockIdx.y, r0 + e / pad, p.Lk + e % pad, 0.f);]=]
 
@@ -815,7 +826,7 @@ $entry(const BwdParams pv)
     if (pv.phase != 2) {
         // sequence blockIdx.z; the grid covers max_seqlen: blocks past its rows have nothing
         const Sequence sq = sequence_of(pv, blockIdx.z);
-        const i64 r0 = (i64)blockIdx.x * kTile;
+        const i64 r0 = (i64)blockIdx.x * kRows;
         if (r0 >= (pv.phase == 1 ? sq.Lk : sq.Lq))
             return;
         BwdParams p = pv;
@@ -853,7 +864,7 @@ $entry(const BwdParams pv)
 local dq_call_dense = [=[
 
     else if (p.phase == 3)
-        dq_tile(p, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kTile);]=]
+        dq_tile(p, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);]=]
 
 local dq_call_varlen = [=[
  else if (p.phase == 3) {
@@ -890,6 +901,7 @@ local stage_rows_fn = [=[
 // `pitch` elements apart in global memory from base, kPitch bytes apart in s), by cp.async,
 // 16 bytes a copy (not committed); rows past `rows` and columns from `cols` on read as zero.
 // A thread keeps its chunk column on every pass: one pointer step a copy.
+static_assert(kGroups == 1, "query-layout tiles: one warpgroup's rows (the tuning table's rows)");
 template <int kEs, int kPitch>
 __device__ __forceinline__ void stage_rows(unsigned char *s, const unsigned char *base, i64 pitch,
                                            i64 m0, i64 rows, i64 j0, i64 cols)
@@ -1096,9 +1108,9 @@ local function layout_pieces(v, dq_sums)
     km_keys = mk and "km[e / 2]" or v.mask == "q" and
       "mask_staged && sMaskQ[c * kMaskPitch + r] != 0" or "true",
     key_arrays = bk and mk and
-      "float *sKB = sRowDot + kTile, *sKM = sKB + kTile;  // the key tile's bias and mask" or
-      bk and "float *sKB = sRowDot + kTile;  // the key tile's key-layout bias" or
-      mk and "float *sKM = sRowDot + 2 * kTile;  // the key tile's key-layout mask" or "",
+      "float *sKB = sRowDot + kRows, *sKM = sKB + kTile;  // the key tile's bias and mask" or
+      bk and "float *sKB = sRowDot + kRows;  // the key tile's key-layout bias" or
+      mk and "float *sKM = sRowDot + kRows + kTile;  // the key tile's key-layout mask" or "",
     rows_tile_barrier = "__syncthreads();  // the last tile's K and V are read",
     keys_m_end = "const i64 m_end = p.Lq;",
     stage_keys = "", rows_dbias = "", rows_n_end_dbias = "", keys_qdbias = "",
@@ -1307,8 +1319,14 @@ function M.emit(v)
   -- two blocks an SM), no padding column (the tiles' zero columns stay those load_tile skips)
   local tma = not simt and engine.tma_keys == true and not v.varlen and v.mask ~= "q" and
     v.bias ~= "q" and d_pad == v.d
+  -- tile: rows of a streamed tile (and of a warpgroup's own); groups: warpgroups a block, whose
+  -- rows it owns (block_m = 16 warps)
+  local tile, groups = row.block_n, warps // 4
   if not simt then
-    engine.emit_ptx(buf, v.dtype, d_pad, row.block_m, tma)
+    if row.block_m ~= 16 * warps or warps % 4 ~= 0 or row.block_m ~= groups * tile then
+      errors.unsupported("tuning.lua: a bwd tile row owns 16 rows a warp, a tile a warpgroup")
+    end
+    engine.emit_ptx(buf, v.dtype, d_pad, tile, groups, tma)
     buf.add("")
   end
   if v.varlen then
@@ -1343,7 +1361,7 @@ function M.emit(v)
     buf.add(simt_phases, lp)
   else
     local mp = lp  -- plus the engine's own pieces
-    mp.tile, mp.d_pad = row.block_m, d_pad
+    mp.tile, mp.d_pad = tile, d_pad
     mp.qbias_fns = ((v.bias == "q" or v.mask == "q") and stage_rows_fn or "") ..
       (v.bias == "q" and qbias_fns or "") ..
       (v.bias == "q" and engine.dq_atomic and keys_qdbias_fns or "") ..
@@ -1356,7 +1374,7 @@ function M.emit(v)
     -- causal: query i sees keys up to i + Lk - Lq; a query tile's last key, a key tile's first
     -- query
     mp.rows_n_end = v.causal and
-      "i64 n_end = min((i64)p.Lk, m0 + kTile + p.Lk - p.Lq);  // causal: keys seen" or
+      "i64 n_end = min((i64)p.Lk, m0 + kRows + p.Lk - p.Lq);  // causal: keys seen" or
       "const i64 n_end = p.Lk;"
     mp.keys_m_begin = v.causal and
       "const i64 m_begin = max((i64)0, n0 - (p.Lk - p.Lq)) / kTile * kTile;  // causal" or
@@ -1403,20 +1421,21 @@ function M.emit(v)
         maps_param = tma and ",\n    const __grid_constant__ BwdMaps maps" or "",
         maps_arg = tma and ", maps" or "" })
   end
-  local tile = simt and warps or row.block_m
-  -- four tiles (six with two query stages), three kTile float arrays (phase 0: row_dot, key
-  -- bias, key mask; phase 1: lse, row_dot) or, with two query stages, four (lse and row_dot a
-  -- stage) and the stages' two mbarriers, then a query-layout bias's and mask's staged tiles
-  local smem = simt and 0 or engine.smem_tiles(row.block_m, d_pad, tma) +
-    (tma and 4 * row.block_m * 4 + 16 or 3 * row.block_m * 4) +
-    (v.bias == "q" and row.block_m * (row.block_m * 4 + 16) or 0) +
-    (v.mask == "q" and row.block_m * (row.block_m + 16) or 0)
+  -- the tiles, float arrays (phase 0: row_dot of the block's rows, a tile's key bias and key
+  -- mask; phase 1: lse and row_dot, with two query stages one pair a stage, then the stages' two
+  -- mbarriers), then a query-layout bias's and mask's staged tiles (one warpgroup)
+  local smem = simt and 0 or engine.smem_tiles(tile, groups, d_pad, tma) +
+    math.max(row.block_m + 2 * tile, tma and 4 * tile or 2 * tile) * 4 + (tma and 16 or 0) +
+    (v.bias == "q" and tile * (tile * 4 + 16) or 0) +
+    (v.mask == "q" and tile * (tile + 16) or 0)
   -- block_m: rows a block owns in phases 0 and 1 (grid.x = ceil(L / block_m)); block_n: dbias
-  -- elements a block in phase 2 (a warp each)
+  -- elements a block in phase 2 (a warp each); query_tile: rows of the keys phase's query tiles
+  -- (p.query_rows' tiles, the tensor maps' boxes)
   -- dq_atomic: phases 0, 1 and 3 can compute dq by reductions into p.dq_accum
-  return { source = buf.text(), entry = vars.entry, threads = 32 * warps, block_m = tile,
-           block_n = warps, smem_bytes = smem, dq_atomic = engine and engine.dq_atomic and 1 or 0,
-           tma_maps = tma and 1 or 0 }
+  return { source = buf.text(), entry = vars.entry, threads = 32 * warps,
+           block_m = simt and warps or row.block_m, block_n = warps,
+           query_tile = simt and warps or tile, smem_bytes = smem,
+           dq_atomic = engine and engine.dq_atomic and 1 or 0, tma_maps = tma and 1 or 0 }
 end
 
 return M

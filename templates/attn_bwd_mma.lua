@@ -24,6 +24,7 @@ local engine = [=[
 constexpr int kPitch = kHeadDimPad + 8;  // padded rows: ldmatrix conflict free (attn_fwd_mma.lua)
 constexpr int kTileElems = kTile * kPitch;
 constexpr int kTilesElems = 4 * kTileElems;  // Q, dO, K, V (dq is phase 0's: no dS tile)
+static_assert(kGroups == 1, "a warp's 16 rows of a block's one own tile (warpgroups: wgmma)");
 
 // Rows [r0, r0 + kTile) of a (b, row, head) tensor into a padded tile; rows past `rows` read as
 // zero (cp.async with 0 source bytes). Committed by the caller.
@@ -108,9 +109,9 @@ function M.text(d, d_pad)
   return common.fill(engine, { zero_pad_fn = d_pad > d and zero_pad_fn or "" })
 end
 
--- four tiles of block_m rows (Q, dO, K, V)
-function M.smem_tiles(block_m, d_pad)
-  return 4 * block_m * (d_pad + 8) * 2
+-- four tiles of `tile` rows (Q, dO, K, V; one warpgroup's worth of own rows)
+function M.smem_tiles(tile, groups, d_pad)
+  return 4 * tile * (d_pad + 8) * 2
 end
 
 function M.emit_ptx(buf, dtype)

@@ -1,11 +1,14 @@
--- attn_bwd_wgmma.lua: the sm_90a engine of the backward's tile phases (attn_bwd.lua). The block's
--- one warpgroup (4 warps, 16 rows each: the phases' thread layout unchanged) computes the 64-row
--- products with wgmma: S = X Y^T from two K-major tiles in shared memory, P Z with P from
--- registers (mma.sync's A fragments) and Z N-major in shared memory. Tiles sit in the forward's
--- 128-byte-swizzled layout (attn_fwd_wgmma.lua); the *2 forms issue both products, then wait once.
--- It also offers the keys phase a tile's share of dq (M.dq_atomic): dS^T goes to a fifth, kTile x
--- kTile tile, read back as dS's M-major A operand of dS K, and the product is added to an fp32
--- scratch by the bulk-copy engine's reductions (the default, non-deterministic mode).
+-- attn_bwd_wgmma.lua: the sm_90a engine of the backward's tile phases (attn_bwd.lua). Each of the
+-- block's warpgroups (4 warps, 16 rows each: the phases' thread layout unchanged) computes the
+-- 64-row products of its own tile with wgmma: S = X Y^T from two K-major tiles in shared memory,
+-- P Z with P from registers (mma.sync's A fragments) and Z N-major in shared memory. Tiles sit in
+-- the forward's 128-byte-swizzled layout (attn_fwd_wgmma.lua); the *2 forms issue both products,
+-- then wait once.
+-- It also offers the keys phase a tile's share of dq (M.dq_atomic): dS^T goes to a kTile x kTile
+-- tile a warpgroup, read back as dS's M-major A operand of dS K (warpgroup g: dq's columns of
+-- atom g over all the block's keys), and the product is added to an fp32 scratch by the
+-- bulk-copy engine's reductions (the default, non-deterministic mode): a block of two
+-- warpgroups adds one tile's dq for 128 keys, half the fp32 bytes of one a 64 keys.
 local common = require("cuda_common")
 local fwd_wgmma = require("attn_fwd_wgmma")
 local ptx = require("cuda_ptx")
@@ -22,10 +25,16 @@ constexpr int kAtomRowBytes = 128;
 constexpr int kAtomBytes = 8 * kAtomRowBytes;  // the swizzle's period, and a tile's alignment
 constexpr int kAtoms = (kHeadDimPad + 63) / 64;
 constexpr int kTileElems = kAtoms * kTile * kAtomRowBytes / 2;  // one tile, in 16-bit elements
-constexpr int kDsElems = kTile * kAtomRowBytes / 2;  // the keys phase's dS^T: one atom wide
-// the four tiles (Q, dO, K, V; $query_stages stages of Q and dO in the keys phase) and dS^T
-constexpr int kTilesElems = $tiles * kTileElems + kDsElems;
-static_assert(kTile == 64 && kWarps == 4, "one warpgroup: a wgmma's 64 rows are the block's tile");
+constexpr int kDsElems = kTile * kAtomRowBytes / 2;  // a warpgroup's dS^T: one atom wide
+// the own tiles (K, V or Q, dO: kGroups each), the streamed ones ($query_stages stages of Q and
+// dO in the keys phase) and a dS^T a warpgroup
+constexpr int kTilesElems = (2 * kGroups + 2 * $query_stages) * kTileElems + kGroups * kDsElems;
+// the keys phase's dS^T tiles: after the own tiles and a stage of Q and dO
+constexpr int kDsAt = (2 * kGroups + 2) * kTileElems;
+constexpr int kDqCols = kHeadDimPad / kGroups;  // dq's columns a warpgroup in dS K
+constexpr int kDqT = kDqCols / 8;
+static_assert(kTile == 64 && kWarps % 4 == 0, "warpgroups: a wgmma's 64 rows are a group's tile");
+static_assert(kGroups == 1 || kDqCols == 64, "dq's columns split by whole atoms");
 
 // Byte offset of the 16-byte chunk `chunk` (8 elements) of row r in a tile.
 __device__ __forceinline__ u32 swz(int r, int chunk)
@@ -120,7 +129,7 @@ __device__ __forceinline__ void gemm_pz2(const u32 (&p1)[kTile / 16][4], const u
 // (transposed) A operand. A store instruction's 8 rows hit 8 distinct chunks: no bank conflict.
 __device__ __forceinline__ void store_ds(const u32 (&pd)[kTile / 16][4], u16 *sds)
 {
-    const int lane = threadIdx.x % 32, r = (threadIdx.x / 32) * 16 + lane / 4;
+    const int lane = threadIdx.x % 32, r = (threadIdx.x / 32 % 4) * 16 + lane / 4;
     unsigned char *t = (unsigned char *)sds + 4 * (lane % 4);
 #pragma unroll
     for (int kk = 0; kk < kTile / 16; kk++) {
@@ -131,17 +140,23 @@ __device__ __forceinline__ void store_ds(const u32 (&pd)[kTile / 16][4], u16 *sd
     }
 }
 
-// acc = dS K for the tile's kTile queries: dS M-major from sds (store_ds, fenced and behind a
-// barrier), K N-major (kTile keys x D), 16 keys a step.
-__device__ __forceinline__ void gemm_ds_k(const u16 *sds, const u16 *sk, float (&acc)[kDT][4])
+// acc = dS K for the tile's kTile queries, this warpgroup's kDqCols columns: over every group's
+// keys, dS M-major from its dS^T tile in sds (store_ds, fenced and behind a barrier), K N-major
+// (its kTile keys x the columns, atom g of its K tile), 16 keys a step.
+__device__ __forceinline__ void gemm_ds_k(const u16 *sds, const u16 *sk, float (&acc)[kDqT][4])
 {
-    const u64 da = smem_desc(smem_u32(sds), kTile * kAtomRowBytes);
-    const u64 db = smem_desc(smem_u32(sk), kTile * kAtomRowBytes);
+    const int group = kGroups > 1 ? threadIdx.x / 128 : 0;
+    const u32 cols = smem_u32(sk) + group * kTile * kAtomRowBytes;  // K's atom `group`
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < kTile / 16; kk++) {
-        const u32 off = (kk * 16 * kAtomRowBytes) >> 4;
-        wgmma_dsk(&acc[0][0], da + off, db + off, kk > 0);
+    for (int g = 0; g < kGroups; g++) {
+        const u64 da = smem_desc(smem_u32(sds + g * kDsElems), kTile * kAtomRowBytes);
+        const u64 db = smem_desc(cols + g * kTileElems * 2, kTile * kAtomRowBytes);
+#pragma unroll
+        for (int kk = 0; kk < kTile / 16; kk++) {
+            const u32 off = (kk * 16 * kAtomRowBytes) >> 4;
+            wgmma_dsk(&acc[0][0], da + off, db + off, g > 0 || kk > 0);
+        }
     }
     wgmma_commit();
     wgmma_wait<0>();
@@ -151,32 +166,34 @@ __device__ __forceinline__ void gemm_ds_k(const u16 *sds, const u16 *sk, float (
 // fp32 rows staged for the bulk reductions: kD values, then 32 bytes that turn a row's banks by
 // 8, so that a half-warp's float2 stores (4 rows, 32 bytes each) hit distinct banks.
 constexpr int kDqPitch = 4 * kD + 32;
-static_assert(kTile * kDqPitch <= 2 * kTileElems * 2 + kTile * kAtomRowBytes,
+static_assert(kTile * kDqPitch <= 2 * kTileElems * 2 + kGroups * kTile * kAtomRowBytes,
               "the staged dq rows fit in the Q, dO and dS^T tiles");
 
-// acc (the warpgroup's kTile rows, D columns) added to rows m0 + ... (below `rows`) of a row-major
-// fp32 matrix of kD columns at base: staged as fp32 rows in buf (the Q, dO and dS^T tiles, read
-// by then), then a row a thread of lanes 0-15 by the bulk-copy engine: one instruction a
-// row instead of a reduction request a lane every 16 bytes. On return the engine has read buf
-// (the caller's next barrier frees it for every thread).
-__device__ __forceinline__ void red_tile(const float (&acc)[kDT][4], float *base, i64 m0,
+// acc (the warpgroup's kDqCols columns of the tile's kTile rows) added to rows m0 + ... (below
+// `rows`) of a row-major fp32 matrix of kD columns at base: staged as fp32 rows in buf (the Q,
+// dO and dS^T tiles, read by then), then a row a thread of the first kTile / kWarps lanes by the
+// bulk-copy engine: one instruction a row instead of a reduction request a lane every 16 bytes.
+// On return the engine has read buf (the caller's next barrier frees it for every thread).
+__device__ __forceinline__ void red_tile(const float (&acc)[kDqT][4], float *base, i64 m0,
                                          i64 rows, u16 *buf)
 {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, r = warp * 16 + lane / 4;
-    unsigned char *row = (unsigned char *)buf + r * kDqPitch + (lane % 4) * 8;
-    __syncthreads();  // every warp's dS K has read the dS^T tile
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, r = warp % 4 * 16 + lane / 4;
+    const int col0 = warp / 4 * kDqCols;
+    unsigned char *row = (unsigned char *)buf + r * kDqPitch + (col0 + (lane % 4) * 2) * 4;
+    __syncthreads();  // every warp's dS K has read the dS^T tiles
 #pragma unroll
-    for (int dt = 0; dt < kDT; dt++)
-        if (dt * 8 < kHeadDim) {
+    for (int dt = 0; dt < kDqT; dt++)
+        if (col0 + dt * 8 < kHeadDim) {
             *(float2 *)(row + dt * 32) = make_float2(acc[dt][0], acc[dt][1]);
             *(float2 *)(row + 8 * kDqPitch + dt * 32) = make_float2(acc[dt][2], acc[dt][3]);
         }
     fence_proxy_async();  // the stores, visible to the bulk-copy engine
     __syncthreads();
-    // each warp its own 16 rows: the bulk ops (a uniform-datapath loop over the issuing lanes)
-    // run in four warps at once, 16 a warp, not 32 in each of two
-    const int own = warp * 16 + lane;
-    if (lane < 16 && m0 + own < rows) {
+    // each warp its own kTile / kWarps rows: the bulk ops (a uniform-datapath loop over the
+    // issuing lanes) run in every warp at once, 16 a warp with four, not 32 in each of two
+    constexpr int kWarpRows = kTile / kWarps;
+    const int own = warp * kWarpRows + lane;
+    if (lane < kWarpRows && m0 + own < rows) {
         bulk_red_add_f32(base + (m0 + own) * kD, smem_u32((unsigned char *)buf + own * kDqPitch),
                          4 * kHeadDim);
         bulk_commit();
@@ -241,15 +258,15 @@ __device__ __forceinline__ void zero_pad_columns(u16 *smem, int tiles)
 -- tma: the keys phase keeps two stages of Q and dO (attn_bwd.lua's keys_query_tma)
 function M.text(d, d_pad, staged_q, tma)
   return common.fill(engine, { zero_pad_fn = d_pad > d and zero_pad_fn or "",
-    tiles = tma and 6 or 4, query_stages = tma and 2 or 1,
+    query_stages = tma and 2 or 1,
     smem_desc = fwd_wgmma.smem_desc,
     load_tile_fn = common.fill(load_tile_fn, { strided_copies = staged_q and "true" or "false" }) })
 end
 
--- four swizzled tiles of block_m rows (Q, dO, K, V; with tma two stages of Q and dO) and dS^T
--- (block_m x block_m)
-function M.smem_tiles(block_m, d_pad, tma)
-  return (tma and 6 or 4) * ((d_pad + 63) // 64) * block_m * 128 + block_m * 128
+-- swizzled tiles of `tile` rows: the own ones (K, V or Q, dO: `groups` each), the streamed ones
+-- (with tma two stages of Q and dO) and a dS^T a warpgroup (tile x tile)
+function M.smem_tiles(tile, groups, d_pad, tma)
+  return (2 * groups + (tma and 4 or 2)) * ((d_pad + 63) // 64) * tile * 128 + groups * tile * 128
 end
 
 -- the keys phase adds dq itself (store_ds, gemm_ds_k, red_tile) where the library asks
@@ -257,7 +274,7 @@ M.dq_atomic = true
 -- the keys phase can load its query tiles by the tensor memory accelerator (tma in M.text)
 M.tma_keys = true
 
-function M.emit_ptx(buf, dtype, d_pad, block_m, tma)
+function M.emit_ptx(buf, dtype, d_pad, tile, groups, tma)
   ptx.emit(buf, dtype, true)  -- cp.async, pack2, ex2
   buf.add("")
   buf.add(ptx.bulk_red_add)
@@ -267,15 +284,16 @@ function M.emit_ptx(buf, dtype, d_pad, block_m, tma)
   end
   buf.add("")
   ptx.emit_wgmma(buf, dtype, {
-    { name = "wgmma_xyt", n = block_m, a_regs = false, trans_b = 0 },
+    { name = "wgmma_xyt", n = tile, a_regs = false, trans_b = 0 },
     { name = "wgmma_pz", n = d_pad, a_regs = true, trans_b = 1 },
-    { name = "wgmma_dsk", n = d_pad, a_regs = false, trans_a = 1, trans_b = 1 },
+    { name = "wgmma_dsk", n = d_pad // groups, a_regs = false, trans_a = 1, trans_b = 1 },
   })
 end
 
 function M.summary(row)
-  return string.format("wgmma m64n%dk16, %dx%d tiles from 128-byte-swizzled smem, one " ..
-    "warpgroup, phases rows / keys / dbias", row.block_n, row.block_m, row.block_n)
+  return string.format("wgmma m64n%dk16, %dx%d tiles from 128-byte-swizzled smem, %s, " ..
+    "phases rows / keys / dbias", row.block_n, row.block_m, row.block_n,
+    row.warps == 4 and "one warpgroup" or (row.warps // 4) .. " warpgroups of 64 own rows")
 end
 
 return M

@@ -86,8 +86,8 @@ dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool
     /* the keys phase's tiles of lse and row_dot (dense kernels with tensor maps) */
     const size_t tile_bytes =
         k->tma_maps ? (size_t)p->B * (size_t)p->H *
-                          (size_t)(((int64_t)p->Lq + k->block_m - 1) / k->block_m) * 2 *
-                          (size_t)k->block_m * sizeof(float)
+                          (size_t)(((int64_t)p->Lq + k->query_tile - 1) / k->query_tile) * 2 *
+                          (size_t)k->query_tile * sizeof(float)
                     : 0;
     CUdeviceptr base = 0;
     *bytes = dot_bytes + dq_bytes + tile_bytes;
@@ -168,7 +168,7 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
                            : 0};
     dm_bwd_maps maps;
     if (kernel->tma_maps)
-        dm_bwd_maps_fill(ctx->drv, &params, (int)f->D, kernel->block_m, &maps);
+        dm_bwd_maps_fill(ctx->drv, &params, (int)f->D, kernel->query_tile, &maps);
     st = dm_bwd_launch_phases(ctx, "dm_bwd", &v, kernel, &params, kernel->tma_maps ? &maps : NULL,
                               &grid, stream);
 out: /* freed in stream order, behind the kernels that read it */

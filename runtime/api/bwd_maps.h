@@ -1,6 +1,6 @@
 /* bwd_maps.h: the second parameter of a backward kernel whose keys phase loads its query tiles
  * through the tensor memory accelerator (k->tma_maps; struct BwdMaps in templates/attn_bwd.lua,
- * the same bytes): tensor maps of q and dO over (D, Lq, H, B) in boxes of 64 columns x block_m
+ * the same bytes): tensor maps of q and dO over (D, Lq, H, B) in boxes of 64 columns x query_tile
  * rows, 128-byte swizzled as the wgmma tiles. A map the driver refuses (a stride the unit cannot
  * step) is left unused: the kernel then copies those tiles by cp.async, as before. */
 #ifndef DM_BWD_MAPS_H

@@ -22,6 +22,7 @@ typedef struct dm_kernel {
     int split_stages, split_digit_stages; /* as in dm_kernel_src */
     int dq_atomic;                        /* as in dm_kernel_src */
     int tma_maps;                         /* as in dm_kernel_src */
+    int query_tile;                       /* as in dm_kernel_src */
 } dm_kernel;
 
 /* How a cubin was obtained, for dmgen's summary and the tests. */
