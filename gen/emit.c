@@ -376,7 +376,10 @@ static void take_result(lua_State *L, emit_job *job)
     const char *src = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
     lua_getfield(L, top, "entry");
     const char *entry = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    lua_getfield(L, top, "rows_entry");
+    const char *rows_entry = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
     if (!src || !entry || strlen(entry) >= sizeof out->entry ||
+        strlen(rows_entry) >= sizeof out->rows_entry ||
         !get_int_field(L, top, "threads", &out->threads) ||
         !get_int_field(L, top, "block_m", &out->block_m) ||
         !get_int_field(L, top, "block_n", &out->block_n) ||
@@ -395,6 +398,7 @@ static void take_result(lua_State *L, emit_job *job)
         memcpy(out->source, src, len + 1);
         out->source_bytes = len;
         snprintf(out->entry, sizeof out->entry, "%s", entry);
+        snprintf(out->rows_entry, sizeof out->rows_entry, "%s", rows_entry);
     }
     lua_settop(L, top);
 }

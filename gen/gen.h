@@ -71,6 +71,9 @@ typedef struct dm_kernel_src {
     char *source;     /* NUL-terminated CUDA C++, no #include; free with dm_kernel_src_free */
     size_t source_bytes;
     char entry[128];  /* extern "C" entry point */
+    /* bwd, engines with dq_atomic: the entry point of the default mode's memory passes (phase 0
+     * with BwdParams.dq_accum, phase 3), launched without shared memory; "" when left out */
+    char rows_entry[128];
     int threads;      /* threads per block */
     int block_m;      /* query rows per block (grid.x = ceil(Lq / block_m)) */
     int block_n;      /* keys per tile: the skip granularity (wmask: keys of a resident row) */

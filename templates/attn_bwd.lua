@@ -347,9 +347,9 @@ __device__ __forceinline__ void row_dots(const BwdParams &p, i64 b, i64 h, i64 m
     }
 }
 $dq_accum_fns
-// Phase 0: query rows [m0, m0 + kRows) of head h, batch b: row_dot and dq (only row_dot, and the
-// rows of the dq scratch zeroed, where the keys phase adds dq: p.dq_accum). Warpgroup g owns
-// rows [m0 + g kTile, + kTile): its Q and dO tiles, its products.
+// Phase 0: query rows [m0, m0 + kRows) of head h, batch b: row_dot and dq (where the keys phase
+// adds dq, p.dq_accum, phase 0 is the memory-pass entry's instead). Warpgroup g owns rows [m0 +
+// g kTile, + kTile): its Q and dO tiles, its products.
 __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, i64 h, i64 m0)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, group = warp / 4;
@@ -360,7 +360,6 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
     $key_arrays
     $qbias_decl
     $qmask_decl
-    $rows_dq_accum
     $zero_pad_call
 #pragma unroll
     for (int g = 0; g < kGroups; g++) {
@@ -496,6 +495,41 @@ __device__ __forceinline__ void zero_dq_rows(const BwdParams &p, i64 b, i64 h, i
         rows[e] = make_float4(0.f, 0.f, 0.f, 0.f);
 }
 
+// Phase 0's row_dot of query rows [m0, m0 + kRows) of head h, batch b into p.row_dot (and the
+// keys phase's lse / row_dot tiles, where it copies them): half a warp a row, a 16-byte chunk of
+// O and dO a lane, summed by shuffles.
+__device__ __forceinline__ float dot_chunk(uint4 x, uint4 y)
+{
+    const u32 a[4] = {x.x, x.y, x.z, x.w}, c[4] = {y.x, y.y, y.z, y.w};
+    float s = 0.f;
+#pragma unroll
+    for (int t = 0; t < 4; t++)
+        s += elem_to_float((u16)(a[t] & 0xffff)) * elem_to_float((u16)(c[t] & 0xffff)) +
+             elem_to_float((u16)(a[t] >> 16)) * elem_to_float((u16)(c[t] >> 16));
+    return s;
+}
+
+__device__ __forceinline__ void row_dots_pass(const BwdParams &p, i64 b, i64 h, i64 m0)
+{
+    static_assert(kChunks <= 16 && kRows % (2 * kWarps) == 0, "half a warp a row, whole passes");
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, ch = lane % 16;
+    for (int r = 2 * warp + lane / 16; r < kRows; r += 2 * kWarps) {
+        const i64 i = m0 + r;
+        float acc = 0.f;
+        if (i < p.Lq && ch < kChunks)  // rows of 16-byte chunks (tensor_check.c)
+            acc = dot_chunk(*(const uint4 *)(row_of(p.o, p.o_stride, b, i, h) + 8 * ch),
+                            *(const uint4 *)(row_of(p.dout, p.dout_stride, b, i, h) + 8 * ch));
+#pragma unroll
+        for (int off = 8; off > 0; off /= 2)
+            acc += __shfl_xor_sync(kAllLanes, acc, off);
+        if (ch == 0) {
+            if (i < p.Lq)
+                ((float *)p.row_dot)[(b * p.H + h) * p.Lq + i] = acc;
+            $query_rows
+        }
+    }
+}
+
 // Phase 3: query rows [m0, m0 + kRows) of dq = scale * the scratch, in q's dtype.
 __device__ __forceinline__ void dq_tile(const BwdParams &p, i64 b, i64 h, i64 m0)
 {
@@ -514,13 +548,6 @@ __device__ __forceinline__ void dq_tile(const BwdParams &p, i64 b, i64 h, i64 m0
     }
 }
 ]=]
-
-local rows_dq_accum = [=[
-if (p.dq_accum) {  // dq comes from the keys phase's reductions
-    row_dots(p, b, h, m0, sRowDot);
-    zero_dq_rows(p, b, h, m0);
-    return;
-}]=]
 
 local keys_dq = [=[
 if (p.dq_accum) {  // the tile pair's share of dq: dS^T to shared memory, dS K added
@@ -685,7 +712,7 @@ $entry(const __grid_constant__ BwdParams p$maps_param)
     if (p.phase == 0)
         rows_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);
     else if (p.phase == 1)
-        keys_tile(p$maps_arg, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);$dq_call$dbias_call_mma
+        keys_tile(p$maps_arg, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);$dbias_call_mma
 }]=]
 
 local dbias_phase = [=[
@@ -836,7 +863,7 @@ $entry(const BwdParams pv)
             rows_tile(p, smem, 0, blockIdx.y, r0);
         } else if (p.phase == 1) {
             keys_tile(p, smem, 0, blockIdx.y, r0);
-        }$dq_call
+        }
     }$dbias_call_mma
 }]=]
 
@@ -860,16 +887,41 @@ $entry(const BwdParams pv)
     }$dbias_call
 }]=]
 
--- phase 3 in the entries (engines with M.dq_atomic), after the keys phase's branch
-local dq_call_dense = [=[
+-- The default mode's memory passes (engines with M.dq_atomic), an entry point of their own in the
+-- same module, launched without shared memory (api/bwd.c): phase 0 (row_dot, the dq scratch's
+-- rows zeroed, the keys phase's lse / row_dot tiles) and phase 3 (dq from the sums). In the main
+-- entry its registers and shared memory held them to one block an SM, 8 warps, for memory passes.
+local rows_entry_dense = [=[
+extern "C" __global__ void __launch_bounds__(kThreads)
+$entry_rows(const BwdParams p)
+{
+    const i64 m0 = (i64)blockIdx.x * kRows;
+    if (p.phase == 0) {
+        row_dots_pass(p, blockIdx.z, blockIdx.y, m0);
+        zero_dq_rows(p, blockIdx.z, blockIdx.y, m0);
+    } else if (p.phase == 3) {
+        dq_tile(p, blockIdx.z, blockIdx.y, m0);
+    }
+}]=]
 
-    else if (p.phase == 3)
-        dq_tile(p, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);]=]
-
-local dq_call_varlen = [=[
- else if (p.phase == 3) {
-            dq_tile(p, 0, blockIdx.y, r0);
-        }]=]
+local rows_entry_varlen = [=[
+extern "C" __global__ void __launch_bounds__(kThreads)
+$entry_rows(const BwdParams pv)
+{
+    const Sequence sq = sequence_of(pv, blockIdx.z);
+    const i64 r0 = (i64)blockIdx.x * kRows;
+    if (r0 >= sq.Lq)
+        return;  // the grid covers max_seqlen_q
+    BwdParams p = pv;
+    view_sequence(p, sq);
+    if (p.phase == 0) {
+        $dbias_pad
+        row_dots_pass(p, 0, blockIdx.y, r0);
+        zero_dq_rows(p, 0, blockIdx.y, r0);
+    } else if (p.phase == 3) {
+        dq_tile(p, 0, blockIdx.y, r0);
+    }
+}]=]
 
 local dbias_call = [=[
  else if (r < $dbias_elems) {
@@ -1394,8 +1446,8 @@ function M.emit(v)
     mp.keys_tile_load = common.fill(kq.load, mp)
     mp.keys_lse2, mp.keys_red_buf, mp.keys_tile_end = kq.lse2, kq.red_buf, kq.tile_end or ""
     mp.row_dots_query_rows = kq.row_dots or ""
-    mp.dq_accum_fns = engine.dq_atomic and dq_accum_fns or ""
-    mp.rows_dq_accum = engine.dq_atomic and rows_dq_accum or ""
+    mp.dq_accum_fns = engine.dq_atomic and
+      common.fill(dq_accum_fns, { query_rows = kq.row_dots or "" }) or ""
     mp.keys_dq = engine.dq_atomic and common.fill(keys_dq, mp) or ""
     buf.add(tile_phases, mp)
   end
@@ -1414,9 +1466,8 @@ function M.emit(v)
     buf.add(v.varlen and simt_entry_varlen or simt_entry,
       { entry = vars.entry, dbias_call = call, dbias_pad = pad })
   else
-    local dq_call = engine.dq_atomic and (v.varlen and dq_call_varlen or dq_call_dense) or ""
     buf.add(v.varlen and mma_entry_varlen or mma_entry,
-      { entry = vars.entry, dbias_call_mma = call, dbias_pad = pad, dq_call = dq_call,
+      { entry = vars.entry, dbias_call_mma = call, dbias_pad = pad,
         smem_align = engine.smem_align,
         maps_param = tma and ",\n    const __grid_constant__ BwdMaps maps" or "",
         maps_arg = tma and ", maps" or "" })
@@ -1431,9 +1482,16 @@ function M.emit(v)
   -- block_m: rows a block owns in phases 0 and 1 (grid.x = ceil(L / block_m)); block_n: dbias
   -- elements a block in phase 2 (a warp each); query_tile: rows of the keys phase's query tiles
   -- (p.query_rows' tiles, the tensor maps' boxes)
-  -- dq_atomic: phases 0, 1 and 3 can compute dq by reductions into p.dq_accum
-  return { source = buf.text(), entry = vars.entry, threads = 32 * warps,
-           block_m = simt and warps or row.block_m, block_n = warps,
+  -- dq_atomic: phases 0, 1 and 3 can compute dq by reductions into p.dq_accum (0 and 3 by
+  -- rows_entry, the memory passes)
+  local rows_entry = not simt and engine.dq_atomic and vars.entry .. "_rows" or nil
+  if rows_entry then
+    buf.add("")
+    buf.add(v.varlen and rows_entry_varlen or rows_entry_dense,
+      { entry_rows = rows_entry, dbias_pad = pad })
+  end
+  return { source = buf.text(), entry = vars.entry, rows_entry = rows_entry,
+           threads = 32 * warps, block_m = simt and warps or row.block_m, block_n = warps,
            query_tile = simt and warps or tile, smem_bytes = smem,
            dq_atomic = engine and engine.dq_atomic and 1 or 0, tma_maps = tma and 1 or 0 }
 end

@@ -154,7 +154,10 @@ CUresult cuModuleUnload(CUmodule module)
 
 CUresult cuModuleGetFunction(CUfunction *fn, CUmodule module, const char *name)
 {
-    *fn = (CUfunction)((uintptr_t)module + 1); /* one function per module, told apart by it */
+    /* one function per module, told apart by it; a bwd module's memory-pass entry (..._rows) is
+     * the module's second */
+    size_t n = strlen(name);
+    *fn = (CUfunction)((uintptr_t)module + 1 + (n > 5 && strcmp(name + n - 5, "_rows") == 0));
     return CUDA_SUCCESS;
 }
 

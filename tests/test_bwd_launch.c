@@ -93,6 +93,7 @@ START_TEST(rows_then_keys_over_their_grids_without_dbias)
     bwd_ok(ctx, &a);
     const dm_kernel *k = bwd_kernel(ctx, DM_LAYOUT_NONE);
     ck_assert_int_eq(stats->launches, 2);
+    ck_assert_ptr_null(k->fn_rows); /* mma.sync: dq in phase 0, no memory-pass entry */
     dm_bwd_params p = last_params();
     ck_assert_int_eq(p.phase, 1);
     ck_assert_uint_eq(stats->grid[0], (L + k->block_m - 1) / k->block_m);
@@ -183,12 +184,19 @@ START_TEST(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them)
     ck_assert_uint_eq(stats->grid[0], (L + k->block_m - 1) / k->block_m);
     ck_assert_uint_eq(stats->grid[1], H);
     ck_assert_uint_eq(stats->grid[2], B);
+    /* phases 0 and 3 are memory passes: the module's own entry for them, no shared memory */
+    ck_assert_ptr_nonnull(k->fn_rows);
+    ck_assert_ptr_ne(k->fn_rows, k->fn);
+    ck_assert_ptr_eq(stats->launch_fn, k->fn_rows);
+    ck_assert_uint_eq(stats->smem_bytes, 0);
 
     a.deterministic = 1;
     bwd_ok(ctx, &a);
     ck_assert_int_eq(stats->launches, 5);
     p = last_params();
     ck_assert(p.phase == 1 && p.dq_accum == 0);
+    ck_assert_ptr_eq(stats->launch_fn, k->fn); /* phase 0 computes dq: the main entry's */
+    ck_assert_uint_eq(stats->smem_bytes, (unsigned)k->smem_bytes);
 
     a = args(B, H, 1); /* a key-layout dbias (keys phase): reductions still */
     bwd_ok(ctx, &a);

@@ -122,10 +122,14 @@ dm_status dm_bwd_launch_phases(dm_ctx *ctx, const char *call, const dm_variant *
                                 "%s: phase %d needs %lld blocks: expected at most %lld", call,
                                 phase, (long long)gx, DM_GRID_X_MAX);
         p->phase = phase;
-        dm_status st = k->tma_maps ? dm_kernel_launch2(ctx, call, v, k, (unsigned)gx, (unsigned)gy,
-                                                       (unsigned)gz, p, (void *)maps, stream)
-                                   : dm_kernel_launch(ctx, call, v, k, (unsigned)gx, (unsigned)gy,
-                                                      (unsigned)gz, p, stream);
+        const unsigned x = (unsigned)gx, y = (unsigned)gy, z = (unsigned)gz;
+        dm_status st;
+        if (k->fn_rows && (phase == 3 || (phase == 0 && p->dq_accum)))
+            st = dm_kernel_launch_rows(ctx, call, v, k, x, y, z, p, stream); /* memory passes */
+        else if (k->tma_maps)
+            st = dm_kernel_launch2(ctx, call, v, k, x, y, z, p, (void *)maps, stream);
+        else
+            st = dm_kernel_launch(ctx, call, v, k, x, y, z, p, stream);
         if (st != DM_OK)
             return st;
     }

@@ -35,7 +35,9 @@ dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool
 /* The phases in stream order, p->phase set for each: 0 rows, 1 keys, 2 dbias, then 3 (dq from
  * the scratch) when p->dq_accum is set; a phase with no block is skipped. DM_ERR_UNSUPPORTED
  * when a grid's x exceeds the device limit, naming call. maps: the kernel's second parameter
- * where it takes one (k->tma_maps), else NULL. */
+ * where it takes one (k->tma_maps), else NULL. The default mode's memory passes (0 with
+ * p->dq_accum, and 3) go to k->fn_rows where the kernel has one: no shared memory, their own
+ * registers. */
 dm_status dm_bwd_launch_phases(dm_ctx *ctx, const char *call, const dm_variant *v,
                                const dm_kernel *k, dm_bwd_params *p, const dm_bwd_maps *maps,
                                const dm_bwd_grid *g, CUstream stream);

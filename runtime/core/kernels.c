@@ -294,6 +294,12 @@ dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, cons
         st = cuda_error(ctx, call, "cuModuleGetFunction", text, r);
         goto out;
     }
+    if (src.rows_entry[0] &&
+        (r = ctx->drv->ModuleGetFunction(&kernel.fn_rows, module, src.rows_entry)) !=
+            CUDA_SUCCESS) {
+        st = cuda_error(ctx, call, "cuModuleGetFunction", text, r);
+        goto out;
+    }
     if ((r = ctx->drv->FuncSetAttribute(kernel.fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                         src.smem_bytes)) != CUDA_SUCCESS) {
         st = cuda_error(ctx, call, "cuFuncSetAttribute", text, r);
@@ -348,18 +354,26 @@ dm_status dm_prebuild(dm_ctx *ctx, const char *variant, int *was_cached)
     return st;
 }
 
-static dm_status launch_args(dm_ctx *ctx, const char *call, const dm_variant *v,
-                             const dm_kernel *k, unsigned gx, unsigned gy, unsigned gz,
-                             void **kernel_args, CUstream stream)
+static dm_status launch_fn(dm_ctx *ctx, const char *call, const dm_variant *v, CUfunction fn,
+                           unsigned threads, unsigned smem_bytes, unsigned gx, unsigned gy,
+                           unsigned gz, void **kernel_args, CUstream stream)
 {
     char text[DM_VARIANT_TEXT_MAX], buf[160];
-    CUresult r = ctx->drv->LaunchKernel(k->fn, gx, gy, gz, (unsigned)k->threads, 1, 1,
-                                        (unsigned)k->smem_bytes, stream, kernel_args, NULL);
+    CUresult r = ctx->drv->LaunchKernel(fn, gx, gy, gz, threads, 1, 1, smem_bytes, stream,
+                                        kernel_args, NULL);
     if (r == CUDA_SUCCESS)
         return DM_OK;
     dm_variant_format(v, text, sizeof text);
     return dm_set_error(ctx, DM_ERR_CUDA, "%s: variant '%s': cuLaunchKernel: %s", call, text,
                         dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
+}
+
+static dm_status launch_args(dm_ctx *ctx, const char *call, const dm_variant *v,
+                             const dm_kernel *k, unsigned gx, unsigned gy, unsigned gz,
+                             void **kernel_args, CUstream stream)
+{
+    return launch_fn(ctx, call, v, k->fn, (unsigned)k->threads, (unsigned)k->smem_bytes, gx, gy,
+                     gz, kernel_args, stream);
 }
 
 dm_status dm_kernel_launch(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel *k,
@@ -375,4 +389,13 @@ dm_status dm_kernel_launch2(dm_ctx *ctx, const char *call, const dm_variant *v,
 {
     void *kernel_args[] = {params, extra};
     return launch_args(ctx, call, v, k, gx, gy, gz, kernel_args, stream);
+}
+
+dm_status dm_kernel_launch_rows(dm_ctx *ctx, const char *call, const dm_variant *v,
+                                const dm_kernel *k, unsigned gx, unsigned gy, unsigned gz,
+                                void *params, CUstream stream)
+{
+    void *kernel_args[] = {params};
+    return launch_fn(ctx, call, v, k->fn_rows, (unsigned)k->threads, 0, gx, gy, gz, kernel_args,
+                     stream);
 }

@@ -23,6 +23,7 @@ typedef struct dm_kernel {
     int dq_atomic;                        /* as in dm_kernel_src */
     int tma_maps;                         /* as in dm_kernel_src */
     int query_tile;                       /* as in dm_kernel_src */
+    CUfunction fn_rows; /* bwd: dm_kernel_src.rows_entry's function; NULL when it has none */
 } dm_kernel;
 
 /* How a cubin was obtained, for dmgen's summary and the tests. */
@@ -61,6 +62,12 @@ dm_status dm_kernel_launch(dm_ctx *ctx, const char *call, const dm_variant *v, c
 dm_status dm_kernel_launch2(dm_ctx *ctx, const char *call, const dm_variant *v,
                             const dm_kernel *k, unsigned gx, unsigned gy, unsigned gz,
                             void *params, void *extra, CUstream stream);
+
+/* dm_kernel_launch of k->fn_rows (set: a bwd kernel with a memory-pass entry), no dynamic shared
+ * memory, params by value. */
+dm_status dm_kernel_launch_rows(dm_ctx *ctx, const char *call, const dm_variant *v,
+                                const dm_kernel *k, unsigned gx, unsigned gy, unsigned gz,
+                                void *params, CUstream stream);
 
 /* The module table behind dm_kernel_get (ctx->modules): the kernel loaded for v, or NULL; and
  * adding one (v must not be there) whose module the table then owns and unloads at
