@@ -558,9 +558,8 @@ if (p.dq_accum) {  // the tile pair's share of dq: dS^T to shared memory, dS K a
     $keys_qdbias_out
     float dq[kDqT][4];  // this warpgroup's columns of dq, over all the block's keys
     gemm_ds_k(sDS, sK, dq);
-    // staged in rows of their own, or the Q, dO tiles (read by now) and the next one
-    u16 *stage = dq_stage(smem, $keys_red_buf);
-    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, stage);
+    // staged in the Q and dO tiles (read by now) and their neighbour
+    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, $keys_red_buf);
 }]=]
 
 -- The keys phase's query tiles (Q, dO, lse, row_dot), two ways. Copied by the block's threads

@@ -26,23 +26,13 @@ constexpr int kAtomBytes = 8 * kAtomRowBytes;  // the swizzle's period, and a ti
 constexpr int kAtoms = (kHeadDimPad + 63) / 64;
 constexpr int kTileElems = kAtoms * kTile * kAtomRowBytes / 2;  // one tile, in 16-bit elements
 constexpr int kDsElems = kTile * kAtomRowBytes / 2;  // a warpgroup's dS^T: one atom wide
-constexpr int kDqCols = kHeadDimPad / kGroups;  // dq's columns a warpgroup in dS K
-constexpr int kDqT = kDqCols / 8;
-// fp32 rows staged for the bulk reductions, a warpgroup's kDqCols columns of row r at (g kTile +
-// r) kDqPitch, then 32 bytes that turn a row's banks by 8, so that a half-warp's float2 stores (4
-// rows, 32 bytes each) hit distinct banks.
-constexpr int kDqPitch = 4 * kDqCols + 32;
-// With two warpgroups (one block an SM) the staged rows have shared memory of their own, so that
-// staging waits for no other warp; with one they reuse the Q, dO and dS^T tiles (two blocks an SM).
-constexpr bool kDqOwnStage = kGroups > 1;
-constexpr int kDqStageElems = kDqOwnStage ? kGroups * kTile * kDqPitch / 2 : 0;
 // the own tiles (K, V or Q, dO: kGroups each), the streamed ones ($query_stages stages of Q and
-// dO in the keys phase), a dS^T a warpgroup and the staged dq rows where they have their own
-constexpr int kTilesElems =
-    (2 * kGroups + 2 * $query_stages) * kTileElems + kGroups * kDsElems + kDqStageElems;
+// dO in the keys phase) and a dS^T a warpgroup
+constexpr int kTilesElems = (2 * kGroups + 2 * $query_stages) * kTileElems + kGroups * kDsElems;
 // the keys phase's dS^T tiles: after the own tiles and a stage of Q and dO
 constexpr int kDsAt = (2 * kGroups + 2) * kTileElems;
-constexpr int kDqStageAt = kTilesElems - kDqStageElems;
+constexpr int kDqCols = kHeadDimPad / kGroups;  // dq's columns a warpgroup in dS K
+constexpr int kDqT = kDqCols / 8;
 static_assert(kTile == 64 && kWarps % 4 == 0, "warpgroups: a wgmma's 64 rows are a group's tile");
 static_assert(kGroups == 1 || kDqCols == 64, "dq's columns split by whole atoms");
 
@@ -173,31 +163,24 @@ __device__ __forceinline__ void gemm_ds_k(const u16 *sds, const u16 *sk, float (
     wait_all(acc);
 }
 
-static_assert(kDqOwnStage ||
-                  kGroups * kTile * kDqPitch <= 2 * kTileElems * 2 + kTile * kAtomRowBytes,
+// fp32 rows staged for the bulk reductions: kD values, then 32 bytes that turn a row's banks by
+// 8, so that a half-warp's float2 stores (4 rows, 32 bytes each) hit distinct banks.
+constexpr int kDqPitch = 4 * kD + 32;
+static_assert(kTile * kDqPitch <= 2 * kTileElems * 2 + kGroups * kTile * kAtomRowBytes,
               "the staged dq rows fit in the Q, dO and dS^T tiles");
 
-// Where red_tile stages dq: its own rows (kDqOwnStage), else `tiles` (the Q, dO and dS^T tiles).
-__device__ __forceinline__ u16 *dq_stage(u16 *smem, u16 *tiles)
-{
-    return kDqOwnStage ? smem + kDqStageAt : tiles;
-}
-
-// acc (this warp's 16 rows of the tile, its warpgroup's kDqCols columns) added to rows m0 + ...
-// (below `rows`) of a row-major fp32 matrix of kD columns at base: staged as fp32 in buf
-// (dq_stage's), then a row a lane of lanes 0-15 by the bulk-copy engine: one instruction a row
-// instead of a reduction request a lane every 16 bytes. A warp stages and reduces only its own
-// rows and columns: no barrier but the warp's, and where buf is the Q, dO and dS^T tiles the
-// block's first. On return the engine has read this warp's rows of buf.
+// acc (the warpgroup's kDqCols columns of the tile's kTile rows) added to rows m0 + ... (below
+// `rows`) of a row-major fp32 matrix of kD columns at base: staged as fp32 rows in buf (the Q,
+// dO and dS^T tiles, read by then), then a row a thread of the first kTile / kWarps lanes by the
+// bulk-copy engine: one instruction a row instead of a reduction request a lane every 16 bytes.
+// On return the engine has read buf (the caller's next barrier frees it for every thread).
 __device__ __forceinline__ void red_tile(const float (&acc)[kDqT][4], float *base, i64 m0,
                                          i64 rows, u16 *buf)
 {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, r0 = warp % 4 * 16;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, r = warp % 4 * 16 + lane / 4;
     const int col0 = warp / 4 * kDqCols;
-    unsigned char *own = (unsigned char *)buf + (warp / 4 * kTile + r0) * kDqPitch;
-    unsigned char *row = own + lane / 4 * kDqPitch + (lane % 4) * 8;
-    if constexpr (!kDqOwnStage)
-        __syncthreads();  // every warp's dS K has read the dS^T tile, its P Z the Q and dO ones
+    unsigned char *row = (unsigned char *)buf + r * kDqPitch + (col0 + (lane % 4) * 2) * 4;
+    __syncthreads();  // every warp's dS K has read the dS^T tiles
 #pragma unroll
     for (int dt = 0; dt < kDqT; dt++)
         if (col0 + dt * 8 < kHeadDim) {
@@ -205,10 +188,14 @@ __device__ __forceinline__ void red_tile(const float (&acc)[kDqT][4], float *bas
             *(float2 *)(row + 8 * kDqPitch + dt * 32) = make_float2(acc[dt][2], acc[dt][3]);
         }
     fence_proxy_async();  // the stores, visible to the bulk-copy engine
-    __syncwarp();
-    if (lane < 16 && m0 + r0 + lane < rows) {
-        bulk_red_add_f32(base + (m0 + r0 + lane) * kD + col0,
-                         smem_u32(own + lane * kDqPitch), 4 * min(kDqCols, kHeadDim - col0));
+    __syncthreads();
+    // each warp its own kTile / kWarps rows: the bulk ops (a uniform-datapath loop over the
+    // issuing lanes) run in every warp at once, 16 a warp with four, not 32 in each of two
+    constexpr int kWarpRows = kTile / kWarps;
+    const int own = warp * kWarpRows + lane;
+    if (lane < kWarpRows && m0 + own < rows) {
+        bulk_red_add_f32(base + (m0 + own) * kD, smem_u32((unsigned char *)buf + own * kDqPitch),
+                         4 * kHeadDim);
         bulk_commit();
         bulk_wait_read();
     }
@@ -277,12 +264,9 @@ function M.text(d, d_pad, staged_q, tma)
 end
 
 -- swizzled tiles of `tile` rows: the own ones (K, V or Q, dO: `groups` each), the streamed ones
--- (with tma two stages of Q and dO), a dS^T a warpgroup (tile x tile), and with two warpgroups
--- the staged dq rows (kDqOwnStage)
+-- (with tma two stages of Q and dO) and a dS^T a warpgroup (tile x tile)
 function M.smem_tiles(tile, groups, d_pad, tma)
-  local dq_stage = groups > 1 and groups * tile * (4 * d_pad // groups + 32) or 0
-  return (2 * groups + (tma and 4 or 2)) * ((d_pad + 63) // 64) * tile * 128 +
-    groups * tile * 128 + dq_stage
+  return (2 * groups + (tma and 4 or 2)) * ((d_pad + 63) // 64) * tile * 128 + groups * tile * 128
 end
 
 -- the keys phase adds dq itself (store_ds, gemm_ds_k, red_tile) where the library asks
