@@ -254,6 +254,14 @@ constexpr int kDT = kHeadDimPad / 8;  // n-tiles of a 16 x D product
 constexpr int kChunks = kHeadDim / 8;  // 16-byte chunks of a row
 constexpr float kLog2e = 1.4426950408889634f;
 static_assert(kRows == 16 * kWarps, "a warp owns 16 rows of the block's own tiles");
+
+// This thread's warpgroup, and its warp in it: with one warpgroup the constants 0 and the warp,
+// which the compiler folds (threadIdx.x / 128 it cannot: it would hold registers for the offsets).
+__device__ __forceinline__ int warp_group() { return kGroups > 1 ? threadIdx.x / 128 : 0; }
+__device__ __forceinline__ int group_warp()
+{
+    return kGroups > 1 ? threadIdx.x / 32 % 4 : threadIdx.x / 32;
+}
 static_assert(kHeadDimPad % 16 == 0 && kHeadDim % 8 == 0, "k-steps of 16, rows of 16-byte chunks");]=]
 
 -- The phases over the engine's tiles and products (engine.text: kTileElems, load_tile,
@@ -352,7 +360,7 @@ $dq_accum_fns
 // g kTile, + kTile): its Q and dO tiles, its products.
 __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, i64 h, i64 m0)
 {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, group = warp / 4;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, group = warp_group();
     const i64 hk = h / p.group;
     u16 *sQ = smem, *sDO = smem + kGroups * kTileElems, *sK = smem + 2 * kGroups * kTileElems;
     u16 *sV = sK + kTileElems;
@@ -387,7 +395,7 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
         $rows_tile_barrier
         load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
         load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
-        $qbias_stage
+        $qbias_stage_rows
         cp_async_commit();
         $stage_keys
         tiles_landed();
@@ -419,7 +427,7 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
 __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u16 *smem, i64 b,
                                           i64 hk, i64 n0)
 {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, group = warp / 4;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, group = warp_group();
     u16 *sK = smem, *sV = smem + kGroups * kTileElems;
     $keys_query_decl
     $qbias_decl
@@ -571,7 +579,7 @@ local keys_query_copy = {
   load = [=[
 load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
 load_tile(sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
-$qbias_stage
+$qbias_stage_keys
 cp_async_commit();
 for (int c = threadIdx.x; c < kTile; c += kThreads) {
     const i64 i = m0 + c;
@@ -949,28 +957,32 @@ end
 -- The text pieces that depend on the mask and bias layouts (and causal), for both engines.
 -- A tile pair's rows of a query-layout bias or mask, by cp.async (both tile phases).
 local stage_rows_fn = [=[
-// Rows [m0, m0 + kTile) of a tile of kEs-byte elements, kTile of them from column j0 on (rows
-// `pitch` elements apart in global memory from base, kPitch bytes apart in s), by cp.async,
-// 16 bytes a copy (not committed); rows past `rows` and columns from `cols` on read as zero.
-// A thread keeps its chunk column on every pass: one pointer step a copy.
-static_assert(kGroups == 1, "query-layout tiles: one warpgroup's rows (the tuning table's rows)");
-template <int kEs, int kPitch>
+// Rows [m0, m0 + kR) of a tile of kEs-byte elements, kC of them from column j0 on (rows `pitch`
+// elements apart in global memory from base, kPitch bytes apart in s), by cp.async, 16 bytes a
+// copy (not committed); rows past `rows` and columns from `cols` on read as zero. A thread keeps
+// its chunk column on every pass: one pointer step a copy.
+template <int kEs, int kPitch, int kR, int kC>
 __device__ __forceinline__ void stage_rows(unsigned char *s, const unsigned char *base, i64 pitch,
                                            i64 m0, i64 rows, i64 j0, i64 cols)
 {
-    constexpr int kRowChunks = kTile * kEs / 16, kPassRows = kThreads / kRowChunks;
-    static_assert(kThreads % kRowChunks == 0 && kTile % kPassRows == 0, "whole rows a pass");
+    constexpr int kRowChunks = kC * kEs / 16, kPassRows = kThreads / kRowChunks;
+    static_assert(kThreads % kRowChunks == 0 && kR % kPassRows == 0, "whole rows a pass");
     const int r = threadIdx.x / kRowChunks, ch = threadIdx.x % kRowChunks;
     const i64 j = j0 + ch * 16 / kEs;
     const unsigned char *src = base + ((m0 + r) * pitch + j) * kEs;
     const u32 dst = smem_u32(s + r * kPitch + ch * 16);
 #pragma unroll
-    for (int k = 0; k < kTile / kPassRows; k++) {
+    for (int k = 0; k < kR / kPassRows; k++) {
         const bool in = m0 + r + k * kPassRows < rows && j < cols;  // whole chunks
         cp_async16(dst + k * kPassRows * kPitch, in ? src + k * kPassRows * pitch * kEs : base,
                    in ? 16 : 0);
     }
 }
+
+// A staged tile pair's rows are queries and its columns keys: kRows x kTile in the rows phase,
+// kTile x kRows in the keys phase. Bytes a row of kC columns, banks offset:
+__host__ __device__ constexpr int bias_pitch(int cols) { return cols * 4 + 16; }  // fp32
+__host__ __device__ constexpr int mask_pitch(int cols) { return cols + 16; }
 ]=]
 
 -- The query-layout bias, staged a tile pair at a time (both tile phases): rows of the tile's
@@ -978,7 +990,9 @@ __device__ __forceinline__ void stage_rows(unsigned char *s, const unsigned char
 -- row is whole 16-byte chunks (contiguous keys, aligned base, strides and Lk); else read per
 -- element from global memory, as before.
 local qbias_fns = [=[
-constexpr int kBiasPitch = kTile * 4 + 16;  // bytes a staged row: room for fp32, banks offset
+constexpr int kBiasTileBytes = kRows * bias_pitch(kTile) > kTile * bias_pitch(kRows)
+                                   ? kRows * bias_pitch(kTile) : kTile * bias_pitch(kRows);
+static_assert(kBiasTileBytes % 16 == 0, "a mask tile staged after it stays 16-byte aligned");
 
 __device__ __forceinline__ bool bias_stageable(const BwdParams &p)
 {
@@ -988,37 +1002,41 @@ __device__ __forceinline__ bool bias_stageable(const BwdParams &p)
              (u64)(p.bias_stride[2] * es) | (u64)(p.Lk * es)) & 15) == 0;
 }
 
-// Queries [m0, m0 + kTile) x keys [n0, n0 + kTile) of head h's bias into sB (not committed);
-// rows and keys past the problem read as zero (grad_at never uses them).
+// Queries [m0, m0 + kR) x keys [n0, n0 + kC) of head h's bias into sB (not committed); rows and
+// keys past the problem read as zero (grad_at never uses them).
+template <int kR, int kC>
 __device__ __forceinline__ void stage_bias_tile(const BwdParams &p, unsigned char *sB, i64 b,
                                                 i64 h, i64 m0, i64 n0)
 {
+    constexpr int kPitch = bias_pitch(kC);
     const i64 off = b * p.bias_stride[0] + (u32)h / (u32)p.bias_head_div * p.bias_stride[1];
     if (p.bias_f32)
-        stage_rows<4, kBiasPitch>(sB, (const unsigned char *)p.bias + off * 4, p.bias_stride[2],
-                                  m0, p.Lq, n0, p.Lk);
+        stage_rows<4, kPitch, kR, kC>(sB, (const unsigned char *)p.bias + off * 4,
+                                      p.bias_stride[2], m0, p.Lq, n0, p.Lk);
     else
-        stage_rows<2, kBiasPitch>(sB, (const unsigned char *)p.bias + off * 2, p.bias_stride[2],
-                                  m0, p.Lq, n0, p.Lk);
+        stage_rows<2, kPitch, kR, kC>(sB, (const unsigned char *)p.bias + off * 2,
+                                      p.bias_stride[2], m0, p.Lq, n0, p.Lk);
 }
 
-// The staged bias of the tile's query row r, key column c.
+// The staged bias (kC columns a row) of the tile's query row r, key column c.
+template <int kC>
 __device__ __forceinline__ float staged_bias(const BwdParams &p, const unsigned char *sB, int r,
                                              int c)
 {
-    const unsigned char *row = sB + r * kBiasPitch;
+    const unsigned char *row = sB + r * bias_pitch(kC);
     return p.bias_f32 ? ((const float *)row)[c] : elem_to_float(((const u16 *)row)[c]);
 }
 
-// Query rows [i0, i1) x keys [n0, n0 + kTile) of a query-layout dbias set to 0: the tile pairs a
+// Query rows [i0, i1) x keys [n0, n0 + kC) of a query-layout dbias set to 0: the tile pairs a
 // tile phase that writes dbias skips.
+template <int kC>
 __device__ __forceinline__ void zero_dbias_rows(const BwdParams &p, i64 b, i64 h, i64 i0, i64 i1,
                                                 i64 n0)
 {
     const i64 rows = min(i1, (i64)p.Lq) - i0;
-    for (i64 e = threadIdx.x; e < rows * kTile; e += kThreads)
-        if (n0 + e % kTile < p.Lk)
-            store_dbias(p, b, h, i0 + e / kTile, n0 + e % kTile, 0.f);
+    for (i64 e = threadIdx.x; e < rows * kC; e += kThreads)
+        if (n0 + e % kC < p.Lk)
+            store_dbias(p, b, h, i0 + e / kC, n0 + e % kC, 0.f);
 }
 ]=]
 
@@ -1026,26 +1044,28 @@ __device__ __forceinline__ void zero_dbias_rows(const BwdParams &p, i64 b, i64 h
 -- staged as query rows, stored from them, zeros for the pairs its walk skips.
 local keys_qdbias_fns = [=[
 // The keys phase's ds^T (this warp's 16 keys x the tile's queries, accumulator layout) into sB
-// as the bias is staged: a row a query, fp32. A store's 32 lanes hit 32 banks (pitch 68 words).
+// as the bias is staged: a row a query, fp32. A store's 32 lanes hit 32 banks (pitch 4 mod 32
+// words).
 __device__ __forceinline__ void stage_ds_rows(const float (&ds)[kNT][4], unsigned char *sB)
 {
+    constexpr int kPitch = bias_pitch(kRows);
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    float *t = (float *)(sB + 2 * (lane % 4) * kBiasPitch) + warp * 16 + lane / 4;
+    float *t = (float *)(sB + 2 * (lane % 4) * kPitch) + warp * 16 + lane / 4;
 #pragma unroll
     for (int nt = 0; nt < kNT; nt++)
 #pragma unroll
         for (int e = 0; e < 4; e++)
-            t[(nt * 8 + e % 2) * (kBiasPitch / 4) + (e / 2) * 8] = ds[nt][e];
+            t[(nt * 8 + e % 2) * (kPitch / 4) + (e / 2) * 8] = ds[nt][e];
 }
 
 // stage_ds_rows' tile (behind a barrier) into dbias: queries [m0, m0 + kTile) x keys [n0, n0 +
-// kTile), four keys a thread, a row's threads adjacent.
+// kRows), four keys a thread, a row's threads adjacent.
 __device__ __forceinline__ void store_ds_rows(const BwdParams &p, const unsigned char *sB, i64 b,
                                               i64 h, i64 m0, i64 n0)
 {
-    for (int c = threadIdx.x; c < kTile * kTile / 4; c += kThreads) {
-        const int r = c / (kTile / 4), k4 = c % (kTile / 4) * 4;
-        const float4 x = *(const float4 *)(sB + r * kBiasPitch + k4 * 4);
+    for (int c = threadIdx.x; c < kTile * kRows / 4; c += kThreads) {
+        const int r = c / (kRows / 4), k4 = c % (kRows / 4) * 4;
+        const float4 x = *(const float4 *)(sB + r * bias_pitch(kRows) + k4 * 4);
         const i64 i = m0 + r, j = n0 + k4;
         if (i >= p.Lq)
             break;  // c only grows
@@ -1061,7 +1081,6 @@ __device__ __forceinline__ void store_ds_rows(const BwdParams &p, const unsigned
 -- The query-layout mask, staged as the bias above (bytes, kTile a row) and voted on: a tile pair
 -- with no true element is skipped, as the key-layout mask's tiles are.
 local qmask_fns = [=[
-constexpr int kMaskPitch = kTile + 16;  // bytes a staged mask row, banks offset
 
 __device__ __forceinline__ bool mask_stageable(const BwdParams &p)
 {
@@ -1070,23 +1089,27 @@ __device__ __forceinline__ bool mask_stageable(const BwdParams &p)
              (u64)p.Lk) & 15) == 0;
 }
 
-// Queries [m0, m0 + kTile) x keys [n0, n0 + kTile) of head h's mask into sM (not committed);
-// rows and keys past the problem read as false.
+// Queries [m0, m0 + kR) x keys [n0, n0 + kC) of head h's mask into sM (not committed); rows and
+// keys past the problem read as false.
+template <int kR, int kC>
 __device__ __forceinline__ void stage_mask_tile(const BwdParams &p, unsigned char *sM, i64 b,
                                                 i64 h, i64 m0, i64 n0)
 {
-    stage_rows<1, kMaskPitch>(sM, (const unsigned char *)p.mask + b * p.mask_stride[0] +
-                                      (u32)h / (u32)p.mask_head_div * p.mask_stride[1],
-                              p.mask_stride[2], m0, p.Lq, n0, p.Lk);
+    stage_rows<1, mask_pitch(kC), kR, kC>(sM, (const unsigned char *)p.mask +
+                                                  b * p.mask_stride[0] +
+                                                  (u32)h / (u32)p.mask_head_div * p.mask_stride[1],
+                                          p.mask_stride[2], m0, p.Lq, n0, p.Lk);
 }
 
 // Whether any of the chunks this thread staged (stage_mask_tile's split) holds a true element.
+template <int kR, int kC>
 __device__ __forceinline__ bool staged_mask_any(const unsigned char *sM)
 {
-    constexpr int kRowChunks = kTile / 16;
+    constexpr int kRowChunks = kC / 16;
     u32 any = 0;
-    for (int c = threadIdx.x; c < kTile * kRowChunks; c += kThreads) {
-        const unsigned char *chunk = sM + (c / kRowChunks) * kMaskPitch + (c % kRowChunks) * 16;
+    for (int c = threadIdx.x; c < kR * kRowChunks; c += kThreads) {
+        const unsigned char *chunk =
+            sM + (c / kRowChunks) * mask_pitch(kC) + (c % kRowChunks) * 16;
         const uint4 w = *(const uint4 *)chunk;
         any |= w.x | w.y | w.z | w.w;
     }
@@ -1097,13 +1120,13 @@ __device__ __forceinline__ bool staged_mask_any(const unsigned char *sM)
 -- The query-layout mask's vote of a tile pair in either tile phase (the caller's loop): staged,
 -- waited for, and a pair with no true element skipped by `continue_line` after `skipped` (its
 -- lines, indented for the inner block; nil: ds is 0 and nothing is written).
-local function qmask_vote(skipped, continue_line)
+local function qmask_vote(shape, skipped, continue_line)
   return table.concat({
     "if (mask_staged) {  // the tile's mask: a tile with no visible pair is skipped",
-    "    stage_mask_tile(p, sMaskQ, b, h, m0, n0);",
+    "    stage_mask_tile<" .. shape .. ">(p, sMaskQ, b, h, m0, n0);",
     "    cp_async_commit();",
     "    cp_async_wait<0>();",
-    "    if (!__syncthreads_or(staged_mask_any(sMaskQ))) {",
+    "    if (!__syncthreads_or(staged_mask_any<" .. shape .. ">(sMaskQ))) {",
     skipped or "        // ds = 0 here",
     "        " .. continue_line,
     "    }",
@@ -1111,10 +1134,12 @@ local function qmask_vote(skipped, continue_line)
 end
 
 -- A tile pair a walk skips, its query-layout dbias (where `guard` holds) set to 0: the lines, at
--- `indent`.
-local function zero_tile_dbias(guard, indent)
+-- `indent`; rows: the pair's query rows (kRows in the rows phase, kTile in the keys phase), the
+-- other side its keys.
+local function zero_tile_dbias(guard, indent, rows)
+  local keys = rows == "kRows" and "kTile" or "kRows"
   return indent .. "if (" .. guard .. ")  // the tile's dbias: 0\n" ..
-    indent .. "    zero_dbias_rows(p, b, h, m0, m0 + kTile, n0);"
+    indent .. "    zero_dbias_rows<" .. keys .. ">(p, b, h, m0, m0 + " .. rows .. ", n0);"
 end
 
 -- dq_sums: the engine sums dq in the keys phase (M.dq_atomic), which then writes a query-layout
@@ -1134,31 +1159,34 @@ local function layout_pieces(v, dq_sums)
     km_ok = v.mask == "q" and "mask_staged" or "true",
     qmask_decl = v.mask == "q" and table.concat({
       "// the query-layout mask tile, staged and voted on where its rows are whole 16-byte chunks",
-      "unsigned char *sMaskQ = (unsigned char *)(smem + kTilesElems) + 3 * kTile * 4 +",
-      bq and "                        kTile * kBiasPitch;  // after the bias tile" or
+      "unsigned char *sMaskQ = (unsigned char *)(smem + kTilesElems) + (kRows + 2 * kTile) * 4 +",
+      bq and "                        kBiasTileBytes;  // after the bias tile" or
         "                        0;",
       "const bool mask_staged = mask_stageable(p);" }, "\n") or "",
     keys_tile_vote = v.mask == "q" and
-      qmask_vote(bq and dq_sums and zero_tile_dbias("p.dq_accum && p.dbias_fused", "        "),
-        "continue;") or "",
+      qmask_vote("kTile, kRows", bq and dq_sums and
+        zero_tile_dbias("p.dq_accum && p.dbias_fused", "        ", "kTile"), "continue;") or "",
     bias_add_x = bk and "x += kb;" or bq and "x += kb_ok ? kb : bias_at(p, b, h, i, j);" or
       "// no bias",
     kb_rows = bk and "sKB[c]" or
-      bq and "bias_staged ? staged_bias(p, sBiasQ, r, c) : 0.f" or
+      bq and "bias_staged ? staged_bias<kTile>(p, sBiasQ, r, c) : 0.f" or
       "0.f",
     kb_ok = bq and "bias_staged" or "true",
     qbias_decl = bq and table.concat({
       "// the query-layout bias tile, staged where its rows are whole 16-byte chunks",
-      "unsigned char *sBiasQ = (unsigned char *)(smem + kTilesElems) + 3 * kTile * 4;",
+      "unsigned char *sBiasQ = (unsigned char *)(smem + kTilesElems) + (kRows + 2 * kTile) * 4;",
       "const bool bias_staged = bias_stageable(p);" }, "\n") or "",
-    qbias_stage = bq and "if (bias_staged)\n    stage_bias_tile(p, sBiasQ, b, h, m0, n0);" or "",
+    qbias_stage_rows = bq and
+      "if (bias_staged)\n    stage_bias_tile<kRows, kTile>(p, sBiasQ, b, h, m0, n0);" or "",
+    qbias_stage_keys = bq and
+      "if (bias_staged)\n    stage_bias_tile<kTile, kRows>(p, sBiasQ, b, h, m0, n0);" or "",
     km_rows = mk and "sKM[c] != 0.f" or v.mask == "q" and
-      "mask_staged && sMaskQ[r * kMaskPitch + c] != 0" or "true",
+      "mask_staged && sMaskQ[r * mask_pitch(kTile) + c] != 0" or "true",
     kb_keys = bk and "kb[e / 2]" or
-      bq and "bias_staged ? staged_bias(p, sBiasQ, c, r) : 0.f" or
+      bq and "bias_staged ? staged_bias<kRows>(p, sBiasQ, c, r) : 0.f" or
       "0.f",
     km_keys = mk and "km[e / 2]" or v.mask == "q" and
-      "mask_staged && sMaskQ[c * kMaskPitch + r] != 0" or "true",
+      "mask_staged && sMaskQ[c * mask_pitch(kRows) + r] != 0" or "true",
     key_arrays = bk and mk and
       "float *sKB = sRowDot + kRows, *sKM = sKB + kTile;  // the key tile's bias and mask" or
       bk and "float *sKB = sRowDot + kRows;  // the key tile's key-layout bias" or
@@ -1209,7 +1237,7 @@ local function layout_pieces(v, dq_sums)
       "for (int c = threadIdx.x; c < kTile; c += kThreads)",
       "    any_key = any_key || (n0 + c < p.Lk && mask_at(p, b, h, 0, n0 + c));",
       "if (!__syncthreads_or(any_key)) {  // also the barrier: the last tile's K, V are read",
-      bq and zero_tile_dbias("p.dbias_fused", "    ") or
+      bq and zero_tile_dbias("p.dbias_fused", "    ", "kRows") or
         "    // ds = 0 here (a key-layout dbias is the keys phase's)",
       "    continue;  // no key visible: nothing loaded or multiplied",
       "}" }, "\n")
@@ -1220,7 +1248,7 @@ local function layout_pieces(v, dq_sums)
   if v.mask == "q" then
     -- the rows phase's vote: the barrier first (the last tile's K, V and mask are read)
     x.rows_tile_barrier = "__syncthreads();  // the last tile's K, V and mask are read\n" ..
-      qmask_vote(bq and zero_tile_dbias("p.dbias_fused", "        "),
+      qmask_vote("kRows, kTile", bq and zero_tile_dbias("p.dbias_fused", "        ", "kRows"),
         "continue;  // no pair visible: nothing loaded or multiplied")
   end
   if bq then
@@ -1254,7 +1282,8 @@ local function layout_pieces(v, dq_sums)
       "    store_ds_rows(p, sBiasQ, b, h, m0, n0);" }, "\n") or ""
     x.keys_qdbias_skipped = dq_sums and table.concat({
       "if (p.dq_accum && p.dbias_fused)  // rows the walk skips (all, when it walks none): dbias 0",
-      "    zero_dbias_rows(p, b, h, 0, m_end > m_begin ? m_begin : p.Lq, n0);" }, "\n") or ""
+      "    zero_dbias_rows<kRows>(p, b, h, 0, m_end > m_begin ? m_begin : p.Lq, n0);" }, "\n") or
+      ""
     if v.causal then
       x.rows_n_end_dbias =
         "if (p.dbias_fused)\n    n_end = p.Lk;  // dbias past the diagonal: 0, written"
@@ -1477,8 +1506,9 @@ function M.emit(v)
   -- mbarriers), then a query-layout bias's and mask's staged tiles (one warpgroup)
   local smem = simt and 0 or engine.smem_tiles(tile, groups, d_pad, tma) +
     math.max(row.block_m + 2 * tile, tma and 4 * tile or 2 * tile) * 4 + (tma and 16 or 0) +
-    (v.bias == "q" and tile * (tile * 4 + 16) or 0) +
-    (v.mask == "q" and tile * (tile + 16) or 0)
+    (v.bias == "q" and math.max(row.block_m * (tile * 4 + 16), tile * (row.block_m * 4 + 16)) or
+      0) +
+    (v.mask == "q" and math.max(row.block_m * (tile + 16), tile * (row.block_m + 16)) or 0)
   -- block_m: rows a block owns in phases 0 and 1 (grid.x = ceil(L / block_m)); block_n: dbias
   -- elements a block in phase 2 (a warp each); query_tile: rows of the keys phase's query tiles
   -- (p.query_rows' tiles, the tensor maps' boxes)

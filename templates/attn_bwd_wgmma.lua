@@ -129,7 +129,7 @@ __device__ __forceinline__ void gemm_pz2(const u32 (&p1)[kTile / 16][4], const u
 // (transposed) A operand. A store instruction's 8 rows hit 8 distinct chunks: no bank conflict.
 __device__ __forceinline__ void store_ds(const u32 (&pd)[kTile / 16][4], u16 *sds)
 {
-    const int lane = threadIdx.x % 32, r = (threadIdx.x / 32 % 4) * 16 + lane / 4;
+    const int lane = threadIdx.x % 32, r = group_warp() * 16 + lane / 4;
     unsigned char *t = (unsigned char *)sds + 4 * (lane % 4);
 #pragma unroll
     for (int kk = 0; kk < kTile / 16; kk++) {
@@ -145,8 +145,7 @@ __device__ __forceinline__ void store_ds(const u32 (&pd)[kTile / 16][4], u16 *sd
 // (its kTile keys x the columns, atom g of its K tile), 16 keys a step.
 __device__ __forceinline__ void gemm_ds_k(const u16 *sds, const u16 *sk, float (&acc)[kDqT][4])
 {
-    const int group = kGroups > 1 ? threadIdx.x / 128 : 0;
-    const u32 cols = smem_u32(sk) + group * kTile * kAtomRowBytes;  // K's atom `group`
+    const u32 cols = smem_u32(sk) + warp_group() * kTile * kAtomRowBytes;  // K's atom g
     wgmma_fence();
 #pragma unroll
     for (int g = 0; g < kGroups; g++) {
@@ -177,8 +176,8 @@ static_assert(kTile * kDqPitch <= 2 * kTileElems * 2 + kGroups * kTile * kAtomRo
 __device__ __forceinline__ void red_tile(const float (&acc)[kDqT][4], float *base, i64 m0,
                                          i64 rows, u16 *buf)
 {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, r = warp % 4 * 16 + lane / 4;
-    const int col0 = warp / 4 * kDqCols;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, r = group_warp() * 16 + lane / 4;
+    const int col0 = warp_group() * kDqCols;
     unsigned char *row = (unsigned char *)buf + r * kDqPitch + (col0 + (lane % 4) * 2) * 4;
     __syncthreads();  // every warp's dS K has read the dS^T tiles
 #pragma unroll

@@ -68,11 +68,12 @@ return {
   { dir = "bwd", arch = "sm86", like = "sm80" },
   { dir = "bwd", arch = "sm89", like = "sm80" },
   { dir = "bwd", arch = "sm90", like = "sm80" },
-  { dir = "bwd", d_min = 128, d_max = 128, arch = "sm90a", mask = { "none", "k" },
-    bias = { "none", "k" }, mma = "wgmma", warps = 8, block_m = 128, block_n = 64,
-    why = "key layouts d128: two warpgroups of 64 own rows, one block an SM; the keys phase adds " ..
-      "one tile's dq for 128 keys (half the fp32 reduction bytes of 64-key blocks, the bound: " ..
-      "NOTES issue 16, session 18)" },
+  { dir = "bwd", d_min = 128, d_max = 128, arch = "sm90a", mma = "wgmma", warps = 8, block_m = 128,
+    block_n = 64,
+    why = "d128: two warpgroups of 64 own rows, one block an SM; the keys phase adds one tile's " ..
+      "dq for 128 keys (half the fp32 reduction bytes of 64-key blocks, the bound: NOTES issue " ..
+      "16, sessions 18-19): key layouts 1.10-1.17x, query layouts 1.03-1.08x (RESULTS " ..
+      "session 19)" },
   { dir = "bwd", d_min = 8, d_max = 128, arch = "sm90a", mma = "wgmma", warps = 4, block_m = 64,
     block_n = 64, why = "the mma.sync row's tiles and thread layout on wgmma (one warpgroup, " ..
       "products of 64 rows issued in pairs); not swept" },

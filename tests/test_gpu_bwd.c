@@ -652,27 +652,28 @@ START_TEST(head_dims_32_to_256_match_and_f16_too)
 }
 END_TEST
 
-START_TEST(two_warpgroup_blocks_at_d128_match_for_every_key_layout_across_blocks)
+START_TEST(two_warpgroup_blocks_at_d128_match_for_every_layout_across_blocks)
 {
-    /* d128 with key layouts (or none) runs blocks of two warpgroups over 128 rows, whose keys
-     * phase adds dq for all 128 keys at once (tuning.lua): several blocks each side, partial last
-     * ones, GQA, causal both ways, keys [128, 256) unseen (a whole block's keys: its walk is
-     * empty), softcap, the deterministic mode */
-    for (int x = 0; x < 6; x++) {
+    /* d128 runs blocks of two warpgroups over 128 rows, whose keys phase adds dq for all 128
+     * keys at once (tuning.lua): several blocks each side, partial last ones, GQA, causal both
+     * ways, keys [128, 256) unseen (a whole block's keys: its walk is empty), softcap, the
+     * deterministic mode, and the query layouts' staged tiles (kTile x 128 keys in the keys
+     * phase, 128 queries x kTile in the deterministic rows phase), their dbias fused or summed */
+    for (int x = 0; x < 8; x++) {
         bwd_case c = base(128, DM_BF16);
         c.f.H = 4;
         c.f.Hkv = x % 3 ? 2 : 1;
         c.f.Lq = x % 2 ? 300 : 257;
         c.f.Lk = x % 2 ? 331 : 200;
-        c.f.mask = x & 2 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
+        c.f.mask = x >= 6 ? DM_LAYOUT_Q : x & 2 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
         c.f.mask_heads = 4;
-        c.f.bias = x >= 2 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
-        c.f.bias_heads = c.f.Hkv; /* summed over the group's heads in dbias */
+        c.f.bias = x >= 6 ? DM_LAYOUT_Q : x >= 2 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
+        c.f.bias_heads = x == 6 ? 4 : c.f.Hkv; /* x 6: dbias is ds; else summed over heads */
         c.f.bias_f32 = x == 3;
         c.dbias = c.f.bias != DM_LAYOUT_NONE;
-        c.f.causal = x == 1 || x == 4;
+        c.f.causal = x == 1 || x == 4 || x == 6;
         c.f.softcap = x == 4 ? 20.f : 0.f;
-        c.deterministic = x == 5;
+        c.deterministic = x == 5 || x == 7;
         if (x == 3) {
             c.false_key_begin = 128;
             c.false_key_end = 256;
@@ -717,6 +718,6 @@ END_TEST
     X(an_all_false_tile_and_unseen_keys_contribute_exactly_zero) \
     X(deterministic_runs_give_identical_bytes) \
     X(head_dims_32_to_256_match_and_f16_too) \
-    X(two_warpgroup_blocks_at_d128_match_for_every_key_layout_across_blocks) \
+    X(two_warpgroup_blocks_at_d128_match_for_every_layout_across_blocks) \
     X(caller_strides_are_honoured_and_nothing_is_written_outside_the_gradients)
 DM_TEST_MAIN_SKIP("gpu_bwd", TESTS, dm_gpu_absent)
