@@ -290,6 +290,19 @@ __device__ __forceinline__ void zero_acc(float (&acc)[kDT][4])
             acc[dt][e] = 0.f;
 }
 
+// The block's own rows [r0, r0 + kRows) of two (b, row, head) tensors (Q and dO, or K and V),
+// warpgroup g's kTile of them into tiles x + g kTileElems and y + g kTileElems; rows past `rows`
+// read as zero. Not committed.
+__device__ __forceinline__ void load_own_tiles(u16 *x, u64 xb, const i64 xs[3], u16 *y, u64 yb,
+                                               const i64 ys[3], i64 b, i64 r0, i64 h, i64 rows)
+{
+#pragma unroll
+    for (int g = 0; g < kGroups; g++) {
+        load_tile(x + g * kTileElems, xb, xs, b, r0 + g * kTile, h, rows);
+        load_tile(y + g * kTileElems, yb, ys, b, r0 + g * kTile, h, rows);
+    }
+}
+
 // This warp's 16 rows of acc (times mul) into rows r0 + ... of a (b, row, head) tensor, below
 // `rows`.
 __device__ __forceinline__ void store_tile(const float (&acc)[kDT][4], u64 base,
@@ -369,11 +382,7 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
     $qbias_decl
     $qmask_decl
     $zero_pad_call
-#pragma unroll
-    for (int g = 0; g < kGroups; g++) {
-        load_tile(sQ + g * kTileElems, p.q, p.q_stride, b, m0 + g * kTile, h, p.Lq);
-        load_tile(sDO + g * kTileElems, p.dout, p.dout_stride, b, m0 + g * kTile, h, p.Lq);
-    }
+    load_own_tiles(sQ, p.q, p.q_stride, sDO, p.dout, p.dout_stride, b, m0, h, p.Lq);
     cp_async_commit();
     row_dots(p, b, h, m0, sRowDot);
     float lse2[2], row_dot[2];
@@ -433,11 +442,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
     $qbias_decl
     $qmask_decl
     $zero_pad_call
-#pragma unroll
-    for (int g = 0; g < kGroups; g++) {
-        load_tile(sK + g * kTileElems, p.k, p.k_stride, b, n0 + g * kTile, hk, p.Lk);
-        load_tile(sV + g * kTileElems, p.v, p.v_stride, b, n0 + g * kTile, hk, p.Lk);
-    }
+    load_own_tiles(sK, p.k, p.k_stride, sV, p.v, p.v_stride, b, n0, hk, p.Lk);
     cp_async_commit();
     $keys_prologue
     float dk[kDT][4], dv[kDT][4];
