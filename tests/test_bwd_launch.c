@@ -44,6 +44,17 @@ static dm_bwd_args args(int64_t bb, int64_t bh, int64_t bl)
     return a;
 }
 
+/* args(0, 0, 0) at head_dim 128, where sm_90a runs blocks of two warpgroups (tuning.lua). */
+static dm_bwd_args args_d128(void)
+{
+    dm_bwd_args a = args(0, 0, 0);
+    dm_tensor *rows[] = {&a.dout, &a.q, &a.k, &a.v, &a.o, &a.dq, &a.dk, &a.dv};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        *rows[i] = t4((uintptr_t)rows[i]->data, rows[i]->dtype, rows[i]->shape[0],
+                      rows[i]->shape[1], rows[i]->shape[2], 128);
+    return a;
+}
+
 /* A context on a stub device of compute capability cc ("80": the mma.sync engine, which has no
  * dq reductions; "90": sm_90a's wgmma engine, which has them). */
 static dm_ctx *stub_ctx_cc(const char *cc)
@@ -236,6 +247,33 @@ START_TEST(the_keys_phase_gets_tensor_maps_and_tile_rows_unless_a_query_tile_is_
 }
 END_TEST
 
+/* d128 on sm_90a: a block of two warpgroups owns 128 rows (every phase's grid.x is ceil(L / 128))
+ * and its keys phase walks query tiles of 64 (the maps' boxes, the lse / row_dot tiles placed
+ * after dq's sums); the last launch, phase 3, is the memory-pass entry's. */
+START_TEST(d128_blocks_own_128_rows_and_walk_64_row_query_tiles)
+{
+    dm_ctx *ctx = stub_ctx_cc("90");
+    dm_bwd_args a = args_d128();
+    bwd_ok(ctx, &a);
+    dm_variant v = {.dir = DM_DIR_BWD, .head_dim = 128, .dtype = DM_F16, .arch = DM_SM90A};
+    const dm_kernel *k = dm_module_find(ctx, &v);
+    ck_assert_ptr_nonnull(k);
+    ck_assert_int_eq(k->threads, 256);
+    ck_assert_int_eq(k->block_m, 128);
+    ck_assert_int_eq(k->query_tile, 64);
+    ck_assert_int_eq(k->tma_maps, 1);
+    ck_assert_int_eq(stats->launches, 3);
+    dm_bwd_params p = last_params();
+    ck_assert_int_eq(p.phase, 3);
+    ck_assert_uint_eq(stats->grid[0], (L + 127) / 128);
+    ck_assert_ptr_eq(stats->launch_fn, k->fn_rows);
+    ck_assert(p.query_rows != 0 && p.dq_accum != 0);
+    ck_assert_uint_eq(p.query_rows - p.dq_accum, (uint64_t)B * H * L * 128 * sizeof(float));
+    dm_ctx_destroy(ctx);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
 /* B = 0 has no element of any gradient: nothing built, nothing launched. */
 START_TEST(an_empty_batch_launches_nothing)
 {
@@ -262,5 +300,6 @@ END_TEST
     X(a_query_layout_dbias_is_fused_only_without_broadcast) \
     X(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them) \
     X(the_keys_phase_gets_tensor_maps_and_tile_rows_unless_a_query_tile_is_staged) \
+    X(d128_blocks_own_128_rows_and_walk_64_row_query_tiles) \
     X(an_empty_batch_launches_nothing)
 DM_TEST_MAIN("bwd_launch", TESTS)
