@@ -904,17 +904,24 @@ $entry(const BwdParams pv)
 -- same module, launched without shared memory (api/bwd.c): phase 0 (row_dot, the dq scratch's
 -- rows zeroed, the keys phase's lse / row_dot tiles) and phase 3 (dq from the sums). In the main
 -- entry its registers and shared memory held them to one block an SM, 8 warps, for memory passes.
+local memory_pass_fn = [=[
+// Query rows [m0, m0 + kRows) of head h, batch b: phase 0 or 3 of the default mode.
+__device__ __forceinline__ void memory_pass(const BwdParams &p, i64 b, i64 h, i64 m0)
+{
+    if (p.phase == 0) {
+        row_dots_pass(p, b, h, m0);
+        zero_dq_rows(p, b, h, m0);
+    } else if (p.phase == 3) {
+        dq_tile(p, b, h, m0);
+    }
+}
+]=]
+
 local rows_entry_dense = [=[
 extern "C" __global__ void __launch_bounds__(kThreads)
 $entry_rows(const BwdParams p)
 {
-    const i64 m0 = (i64)blockIdx.x * kRows;
-    if (p.phase == 0) {
-        row_dots_pass(p, blockIdx.z, blockIdx.y, m0);
-        zero_dq_rows(p, blockIdx.z, blockIdx.y, m0);
-    } else if (p.phase == 3) {
-        dq_tile(p, blockIdx.z, blockIdx.y, m0);
-    }
+    memory_pass(p, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);
 }]=]
 
 local rows_entry_varlen = [=[
@@ -927,13 +934,8 @@ $entry_rows(const BwdParams pv)
         return;  // the grid covers max_seqlen_q
     BwdParams p = pv;
     view_sequence(p, sq);
-    if (p.phase == 0) {
-        $dbias_pad
-        row_dots_pass(p, 0, blockIdx.y, r0);
-        zero_dq_rows(p, 0, blockIdx.y, r0);
-    } else if (p.phase == 3) {
-        dq_tile(p, 0, blockIdx.y, r0);
-    }
+    $phase0_dbias_pad
+    memory_pass(p, 0, blockIdx.y, r0);
 }]=]
 
 local dbias_call = [=[
@@ -988,6 +990,9 @@ __device__ __forceinline__ void stage_rows(unsigned char *s, const unsigned char
 // kTile x kRows in the keys phase. Bytes a row of kC columns, banks offset:
 __host__ __device__ constexpr int bias_pitch(int cols) { return cols * 4 + 16; }  // fp32
 __host__ __device__ constexpr int mask_pitch(int cols) { return cols + 16; }
+// Where they sit: bytes into shared memory after the phases' float arrays (phase 0's kRows + 2
+// kTile floats are the most), the bias tile first, then the mask tile.
+constexpr int kQueryTilesAt = kTilesElems * 2 + (kRows + 2 * kTile) * 4;
 ]=]
 
 -- The query-layout bias, staged a tile pair at a time (both tile phases): rows of the tile's
@@ -1164,9 +1169,8 @@ local function layout_pieces(v, dq_sums)
     km_ok = v.mask == "q" and "mask_staged" or "true",
     qmask_decl = v.mask == "q" and table.concat({
       "// the query-layout mask tile, staged and voted on where its rows are whole 16-byte chunks",
-      "unsigned char *sMaskQ = (unsigned char *)(smem + kTilesElems) + (kRows + 2 * kTile) * 4 +",
-      bq and "                        kBiasTileBytes;  // after the bias tile" or
-        "                        0;",
+      bq and "unsigned char *sMaskQ = (unsigned char *)smem + kQueryTilesAt + kBiasTileBytes;" or
+        "unsigned char *sMaskQ = (unsigned char *)smem + kQueryTilesAt;",
       "const bool mask_staged = mask_stageable(p);" }, "\n") or "",
     keys_tile_vote = v.mask == "q" and
       qmask_vote("kTile, kRows", bq and dq_sums and
@@ -1179,7 +1183,7 @@ local function layout_pieces(v, dq_sums)
     kb_ok = bq and "bias_staged" or "true",
     qbias_decl = bq and table.concat({
       "// the query-layout bias tile, staged where its rows are whole 16-byte chunks",
-      "unsigned char *sBiasQ = (unsigned char *)(smem + kTilesElems) + (kRows + 2 * kTile) * 4;",
+      "unsigned char *sBiasQ = (unsigned char *)smem + kQueryTilesAt;",
       "const bool bias_staged = bias_stageable(p);" }, "\n") or "",
     qbias_stage_rows = bq and
       "if (bias_staged)\n    stage_bias_tile<kRows, kTile>(p, sBiasQ, b, h, m0, n0);" or "",
@@ -1522,8 +1526,10 @@ function M.emit(v)
   local rows_entry = not simt and engine.dq_atomic and vars.entry .. "_rows" or nil
   if rows_entry then
     buf.add("")
-    buf.add(v.varlen and rows_entry_varlen or rows_entry_dense,
-      { entry_rows = rows_entry, dbias_pad = pad })
+    buf.add(memory_pass_fn)
+    buf.add(v.varlen and rows_entry_varlen or rows_entry_dense, { entry_rows = rows_entry,
+      phase0_dbias_pad = pad ~= "" and common.fill("if (p.phase == 0) {\n    $pad\n}",
+        { pad = pad }) or "" })
   end
   return { source = buf.text(), entry = vars.entry, rows_entry = rows_entry,
            threads = 32 * warps, block_m = simt and warps or row.block_m, block_n = warps,
