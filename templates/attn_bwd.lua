@@ -328,8 +328,9 @@ __device__ __forceinline__ void store_tile(const float (&acc)[kDT][4], u64 base,
 $qbias_fns
 // p and ds of one score in place: s holds q . k on entry, p on return; dp holds dO . v on entry,
 // ds on return. lse2 = lse * log2(e) (+inf: p = 0). kb, km: the bias and mask value staged by
-// the caller (key layout, or a query-layout tile where kb_ok / km_ok), else unused.
-__device__ __forceinline__ void grad_at(const BwdParams &p, i64 b, i64 h, i64 i, i64 j, float &s,
+// the caller (key layout, or a query-layout tile where kb_ok / km_ok), else unused. i and j are
+// 32-bit (below Lq + a tile, Lk + a block): their compares one instruction each, not two.
+__device__ __forceinline__ void grad_at(const BwdParams &p, i64 b, i64 h, int i, int j, float &s,
                                         float &dp, float lse2, float row_dot, float kb, bool kb_ok,
                                         bool km, bool km_ok)
 {
@@ -417,7 +418,7 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
             for (int e = 0; e < 4; e++) {
                 const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the key in the tile
                 const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the query row in the tile
-                grad_at(p, b, h, m0 + r, n0 + c, s[nt][e], dp[nt][e], lse2[e / 2],
+                grad_at(p, b, h, (int)(m0 + r), (int)(n0 + c), s[nt][e], dp[nt][e], lse2[e / 2],
                         row_dot[e / 2],
                         $kb_rows, $kb_ok,
                         $km_rows, $km_ok);
@@ -439,7 +440,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, group = warp_group();
     u16 *sK = smem, *sV = smem + kGroups * kTileElems;
     $keys_query_decl
-    $qbias_decl
+    $keys_qbias_decl
     $qmask_decl
     $zero_pad_call
     load_own_tiles(sK, p.k, p.k_stride, sV, p.v, p.v_stride, b, n0, hk, p.Lk);
@@ -467,9 +468,9 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
                 for (int e = 0; e < 4; e++) {
                     const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the query in the tile
                     const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the key row in the tile
-                    grad_at(p, b, h, m0 + c, n0 + r, s[nt][e], dp[nt][e],
+                    grad_at(p, b, h, (int)(m0 + c), (int)(n0 + r), s[nt][e], dp[nt][e],
                             $keys_lse2, sRowDot[c],
-                            $kb_keys, $kb_ok,
+                            $kb_keys, $kb_ok_keys,
                             $km_keys, $km_ok);
                 }
             $keys_dbias_add
@@ -620,7 +621,7 @@ local keys_query_tma = {
     "__syncthreads();  // K, V and the barriers, the block's" }, "\n"),
   head_first = table.concat({
     "if (maps.tma && threadIdx.x == 0 && m_begin < m_end)  // the head's first tile",
-    "    issue_query_tile(p, maps, smem, it, b, h, m_begin);" }, "\n"),
+    "    issue_query_tile(p, maps, smem, it, b, h, m_begin$n0_arg);" }, "\n"),
   load = [=[
 sQ = query_stage(smem, it);
 sDO = sQ + kTileElems;
@@ -629,9 +630,11 @@ sRowDot = sLse + kTile;
 if (!maps.tma)
     copy_query_tile(p, smem, it, b, h, m0);
 else if (threadIdx.x == 0 && m0 + kTile < m_end)  // the next tile: the last one's stage
-    issue_query_tile(p, maps, smem, it + 1, b, h, m0 + kTile);
+    issue_query_tile(p, maps, smem, it + 1, b, h, m0 + kTile$n0_arg);
+$bias_stage_line
 if (maps.tma)
-    mbar_wait(&bars[it % 2], it / 2 % 2);]=],
+    mbar_wait(&bars[it % 2], it / 2 % 2);
+$bias_fill]=],
   lse2 = "sLse[c]",
   red_buf = "it % 2 ? smem + kDsAt : sQ",  -- stage 1: dS^T, then its Q and dO
   tile_end = "it++;",
@@ -648,14 +651,21 @@ if (maps.tma)
 
 local keys_tma_fns = [=[
 // The keys phase's tensor maps (api/bwd_maps.h, the same bytes): q and dO over (D, Lq, H, B),
-// boxes of 64 columns x kTile rows, 128-byte swizzled as load_tile's tiles.
+// boxes of 64 columns x kTile rows, 128-byte swizzled as load_tile's tiles; a query-layout bias
+// over (Lk, Lq, bias heads, bias batches) and the fused dbias over (Lk, Lq, H, B), boxes of 128
+// bytes of keys x kTile rows, swizzled the same way (bias_stage).
 struct __align__(128) BwdMaps {
     u64 q[16];       // CUtensorMap
     u64 dout[16];    // CUtensorMap
-    u32 tma;         // 1: both maps made; 0: the threads copy the tiles by cp.async
+    u64 bias[16];    // CUtensorMap
+    u64 dbias[16];   // CUtensorMap
+    u32 tma;         // 1: q's and dO's maps made; 0: the threads copy the tiles by cp.async
+    u32 bias_tma;    // 1 (only with tma): bias's map made (and dbias's, where the keys phase
+                     // writes it)
+    u32 bias_batch_step;  // 1; 0 where bias broadcasts over the batch (its coordinate stays 0)
 };
-static_assert(sizeof(BwdMaps) == 384, "api/bwd_maps.h's dm_bwd_maps");
-
+static_assert(sizeof(BwdMaps) == 640, "api/bwd_maps.h's dm_bwd_maps");
+$bias_stage_fns
 // Stage s of the query tiles: Q then dO, stage 0 after K and V, stage 1 after dS^T, so that a
 // stage's two tiles and the dS^T tiles beside them hold red_tile's staged dq rows without
 // touching the other stage.
@@ -684,11 +694,12 @@ __device__ __forceinline__ const float *query_rows_of(const BwdParams &p, i64 b,
 // copy_query_tile: their addresses would be hoisted out of the tile loop and held in registers
 // the products need.
 __device__ __noinline__ void issue_query_tile(const BwdParams &p, const BwdMaps &maps, u16 *smem,
-                                              u32 it, i64 b, i64 h, i64 m0)
+                                              u32 it, i64 b, i64 h, i64 m0$n0_param)
 {
     u64 *bar = &query_bars(smem)[it % 2];
     u16 *q = query_stage(smem, it), *dout = q + kTileElems;
-    mbar_arrive_expect(bar, 2 * kTileElems * 2 + 2 * kTile * 4);
+    $issue_bias_bytes
+    mbar_arrive_expect(bar, 2 * kTileElems * 2 + 2 * kTile * 4$bias_bytes);
 #pragma unroll
     for (int a = 0; a < kAtoms; a++) {
         tma_load_4d(q + a * kTile * kAtomRowBytes / 2, maps.q, 64 * a, (int)m0, (int)h, (int)b,
@@ -697,6 +708,7 @@ __device__ __noinline__ void issue_query_tile(const BwdParams &p, const BwdMaps 
                     (int)b, bar);
     }
     bulk_load(query_rows_stage(smem, it), query_rows_of(p, b, h, m0), 2 * kTile * 4, bar);
+    $issue_bias
 }
 
 // The block, where the maps could not be made (!maps.tma): query tile `it` into its stage by
@@ -715,6 +727,144 @@ __device__ __noinline__ void copy_query_tile(const BwdParams &p, u16 *smem, u32 
     __syncthreads();
 }
 ]=]
+
+-- A query-layout bias in the keys phase of a kernel with tensor maps (keys_tma_fns): its tile of
+-- kTile queries x kRows keys comes by the map with the query tiles, into a stage of its own, and
+-- the fused dbias (the default mode) leaves from the same stage by the map: the bias tile's copies
+-- were waited for at each tile's top, with one block an SM nothing covered them (NOTES issue 16,
+-- session 19, item 11). Where bias's map could not be made the threads fill the stage element by
+-- element: the products' loop reads the stage either way, with no per-element branch.
+local keys_tma_bias = {
+  fns = [=[
+// The keys phase's bias stages, on the swizzle's period after the float arrays and the barriers
+// (kQueryTilesAt): stage it % 2 holds the tile's kTile queries x kRows keys as the map writes
+// them: boxes of 128 bytes of keys (32 fp32, 64 16-bit), each kTile rows of 128 bytes, the
+// 16-byte chunk x of query row c at chunk x ^ (c % 8). A warp's reads of its accumulator layout
+// (8 keys x 4 query rows c % 8 in {0, 2, 4, 6} + e % 2) then hit 32 distinct banks (fp32) or 16
+// shared words (16-bit).
+constexpr int kBiasStagesAt =
+    (kTilesElems * 2 + (kRows + 2 * kTile > 4 * kTile ? kRows + 2 * kTile : 4 * kTile) * 4 + 16 +
+     1023) / 1024 * 1024;
+constexpr int kBiasStageBytes = kTile * kRows * 4;  // fp32; a 16-bit bias fills half
+__device__ __forceinline__ unsigned char *bias_stage(u16 *smem, u32 it)
+{
+    return (unsigned char *)smem + kBiasStagesAt + it % 2 * kBiasStageBytes;
+}
+// Byte offset of query c, key r in a stage of kEs-byte elements.
+template <int kEs>
+__device__ __forceinline__ u32 stage_at(int c, int r)
+{
+    constexpr int kBoxKeys = 128 / kEs;
+    const int k = r % kBoxKeys;
+    return r / kBoxKeys * (kTile * 128) + c * 128 + ((k * kEs / 16) ^ (c % 8)) * 16 +
+           k * kEs % 16;
+}
+__device__ __forceinline__ float staged_bias_at(const BwdParams &p, const unsigned char *sB, int c,
+                                                int r)
+{
+    return p.bias_f32 ? *(const float *)(sB + stage_at<4>(c, r))
+                      : elem_to_float(*(const u16 *)(sB + stage_at<2>(c, r)));
+}
+
+// This thread's ds (its 16-row warp's keys x the tile's queries, accumulator layout) into the
+// stage in bias's dtype, over the very elements of bias it read (no barrier between them).
+__device__ __forceinline__ void stage_ds(const BwdParams &p, const float (&ds)[kNT][4],
+                                         unsigned char *sB)
+{
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+#pragma unroll
+    for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the query in the tile
+            const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the key in the block
+            if (p.bias_f32)
+                *(float *)(sB + stage_at<4>(c, r)) = ds[nt][e];
+            else
+                *(u16 *)(sB + stage_at<2>(c, r)) = float_to_elem(ds[nt][e]);
+        }
+}
+
+// One thread: the staged ds (fenced, behind a barrier) into dbias by the map, queries [m0, m0 +
+// kTile) x keys [n0, n0 + kRows) (the unit drops what lies past Lq and Lk); the stage is read
+// when this thread's bulk groups are (issue_query_tile waits before it loads the stage again).
+__device__ __noinline__ void store_ds_tile(const BwdParams &p, const BwdMaps &maps,
+                                           const unsigned char *sB, i64 b, i64 h, i64 m0, i64 n0)
+{
+    const int box_keys = p.bias_f32 ? 32 : 64;
+    for (int a = 0; a < kRows / box_keys; a++)
+        tma_store_4d(maps.dbias, sB + a * kTile * 128, (int)n0 + a * box_keys, (int)m0, (int)h,
+                     (int)b);
+    bulk_commit();
+}
+
+// The block, where bias's map could not be made: the tile's bias into the stage element by
+// element, zero past Lq and Lk as the map fills it (the caller's barrier makes it the block's).
+__device__ __noinline__ void fill_bias_stage(const BwdParams &p, unsigned char *sB, i64 b, i64 h,
+                                             i64 m0, i64 n0)
+{
+    for (int e = threadIdx.x; e < kTile * kRows; e += kThreads) {
+        const int c = e / kRows, r = e % kRows;
+        const float x = m0 + c < p.Lq && n0 + r < p.Lk ? bias_at(p, b, h, m0 + c, n0 + r) : 0.f;
+        if (p.bias_f32)
+            *(float *)(sB + stage_at<4>(c, r)) = x;
+        else
+            *(u16 *)(sB + stage_at<2>(c, r)) = float_to_elem(x);
+    }
+}
+
+// The block, where the maps could not be made: the staged ds into dbias element by element.
+__device__ __noinline__ void store_ds_staged(const BwdParams &p, const unsigned char *sB, i64 b,
+                                             i64 h, i64 m0, i64 n0)
+{
+    for (int e = threadIdx.x; e < kTile * kRows; e += kThreads) {
+        const int c = e / kRows, r = e % kRows;
+        if (m0 + c >= p.Lq)
+            break;  // e only grows
+        if (n0 + r < p.Lk)
+            store_dbias(p, b, h, m0 + c, n0 + r, staged_bias_at(p, sB, c, r));
+    }
+}
+]=],
+  n0_param = ", i64 n0",
+  n0_arg = ", n0",
+  issue_bias_bytes = table.concat({
+    "bulk_wait_read();  // the stage's last dbias store (store_ds_tile) has read it",
+    "const u32 bias_bytes = maps.bias_tma ? kTile * kRows * (p.bias_f32 ? 4 : 2) : 0;" }, "\n"),
+  bias_bytes = " + bias_bytes",
+  issue_bias = table.concat({
+    "if (maps.bias_tma) {  // the bias tile: boxes of 128 bytes of keys",
+    "    unsigned char *sb = bias_stage(smem, it);",
+    "    const int box_keys = p.bias_f32 ? 32 : 64;",
+    "    const int hb = (int)((u32)h / (u32)p.bias_head_div);",
+    "    const int bb = (int)b * (int)maps.bias_batch_step;",
+    "    for (int a = 0; a < kRows / box_keys; a++)",
+    "        tma_load_4d(sb + a * kTile * 128, maps.bias, (int)n0 + a * box_keys, (int)m0, hb, bb,",
+    "                    bar);",
+    "}" }, "\n"),
+  bias_stage_line = "sBiasQ = bias_stage(smem, it);",
+  bias_fill = table.concat({
+    "if (!bias_staged) {  // no map: the threads fill the stage",
+    "    fill_bias_stage(p, sBiasQ, b, h, m0, n0);",
+    "    __syncthreads();",
+    "}" }, "\n"),
+  decl = table.concat({
+    "// the query-layout bias: this tile's stage, loaded by the map where it was made",
+    "unsigned char *sBiasQ = bias_stage(smem, 0);",
+    "const bool bias_staged = maps.bias_tma;" }, "\n"),
+  kb_keys = "staged_bias_at(p, sBiasQ, c, r)",
+  kb_ok_keys = "true",
+  qdbias = table.concat({
+    "if (p.dq_accum && p.dbias_fused)  // ds is dbias: into the stage, over the bias read",
+    "    stage_ds(p, dp, sBiasQ);" }, "\n"),
+  qdbias_out = table.concat({
+    "if (p.dbias_fused && bias_staged) {  // behind the barrier: the staged ds out",
+    "    if (threadIdx.x == 0)",
+    "        store_ds_tile(p, maps, sBiasQ, b, h, m0, n0);",
+    "} else if (p.dbias_fused) {",
+    "    store_ds_staged(p, sBiasQ, b, h, m0, n0);",
+    "}" }, "\n"),
+}
 
 local mma_entry = [=[
 extern "C" __global__ void __launch_bounds__(kThreads)
@@ -992,7 +1142,7 @@ __host__ __device__ constexpr int bias_pitch(int cols) { return cols * 4 + 16; }
 __host__ __device__ constexpr int mask_pitch(int cols) { return cols + 16; }
 // Where they sit: bytes into shared memory after the phases' float arrays (phase 0's kRows + 2
 // kTile floats are the most), the bias tile first, then the mask tile.
-constexpr int kQueryTilesAt = kTilesElems * 2 + (kRows + 2 * kTile) * 4;
+constexpr int kQueryTilesAt = $query_tiles_at;
 ]=]
 
 -- The query-layout bias, staged a tile pair at a time (both tile phases): rows of the tile's
@@ -1405,10 +1555,12 @@ function M.emit(v)
   common.conversions(buf, v.dtype)
   buf.add("")
   -- the keys phase's query tiles by the tensor memory accelerator (keys_query_tma): dense, an
-  -- engine that has it, no query-layout tile staged beside them (shared memory for two stages at
-  -- two blocks an SM), no padding column (the tiles' zero columns stay those load_tile skips)
+  -- engine that has it, no query-layout mask (its staged tile and vote stay the threads'), no
+  -- padding column (the tiles' zero columns stay those load_tile skips); a query-layout bias
+  -- comes with them (keys_tma_bias)
   local tma = not simt and engine.tma_keys == true and not v.varlen and v.mask ~= "q" and
-    v.bias ~= "q" and d_pad == v.d
+    d_pad == v.d
+  local tma_bias = tma and v.bias == "q"
   -- tile: rows of a streamed tile (and of a warpgroup's own); groups: warpgroups a block, whose
   -- rows it owns (block_m = 16 warps)
   local tile, groups = row.block_n, warps // 4
@@ -1452,9 +1604,12 @@ function M.emit(v)
   else
     local mp = lp  -- plus the engine's own pieces
     mp.tile, mp.d_pad = tile, d_pad
-    mp.qbias_fns = ((v.bias == "q" or v.mask == "q") and stage_rows_fn or "") ..
+    -- the staged tiles sit after the float arrays (with a bias by the maps: on its stages)
+    mp.qbias_fns = ((v.bias == "q" or v.mask == "q") and common.fill(stage_rows_fn,
+      { query_tiles_at = tma_bias and "kBiasStagesAt" or
+        "kTilesElems * 2 + (kRows + 2 * kTile) * 4" }) or "") ..
       (v.bias == "q" and qbias_fns or "") ..
-      (v.bias == "q" and engine.dq_atomic and keys_qdbias_fns or "") ..
+      (v.bias == "q" and engine.dq_atomic and not tma_bias and keys_qdbias_fns or "") ..
       (v.mask == "q" and qmask_fns or "")
     mp.zero_pad_call = d_pad > v.d and "zero_pad_columns(smem, 4);  // never loaded" or ""
     mp.softcap_x = v.softcap and "const float th = tanhf(x / p.softcap);\nx = p.softcap * th;" or
@@ -1473,14 +1628,24 @@ function M.emit(v)
     buf.add("")
     buf.add(engine.text(v.d, d_pad, v.mask == "q" or v.bias == "q", tma))
     buf.add("")
+    local tb = tma_bias and keys_tma_bias or {}
+    mp.n0_arg, mp.bias_stage_line = tb.n0_arg or "", tb.bias_stage_line or ""
+    mp.bias_fill = tb.bias_fill or ""
     if tma then
-      buf.add(keys_tma_fns)
+      buf.add(keys_tma_fns, { bias_stage_fns = tb.fns or "", n0_param = tb.n0_param or "",
+        issue_bias_bytes = tb.issue_bias_bytes or "", bias_bytes = tb.bias_bytes or "",
+        issue_bias = tb.issue_bias or "" })
     end
     local kq = tma and keys_query_tma or keys_query_copy
     mp.keys_maps_param = tma and ", const BwdMaps &maps" or ""
     mp.keys_query_decl = kq.decl
+    mp.keys_qbias_decl = tb.decl or mp.qbias_decl
+    mp.kb_keys = tb.kb_keys or mp.kb_keys
+    mp.kb_ok_keys = tb.kb_ok_keys or mp.kb_ok
+    mp.keys_qdbias = tb.qdbias or mp.keys_qdbias
+    mp.keys_qdbias_out = tb.qdbias_out or mp.keys_qdbias_out
     mp.keys_prologue = kq.prologue or ""
-    mp.keys_head_first_tile = kq.head_first or ""
+    mp.keys_head_first_tile = kq.head_first and common.fill(kq.head_first, mp) or ""
     mp.keys_tile_load = common.fill(kq.load, mp)
     mp.keys_lse2, mp.keys_red_buf, mp.keys_tile_end = kq.lse2, kq.red_buf, kq.tile_end or ""
     mp.row_dots_query_rows = kq.row_dots or ""
@@ -1513,11 +1678,18 @@ function M.emit(v)
   -- the tiles, float arrays (phase 0: row_dot of the block's rows, a tile's key bias and key
   -- mask; phase 1: lse and row_dot, with two query stages one pair a stage, then the stages' two
   -- mbarriers), then a query-layout bias's and mask's staged tiles (one warpgroup)
+  -- (with a bias by the maps: its two stages, kBiasStagesAt, on the swizzle's period)
   local smem = simt and 0 or engine.smem_tiles(tile, groups, d_pad, tma) +
-    math.max(row.block_m + 2 * tile, tma and 4 * tile or 2 * tile) * 4 + (tma and 16 or 0) +
-    (v.bias == "q" and math.max(row.block_m * (tile * 4 + 16), tile * (row.block_m * 4 + 16)) or
-      0) +
-    (v.mask == "q" and math.max(row.block_m * (tile + 16), tile * (row.block_m + 16)) or 0)
+    math.max(row.block_m + 2 * tile, tma and 4 * tile or 2 * tile) * 4 + (tma and 16 or 0)
+  local bias_tile = not simt and
+    math.max(row.block_m * (tile * 4 + 16), tile * (row.block_m * 4 + 16)) or 0
+  if tma_bias then
+    smem = (smem + 1023) // 1024 * 1024 + math.max(bias_tile, 2 * tile * row.block_m * 4)
+  else
+    smem = smem + (v.bias == "q" and bias_tile or 0) +
+      (v.mask == "q" and not simt and
+        math.max(row.block_m * (tile + 16), tile * (row.block_m + 16)) or 0)
+  end
   -- block_m: rows a block owns in phases 0 and 1 (grid.x = ceil(L / block_m)); block_n: dbias
   -- elements a block in phase 2 (a warp each); query_tile: rows of the keys phase's query tiles
   -- (p.query_rows' tiles, the tensor maps' boxes)

@@ -94,6 +94,17 @@ __device__ __forceinline__ void tma_load_4d(void *dst, const void *map, int c0, 
                  :: "r"(smem_u32(dst)), "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(c3),
                     "r"(smem_u32(bar)) : "memory");
 }
+// The box at coordinates (c0, c1, c2, c3) of the tensor map at `map` written from shared memory
+// at src, in this thread's next bulk group (its read: bulk_wait_read); what lies outside the
+// tensor is not written.
+__device__ __forceinline__ void tma_store_4d(const void *map, const void *src, int c0, int c1,
+                                             int c2, int c3)
+{
+    asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.tile.bulk_group"
+                 " [%0, {%2, %3, %4, %5}], [%1];\n"
+                 :: "l"(map), "r"(smem_u32(src)), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+                 : "memory");
+}
 // bytes (a multiple of 16) from global src to shared dst (both 16-byte aligned), completing on
 // bar.
 __device__ __forceinline__ void bulk_load(void *dst, const void *src, u32 bytes, u64 *bar)

@@ -223,10 +223,11 @@ START_TEST(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them)
 }
 END_TEST
 
-/* sm_90a's dense kernels with no query-layout tile staged load the keys phase's query tiles by
- * tensor maps (a second kernel parameter, api/bwd_maps.c) and lse and row_dot from scratch laid
- * out by query tile, after dq's sums; a query-layout bias keeps the copies: no maps, no tiles. */
-START_TEST(the_keys_phase_gets_tensor_maps_and_tile_rows_unless_a_query_tile_is_staged)
+/* sm_90a's dense kernels without a query-layout mask load the keys phase's query tiles (and a
+ * query-layout bias's) by tensor maps (a second kernel parameter, api/bwd_maps.c) and lse and
+ * row_dot from scratch laid out by query tile, after dq's sums; a query-layout mask keeps the
+ * copies: no maps, no tiles. */
+START_TEST(the_keys_phase_gets_tensor_maps_and_tile_rows_unless_a_query_mask_is_staged)
 {
     dm_ctx *ctx = stub_ctx_cc("90");
     dm_bwd_args a = args(0, 0, 0);
@@ -237,10 +238,16 @@ START_TEST(the_keys_phase_gets_tensor_maps_and_tile_rows_unless_a_query_tile_is_
     dm_variant v = {.dir = DM_DIR_BWD, .head_dim = D, .dtype = DM_F16, .arch = DM_SM90A};
     ck_assert_int_eq(dm_module_find(ctx, &v)->tma_maps, 1);
 
-    a = args(B, H, L); /* a query-layout bias */
+    a = args(B, H, L); /* a query-layout bias: its tiles by a map too */
+    bwd_ok(ctx, &a);
+    ck_assert(last_params().query_rows != 0);
+    v.bias = DM_LAYOUT_Q;
+    ck_assert_int_eq(dm_module_find(ctx, &v)->tma_maps, 1);
+
+    a.mask = t4(0xc000000, DM_BOOL, B, H, L, L); /* and a query-layout mask: copies */
     bwd_ok(ctx, &a);
     ck_assert(last_params().query_rows == 0);
-    v.bias = DM_LAYOUT_Q;
+    v.mask = DM_LAYOUT_Q;
     ck_assert_int_eq(dm_module_find(ctx, &v)->tma_maps, 0);
     dm_ctx_destroy(ctx);
     dm_test_remove_dir(cache_dir);
@@ -299,7 +306,7 @@ END_TEST
     X(a_key_layout_dbias_is_fused_unless_its_sums_cross_blocks) \
     X(a_query_layout_dbias_is_fused_only_without_broadcast) \
     X(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them) \
-    X(the_keys_phase_gets_tensor_maps_and_tile_rows_unless_a_query_tile_is_staged) \
+    X(the_keys_phase_gets_tensor_maps_and_tile_rows_unless_a_query_mask_is_staged) \
     X(d128_blocks_own_128_rows_and_walk_64_row_query_tiles) \
     X(an_empty_batch_launches_nothing)
 DM_TEST_MAIN("bwd_launch", TESTS)

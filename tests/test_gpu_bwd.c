@@ -690,6 +690,39 @@ START_TEST(two_warpgroup_blocks_at_d128_match_for_every_layout_across_blocks)
 }
 END_TEST
 
+START_TEST(a_full_bias_loaded_by_tensor_maps_matches_with_its_dbias_in_fp32_and_16_bit)
+{
+    /* rows of 16-byte multiples (Lk 264 and 200): sm_90a's keys phase loads the query-layout
+     * bias by a tensor map into swizzled stages and writes a fused dbias from them by another
+     * (api/bwd_maps.c); partial query tiles and key blocks at both ends, fp32 and bf16 bias,
+     * broadcast batch and heads (dbias summed by phase 2), an Hkv-headed bias, causal both ways,
+     * softcap, the deterministic mode, d128 (two warpgroups) and d64 (one) */
+    for (int x = 0; x < 6; x++) {
+        bwd_case c = base(x < 4 ? 128 : 64, DM_BF16);
+        c.f.H = 4;
+        c.f.Hkv = x == 3 ? 2 : 4;
+        c.f.Lq = x == 5 ? 264 : 200;
+        c.f.Lk = x == 5 ? 200 : 264;
+        c.f.mask = x == 2 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
+        c.f.mask_heads = 4;
+        c.f.bias = DM_LAYOUT_Q;
+        c.f.bias_batch = x == 2 ? 1 : 2;
+        c.f.bias_heads = x == 2 ? 1 : x == 3 ? 2 : 4;
+        c.f.bias_f32 = x % 2 == 0;
+        c.dbias = true;
+        c.f.causal = x == 1 || x == 5;
+        c.f.softcap = x == 4 ? 20.f : 0.f;
+        c.deterministic = x == 3;
+        char label[96];
+        snprintf(label, sizeof label, "d%d %dx%d bias (%d,%d,Lq,Lk)%s%s%s%s%s", c.f.D, c.f.Lq,
+                 c.f.Lk, c.f.bias_batch, c.f.bias_heads, c.f.bias_f32 ? " f32" : " bf16",
+                 c.f.mask ? " mask-k" : "", c.f.causal ? " causal" : "",
+                 c.f.softcap > 0 ? " softcap" : "", c.deterministic ? " deterministic" : "");
+        check_case(&c, label);
+    }
+}
+END_TEST
+
 START_TEST(caller_strides_are_honoured_and_nothing_is_written_outside_the_gradients)
 {
     /* q, k, v, o, dout and the gradients stored (B, H, L, D + 8): the pad columns of dq, dk and
@@ -719,5 +752,6 @@ END_TEST
     X(deterministic_runs_give_identical_bytes) \
     X(head_dims_32_to_256_match_and_f16_too) \
     X(two_warpgroup_blocks_at_d128_match_for_every_layout_across_blocks) \
+    X(a_full_bias_loaded_by_tensor_maps_matches_with_its_dbias_in_fp32_and_16_bit) \
     X(caller_strides_are_honoured_and_nothing_is_written_outside_the_gradients)
 DM_TEST_MAIN_SKIP("gpu_bwd", TESTS, dm_gpu_absent)

@@ -172,7 +172,8 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
                            : 0};
     dm_bwd_maps maps;
     if (kernel->tma_maps)
-        dm_bwd_maps_fill(ctx->drv, &params, (int)f->D, kernel->query_tile, &maps);
+        dm_bwd_maps_fill(ctx->drv, &params, (int)f->D, kernel->query_tile,
+                         f->bias_layout == DM_LAYOUT_Q, &maps);
     st = dm_bwd_launch_phases(ctx, "dm_bwd", &v, kernel, &params, kernel->tma_maps ? &maps : NULL,
                               &grid, stream);
 out: /* freed in stream order, behind the kernels that read it */

@@ -1,11 +1,15 @@
 /* bwd_maps.h: the second parameter of a backward kernel whose keys phase loads its query tiles
  * through the tensor memory accelerator (k->tma_maps; struct BwdMaps in templates/attn_bwd.lua,
  * the same bytes): tensor maps of q and dO over (D, Lq, H, B) in boxes of 64 columns x query_tile
- * rows, 128-byte swizzled as the wgmma tiles. A map the driver refuses (a stride the unit cannot
- * step) is left unused: the kernel then copies those tiles by cp.async, as before. */
+ * rows, 128-byte swizzled as the wgmma tiles, and, for a query-layout bias, maps of bias over
+ * (Lk, Lq, bias heads, bias batches) and of the fused dbias over (Lk, Lq, H, B) in boxes of 128
+ * bytes of keys x query_tile rows, swizzled the same way. A map the driver refuses (a stride the
+ * unit cannot step) is left unused: the kernel then copies the query tiles by cp.async and reads
+ * the bias element by element, as before. */
 #ifndef DM_BWD_MAPS_H
 #define DM_BWD_MAPS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <cuda.h>
@@ -16,14 +20,19 @@
 typedef struct dm_bwd_maps {
     CUtensorMap q;     /* 128-byte aligned by cuda.h */
     CUtensorMap dout;
-    uint32_t tma;      /* 1: both maps encoded; 0: the kernel's cp.async copies */
+    CUtensorMap bias;
+    CUtensorMap dbias;
+    uint32_t tma;      /* 1: q's and dout's maps encoded; 0: the kernel's cp.async copies */
+    uint32_t bias_tma; /* 1 (only with tma): bias's map encoded, and dbias's where it is fused */
+    uint32_t bias_batch_step; /* 1; 0 where bias broadcasts over the batch (coordinate 0) */
 } dm_bwd_maps;
 
-_Static_assert(sizeof(dm_bwd_maps) == 384, "struct BwdMaps in templates/attn_bwd.lua");
+_Static_assert(sizeof(dm_bwd_maps) == 640, "struct BwdMaps in templates/attn_bwd.lua");
 
 /* The maps of p's q and dout (head_dim columns, boxes of box_rows rows) and whether both are
- * made. */
+ * made; with bias_tiles (a query-layout bias the kernel stages) also bias's and, where p asks
+ * for a fused dbias, dbias's. */
 void dm_bwd_maps_fill(const dm_driver *drv, const dm_bwd_params *p, int head_dim, int box_rows,
-                      dm_bwd_maps *m);
+                      bool bias_tiles, dm_bwd_maps *m);
 
 #endif
