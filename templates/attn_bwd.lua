@@ -21,8 +21,9 @@
 -- memory), and "simt" (the correctness baseline: fp32 on the SIMT cores, a warp a row, dot
 -- products by shuffles). In the tile phases key-layout masks and biases are staged (shared
 -- memory in phase 0, registers in phase 1) and key tiles with no visible key skipped;
--- query-layout ones are staged a tile pair at a time where their rows are whole 16-byte chunks
--- (else read per element), the mask's tile pairs voted on and skipped. dbias is written by
+-- query-layout ones are staged a tile pair at a time (a bias always: by tensor map, cp.async or
+-- element by element; a mask where its rows are whole 16-byte chunks, else read per element),
+-- the mask's tile pairs voted on and skipped. dbias is written by
 -- phase 0 (query layout; phase 1 with p.dq_accum) or 1 (key layout) where no sum crosses blocks
 -- (p.dbias_fused), else by phase 2.
 -- Throughout p_ij = exp(s_ij - lse_i) from the forward's lse, ds_ij = p_ij (dO_i . v_j -
@@ -327,12 +328,13 @@ __device__ __forceinline__ void store_tile(const float (&acc)[kDT][4], u64 base,
 
 $qbias_fns
 // p and ds of one score in place: s holds q . k on entry, p on return; dp holds dO . v on entry,
-// ds on return. lse2 = lse * log2(e) (+inf: p = 0). kb, km: the bias and mask value staged by
-// the caller (key layout, or a query-layout tile where kb_ok / km_ok), else unused. i and j are
+// ds on return. lse2 = lse * log2(e) (+inf: p = 0). kb: the bias staged by the caller (key
+// layout, or the query-layout tile, always staged); km: the mask value staged (key layout, or a
+// query-layout tile where km_ok), else unused. i and j are
 // 32-bit (below Lq + a tile, Lk + a block): their compares one instruction each, not two.
 __device__ __forceinline__ void grad_at(const BwdParams &p, i64 b, i64 h, int i, int j, float &s,
-                                        float &dp, float lse2, float row_dot, float kb, bool kb_ok,
-                                        bool km, bool km_ok)
+                                        float &dp, float lse2, float row_dot, float kb, bool km,
+                                        bool km_ok)
 {
     if (i >= p.Lq || j >= p.Lk$causal_or$mask_or) {
         s = dp = 0.f;
@@ -420,7 +422,7 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
                 const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the query row in the tile
                 grad_at(p, b, h, (int)(m0 + r), (int)(n0 + c), s[nt][e], dp[nt][e], lse2[e / 2],
                         row_dot[e / 2],
-                        $kb_rows, $kb_ok,
+                        $kb_rows,
                         $km_rows, $km_ok);
             }
         $rows_dbias
@@ -470,7 +472,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
                     const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the key row in the tile
                     grad_at(p, b, h, (int)(m0 + c), (int)(n0 + r), s[nt][e], dp[nt][e],
                             $keys_lse2, sRowDot[c],
-                            $kb_keys, $kb_ok_keys,
+                            $kb_keys,
                             $km_keys, $km_ok);
                 }
             $keys_dbias_add
@@ -853,7 +855,6 @@ __device__ __noinline__ void store_ds_staged(const BwdParams &p, const unsigned 
     "unsigned char *sBiasQ = bias_stage(smem, 0);",
     "const bool bias_staged = maps.bias_tma;" }, "\n"),
   kb_keys = "staged_bias_at(p, sBiasQ, c, r)",
-  kb_ok_keys = "true",
   qdbias = table.concat({
     "if (p.dq_accum && p.dbias_fused)  // ds is dbias: into the stage, over the bias read",
     "    stage_ds(p, dp, sBiasQ);" }, "\n"),
@@ -1146,9 +1147,9 @@ constexpr int kQueryTilesAt = $query_tiles_at;
 ]=]
 
 -- The query-layout bias, staged a tile pair at a time (both tile phases): rows of the tile's
--- queries, its kTile keys contiguous, by cp.async with the tile's other loads. Only where every
--- row is whole 16-byte chunks (contiguous keys, aligned base, strides and Lk); else read per
--- element from global memory, as before.
+-- queries, its kTile keys contiguous, by cp.async with the tile's other loads where every row is
+-- whole 16-byte chunks (contiguous keys, aligned base, strides and Lk); else by the threads
+-- element by element (fill_bias_tile), so that the products' loops never branch on it.
 local qbias_fns = [=[
 constexpr int kBiasTileBytes = kRows * bias_pitch(kTile) > kTile * bias_pitch(kRows)
                                    ? kRows * bias_pitch(kTile) : kTile * bias_pitch(kRows);
@@ -1176,6 +1177,24 @@ __device__ __forceinline__ void stage_bias_tile(const BwdParams &p, unsigned cha
     else
         stage_rows<2, kPitch, kR, kC>(sB, (const unsigned char *)p.bias + off * 2,
                                       p.bias_stride[2], m0, p.Lq, n0, p.Lk);
+}
+
+// As stage_bias_tile, element by element, where bias's rows are not whole 16-byte chunks: the
+// products read the staged tile either way, with no per-element branch (the caller's barrier
+// makes the stores the block's).
+template <int kR, int kC>
+__device__ __noinline__ void fill_bias_tile(const BwdParams &p, unsigned char *sB, i64 b, i64 h,
+                                            i64 m0, i64 n0)
+{
+    for (int e = threadIdx.x; e < kR * kC; e += kThreads) {
+        const int r = e / kC, c = e % kC;
+        const float x = m0 + r < p.Lq && n0 + c < p.Lk ? bias_at(p, b, h, m0 + r, n0 + c) : 0.f;
+        unsigned char *row = sB + r * bias_pitch(kC);
+        if (p.bias_f32)
+            ((float *)row)[c] = x;
+        else
+            ((u16 *)row)[c] = float_to_elem(x);
+    }
 }
 
 // The staged bias (kC columns a row) of the tile's query row r, key column c.
@@ -1325,24 +1344,29 @@ local function layout_pieces(v, dq_sums)
     keys_tile_vote = v.mask == "q" and
       qmask_vote("kTile, kRows", bq and dq_sums and
         zero_tile_dbias("p.dq_accum && p.dbias_fused", "        ", "kTile"), "continue;") or "",
-    bias_add_x = bk and "x += kb;" or bq and "x += kb_ok ? kb : bias_at(p, b, h, i, j);" or
+    bias_add_x = (bk or bq) and "x += kb;" or
       "// no bias",
     kb_rows = bk and "sKB[c]" or
-      bq and "bias_staged ? staged_bias<kTile>(p, sBiasQ, r, c) : 0.f" or
+      bq and "staged_bias<kTile>(p, sBiasQ, r, c)" or
       "0.f",
-    kb_ok = bq and "bias_staged" or "true",
     qbias_decl = bq and table.concat({
-      "// the query-layout bias tile, staged where its rows are whole 16-byte chunks",
+      "// the query-layout bias tile: by cp.async where its rows are whole 16-byte chunks",
       "unsigned char *sBiasQ = (unsigned char *)smem + kQueryTilesAt;",
       "const bool bias_staged = bias_stageable(p);" }, "\n") or "",
-    qbias_stage_rows = bq and
-      "if (bias_staged)\n    stage_bias_tile<kRows, kTile>(p, sBiasQ, b, h, m0, n0);" or "",
-    qbias_stage_keys = bq and
-      "if (bias_staged)\n    stage_bias_tile<kTile, kRows>(p, sBiasQ, b, h, m0, n0);" or "",
+    qbias_stage_rows = bq and table.concat({
+      "if (bias_staged)",
+      "    stage_bias_tile<kRows, kTile>(p, sBiasQ, b, h, m0, n0);",
+      "else  // rows not of whole 16-byte chunks",
+      "    fill_bias_tile<kRows, kTile>(p, sBiasQ, b, h, m0, n0);" }, "\n") or "",
+    qbias_stage_keys = bq and table.concat({
+      "if (bias_staged)",
+      "    stage_bias_tile<kTile, kRows>(p, sBiasQ, b, h, m0, n0);",
+      "else  // rows not of whole 16-byte chunks",
+      "    fill_bias_tile<kTile, kRows>(p, sBiasQ, b, h, m0, n0);" }, "\n") or "",
     km_rows = mk and "sKM[c] != 0.f" or v.mask == "q" and
       "mask_staged && sMaskQ[r * mask_pitch(kTile) + c] != 0" or "true",
     kb_keys = bk and "kb[e / 2]" or
-      bq and "bias_staged ? staged_bias<kRows>(p, sBiasQ, c, r) : 0.f" or
+      bq and "staged_bias<kRows>(p, sBiasQ, c, r)" or
       "0.f",
     km_keys = mk and "km[e / 2]" or v.mask == "q" and
       "mask_staged && sMaskQ[c * mask_pitch(kRows) + r] != 0" or "true",
@@ -1641,7 +1665,6 @@ function M.emit(v)
     mp.keys_query_decl = kq.decl
     mp.keys_qbias_decl = tb.decl or mp.qbias_decl
     mp.kb_keys = tb.kb_keys or mp.kb_keys
-    mp.kb_ok_keys = tb.kb_ok_keys or mp.kb_ok
     mp.keys_qdbias = tb.qdbias or mp.keys_qdbias
     mp.keys_qdbias_out = tb.qdbias_out or mp.keys_qdbias_out
     mp.keys_prologue = kq.prologue or ""
