@@ -21,9 +21,9 @@
 -- memory), and "simt" (the correctness baseline: fp32 on the SIMT cores, a warp a row, dot
 -- products by shuffles). In the tile phases key-layout masks and biases are staged (shared
 -- memory in phase 0, registers in phase 1) and key tiles with no visible key skipped;
--- query-layout ones are staged a tile pair at a time (a bias always: by tensor map, cp.async or
--- element by element; a mask where its rows are whole 16-byte chunks, else read per element),
--- the mask's tile pairs voted on and skipped. dbias is written by
+-- query-layout ones are staged a tile pair at a time (by tensor map, cp.async, or element by
+-- element where their rows are not whole 16-byte chunks: the products' loops never branch on
+-- it), the mask's tile pairs voted on and skipped. dbias is written by
 -- phase 0 (query layout; phase 1 with p.dq_accum) or 1 (key layout) where no sum crosses blocks
 -- (p.dbias_fused), else by phase 2.
 -- Throughout p_ij = exp(s_ij - lse_i) from the forward's lse, ds_ij = p_ij (dO_i . v_j -
@@ -328,13 +328,11 @@ __device__ __forceinline__ void store_tile(const float (&acc)[kDT][4], u64 base,
 
 $qbias_fns
 // p and ds of one score in place: s holds q . k on entry, p on return; dp holds dO . v on entry,
-// ds on return. lse2 = lse * log2(e) (+inf: p = 0). kb: the bias staged by the caller (key
-// layout, or the query-layout tile, always staged); km: the mask value staged (key layout, or a
-// query-layout tile where km_ok), else unused. i and j are
+// ds on return. lse2 = lse * log2(e) (+inf: p = 0). kb, km: the bias and mask value staged by
+// the caller (key layout, or the query layout's tile: both always staged). i and j are
 // 32-bit (below Lq + a tile, Lk + a block): their compares one instruction each, not two.
 __device__ __forceinline__ void grad_at(const BwdParams &p, i64 b, i64 h, int i, int j, float &s,
-                                        float &dp, float lse2, float row_dot, float kb, bool km,
-                                        bool km_ok)
+                                        float &dp, float lse2, float row_dot, float kb, bool km)
 {
     if (i >= p.Lq || j >= p.Lk$causal_or$mask_or) {
         s = dp = 0.f;
@@ -423,7 +421,7 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
                 grad_at(p, b, h, (int)(m0 + r), (int)(n0 + c), s[nt][e], dp[nt][e], lse2[e / 2],
                         row_dot[e / 2],
                         $kb_rows,
-                        $km_rows, $km_ok);
+                        $km_rows);
             }
         $rows_dbias
         u32 pp[kTile / 16][4];
@@ -473,7 +471,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
                     grad_at(p, b, h, (int)(m0 + c), (int)(n0 + r), s[nt][e], dp[nt][e],
                             $keys_lse2, sRowDot[c],
                             $kb_keys,
-                            $km_keys, $km_ok);
+                            $km_keys);
                 }
             $keys_dbias_add
             $keys_qdbias
@@ -1280,6 +1278,22 @@ __device__ __forceinline__ void stage_mask_tile(const BwdParams &p, unsigned cha
                                           p.mask_stride[2], m0, p.Lq, n0, p.Lk);
 }
 
+// As stage_mask_tile, element by element, where the mask's rows are not whole 16-byte chunks:
+// each thread fills the chunks it would have staged, which staged_mask_any reads back (the
+// vote's barrier makes them the block's).
+template <int kR, int kC>
+__device__ __noinline__ void fill_mask_tile(const BwdParams &p, unsigned char *sM, i64 b, i64 h,
+                                            i64 m0, i64 n0)
+{
+    constexpr int kRowChunks = kC / 16;
+    for (int c = threadIdx.x; c < kR * kRowChunks; c += kThreads) {
+        const int r = c / kRowChunks, k0 = c % kRowChunks * 16;
+        unsigned char *chunk = sM + r * mask_pitch(kC) + k0;
+        for (int t = 0; t < 16; t++)
+            chunk[t] = m0 + r < p.Lq && n0 + k0 + t < p.Lk && mask_at(p, b, h, m0 + r, n0 + k0 + t);
+    }
+}
+
 // Whether any of the chunks this thread staged (stage_mask_tile's split) holds a true element.
 template <int kR, int kC>
 __device__ __forceinline__ bool staged_mask_any(const unsigned char *sM)
@@ -1305,10 +1319,12 @@ local function qmask_vote(shape, skipped, continue_line)
     "    stage_mask_tile<" .. shape .. ">(p, sMaskQ, b, h, m0, n0);",
     "    cp_async_commit();",
     "    cp_async_wait<0>();",
-    "    if (!__syncthreads_or(staged_mask_any<" .. shape .. ">(sMaskQ))) {",
-    skipped or "        // ds = 0 here",
-    "        " .. continue_line,
-    "    }",
+    "} else {  // rows not of whole 16-byte chunks",
+    "    fill_mask_tile<" .. shape .. ">(p, sMaskQ, b, h, m0, n0);",
+    "}",
+    "if (!__syncthreads_or(staged_mask_any<" .. shape .. ">(sMaskQ))) {",
+    skipped or "    // ds = 0 here",
+    "    " .. continue_line,
     "}" }, "\n")
 end
 
@@ -1333,17 +1349,15 @@ local function layout_pieces(v, dq_sums)
     simt_keys_dbias_start = "", simt_keys_dbias_add = "", simt_keys_dbias_end = "",
     -- mma.sync
     causal_or = v.causal and " || j > i + p.Lk - p.Lq" or "",
-    mask_or = mk and " || !km" or v.mask == "q" and " || !(km_ok ? km : mask_at(p, b, h, i, j))" or
-      "",
-    km_ok = v.mask == "q" and "mask_staged" or "true",
+    mask_or = v.mask ~= "none" and " || !km" or "",
     qmask_decl = v.mask == "q" and table.concat({
-      "// the query-layout mask tile, staged and voted on where its rows are whole 16-byte chunks",
+      "// the query-layout mask tile, voted on: by cp.async where its rows are whole 16-byte chunks",
       bq and "unsigned char *sMaskQ = (unsigned char *)smem + kQueryTilesAt + kBiasTileBytes;" or
         "unsigned char *sMaskQ = (unsigned char *)smem + kQueryTilesAt;",
       "const bool mask_staged = mask_stageable(p);" }, "\n") or "",
     keys_tile_vote = v.mask == "q" and
       qmask_vote("kTile, kRows", bq and dq_sums and
-        zero_tile_dbias("p.dq_accum && p.dbias_fused", "        ", "kTile"), "continue;") or "",
+        zero_tile_dbias("p.dq_accum && p.dbias_fused", "    ", "kTile"), "continue;") or "",
     bias_add_x = (bk or bq) and "x += kb;" or
       "// no bias",
     kb_rows = bk and "sKB[c]" or
@@ -1364,12 +1378,12 @@ local function layout_pieces(v, dq_sums)
       "else  // rows not of whole 16-byte chunks",
       "    fill_bias_tile<kTile, kRows>(p, sBiasQ, b, h, m0, n0);" }, "\n") or "",
     km_rows = mk and "sKM[c] != 0.f" or v.mask == "q" and
-      "mask_staged && sMaskQ[r * mask_pitch(kTile) + c] != 0" or "true",
+      "sMaskQ[r * mask_pitch(kTile) + c] != 0" or "true",
     kb_keys = bk and "kb[e / 2]" or
       bq and "staged_bias<kRows>(p, sBiasQ, c, r)" or
       "0.f",
     km_keys = mk and "km[e / 2]" or v.mask == "q" and
-      "mask_staged && sMaskQ[c * mask_pitch(kRows) + r] != 0" or "true",
+      "sMaskQ[c * mask_pitch(kRows) + r] != 0" or "true",
     key_arrays = bk and mk and
       "float *sKB = sRowDot + kRows, *sKM = sKB + kTile;  // the key tile's bias and mask" or
       bk and "float *sKB = sRowDot + kRows;  // the key tile's key-layout bias" or
@@ -1431,7 +1445,7 @@ local function layout_pieces(v, dq_sums)
   if v.mask == "q" then
     -- the rows phase's vote: the barrier first (the last tile's K, V and mask are read)
     x.rows_tile_barrier = "__syncthreads();  // the last tile's K, V and mask are read\n" ..
-      qmask_vote("kRows, kTile", bq and zero_tile_dbias("p.dbias_fused", "        ", "kRows"),
+      qmask_vote("kRows, kTile", bq and zero_tile_dbias("p.dbias_fused", "    ", "kRows"),
         "continue;  // no pair visible: nothing loaded or multiplied")
   end
   if bq then
