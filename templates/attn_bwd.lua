@@ -329,15 +329,12 @@ __device__ __forceinline__ void store_tile(const float (&acc)[kDT][4], u64 base,
 $qbias_fns
 // p and ds of one score in place: s holds q . k on entry, p on return; dp holds dO . v on entry,
 // ds on return. lse2 = lse * log2(e) (+inf: p = 0). kb, km: the bias and mask value staged by
-// the caller (key layout, or the query layout's tile: both always staged). out: key j lies past
-// Lk. A query past Lq needs no test: its Q and dO rows are zero-filled, its staged bias 0 and its
-// lse2 +inf, so p and ds come out 0 as computed. i and j are 32-bit (below Lq + a tile, Lk + a
-// block): a compare is one instruction, not two.
-__device__ __forceinline__ void grad_at(const BwdParams &p, i64 b, i64 h, int i, int j, bool out,
-                                        float &s, float &dp, float lse2, float row_dot, float kb,
-                                        bool km)
+// the caller (key layout, or the query layout's tile: both always staged). i and j are
+// 32-bit (below Lq + a tile, Lk + a block): their compares one instruction each, not two.
+__device__ __forceinline__ void grad_at(const BwdParams &p, i64 b, i64 h, int i, int j, float &s,
+                                        float &dp, float lse2, float row_dot, float kb, bool km)
 {
-    if (out$causal_or$mask_or) {
+    if (i >= p.Lq || j >= p.Lk$causal_or$mask_or) {
         s = dp = 0.f;
         return;
     }
@@ -421,8 +418,8 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
             for (int e = 0; e < 4; e++) {
                 const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the key in the tile
                 const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the query row in the tile
-                grad_at(p, b, h, (int)(m0 + r), (int)(n0 + c), c >= p.Lk - (int)n0, s[nt][e],
-                        dp[nt][e], lse2[e / 2], row_dot[e / 2],
+                grad_at(p, b, h, (int)(m0 + r), (int)(n0 + c), s[nt][e], dp[nt][e], lse2[e / 2],
+                        row_dot[e / 2],
                         $kb_rows,
                         $km_rows);
             }
@@ -452,10 +449,6 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
     float dk[kDT][4], dv[kDT][4];
     zero_acc(dk);
     zero_acc(dv);
-    bool key_in[2];  // this thread's two keys below Lk
-#pragma unroll
-    for (int hf = 0; hf < 2; hf++)
-        key_in[hf] = n0 + warp * 16 + lane / 4 + hf * 8 < p.Lk;
     $keys_m_begin
     $keys_dbias_start
     for (i64 h = hk * p.group; h < (hk + 1) * p.group; h++) {
@@ -475,8 +468,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
                 for (int e = 0; e < 4; e++) {
                     const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the query in the tile
                     const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the key row in the tile
-                    grad_at(p, b, h, (int)(m0 + c), (int)(n0 + r), !key_in[e / 2], s[nt][e],
-                            dp[nt][e],
+                    grad_at(p, b, h, (int)(m0 + c), (int)(n0 + r), s[nt][e], dp[nt][e],
                             $keys_lse2, sRowDot[c],
                             $kb_keys,
                             $km_keys);
