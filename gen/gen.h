@@ -87,7 +87,8 @@ typedef struct dm_kernel_src {
      * BwdParams.dq_accum set: api/bwd.c's default mode); 0 when left out */
     int dq_atomic;
     /* bwd: 1 when the kernel takes a second parameter, struct BwdMaps (api/bwd_maps.h: the
-     * tensor maps its keys phase loads Q and dO tiles through); 0 when left out */
+     * tensor maps its keys phase loads Q, dO and query-layout bias tiles through, and writes a
+     * fused dbias through); 0 when left out */
     int tma_maps;
     /* bwd: rows of the query tiles the keys phase walks (BwdParams.query_rows' tiles, the
      * tensor maps' boxes; block_m, the rows a block owns, may hold several); 0 when left out:
