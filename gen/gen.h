@@ -13,7 +13,10 @@
 #include "dmattn.h"
 #include "dm_limits.h"
 
-typedef enum dm_dir { DM_DIR_FWD = 0, DM_DIR_BWD } dm_dir;
+/* bwdrows: the backward's deterministic rows phase alone (its phase 0), a module of its own for
+ * the engines whose bwd kernel leaves it out (those with dq reductions: their default mode never
+ * runs it, and it was a third of every bwd variant's compile). */
+typedef enum dm_dir { DM_DIR_FWD = 0, DM_DIR_BWD, DM_DIR_BWD_ROWS } dm_dir;
 typedef enum dm_layout { DM_LAYOUT_NONE = 0, DM_LAYOUT_Q, DM_LAYOUT_K } dm_layout;
 /* Which template family a key belongs to; zero is attention, so existing initializers keep
  * meaning what they meant. */

@@ -12,6 +12,7 @@
 #define ARCH_LIST_MAX 64 /* "sm80|sm86|sm89|sm90|sm90a" and room for more rows */
 
 static const char *const layout_names[] = {"none", "q", "k"};
+static const char *const dir_names[] = {"fwd", "bwd", "bwdrows"};
 
 enum { FLAG_VARLEN, FLAG_CAUSAL, FLAG_SOFTCAP, FLAG_DECODE, FLAG_COUNT };
 static const char *const flag_names[FLAG_COUNT] = {"varlen", "causal", "softcap", "decode"};
@@ -172,7 +173,8 @@ static bool variant_ok(const dm_variant *v)
     if (v->family == DM_FAMILY_COMBINE)
         return combine_ok(v);
     return v->family == DM_FAMILY_ATTN && !v->relu && !v->smooth &&
-           (v->dir == DM_DIR_FWD || v->dir == DM_DIR_BWD) && head_dim_ok(v->head_dim) &&
+           (v->dir == DM_DIR_FWD || v->dir == DM_DIR_BWD || v->dir == DM_DIR_BWD_ROWS) &&
+           head_dim_ok(v->head_dim) &&
            (v->dtype == DM_F16 || v->dtype == DM_BF16) && layout_ok(v->mask) &&
            layout_ok(v->bias) && v->window >= 0 && v->window <= DM_WINDOW_MAX &&
            (int)v->arch >= 0 && (int)v->arch < DM_ARCH_COUNT;
@@ -193,7 +195,7 @@ int dm_variant_format(const dm_variant *v, char *buf, size_t n)
         return snprintf(buf, n, "combine.d%d.%s.%s", v->head_dim, dm_dtype_name(v->dtype),
                         dm_arch_name(v->arch));
     return snprintf(buf, n, "%s.d%d.%s.mask-%s.bias-%s.w%d%s%s%s%s.%s",
-                    v->dir == DM_DIR_FWD ? "fwd" : "bwd", v->head_dim, dm_dtype_name(v->dtype),
+                    dir_names[v->dir], v->head_dim, dm_dtype_name(v->dtype),
                     layout_names[v->mask], layout_names[v->bias], v->window,
                     v->varlen ? ".varlen" : "", v->causal ? ".causal" : "",
                     v->softcap ? ".softcap" : "", v->decode ? ".decode" : "",
@@ -358,12 +360,15 @@ dm_status dm_variant_parse(const char *text, dm_variant *out, char *err, size_t 
         v.dir = DM_DIR_FWD;
     else if (span_is(&f, "bwd"))
         v.dir = DM_DIR_BWD;
+    else if (span_is(&f, "bwdrows"))
+        v.dir = DM_DIR_BWD_ROWS;
     else if (span_is(&f, "wmask"))
         return parse_wmask(p, out, err, err_bytes);
     else if (span_is(&f, "combine"))
         return parse_combine(p, out, err, err_bytes);
     else
-        return field_err(err, err_bytes, 1, "direction", &f, "fwd, bwd, wmask or combine");
+        return field_err(err, err_bytes, 1, "direction", &f,
+                         "fwd, bwd, bwdrows, wmask or combine");
 
     index = 2;
     if (!next_field(&p, &f))

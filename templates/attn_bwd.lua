@@ -872,9 +872,35 @@ $entry(const __grid_constant__ BwdParams p$maps_param)
     extern __shared__ __align__($smem_align) unsigned char smem_raw[];
     u16 *smem = (u16 *)smem_raw;
     if (p.phase == 0)
-        rows_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);
+        $rows_phase
     else if (p.phase == 1)
         keys_tile(p$maps_arg, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);$dbias_call_mma
+}]=]
+
+-- The deterministic rows phase alone (bwdrows keys): engines with dq reductions leave it out of
+-- their bwd kernel, whose default mode never runs it (its phase 0 is the memory-pass entry's),
+-- and the library loads this module only for deterministic calls (api/bwd.c).
+local rows_only_entry = [=[
+extern "C" __global__ void __launch_bounds__(kThreads)
+$entry(const __grid_constant__ BwdParams p)
+{
+    extern __shared__ __align__($smem_align) unsigned char smem_raw[];
+    rows_tile(p, (u16 *)smem_raw, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);
+}]=]
+
+local rows_only_entry_varlen = [=[
+extern "C" __global__ void __launch_bounds__(kThreads)
+$entry(const BwdParams pv)
+{
+    extern __shared__ __align__($smem_align) unsigned char smem_raw[];
+    const Sequence sq = sequence_of(pv, blockIdx.z);
+    const i64 r0 = (i64)blockIdx.x * kRows;
+    if (r0 >= sq.Lq)
+        return;  // the grid covers max_seqlen_q
+    BwdParams p = pv;
+    view_sequence(p, sq);
+    $dbias_pad
+    rows_tile(p, (u16 *)smem_raw, 0, blockIdx.y, r0);
 }]=]
 
 local dbias_phase = [=[
@@ -1021,8 +1047,7 @@ $entry(const BwdParams pv)
         BwdParams p = pv;
         view_sequence(p, sq);
         if (p.phase == 0) {
-            $dbias_pad
-            rows_tile(p, smem, 0, blockIdx.y, r0);
+            $rows_phase
         } else if (p.phase == 1) {
             keys_tile(p, smem, 0, blockIdx.y, r0);
         }
@@ -1099,7 +1124,7 @@ local dbias_call_mma = [=[
         dbias_phase($params, (i64)blockIdx.x * kWarps + threadIdx.x / 32, threadIdx.x % 32);]=]
 
 local function check_variant(v)
-  if v.dir ~= "bwd" then
+  if v.dir ~= "bwd" and v.dir ~= "bwdrows" then
     errors.unsupported("attn_bwd.lua emits the backward family, not " .. tostring(v.dir))
   end
   if v.d < limits.head_dim_min or v.d > limits.head_dim_max or v.d % limits.head_dim_step ~= 0 then
@@ -1577,6 +1602,10 @@ function M.emit(v)
   check_variant(v)
   local row = tune.lookup("bwd", v.d, v.arch, v.causal, { mask = v.mask, bias = v.bias })
   local simt = row.mma == "simt"
+  local rows_only = v.dir == "bwdrows"  -- the deterministic rows phase alone (rows_only_entry)
+  if rows_only and simt then
+    errors.unsupported("bwdrows: the SIMT engine keeps its rows phase in its bwd kernel")
+  end
   local warps = row.warps
   local d_pad = (v.d + 15) // 16 * 16
   local vars = { d = v.d, warps = warps, entry = common.entry_name(v.key), tile = row.block_m,
@@ -1702,12 +1731,22 @@ function M.emit(v)
   if v.varlen and v.bias == "q" then
     pad = simt and dbias_pad_simt or dbias_pad_mma
   end
+  -- the rows phase in the bwd kernel, unless the engine sums dq (then a bwdrows kernel's)
+  local rows_apart = not simt and engine.dq_atomic == true
   if simt then
     buf.add(v.varlen and simt_entry_varlen or simt_entry,
       { entry = vars.entry, dbias_call = call, dbias_pad = pad })
+  elseif rows_only then
+    buf.add(v.varlen and rows_only_entry_varlen or rows_only_entry,
+      { entry = vars.entry, dbias_pad = pad, smem_align = engine.smem_align })
   else
+    local rows_call = v.varlen and "rows_tile(p, smem, 0, blockIdx.y, r0);" or
+      "rows_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);"
     buf.add(v.varlen and mma_entry_varlen or mma_entry,
-      { entry = vars.entry, dbias_call_mma = call, dbias_pad = pad,
+      { entry = vars.entry, dbias_call_mma = call,
+        rows_phase = rows_apart and
+          "return;  // the deterministic rows phase: the bwdrows kernel's (api/bwd.c)" or
+          (pad ~= "" and pad .. "\n" or "") .. rows_call,
         smem_align = engine.smem_align,
         maps_param = tma and ",\n    const __grid_constant__ BwdMaps maps" or "",
         maps_arg = tma and ", maps" or "" })
@@ -1732,7 +1771,8 @@ function M.emit(v)
   -- (p.query_rows' tiles, the tensor maps' boxes)
   -- dq_atomic: phases 0, 1 and 3 can compute dq by reductions into p.dq_accum (0 and 3 by
   -- rows_entry, the memory passes)
-  local rows_entry = not simt and engine.dq_atomic and vars.entry .. "_rows" or nil
+  local rows_entry = not simt and not rows_only and engine.dq_atomic and vars.entry .. "_rows" or
+    nil
   if rows_entry then
     buf.add("")
     buf.add(memory_pass_fn)
@@ -1743,7 +1783,8 @@ function M.emit(v)
   return { source = buf.text(), entry = vars.entry, rows_entry = rows_entry,
            threads = 32 * warps, block_m = simt and warps or row.block_m, block_n = warps,
            query_tile = simt and warps or tile, smem_bytes = smem,
-           dq_atomic = engine and engine.dq_atomic and 1 or 0, tma_maps = tma and 1 or 0 }
+           dq_atomic = engine and engine.dq_atomic and not rows_only and 1 or 0,
+           tma_maps = tma and not rows_only and 1 or 0 }
 end
 
 return M

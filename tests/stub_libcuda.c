@@ -188,6 +188,8 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
     dmstub_stats.launches++;
     dmstub_stats.launch_ctx = current();
     dmstub_stats.launch_fn = f;
+    if (dmstub_stats.launches - 1 < 32) /* launches counts this one already */
+        dmstub_stats.fns[dmstub_stats.launches - 1] = f;
     dmstub_stats.grid[0] = gx;
     dmstub_stats.grid[1] = gy;
     dmstub_stats.grid[2] = gz;

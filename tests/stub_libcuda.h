@@ -12,6 +12,7 @@ typedef struct dmstub_stats_t {
     long launches;
     void *launch_ctx; /* the context current at the last launch */
     void *launch_fn;  /* the function of the last launch */
+    void *fns[32];    /* the function of launch n (launches counted from 0), for n < 32 */
     unsigned grid[3];
     unsigned block_threads;
     unsigned smem_bytes;

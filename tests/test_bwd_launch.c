@@ -176,7 +176,8 @@ END_TEST
 /* On an engine with dq reductions (sm_90a), the default mode launches rows (row_dot, the scratch
  * zeroed), keys (dk, dv, dq's sums) and phase 3 over the query rows' grid, the fp32 sums placed
  * after row_dot in one scratch, with or without a fused dbias (a query-layout one is then the keys
- * phase's too); deterministic mode keeps dq in phase 0: two launches, no dq_accum. */
+ * phase's too); deterministic mode keeps dq in phase 0: two launches, no dq_accum, phase 0 on
+ * the variant's bwdrows kernel (the bwd kernel leaves the rows phase out), loaded only then. */
 START_TEST(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them)
 {
     dm_ctx *ctx = stub_ctx_cc("90");
@@ -201,13 +202,23 @@ START_TEST(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them)
     ck_assert_ptr_eq(stats->launch_fn, k->fn_rows);
     ck_assert_uint_eq(stats->smem_bytes, 0);
 
+    dm_variant vr = v;
+    vr.dir = DM_DIR_BWD_ROWS;
+    ck_assert_ptr_null(dm_module_find(ctx, &vr)); /* the default mode never loads it */
     a.deterministic = 1;
     bwd_ok(ctx, &a);
     ck_assert_int_eq(stats->launches, 5);
     p = last_params();
     ck_assert(p.phase == 1 && p.dq_accum == 0);
-    ck_assert_ptr_eq(stats->launch_fn, k->fn); /* phase 0 computes dq: the main entry's */
+    ck_assert_ptr_eq(stats->launch_fn, k->fn);
     ck_assert_uint_eq(stats->smem_bytes, (unsigned)k->smem_bytes);
+    const dm_kernel *rows = dm_module_find(ctx, &vr); /* phase 0 computes dq: bwdrows' entry */
+    ck_assert_ptr_nonnull(rows);
+    ck_assert_ptr_eq(stats->fns[3], rows->fn);
+    ck_assert_ptr_ne(rows->fn, k->fn);
+    ck_assert_ptr_null(rows->fn_rows);
+    ck_assert_int_eq(rows->tma_maps, 0);
+    ck_assert_int_eq(rows->block_m, k->block_m);
 
     a = args(B, H, 1); /* a key-layout dbias (keys phase): reductions still */
     bwd_ok(ctx, &a);

@@ -135,6 +135,39 @@ START_TEST(window_and_per_query_decode_variants_are_unsupported)
 }
 END_TEST
 
+/* bwdrows keys (the deterministic rows phase alone): an entry that runs rows_tile and nothing
+ * else, no memory-pass entry, no tensor maps; the bwd kernel of an engine with dq reductions
+ * leaves the phase out (its phase 0 returns), one without keeps it; SIMT has no bwdrows. */
+START_TEST(bwdrows_is_the_rows_phase_alone_and_the_bwd_kernel_leaves_it_out)
+{
+    dm_variant v = make(128, DM_BF16, DM_LAYOUT_NONE, DM_LAYOUT_Q, false, false, DM_SM90A);
+    dm_kernel_src k;
+    char err[512];
+    v.dir = DM_DIR_BWD_ROWS;
+    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_OK);
+    ck_assert_int_eq(k.rows_entry[0], 0);
+    ck_assert_int_eq(k.tma_maps, 0);
+    ck_assert_ptr_nonnull(strstr(k.source, "dm_bwdrows_d128_bf16_mask_none_bias_q_w0_sm90a("));
+    ck_assert_ptr_nonnull(strstr(k.source, "    rows_tile(p, (u16 *)smem_raw, blockIdx.z"));
+    ck_assert_ptr_null(strstr(k.source, "keys_tile(p, maps, smem"));
+    dm_kernel_src_free(&k);
+    v.dir = DM_DIR_BWD;
+    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_OK);
+    ck_assert_int_ne(k.rows_entry[0], 0);
+    ck_assert_ptr_null(strstr(k.source, "rows_tile(p, smem"));
+    ck_assert_ptr_nonnull(strstr(k.source, "keys_tile(p, maps, smem"));
+    dm_kernel_src_free(&k);
+    v.arch = DM_SM80; /* mma.sync: no dq reductions, the rows phase stays */
+    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_OK);
+    ck_assert_ptr_nonnull(strstr(k.source, "rows_tile(p, smem, blockIdx.z"));
+    dm_kernel_src_free(&k);
+    v.dir = DM_DIR_BWD_ROWS;
+    v.head_dim = 256; /* the SIMT engine */
+    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err, "bwdrows"));
+}
+END_TEST
+
 START_TEST(embedded_templates_include_every_module)
 {
     const char *want[] = {"attn_fwd.lua", "attn_fwd_bias.lua", "attn_fwd_mask.lua",
@@ -335,6 +368,7 @@ END_TEST
 
 #define TESTS(X) \
     X(emit_is_byte_identical_in_fresh_states_for_every_axis) \
+    X(bwdrows_is_the_rows_phase_alone_and_the_bwd_kernel_leaves_it_out) \
     X(source_opens_with_the_variant_key_and_the_template_line) \
     X(features_that_are_off_are_absent_from_the_text) \
     X(entry_point_is_named_after_the_variant) \

@@ -354,6 +354,24 @@ START_TEST(bwd_varlen_every_layout_pair_compiles_for_sm80_and_sm90a)
 }
 END_TEST
 
+/* The deterministic rows phase alone (bwdrows keys): every mask x bias layout pair at d128 on
+ * sm90a, dense and varlen alternating, causal and softcap rotating; d64 and the mma.sync engine
+ * (sm80) once each. */
+START_TEST(bwdrows_every_layout_pair_compiles_for_sm90a_and_sm80)
+{
+    dm_ctx *ctx = dm_test_offline_ctx();
+    for (int i = 0; i < 11; i++) {
+        dm_variant v = {.dir = DM_DIR_BWD_ROWS, .head_dim = i == 9 ? 64 : 128,
+                        .dtype = i % 3 ? DM_BF16 : DM_F16, .mask = (dm_layout)(i % 3),
+                        .bias = (dm_layout)(i / 3 % 3), .varlen = i % 2 == 1,
+                        .causal = i % 3 == 1, .softcap = i % 4 == 2,
+                        .arch = i == 10 ? DM_SM80 : DM_SM90A};
+        dm_test_compile_ok(ctx, &v);
+    }
+    dm_ctx_destroy(ctx);
+}
+END_TEST
+
 START_TEST(other_archs_compile)
 {
     dm_ctx *ctx = dm_test_offline_ctx();
@@ -417,6 +435,7 @@ END_TEST
     X(bwd_every_head_dim_compiles_for_sm80) \
     X(bwd_every_wgmma_head_dim_compiles_for_sm90a) \
     X(bwd_varlen_every_layout_pair_compiles_for_sm80_and_sm90a) \
+    X(bwdrows_every_layout_pair_compiles_for_sm90a_and_sm80) \
     X(other_archs_compile) \
     X(broken_source_is_a_compile_error_with_the_log) \
     X(options_name_the_arch_and_differ_per_arch)

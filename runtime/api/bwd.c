@@ -99,13 +99,30 @@ dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool
     return st;
 }
 
+dm_status dm_bwd_rows_kernel(dm_ctx *ctx, const char *call, const dm_variant *v,
+                             const dm_kernel *k, bool deterministic, const dm_kernel **rows)
+{
+    *rows = NULL;
+    if (!deterministic || !k->dq_atomic)
+        return DM_OK;
+    dm_variant r = *v;
+    r.dir = DM_DIR_BWD_ROWS;
+    return dm_kernel_get(ctx, call, &r, rows, NULL);
+}
+
 dm_status dm_bwd_launch_phases(dm_ctx *ctx, const char *call, const dm_variant *v,
-                               const dm_kernel *k, dm_bwd_params *p, const dm_bwd_maps *maps,
-                               const dm_bwd_grid *g, CUstream stream)
+                               const dm_kernel *k, const dm_kernel *rows, dm_bwd_params *p,
+                               const dm_bwd_maps *maps, const dm_bwd_grid *g, CUstream stream)
 {
     if (k->tma_maps && !maps)
         return dm_set_error(ctx, DM_ERR_UNSUPPORTED, "%s: the kernel takes tensor maps, none given",
                             call);
+    if (k->dq_atomic && !p->dq_accum && !rows)
+        return dm_set_error(ctx, DM_ERR_UNSUPPORTED,
+                            "%s: the deterministic rows phase needs the bwdrows kernel, none given",
+                            call);
+    dm_variant rows_v = *v; /* rows' variant, for its messages */
+    rows_v.dir = DM_DIR_BWD_ROWS;
     for (int phase = 0; phase < (p->dq_accum ? 4 : 3); phase++) {
         int64_t gx, gy = 1, gz = 1;
         if (phase != 2) { /* 3: over the query rows, as 0 */
@@ -126,6 +143,8 @@ dm_status dm_bwd_launch_phases(dm_ctx *ctx, const char *call, const dm_variant *
         dm_status st;
         if (k->fn_rows && (phase == 3 || (phase == 0 && p->dq_accum)))
             st = dm_kernel_launch_rows(ctx, call, v, k, x, y, z, p, stream); /* memory passes */
+        else if (phase == 0 && rows)
+            st = dm_kernel_launch(ctx, call, &rows_v, rows, x, y, z, p, stream);
         else if (k->tma_maps)
             st = dm_kernel_launch2(ctx, call, v, k, x, y, z, p, (void *)maps, stream);
         else
@@ -140,7 +159,7 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
 {
     dm_bwd_plan plan;
     dm_variant v;
-    const dm_kernel *kernel;
+    const dm_kernel *kernel, *rows = NULL;
     dm_bwd_params params = {0}; /* params.row_dot: 0 (nothing to free) until the scratch */
     size_t bytes = 0;
 
@@ -157,7 +176,8 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
     dm_fwd_plan_variant(f, ctx->arch, &v);
     v.dir = DM_DIR_BWD;
     v.decode = false;
-    if ((st = dm_kernel_get(ctx, "dm_bwd", &v, &kernel, NULL)) != DM_OK)
+    if ((st = dm_kernel_get(ctx, "dm_bwd", &v, &kernel, NULL)) != DM_OK ||
+        (st = dm_bwd_rows_kernel(ctx, "dm_bwd", &v, kernel, plan.deterministic, &rows)) != DM_OK)
         goto out;
     fill_params(args, &plan, &params);
     if ((st = dm_bwd_scratch(ctx, "dm_bwd", kernel, plan.deterministic, f->B * f->H * f->Lq,
@@ -174,8 +194,8 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
     if (kernel->tma_maps)
         dm_bwd_maps_fill(ctx->drv, &params, (int)f->D, kernel->query_tile,
                          f->bias_layout == DM_LAYOUT_Q, &maps);
-    st = dm_bwd_launch_phases(ctx, "dm_bwd", &v, kernel, &params, kernel->tma_maps ? &maps : NULL,
-                              &grid, stream);
+    st = dm_bwd_launch_phases(ctx, "dm_bwd", &v, kernel, rows, &params,
+                              kernel->tma_maps ? &maps : NULL, &grid, stream);
 out: /* freed in stream order, behind the kernels that read it */
     st = dm_scratch_free(ctx, st, "dm_bwd", "the backward's scratch", params.row_dot, bytes,
                          stream);

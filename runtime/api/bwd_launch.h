@@ -1,5 +1,6 @@
 /* bwd_launch.h: the backward's phases on a stream, shared by dm_bwd (bwd.c) and dm_bwd_varlen
- * (bwd_varlen.c): one bwd kernel launched once per phase (templates/attn_bwd.lua). */
+ * (bwd_varlen.c): one bwd kernel launched once per phase (templates/attn_bwd.lua), and, for a
+ * deterministic call on a kernel with dq reductions, the variant's bwdrows kernel for phase 0. */
 #ifndef DM_BWD_LAUNCH_H
 #define DM_BWD_LAUNCH_H
 
@@ -32,14 +33,21 @@ dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool
                          int64_t rows, int head_dim, CUstream stream, dm_bwd_params *p,
                          size_t *bytes);
 
+/* The kernel of v's deterministic rows phase where k leaves it out (k->dq_atomic: the bwdrows
+ * variant of v, loaded or built as any kernel), into *rows; NULL where the call is not
+ * deterministic or k runs the phase itself. */
+dm_status dm_bwd_rows_kernel(dm_ctx *ctx, const char *call, const dm_variant *v,
+                             const dm_kernel *k, bool deterministic, const dm_kernel **rows);
+
 /* The phases in stream order, p->phase set for each: 0 rows, 1 keys, 2 dbias, then 3 (dq from
  * the scratch) when p->dq_accum is set; a phase with no block is skipped. DM_ERR_UNSUPPORTED
  * when a grid's x exceeds the device limit, naming call. maps: the kernel's second parameter
  * where it takes one (k->tma_maps), else NULL. The default mode's memory passes (0 with
  * p->dq_accum, and 3) go to k->fn_rows where the kernel has one: no shared memory, their own
- * registers. */
+ * registers; the deterministic rows phase (0 without p->dq_accum) to rows where given
+ * (dm_bwd_rows_kernel; a kernel with dq reductions has no phase 0 of its own). */
 dm_status dm_bwd_launch_phases(dm_ctx *ctx, const char *call, const dm_variant *v,
-                               const dm_kernel *k, dm_bwd_params *p, const dm_bwd_maps *maps,
-                               const dm_bwd_grid *g, CUstream stream);
+                               const dm_kernel *k, const dm_kernel *rows, dm_bwd_params *p,
+                               const dm_bwd_maps *maps, const dm_bwd_grid *g, CUstream stream);
 
 #endif

@@ -99,7 +99,7 @@ dm_status dm_bwd_varlen(dm_ctx *ctx, const dm_bwd_varlen_args *args, CUstream st
 {
     dm_bwd_varlen_plan plan;
     dm_variant v;
-    const dm_kernel *kernel;
+    const dm_kernel *kernel, *rows = NULL;
     dm_bwd_params params = {0}; /* params.row_dot: 0 (nothing to free) until the scratch */
     size_t bytes = 0;
 
@@ -120,7 +120,8 @@ dm_status dm_bwd_varlen(dm_ctx *ctx, const dm_bwd_varlen_args *args, CUstream st
         return st;
     dm_fwd_varlen_plan_variant(f, ctx->arch, false, &v);
     v.dir = DM_DIR_BWD;
-    if ((st = dm_kernel_get(ctx, CALL, &v, &kernel, NULL)) != DM_OK)
+    if ((st = dm_kernel_get(ctx, CALL, &v, &kernel, NULL)) != DM_OK ||
+        (st = dm_bwd_rows_kernel(ctx, CALL, &v, kernel, plan.deterministic, &rows)) != DM_OK)
         goto out;
     fill_params(args, &plan, &params);
     if ((st = dm_bwd_scratch(ctx, CALL, kernel, plan.deterministic, f->H * f->total_q, (int)f->D,
@@ -130,7 +131,7 @@ dm_status dm_bwd_varlen(dm_ctx *ctx, const dm_bwd_varlen_args *args, CUstream st
                               .heads = {f->H, f->Hkv},
                               .batches = f->B,
                               .dbias_elems = dbias_elems(f, &params)};
-    st = dm_bwd_launch_phases(ctx, CALL, &v, kernel, &params, NULL, &grid, stream);
+    st = dm_bwd_launch_phases(ctx, CALL, &v, kernel, rows, &params, NULL, &grid, stream);
 out: /* freed in stream order, behind the kernels that read it */
     st = dm_scratch_free(ctx, st, CALL, "the backward's scratch", params.row_dot, bytes, stream);
     dm_ctx_leave(ctx);
