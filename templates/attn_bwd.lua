@@ -888,19 +888,21 @@ $entry(const __grid_constant__ BwdParams p)
     rows_tile(p, (u16 *)smem_raw, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);
 }]=]
 
-local rows_only_entry_varlen = [=[
+-- A varlen entry over query rows (the rows phase alone, the memory passes): sequence blockIdx.z's
+-- view, blocks past its rows return.
+local varlen_rows_entry = [=[
 extern "C" __global__ void __launch_bounds__(kThreads)
-$entry(const BwdParams pv)
+$name(const BwdParams pv)
 {
-    extern __shared__ __align__($smem_align) unsigned char smem_raw[];
+    $smem_decl
     const Sequence sq = sequence_of(pv, blockIdx.z);
     const i64 r0 = (i64)blockIdx.x * kRows;
     if (r0 >= sq.Lq)
         return;  // the grid covers max_seqlen_q
     BwdParams p = pv;
     view_sequence(p, sq);
-    $dbias_pad
-    rows_tile(p, (u16 *)smem_raw, 0, blockIdx.y, r0);
+    $pad
+    $call
 }]=]
 
 local dbias_phase = [=[
@@ -1098,19 +1100,6 @@ $entry_rows(const BwdParams p)
     memory_pass(p, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);
 }]=]
 
-local rows_entry_varlen = [=[
-extern "C" __global__ void __launch_bounds__(kThreads)
-$entry_rows(const BwdParams pv)
-{
-    const Sequence sq = sequence_of(pv, blockIdx.z);
-    const i64 r0 = (i64)blockIdx.x * kRows;
-    if (r0 >= sq.Lq)
-        return;  // the grid covers max_seqlen_q
-    BwdParams p = pv;
-    view_sequence(p, sq);
-    $phase0_dbias_pad
-    memory_pass(p, 0, blockIdx.y, r0);
-}]=]
 
 local dbias_call = [=[
  else if (r < $dbias_elems) {
@@ -1737,8 +1726,12 @@ function M.emit(v)
     buf.add(v.varlen and simt_entry_varlen or simt_entry,
       { entry = vars.entry, dbias_call = call, dbias_pad = pad })
   elseif rows_only then
-    buf.add(v.varlen and rows_only_entry_varlen or rows_only_entry,
-      { entry = vars.entry, dbias_pad = pad, smem_align = engine.smem_align })
+    local smem_decl = "extern __shared__ __align__(" .. engine.smem_align ..
+      ") unsigned char smem_raw[];"
+    buf.add(v.varlen and varlen_rows_entry or rows_only_entry, v.varlen and
+      { name = vars.entry, smem_decl = smem_decl, pad = pad,
+        call = "rows_tile(p, (u16 *)smem_raw, 0, blockIdx.y, r0);" } or
+      { entry = vars.entry, smem_align = engine.smem_align })
   else
     local rows_call = v.varlen and "rows_tile(p, smem, 0, blockIdx.y, r0);" or
       "rows_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);"
@@ -1776,9 +1769,11 @@ function M.emit(v)
   if rows_entry then
     buf.add("")
     buf.add(memory_pass_fn)
-    buf.add(v.varlen and rows_entry_varlen or rows_entry_dense, { entry_rows = rows_entry,
-      phase0_dbias_pad = pad ~= "" and common.fill("if (p.phase == 0) {\n    $pad\n}",
-        { pad = pad }) or "" })
+    local phase0_pad = pad ~= "" and common.fill("if (p.phase == 0) {\n    $pad\n}",
+      { pad = pad }) or ""
+    buf.add(v.varlen and varlen_rows_entry or rows_entry_dense, v.varlen and
+      { name = rows_entry, smem_decl = "", pad = phase0_pad,
+        call = "memory_pass(p, 0, blockIdx.y, r0);" } or { entry_rows = rows_entry })
   end
   return { source = buf.text(), entry = vars.entry, rows_entry = rows_entry,
            threads = 32 * warps, block_m = simt and warps or row.block_m, block_n = warps,
