@@ -270,7 +270,7 @@ static void push_variant(lua_State *L, const emit_job *job)
     lua_setfield(L, -2, "relu");
     lua_pushboolean(L, v->smooth);
     lua_setfield(L, -2, "smooth");
-    lua_pushstring(L, v->dir == DM_DIR_FWD ? "fwd" : v->dir == DM_DIR_BWD ? "bwd" : "bwdrows");
+    lua_pushstring(L, dm_dir_name(v->dir));
     lua_setfield(L, -2, "dir");
     lua_pushinteger(L, v->head_dim);
     lua_setfield(L, -2, "d");

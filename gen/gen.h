@@ -68,6 +68,7 @@ const char *dm_arch_name(dm_arch a);                  /* "sm90a"; "?" outside th
 dm_status dm_arch_parse(const char *text, dm_arch *out); /* DM_ERR_INVALID_ARG if unknown */
 int dm_arch_from_cc(int major, int minor, dm_arch *out); /* device cc -> arch; 0 = ok */
 const char *dm_dtype_name(dm_dtype t);                 /* "f16", "bf16", "f32", "bool", "i32" */
+const char *dm_dir_name(dm_dir d);                     /* "fwd", "bwd", "bwdrows"; "?" outside */
 
 /* What a template returns for one variant: self-contained CUDA source and its launch facts. */
 typedef struct dm_kernel_src {

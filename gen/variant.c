@@ -195,7 +195,7 @@ int dm_variant_format(const dm_variant *v, char *buf, size_t n)
         return snprintf(buf, n, "combine.d%d.%s.%s", v->head_dim, dm_dtype_name(v->dtype),
                         dm_arch_name(v->arch));
     return snprintf(buf, n, "%s.d%d.%s.mask-%s.bias-%s.w%d%s%s%s%s.%s",
-                    dir_names[v->dir], v->head_dim, dm_dtype_name(v->dtype),
+                    dm_dir_name(v->dir), v->head_dim, dm_dtype_name(v->dtype),
                     layout_names[v->mask], layout_names[v->bias], v->window,
                     v->varlen ? ".varlen" : "", v->causal ? ".causal" : "",
                     v->softcap ? ".softcap" : "", v->decode ? ".decode" : "",
@@ -446,6 +446,12 @@ dm_status dm_variant_parse(const char *text, dm_variant *out, char *err, size_t 
     }
     *out = v;
     return DM_OK;
+}
+
+const char *dm_dir_name(dm_dir d)
+{
+    return (int)d >= 0 && (int)d < (int)(sizeof dir_names / sizeof dir_names[0]) ? dir_names[d]
+                                                                                : "?";
 }
 
 const char *dm_dtype_name(dm_dtype t)

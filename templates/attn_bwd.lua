@@ -750,6 +750,8 @@ __device__ __forceinline__ unsigned char *bias_stage(u16 *smem, u32 it)
 {
     return (unsigned char *)smem + kBiasStagesAt + it % 2 * kBiasStageBytes;
 }
+// Keys a box holds (128 bytes of them), for the loads and the dbias stores.
+__device__ __forceinline__ int bias_box_keys(const BwdParams &p) { return p.bias_f32 ? 32 : 64; }
 // Byte offset of query c, key r in a stage of kEs-byte elements.
 template <int kEs>
 __device__ __forceinline__ u32 stage_at(int c, int r)
@@ -791,7 +793,7 @@ __device__ __forceinline__ void stage_ds(const BwdParams &p, const float (&ds)[k
 __device__ __noinline__ void store_ds_tile(const BwdParams &p, const BwdMaps &maps,
                                            const unsigned char *sB, i64 b, i64 h, i64 m0, i64 n0)
 {
-    const int box_keys = p.bias_f32 ? 32 : 64;
+    const int box_keys = bias_box_keys(p);
     for (int a = 0; a < kRows / box_keys; a++)
         tma_store_4d(maps.dbias, sB + a * kTile * 128, (int)n0 + a * box_keys, (int)m0, (int)h,
                      (int)b);
@@ -835,7 +837,7 @@ __device__ __noinline__ void store_ds_staged(const BwdParams &p, const unsigned 
   issue_bias = table.concat({
     "if (maps.bias_tma) {  // the bias tile: boxes of 128 bytes of keys",
     "    unsigned char *sb = bias_stage(smem, it);",
-    "    const int box_keys = p.bias_f32 ? 32 : 64;",
+    "    const int box_keys = bias_box_keys(p);",
     "    const int hb = (int)((u32)h / (u32)p.bias_head_div);",
     "    const int bb = (int)b * (int)maps.bias_batch_step;",
     "    for (int a = 0; a < kRows / box_keys; a++)",
@@ -1746,7 +1748,7 @@ function M.emit(v)
   end
   -- the tiles, float arrays (phase 0: row_dot of the block's rows, a tile's key bias and key
   -- mask; phase 1: lse and row_dot, with two query stages one pair a stage, then the stages' two
-  -- mbarriers), then a query-layout bias's and mask's staged tiles (one warpgroup)
+  -- mbarriers), then a query-layout bias's and mask's staged tiles, the larger phase's shape
   -- (with a bias by the maps: its two stages, kBiasStagesAt, on the swizzle's period)
   local smem = simt and 0 or engine.smem_tiles(tile, groups, d_pad, tma) +
     math.max(row.block_m + 2 * tile, tma and 4 * tile or 2 * tile) * 4 + (tma and 16 or 0)

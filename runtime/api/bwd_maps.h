@@ -4,8 +4,8 @@
  * rows, 128-byte swizzled as the wgmma tiles, and, for a query-layout bias, maps of bias over
  * (Lk, Lq, bias heads, bias batches) and of the fused dbias over (Lk, Lq, H, B) in boxes of 128
  * bytes of keys x query_tile rows, swizzled the same way. A map the driver refuses (a stride the
- * unit cannot step) is left unused: the kernel then copies the query tiles by cp.async and reads
- * the bias element by element, as before. */
+ * unit cannot step) is left unused: the kernel then copies the query tiles by cp.async and its
+ * threads fill the bias's stage element by element. */
 #ifndef DM_BWD_MAPS_H
 #define DM_BWD_MAPS_H
 
