@@ -266,8 +266,8 @@ __device__ __forceinline__ int group_warp()
 static_assert(kHeadDimPad % 16 == 0 && kHeadDim % 8 == 0, "k-steps of 16, rows of 16-byte chunks");]=]
 
 -- The phases over the engine's tiles and products (engine.text: kTileElems, load_tile,
--- zero_pad_columns, gemm_xyt2, gemm_pz, gemm_pz2): a warp's 16 rows of every product in
--- mma.sync's m16n8 accumulator layout, whichever engine computed them.
+-- zero_pad_columns, issue_xyt_pair, issue_pz_async, wait_products, gemm_pz): a warp's 16 rows of
+-- every product in mma.sync's m16n8 accumulator layout, whichever engine computed them.
 local tile_phases = [=[
 // The accumulator layout (thread: rows lane / 4 and + 8, columns 2 (lane % 4) + 0, 1 of each
 // 8-column n-tile) as the A operand of the next product, 16-bit pairs.
@@ -327,21 +327,30 @@ __device__ __forceinline__ void store_tile(const float (&acc)[kDT][4], u64 base,
 }
 
 $qbias_fns
-// p and ds of one score in place: s holds q . k on entry, p on return; dp holds dO . v on entry,
-// ds on return. lse2 = lse * log2(e) (+inf: p = 0). kb, km: the bias and mask value staged by
-// the caller (key layout, or the query layout's tile: both always staged). i and j are
-// 32-bit (below Lq + a tile, Lk + a block): their compares one instruction each, not two.
-__device__ __forceinline__ void grad_at(const BwdParams &p, i64 b, i64 h, int i, int j, float &s,
-                                        float &dp, float lse2, float row_dot, float kb, bool km)
+// p of one score in place: s holds q . k on entry, p on return (0 outside the problem, where
+// masked, or where lse2 = lse * log2(e) = +inf). kb, km: the bias and mask value staged by the
+// caller (key layout, or the query layout's tile: both always staged). i and j are 32-bit
+// (below Lq + a tile, Lk + a block): their compares one instruction each, not two.
+__device__ __forceinline__ void p_at(const BwdParams &p, int i, int j, float &s, float lse2,
+                                     float kb, bool km$th_param)
 {
     if (i >= p.Lq || j >= p.Lk$causal_or$mask_or) {
-        s = dp = 0.f;
+        s = 0.f;$th_zero
         return;
     }
     float x = p.scale * s;
     $bias_add_x
     $softcap_x
     s = fast_exp2(x * kLog2e - lse2);
+}
+
+// p and ds of one score in place: s as p_at; dp holds dO . v on entry, ds on return (0 where p
+// is: dO . v is finite, rows past the problem read as zero).
+__device__ __forceinline__ void grad_at(const BwdParams &p, int i, int j, float &s, float &dp,
+                                        float lse2, float row_dot, float kb, bool km)
+{
+    $th_decl
+    p_at(p, i, j, s, lse2, kb, km$th_arg);
     dp = s * (dp - row_dot);
     $softcap_ds
 }
@@ -411,14 +420,16 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
         tiles_landed();
         __syncthreads();
         float s[kNT][4], dp[kNT][4];
-        gemm_xyt2(sQ + group * kTileElems, sK, s, sDO + group * kTileElems, sV, dp);
+        issue_xyt_pair(sQ + group * kTileElems, sK, s, sDO + group * kTileElems, sV, dp);
+        wait_products<0>(s);
+        wait_products<0>(dp);
 #pragma unroll
         for (int nt = 0; nt < kNT; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the key in the tile
                 const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the query row in the tile
-                grad_at(p, b, h, (int)(m0 + r), (int)(n0 + c), s[nt][e], dp[nt][e], lse2[e / 2],
+                grad_at(p, (int)(m0 + r), (int)(n0 + c), s[nt][e], dp[nt][e], lse2[e / 2],
                         row_dot[e / 2],
                         $kb_rows,
                         $km_rows);
@@ -461,25 +472,16 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
             $keys_tile_vote
             $keys_tile_load
             float s[kNT][4], dp[kNT][4];  // transposed: rows are keys, columns queries
-            gemm_xyt2(sK + group * kTileElems, sQ, s, sV + group * kTileElems, sDO, dp);
-#pragma unroll
-            for (int nt = 0; nt < kNT; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the query in the tile
-                    const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the key row in the tile
-                    grad_at(p, b, h, (int)(m0 + c), (int)(n0 + r), s[nt][e], dp[nt][e],
-                            $keys_lse2, sRowDot[c],
-                            $kb_keys,
-                            $km_keys);
-                }
+            issue_xyt_pair(sK + group * kTileElems, sQ, s, sV + group * kTileElems, sDO, dp);
+            $keys_grad
             $keys_dbias_add
             $keys_qdbias
-            u32 pp[kTile / 16][4], pd[kTile / 16][4];
-            pack_a(s, pp);
+            u32 pd[kTile / 16][4];
             pack_a(dp, pd);
-            gemm_pz2(pp, sDO, dv, pd, sQ, dk);
+            issue_pz_async(pd, sQ, dk);  // dK^T += dS^T Q
             $keys_dq
+            wait_products<0>(dv);  // both done before the loop's barrier frees Q and dO
+            wait_products<0>(dk);
             $keys_tile_end
         }
         $keys_dbias_end
@@ -562,6 +564,50 @@ __device__ __forceinline__ void dq_tile(const BwdParams &p, i64 b, i64 h, i64 m0
     }
 }
 ]=]
+
+-- The keys phase's p and ds: P^T while dP^T runs, then dV^T += P^T dO issued and dS^T computed
+-- while it runs (p kept in fp32 for ds)...
+local keys_grad_split = [=[
+wait_products<1>(s);  // S^T landed; dP^T may still run
+#pragma unroll
+for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the query in the tile
+        const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the key row in the tile
+        p_at(p, (int)(m0 + c), (int)(n0 + r), s[nt][e], $keys_lse2,
+             $kb_keys,
+             $km_keys);
+    }
+u32 pp[kTile / 16][4];
+pack_a(s, pp);
+issue_pz_async(pp, sDO, dv);  // dV^T += P^T dO
+wait_products<1>(dp);  // dP^T landed; dV^T may still run
+#pragma unroll
+for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)  // ds = p (dp - row_dot): 0 where p is
+        dp[nt][e] = s[nt][e] * (dp[nt][e] - sRowDot[nt * 8 + 2 * (lane % 4) + e % 2]);]=]
+
+-- ...or, with a softcap (whose derivative needs tanh's value a score: 32 more registers held
+-- across the wait), both waited for and computed together.
+local keys_grad_fused = [=[
+wait_products<0>(s);
+wait_products<0>(dp);
+#pragma unroll
+for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the query in the tile
+        const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the key row in the tile
+        grad_at(p, (int)(m0 + c), (int)(n0 + r), s[nt][e], dp[nt][e], $keys_lse2,
+                sRowDot[c],
+                $kb_keys,
+                $km_keys);
+    }
+u32 pp[kTile / 16][4];
+pack_a(s, pp);
+issue_pz_async(pp, sDO, dv);  // dV^T += P^T dO]=]
 
 local keys_dq = [=[
 if (p.dq_accum) {  // the tile pair's share of dq: dS^T to shared memory, dS K added
@@ -1670,10 +1716,14 @@ function M.emit(v)
       (v.bias == "q" and engine.dq_atomic and not tma_bias and keys_qdbias_fns or "") ..
       (v.mask == "q" and qmask_fns or "")
     mp.zero_pad_call = d_pad > v.d and "zero_pad_columns(smem, 4);  // never loaded" or ""
-    mp.softcap_x = v.softcap and "const float th = tanhf(x / p.softcap);\nx = p.softcap * th;" or
+    mp.softcap_x = v.softcap and "th = tanhf(x / p.softcap);\nx = p.softcap * th;" or
       "// no softcap"
     mp.softcap_ds = v.softcap and "dp *= 1.f - th * th;  // through x = c tanh(x0 / c)" or
       "// no softcap"
+    mp.th_param = v.softcap and ", float &th" or ""
+    mp.th_zero = v.softcap and "\n        th = 0.f;" or ""
+    mp.th_decl = v.softcap and "float th;  // tanh's value, for its derivative" or ""
+    mp.th_arg = v.softcap and ", th" or ""
     -- causal: query i sees keys up to i + Lk - Lq; a query tile's last key, a key tile's first
     -- query
     mp.rows_n_end = v.causal and
@@ -1709,6 +1759,7 @@ function M.emit(v)
     mp.dq_accum_fns = engine.dq_atomic and
       common.fill(dq_accum_fns, { query_rows = kq.row_dots or "" }) or ""
     mp.keys_dq = engine.dq_atomic and common.fill(keys_dq, mp) or ""
+    mp.keys_grad = common.fill(v.softcap and keys_grad_fused or keys_grad_split, mp)
     buf.add(tile_phases, mp)
   end
   buf.add("")

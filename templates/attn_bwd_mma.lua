@@ -1,7 +1,7 @@
 -- attn_bwd_mma.lua: the mma.sync engine of the backward's tile phases (attn_bwd.lua): padded
 -- shared-memory tiles (rows kHeadDimPad + 8 elements apart: ldmatrix conflict free, as
 -- attn_fwd_mma.lua), S = X Y^T by ldmatrix + mma.sync m16n8k16, P Z from A fragments in
--- registers. Every product is waited for where it is issued: the *2 forms are two in a row.
+-- registers. Every product is done where it is issued (wait_products: nothing to wait for).
 local common = require("cuda_common")
 local ptx = require("cuda_ptx")
 
@@ -87,21 +87,24 @@ __device__ __forceinline__ void tiles_landed()
     cp_async_wait<0>();
 }
 
-// Two products X Y^T (S and dP), one after the other.
-__device__ __forceinline__ void gemm_xyt2(const u16 *x1, const u16 *y1, float (&acc1)[kNT][4],
-                                          const u16 *x2, const u16 *y2, float (&acc2)[kNT][4])
+// The wgmma engine's issue / wait pairs (attn_bwd_wgmma.lua): here each product is computed
+// where it is issued, so a wait has nothing left to wait for.
+__device__ __forceinline__ void issue_xyt_pair(const u16 *x1, const u16 *y1, float (&acc1)[kNT][4],
+                                               const u16 *x2, const u16 *y2, float (&acc2)[kNT][4])
 {
     gemm_xyt(x1, y1, acc1);
     gemm_xyt(x2, y2, acc2);
 }
 
-// Two products P Z (dV and dK), one after the other.
-__device__ __forceinline__ void gemm_pz2(const u32 (&p1)[kTile / 16][4], const u16 *z1,
-                                         float (&acc1)[kDT][4], const u32 (&p2)[kTile / 16][4],
-                                         const u16 *z2, float (&acc2)[kDT][4])
+__device__ __forceinline__ void issue_pz_async(const u32 (&pp)[kTile / 16][4], const u16 *z,
+                                               float (&acc)[kDT][4])
 {
-    gemm_pz(p1, z1, acc1);
-    gemm_pz(p2, z2, acc2);
+    gemm_pz(pp, z, acc);
+}
+
+template <int N, int T>
+__device__ __forceinline__ void wait_products(float (&)[T][4])
+{
 }]=]
 
 -- The engine's text for a variant whose padded head_dim is d_pad.

@@ -2,8 +2,9 @@
 -- block's warpgroups (4 warps, 16 rows each: the phases' thread layout unchanged) computes the
 -- 64-row products of its own tile with wgmma: S = X Y^T from two K-major tiles in shared memory,
 -- P Z with P from registers (mma.sync's A fragments) and Z N-major in shared memory. Tiles sit in
--- the forward's 128-byte-swizzled layout (attn_fwd_wgmma.lua); the *2 forms issue both products,
--- then wait once.
+-- the forward's 128-byte-swizzled layout (attn_fwd_wgmma.lua). Products are issued as groups and
+-- waited for apart (issue_xyt_pair, issue_pz_async, wait_products), so that the keys phase
+-- computes P while dP^T runs and dS while dV^T does.
 -- It also offers the keys phase a tile's share of dq (M.dq_atomic): dS^T goes to a kTile x kTile
 -- tile a warpgroup, read back as dS's M-major A operand of dS K (warpgroup g: dq's columns of
 -- atom g over all the block's keys), and the product is added to an fp32 scratch by the
@@ -86,42 +87,41 @@ __device__ __forceinline__ void wait_all(float (&acc)[N][4])
 }
 
 // acc1 = X1 Y1^T and acc2 = X2 Y2^T (the warpgroup's 64 rows of x, the kTile rows of y, over D):
-// both issued as one group, then waited for.
-__device__ __forceinline__ void gemm_xyt2(const u16 *x1, const u16 *y1, float (&acc1)[kNT][4],
-                                          const u16 *x2, const u16 *y2, float (&acc2)[kNT][4])
+// issued as two groups, acc1's first, so that acc1 can be used while acc2's still runs.
+__device__ __forceinline__ void issue_xyt_pair(const u16 *x1, const u16 *y1, float (&acc1)[kNT][4],
+                                               const u16 *x2, const u16 *y2, float (&acc2)[kNT][4])
 {
     wgmma_fence();
     issue_xyt(x1, y1, acc1);
+    wgmma_commit();
     issue_xyt(x2, y2, acc2);
     wgmma_commit();
-    wgmma_wait<0>();
-    wait_all(acc1);
-    wait_all(acc2);
 }
 
-// acc += P Z (P: the warpgroup's 64 x kTile, 16-bit pairs; z: kTile rows x D).
-__device__ __forceinline__ void gemm_pz(const u32 (&pp)[kTile / 16][4], const u16 *z,
-                                        float (&acc)[kDT][4])
+// acc += P Z (P: the warpgroup's 64 x kTile, 16-bit pairs; z: kTile rows x D), issued as a
+// group of its own: pp must not be written, nor acc read, until a wait_products covers it.
+__device__ __forceinline__ void issue_pz_async(const u32 (&pp)[kTile / 16][4], const u16 *z,
+                                               float (&acc)[kDT][4])
 {
     wgmma_fence();
     issue_pz(pp, z, acc);
     wgmma_commit();
-    wgmma_wait<0>();
+}
+
+// Until at most N of the warpgroup's product groups run: acc's (issued before them) is done.
+template <int N, int T>
+__device__ __forceinline__ void wait_products(float (&acc)[T][4])
+{
+    wgmma_wait<N>();
     wait_all(acc);
 }
 
-// acc1 += P1 Z1 and acc2 += P2 Z2, one group.
-__device__ __forceinline__ void gemm_pz2(const u32 (&p1)[kTile / 16][4], const u16 *z1,
-                                         float (&acc1)[kDT][4], const u32 (&p2)[kTile / 16][4],
-                                         const u16 *z2, float (&acc2)[kDT][4])
+// acc += P Z, waited for.
+__device__ __forceinline__ void gemm_pz(const u32 (&pp)[kTile / 16][4], const u16 *z,
+                                        float (&acc)[kDT][4])
 {
-    wgmma_fence();
-    issue_pz(p1, z1, acc1);
-    issue_pz(p2, z2, acc2);
-    wgmma_commit();
-    wgmma_wait<0>();
-    wait_all(acc1);
-    wait_all(acc2);
+    issue_pz_async(pp, z, acc);
+    wait_products<0>(acc);
 }
 
 // dS^T (this warp's 16 keys of the accumulator layout, packed as the A operand of dK) into the
