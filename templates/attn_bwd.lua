@@ -486,6 +486,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
         }
         $keys_dbias_end
     }
+    $keys_end
     store_tile(dk, p.dk, p.dk_stride, b, n0, hk, p.Lk, p.scale);
     store_tile(dv, p.dv, p.dv_stride, b, n0, hk, p.Lk, 1.f);
 }]=]
@@ -618,8 +619,7 @@ if (p.dq_accum) {  // the tile pair's share of dq: dS^T to shared memory, dS K a
     $keys_qdbias_out
     float dq[kDqT][4];  // this warpgroup's columns of dq, over all the block's keys
     gemm_ds_k(sDS, sK, dq);
-    // staged in the Q and dO tiles (read by now) and their neighbour
-    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, $keys_red_buf);
+    $keys_red
 }]=]
 
 -- The keys phase's query tiles (Q, dO, lse, row_dot), two ways. Copied by the block's threads
@@ -644,7 +644,9 @@ for (int c = threadIdx.x; c < kTile; c += kThreads) {
 tiles_landed();
 __syncthreads();]=],
   lse2 = "sLse2[c]",
-  red_buf = "sQ",
+  red = table.concat({
+    "// staged in the Q and dO tiles (read by now) and their neighbour",
+    "red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, sQ);" }, "\n"),
 }
 
 -- or by the tensor memory accelerator into two stages (keys_tma_fns), one thread issuing the
@@ -682,7 +684,17 @@ if (maps.tma)
     mbar_wait(&bars[it % 2], it / 2 % 2);
 $bias_fill]=],
   lse2 = "sLse[c]",
-  red_buf = "it % 2 ? smem + kDsAt : sQ",  -- stage 1: dS^T, then its Q and dO
+  red = table.concat({
+    "// staged in the Q and dO tiles (read by now) and their neighbour (stage 1: dS^T)",
+    "red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, it % 2 ? smem + kDsAt : sQ);" }, "\n"),
+  red_map = table.concat({  -- kD % 32 == 0: by dq's map where the maps were made
+    "if (maps.tma)  // staged in the stage's Q and dO tiles",
+    "    red_tile_map(dq, maps, sQ, b, h, m0);",
+    "else  // staged in the Q and dO tiles and their neighbour (stage 1: dS^T)",
+    "    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, it % 2 ? smem + kDsAt : sQ);" }, "\n"),
+  keys_end = table.concat({
+    "if (threadIdx.x == 0)",
+    "    bulk_wait_read();  // the block's last bulk reads done before it ends" }, "\n"),
   tile_end = "it++;",
   row_dots = table.concat({
     "const i64 t0 = m0 + r / kTile * kTile;  // the row's query tile",
@@ -699,18 +711,21 @@ local keys_tma_fns = [=[
 // The keys phase's tensor maps (api/bwd_maps.h, the same bytes): q and dO over (D, Lq, H, B),
 // boxes of 64 columns x kTile rows, 128-byte swizzled as load_tile's tiles; a query-layout bias
 // over (Lk, Lq, bias heads, bias batches) and the fused dbias over (Lk, Lq, H, B), boxes of 128
-// bytes of keys x kTile rows, swizzled the same way (bias_stage).
+// bytes of keys x kTile rows, swizzled the same way (bias_stage); dq's fp32 scratch over (kD, Lq,
+// H, B) where kD % 32 == 0, boxes of 32 columns x kTile rows, swizzled the same way (red_tile_map).
 struct __align__(128) BwdMaps {
     u64 q[16];       // CUtensorMap
     u64 dout[16];    // CUtensorMap
     u64 bias[16];    // CUtensorMap
     u64 dbias[16];   // CUtensorMap
-    u32 tma;         // 1: q's and dO's maps made; 0: the threads copy the tiles by cp.async
+    u64 dq[16];      // CUtensorMap
+    u32 tma;         // 1: q's and dO's maps made (and dq's, where kD % 32 == 0 and the keys phase
+                     // sums dq); 0: the threads copy the tiles by cp.async and sum dq by rows
     u32 bias_tma;    // 1 (only with tma): bias's map made (and dbias's, where the keys phase
                      // writes it)
     u32 bias_batch_step;  // 1; 0 where bias broadcasts over the batch (its coordinate stays 0)
 };
-static_assert(sizeof(BwdMaps) == 640, "api/bwd_maps.h's dm_bwd_maps");
+static_assert(sizeof(BwdMaps) == 768, "api/bwd_maps.h's dm_bwd_maps");
 $bias_stage_fns
 // Stage s of the query tiles: Q then dO, stage 0 after K and V, stage 1 after dS^T, so that a
 // stage's two tiles and the dS^T tiles beside them hold red_tile's staged dq rows without
@@ -744,6 +759,7 @@ __device__ __noinline__ void issue_query_tile(const BwdParams &p, const BwdMaps 
 {
     u64 *bar = &query_bars(smem)[it % 2];
     u16 *q = query_stage(smem, it), *dout = q + kTileElems;
+    bulk_wait_read();  // the stage's last dq sums (red_tile_map) and dbias store have read it
     $issue_bias_bytes
     mbar_arrive_expect(bar, 2 * kTileElems * 2 + 2 * kTile * 4$bias_bytes);
 #pragma unroll
@@ -771,6 +787,47 @@ __device__ __noinline__ void copy_query_tile(const BwdParams &p, u16 *smem, u32 
     cp_async_commit();
     tiles_landed();
     __syncthreads();
+}
+]=]
+
+-- dq's sums by the tensor map where kD % 32 == 0 (api/bwd_maps.h makes the map then): the
+-- keys phase's red_tile_map.
+local red_tile_map_fn = [=[
+// acc (the warpgroup's kDqCols columns of the tile's kTile rows) added to rows m0 + ... of dq's
+// scratch (head h, batch b) by its map (maps.tma): staged in buf (the stage's Q and dO tiles,
+// read by then) as the map's kD / 32 boxes of kTile rows x 128 bytes, the 16-byte chunk
+// x of row r at x ^ (r % 8) (a warp's float2 stores, 8 rows x 32 bytes, then take two wavefronts,
+// the least), and added by one thread: kD / 32 reductions a tile where red_tile's threads issue
+// one a row, one lane after another. Their reads are waited for by that thread before it loads
+// the stage again (issue_query_tile) and before the block ends.
+constexpr int kDqBoxBytes = kTile * 128;
+__device__ __forceinline__ void red_tile_map(const float (&acc)[kDqT][4], const BwdMaps &maps,
+                                             u16 *buf, i64 b, i64 h, i64 m0)
+{
+    static_assert(kD % 32 == 0 && kD / 32 * kDqBoxBytes <= 2 * kTileElems * 2,
+                  "whole boxes, in the stage's Q and dO tiles");
+    const int lane = threadIdx.x % 32, r = group_warp() * 16 + lane / 4;
+    const int col0 = warp_group() * kDqCols + (lane % 4) * 2;
+    unsigned char *row = (unsigned char *)buf + r * 128;
+    __syncthreads();  // every warpgroup's products have read Q and dO
+#pragma unroll
+    for (int dt = 0; dt < kDqT; dt++) {
+        const int c = col0 + dt * 8;  // box c / 32, chunk c % 32 / 4, word c % 4
+        if (c < kHeadDim) {
+            unsigned char *at =
+                row + c / 32 * kDqBoxBytes + ((c % 32 / 4) ^ (r % 8)) * 16 + c % 4 * 4;
+            *(float2 *)at = make_float2(acc[dt][0], acc[dt][1]);
+            *(float2 *)(at + 8 * 128) = make_float2(acc[dt][2], acc[dt][3]);  // row r + 8
+        }
+    }
+    fence_proxy_async();  // the stores, visible to the tensor memory accelerator
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int a = 0; a < kD / 32; a++)
+            tma_reduce_add_4d(maps.dq, (unsigned char *)buf + a * kDqBoxBytes, 32 * a, (int)m0,
+                              (int)h, (int)b);
+        bulk_commit();
+    }
 }
 ]=]
 
@@ -877,7 +934,6 @@ __device__ __noinline__ void store_ds_staged(const BwdParams &p, const unsigned 
   n0_param = ", i64 n0",
   n0_arg = ", n0",
   issue_bias_bytes = table.concat({
-    "bulk_wait_read();  // the stage's last dbias store (store_ds_tile) has read it",
     "const u32 bias_bytes = maps.bias_tma ? kTile * kRows * (p.bias_f32 ? 4 : 2) : 0;" }, "\n"),
   bias_bytes = " + bias_bytes",
   issue_bias = table.concat({
@@ -1743,6 +1799,9 @@ function M.emit(v)
       buf.add(keys_tma_fns, { bias_stage_fns = tb.fns or "", n0_param = tb.n0_param or "",
         issue_bias_bytes = tb.issue_bias_bytes or "", bias_bytes = tb.bias_bytes or "",
         issue_bias = tb.issue_bias or "" })
+      if v.d % 32 == 0 then  -- (keys_tma_fns ends in a blank line)
+        buf.add(red_tile_map_fn)
+      end
     end
     local kq = tma and keys_query_tma or keys_query_copy
     mp.keys_maps_param = tma and ", const BwdMaps &maps" or ""
@@ -1754,7 +1813,9 @@ function M.emit(v)
     mp.keys_prologue = kq.prologue or ""
     mp.keys_head_first_tile = kq.head_first and common.fill(kq.head_first, mp) or ""
     mp.keys_tile_load = common.fill(kq.load, mp)
-    mp.keys_lse2, mp.keys_red_buf, mp.keys_tile_end = kq.lse2, kq.red_buf, kq.tile_end or ""
+    mp.keys_lse2, mp.keys_tile_end = kq.lse2, kq.tile_end or ""
+    mp.keys_red = v.d % 32 == 0 and kq.red_map or kq.red
+    mp.keys_end = kq.keys_end or ""
     mp.row_dots_query_rows = kq.row_dots or ""
     mp.dq_accum_fns = engine.dq_atomic and
       common.fill(dq_accum_fns, { query_rows = kq.row_dots or "" }) or ""

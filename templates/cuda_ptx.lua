@@ -105,6 +105,17 @@ __device__ __forceinline__ void tma_store_4d(const void *map, const void *src, i
                  :: "l"(map), "r"(smem_u32(src)), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
                  : "memory");
 }
+// The box at coordinates (c0, c1, c2, c3) of the tensor map at `map` added to (fp32 add) from
+// shared memory at src, in this thread's next bulk group (its read: bulk_wait_read); what lies
+// outside the tensor is left alone.
+__device__ __forceinline__ void tma_reduce_add_4d(const void *map, const void *src, int c0, int c1,
+                                                  int c2, int c3)
+{
+    asm volatile("cp.reduce.async.bulk.tensor.4d.global.shared::cta.add.tile.bulk_group"
+                 " [%0, {%2, %3, %4, %5}], [%1];\n"
+                 :: "l"(map), "r"(smem_u32(src)), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+                 : "memory");
+}
 // bytes (a multiple of 16) from global src to shared dst (both 16-byte aligned), completing on
 // bar.
 __device__ __forceinline__ void bulk_load(void *dst, const void *src, u32 bytes, u64 *bar)

@@ -3,7 +3,7 @@
  * boxes, the 128-byte swizzle the wgmma tiles use), the strides it cannot step (then no map:
  * the kernel copies by cp.async), and dimensions of one element, whose stride is never stepped;
  * a query-layout bias's and fused dbias's maps (fp32 or 16-bit, boxes of 128 bytes of keys,
- * broadcast dimensions). The loads themselves are test_gpu_bwd's. */
+ * broadcast dimensions); the dq scratch's map (fp32, boxes of 32 columns). The loads themselves are test_gpu_bwd's. */
 #include <stdint.h>
 #include <string.h>
 
@@ -224,6 +224,45 @@ START_TEST(a_bias_map_not_made_leaves_the_bias_read_per_element)
 }
 END_TEST
 
+/* The keys phase's dq sums (p.dq_accum, fp32 (B, H, Lq, D) packed) by a third map: 32-column
+ * boxes (128 bytes) of 64 rows, swizzled as the staged tile; none where D % 32 != 0 (the kernel
+ * sums by rows there) or where there is no scratch (the deterministic mode). */
+START_TEST(dq_sums_get_a_map_of_32_column_fp32_boxes_where_the_head_dim_allows)
+{
+    dm_bwd_params p = params();
+    p.dq_accum = 0x40000;
+    dm_bwd_maps m = fill(&p);
+    ck_assert_int_eq(m.tma, 1);
+    ck_assert_int_eq(rec.calls, 3);
+    ck_assert_uint_eq(rec.addr, 0x40000);
+    ck_assert_int_eq(rec.type, CU_TENSOR_MAP_DATA_TYPE_FLOAT32);
+    const cuuint64_t dims[4] = {64, 100, 4, 2},
+                     strides[3] = {64 * 4, 100 * 64 * 4, 4 * 100 * 64 * 4};
+    ck_assert_mem_eq(rec.dims, dims, sizeof dims);
+    ck_assert_mem_eq(rec.strides, strides, sizeof strides);
+    ck_assert_int_eq(rec.box[0], 32);
+    ck_assert_int_eq(rec.box[1], 64);
+    ck_assert_int_eq(rec.swizzle, CU_TENSOR_MAP_SWIZZLE_128B);
+    /* refused: no maps at all (the kernel's copies and row sums go together) */
+    memset(&rec, 0, sizeof rec);
+    rec.answer = CUDA_SUCCESS;
+    rec.refuse_call = 3;
+    dm_bwd_maps_fill(&drv, &p, 64, 64, false, &m);
+    ck_assert_int_eq(m.tma, 0);
+    /* head_dim 48: no dq map asked for, q's and dO's made */
+    memset(&rec, 0, sizeof rec);
+    rec.answer = CUDA_SUCCESS;
+    dm_bwd_maps_fill(&drv, &p, 48, 64, false, &m);
+    ck_assert_int_eq(m.tma, 1);
+    ck_assert_int_eq(rec.calls, 2);
+    /* no scratch: no dq map */
+    p.dq_accum = 0;
+    m = fill(&p);
+    ck_assert_int_eq(m.tma, 1);
+    ck_assert_int_eq(rec.calls, 2);
+}
+END_TEST
+
 #define TESTS(X) \
     X(packed_q_and_dout_become_swizzled_maps_of_64_column_boxes) \
     X(a_stride_the_unit_cannot_step_or_a_misaligned_base_gives_no_maps) \
@@ -232,5 +271,6 @@ END_TEST
     X(a_driver_without_tensor_maps_leaves_the_copies) \
     X(a_query_layout_bias_and_its_fused_dbias_become_maps_of_128_byte_key_boxes) \
     X(a_bias_broadcast_over_batch_and_heads_is_one_of_each_and_coordinate_zero) \
-    X(a_bias_map_not_made_leaves_the_bias_read_per_element)
+    X(a_bias_map_not_made_leaves_the_bias_read_per_element) \
+    X(dq_sums_get_a_map_of_32_column_fp32_boxes_where_the_head_dim_allows)
 DM_TEST_MAIN("bwd_maps", TESTS)

@@ -51,8 +51,13 @@ void dm_bwd_maps_fill(const dm_driver *drv, const dm_bwd_params *p, int head_dim
     const cuuint64_t dims[4] = {(cuuint64_t)head_dim, (cuuint64_t)p->Lq, (cuuint64_t)p->H,
                                 (cuuint64_t)p->B};
     memset(m, 0, sizeof *m);
+    /* dq's scratch: fp32 (B, H, Lq, head_dim), packed (bwd_launch.h) */
+    const int64_t dq_stride[3] = {(int64_t)p->H * p->Lq * head_dim, head_dim,
+                                  (int64_t)p->Lq * head_dim};
     m->tma = encode(drv, &m->q, p->q, 2, p->q_stride, dims, box_rows) &&
-             encode(drv, &m->dout, p->dout, 2, p->dout_stride, dims, box_rows);
+             encode(drv, &m->dout, p->dout, 2, p->dout_stride, dims, box_rows) &&
+             (!p->dq_accum || head_dim % 32 != 0 ||
+              encode(drv, &m->dq, p->dq_accum, 4, dq_stride, dims, box_rows));
     if (!m->tma || !bias_tiles || !p->bias)
         return;
     /* stored heads: H / bias_head_div (1 where bias broadcasts: bias_head_div = H) */
