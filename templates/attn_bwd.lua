@@ -410,34 +410,21 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
     zero_acc(dq);
     $rows_n_end
     $rows_n_end_dbias
+    $rows_first_copies
     for (i64 n0 = 0; n0 < n_end; n0 += kTile) {
         $rows_tile_barrier
-        load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
-        load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
-        $qbias_stage_rows
-        cp_async_commit();
-        $stage_keys
-        tiles_landed();
+        $rows_copies
         __syncthreads();
         float s[kNT][4], dp[kNT][4];
+        $rows_keys_load
         issue_xyt_pair(sQ + group * kTileElems, sK, s, sDO + group * kTileElems, sV, dp);
-        wait_products<0>(s);
-        wait_products<0>(dp);
-#pragma unroll
-        for (int nt = 0; nt < kNT; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the key in the tile
-                const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the query row in the tile
-                grad_at(p, (int)(m0 + r), (int)(n0 + c), s[nt][e], dp[nt][e], lse2[e / 2],
-                        row_dot[e / 2],
-                        $kb_rows,
-                        $km_rows);
-            }
+        $rows_grad
+        $rows_keys_store
         $rows_dbias
         u32 pp[kTile / 16][4];
         pack_a(dp, pp);
         gemm_pz(pp, sK, dq);
+        $rows_tile_end
     }
     store_tile(dq, p.dq, p.dq_stride, b, m0, h, p.Lq, p.scale);
 }
@@ -1455,6 +1442,91 @@ local function zero_tile_dbias(guard, indent, rows)
     indent .. "    zero_dbias_rows<" .. keys .. ">(p, b, h, m0, m0 + " .. rows .. ", n0);"
 end
 
+-- The rows phase's p and ds: p while dP runs (dq's product needs only ds)...
+local rows_grad_split = [=[
+wait_products<1>(s);  // S landed; dP may still run
+#pragma unroll
+for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the key in the tile
+        const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the query row in the tile
+        p_at(p, (int)(m0 + r), (int)(n0 + c), s[nt][e], lse2[e / 2],
+             $kb_rows,
+             $km_rows);
+    }
+wait_products<0>(dp);
+#pragma unroll
+for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)  // ds = p (dp - row_dot): 0 where p is
+        dp[nt][e] = s[nt][e] * (dp[nt][e] - row_dot[e / 2]);]=]
+
+-- ...or, with a softcap, both together (keys_grad_fused's reason).
+local rows_grad_fused = [=[
+wait_products<0>(s);
+wait_products<0>(dp);
+#pragma unroll
+for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the key in the tile
+        const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the query row in the tile
+        grad_at(p, (int)(m0 + r), (int)(n0 + c), s[nt][e], dp[nt][e], lse2[e / 2],
+                row_dot[e / 2],
+                $kb_rows,
+                $km_rows);
+    }]=]
+
+-- The rows phase's copies of a key tile (K, V, a query-layout bias tile, the key-layout values),
+-- the lines for key tile `n` into the tile arrays named as the loop's (sK, sV, sBiasQ, sKB).
+local rows_copy_lines = [=[
+load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
+load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
+$qbias_stage_rows
+cp_async_commit();]=]
+
+-- Issued and waited for at each tile's top (where a mask's vote may skip the tile: nothing is
+-- loaded ahead of it)...
+local rows_copies_now = [=[
+$copy_lines
+$stage_keys
+tiles_landed();]=]
+
+-- ...or (no mask, and room for two stages: the kernels with tensor maps) a tile ahead, into the
+-- stage the tile before used: the loads' latency, exposed at every tile with one block an SM,
+-- overlaps the products. Stage t % 2 holds key tile t's copies.
+local rows_first_copies = [=[
+u32 t = 0;  // key tiles walked
+if (n_end > 0) {  // tile 0's copies
+    const i64 n0 = 0;
+    $stage_ptrs0
+    $copy_lines
+    $stage_keys
+}]=]
+local rows_copies_ahead = [=[
+if (n0 + kTile < n_end) {  // the next tile's, into the last one's stage (the barrier: read)
+    const i64 n_next = n0 + kTile;
+    const i64 n0 = n_next;
+    $stage_ptrs1
+    $copy_lines
+    cp_async_wait<1>();  // this tile's landed
+} else {
+    cp_async_wait<0>();
+}
+fence_proxy_async();
+$stage_ptrs_cur]=]
+-- (the next tile's key-layout bias, a key a thread of the first kTile: loaded before this tile's
+-- products are issued and stored after their waits, its latency under them, with no divergent
+-- code between a product's issue and its wait, which would make ptxas serialize them)
+local rows_keys_load = [=[
+float next_kb = 0.f;  // the next tile's key-layout bias: key n0 + kTile + threadIdx.x
+if (threadIdx.x < kTile && n0 + kTile < n_end && n0 + kTile + threadIdx.x < p.Lk)
+    next_kb = bias_at(p, b, h, 0, n0 + kTile + threadIdx.x);]=]
+local rows_keys_store = [=[
+if (threadIdx.x < kTile && n0 + kTile < n_end)  // into its stage (read: two barriers ago)
+    sRowDot[kRows + (t + 1) % 2 * kTile + threadIdx.x] = next_kb;]=]
+
 -- dq_sums: the engine sums dq in the keys phase (M.dq_atomic), which then writes a query-layout
 -- dbias too
 local function layout_pieces(v, dq_sums)
@@ -1821,6 +1893,37 @@ function M.emit(v)
       common.fill(dq_accum_fns, { query_rows = kq.row_dots or "" }) or ""
     mp.keys_dq = engine.dq_atomic and common.fill(keys_dq, mp) or ""
     mp.keys_grad = common.fill(v.softcap and keys_grad_fused or keys_grad_split, mp)
+    mp.rows_grad = common.fill(v.softcap and rows_grad_fused or rows_grad_split, mp)
+    -- the rows phase's copies: a tile ahead where no vote skips a tile and two stages fit (the
+    -- kernels with tensor maps: two query stages' room, and the float arrays' key mask slot)
+    local copy_lines = common.fill(rows_copy_lines, mp)
+    mp.rows_first_copies, mp.rows_tile_end = "", ""
+    mp.rows_keys_load, mp.rows_keys_store = "", ""
+    mp.rows_copies = common.fill(rows_copies_now,
+      { copy_lines = copy_lines, stage_keys = mp.stage_keys })
+    if tma and v.mask == "none" then
+      local function stage_ptrs(stage, decl, no_keys)
+        local l = { string.format("%ssK = smem + 2 * kGroups * kTileElems + %s * 2 * kTileElems;",
+          decl and "u16 *" or "", stage), (decl and "u16 *" or "") .. "sV = sK + kTileElems;" }
+        if v.bias == "k" and not no_keys then
+          l[#l + 1] = string.format("%ssKB = sRowDot + kRows + %s * kTile;", decl and "float *" or "",
+            stage)
+        elseif v.bias == "q" then
+          l[#l + 1] = string.format("%ssBiasQ =\n    (unsigned char *)smem + kQueryTilesAt + %s * " ..
+            "kBiasTileBytes;", decl and "unsigned char *" or "", stage)
+        end
+        return table.concat(l, "\n")
+      end
+      local f = { copy_lines = copy_lines, stage_keys = mp.stage_keys,
+        stage_ptrs0 = stage_ptrs("0", true),
+        stage_ptrs1 = stage_ptrs("(t + 1) % 2", true, true), stage_ptrs_cur = stage_ptrs("t % 2") }
+      mp.rows_first_copies = common.fill(rows_first_copies, f)
+      mp.rows_copies = common.fill(rows_copies_ahead, f)
+      if v.bias == "k" then
+        mp.rows_keys_load, mp.rows_keys_store = rows_keys_load, rows_keys_store
+      end
+      mp.rows_tile_end = "t++;"
+    end
     buf.add(tile_phases, mp)
   end
   buf.add("")
@@ -1867,7 +1970,9 @@ function M.emit(v)
   local bias_tile = not simt and
     math.max(row.block_m * (tile * 4 + 16), tile * (row.block_m * 4 + 16)) or 0
   if tma_bias then
-    smem = (smem + 1023) // 1024 * 1024 + math.max(bias_tile, 2 * tile * row.block_m * 4)
+    -- (the rows phase alone: two of its tiles, rows_copies_ahead)
+    smem = (smem + 1023) // 1024 * 1024 +
+      math.max(rows_only and 2 * bias_tile or bias_tile, 2 * tile * row.block_m * 4)
   else
     smem = smem + (v.bias == "q" and bias_tile or 0) +
       (v.mask == "q" and not simt and
