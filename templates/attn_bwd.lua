@@ -550,49 +550,64 @@ __device__ __forceinline__ void dq_tile(const BwdParams &p, i64 b, i64 h, i64 m0
 }
 ]=]
 
--- The keys phase's p and ds: P^T while dP^T runs, then dV^T += P^T dO issued and dS^T computed
--- while it runs (p kept in fp32 for ds)...
-local keys_grad_split = [=[
-wait_products<1>(s);  // S^T landed; dP^T may still run
+-- A tile's p and ds, either phase (grad_pieces names its rows and columns): P while dP runs
+-- (p kept in fp32 for ds), then the phase's lines after P (the keys phase issues dV^T += P^T dO
+-- there) and ds once dP lands...
+local grad_split = [=[
+wait_products<1>(s);  // S landed; dP may still run
 #pragma unroll
 for (int nt = 0; nt < kNT; nt++)
 #pragma unroll
     for (int e = 0; e < 4; e++) {
-        const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the query in the tile
-        const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the key row in the tile
-        p_at(p, (int)(m0 + c), (int)(n0 + r), s[nt][e], $keys_lse2,
-             $kb_keys,
-             $km_keys);
+        const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // $c_is
+        const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // $r_is
+        p_at(p, $i, $j, s[nt][e], $lse2,
+             $kb,
+             $km);
     }
-u32 pp[kTile / 16][4];
-pack_a(s, pp);
-issue_pz_async(pp, sDO, dv);  // dV^T += P^T dO
-wait_products<1>(dp);  // dP^T landed; dV^T may still run
+$after_p
+wait_products<$dp_wait>(dp);  // dP landed$dp_wait_note
 #pragma unroll
 for (int nt = 0; nt < kNT; nt++)
 #pragma unroll
     for (int e = 0; e < 4; e++)  // ds = p (dp - row_dot): 0 where p is
-        dp[nt][e] = s[nt][e] * (dp[nt][e] - sRowDot[nt * 8 + 2 * (lane % 4) + e % 2]);]=]
+        dp[nt][e] = s[nt][e] * (dp[nt][e] - $row_dot_e);]=]
 
 -- ...or, with a softcap (whose derivative needs tanh's value a score: 32 more registers held
 -- across the wait), both waited for and computed together.
-local keys_grad_fused = [=[
+local grad_fused = [=[
 wait_products<0>(s);
 wait_products<0>(dp);
 #pragma unroll
 for (int nt = 0; nt < kNT; nt++)
 #pragma unroll
     for (int e = 0; e < 4; e++) {
-        const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the query in the tile
-        const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the key row in the tile
-        grad_at(p, (int)(m0 + c), (int)(n0 + r), s[nt][e], dp[nt][e], $keys_lse2,
-                sRowDot[c],
-                $kb_keys,
-                $km_keys);
+        const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // $c_is
+        const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // $r_is
+        grad_at(p, $i, $j, s[nt][e], dp[nt][e], $lse2,
+                $row_dot,
+                $kb,
+                $km);
     }
-u32 pp[kTile / 16][4];
-pack_a(s, pp);
-issue_pz_async(pp, sDO, dv);  // dV^T += P^T dO]=]
+$after_p]=]
+
+-- The two phases' names for grad_split / grad_fused: in the rows phase a thread's rows are
+-- queries and its columns keys, in the keys phase (S^T) the other way round.
+local function grad_pieces(mp, keys)
+  if keys then
+    return { c_is = "the query in the tile", r_is = "the key row in the tile",
+      i = "(int)(m0 + c)", j = "(int)(n0 + r)", lse2 = mp.keys_lse2, kb = mp.kb_keys,
+      km = mp.km_keys, row_dot = "sRowDot[c]",
+      row_dot_e = "sRowDot[nt * 8 + 2 * (lane % 4) + e % 2]",
+      after_p = table.concat({ "u32 pp[kTile / 16][4];", "pack_a(s, pp);",
+        "issue_pz_async(pp, sDO, dv);  // dV^T += P^T dO" }, "\n"),
+      dp_wait = "1", dp_wait_note = "; dV^T may still run" }
+  end
+  return { c_is = "the key in the tile", r_is = "the query row in the tile",
+    i = "(int)(m0 + r)", j = "(int)(n0 + c)", lse2 = "lse2[e / 2]", kb = mp.kb_rows,
+    km = mp.km_rows, row_dot = "row_dot[e / 2]", row_dot_e = "row_dot[e / 2]", after_p = "",
+    dp_wait = "0", dp_wait_note = "" }
+end
 
 local keys_dq = [=[
 if (p.dq_accum) {  // the tile pair's share of dq: dS^T to shared memory, dS K added
@@ -1439,42 +1454,6 @@ local function zero_tile_dbias(guard, indent, rows)
     indent .. "    zero_dbias_rows<" .. keys .. ">(p, b, h, m0, m0 + " .. rows .. ", n0);"
 end
 
--- The rows phase's p and ds: p while dP runs (dq's product needs only ds)...
-local rows_grad_split = [=[
-wait_products<1>(s);  // S landed; dP may still run
-#pragma unroll
-for (int nt = 0; nt < kNT; nt++)
-#pragma unroll
-    for (int e = 0; e < 4; e++) {
-        const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the key in the tile
-        const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the query row in the tile
-        p_at(p, (int)(m0 + r), (int)(n0 + c), s[nt][e], lse2[e / 2],
-             $kb_rows,
-             $km_rows);
-    }
-wait_products<0>(dp);
-#pragma unroll
-for (int nt = 0; nt < kNT; nt++)
-#pragma unroll
-    for (int e = 0; e < 4; e++)  // ds = p (dp - row_dot): 0 where p is
-        dp[nt][e] = s[nt][e] * (dp[nt][e] - row_dot[e / 2]);]=]
-
--- ...or, with a softcap, both together (keys_grad_fused's reason).
-local rows_grad_fused = [=[
-wait_products<0>(s);
-wait_products<0>(dp);
-#pragma unroll
-for (int nt = 0; nt < kNT; nt++)
-#pragma unroll
-    for (int e = 0; e < 4; e++) {
-        const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // the key in the tile
-        const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // the query row in the tile
-        grad_at(p, (int)(m0 + r), (int)(n0 + c), s[nt][e], dp[nt][e], lse2[e / 2],
-                row_dot[e / 2],
-                $kb_rows,
-                $km_rows);
-    }]=]
-
 -- The rows phase's copies of a key tile (K, V, a query-layout bias tile, the key-layout values),
 -- the lines for key tile `n` into the tile arrays named as the loop's (sK, sV, sBiasQ, sKB).
 local rows_copy_lines = [=[
@@ -1879,8 +1858,9 @@ function M.emit(v)
     mp.dq_accum_fns = engine.dq_atomic and
       common.fill(dq_accum_fns, { query_rows = kq.row_dots or "" }) or ""
     mp.keys_dq = engine.dq_atomic and common.fill(keys_dq, mp) or ""
-    mp.keys_grad = common.fill(v.softcap and keys_grad_fused or keys_grad_split, mp)
-    mp.rows_grad = common.fill(v.softcap and rows_grad_fused or rows_grad_split, mp)
+    local grad = v.softcap and grad_fused or grad_split
+    mp.keys_grad = common.fill(grad, grad_pieces(mp, true))
+    mp.rows_grad = common.fill(grad, grad_pieces(mp, false))
     -- the rows phase's copies: a tile ahead where no vote skips a tile and two stages fit (the
     -- kernels with tensor maps: two query stages' room, and the float arrays' key mask slot)
     local copy_lines = common.fill(rows_copy_lines, mp)
