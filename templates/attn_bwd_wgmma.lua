@@ -8,8 +8,9 @@
 -- It also offers the keys phase a tile's share of dq (M.dq_atomic): dS^T goes to a kTile x kTile
 -- tile a warpgroup, read back as dS's M-major A operand of dS K (warpgroup g: dq's columns of
 -- atom g over all the block's keys), and the product is added to an fp32 scratch by the
--- bulk-copy engine's reductions (the default, non-deterministic mode): a block of two
--- warpgroups adds one tile's dq for 128 keys, half the fp32 bytes of one a 64 keys.
+-- bulk-copy engine's reductions, a row each (red_tile; attn_bwd.lua's red_tile_map adds it
+-- through a tensor map where the keys phase has maps) in the default, non-deterministic mode: a
+-- block of two warpgroups adds one tile's dq for 128 keys, half the fp32 bytes of one a 64 keys.
 local common = require("cuda_common")
 local fwd_wgmma = require("attn_fwd_wgmma")
 local ptx = require("cuda_ptx")
