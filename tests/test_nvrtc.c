@@ -62,6 +62,37 @@ static char *ptxas_report(const dm_variant *v)
     return log;
 }
 
+/* The largest "N bytes spill stores" in a ptxas report, over every function it lists (the
+ * entries and their noinline callees); -1 where the report names none. */
+static long max_spill_store_bytes(const char *log)
+{
+    long most = -1;
+    for (const char *at = strstr(log, " bytes spill stores"); at;
+         at = strstr(at + 1, " bytes spill stores")) {
+        const char *num = at;
+        while (num > log && num[-1] >= '0' && num[-1] <= '9')
+            num--;
+        const long n = strtol(num, NULL, 10);
+        most = n > most ? n : most;
+    }
+    return most;
+}
+
+/* v compiles on sm90a with ptxas keeping the wgmma pipeline (no serialization) and spilling at
+ * most spill_bound bytes in any function. */
+static void assert_wgmma_pipeline_kept(const dm_variant *v, long spill_bound)
+{
+    char text[DM_VARIANT_TEXT_MAX];
+    dm_variant_format(v, text, sizeof text);
+    char *log = ptxas_report(v);
+    ck_assert_msg(strstr(log, "serialized") == NULL, "%s: %s", text, log);
+    ck_assert_msg(strstr(log, "Used ") != NULL, "%s: no ptxas report: %s", text, log);
+    const long spill = max_spill_store_bytes(log);
+    ck_assert_msg(spill >= 0 && spill <= spill_bound, "%s: %ld bytes spilled (at most %ld): %s",
+                  text, spill, spill_bound, log);
+    free(log);
+}
+
 /* The wgmma engine's speed rests on ptxas keeping the async pipeline: a loop entered on a vote
  * once made it serialize every wgmma (C7520), silently. Its mask variants sit at the register
  * limit, where one more live value spills: every layout pair at three head_dims, with causal
@@ -75,13 +106,7 @@ static void wgmma_pipeline_kept_without_spills(bool causal, bool softcap, int n_
                 dm_variant v = {.dir = DM_DIR_FWD, .head_dim = dims[d], .dtype = DM_BF16,
                                 .mask = (dm_layout)m, .bias = (dm_layout)b, .causal = causal,
                                 .softcap = softcap, .arch = DM_SM90A};
-                char text[DM_VARIANT_TEXT_MAX];
-                dm_variant_format(&v, text, sizeof text);
-                char *log = ptxas_report(&v);
-                ck_assert_msg(strstr(log, "serialized") == NULL, "%s: %s", text, log);
-                ck_assert_msg(strstr(log, " 0 bytes spill stores") != NULL, "%s: %s", text, log);
-                ck_assert_msg(strstr(log, "Used ") != NULL, "%s: no ptxas report: %s", text, log);
-                free(log);
+                assert_wgmma_pipeline_kept(&v, 0);
             }
 }
 START_TEST(sm90a_keeps_the_wgmma_pipeline_and_spills_nothing)
@@ -251,17 +276,6 @@ START_TEST(decode_compiles_for_sm80_sm90_and_sm90a)
 }
 END_TEST
 
-/* Bytes of spill stores in a ptxas report (-1: no such line). */
-static long spill_store_bytes(const char *log)
-{
-    const char *at = strstr(log, " bytes spill stores");
-    if (!at)
-        return -1;
-    while (at > log && at[-1] >= '0' && at[-1] <= '9')
-        at--;
-    return strtol(at, NULL, 10);
-}
-
 /* The decode kernels the speed targets run (d128, sm90a, mask and bias none or per key, varlen
  * and dense) keep the wgmma pipeline and spill at most 32 bytes: at three blocks an SM (168
  * registers) ptxas reloads a few loop-invariant values (bench/NOTES.md, issue 15 session 13); 72
@@ -275,13 +289,7 @@ START_TEST(sm90a_decode_keeps_the_wgmma_pipeline_and_spills_little)
                 dm_variant v = {.dir = DM_DIR_FWD, .head_dim = 128, .dtype = DM_BF16,
                                 .mask = layouts[m], .bias = layouts[b], .varlen = varlen,
                                 .decode = true, .arch = DM_SM90A};
-                char text[DM_VARIANT_TEXT_MAX];
-                dm_variant_format(&v, text, sizeof text);
-                char *log = ptxas_report(&v);
-                ck_assert_msg(strstr(log, "serialized") == NULL, "%s: %s", text, log);
-                long spill = spill_store_bytes(log);
-                ck_assert_msg(spill >= 0 && spill <= 32, "%s: %s", text, log);
-                free(log);
+                assert_wgmma_pipeline_kept(&v, 32);
             }
 }
 END_TEST
@@ -372,22 +380,6 @@ START_TEST(bwdrows_every_layout_pair_compiles_for_sm90a_and_sm80)
 }
 END_TEST
 
-/* The largest "N bytes spill stores" in a ptxas report, over every function it lists (the
- * entries and their noinline callees); -1 where the report names none. */
-static long max_spill_store_bytes(const char *log)
-{
-    long most = -1;
-    for (const char *at = strstr(log, " bytes spill stores"); at;
-         at = strstr(at + 1, " bytes spill stores")) {
-        const char *num = at;
-        while (num > log && num[-1] >= '0' && num[-1] <= '9')
-            num--;
-        const long n = strtol(num, NULL, 10);
-        most = n > most ? n : most;
-    }
-    return most;
-}
-
 /* The backward's dense sm90a d128 kernels (the ones issue 16's speed targets run) keep the wgmma
  * pipeline and spill nothing in any function: the keys phase overlaps its products with the
  * element work, and a divergent store between a product's issue and its wait once made ptxas
@@ -403,15 +395,7 @@ static void bwd_wgmma_pipeline_kept_without_spills(dm_dir dir, bool causal_softc
             dm_variant v = {.dir = dir, .head_dim = 128, .dtype = DM_BF16,
                             .mask = (dm_layout)m, .bias = (dm_layout)b, .causal = causal_softcap,
                             .softcap = causal_softcap, .arch = DM_SM90A};
-            char text[DM_VARIANT_TEXT_MAX];
-            dm_variant_format(&v, text, sizeof text);
-            char *log = ptxas_report(&v);
-            ck_assert_msg(strstr(log, "serialized") == NULL, "%s: %s", text, log);
-            const long bound = causal_softcap && b == DM_LAYOUT_Q ? 160 : 0;
-            const long spill = max_spill_store_bytes(log);
-            ck_assert_msg(spill >= 0 && spill <= bound, "%s: %ld bytes spilled (at most %ld): %s",
-                          text, spill, bound, log);
-            free(log);
+            assert_wgmma_pipeline_kept(&v, causal_softcap && b == DM_LAYOUT_Q ? 160 : 0);
         }
 }
 START_TEST(bwd_sm90a_keeps_the_wgmma_pipeline_and_spills_nothing)
