@@ -1507,7 +1507,8 @@ local function layout_pieces(v, dq_sums)
     causal_or = v.causal and " || j > i + p.Lk - p.Lq" or "",
     mask_or = v.mask ~= "none" and " || !km" or "",
     qmask_decl = v.mask == "q" and table.concat({
-      "// the query-layout mask tile, voted on: by cp.async where its rows are whole 16-byte chunks",
+      "// the query-layout mask tile, voted on: by cp.async where its rows are whole 16-byte",
+      "// chunks",
       bq and "unsigned char *sMaskQ = (unsigned char *)smem + kQueryTilesAt + kBiasTileBytes;" or
         "unsigned char *sMaskQ = (unsigned char *)smem + kQueryTilesAt;",
       "const bool mask_staged = mask_stageable(p);" }, "\n") or "",
@@ -1868,14 +1869,18 @@ function M.emit(v)
     mp.rows_copies = common.fill(rows_copies_now, { copy_lines = copy_lines })
     if tma and v.mask == "none" then
       local function stage_ptrs(stage, decl)
-        local l = { string.format("%ssK = smem + 2 * kGroups * kTileElems + %s * 2 * kTileElems;",
-          decl and "u16 *" or "", stage), (decl and "u16 *" or "") .. "sV = sK + kTileElems;" }
+        local u16, f32, u8 = "", "", ""  -- the declarations' types (a copy block's own names)
+        if decl then
+          u16, f32, u8 = "u16 *", "float *", "unsigned char *"
+        end
+        local l = {
+          u16 .. "sK = smem + 2 * kGroups * kTileElems + " .. stage .. " * 2 * kTileElems;",
+          u16 .. "sV = sK + kTileElems;" }
         if v.bias == "k" then
-          l[#l + 1] = string.format("%ssKB = sRowDot + kRows + %s * kTile;", decl and "float *" or "",
-            stage)
+          l[#l + 1] = f32 .. "sKB = sRowDot + kRows + " .. stage .. " * kTile;"
         elseif v.bias == "q" then
-          l[#l + 1] = string.format("%ssBiasQ =\n    (unsigned char *)smem + kQueryTilesAt + %s * " ..
-            "kBiasTileBytes;", decl and "unsigned char *" or "", stage)
+          l[#l + 1] = u8 .. "sBiasQ =\n    (unsigned char *)smem + kQueryTilesAt + " .. stage ..
+            " * kBiasTileBytes;"
         end
         return table.concat(l, "\n")
       end

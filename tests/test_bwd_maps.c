@@ -3,7 +3,8 @@
  * boxes, the 128-byte swizzle the wgmma tiles use), the strides it cannot step (then no map:
  * the kernel copies by cp.async), and dimensions of one element, whose stride is never stepped;
  * a query-layout bias's and fused dbias's maps (fp32 or 16-bit, boxes of 128 bytes of keys,
- * broadcast dimensions); the dq scratch's map (fp32, boxes of 32 columns). The loads themselves are test_gpu_bwd's. */
+ * broadcast dimensions); the dq scratch's map (fp32, boxes of 32 columns). The loads themselves
+ * are test_gpu_bwd's. */
 #include <stdint.h>
 #include <string.h>
 
