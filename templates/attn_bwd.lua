@@ -452,13 +452,11 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
         $keys_qdbias_skipped
         $keys_head_first_tile
         for (i64 m0 = m_begin; m0 < m_end; m0 += kTile) {
-            if (!dq_due)  // the last tile's Q, dO, lse and row_dot are read (else: red_tile_map's)
-                __syncthreads();
+            __syncthreads();  // the last tile's Q, dO, lse and row_dot are read
             $keys_tile_vote
             $keys_tile_load
             float s[kNT][4], dp[kNT][4];  // transposed: rows are keys, columns queries
             issue_xyt_pair(sK + group * kTileElems, sQ, s, sV + group * kTileElems, sDO, dp);
-            $keys_last_dq
             $keys_grad
             $keys_dbias_add
             $keys_qdbias
@@ -466,9 +464,10 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
             pack_a(dp, pd);
             issue_pz_async(pd, sQ, dk);  // dK^T += dS^T Q
             $keys_dq
+            wait_products<0>(dv);  // both done before the loop's barrier frees Q and dO
+            wait_products<0>(dk);
             $keys_tile_end
         }
-        $keys_head_last_dq
         $keys_dbias_end
     }
     $keys_end
@@ -617,28 +616,16 @@ if (p.dq_accum) {  // the tile pair's share of dq: dS^T to shared memory, dS K a
     fence_proxy_async();
     __syncthreads();
     $keys_qdbias_out
-    $dq_decl
+    float dq[kDqT][4];  // this warpgroup's columns of dq, over all the block's keys
     gemm_ds_k(sDS, sK, dq);
-    wait_all(dv);  // gemm_ds_k waited for every group: dV^T's and dK^T's too
-    wait_all(dk);
     $keys_red
-} else {
-    $keys_products_end
 }]=]
-
--- The end of a keys tile's products: dV^T and dK^T done before the loop's barrier frees Q and
--- dO (keys_dq's gemm_ds_k waits for them where it sums dq: one wait on every path, or ptxas
--- would wait for the products issued at the next tile's start before they are used).
-local keys_products_end = [=[
-wait_products<0>(dv);  // both done before the loop's barrier frees Q and dO
-wait_products<0>(dk);]=]
 
 -- The keys phase's query tiles (Q, dO, lse, row_dot), two ways. Copied by the block's threads
 -- (cp.async and loads) at the top of each tile and waited for there:
 local keys_query_copy = {
   decl = table.concat({
     "u16 *sQ = smem + 2 * kGroups * kTileElems, *sDO = sQ + kTileElems;",
-    "constexpr bool dq_due = false;  // dq's sums put off a tile: the tensor maps' (red_map)",
     "float *sLse2 = (float *)(smem + kTilesElems), *sRowDot = sLse2 + kTile;" }, "\n"),
   load = [=[
 load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
@@ -656,7 +643,6 @@ for (int c = threadIdx.x; c < kTile; c += kThreads) {
 tiles_landed();
 __syncthreads();]=],
   lse2 = "sLse2[c]",
-  dq_decl = "float dq[kDqT][4];  // this warpgroup's columns of dq, over all the block's keys",
   red = table.concat({
     "// staged in the Q and dO tiles (read by now) and their neighbour",
     "red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, sQ);" }, "\n"),
@@ -672,9 +658,7 @@ local keys_query_tma = {
     "u16 *sQ, *sDO;  // this tile's stage",
     "float *sLse, *sRowDot;  // the stage's lse log2(e) and row_dot",
     "u64 *bars = query_bars(smem);",
-    "u32 it = 0;  // query tiles walked: stage it % 2, its barrier's phase it / 2 % 2",
-    "float dq[kDqT][4];  // this warpgroup's columns of a tile's dq, over all the block's keys",
-    "bool dq_due = false;  // dq of the last tile, to be summed (red_map)" }, "\n"),
+    "u32 it = 0;  // query tiles walked: stage it % 2, its barrier's phase it / 2 % 2" }, "\n"),
   prologue = table.concat({
     "if (threadIdx.x == 0) {",
     "    mbar_init(&bars[0], 1);",
@@ -684,7 +668,7 @@ local keys_query_tma = {
     "__syncthreads();  // K, V and the barriers, the block's" }, "\n"),
   head_first = table.concat({
     "if (maps.tma && threadIdx.x == 0 && m_begin < m_end)  // the head's first tile",
-    "    issue_query_tile_call(p, maps, smem, it, b, h, m_begin$n0_arg);" }, "\n"),
+    "    issue_query_tile(p, maps, smem, it, b, h, m_begin$n0_arg);" }, "\n"),
   load = [=[
 sQ = query_stage(smem, it);
 sDO = sQ + kTileElems;
@@ -692,8 +676,8 @@ sLse = query_rows_stage(smem, it);
 sRowDot = sLse + kTile;
 if (!maps.tma)
     copy_query_tile(p, smem, it, b, h, m0);
-else if (!dq_due && threadIdx.x == 0 && m0 + kTile < m_end)  // the next, last one's stage
-    issue_query_tile_call(p, maps, smem, it + 1, b, h, m0 + kTile$n0_arg);
+else if (threadIdx.x == 0 && m0 + kTile < m_end)  // the next tile: the last one's stage
+    issue_query_tile(p, maps, smem, it + 1, b, h, m0 + kTile$n0_arg);
 $bias_stage_line
 if (maps.tma)
     mbar_wait(&bars[it % 2], it / 2 % 2);
@@ -702,30 +686,11 @@ $bias_fill]=],
   red = table.concat({
     "// staged in the Q and dO tiles (read by now) and their neighbour (stage 1: dS^T)",
     "red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, it % 2 ? smem + kDsAt : sQ);" }, "\n"),
-  -- kD % 32 == 0: by dq's map where the maps were made, put off to the next tile's start (or
-  -- the head's end), to be staged and summed while that tile's S^T and dP^T run (last_dq)
-  red_map = table.concat({
-    "if (maps.tma)  // once the next tile's products are issued (last_dq, head_last_dq)",
-    "    dq_due = true;",
+  red_map = table.concat({  -- kD % 32 == 0: by dq's map where the maps were made
+    "if (maps.tma)  // staged in the stage's Q and dO tiles",
+    "    red_tile_map(dq, maps, sQ, b, h, m0);",
     "else  // staged in the Q and dO tiles and their neighbour (stage 1: dS^T)",
     "    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, it % 2 ? smem + kDsAt : sQ);" }, "\n"),
-  -- the last tile's dq staged in its stage, summed, and the next tile loaded into that stage
-  -- behind the sums' reads. No barrier at the loop top before it: red_tile_map's first orders
-  -- every warpgroup's reads of that stage and of the dS^T tiles (the last tile's products and
-  -- gemm_ds_k) before the stage or dS^T is written again.
-  last_dq = [=[
-if (dq_due) {  // the last tile's dq summed while this tile's S^T and dP^T run
-    red_tile_map(dq, maps, query_stage(smem, it + 1), b, h, m0 - kTile);
-    dq_due = false;
-    if (threadIdx.x == 0 && m0 + kTile < m_end)  // the next tile into that stage, once read
-        issue_query_tile(p, maps, smem, it + 1, b, h, m0 + kTile$n0_arg);
-}]=],
-  head_last_dq = table.concat({
-    "if (dq_due) {  // the head's last tile's",
-    "    red_tile_map(dq, maps, query_stage(smem, it - 1), b, h,",
-    "                 m_begin + (m_end - 1 - m_begin) / kTile * kTile);",
-    "    dq_due = false;",
-    "}" }, "\n"),
   keys_end = table.concat({
     "if (threadIdx.x == 0)",
     "    bulk_wait_read();  // the block's last bulk reads done before it ends" }, "\n"),
@@ -785,13 +750,11 @@ __device__ __forceinline__ const float *query_rows_of(const BwdParams &p, i64 b,
 }
 
 // One thread: query tile `it` (rows [m0, m0 + kTile) of head h, batch b) into its stage: Q and
-// dO by the maps (rows past Lq zero), lse log2(e) and row_dot by one bulk copy. Inlined only
-// where products run (a call waits for them, issue_query_tile_call is the rest's), as
+// dO by the maps (rows past Lq zero), lse log2(e) and row_dot by one bulk copy. Not inlined, as
 // copy_query_tile: their addresses would be hoisted out of the tile loop and held in registers
 // the products need.
-__device__ __forceinline__ void issue_query_tile(const BwdParams &p, const BwdMaps &maps,
-                                                 u16 *smem, u32 it, i64 b, i64 h,
-                                                 i64 m0$n0_param)
+__device__ __noinline__ void issue_query_tile(const BwdParams &p, const BwdMaps &maps, u16 *smem,
+                                              u32 it, i64 b, i64 h, i64 m0$n0_param)
 {
     u64 *bar = &query_bars(smem)[it % 2];
     u16 *q = query_stage(smem, it), *dout = q + kTileElems;
@@ -807,12 +770,6 @@ __device__ __forceinline__ void issue_query_tile(const BwdParams &p, const BwdMa
     }
     bulk_load(query_rows_stage(smem, it), query_rows_of(p, b, h, m0), 2 * kTile * 4, bar);
     $issue_bias
-}
-__device__ __noinline__ void issue_query_tile_call(const BwdParams &p, const BwdMaps &maps,
-                                                   u16 *smem, u32 it, i64 b, i64 h,
-                                                   i64 m0$n0_param)
-{
-    issue_query_tile(p, maps, smem, it, b, h, m0$n0_arg);
 }
 
 // The block, where the maps could not be made (!maps.tma): query tile `it` into its stage by
@@ -1879,7 +1836,6 @@ function M.emit(v)
     mp.bias_fill = tb.bias_fill or ""
     if tma then
       buf.add(keys_tma_fns, { bias_stage_fns = tb.fns or "", n0_param = tb.n0_param or "",
-        n0_arg = tb.n0_arg or "",
         issue_bias_bytes = tb.issue_bias_bytes or "", bias_bytes = tb.bias_bytes or "",
         issue_bias = tb.issue_bias or "" })
       if v.d % 32 == 0 then  -- (keys_tma_fns ends in a blank line)
@@ -1902,11 +1858,7 @@ function M.emit(v)
     mp.row_dots_query_rows = kq.row_dots or ""
     mp.dq_accum_fns = engine.dq_atomic and
       common.fill(dq_accum_fns, { query_rows = kq.row_dots or "" }) or ""
-    mp.dq_decl = kq.dq_decl or ""
-    mp.keys_last_dq = v.d % 32 == 0 and kq.last_dq and common.fill(kq.last_dq, mp) or ""
-    mp.keys_head_last_dq = v.d % 32 == 0 and kq.head_last_dq or ""
-    mp.keys_products_end = keys_products_end
-    mp.keys_dq = engine.dq_atomic and common.fill(keys_dq, mp) or keys_products_end
+    mp.keys_dq = engine.dq_atomic and common.fill(keys_dq, mp) or ""
     local grad = v.softcap and grad_fused or grad_split
     mp.keys_grad = common.fill(grad, grad_pieces(mp, true))
     mp.rows_grad = common.fill(grad, grad_pieces(mp, false))
