@@ -444,7 +444,6 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
     float dk[kDT][4], dv[kDT][4];
     zero_acc(dk);
     zero_acc(dv);
-    float s[kNT][4], dp[kNT][4];  // transposed: rows are keys, columns queries
     $keys_m_begin
     $keys_dbias_start
     for (i64 h = hk * p.group; h < (hk + 1) * p.group; h++) {
@@ -453,12 +452,11 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
         $keys_qdbias_skipped
         $keys_head_first_tile
         for (i64 m0 = m_begin; m0 < m_end; m0 += kTile) {
-            if (!ahead)  // the last tile's Q, dO, lse and row_dot are read (else: red_tile_map's)
-                __syncthreads();
+            __syncthreads();  // the last tile's Q, dO, lse and row_dot are read
             $keys_tile_vote
             $keys_tile_load
-            if (!ahead)
-                issue_xyt_pair(sK + group * kTileElems, sQ, s, sV + group * kTileElems, sDO, dp);
+            float s[kNT][4], dp[kNT][4];  // transposed: rows are keys, columns queries
+            issue_xyt_pair(sK + group * kTileElems, sQ, s, sV + group * kTileElems, sDO, dp);
             $keys_grad
             $keys_dbias_add
             $keys_qdbias
@@ -466,6 +464,8 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
             pack_a(dp, pd);
             issue_pz_async(pd, sQ, dk);  // dK^T += dS^T Q
             $keys_dq
+            wait_products<0>(dv);  // both done before the loop's barrier frees Q and dO
+            wait_products<0>(dk);
             $keys_tile_end
         }
         $keys_dbias_end
@@ -618,23 +618,14 @@ if (p.dq_accum) {  // the tile pair's share of dq: dS^T to shared memory, dS K a
     $keys_qdbias_out
     float dq[kDqT][4];  // this warpgroup's columns of dq, over all the block's keys
     gemm_ds_k(sDS, sK, dq);
-    wait_all(dv);  // gemm_ds_k waited for every group: dV^T's and dK^T's too
-    wait_all(dk);
     $keys_red
-} else {
-    $keys_products_end
 }]=]
-
-local keys_products_end = [=[
-wait_products<0>(dv);  // both done before the loop's barrier frees Q and dO
-wait_products<0>(dk);]=]
 
 -- The keys phase's query tiles (Q, dO, lse, row_dot), two ways. Copied by the block's threads
 -- (cp.async and loads) at the top of each tile and waited for there:
 local keys_query_copy = {
   decl = table.concat({
     "u16 *sQ = smem + 2 * kGroups * kTileElems, *sDO = sQ + kTileElems;",
-    "constexpr bool ahead = false;  // a tile's products issued by the last (tensor maps only)",
     "float *sLse2 = (float *)(smem + kTilesElems), *sRowDot = sLse2 + kTile;" }, "\n"),
   load = [=[
 load_tile(sQ, p.q, p.q_stride, b, m0, h, p.Lq);
@@ -667,8 +658,7 @@ local keys_query_tma = {
     "u16 *sQ, *sDO;  // this tile's stage",
     "float *sLse, *sRowDot;  // the stage's lse log2(e) and row_dot",
     "u64 *bars = query_bars(smem);",
-    "u32 it = 0;  // query tiles walked: stage it % 2, its barrier's phase it / 2 % 2",
-    "bool ahead = false;  // this tile's S^T and dP^T issued by the last one (red_map)" }, "\n"),
+    "u32 it = 0;  // query tiles walked: stage it % 2, its barrier's phase it / 2 % 2" }, "\n"),
   prologue = table.concat({
     "if (threadIdx.x == 0) {",
     "    mbar_init(&bars[0], 1);",
@@ -689,26 +679,18 @@ if (!maps.tma)
 else if (threadIdx.x == 0 && m0 + kTile < m_end)  // the next tile: the last one's stage
     issue_query_tile(p, maps, smem, it + 1, b, h, m0 + kTile$n0_arg);
 $bias_stage_line
-if (maps.tma && !ahead)  // (else waited for before its products were issued)
+if (maps.tma)
     mbar_wait(&bars[it % 2], it / 2 % 2);
 $bias_fill]=],
   lse2 = "sLse[c]",
   red = table.concat({
     "// staged in the Q and dO tiles (read by now) and their neighbour (stage 1: dS^T)",
     "red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, it % 2 ? smem + kDsAt : sQ);" }, "\n"),
-  red_map = table.concat({
-    "if (maps.tma) {  // staged in the stage's Q and dO tiles",
-    "    ahead = m0 + kTile < m_end;",
-    "    if (ahead) {",
-    "        mbar_wait(&bars[(it + 1) % 2], (it + 1) / 2 % 2);",
-    "        u16 *nQ = query_stage(smem, it + 1);",
-    "        issue_xyt_pair(sK + group * kTileElems, nQ, s, sV + group * kTileElems,",
-    "                       nQ + kTileElems, dp);",
-    "    }",
+  red_map = table.concat({  -- kD % 32 == 0: by dq's map where the maps were made
+    "if (maps.tma)  // staged in the stage's Q and dO tiles",
     "    red_tile_map(dq, maps, sQ, b, h, m0);",
-    "} else {  // staged in the Q and dO tiles and their neighbour (stage 1: dS^T)",
-    "    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, it % 2 ? smem + kDsAt : sQ);",
-    "}" }, "\n"),
+    "else  // staged in the Q and dO tiles and their neighbour (stage 1: dS^T)",
+    "    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, it % 2 ? smem + kDsAt : sQ);" }, "\n"),
   keys_end = table.concat({
     "if (threadIdx.x == 0)",
     "    bulk_wait_read();  // the block's last bulk reads done before it ends" }, "\n"),
@@ -1876,8 +1858,7 @@ function M.emit(v)
     mp.row_dots_query_rows = kq.row_dots or ""
     mp.dq_accum_fns = engine.dq_atomic and
       common.fill(dq_accum_fns, { query_rows = kq.row_dots or "" }) or ""
-    mp.keys_products_end = keys_products_end
-    mp.keys_dq = engine.dq_atomic and common.fill(keys_dq, mp) or keys_products_end
+    mp.keys_dq = engine.dq_atomic and common.fill(keys_dq, mp) or ""
     local grad = v.softcap and grad_fused or grad_split
     mp.keys_grad = common.fill(grad, grad_pieces(mp, true))
     mp.rows_grad = common.fill(grad, grad_pieces(mp, false))
