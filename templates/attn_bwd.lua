@@ -265,42 +265,6 @@ __device__ __forceinline__ int group_warp()
 }
 static_assert(kHeadDimPad % 16 == 0 && kHeadDim % 8 == 0, "k-steps of 16, rows of 16-byte chunks");]=]
 
--- p_at, two ways (the tuning row's knob p_select). Branched around outside the problem...
-local p_at_branch = [=[
-// p of one score in place: s holds q . k on entry, p on return (0 outside the problem, where
-// masked, or where lse2 = lse * log2(e) = +inf). kb, km: the bias and mask value staged by the
-// caller (key layout, or the query layout's tile: both always staged). i and j are 32-bit
-// (below Lq + a tile, Lk + a block): their compares one instruction each, not two.
-__device__ __forceinline__ void p_at(const BwdParams &p, int i, int j, float &s, float lse2,
-                                     float kb, bool km$th_param)
-{
-    if (i >= p.Lq || j >= p.Lk$causal_or$mask_or) {
-        s = 0.f;$th_zero
-        return;
-    }
-    float x = p.scale * s;
-    $bias_add_x
-    $softcap_x
-    s = fast_exp2(x * kLog2e - lse2);
-}]=]
-
--- ...or computed for every score and selected: in the keys phase the test then depends on the
--- thread's two key rows only, and the exp2 and lse2's loads need no predicate a score.
-local p_at_select = [=[
-// p of one score in place: s holds q . k on entry, p on return (0 past Lk, where masked, or
-// where lse2 = lse * log2(e) = +inf: rows past Lq, whose lse2 the callers stage as +inf and
-// whose Q and dO rows read as zero, so x is finite there). kb, km: the bias and mask value staged
-// by the caller (key layout, or the query layout's tile: both always staged). i and j are 32-bit
-// (below Lq + a tile, Lk + a block): their compares one instruction each, not two.
-__device__ __forceinline__ void p_at(const BwdParams &p, int i, int j, float &s, float lse2,
-                                     float kb, bool km$th_param)
-{
-    const bool off = j >= p.Lk$causal_or$mask_or;
-    $score_x
-    s = off ? 0.f : fast_exp2($exp_arg - lse2);
-    $th_zero
-}]=]
-
 -- The phases over the engine's tiles and products (engine.text: kTileElems, load_tile,
 -- zero_pad_columns, issue_xyt_pair, issue_pz_async, wait_products, gemm_pz): a warp's 16 rows of
 -- every product in mma.sync's m16n8 accumulator layout, whichever engine computed them.
@@ -363,7 +327,22 @@ __device__ __forceinline__ void store_tile(const float (&acc)[kDT][4], u64 base,
 }
 
 $qbias_fns
-$p_at_fn
+// p of one score in place: s holds q . k on entry, p on return (0 outside the problem, where
+// masked, or where lse2 = lse * log2(e) = +inf). kb, km: the bias and mask value staged by the
+// caller (key layout, or the query layout's tile: both always staged). i and j are 32-bit
+// (below Lq + a tile, Lk + a block): their compares one instruction each, not two.
+__device__ __forceinline__ void p_at(const BwdParams &p, int i, int j, float &s, float lse2,
+                                     float kb, bool km$th_param)
+{
+    if (i >= p.Lq || j >= p.Lk$causal_or$mask_or) {
+        s = 0.f;$th_zero
+        return;
+    }
+    float x = p.scale * s;
+    $bias_add_x
+    $softcap_x
+    s = fast_exp2(x * kLog2e - lse2);
+}
 
 // p and ds of one score in place: s as p_at; dp holds dO . v on entry, ds on return (0 where p
 // is: dO . v is finite, rows past the problem read as zero).
@@ -1300,7 +1279,7 @@ __device__ __forceinline__ bool bias_stageable(const BwdParams &p)
 }
 
 // Queries [m0, m0 + kR) x keys [n0, n0 + kC) of head h's bias into sB (not committed); rows and
-// keys past the problem read as zero (p_at gives them p = 0).
+// keys past the problem read as zero (grad_at never uses them).
 template <int kR, int kC>
 __device__ __forceinline__ void stage_bias_tile(const BwdParams &p, unsigned char *sB, i64 b,
                                                 i64 h, i64 m0, i64 n0)
@@ -1837,19 +1816,7 @@ function M.emit(v)
     mp.softcap_ds = v.softcap and "dp *= 1.f - th * th;  // through x = c tanh(x0 / c)" or
       "// no softcap"
     mp.th_param = v.softcap and ", float &th" or ""
-    if row.p_select then
-      mp.th_zero = v.softcap and "th = off ? 0.f : th;" or ""
-      -- the score x = scale s (+ bias, through softcap) in log2 units; with neither, one
-      -- product: s (scale log2(e)), the factor the compiler keeps uniform
-      local plain = v.bias == "none" and not v.softcap
-      mp.score_x = plain and "" or table.concat({ "float x = p.scale * s;", mp.bias_add_x,
-        mp.softcap_x }, "\n")
-      mp.exp_arg = plain and "s * (p.scale * kLog2e)" or "x * kLog2e"
-      mp.p_at_fn = common.fill(p_at_select, mp)
-    else
-      mp.th_zero = v.softcap and "\n        th = 0.f;" or ""
-      mp.p_at_fn = common.fill(p_at_branch, mp)
-    end
+    mp.th_zero = v.softcap and "\n        th = 0.f;" or ""
     mp.th_decl = v.softcap and "float th;  // tanh's value, for its derivative" or ""
     mp.th_arg = v.softcap and ", th" or ""
     -- causal: query i sees keys up to i + Lk - Lq; a query tile's last key, a key tile's first
