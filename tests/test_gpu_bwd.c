@@ -39,6 +39,8 @@ typedef struct bwd_case {
                          * (batch, head) of a query-layout mask (0 = none) */
     int false_tile_key; /* the block's first key */
     int false_key_begin, false_key_end; /* keys false in every mask row: no query sees them */
+    uint32_t false_row_tiles; /* query tiles t (rows [t TILE, + TILE)) with bit t % 32 set: all
+                               * false in every (batch, head) of a query-layout mask */
 } bwd_case;
 
 typedef struct bwd_data {
@@ -79,7 +81,8 @@ static void hide_entries(gpu_twin *mask, const bwd_case *c)
                     bool in_tile = c->false_tile_row && m->shape[2] > 1 &&
                                    i >= c->false_tile_row - 1 && i < c->false_tile_row - 1 + TILE &&
                                    j >= c->false_tile_key && j < c->false_tile_key + TILE;
-                    if (in_tile || (j >= c->false_key_begin && j < c->false_key_end))
+                    bool row_tile = m->shape[2] > 1 && (c->false_row_tiles >> (i / TILE % 32) & 1);
+                    if (in_tile || row_tile || (j >= c->false_key_begin && j < c->false_key_end))
                         bytes[b * m->strides[0] + h * m->strides[1] + i * m->strides[2] + j] = 0;
                 }
 }
@@ -394,9 +397,10 @@ static bwd_result check_case(const bwd_case *c, const char *label)
     dm_status st = bwd_run_case(c, seed, &r, msg, sizeof msg);
     gpu_case_describe(&c->f, fwd, sizeof fwd);
     snprintf(what, sizeof what,
-             "%s dbias=%d deterministic=%d false_tile=(%d,%d) false_keys=[%d,%d)", fwd, c->dbias,
-             c->deterministic, c->false_tile_row - 1, c->false_tile_key, c->false_key_begin,
-             c->false_key_end);
+             "%s dbias=%d deterministic=%d false_tile=(%d,%d) false_keys=[%d,%d) "
+             "false_row_tiles=%#x",
+             fwd, c->dbias, c->deterministic, c->false_tile_row - 1, c->false_tile_key,
+             c->false_key_begin, c->false_key_end, (unsigned)c->false_row_tiles);
     const double tol = c->f.dtype == DM_BF16 ? TOL_BF16 : TOL_F16;
     const long nan = r.dq.nan_count + r.dk.nan_count + r.dv.nan_count + r.dbias.nan_count;
     const bool ok = st == DM_OK && nan == 0 && r.dq.rel < tol && r.dk.rel < tol && r.dv.rel < tol &&
@@ -601,6 +605,41 @@ START_TEST(an_all_false_tile_and_unseen_keys_contribute_exactly_zero)
 }
 END_TEST
 
+START_TEST(a_long_query_walk_with_runs_of_all_false_tiles_matches)
+{
+    /* d128 (two warpgroups): a key block walks 18 query tiles (the last partial). With a query
+     * mask, tiles 1-2 and 6-12 are all false: the walk skips runs of 2 and 7 tiles between visible
+     * ones. A keys phase that loads or votes on tiles ahead of the one it works on wraps its
+     * stages several times; GQA (two heads a block) starts the walk again at each head; a query
+     * bias with its dbias (zeros for the skipped tiles), a key bias, causal, the deterministic
+     * mode; without a query mask, the tiles come by tensor maps */
+    for (int x = 0; x < 6; x++) {
+        bwd_case c = base(128, DM_BF16);
+        c.f.B = 1;
+        c.f.H = 2;
+        c.f.Hkv = x == 1 || x == 4 ? 1 : 2;
+        c.f.Lq = 1100;
+        c.f.Lk = x == 2 || x == 5 ? 1100 : 200;
+        c.f.mask = x == 4 ? DM_LAYOUT_NONE : x == 5 ? DM_LAYOUT_K : DM_LAYOUT_Q;
+        c.f.mask_batch = 1;
+        c.f.mask_heads = 2;
+        c.f.mask_density = 0.9;
+        c.false_row_tiles = 0x1fc6u; /* tiles 1, 2, 6-12 (a query-layout mask's) */
+        c.f.bias = x == 1 || x == 3 ? DM_LAYOUT_Q : x >= 4 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
+        c.f.bias_batch = 1;
+        c.f.bias_heads = x == 4 ? 1 : 2;
+        c.dbias = c.f.bias != DM_LAYOUT_NONE;
+        c.f.causal = x == 2 || x == 5;
+        c.deterministic = x == 3 || x == 5;
+        static const char *labels[] = {
+            "long walk mask-q", "long walk mask-q bias-q GQA", "long walk mask-q causal 1100x1100",
+            "long walk mask-q bias-q deterministic", "long walk bias-k GQA",
+            "long walk mask-k bias-k causal deterministic 1100x1100"};
+        check_case(&c, labels[x]);
+    }
+}
+END_TEST
+
 START_TEST(deterministic_runs_give_identical_bytes)
 {
     /* GQA and MQA with biases broadcast over batch and heads, so dk, dv and dbias are sums over
@@ -749,6 +788,7 @@ END_TEST
     X(softcap_with_bias_matches_including_dbias) \
     X(fully_masked_rows_give_exactly_zero_dq_and_no_nan) \
     X(an_all_false_tile_and_unseen_keys_contribute_exactly_zero) \
+    X(a_long_query_walk_with_runs_of_all_false_tiles_matches) \
     X(deterministic_runs_give_identical_bytes) \
     X(head_dims_32_to_256_match_and_f16_too) \
     X(two_warpgroup_blocks_at_d128_match_for_every_layout_across_blocks) \
