@@ -265,42 +265,6 @@ __device__ __forceinline__ int group_warp()
 }
 static_assert(kHeadDimPad % 16 == 0 && kHeadDim % 8 == 0, "k-steps of 16, rows of 16-byte chunks");]=]
 
--- p_at, two ways (the tuning row's knob p_select). Branched around outside the problem...
-local p_at_branch = [=[
-// p of one score in place: s holds q . k on entry, p on return (0 outside the problem, where
-// masked, or where lse2 = lse * log2(e) = +inf). kb, km: the bias and mask value staged by the
-// caller (key layout, or the query layout's tile: both always staged). i and j are 32-bit
-// (below Lq + a tile, Lk + a block): their compares one instruction each, not two.
-__device__ __forceinline__ void p_at(const BwdParams &p, int i, int j, float &s, float lse2,
-                                     float kb, bool km$th_param)
-{
-    if (i >= p.Lq || j >= p.Lk$causal_or$mask_or) {
-        s = 0.f;$th_zero
-        return;
-    }
-    float x = p.scale * s;
-    $bias_add_x
-    $softcap_x
-    s = fast_exp2(x * kLog2e - lse2);
-}]=]
-
--- ...or computed for every score and selected: in the keys phase the test then depends on the
--- thread's two key rows only, and the exp2 and lse2's loads need no predicate a score.
-local p_at_select = [=[
-// p of one score in place: s holds q . k on entry, p on return (0 past Lk, where masked, or
-// where lse2 = lse * log2(e) = +inf: rows past Lq, whose lse2 the callers stage as +inf and
-// whose Q and dO rows read as zero, so x is finite there). kb, km: the bias and mask value staged
-// by the caller (key layout, or the query layout's tile: both always staged). i and j are 32-bit
-// (below Lq + a tile, Lk + a block): their compares one instruction each, not two.
-__device__ __forceinline__ void p_at(const BwdParams &p, int i, int j, float &s, float lse2,
-                                     float kb, bool km$th_param)
-{
-    const bool off = j >= p.Lk$causal_or$mask_or;
-    $score_x
-    s = off ? 0.f : fast_exp2($exp_arg - lse2);
-    $th_zero
-}]=]
-
 -- The phases over the engine's tiles and products (engine.text: kTileElems, load_tile,
 -- zero_pad_columns, issue_xyt_pair, issue_pz_async, wait_products, gemm_pz): a warp's 16 rows of
 -- every product in mma.sync's m16n8 accumulator layout, whichever engine computed them.
@@ -363,7 +327,22 @@ __device__ __forceinline__ void store_tile(const float (&acc)[kDT][4], u64 base,
 }
 
 $qbias_fns
-$p_at_fn
+// p of one score in place: s holds q . k on entry, p on return (0 outside the problem, where
+// masked, or where lse2 = lse * log2(e) = +inf). kb, km: the bias and mask value staged by the
+// caller (key layout, or the query layout's tile: both always staged). i and j are 32-bit
+// (below Lq + a tile, Lk + a block): their compares one instruction each, not two.
+__device__ __forceinline__ void p_at(const BwdParams &p, int i, int j, float &s, float lse2,
+                                     float kb, bool km$th_param)
+{
+    if (i >= p.Lq || j >= p.Lk$causal_or$mask_or) {
+        s = 0.f;$th_zero
+        return;
+    }
+    float x = p.scale * s;
+    $bias_add_x
+    $softcap_x
+    s = fast_exp2(x * kLog2e - lse2);
+}
 
 // p and ds of one score in place: s as p_at; dp holds dO . v on entry, ds on return (0 where p
 // is: dO . v is finite, rows past the problem read as zero).
@@ -577,8 +556,7 @@ __device__ __forceinline__ void dq_tile(const BwdParams &p, i64 b, i64 h, i64 m0
 local grad_split = [=[
 wait_products<1>(s);  // S landed; dP may still run
 #pragma unroll
-for (int nt = 0; nt < kNT; nt++) {
-    $nt_loads
+for (int nt = 0; nt < kNT; nt++)
 #pragma unroll
     for (int e = 0; e < 4; e++) {
         const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // $c_is
@@ -587,7 +565,6 @@ for (int nt = 0; nt < kNT; nt++) {
              $kb,
              $km);
     }
-}
 $after_p
 wait_products<$dp_wait>(dp);  // dP landed$dp_wait_note
 #pragma unroll
@@ -602,33 +579,24 @@ local grad_fused = [=[
 wait_products<0>(s);
 wait_products<0>(dp);
 #pragma unroll
-for (int nt = 0; nt < kNT; nt++) {
-    $nt_loads
+for (int nt = 0; nt < kNT; nt++)
 #pragma unroll
     for (int e = 0; e < 4; e++) {
         const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // $c_is
         const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // $r_is
-        grad_at(p, $i, $j, s[nt][e], dp[nt][e],
-                $lse2,
+        grad_at(p, $i, $j, s[nt][e], dp[nt][e], $lse2,
                 $row_dot,
                 $kb,
                 $km);
     }
-}
 $after_p]=]
 
 -- The two phases' names for grad_split / grad_fused: in the rows phase a thread's rows are
 -- queries and its columns keys, in the keys phase (S^T) the other way round.
--- With p_select (the keys phase's p needs no predicate) a thread's two queries of an n-tile read
--- their lse2 as one pair, once for both key rows: the compiler loaded each value once a row.
 local function grad_pieces(mp, keys)
   if keys then
-    local pair = mp.p_select and mp.keys_lse2:gsub("%[c%]$", "")
     return { c_is = "the query in the tile", r_is = "the key row in the tile",
-      i = "(int)(m0 + c)", j = "(int)(n0 + r)",
-      nt_loads = pair and "const float2 l2 = *(const float2 *)&" .. pair ..
-        "[nt * 8 + 2 * (lane % 4)];  // c, c + 1" or "",
-      lse2 = pair and "e % 2 ? l2.y : l2.x" or mp.keys_lse2, kb = mp.kb_keys,
+      i = "(int)(m0 + c)", j = "(int)(n0 + r)", lse2 = mp.keys_lse2, kb = mp.kb_keys,
       km = mp.km_keys, row_dot = "sRowDot[c]",
       row_dot_e = "sRowDot[nt * 8 + 2 * (lane % 4) + e % 2]",
       after_p = table.concat({ "u32 pp[kTile / 16][4];", "pack_a(s, pp);",
@@ -636,7 +604,7 @@ local function grad_pieces(mp, keys)
       dp_wait = "1", dp_wait_note = "; dV^T may still run" }
   end
   return { c_is = "the key in the tile", r_is = "the query row in the tile",
-    i = "(int)(m0 + r)", j = "(int)(n0 + c)", nt_loads = "", lse2 = "lse2[e / 2]", kb = mp.kb_rows,
+    i = "(int)(m0 + r)", j = "(int)(n0 + c)", lse2 = "lse2[e / 2]", kb = mp.kb_rows,
     km = mp.km_rows, row_dot = "row_dot[e / 2]", row_dot_e = "row_dot[e / 2]", after_p = "",
     dp_wait = "0", dp_wait_note = "" }
 end
@@ -1311,7 +1279,7 @@ __device__ __forceinline__ bool bias_stageable(const BwdParams &p)
 }
 
 // Queries [m0, m0 + kR) x keys [n0, n0 + kC) of head h's bias into sB (not committed); rows and
-// keys past the problem read as zero (p_at gives them p = 0).
+// keys past the problem read as zero (grad_at never uses them).
 template <int kR, int kC>
 __device__ __forceinline__ void stage_bias_tile(const BwdParams &p, unsigned char *sB, i64 b,
                                                 i64 h, i64 m0, i64 n0)
@@ -1848,20 +1816,7 @@ function M.emit(v)
     mp.softcap_ds = v.softcap and "dp *= 1.f - th * th;  // through x = c tanh(x0 / c)" or
       "// no softcap"
     mp.th_param = v.softcap and ", float &th" or ""
-    mp.p_select = row.p_select
-    if row.p_select then
-      mp.th_zero = v.softcap and "th = off ? 0.f : th;" or ""
-      -- the score x = scale s (+ bias, through softcap) in log2 units; with neither, one
-      -- product: s (scale log2(e)), the factor the compiler keeps uniform
-      local plain = v.bias == "none" and not v.softcap
-      mp.score_x = plain and "" or table.concat({ "float x = p.scale * s;", mp.bias_add_x,
-        mp.softcap_x }, "\n")
-      mp.exp_arg = plain and "s * (p.scale * kLog2e)" or "x * kLog2e"
-      mp.p_at_fn = common.fill(p_at_select, mp)
-    else
-      mp.th_zero = v.softcap and "\n        th = 0.f;" or ""
-      mp.p_at_fn = common.fill(p_at_branch, mp)
-    end
+    mp.th_zero = v.softcap and "\n        th = 0.f;" or ""
     mp.th_decl = v.softcap and "float th;  // tanh's value, for its derivative" or ""
     mp.th_arg = v.softcap and ", th" or ""
     -- causal: query i sees keys up to i + Lk - Lq; a query tile's last key, a key tile's first

@@ -84,11 +84,6 @@ return {
   -- matching row applies in order, so the later, narrower one wins; a knob no row sets is off.
   -- Most were decided by ptxas: the kernels sit at the register limit, where one more live value
   -- spills (tests/test_nvrtc.c holds the sm90a ones to 0 bytes).
-  { dir = "bwd", knob = "p_select", on = true, mma = "wgmma",
-    why = "p computed for every score and selected, not branched around: the keys phase's test " ..
-      "a thread's two key rows, its p loop 35-47% fewer instructions (d128 no bias: 243 -> 129 " ..
-      "SASS lines), the causal softcap variants 13-25 registers fewer and their spills gone; " ..
-      "mma.sync's d128 sm80 causal softcap rows spill more with it (k/none 12 -> 80 bytes)" },
   { dir = "fwd", knob = "fast_loads", on = true,
     why = "interior K/V tiles load without row checks: 2 SASS instructions a copy, not 6" },
   { dir = "fwd", knob = "fast_loads", on = false, mask = "q", mma = "mma.sync",
