@@ -806,17 +806,15 @@ __device__ __forceinline__ void red_tile_map(const float (&acc)[kDqT][4], const 
     static_assert(kD % 32 == 0 && kD / 32 * kDqBoxBytes <= 2 * kTileElems * 2,
                   "whole boxes, in the stage's Q and dO tiles");
     const int lane = threadIdx.x % 32, r = group_warp() * 16 + lane / 4;
-    // column c = warp_group() kDqCols + 2 (lane % 4) + 8 dt: box c / 32, 16-byte chunk
-    // c % 32 / 4 = 2 (dt % 4) + lane % 4 / 2 (the sum is an XOR), word c % 4 = 2 (lane % 2); the
-    // chunk's swizzle, (chunk ^ r % 8) 16, is then (32 (dt % 4)) ^ sw: one XOR a store
-    const int sw = ((lane % 4 / 2) ^ (r % 8)) * 16;
-    unsigned char *row = (unsigned char *)buf + r * 128 +
-                         warp_group() * (kDqCols / 32) * kDqBoxBytes + lane % 2 * 8;
+    const int col0 = warp_group() * kDqCols + (lane % 4) * 2;
+    unsigned char *row = (unsigned char *)buf + r * 128;
     __syncthreads();  // every warpgroup's products have read Q and dO
 #pragma unroll
     for (int dt = 0; dt < kDqT; dt++) {
-        if (warp_group() * kDqCols + dt * 8 < kHeadDim) {
-            unsigned char *at = row + dt / 4 * kDqBoxBytes + ((dt % 4 * 32) ^ sw);
+        const int c = col0 + dt * 8;  // box c / 32, chunk c % 32 / 4, word c % 4
+        if (c < kHeadDim) {
+            unsigned char *at =
+                row + c / 32 * kDqBoxBytes + ((c % 32 / 4) ^ (r % 8)) * 16 + c % 4 * 4;
             *(float2 *)at = make_float2(acc[dt][0], acc[dt][1]);
             *(float2 *)(at + 8 * 128) = make_float2(acc[dt][2], acc[dt][3]);  // row r + 8
         }

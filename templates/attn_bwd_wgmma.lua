@@ -131,15 +131,13 @@ __device__ __forceinline__ void gemm_pz(const u32 (&pp)[kTile / 16][4], const u1
 __device__ __forceinline__ void store_ds(const u32 (&pd)[kTile / 16][4], u16 *sds)
 {
     const int lane = threadIdx.x % 32, r = group_warp() * 16 + lane / 4;
-    // swz(r, chunk) with chunk < 8 (one atom) as one XOR a store: rows r and r + 8 swizzle alike
-    unsigned char *t = (unsigned char *)sds + r * kAtomRowBytes + 4 * (lane % 4);
-    const int sw = (r % 8) * 16;
+    unsigned char *t = (unsigned char *)sds + 4 * (lane % 4);
 #pragma unroll
     for (int kk = 0; kk < kTile / 16; kk++) {
-        *(u32 *)(t + ((2 * kk * 16) ^ sw)) = pd[kk][0];
-        *(u32 *)(t + 8 * kAtomRowBytes + ((2 * kk * 16) ^ sw)) = pd[kk][1];
-        *(u32 *)(t + (((2 * kk + 1) * 16) ^ sw)) = pd[kk][2];
-        *(u32 *)(t + 8 * kAtomRowBytes + (((2 * kk + 1) * 16) ^ sw)) = pd[kk][3];
+        *(u32 *)(t + swz(r, 2 * kk)) = pd[kk][0];
+        *(u32 *)(t + swz(r + 8, 2 * kk)) = pd[kk][1];
+        *(u32 *)(t + swz(r, 2 * kk + 1)) = pd[kk][2];
+        *(u32 *)(t + swz(r + 8, 2 * kk + 1)) = pd[kk][3];
     }
 }
 
