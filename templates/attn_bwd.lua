@@ -436,7 +436,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
     u16 *sK = smem, *sV = smem + kGroups * kTileElems;
     $keys_query_decl
     $keys_qbias_decl
-    $keys_qmask_decl
+    $qmask_decl
     $zero_pad_call
     load_own_tiles(sK, p.k, p.k_stride, sV, p.v, p.v_stride, b, n0, hk, p.Lk);
     cp_async_commit();
@@ -452,7 +452,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
         $keys_qdbias_skipped
         $keys_head_first_tile
         for (i64 m0 = m_begin; m0 < m_end; m0 += kTile) {
-            $keys_tile_barrier
+            __syncthreads();  // the last tile's Q, dO, lse and row_dot are read
             $keys_tile_vote
             $keys_tile_load
             float s[kNT][4], dp[kNT][4];  // transposed: rows are keys, columns queries
@@ -1445,60 +1445,6 @@ local function qmask_vote(shape, skipped, continue_line)
     "}" }, "\n")
 end
 
--- The keys phase's vote with its mask tiles copied ahead (the tuning row's knob mask_ring): a
--- skipped tile then costs the vote's barrier, not a copy's round trip to memory as well (with
--- one block an SM nothing covered it; 7 of 8 tiles at 1/8 density). kMaskStages stages of the
--- mask tile in a ring from sMaskQ0; tile t's copies (t counted from the head's first tile,
--- m_begin) are issued kMaskAhead tiles before it, into the stage of tile t - 1, which every thread
--- has finished with once past the vote of tile t. The head's first kMaskAhead tiles are issued
--- before its loop (mask_ring_head); each tile then commits one group, so that waiting for all
--- but kMaskAhead - 1 leaves this tile's landed. The vote's barrier also orders the last tile's
--- readers of Q, dO and the rows before this tile's copies: the loop's top has no barrier.
-local function qmask_vote_ring(skipped)
-  return table.concat({
-    "const u32 mt = (u32)((m0 - m_begin) / kTile);  // the head's tiles walked",
-    "sMaskQ = mask_stage(sMaskQ0, mt);",
-    "if (!mask_staged) {  // rows not of whole 16-byte chunks: filled here, none ahead",
-    "    __syncthreads();  // the stage's last readers",
-    "    fill_mask_tile<kTile, kRows>(p, sMaskQ, b, h, m0, n0);",
-    "}",
-    "cp_async_wait<kMaskAhead - 1>();  // this tile's mask; the next ones' may be in flight",
-    "const bool visible = __syncthreads_or(staged_mask_any<kTile, kRows>(sMaskQ));",
-    "if (mask_staged) {  // tile mt + kMaskAhead's, into tile mt - 1's stage",
-    "    if (m0 + kMaskAhead * kTile < m_end)",
-    "        stage_mask_tile<kTile, kRows>(p, mask_stage(sMaskQ0, mt + kMaskAhead), b, h,",
-    "                                      m0 + kMaskAhead * kTile, n0);",
-    "    cp_async_commit();",
-    "}",
-    "if (!visible) {",
-    skipped or "    // ds = 0 here",
-    "    continue;",
-    "}" }, "\n")
-end
-
-local mask_ring_fns = [=[
-// The keys phase's mask ring (qmask_vote_ring): stage t % kMaskStages of kTile queries x kRows
-// keys, from the first mask tile's place on.
-constexpr int kMaskAhead = $mask_ahead;
-constexpr int kMaskStages = kMaskAhead + 1;
-constexpr int kMaskStageBytes = kTile * mask_pitch(kRows);
-__device__ __forceinline__ unsigned char *mask_stage(unsigned char *sMask0, u32 t)
-{
-    return sMask0 + t % kMaskStages * kMaskStageBytes;
-}
-]=]
-
--- The head's first kMaskAhead mask tiles, a group each (empty past m_end), behind a barrier: the
--- last head's last tile may still be read (its p, in the deterministic mode with no barrier after).
-local mask_ring_head = [=[
-__syncthreads();  // the last head's tiles have read their stages
-for (int a = 0; a < kMaskAhead; a++) {  // the head's first mask tiles, a group each
-    if (mask_staged && m_begin + a * kTile < m_end)
-        stage_mask_tile<kTile, kRows>(p, mask_stage(sMaskQ0, a), b, h, m_begin + a * kTile,
-                                      n0);
-    cp_async_commit();
-}]=]
-
 -- A tile pair a walk skips, its query-layout dbias (where `guard` holds) set to 0: the lines, at
 -- `indent`; rows: the pair's query rows (kRows in the rows phase, kTile in the keys phase), the
 -- other side its keys.
@@ -1817,11 +1763,6 @@ function M.emit(v)
   -- tile: rows of a streamed tile (and of a warpgroup's own); groups: warpgroups a block, whose
   -- rows it owns (block_m = 16 warps)
   local tile, groups = row.block_n, warps // 4
-  -- the keys phase's query-layout mask tiles copied ahead (qmask_vote_ring), mask_ahead of them;
-  -- dense only (varlen f16 q/q spilled 8 bytes with it)
-  local mask_ring = not simt and v.mask == "q" and not rows_only and not v.varlen and
-    row.mask_ring
-  local mask_ahead = 5
   if not simt then
     if row.block_m ~= 16 * warps or warps % 4 ~= 0 or row.block_m ~= groups * tile then
       errors.unsupported("tuning.lua: a bwd tile row owns 16 rows a warp, a tile a warpgroup")
@@ -1862,23 +1803,13 @@ function M.emit(v)
   else
     local mp = lp  -- plus the engine's own pieces
     mp.tile, mp.d_pad = tile, d_pad
-    mp.keys_qmask_decl = mp.qmask_decl
-    mp.keys_tile_barrier = "__syncthreads();  // the last tile's Q, dO, lse and row_dot are read"
-    if mask_ring then  -- the keys phase's mask tiles in a ring (qmask_vote_ring)
-      mp.keys_qmask_decl = mp.qmask_decl:gsub("char %*sMaskQ = ", "char *sMaskQ0 = ") ..
-        "\nunsigned char *sMaskQ;  // this tile's stage"
-      mp.keys_tile_vote = qmask_vote_ring(v.bias == "q" and engine.dq_atomic and
-        zero_tile_dbias("p.dq_accum && p.dbias_fused", "    ", "kTile"))
-      mp.keys_tile_barrier = ""
-    end
     -- the staged tiles sit after the float arrays (with a bias by the maps: on its stages)
     mp.qbias_fns = ((v.bias == "q" or v.mask == "q") and common.fill(stage_rows_fn,
       { query_tiles_at = tma_bias and "kBiasStagesAt" or
         "kTilesElems * 2 + (kRows + 2 * kTile) * 4" }) or "") ..
       (v.bias == "q" and qbias_fns or "") ..
       (v.bias == "q" and engine.dq_atomic and not tma_bias and keys_qdbias_fns or "") ..
-      (v.mask == "q" and qmask_fns or "") ..
-      (mask_ring and common.fill(mask_ring_fns, { mask_ahead = mask_ahead }) or "")
+      (v.mask == "q" and qmask_fns or "")
     mp.zero_pad_call = d_pad > v.d and "zero_pad_columns(smem, 4);  // never loaded" or ""
     mp.softcap_x = v.softcap and "th = tanhf(x / p.softcap);\nx = p.softcap * th;" or
       "// no softcap"
@@ -1919,8 +1850,7 @@ function M.emit(v)
     mp.keys_qdbias = tb.qdbias or mp.keys_qdbias
     mp.keys_qdbias_out = tb.qdbias_out or mp.keys_qdbias_out
     mp.keys_prologue = kq.prologue or ""
-    mp.keys_head_first_tile = kq.head_first and common.fill(kq.head_first, mp) or
-      mask_ring and mask_ring_head or ""
+    mp.keys_head_first_tile = kq.head_first and common.fill(kq.head_first, mp) or ""
     mp.keys_tile_load = common.fill(kq.load, mp)
     mp.keys_lse2, mp.keys_tile_end = kq.lse2, kq.tile_end or ""
     mp.keys_red = v.d % 32 == 0 and kq.red_map or kq.red
@@ -2010,8 +1940,8 @@ function M.emit(v)
       math.max(rows_only and 2 * bias_tile or bias_tile, 2 * tile * row.block_m * 4)
   else
     smem = smem + (v.bias == "q" and bias_tile or 0) +
-      (v.mask == "q" and not simt and math.max(row.block_m * (tile + 16),
-        (mask_ring and mask_ahead + 1 or 1) * tile * (row.block_m + 16)) or 0)
+      (v.mask == "q" and not simt and
+        math.max(row.block_m * (tile + 16), tile * (row.block_m + 16)) or 0)
   end
   -- block_m: rows a block owns in phases 0 and 1 (grid.x = ceil(L / block_m)); block_n: dbias
   -- elements a block in phase 2 (a warp each); query_tile: rows of the keys phase's query tiles

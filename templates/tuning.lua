@@ -84,9 +84,6 @@ return {
   -- matching row applies in order, so the later, narrower one wins; a knob no row sets is off.
   -- Most were decided by ptxas: the kernels sit at the register limit, where one more live value
   -- spills (tests/test_nvrtc.c holds the sm90a ones to 0 bytes).
-  { dir = "bwd", knob = "mask_ring", on = true, mma = "wgmma",
-    why = "query-layout mask: the keys phase's mask tiles copied 5 tiles ahead into a ring of 6 " ..
-      "(55 KB at d128), so that a skipped tile costs its vote's barrier, not a copy's round trip" },
   { dir = "fwd", knob = "fast_loads", on = true,
     why = "interior K/V tiles load without row checks: 2 SASS instructions a copy, not 6" },
   { dir = "fwd", knob = "fast_loads", on = false, mask = "q", mma = "mma.sync",
