@@ -610,14 +610,15 @@ START_TEST(a_long_query_walk_with_runs_of_all_false_tiles_matches)
     /* d128 (two warpgroups): a key block walks 18 query tiles (the last partial). With a query
      * mask, tiles 1-2 and 6-12 are all false: the walk skips runs of 2 and 7 tiles between visible
      * ones. A keys phase that loads or votes on tiles ahead of the one it works on wraps its
-     * stages several times; GQA (two heads a block) starts the walk again at each head; a query
-     * bias with its dbias (zeros for the skipped tiles), a key bias, causal, the deterministic
-     * mode; without a query mask, the tiles come by tensor maps */
+     * stages several times; GQA (two heads a block) starts the walk again at each head, also in
+     * the deterministic mode (no dq barrier after a tile's p); a query bias with its dbias (zeros
+     * for the skipped tiles), a key bias, causal; without a query mask, the tiles come by tensor
+     * maps */
     for (int x = 0; x < 6; x++) {
         bwd_case c = base(128, DM_BF16);
         c.f.B = 1;
         c.f.H = 2;
-        c.f.Hkv = x == 1 || x == 4 ? 1 : 2;
+        c.f.Hkv = x == 1 || x == 3 || x == 4 ? 1 : 2;
         c.f.Lq = 1100;
         c.f.Lk = x == 2 || x == 5 ? 1100 : 200;
         c.f.mask = x == 4 ? DM_LAYOUT_NONE : x == 5 ? DM_LAYOUT_K : DM_LAYOUT_Q;
@@ -633,7 +634,7 @@ START_TEST(a_long_query_walk_with_runs_of_all_false_tiles_matches)
         c.deterministic = x == 3 || x == 5;
         static const char *labels[] = {
             "long walk mask-q", "long walk mask-q bias-q GQA", "long walk mask-q causal 1100x1100",
-            "long walk mask-q bias-q deterministic", "long walk bias-k GQA",
+            "long walk mask-q bias-q GQA deterministic", "long walk bias-k GQA",
             "long walk mask-k bias-k causal deterministic 1100x1100"};
         check_case(&c, labels[x]);
     }
