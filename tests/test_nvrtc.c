@@ -381,13 +381,14 @@ START_TEST(bwdrows_every_layout_pair_compiles_for_sm90a_and_sm80)
 END_TEST
 
 /* The backward's dense sm90a d128 kernels (the ones issue 16's speed targets run) keep the wgmma
- * pipeline and spill nothing in any function: the keys phase overlaps its products with the
- * element work, and a divergent store between a product's issue and its wait once made ptxas
- * serialize them (C7520); its registers sit at 234-255. Every mask x bias layout pair of the
- * direction, plain or with causal and softcap together (one test each, so ctest runs them side
- * by side). Known and bounded (bench/NOTES.md, issue 16 session 21): with causal, softcap and a
- * query-layout bias the keys phase spills, 160 bytes without a mask and 12 with a key mask
- * under this NVRTC (172 and 36 before the products overlapped); a bound, not zero, there. */
+ * pipeline and spill nothing in any function but where bounded below: the keys phase overlaps its
+ * products with the element work, and a divergent store between a product's issue and its wait
+ * once made ptxas serialize them (C7520); its registers sit at 234-255. Every mask x bias layout
+ * pair of the direction, plain or with causal and softcap together (one test each, so ctest runs
+ * them side by side). Known and bounded (bench/NOTES.md, issue 16 session 21): with causal,
+ * softcap and a query-layout bias the keys phase spills, 160 bytes without a mask and 12 with a
+ * key mask under this NVRTC (172 and 36 before the products overlapped); a bound, not zero,
+ * there. */
 static void bwd_wgmma_pipeline_kept_without_spills(dm_dir dir, bool causal_softcap)
 {
     for (int m = 0; m < 3; m++)
@@ -403,12 +404,12 @@ START_TEST(bwd_sm90a_keeps_the_wgmma_pipeline_and_spills_nothing)
     bwd_wgmma_pipeline_kept_without_spills(DM_DIR_BWD, false);
 }
 END_TEST
-START_TEST(bwd_sm90a_causal_softcap_keeps_the_wgmma_pipeline_and_spills_nothing)
+START_TEST(bwd_sm90a_causal_softcap_keeps_the_wgmma_pipeline_and_spills_within_bound)
 {
     bwd_wgmma_pipeline_kept_without_spills(DM_DIR_BWD, true);
 }
 END_TEST
-START_TEST(bwdrows_sm90a_keeps_the_wgmma_pipeline_and_spills_nothing)
+START_TEST(bwdrows_sm90a_keeps_the_wgmma_pipeline_and_spills_within_bound)
 {
     bwd_wgmma_pipeline_kept_without_spills(DM_DIR_BWD_ROWS, false);
     bwd_wgmma_pipeline_kept_without_spills(DM_DIR_BWD_ROWS, true);
@@ -480,8 +481,8 @@ END_TEST
     X(bwd_varlen_every_layout_pair_compiles_for_sm80_and_sm90a) \
     X(bwdrows_every_layout_pair_compiles_for_sm90a_and_sm80) \
     X(bwd_sm90a_keeps_the_wgmma_pipeline_and_spills_nothing) \
-    X(bwd_sm90a_causal_softcap_keeps_the_wgmma_pipeline_and_spills_nothing) \
-    X(bwdrows_sm90a_keeps_the_wgmma_pipeline_and_spills_nothing) \
+    X(bwd_sm90a_causal_softcap_keeps_the_wgmma_pipeline_and_spills_within_bound) \
+    X(bwdrows_sm90a_keeps_the_wgmma_pipeline_and_spills_within_bound) \
     X(other_archs_compile) \
     X(broken_source_is_a_compile_error_with_the_log) \
     X(options_name_the_arch_and_differ_per_arch)
