@@ -98,9 +98,6 @@ typedef struct dm_kernel_src {
      * tensor maps' boxes; block_m, the rows a block owns, may hold several); 0 when left out:
      * block_m */
     int query_tile;
-    /* bwd: 1 when phase 2 (dbias's sums across blocks) runs in rows_entry, not the main entry;
-     * 0 when left out */
-    int rows_dbias;
 } dm_kernel_src;
 
 /* Runs the family's Lua template for v in a fresh Lua state. Templates come from the copies

@@ -1196,14 +1196,11 @@ __device__ __forceinline__ void memory_pass(const BwdParams &p, i64 b, i64 h, i6
 }
 ]=]
 
--- With a bias, phase 2 too (dbias's sums across blocks, a SIMT loop a warp an element): here it
--- runs with no shared memory asked for and its own registers, many blocks an SM, and the main
--- entry's compile is spared it.
 local rows_entry_dense = [=[
 extern "C" __global__ void __launch_bounds__(kThreads)
 $entry_rows(const BwdParams p)
 {
-    $memory_pass_call$dbias_call_mma
+    memory_pass(p, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);
 }]=]
 
 
@@ -1907,11 +1904,6 @@ function M.emit(v)
   end
   -- the rows phase in the bwd kernel, unless the engine sums dq (then a bwdrows kernel's)
   local rows_apart = not simt and engine.dq_atomic == true
-  -- the memory passes' entry (engines with dq sums, not the bwdrows kernel); dense, with a bias,
-  -- it runs phase 2 as well (rows_entry_dense)
-  local rows_entry = not simt and not rows_only and engine.dq_atomic and vars.entry .. "_rows" or
-    nil
-  local rows_dbias = rows_entry ~= nil and not v.varlen and v.bias ~= "none"
   if simt then
     buf.add(v.varlen and simt_entry_varlen or simt_entry,
       { entry = vars.entry, dbias_call = call, dbias_pad = pad })
@@ -1926,7 +1918,7 @@ function M.emit(v)
     local rows_call = v.varlen and "rows_tile(p, smem, 0, blockIdx.y, r0);" or
       "rows_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);"
     buf.add(v.varlen and mma_entry_varlen or mma_entry,
-      { entry = vars.entry, dbias_call_mma = rows_dbias and "" or call,
+      { entry = vars.entry, dbias_call_mma = call,
         rows_phase = rows_apart and
           "return;  // the deterministic rows phase: the bwdrows kernel's (api/bwd.c)" or
           (pad ~= "" and pad .. "\n" or "") .. rows_call,
@@ -1955,7 +1947,9 @@ function M.emit(v)
   -- elements a block in phase 2 (a warp each); query_tile: rows of the keys phase's query tiles
   -- (p.query_rows' tiles, the tensor maps' boxes)
   -- dq_atomic: phases 0, 1 and 3 can compute dq by reductions into p.dq_accum (0 and 3 by
-  -- rows_entry, the memory passes; rows_dbias: 2 too)
+  -- rows_entry, the memory passes)
+  local rows_entry = not simt and not rows_only and engine.dq_atomic and vars.entry .. "_rows" or
+    nil
   if rows_entry then
     buf.add("")
     buf.add(memory_pass_fn)
@@ -1963,16 +1957,13 @@ function M.emit(v)
       { pad = pad }) or ""
     buf.add(v.varlen and varlen_rows_entry or rows_entry_dense, v.varlen and
       { name = rows_entry, smem_decl = "", pad = phase0_pad,
-        call = "memory_pass(p, 0, blockIdx.y, r0);" } or { entry_rows = rows_entry,
-        memory_pass_call = (rows_dbias and "if (p.phase != 2)\n        " or "") ..
-          "memory_pass(p, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);",
-        dbias_call_mma = rows_dbias and call or "" })
+        call = "memory_pass(p, 0, blockIdx.y, r0);" } or { entry_rows = rows_entry })
   end
   return { source = buf.text(), entry = vars.entry, rows_entry = rows_entry,
            threads = 32 * warps, block_m = simt and warps or row.block_m, block_n = warps,
            query_tile = simt and warps or tile, smem_bytes = smem,
            dq_atomic = engine and engine.dq_atomic and not rows_only and 1 or 0,
-           tma_maps = tma and not rows_only and 1 or 0, rows_dbias = rows_dbias and 1 or 0 }
+           tma_maps = tma and not rows_only and 1 or 0 }
 end
 
 return M

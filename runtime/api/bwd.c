@@ -141,9 +141,8 @@ dm_status dm_bwd_launch_phases(dm_ctx *ctx, const char *call, const dm_variant *
         p->phase = phase;
         const unsigned x = (unsigned)gx, y = (unsigned)gy, z = (unsigned)gz;
         dm_status st;
-        if (k->fn_rows && (phase == 3 || (phase == 0 && p->dq_accum) ||
-                           (phase == 2 && k->rows_dbias))) /* memory passes; dbias's sums */
-            st = dm_kernel_launch_rows(ctx, call, v, k, x, y, z, p, stream);
+        if (k->fn_rows && (phase == 3 || (phase == 0 && p->dq_accum)))
+            st = dm_kernel_launch_rows(ctx, call, v, k, x, y, z, p, stream); /* memory passes */
         else if (phase == 0 && rows)
             st = dm_kernel_launch(ctx, call, &rows_v, rows, x, y, z, p, stream);
         else if (k->tma_maps)

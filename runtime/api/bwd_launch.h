@@ -43,8 +43,8 @@ dm_status dm_bwd_rows_kernel(dm_ctx *ctx, const char *call, const dm_variant *v,
  * the scratch) when p->dq_accum is set; a phase with no block is skipped. DM_ERR_UNSUPPORTED
  * when a grid's x exceeds the device limit, naming call. maps: the kernel's second parameter
  * where it takes one (k->tma_maps), else NULL. The default mode's memory passes (0 with
- * p->dq_accum, and 3) and, where k->rows_dbias, phase 2 go to k->fn_rows where the kernel has
- * one: no shared memory, their own registers; the deterministic rows phase (0 without p->dq_accum) to rows where given
+ * p->dq_accum, and 3) go to k->fn_rows where the kernel has one: no shared memory, their own
+ * registers; the deterministic rows phase (0 without p->dq_accum) to rows where given
  * (dm_bwd_rows_kernel; a kernel with dq reductions has no phase 0 of its own). */
 dm_status dm_bwd_launch_phases(dm_ctx *ctx, const char *call, const dm_variant *v,
                                const dm_kernel *k, const dm_kernel *rows, dm_bwd_params *p,
