@@ -265,6 +265,42 @@ __device__ __forceinline__ int group_warp()
 }
 static_assert(kHeadDimPad % 16 == 0 && kHeadDim % 8 == 0, "k-steps of 16, rows of 16-byte chunks");]=]
 
+-- p_at, two ways (the tuning row's knob p_select). Branched around outside the problem...
+local p_at_branch = [=[
+// p of one score in place: s holds q . k on entry, p on return (0 outside the problem, where
+// masked, or where lse2 = lse * log2(e) = +inf). kb, km: the bias and mask value staged by the
+// caller (key layout, or the query layout's tile: both always staged). i and j are 32-bit
+// (below Lq + a tile, Lk + a block): their compares one instruction each, not two.
+__device__ __forceinline__ void p_at(const BwdParams &p, int i, int j, float &s, float lse2,
+                                     float kb, bool km$th_param)
+{
+    if (i >= p.Lq || j >= p.Lk$causal_or$mask_or) {
+        s = 0.f;$th_zero
+        return;
+    }
+    float x = p.scale * s;
+    $bias_add_x
+    $softcap_x
+    s = fast_exp2(x * kLog2e - lse2);
+}]=]
+
+-- ...or computed for every score and selected: in the keys phase the test then depends on the
+-- thread's two key rows only, and the exp2 and lse2's loads need no predicate a score.
+local p_at_select = [=[
+// p of one score in place: s holds q . k on entry, p on return (0 past Lk, where masked, or
+// where lse2 = lse * log2(e) = +inf: rows past Lq, whose lse2 the callers stage as +inf and
+// whose Q and dO rows read as zero, so x is finite there). kb, km: the bias and mask value staged
+// by the caller (key layout, or the query layout's tile: both always staged). i and j are 32-bit
+// (below Lq + a tile, Lk + a block): their compares one instruction each, not two.
+__device__ __forceinline__ void p_at(const BwdParams &p, int i, int j, float &s, float lse2,
+                                     float kb, bool km$th_param)
+{
+    const bool off = j >= p.Lk$causal_or$mask_or;
+    $score_x
+    s = off ? 0.f : fast_exp2($exp_arg - lse2);
+    $th_zero
+}]=]
+
 -- The phases over the engine's tiles and products (engine.text: kTileElems, load_tile,
 -- zero_pad_columns, issue_xyt_pair, issue_pz_async, wait_products, gemm_pz): a warp's 16 rows of
 -- every product in mma.sync's m16n8 accumulator layout, whichever engine computed them.
@@ -327,22 +363,7 @@ __device__ __forceinline__ void store_tile(const float (&acc)[kDT][4], u64 base,
 }
 
 $qbias_fns
-// p of one score in place: s holds q . k on entry, p on return (0 outside the problem, where
-// masked, or where lse2 = lse * log2(e) = +inf). kb, km: the bias and mask value staged by the
-// caller (key layout, or the query layout's tile: both always staged). i and j are 32-bit
-// (below Lq + a tile, Lk + a block): their compares one instruction each, not two.
-__device__ __forceinline__ void p_at(const BwdParams &p, int i, int j, float &s, float lse2,
-                                     float kb, bool km$th_param)
-{
-    if (i >= p.Lq || j >= p.Lk$causal_or$mask_or) {
-        s = 0.f;$th_zero
-        return;
-    }
-    float x = p.scale * s;
-    $bias_add_x
-    $softcap_x
-    s = fast_exp2(x * kLog2e - lse2);
-}
+$p_at_fn
 
 // p and ds of one score in place: s as p_at; dp holds dO . v on entry, ds on return (0 where p
 // is: dO . v is finite, rows past the problem read as zero).
@@ -436,7 +457,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
     u16 *sK = smem, *sV = smem + kGroups * kTileElems;
     $keys_query_decl
     $keys_qbias_decl
-    $qmask_decl
+    $keys_qmask_decl
     $zero_pad_call
     load_own_tiles(sK, p.k, p.k_stride, sV, p.v, p.v_stride, b, n0, hk, p.Lk);
     cp_async_commit();
@@ -452,7 +473,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
         $keys_qdbias_skipped
         $keys_head_first_tile
         for (i64 m0 = m_begin; m0 < m_end; m0 += kTile) {
-            __syncthreads();  // the last tile's Q, dO, lse and row_dot are read
+            $keys_tile_barrier
             $keys_tile_vote
             $keys_tile_load
             float s[kNT][4], dp[kNT][4];  // transposed: rows are keys, columns queries
@@ -556,7 +577,8 @@ __device__ __forceinline__ void dq_tile(const BwdParams &p, i64 b, i64 h, i64 m0
 local grad_split = [=[
 wait_products<1>(s);  // S landed; dP may still run
 #pragma unroll
-for (int nt = 0; nt < kNT; nt++)
+for (int nt = 0; nt < kNT; nt++) {
+    $nt_loads
 #pragma unroll
     for (int e = 0; e < 4; e++) {
         const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // $c_is
@@ -565,6 +587,7 @@ for (int nt = 0; nt < kNT; nt++)
              $kb,
              $km);
     }
+}
 $after_p
 wait_products<$dp_wait>(dp);  // dP landed$dp_wait_note
 #pragma unroll
@@ -579,24 +602,33 @@ local grad_fused = [=[
 wait_products<0>(s);
 wait_products<0>(dp);
 #pragma unroll
-for (int nt = 0; nt < kNT; nt++)
+for (int nt = 0; nt < kNT; nt++) {
+    $nt_loads
 #pragma unroll
     for (int e = 0; e < 4; e++) {
         const int c = nt * 8 + 2 * (lane % 4) + e % 2;  // $c_is
         const int r = warp * 16 + lane / 4 + (e / 2) * 8;  // $r_is
-        grad_at(p, $i, $j, s[nt][e], dp[nt][e], $lse2,
+        grad_at(p, $i, $j, s[nt][e], dp[nt][e],
+                $lse2,
                 $row_dot,
                 $kb,
                 $km);
     }
+}
 $after_p]=]
 
 -- The two phases' names for grad_split / grad_fused: in the rows phase a thread's rows are
 -- queries and its columns keys, in the keys phase (S^T) the other way round.
+-- With p_select (the keys phase's p needs no predicate) a thread's two queries of an n-tile read
+-- their lse2 as one pair, once for both key rows: the compiler loaded each value once a row.
 local function grad_pieces(mp, keys)
   if keys then
+    local pair = mp.p_select and mp.keys_lse2:gsub("%[c%]$", "")
     return { c_is = "the query in the tile", r_is = "the key row in the tile",
-      i = "(int)(m0 + c)", j = "(int)(n0 + r)", lse2 = mp.keys_lse2, kb = mp.kb_keys,
+      i = "(int)(m0 + c)", j = "(int)(n0 + r)",
+      nt_loads = pair and "const float2 l2 = *(const float2 *)&" .. pair ..
+        "[nt * 8 + 2 * (lane % 4)];  // c, c + 1" or "",
+      lse2 = pair and "e % 2 ? l2.y : l2.x" or mp.keys_lse2, kb = mp.kb_keys,
       km = mp.km_keys, row_dot = "sRowDot[c]",
       row_dot_e = "sRowDot[nt * 8 + 2 * (lane % 4) + e % 2]",
       after_p = table.concat({ "u32 pp[kTile / 16][4];", "pack_a(s, pp);",
@@ -604,16 +636,17 @@ local function grad_pieces(mp, keys)
       dp_wait = "1", dp_wait_note = "; dV^T may still run" }
   end
   return { c_is = "the key in the tile", r_is = "the query row in the tile",
-    i = "(int)(m0 + r)", j = "(int)(n0 + c)", lse2 = "lse2[e / 2]", kb = mp.kb_rows,
+    i = "(int)(m0 + r)", j = "(int)(n0 + c)", nt_loads = "", lse2 = "lse2[e / 2]", kb = mp.kb_rows,
     km = mp.km_rows, row_dot = "row_dot[e / 2]", row_dot_e = "row_dot[e / 2]", after_p = "",
     dp_wait = "0", dp_wait_note = "" }
 end
 
 local keys_dq = [=[
 if (p.dq_accum) {  // the tile pair's share of dq: dS^T to shared memory, dS K added
-    u16 *sDS = smem + kDsAt;
+    u16 *sDS = $ds_at;
     store_ds(pd, sDS + group * kDsElems);
     fence_proxy_async();
+    $dq_buf_wait
     __syncthreads();
     $keys_qdbias_out
     float dq[kDqT][4];  // this warpgroup's columns of dq, over all the block's keys
@@ -706,6 +739,59 @@ $bias_fill]=],
     "}" }, "\n"),
 }
 
+-- The query ring (row.query_ring; tensor maps, kD % 32 == 0, no query-layout bias: where the
+-- shared memory holds it): three stages, the next tile's loads issued at a tile's top (as with
+-- two) into the stage of the tile before the last; dS^T in two buffers and dq staged in a buffer
+-- of its own (stage_fns_ring, red_map_group). A tile then meets its block at one barrier, dS^T's
+-- (the deterministic mode: one at its end), where the two stages do at four (loop top, dS^T,
+-- red_tile_map's two), and thread 0 no longer waits for dq's sums to read the stage before it
+-- loads the next tile. Why that stage is free: thread 0 is past dS^T's barrier of tile it - 1,
+-- which every thread reached after tile it - 2's products were waited for.
+local keys_query_ring = setmetatable({
+  decl = table.concat({
+    "u16 *sQ, *sDO;  // this tile's stage",
+    "float *sLse, *sRowDot;  // the stage's lse log2(e) and row_dot",
+    "u64 *bars = query_bars(smem);",
+    "u32 it = 0;  // tiles walked: stage it % kStages, its barrier's phase it / kStages % 2" },
+    "\n"),
+  prologue = table.concat({
+    "if (threadIdx.x == 0)",
+    "    for (int s = 0; s < kStages; s++)",
+    "        mbar_init(&bars[s], 1);",
+    "tiles_landed();",
+    "__syncthreads();  // K, V and the barriers, the block's" }, "\n"),
+  tile_barrier = "",
+  load = [=[
+sQ = query_stage(smem, it);
+sDO = sQ + kTileElems;
+sLse = query_rows_stage(smem, it);
+sRowDot = sLse + kTile;
+if (!maps.tma) {
+    __syncthreads();  // the last tile's Q, dO, lse and row_dot are read
+    copy_query_tile(p, smem, it, b, h, m0);
+} else {
+    if (threadIdx.x == 0 && m0 + kTile < m_end)  // the next tile: tile it - 2's stage
+        issue_query_tile(p, maps, smem, it + 1, b, h, m0 + kTile$n0_arg);
+    mbar_wait(&bars[it % kStages], it / kStages % 2);
+}]=],
+  red_map = table.concat({
+    "if (maps.tma)  // staged in dq's buffer, a warpgroup its own boxes",
+    "    red_tile_map(dq, maps, dq_buffer(smem), b, h, m0);",
+    "else  // staged in dq's buffer and dS^T buffer 1 (red_tile's first barrier: read)",
+    "    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, dq_buffer(smem));" }, "\n"),
+  ds_at = "ds_tiles(smem, it)",
+  dq_buf_wait = table.concat({
+    "if (threadIdx.x % 128 == 0)",
+    "    bulk_wait_read();  // the warpgroup's last dq sums have read dq's buffer" }, "\n"),
+  keys_end = table.concat({
+    "if (threadIdx.x % 128 == 0)",
+    "    bulk_wait_read();  // each warpgroup's last dq sums done before the block ends" }, "\n"),
+  tile_end = table.concat({
+    "if (maps.tma && !p.dq_accum)  // (with dq sums, dS^T's barrier is it)",
+    "    __syncthreads();  // every thread past this tile before the next tile's loads",
+    "it++;" }, "\n"),
+}, { __index = keys_query_tma })
+
 local keys_tma_fns = [=[
 // The keys phase's tensor maps (api/bwd_maps.h, the same bytes): q and dO over (D, Lq, H, B),
 // boxes of 64 columns x kTile rows, 128-byte swizzled as load_tile's tiles; a query-layout bias
@@ -726,21 +812,7 @@ struct __align__(128) BwdMaps {
 };
 static_assert(sizeof(BwdMaps) == 768, "api/bwd_maps.h's dm_bwd_maps");
 $bias_stage_fns
-// Stage s of the query tiles: Q then dO, stage 0 after K and V, stage 1 after dS^T, so that a
-// stage's two tiles and the dS^T tiles beside them hold red_tile's staged dq rows without
-// touching the other stage.
-__device__ __forceinline__ u16 *query_stage(u16 *smem, u32 it)
-{
-    return smem + (it % 2 ? kDsAt + kGroups * kDsElems : 2 * kGroups * kTileElems);
-}
-__device__ __forceinline__ float *query_rows_stage(u16 *smem, u32 it)
-{
-    return (float *)(smem + kTilesElems) + it % 2 * 2 * kTile;  // lse, then row_dot
-}
-__device__ __forceinline__ u64 *query_bars(u16 *smem)
-{
-    return (u64 *)((float *)(smem + kTilesElems) + 4 * kTile);
-}
+$stage_fns
 
 // The tile's lse log2(e) and row_dot in the scratch phase 0 wrote them to (p.query_rows).
 __device__ __forceinline__ const float *query_rows_of(const BwdParams &p, i64 b, i64 h, i64 m0)
@@ -758,7 +830,7 @@ __device__ __noinline__ void issue_query_tile(const BwdParams &p, const BwdMaps 
 {
     u64 *bar = &query_bars(smem)[it % 2];
     u16 *q = query_stage(smem, it), *dout = q + kTileElems;
-    bulk_wait_read();  // the stage's last dq sums (red_tile_map) and dbias store have read it
+    $issue_wait
     $issue_bias_bytes
     mbar_arrive_expect(bar, 2 * kTileElems * 2 + 2 * kTile * 4$bias_bytes);
 #pragma unroll
@@ -789,16 +861,71 @@ __device__ __noinline__ void copy_query_tile(const BwdParams &p, u16 *smem, u32 
 }
 ]=]
 
+-- The two query stages' layout (keys_tma_fns' $stage_fns), and the query ring's (row.query_ring).
+local stage_fns_two = [=[
+// Stage s of the query tiles: Q then dO, stage 0 after K and V, stage 1 after dS^T, so that a
+// stage's two tiles and the dS^T tiles beside them hold red_tile's staged dq rows without
+// touching the other stage.
+__device__ __forceinline__ u16 *query_stage(u16 *smem, u32 it)
+{
+    return smem + (it % 2 ? kDsAt + kGroups * kDsElems : 2 * kGroups * kTileElems);
+}
+__device__ __forceinline__ float *query_rows_stage(u16 *smem, u32 it)
+{
+    return (float *)(smem + kTilesElems) + it % 2 * 2 * kTile;  // lse, then row_dot
+}
+__device__ __forceinline__ u64 *query_bars(u16 *smem)
+{
+    return (u64 *)((float *)(smem + kTilesElems) + 4 * kTile);
+}]=]
+
+local stage_fns_ring = [=[
+// The keys phase's shared memory with three query stages (the query ring): after the own K and
+// V tiles, stages 0-2 of Q and dO, dS^T buffer 0, dq's staging buffer (red_tile_map's boxes),
+// dS^T buffer 1; then each stage's lse log2(e) and row_dot, then the stages' mbarriers. A tile's
+// loads are issued a tile ahead of its use into the stage the tile before the last one used, so
+// that no barrier at the loop's top waits for the last tile's readers (dS^T's barrier has), and
+// dq's sums read a buffer of their own, not the stage the next loads go to.
+constexpr int kStages = 3;
+constexpr int kStagesAt = 2 * kGroups * kTileElems;  // 16-bit elements, as the offsets below
+constexpr int kDsRingAt = kStagesAt + kStages * 2 * kTileElems;
+constexpr int kDqBufAt = kDsRingAt + kGroups * kDsElems;
+constexpr int kDqBufBytes = kD / 32 * kTile * 128;  // red_tile_map's kD / 32 boxes
+constexpr int kDsRing1At = kDqBufAt + kDqBufBytes / 2;
+constexpr int kRingRowsAt = kDsRing1At + kGroups * kDsElems;
+static_assert(kTile * kDqPitch <= kDqBufBytes + kGroups * kDsElems * 2,
+              "red_tile's rows (no maps): in dq's buffer and dS^T buffer 1");
+__device__ __forceinline__ u16 *query_stage(u16 *smem, u32 it)
+{
+    return smem + kStagesAt + it % kStages * 2 * kTileElems;
+}
+__device__ __forceinline__ float *query_rows_stage(u16 *smem, u32 it)
+{
+    return (float *)(smem + kRingRowsAt) + it % kStages * 2 * kTile;  // lse, then row_dot
+}
+__device__ __forceinline__ u64 *query_bars(u16 *smem)
+{
+    return (u64 *)((float *)(smem + kRingRowsAt) + kStages * 2 * kTile);
+}
+// Query tile it's dS^T tiles (two buffers: a warpgroup may store the next tile's while the
+// other's dS K still reads these) and dq's staging buffer.
+__device__ __forceinline__ u16 *ds_tiles(u16 *smem, u32 it)
+{
+    return smem + (it % 2 ? kDsRing1At : kDsRingAt);
+}
+__device__ __forceinline__ u16 *dq_buffer(u16 *smem) { return smem + kDqBufAt; }]=]
+
 -- dq's sums by the tensor map where kD % 32 == 0 (api/bwd_maps.h makes the map then): the
 -- keys phase's red_tile_map.
 local red_tile_map_fn = [=[
 // acc (the warpgroup's kDqCols columns of the tile's kTile rows) added to rows m0 + ... of dq's
 // scratch (head h, batch b) by its map (maps.tma): staged in buf (the stage's Q and dO tiles,
-// read by then) as the map's kD / 32 boxes of kTile rows x 128 bytes, the 16-byte chunk
-// x of row r at x ^ (r % 8) (a warp's float2 stores, 8 rows x 32 bytes, then take two wavefronts,
-// the least), and added by one thread: kD / 32 reductions a tile where red_tile's threads issue
-// one a row, one lane after another. Their reads are waited for by that thread before it loads
-// the stage again (issue_query_tile) and before the block ends.
+// read by then; the query ring's dq buffer) as the map's kD / 32 boxes of kTile rows x 128 bytes,
+// the 16-byte chunk x of row r at x ^ (r % 8) (a warp's float2 stores, 8 rows x 32 bytes, then
+// take two wavefronts, the least), and added by one thread (the ring: a warpgroup's first, its
+// boxes): kD / 32 reductions a tile where red_tile's threads issue one a row, one lane after
+// another. Their reads are waited for by that thread before the buffer is written again
+// (issue_query_tile, or the ring's keys_dq) and before the block ends.
 constexpr int kDqBoxBytes = kTile * 128;
 __device__ __forceinline__ void red_tile_map(const float (&acc)[kDqT][4], const BwdMaps &maps,
                                              u16 *buf, i64 b, i64 h, i64 m0)
@@ -806,29 +933,59 @@ __device__ __forceinline__ void red_tile_map(const float (&acc)[kDqT][4], const 
     static_assert(kD % 32 == 0 && kD / 32 * kDqBoxBytes <= 2 * kTileElems * 2,
                   "whole boxes, in the stage's Q and dO tiles");
     const int lane = threadIdx.x % 32, r = group_warp() * 16 + lane / 4;
-    const int col0 = warp_group() * kDqCols + (lane % 4) * 2;
-    unsigned char *row = (unsigned char *)buf + r * 128;
-    __syncthreads();  // every warpgroup's products have read Q and dO
+    // column c = warp_group() kDqCols + 2 (lane % 4) + 8 dt: box c / 32, 16-byte chunk
+    // c % 32 / 4 = 2 (dt % 4) + lane % 4 / 2 (the sum is an XOR), word c % 4 = 2 (lane % 2); the
+    // chunk's swizzle, (chunk ^ r % 8) 16, is then (32 (dt % 4)) ^ sw: one XOR a store
+    const int sw = ((lane % 4 / 2) ^ (r % 8)) * 16;
+    unsigned char *row = (unsigned char *)buf + r * 128 +
+                         warp_group() * (kDqCols / 32) * kDqBoxBytes + lane % 2 * 8;
+    $free_buf
 #pragma unroll
     for (int dt = 0; dt < kDqT; dt++) {
-        const int c = col0 + dt * 8;  // box c / 32, chunk c % 32 / 4, word c % 4
-        if (c < kHeadDim) {
-            unsigned char *at =
-                row + c / 32 * kDqBoxBytes + ((c % 32 / 4) ^ (r % 8)) * 16 + c % 4 * 4;
+        if (warp_group() * kDqCols + dt * 8 < kHeadDim) {
+            unsigned char *at = row + dt / 4 * kDqBoxBytes + ((dt % 4 * 32) ^ sw);
             *(float2 *)at = make_float2(acc[dt][0], acc[dt][1]);
             *(float2 *)(at + 8 * 128) = make_float2(acc[dt][2], acc[dt][3]);  // row r + 8
         }
     }
     fence_proxy_async();  // the stores, visible to the tensor memory accelerator
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int a = 0; a < kD / 32; a++)
-            tma_reduce_add_4d(maps.dq, (unsigned char *)buf + a * kDqBoxBytes, 32 * a, (int)m0,
-                              (int)h, (int)b);
-        bulk_commit();
-    }
+    $reduce
 }
 ]=]
+
+-- red_tile_map's two forms: staged in the stage's Q and dO tiles, the block's barriers around the
+-- stores and thread 0's reductions...
+local red_map_block = {
+  free_buf = "__syncthreads();  // every warpgroup's products have read Q and dO",
+  reduce = [=[
+__syncthreads();
+if (threadIdx.x == 0) {
+    for (int a = 0; a < kD / 32; a++)
+        tma_reduce_add_4d(maps.dq, (unsigned char *)buf + a * kDqBoxBytes, 32 * a, (int)m0,
+                          (int)h, (int)b);
+    bulk_commit();
+}]=] }
+-- ...or (the query ring) in dq's own buffer, whose last reads the warpgroup's first thread waited
+-- for before dS^T's barrier: each warpgroup its own boxes (its kDqCols columns), behind a
+-- barrier of its 128 threads, so that neither waits for the other.
+local red_map_group = {
+  free_buf = table.concat({
+    "// buf: dq's buffer, free (keys_dq's wait and barrier)",
+    "static_assert(kGroups <= 2, \"a barrier a warpgroup: 1, 2\");" }, "\n"),
+  reduce = [=[
+if (warp_group() == 0)  // the warpgroup's stores, fenced: barrier 1 + its index
+    named_barrier_sync<1, 128>();
+else
+    named_barrier_sync<2, 128>();
+if (threadIdx.x % 128 == 0) {  // the warpgroup's boxes (a fixed count: the loop unrolls)
+#pragma unroll
+    for (int k = 0; k < kDqCols / 32; k++) {
+        const int a = warp_group() * (kDqCols / 32) + k;
+        tma_reduce_add_4d(maps.dq, (unsigned char *)buf + a * kDqBoxBytes, 32 * a, (int)m0,
+                          (int)h, (int)b);
+    }
+    bulk_commit();
+}]=] }
 
 -- A query-layout bias in the keys phase of a kernel with tensor maps (keys_tma_fns): its tile of
 -- kTile queries x kRows keys comes by the map with the query tiles, into a stage of its own, and
@@ -1279,7 +1436,7 @@ __device__ __forceinline__ bool bias_stageable(const BwdParams &p)
 }
 
 // Queries [m0, m0 + kR) x keys [n0, n0 + kC) of head h's bias into sB (not committed); rows and
-// keys past the problem read as zero (grad_at never uses them).
+// keys past the problem read as zero (p_at gives them p = 0).
 template <int kR, int kC>
 __device__ __forceinline__ void stage_bias_tile(const BwdParams &p, unsigned char *sB, i64 b,
                                                 i64 h, i64 m0, i64 n0)
@@ -1444,6 +1601,60 @@ local function qmask_vote(shape, skipped, continue_line)
     "    " .. continue_line,
     "}" }, "\n")
 end
+
+-- The keys phase's vote with its mask tiles copied ahead (the tuning row's knob mask_ring): a
+-- skipped tile then costs the vote's barrier, not a copy's round trip to memory as well (with
+-- one block an SM nothing covered it; 7 of 8 tiles at 1/8 density). kMaskStages stages of the
+-- mask tile in a ring from sMaskQ0; tile t's copies (t counted from the head's first tile,
+-- m_begin) are issued kMaskAhead tiles before it, into the stage of tile t - 1, which every thread
+-- has finished with once past the vote of tile t. The head's first kMaskAhead tiles are issued
+-- before its loop (mask_ring_head); each tile then commits one group, so that waiting for all
+-- but kMaskAhead - 1 leaves this tile's landed. The vote's barrier also orders the last tile's
+-- readers of Q, dO and the rows before this tile's copies: the loop's top has no barrier.
+local function qmask_vote_ring(skipped)
+  return table.concat({
+    "const u32 mt = (u32)((m0 - m_begin) / kTile);  // the head's tiles walked",
+    "sMaskQ = mask_stage(sMaskQ0, mt);",
+    "if (!mask_staged) {  // rows not of whole 16-byte chunks: filled here, none ahead",
+    "    __syncthreads();  // the stage's last readers",
+    "    fill_mask_tile<kTile, kRows>(p, sMaskQ, b, h, m0, n0);",
+    "}",
+    "cp_async_wait<kMaskAhead - 1>();  // this tile's mask; the next ones' may be in flight",
+    "const bool visible = __syncthreads_or(staged_mask_any<kTile, kRows>(sMaskQ));",
+    "if (mask_staged) {  // tile mt + kMaskAhead's, into tile mt - 1's stage",
+    "    if (m0 + kMaskAhead * kTile < m_end)",
+    "        stage_mask_tile<kTile, kRows>(p, mask_stage(sMaskQ0, mt + kMaskAhead), b, h,",
+    "                                      m0 + kMaskAhead * kTile, n0);",
+    "    cp_async_commit();",
+    "}",
+    "if (!visible) {",
+    skipped or "    // ds = 0 here",
+    "    continue;",
+    "}" }, "\n")
+end
+
+local mask_ring_fns = [=[
+// The keys phase's mask ring (qmask_vote_ring): stage t % kMaskStages of kTile queries x kRows
+// keys, from the first mask tile's place on.
+constexpr int kMaskAhead = $mask_ahead;
+constexpr int kMaskStages = kMaskAhead + 1;
+constexpr int kMaskStageBytes = kTile * mask_pitch(kRows);
+__device__ __forceinline__ unsigned char *mask_stage(unsigned char *sMask0, u32 t)
+{
+    return sMask0 + t % kMaskStages * kMaskStageBytes;
+}
+]=]
+
+-- The head's first kMaskAhead mask tiles, a group each (empty past m_end), behind a barrier: the
+-- last head's last tile may still be read (its p, in the deterministic mode with no barrier after).
+local mask_ring_head = [=[
+__syncthreads();  // the last head's tiles have read their stages
+for (int a = 0; a < kMaskAhead; a++) {  // the head's first mask tiles, a group each
+    if (mask_staged && m_begin + a * kTile < m_end)
+        stage_mask_tile<kTile, kRows>(p, mask_stage(sMaskQ0, a), b, h, m_begin + a * kTile,
+                                      n0);
+    cp_async_commit();
+}]=]
 
 -- A tile pair a walk skips, its query-layout dbias (where `guard` holds) set to 0: the lines, at
 -- `indent`; rows: the pair's query rows (kRows in the rows phase, kTile in the keys phase), the
@@ -1763,11 +1974,19 @@ function M.emit(v)
   -- tile: rows of a streamed tile (and of a warpgroup's own); groups: warpgroups a block, whose
   -- rows it owns (block_m = 16 warps)
   local tile, groups = row.block_n, warps // 4
+  -- the query ring (keys_query_ring), where its shared memory fits the block's (sm_90: 227 KB)
+  local ring = tma and not tma_bias and not rows_only and v.d % 32 == 0 and row.query_ring and
+    engine.ring_smem(tile, groups, d_pad, v.d) <= engine.smem_max
+  -- the keys phase's query-layout mask tiles copied ahead (qmask_vote_ring), mask_ahead of them;
+  -- dense only (varlen f16 q/q spilled 8 bytes with it)
+  local mask_ring = not simt and v.mask == "q" and not rows_only and not v.varlen and
+    row.mask_ring
+  local mask_ahead = 5
   if not simt then
     if row.block_m ~= 16 * warps or warps % 4 ~= 0 or row.block_m ~= groups * tile then
       errors.unsupported("tuning.lua: a bwd tile row owns 16 rows a warp, a tile a warpgroup")
     end
-    engine.emit_ptx(buf, v.dtype, d_pad, tile, groups, tma)
+    engine.emit_ptx(buf, v.dtype, d_pad, tile, groups, tma, ring)
     buf.add("")
   end
   if v.varlen then
@@ -1803,20 +2022,43 @@ function M.emit(v)
   else
     local mp = lp  -- plus the engine's own pieces
     mp.tile, mp.d_pad = tile, d_pad
+    mp.keys_qmask_decl = mp.qmask_decl
+    mp.keys_tile_barrier = "__syncthreads();  // the last tile's Q, dO, lse and row_dot are read"
+    if mask_ring then  -- the keys phase's mask tiles in a ring (qmask_vote_ring)
+      mp.keys_qmask_decl = mp.qmask_decl:gsub("char %*sMaskQ = ", "char *sMaskQ0 = ") ..
+        "\nunsigned char *sMaskQ;  // this tile's stage"
+      mp.keys_tile_vote = qmask_vote_ring(v.bias == "q" and engine.dq_atomic and
+        zero_tile_dbias("p.dq_accum && p.dbias_fused", "    ", "kTile"))
+      mp.keys_tile_barrier = ""
+    end
     -- the staged tiles sit after the float arrays (with a bias by the maps: on its stages)
     mp.qbias_fns = ((v.bias == "q" or v.mask == "q") and common.fill(stage_rows_fn,
       { query_tiles_at = tma_bias and "kBiasStagesAt" or
         "kTilesElems * 2 + (kRows + 2 * kTile) * 4" }) or "") ..
       (v.bias == "q" and qbias_fns or "") ..
       (v.bias == "q" and engine.dq_atomic and not tma_bias and keys_qdbias_fns or "") ..
-      (v.mask == "q" and qmask_fns or "")
+      (v.mask == "q" and qmask_fns or "") ..
+      (mask_ring and common.fill(mask_ring_fns, { mask_ahead = mask_ahead }) or "")
     mp.zero_pad_call = d_pad > v.d and "zero_pad_columns(smem, 4);  // never loaded" or ""
     mp.softcap_x = v.softcap and "th = tanhf(x / p.softcap);\nx = p.softcap * th;" or
       "// no softcap"
     mp.softcap_ds = v.softcap and "dp *= 1.f - th * th;  // through x = c tanh(x0 / c)" or
       "// no softcap"
     mp.th_param = v.softcap and ", float &th" or ""
-    mp.th_zero = v.softcap and "\n        th = 0.f;" or ""
+    mp.p_select = row.p_select
+    if row.p_select then
+      mp.th_zero = v.softcap and "th = off ? 0.f : th;" or ""
+      -- the score x = scale s (+ bias, through softcap) in log2 units; with neither, one
+      -- product: s (scale log2(e)), the factor the compiler keeps uniform
+      local plain = v.bias == "none" and not v.softcap
+      mp.score_x = plain and "" or table.concat({ "float x = p.scale * s;", mp.bias_add_x,
+        mp.softcap_x }, "\n")
+      mp.exp_arg = plain and "s * (p.scale * kLog2e)" or "x * kLog2e"
+      mp.p_at_fn = common.fill(p_at_select, mp)
+    else
+      mp.th_zero = v.softcap and "\n        th = 0.f;" or ""
+      mp.p_at_fn = common.fill(p_at_branch, mp)
+    end
     mp.th_decl = v.softcap and "float th;  // tanh's value, for its derivative" or ""
     mp.th_arg = v.softcap and ", th" or ""
     -- causal: query i sees keys up to i + Lk - Lq; a query tile's last key, a key tile's first
@@ -1829,7 +2071,7 @@ function M.emit(v)
       "const i64 m_begin = 0;"
     buf.add(tile_constants, mp)
     buf.add("")
-    buf.add(engine.text(v.d, d_pad, v.mask == "q" or v.bias == "q", tma))
+    buf.add(engine.text(v.d, d_pad, v.mask == "q" or v.bias == "q", tma, ring))
     buf.add("")
     local tb = tma_bias and keys_tma_bias or {}
     mp.n0_arg, mp.bias_stage_line = tb.n0_arg or "", tb.bias_stage_line or ""
@@ -1837,12 +2079,15 @@ function M.emit(v)
     if tma then
       buf.add(keys_tma_fns, { bias_stage_fns = tb.fns or "", n0_param = tb.n0_param or "",
         issue_bias_bytes = tb.issue_bias_bytes or "", bias_bytes = tb.bias_bytes or "",
-        issue_bias = tb.issue_bias or "" })
+        issue_bias = tb.issue_bias or "", stage_fns = ring and stage_fns_ring or stage_fns_two,
+        issue_wait = ring and "// (no bulk op reads a stage: dq's sums have their own buffer)" or
+          "bulk_wait_read();  // the stage's last dq sums (red_tile_map) and dbias store have " ..
+          "read it" })
       if v.d % 32 == 0 then  -- (keys_tma_fns ends in a blank line)
-        buf.add(red_tile_map_fn)
+        buf.add(red_tile_map_fn, ring and red_map_group or red_map_block)
       end
     end
-    local kq = tma and keys_query_tma or keys_query_copy
+    local kq = ring and keys_query_ring or tma and keys_query_tma or keys_query_copy
     mp.keys_maps_param = tma and ", const BwdMaps &maps" or ""
     mp.keys_query_decl = kq.decl
     mp.keys_qbias_decl = tb.decl or mp.qbias_decl
@@ -1850,9 +2095,12 @@ function M.emit(v)
     mp.keys_qdbias = tb.qdbias or mp.keys_qdbias
     mp.keys_qdbias_out = tb.qdbias_out or mp.keys_qdbias_out
     mp.keys_prologue = kq.prologue or ""
-    mp.keys_head_first_tile = kq.head_first and common.fill(kq.head_first, mp) or ""
+    mp.keys_head_first_tile = kq.head_first and common.fill(kq.head_first, mp) or
+      mask_ring and mask_ring_head or ""
     mp.keys_tile_load = common.fill(kq.load, mp)
-    mp.keys_lse2, mp.keys_tile_end = kq.lse2, kq.tile_end or ""
+    mp.keys_lse2, mp.keys_tile_end = kq.lse2, common.fill(kq.tile_end or "", mp)
+    mp.keys_tile_barrier = kq.tile_barrier or mp.keys_tile_barrier  -- the query ring: none
+    mp.ds_at, mp.dq_buf_wait = kq.ds_at or "smem + kDsAt", kq.dq_buf_wait or ""
     mp.keys_red = v.d % 32 == 0 and kq.red_map or kq.red
     mp.keys_end = kq.keys_end or ""
     mp.row_dots_query_rows = kq.row_dots or ""
@@ -1934,14 +2182,16 @@ function M.emit(v)
     math.max(row.block_m + 2 * tile, tma and 4 * tile or 2 * tile) * 4 + (tma and 16 or 0)
   local bias_tile = not simt and
     math.max(row.block_m * (tile * 4 + 16), tile * (row.block_m * 4 + 16)) or 0
-  if tma_bias then
+  if ring then
+    smem = engine.ring_smem(tile, groups, d_pad, v.d)
+  elseif tma_bias then
     -- (the rows phase alone: two of its tiles, rows_copies_ahead)
     smem = (smem + 1023) // 1024 * 1024 +
       math.max(rows_only and 2 * bias_tile or bias_tile, 2 * tile * row.block_m * 4)
   else
     smem = smem + (v.bias == "q" and bias_tile or 0) +
-      (v.mask == "q" and not simt and
-        math.max(row.block_m * (tile + 16), tile * (row.block_m + 16)) or 0)
+      (v.mask == "q" and not simt and math.max(row.block_m * (tile + 16),
+        (mask_ring and mask_ahead + 1 or 1) * tile * (row.block_m + 16)) or 0)
   end
   -- block_m: rows a block owns in phases 0 and 1 (grid.x = ceil(L / block_m)); block_n: dbias
   -- elements a block in phase 2 (a warp each); query_tile: rows of the keys phase's query tiles

@@ -31,8 +31,7 @@ constexpr int kDsElems = kTile * kAtomRowBytes / 2;  // a warpgroup's dS^T: one 
 // the own tiles (K, V or Q, dO: kGroups each), the streamed ones ($query_stages stages of Q and
 // dO in the keys phase) and a dS^T a warpgroup
 constexpr int kTilesElems = (2 * kGroups + 2 * $query_stages) * kTileElems + kGroups * kDsElems;
-// the keys phase's dS^T tiles: after the own tiles and a stage of Q and dO
-constexpr int kDsAt = (2 * kGroups + 2) * kTileElems;
+$ds_at_decl
 constexpr int kDqCols = kHeadDimPad / kGroups;  // dq's columns a warpgroup in dS K
 constexpr int kDqT = kDqCols / 8;
 static_assert(kTile == 64 && kWarps % 4 == 0, "warpgroups: a wgmma's 64 rows are a group's tile");
@@ -131,13 +130,15 @@ __device__ __forceinline__ void gemm_pz(const u32 (&pp)[kTile / 16][4], const u1
 __device__ __forceinline__ void store_ds(const u32 (&pd)[kTile / 16][4], u16 *sds)
 {
     const int lane = threadIdx.x % 32, r = group_warp() * 16 + lane / 4;
-    unsigned char *t = (unsigned char *)sds + 4 * (lane % 4);
+    // swz(r, chunk) with chunk < 8 (one atom) as one XOR a store: rows r and r + 8 swizzle alike
+    unsigned char *t = (unsigned char *)sds + r * kAtomRowBytes + 4 * (lane % 4);
+    const int sw = (r % 8) * 16;
 #pragma unroll
     for (int kk = 0; kk < kTile / 16; kk++) {
-        *(u32 *)(t + swz(r, 2 * kk)) = pd[kk][0];
-        *(u32 *)(t + swz(r + 8, 2 * kk)) = pd[kk][1];
-        *(u32 *)(t + swz(r, 2 * kk + 1)) = pd[kk][2];
-        *(u32 *)(t + swz(r + 8, 2 * kk + 1)) = pd[kk][3];
+        *(u32 *)(t + ((2 * kk * 16) ^ sw)) = pd[kk][0];
+        *(u32 *)(t + 8 * kAtomRowBytes + ((2 * kk * 16) ^ sw)) = pd[kk][1];
+        *(u32 *)(t + (((2 * kk + 1) * 16) ^ sw)) = pd[kk][2];
+        *(u32 *)(t + 8 * kAtomRowBytes + (((2 * kk + 1) * 16) ^ sw)) = pd[kk][3];
     }
 }
 
@@ -255,9 +256,13 @@ __device__ __forceinline__ void zero_pad_columns(u16 *smem, int tiles)
 }]=]
 
 -- staged_q: the variant stages a query-layout mask or bias tile (load_tile's choice, above);
--- tma: the keys phase keeps two stages of Q and dO (attn_bwd.lua's keys_query_tma)
-function M.text(d, d_pad, staged_q, tma)
+-- tma: the keys phase keeps two stages of Q and dO (attn_bwd.lua's keys_query_tma); ring: its
+-- query ring instead (stage_fns_ring places the dS^T tiles)
+function M.text(d, d_pad, staged_q, tma, ring)
   return common.fill(engine, { zero_pad_fn = d_pad > d and zero_pad_fn or "",
+    ds_at_decl = ring and "" or table.concat({
+      "// the keys phase's dS^T tiles: after the own tiles and a stage of Q and dO",
+      "constexpr int kDsAt = (2 * kGroups + 2) * kTileElems;" }, "\n"),
     query_stages = tma and 2 or 1,
     smem_desc = fwd_wgmma.smem_desc,
     load_tile_fn = common.fill(load_tile_fn, { strided_copies = staged_q and "true" or "false" }) })
@@ -269,18 +274,33 @@ function M.smem_tiles(tile, groups, d_pad, tma)
   return (2 * groups + (tma and 4 or 2)) * ((d_pad + 63) // 64) * tile * 128 + groups * tile * 128
 end
 
+-- The keys phase's query ring (attn_bwd.lua's stage_fns_ring): the own tiles, three stages of Q
+-- and dO, two dS^T buffers, dq's staging buffer (kD / 32 boxes of tile rows x 128 bytes), each
+-- stage's lse and row_dot and its mbarrier: bytes a block.
+function M.ring_smem(tile, groups, d_pad, d)
+  local tile_bytes = (d_pad + 63) // 64 * tile * 128
+  return (2 * groups + 6) * tile_bytes + 2 * groups * tile * 128 + d // 32 * tile * 128 +
+    3 * 2 * tile * 4 + 3 * 8
+end
+-- shared memory a block may opt in to on sm_90 (227 KB)
+M.smem_max = 227 * 1024
+
 -- the keys phase adds dq itself (store_ds, gemm_ds_k, red_tile) where the library asks
 M.dq_atomic = true
 -- the keys phase can load its query tiles by the tensor memory accelerator (tma in M.text)
 M.tma_keys = true
 
-function M.emit_ptx(buf, dtype, d_pad, tile, groups, tma)
+function M.emit_ptx(buf, dtype, d_pad, tile, groups, tma, ring)
   ptx.emit(buf, dtype, true)  -- cp.async, pack2, ex2
   buf.add("")
   buf.add(ptx.bulk_red_add)
   if tma then
     buf.add("")
     buf.add(ptx.tma)
+  end
+  if ring then
+    buf.add("")
+    buf.add(ptx.named_barrier)
   end
   buf.add("")
   ptx.emit_wgmma(buf, dtype, {

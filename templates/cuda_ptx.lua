@@ -125,6 +125,16 @@ __device__ __forceinline__ void bulk_load(void *dst, const void *src, u32 bytes,
                  :: "r"(smem_u32(dst)), "l"(src), "r"(bytes), "r"(smem_u32(bar)) : "memory");
 }]=]
 
+-- A barrier of some of the block's warps (the backward keys phase's warpgroups, each over its own
+-- staged dq): ids 1-15, id 0 being __syncthreads'.
+M.named_barrier = [=[
+// Waits until kCount threads (whole warps) of the block have arrived at barrier kId (constants:
+// ptxas then counts the barriers the kernel uses, not all 16).
+template <int kId, int kCount> __device__ __forceinline__ void named_barrier_sync()
+{
+    asm volatile("bar.sync %0, %1;\n" :: "n"(kId), "n"(kCount) : "memory");
+}]=]
+
 -- with_mma_sync: also the ldmatrix.trans and mma.sync wrappers (absent from wgmma kernels).
 function M.emit(buf, dtype, with_mma_sync)
   local t = mma_types[dtype]

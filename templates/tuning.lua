@@ -84,6 +84,18 @@ return {
   -- matching row applies in order, so the later, narrower one wins; a knob no row sets is off.
   -- Most were decided by ptxas: the kernels sit at the register limit, where one more live value
   -- spills (tests/test_nvrtc.c holds the sm90a ones to 0 bytes).
+  { dir = "bwd", knob = "query_ring", on = true, mma = "wgmma", warps = 8,
+    why = "keys phase: three query stages, dq staged in its own buffer and summed a warpgroup " ..
+      "at a time: one block-wide barrier a tile, not four (the 8-warp row: one block an SM " ..
+      "either way; at 4 warps its 98-170 KB would cut blocks an SM)" },
+  { dir = "bwd", knob = "p_select", on = true, mma = "wgmma",
+    why = "p computed for every score and selected, not branched around: the keys phase's test " ..
+      "a thread's two key rows, its p loop 35-47% fewer instructions (d128 no bias: 243 -> 129 " ..
+      "SASS lines), the causal softcap variants 13-25 registers fewer and their spills gone; " ..
+      "mma.sync's d128 sm80 causal softcap rows spill more with it (k/none 12 -> 80 bytes)" },
+  { dir = "bwd", knob = "mask_ring", on = true, mma = "wgmma",
+    why = "query-layout mask: the keys phase's mask tiles copied 5 tiles ahead into a ring of 6 " ..
+      "(55 KB at d128), so that a skipped tile costs its vote's barrier, not a copy's round trip" },
   { dir = "fwd", knob = "fast_loads", on = true,
     why = "interior K/V tiles load without row checks: 2 SASS instructions a copy, not 6" },
   { dir = "fwd", knob = "fast_loads", on = false, mask = "q", mma = "mma.sync",
