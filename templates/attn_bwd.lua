@@ -679,6 +679,8 @@ __syncthreads();]=],
   red = table.concat({
     "// staged in the Q and dO tiles (read by now) and their neighbour",
     "red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, sQ);" }, "\n"),
+  -- a walk of no tile (Lq = 0: phase 1 only zeroes dk, dv) never waited for K and V
+  keys_end = "tiles_landed();  // the own K and V copies, before the block's memory goes",
 }
 
 -- or by the tensor memory accelerator into two stages (keys_tma_fns), one thread issuing the
@@ -828,7 +830,7 @@ __device__ __forceinline__ const float *query_rows_of(const BwdParams &p, i64 b,
 __device__ __noinline__ void issue_query_tile(const BwdParams &p, const BwdMaps &maps, u16 *smem,
                                               u32 it, i64 b, i64 h, i64 m0$n0_param)
 {
-    u64 *bar = &query_bars(smem)[it % 2];
+    u64 *bar = &query_bars(smem)[it % kStages];
     u16 *q = query_stage(smem, it), *dout = q + kTileElems;
     $issue_wait
     $issue_bias_bytes
@@ -866,6 +868,7 @@ local stage_fns_two = [=[
 // Stage s of the query tiles: Q then dO, stage 0 after K and V, stage 1 after dS^T, so that a
 // stage's two tiles and the dS^T tiles beside them hold red_tile's staged dq rows without
 // touching the other stage.
+constexpr int kStages = 2;  // (issue_query_tile's barrier: the stage's, it % kStages)
 __device__ __forceinline__ u16 *query_stage(u16 *smem, u32 it)
 {
     return smem + (it % 2 ? kDsAt + kGroups * kDsElems : 2 * kGroups * kTileElems);
