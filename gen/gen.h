@@ -98,6 +98,10 @@ typedef struct dm_kernel_src {
      * tensor maps' boxes; block_m, the rows a block owns, may hold several); 0 when left out:
      * block_m */
     int query_tile;
+    /* bwd: the most blocks the keys phase splits a key block's walk across (BwdParams.key_split,
+     * templates/attn_bwd_split.lua: phase 1's grid has that many blocks a key block); 0 when
+     * left out: one */
+    int key_split;
 } dm_kernel_src;
 
 /* Runs the family's Lua template for v in a fresh Lua state. Templates come from the copies

@@ -205,8 +205,16 @@
       "varlen: a sequence's key count clamped to it; a query-layout dbias's columns") \
     X(U64, query_rows, 1, \
       "0, or fp32 scratch of 2 kTile floats a query tile of each (b, h): lse log2(e), then " \
-      "row_dot, written by phase 0 for the keys phase's bulk copies (a kernel with tma_maps)")
-#define DM_BWD_PARAMS_BYTES 536
+      "row_dot, written by phase 0 for the keys phase's bulk copies (a kernel with tma_maps)") \
+    X(U64, key_split, 1, \
+      "0, or int32 scratch of a kernel with key_split (attn_bwd_split.lua), zeroed before phase " \
+      "0: the key blocks some query sees, each one's rank + 1, each one's parts done") \
+    X(U64, key_partials, 1, \
+      "with key_split: fp32 scratch, key_split_cap x key_split slots of a key block's dk, dv") \
+    X(I32, key_slots, 1, \
+      "with key_split: the keys phase's blocks resident at once (SMs x blocks an SM)") \
+    X(I32, key_split_cap, 1, "with key_split: the most marked key blocks key_partials holds")
+#define DM_BWD_PARAMS_BYTES 560
 
 /* The C and CUDA spellings of each type; DM_PARAM_DIM_<count> the array part of a member. */
 #define DM_PARAM_CTYPE_U64 uint64_t

@@ -38,6 +38,7 @@ local tune = require("tune")
 
 -- The tile phases' engines, by the tuning row's mma (simt has none: its own phases).
 local engines = { ["mma.sync"] = require("attn_bwd_mma"), wgmma = require("attn_bwd_wgmma") }
+local key_split = require("attn_bwd_split")
 
 local M = {}
 
@@ -451,9 +452,10 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
 // every query tile that sees them. Warpgroup g owns keys [n0 + g kTile, + kTile): its K and V
 // tiles, its products; the block's warpgroups walk the query tiles together.
 __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u16 *smem, i64 b,
-                                          i64 hk, i64 n0)
+                                          i64 hk, i64 n0$keys_part_param)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, group = warp_group();
+    $keys_part_start
     u16 *sK = smem, *sV = smem + kGroups * kTileElems;
     $keys_query_decl
     $keys_qbias_decl
@@ -492,8 +494,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
         $keys_dbias_end
     }
     $keys_end
-    store_tile(dk, p.dk, p.dk_stride, b, n0, hk, p.Lk, p.scale);
-    store_tile(dv, p.dv, p.dv_stride, b, n0, hk, p.Lk, 1.f);
+    $keys_store
 }]=]
 
 -- dq by reductions (the engine's M.dq_atomic, used where the library sets p.dq_accum: the default
@@ -1137,7 +1138,7 @@ $entry(const __grid_constant__ BwdParams p$maps_param)
     if (p.phase == 0)
         $rows_phase
     else if (p.phase == 1)
-        keys_tile(p$maps_arg, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);$dbias_call_mma
+        $keys_call;$dbias_call_mma
 }]=]
 
 -- The deterministic rows phase alone (bwdrows keys): engines with dq reductions leave it out of
@@ -1350,6 +1351,7 @@ __device__ __forceinline__ void memory_pass(const BwdParams &p, i64 b, i64 h, i6
     if (p.phase == 0) {
         row_dots_pass(p, b, h, m0);
         zero_dq_rows(p, b, h, m0);
+        $mark_busy_keys
     } else if (p.phase == 3) {
         dq_tile(p, b, h, m0);
     }
@@ -1974,6 +1976,11 @@ function M.emit(v)
   local tma = not simt and engine.tma_keys == true and not v.varlen and v.mask ~= "q" and
     d_pad == v.d
   local tma_bias = tma and v.bias == "q"
+  -- the keys phase split across blocks where few key blocks are busy (attn_bwd_split.lua):
+  -- key-layout masks, dense, an engine whose default mode runs phase 0 as a memory pass
+  local split = not simt and row.key_split == true and v.mask == "k" and not v.varlen and
+    not rows_only and engine.dq_atomic == true
+  local sp = key_split.pieces(split, v.causal, v.bias == "k", tma and ", maps" or "")
   -- tile: rows of a streamed tile (and of a warpgroup's own); groups: warpgroups a block, whose
   -- rows it owns (block_m = 16 warps)
   local tile, groups = row.block_n, warps // 4
@@ -2069,9 +2076,6 @@ function M.emit(v)
     mp.rows_n_end = v.causal and
       "i64 n_end = min((i64)p.Lk, m0 + kRows + p.Lk - p.Lq);  // causal: keys seen" or
       "const i64 n_end = p.Lk;"
-    mp.keys_m_begin = v.causal and
-      "const i64 m_begin = max((i64)0, n0 - (p.Lk - p.Lq)) / kTile * kTile;  // causal" or
-      "const i64 m_begin = 0;"
     buf.add(tile_constants, mp)
     buf.add("")
     buf.add(engine.text(v.d, d_pad, v.mask == "q" or v.bias == "q", tma, ring))
@@ -2140,6 +2144,15 @@ function M.emit(v)
       mp.rows_first_copies = common.fill(rows_first_copies, f)
       mp.rows_copies = common.fill(rows_copies_ahead, f)
     end
+    mp.keys_m_begin, mp.keys_part_param = sp.keys_m_begin, sp.keys_part_param
+    mp.keys_part_start, mp.keys_store = sp.keys_part_start, sp.keys_store
+    if split then
+      mp.keys_m_end = sp.keys_m_end
+      if mp.keys_qdbias_skipped ~= "" then
+        mp.keys_qdbias_skipped = sp.qdbias_skipped
+      end
+      buf.add(sp.fns)
+    end
     buf.add(tile_phases, mp)
   end
   buf.add("")
@@ -2169,7 +2182,7 @@ function M.emit(v)
     local rows_call = v.varlen and "rows_tile(p, smem, 0, blockIdx.y, r0);" or
       "rows_tile(p, smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows);"
     buf.add(v.varlen and mma_entry_varlen or mma_entry,
-      { entry = vars.entry, dbias_call_mma = call,
+      { entry = vars.entry, dbias_call_mma = call, keys_call = sp.keys_call,
         rows_phase = rows_apart and
           "return;  // the deterministic rows phase: the bwdrows kernel's (api/bwd.c)" or
           (pad ~= "" and pad .. "\n" or "") .. rows_call,
@@ -2205,7 +2218,7 @@ function M.emit(v)
     nil
   if rows_entry then
     buf.add("")
-    buf.add(memory_pass_fn)
+    buf.add(memory_pass_fn, { mark_busy_keys = sp.mark_busy_keys })
     local phase0_pad = pad ~= "" and common.fill("if (p.phase == 0) {\n    $pad\n}",
       { pad = pad }) or ""
     buf.add(v.varlen and varlen_rows_entry or rows_entry_dense, v.varlen and
@@ -2216,7 +2229,8 @@ function M.emit(v)
            threads = 32 * warps, block_m = simt and warps or row.block_m, block_n = warps,
            query_tile = simt and warps or tile, smem_bytes = smem,
            dq_atomic = engine and engine.dq_atomic and not rows_only and 1 or 0,
-           tma_maps = tma and not rows_only and 1 or 0 }
+           tma_maps = tma and not rows_only and 1 or 0,
+           key_split = split and key_split.parts or 0 }
 end
 
 return M

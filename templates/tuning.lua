@@ -124,4 +124,8 @@ return {
   { dir = "fwd", knob = "vote_on_barrier", on = false, causal = true,
     why = "spills: the reads before the barrier, 8 bytes in fwd.d128.bf16.mask-q.bias-q.w0." ..
       "causal.sm90a" },
+  { dir = "bwd", knob = "key_split", on = true, mma = "wgmma", mask = "k",
+    why = "key-layout mask: a busy key block's walk split across up to 4 blocks where the busy " ..
+      "ones would leave a last wave mostly idle (attn_bwd_split.lua; 138 busy blocks on 132 " ..
+      "SMs: two walks of time for 1.05 of work, NOTES issue 16 session 23 item 8)" },
 }

@@ -188,8 +188,12 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
     dmstub_stats.launches++;
     dmstub_stats.launch_ctx = current();
     dmstub_stats.launch_fn = f;
-    if (dmstub_stats.launches - 1 < 32) /* launches counts this one already */
+    if (dmstub_stats.launches - 1 < 32) { /* launches counts this one already */
         dmstub_stats.fns[dmstub_stats.launches - 1] = f;
+        dmstub_stats.grids[dmstub_stats.launches - 1][0] = gx;
+        dmstub_stats.grids[dmstub_stats.launches - 1][1] = gy;
+        dmstub_stats.grids[dmstub_stats.launches - 1][2] = gz;
+    }
     dmstub_stats.grid[0] = gx;
     dmstub_stats.grid[1] = gy;
     dmstub_stats.grid[2] = gz;
@@ -276,6 +280,10 @@ CUresult cuPointerGetAttributes(unsigned n, CUpointer_attribute *attrs, void **d
 }
 CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n, CUstream s)
 {
+    dmstub_stats.memsets++;
+    dmstub_stats.memset_ptr = p;
+    dmstub_stats.memset_bytes = n;
+    dmstub_stats.memset_value = v;
     return CUDA_SUCCESS;
 }
 CUresult cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D *copy, CUstream s) { return CUDA_SUCCESS; }

@@ -14,6 +14,11 @@ typedef struct dmstub_stats_t {
     void *launch_fn;  /* the function of the last launch */
     void *fns[32];    /* the function of launch n (launches counted from 0), for n < 32 */
     unsigned grid[3];
+    unsigned grids[32][3]; /* the grid of launch n, for n < 32 */
+    long memsets;          /* cuMemsetD8Async calls, and the last one's arguments */
+    unsigned long long memset_ptr;
+    unsigned long long memset_bytes;
+    unsigned memset_value;
     unsigned block_threads;
     unsigned smem_bytes;
     long pointer_queries;  /* cuPointerGetAttributes calls */

@@ -292,6 +292,61 @@ START_TEST(d128_blocks_own_128_rows_and_walk_64_row_query_tiles)
 }
 END_TEST
 
+/* A key-layout mask on sm_90a (d128: one block an SM, the stub's 132 SMs): the default mode's
+ * keys phase can split a busy key block's walk (templates/attn_bwd_split.lua): its grid has
+ * key_split blocks a key block (z = B x key_split), its scratch the marks (zeroed on the stream
+ * before phase 0) and the parts' fp32 sums after the rows' scratch, for at most 1.25 x the
+ * resident blocks or every key block, whichever is fewer. No split without a key mask or in the
+ * deterministic mode. */
+START_TEST(a_key_mask_lets_the_default_mode_split_the_keys_phase)
+{
+    dm_ctx *ctx = stub_ctx_cc("90");
+    dm_bwd_args a = args_d128();
+    a.mask = t4(0xc000000, DM_BOOL, B, H, 1, L);
+    long memsets = stats->memsets;
+    bwd_ok(ctx, &a);
+    dm_variant v = {.dir = DM_DIR_BWD, .head_dim = 128, .dtype = DM_F16, .mask = DM_LAYOUT_K,
+                    .arch = DM_SM90A};
+    const dm_kernel *k = dm_module_find(ctx, &v);
+    ck_assert_ptr_nonnull(k);
+    ck_assert_int_eq(k->key_split, 4);
+    ck_assert_int_eq(k->blocks_per_sm, 1);
+    ck_assert_int_eq(stats->launches, 3);
+    ck_assert_uint_eq(stats->grids[1][0], (L + 127) / 128);
+    ck_assert_uint_eq(stats->grids[1][1], HKV);
+    ck_assert_uint_eq(stats->grids[1][2], B * 4);
+    ck_assert_uint_eq(stats->grids[0][2], B); /* the memory passes: one block a row block */
+    ck_assert_uint_eq(stats->grids[2][2], B);
+    dm_bwd_params p = last_params();
+    const uint64_t blocks = (uint64_t)B * HKV * ((L + 127) / 128);
+    ck_assert(p.key_split != 0 && p.key_split % 256 == 0);
+    ck_assert_uint_ge(p.key_split, p.query_rows + (uint64_t)B * H * ((L + 63) / 64) * 128 * 4);
+    ck_assert_uint_eq(p.key_partials - p.key_split, ((1 + 2 * blocks) * 4 + 255) / 256 * 256);
+    ck_assert_int_eq(p.key_slots, 132);
+    ck_assert_int_eq(p.key_split_cap, (int)blocks);
+    ck_assert_int_eq(stats->memsets, memsets + 1);
+    ck_assert_uint_eq(stats->memset_ptr, p.key_split);
+    ck_assert_uint_eq(stats->memset_bytes, p.key_partials - p.key_split);
+    ck_assert_uint_eq(stats->memset_value, 0);
+
+    a.deterministic = 1;
+    bwd_ok(ctx, &a);
+    ck_assert_uint_eq(stats->grid[2], B); /* the last launch: phase 1 */
+    p = last_params();
+    ck_assert(p.phase == 1 && p.key_split == 0 && p.key_partials == 0);
+    a = args_d128();
+    a.deterministic = 0;
+    bwd_ok(ctx, &a);
+    v.mask = DM_LAYOUT_NONE;
+    ck_assert_int_eq(dm_module_find(ctx, &v)->key_split, 0);
+    ck_assert_uint_eq(stats->grids[stats->launches - 2][2], B);
+    ck_assert(last_params().key_split == 0);
+    ck_assert_int_eq(stats->memsets, memsets + 1);
+    dm_ctx_destroy(ctx);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
 /* B = 0 has no element of any gradient: nothing built, nothing launched. */
 START_TEST(an_empty_batch_launches_nothing)
 {
@@ -319,5 +374,6 @@ END_TEST
     X(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them) \
     X(the_keys_phase_gets_tensor_maps_and_tile_rows_unless_a_query_mask_is_staged) \
     X(d128_blocks_own_128_rows_and_walk_64_row_query_tiles) \
+    X(a_key_mask_lets_the_default_mode_split_the_keys_phase) \
     X(an_empty_batch_launches_nothing)
 DM_TEST_MAIN("bwd_launch", TESTS)

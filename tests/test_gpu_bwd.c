@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctx.h"
 #include "gpu_util.h"
 #include "harness.h"
 #include "reference.h"
@@ -41,7 +42,12 @@ typedef struct bwd_case {
     int false_key_begin, false_key_end; /* keys false in every mask row: no query sees them */
     uint32_t false_row_tiles; /* query tiles t (rows [t TILE, + TILE)) with bit t % 32 set: all
                                * false in every (batch, head) of a query-layout mask */
+    int busy_key_blocks; /* > 0: of a key-layout mask's (batch, head, KEY_BLOCK keys) blocks, this
+                          * many are left as drawn, scattered; the rest all false */
 } bwd_case;
+
+/* The key blocks of sm_90a's d128 backward (tuning.lua: two warpgroups, 128 keys a block). */
+#define KEY_BLOCK 128
 
 typedef struct bwd_data {
     gpu_twin q, k, v, o, lse, dout, mask, bias;
@@ -69,11 +75,28 @@ static bwd_case base(int D, dm_dtype t)
 
 /* ---- inputs ---- */
 
+static int64_t gcd(int64_t a, int64_t b)
+{
+    while (b) {
+        const int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
 /* The case's extra false entries, on the host mask gpu_case_mask drew. */
 static void hide_entries(gpu_twin *mask, const bwd_case *c)
 {
     const dm_tensor *m = &mask->host;
     unsigned char *bytes = mask->host_base;
+    /* busy_key_blocks: block n (of `blocks`, batch-major) kept where n * step % blocks is below
+     * the count, step coprime with blocks: exactly that many, spread over the rows */
+    const int64_t row_blocks = (m->shape[3] + KEY_BLOCK - 1) / KEY_BLOCK;
+    const int64_t blocks = m->shape[0] * m->shape[1] * row_blocks;
+    int64_t step = 37;
+    while (c->busy_key_blocks && gcd(blocks, step) != 1)
+        step += 2;
     for (int64_t b = 0; b < m->shape[0]; b++)
         for (int64_t h = 0; h < m->shape[1]; h++)
             for (int64_t i = 0; i < m->shape[2]; i++)
@@ -82,7 +105,11 @@ static void hide_entries(gpu_twin *mask, const bwd_case *c)
                                    i >= c->false_tile_row - 1 && i < c->false_tile_row - 1 + TILE &&
                                    j >= c->false_tile_key && j < c->false_tile_key + TILE;
                     bool row_tile = m->shape[2] > 1 && (c->false_row_tiles >> (i / TILE % 32) & 1);
-                    if (in_tile || row_tile || (j >= c->false_key_begin && j < c->false_key_end))
+                    const int64_t n = (b * m->shape[1] + h) * row_blocks + j / KEY_BLOCK;
+                    bool idle_block = c->busy_key_blocks && m->shape[2] == 1 &&
+                                      n * step % blocks >= c->busy_key_blocks;
+                    if (in_tile || row_tile || idle_block ||
+                        (j >= c->false_key_begin && j < c->false_key_end))
                         bytes[b * m->strides[0] + h * m->strides[1] + i * m->strides[2] + j] = 0;
                 }
 }
@@ -398,9 +425,10 @@ static bwd_result check_case(const bwd_case *c, const char *label)
     gpu_case_describe(&c->f, fwd, sizeof fwd);
     snprintf(what, sizeof what,
              "%s dbias=%d deterministic=%d false_tile=(%d,%d) false_keys=[%d,%d) "
-             "false_row_tiles=%#x",
+             "false_row_tiles=%#x busy_key_blocks=%d",
              fwd, c->dbias, c->deterministic, c->false_tile_row - 1, c->false_tile_key,
-             c->false_key_begin, c->false_key_end, (unsigned)c->false_row_tiles);
+             c->false_key_begin, c->false_key_end, (unsigned)c->false_row_tiles,
+             c->busy_key_blocks);
     const double tol = c->f.dtype == DM_BF16 ? TOL_BF16 : TOL_F16;
     const long nan = r.dq.nan_count + r.dk.nan_count + r.dv.nan_count + r.dbias.nan_count;
     const bool ok = st == DM_OK && nan == 0 && r.dq.rel < tol && r.dk.rel < tol && r.dv.rel < tol &&
@@ -641,6 +669,38 @@ START_TEST(a_long_query_walk_with_runs_of_all_false_tiles_matches)
 }
 END_TEST
 
+START_TEST(more_busy_key_blocks_than_sms_split_the_keys_phase_and_match)
+{
+    /* A key mask under which n + n / 8 key blocks have a visible key (n: the GPU's SMs; sm_90a's
+     * d128 keys phase runs one block an SM): the default mode splits each busy block's walk in
+     * parts whose dk, dv are summed by the last to finish (templates/attn_bwd_split.lua). 70
+     * queries: two query tiles for up to four parts, so some parts walk none. A query bias's
+     * dbias (its zero rows written once), a key bias with causal. More scores than the other
+     * cases (n + n / 8 blocks of 128 keys are needed): 1.7e6 on 132 SMs. */
+    const int n = gpu_ctx()->sm_count, busy = n + n / 8;
+    for (int x = 0; x < 3; x++) {
+        bwd_case c = base(128, DM_BF16);
+        c.f.B = 1;
+        c.f.H = c.f.Hkv = 2;
+        c.f.Lq = 70;
+        c.f.Lk = (busy + busy / 4 + 1) / 2 * KEY_BLOCK; /* a quarter of the blocks idle */
+        c.f.mask = DM_LAYOUT_K;
+        c.f.mask_batch = 1;
+        c.f.mask_heads = 2;
+        c.f.mask_density = 0.5;
+        c.busy_key_blocks = busy;
+        c.f.bias = x == 1 ? DM_LAYOUT_Q : x == 2 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
+        c.f.bias_batch = 1;
+        c.f.bias_heads = 2;
+        c.dbias = x == 1;
+        c.f.causal = x == 2;
+        static const char *labels[] = {"busy key blocks mask-k", "busy key blocks bias-q dbias",
+                                       "busy key blocks bias-k causal"};
+        check_case(&c, labels[x]);
+    }
+}
+END_TEST
+
 START_TEST(deterministic_runs_give_identical_bytes)
 {
     /* GQA and MQA with biases broadcast over batch and heads, so dk, dv and dbias are sums over
@@ -790,6 +850,7 @@ END_TEST
     X(fully_masked_rows_give_exactly_zero_dq_and_no_nan) \
     X(an_all_false_tile_and_unseen_keys_contribute_exactly_zero) \
     X(a_long_query_walk_with_runs_of_all_false_tiles_matches) \
+    X(more_busy_key_blocks_than_sms_split_the_keys_phase_and_match) \
     X(deterministic_runs_give_identical_bytes) \
     X(head_dims_32_to_256_match_and_f16_too) \
     X(two_warpgroup_blocks_at_d128_match_for_every_layout_across_blocks) \

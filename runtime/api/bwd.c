@@ -76,6 +76,33 @@ static void fill_params(const dm_bwd_args *a, const dm_bwd_plan *bp, dm_bwd_para
     }
 }
 
+/* The keys phase split across blocks (k->key_split, templates/attn_bwd_split.lua; dense, the
+ * default mode, whose phase 0 marks the key blocks some query sees): the marks (a count, then a
+ * rank and a ticket a key block: int32, zeroed on the stream before phase 0) and the parts' fp32
+ * dk, dv sums of up to key_split_cap marked blocks, k->key_split slots each. The kernels split
+ * only where the marked blocks number more than the blocks resident at once (p->key_slots) and
+ * at most the cap: 1.25 x those, past which the last wave is most of a wave. Sets p's key_slots
+ * and key_split_cap, *marks_bytes and *partial_bytes; all 0 where there is no split. */
+static void key_split_sizes(const dm_ctx *ctx, const dm_kernel *k, bool reduce, int head_dim,
+                            dm_bwd_params *p, size_t *marks_bytes, size_t *partial_bytes)
+{
+    *marks_bytes = *partial_bytes = 0;
+    p->key_slots = p->key_split_cap = 0;
+    if (!reduce || k->key_split < 2 || (int64_t)p->B * k->key_split > DM_GRID_YZ_MAX)
+        return; /* (phase 1's grid.z: B x the parts) */
+    const int64_t blocks =
+        (int64_t)p->B * p->Hkv * (((int64_t)p->Lk + k->block_m - 1) / k->block_m);
+    const int64_t slots = (int64_t)(ctx->sm_count > 0 ? ctx->sm_count : 1) *
+                          (k->blocks_per_sm > 0 ? k->blocks_per_sm : 1);
+    const int64_t cap = blocks < slots * 5 / 4 ? blocks : slots * 5 / 4;
+    const int64_t d_pad = (head_dim + 15) / 16 * 16; /* the accumulators' columns */
+    *marks_bytes = ((size_t)(1 + 2 * blocks) * sizeof(int32_t) + 255) / 256 * 256;
+    *partial_bytes = (size_t)cap * (size_t)k->key_split * (size_t)k->block_m * (size_t)d_pad * 2 *
+                     sizeof(float);
+    p->key_slots = (int32_t)slots;
+    p->key_split_cap = (int32_t)cap;
+}
+
 dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool deterministic,
                          int64_t rows, int head_dim, CUstream stream, dm_bwd_params *p,
                          size_t *bytes)
@@ -89,13 +116,31 @@ dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool
                           (size_t)(((int64_t)p->Lq + k->query_tile - 1) / k->query_tile) * 2 *
                           (size_t)k->query_tile * sizeof(float)
                     : 0;
+    size_t marks_bytes, partial_bytes;
+    key_split_sizes(ctx, k, reduce, head_dim, p, &marks_bytes, &partial_bytes);
+    const size_t marks_at = (dot_bytes + dq_bytes + tile_bytes + 255) / 256 * 256; /* after */
     CUdeviceptr base = 0;
-    *bytes = dot_bytes + dq_bytes + tile_bytes;
-    dm_status st = dm_scratch_alloc(ctx, call, reduce ? "dO.O and dq's fp32 sums" : "dO.O",
+    *bytes = marks_bytes ? marks_at + marks_bytes + partial_bytes
+                         : dot_bytes + dq_bytes + tile_bytes;
+    dm_status st = dm_scratch_alloc(ctx, call,
+                                    marks_bytes ? "dO.O, dq's and the split keys' fp32 sums"
+                                    : reduce    ? "dO.O and dq's fp32 sums"
+                                                : "dO.O",
                                     *bytes, stream, &base);
     p->row_dot = (uint64_t)base;
     p->dq_accum = reduce && base ? (uint64_t)(base + dot_bytes) : 0;
     p->query_rows = tile_bytes && base ? (uint64_t)(base + dot_bytes + dq_bytes) : 0;
+    p->key_split = marks_bytes && base ? (uint64_t)(base + marks_at) : 0;
+    p->key_partials = p->key_split ? p->key_split + marks_bytes : 0;
+    if (st == DM_OK && p->key_split) {
+        CUresult r = ctx->drv->MemsetD8Async((CUdeviceptr)p->key_split, 0, marks_bytes, stream);
+        if (r != CUDA_SUCCESS) {
+            char why[160];
+            st = dm_set_error(ctx, DM_ERR_CUDA,
+                              "%s: cuMemsetD8Async of the keys phase's split marks: %s", call,
+                              dm_driver_error_text(ctx->drv, r, why, sizeof why));
+        }
+    }
     return st;
 }
 
@@ -128,7 +173,7 @@ dm_status dm_bwd_launch_phases(dm_ctx *ctx, const char *call, const dm_variant *
         if (phase != 2) { /* 3: over the query rows, as 0 */
             gx = (g->rows[phase % 3] + k->block_m - 1) / k->block_m;
             gy = g->heads[phase % 3];
-            gz = g->batches;
+            gz = g->batches * (phase == 1 && g->key_parts > 1 ? g->key_parts : 1);
         } else {
             gx = (g->dbias_elems + k->block_n - 1) / k->block_n;
         }
@@ -189,7 +234,8 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
         .batches = params.B,
         .dbias_elems = params.dbias && !params.dbias_fused /* fused: written by phase 0 or 1 */
                            ? (int64_t)params.dbias_B * params.dbias_H * params.dbias_Lq * params.Lk
-                           : 0};
+                           : 0,
+        .key_parts = params.key_split ? kernel->key_split : 1};
     dm_bwd_maps maps;
     if (kernel->tma_maps)
         dm_bwd_maps_fill(ctx->drv, &params, (int)f->D, kernel->query_tile,

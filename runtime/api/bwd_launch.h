@@ -13,13 +13,16 @@
 #include "kernels.h"
 
 /* The phases' grids: 0 = query rows over (rows[0] / block_m, heads[0] = H, batches), 1 = keys
- * over (rows[1] / block_m, heads[1] = Hkv, batches), 2 = dbias_elems over block_n-element blocks
- * (0: phase 2 not launched). Varlen: rows are max_seqlen and batches the sequences. */
+ * over (rows[1] / block_m, heads[1] = Hkv, batches x key_parts), 2 = dbias_elems over
+ * block_n-element blocks (0: phase 2 not launched). Varlen: rows are max_seqlen and batches the
+ * sequences. */
 typedef struct dm_bwd_grid {
     int64_t rows[2];
     int64_t heads[2];
     int64_t batches;
     int64_t dbias_elems;
+    int64_t key_parts; /* phase 1's blocks a key block (grid.z = batches x key_parts: the keys
+                        * phase split, p->key_split); 0 or 1: one */
 } dm_bwd_grid;
 
 /* The rows' scratch of one call, stream-ordered: row_dot (`rows` floats: B H Lq, varlen H
@@ -28,7 +31,9 @@ typedef struct dm_bwd_grid {
  * the keys phase then also writes a query-layout dbias). Sets p->row_dot, p->dq_accum (0 when
  * not) and *bytes, for dm_scratch_free(..., p->row_dot, *bytes, ...) once the phases are
  * queued. A kernel with tensor maps (k->tma_maps, dense: p's B, H, Lq set) also gets
- * p->query_rows, lse and row_dot by query tile for its keys phase. */
+ * p->query_rows, lse and row_dot by query tile for its keys phase; one that splits its keys phase
+ * (k->key_split, dense, the default mode: p's B, Hkv, Lk set) p->key_split, zeroed on stream,
+ * and p->key_partials, with p->key_slots and p->key_split_cap (all 0 where it does not). */
 dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool deterministic,
                          int64_t rows, int head_dim, CUstream stream, dm_bwd_params *p,
                          size_t *bytes);
