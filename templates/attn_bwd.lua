@@ -438,12 +438,15 @@ __device__ __forceinline__ void rows_tile(const BwdParams &p, u16 *smem, i64 b, 
         $rows_copies
         __syncthreads();
         float s[kNT][4], dp[kNT][4];
+        $rows_keys_load
         issue_xyt_pair(sQ + group * kTileElems, sK, s, sDO + group * kTileElems, sV, dp);
         $rows_grad
+        $rows_keys_store
         $rows_dbias
         u32 pp[kTile / 16][4];
         pack_a(dp, pp);
         gemm_pz(pp, sK, dq);
+        $rows_tile_end
     }
     store_tile(dq, p.dq, p.dq_stride, b, m0, h, p.Lq, p.scale);
 }
@@ -1676,13 +1679,13 @@ local rows_copy_lines = [=[
 load_tile(sK, p.k, p.k_stride, b, n0, hk, p.Lk);
 load_tile(sV, p.v, p.v_stride, b, n0, hk, p.Lk);
 $qbias_stage_rows
-cp_async_commit();
-$stage_keys]=]
+cp_async_commit();]=]
 
 -- Issued and waited for at each tile's top (where a mask's vote may skip the tile: nothing is
 -- loaded ahead of it)...
 local rows_copies_now = [=[
 $copy_lines
+$stage_keys
 tiles_landed();]=]
 
 -- ...or (no mask, and room for two stages: the kernels with tensor maps) a tile ahead, into the
@@ -1694,6 +1697,7 @@ if (n_end > 0) {  // tile 0's copies
     const i64 n0 = 0;
     $stage_ptrs0
     $copy_lines
+    $stage_keys
 }]=]
 local rows_copies_ahead = [=[
 if (n0 + kTile < n_end) {  // the next tile's, into the last one's stage (the barrier: read)
@@ -1706,8 +1710,17 @@ if (n0 + kTile < n_end) {  // the next tile's, into the last one's stage (the ba
     cp_async_wait<0>();
 }
 fence_proxy_async();
-$stage_ptrs_cur
-t++;]=]
+$stage_ptrs_cur]=]
+-- (the next tile's key-layout bias, a key a thread of the first kTile: loaded before this tile's
+-- products are issued and stored after their waits, its latency under them, with no divergent
+-- code between a product's issue and its wait, which would make ptxas serialize them)
+local rows_keys_load = [=[
+float next_kb = 0.f;  // the next tile's key-layout bias: key n0 + kTile + threadIdx.x
+if (threadIdx.x < kTile && n0 + kTile < n_end && n0 + kTile + threadIdx.x < p.Lk)
+    next_kb = bias_at(p, b, h, 0, n0 + kTile + threadIdx.x);]=]
+local rows_keys_store = [=[
+if (threadIdx.x < kTile && n0 + kTile < n_end)  // into its stage (read: two barriers ago)
+    sRowDot[kRows + (t + 1) % 2 * kTile + threadIdx.x] = next_kb;]=]
 
 -- dq_sums: the engine sums dq in the keys phase (M.dq_atomic), which then writes a query-layout
 -- dbias too
@@ -2120,10 +2133,12 @@ function M.emit(v)
     -- the rows phase's copies: a tile ahead where no vote skips a tile and two stages fit (the
     -- kernels with tensor maps: two query stages' room, and the float arrays' key mask slot)
     local copy_lines = common.fill(rows_copy_lines, mp)
-    mp.rows_first_copies = ""
-    mp.rows_copies = common.fill(rows_copies_now, { copy_lines = copy_lines })
+    mp.rows_first_copies, mp.rows_tile_end = "", ""
+    mp.rows_keys_load, mp.rows_keys_store = "", ""
+    mp.rows_copies = common.fill(rows_copies_now,
+      { copy_lines = copy_lines, stage_keys = mp.stage_keys })
     if tma and v.mask == "none" then
-      local function stage_ptrs(stage, decl)
+      local function stage_ptrs(stage, decl, no_keys)
         local u16, f32, u8 = "", "", ""  -- the declarations' types (a copy block's own names)
         if decl then
           u16, f32, u8 = "u16 *", "float *", "unsigned char *"
@@ -2131,7 +2146,7 @@ function M.emit(v)
         local l = {
           u16 .. "sK = smem + 2 * kGroups * kTileElems + " .. stage .. " * 2 * kTileElems;",
           u16 .. "sV = sK + kTileElems;" }
-        if v.bias == "k" then
+        if v.bias == "k" and not no_keys then
           l[#l + 1] = f32 .. "sKB = sRowDot + kRows + " .. stage .. " * kTile;"
         elseif v.bias == "q" then
           l[#l + 1] = u8 .. "sBiasQ =\n    (unsigned char *)smem + kQueryTilesAt + " .. stage ..
@@ -2139,10 +2154,15 @@ function M.emit(v)
         end
         return table.concat(l, "\n")
       end
-      local f = { copy_lines = copy_lines, stage_ptrs0 = stage_ptrs("0", true),
-        stage_ptrs1 = stage_ptrs("(t + 1) % 2", true), stage_ptrs_cur = stage_ptrs("t % 2") }
+      local f = { copy_lines = copy_lines, stage_keys = mp.stage_keys,
+        stage_ptrs0 = stage_ptrs("0", true),
+        stage_ptrs1 = stage_ptrs("(t + 1) % 2", true, true), stage_ptrs_cur = stage_ptrs("t % 2") }
       mp.rows_first_copies = common.fill(rows_first_copies, f)
       mp.rows_copies = common.fill(rows_copies_ahead, f)
+      if v.bias == "k" then
+        mp.rows_keys_load, mp.rows_keys_store = rows_keys_load, rows_keys_store
+      end
+      mp.rows_tile_end = "t++;"
     end
     mp.keys_m_begin, mp.keys_part_param = sp.keys_m_begin, sp.keys_part_param
     mp.keys_part_start, mp.keys_store = sp.keys_part_start, sp.keys_store
