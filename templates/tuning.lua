@@ -87,7 +87,9 @@ return {
   { dir = "bwd", knob = "query_ring", on = true, mma = "wgmma", warps = 8,
     why = "keys phase: three query stages, dq staged in its own buffer and summed a warpgroup " ..
       "at a time: one block-wide barrier a tile, not four (the 8-warp row: one block an SM " ..
-      "either way; at 4 warps its 98-170 KB would cut blocks an SM)" },
+      "either way; at 4 warps its 98-170 KB would cut blocks an SM); with p_select and the " ..
+      "other session-23 changes, H200 d128 L4096: no bias 368.4 -> 434.8, key bias 362.4 -> " ..
+      "414.4 TFLOP/s (RESULTS issue 16 session 24)" },
   { dir = "bwd", knob = "p_select", on = true, mma = "wgmma",
     why = "p computed for every score and selected, not branched around: the keys phase's test " ..
       "a thread's two key rows, its p loop 35-47% fewer instructions (d128 no bias: 243 -> 129 " ..
@@ -127,5 +129,7 @@ return {
   { dir = "bwd", knob = "key_split", on = true, mma = "wgmma", mask = "k",
     why = "key-layout mask: a busy key block's walk split across up to 4 blocks where the busy " ..
       "ones would leave a last wave mostly idle (attn_bwd_split.lua; 138 busy blocks on 132 " ..
-      "SMs: two walks of time for 1.05 of work, NOTES issue 16 session 23 item 8)" },
+      "SMs: two walks of time for 1.05 of work, NOTES issue 16 session 23 item 8); H200 d128 " ..
+      "L4096, 1/8 of the key blocks visible: 0.297x -> 0.273x of the dense time, the dense " ..
+      "case unchanged (RESULTS issue 16 session 24)" },
 }
