@@ -176,8 +176,10 @@ END_TEST
 /* On an engine with dq reductions (sm_90a), the default mode launches rows (row_dot, the scratch
  * zeroed), keys (dk, dv, dq's sums) and phase 3 over the query rows' grid, the fp32 sums placed
  * after row_dot in one scratch, with or without a fused dbias (a query-layout one is then the keys
- * phase's too); deterministic mode keeps dq in phase 0: two launches, no dq_accum, phase 0 on
- * the variant's bwdrows kernel (the bwd kernel leaves the rows phase out), loaded only then. */
+ * phase's too); the deterministic mode launches the same three, its sums in a fixed order
+ * (templates/attn_bwd_turns.lua): their counts, an int32 a 64-row query tile of each (b, h),
+ * after the keys phase's tile rows (phase 0 zeroes them: no memset), and no bwdrows kernel
+ * (loaded only where a kernel cannot order its sums: the varlen kernels). */
 START_TEST(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them)
 {
     dm_ctx *ctx = stub_ctx_cc("90");
@@ -186,13 +188,14 @@ START_TEST(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them)
     ck_assert_int_eq(stats->launches, 3);
     dm_bwd_params p = last_params();
     ck_assert_int_eq(p.phase, 3);
-    ck_assert(p.dq_accum != 0 && p.row_dot != 0);
+    ck_assert(p.dq_accum != 0 && p.row_dot != 0 && p.dq_turns == 0);
     ck_assert_uint_ge(p.dq_accum - p.row_dot, (uint64_t)B * H * L * sizeof(float));
     ck_assert_uint_eq(p.dq_accum % 16, 0);
     dm_variant v = {.dir = DM_DIR_BWD, .head_dim = D, .dtype = DM_F16, .arch = DM_SM90A};
     const dm_kernel *k = dm_module_find(ctx, &v);
     ck_assert_ptr_nonnull(k);
     ck_assert_int_eq(k->dq_atomic, 1);
+    ck_assert_int_eq(k->dq_turns, 1);
     ck_assert_uint_eq(stats->grid[0], (L + k->block_m - 1) / k->block_m);
     ck_assert_uint_eq(stats->grid[1], H);
     ck_assert_uint_eq(stats->grid[2], B);
@@ -202,31 +205,29 @@ START_TEST(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them)
     ck_assert_ptr_eq(stats->launch_fn, k->fn_rows);
     ck_assert_uint_eq(stats->smem_bytes, 0);
 
-    dm_variant vr = v;
-    vr.dir = DM_DIR_BWD_ROWS;
-    ck_assert_ptr_null(dm_module_find(ctx, &vr)); /* the default mode never loads it */
+    const long memsets = stats->memsets;
     a.deterministic = 1;
     bwd_ok(ctx, &a);
-    ck_assert_int_eq(stats->launches, 5);
+    ck_assert_int_eq(stats->launches, 6);
     p = last_params();
-    ck_assert(p.phase == 1 && p.dq_accum == 0);
-    ck_assert_ptr_eq(stats->launch_fn, k->fn);
-    ck_assert_uint_eq(stats->smem_bytes, (unsigned)k->smem_bytes);
-    const dm_kernel *rows = dm_module_find(ctx, &vr); /* phase 0 computes dq: bwdrows' entry */
-    ck_assert_ptr_nonnull(rows);
-    ck_assert_ptr_eq(stats->fns[3], rows->fn);
-    ck_assert_ptr_ne(rows->fn, k->fn);
-    ck_assert_ptr_null(rows->fn_rows);
-    ck_assert_int_eq(rows->tma_maps, 0);
-    ck_assert_int_eq(rows->block_m, k->block_m);
+    ck_assert(p.phase == 3 && p.dq_accum != 0 && p.dq_turns != 0);
+    ck_assert_uint_eq(p.dq_turns % 256, 0);
+    ck_assert_uint_ge(p.dq_turns, p.query_rows + (uint64_t)B * H * ((L + 63) / 64) * 128 * 4);
+    ck_assert_ptr_eq(stats->fns[3], k->fn_rows); /* phase 0 zeroes the sums and their counts */
+    ck_assert_ptr_eq(stats->fns[4], k->fn);
+    ck_assert_uint_eq(stats->grids[4][0], (L + k->block_m - 1) / k->block_m); /* key blocks */
+    ck_assert_int_eq(stats->memsets, memsets);
+    dm_variant vr = v;
+    vr.dir = DM_DIR_BWD_ROWS;
+    ck_assert_ptr_null(dm_module_find(ctx, &vr)); /* neither mode loads it */
 
     a = args(B, H, 1); /* a key-layout dbias (keys phase): reductions still */
     bwd_ok(ctx, &a);
-    ck_assert_int_eq(stats->launches, 8);
+    ck_assert_int_eq(stats->launches, 9);
     ck_assert(last_params().phase == 3 && last_params().dq_accum != 0);
     a = args(B, H, L); /* a query-layout dbias that broadcasts nothing: the keys phase's now */
     bwd_ok(ctx, &a);
-    ck_assert_int_eq(stats->launches, 11);
+    ck_assert_int_eq(stats->launches, 12);
     p = last_params();
     ck_assert(p.phase == 3 && p.dbias_fused == 1 && p.dq_accum != 0);
     dm_ctx_destroy(ctx);
@@ -331,9 +332,9 @@ START_TEST(a_key_mask_lets_the_default_mode_split_the_keys_phase)
 
     a.deterministic = 1;
     bwd_ok(ctx, &a);
-    ck_assert_uint_eq(stats->grid[2], B); /* the last launch: phase 1 */
+    ck_assert_uint_eq(stats->grids[stats->launches - 2][2], B); /* phase 1: no parts */
     p = last_params();
-    ck_assert(p.phase == 1 && p.key_split == 0 && p.key_partials == 0);
+    ck_assert(p.phase == 3 && p.key_split == 0 && p.key_partials == 0 && p.dq_turns != 0);
     a = args_d128();
     a.deterministic = 0;
     bwd_ok(ctx, &a);

@@ -107,7 +107,9 @@ dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool
                          int64_t rows, int head_dim, CUstream stream, dm_bwd_params *p,
                          size_t *bytes)
 {
-    const bool reduce = !deterministic && k->dq_atomic;
+    /* the deterministic mode sums dq by reductions too where the kernel orders them (dq_turns) */
+    const bool ordered = deterministic && k->dq_atomic && k->dq_turns;
+    const bool reduce = k->dq_atomic && (!deterministic || ordered);
     const size_t dot_bytes = ((size_t)rows * sizeof(float) + 256) / 256 * 256; /* never 0 */
     const size_t dq_bytes = reduce ? (size_t)rows * (size_t)head_dim * sizeof(float) : 0;
     /* the keys phase's tiles of lse and row_dot (dense kernels with tensor maps) */
@@ -117,21 +119,29 @@ dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool
                           (size_t)k->query_tile * sizeof(float)
                     : 0;
     size_t marks_bytes, partial_bytes;
-    key_split_sizes(ctx, k, reduce, head_dim, p, &marks_bytes, &partial_bytes);
+    key_split_sizes(ctx, k, reduce && !deterministic, head_dim, p, &marks_bytes, &partial_bytes);
+    /* the dq turns: an int32 count a query tile of each (b, h), zeroed by phase 0 */
+    const size_t turn_bytes =
+        ordered ? (size_t)p->B * (size_t)p->H *
+                      (size_t)(((int64_t)p->Lq + k->query_tile - 1) / k->query_tile) *
+                      sizeof(int32_t)
+                : 0;
     const size_t marks_at = (dot_bytes + dq_bytes + tile_bytes + 255) / 256 * 256; /* after */
     CUdeviceptr base = 0;
-    *bytes = marks_bytes ? marks_at + marks_bytes + partial_bytes
-                         : dot_bytes + dq_bytes + tile_bytes;
+    *bytes = marks_bytes || turn_bytes ? marks_at + marks_bytes + partial_bytes + turn_bytes
+                                       : dot_bytes + dq_bytes + tile_bytes;
     dm_status st = dm_scratch_alloc(ctx, call,
-                                    marks_bytes ? "dO.O, dq's and the split keys' fp32 sums"
-                                    : reduce    ? "dO.O and dq's fp32 sums"
-                                                : "dO.O",
+                                    marks_bytes  ? "dO.O, dq's and the split keys' fp32 sums"
+                                    : turn_bytes ? "dO.O, dq's fp32 sums and their turns"
+                                    : reduce     ? "dO.O and dq's fp32 sums"
+                                                 : "dO.O",
                                     *bytes, stream, &base);
     p->row_dot = (uint64_t)base;
     p->dq_accum = reduce && base ? (uint64_t)(base + dot_bytes) : 0;
     p->query_rows = tile_bytes && base ? (uint64_t)(base + dot_bytes + dq_bytes) : 0;
     p->key_split = marks_bytes && base ? (uint64_t)(base + marks_at) : 0;
     p->key_partials = p->key_split ? p->key_split + marks_bytes : 0;
+    p->dq_turns = turn_bytes && base ? (uint64_t)(base + marks_at) : 0;
     if (st == DM_OK && p->key_split) {
         CUresult r = ctx->drv->MemsetD8Async((CUdeviceptr)p->key_split, 0, marks_bytes, stream);
         if (r != CUDA_SUCCESS) {
@@ -148,8 +158,8 @@ dm_status dm_bwd_rows_kernel(dm_ctx *ctx, const char *call, const dm_variant *v,
                              const dm_kernel *k, bool deterministic, const dm_kernel **rows)
 {
     *rows = NULL;
-    if (!deterministic || !k->dq_atomic)
-        return DM_OK;
+    if (!deterministic || !k->dq_atomic || k->dq_turns)
+        return DM_OK; /* (dq_turns: the keys phase sums dq in order, no rows phase) */
     dm_variant r = *v;
     r.dir = DM_DIR_BWD_ROWS;
     return dm_kernel_get(ctx, call, &r, rows, NULL);
