@@ -1230,12 +1230,42 @@ __device__ __forceinline__ float ds_sum(const BwdParams &p, i64 b, i64 h0, i64 h
 }
 $dbias_element_fn]=]
 
--- Phase 2's element, dense: (bb, bh, bi, j) of dbias's (dbias_B, dbias_H, dbias_Lq, Lk).
+-- Phase 2's element, dense: (bb, bh, bi, j) of dbias's (dbias_B, dbias_H, dbias_Lq, Lk); with
+-- p.dbias_part (api/bwd.c: every dense call whose dbias sums cross blocks) the sum of the
+-- partials phases 0 and 1 wrote, a memory pass, instead of ds recomputed a warp an element
+-- (on the H200 ~50 ms for a (1, 16, 4096, 4096) dbias at B = 2, against ~2.4 ms for the rest).
 local dbias_element_dense = [=[
+// Phase 2 from the partials (p.dbias_part: bias's dtype, (B, H / p.dbias_head_div, dbias_Lq, Lk)
+// as phases 0 and 1 wrote them in place of dbias): dbias element e, the sum of the partials of
+// the batches and heads it stands for, batches first, in order: a lane an element.
+__device__ __forceinline__ void dbias_sum_parts(const BwdParams &p, i64 e)
+{
+    const i64 j = e % p.Lk, bi = e / p.Lk % p.dbias_Lq;
+    const i64 bh = e / ((i64)p.Lk * p.dbias_Lq) % p.dbias_H;
+    const i64 bb = e / ((i64)p.Lk * p.dbias_Lq * p.dbias_H);
+    const i64 b0 = p.dbias_B == p.B ? bb : 0, b1 = p.dbias_B == p.B ? bb + 1 : p.B;
+    const i64 per = p.bias_head_div / p.dbias_head_div, heads = p.H / p.dbias_head_div;
+    float sum = 0.f;
+    for (i64 b = b0; b < b1; b++)
+        for (i64 s = bh * per; s < (bh + 1) * per; s++) {
+            const i64 at = ((b * heads + s) * p.dbias_Lq + bi) * p.Lk + j;
+            sum += p.bias_f32 ? ((const float *)p.dbias_part)[at]
+                              : elem_to_float(((const u16 *)p.dbias_part)[at]);
+        }
+    store_dbias(p, bb, bh, bi, j, sum);
+}
+
 // Phase 2: a warp per dbias element (bb, bh, bi, j) of dbias's (dbias_B, dbias_H, dbias_Lq, Lk):
-// the sum of ds over the batches, heads and queries it stands for, in that order.
+// the sum of ds over the batches, heads and queries it stands for, in that order; with partials,
+// 32 elements a warp from element 32 r on (the host's grid: a warp per 32).
 __device__ __forceinline__ void dbias_phase(const BwdParams &p, i64 r, int lane)
 {
+    if (p.dbias_part) {
+        const i64 e = 32 * r + lane;
+        if (e < (i64)p.dbias_B * p.dbias_H * p.dbias_Lq * p.Lk)
+            dbias_sum_parts(p, e);
+        return;
+    }
     const i64 j = r % p.Lk, bi = r / p.Lk % p.dbias_Lq;
     const i64 bh = r / ((i64)p.Lk * p.dbias_Lq) % p.dbias_H;
     const i64 bb = r / ((i64)p.Lk * p.dbias_Lq * p.dbias_H);
@@ -1910,9 +1940,9 @@ local function layout_pieces(v, dq_sums)
     x.simt_keys_dbias_start = "float dbias_sum = 0.f;  // over the queries of the bias head's heads"
     x.simt_keys_dbias_add = "dbias_sum += g.ds;"
     x.simt_keys_dbias_end = table.concat({
-      "if (p.dbias_fused && (h + 1) % p.bias_head_div == 0) {  // the bias head's last head",
+      "if (p.dbias_fused && (h + 1) % p.dbias_head_div == 0) {  // the dbias head's last head",
       "    if (lane == 0)",
-      "        store_dbias(p, b, h / p.bias_head_div, 0, j, dbias_sum);",
+      "        store_dbias(p, b, h / p.dbias_head_div, 0, j, dbias_sum);",
       "    dbias_sum = 0.f;",
       "}" }, "\n")
     x.keys_dbias_start = "float dbias_sum[2] = {0.f, 0.f};  // this thread's two keys, its columns"
@@ -1925,7 +1955,7 @@ local function layout_pieces(v, dq_sums)
       "            dbias_sum[e / 2] += dp[nt][e];",
       "}" }, "\n")
     x.keys_dbias_end = table.concat({
-      "if (p.dbias_fused && (h + 1) % p.bias_head_div == 0) {  // the bias head's last head",
+      "if (p.dbias_fused && (h + 1) % p.dbias_head_div == 0) {  // the dbias head's last head",
       "#pragma unroll",
       "    for (int hf = 0; hf < 2; hf++) {",
       "        float sum = dbias_sum[hf];  // the quad's four threads hold the key's columns",
@@ -1933,7 +1963,7 @@ local function layout_pieces(v, dq_sums)
       "        sum += __shfl_xor_sync(kAllLanes, sum, 2);",
       "        const i64 j = n0 + warp * 16 + lane / 4 + hf * 8;",
       "        if (lane % 4 == 0 && j < p.Lk)",
-      "            store_dbias(p, b, h / p.bias_head_div, 0, j, sum);",
+      "            store_dbias(p, b, h / p.dbias_head_div, 0, j, sum);",
       "        dbias_sum[hf] = 0.f;",
       "    }",
       "}" }, "\n")

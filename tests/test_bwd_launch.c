@@ -21,7 +21,10 @@ enum { B = 2, H = 4, HKV = 2, L = 100, D = 64 };
 
 static dm_tensor t4(uintptr_t addr, dm_dtype t, int64_t a, int64_t b, int64_t c, int64_t d)
 {
-    return (dm_tensor){.data = (void *)addr, .dtype = t, .rank = 4, .shape = {a, b, c, d},
+    return (dm_tensor){.data = (void *)addr,
+                       .dtype = t,
+                       .rank = 4,
+                       .shape = {a, b, c, d},
                        .strides = {b * c * d, c * d, d, 1}};
 }
 
@@ -30,11 +33,18 @@ static dm_tensor t4(uintptr_t addr, dm_dtype t, int64_t a, int64_t b, int64_t c,
 static dm_bwd_args args(int64_t bb, int64_t bh, int64_t bl)
 {
     dm_bwd_args a = {
-        .dout = t4(0x1000000, DM_F16, B, L, H, D), .q = t4(0x2000000, DM_F16, B, L, H, D),
-        .k = t4(0x3000000, DM_F16, B, L, HKV, D), .v = t4(0x4000000, DM_F16, B, L, HKV, D),
-        .o = t4(0x5000000, DM_F16, B, L, H, D), .dq = t4(0x6000000, DM_F16, B, L, H, D),
-        .dk = t4(0x7000000, DM_F16, B, L, HKV, D), .dv = t4(0x8000000, DM_F16, B, L, HKV, D),
-        .lse = {.data = (void *)0x9000000, .dtype = DM_F32, .rank = 3, .shape = {B, H, L},
+        .dout = t4(0x1000000, DM_F16, B, L, H, D),
+        .q = t4(0x2000000, DM_F16, B, L, H, D),
+        .k = t4(0x3000000, DM_F16, B, L, HKV, D),
+        .v = t4(0x4000000, DM_F16, B, L, HKV, D),
+        .o = t4(0x5000000, DM_F16, B, L, H, D),
+        .dq = t4(0x6000000, DM_F16, B, L, H, D),
+        .dk = t4(0x7000000, DM_F16, B, L, HKV, D),
+        .dv = t4(0x8000000, DM_F16, B, L, HKV, D),
+        .lse = {.data = (void *)0x9000000,
+                .dtype = DM_F32,
+                .rank = 3,
+                .shape = {B, H, L},
                 .strides = {H * L, L, 1}},
     };
     if (bb > 0) {
@@ -81,6 +91,34 @@ static dm_bwd_params last_params(void)
     return p;
 }
 
+static dm_bwd_params prev_params(void) /* the launch before the last one's */
+{
+    dm_bwd_params p;
+    memcpy(&p, stats->params_prev, sizeof p);
+    return p;
+}
+
+/* A dbias whose sums cross blocks, through partials (bwd.c): the keys phase (the launch before
+ * the last) wrote a fused dbias into packed scratch of bias's dtype, (B, H / div, rows, L); phase
+ * 2 (the last) sums it into the caller's dbias, 32 elements a warp. */
+static void check_dbias_partials(const dm_kernel *k, const dm_bwd_args *a, int div, int rows)
+{
+    const dm_bwd_params keys = prev_params(), sums = last_params();
+    ck_assert(keys.phase == 1 && keys.dbias_fused == 1 && keys.dbias_head_div == div);
+    ck_assert(keys.dbias != 0 && keys.dbias != (uint64_t)(uintptr_t)a->dbias.data);
+    ck_assert(keys.dbias_B == B && keys.dbias_H == H / div && keys.dbias_Lq == rows);
+    ck_assert(keys.dbias_key_stride == 1 && keys.dbias_stride[2] == L);
+    ck_assert(keys.dbias_stride[1] == (int64_t)rows * L);
+    ck_assert(keys.dbias_stride[0] == (int64_t)H / div * rows * L);
+    ck_assert(sums.phase == 2 && sums.dbias_fused == 0 && sums.dbias_part == keys.dbias);
+    ck_assert_uint_eq(sums.dbias, (uint64_t)(uintptr_t)a->dbias.data);
+    ck_assert(sums.dbias_B == a->dbias.shape[0] && sums.dbias_H == a->dbias.shape[1]);
+    ck_assert(sums.dbias_Lq == a->dbias.shape[2] && sums.dbias_head_div == div);
+    const int64_t elems = a->dbias.shape[0] * a->dbias.shape[1] * a->dbias.shape[2] * L;
+    ck_assert_uint_eq(stats->grid[0], ((elems + 31) / 32 + k->block_n - 1) / k->block_n);
+    ck_assert_uint_eq(stats->grid[1], 1);
+}
+
 static void bwd_ok(dm_ctx *ctx, const dm_bwd_args *a)
 {
     dm_status st = dm_bwd(ctx, a, NULL);
@@ -89,8 +127,8 @@ static void bwd_ok(dm_ctx *ctx, const dm_bwd_args *a)
 
 static const dm_kernel *bwd_kernel(dm_ctx *ctx, dm_layout bias)
 {
-    dm_variant v = {.dir = DM_DIR_BWD, .head_dim = D, .dtype = DM_F16, .bias = bias,
-                    .arch = DM_SM80};
+    dm_variant v = {
+        .dir = DM_DIR_BWD, .head_dim = D, .dtype = DM_F16, .bias = bias, .arch = DM_SM80};
     const dm_kernel *k = dm_module_find(ctx, &v);
     ck_assert_ptr_nonnull(k);
     return k;
@@ -119,7 +157,8 @@ END_TEST
 
 /* A key-layout dbias whose sums stay inside a block (B not broadcast; H or Hkv heads) is written
  * by the keys phase: two launches. One head over two K/V heads, or a broadcast batch, sums across
- * blocks: phase 2 runs over every dbias element, a warp each. */
+ * blocks: the keys phase writes partials (a head for each query head pair of a K/V head's group,
+ * or each batch's own) and phase 2 sums them. */
 START_TEST(a_key_layout_dbias_is_fused_unless_its_sums_cross_blocks)
 {
     dm_ctx *ctx = stub_ctx();
@@ -140,13 +179,8 @@ START_TEST(a_key_layout_dbias_is_fused_unless_its_sums_cross_blocks)
         long before = stats->launches;
         bwd_ok(ctx, &a);
         ck_assert_int_eq(stats->launches - before, 3);
-        dm_bwd_params p = last_params();
-        ck_assert_int_eq(p.phase, 2);
-        ck_assert_int_eq(p.dbias_fused, 0);
-        const dm_kernel *k = bwd_kernel(ctx, DM_LAYOUT_K);
-        const int64_t elems = crossing[i][0] * crossing[i][1] * L;
-        ck_assert_uint_eq(stats->grid[0], (elems + k->block_n - 1) / k->block_n);
-        ck_assert_uint_eq(stats->grid[1], 1);
+        /* (B, 1, 1, L): one head, H / HKV = 2 query heads a block: partial heads of 2 */
+        check_dbias_partials(bwd_kernel(ctx, DM_LAYOUT_K), &a, i == 0 ? H / HKV : 1, 1);
     }
     dm_ctx_destroy(ctx);
     dm_test_remove_dir(cache_dir);
@@ -154,7 +188,8 @@ START_TEST(a_key_layout_dbias_is_fused_unless_its_sums_cross_blocks)
 END_TEST
 
 /* A query-layout dbias that broadcasts nothing is ds itself, written by the rows phase (two
- * launches); one that sums over heads or batches needs phase 2. */
+ * launches); one that sums over heads or batches goes through partials, ds of each (b, h),
+ * which phase 2 sums. */
 START_TEST(a_query_layout_dbias_is_fused_only_without_broadcast)
 {
     dm_ctx *ctx = stub_ctx();
@@ -165,9 +200,11 @@ START_TEST(a_query_layout_dbias_is_fused_only_without_broadcast)
     a = args(B, HKV, L);
     bwd_ok(ctx, &a);
     ck_assert_int_eq(stats->launches, 5);
-    dm_bwd_params p = last_params();
-    ck_assert_int_eq(p.phase, 2);
-    ck_assert(p.dbias_B == B && p.dbias_H == HKV && p.dbias_Lq == L);
+    check_dbias_partials(bwd_kernel(ctx, DM_LAYOUT_Q), &a, 1, L);
+    a = args(1, H, L); /* a broadcast batch */
+    bwd_ok(ctx, &a);
+    ck_assert_int_eq(stats->launches, 8);
+    check_dbias_partials(bwd_kernel(ctx, DM_LAYOUT_Q), &a, 1, L);
     dm_ctx_destroy(ctx);
     dm_test_remove_dir(cache_dir);
 }
@@ -306,8 +343,8 @@ START_TEST(a_key_mask_lets_the_default_mode_split_the_keys_phase)
     a.mask = t4(0xc000000, DM_BOOL, B, H, 1, L);
     long memsets = stats->memsets;
     bwd_ok(ctx, &a);
-    dm_variant v = {.dir = DM_DIR_BWD, .head_dim = 128, .dtype = DM_F16, .mask = DM_LAYOUT_K,
-                    .arch = DM_SM90A};
+    dm_variant v = {
+        .dir = DM_DIR_BWD, .head_dim = 128, .dtype = DM_F16, .mask = DM_LAYOUT_K, .arch = DM_SM90A};
     const dm_kernel *k = dm_module_find(ctx, &v);
     ck_assert_ptr_nonnull(k);
     ck_assert_int_eq(k->key_split, 4);

@@ -43,8 +43,8 @@ dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool
 /* The kernel of v's deterministic rows phase where k leaves it out (k->dq_atomic: the bwdrows
  * variant of v, loaded or built as any kernel), into *rows; NULL where the call is not
  * deterministic, k runs the phase itself, or k needs none (k->dq_turns: dq summed in order). */
-dm_status dm_bwd_rows_kernel(dm_ctx *ctx, const char *call, const dm_variant *v,
-                             const dm_kernel *k, bool deterministic, const dm_kernel **rows);
+dm_status dm_bwd_rows_kernel(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel *k,
+                             bool deterministic, const dm_kernel **rows);
 
 /* The phases in stream order, p->phase set for each: 0 rows, 1 keys, 2 dbias, then 3 (dq from
  * the scratch) when p->dq_accum is set; a phase with no block is skipped. DM_ERR_UNSUPPORTED
@@ -52,9 +52,12 @@ dm_status dm_bwd_rows_kernel(dm_ctx *ctx, const char *call, const dm_variant *v,
  * where it takes one (k->tma_maps), else NULL. The default mode's memory passes (0 with
  * p->dq_accum, and 3) go to k->fn_rows where the kernel has one: no shared memory, their own
  * registers; the deterministic rows phase (0 without p->dq_accum) to rows where given
- * (dm_bwd_rows_kernel; a kernel with dq reductions has no phase 0 of its own). */
+ * (dm_bwd_rows_kernel; a kernel with dq reductions has no phase 0 of its own). sums: phase 2's
+ * parameters where they differ from p's (dense dbias through partials, bwd.c; its dbias_part
+ * set, g->dbias_elems then counting warps of 32 elements), else NULL. */
 dm_status dm_bwd_launch_phases(dm_ctx *ctx, const char *call, const dm_variant *v,
                                const dm_kernel *k, const dm_kernel *rows, dm_bwd_params *p,
-                               const dm_bwd_maps *maps, const dm_bwd_grid *g, CUstream stream);
+                               const dm_bwd_maps *maps, const dm_bwd_grid *g,
+                               const dm_bwd_params *sums, CUstream stream);
 
 #endif
