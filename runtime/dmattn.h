@@ -240,9 +240,13 @@ typedef struct dm_bwd_args {
  * and fp32 sums of up to 1.25 x the blocks resident at once x 4 parts x 2 x K x D (84 MB at D =
  * 128 on 132 SMs), so that when few key blocks are visible, each one's walk over the queries can
  * be split across blocks.
- * dk, dv and dbias come from a pass over keys (or, where dbias's sums cross blocks, a pass of its
- * own), every sum in a fixed order (a split walk's parts added in part order): the same bits run
- * to run in either mode.
+ * dk, dv and dbias come from a pass over keys, every sum in a fixed order (a split walk's parts
+ * added in part order): the same bits run to run in either mode. A dbias whose sums cross blocks
+ * (a broadcast batch, a query-layout bias with fewer heads than H, a key-layout one whose heads
+ * span K/V heads) is first written unbroadcast into scratch of bias's dtype, B x H / d x (Lq, or 1
+ * for the key layout) x Lk (d = 1, or for the key layout the query heads of a K/V head that share
+ * a bias head), which a last pass sums in order: for a (1, H, Lq, Lk) bias as much scratch as a
+ * (B, H, Lq, Lk) dbias.
  * dq, deterministic: on sm_90a the pass over keys adds each tile's share to fp32 sums as in the
  *   default mode, in key-block order (a block adds once the blocks before it have added or
  *   skipped that query tile), then a pass scales them into dq (five products a tile pair).

@@ -2194,8 +2194,11 @@ function M.emit(v)
     mp.keys_turn_decl, mp.keys_turns_rest = "", ""
     if engine.dq_atomic then
       mp.keys_turn_decl = "int turn_held = -1;  // the last tile whose dq turn this thread holds"
-      mp.keys_turns_rest = not split and
-        "dq_turns_skip(p, b, h, m_end, p.Lq, n0);  // none of the keys visible: every tile" or ""
+      -- (the split kernels: every part count is 1 where the turns are kept, part 0 walks all)
+      mp.keys_turns_rest = split and table.concat({
+        "if (part == 0)  // none of the keys visible to head h: every tile",
+        "    dq_turns_skip(p, b, h, m_last, p.Lq, n0);" }, "\n") or
+        "dq_turns_skip(p, b, h, m_end, p.Lq, n0);  // none of the keys visible: every tile"
       mp.keys_end = "dq_turns_end(p, turn_held);\n" .. mp.keys_end
     end
     mp.row_dots_query_rows = kq.row_dots or ""

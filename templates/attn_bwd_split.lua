@@ -55,8 +55,9 @@ __device__ __forceinline__ i64 key_block_of(const BwdParams &p, i64 b, i64 hk, i
 // head, the end), not kept: the walk's registers are at their limit.
 __device__ __forceinline__ int key_parts_of(const BwdParams &p, i64 b, i64 hk, i64 n0)
 {
-    if (!p.key_split)
-        return 1;  // the deterministic mode's, or a call's with no scratch for it
+    if (!p.key_split || p.dq_turns)
+        return 1;  // the deterministic mode's (its dq turns wait on lower blocks, which parts 1+
+                   // are not), or a call's with no scratch for it
     $no_split_with_dbias
     const int *marks = (const int *)p.key_split;
     const int busy = marks[0], slots = p.key_slots;

@@ -676,9 +676,11 @@ START_TEST(more_busy_key_blocks_than_sms_split_the_keys_phase_and_match)
      * parts whose dk, dv are summed by the last to finish (templates/attn_bwd_split.lua). 70
      * queries: two query tiles for up to four parts, so some parts walk none. A query bias's
      * dbias (its zero rows written once), a key bias with causal. More scores than the other
-     * cases (n + n / 8 blocks of 128 keys are needed): 1.7e6 on 132 SMs. */
+     * cases (n + n / 8 blocks of 128 keys are needed): 1.7e6 on 132 SMs. The deterministic mode
+     * does not split, and its dq turns (templates/attn_bwd_turns.lua) are passed through the
+     * idle blocks between busy ones (a block that passed none would hang the next). */
     const int n = gpu_ctx()->sm_count, busy = n + n / 8;
-    for (int x = 0; x < 3; x++) {
+    for (int x = 0; x < 5; x++) {
         bwd_case c = base(128, DM_BF16);
         c.f.B = 1;
         c.f.H = c.f.Hkv = 2;
@@ -689,13 +691,16 @@ START_TEST(more_busy_key_blocks_than_sms_split_the_keys_phase_and_match)
         c.f.mask_heads = 2;
         c.f.mask_density = 0.5;
         c.busy_key_blocks = busy;
-        c.f.bias = x == 1 ? DM_LAYOUT_Q : x == 2 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
+        c.f.bias = x == 1 || x == 4 ? DM_LAYOUT_Q : x == 2 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
         c.f.bias_batch = 1;
         c.f.bias_heads = 2;
-        c.dbias = x == 1;
+        c.dbias = x == 1 || x == 4;
         c.f.causal = x == 2;
+        c.deterministic = x >= 3;
         static const char *labels[] = {"busy key blocks mask-k", "busy key blocks bias-q dbias",
-                                       "busy key blocks bias-k causal"};
+                                       "busy key blocks bias-k causal",
+                                       "busy key blocks deterministic",
+                                       "busy key blocks bias-q dbias deterministic"};
         check_case(&c, labels[x]);
     }
 }
