@@ -477,6 +477,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
     for (i64 h = hk * p.group; h < (hk + 1) * p.group; h++) {
         $keys_head_start
         $keys_m_end
+        $keys_turns_rest
         $keys_qdbias_skipped
         $keys_head_first_tile
         for (i64 m0 = m_begin; m0 < m_end; m0 += kTile) {
@@ -496,7 +497,6 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
             wait_products<0>(dk);
             $keys_tile_end
         }
-        $keys_turns_rest
         $keys_dbias_end
     }
     $keys_end
@@ -523,7 +523,7 @@ __device__ __forceinline__ void zero_dq_rows(const BwdParams &p, i64 b, i64 h, i
     for (i64 e = threadIdx.x; e < quads; e += kThreads)
         rows[e] = make_float4(0.f, 0.f, 0.f, 0.f);
     if (p.dq_turns && threadIdx.x < kRows / kTile && m0 + threadIdx.x * kTile < p.Lq)
-        ((int *)p.dq_turns)[dq_turn(p, b, h, m0 + threadIdx.x * kTile, 0).at] = 0;  // its turns
+        ((int *)p.dq_turns)[dq_turn(p, b, h, m0 + threadIdx.x * kTile, 0).at] = 0;  // its counts
 }
 
 // Phase 0's row_dot of query rows [m0, m0 + kRows) of head h, batch b into p.row_dot (and the
@@ -660,7 +660,7 @@ if (p.dq_accum) {  // the tile pair's share of dq: dS^T to shared memory, dS K a
     $keys_qdbias_out
     float dq[kDqT][4];  // this warpgroup's columns of dq, over all the block's keys
     gemm_ds_k(sDS, sK, dq);
-    const DqTurn turn = dq_turn(p, b, h, m0, n0);  // the deterministic mode's order
+    const DqTurn turn = dq_turn(p, b, h, m0, g_turns.rank);  // the sums' order, if any
     $keys_red
 }]=]
 
@@ -688,7 +688,7 @@ __syncthreads();]=],
   lse2 = "sLse2[c]",
   red = table.concat({
     "// staged in the Q and dO tiles (read by now) and their neighbour",
-    "red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, sQ, p, turn, turn_held);" }, "\n"),
+    "red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, sQ, p, turn);" }, "\n"),
   -- a walk of no tile (Lq = 0: phase 1 only zeroes dk, dv) never waited for K and V
   keys_end = "tiles_landed();  // the own K and V copies, before the block's memory goes",
 }
@@ -731,13 +731,13 @@ $bias_fill]=],
   red = table.concat({
     "// staged in the Q and dO tiles (read by now) and their neighbour (stage 1: dS^T)",
     "red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, it % 2 ? smem + kDsAt : sQ,",
-    "         p, turn, turn_held);" }, "\n"),
+    "         p, turn);" }, "\n"),
   red_map = table.concat({  -- kD % 32 == 0: by dq's map where the maps were made
     "if (maps.tma)  // staged in the stage's Q and dO tiles",
-    "    red_tile_map(dq, maps, sQ, b, h, m0, p, turn, turn_held);",
+    "    red_tile_map(dq, maps, sQ, b, h, m0, p, turn);",
     "else  // staged in the Q and dO tiles and their neighbour (stage 1: dS^T)",
     "    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, it % 2 ? smem + kDsAt : sQ,",
-    "             p, turn, turn_held);" }, "\n"),
+    "             p, turn);" }, "\n"),
   keys_end = table.concat({
     "if (threadIdx.x == 0)",
     "    bulk_wait_read();  // the block's last bulk reads done before it ends" }, "\n"),
@@ -790,10 +790,9 @@ if (!maps.tma) {
 }]=],
   red_map = table.concat({
     "if (maps.tma)  // staged in dq's buffer, a warpgroup its own boxes",
-    "    red_tile_map(dq, maps, dq_buffer(smem), b, h, m0, p, turn, turn_held);",
+    "    red_tile_map(dq, maps, dq_buffer(smem), b, h, m0, p, turn);",
     "else  // staged in dq's buffer and dS^T buffer 1 (red_tile's first barrier: read)",
-    "    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, dq_buffer(smem), p, turn,",
-    "             turn_held);" }, "\n"),
+    "    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, dq_buffer(smem), p, turn);" }, "\n"),
   ds_at = "ds_tiles(smem, it)",
   dq_buf_wait = table.concat({
     "if (threadIdx.x % 128 == 0)",
@@ -942,12 +941,12 @@ local red_tile_map_fn = [=[
 // boxes): kD / 32 reductions a tile where red_tile's threads issue one a row, one lane after
 // another. Their reads are waited for by that thread before the buffer is written again
 // (issue_query_tile, or the ring's keys_dq) and before the block ends. The deterministic mode
-// (t.at >= 0, attn_bwd_turns.lua): that thread passes the last tile's turn (`held`) once its
+// (t.at >= 0, attn_bwd_turns.lua): that thread passes the last tile's turn (turn_held) once its
 // sums are written and waits for this one's before it adds.
 constexpr int kDqBoxBytes = kTile * 128;
 __device__ __forceinline__ void red_tile_map(const float (&acc)[kDqT][4], const BwdMaps &maps,
                                              u16 *buf, i64 b, i64 h, i64 m0, const BwdParams &p,
-                                             DqTurn t, int &held)
+                                             DqTurn t)
 {
     static_assert(kD % 32 == 0 && kD / 32 * kDqBoxBytes <= 2 * kTileElems * 2,
                   "whole boxes, in the stage's Q and dO tiles");
@@ -980,7 +979,7 @@ local red_map_block = {
 __syncthreads();
 if (threadIdx.x == 0) {
     if (t.at >= 0) {  // the last tile's turn passed, this tile's awaited
-        dq_turn_release(p, held);
+        dq_turn_release(p);
         dq_turn_wait(p, t);
     }
     for (int a = 0; a < kD / 32; a++)
@@ -988,7 +987,7 @@ if (threadIdx.x == 0) {
                           (int)h, (int)b);
     bulk_commit();
     if (t.at >= 0)
-        held = t.at;
+        turn_held() = t.at;
 }]=] }
 -- ...or (the query ring) in dq's own buffer, whose last reads the warpgroup's first thread waited
 -- for before dS^T's barrier: each warpgroup its own boxes (its kDqCols columns), behind a
@@ -1004,7 +1003,7 @@ else
     named_barrier_sync<2, 128>();
 if (threadIdx.x % 128 == 0) {  // the warpgroup's boxes (a fixed count: the loop unrolls)
     if (t.at >= 0) {  // the last tile's turn passed, this tile's awaited
-        dq_turn_release(p, held);
+        dq_turn_release(p);
         dq_turn_wait(p, t);
     }
 #pragma unroll
@@ -1015,7 +1014,7 @@ if (threadIdx.x % 128 == 0) {  // the warpgroup's boxes (a fixed count: the loop
     }
     bulk_commit();
     if (t.at >= 0)
-        held = t.at;
+        turn_held() = t.at;
 }]=] }
 
 -- A query-layout bias in the keys phase of a kernel with tensor maps (keys_tma_fns): its tile of
@@ -1733,7 +1732,7 @@ local function keys_skipped(qbias, dq_sums)
   if not dq_sums then
     return nil
   end
-  local turn = "    dq_turns_skip(p, b, h, m0, m0 + kTile, n0);  // its turn passed all the same"
+  local turn = "    dq_turns_skip(p, b, h, m0, m0 + kTile, g_turns.rank);  // passed all the same"
   return qbias and zero_tile_dbias("p.dq_accum && p.dbias_fused", "    ", "kTile") .. "\n" ..
     turn or turn
 end
@@ -2193,13 +2192,17 @@ function M.emit(v)
     -- thread's held turn, the tiles a head with no visible key passes, the walk's last turns
     mp.keys_turn_decl, mp.keys_turns_rest = "", ""
     if engine.dq_atomic then
-      mp.keys_turn_decl = "int turn_held = -1;  // the last tile whose dq turn this thread holds"
-      -- (the split kernels: every part count is 1 where the turns are kept, part 0 walks all)
+      mp.keys_turn_decl = table.concat({
+        split and "dq_turns_start(dq_turn_rank(p, b, hk, n0));  // (-1: passes none)" or
+          "dq_turns_start((int)(n0 / kRows));  // the deterministic mode's dq turns" }, "\n")
+      -- a head the block walks none of (no key visible): every tile passed before the walk, so
+      -- that no bound of it is held across (the split kernels: every part count is 1 where the
+      -- turns are kept, part 0 walks all)
       mp.keys_turns_rest = split and table.concat({
         "if (part == 0)  // none of the keys visible to head h: every tile",
-        "    dq_turns_skip(p, b, h, m_last, p.Lq, n0);" }, "\n") or
-        "dq_turns_skip(p, b, h, m_end, p.Lq, n0);  // none of the keys visible: every tile"
-      mp.keys_end = "dq_turns_end(p, turn_held);\n" .. mp.keys_end
+        "    dq_turns_skip(p, b, h, m_last, p.Lq, g_turns.rank);" }, "\n") or
+        "dq_turns_skip(p, b, h, m_end, p.Lq, g_turns.rank);  // no key visible: every tile"
+      mp.keys_end = "dq_turns_end(p);\n" .. mp.keys_end
     end
     mp.row_dots_query_rows = kq.row_dots or ""
     mp.dq_accum_fns = engine.dq_atomic and

@@ -11,6 +11,11 @@
 -- run. A block passes even the tiles it skips (a query-layout mask's vote, a head none of its
 -- keys is visible to): blocks after it count on it. Causal walks start at a block's first
 -- visible tile, which only grows with the block: the blocks that walk a tile are 0 .. some kb.
+-- Under a key-layout mask (the split kernels, attn_bwd_split.lua) phase 0 marks the key blocks
+-- some head of the group sees, and kb is a block's rank among the marked ones of its (batch,
+-- K/V head): an unmarked block walks nothing and passes nothing, so that it ends at once instead
+-- of holding an SM while it passes the turns of every tile (the deterministic walk at 1/8 of
+-- the key blocks visible would otherwise last as long as the dense one).
 -- A block waits only on blocks before it, which the hardware starts first (grid x: key blocks),
 -- as FlashAttention 3's deterministic backward relies on too.
 -- Cost: a turn is passed once the sums are complete in memory, at the thread's next tile's sums
@@ -25,17 +30,44 @@ local fns = [=[
 constexpr int kTurnAdd = $turn_add;
 constexpr int kTurnHolder = kThreads / kGroups * kTurnAdd;
 
-// Query tile m0 of head h, batch b: its count's index, and the count at which it is key block
-// n0's turn. at = -1: no turns (the default mode: sums in any order).
+// A block's turn state, in shared memory at a fixed address: the walk's registers are at their
+// limit (a held turn in a register spilled 4 bytes in bwd.d128.bf16.mask-k.bias-q.w0.causal.sm90a,
+// a reference to it 16). held[g]: the turn warpgroup g's first thread holds (-1: none); rank: the
+// block's (dq_turn), set by dq_turns_start.
+struct TurnState {
+    int held[kGroups];
+    int rank;
+};
+__shared__ TurnState g_turns;
+
+// This thread's warpgroup's held turn (its holder's: the warpgroup's first thread, or thread 0).
+__device__ __forceinline__ int &turn_held()
+{
+    return g_turns.held[threadIdx.x / (kThreads / kGroups)];
+}
+
+// The walk's start: no turn held, the block's rank kept (read behind the walk's first barrier).
+__device__ __forceinline__ void dq_turns_start(int rank)
+{
+    if (threadIdx.x % (kThreads / kGroups) == 0) {
+        turn_held() = -1;
+        if (threadIdx.x == 0)
+            g_turns.rank = rank;
+    }
+}
+
+// Query tile m0 of head h, batch b: its count's index, and the count at which it is the turn of
+// the key block of rank `rank` (the key blocks before it that pass turns: its index, or where
+// phase 0 marked them its rank among the marked). at = -1: no turns (the default mode: sums in
+// any order).
 struct DqTurn {
     int at, want;
 };
-__device__ __forceinline__ DqTurn dq_turn(const BwdParams &p, i64 b, i64 h, i64 m0, i64 n0)
+__device__ __forceinline__ DqTurn dq_turn(const BwdParams &p, i64 b, i64 h, i64 m0, int rank)
 {
     if (!p.dq_turns)
         return {-1, 0};
-    return {(int)((b * p.H + h) * ((p.Lq + kTile - 1) / kTile) + m0 / kTile),
-            (int)(n0 / kRows) * kGroups};
+    return {(int)((b * p.H + h) * ((p.Lq + kTile - 1) / kTile) + m0 / kTile), rank * kGroups};
 }
 
 // Waits until every key block before this one has passed the tile; the sums issued after are
@@ -59,8 +91,9 @@ __device__ __forceinline__ void dq_turn_pass(const BwdParams &p, int at, int add
 
 // The turn this holder issued sums for (held >= 0), passed once those are written (its own bulk
 // groups complete, not just read).
-__device__ __forceinline__ void dq_turn_release(const BwdParams &p, int &held)
+__device__ __forceinline__ void dq_turn_release(const BwdParams &p)
 {
+    int &held = turn_held();
     if (held >= 0) {
         bulk_wait();
         asm volatile("fence.proxy.async.global;\n" ::: "memory");
@@ -69,33 +102,36 @@ __device__ __forceinline__ void dq_turn_release(const BwdParams &p, int &held)
     }
 }
 
-// Query tiles [m_from, m_to) of head h that key block n0 walks without sums (a vote skipped it,
-// or the head sees none of the block's keys): passed in turn all the same, by thread 0.
+// Query tiles [m_from, m_to) of head h that the key block of rank `rank` walks without sums (a
+// vote skipped it, or the head sees none of the block's keys): passed in turn all the same, by
+// thread 0. rank < 0: an unmarked block, which passes none.
 __device__ __forceinline__ void dq_turns_skip(const BwdParams &p, i64 b, i64 h, i64 m_from,
-                                              i64 m_to, i64 n0)
+                                              i64 m_to, int rank)
 {
-    if (!p.dq_turns || threadIdx.x != 0)
+    if (!p.dq_turns || threadIdx.x != 0 || rank < 0)
         return;
     for (i64 m0 = m_from; m0 < m_to; m0 += kTile) {
-        const DqTurn t = dq_turn(p, b, h, m0, n0);
+        const DqTurn t = dq_turn(p, b, h, m0, rank);
         dq_turn_wait(p, t);
         dq_turn_pass(p, t.at, kGroups);
     }
 }
 
-// The walk's end: every thread's sums written, then the held turns passed (red_tile's sums are
-// issued by threads other than their holder: the barrier orders them).
-__device__ __forceinline__ void dq_turns_end(const BwdParams &p, int &held)
+// The walk's end: every thread's sums written, then the held turns passed by their holders
+// (red_tile's sums are issued by threads other than their holder: the barrier orders them).
+__device__ __forceinline__ void dq_turns_end(const BwdParams &p)
 {
     if (!p.dq_turns)
         return;
+    int &held = turn_held();
     bulk_wait();
     asm volatile("fence.proxy.async.global;\n" ::: "memory");
     __threadfence();
     __syncthreads();
-    if (held >= 0)
+    if (threadIdx.x % kTurnHolder == 0 && held >= 0) {
         dq_turn_pass(p, held, kTurnAdd);
-    held = -1;
+        held = -1;
+    }
 }
 ]=]
 

@@ -176,11 +176,10 @@ static_assert(kTile * kDqPitch <= 2 * kTileElems * 2 + kGroups * kTile * kAtomRo
 // bulk-copy engine: one instruction a row instead of a reduction request a lane every 16 bytes.
 // On return the engine has read buf (the caller's next barrier frees it for every thread).
 // The deterministic mode (t.at >= 0, attn_bwd_turns.lua): the sums wait for the tile's turn
-// (thread 0, before the second barrier); the last tile's turn, `held` by its holders, is passed
+// (thread 0, before the second barrier); the last tile's turn, held by its holders, is passed
 // behind the first barrier, its sums written by then (each issuing thread waited for its own).
 __device__ __forceinline__ void red_tile(const float (&acc)[kDqT][4], float *base, i64 m0,
-                                         i64 rows, u16 *buf, const BwdParams &p, DqTurn t,
-                                         int &held)
+                                         i64 rows, u16 *buf, const BwdParams &p, DqTurn t)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, r = group_warp() * 16 + lane / 4;
     const int col0 = warp_group() * kDqCols;
@@ -195,9 +194,9 @@ __device__ __forceinline__ void red_tile(const float (&acc)[kDqT][4], float *bas
         __threadfence();
     }
     __syncthreads();  // every warp's dS K has read the dS^T tiles
-    if (t.at >= 0 && threadIdx.x % kTurnHolder == 0 && held >= 0) {
-        dq_turn_pass(p, held, kTurnAdd);
-        held = -1;
+    if (t.at >= 0 && threadIdx.x % kTurnHolder == 0 && turn_held() >= 0) {
+        dq_turn_pass(p, turn_held(), kTurnAdd);
+        turn_held() = -1;
     }
 #pragma unroll
     for (int dt = 0; dt < kDqT; dt++)
@@ -218,7 +217,7 @@ __device__ __forceinline__ void red_tile(const float (&acc)[kDqT][4], float *bas
         bulk_wait_read();
     }
     if (t.at >= 0 && threadIdx.x % kTurnHolder == 0)
-        held = t.at;  // passed at the next tile's sums or the walk's end
+        turn_held() = t.at;  // passed at the next tile's sums or the walk's end
 }]=]
 
 -- load_tile, by the layouts (measured, NOTES "Issue 16, session 17"): where a query-layout mask or

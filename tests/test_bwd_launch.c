@@ -335,7 +335,7 @@ END_TEST
  * key_split blocks a key block (z = B x key_split), its scratch the marks (zeroed on the stream
  * before phase 0) and the parts' fp32 sums after the rows' scratch, for at most 1.25 x the
  * resident blocks or every key block, whichever is fewer. No split without a key mask or in the
- * deterministic mode. */
+ * deterministic mode, which keeps the marks alone: they rank the busy blocks' dq turns. */
 START_TEST(a_key_mask_lets_the_default_mode_split_the_keys_phase)
 {
     dm_ctx *ctx = stub_ctx_cc("90");
@@ -367,11 +367,16 @@ START_TEST(a_key_mask_lets_the_default_mode_split_the_keys_phase)
     ck_assert_uint_eq(stats->memset_bytes, p.key_partials - p.key_split);
     ck_assert_uint_eq(stats->memset_value, 0);
 
+    /* deterministic: no split, the marks alone (ranks for the dq turns), then the turns */
     a.deterministic = 1;
     bwd_ok(ctx, &a);
     ck_assert_uint_eq(stats->grids[stats->launches - 2][2], B); /* phase 1: no parts */
     p = last_params();
-    ck_assert(p.phase == 3 && p.key_split == 0 && p.key_partials == 0 && p.dq_turns != 0);
+    ck_assert(p.phase == 3 && p.key_split != 0 && p.key_partials == 0 && p.key_split_cap == 0);
+    ck_assert_uint_eq(p.dq_turns - p.key_split, ((1 + 2 * blocks) * 4 + 255) / 256 * 256);
+    ck_assert_int_eq(stats->memsets, memsets + 2);
+    ck_assert_uint_eq(stats->memset_ptr, p.key_split);
+    ck_assert_uint_eq(stats->memset_bytes, p.dq_turns - p.key_split);
     a = args_d128();
     a.deterministic = 0;
     bwd_ok(ctx, &a);
@@ -379,7 +384,7 @@ START_TEST(a_key_mask_lets_the_default_mode_split_the_keys_phase)
     ck_assert_int_eq(dm_module_find(ctx, &v)->key_split, 0);
     ck_assert_uint_eq(stats->grids[stats->launches - 2][2], B);
     ck_assert(last_params().key_split == 0);
-    ck_assert_int_eq(stats->memsets, memsets + 1);
+    ck_assert_int_eq(stats->memsets, memsets + 2);
     dm_ctx_destroy(ctx);
     dm_test_remove_dir(cache_dir);
 }

@@ -130,15 +130,24 @@ static void fill_params(const dm_bwd_args *a, const dm_bwd_plan *bp, dm_bwd_para
  * rank and a ticket a key block: int32, zeroed on the stream before phase 0) and the parts' fp32
  * dk, dv sums of up to key_split_cap marked blocks, k->key_split slots each. The kernels split
  * only where the marked blocks number more than the blocks resident at once (p->key_slots) and
- * at most the cap: 1.25 x those, past which the last wave is most of a wave. Sets p's key_slots
- * and key_split_cap, *marks_bytes and *partial_bytes; all 0 where there is no split. */
-static void key_split_sizes(const dm_ctx *ctx, const dm_kernel *k, bool reduce, int head_dim,
-                            dm_bwd_params *p, size_t *marks_bytes, size_t *partial_bytes)
+ * at most the cap: 1.25 x those, past which the last wave is most of a wave. The deterministic
+ * mode's ordered dq sums (marks_only) take the marks alone: no split, the marked blocks ranked
+ * for their dq turns (templates/attn_bwd_turns.lua). Sets p's key_slots and key_split_cap,
+ * *marks_bytes and *partial_bytes; all 0 where there is no split. */
+static void key_split_sizes(const dm_ctx *ctx, const dm_kernel *k, bool reduce, bool marks_only,
+                            int head_dim, dm_bwd_params *p, size_t *marks_bytes,
+                            size_t *partial_bytes)
 {
     *marks_bytes = *partial_bytes = 0;
     p->key_slots = p->key_split_cap = 0;
     if (!reduce || k->key_split < 2 || (int64_t)p->B * k->key_split > DM_GRID_YZ_MAX)
         return; /* (phase 1's grid.z: B x the parts) */
+    if (marks_only) {
+        const int64_t blocks =
+            (int64_t)p->B * p->Hkv * (((int64_t)p->Lk + k->block_m - 1) / k->block_m);
+        *marks_bytes = ((size_t)(1 + 2 * blocks) * sizeof(int32_t) + 255) / 256 * 256;
+        return;
+    }
     const int64_t blocks =
         (int64_t)p->B * p->Hkv * (((int64_t)p->Lk + k->block_m - 1) / k->block_m);
     const int64_t slots = (int64_t)(ctx->sm_count > 0 ? ctx->sm_count : 1) *
@@ -168,7 +177,7 @@ dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool
                           (size_t)k->query_tile * sizeof(float)
                     : 0;
     size_t marks_bytes, partial_bytes;
-    key_split_sizes(ctx, k, reduce && !deterministic, head_dim, p, &marks_bytes, &partial_bytes);
+    key_split_sizes(ctx, k, reduce, deterministic, head_dim, p, &marks_bytes, &partial_bytes);
     /* the dq turns: an int32 count a query tile of each (b, h), zeroed by phase 0 */
     const size_t turn_bytes =
         ordered
@@ -180,17 +189,18 @@ dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool
     *bytes = marks_bytes || turn_bytes ? marks_at + marks_bytes + partial_bytes + turn_bytes
                                        : dot_bytes + dq_bytes + tile_bytes;
     dm_status st = dm_scratch_alloc(ctx, call,
-                                    marks_bytes  ? "dO.O, dq's and the split keys' fp32 sums"
-                                    : turn_bytes ? "dO.O, dq's fp32 sums and their turns"
-                                    : reduce     ? "dO.O and dq's fp32 sums"
-                                                 : "dO.O",
+                                    partial_bytes ? "dO.O, dq's and the split keys' fp32 sums"
+                                    : turn_bytes  ? "dO.O, dq's fp32 sums and their turns"
+                                    : reduce      ? "dO.O and dq's fp32 sums"
+                                                  : "dO.O",
                                     *bytes, stream, &base);
     p->row_dot = (uint64_t)base;
     p->dq_accum = reduce && base ? (uint64_t)(base + dot_bytes) : 0;
     p->query_rows = tile_bytes && base ? (uint64_t)(base + dot_bytes + dq_bytes) : 0;
     p->key_split = marks_bytes && base ? (uint64_t)(base + marks_at) : 0;
-    p->key_partials = p->key_split ? p->key_split + marks_bytes : 0;
-    p->dq_turns = turn_bytes && base ? (uint64_t)(base + marks_at) : 0;
+    p->key_partials = partial_bytes && base ? (uint64_t)(base + marks_at + marks_bytes) : 0;
+    p->dq_turns =
+        turn_bytes && base ? (uint64_t)(base + marks_at + marks_bytes + partial_bytes) : 0;
     if (st == DM_OK && p->key_split) {
         CUresult r = ctx->drv->MemsetD8Async((CUdeviceptr)p->key_split, 0, marks_bytes, stream);
         if (r != CUDA_SUCCESS) {
@@ -314,7 +324,7 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
                               .heads = {params.H, params.Hkv},
                               .batches = params.B,
                               .dbias_elems = dbias_elems,
-                              .key_parts = params.key_split ? kernel->key_split : 1};
+                              .key_parts = params.key_partials ? kernel->key_split : 1};
     dm_bwd_maps maps;
     if (kernel->tma_maps)
         dm_bwd_maps_fill(ctx->drv, &params, (int)f->D, kernel->query_tile,
