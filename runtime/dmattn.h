@@ -246,7 +246,8 @@ typedef struct dm_bwd_args {
  * span K/V heads) is first written unbroadcast into scratch of bias's dtype, B x H / d x (Lq, or 1
  * for the key layout) x Lk (d = 1, or for the key layout the query heads of a K/V head that share
  * a bias head), which a last pass sums in order: for a (1, H, Lq, Lk) bias as much scratch as a
- * (B, H, Lq, Lk) dbias.
+ * (B, H, Lq, Lk) dbias. Where that scratch cannot be had, the last pass recomputes ds instead
+ * (the same result, many times slower).
  * dq, deterministic: on sm_90a the pass over keys adds each tile's share to fp32 sums as in the
  *   default mode, in key-block order (a block adds once the blocks before it have added or
  *   skipped that query tile), then a pass scales them into dq (five products a tile pair).

@@ -1732,7 +1732,7 @@ local function keys_skipped(qbias, dq_sums)
   if not dq_sums then
     return nil
   end
-  local turn = "    dq_turns_skip(p, b, h, m0, m0 + kTile, g_turns.rank);  // passed all the same"
+  local turn = "    dq_turns_skip(p, b, h, m0, m0 + kTile);  // its dq turn passed all the same"
   return qbias and zero_tile_dbias("p.dq_accum && p.dbias_fused", "    ", "kTile") .. "\n" ..
     turn or turn
 end
@@ -2195,13 +2195,19 @@ function M.emit(v)
       mp.keys_turn_decl = table.concat({
         split and "dq_turns_start(dq_turn_rank(p, b, hk, n0));  // (-1: passes none)" or
           "dq_turns_start((int)(n0 / kRows));  // the deterministic mode's dq turns" }, "\n")
-      -- a head the block walks none of (no key visible): every tile passed before the walk, so
-      -- that no bound of it is held across (the split kernels: every part count is 1 where the
-      -- turns are kept, part 0 walks all)
-      mp.keys_turns_rest = split and table.concat({
-        "if (part == 0)  // none of the keys visible to head h: every tile",
-        "    dq_turns_skip(p, b, h, m_last, p.Lq, g_turns.rank);" }, "\n") or
-        "dq_turns_skip(p, b, h, m_end, p.Lq, g_turns.rank);  // no key visible: every tile"
+      -- a head the block walks none of (no key visible, a uniform test): its held turns passed
+      -- first (blocks after it wait on them; held across the head they trailed by a head, not a
+      -- tile), then every tile of the head, before the walk, so that no bound of it is held
+      -- across (the split kernels: every part count is 1 where the turns are kept, part 0 walks
+      -- all)
+      local rest = { "    dq_turns_end(p);  // the held turns, passed now",
+        "    dq_turns_skip(p, b, h, $m0, p.Lq);",
+        "}" }
+      mp.keys_turns_rest = table.concat(split and {
+        "if (part == 0 && m_last == m_first) {  // no key of the block visible to head h",
+        rest[1], rest[2]:gsub("%$m0", "m_first"), rest[3] } or {
+        "if (m_end == m_begin) {  // no key of the block visible to head h",
+        rest[1], rest[2]:gsub("%$m0", "m_begin"), rest[3] }, "\n")
       mp.keys_end = "dq_turns_end(p);\n" .. mp.keys_end
     end
     mp.row_dots_query_rows = kq.row_dots or ""

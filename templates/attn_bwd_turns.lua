@@ -102,13 +102,16 @@ __device__ __forceinline__ void dq_turn_release(const BwdParams &p)
     }
 }
 
-// Query tiles [m_from, m_to) of head h that the key block of rank `rank` walks without sums (a
-// vote skipped it, or the head sees none of the block's keys): passed in turn all the same, by
-// thread 0. rank < 0: an unmarked block, which passes none.
+// Query tiles [m_from, m_to) of head h that the block walks without sums (a vote skipped it, or
+// the head sees none of the block's keys): passed in turn all the same, by thread 0 (the rank's
+// writer). Rank < 0: an unmarked block, which passes none.
 __device__ __forceinline__ void dq_turns_skip(const BwdParams &p, i64 b, i64 h, i64 m_from,
-                                              i64 m_to, int rank)
+                                              i64 m_to)
 {
-    if (!p.dq_turns || threadIdx.x != 0 || rank < 0)
+    if (!p.dq_turns || threadIdx.x != 0)
+        return;
+    const int rank = g_turns.rank;
+    if (rank < 0)
         return;
     for (i64 m0 = m_from; m0 < m_to; m0 += kTile) {
         const DqTurn t = dq_turn(p, b, h, m0, rank);

@@ -314,11 +314,17 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
             : 0;
     int part_div = 1;
     if ((part_bytes = dbias_part_bytes(f, &params, &part_div)) != 0) {
-        if ((st = dm_scratch_alloc(ctx, "dm_bwd", "dbias's partials", part_bytes, stream, &part)) !=
-            DM_OK)
-            goto out;
-        dbias_into_part(f, &params, (uint64_t)part, part_div, &sums);
-        dbias_elems = (dbias_elems + 31) / 32; /* dbias_sum_parts: a lane an element */
+        /* where the partials get no memory (B x H x Lq x Lk of a broadcast query-layout bias can
+         * be many GB) phase 2 recomputes ds instead: slower, the same result */
+        if (dm_scratch_alloc(ctx, "dm_bwd", "dbias's partials", part_bytes, stream, &part) ==
+            DM_OK) {
+            dbias_into_part(f, &params, (uint64_t)part, part_div, &sums);
+            dbias_elems = (dbias_elems + 31) / 32; /* dbias_sum_parts: a lane an element */
+        } else {
+            dm_clear_error(ctx);
+            part = 0;
+            part_bytes = 0;
+        }
     }
     const dm_bwd_grid grid = {.rows = {params.Lq, params.Lk},
                               .heads = {params.H, params.Hkv},
