@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# bwd_stack_check.sh: issue 16's backward stack against a base version of the templates in one
+# call of the device tool, on one carried build (the tree's host code runs both: a base template
+# without a new kernel attribute takes the old path). Run the GPU tests first (ctest -L gpu -R
+# test_gpu_bwd in the carried build); then this prints, per step, ab_templates.sh's tables:
+#   1 deterministic / default (no bias, key bias, full bias)   2 masks at 1/8, both modes
+#   3 a broadcast dbias (phase 2)   4 the key split's parts, 4 (tree) vs 2   5 first-round cold
+#   compile a variant   6 compare.py --bwd (the peers side by side, L 4096)
+# Prepared here (the machine's .git may be stale): BASE=<rev> bash bench/bwd_stack_check.sh --prep
+# exports <rev>'s templates to $build/tpl-base and the tree's with M.parts = 2 to $build/tpl-split2;
+# then run(command="bash bench/bwd_stack_check.sh", carry=[$build]) with DMATTN_BUILD_DIR as
+# build.sh (a lean carry: the build without CMakeFiles, Testing and libdmattn.a, ~56 MB).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bdir=$root/${DMATTN_BUILD_DIR:-build}
+if [ "${1:-}" = "--prep" ]; then
+    rm -rf "$bdir/tpl-base" "$bdir/tpl-split2" && mkdir -p "$bdir/tpl-base" "$bdir/tpl-split2"
+    git -C "$root" archive "${BASE:?BASE=<rev>}" templates | tar x -C "$bdir/tpl-base"
+    cp -r "$root/templates" "$bdir/tpl-split2/"
+    sed -i 's/^M.parts = 4/M.parts = 2/' "$bdir/tpl-split2/templates/attn_bwd_split.lua"
+    exit 0
+fi
+out=${OUT:-/tmp/dmattn-bwd-stack}
+mkdir -p "$out"
+. "$root/scripts/gpu-env.sh"  # $build, source-path link, cache dir, GPU and revision lines
+ab() {  # ab NAME TIMEOUT ROUNDS VERSIONS... -- DMBENCH_ARGS
+    local name=$1 t=$2 rounds=$3
+    shift 3
+    echo "== $name"
+    OUT=$out/$name ROUNDS=$rounds timeout "$t" bash "$root/bench/ab_templates.sh" "$@" 2>&1 |
+        tail -12
+}
+S="--L 4096 --D 128 --B 2 --H 16"
+base="base=$build/tpl-base/templates tree=templates"
+ab 1-deterministic 150 1 $base -- --dir bwd --mask none --bias none,k,q --deterministic 0,1 \
+    $S --warmup 3 --iters 10
+ab 2-masks 100 1 $base -- --dir bwd --mask q,k --bias none --density 1,0.125 \
+    --deterministic 0,1 $S --warmup 3 --iters 10
+ab 3-broadcast-dbias 120 1 $base -- --dir bwd --bias q,k --Hm 1 --dbias 1 --deterministic 0,1 \
+    $S --warmup 1 --iters 3
+ab 4-split-parts 80 2 tree=templates split2="$build/tpl-split2/templates" -- --dir bwd --mask k \
+    --bias none --density 1,0.125 $S --warmup 3 --iters 10
+echo "== 5-cold-compile (first round, an empty cache each)"
+for V in mask-none.bias-q mask-k.bias-q mask-k.bias-none mask-none.bias-none mask-none.bias-k; do
+    c=$(mktemp -d)
+    /usr/bin/time -f "wall %e s" "$build/dmgen" build -v --cache "$c" \
+        "bwd.d128.bf16.$V.w0.sm90a" 2>&1 | grep -E "compiled|wall|rror" | tr '\n' ' '
+    echo " [$V]"
+done
+echo "== 6-compare"
+timeout 260 python3 "$root/bench/compare.py" --lib "$build/libdmattn.so" --bwd --L 4096 --rep 30 \
+    --bwd-cases nobias,keybias,keybias_dbias,fullbias,fullbias_dbias \
+    --json "$out/compare.json" 2>&1 | tail -16
