@@ -3,7 +3,8 @@
 # call of the device tool, on one carried build (the tree's host code runs both: a base template
 # without a new kernel attribute takes the old path). Run the GPU tests first (ctest -L gpu -R
 # test_gpu_bwd in the carried build); then this prints, per step, ab_templates.sh's tables:
-#   1 deterministic / default (no bias, key bias, full bias)   2 masks at 1/8, both modes
+#   1 deterministic / default (no bias, key bias, full bias; plain and causal: the turns' order
+#     goes down the key blocks where causal)   2 masks at 1/8, both modes
 #   3 a broadcast dbias (phase 2)   4 the key split's parts, 4 (tree) vs 2   5 first-round cold
 #   compile a variant   6 compare.py --bwd (the peers side by side, L 4096)
 # Prepared here (the machine's .git may be stale): BASE=<rev> bash bench/bwd_stack_check.sh --prep
@@ -28,12 +29,12 @@ ab() {  # ab NAME TIMEOUT ROUNDS VERSIONS... -- DMBENCH_ARGS
     shift 3
     echo "== $name"
     OUT=$out/$name ROUNDS=$rounds timeout "$t" bash "$root/bench/ab_templates.sh" "$@" 2>&1 |
-        tail -12
+        tail -30
 }
 S="--L 4096 --D 128 --B 2 --H 16"
 base="base=$build/tpl-base/templates tree=templates"
-ab 1-deterministic 150 1 $base -- --dir bwd --mask none --bias none,k,q --deterministic 0,1 \
-    $S --warmup 3 --iters 10
+ab 1-deterministic 240 1 $base -- --dir bwd --mask none --bias none,k,q --causal 0,1 \
+    --deterministic 0,1 $S --warmup 3 --iters 10
 ab 2-masks 100 1 $base -- --dir bwd --mask q,k --bias none --density 1,0.125 \
     --deterministic 0,1 $S --warmup 3 --iters 10
 ab 3-broadcast-dbias 120 1 $base -- --dir bwd --bias q,k --Hm 1 --dbias 1 --deterministic 0,1 \

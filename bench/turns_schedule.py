@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""turns_schedule.py: a schedule model of the deterministic backward's keys phase (dq turns,
+templates/attn_bwd_turns.lua) against the default mode's, no GPU needed.
+
+What it models. Each block of the keys phase walks the query tiles of one key block (kRows = 128
+keys, tiles of 64 queries); a tile costs one unit, a block's start and end (K, V in; dk, dv out)
+F units together. Blocks start in launch order on `slots` SMs (one block an SM: the d128 kernels'
+shared memory), the next one where a block ends. The default mode adds dq in any order. The
+deterministic mode adds a tile's dq once the block before it in the tile's order has passed the
+tile, which a block does at its next tile's sums (one tile later) or at its walk's end. Orders:
+ascending key blocks (kb waits for kb - 1), or descending (kb + 1 first: causal walks, where a
+block's first tile grows with it). Launch order: a (batch, K/V head)'s key blocks in a row, or
+the key blocks of `heads` K/V heads of a batch interleaved (block kb of each, then kb + 1 ...),
+as key_block_order does (a power of two dividing H, as api/bwd.c picks).
+jitter: each tile's cost drawn from 1 +- jitter (memory stalls), the same draws in both modes.
+
+It prints the deterministic mode's time over the default's. Reading: bench/NOTES.md, issue 16,
+session 26. A model, not a measurement: the GPU's numbers are what count.
+"""
+import argparse
+import heapq
+import random
+import statistics
+
+
+def keys_phase_time(B, H, L, causal, det, desc, heads, jitter, seed, slots=132, F=2.0, tile=64,
+                    rows=128):
+    rnd = random.Random(seed)
+    n_tiles, n_blocks = L // tile, L // rows
+
+    def walk(kb):  # the query tiles key block kb walks
+        return range(kb * rows // tile if causal else 0, n_tiles)
+
+    kbs = list(range(n_blocks - 1, -1, -1)) if desc else list(range(n_blocks))
+    g = 1  # api/bwd.c's turn_shift: the largest power of two <= heads that divides H
+    while g * 2 <= heads and H % (g * 2) == 0:
+        g *= 2
+    order = [(b * H + h, kb) for b in range(B) for h0 in range(0, H, g) for kb in kbs
+             for h in range(h0, h0 + g)]
+    passed = {}  # (head, tile, kb): when kb passed the tile
+    free = [0.0] * slots
+    end_all = 0.0
+    for u, kb in order:  # a block's predecessor in the tile's order started before it
+        t = heapq.heappop(free) + F / 2
+        before = kb + 1 if desc else kb - 1
+        before_walks = set(walk(before)) if 0 <= before < n_blocks else set()
+        sums = []
+        for q in walk(kb):
+            t += 1.0 + (rnd.uniform(-jitter, jitter) if jitter else 0.0)
+            if det and q in before_walks:
+                t = max(t, passed[(u, q, before)])
+            sums.append((q, t))
+        end = t + F / 2
+        for i, (q, _) in enumerate(sums):
+            passed[(u, q, kb)] = sums[i + 1][1] if i + 1 < len(sums) else end
+        heapq.heappush(free, end)
+        end_all = max(end_all, end)
+    return end_all
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shapes", default="2x16x4096,2x16x16384,1x32x8192,4x8x2048,1x4x4096",
+                    help="BxHxL list (H: K/V heads; the model's blocks walk one query head)")
+    ap.add_argument("--heads", default="1,2,4,8", help="K/V heads interleaved by the launch")
+    ap.add_argument("--jitter", type=float, default=0.3)
+    ap.add_argument("--seeds", type=int, default=3)
+    a = ap.parse_args()
+    heads = [int(x) for x in a.heads.split(",")]
+    print("deterministic / default time (mean of %d seeds, jitter %.2f)" % (a.seeds, a.jitter))
+    print("%-14s %-22s %s" % ("B x H x L", "order", "  ".join("heads %d" % g for g in heads)))
+    for shape in a.shapes.split(","):
+        B, H, L = (int(x) for x in shape.split("x"))
+        for causal, desc in ((False, False), (True, False), (True, True)):
+            cells = []
+            for g in heads:
+                r = []
+                for seed in range(1, a.seeds + 1):
+                    base = keys_phase_time(B, H, L, causal, False, False, 1, a.jitter, seed)
+                    r.append(keys_phase_time(B, H, L, causal, True, desc, g, a.jitter, seed) / base)
+                cells.append("%7.3f" % statistics.mean(r))
+            name = ("causal, " if causal else "") + ("descending" if desc else "ascending")
+            print("%-14s %-22s %s" % (shape, name, "  ".join(cells)))
+
+
+if __name__ == "__main__":
+    main()
