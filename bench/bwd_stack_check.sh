@@ -5,20 +5,26 @@
 # test_gpu_bwd in the carried build); then this prints, per step, ab_templates.sh's tables:
 #   1 deterministic / default (no bias, key bias, full bias; plain and causal: the turns' order
 #     goes down the key blocks where causal)   2 masks at 1/8, both modes
-#   3 a broadcast dbias (phase 2)   4 the key split's parts, 4 (tree) vs 2   5 first-round cold
+#   3 a broadcast dbias (phase 2)   4 the key split's parts, 4 (tree) vs 2 vs 1   5 first-round cold
 #   compile a variant   6 compare.py --bwd (the peers side by side, L 4096)
 # Prepared here (the machine's .git may be stale): BASE=<rev> bash bench/bwd_stack_check.sh --prep
-# exports <rev>'s templates to $build/tpl-base and the tree's with M.parts = 2 to $build/tpl-split2;
+# exports <rev>'s templates to $build/tpl-base and the tree's with M.parts = 2, 1 to
+# $build/tpl-split2, tpl-split1;
 # then run(command="bash bench/bwd_stack_check.sh", carry=[$build]) with DMATTN_BUILD_DIR as
 # build.sh (a lean carry: the build without CMakeFiles, Testing and libdmattn.a, ~56 MB).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bdir=$root/${DMATTN_BUILD_DIR:-build}
 if [ "${1:-}" = "--prep" ]; then
-    rm -rf "$bdir/tpl-base" "$bdir/tpl-split2" && mkdir -p "$bdir/tpl-base" "$bdir/tpl-split2"
+    rm -rf "$bdir/tpl-base" "$bdir/tpl-split2" "$bdir/tpl-split1"
+    mkdir -p "$bdir/tpl-base" "$bdir/tpl-split2" "$bdir/tpl-split1"
     git -C "$root" archive "${BASE:?BASE=<rev>}" templates | tar x -C "$bdir/tpl-base"
-    cp -r "$root/templates" "$bdir/tpl-split2/"
-    sed -i 's/^M.parts = 4/M.parts = 2/' "$bdir/tpl-split2/templates/attn_bwd_split.lua"
+    for n in 2 1; do
+        cp -r "$root/templates" "$bdir/tpl-split$n/"
+        sed -i "s/^M.parts = 4/M.parts = $n/" "$bdir/tpl-split$n/templates/attn_bwd_split.lua"
+        grep -q "^M.parts = $n" "$bdir/tpl-split$n/templates/attn_bwd_split.lua" ||
+            { echo "tpl-split$n: M.parts not found"; exit 1; }
+    done
     exit 0
 fi
 out=${OUT:-/tmp/dmattn-bwd-stack}
@@ -39,8 +45,11 @@ ab 2-masks 100 1 $base -- --dir bwd --mask q,k --bias none --density 1,0.125 \
     --deterministic 0,1 $S --warmup 3 --iters 10
 ab 3-broadcast-dbias 120 1 $base -- --dir bwd --bias q,k --Hm 1 --dbias 1 --deterministic 0,1 \
     $S --warmup 1 --iters 3
-ab 4-split-parts 80 2 tree=templates split2="$build/tpl-split2/templates" -- --dir bwd --mask k \
-    --bias none --density 1,0.125 $S --warmup 3 --iters 10
+# (density 0: no key block busy, every block idle: the time against the parts' grid, 4096, 2048
+# or 1024 blocks, is what a block that exits at once costs; split1 = M.parts 1, no split)
+ab 4-split-parts 120 2 tree=templates split2="$build/tpl-split2/templates" \
+    split1="$build/tpl-split1/templates" -- --dir bwd --mask k --bias none --density 1,0.125,0 \
+    $S --warmup 3 --iters 10
 echo "== 5-cold-compile (first round, an empty cache each)"
 for V in mask-none.bias-q mask-k.bias-q mask-k.bias-none mask-none.bias-none mask-none.bias-k; do
     c=$(mktemp -d)
