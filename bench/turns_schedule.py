@@ -7,7 +7,8 @@ keys, tiles of 64 queries); a tile costs one unit, a block's start and end (K, V
 F units together. Blocks start in launch order on `slots` SMs (one block an SM: the d128 kernels'
 shared memory), the next one where a block ends. The default mode adds dq in any order. The
 deterministic mode adds a tile's dq once the block before it in the tile's order has passed the
-tile, which a block does at its next tile's sums (one tile later) or at its walk's end. Orders:
+tile, which a block does at its next tile's sums (one tile later; --lag: that long after its own
+sums, where sooner) or at its walk's end. Orders:
 ascending key blocks (kb waits for kb - 1), or descending (kb + 1 first: causal walks, where a
 block's first tile grows with it). Launch order: a (batch, K/V head)'s key blocks in a row, or
 the key blocks of `heads` K/V heads of a batch interleaved (block kb of each, then kb + 1 ...),
@@ -24,7 +25,7 @@ import statistics
 
 
 def keys_phase_time(B, H, L, causal, det, desc, heads, jitter, seed, slots=132, F=2.0, tile=64,
-                    rows=128):
+                    rows=128, lag=None):
     rnd = random.Random(seed)
     n_tiles, n_blocks = L // tile, L // rows
 
@@ -51,8 +52,9 @@ def keys_phase_time(B, H, L, causal, det, desc, heads, jitter, seed, slots=132, 
                 t = max(t, passed[(u, q, before)])
             sums.append((q, t))
         end = t + F / 2
-        for i, (q, _) in enumerate(sums):
-            passed[(u, q, kb)] = sums[i + 1][1] if i + 1 < len(sums) else end
+        for i, (q, at) in enumerate(sums):  # at the next tile's sums, or `lag` after its own
+            nxt = sums[i + 1][1] if i + 1 < len(sums) else end
+            passed[(u, q, kb)] = nxt if lag is None else min(nxt, at + lag)
         heapq.heappush(free, end)
         end_all = max(end_all, end)
     return end_all
@@ -65,6 +67,8 @@ def main():
     ap.add_argument("--heads", default="1,2,4,8", help="K/V heads interleaved by the launch")
     ap.add_argument("--jitter", type=float, default=0.3)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--lag", type=float, default=None,
+                    help="a turn passed this long after its sums (default: at the next tile's)")
     a = ap.parse_args()
     heads = [int(x) for x in a.heads.split(",")]
     print("deterministic / default time (mean of %d seeds, jitter %.2f)" % (a.seeds, a.jitter))
@@ -77,7 +81,8 @@ def main():
                 r = []
                 for seed in range(1, a.seeds + 1):
                     base = keys_phase_time(B, H, L, causal, False, False, 1, a.jitter, seed)
-                    r.append(keys_phase_time(B, H, L, causal, True, desc, g, a.jitter, seed) / base)
+                    r.append(keys_phase_time(B, H, L, causal, True, desc, g, a.jitter, seed,
+                                             lag=a.lag) / base)
                 cells.append("%7.3f" % statistics.mean(r))
             name = ("causal, " if causal else "") + ("descending" if desc else "ascending")
             print("%-14s %-22s %s" % (shape, name, "  ".join(cells)))
