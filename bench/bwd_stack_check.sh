@@ -7,6 +7,10 @@
 #     goes down the key blocks where causal)   2 masks at 1/8, both modes
 #   3 a broadcast dbias (phase 2)   4 the key split's parts, 4 (tree) vs 2 vs 1   5 first-round cold
 #   compile a variant   6 compare.py --bwd (the peers side by side, L 4096)
+# Round 1 of a variant's cold compile is only the machine's first when run first on a fresh
+# start: `bash bench/bwd_stack_check.sh --compile` alone (session 21's second round took 0.26-0.33
+# s a variant, its first 1.4-2.2 s: NVRTC's own time, "compiled in", against the wall tells
+# libraries paged in from the compile itself).
 # Prepared here (the machine's .git may be stale): BASE=<rev> bash bench/bwd_stack_check.sh --prep
 # exports <rev>'s templates to $build/tpl-base and the tree's with M.parts = 2, 1 to
 # $build/tpl-split2, tpl-split1;
@@ -30,6 +34,21 @@ fi
 out=${OUT:-/tmp/dmattn-bwd-stack}
 mkdir -p "$out"
 . "$root/scripts/gpu-env.sh"  # $build, source-path link, cache dir, GPU and revision lines
+cold_compile() {  # two rounds of five variants, an empty cache each
+    echo "== 5-cold-compile (an empty cache each; two rounds)"
+    for r in 1 2; do
+        for V in mask-none.bias-q mask-k.bias-q mask-k.bias-none mask-none.bias-none \
+            mask-none.bias-k; do
+            /usr/bin/time -f "wall %e s" "$build/dmgen" build -v --cache "$(mktemp -d)" \
+                "bwd.d128.bf16.$V.w0.sm90a" 2>&1 | grep -E "compiled|wall|rror" | tr '\n' ' '
+            echo " [round $r, $V]"
+        done
+    done
+}
+if [ "${1:-}" = "--compile" ]; then  # alone, first thing on a fresh machine (above)
+    cold_compile
+    exit 0
+fi
 ab() {  # ab NAME TIMEOUT ROUNDS VERSIONS... -- DMBENCH_ARGS
     local name=$1 t=$2 rounds=$3
     shift 3
@@ -50,13 +69,7 @@ ab 3-broadcast-dbias 120 1 $base -- --dir bwd --bias q,k --Hm 1 --dbias 1 --dete
 ab 4-split-parts 120 2 tree=templates split2="$build/tpl-split2/templates" \
     split1="$build/tpl-split1/templates" -- --dir bwd --mask k --bias none --density 1,0.125,0 \
     $S --warmup 3 --iters 10
-echo "== 5-cold-compile (first round, an empty cache each)"
-for V in mask-none.bias-q mask-k.bias-q mask-k.bias-none mask-none.bias-none mask-none.bias-k; do
-    c=$(mktemp -d)
-    /usr/bin/time -f "wall %e s" "$build/dmgen" build -v --cache "$c" \
-        "bwd.d128.bf16.$V.w0.sm90a" 2>&1 | grep -E "compiled|wall|rror" | tr '\n' ' '
-    echo " [$V]"
-done
+cold_compile  # (warm by now: NVRTC paged in by steps 1-4)
 echo "== 6-compare"
 timeout 260 python3 "$root/bench/compare.py" --lib "$build/libdmattn.so" --bwd --L 4096 --rep 30 \
     --bwd-cases nobias,keybias,keybias_dbias,fullbias,fullbias_dbias \
