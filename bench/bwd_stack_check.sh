@@ -4,7 +4,8 @@
 # without a new kernel attribute takes the old path). Run the GPU tests first (ctest -L gpu -R
 # test_gpu_bwd in the carried build); then this prints, per step, ab_templates.sh's tables:
 #   1 deterministic / default (no bias, key bias, full bias; plain and causal: the turns' order
-#     goes down the key blocks where causal)   2 masks at 1/8, both modes
+#     goes down the key blocks where causal)   1b the turns' orders, session 25's vs the tree's
+#   2 masks at 1/8, both modes
 #   3 a broadcast dbias (phase 2)   4 the key split's parts, 4 (tree) vs 2 vs 1   5 first-round cold
 #   compile a variant   6 compare.py --bwd (the peers side by side, L 4096)
 # Round 1 of a variant's cold compile is only the machine's first when run first on a fresh
@@ -16,13 +17,16 @@
 # $build/tpl-split2, tpl-split1;
 # then run(command="bash bench/bwd_stack_check.sh", carry=[$build]) with DMATTN_BUILD_DIR as
 # build.sh (a lean carry: the build without CMakeFiles, Testing and libdmattn.a, ~56 MB).
+# STEPS="1 1b 2" (say) runs those steps alone: two device calls where one would pass 10 minutes.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bdir=$root/${DMATTN_BUILD_DIR:-build}
 if [ "${1:-}" = "--prep" ]; then
-    rm -rf "$bdir/tpl-base" "$bdir/tpl-split2" "$bdir/tpl-split1"
-    mkdir -p "$bdir/tpl-base" "$bdir/tpl-split2" "$bdir/tpl-split1"
+    rm -rf "$bdir/tpl-base" "$bdir/tpl-s25" "$bdir/tpl-split2" "$bdir/tpl-split1"
+    mkdir -p "$bdir/tpl-base" "$bdir/tpl-s25" "$bdir/tpl-split2" "$bdir/tpl-split1"
     git -C "$root" archive "${BASE:?BASE=<rev>}" templates | tar x -C "$bdir/tpl-base"
+    # session 25's turns (ascending, one head's key blocks in a row: no turn_order attribute)
+    git -C "$root" archive "${S25:-b68a801}" templates | tar x -C "$bdir/tpl-s25"
     for n in 2 1; do
         cp -r "$root/templates" "$bdir/tpl-split$n/"
         sed -i "s/^M.parts = 4/M.parts = $n/" "$bdir/tpl-split$n/templates/attn_bwd_split.lua"
@@ -49,9 +53,10 @@ if [ "${1:-}" = "--compile" ]; then  # alone, first thing on a fresh machine (ab
     cold_compile
     exit 0
 fi
-ab() {  # ab NAME TIMEOUT ROUNDS VERSIONS... -- DMBENCH_ARGS
+ab() {  # ab NAME TIMEOUT ROUNDS VERSIONS... -- DMBENCH_ARGS (NAME's number in $STEPS)
     local name=$1 t=$2 rounds=$3
     shift 3
+    [[ " ${STEPS:-1 1b 2 3 4 5 6} " == *" ${name%%-*} "* ]] || return 0
     echo "== $name"
     OUT=$out/$name ROUNDS=$rounds timeout "$t" bash "$root/bench/ab_templates.sh" "$@" 2>&1 |
         tail -30
@@ -60,6 +65,9 @@ S="--L 4096 --D 128 --B 2 --H 16"
 base="base=$build/tpl-base/templates tree=templates"
 ab 1-deterministic 240 1 $base -- --dir bwd --mask none --bias none,k,q --causal 0,1 \
     --deterministic 0,1 $S --warmup 3 --iters 10
+# the turns' orders alone: session 25's (ascending, no interleave) against the tree's
+ab 1b-turn-orders 120 1 s25="$build/tpl-s25/templates" tree=templates -- --dir bwd --mask none \
+    --bias none --causal 0,1 --deterministic 1 $S --warmup 3 --iters 10
 ab 2-masks 100 1 $base -- --dir bwd --mask q,k --bias none --density 1,0.125 \
     --deterministic 0,1 $S --warmup 3 --iters 10
 ab 3-broadcast-dbias 120 1 $base -- --dir bwd --bias q,k --Hm 1 --dbias 1 --deterministic 0,1 \
@@ -69,7 +77,8 @@ ab 3-broadcast-dbias 120 1 $base -- --dir bwd --bias q,k --Hm 1 --dbias 1 --dete
 ab 4-split-parts 120 2 tree=templates split2="$build/tpl-split2/templates" \
     split1="$build/tpl-split1/templates" -- --dir bwd --mask k --bias none --density 1,0.125,0 \
     $S --warmup 3 --iters 10
-cold_compile  # (warm by now: NVRTC paged in by steps 1-4)
+[[ " ${STEPS:-5} " == *" 5 "* ]] && cold_compile  # (warm by now: NVRTC paged in by 1-4)
+[[ " ${STEPS:-6} " == *" 6 "* ]] || exit 0
 echo "== 6-compare"
 timeout 260 python3 "$root/bench/compare.py" --lib "$build/libdmattn.so" --bwd --L 4096 --rep 30 \
     --bwd-cases nobias,keybias,keybias_dbias,fullbias,fullbias_dbias \
