@@ -53,10 +53,13 @@ if [ "${1:-}" = "--compile" ]; then  # alone, first thing on a fresh machine (ab
     cold_compile
     exit 0
 fi
+want() {  # want STEP: STEP is in $STEPS (unset: every step)
+    [[ " ${STEPS:-1 1b 2 3 4 5 6} " == *" $1 "* ]]
+}
 ab() {  # ab NAME TIMEOUT ROUNDS VERSIONS... -- DMBENCH_ARGS (NAME's number in $STEPS)
     local name=$1 t=$2 rounds=$3
     shift 3
-    [[ " ${STEPS:-1 1b 2 3 4 5 6} " == *" ${name%%-*} "* ]] || return 0
+    want "${name%%-*}" || return 0
     echo "== $name"
     OUT=$out/$name ROUNDS=$rounds timeout "$t" bash "$root/bench/ab_templates.sh" "$@" 2>&1 |
         tail -30
@@ -77,8 +80,8 @@ ab 3-broadcast-dbias 120 1 $base -- --dir bwd --bias q,k --Hm 1 --dbias 1 --dete
 ab 4-split-parts 120 2 tree=templates split2="$build/tpl-split2/templates" \
     split1="$build/tpl-split1/templates" -- --dir bwd --mask k --bias none --density 1,0.125,0 \
     $S --warmup 3 --iters 10
-[[ " ${STEPS:-5} " == *" 5 "* ]] && cold_compile  # (warm by now: NVRTC paged in by 1-4)
-[[ " ${STEPS:-6} " == *" 6 "* ]] || exit 0
+want 5 && cold_compile  # (warm by now: NVRTC paged in by steps 1-4)
+want 6 || exit 0
 echo "== 6-compare"
 timeout 260 python3 "$root/bench/compare.py" --lib "$build/libdmattn.so" --bwd --L 4096 --rep 30 \
     --bwd-cases nobias,keybias,keybias_dbias,fullbias,fullbias_dbias \

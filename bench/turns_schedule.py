@@ -76,13 +76,12 @@ def main():
     for shape in a.shapes.split(","):
         B, H, L = (int(x) for x in shape.split("x"))
         for causal, desc in ((False, False), (True, False), (True, True)):
+            seeds = range(1, a.seeds + 1)  # the default mode's time, once a seed
+            base = [keys_phase_time(B, H, L, causal, False, False, 1, a.jitter, s) for s in seeds]
             cells = []
             for g in heads:
-                r = []
-                for seed in range(1, a.seeds + 1):
-                    base = keys_phase_time(B, H, L, causal, False, False, 1, a.jitter, seed)
-                    r.append(keys_phase_time(B, H, L, causal, True, desc, g, a.jitter, seed,
-                                             lag=a.lag) / base)
+                r = [keys_phase_time(B, H, L, causal, True, desc, g, a.jitter, s, lag=a.lag) / t
+                     for s, t in zip(seeds, base)]
                 cells.append("%7.3f" % statistics.mean(r))
             name = ("causal, " if causal else "") + ("descending" if desc else "ascending")
             print("%-14s %-22s %s" % (shape, name, "  ".join(cells)))
