@@ -389,7 +389,8 @@ static void take_result(lua_State *L, emit_job *job)
         !get_opt_int_field(L, top, "dq_atomic", &out->dq_atomic) ||
         !get_opt_int_field(L, top, "tma_maps", &out->tma_maps) ||
         !get_opt_int_field(L, top, "query_tile", &out->query_tile) ||
-        !get_opt_int_field(L, top, "key_split", &out->key_split)) {
+        !get_opt_int_field(L, top, "key_split", &out->key_split) ||
+        !get_opt_int_field(L, top, "dq_turns", &out->dq_turns)) {
         fail(job, DM_ERR_COMPILE,
              "template returned an incomplete table (needs source, entry, threads, block_m, "
              "block_n, smem_bytes)");

@@ -102,6 +102,10 @@ typedef struct dm_kernel_src {
      * templates/attn_bwd_split.lua: phase 1's grid has that many blocks a key block); 0 when
      * left out: one */
     int key_split;
+    /* bwd: 1 where the keys phase can add dq in a fixed order (BwdParams.dq_turns,
+     * templates/attn_bwd_turns.lua: the deterministic mode without the rows phase); 0 when left
+     * out */
+    int dq_turns;
 } dm_kernel_src;
 
 /* Runs the family's Lua template for v in a fresh Lua state. Templates come from the copies

@@ -213,8 +213,17 @@
       "with key_split: fp32 scratch, key_split_cap x key_split slots of a key block's dk, dv") \
     X(I32, key_slots, 1, \
       "with key_split: the keys phase's blocks resident at once (SMs x blocks an SM)") \
-    X(I32, key_split_cap, 1, "with key_split: the most marked key blocks key_partials holds")
-#define DM_BWD_PARAMS_BYTES 560
+    X(I32, key_split_cap, 1, "with key_split: the most marked key blocks key_partials holds") \
+    X(U64, dq_turns, 1, \
+      "0, or int32 scratch of a kernel with dq_turns (attn_bwd_turns.lua), a count a query tile " \
+      "of each (b, h), zeroed by phase 0: the deterministic mode's order of dq's sums") \
+    X(U64, dbias_part, 1, \
+      "phase 2 (dense): 0, or the partials phases 0 and 1 wrote as their fused dbias (bias's " \
+      "dtype, (B, H / dbias_head_div, dbias_Lq, Lk)), which it sums into dbias") \
+    X(I32, dbias_head_div, 1, \
+      "query heads a head of the fused dbias (phases 0, 1) sums: bias_head_div, or with " \
+      "dbias_part a divisor of group (the struct ends in 4 bytes of padding)")
+#define DM_BWD_PARAMS_BYTES 584
 
 /* The C and CUDA spellings of each type; DM_PARAM_DIM_<count> the array part of a member. */
 #define DM_PARAM_CTYPE_U64 uint64_t

@@ -234,16 +234,24 @@ typedef struct dm_bwd_args {
 /* The gradients of a dm_fwd call (SPEC §3), asynchronous on stream like dm_fwd. Every argument is
  * checked first (DM_ERR_INVALID_ARG naming it; nothing written). Scratch is stream-ordered
  * (cuMemAllocAsync, or the context's allocator) and freed in stream order: fp32 B x H x Lq for
- * the rows' dO.O, plus B x H x Lq x D for dq's sums in the default mode on sm_90a; there, with
+ * the rows' dO.O, plus B x H x Lq x D for dq's sums on sm_90a (in the deterministic mode also
+ * an int32 count a 64-row query tile of each (b, h), which orders them); there, with
  * a key-layout mask, also int32 marks (1 + 2 B Hkv ceil(Lk / K), K keys a block: 128 at D = 128)
  * and fp32 sums of up to 1.25 x the blocks resident at once x 4 parts x 2 x K x D (84 MB at D =
  * 128 on 132 SMs), so that when few key blocks are visible, each one's walk over the queries can
  * be split across blocks.
- * dk, dv and dbias come from a pass over keys (or, where dbias's sums cross blocks, a pass of its
- * own), every sum in a fixed order (a split walk's parts added in part order): the same bits run
- * to run in either mode.
- * dq, deterministic: a pass over query rows of its own, recomputing the probabilities (seven
- *   matrix products a tile pair in all).
+ * dk, dv and dbias come from a pass over keys, every sum in a fixed order (a split walk's parts
+ * added in part order): the same bits run to run in either mode. A dbias whose sums cross blocks
+ * (a broadcast batch, a query-layout bias with fewer heads than H, a key-layout one whose heads
+ * span K/V heads) is first written unbroadcast into scratch of bias's dtype, B x H / d x (Lq, or 1
+ * for the key layout) x Lk (d = 1, or for the key layout the query heads of a K/V head that share
+ * a bias head), which a last pass sums in order: for a (1, H, Lq, Lk) bias as much scratch as a
+ * (B, H, Lq, Lk) dbias. Where that scratch cannot be had, the last pass recomputes ds instead
+ * (the same result, many times slower).
+ * dq, deterministic: on sm_90a the pass over keys adds each tile's share to fp32 sums as in the
+ *   default mode, in key-block order (a block adds once the blocks before it have added or
+ *   skipped that query tile), then a pass scales them into dq (five products a tile pair).
+ *   Elsewhere a pass over query rows of its own, recomputing the probabilities (seven).
  * dq, default: on sm_90a (the wgmma kernels) the pass over keys adds each tile's share to fp32
  *   sums by atomic reductions, then a pass scales them into dq (five products; run to run the
  *   order of the additions, hence dq's last bits, may differ). Elsewhere as in deterministic

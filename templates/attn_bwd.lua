@@ -39,6 +39,7 @@ local tune = require("tune")
 -- The tile phases' engines, by the tuning row's mma (simt has none: its own phases).
 local engines = { ["mma.sync"] = require("attn_bwd_mma"), wgmma = require("attn_bwd_wgmma") }
 local key_split = require("attn_bwd_split")
+local turns = require("attn_bwd_turns")
 
 local M = {}
 
@@ -470,11 +471,13 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
     float dk[kDT][4], dv[kDT][4];
     zero_acc(dk);
     zero_acc(dv);
+    $keys_turn_decl
     $keys_m_begin
     $keys_dbias_start
     for (i64 h = hk * p.group; h < (hk + 1) * p.group; h++) {
         $keys_head_start
         $keys_m_end
+        $keys_turns_rest
         $keys_qdbias_skipped
         $keys_head_first_tile
         for (i64 m0 = m_begin; m0 < m_end; m0 += kTile) {
@@ -519,6 +522,8 @@ __device__ __forceinline__ void zero_dq_rows(const BwdParams &p, i64 b, i64 h, i
     const i64 quads = (min((i64)p.Lq, m0 + kRows) - m0) * (kD / 4);
     for (i64 e = threadIdx.x; e < quads; e += kThreads)
         rows[e] = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (p.dq_turns && threadIdx.x < kRows / kTile && m0 + threadIdx.x * kTile < p.Lq)
+        ((int *)p.dq_turns)[dq_turn(p, b, h, m0 + threadIdx.x * kTile, 0).at] = 0;  // its counts
 }
 
 // Phase 0's row_dot of query rows [m0, m0 + kRows) of head h, batch b into p.row_dot (and the
@@ -655,6 +660,7 @@ if (p.dq_accum) {  // the tile pair's share of dq: dS^T to shared memory, dS K a
     $keys_qdbias_out
     float dq[kDqT][4];  // this warpgroup's columns of dq, over all the block's keys
     gemm_ds_k(sDS, sK, dq);
+    const DqTurn turn = dq_turn(p, b, h, m0, g_turns.rank);  // the sums' order, if any
     $keys_red
 }]=]
 
@@ -682,7 +688,7 @@ __syncthreads();]=],
   lse2 = "sLse2[c]",
   red = table.concat({
     "// staged in the Q and dO tiles (read by now) and their neighbour",
-    "red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, sQ);" }, "\n"),
+    "red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, sQ, p, turn);" }, "\n"),
   -- a walk of no tile (Lq = 0: phase 1 only zeroes dk, dv) never waited for K and V
   keys_end = "tiles_landed();  // the own K and V copies, before the block's memory goes",
 }
@@ -724,12 +730,14 @@ $bias_fill]=],
   lse2 = "sLse[c]",
   red = table.concat({
     "// staged in the Q and dO tiles (read by now) and their neighbour (stage 1: dS^T)",
-    "red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, it % 2 ? smem + kDsAt : sQ);" }, "\n"),
+    "red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, it % 2 ? smem + kDsAt : sQ,",
+    "         p, turn);" }, "\n"),
   red_map = table.concat({  -- kD % 32 == 0: by dq's map where the maps were made
     "if (maps.tma)  // staged in the stage's Q and dO tiles",
-    "    red_tile_map(dq, maps, sQ, b, h, m0);",
+    "    red_tile_map(dq, maps, sQ, b, h, m0, p, turn);",
     "else  // staged in the Q and dO tiles and their neighbour (stage 1: dS^T)",
-    "    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, it % 2 ? smem + kDsAt : sQ);" }, "\n"),
+    "    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, it % 2 ? smem + kDsAt : sQ,",
+    "             p, turn);" }, "\n"),
   keys_end = table.concat({
     "if (threadIdx.x == 0)",
     "    bulk_wait_read();  // the block's last bulk reads done before it ends" }, "\n"),
@@ -782,9 +790,9 @@ if (!maps.tma) {
 }]=],
   red_map = table.concat({
     "if (maps.tma)  // staged in dq's buffer, a warpgroup its own boxes",
-    "    red_tile_map(dq, maps, dq_buffer(smem), b, h, m0);",
+    "    red_tile_map(dq, maps, dq_buffer(smem), b, h, m0, p, turn);",
     "else  // staged in dq's buffer and dS^T buffer 1 (red_tile's first barrier: read)",
-    "    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, dq_buffer(smem));" }, "\n"),
+    "    red_tile(dq, dq_accum_of(p, b, h), m0, p.Lq, dq_buffer(smem), p, turn);" }, "\n"),
   ds_at = "ds_tiles(smem, it)",
   dq_buf_wait = table.concat({
     "if (threadIdx.x % 128 == 0)",
@@ -932,10 +940,13 @@ local red_tile_map_fn = [=[
 // take two wavefronts, the least), and added by one thread (the ring: a warpgroup's first, its
 // boxes): kD / 32 reductions a tile where red_tile's threads issue one a row, one lane after
 // another. Their reads are waited for by that thread before the buffer is written again
-// (issue_query_tile, or the ring's keys_dq) and before the block ends.
+// (issue_query_tile, or the ring's keys_dq) and before the block ends. The deterministic mode
+// (t.at >= 0, attn_bwd_turns.lua): that thread passes the last tile's turn (turn_held) once its
+// sums are written and waits for this one's before it adds.
 constexpr int kDqBoxBytes = kTile * 128;
 __device__ __forceinline__ void red_tile_map(const float (&acc)[kDqT][4], const BwdMaps &maps,
-                                             u16 *buf, i64 b, i64 h, i64 m0)
+                                             u16 *buf, i64 b, i64 h, i64 m0, const BwdParams &p,
+                                             DqTurn t)
 {
     static_assert(kD % 32 == 0 && kD / 32 * kDqBoxBytes <= 2 * kTileElems * 2,
                   "whole boxes, in the stage's Q and dO tiles");
@@ -967,10 +978,16 @@ local red_map_block = {
   reduce = [=[
 __syncthreads();
 if (threadIdx.x == 0) {
+    if (t.at >= 0) {  // the last tile's turn passed, this tile's awaited
+        dq_turn_release(p);
+        dq_turn_wait(p, t);
+    }
     for (int a = 0; a < kD / 32; a++)
         tma_reduce_add_4d(maps.dq, (unsigned char *)buf + a * kDqBoxBytes, 32 * a, (int)m0,
                           (int)h, (int)b);
     bulk_commit();
+    if (t.at >= 0)
+        turn_held() = t.at;
 }]=] }
 -- ...or (the query ring) in dq's own buffer, whose last reads the warpgroup's first thread waited
 -- for before dS^T's barrier: each warpgroup its own boxes (its kDqCols columns), behind a
@@ -985,6 +1002,10 @@ if (warp_group() == 0)  // the warpgroup's stores, fenced: barrier 1 + its index
 else
     named_barrier_sync<2, 128>();
 if (threadIdx.x % 128 == 0) {  // the warpgroup's boxes (a fixed count: the loop unrolls)
+    if (t.at >= 0) {  // the last tile's turn passed, this tile's awaited
+        dq_turn_release(p);
+        dq_turn_wait(p, t);
+    }
 #pragma unroll
     for (int k = 0; k < kDqCols / 32; k++) {
         const int a = warp_group() * (kDqCols / 32) + k;
@@ -992,6 +1013,8 @@ if (threadIdx.x % 128 == 0) {  // the warpgroup's boxes (a fixed count: the loop
                           (int)h, (int)b);
     }
     bulk_commit();
+    if (t.at >= 0)
+        turn_held() = t.at;
 }]=] }
 
 -- A query-layout bias in the keys phase of a kernel with tensor maps (keys_tma_fns): its tile of
@@ -1206,12 +1229,42 @@ __device__ __forceinline__ float ds_sum(const BwdParams &p, i64 b, i64 h0, i64 h
 }
 $dbias_element_fn]=]
 
--- Phase 2's element, dense: (bb, bh, bi, j) of dbias's (dbias_B, dbias_H, dbias_Lq, Lk).
+-- Phase 2's element, dense: (bb, bh, bi, j) of dbias's (dbias_B, dbias_H, dbias_Lq, Lk); with
+-- p.dbias_part (api/bwd.c: every dense call whose dbias sums cross blocks) the sum of the
+-- partials phases 0 and 1 wrote, a memory pass, instead of ds recomputed a warp an element
+-- (on the H200 ~50 ms for a (1, 16, 4096, 4096) dbias at B = 2, against ~2.4 ms for the rest).
 local dbias_element_dense = [=[
+// Phase 2 from the partials (p.dbias_part: bias's dtype, (B, H / p.dbias_head_div, dbias_Lq, Lk)
+// as phases 0 and 1 wrote them in place of dbias): dbias element e, the sum of the partials of
+// the batches and heads it stands for, batches first, in order: a lane an element.
+__device__ __forceinline__ void dbias_sum_parts(const BwdParams &p, i64 e)
+{
+    const i64 j = e % p.Lk, bi = e / p.Lk % p.dbias_Lq;
+    const i64 bh = e / ((i64)p.Lk * p.dbias_Lq) % p.dbias_H;
+    const i64 bb = e / ((i64)p.Lk * p.dbias_Lq * p.dbias_H);
+    const i64 b0 = p.dbias_B == p.B ? bb : 0, b1 = p.dbias_B == p.B ? bb + 1 : p.B;
+    const i64 per = p.bias_head_div / p.dbias_head_div, heads = p.H / p.dbias_head_div;
+    float sum = 0.f;
+    for (i64 b = b0; b < b1; b++)
+        for (i64 s = bh * per; s < (bh + 1) * per; s++) {
+            const i64 at = ((b * heads + s) * p.dbias_Lq + bi) * p.Lk + j;
+            sum += p.bias_f32 ? ((const float *)p.dbias_part)[at]
+                              : elem_to_float(((const u16 *)p.dbias_part)[at]);
+        }
+    store_dbias(p, bb, bh, bi, j, sum);
+}
+
 // Phase 2: a warp per dbias element (bb, bh, bi, j) of dbias's (dbias_B, dbias_H, dbias_Lq, Lk):
-// the sum of ds over the batches, heads and queries it stands for, in that order.
+// the sum of ds over the batches, heads and queries it stands for, in that order; with partials,
+// 32 elements a warp from element 32 r on (the host's grid: a warp per 32).
 __device__ __forceinline__ void dbias_phase(const BwdParams &p, i64 r, int lane)
 {
+    if (p.dbias_part) {
+        const i64 e = 32 * r + lane;
+        if (e < (i64)p.dbias_B * p.dbias_H * p.dbias_Lq * p.Lk)
+            dbias_sum_parts(p, e);
+        return;
+    }
     const i64 j = r % p.Lk, bi = r / p.Lk % p.dbias_Lq;
     const i64 bh = r / ((i64)p.Lk * p.dbias_Lq) % p.dbias_H;
     const i64 bb = r / ((i64)p.Lk * p.dbias_Lq * p.dbias_H);
@@ -1673,6 +1726,17 @@ local function zero_tile_dbias(guard, indent, rows)
     indent .. "    zero_dbias_rows<" .. keys .. ">(p, b, h, m0, m0 + " .. rows .. ", n0);"
 end
 
+-- The lines of a keys-phase tile pair a query-layout mask's vote skips (nil: none), an engine
+-- with dq sums (dq_sums): its dbias 0 (a query-layout bias), its dq turn passed.
+local function keys_skipped(qbias, dq_sums)
+  if not dq_sums then
+    return nil
+  end
+  local turn = "    dq_turns_skip(p, b, h, m0, m0 + kTile);  // its dq turn passed all the same"
+  return qbias and zero_tile_dbias("p.dq_accum && p.dbias_fused", "    ", "kTile") .. "\n" ..
+    turn or turn
+end
+
 -- The rows phase's copies of a key tile (K, V, a query-layout bias tile, the key-layout values),
 -- the lines for key tile `n` into the tile arrays named as the loop's (sK, sV, sBiasQ, sKB).
 local rows_copy_lines = [=[
@@ -1742,8 +1806,7 @@ local function layout_pieces(v, dq_sums)
         "unsigned char *sMaskQ = (unsigned char *)smem + kQueryTilesAt;",
       "const bool mask_staged = mask_stageable(p);" }, "\n") or "",
     keys_tile_vote = v.mask == "q" and
-      qmask_vote("kTile, kRows", bq and dq_sums and
-        zero_tile_dbias("p.dq_accum && p.dbias_fused", "    ", "kTile"), "continue;") or "",
+      qmask_vote("kTile, kRows", keys_skipped(bq, dq_sums), "continue;") or "",
     bias_add_x = (bk or bq) and "x += kb;" or
       "// no bias",
     kb_rows = bk and "sKB[c]" or
@@ -1876,9 +1939,9 @@ local function layout_pieces(v, dq_sums)
     x.simt_keys_dbias_start = "float dbias_sum = 0.f;  // over the queries of the bias head's heads"
     x.simt_keys_dbias_add = "dbias_sum += g.ds;"
     x.simt_keys_dbias_end = table.concat({
-      "if (p.dbias_fused && (h + 1) % p.bias_head_div == 0) {  // the bias head's last head",
+      "if (p.dbias_fused && (h + 1) % p.dbias_head_div == 0) {  // the dbias head's last head",
       "    if (lane == 0)",
-      "        store_dbias(p, b, h / p.bias_head_div, 0, j, dbias_sum);",
+      "        store_dbias(p, b, h / p.dbias_head_div, 0, j, dbias_sum);",
       "    dbias_sum = 0.f;",
       "}" }, "\n")
     x.keys_dbias_start = "float dbias_sum[2] = {0.f, 0.f};  // this thread's two keys, its columns"
@@ -1891,7 +1954,7 @@ local function layout_pieces(v, dq_sums)
       "            dbias_sum[e / 2] += dp[nt][e];",
       "}" }, "\n")
     x.keys_dbias_end = table.concat({
-      "if (p.dbias_fused && (h + 1) % p.bias_head_div == 0) {  // the bias head's last head",
+      "if (p.dbias_fused && (h + 1) % p.dbias_head_div == 0) {  // the dbias head's last head",
       "#pragma unroll",
       "    for (int hf = 0; hf < 2; hf++) {",
       "        float sum = dbias_sum[hf];  // the quad's four threads hold the key's columns",
@@ -1899,7 +1962,7 @@ local function layout_pieces(v, dq_sums)
       "        sum += __shfl_xor_sync(kAllLanes, sum, 2);",
       "        const i64 j = n0 + warp * 16 + lane / 4 + hf * 8;",
       "        if (lane % 4 == 0 && j < p.Lk)",
-      "            store_dbias(p, b, h / p.bias_head_div, 0, j, sum);",
+      "            store_dbias(p, b, h / p.dbias_head_div, 0, j, sum);",
       "        dbias_sum[hf] = 0.f;",
       "    }",
       "}" }, "\n")
@@ -2050,8 +2113,7 @@ function M.emit(v)
     if mask_ring then  -- the keys phase's mask tiles in a ring (qmask_vote_ring)
       mp.keys_qmask_decl = mp.qmask_decl:gsub("char %*sMaskQ = ", "char *sMaskQ0 = ") ..
         "\nunsigned char *sMaskQ;  // this tile's stage"
-      mp.keys_tile_vote = qmask_vote_ring(v.bias == "q" and engine.dq_atomic and
-        zero_tile_dbias("p.dq_accum && p.dbias_fused", "    ", "kTile"))
+      mp.keys_tile_vote = qmask_vote_ring(keys_skipped(v.bias == "q", engine.dq_atomic))
       mp.keys_tile_barrier = ""
     end
     -- the staged tiles sit after the float arrays (with a bias by the maps: on its stages)
@@ -2091,6 +2153,9 @@ function M.emit(v)
       "const i64 n_end = p.Lk;"
     buf.add(tile_constants, mp)
     buf.add("")
+    if engine.dq_atomic then
+      buf.add(turns.fns(common, ring))
+    end
     buf.add(engine.text(v.d, d_pad, v.mask == "q" or v.bias == "q", tma, ring))
     buf.add("")
     local tb = tma_bias and keys_tma_bias or {}
@@ -2123,6 +2188,28 @@ function M.emit(v)
     mp.ds_at, mp.dq_buf_wait = kq.ds_at or "smem + kDsAt", kq.dq_buf_wait or ""
     mp.keys_red = v.d % 32 == 0 and kq.red_map or kq.red
     mp.keys_end = kq.keys_end or ""
+    -- the deterministic mode's dq turns (attn_bwd_turns.lua), where the engine sums dq: a
+    -- thread's held turn, the tiles a head with no visible key passes, the walk's last turns
+    mp.keys_turn_decl, mp.keys_turns_rest = "", ""
+    if engine.dq_atomic then
+      mp.keys_turn_decl = table.concat({
+        split and "dq_turns_start(dq_turn_rank(p, b, hk, n0));  // (-1: passes none)" or
+          "dq_turns_start((int)(n0 / kRows));  // the deterministic mode's dq turns" }, "\n")
+      -- a head the block walks none of (no key visible, a uniform test): its held turns passed
+      -- first (blocks after it wait on them; held across the head they trailed by a head, not a
+      -- tile), then every tile of the head, before the walk, so that no bound of it is held
+      -- across (the split kernels: every part count is 1 where the turns are kept, part 0 walks
+      -- all)
+      local rest = { "    dq_turns_end(p);  // the held turns, passed now",
+        "    dq_turns_skip(p, b, h, $m0, p.Lq);",
+        "}" }
+      mp.keys_turns_rest = table.concat(split and {
+        "if (part == 0 && m_last == m_first) {  // no key of the block visible to head h",
+        rest[1], rest[2]:gsub("%$m0", "m_first"), rest[3] } or {
+        "if (m_end == m_begin) {  // no key of the block visible to head h",
+        rest[1], rest[2]:gsub("%$m0", "m_begin"), rest[3] }, "\n")
+      mp.keys_end = "dq_turns_end(p);\n" .. mp.keys_end
+    end
     mp.row_dots_query_rows = kq.row_dots or ""
     mp.dq_accum_fns = engine.dq_atomic and
       common.fill(dq_accum_fns, { query_rows = kq.row_dots or "" }) or ""
@@ -2250,6 +2337,8 @@ function M.emit(v)
            query_tile = simt and warps or tile, smem_bytes = smem,
            dq_atomic = engine and engine.dq_atomic and not rows_only and 1 or 0,
            tma_maps = tma and not rows_only and 1 or 0,
+           dq_turns = engine and engine.dq_atomic and not rows_only and not v.varlen and
+             row.dq_turns and 1 or 0,
            key_split = split and key_split.parts or 0 }
 end
 

@@ -26,12 +26,18 @@ local fns = [=[
 // The keys phase split across blocks (attn_bwd_split.lua): at most kKeyParts parts a key block.
 constexpr int kKeyParts = $parts;
 
+// Key blocks of kRows keys a (batch, K/V head): marks and tickets a block each.
+__device__ __forceinline__ i64 key_blocks(const BwdParams &p)
+{
+    return (p.Lk + kRows - 1) / kRows;
+}
+
 // Phase 0, query block blockIdx.x of head h: key blocks blockIdx.x, + gridDim.x, ... that head
 // h sees get their group's mark, the first head to see one also its rank among the marked.
 __device__ __forceinline__ void mark_busy_keys(const BwdParams &p, i64 b, i64 h)
 {
     int *marks = (int *)p.key_split;  // [0]: marked blocks; [1 + block]: its rank + 1, 0 unseen
-    const i64 blocks = (p.Lk + kRows - 1) / kRows;  // of one (batch, K/V head)
+    const i64 blocks = key_blocks(p);
     for (i64 jb = blockIdx.x; jb < blocks; jb += gridDim.x) {
         const i64 j = jb * kRows + threadIdx.x;  // kThreads >= kRows: a key a thread
         const bool seen = threadIdx.x < kRows && j < p.Lk && mask_at(p, b, h, 0, j);
@@ -46,7 +52,7 @@ __device__ __forceinline__ void mark_busy_keys(const BwdParams &p, i64 b, i64 h)
 // Key block (b, hk, n0)'s index among the (batch, K/V head, key block)s: its mark and ticket.
 __device__ __forceinline__ i64 key_block_of(const BwdParams &p, i64 b, i64 hk, i64 n0)
 {
-    return (b * p.Hkv + hk) * ((p.Lk + kRows - 1) / kRows) + n0 / kRows;
+    return (b * p.Hkv + hk) * key_blocks(p) + n0 / kRows;
 }
 
 // The parts key block (b, hk, n0)'s walk is split in, 1 where not: counted in 1 / kKeyParts
@@ -55,8 +61,9 @@ __device__ __forceinline__ i64 key_block_of(const BwdParams &p, i64 b, i64 hk, i
 // head, the end), not kept: the walk's registers are at their limit.
 __device__ __forceinline__ int key_parts_of(const BwdParams &p, i64 b, i64 hk, i64 n0)
 {
-    if (!p.key_split)
-        return 1;  // the deterministic mode's, or a call's with no scratch for it
+    if (!p.key_split || p.dq_turns)
+        return 1;  // the deterministic mode's (its dq turns wait on lower blocks, which parts 1+
+                   // are not), or a call's with no scratch for it
     $no_split_with_dbias
     const int *marks = (const int *)p.key_split;
     const int busy = marks[0], slots = p.key_slots;
@@ -71,6 +78,22 @@ __device__ __forceinline__ int key_parts_of(const BwdParams &p, i64 b, i64 hk, i
         }
     }
     return parts;
+}
+
+// The deterministic mode's dq turns (attn_bwd_turns.lua): key block (b, hk, n0)'s rank among the
+// marked blocks of its (batch, K/V head), those before it that pass turns; -1 where unmarked (no
+// head sees it: it passes none). Without marks (p.key_split = 0) its index.
+// (not inlined: its loop, inlined at the walk's start, made ptxas spill in the walk)
+__device__ __noinline__ int dq_turn_rank(const BwdParams &p, i64 b, i64 hk, i64 n0)
+{
+    const int kb = (int)(n0 / kRows);
+    if (!p.dq_turns || !p.key_split)
+        return kb;
+    const int *marks = (const int *)p.key_split + 1 + (b * p.Hkv + hk) * key_blocks(p);
+    int rank = 0;
+    for (int j0 = 0; j0 < kb; j0 += kThreads)  // uniform: the block counts together
+        rank += __syncthreads_count(j0 + (int)threadIdx.x < kb && marks[j0 + threadIdx.x] != 0);
+    return marks[kb] != 0 ? rank : -1;
 }
 
 // acc = the parts' sums of it, from p.key_partials (slots: the block's first slot, this thread's
@@ -105,7 +128,7 @@ __device__ __forceinline__ bool sum_parts(const BwdParams &p, i64 b, i64 hk, i64
     const i64 block = key_block_of(p, b, hk, n0);
     int *marks = (int *)p.key_split;
     const i64 rank = marks[1 + block] - 1;
-    int *ticket = marks + 1 + p.B * p.Hkv * ((p.Lk + kRows - 1) / kRows) + block;
+    int *ticket = marks + 1 + p.B * p.Hkv * key_blocks(p) + block;
     float4 *slots = (float4 *)p.key_partials + rank * kKeyParts * 2 * kDT * kThreads + threadIdx.x;
     float4 *own = slots + (i64)part * 2 * kDT * kThreads;
 #pragma unroll

@@ -175,13 +175,29 @@ static_assert(kTile * kDqPitch <= 2 * kTileElems * 2 + kGroups * kTile * kAtomRo
 // dO and dS^T tiles, read by then), then a row a thread of the first kTile / kWarps lanes by the
 // bulk-copy engine: one instruction a row instead of a reduction request a lane every 16 bytes.
 // On return the engine has read buf (the caller's next barrier frees it for every thread).
+// The deterministic mode (t.at >= 0, attn_bwd_turns.lua): the sums wait for the tile's turn
+// (thread 0, before the second barrier); the last tile's turn, held by its holders, is passed
+// behind the first barrier, its sums written by then (each issuing thread waited for its own).
 __device__ __forceinline__ void red_tile(const float (&acc)[kDqT][4], float *base, i64 m0,
-                                         i64 rows, u16 *buf)
+                                         i64 rows, u16 *buf, const BwdParams &p, DqTurn t)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, r = group_warp() * 16 + lane / 4;
     const int col0 = warp_group() * kDqCols;
     unsigned char *row = (unsigned char *)buf + r * kDqPitch + (col0 + (lane % 4) * 2) * 4;
+    // each warp its own kTile / kWarps rows: the bulk ops (a uniform-datapath loop over the
+    // issuing lanes) run in every warp at once, 16 a warp with four, not 32 in each of two
+    constexpr int kWarpRows = kTile / kWarps;
+    const int own = warp * kWarpRows + lane;
+    if (t.at >= 0 && lane < kWarpRows) {  // the last tile's sums written, before its turn passes
+        bulk_wait();
+        asm volatile("fence.proxy.async.global;\n" ::: "memory");
+        __threadfence();
+    }
     __syncthreads();  // every warp's dS K has read the dS^T tiles
+    if (t.at >= 0 && threadIdx.x % kTurnHolder == 0 && turn_held() >= 0) {
+        dq_turn_pass(p, turn_held(), kTurnAdd);
+        turn_held() = -1;
+    }
 #pragma unroll
     for (int dt = 0; dt < kDqT; dt++)
         if (col0 + dt * 8 < kHeadDim) {
@@ -189,17 +205,19 @@ __device__ __forceinline__ void red_tile(const float (&acc)[kDqT][4], float *bas
             *(float2 *)(row + 8 * kDqPitch + dt * 32) = make_float2(acc[dt][2], acc[dt][3]);
         }
     fence_proxy_async();  // the stores, visible to the bulk-copy engine
+    if (t.at >= 0 && threadIdx.x == 0)
+        dq_turn_wait(p, t);  // the key blocks before this one have added theirs
     __syncthreads();
-    // each warp its own kTile / kWarps rows: the bulk ops (a uniform-datapath loop over the
-    // issuing lanes) run in every warp at once, 16 a warp with four, not 32 in each of two
-    constexpr int kWarpRows = kTile / kWarps;
-    const int own = warp * kWarpRows + lane;
     if (lane < kWarpRows && m0 + own < rows) {
+        if (t.at >= 0)  // after the turn (thread 0's wait, the barrier)
+            asm volatile("fence.proxy.async.global;\n" ::: "memory");
         bulk_red_add_f32(base + (m0 + own) * kD, smem_u32((unsigned char *)buf + own * kDqPitch),
                          4 * kHeadDim);
         bulk_commit();
         bulk_wait_read();
     }
+    if (t.at >= 0 && threadIdx.x % kTurnHolder == 0)
+        turn_held() = t.at;  // passed at the next tile's sums or the walk's end
 }]=]
 
 -- load_tile, by the layouts (measured, NOTES "Issue 16, session 17"): where a query-layout mask or

@@ -54,6 +54,11 @@ __device__ __forceinline__ void bulk_commit()
 __device__ __forceinline__ void bulk_wait_read()
 {
     asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+}
+// This thread's bulk groups are complete: their writes done (attn_bwd_turns.lua's order).
+__device__ __forceinline__ void bulk_wait()
+{
+    asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
 }]=]
 
 -- Loads by the tensor memory accelerator (sm_90) into shared memory, their completion counted by

@@ -21,7 +21,10 @@ static int primary[1]; /* the device's primary context: its address is the handl
 static __thread CUcontext stack[STACK_MAX];
 static __thread int depth;
 
-static CUcontext current(void) { return depth ? stack[depth - 1] : NULL; }
+static CUcontext current(void)
+{
+    return depth ? stack[depth - 1] : NULL;
+}
 
 static int env_int(const char *name, int fallback)
 {
@@ -29,7 +32,10 @@ static int env_int(const char *name, int fallback)
     return e && *e ? atoi(e) : fallback;
 }
 
-CUresult cuInit(unsigned int flags) { return CUDA_SUCCESS; }
+CUresult cuInit(unsigned int flags)
+{
+    return CUDA_SUCCESS;
+}
 
 CUresult cuDriverGetVersion(int *v)
 {
@@ -90,7 +96,10 @@ CUresult cuDevicePrimaryCtxRetain(CUcontext *ctx, CUdevice dev)
     return CUDA_SUCCESS;
 }
 
-CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev) { return CUDA_SUCCESS; }
+CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
+{
+    return CUDA_SUCCESS;
+}
 
 CUresult cuCtxGetCurrent(CUcontext *ctx)
 {
@@ -136,7 +145,10 @@ CUresult cuCtxPopCurrent_v2(CUcontext *ctx)
     return CUDA_SUCCESS;
 }
 
-CUresult cuCtxSynchronize(void) { return CUDA_SUCCESS; }
+CUresult cuCtxSynchronize(void)
+{
+    return CUDA_SUCCESS;
+}
 
 CUresult cuModuleLoadData(CUmodule *module, const void *image)
 {
@@ -199,6 +211,7 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
     dmstub_stats.grid[2] = gz;
     dmstub_stats.block_threads = bx * by * bz;
     dmstub_stats.smem_bytes = smem;
+    memcpy(dmstub_stats.params_prev, dmstub_stats.params, sizeof dmstub_stats.params);
     if (dmstub_stats.capture_bytes && params && params[0])
         memcpy(dmstub_stats.params, params[0],
                dmstub_stats.capture_bytes < sizeof dmstub_stats.params
@@ -235,10 +248,22 @@ CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t n)
     return CUDA_SUCCESS;
 }
 
-CUresult cuMemFree_v2(CUdeviceptr p) { return CUDA_SUCCESS; }
-CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t n) { return CUDA_SUCCESS; }
-CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t n) { return CUDA_SUCCESS; }
-CUresult cuMemsetD8_v2(CUdeviceptr p, unsigned char v, size_t n) { return CUDA_SUCCESS; }
+CUresult cuMemFree_v2(CUdeviceptr p)
+{
+    return CUDA_SUCCESS;
+}
+CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t n)
+{
+    return CUDA_SUCCESS;
+}
+CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t n)
+{
+    return CUDA_SUCCESS;
+}
+CUresult cuMemsetD8_v2(CUdeviceptr p, unsigned char v, size_t n)
+{
+    return CUDA_SUCCESS;
+}
 
 CUresult cuMemAllocAsync(CUdeviceptr *p, size_t n, CUstream s)
 {
@@ -246,7 +271,10 @@ CUresult cuMemAllocAsync(CUdeviceptr *p, size_t n, CUstream s)
     return CUDA_SUCCESS;
 }
 
-CUresult cuMemFreeAsync(CUdeviceptr p, CUstream s) { return CUDA_SUCCESS; }
+CUresult cuMemFreeAsync(CUdeviceptr p, CUstream s)
+{
+    return CUDA_SUCCESS;
+}
 
 /* As the driver's: SUCCESS with zeroed attributes for an address CUDA does not know (pageable
  * host memory); sizes as cuda.h documents them (memory type and is-managed 32-bit). */
@@ -286,7 +314,10 @@ CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n, CUstream s)
     dmstub_stats.memset_value = v;
     return CUDA_SUCCESS;
 }
-CUresult cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D *copy, CUstream s) { return CUDA_SUCCESS; }
+CUresult cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D *copy, CUstream s)
+{
+    return CUDA_SUCCESS;
+}
 
 /* The backward's tensor maps (api/bwd_maps.c): accepted, the map left zeroed. */
 CUresult cuTensorMapEncodeTiled(CUtensorMap *map, CUtensorMapDataType type, cuuint32_t rank,

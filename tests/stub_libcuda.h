@@ -21,12 +21,13 @@ typedef struct dmstub_stats_t {
     unsigned memset_value;
     unsigned block_threads;
     unsigned smem_bytes;
-    long pointer_queries;  /* cuPointerGetAttributes calls */
-    void *pointer_ctx;     /* the context current at the last of them */
+    long pointer_queries; /* cuPointerGetAttributes calls */
+    void *pointer_ctx;    /* the context current at the last of them */
     /* Set by a test: how many bytes of each launch's first kernel argument (the parameter
      * struct) to keep in params; the stub cannot know the struct's size. */
     unsigned capture_bytes;
     unsigned char params[1024];
+    unsigned char params_prev[1024]; /* the launch before the last one's */
 } dmstub_stats_t;
 
 /* What the stub's cuPointerGetAttributes says of an address, set by tests through dlsym of

@@ -21,7 +21,10 @@ enum { B = 2, H = 4, HKV = 2, L = 100, D = 64 };
 
 static dm_tensor t4(uintptr_t addr, dm_dtype t, int64_t a, int64_t b, int64_t c, int64_t d)
 {
-    return (dm_tensor){.data = (void *)addr, .dtype = t, .rank = 4, .shape = {a, b, c, d},
+    return (dm_tensor){.data = (void *)addr,
+                       .dtype = t,
+                       .rank = 4,
+                       .shape = {a, b, c, d},
                        .strides = {b * c * d, c * d, d, 1}};
 }
 
@@ -30,11 +33,18 @@ static dm_tensor t4(uintptr_t addr, dm_dtype t, int64_t a, int64_t b, int64_t c,
 static dm_bwd_args args(int64_t bb, int64_t bh, int64_t bl)
 {
     dm_bwd_args a = {
-        .dout = t4(0x1000000, DM_F16, B, L, H, D), .q = t4(0x2000000, DM_F16, B, L, H, D),
-        .k = t4(0x3000000, DM_F16, B, L, HKV, D), .v = t4(0x4000000, DM_F16, B, L, HKV, D),
-        .o = t4(0x5000000, DM_F16, B, L, H, D), .dq = t4(0x6000000, DM_F16, B, L, H, D),
-        .dk = t4(0x7000000, DM_F16, B, L, HKV, D), .dv = t4(0x8000000, DM_F16, B, L, HKV, D),
-        .lse = {.data = (void *)0x9000000, .dtype = DM_F32, .rank = 3, .shape = {B, H, L},
+        .dout = t4(0x1000000, DM_F16, B, L, H, D),
+        .q = t4(0x2000000, DM_F16, B, L, H, D),
+        .k = t4(0x3000000, DM_F16, B, L, HKV, D),
+        .v = t4(0x4000000, DM_F16, B, L, HKV, D),
+        .o = t4(0x5000000, DM_F16, B, L, H, D),
+        .dq = t4(0x6000000, DM_F16, B, L, H, D),
+        .dk = t4(0x7000000, DM_F16, B, L, HKV, D),
+        .dv = t4(0x8000000, DM_F16, B, L, HKV, D),
+        .lse = {.data = (void *)0x9000000,
+                .dtype = DM_F32,
+                .rank = 3,
+                .shape = {B, H, L},
                 .strides = {H * L, L, 1}},
     };
     if (bb > 0) {
@@ -81,6 +91,34 @@ static dm_bwd_params last_params(void)
     return p;
 }
 
+static dm_bwd_params prev_params(void) /* the launch before the last one's */
+{
+    dm_bwd_params p;
+    memcpy(&p, stats->params_prev, sizeof p);
+    return p;
+}
+
+/* A dbias whose sums cross blocks, through partials (bwd.c): the keys phase (the launch before
+ * the last) wrote a fused dbias into packed scratch of bias's dtype, (B, H / div, rows, L); phase
+ * 2 (the last) sums it into the caller's dbias, 32 elements a warp. */
+static void check_dbias_partials(const dm_kernel *k, const dm_bwd_args *a, int div, int rows)
+{
+    const dm_bwd_params keys = prev_params(), sums = last_params();
+    ck_assert(keys.phase == 1 && keys.dbias_fused == 1 && keys.dbias_head_div == div);
+    ck_assert(keys.dbias != 0 && keys.dbias != (uint64_t)(uintptr_t)a->dbias.data);
+    ck_assert(keys.dbias_B == B && keys.dbias_H == H / div && keys.dbias_Lq == rows);
+    ck_assert(keys.dbias_key_stride == 1 && keys.dbias_stride[2] == L);
+    ck_assert(keys.dbias_stride[1] == (int64_t)rows * L);
+    ck_assert(keys.dbias_stride[0] == (int64_t)H / div * rows * L);
+    ck_assert(sums.phase == 2 && sums.dbias_fused == 0 && sums.dbias_part == keys.dbias);
+    ck_assert_uint_eq(sums.dbias, (uint64_t)(uintptr_t)a->dbias.data);
+    ck_assert(sums.dbias_B == a->dbias.shape[0] && sums.dbias_H == a->dbias.shape[1]);
+    ck_assert(sums.dbias_Lq == a->dbias.shape[2] && sums.dbias_head_div == div);
+    const int64_t elems = a->dbias.shape[0] * a->dbias.shape[1] * a->dbias.shape[2] * L;
+    ck_assert_uint_eq(stats->grid[0], ((elems + 31) / 32 + k->block_n - 1) / k->block_n);
+    ck_assert_uint_eq(stats->grid[1], 1);
+}
+
 static void bwd_ok(dm_ctx *ctx, const dm_bwd_args *a)
 {
     dm_status st = dm_bwd(ctx, a, NULL);
@@ -89,8 +127,8 @@ static void bwd_ok(dm_ctx *ctx, const dm_bwd_args *a)
 
 static const dm_kernel *bwd_kernel(dm_ctx *ctx, dm_layout bias)
 {
-    dm_variant v = {.dir = DM_DIR_BWD, .head_dim = D, .dtype = DM_F16, .bias = bias,
-                    .arch = DM_SM80};
+    dm_variant v = {
+        .dir = DM_DIR_BWD, .head_dim = D, .dtype = DM_F16, .bias = bias, .arch = DM_SM80};
     const dm_kernel *k = dm_module_find(ctx, &v);
     ck_assert_ptr_nonnull(k);
     return k;
@@ -119,7 +157,8 @@ END_TEST
 
 /* A key-layout dbias whose sums stay inside a block (B not broadcast; H or Hkv heads) is written
  * by the keys phase: two launches. One head over two K/V heads, or a broadcast batch, sums across
- * blocks: phase 2 runs over every dbias element, a warp each. */
+ * blocks: the keys phase writes partials (a head for each query head pair of a K/V head's group,
+ * or each batch's own) and phase 2 sums them. */
 START_TEST(a_key_layout_dbias_is_fused_unless_its_sums_cross_blocks)
 {
     dm_ctx *ctx = stub_ctx();
@@ -140,13 +179,8 @@ START_TEST(a_key_layout_dbias_is_fused_unless_its_sums_cross_blocks)
         long before = stats->launches;
         bwd_ok(ctx, &a);
         ck_assert_int_eq(stats->launches - before, 3);
-        dm_bwd_params p = last_params();
-        ck_assert_int_eq(p.phase, 2);
-        ck_assert_int_eq(p.dbias_fused, 0);
-        const dm_kernel *k = bwd_kernel(ctx, DM_LAYOUT_K);
-        const int64_t elems = crossing[i][0] * crossing[i][1] * L;
-        ck_assert_uint_eq(stats->grid[0], (elems + k->block_n - 1) / k->block_n);
-        ck_assert_uint_eq(stats->grid[1], 1);
+        /* (B, 1, 1, L): one head, H / HKV = 2 query heads a block: partial heads of 2 */
+        check_dbias_partials(bwd_kernel(ctx, DM_LAYOUT_K), &a, i == 0 ? H / HKV : 1, 1);
     }
     dm_ctx_destroy(ctx);
     dm_test_remove_dir(cache_dir);
@@ -154,7 +188,8 @@ START_TEST(a_key_layout_dbias_is_fused_unless_its_sums_cross_blocks)
 END_TEST
 
 /* A query-layout dbias that broadcasts nothing is ds itself, written by the rows phase (two
- * launches); one that sums over heads or batches needs phase 2. */
+ * launches); one that sums over heads or batches goes through partials, ds of each (b, h),
+ * which phase 2 sums. */
 START_TEST(a_query_layout_dbias_is_fused_only_without_broadcast)
 {
     dm_ctx *ctx = stub_ctx();
@@ -165,9 +200,11 @@ START_TEST(a_query_layout_dbias_is_fused_only_without_broadcast)
     a = args(B, HKV, L);
     bwd_ok(ctx, &a);
     ck_assert_int_eq(stats->launches, 5);
-    dm_bwd_params p = last_params();
-    ck_assert_int_eq(p.phase, 2);
-    ck_assert(p.dbias_B == B && p.dbias_H == HKV && p.dbias_Lq == L);
+    check_dbias_partials(bwd_kernel(ctx, DM_LAYOUT_Q), &a, 1, L);
+    a = args(1, H, L); /* a broadcast batch */
+    bwd_ok(ctx, &a);
+    ck_assert_int_eq(stats->launches, 8);
+    check_dbias_partials(bwd_kernel(ctx, DM_LAYOUT_Q), &a, 1, L);
     dm_ctx_destroy(ctx);
     dm_test_remove_dir(cache_dir);
 }
@@ -176,8 +213,10 @@ END_TEST
 /* On an engine with dq reductions (sm_90a), the default mode launches rows (row_dot, the scratch
  * zeroed), keys (dk, dv, dq's sums) and phase 3 over the query rows' grid, the fp32 sums placed
  * after row_dot in one scratch, with or without a fused dbias (a query-layout one is then the keys
- * phase's too); deterministic mode keeps dq in phase 0: two launches, no dq_accum, phase 0 on
- * the variant's bwdrows kernel (the bwd kernel leaves the rows phase out), loaded only then. */
+ * phase's too); the deterministic mode launches the same three, its sums in a fixed order
+ * (templates/attn_bwd_turns.lua): their counts, an int32 a 64-row query tile of each (b, h),
+ * after the keys phase's tile rows (phase 0 zeroes them: no memset), and no bwdrows kernel
+ * (loaded only where a kernel cannot order its sums: the varlen kernels). */
 START_TEST(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them)
 {
     dm_ctx *ctx = stub_ctx_cc("90");
@@ -186,13 +225,14 @@ START_TEST(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them)
     ck_assert_int_eq(stats->launches, 3);
     dm_bwd_params p = last_params();
     ck_assert_int_eq(p.phase, 3);
-    ck_assert(p.dq_accum != 0 && p.row_dot != 0);
+    ck_assert(p.dq_accum != 0 && p.row_dot != 0 && p.dq_turns == 0);
     ck_assert_uint_ge(p.dq_accum - p.row_dot, (uint64_t)B * H * L * sizeof(float));
     ck_assert_uint_eq(p.dq_accum % 16, 0);
     dm_variant v = {.dir = DM_DIR_BWD, .head_dim = D, .dtype = DM_F16, .arch = DM_SM90A};
     const dm_kernel *k = dm_module_find(ctx, &v);
     ck_assert_ptr_nonnull(k);
     ck_assert_int_eq(k->dq_atomic, 1);
+    ck_assert_int_eq(k->dq_turns, 1);
     ck_assert_uint_eq(stats->grid[0], (L + k->block_m - 1) / k->block_m);
     ck_assert_uint_eq(stats->grid[1], H);
     ck_assert_uint_eq(stats->grid[2], B);
@@ -202,31 +242,29 @@ START_TEST(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them)
     ck_assert_ptr_eq(stats->launch_fn, k->fn_rows);
     ck_assert_uint_eq(stats->smem_bytes, 0);
 
-    dm_variant vr = v;
-    vr.dir = DM_DIR_BWD_ROWS;
-    ck_assert_ptr_null(dm_module_find(ctx, &vr)); /* the default mode never loads it */
+    const long memsets = stats->memsets;
     a.deterministic = 1;
     bwd_ok(ctx, &a);
-    ck_assert_int_eq(stats->launches, 5);
+    ck_assert_int_eq(stats->launches, 6);
     p = last_params();
-    ck_assert(p.phase == 1 && p.dq_accum == 0);
-    ck_assert_ptr_eq(stats->launch_fn, k->fn);
-    ck_assert_uint_eq(stats->smem_bytes, (unsigned)k->smem_bytes);
-    const dm_kernel *rows = dm_module_find(ctx, &vr); /* phase 0 computes dq: bwdrows' entry */
-    ck_assert_ptr_nonnull(rows);
-    ck_assert_ptr_eq(stats->fns[3], rows->fn);
-    ck_assert_ptr_ne(rows->fn, k->fn);
-    ck_assert_ptr_null(rows->fn_rows);
-    ck_assert_int_eq(rows->tma_maps, 0);
-    ck_assert_int_eq(rows->block_m, k->block_m);
+    ck_assert(p.phase == 3 && p.dq_accum != 0 && p.dq_turns != 0);
+    ck_assert_uint_eq(p.dq_turns % 256, 0);
+    ck_assert_uint_ge(p.dq_turns, p.query_rows + (uint64_t)B * H * ((L + 63) / 64) * 128 * 4);
+    ck_assert_ptr_eq(stats->fns[3], k->fn_rows); /* phase 0 zeroes the sums and their counts */
+    ck_assert_ptr_eq(stats->fns[4], k->fn);
+    ck_assert_uint_eq(stats->grids[4][0], (L + k->block_m - 1) / k->block_m); /* key blocks */
+    ck_assert_int_eq(stats->memsets, memsets);
+    dm_variant vr = v;
+    vr.dir = DM_DIR_BWD_ROWS;
+    ck_assert_ptr_null(dm_module_find(ctx, &vr)); /* neither mode loads it */
 
     a = args(B, H, 1); /* a key-layout dbias (keys phase): reductions still */
     bwd_ok(ctx, &a);
-    ck_assert_int_eq(stats->launches, 8);
+    ck_assert_int_eq(stats->launches, 9);
     ck_assert(last_params().phase == 3 && last_params().dq_accum != 0);
     a = args(B, H, L); /* a query-layout dbias that broadcasts nothing: the keys phase's now */
     bwd_ok(ctx, &a);
-    ck_assert_int_eq(stats->launches, 11);
+    ck_assert_int_eq(stats->launches, 12);
     p = last_params();
     ck_assert(p.phase == 3 && p.dbias_fused == 1 && p.dq_accum != 0);
     dm_ctx_destroy(ctx);
@@ -297,7 +335,7 @@ END_TEST
  * key_split blocks a key block (z = B x key_split), its scratch the marks (zeroed on the stream
  * before phase 0) and the parts' fp32 sums after the rows' scratch, for at most 1.25 x the
  * resident blocks or every key block, whichever is fewer. No split without a key mask or in the
- * deterministic mode. */
+ * deterministic mode, which keeps the marks alone: they rank the busy blocks' dq turns. */
 START_TEST(a_key_mask_lets_the_default_mode_split_the_keys_phase)
 {
     dm_ctx *ctx = stub_ctx_cc("90");
@@ -305,8 +343,8 @@ START_TEST(a_key_mask_lets_the_default_mode_split_the_keys_phase)
     a.mask = t4(0xc000000, DM_BOOL, B, H, 1, L);
     long memsets = stats->memsets;
     bwd_ok(ctx, &a);
-    dm_variant v = {.dir = DM_DIR_BWD, .head_dim = 128, .dtype = DM_F16, .mask = DM_LAYOUT_K,
-                    .arch = DM_SM90A};
+    dm_variant v = {
+        .dir = DM_DIR_BWD, .head_dim = 128, .dtype = DM_F16, .mask = DM_LAYOUT_K, .arch = DM_SM90A};
     const dm_kernel *k = dm_module_find(ctx, &v);
     ck_assert_ptr_nonnull(k);
     ck_assert_int_eq(k->key_split, 4);
@@ -329,11 +367,16 @@ START_TEST(a_key_mask_lets_the_default_mode_split_the_keys_phase)
     ck_assert_uint_eq(stats->memset_bytes, p.key_partials - p.key_split);
     ck_assert_uint_eq(stats->memset_value, 0);
 
+    /* deterministic: no split, the marks alone (ranks for the dq turns), then the turns */
     a.deterministic = 1;
     bwd_ok(ctx, &a);
-    ck_assert_uint_eq(stats->grid[2], B); /* the last launch: phase 1 */
+    ck_assert_uint_eq(stats->grids[stats->launches - 2][2], B); /* phase 1: no parts */
     p = last_params();
-    ck_assert(p.phase == 1 && p.key_split == 0 && p.key_partials == 0);
+    ck_assert(p.phase == 3 && p.key_split != 0 && p.key_partials == 0 && p.key_split_cap == 0);
+    ck_assert_uint_eq(p.dq_turns - p.key_split, ((1 + 2 * blocks) * 4 + 255) / 256 * 256);
+    ck_assert_int_eq(stats->memsets, memsets + 2);
+    ck_assert_uint_eq(stats->memset_ptr, p.key_split);
+    ck_assert_uint_eq(stats->memset_bytes, p.dq_turns - p.key_split);
     a = args_d128();
     a.deterministic = 0;
     bwd_ok(ctx, &a);
@@ -341,7 +384,7 @@ START_TEST(a_key_mask_lets_the_default_mode_split_the_keys_phase)
     ck_assert_int_eq(dm_module_find(ctx, &v)->key_split, 0);
     ck_assert_uint_eq(stats->grids[stats->launches - 2][2], B);
     ck_assert(last_params().key_split == 0);
-    ck_assert_int_eq(stats->memsets, memsets + 1);
+    ck_assert_int_eq(stats->memsets, memsets + 2);
     dm_ctx_destroy(ctx);
     dm_test_remove_dir(cache_dir);
 }

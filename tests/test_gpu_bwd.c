@@ -67,8 +67,17 @@ typedef struct bwd_result {
 
 static bwd_case base(int D, dm_dtype t)
 {
-    bwd_case c = {.f = {.B = 2, .H = 4, .Hkv = 4, .Lq = 77, .Lk = 77, .D = D, .dtype = t,
-                        .mask_batch = 2, .mask_heads = 4, .bias_batch = 2, .bias_heads = 4,
+    bwd_case c = {.f = {.B = 2,
+                        .H = 4,
+                        .Hkv = 4,
+                        .Lq = 77,
+                        .Lk = 77,
+                        .D = D,
+                        .dtype = t,
+                        .mask_batch = 2,
+                        .mask_heads = 4,
+                        .bias_batch = 2,
+                        .bias_heads = 4,
                         .mask_density = 0.7}};
     return c;
 }
@@ -529,8 +538,11 @@ START_TEST(dbias_sums_over_every_broadcast_dimension_of_bias)
     static const struct {
         dm_layout layout;
         int batch, heads;
-    } shapes[] = {{DM_LAYOUT_Q, 1, 8}, {DM_LAYOUT_Q, 2, 1}, {DM_LAYOUT_Q, 2, 2},
-                  {DM_LAYOUT_K, 1, 1}, {DM_LAYOUT_K, 2, 2}};
+    } shapes[] = {{DM_LAYOUT_Q, 1, 8},
+                  {DM_LAYOUT_Q, 2, 1},
+                  {DM_LAYOUT_Q, 2, 2},
+                  {DM_LAYOUT_K, 1, 1},
+                  {DM_LAYOUT_K, 2, 2}};
     int n = 0;
     for (int f32 = 0; f32 < 2; f32++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++, n++) {
@@ -660,10 +672,12 @@ START_TEST(a_long_query_walk_with_runs_of_all_false_tiles_matches)
         c.dbias = c.f.bias != DM_LAYOUT_NONE;
         c.f.causal = x == 2 || x == 5;
         c.deterministic = x == 3 || x == 5;
-        static const char *labels[] = {
-            "long walk mask-q", "long walk mask-q bias-q GQA", "long walk mask-q causal 1100x1100",
-            "long walk mask-q bias-q GQA deterministic", "long walk bias-k GQA",
-            "long walk mask-k bias-k causal deterministic 1100x1100"};
+        static const char *labels[] = {"long walk mask-q",
+                                       "long walk mask-q bias-q GQA",
+                                       "long walk mask-q causal 1100x1100",
+                                       "long walk mask-q bias-q GQA deterministic",
+                                       "long walk bias-k GQA",
+                                       "long walk mask-k bias-k causal deterministic 1100x1100"};
         check_case(&c, labels[x]);
     }
 }
@@ -676,9 +690,11 @@ START_TEST(more_busy_key_blocks_than_sms_split_the_keys_phase_and_match)
      * parts whose dk, dv are summed by the last to finish (templates/attn_bwd_split.lua). 70
      * queries: two query tiles for up to four parts, so some parts walk none. A query bias's
      * dbias (its zero rows written once), a key bias with causal. More scores than the other
-     * cases (n + n / 8 blocks of 128 keys are needed): 1.7e6 on 132 SMs. */
+     * cases (n + n / 8 blocks of 128 keys are needed): 1.7e6 on 132 SMs. The deterministic mode
+     * does not split, and its dq turns (templates/attn_bwd_turns.lua) are passed through the
+     * idle blocks between busy ones (a block that passed none would hang the next). */
     const int n = gpu_ctx()->sm_count, busy = n + n / 8;
-    for (int x = 0; x < 3; x++) {
+    for (int x = 0; x < 5; x++) {
         bwd_case c = base(128, DM_BF16);
         c.f.B = 1;
         c.f.H = c.f.Hkv = 2;
@@ -689,13 +705,16 @@ START_TEST(more_busy_key_blocks_than_sms_split_the_keys_phase_and_match)
         c.f.mask_heads = 2;
         c.f.mask_density = 0.5;
         c.busy_key_blocks = busy;
-        c.f.bias = x == 1 ? DM_LAYOUT_Q : x == 2 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
+        c.f.bias = x == 1 || x == 4 ? DM_LAYOUT_Q : x == 2 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
         c.f.bias_batch = 1;
         c.f.bias_heads = 2;
-        c.dbias = x == 1;
+        c.dbias = x == 1 || x == 4;
         c.f.causal = x == 2;
+        c.deterministic = x >= 3;
         static const char *labels[] = {"busy key blocks mask-k", "busy key blocks bias-q dbias",
-                                       "busy key blocks bias-k causal"};
+                                       "busy key blocks bias-k causal",
+                                       "busy key blocks deterministic",
+                                       "busy key blocks bias-q dbias deterministic"};
         check_case(&c, labels[x]);
     }
 }
@@ -724,6 +743,38 @@ START_TEST(deterministic_runs_give_identical_bytes)
     c.f.bias_f32 = true;
     c.f.causal = true;
     check_case(&c, "deterministic MQA f32 bias (1,1,1,Lk)");
+}
+END_TEST
+
+START_TEST(long_chains_of_key_blocks_add_dq_in_order_and_repeat_bitwise)
+{
+    /* The deterministic mode's dq turns (templates/attn_bwd_turns.lua) over chains of 16 key
+     * blocks of 128 a (batch, K/V head) and 32 query tiles, GQA (two heads a block's walk); a
+     * key bias with its dbias broadcast over the heads (the partials, phase 2); causal (walks
+     * that start later with the block) and a query mask (skipped tiles whose turns are passed),
+     * each run twice for the same bytes. (Kept to 1.7e7 scores for the float64 reference.) */
+    for (int x = 0; x < 3; x++) {
+        bwd_case c = base(128, DM_BF16);
+        c.deterministic = true;
+        c.f.B = 1;
+        c.f.H = 4;
+        c.f.Hkv = 2;
+        c.f.Lq = c.f.Lk = 2048;
+        c.f.mask = x == 2 ? DM_LAYOUT_Q : DM_LAYOUT_NONE;
+        c.f.mask_batch = 1;
+        c.f.mask_heads = 4;
+        c.f.mask_density = 0.9;
+        c.false_row_tiles = x == 2 ? 0x0f0f00f0u : 0;
+        c.f.bias = x == 0 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
+        c.f.bias_batch = 1;
+        c.f.bias_heads = 1;
+        c.dbias = x == 0;
+        c.f.causal = x == 1;
+        static const char *labels[] = {"long chains bias-k (1,1,1,L) dbias deterministic",
+                                       "long chains causal deterministic",
+                                       "long chains mask-q skipped tiles deterministic"};
+        check_case(&c, labels[x]);
+    }
 }
 END_TEST
 
@@ -852,6 +903,7 @@ END_TEST
     X(a_long_query_walk_with_runs_of_all_false_tiles_matches) \
     X(more_busy_key_blocks_than_sms_split_the_keys_phase_and_match) \
     X(deterministic_runs_give_identical_bytes) \
+    X(long_chains_of_key_blocks_add_dq_in_order_and_repeat_bitwise) \
     X(head_dims_32_to_256_match_and_f16_too) \
     X(two_warpgroup_blocks_at_d128_match_for_every_layout_across_blocks) \
     X(a_full_bias_loaded_by_tensor_maps_matches_with_its_dbias_in_fp32_and_16_bit) \

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "harness.h"
+#include "kernel_params.h"
+#include "kernels.h"
 #include "stub_libcuda.h"
 #include "stub_util.h"
 #include "test_fs.h"
@@ -18,6 +20,7 @@ static char cache_dir[64];
 /* What the test allocator saw: one block of fake device addresses, never touched. */
 static struct {
     int allocs, frees, fail;
+    int fail_from; /* > 0: allocations from this one on (counted from 1) fail */
     size_t alloc_bytes, free_bytes;
     void *given, *freed;
     CUstream alloc_stream, free_stream;
@@ -32,6 +35,8 @@ static int test_alloc(void **ptr, size_t bytes, CUstream stream, void *user)
     seen.user = user;
     if (seen.fail)
         return seen.fail;
+    if (seen.fail_from > 0 && seen.allocs >= seen.fail_from)
+        return 2;
     *ptr = seen.given = (void *)(uintptr_t)(0x70000000u + 0x100000u * (unsigned)seen.allocs);
     return 0;
 }
@@ -60,7 +65,10 @@ static dm_ctx *stub_ctx(void)
 
 static dm_tensor t4(uintptr_t addr, dm_dtype t, int64_t a, int64_t b, int64_t c, int64_t d)
 {
-    return (dm_tensor){.data = (void *)addr, .dtype = t, .rank = 4, .shape = {a, b, c, d},
+    return (dm_tensor){.data = (void *)addr,
+                       .dtype = t,
+                       .rank = 4,
+                       .shape = {a, b, c, d},
                        .strides = {b * c * d, c * d, d, 1}};
 }
 
@@ -139,10 +147,10 @@ START_TEST(a_failing_allocator_is_nomem_before_any_launch)
 END_TEST
 
 /* dm_bwd's scratch, one allocation given back once: the rows' dO.O (B H Lq floats, rounded up
- * to 256 bytes) and, on sm_90a in the default mode, dq's fp32 sums (B H Lq D floats) after them
- * (phases 0, 1 and 3); deterministic mode there, and sm_80 always, only the rows (phases 0, 1).
- * On sm_90a (a kernel with tensor maps) also lse and row_dot by 64-query tile: 2 x 64 floats a
- * tile of each (b, h). */
+ * to 256 bytes) and, on sm_90a, dq's fp32 sums (B H Lq D floats) after them (phases 0, 1 and 3);
+ * sm_80 only the rows (phases 0, 1). On sm_90a (a kernel with tensor maps) also lse and row_dot
+ * by 64-query tile: 2 x 64 floats a tile of each (b, h), and in the deterministic mode the
+ * sums' turns after those (256-aligned): an int32 a 64-query tile of each (b, h). */
 static void check_bwd_scratch(const char *cc, int deterministic, size_t dq_sum_bytes, int launches,
                               int tile_rows)
 {
@@ -150,11 +158,18 @@ static void check_bwd_scratch(const char *cc, int deterministic, size_t dq_sum_b
     ck_assert_int_eq(dm_ctx_set_allocator(ctx, test_alloc, test_free, NULL), DM_OK);
     enum { B = 2, H = 4, L = 100, D = 64 };
     dm_bwd_args a = {
-        .dout = t4(0x1000000, DM_F16, B, L, H, D), .q = t4(0x2000000, DM_F16, B, L, H, D),
-        .k = t4(0x3000000, DM_F16, B, L, H, D), .v = t4(0x4000000, DM_F16, B, L, H, D),
-        .o = t4(0x5000000, DM_F16, B, L, H, D), .dq = t4(0x6000000, DM_F16, B, L, H, D),
-        .dk = t4(0x7000000, DM_F16, B, L, H, D), .dv = t4(0x8000000, DM_F16, B, L, H, D),
-        .lse = {.data = (void *)0x9000000, .dtype = DM_F32, .rank = 3, .shape = {B, H, L},
+        .dout = t4(0x1000000, DM_F16, B, L, H, D),
+        .q = t4(0x2000000, DM_F16, B, L, H, D),
+        .k = t4(0x3000000, DM_F16, B, L, H, D),
+        .v = t4(0x4000000, DM_F16, B, L, H, D),
+        .o = t4(0x5000000, DM_F16, B, L, H, D),
+        .dq = t4(0x6000000, DM_F16, B, L, H, D),
+        .dk = t4(0x7000000, DM_F16, B, L, H, D),
+        .dv = t4(0x8000000, DM_F16, B, L, H, D),
+        .lse = {.data = (void *)0x9000000,
+                .dtype = DM_F32,
+                .rank = 3,
+                .shape = {B, H, L},
                 .strides = {H * L, L, 1}},
         .deterministic = deterministic,
     };
@@ -166,7 +181,10 @@ static void check_bwd_scratch(const char *cc, int deterministic, size_t dq_sum_b
     ck_assert_ptr_eq(seen.freed, seen.given);
     const size_t rows = ((size_t)B * H * L * 4 + 256) / 256 * 256;
     const size_t tiles = tile_rows ? (size_t)B * H * ((L + 63) / 64) * 2 * 64 * 4 : 0;
-    ck_assert_uint_eq(seen.alloc_bytes, rows + dq_sum_bytes * (size_t)B * H * L * D + tiles);
+    size_t bytes = rows + dq_sum_bytes * (size_t)B * H * L * D + tiles;
+    if (deterministic && dq_sum_bytes) /* the turns */
+        bytes = (bytes + 255) / 256 * 256 + (size_t)B * H * ((L + 63) / 64) * 4;
+    ck_assert_uint_eq(seen.alloc_bytes, bytes);
     ck_assert_int_eq(stats->launches - before, launches);
     dm_ctx_destroy(ctx);
     dm_test_remove_dir(cache_dir);
@@ -181,7 +199,63 @@ END_TEST
 START_TEST(the_backwards_dq_sums_come_from_the_allocator_too_on_sm90a)
 {
     check_bwd_scratch("90", 0, sizeof(float), 3, 1);
-    check_bwd_scratch("90", 1, 0, 2, 1);
+    check_bwd_scratch("90", 1, sizeof(float), 3, 1);
+}
+END_TEST
+
+/* A dbias whose sums cross blocks (bias (1, H, L, L) at B = 2) takes a second allocation for
+ * its partials (B x H x L x L in bias's dtype, bwd.c), given back like the first; where the
+ * allocator refuses it the call still succeeds, phase 2 recomputing ds: a warp an element. */
+START_TEST(dbias_partials_come_from_the_allocator_or_phase_2_recomputes)
+{
+    enum { B = 2, H = 4, L = 100, D = 64 };
+    for (int refuse = 0; refuse < 2; refuse++) {
+        dm_ctx *ctx = stub_ctx();
+        stats->capture_bytes = sizeof(dm_bwd_params);
+        ck_assert_int_eq(dm_ctx_set_allocator(ctx, test_alloc, test_free, NULL), DM_OK);
+        seen.fail_from = refuse ? 2 : 0;
+        dm_bwd_args a = {
+            .dout = t4(0x1000000, DM_F16, B, L, H, D),
+            .q = t4(0x2000000, DM_F16, B, L, H, D),
+            .k = t4(0x3000000, DM_F16, B, L, H, D),
+            .v = t4(0x4000000, DM_F16, B, L, H, D),
+            .o = t4(0x5000000, DM_F16, B, L, H, D),
+            .dq = t4(0x6000000, DM_F16, B, L, H, D),
+            .dk = t4(0x7000000, DM_F16, B, L, H, D),
+            .dv = t4(0x8000000, DM_F16, B, L, H, D),
+            .lse = {.data = (void *)0x9000000,
+                    .dtype = DM_F32,
+                    .rank = 3,
+                    .shape = {B, H, L},
+                    .strides = {H * L, L, 1}},
+            .bias = t4(0xa000000, DM_F16, 1, H, L, L),
+            .dbias = t4(0xb000000, DM_F16, 1, H, L, L),
+        };
+        const long before = stats->launches;
+        dm_status st = dm_bwd(ctx, &a, kStream);
+        ck_assert_msg(st == DM_OK, "%s", dm_errmsg(ctx));
+        ck_assert_str_eq(dm_errmsg(ctx), "");
+        ck_assert_int_eq(seen.allocs, 2);
+        ck_assert_int_eq(seen.frees, refuse ? 1 : 2);
+        ck_assert_int_eq(stats->launches - before, 3);
+        dm_bwd_params p;
+        memcpy(&p, stats->params, sizeof p);
+        ck_assert(p.phase == 2 && p.dbias_fused == 0);
+        const int64_t elems = (int64_t)H * L * L, warps = refuse ? elems : (elems + 31) / 32;
+        ck_assert(refuse ? p.dbias_part == 0 : p.dbias_part != 0);
+        if (!refuse)
+            ck_assert_uint_eq(seen.alloc_bytes, (size_t)B * H * L * L * 2);
+        dm_variant v = {.dir = DM_DIR_BWD,
+                        .head_dim = D,
+                        .dtype = DM_F16,
+                        .bias = DM_LAYOUT_Q,
+                        .arch = DM_SM80};
+        const dm_kernel *k = dm_module_find(ctx, &v);
+        ck_assert_ptr_nonnull(k);
+        ck_assert_uint_eq(stats->grid[0], (warps + k->block_n - 1) / k->block_n);
+        dm_ctx_destroy(ctx);
+        dm_test_remove_dir(cache_dir);
+    }
 }
 END_TEST
 
@@ -190,5 +264,6 @@ END_TEST
     X(the_split_partials_come_from_the_allocator_and_go_back_once) \
     X(a_failing_allocator_is_nomem_before_any_launch) \
     X(the_backwards_rows_come_from_the_allocator) \
-    X(the_backwards_dq_sums_come_from_the_allocator_too_on_sm90a)
+    X(the_backwards_dq_sums_come_from_the_allocator_too_on_sm90a) \
+    X(dbias_partials_come_from_the_allocator_or_phase_2_recomputes)
 DM_TEST_MAIN("scratch_allocator", TESTS)

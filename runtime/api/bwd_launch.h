@@ -28,7 +28,9 @@ typedef struct dm_bwd_grid {
 /* The rows' scratch of one call, stream-ordered: row_dot (`rows` floats: B H Lq, varlen H
  * total_q) and, where dq is summed by reductions, dq_accum (rows x head_dim floats, 256-byte
  * aligned after it). Reductions are the default mode's, on a kernel that has them (k->dq_atomic;
- * the keys phase then also writes a query-layout dbias). Sets p->row_dot, p->dq_accum (0 when
+ * the keys phase then also writes a query-layout dbias), and the deterministic mode's on a kernel
+ * that orders them (k->dq_turns, dense: p's B, H, Lq set), which also gets p->dq_turns, the
+ * counts that order them (zeroed by phase 0). Sets p->row_dot, p->dq_accum (0 when
  * not) and *bytes, for dm_scratch_free(..., p->row_dot, *bytes, ...) once the phases are
  * queued. A kernel with tensor maps (k->tma_maps, dense: p's B, H, Lq set) also gets
  * p->query_rows, lse and row_dot by query tile for its keys phase; one that splits its keys phase
@@ -40,9 +42,9 @@ dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool
 
 /* The kernel of v's deterministic rows phase where k leaves it out (k->dq_atomic: the bwdrows
  * variant of v, loaded or built as any kernel), into *rows; NULL where the call is not
- * deterministic or k runs the phase itself. */
-dm_status dm_bwd_rows_kernel(dm_ctx *ctx, const char *call, const dm_variant *v,
-                             const dm_kernel *k, bool deterministic, const dm_kernel **rows);
+ * deterministic, k runs the phase itself, or k needs none (k->dq_turns: dq summed in order). */
+dm_status dm_bwd_rows_kernel(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel *k,
+                             bool deterministic, const dm_kernel **rows);
 
 /* The phases in stream order, p->phase set for each: 0 rows, 1 keys, 2 dbias, then 3 (dq from
  * the scratch) when p->dq_accum is set; a phase with no block is skipped. DM_ERR_UNSUPPORTED
@@ -50,9 +52,12 @@ dm_status dm_bwd_rows_kernel(dm_ctx *ctx, const char *call, const dm_variant *v,
  * where it takes one (k->tma_maps), else NULL. The default mode's memory passes (0 with
  * p->dq_accum, and 3) go to k->fn_rows where the kernel has one: no shared memory, their own
  * registers; the deterministic rows phase (0 without p->dq_accum) to rows where given
- * (dm_bwd_rows_kernel; a kernel with dq reductions has no phase 0 of its own). */
+ * (dm_bwd_rows_kernel; a kernel with dq reductions has no phase 0 of its own). sums: phase 2's
+ * parameters where they differ from p's (dense dbias through partials, bwd.c; its dbias_part
+ * set, g->dbias_elems then counting warps of 32 elements), else NULL. */
 dm_status dm_bwd_launch_phases(dm_ctx *ctx, const char *call, const dm_variant *v,
                                const dm_kernel *k, const dm_kernel *rows, dm_bwd_params *p,
-                               const dm_bwd_maps *maps, const dm_bwd_grid *g, CUstream stream);
+                               const dm_bwd_maps *maps, const dm_bwd_grid *g,
+                               const dm_bwd_params *sums, CUstream stream);
 
 #endif

@@ -23,8 +23,7 @@ static int dbias_fused(const dm_fwd_varlen_plan *f)
 }
 
 /* Everything but the scratch (dm_bwd_scratch). */
-static void fill_params(const dm_bwd_varlen_args *a, const dm_bwd_varlen_plan *bp,
-                        dm_bwd_params *p)
+static void fill_params(const dm_bwd_varlen_args *a, const dm_bwd_varlen_plan *bp, dm_bwd_params *p)
 {
     const dm_fwd_varlen_plan *f = &bp->fwd;
     memset(p, 0, sizeof *p);
@@ -63,6 +62,7 @@ static void fill_params(const dm_bwd_varlen_args *a, const dm_bwd_varlen_plan *b
                                  &p->bias_key_stride);
         p->bias_head_div = f->bias_head_div;
     }
+    p->dbias_head_div = p->bias_head_div;
     p->B = (int32_t)f->B;
     p->H = (int32_t)f->H;
     p->Hkv = (int32_t)f->Hkv;
@@ -131,7 +131,7 @@ dm_status dm_bwd_varlen(dm_ctx *ctx, const dm_bwd_varlen_args *args, CUstream st
                               .heads = {f->H, f->Hkv},
                               .batches = f->B,
                               .dbias_elems = dbias_elems(f, &params)};
-    st = dm_bwd_launch_phases(ctx, CALL, &v, kernel, rows, &params, NULL, &grid, stream);
+    st = dm_bwd_launch_phases(ctx, CALL, &v, kernel, rows, &params, NULL, &grid, NULL, stream);
 out: /* freed in stream order, behind the kernels that read it */
     st = dm_scratch_free(ctx, st, CALL, "the backward's scratch", params.row_dot, bytes, stream);
     dm_ctx_leave(ctx);

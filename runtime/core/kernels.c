@@ -290,7 +290,8 @@ dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, cons
                          .dq_atomic = src.dq_atomic,
                          .tma_maps = src.tma_maps,
                          .query_tile = src.query_tile ? src.query_tile : src.block_m,
-                         .key_split = src.key_split};
+                         .key_split = src.key_split,
+                         .dq_turns = src.dq_turns};
     if ((r = ctx->drv->ModuleGetFunction(&kernel.fn, module, src.entry)) != CUDA_SUCCESS) {
         st = cuda_error(ctx, call, "cuModuleGetFunction", text, r);
         goto out;
