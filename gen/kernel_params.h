@@ -222,7 +222,10 @@
       "dtype, (B, H / dbias_head_div, dbias_Lq, Lk)), which it sums into dbias") \
     X(I32, dbias_head_div, 1, \
       "query heads a head of the fused dbias (phases 0, 1) sums: bias_head_div, or with " \
-      "dbias_part a divisor of group (the struct ends in 4 bytes of padding)")
+      "dbias_part a divisor of group") \
+    X(I32, turn_shift, 1, \
+      "with dq_turns: log2 of the K/V heads whose key blocks phase 1's launch order " \
+      "interleaves (attn_bwd_turns.lua: grid (key blocks << turn_shift, Hkv >> turn_shift, B))")
 #define DM_BWD_PARAMS_BYTES 584
 
 /* The C and CUDA spellings of each type; DM_PARAM_DIM_<count> the array part of a member. */

@@ -459,6 +459,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
                                           i64 hk, i64 n0$keys_part_param)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, group = warp_group();
+    $keys_order
     $keys_part_start
     u16 *sK = smem, *sV = smem + kGroups * kTileElems;
     $keys_query_decl
@@ -523,7 +524,7 @@ __device__ __forceinline__ void zero_dq_rows(const BwdParams &p, i64 b, i64 h, i
     for (i64 e = threadIdx.x; e < quads; e += kThreads)
         rows[e] = make_float4(0.f, 0.f, 0.f, 0.f);
     if (p.dq_turns && threadIdx.x < kRows / kTile && m0 + threadIdx.x * kTile < p.Lq)
-        ((int *)p.dq_turns)[dq_turn(p, b, h, m0 + threadIdx.x * kTile, 0).at] = 0;  // its counts
+        ((int *)p.dq_turns)[dq_turn_at(p, b, h, m0 + threadIdx.x * kTile)] = 0;  // its counts
 }
 
 // Phase 0's row_dot of query rows [m0, m0 + kRows) of head h, batch b into p.row_dot (and the
@@ -660,7 +661,7 @@ if (p.dq_accum) {  // the tile pair's share of dq: dS^T to shared memory, dS K a
     $keys_qdbias_out
     float dq[kDqT][4];  // this warpgroup's columns of dq, over all the block's keys
     gemm_ds_k(sDS, sK, dq);
-    const DqTurn turn = dq_turn(p, b, h, m0, g_turns.rank);  // the sums' order, if any
+    const DqTurn turn = dq_turn(p, b, h, m0);  // the sums' order, if any
     $keys_red
 }]=]
 
@@ -2154,7 +2155,7 @@ function M.emit(v)
     buf.add(tile_constants, mp)
     buf.add("")
     if engine.dq_atomic then
-      buf.add(turns.fns(common, ring))
+      buf.add(turns.fns(common, ring, v.causal, split))
     end
     buf.add(engine.text(v.d, d_pad, v.mask == "q" or v.bias == "q", tma, ring))
     buf.add("")
@@ -2193,7 +2194,9 @@ function M.emit(v)
     mp.keys_turn_decl, mp.keys_turns_rest = "", ""
     if engine.dq_atomic then
       mp.keys_turn_decl = table.concat({
-        split and "dq_turns_start(dq_turn_rank(p, b, hk, n0));  // (-1: passes none)" or
+        split and (v.causal and "dq_turns_start(dq_turn_rank(p, b, hk, n0), " ..
+          "dq_turn_marks(p, b, hk));  // (-1: passes none)" or
+          "dq_turns_start(dq_turn_rank(p, b, hk, n0));  // (-1: passes none)") or
           "dq_turns_start((int)(n0 / kRows));  // the deterministic mode's dq turns" }, "\n")
       -- a head the block walks none of (no key visible, a uniform test): its held turns passed
       -- first (blocks after it wait on them; held across the head they trailed by a head, not a
@@ -2253,6 +2256,8 @@ function M.emit(v)
     end
     mp.keys_m_begin, mp.keys_part_param = sp.keys_m_begin, sp.keys_part_param
     mp.keys_part_start, mp.keys_store = sp.keys_part_start, sp.keys_store
+    -- the deterministic mode's launch order (attn_bwd_turns.lua): dense kernels that sum dq
+    mp.keys_order = engine.dq_atomic and not v.varlen and turns.order_line or ""
     if split then
       mp.keys_m_end = sp.keys_m_end
       if mp.keys_qdbias_skipped ~= "" then

@@ -80,20 +80,23 @@ __device__ __forceinline__ int key_parts_of(const BwdParams &p, i64 b, i64 hk, i
     return parts;
 }
 
-// The deterministic mode's dq turns (attn_bwd_turns.lua): key block (b, hk, n0)'s rank among the
-// marked blocks of its (batch, K/V head), those before it that pass turns; -1 where unmarked (no
-// head sees it: it passes none). Without marks (p.key_split = 0) its index.
+// The deterministic mode's dq turns (attn_bwd_turns.lua): the marks of (batch b, K/V head hk)'s
+// key blocks (null without marks: p.key_split = 0).
+__device__ __forceinline__ const int *dq_turn_marks(const BwdParams &p, i64 b, i64 hk)
+{
+    return p.key_split ? (const int *)p.key_split + 1 + (b * p.Hkv + hk) * key_blocks(p) : nullptr;
+}
+
+// Key block (b, hk, n0)'s place in the sums' order: $rank_doc; -1 where
+// unmarked (no head sees it: it passes none). Without marks (p.key_split = 0) its index.
 // (not inlined: its loop, inlined at the walk's start, made ptxas spill in the walk)
 __device__ __noinline__ int dq_turn_rank(const BwdParams &p, i64 b, i64 hk, i64 n0)
 {
     const int kb = (int)(n0 / kRows);
     if (!p.dq_turns || !p.key_split)
         return kb;
-    const int *marks = (const int *)p.key_split + 1 + (b * p.Hkv + hk) * key_blocks(p);
-    int rank = 0;
-    for (int j0 = 0; j0 < kb; j0 += kThreads)  // uniform: the block counts together
-        rank += __syncthreads_count(j0 + (int)threadIdx.x < kb && marks[j0 + threadIdx.x] != 0);
-    return marks[kb] != 0 ? rank : -1;
+    const int *marks = dq_turn_marks(p, b, hk);
+$rank_body
 }
 
 // acc = the parts' sums of it, from p.key_partials (slots: the block's first slot, this thread's
@@ -170,6 +173,15 @@ function M.pieces(split, causal, key_bias, maps_arg)
   end
   return {
     fns = common.fill(fns, { parts = M.parts,
+      rank_doc = causal and "its key block (causal:\n// attn_bwd_turns.lua's marked_above " ..
+        "counts the marked blocks above it at each tile)" or "its rank among the\n// marked " ..
+        "blocks of its (batch, K/V head), those before it that pass turns",
+      rank_body = causal and "    return marks[kb] != 0 ? kb : -1;" or table.concat({
+        "    int rank = 0;",
+        "    for (int j0 = 0; j0 < kb; j0 += kThreads)  // uniform: the block counts together",
+        "        rank += __syncthreads_count(j0 + (int)threadIdx.x < kb && " ..
+          "marks[j0 + threadIdx.x] != 0);",
+        "    return marks[kb] != 0 ? rank : -1;" }, "\n"),
       no_split_with_dbias = key_bias and table.concat({
         "if (p.dbias)",
         "    return 1;  // its column sums a head's, stored at the head's end: not split" },

@@ -9,21 +9,31 @@
 -- kGroups (the warpgroups' first threads 1 each where each adds its own columns: the query
 -- ring). Each dq element's fp32 sum then runs over the key blocks in order: the same bits every
 -- run. A block passes even the tiles it skips (a query-layout mask's vote, a head none of its
--- keys is visible to): blocks after it count on it. Causal walks start at a block's first
--- visible tile, which only grows with the block: the blocks that walk a tile are 0 .. some kb.
+-- keys is visible to): blocks after it count on it.
+-- Causal, the order is the other way round: a tile's blocks are 0 .. top (a block's first
+-- visible tile grows with it), and block kb reaches the tile after block kb + 1 does (it walks
+-- 128 / 64 = 2 tiles more before it), so kb adds once the count reaches (top - kb) kGroups.
+-- Ascending, block kb would wait for kb - 1 to pass the tile, which walked 2 tiles more to get
+-- there: every block a tile behind the one before it, counted at 2.0x the default mode's time
+-- (bench/turns_schedule.py), against 1.02x this way.
 -- Under a key-layout mask (the split kernels, attn_bwd_split.lua) phase 0 marks the key blocks
 -- some head of the group sees, and kb is a block's rank among the marked ones of its (batch,
 -- K/V head): an unmarked block walks nothing and passes nothing, so that it ends at once instead
 -- of holding an SM while it passes the turns of every tile (the deterministic walk at 1/8 of
--- the key blocks visible would otherwise last as long as the dense one).
--- A block waits only on blocks before it, which the hardware starts first (grid x: key blocks),
--- as FlashAttention 3's deterministic backward relies on too.
+-- the key blocks visible would otherwise last as long as the dense one); causal, a block's place
+-- at a tile is the count of marked blocks in (kb, top], counted on by each holder (marked_above).
+-- A block waits only on blocks before it in the launch order, which the hardware starts first
+-- (as FlashAttention 3's deterministic backward relies on too): key_block_order maps the launch
+-- order to key blocks, descending where causal, and interleaves the key blocks of up to 4 K/V
+-- heads of a batch (block kb of each, then kb + 1, ...; api/bwd.c picks how many, p.turn_shift):
+-- with one head's key blocks in a row, the blocks of a wave that start together each wait a tile
+-- more than the one before (the turn passes a tile late, below), 1.19x-1.28x the default mode's
+-- time at B 2, H 16, L 4096 in bench/turns_schedule.py; with 4 interleaved 1.05x-1.09x.
 -- Cost: a turn is passed once the sums are complete in memory, at the thread's next tile's sums
 -- (or the walk's end) rather than right after it issued them: no thread waits for the
--- reductions' round trip; block kb + 1 runs about a tile behind block kb, which costs the first
--- wave its stagger (block kb waits kb tiles before its first sums).
+-- reductions' round trip; block kb + 1 runs about a tile behind block kb where they start
+-- together (the interleaved launch order's job).
 local M = {}
-
 local fns = [=[
 // The deterministic mode's dq turns (attn_bwd_turns.lua): a tile's count at p.dq_turns, passed by
 // kTurnAdd from each thread threadIdx.x % kTurnHolder == 0 (the threads that issue the sums).
@@ -33,10 +43,10 @@ constexpr int kTurnHolder = kThreads / kGroups * kTurnAdd;
 // A block's turn state, in shared memory at a fixed address: the walk's registers are at their
 // limit (a held turn in a register spilled 4 bytes in bwd.d128.bf16.mask-k.bias-q.w0.causal.sm90a,
 // a reference to it 16). held[g]: the turn warpgroup g's first thread holds (-1: none); rank: the
-// block's (dq_turn), set by dq_turns_start.
+// block's place in the sums' order, set by dq_turns_start (-1: it passes none).
 struct TurnState {
     int held[kGroups];
-    int rank;
+    int rank;$marked_state
 };
 __shared__ TurnState g_turns;
 
@@ -46,28 +56,49 @@ __device__ __forceinline__ int &turn_held()
     return g_turns.held[threadIdx.x / (kThreads / kGroups)];
 }
 
-// The walk's start: no turn held, the block's rank kept (read behind the walk's first barrier).
-__device__ __forceinline__ void dq_turns_start(int rank)
+// The key block (b, hk, n0) this block walks: blockIdx's in the default mode. The deterministic
+// mode's launch order (the hardware starts blocks by their linear index, x fastest; a block waits
+// only on blocks before it in the sums' order): the host's grid is (p.turn_heads x key blocks,
+// Hkv / p.turn_heads, B), x = a key block's place x turn_heads + its K/V head's in the group, so
+// that a block's predecessor started turn_heads blocks before it$order_doc
+__device__ __forceinline__ void key_block_order(const BwdParams &p, i64 &b, i64 &hk, i64 &n0)
+{
+    if (!p.dq_turns)
+        return;
+    const int at = blockIdx.x >> p.turn_shift;  // the key block's place in the order
+    hk = ((i64)blockIdx.y << p.turn_shift) + (blockIdx.x & ((1 << p.turn_shift) - 1));
+    n0 = (i64)($order_kb) * kRows;
+}
+
+// The walk's start: no turn held, the block's place kept (read behind the walk's first barrier).
+__device__ __forceinline__ void dq_turns_start(int rank$marks_param)
 {
     if (threadIdx.x % (kThreads / kGroups) == 0) {
-        turn_held() = -1;
-        if (threadIdx.x == 0)
-            g_turns.rank = rank;
+        turn_held() = -1;$marks_start
+        if (threadIdx.x == 0) {
+            g_turns.rank = rank;$marks_keep
+        }
     }
 }
 
-// Query tile m0 of head h, batch b: its count's index, and the count at which it is the turn of
-// the key block of rank `rank` (the key blocks before it that pass turns: its index, or where
-// phase 0 marked them its rank among the marked). at = -1: no turns (the default mode: sums in
-// any order).
+// Query tile m0 of head h, batch b: its count's index.
+__device__ __forceinline__ int dq_turn_at(const BwdParams &p, i64 b, i64 h, i64 m0)
+{
+    return (int)((b * p.H + h) * ((p.Lq + kTile - 1) / kTile) + m0 / kTile);
+}
+
+// A query tile's turn: its count's index (-1: no turns, the default mode: sums in any order) and
+// its key in the sums' order ($key_doc).
 struct DqTurn {
-    int at, want;
+    int at, key;
 };
-__device__ __forceinline__ DqTurn dq_turn(const BwdParams &p, i64 b, i64 h, i64 m0, int rank)
+$order_fns
+// Query tile m0 of head h, batch b's turn.
+__device__ __forceinline__ DqTurn dq_turn(const BwdParams &p, i64 b, i64 h, i64 m0)
 {
     if (!p.dq_turns)
         return {-1, 0};
-    return {(int)((b * p.H + h) * ((p.Lq + kTile - 1) / kTile) + m0 / kTile), rank * kGroups};
+    return {dq_turn_at(p, b, h, m0), $key};
 }
 
 // Waits until every key block before this one has passed the tile; the sums issued after are
@@ -75,10 +106,11 @@ __device__ __forceinline__ DqTurn dq_turn(const BwdParams &p, i64 b, i64 h, i64 
 __device__ __forceinline__ void dq_turn_wait(const BwdParams &p, DqTurn t)
 {
     const int *count = (const int *)p.dq_turns + t.at;
+    const int want = turn_want(t);
     int seen;
     do
         asm volatile("ld.acquire.gpu.global.s32 %0, [%1];\n" : "=r"(seen) : "l"(count) : "memory");
-    while (seen < t.want);
+    while (seen < want);
     asm volatile("fence.proxy.async.global;\n" ::: "memory");
 }
 
@@ -108,13 +140,10 @@ __device__ __forceinline__ void dq_turn_release(const BwdParams &p)
 __device__ __forceinline__ void dq_turns_skip(const BwdParams &p, i64 b, i64 h, i64 m_from,
                                               i64 m_to)
 {
-    if (!p.dq_turns || threadIdx.x != 0)
-        return;
-    const int rank = g_turns.rank;
-    if (rank < 0)
+    if (!p.dq_turns || threadIdx.x != 0 || g_turns.rank < 0)
         return;
     for (i64 m0 = m_from; m0 < m_to; m0 += kTile) {
-        const DqTurn t = dq_turn(p, b, h, m0, rank);
+        const DqTurn t = dq_turn(p, b, h, m0);
         dq_turn_wait(p, t);
         dq_turn_pass(p, t.at, kGroups);
     }
@@ -138,10 +167,106 @@ __device__ __forceinline__ void dq_turns_end(const BwdParams &p)
 }
 ]=]
 
+-- In key order (not causal): a tile's key is the block's rank, the same at every tile.
+local ascending = {
+  order_doc = ".", order_kb = "at", key = "g_turns.rank",
+  key_doc = "the block's rank",
+  order_fns = [=[
+
+// The count at which tile t is this block's turn: its rank's kGroups passes a block.
+__device__ __forceinline__ int turn_want(DqTurn t)
+{
+    return t.key * kGroups;
+}
+]=],
+}
+
+-- Causal: a tile's key is its highest walking key block, top; the blocks in (kb, top] add first.
+local top_fn = [=[
+
+// Causal: the highest key block that walks query tile m0, the first in its order (a block's
+// first tile is max(0, n0 - (Lk - Lq)) rounded down to kTile, at most m0 where it walks it).
+__device__ __forceinline__ int turn_top(const BwdParams &p, i64 m0)
+{
+    return (int)min((m0 + kTile - 1 + p.Lk - p.Lq) / kRows, (i64)(p.Lk + kRows - 1) / kRows - 1);
+}
+]=]
+
+local descending = {
+  order_doc = ";\n// causal, in descending key blocks (a tile's sums go from its highest " ..
+    "walking block down).",
+  order_kb = "(p.Lk + kRows - 1) / kRows - 1 - at", key = "turn_top(p, m0)",
+  key_doc = "its highest walking key block",
+  order_fns = top_fn .. [=[
+
+// The count at which tile t is this block's turn (rank: its key block): the blocks above it that
+// walk the tile, kGroups passes each.
+__device__ __forceinline__ int turn_want(DqTurn t)
+{
+    return (t.key - g_turns.rank) * kGroups;
+}
+]=],
+}
+
+-- Causal under a key mask's marks: the marked blocks in (kb, top] add first.
+local descending_marked = {
+  order_doc = descending.order_doc, order_kb = descending.order_kb, key = descending.key,
+  key_doc = descending.key_doc,
+  marked_state = table.concat({ "",
+    "    // causal under a key mask: each holder's count of the marked key blocks in",
+    "    // (rank, top[g]] (marked_above), and the (batch, K/V head)'s marks (null: every block",
+    "    // passes turns)",
+    "    int top[kGroups], above[kGroups];",
+    "    const int *marks;" }, "\n"),
+  marks_param = ", const int *marks",
+  marks_start = table.concat({ "",
+    "        g_turns.top[threadIdx.x / (kThreads / kGroups)] = rank;",
+    "        g_turns.above[threadIdx.x / (kThreads / kGroups)] = 0;" }, "\n"),
+  marks_keep = "\n            g_turns.marks = marks;",
+  order_fns = top_fn .. [=[
+
+// The marked key blocks in (rank, top] of the block's (batch, K/V head), which add to a tile
+// whose highest walking block is top before this one. Each holder counts on from its last count
+// (top grows along a head's walk; the next head's walk starts lower: counted again).
+__device__ __noinline__ int marked_above(int top)
+{
+    const int g = threadIdx.x / (kThreads / kGroups), rank = g_turns.rank;
+    if (!g_turns.marks)
+        return top - rank;
+    int seen = g_turns.top[g], above = g_turns.above[g];
+    if (top < seen) {
+        seen = rank;
+        above = 0;
+    }
+    for (; seen < top; seen++)
+        above += g_turns.marks[seen + 1] != 0;
+    g_turns.top[g] = seen;
+    g_turns.above[g] = above;
+    return above;
+}
+
+// The count at which tile t is this block's turn: the marked blocks above it that walk the tile,
+// kGroups passes each.
+__device__ __forceinline__ int turn_want(DqTurn t)
+{
+    return marked_above(t.key) * kGroups;
+}
+]=],
+}
+
 -- The module's functions: the query ring's holders are its warpgroups' first threads (each adds
--- its own columns, red_map_group), elsewhere thread 0 adds for the block.
-function M.fns(common, ring)
-  return common.fill(fns, { turn_add = ring and "1" or "kGroups" })
+-- its own columns, red_map_group), elsewhere thread 0 adds for the block. causal: the sums go
+-- down the key blocks; marked: under a key mask's marks (the split kernels).
+function M.fns(common, ring, causal, marked)
+  local order = causal and (marked and descending_marked or descending) or ascending
+  return common.fill(fns, { turn_add = ring and "1" or "kGroups",
+    marked_state = order.marked_state or "", marks_param = order.marks_param or "",
+    marks_start = order.marks_start or "", marks_keep = order.marks_keep or "",
+    order_doc = order.order_doc, order_kb = order.order_kb, order_fns = order.order_fns,
+    key = order.key, key_doc = order.key_doc })
 end
+
+-- The walk's first lines (keys_tile's, before anything reads b, hk or n0).
+M.order_line = "key_block_order(p, b, hk, n0);  // the deterministic mode's launch order"
 
 return M

@@ -252,7 +252,11 @@ START_TEST(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them)
     ck_assert_uint_ge(p.dq_turns, p.query_rows + (uint64_t)B * H * ((L + 63) / 64) * 128 * 4);
     ck_assert_ptr_eq(stats->fns[3], k->fn_rows); /* phase 0 zeroes the sums and their counts */
     ck_assert_ptr_eq(stats->fns[4], k->fn);
-    ck_assert_uint_eq(stats->grids[4][0], (L + k->block_m - 1) / k->block_m); /* key blocks */
+    /* the turns' launch order: the key blocks of HKV = 2 heads interleaved (grid x), one group */
+    ck_assert_int_eq(p.turn_shift, 1);
+    ck_assert_uint_eq(stats->grids[4][0], (L + k->block_m - 1) / k->block_m * HKV);
+    ck_assert_uint_eq(stats->grids[4][1], 1);
+    ck_assert_uint_eq(stats->grids[4][2], B);
     ck_assert_int_eq(stats->memsets, memsets);
     dm_variant vr = v;
     vr.dir = DM_DIR_BWD_ROWS;
@@ -267,6 +271,37 @@ START_TEST(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them)
     ck_assert_int_eq(stats->launches, 12);
     p = last_params();
     ck_assert(p.phase == 3 && p.dbias_fused == 1 && p.dq_accum != 0);
+    dm_ctx_destroy(ctx);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
+/* The deterministic keys phase's launch order (attn_bwd_turns.lua's key_block_order): the key
+ * blocks of the largest power of two <= 4 of K/V heads dividing Hkv interleaved along grid x;
+ * the default mode's grid is the plain (key blocks, Hkv, B). */
+START_TEST(the_deterministic_keys_phase_interleaves_up_to_four_kv_heads)
+{
+    dm_ctx *ctx = stub_ctx_cc("90");
+    const int hkvs[] = {1, 2, 4}, shifts[] = {0, 1, 2};
+    for (int i = 0; i < 3; i++) {
+        dm_bwd_args a = args(0, 0, 0);
+        dm_tensor *kv[] = {&a.k, &a.v, &a.dk, &a.dv};
+        for (int t = 0; t < 4; t++)
+            *kv[t] = t4((uintptr_t)kv[t]->data, DM_F16, B, L, hkvs[i], D);
+        for (int det = 0; det < 2; det++) {
+            a.deterministic = det;
+            bwd_ok(ctx, &a);
+            const unsigned *g = stats->grids[stats->launches - 2]; /* phase 1 */
+            dm_variant v = {.dir = DM_DIR_BWD, .head_dim = D, .dtype = DM_F16, .arch = DM_SM90A};
+            const int64_t blocks =
+                (L + dm_module_find(ctx, &v)->block_m - 1) / dm_module_find(ctx, &v)->block_m;
+            const int shift = det ? shifts[i] : 0;
+            ck_assert_int_eq(last_params().turn_shift, shift);
+            ck_assert_uint_eq(g[0], (uint64_t)blocks << shift);
+            ck_assert_uint_eq(g[1], (unsigned)hkvs[i] >> shift);
+            ck_assert_uint_eq(g[2], B);
+        }
+    }
     dm_ctx_destroy(ctx);
     dm_test_remove_dir(cache_dir);
 }
@@ -415,6 +450,7 @@ END_TEST
     X(a_key_layout_dbias_is_fused_unless_its_sums_cross_blocks) \
     X(a_query_layout_dbias_is_fused_only_without_broadcast) \
     X(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them) \
+    X(the_deterministic_keys_phase_interleaves_up_to_four_kv_heads) \
     X(the_keys_phase_gets_tensor_maps_and_tile_rows_unless_a_query_mask_is_staged) \
     X(d128_blocks_own_128_rows_and_walk_64_row_query_tiles) \
     X(a_key_mask_lets_the_default_mode_split_the_keys_phase) \

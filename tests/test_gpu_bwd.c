@@ -692,9 +692,10 @@ START_TEST(more_busy_key_blocks_than_sms_split_the_keys_phase_and_match)
      * dbias (its zero rows written once), a key bias with causal. More scores than the other
      * cases (n + n / 8 blocks of 128 keys are needed): 1.7e6 on 132 SMs. The deterministic mode
      * does not split, and its dq turns (templates/attn_bwd_turns.lua) are passed through the
-     * idle blocks between busy ones (a block that passed none would hang the next). */
+     * idle blocks between busy ones (a block that passed none would hang the next); causal, in
+     * descending order among the busy ones. */
     const int n = gpu_ctx()->sm_count, busy = n + n / 8;
-    for (int x = 0; x < 5; x++) {
+    for (int x = 0; x < 6; x++) {
         bwd_case c = base(128, DM_BF16);
         c.f.B = 1;
         c.f.H = c.f.Hkv = 2;
@@ -705,16 +706,18 @@ START_TEST(more_busy_key_blocks_than_sms_split_the_keys_phase_and_match)
         c.f.mask_heads = 2;
         c.f.mask_density = 0.5;
         c.busy_key_blocks = busy;
-        c.f.bias = x == 1 || x == 4 ? DM_LAYOUT_Q : x == 2 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
+        c.f.bias = x == 1 || x == 4 ? DM_LAYOUT_Q : x == 2 || x == 5 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
         c.f.bias_batch = 1;
         c.f.bias_heads = 2;
         c.dbias = x == 1 || x == 4;
-        c.f.causal = x == 2;
+        c.f.causal = x == 2 || x == 5;
         c.deterministic = x >= 3;
-        static const char *labels[] = {"busy key blocks mask-k", "busy key blocks bias-q dbias",
+        static const char *labels[] = {"busy key blocks mask-k",
+                                       "busy key blocks bias-q dbias",
                                        "busy key blocks bias-k causal",
                                        "busy key blocks deterministic",
-                                       "busy key blocks bias-q dbias deterministic"};
+                                       "busy key blocks bias-q dbias deterministic",
+                                       "busy key blocks bias-k causal deterministic"};
         check_case(&c, labels[x]);
     }
 }
@@ -752,15 +755,19 @@ START_TEST(long_chains_of_key_blocks_add_dq_in_order_and_repeat_bitwise)
      * blocks of 128 a (batch, K/V head) and 32 query tiles, GQA (two heads a block's walk); a
      * key bias with its dbias broadcast over the heads (the partials, phase 2); causal (walks
      * that start later with the block) and a query mask (skipped tiles whose turns are passed),
-     * each run twice for the same bytes. (Kept to 1.7e7 scores for the float64 reference.) */
-    for (int x = 0; x < 3; x++) {
+     * each run twice for the same bytes. Then causal with Lq < Lk over 4 K/V heads (the
+     * launch order interleaves 4 heads' key blocks) and causal under a key mask with Lq > Lk
+     * (the marked blocks' descending order; the first 512 queries see no key). (Kept to 1.7e7
+     * scores for the float64 reference.) */
+    for (int x = 0; x < 5; x++) {
         bwd_case c = base(128, DM_BF16);
         c.deterministic = true;
         c.f.B = 1;
         c.f.H = 4;
-        c.f.Hkv = 2;
-        c.f.Lq = c.f.Lk = 2048;
-        c.f.mask = x == 2 ? DM_LAYOUT_Q : DM_LAYOUT_NONE;
+        c.f.Hkv = x == 3 ? 4 : 2;
+        c.f.Lq = x == 3 ? 1536 : 2048;
+        c.f.Lk = x == 4 ? 1536 : 2048;
+        c.f.mask = x == 2 ? DM_LAYOUT_Q : x == 4 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
         c.f.mask_batch = 1;
         c.f.mask_heads = 4;
         c.f.mask_density = 0.9;
@@ -769,10 +776,12 @@ START_TEST(long_chains_of_key_blocks_add_dq_in_order_and_repeat_bitwise)
         c.f.bias_batch = 1;
         c.f.bias_heads = 1;
         c.dbias = x == 0;
-        c.f.causal = x == 1;
+        c.f.causal = x == 1 || x >= 3;
         static const char *labels[] = {"long chains bias-k (1,1,1,L) dbias deterministic",
                                        "long chains causal deterministic",
-                                       "long chains mask-q skipped tiles deterministic"};
+                                       "long chains mask-q skipped tiles deterministic",
+                                       "long chains causal Lq < Lk Hkv 4 deterministic",
+                                       "long chains causal mask-k Lq > Lk deterministic"};
         check_case(&c, labels[x]);
     }
 }

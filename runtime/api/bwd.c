@@ -201,6 +201,14 @@ dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool
     p->key_partials = partial_bytes && base ? (uint64_t)(base + marks_at + marks_bytes) : 0;
     p->dq_turns =
         turn_bytes && base ? (uint64_t)(base + marks_at + marks_bytes + partial_bytes) : 0;
+    /* The turns' launch order interleaves the key blocks of up to 4 K/V heads (a power of two
+     * dividing Hkv): a block's predecessor in dq's order then starts 4 blocks before it, not
+     * just before it, and is about a tile ahead when it needs it (bench/turns_schedule.py:
+     * 1.19x-1.28x of the default mode's time at B 2, H 16, L 4096 with one head, 1.05x-1.09x
+     * with 4; 8 would hold twice the heads' Q, dO and dq sums in the L2 cache). */
+    p->turn_shift = 0;
+    while (ordered && p->turn_shift < 2 && p->Hkv % (2 << p->turn_shift) == 0)
+        p->turn_shift++;
     if (st == DM_OK && p->key_split) {
         CUresult r = ctx->drv->MemsetD8Async((CUdeviceptr)p->key_split, 0, marks_bytes, stream);
         if (r != CUDA_SUCCESS) {
@@ -244,6 +252,10 @@ dm_status dm_bwd_launch_phases(dm_ctx *ctx, const char *call, const dm_variant *
             gx = (g->rows[phase % 3] + k->block_m - 1) / k->block_m;
             gy = g->heads[phase % 3];
             gz = g->batches * (phase == 1 && g->key_parts > 1 ? g->key_parts : 1);
+            if (phase == 1 && p->dq_turns) { /* the turns' launch order (attn_bwd_turns.lua) */
+                gx <<= p->turn_shift;
+                gy >>= p->turn_shift;
+            }
         } else {
             gx = (g->dbias_elems + k->block_n - 1) / k->block_n;
         }
