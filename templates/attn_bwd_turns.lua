@@ -58,9 +58,9 @@ __device__ __forceinline__ int &turn_held()
 
 // The key block (b, hk, n0) this block walks: blockIdx's in the default mode. The deterministic
 // mode's launch order (the hardware starts blocks by their linear index, x fastest; a block waits
-// only on blocks before it in the sums' order): the host's grid is (p.turn_heads x key blocks,
-// Hkv / p.turn_heads, B), x = a key block's place x turn_heads + its K/V head's in the group, so
-// that a block's predecessor started turn_heads blocks before it$order_doc
+// only on blocks before it in the sums' order): the host's grid is (key blocks << turn_shift,
+// Hkv >> turn_shift, B), x = a key block's place << turn_shift + its K/V head's in the group, so
+// that a block's predecessor started 1 << turn_shift blocks before it$order_doc
 __device__ __forceinline__ void key_block_order(const BwdParams &p, i64 &b, i64 &hk, i64 &n0)
 {
     if (!p.dq_turns)
@@ -102,15 +102,22 @@ __device__ __forceinline__ DqTurn dq_turn(const BwdParams &p, i64 b, i64 h, i64 
 }
 
 // Waits until every key block before this one has passed the tile; the sums issued after are
-// async-proxy writes, ordered after the wait by the proxy fence.
+// async-proxy writes, ordered after the wait by the proxy fence. A turn that never comes (a fault
+// of the order's code, not of a caller's input: the block it waits on started before this one)
+// traps after 2^26 polls, tens of seconds, rather than hang the stream: the call's stream then
+// reports CUDA's launch failure.
 __device__ __forceinline__ void dq_turn_wait(const BwdParams &p, DqTurn t)
 {
     const int *count = (const int *)p.dq_turns + t.at;
     const int want = turn_want(t);
-    int seen;
-    do
+    for (int polls = 0;; polls++) {
+        int seen;
         asm volatile("ld.acquire.gpu.global.s32 %0, [%1];\n" : "=r"(seen) : "l"(count) : "memory");
-    while (seen < want);
+        if (seen >= want)
+            break;
+        if (polls == 1 << 26)
+            __trap();
+    }
     asm volatile("fence.proxy.async.global;\n" ::: "memory");
 }
 
@@ -185,7 +192,8 @@ __device__ __forceinline__ int turn_want(DqTurn t)
 local top_fn = [=[
 
 // Causal: the highest key block that walks query tile m0, the first in its order (a block's
-// first tile is max(0, n0 - (Lk - Lq)) rounded down to kTile, at most m0 where it walks it).
+// first tile is max(0, n0 - (Lk - Lq)) rounded down to kTile, at most m0 where it walks it); for
+// a tile some block walks (the only ones waited on: where Lq > Lk, no block walks the first).
 __device__ __forceinline__ int turn_top(const BwdParams &p, i64 m0)
 {
     return (int)min((m0 + kTile - 1 + p.Lk - p.Lq) / kRows, (i64)(p.Lk + kRows - 1) / kRows - 1);
