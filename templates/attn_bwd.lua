@@ -487,6 +487,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
             $keys_tile_load
             float s[kNT][4], dp[kNT][4];  // transposed: rows are keys, columns queries
             issue_xyt_pair(sK + group * kTileElems, sQ, s, sV + group * kTileElems, sDO, dp);
+            $keys_turn_early
             $keys_grad
             $keys_dbias_add
             $keys_qdbias
@@ -2256,8 +2257,12 @@ function M.emit(v)
     end
     mp.keys_m_begin, mp.keys_part_param = sp.keys_m_begin, sp.keys_part_param
     mp.keys_part_start, mp.keys_store = sp.keys_part_start, sp.keys_store
-    -- the deterministic mode's launch order (attn_bwd_turns.lua): dense kernels that sum dq
+    -- the deterministic mode's launch order (attn_bwd_turns.lua): dense kernels that sum dq;
+    -- and the last tile's turn passed behind this tile's first products where its holder issued
+    -- all of the tile's sums itself (by tensor maps: red_tile_map)
     mp.keys_order = engine.dq_atomic and not v.varlen and turns.order_line or ""
+    mp.keys_turn_early = engine.dq_atomic and not v.varlen and tma and v.d % 32 == 0 and
+      turns.early_line or ""
     if split then
       mp.keys_m_end = sp.keys_m_end
       if mp.keys_qdbias_skipped ~= "" then

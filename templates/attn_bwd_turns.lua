@@ -141,6 +141,17 @@ __device__ __forceinline__ void dq_turn_release(const BwdParams &p)
     }
 }
 
+// The last tile's turn passed behind this tile's first products (kernels whose holders issue all
+// of a tile's sums themselves: red_tile_map), a third of a tile sooner than at this tile's sums:
+// the block after it waits that much less (a one-wave grid's blocks, which all start together,
+// stagger by that much less: bench/turns_schedule.py --lag). The sums were issued at the last
+// tile's end; the wait for their writes is most often over by now.
+__device__ __forceinline__ void dq_turn_release_early(const BwdParams &p)
+{
+    if (p.dq_turns && threadIdx.x % kTurnHolder == 0)
+        dq_turn_release(p);
+}
+
 // Query tiles [m_from, m_to) of head h that the block walks without sums (a vote skipped it, or
 // the head sees none of the block's keys): passed in turn all the same, by thread 0 (the rank's
 // writer). Rank < 0: an unmarked block, which passes none.
@@ -276,5 +287,7 @@ end
 
 -- The walk's first lines (keys_tile's, before anything reads b, hk or n0).
 M.order_line = "key_block_order(p, b, hk, n0);  // the deterministic mode's launch order"
+-- A tile's line behind its first products (red_tile_map's kernels).
+M.early_line = "dq_turn_release_early(p);  // the last tile's turn, once its sums are written"
 
 return M
