@@ -29,11 +29,13 @@
 -- with one head's key blocks in a row, the blocks of a wave that start together each wait a tile
 -- more than the one before (the turn passes a tile late, below), 1.19x-1.28x the default mode's
 -- time at B 2, H 16, L 4096 in bench/turns_schedule.py; with 4 interleaved 1.05x-1.09x.
--- Cost: a turn is passed once the sums are complete in memory, at the thread's next tile's sums
--- (or the walk's end) rather than right after it issued them: no thread waits for the
--- reductions' round trip; block kb + 1 runs about a tile behind block kb where they start
--- together (the interleaved launch order's job).
+-- Cost: a turn is passed once the sums are complete in memory, behind the next tile's first
+-- products where the holders issued all of the sums (red_tile_map), else at the next tile's sums
+-- (or the walk's end), rather than right after they were issued: no thread waits for the
+-- reductions' round trip; block kb + 1 runs a third of a tile to a tile behind block kb where
+-- they start together (the interleaved launch order's job; a one-wave grid's blocks all do).
 local M = {}
+
 local fns = [=[
 // The deterministic mode's dq turns (attn_bwd_turns.lua): a tile's count at p.dq_turns, passed by
 // kTurnAdd from each thread threadIdx.x % kTurnHolder == 0 (the threads that issue the sums).
