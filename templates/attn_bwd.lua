@@ -466,7 +466,7 @@ __device__ __forceinline__ void keys_tile(const BwdParams &p$keys_maps_param, u1
     $keys_qbias_decl
     $keys_qmask_decl
     $zero_pad_call
-    load_own_tiles(sK, p.k, p.k_stride, sV, p.v, p.v_stride, b, n0, hk, p.Lk);
+    $keys_own_load
     cp_async_commit();
     $keys_prologue
     float dk[kDT][4], dv[kDT][4];
@@ -2257,6 +2257,7 @@ function M.emit(v)
     end
     mp.keys_m_begin, mp.keys_part_param = sp.keys_m_begin, sp.keys_part_param
     mp.keys_part_start, mp.keys_store = sp.keys_part_start, sp.keys_store
+    mp.keys_own_load = sp.keys_own_load
     -- the deterministic mode's launch order (attn_bwd_turns.lua): dense kernels that sum dq;
     -- and the last tile's turn passed behind this tile's first products where its holder issued
     -- all of the tile's sums itself (by tensor maps: red_tile_map)

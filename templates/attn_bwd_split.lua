@@ -55,6 +55,13 @@ __device__ __forceinline__ i64 key_block_of(const BwdParams &p, i64 b, i64 hk, i
     return (b * p.Hkv + hk) * key_blocks(p) + n0 / kRows;
 }
 
+// Key block (b, hk, n0) seen by no head of its group (phase 0 left it unmarked: it walks no tile,
+// writes zeros); false without marks (p.key_split = 0).
+__device__ __forceinline__ bool key_block_idle(const BwdParams &p, i64 b, i64 hk, i64 n0)
+{
+    return p.key_split && ((const int *)p.key_split)[1 + key_block_of(p, b, hk, n0)] == 0;
+}
+
 // The parts key block (b, hk, n0)'s walk is split in, 1 where not: counted in 1 / kKeyParts
 // walks, ceil(c s / n) waves of walks of 1 / s, the fewest (ties: fewer parts); c <= n is one wave
 // whole, and past p.key_split_cap the scratch has no room. Read where needed (the start, each
@@ -155,6 +162,8 @@ __device__ __forceinline__ bool sum_parts(const BwdParams &p, i64 b, i64 hk, i64
 
 -- The pieces of attn_bwd.lua's keys_tile, entry and memory pass; split = false: the unsplit
 -- kernel's (its text as before the split existed). maps_arg: the entry's ", maps" or "".
+local own_load = "load_own_tiles(sK, p.k, p.k_stride, sV, p.v, p.v_stride, b, n0, hk, p.Lk);"
+
 local store_lines = table.concat({
   "store_tile(dk, p.dk, p.dk_stride, b, n0, hk, p.Lk, p.scale);",
   "store_tile(dv, p.dv, p.dv_stride, b, n0, hk, p.Lk, 1.f);" }, "\n")
@@ -166,7 +175,7 @@ function M.pieces(split, causal, key_bias, maps_arg)
     return {
       keys_part_param = "", keys_part_start = "", mark_busy_keys = "",
       keys_m_begin = "const i64 m_begin = " .. m_first,
-      keys_store = store_lines,
+      keys_store = store_lines, keys_own_load = own_load,
       keys_call = "keys_tile(p" .. maps_arg ..
         ", smem, blockIdx.z, blockIdx.y, (i64)blockIdx.x * kRows)",
     }
@@ -191,6 +200,10 @@ function M.pieces(split, causal, key_bias, maps_arg)
       "if (part >= key_parts_of(p, b, hk, n0))",
       "    return;  // the block's walk has fewer parts (a uniform exit: no barrier yet)" }, "\n"),
     mark_busy_keys = "if (p.key_split)\n    mark_busy_keys(p, b, h);",
+    -- a block no head sees (unmarked) walks no tile: its K and V are never read
+    keys_own_load = table.concat({
+      "if (!key_block_idle(p, b, hk, n0))  // (an idle block walks nothing: stores zeros)",
+      "    " .. own_load }, "\n"),
     keys_m_begin = "const i64 m_first = " .. m_first,
     -- the head's walk [m_first, m_last) by the vote, then this part's share of its tiles
     keys_m_end = table.concat({
