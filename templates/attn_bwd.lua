@@ -2259,8 +2259,8 @@ function M.emit(v)
     mp.keys_part_start, mp.keys_store = sp.keys_part_start, sp.keys_store
     mp.keys_own_load = sp.keys_own_load
     -- the deterministic mode's launch order (attn_bwd_turns.lua): dense kernels that sum dq;
-    -- and the last tile's turn passed behind this tile's first products where its holder issued
-    -- all of the tile's sums itself (by tensor maps: red_tile_map)
+    -- and the last tile's turn passed behind this tile's first products where its holders issued
+    -- all of the tile's sums themselves (red_tile_map: where the call has tensor maps)
     mp.keys_order = engine.dq_atomic and not v.varlen and turns.order_line or ""
     mp.keys_turn_early = engine.dq_atomic and not v.varlen and tma and v.d % 32 == 0 and
       turns.early_line or ""

@@ -106,8 +106,8 @@ __device__ __forceinline__ DqTurn dq_turn(const BwdParams &p, i64 b, i64 h, i64 
 // Waits until every key block before this one has passed the tile; the sums issued after are
 // async-proxy writes, ordered after the wait by the proxy fence. A turn that never comes (a fault
 // of the order's code, not of a caller's input: the block it waits on started before this one)
-// traps after 2^26 polls, tens of seconds, rather than hang the stream: the call's stream then
-// reports CUDA's launch failure.
+// traps after 2^26 polls, tens of seconds, rather than hang: the launch fails, and the context
+// with it (a trap's error is sticky: the process must make a new one).
 __device__ __forceinline__ void dq_turn_wait(const BwdParams &p, DqTurn t)
 {
     const int *count = (const int *)p.dq_turns + t.at;
@@ -143,14 +143,15 @@ __device__ __forceinline__ void dq_turn_release(const BwdParams &p)
     }
 }
 
-// The last tile's turn passed behind this tile's first products (kernels whose holders issue all
-// of a tile's sums themselves: red_tile_map), a third of a tile sooner than at this tile's sums:
-// the block after it waits that much less (a one-wave grid's blocks, which all start together,
-// stagger by that much less: bench/turns_schedule.py --lag). The sums were issued at the last
-// tile's end; the wait for their writes is most often over by now.
-__device__ __forceinline__ void dq_turn_release_early(const BwdParams &p)
+// The last tile's turn passed behind this tile's first products, a third of a tile sooner than
+// at this tile's sums: the block after it waits that much less (a one-wave grid's blocks, which
+// all start together, stagger by that much less: bench/turns_schedule.py --lag). The sums were
+// issued at the last tile's end; the wait for their writes is most often over by now. Only where
+// the holders issued all of them (by_maps: red_tile_map); where a call has no tensor maps,
+// red_tile's lanes in every warp issue their own rows' and the turn passes behind its barrier.
+__device__ __forceinline__ void dq_turn_release_early(const BwdParams &p, bool by_maps)
 {
-    if (p.dq_turns && threadIdx.x % kTurnHolder == 0)
+    if (p.dq_turns && by_maps && threadIdx.x % kTurnHolder == 0)
         dq_turn_release(p);
 }
 
@@ -290,6 +291,6 @@ end
 -- The walk's first lines (keys_tile's, before anything reads b, hk or n0).
 M.order_line = "key_block_order(p, b, hk, n0);  // the deterministic mode's launch order"
 -- A tile's line behind its first products (red_tile_map's kernels).
-M.early_line = "dq_turn_release_early(p);  // the last tile's turn, once its sums are written"
+M.early_line = "dq_turn_release_early(p, maps.tma);  // the last tile's turn, its sums written"
 
 return M

@@ -44,6 +44,8 @@ typedef struct bwd_case {
                                * false in every (batch, head) of a query-layout mask */
     int busy_key_blocks; /* > 0: of a key-layout mask's (batch, head, KEY_BLOCK keys) blocks, this
                           * many are left as drawn, scattered; the rest all false */
+    bool q_batch_shared; /* q read by every batch from batch 0's rows (strides[0] = 0): no tensor
+                          * map takes it, so sm_90a's keys phase copies its tiles instead */
 } bwd_case;
 
 /* The key blocks of sm_90a's d128 backward (tuning.lua: two warpgroups, 128 keys a block). */
@@ -130,6 +132,8 @@ static void bwd_build(bwd_data *d, const bwd_case *c, uint64_t seed)
     uint64_t s = seed ? seed : 1;
     memset(d, 0, sizeof *d);
     gpu_case_rows_alloc(&d->q, f, f->Lq, f->H);
+    if (c->q_batch_shared)
+        d->q.dev.strides[0] = d->q.host.strides[0] = 0;
     gpu_case_rows_alloc(&d->k, f, f->Lk, f->Hkv);
     gpu_case_rows_alloc(&d->v, f, f->Lk, f->Hkv);
     gpu_case_rows_alloc(&d->o, f, f->Lq, f->H);
@@ -434,10 +438,10 @@ static bwd_result check_case(const bwd_case *c, const char *label)
     gpu_case_describe(&c->f, fwd, sizeof fwd);
     snprintf(what, sizeof what,
              "%s dbias=%d deterministic=%d false_tile=(%d,%d) false_keys=[%d,%d) "
-             "false_row_tiles=%#x busy_key_blocks=%d",
+             "false_row_tiles=%#x busy_key_blocks=%d q_batch_shared=%d",
              fwd, c->dbias, c->deterministic, c->false_tile_row - 1, c->false_tile_key,
-             c->false_key_begin, c->false_key_end, (unsigned)c->false_row_tiles,
-             c->busy_key_blocks);
+             c->false_key_begin, c->false_key_end, (unsigned)c->false_row_tiles, c->busy_key_blocks,
+             c->q_batch_shared);
     const double tol = c->f.dtype == DM_BF16 ? TOL_BF16 : TOL_F16;
     const long nan = r.dq.nan_count + r.dk.nan_count + r.dv.nan_count + r.dbias.nan_count;
     const bool ok = st == DM_OK && nan == 0 && r.dq.rel < tol && r.dk.rel < tol && r.dv.rel < tol &&
@@ -746,6 +750,17 @@ START_TEST(deterministic_runs_give_identical_bytes)
     c.f.bias_f32 = true;
     c.f.causal = true;
     check_case(&c, "deterministic MQA f32 bias (1,1,1,Lk)");
+    /* q shared by the batch (strides[0] = 0): no tensor map for it, so sm_90a's keys phase
+     * copies the query tiles and red_tile's lanes add dq (no turn passes before its barrier);
+     * three key blocks of 128 a chain, four query tiles */
+    bwd_case q = base(128, DM_BF16);
+    q.deterministic = true;
+    q.q_batch_shared = true;
+    q.f.Lq = 250;
+    q.f.Lk = 300;
+    check_case(&q, "deterministic q shared by the batch");
+    q.f.causal = true;
+    check_case(&q, "deterministic q shared by the batch causal");
 }
 END_TEST
 
