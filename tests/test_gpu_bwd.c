@@ -44,8 +44,9 @@ typedef struct bwd_case {
                                * false in every (batch, head) of a query-layout mask */
     int busy_key_blocks; /* > 0: of a key-layout mask's (batch, head, KEY_BLOCK keys) blocks, this
                           * many are left as drawn, scattered; the rest all false */
-    bool q_batch_shared; /* q read by every batch from batch 0's rows (strides[0] = 0): no tensor
-                          * map takes it, so sm_90a's keys phase copies its tiles instead */
+    bool q_batch_shared; /* q read by every batch from batch 0's rows (strides[0] = 0; B > 1):
+                          * no tensor map takes it (test_bwd_maps), so sm_90a's keys phase
+                          * copies its tiles instead */
 } bwd_case;
 
 /* The key blocks of sm_90a's d128 backward (tuning.lua: two warpgroups, 128 keys a block). */
