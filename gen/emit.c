@@ -149,8 +149,10 @@ static int load_embedded(lua_State *L)
  * package.path = $DMATTN_TEMPLATE_DIR. */
 static void install_templates(lua_State *L, const char *dir)
 {
-    static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},       {LUA_LOADLIBNAME, luaopen_package},
-                                    {LUA_STRLIBNAME, luaopen_string}, {LUA_TABLIBNAME, luaopen_table},
+    static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
+                                    {LUA_LOADLIBNAME, luaopen_package},
+                                    {LUA_STRLIBNAME, luaopen_string},
+                                    {LUA_TABLIBNAME, luaopen_table},
                                     {LUA_MATHLIBNAME, luaopen_math}};
     for (size_t i = 0; i < ARRAY_LEN(libs); i++) {
         luaL_requiref(L, libs[i].name, libs[i].func, 1);
@@ -390,7 +392,8 @@ static void take_result(lua_State *L, emit_job *job)
         !get_opt_int_field(L, top, "tma_maps", &out->tma_maps) ||
         !get_opt_int_field(L, top, "query_tile", &out->query_tile) ||
         !get_opt_int_field(L, top, "key_split", &out->key_split) ||
-        !get_opt_int_field(L, top, "dq_turns", &out->dq_turns)) {
+        !get_opt_int_field(L, top, "dq_turns", &out->dq_turns) ||
+        !get_opt_int_field(L, top, "turn_order", &out->turn_order)) {
         fail(job, DM_ERR_COMPILE,
              "template returned an incomplete table (needs source, entry, threads, block_m, "
              "block_n, smem_bytes)");
@@ -435,8 +438,13 @@ dm_status dm_gen_emit_alloc_limit(const dm_variant *v, long max_allocs, long *al
     char key[DM_VARIANT_TEXT_MAX] = "?";
     const char *dir = getenv("DMATTN_TEMPLATE_DIR");
     alloc_budget budget = {max_allocs, 0};
-    emit_job job = {.v = v, .key = key, .template_dir = dir && *dir ? dir : NULL, .out = out,
-                    .err = err, .err_bytes = err_bytes, .st = DM_OK};
+    emit_job job = {.v = v,
+                    .key = key,
+                    .template_dir = dir && *dir ? dir : NULL,
+                    .out = out,
+                    .err = err,
+                    .err_bytes = err_bytes,
+                    .st = DM_OK};
 
     memset(out, 0, sizeof *out);
     if (err_bytes > 0)

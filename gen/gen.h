@@ -106,6 +106,10 @@ typedef struct dm_kernel_src {
      * templates/attn_bwd_turns.lua: the deterministic mode without the rows phase); 0 when left
      * out */
     int dq_turns;
+    /* bwd, with dq_turns: 1 where the keys phase decodes the deterministic mode's launch order
+     * (BwdParams.turn_shift: grid (key blocks << turn_shift, Hkv >> turn_shift, B),
+     * attn_bwd_turns.lua's key_block_order); 0 when left out: the grid is (key blocks, Hkv, B) */
+    int turn_order;
 } dm_kernel_src;
 
 /* Runs the family's Lua template for v in a fresh Lua state. Templates come from the copies

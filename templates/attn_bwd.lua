@@ -2350,6 +2350,7 @@ function M.emit(v)
            tma_maps = tma and not rows_only and 1 or 0,
            dq_turns = engine and engine.dq_atomic and not rows_only and not v.varlen and
              row.dq_turns and 1 or 0,
+           turn_order = engine and engine.dq_atomic and not rows_only and not v.varlen and 1 or 0,
            key_split = split and key_split.parts or 0 }
 end
 

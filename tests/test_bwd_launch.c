@@ -295,6 +295,7 @@ START_TEST(the_deterministic_keys_phase_interleaves_up_to_four_kv_heads)
             dm_variant v = {.dir = DM_DIR_BWD, .head_dim = D, .dtype = DM_F16, .arch = DM_SM90A};
             const int64_t blocks =
                 (L + dm_module_find(ctx, &v)->block_m - 1) / dm_module_find(ctx, &v)->block_m;
+            ck_assert_int_eq(dm_module_find(ctx, &v)->turn_order, 1); /* the kernel decodes it */
             const int shift = det ? shifts[i] : 0;
             ck_assert_int_eq(last_params().turn_shift, shift);
             ck_assert_uint_eq(g[0], (uint64_t)blocks << shift);

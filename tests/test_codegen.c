@@ -184,13 +184,16 @@ START_TEST(dense_sm90a_keys_phases_order_their_turns_and_pass_early_only_by_maps
 {
     dm_variant v = make(128, DM_BF16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM90A);
     v.dir = DM_DIR_BWD;
-    char *src = emit_ok(&v);
-    ck_assert_ptr_nonnull(strstr(src, "    key_block_order(p, b, hk, n0);"));
-    ck_assert_ptr_nonnull(strstr(src, "dq_turn_release_early(p, maps.tma);"));
-    ck_assert_ptr_null(strstr(src, "key_block_idle("));
-    free(src);
+    dm_kernel_src k;
+    char err[512];
+    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_OK);
+    ck_assert_int_eq(k.turn_order, 1); /* api/bwd.c shapes the grid by it */
+    ck_assert_ptr_nonnull(strstr(k.source, "    key_block_order(p, b, hk, n0);"));
+    ck_assert_ptr_nonnull(strstr(k.source, "dq_turn_release_early(p, maps.tma);"));
+    ck_assert_ptr_null(strstr(k.source, "key_block_idle("));
+    dm_kernel_src_free(&k);
     v.mask = DM_LAYOUT_K; /* the split kernel: marks */
-    src = emit_ok(&v);
+    char *src = emit_ok(&v);
     const char *idle = strstr(src, "    if (!key_block_idle(p, b, hk, n0))");
     ck_assert_ptr_nonnull(idle);
     const char *load = strstr(idle, "\n");
@@ -205,15 +208,17 @@ START_TEST(dense_sm90a_keys_phases_order_their_turns_and_pass_early_only_by_maps
     free(src);
     v.mask = DM_LAYOUT_NONE;
     v.varlen = true;
-    src = emit_ok(&v);
-    ck_assert_ptr_null(strstr(src, "key_block_order(p, b, hk, n0);"));
-    ck_assert_ptr_null(strstr(src, "dq_turn_release_early(p"));
-    free(src);
+    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_OK);
+    ck_assert_int_eq(k.turn_order, 0);
+    ck_assert_ptr_null(strstr(k.source, "key_block_order(p, b, hk, n0);"));
+    ck_assert_ptr_null(strstr(k.source, "dq_turn_release_early(p"));
+    dm_kernel_src_free(&k);
     v.varlen = false;
     v.arch = DM_SM80;
-    src = emit_ok(&v);
-    ck_assert_ptr_null(strstr(src, "key_block_order(p, b, hk, n0);"));
-    free(src);
+    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_OK);
+    ck_assert_int_eq(k.turn_order, 0);
+    ck_assert_ptr_null(strstr(k.source, "key_block_order(p, b, hk, n0);"));
+    dm_kernel_src_free(&k);
 }
 END_TEST
 

@@ -202,12 +202,13 @@ dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool
     p->dq_turns =
         turn_bytes && base ? (uint64_t)(base + marks_at + marks_bytes + partial_bytes) : 0;
     /* The turns' launch order interleaves the key blocks of up to 4 K/V heads (a power of two
-     * dividing Hkv): a block's predecessor in dq's order then starts 4 blocks before it, not
-     * just before it, and is about a tile ahead when it needs it (bench/turns_schedule.py:
-     * 1.19x-1.28x of the default mode's time at B 2, H 16, L 4096 with one head, 1.05x-1.09x
-     * with 4; 8 would hold twice the heads' Q, dO and dq sums in the L2 cache). */
+     * dividing Hkv), where the kernel decodes it (k->turn_order): a block's predecessor in dq's
+     * order then starts 4 blocks before it, not just before it, and is about a tile ahead when
+     * it needs it (bench/turns_schedule.py: 1.19x-1.28x of the default mode's time at B 2,
+     * H 16, L 4096 with one head, 1.05x-1.09x with 4; 8 would hold twice the heads' Q, dO and
+     * dq sums in the L2 cache). */
     p->turn_shift = 0;
-    while (ordered && p->turn_shift < 2 && p->Hkv % (2 << p->turn_shift) == 0)
+    while (ordered && k->turn_order && p->turn_shift < 2 && p->Hkv % (2 << p->turn_shift) == 0)
         p->turn_shift++;
     if (st == DM_OK && p->key_split) {
         CUresult r = ctx->drv->MemsetD8Async((CUdeviceptr)p->key_split, 0, marks_bytes, stream);

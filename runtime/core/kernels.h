@@ -25,6 +25,7 @@ typedef struct dm_kernel {
     int query_tile;                       /* as in dm_kernel_src */
     int key_split;                        /* as in dm_kernel_src */
     int dq_turns;                         /* as in dm_kernel_src */
+    int turn_order;                       /* as in dm_kernel_src */
     CUfunction fn_rows; /* bwd: dm_kernel_src.rows_entry's function; NULL when it has none */
 } dm_kernel;
 
