@@ -149,10 +149,8 @@ static int load_embedded(lua_State *L)
  * package.path = $DMATTN_TEMPLATE_DIR. */
 static void install_templates(lua_State *L, const char *dir)
 {
-    static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
-                                    {LUA_LOADLIBNAME, luaopen_package},
-                                    {LUA_STRLIBNAME, luaopen_string},
-                                    {LUA_TABLIBNAME, luaopen_table},
+    static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},       {LUA_LOADLIBNAME, luaopen_package},
+                                    {LUA_STRLIBNAME, luaopen_string}, {LUA_TABLIBNAME, luaopen_table},
                                     {LUA_MATHLIBNAME, luaopen_math}};
     for (size_t i = 0; i < ARRAY_LEN(libs); i++) {
         luaL_requiref(L, libs[i].name, libs[i].func, 1);
@@ -438,13 +436,8 @@ dm_status dm_gen_emit_alloc_limit(const dm_variant *v, long max_allocs, long *al
     char key[DM_VARIANT_TEXT_MAX] = "?";
     const char *dir = getenv("DMATTN_TEMPLATE_DIR");
     alloc_budget budget = {max_allocs, 0};
-    emit_job job = {.v = v,
-                    .key = key,
-                    .template_dir = dir && *dir ? dir : NULL,
-                    .out = out,
-                    .err = err,
-                    .err_bytes = err_bytes,
-                    .st = DM_OK};
+    emit_job job = {.v = v, .key = key, .template_dir = dir && *dir ? dir : NULL, .out = out,
+                    .err = err, .err_bytes = err_bytes, .st = DM_OK};
 
     memset(out, 0, sizeof *out);
     if (err_bytes > 0)

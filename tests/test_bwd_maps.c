@@ -180,8 +180,8 @@ START_TEST(a_query_layout_bias_and_its_fused_dbias_become_maps_of_128_byte_key_b
         ck_assert_int_eq(m.bias_batch_step, 1);
         ck_assert_int_eq(rec.calls, 4); /* q, dout, bias, dbias: the last one recorded */
         ck_assert_uint_eq(rec.addr, 0x40000);
-        ck_assert_int_eq(rec.type,
-                         f32 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_UINT16);
+        ck_assert_int_eq(rec.type, f32 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
+                                       : CU_TENSOR_MAP_DATA_TYPE_UINT16);
         const cuuint64_t dims[4] = {200, 100, 4, 2}; /* key, query, head, batch */
         const cuuint64_t strides[3] = {200 * es, 100 * 200 * es, 4 * 100 * 200 * es};
         ck_assert_mem_eq(rec.dims, dims, sizeof dims);

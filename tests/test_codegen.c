@@ -13,14 +13,8 @@
 static dm_variant make(int d, dm_dtype t, dm_layout mask, dm_layout bias, bool causal, bool softcap,
                        dm_arch arch)
 {
-    dm_variant v = {.dir = DM_DIR_FWD,
-                    .head_dim = d,
-                    .dtype = t,
-                    .mask = mask,
-                    .bias = bias,
-                    .causal = causal,
-                    .softcap = softcap,
-                    .arch = arch};
+    dm_variant v = {.dir = DM_DIR_FWD, .head_dim = d, .dtype = t, .mask = mask, .bias = bias,
+                    .causal = causal, .softcap = softcap, .arch = arch};
     return v;
 }
 
@@ -42,9 +36,8 @@ START_TEST(emit_is_byte_identical_in_fresh_states_for_every_axis)
             for (int m = 0; m < 3; m++)
                 for (int b = 0; b < 3; b++)
                     for (int f = 0; f < 4; f++) {
-                        dm_variant v =
-                            make(dims[di], t ? DM_BF16 : DM_F16, (dm_layout)m, (dm_layout)b, f & 1,
-                                 f & 2, (dm_arch)(n % DM_ARCH_COUNT));
+                        dm_variant v = make(dims[di], t ? DM_BF16 : DM_F16, (dm_layout)m,
+                                            (dm_layout)b, f & 1, f & 2, (dm_arch)(n % DM_ARCH_COUNT));
                         char *a = emit_ok(&v), *c = emit_ok(&v);
                         ck_assert_str_eq(a, c);
                         free(a);
@@ -73,7 +66,7 @@ START_TEST(features_that_are_off_are_absent_from_the_text)
     char *src = emit_ok(&plain);
     ck_assert_ptr_null(strstr(src, "next_tile("));
     ck_assert_ptr_null(strstr(src, "bias_at("));
-    ck_assert_ptr_null(strstr(src, "p.softcap_k")); /* the softcap stage */
+    ck_assert_ptr_null(strstr(src, "p.softcap_k"));  /* the softcap stage */
     ck_assert_ptr_null(strstr(src, "j > i + diag"));
     free(src);
 
@@ -224,11 +217,10 @@ END_TEST
 
 START_TEST(embedded_templates_include_every_module)
 {
-    const char *want[] = {"attn_fwd.lua",     "attn_fwd_bias.lua",  "attn_fwd_mask.lua",
+    const char *want[] = {"attn_fwd.lua", "attn_fwd_bias.lua", "attn_fwd_mask.lua",
                           "attn_fwd_mma.lua", "attn_fwd_wgmma.lua", "cuda_common.lua",
-                          "cuda_ptx.lua",     "errors.lua",         "kernel_params.lua",
-                          "tune.lua",         "tuning.lua",         "window_mask.lua",
-                          "attn_combine.lua"};
+                          "cuda_ptx.lua", "errors.lua", "kernel_params.lua", "tune.lua",
+                          "tuning.lua", "window_mask.lua", "attn_combine.lua"};
     for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
         int found = 0;
         for (size_t i = 0; i < dm_template_count; i++)
@@ -282,9 +274,8 @@ START_TEST(template_error_is_a_compile_error_with_file_and_line)
 {
     char dir[64];
     copy_templates(dir);
-    write_file(dir, "attn_fwd.lua",
-               "local M = {}\nfunction M.emit(v)\n  return nil + 1\nend\n"
-               "return M\n");
+    write_file(dir, "attn_fwd.lua", "local M = {}\nfunction M.emit(v)\n  return nil + 1\nend\n"
+                                    "return M\n");
     setenv("DMATTN_TEMPLATE_DIR", dir, 1);
     dm_variant v = make(64, DM_F16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM80);
     dm_kernel_src k;
@@ -370,16 +361,10 @@ START_TEST(layout_rows_match_only_their_mask_and_bias_layouts)
         "  { dir = 'fwd', d_min = 8, d_max = 256, arch = 'sm80', warps = 4, m_tiles = 2,\n"
         "    block_n = 32, why = 'test' },\n"
         "}\n";
-    struct {
-        dm_layout mask, bias;
-        const char *tile;
-    } cases[] = {
-        {DM_LAYOUT_NONE, DM_LAYOUT_Q, ": tile 64x64,"},
-        {DM_LAYOUT_K, DM_LAYOUT_Q, ": tile 64x64,"},
-        {DM_LAYOUT_K, DM_LAYOUT_NONE, ": tile 128x64,"},
-        {DM_LAYOUT_Q, DM_LAYOUT_K, ": tile 128x64,"},
-        {DM_LAYOUT_NONE, DM_LAYOUT_K, ": tile 128x32,"},
-        {DM_LAYOUT_NONE, DM_LAYOUT_NONE, ": tile 128x32,"},
+    struct { dm_layout mask, bias; const char *tile; } cases[] = {
+        {DM_LAYOUT_NONE, DM_LAYOUT_Q, ": tile 64x64,"},  {DM_LAYOUT_K, DM_LAYOUT_Q, ": tile 64x64,"},
+        {DM_LAYOUT_K, DM_LAYOUT_NONE, ": tile 128x64,"}, {DM_LAYOUT_Q, DM_LAYOUT_K, ": tile 128x64,"},
+        {DM_LAYOUT_NONE, DM_LAYOUT_K, ": tile 128x32,"}, {DM_LAYOUT_NONE, DM_LAYOUT_NONE, ": tile 128x32,"},
     };
     char dir[64];
     copy_templates(dir);
@@ -419,11 +404,10 @@ START_TEST(an_unknown_engine_in_the_tuning_table_is_an_error_naming_it)
 {
     dm_variant v = make(64, DM_F16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM80);
     char err[512];
-    dm_status st =
-        emit_with_tuning("return { { dir = 'fwd', d_min = 8, d_max = 256, arch = 'sm80', "
-                         "mma = 'tcgen05', block_n = 64, warps = 4, m_tiles = 1, "
-                         "why = 'test' } }\n",
-                         &v, err, sizeof err);
+    dm_status st = emit_with_tuning("return { { dir = 'fwd', d_min = 8, d_max = 256, arch = 'sm80', "
+                                    "mma = 'tcgen05', block_n = 64, warps = 4, m_tiles = 1, "
+                                    "why = 'test' } }\n",
+                                    &v, err, sizeof err);
     ck_assert_int_ne(st, DM_OK);
     ck_assert_msg(strstr(err, "unknown mma engine 'tcgen05'") != NULL, "err: %s", err);
 }

@@ -223,8 +223,7 @@ static dm_status cuda_error(dm_ctx *ctx, const char *call, const char *what, con
 /* The decode kernel's launch for a block fewer an SM (fwd_decode.c chooses it for equal lengths
  * whose waves fill the device better so): the least dynamic shared memory, in 1 KB steps from the
  * kernel's own, at which the driver counts blocks_per_sm - 1 (the least, so that the SM keeps the
- * most L1 cache). None up to the opt-in limit shared by that many blocks: 0, the kernel as it is.
- */
+ * most L1 cache). None up to the opt-in limit shared by that many blocks: 0, the kernel as it is. */
 static dm_status find_fewer_blocks_smem(dm_ctx *ctx, const char *call, const char *text,
                                         dm_kernel *k)
 {
@@ -239,7 +238,7 @@ static dm_status find_fewer_blocks_smem(dm_ctx *ctx, const char *call, const cha
         return cuda_error(ctx, call, "cuFuncSetAttribute", text, r);
     for (int s = (k->smem_bytes / step + 1) * step; s <= most; s += step) {
         if ((r = ctx->drv->OccupancyMaxActiveBlocksPerMultiprocessor(&got, k->fn, k->threads,
-                                                                     (size_t)s)) != CUDA_SUCCESS)
+                                                                      (size_t)s)) != CUDA_SUCCESS)
             return cuda_error(ctx, call, "cuOccupancyMaxActiveBlocksPerMultiprocessor", text, r);
         if (got <= want) {
             k->fewer_blocks_smem_bytes = got == want ? s : 0;
@@ -298,8 +297,9 @@ dm_status dm_kernel_get(dm_ctx *ctx, const char *call, const dm_variant *v, cons
         st = cuda_error(ctx, call, "cuModuleGetFunction", text, r);
         goto out;
     }
-    if (src.rows_entry[0] && (r = ctx->drv->ModuleGetFunction(&kernel.fn_rows, module,
-                                                              src.rows_entry)) != CUDA_SUCCESS) {
+    if (src.rows_entry[0] &&
+        (r = ctx->drv->ModuleGetFunction(&kernel.fn_rows, module, src.rows_entry)) !=
+            CUDA_SUCCESS) {
         st = cuda_error(ctx, call, "cuModuleGetFunction", text, r);
         goto out;
     }
@@ -371,12 +371,12 @@ static dm_status launch_fn(dm_ctx *ctx, const char *call, const dm_variant *v, C
                         dm_driver_error_text(ctx->drv, r, buf, sizeof buf));
 }
 
-static dm_status launch_args(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel *k,
-                             unsigned gx, unsigned gy, unsigned gz, void **kernel_args,
-                             CUstream stream)
+static dm_status launch_args(dm_ctx *ctx, const char *call, const dm_variant *v,
+                             const dm_kernel *k, unsigned gx, unsigned gy, unsigned gz,
+                             void **kernel_args, CUstream stream)
 {
-    return launch_fn(ctx, call, v, k->fn, (unsigned)k->threads, (unsigned)k->smem_bytes, gx, gy, gz,
-                     kernel_args, stream);
+    return launch_fn(ctx, call, v, k->fn, (unsigned)k->threads, (unsigned)k->smem_bytes, gx, gy,
+                     gz, kernel_args, stream);
 }
 
 dm_status dm_kernel_launch(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel *k,
@@ -386,9 +386,9 @@ dm_status dm_kernel_launch(dm_ctx *ctx, const char *call, const dm_variant *v, c
     return launch_args(ctx, call, v, k, gx, gy, gz, kernel_args, stream);
 }
 
-dm_status dm_kernel_launch2(dm_ctx *ctx, const char *call, const dm_variant *v, const dm_kernel *k,
-                            unsigned gx, unsigned gy, unsigned gz, void *params, void *extra,
-                            CUstream stream)
+dm_status dm_kernel_launch2(dm_ctx *ctx, const char *call, const dm_variant *v,
+                            const dm_kernel *k, unsigned gx, unsigned gy, unsigned gz,
+                            void *params, void *extra, CUstream stream)
 {
     void *kernel_args[] = {params, extra};
     return launch_args(ctx, call, v, k, gx, gy, gz, kernel_args, stream);
