@@ -2058,6 +2058,10 @@ function M.emit(v)
   -- key-layout masks, dense, an engine whose default mode runs phase 0 as a memory pass
   local split = not simt and row.key_split == true and v.mask == "k" and not v.varlen and
     not rows_only and engine.dq_atomic == true
+  -- the deterministic mode's dq turns in a launch order of their own (attn_bwd_turns.lua): dense
+  -- bwd kernels of an engine that sums dq
+  local turn_kernel = engine ~= nil and engine.dq_atomic == true and not v.varlen and
+    not rows_only
   local sp = key_split.pieces(split, v.causal, v.bias == "k", tma and ", maps" or "")
   -- tile: rows of a streamed tile (and of a warpgroup's own); groups: warpgroups a block, whose
   -- rows it owns (block_m = 16 warps)
@@ -2261,9 +2265,8 @@ function M.emit(v)
     -- the deterministic mode's launch order (attn_bwd_turns.lua): dense kernels that sum dq;
     -- and the last tile's turn passed behind this tile's first products where its holders issued
     -- all of the tile's sums themselves (red_tile_map: where the call has tensor maps)
-    mp.keys_order = engine.dq_atomic and not v.varlen and turns.order_line or ""
-    mp.keys_turn_early = engine.dq_atomic and not v.varlen and tma and v.d % 32 == 0 and
-      turns.early_line or ""
+    mp.keys_order = turn_kernel and turns.order_line or ""
+    mp.keys_turn_early = turn_kernel and tma and v.d % 32 == 0 and turns.early_line or ""
     if split then
       mp.keys_m_end = sp.keys_m_end
       if mp.keys_qdbias_skipped ~= "" then
@@ -2348,9 +2351,8 @@ function M.emit(v)
            query_tile = simt and warps or tile, smem_bytes = smem,
            dq_atomic = engine and engine.dq_atomic and not rows_only and 1 or 0,
            tma_maps = tma and not rows_only and 1 or 0,
-           dq_turns = engine and engine.dq_atomic and not rows_only and not v.varlen and
-             row.dq_turns and 1 or 0,
-           turn_order = engine and engine.dq_atomic and not rows_only and not v.varlen and 1 or 0,
+           dq_turns = turn_kernel and row.dq_turns and 1 or 0,
+           turn_order = turn_kernel and 1 or 0,
            key_split = split and key_split.parts or 0 }
 end
 

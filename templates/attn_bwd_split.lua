@@ -26,12 +26,6 @@ local fns = [=[
 // The keys phase split across blocks (attn_bwd_split.lua): at most kKeyParts parts a key block.
 constexpr int kKeyParts = $parts;
 
-// Key blocks of kRows keys a (batch, K/V head): marks and tickets a block each.
-__device__ __forceinline__ i64 key_blocks(const BwdParams &p)
-{
-    return (p.Lk + kRows - 1) / kRows;
-}
-
 // Phase 0, query block blockIdx.x of head h: key blocks blockIdx.x, + gridDim.x, ... that head
 // h sees get their group's mark, the first head to see one also its rank among the marked.
 __device__ __forceinline__ void mark_busy_keys(const BwdParams &p, i64 b, i64 h)

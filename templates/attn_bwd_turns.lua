@@ -42,6 +42,13 @@ local fns = [=[
 constexpr int kTurnAdd = $turn_add;
 constexpr int kTurnHolder = kThreads / kGroups * kTurnAdd;
 
+// Key blocks of kRows keys a (batch, K/V head): the keys phase's grid x (times 1 << turn_shift
+// in the deterministic mode), and the split's marks and tickets a block each.
+__device__ __forceinline__ i64 key_blocks(const BwdParams &p)
+{
+    return (p.Lk + kRows - 1) / kRows;
+}
+
 // A block's turn state, in shared memory at a fixed address: the walk's registers are at their
 // limit (a held turn in a register spilled 4 bytes in bwd.d128.bf16.mask-k.bias-q.w0.causal.sm90a,
 // a reference to it 16). held[g]: the turn warpgroup g's first thread holds (-1: none); rank: the
@@ -210,14 +217,14 @@ local top_fn = [=[
 // a tile some block walks (the only ones waited on: where Lq > Lk, no block walks the first).
 __device__ __forceinline__ int turn_top(const BwdParams &p, i64 m0)
 {
-    return (int)min((m0 + kTile - 1 + p.Lk - p.Lq) / kRows, (i64)(p.Lk + kRows - 1) / kRows - 1);
+    return (int)min((m0 + kTile - 1 + p.Lk - p.Lq) / kRows, key_blocks(p) - 1);
 }
 ]=]
 
 local descending = {
   order_doc = ";\n// causal, in descending key blocks (a tile's sums go from its highest " ..
     "walking block down).",
-  order_kb = "(p.Lk + kRows - 1) / kRows - 1 - at", key = "turn_top(p, m0)",
+  order_kb = "key_blocks(p) - 1 - at", key = "turn_top(p, m0)",
   key_doc = "its highest walking key block",
   order_fns = top_fn .. [=[
 
