@@ -8,6 +8,9 @@
 #   2 masks at 1/8, both modes
 #   3 a broadcast dbias (phase 2)   4 the key split's parts, 4 (tree) vs 2 vs 1   5 first-round cold
 #   compile a variant   6 compare.py --bwd (the peers side by side, L 4096)
+#   7 the turns as bits (s26: session 26's counts, 8367113) at 1/8 masks, both modes
+#   8 the default mode, base against the tree, 2 rounds interleaved (session 27 saw 0.95-1.0x in
+#     one round with base always first)
 # Round 1 of a variant's cold compile is only the machine's first when run first on a fresh
 # start: `bash bench/bwd_stack_check.sh --compile` alone (session 21's second round took 0.26-0.33
 # s a variant, its first 1.4-2.2 s: NVRTC's own time, "compiled in", against the wall tells
@@ -22,11 +25,13 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bdir=$root/${DMATTN_BUILD_DIR:-build}
 if [ "${1:-}" = "--prep" ]; then
-    rm -rf "$bdir/tpl-base" "$bdir/tpl-s25" "$bdir/tpl-split2" "$bdir/tpl-split1"
-    mkdir -p "$bdir/tpl-base" "$bdir/tpl-s25" "$bdir/tpl-split2" "$bdir/tpl-split1"
+    rm -rf "$bdir/tpl-base" "$bdir/tpl-s25" "$bdir/tpl-s26" "$bdir/tpl-split2" "$bdir/tpl-split1"
+    mkdir -p "$bdir/tpl-base" "$bdir/tpl-s25" "$bdir/tpl-s26" "$bdir/tpl-split2" "$bdir/tpl-split1"
     git -C "$root" archive "${BASE:?BASE=<rev>}" templates | tar x -C "$bdir/tpl-base"
     # session 25's turns (ascending, one head's key blocks in a row: no turn_order attribute)
     git -C "$root" archive "${S25:-b68a801}" templates | tar x -C "$bdir/tpl-s25"
+    # session 26's turns (a count a tile, skipped tiles waited for: measured in session 27)
+    git -C "$root" archive "${S26:-8367113}" templates | tar x -C "$bdir/tpl-s26"
     for n in 2 1; do
         cp -r "$root/templates" "$bdir/tpl-split$n/"
         sed -i "s/^M.parts = 4/M.parts = $n/" "$bdir/tpl-split$n/templates/attn_bwd_split.lua"
@@ -50,11 +55,12 @@ cold_compile() {  # two rounds of five variants, an empty cache each
     done
 }
 if [ "${1:-}" = "--compile" ]; then  # alone, first thing on a fresh machine (above)
+    echo "load: $(cat /proc/loadavg)"  # (session 27: every variant of round 1 slow, not the first)
     cold_compile
     exit 0
 fi
 want() {  # want STEP: STEP is in $STEPS (unset: every step)
-    [[ " ${STEPS:-1 1b 2 3 4 5 6} " == *" $1 "* ]]
+    [[ " ${STEPS:-1 1b 2 3 4 5 6 7 8} " == *" $1 "* ]]
 }
 ab() {  # ab NAME TIMEOUT ROUNDS VERSIONS... -- DMBENCH_ARGS (NAME's number in $STEPS)
     local name=$1 t=$2 rounds=$3
@@ -80,6 +86,9 @@ ab 3-broadcast-dbias 120 1 $base -- --dir bwd --bias q,k --Hm 1 --dbias 1 --dete
 ab 4-split-parts 120 2 tree=templates split2="$build/tpl-split2/templates" \
     split1="$build/tpl-split1/templates" -- --dir bwd --mask k --bias none --density 1,0.125,0 \
     $S --warmup 3 --iters 10
+ab 7-bits 120 1 s26="$build/tpl-s26/templates" tree=templates -- --dir bwd --mask none,q,k \
+    --density 0.125 --deterministic 0,1 $S --warmup 3 --iters 10
+ab 8-default 90 2 $base -- --dir bwd --mask none --deterministic 0 $S --warmup 3 --iters 10
 want 5 && cold_compile  # (warm by now: NVRTC paged in by steps 1-4)
 want 6 || exit 0
 echo "== 6-compare"
