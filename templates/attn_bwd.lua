@@ -524,8 +524,11 @@ __device__ __forceinline__ void zero_dq_rows(const BwdParams &p, i64 b, i64 h, i
     const i64 quads = (min((i64)p.Lq, m0 + kRows) - m0) * (kD / 4);
     for (i64 e = threadIdx.x; e < quads; e += kThreads)
         rows[e] = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (p.dq_turns && threadIdx.x < kRows / kTile && m0 + threadIdx.x * kTile < p.Lq)
-        ((int *)p.dq_turns)[dq_turn_at(p, b, h, m0 + threadIdx.x * kTile)] = 0;  // its counts
+    if (p.dq_turns)  // its tiles' turn bits
+        for (int e = threadIdx.x; e < kRows / kTile * turn_words(p); e += kThreads)
+            if (m0 + e / turn_words(p) * kTile < p.Lq)
+                ((u32 *)p.dq_turns)[dq_turn_at(p, b, h, m0 + e / turn_words(p) * kTile) +
+                                    e % turn_words(p)] = 0;
 }
 
 // Phase 0's row_dot of query rows [m0, m0 + kRows) of head h, batch b into p.row_dot (and the
@@ -980,16 +983,14 @@ local red_map_block = {
   reduce = [=[
 __syncthreads();
 if (threadIdx.x == 0) {
-    if (t.at >= 0) {  // the last tile's turn passed, this tile's awaited
+    if (t.at >= 0) {  // the last tile's turn passed, this tile's awaited and held
         dq_turn_release(p);
-        dq_turn_wait(p, t);
+        dq_turn_take(p, t, kTurnAdd);
     }
     for (int a = 0; a < kD / 32; a++)
         tma_reduce_add_4d(maps.dq, (unsigned char *)buf + a * kDqBoxBytes, 32 * a, (int)m0,
                           (int)h, (int)b);
     bulk_commit();
-    if (t.at >= 0)
-        turn_held() = t.at;
 }]=] }
 -- ...or (the query ring) in dq's own buffer, whose last reads the warpgroup's first thread waited
 -- for before dS^T's barrier: each warpgroup its own boxes (its kDqCols columns), behind a
@@ -1004,9 +1005,9 @@ if (warp_group() == 0)  // the warpgroup's stores, fenced: barrier 1 + its index
 else
     named_barrier_sync<2, 128>();
 if (threadIdx.x % 128 == 0) {  // the warpgroup's boxes (a fixed count: the loop unrolls)
-    if (t.at >= 0) {  // the last tile's turn passed, this tile's awaited
+    if (t.at >= 0) {  // the last tile's turn passed, this tile's awaited and held
         dq_turn_release(p);
-        dq_turn_wait(p, t);
+        dq_turn_take(p, t, kTurnAdd);
     }
 #pragma unroll
     for (int k = 0; k < kDqCols / 32; k++) {
@@ -1015,8 +1016,6 @@ if (threadIdx.x % 128 == 0) {  // the warpgroup's boxes (a fixed count: the loop
                           (int)h, (int)b);
     }
     bulk_commit();
-    if (t.at >= 0)
-        turn_held() = t.at;
 }]=] }
 
 -- A query-layout bias in the keys phase of a kernel with tensor maps (keys_tma_fns): its tile of

@@ -3,16 +3,20 @@
 -- mode's five-product scheme (the keys phase adds each tile pair's dS K to fp32 sums) instead of
 -- recomputing S and dP in a rows phase of its own (seven products a tile pair).
 --
--- Why the order is fixed: p.dq_turns holds an int32 count a query tile of each (b, h), zeroed by
--- phase 0. Key block kb (of kRows keys) adds its share of a tile's dq once the count reaches
--- kb kGroups, i.e. once every key block before it has passed the tile, and passes it by adding
--- kGroups (the warpgroups' first threads 1 each where each adds its own columns: the query
--- ring). Each dq element's fp32 sum then runs over the key blocks in order: the same bits every
--- run. A block passes even the tiles it skips (a query-layout mask's vote, a head none of its
--- keys is visible to): blocks after it count on it.
+-- Why the order is fixed: p.dq_turns holds a bit set a query tile of each (b, h) (turn_words
+-- 32-bit words, zeroed by phase 0), a bit a warpgroup of each key block that walks the tile, in
+-- the sums' order. Key block kb (of kRows keys) adds its share of a tile's dq once the first
+-- kb kGroups bits are set, i.e. once every key block before it has passed the tile, and passes it
+-- by setting its own (the warpgroups' first threads one each where each adds its own columns:
+-- the query ring). Each dq element's fp32 sum then runs over the key blocks in order: the same
+-- bits every run. A block passes even the tiles it skips (a query-layout mask's vote, a head none
+-- of its keys is visible to), since blocks after it wait for its bits, but without waiting for
+-- the blocks before it: it adds nothing to the tile. (A count the blocks added to in order made
+-- a skipped tile wait its turn too: at 1/8 of the tile pairs visible, every block then trailed
+-- the one before it by a run of skipped tiles, 7.3x the default mode's time, session 27.)
 -- Causal, the order is the other way round: a tile's blocks are 0 .. top (a block's first
 -- visible tile grows with it), and block kb reaches the tile after block kb + 1 does (it walks
--- 128 / 64 = 2 tiles more before it), so kb adds once the count reaches (top - kb) kGroups.
+-- 128 / 64 = 2 tiles more before it), so kb adds once the first (top - kb) kGroups bits are set.
 -- Ascending, block kb would wait for kb - 1 to pass the tile, which walked 2 tiles more to get
 -- there: every block a tile behind the one before it, counted at 2.0x the default mode's time
 -- (bench/turns_schedule.py), against 1.02x this way.
@@ -37,10 +41,11 @@
 local M = {}
 
 local fns = [=[
-// The deterministic mode's dq turns (attn_bwd_turns.lua): a tile's count at p.dq_turns, passed by
-// kTurnAdd from each thread threadIdx.x % kTurnHolder == 0 (the threads that issue the sums).
+// The deterministic mode's dq turns (attn_bwd_turns.lua): a tile's bits at p.dq_turns, kTurnAdd
+// of them set by each thread threadIdx.x % kTurnHolder == 0 (the threads that issue the sums).
 constexpr int kTurnAdd = $turn_add;
 constexpr int kTurnHolder = kThreads / kGroups * kTurnAdd;
+static_assert(kGroups <= 2, "api/bwd.c sizes the turns' words for 2 bits a key block");
 
 // Key blocks of kRows keys a (batch, K/V head): the keys phase's grid x (times 1 << turn_shift
 // in the deterministic mode), and the split's marks and tickets a block each.
@@ -49,18 +54,32 @@ __device__ __forceinline__ i64 key_blocks(const BwdParams &p)
     return (p.Lk + kRows - 1) / kRows;
 }
 
+// A query tile's turn: its first word's index at p.dq_turns (-1: no turns, the default mode: sums
+// in any order) and its key in the sums' order ($key_doc).
+struct DqTurn {
+    int at, key;
+};
+
+// A turn held: the word at p.dq_turns (-1: none) and the bits its holder sets there once its sums
+// are written (placed when it took the turn: a pass computes nothing, no call to marked_above in
+// the walk's main path, where one spilled 48-60 bytes).
+struct HeldTurn {
+    int word;
+    u32 bits;
+};
+
 // A block's turn state, in shared memory at a fixed address: the walk's registers are at their
 // limit (a held turn in a register spilled 4 bytes in bwd.d128.bf16.mask-k.bias-q.w0.causal.sm90a,
-// a reference to it 16). held[g]: the turn warpgroup g's first thread holds (-1: none); rank: the
-// block's place in the sums' order, set by dq_turns_start (-1: it passes none).
+// a reference to it 16). held[g]: the turn warpgroup g's first thread holds; rank: the block's
+// place in the sums' order, set by dq_turns_start (-1: it passes none).
 struct TurnState {
-    int held[kGroups];
+    HeldTurn held[kGroups];
     int rank;$marked_state
 };
 __shared__ TurnState g_turns;
 
 // This thread's warpgroup's held turn (its holder's: the warpgroup's first thread, or thread 0).
-__device__ __forceinline__ int &turn_held()
+__device__ __forceinline__ HeldTurn &turn_held()
 {
     return g_turns.held[threadIdx.x / (kThreads / kGroups)];
 }
@@ -83,24 +102,24 @@ __device__ __forceinline__ void key_block_order(const BwdParams &p, i64 &b, i64 
 __device__ __forceinline__ void dq_turns_start(int rank$marks_param)
 {
     if (threadIdx.x % (kThreads / kGroups) == 0) {
-        turn_held() = -1;$marks_start
+        turn_held().word = -1;$marks_start
         if (threadIdx.x == 0) {
             g_turns.rank = rank;$marks_keep
         }
     }
 }
 
-// Query tile m0 of head h, batch b: its count's index.
-__device__ __forceinline__ int dq_turn_at(const BwdParams &p, i64 b, i64 h, i64 m0)
+// A query tile's 32-bit words of bits: kGroups bits a key block (at most 2: api/bwd.c's size).
+__device__ __forceinline__ int turn_words(const BwdParams &p)
 {
-    return (int)((b * p.H + h) * ((p.Lq + kTile - 1) / kTile) + m0 / kTile);
+    return (int)((key_blocks(p) * kGroups + 31) / 32);
 }
 
-// A query tile's turn: its count's index (-1: no turns, the default mode: sums in any order) and
-// its key in the sums' order ($key_doc).
-struct DqTurn {
-    int at, key;
-};
+// Query tile m0 of head h, batch b: its first word's index.
+__device__ __forceinline__ int dq_turn_at(const BwdParams &p, i64 b, i64 h, i64 m0)
+{
+    return (int)((b * p.H + h) * ((p.Lq + kTile - 1) / kTile) + m0 / kTile) * turn_words(p);
+}
 $order_fns
 // Query tile m0 of head h, batch b's turn.
 __device__ __forceinline__ DqTurn dq_turn(const BwdParams &p, i64 b, i64 h, i64 m0)
@@ -110,43 +129,68 @@ __device__ __forceinline__ DqTurn dq_turn(const BwdParams &p, i64 b, i64 h, i64 
     return {dq_turn_at(p, b, h, m0), $key};
 }
 
-// Waits until every key block before this one has passed the tile; the sums issued after are
-// async-proxy writes, ordered after the wait by the proxy fence. A turn that never comes (a fault
-// of the order's code, not of a caller's input: the block it waits on started before this one)
-// traps after 2^26 polls, tens of seconds, rather than hang: the launch fails, and the context
-// with it (a trap's error is sticky: the process must make a new one).
-__device__ __forceinline__ void dq_turn_wait(const BwdParams &p, DqTurn t)
+// Waits until every key block before this one has passed the tile (the tile's first turn_want
+// bits set: whole words first, each seen full once, then the rest of the last); the sums issued
+// after are async-proxy writes, ordered after the wait by the proxy fence. A turn that never
+// comes (a fault of the order's code, not of a caller's input: the blocks it waits on started
+// before this one) traps after 2^26 polls, tens of seconds, rather than hang: the launch fails,
+// and the context with it (a trap's error is sticky: the process must make a new one).
+__device__ __forceinline__ int dq_turn_wait(const BwdParams &p, DqTurn t)
 {
-    const int *count = (const int *)p.dq_turns + t.at;
+    const u32 *words = (const u32 *)p.dq_turns + t.at;
     const int want = turn_want(t);
+    const u32 part = (1u << (want % 32)) - 1;  // the last word's bits (want % 32 of them)
+    int full = 0;                               // words seen full: bits are only ever set
     for (int polls = 0;; polls++) {
-        int seen;
-        asm volatile("ld.acquire.gpu.global.s32 %0, [%1];\n" : "=r"(seen) : "l"(count) : "memory");
-        if (seen >= want)
-            break;
+        u32 seen = 0;
+        while (full < want / 32) {
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n"
+                         : "=r"(seen) : "l"(words + full) : "memory");
+            if (seen != ~0u)
+                break;
+            full++;
+        }
+        if (full == want / 32) {
+            if (part == 0)
+                break;
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n"
+                         : "=r"(seen) : "l"(words + full) : "memory");
+            if ((seen & part) == part)
+                break;
+        }
         if (polls == 1 << 26)
             __trap();
     }
     asm volatile("fence.proxy.async.global;\n" ::: "memory");
+    return want;
 }
 
-// Count `at` passed by `add`, after this thread's writes (release).
-__device__ __forceinline__ void dq_turn_pass(const BwdParams &p, int at, int add)
+// Bits set at word `word`, after this thread's writes (release).
+__device__ __forceinline__ void dq_turn_pass(const BwdParams &p, int word, u32 bits)
 {
-    asm volatile("red.release.gpu.global.add.s32 [%0], %1;\n"
-                 :: "l"((int *)p.dq_turns + at), "r"(add) : "memory");
+    asm volatile("red.release.gpu.global.or.b32 [%0], %1;\n"
+                 :: "l"((u32 *)p.dq_turns + word), "r"(bits) : "memory");
 }
 
-// The turn this holder issued sums for (held >= 0), passed once those are written (its own bulk
+// Tile t's turn waited for, then held by this thread: `add` bits from the block's first in the
+// tile's order (its warpgroup's own where each holder issues its columns' sums, add 1; the
+// block's, kGroups, where one thread passes for it).
+__device__ __forceinline__ void dq_turn_take(const BwdParams &p, DqTurn t, int add)
+{
+    const int bit = dq_turn_wait(p, t) + (add == 1 ? (int)(threadIdx.x / (kThreads / kGroups)) : 0);
+    turn_held() = {t.at + bit / 32, ((1u << add) - 1) << (bit % 32)};
+}
+
+// The turn this holder issued sums for (if any), passed once those are written (its own bulk
 // groups complete, not just read).
 __device__ __forceinline__ void dq_turn_release(const BwdParams &p)
 {
-    int &held = turn_held();
-    if (held >= 0) {
+    HeldTurn &held = turn_held();
+    if (held.word >= 0) {
         bulk_wait();
         asm volatile("fence.proxy.async.global;\n" ::: "memory");
-        dq_turn_pass(p, held, kTurnAdd);
-        held = -1;
+        dq_turn_pass(p, held.word, held.bits);
+        held.word = -1;
     }
 }
 
@@ -163,8 +207,9 @@ __device__ __forceinline__ void dq_turn_release_early(const BwdParams &p, bool b
 }
 
 // Query tiles [m_from, m_to) of head h that the block walks without sums (a vote skipped it, or
-// the head sees none of the block's keys): passed in turn all the same, by thread 0 (the rank's
-// writer). Rank < 0: an unmarked block, which passes none.
+// the head sees none of the block's keys): passed all the same, by thread 0 (the rank's writer),
+// with no wait: the block adds nothing to them, and the blocks after it wait for every bit below
+// theirs, whenever it was set. Rank < 0: an unmarked block, which passes none.
 __device__ __forceinline__ void dq_turns_skip(const BwdParams &p, i64 b, i64 h, i64 m_from,
                                               i64 m_to)
 {
@@ -172,8 +217,8 @@ __device__ __forceinline__ void dq_turns_skip(const BwdParams &p, i64 b, i64 h, 
         return;
     for (i64 m0 = m_from; m0 < m_to; m0 += kTile) {
         const DqTurn t = dq_turn(p, b, h, m0);
-        dq_turn_wait(p, t);
-        dq_turn_pass(p, t.at, kGroups);
+        const int bit = turn_want(t);
+        dq_turn_pass(p, t.at + bit / 32, ((1u << kGroups) - 1) << (bit % 32));
     }
 }
 
@@ -183,14 +228,14 @@ __device__ __forceinline__ void dq_turns_end(const BwdParams &p)
 {
     if (!p.dq_turns)
         return;
-    int &held = turn_held();
+    HeldTurn &held = turn_held();
     bulk_wait();
     asm volatile("fence.proxy.async.global;\n" ::: "memory");
     __threadfence();
     __syncthreads();
-    if (threadIdx.x % kTurnHolder == 0 && held >= 0) {
-        dq_turn_pass(p, held, kTurnAdd);
-        held = -1;
+    if (threadIdx.x % kTurnHolder == 0 && held.word >= 0) {
+        dq_turn_pass(p, held.word, held.bits);
+        held.word = -1;
     }
 }
 ]=]
@@ -201,7 +246,7 @@ local ascending = {
   key_doc = "the block's rank",
   order_fns = [=[
 
-// The count at which tile t is this block's turn: its rank's kGroups passes a block.
+// The bits set before tile t is this block's turn: its rank's kGroups a block.
 __device__ __forceinline__ int turn_want(DqTurn t)
 {
     return t.key * kGroups;
@@ -228,8 +273,8 @@ local descending = {
   key_doc = "its highest walking key block",
   order_fns = top_fn .. [=[
 
-// The count at which tile t is this block's turn (rank: its key block): the blocks above it that
-// walk the tile, kGroups passes each.
+// The bits set before tile t is this block's turn (rank: its key block): the blocks above it that
+// walk the tile, kGroups each.
 __device__ __forceinline__ int turn_want(DqTurn t)
 {
     return (t.key - g_turns.rank) * kGroups;
@@ -274,8 +319,8 @@ __device__ __noinline__ int marked_above(int top)
     return above;
 }
 
-// The count at which tile t is this block's turn: the marked blocks above it that walk the tile,
-// kGroups passes each.
+// The bits set before tile t is this block's turn: the marked blocks above it that walk the tile,
+// kGroups each.
 __device__ __forceinline__ int turn_want(DqTurn t)
 {
     return marked_above(t.key) * kGroups;

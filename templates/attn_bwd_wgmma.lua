@@ -194,9 +194,9 @@ __device__ __forceinline__ void red_tile(const float (&acc)[kDqT][4], float *bas
         __threadfence();
     }
     __syncthreads();  // every warp's dS K has read the dS^T tiles
-    if (t.at >= 0 && threadIdx.x % kTurnHolder == 0 && turn_held() >= 0) {
-        dq_turn_pass(p, turn_held(), kTurnAdd);
-        turn_held() = -1;
+    if (t.at >= 0 && threadIdx.x == 0 && turn_held().word >= 0) {  // (the holder: below)
+        dq_turn_pass(p, turn_held().word, turn_held().bits);
+        turn_held().word = -1;
     }
 #pragma unroll
     for (int dt = 0; dt < kDqT; dt++)
@@ -205,8 +205,8 @@ __device__ __forceinline__ void red_tile(const float (&acc)[kDqT][4], float *bas
             *(float2 *)(row + 8 * kDqPitch + dt * 32) = make_float2(acc[dt][2], acc[dt][3]);
         }
     fence_proxy_async();  // the stores, visible to the bulk-copy engine
-    if (t.at >= 0 && threadIdx.x == 0)
-        dq_turn_wait(p, t);  // the key blocks before this one have added theirs
+    if (t.at >= 0 && threadIdx.x == 0)  // the key blocks before this one have added theirs
+        dq_turn_take(p, t, kGroups);        // (the block's bits: every warp issues sums here)
     __syncthreads();
     if (lane < kWarpRows && m0 + own < rows) {
         if (t.at >= 0)  // after the turn (thread 0's wait, the barrier)
@@ -216,8 +216,6 @@ __device__ __forceinline__ void red_tile(const float (&acc)[kDqT][4], float *bas
         bulk_commit();
         bulk_wait_read();
     }
-    if (t.at >= 0 && threadIdx.x % kTurnHolder == 0)
-        turn_held() = t.at;  // passed at the next tile's sums or the walk's end
 }]=]
 
 -- load_tile, by the layouts (measured, NOTES "Issue 16, session 17"): where a query-layout mask or

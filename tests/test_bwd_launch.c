@@ -214,7 +214,7 @@ END_TEST
  * zeroed), keys (dk, dv, dq's sums) and phase 3 over the query rows' grid, the fp32 sums placed
  * after row_dot in one scratch, with or without a fused dbias (a query-layout one is then the keys
  * phase's too); the deterministic mode launches the same three, its sums in a fixed order
- * (templates/attn_bwd_turns.lua): their counts, an int32 a 64-row query tile of each (b, h),
+ * (templates/attn_bwd_turns.lua): their bits, 2 a key block a 64-row query tile of each (b, h),
  * after the keys phase's tile rows (phase 0 zeroes them: no memset), and no bwdrows kernel
  * (loaded only where a kernel cannot order its sums: the varlen kernels). */
 START_TEST(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them)

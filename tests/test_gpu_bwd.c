@@ -773,31 +773,34 @@ START_TEST(long_chains_of_key_blocks_add_dq_in_order_and_repeat_bitwise)
      * that start later with the block) and a query mask (skipped tiles whose turns are passed),
      * each run twice for the same bytes. Then causal with Lq < Lk over 4 K/V heads (the
      * launch order interleaves 4 heads' key blocks) and causal under a key mask with Lq > Lk
-     * (the marked blocks' descending order; the first 512 queries see no key). (Kept to 1.7e7
-     * scores for the float64 reference.) */
-    for (int x = 0; x < 5; x++) {
+     * (the marked blocks' descending order; the first 512 queries see no key). Then 36 key
+     * blocks (Lk 4608: a tile's turn bits span 3 words, the last in part), with a query mask's
+     * skipped tiles and causal with Lq < Lk. (Kept to 1.7e7 scores for the float64 reference.) */
+    for (int x = 0; x < 7; x++) {
         bwd_case c = base(128, DM_BF16);
         c.deterministic = true;
         c.f.B = 1;
-        c.f.H = 4;
+        c.f.H = x >= 5 ? 2 : 4;
         c.f.Hkv = x == 3 ? 4 : 2;
-        c.f.Lq = x == 3 ? 1536 : 2048;
-        c.f.Lk = x == 4 ? 1536 : 2048;
-        c.f.mask = x == 2 ? DM_LAYOUT_Q : x == 4 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
+        c.f.Lq = x == 3 || x >= 5 ? 1536 : 2048;
+        c.f.Lk = x == 4 ? 1536 : x >= 5 ? 4608 : 2048;
+        c.f.mask = x == 2 || x == 5 ? DM_LAYOUT_Q : x == 4 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
         c.f.mask_batch = 1;
-        c.f.mask_heads = 4;
+        c.f.mask_heads = c.f.H;
         c.f.mask_density = 0.9;
-        c.false_row_tiles = x == 2 ? 0x0f0f00f0u : 0;
+        c.false_row_tiles = x == 2 || x == 5 ? 0x0f0f00f0u : 0;
         c.f.bias = x == 0 ? DM_LAYOUT_K : DM_LAYOUT_NONE;
         c.f.bias_batch = 1;
         c.f.bias_heads = 1;
         c.dbias = x == 0;
-        c.f.causal = x == 1 || x >= 3;
+        c.f.causal = x == 1 || x == 3 || x == 4 || x == 6;
         static const char *labels[] = {"long chains bias-k (1,1,1,L) dbias deterministic",
                                        "long chains causal deterministic",
                                        "long chains mask-q skipped tiles deterministic",
                                        "long chains causal Lq < Lk Hkv 4 deterministic",
-                                       "long chains causal mask-k Lq > Lk deterministic"};
+                                       "long chains causal mask-k Lq > Lk deterministic",
+                                       "36 key blocks mask-q skipped tiles deterministic",
+                                       "36 key blocks causal Lq < Lk deterministic"};
         check_case(&c, labels[x]);
     }
 }
