@@ -118,7 +118,7 @@ __device__ __forceinline__ int turn_words(const BwdParams &p)
 // Query tile m0 of head h, batch b: its first word's index.
 __device__ __forceinline__ int dq_turn_at(const BwdParams &p, i64 b, i64 h, i64 m0)
 {
-    return (int)((b * p.H + h) * ((p.Lq + kTile - 1) / kTile) + m0 / kTile) * turn_words(p);
+    return (int)(((b * p.H + h) * ((p.Lq + kTile - 1) / kTile) + m0 / kTile) * turn_words(p));
 }
 $order_fns
 // Query tile m0 of head h, batch b's turn.
