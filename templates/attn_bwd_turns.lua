@@ -42,7 +42,8 @@ local M = {}
 
 local fns = [=[
 // The deterministic mode's dq turns (attn_bwd_turns.lua): a tile's bits at p.dq_turns, kTurnAdd
-// of them set by each thread threadIdx.x % kTurnHolder == 0 (the threads that issue the sums).
+// of them set by each thread threadIdx.x % kTurnHolder == 0 where those issue the sums
+// (red_tile_map); red_tile's (every warp's lanes issue them) by thread 0, the block's kGroups.
 constexpr int kTurnAdd = $turn_add;
 constexpr int kTurnHolder = kThreads / kGroups * kTurnAdd;
 static_assert(kGroups <= 2, "api/bwd.c sizes the turns' words for 2 bits a key block");
@@ -204,6 +205,30 @@ __device__ __forceinline__ void dq_turn_release_early(const BwdParams &p, bool b
 {
     if (p.dq_turns && by_maps && threadIdx.x % kTurnHolder == 0)
         dq_turn_release(p);
+}
+
+// A query-layout mask's kernels (no tensor maps: red_tile's lanes in every warp issue a tile's
+// sums, and thread 0 holds its turn): the turn held since the last visible tile is passed at the
+// next tile's vote, visible or not, not at the next visible tile's sums (a tile and a run of
+// skipped tiles later: the block after it waited that much). Before the vote's barrier every
+// thread waits for its sums' writes (none: no wait); after it thread 0 passes. A thread may read
+// the turn as still held after thread 0 passed it (no barrier between): a wait for nothing.
+__device__ __forceinline__ void dq_turn_vote_wait(const BwdParams &p)
+{
+    if (p.dq_turns && g_turns.held[0].word >= 0) {
+        bulk_wait();
+        asm volatile("fence.proxy.async.global;\n" ::: "memory");
+        __threadfence();
+    }
+}
+
+__device__ __forceinline__ void dq_turn_vote_pass(const BwdParams &p)
+{
+    HeldTurn &held = g_turns.held[0];
+    if (p.dq_turns && threadIdx.x == 0 && held.word >= 0) {
+        dq_turn_pass(p, held.word, held.bits);
+        held.word = -1;
+    }
 }
 
 // Query tiles [m_from, m_to) of head h that the block walks without sums (a vote skipped it, or

@@ -176,8 +176,9 @@ static_assert(kTile * kDqPitch <= 2 * kTileElems * 2 + kGroups * kTile * kAtomRo
 // bulk-copy engine: one instruction a row instead of a reduction request a lane every 16 bytes.
 // On return the engine has read buf (the caller's next barrier frees it for every thread).
 // The deterministic mode (t.at >= 0, attn_bwd_turns.lua): the sums wait for the tile's turn
-// (thread 0, before the second barrier); the last tile's turn, held by its holders, is passed
-// behind the first barrier, its sums written by then (each issuing thread waited for its own).
+// (thread 0, before the second barrier, takes it: the block's kGroups bits); the last tile's
+// turn, held by thread 0 (if a query-layout mask's vote has not passed it), is passed behind the
+// first barrier, its sums written by then (each issuing thread waited for its own).
 __device__ __forceinline__ void red_tile(const float (&acc)[kDqT][4], float *base, i64 m0,
                                          i64 rows, u16 *buf, const BwdParams &p, DqTurn t)
 {
