@@ -308,6 +308,30 @@ START_TEST(the_deterministic_keys_phase_interleaves_up_to_four_kv_heads)
 }
 END_TEST
 
+/* The deterministic mode's dq turns are indexed by int32 in the kernels: 2^23 queries and keys
+ * over B 2, H 4 make 2^20 query tiles of 4096 words, past 2^31 - 1, so the call is refused with
+ * a message naming it; the default mode (no turns) runs. */
+START_TEST(turns_past_int32_words_refuse_the_deterministic_mode)
+{
+    dm_ctx *ctx = stub_ctx_cc("90");
+    const int64_t l = (int64_t)1 << 23;
+    dm_bwd_args a = args(0, 0, 0);
+    dm_tensor *t[] = {&a.dout, &a.q, &a.k, &a.v, &a.o, &a.dq, &a.dk, &a.dv};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        *t[i] = t4((uintptr_t)t[i]->data, DM_F16, B, l, t[i]->shape[2], D);
+    a.lse.shape[2] = l;
+    a.lse.strides[0] = H * l;
+    a.lse.strides[1] = l;
+    bwd_ok(ctx, &a);
+    a.deterministic = 1;
+    ck_assert_int_eq(dm_bwd(ctx, &a, NULL), DM_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(dm_errmsg(ctx), "deterministic"));
+    ck_assert_ptr_nonnull(strstr(dm_errmsg(ctx), "exceed 2^31 - 1"));
+    dm_ctx_destroy(ctx);
+    dm_test_remove_dir(cache_dir);
+}
+END_TEST
+
 /* sm_90a's dense kernels without a query-layout mask load the keys phase's query tiles (and a
  * query-layout bias's) by tensor maps (a second kernel parameter, api/bwd_maps.c) and lse and
  * row_dot from scratch laid out by query tile, after dq's sums; a query-layout mask keeps the
@@ -452,6 +476,7 @@ END_TEST
     X(a_query_layout_dbias_is_fused_only_without_broadcast) \
     X(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them) \
     X(the_deterministic_keys_phase_interleaves_up_to_four_kv_heads) \
+    X(turns_past_int32_words_refuse_the_deterministic_mode) \
     X(the_keys_phase_gets_tensor_maps_and_tile_rows_unless_a_query_mask_is_staged) \
     X(d128_blocks_own_128_rows_and_walk_64_row_query_tiles) \
     X(a_key_mask_lets_the_default_mode_split_the_keys_phase) \

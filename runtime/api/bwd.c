@@ -181,11 +181,17 @@ dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool
     /* the dq turns: a query tile of each (b, h) has 2 bits a key block (one a warpgroup, at most
      * 2: attn_bwd_turns.lua's turn_words) in whole 32-bit words, zeroed by phase 0 */
     const int64_t turn_words = (((int64_t)p->Lk + k->block_m - 1) / k->block_m * 2 + 31) / 32;
+    const int64_t turn_tiles =
+        (int64_t)p->B * p->H * (((int64_t)p->Lq + k->query_tile - 1) / k->query_tile);
+    /* the kernels index the words by int32: past that (2^46 scores and more) no fixed order */
+    if (ordered && turn_tiles > INT32_MAX / turn_words)
+        return dm_set_error(ctx, DM_ERR_UNSUPPORTED,
+                            "%s: deterministic: B x H x ceil(Lq / %d) x %lld words of dq turns "
+                            "(2 bits a key block of %d) exceed 2^31 - 1: call with deterministic = "
+                            "0, or split the batch or heads",
+                            call, k->query_tile, (long long)turn_words, k->block_m);
     const size_t turn_bytes =
-        ordered ? (size_t)p->B * (size_t)p->H *
-                      (size_t)(((int64_t)p->Lq + k->query_tile - 1) / k->query_tile) *
-                      (size_t)turn_words * sizeof(uint32_t)
-                : 0;
+        ordered ? (size_t)turn_tiles * (size_t)turn_words * sizeof(uint32_t) : 0;
     const size_t marks_at = (dot_bytes + dq_bytes + tile_bytes + 255) / 256 * 256; /* after */
     CUdeviceptr base = 0;
     *bytes = marks_bytes || turn_bytes ? marks_at + marks_bytes + partial_bytes + turn_bytes
