@@ -1673,8 +1673,7 @@ end
 -- before its loop (mask_ring_head); each tile then commits one group, so that waiting for all
 -- but kMaskAhead - 1 leaves this tile's landed. The vote's barrier also orders the last tile's
 -- readers of Q, dO and the rows before this tile's copies: the loop's top has no barrier.
--- turns: a kernel with dq turns passes its held turn at the vote (dq_turn_vote_wait, _pass).
-local function qmask_vote_ring(skipped, turns)
+local function qmask_vote_ring(skipped)
   return table.concat({
     "const u32 mt = (u32)((m0 - m_begin) / kTile);  // the head's tiles walked",
     "sMaskQ = mask_stage(sMaskQ0, mt);",
@@ -1683,11 +1682,7 @@ local function qmask_vote_ring(skipped, turns)
     "    fill_mask_tile<kTile, kRows>(p, sMaskQ, b, h, m0, n0);",
     "}",
     "cp_async_wait<kMaskAhead - 1>();  // this tile's mask; the next ones' may be in flight",
-    turns and "dq_turn_vote_wait(p);  // the last visible tile's sums written (its turn held)" or
-      "// no dq turns",
     "const bool visible = __syncthreads_or(staged_mask_any<kTile, kRows>(sMaskQ));",
-    turns and "dq_turn_vote_pass(p);  // that turn passed, this tile visible or not" or
-      "// no dq turns",
     "if (mask_staged) {  // tile mt + kMaskAhead's, into tile mt - 1's stage",
     "    if (m0 + kMaskAhead * kTile < m_end)",
     "        stage_mask_tile<kTile, kRows>(p, mask_stage(sMaskQ0, mt + kMaskAhead), b, h,",
@@ -1738,7 +1733,9 @@ local function keys_skipped(qbias, dq_sums)
   if not dq_sums then
     return nil
   end
-  local turn = "    dq_turns_skip(p, b, h, m0, m0 + kTile);  // its dq turn passed all the same"
+  local turn = table.concat({
+    "    dq_turn_skip_pass(p);  // the turn held since the last visible tile, passed now",
+    "    dq_turns_skip(p, b, h, m0, m0 + kTile);  // its dq turn passed all the same" }, "\n")
   return qbias and zero_tile_dbias("p.dq_accum && p.dbias_fused", "    ", "kTile") .. "\n" ..
     turn or turn
 end
@@ -2123,8 +2120,7 @@ function M.emit(v)
     if mask_ring then  -- the keys phase's mask tiles in a ring (qmask_vote_ring)
       mp.keys_qmask_decl = mp.qmask_decl:gsub("char %*sMaskQ = ", "char *sMaskQ0 = ") ..
         "\nunsigned char *sMaskQ;  // this tile's stage"
-      mp.keys_tile_vote = qmask_vote_ring(keys_skipped(v.bias == "q", engine.dq_atomic),
-        turn_kernel)
+      mp.keys_tile_vote = qmask_vote_ring(keys_skipped(v.bias == "q", engine.dq_atomic))
       mp.keys_tile_barrier = ""
     end
     -- the staged tiles sit after the float arrays (with a bias by the maps: on its stages)

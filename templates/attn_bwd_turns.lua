@@ -208,24 +208,22 @@ __device__ __forceinline__ void dq_turn_release_early(const BwdParams &p, bool b
 }
 
 // A query-layout mask's kernels (no tensor maps: red_tile's lanes in every warp issue a tile's
-// sums, and thread 0 holds its turn): the turn held since the last visible tile is passed at the
-// next tile's vote, visible or not, not at the next visible tile's sums (a tile and a run of
-// skipped tiles later: the block after it waited that much). Before the vote's barrier every
-// thread waits for its sums' writes (none: no wait); after it thread 0 passes. A thread may read
-// the turn as still held after thread 0 passed it (no barrier between): a wait for nothing.
-__device__ __forceinline__ void dq_turn_vote_wait(const BwdParams &p)
-{
-    if (p.dq_turns && g_turns.held[0].word >= 0) {
-        bulk_wait();
-        asm volatile("fence.proxy.async.global;\n" ::: "memory");
-        __threadfence();
-    }
-}
-
-__device__ __forceinline__ void dq_turn_vote_pass(const BwdParams &p)
+// sums, and thread 0 holds the block's turn) at a tile the vote skips: the turn held since the
+// last visible tile is passed now, not at the next visible tile's sums (a run of skipped tiles
+// and a tile later: the block after it waited that much). Every thread waits for its sums'
+// writes, then a barrier, then thread 0 passes. Uniform: the held turn is read behind the vote's
+// barrier, and thread 0 changed it only before one. Visible after visible keeps red_tile's pass,
+// whose wait the next tile's products hide (a wait here would be right after the sums' issue).
+__device__ __forceinline__ void dq_turn_skip_pass(const BwdParams &p)
 {
     HeldTurn &held = g_turns.held[0];
-    if (p.dq_turns && threadIdx.x == 0 && held.word >= 0) {
+    if (!p.dq_turns || held.word < 0)
+        return;
+    bulk_wait();
+    asm volatile("fence.proxy.async.global;\n" ::: "memory");
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
         dq_turn_pass(p, held.word, held.bits);
         held.word = -1;
     }
