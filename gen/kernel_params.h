@@ -215,7 +215,7 @@
       "with key_split: the keys phase's blocks resident at once (SMs x blocks an SM)") \
     X(I32, key_split_cap, 1, "with key_split: the most marked key blocks key_partials holds") \
     X(U64, dq_turns, 1, \
-      "0, or u32 scratch of a kernel with dq_turns (attn_bwd_turns.lua), turn_words words of " \
+      "0, or u64 scratch of a kernel with dq_turns (attn_bwd_turns.lua), turn_words words of " \
       "bits a query tile of each (b, h), zeroed by phase 0: the deterministic mode's order of " \
       "dq's sums") \
     X(U64, dbias_part, 1, \

@@ -527,7 +527,7 @@ __device__ __forceinline__ void zero_dq_rows(const BwdParams &p, i64 b, i64 h, i
     if (p.dq_turns)  // its tiles' turn bits
         for (int e = threadIdx.x; e < kRows / kTile * turn_words(p); e += kThreads)
             if (m0 + e / turn_words(p) * kTile < p.Lq)
-                ((u32 *)p.dq_turns)[dq_turn_at(p, b, h, m0 + e / turn_words(p) * kTile) +
+                ((u64 *)p.dq_turns)[dq_turn_at(p, b, h, m0 + e / turn_words(p) * kTile) +
                                     e % turn_words(p)] = 0;
 }
 

@@ -4,7 +4,7 @@
 -- recomputing S and dP in a rows phase of its own (seven products a tile pair).
 --
 -- Why the order is fixed: p.dq_turns holds a bit set a query tile of each (b, h) (turn_words
--- 32-bit words, zeroed by phase 0), a bit a warpgroup of each key block that walks the tile, in
+-- 64-bit words, zeroed by phase 0), a bit a warpgroup of each key block that walks the tile, in
 -- the sums' order. Key block kb (of kRows keys) adds its share of a tile's dq once the first
 -- kb kGroups bits are set, i.e. once every key block before it has passed the tile, and passes it
 -- by setting its own (the warpgroups' first threads one each where each adds its own columns:
@@ -66,7 +66,7 @@ struct DqTurn {
 // the walk's main path, where one spilled 48-60 bytes).
 struct HeldTurn {
     int word;
-    u32 bits;
+    u64 bits;
 };
 
 // A block's turn state, in shared memory at a fixed address: the walk's registers are at their
@@ -110,10 +110,11 @@ __device__ __forceinline__ void dq_turns_start(int rank$marks_param)
     }
 }
 
-// A query tile's 32-bit words of bits: kGroups bits a key block (at most 2: api/bwd.c's size).
+// A query tile's 64-bit words of bits: kGroups bits a key block (at most 2: api/bwd.c's size);
+// 64-bit, so that 32 key blocks of two warpgroups (4096 keys) are one acquire load a poll.
 __device__ __forceinline__ int turn_words(const BwdParams &p)
 {
-    return (int)((key_blocks(p) * kGroups + 31) / 32);
+    return (int)((key_blocks(p) * kGroups + 63) / 64);
 }
 
 // Query tile m0 of head h, batch b: its first word's index.
@@ -138,24 +139,24 @@ __device__ __forceinline__ DqTurn dq_turn(const BwdParams &p, i64 b, i64 h, i64 
 // and the context with it (a trap's error is sticky: the process must make a new one).
 __device__ __forceinline__ int dq_turn_wait(const BwdParams &p, DqTurn t)
 {
-    const u32 *words = (const u32 *)p.dq_turns + t.at;
+    const u64 *words = (const u64 *)p.dq_turns + t.at;
     const int want = turn_want(t);
-    const u32 part = (1u << (want % 32)) - 1;  // the last word's bits (want % 32 of them)
-    int full = 0;                               // words seen full: bits are only ever set
+    const u64 part = (1ull << (want % 64)) - 1;  // the last word's bits (want % 64 of them)
+    int full = 0;                                 // words seen full: bits are only ever set
     for (int polls = 0;; polls++) {
-        u32 seen = 0;
-        while (full < want / 32) {
-            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n"
-                         : "=r"(seen) : "l"(words + full) : "memory");
-            if (seen != ~0u)
+        u64 seen = 0;
+        while (full < want / 64) {
+            asm volatile("ld.acquire.gpu.global.u64 %0, [%1];\n"
+                         : "=l"(seen) : "l"(words + full) : "memory");
+            if (seen != ~0ull)
                 break;
             full++;
         }
-        if (full == want / 32) {
+        if (full == want / 64) {
             if (part == 0)
                 break;
-            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n"
-                         : "=r"(seen) : "l"(words + full) : "memory");
+            asm volatile("ld.acquire.gpu.global.u64 %0, [%1];\n"
+                         : "=l"(seen) : "l"(words + full) : "memory");
             if ((seen & part) == part)
                 break;
         }
@@ -167,10 +168,10 @@ __device__ __forceinline__ int dq_turn_wait(const BwdParams &p, DqTurn t)
 }
 
 // Bits set at word `word`, after this thread's writes (release).
-__device__ __forceinline__ void dq_turn_pass(const BwdParams &p, int word, u32 bits)
+__device__ __forceinline__ void dq_turn_pass(const BwdParams &p, int word, u64 bits)
 {
-    asm volatile("red.release.gpu.global.or.b32 [%0], %1;\n"
-                 :: "l"((u32 *)p.dq_turns + word), "r"(bits) : "memory");
+    asm volatile("red.release.gpu.global.or.b64 [%0], %1;\n"
+                 :: "l"((u64 *)p.dq_turns + word), "l"(bits) : "memory");
 }
 
 // Tile t's turn waited for, then held by this thread: `add` bits from the block's first in the
@@ -179,7 +180,7 @@ __device__ __forceinline__ void dq_turn_pass(const BwdParams &p, int word, u32 b
 __device__ __forceinline__ void dq_turn_take(const BwdParams &p, DqTurn t, int add)
 {
     const int bit = dq_turn_wait(p, t) + (add == 1 ? (int)(threadIdx.x / (kThreads / kGroups)) : 0);
-    turn_held() = {t.at + bit / 32, ((1u << add) - 1) << (bit % 32)};
+    turn_held() = {t.at + bit / 64, ((1ull << add) - 1) << (bit % 64)};
 }
 
 // The turn this holder issued sums for (if any), passed once those are written (its own bulk
@@ -241,7 +242,7 @@ __device__ __forceinline__ void dq_turns_skip(const BwdParams &p, i64 b, i64 h, 
     for (i64 m0 = m_from; m0 < m_to; m0 += kTile) {
         const DqTurn t = dq_turn(p, b, h, m0);
         const int bit = turn_want(t);
-        dq_turn_pass(p, t.at + bit / 32, ((1u << kGroups) - 1) << (bit % 32));
+        dq_turn_pass(p, t.at + bit / 64, ((1ull << kGroups) - 1) << (bit % 64));
     }
 }
 

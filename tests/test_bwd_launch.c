@@ -309,7 +309,7 @@ START_TEST(the_deterministic_keys_phase_interleaves_up_to_four_kv_heads)
 END_TEST
 
 /* The deterministic mode's dq turns are indexed by int32 in the kernels: 2^23 queries and keys
- * over B 2, H 4 make 2^20 query tiles of 4096 words, past 2^31 - 1, so the call is refused with
+ * over B 2, H 4 make 2^20 query tiles of 2048 words, past 2^31 - 1, so the call is refused with
  * a message naming it; the default mode (no turns) runs. */
 START_TEST(turns_past_int32_words_refuse_the_deterministic_mode)
 {

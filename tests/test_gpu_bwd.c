@@ -774,7 +774,7 @@ START_TEST(long_chains_of_key_blocks_add_dq_in_order_and_repeat_bitwise)
      * each run twice for the same bytes. Then causal with Lq < Lk over 4 K/V heads (the
      * launch order interleaves 4 heads' key blocks) and causal under a key mask with Lq > Lk
      * (the marked blocks' descending order; the first 512 queries see no key). Then 36 key
-     * blocks (Lk 4608: a tile's turn bits span 3 words, the last in part), with a query mask's
+     * blocks (Lk 4608: a tile's 72 turn bits span 2 words, the last in part), with a query mask's
      * skipped tiles and causal with Lq < Lk. (Kept to 1.7e7 scores for the float64 reference.) */
     for (int x = 0; x < 7; x++) {
         bwd_case c = base(128, DM_BF16);

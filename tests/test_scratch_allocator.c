@@ -150,7 +150,8 @@ END_TEST
  * to 256 bytes) and, on sm_90a, dq's fp32 sums (B H Lq D floats) after them (phases 0, 1 and 3);
  * sm_80 only the rows (phases 0, 1). On sm_90a (a kernel with tensor maps) also lse and row_dot
  * by 64-query tile: 2 x 64 floats a tile of each (b, h), and in the deterministic mode the
- * sums' turns after those (256-aligned): an int32 a 64-query tile of each (b, h). */
+ * sums' turns after those (256-aligned): a 64-query tile of each (b, h) has 2 bits a key block
+ * in 64-bit words, one word at L 100. */
 static void check_bwd_scratch(const char *cc, int deterministic, size_t dq_sum_bytes, int launches,
                               int tile_rows)
 {
@@ -183,7 +184,7 @@ static void check_bwd_scratch(const char *cc, int deterministic, size_t dq_sum_b
     const size_t tiles = tile_rows ? (size_t)B * H * ((L + 63) / 64) * 2 * 64 * 4 : 0;
     size_t bytes = rows + dq_sum_bytes * (size_t)B * H * L * D + tiles;
     if (deterministic && dq_sum_bytes) /* the turns */
-        bytes = (bytes + 255) / 256 * 256 + (size_t)B * H * ((L + 63) / 64) * 4;
+        bytes = (bytes + 255) / 256 * 256 + (size_t)B * H * ((L + 63) / 64) * 8;
     ck_assert_uint_eq(seen.alloc_bytes, bytes);
     ck_assert_int_eq(stats->launches - before, launches);
     dm_ctx_destroy(ctx);

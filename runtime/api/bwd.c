@@ -179,8 +179,8 @@ dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool
     size_t marks_bytes, partial_bytes;
     key_split_sizes(ctx, k, reduce, deterministic, head_dim, p, &marks_bytes, &partial_bytes);
     /* the dq turns: a query tile of each (b, h) has 2 bits a key block (one a warpgroup, at most
-     * 2: attn_bwd_turns.lua's turn_words) in whole 32-bit words, zeroed by phase 0 */
-    const int64_t turn_words = (((int64_t)p->Lk + k->block_m - 1) / k->block_m * 2 + 31) / 32;
+     * 2: attn_bwd_turns.lua's turn_words) in whole 64-bit words, zeroed by phase 0 */
+    const int64_t turn_words = (((int64_t)p->Lk + k->block_m - 1) / k->block_m * 2 + 63) / 64;
     const int64_t turn_tiles =
         (int64_t)p->B * p->H * (((int64_t)p->Lq + k->query_tile - 1) / k->query_tile);
     /* the kernels index the words by int32: past that (2^46 scores and more) no fixed order */
@@ -191,7 +191,7 @@ dm_status dm_bwd_scratch(dm_ctx *ctx, const char *call, const dm_kernel *k, bool
                             "0, or split the batch or heads",
                             call, k->query_tile, (long long)turn_words, k->block_m);
     const size_t turn_bytes =
-        ordered ? (size_t)turn_tiles * (size_t)turn_words * sizeof(uint32_t) : 0;
+        ordered ? (size_t)turn_tiles * (size_t)turn_words * sizeof(uint64_t) : 0;
     const size_t marks_at = (dot_bytes + dq_bytes + tile_bytes + 255) / 256 * 256; /* after */
     CUdeviceptr base = 0;
     *bytes = marks_bytes || turn_bytes ? marks_at + marks_bytes + partial_bytes + turn_bytes
