@@ -26,6 +26,17 @@ import random
 import statistics
 
 
+def launch_order(B, H, kbs, heads):
+    """The keys phase's blocks, (batch x head, key block), in launch order: the key blocks kbs of
+    g K/V heads of a batch interleaved, g api/bwd.c's 1 << turn_shift (the largest power of two
+    <= heads that divides H)."""
+    g = 1
+    while g * 2 <= heads and H % (g * 2) == 0:
+        g *= 2
+    return [(b * H + h, kb) for b in range(B) for h0 in range(0, H, g) for kb in kbs
+            for h in range(h0, h0 + g)]
+
+
 def keys_phase_time(B, H, L, causal, det, desc, heads, jitter, seed, slots=132, F=2.0, tile=64,
                     rows=128, lag=None):
     rnd = random.Random(seed)
@@ -35,11 +46,7 @@ def keys_phase_time(B, H, L, causal, det, desc, heads, jitter, seed, slots=132, 
         return range(kb * rows // tile if causal else 0, n_tiles)
 
     kbs = list(range(n_blocks - 1, -1, -1)) if desc else list(range(n_blocks))
-    g = 1  # api/bwd.c's turn_shift: the largest power of two <= heads that divides H
-    while g * 2 <= heads and H % (g * 2) == 0:
-        g *= 2
-    order = [(b * H + h, kb) for b in range(B) for h0 in range(0, H, g) for kb in kbs
-             for h in range(h0, h0 + g)]
+    order = launch_order(B, H, kbs, heads)
     passed = {}  # (head, tile, kb): when kb passed the tile
     free = [0.0] * slots
     end_all = 0.0
@@ -73,11 +80,7 @@ def masked_keys_phase_time(B, H, L, density, scheme, heads, jitter, seed, skip=0
     visible tile waits for every block before it)."""
     rnd, vis = random.Random(seed), random.Random(seed + 1000)
     n_tiles, n_blocks = L // tile, L // rows
-    g = 1
-    while g * 2 <= heads and H % (g * 2) == 0:
-        g *= 2
-    order = [(b * H + h, kb) for b in range(B) for h0 in range(0, H, g) for kb in range(n_blocks)
-             for h in range(h0, h0 + g)]
+    order = launch_order(B, H, range(n_blocks), heads)
     visible = {(u, q2, kb): vis.random() < density for u in range(B * H)
                for q2 in range(n_tiles // 2) for kb in range(n_blocks)}
     passed, upto = {}, {}  # (u, q, kb): when kb passed q; (u, q): the latest pass of kb' < kb
