@@ -2199,24 +2199,24 @@ function M.emit(v)
     -- thread's held turn, the tiles a head with no visible key passes, the walk's last turns
     mp.keys_turn_decl, mp.keys_turns_rest = "", ""
     if engine.dq_atomic then
-      mp.keys_turn_decl = table.concat({
-        split and (v.causal and "dq_turns_start(dq_turn_rank(p, b, hk, n0), " ..
+      mp.keys_turn_decl = split and (v.causal and "dq_turns_start(dq_turn_rank(p, b, hk, n0), " ..
           "dq_turn_marks(p, b, hk));  // (-1: passes none)" or
           "dq_turns_start(dq_turn_rank(p, b, hk, n0));  // (-1: passes none)") or
-          "dq_turns_start((int)(n0 / kRows));  // the deterministic mode's dq turns" }, "\n")
+        "dq_turns_start((int)(n0 / kRows));  // the deterministic mode's dq turns"
       -- a head the block walks none of (no key visible, a uniform test): its held turns passed
       -- first (blocks after it wait on them; held across the head they trailed by a head, not a
       -- tile), then every tile of the head, before the walk, so that no bound of it is held
       -- across (the split kernels: every part count is 1 where the turns are kept, part 0 walks
       -- all)
-      local rest = { "    dq_turns_end(p);  // the held turns, passed now",
-        "    dq_turns_skip(p, b, h, $m0, p.Lq);",
-        "}" }
-      mp.keys_turns_rest = table.concat(split and {
-        "if (part == 0 && m_last == m_first) {  // no key of the block visible to head h",
-        rest[1], rest[2]:gsub("%$m0", "m_first"), rest[3] } or {
-        "if (m_end == m_begin) {  // no key of the block visible to head h",
-        rest[1], rest[2]:gsub("%$m0", "m_begin"), rest[3] }, "\n")
+      local none_visible, m0 = "m_end == m_begin", "m_begin"
+      if split then
+        none_visible, m0 = "part == 0 && m_last == m_first", "m_first"
+      end
+      mp.keys_turns_rest = table.concat({
+        "if (" .. none_visible .. ") {  // no key of the block visible to head h",
+        "    dq_turns_end(p);  // the held turns, passed now",
+        "    dq_turns_skip(p, b, h, " .. m0 .. ", p.Lq);",
+        "}" }, "\n")
       mp.keys_end = "dq_turns_end(p);\n" .. mp.keys_end
     end
     mp.row_dots_query_rows = kq.row_dots or ""

@@ -146,19 +146,13 @@ START_TEST(a_failing_allocator_is_nomem_before_any_launch)
 }
 END_TEST
 
-/* dm_bwd's scratch, one allocation given back once: the rows' dO.O (B H Lq floats, rounded up
- * to 256 bytes) and, on sm_90a, dq's fp32 sums (B H Lq D floats) after them (phases 0, 1 and 3);
- * sm_80 only the rows (phases 0, 1). On sm_90a (a kernel with tensor maps) also lse and row_dot
- * by 64-query tile: 2 x 64 floats a tile of each (b, h), and in the deterministic mode the
- * sums' turns after those (256-aligned): a 64-query tile of each (b, h) has 2 bits a key block
- * in 64-bit words, one word at L 100. */
-static void check_bwd_scratch(const char *cc, int deterministic, size_t dq_sum_bytes, int launches,
-                              int tile_rows)
+/* dm_bwd's arguments of the scratch tests: MHA, 2 x 100 queries and keys, 4 heads, d64 f16, no
+ * bias (addresses the stub never touches). */
+enum { BWD_B = 2, BWD_H = 4, BWD_L = 100, BWD_D = 64 };
+static dm_bwd_args bwd_args(void)
 {
-    dm_ctx *ctx = stub_ctx_cc(cc);
-    ck_assert_int_eq(dm_ctx_set_allocator(ctx, test_alloc, test_free, NULL), DM_OK);
-    enum { B = 2, H = 4, L = 100, D = 64 };
-    dm_bwd_args a = {
+    enum { B = BWD_B, H = BWD_H, L = BWD_L, D = BWD_D };
+    return (dm_bwd_args){
         .dout = t4(0x1000000, DM_F16, B, L, H, D),
         .q = t4(0x2000000, DM_F16, B, L, H, D),
         .k = t4(0x3000000, DM_F16, B, L, H, D),
@@ -172,8 +166,23 @@ static void check_bwd_scratch(const char *cc, int deterministic, size_t dq_sum_b
                 .rank = 3,
                 .shape = {B, H, L},
                 .strides = {H * L, L, 1}},
-        .deterministic = deterministic,
     };
+}
+
+/* dm_bwd's scratch, one allocation given back once: the rows' dO.O (B H Lq floats, rounded up
+ * to 256 bytes) and, on sm_90a, dq's fp32 sums (B H Lq D floats) after them (phases 0, 1 and 3);
+ * sm_80 only the rows (phases 0, 1). On sm_90a (a kernel with tensor maps) also lse and row_dot
+ * by 64-query tile: 2 x 64 floats a tile of each (b, h), and in the deterministic mode the
+ * sums' turns after those (256-aligned): a 64-query tile of each (b, h) has 2 bits a key block
+ * in 64-bit words, one word at L 100. */
+static void check_bwd_scratch(const char *cc, int deterministic, size_t dq_sum_bytes, int launches,
+                              int tile_rows)
+{
+    dm_ctx *ctx = stub_ctx_cc(cc);
+    ck_assert_int_eq(dm_ctx_set_allocator(ctx, test_alloc, test_free, NULL), DM_OK);
+    enum { B = BWD_B, H = BWD_H, L = BWD_L, D = BWD_D };
+    dm_bwd_args a = bwd_args();
+    a.deterministic = deterministic;
     const long before = stats->launches; /* the stub's counts outlive a context */
     dm_status st = dm_bwd(ctx, &a, kStream);
     ck_assert_msg(st == DM_OK, "%s", dm_errmsg(ctx));
@@ -209,29 +218,15 @@ END_TEST
  * allocator refuses it the call still succeeds, phase 2 recomputing ds: a warp an element. */
 START_TEST(dbias_partials_come_from_the_allocator_or_phase_2_recomputes)
 {
-    enum { B = 2, H = 4, L = 100, D = 64 };
+    enum { B = BWD_B, H = BWD_H, L = BWD_L, D = BWD_D };
     for (int refuse = 0; refuse < 2; refuse++) {
         dm_ctx *ctx = stub_ctx();
         stats->capture_bytes = sizeof(dm_bwd_params);
         ck_assert_int_eq(dm_ctx_set_allocator(ctx, test_alloc, test_free, NULL), DM_OK);
         seen.fail_from = refuse ? 2 : 0;
-        dm_bwd_args a = {
-            .dout = t4(0x1000000, DM_F16, B, L, H, D),
-            .q = t4(0x2000000, DM_F16, B, L, H, D),
-            .k = t4(0x3000000, DM_F16, B, L, H, D),
-            .v = t4(0x4000000, DM_F16, B, L, H, D),
-            .o = t4(0x5000000, DM_F16, B, L, H, D),
-            .dq = t4(0x6000000, DM_F16, B, L, H, D),
-            .dk = t4(0x7000000, DM_F16, B, L, H, D),
-            .dv = t4(0x8000000, DM_F16, B, L, H, D),
-            .lse = {.data = (void *)0x9000000,
-                    .dtype = DM_F32,
-                    .rank = 3,
-                    .shape = {B, H, L},
-                    .strides = {H * L, L, 1}},
-            .bias = t4(0xa000000, DM_F16, 1, H, L, L),
-            .dbias = t4(0xb000000, DM_F16, 1, H, L, L),
-        };
+        dm_bwd_args a = bwd_args();
+        a.bias = t4(0xa000000, DM_F16, 1, BWD_H, BWD_L, BWD_L);
+        a.dbias = t4(0xb000000, DM_F16, 1, BWD_H, BWD_L, BWD_L);
         const long before = stats->launches;
         dm_status st = dm_bwd(ctx, &a, kStream);
         ck_assert_msg(st == DM_OK, "%s", dm_errmsg(ctx));

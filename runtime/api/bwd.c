@@ -142,19 +142,15 @@ static void key_split_sizes(const dm_ctx *ctx, const dm_kernel *k, bool reduce, 
     p->key_slots = p->key_split_cap = 0;
     if (!reduce || k->key_split < 2 || (int64_t)p->B * k->key_split > DM_GRID_YZ_MAX)
         return; /* (phase 1's grid.z: B x the parts) */
-    if (marks_only) {
-        const int64_t blocks =
-            (int64_t)p->B * p->Hkv * (((int64_t)p->Lk + k->block_m - 1) / k->block_m);
-        *marks_bytes = ((size_t)(1 + 2 * blocks) * sizeof(int32_t) + 255) / 256 * 256;
-        return;
-    }
     const int64_t blocks =
         (int64_t)p->B * p->Hkv * (((int64_t)p->Lk + k->block_m - 1) / k->block_m);
+    *marks_bytes = ((size_t)(1 + 2 * blocks) * sizeof(int32_t) + 255) / 256 * 256;
+    if (marks_only)
+        return;
     const int64_t slots = (int64_t)(ctx->sm_count > 0 ? ctx->sm_count : 1) *
                           (k->blocks_per_sm > 0 ? k->blocks_per_sm : 1);
     const int64_t cap = blocks < slots * 5 / 4 ? blocks : slots * 5 / 4;
     const int64_t d_pad = (head_dim + 15) / 16 * 16; /* the accumulators' columns */
-    *marks_bytes = ((size_t)(1 + 2 * blocks) * sizeof(int32_t) + 255) / 256 * 256;
     *partial_bytes =
         (size_t)cap * (size_t)k->key_split * (size_t)k->block_m * (size_t)d_pad * 2 * sizeof(float);
     p->key_slots = (int32_t)slots;
