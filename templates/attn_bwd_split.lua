@@ -68,7 +68,7 @@ __device__ __forceinline__ int key_parts_of(const BwdParams &p, i64 b, i64 hk, i
     $no_split_with_dbias
     const int *marks = (const int *)p.key_split;
     const int busy = marks[0], slots = p.key_slots;
-    if (marks[1 + key_block_of(p, b, hk, n0)] == 0 || busy <= slots || busy > p.key_split_cap)
+    if (key_block_idle(p, b, hk, n0) || busy <= slots || busy > p.key_split_cap)
         return 1;  // (unmarked: no head sees the block, part 0 walks nothing)
     int best = (busy + slots - 1) / slots * kKeyParts, parts = 1;
     for (int s = 2; s <= kKeyParts; s *= 2) {
@@ -85,7 +85,7 @@ __device__ __forceinline__ int key_parts_of(const BwdParams &p, i64 b, i64 hk, i
 // key blocks (null without marks: p.key_split = 0).
 __device__ __forceinline__ const int *dq_turn_marks(const BwdParams &p, i64 b, i64 hk)
 {
-    return p.key_split ? (const int *)p.key_split + 1 + (b * p.Hkv + hk) * key_blocks(p) : nullptr;
+    return p.key_split ? (const int *)p.key_split + 1 + key_block_of(p, b, hk, 0) : nullptr;
 }
 
 // Key block (b, hk, n0)'s place in the sums' order: $rank_doc; -1 where

@@ -174,13 +174,19 @@ __device__ __forceinline__ void dq_turn_pass(const BwdParams &p, int word, u64 b
                  :: "l"((u64 *)p.dq_turns + word), "l"(bits) : "memory");
 }
 
+// Tile t's `add` bits from bit `bit` of its words: the word and the bits a pass sets.
+__device__ __forceinline__ HeldTurn turn_bits(DqTurn t, int bit, int add)
+{
+    return {t.at + bit / 64, ((1ull << add) - 1) << (bit % 64)};
+}
+
 // Tile t's turn waited for, then held by this thread: `add` bits from the block's first in the
 // tile's order (its warpgroup's own where each holder issues its columns' sums, add 1; the
 // block's, kGroups, where one thread passes for it).
 __device__ __forceinline__ void dq_turn_take(const BwdParams &p, DqTurn t, int add)
 {
     const int bit = dq_turn_wait(p, t) + (add == 1 ? (int)(threadIdx.x / (kThreads / kGroups)) : 0);
-    turn_held() = {t.at + bit / 64, ((1ull << add) - 1) << (bit % 64)};
+    turn_held() = turn_bits(t, bit, add);
 }
 
 // The turn this holder issued sums for (if any), passed once those are written (its own bulk
@@ -208,28 +214,6 @@ __device__ __forceinline__ void dq_turn_release_early(const BwdParams &p, bool b
         dq_turn_release(p);
 }
 
-// A query-layout mask's kernels (no tensor maps: red_tile's lanes in every warp issue a tile's
-// sums, and thread 0 holds the block's turn) at a tile the vote skips: the turn held since the
-// last visible tile is passed now, not at the next visible tile's sums (a run of skipped tiles
-// and a tile later: the block after it waited that much). Every thread waits for its sums'
-// writes, then a barrier, then thread 0 passes. Uniform: the held turn is read behind the vote's
-// barrier, and thread 0 changed it only before one. Visible after visible keeps red_tile's pass,
-// whose wait the next tile's products hide (a wait here would be right after the sums' issue).
-__device__ __forceinline__ void dq_turn_skip_pass(const BwdParams &p)
-{
-    HeldTurn &held = g_turns.held[0];
-    if (!p.dq_turns || held.word < 0)
-        return;
-    bulk_wait();
-    asm volatile("fence.proxy.async.global;\n" ::: "memory");
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        dq_turn_pass(p, held.word, held.bits);
-        held.word = -1;
-    }
-}
-
 // Query tiles [m_from, m_to) of head h that the block walks without sums (a vote skipped it, or
 // the head sees none of the block's keys): passed all the same, by thread 0 (the rank's writer),
 // with no wait: the block adds nothing to them, and the blocks after it wait for every bit below
@@ -241,8 +225,8 @@ __device__ __forceinline__ void dq_turns_skip(const BwdParams &p, i64 b, i64 h, 
         return;
     for (i64 m0 = m_from; m0 < m_to; m0 += kTile) {
         const DqTurn t = dq_turn(p, b, h, m0);
-        const int bit = turn_want(t);
-        dq_turn_pass(p, t.at + bit / 64, ((1ull << kGroups) - 1) << (bit % 64));
+        const HeldTurn skip = turn_bits(t, turn_want(t), kGroups);
+        dq_turn_pass(p, skip.word, skip.bits);
     }
 }
 
@@ -261,6 +245,20 @@ __device__ __forceinline__ void dq_turns_end(const BwdParams &p)
         dq_turn_pass(p, held.word, held.bits);
         held.word = -1;
     }
+}
+
+// A query-layout mask's kernels (no tensor maps: red_tile's lanes in every warp issue a tile's
+// sums, and thread 0 holds the block's turn) at a tile the vote skips: the turn held since the
+// last visible tile is passed now, not at the next visible tile's sums (a run of skipped tiles
+// and a tile later: the block after it waited that much). Every thread waits for its sums'
+// writes, then a barrier, then thread 0 passes (dq_turns_end: thread 0 is these kernels' one
+// holder, kTurnHolder = kThreads). Uniform: the held turn is read behind the vote's barrier, and
+// thread 0 changed it only before one. Visible after visible keeps red_tile's pass, whose wait
+// the next tile's products hide (a wait here would be right after the sums' issue).
+__device__ __forceinline__ void dq_turn_skip_pass(const BwdParams &p)
+{
+    if (p.dq_turns && g_turns.held[0].word >= 0)
+        dq_turns_end(p);
 }
 ]=]
 
