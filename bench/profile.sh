@@ -7,7 +7,8 @@
 # adds per-instruction counts (below); DMATTN_BUILD_DIR the carried build folder; PAIRS the
 # mask,bias layouts; the full warp-state section (stall reasons) is printed for each. DIR=bwd
 # profiles the backward instead: the three launches of one timed dm_bwd (phases 0, 1 and 3 in the
-# default mode; the keys phase, 1, is the long one), and its variants' SASS.
+# default mode; the keys phase, 1, is the long one), and its variants' SASS. EXTRA: more dmbench
+# arguments for the profiled cases (say "--density 0": the key split's fixed costs, phase by phase).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/${DMATTN_BUILD_DIR:-build}
@@ -50,7 +51,7 @@ for pair in $pairs; do
         --section Occupancy --section ComputeWorkloadAnalysis --section SpeedOfLight \
         --section MemoryWorkloadAnalysis --metrics "$stall_metrics" \
         "$build/dmbench" --dir "$dir" --L 4096 --D 128 --mask "$m" --bias "$b" --warmup "$warmup" \
-        --iters 2 \
+        --iters 2 ${EXTRA:-} \
         >"$out/ncu-$m-$b.txt" 2>&1
     echo "== ncu mask-$m bias-$b"
     grep -E "L2 Cache Throughput|Compute \(SM\) Throughput|Issue Slots Busy|Issued Warp Per Scheduler|No Eligible|Active Warps Per Scheduler|Eligible Warps|Warp Cycles Per Issued|Achieved Occupancy|Registers Per Thread|Block Limit|SM Busy|Executed Ipc Active|DRAM Throughput|Memory Throughput|L2 Hit Rate|L1/TEX Hit Rate|Mem Busy|Max Bandwidth|Duration" \
