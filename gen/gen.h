@@ -15,8 +15,11 @@
 
 /* bwdrows: the backward's deterministic rows phase alone (its phase 0), a module of its own for
  * the engines whose bwd kernel leaves it out (those with dq reductions: their default mode never
- * runs it, and it was a third of every bwd variant's compile). */
-typedef enum dm_dir { DM_DIR_FWD = 0, DM_DIR_BWD, DM_DIR_BWD_ROWS } dm_dir;
+ * runs it, and it was a third of every bwd variant's compile). bwddet: the dense backward's
+ * deterministic mode, the bwd module with the dq turns (templates/attn_bwd_turns.lua) that the
+ * default mode's bwd kernel leaves out (their text cost its keys phase 9 registers and 7% of its
+ * time, bench/NOTES.md issue 16 session 28); where a variant has no turns, the bwd module again. */
+typedef enum dm_dir { DM_DIR_FWD = 0, DM_DIR_BWD, DM_DIR_BWD_ROWS, DM_DIR_BWD_DET } dm_dir;
 typedef enum dm_layout { DM_LAYOUT_NONE = 0, DM_LAYOUT_Q, DM_LAYOUT_K } dm_layout;
 /* Which template family a key belongs to; zero is attention, so existing initializers keep
  * meaning what they meant. */
@@ -68,7 +71,7 @@ const char *dm_arch_name(dm_arch a);                  /* "sm90a"; "?" outside th
 dm_status dm_arch_parse(const char *text, dm_arch *out); /* DM_ERR_INVALID_ARG if unknown */
 int dm_arch_from_cc(int major, int minor, dm_arch *out); /* device cc -> arch; 0 = ok */
 const char *dm_dtype_name(dm_dtype t);                 /* "f16", "bf16", "f32", "bool", "i32" */
-const char *dm_dir_name(dm_dir d);                     /* "fwd", "bwd", "bwdrows"; "?" outside */
+const char *dm_dir_name(dm_dir d); /* "fwd", "bwd", "bwdrows", "bwddet"; "?" outside */
 
 /* What a template returns for one variant: self-contained CUDA source and its launch facts. */
 typedef struct dm_kernel_src {

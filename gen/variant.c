@@ -12,7 +12,7 @@
 #define ARCH_LIST_MAX 64 /* "sm80|sm86|sm89|sm90|sm90a" and room for more rows */
 
 static const char *const layout_names[] = {"none", "q", "k"};
-static const char *const dir_names[] = {"fwd", "bwd", "bwdrows"};
+static const char *const dir_names[] = {"fwd", "bwd", "bwdrows", "bwddet"};
 
 enum { FLAG_VARLEN, FLAG_CAUSAL, FLAG_SOFTCAP, FLAG_DECODE, FLAG_COUNT };
 static const char *const flag_names[FLAG_COUNT] = {"varlen", "causal", "softcap", "decode"};
@@ -173,7 +173,8 @@ static bool variant_ok(const dm_variant *v)
     if (v->family == DM_FAMILY_COMBINE)
         return combine_ok(v);
     return v->family == DM_FAMILY_ATTN && !v->relu && !v->smooth &&
-           (v->dir == DM_DIR_FWD || v->dir == DM_DIR_BWD || v->dir == DM_DIR_BWD_ROWS) &&
+           (v->dir == DM_DIR_FWD || v->dir == DM_DIR_BWD || v->dir == DM_DIR_BWD_ROWS ||
+            v->dir == DM_DIR_BWD_DET) &&
            head_dim_ok(v->head_dim) &&
            (v->dtype == DM_F16 || v->dtype == DM_BF16) && layout_ok(v->mask) &&
            layout_ok(v->bias) && v->window >= 0 && v->window <= DM_WINDOW_MAX &&
@@ -362,13 +363,15 @@ dm_status dm_variant_parse(const char *text, dm_variant *out, char *err, size_t 
         v.dir = DM_DIR_BWD;
     else if (span_is(&f, "bwdrows"))
         v.dir = DM_DIR_BWD_ROWS;
+    else if (span_is(&f, "bwddet"))
+        v.dir = DM_DIR_BWD_DET;
     else if (span_is(&f, "wmask"))
         return parse_wmask(p, out, err, err_bytes);
     else if (span_is(&f, "combine"))
         return parse_combine(p, out, err, err_bytes);
     else
         return field_err(err, err_bytes, 1, "direction", &f,
-                         "fwd, bwd, bwdrows, wmask or combine");
+                         "fwd, bwd, bwdrows, bwddet, wmask or combine");
 
     index = 2;
     if (!next_field(&p, &f))

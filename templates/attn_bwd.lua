@@ -524,7 +524,7 @@ __device__ __forceinline__ void zero_dq_rows(const BwdParams &p, i64 b, i64 h, i
     const i64 quads = (min((i64)p.Lq, m0 + kRows) - m0) * (kD / 4);
     for (i64 e = threadIdx.x; e < quads; e += kThreads)
         rows[e] = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (p.dq_turns)  // its tiles' turn bits
+    if (turns_on(p))  // its tiles' turn bits
         for (int e = threadIdx.x; e < kRows / kTile * turn_words(p); e += kThreads)
             if (m0 + e / turn_words(p) * kTile < p.Lq)
                 ((u64 *)p.dq_turns)[dq_turn_at(p, b, h, m0 + e / turn_words(p) * kTile) +
@@ -1435,7 +1435,7 @@ local dbias_call_mma = [=[
         dbias_phase($params, (i64)blockIdx.x * kWarps + threadIdx.x / 32, threadIdx.x % 32);]=]
 
 local function check_variant(v)
-  if v.dir ~= "bwd" and v.dir ~= "bwdrows" then
+  if v.dir ~= "bwd" and v.dir ~= "bwdrows" and v.dir ~= "bwddet" then
     errors.unsupported("attn_bwd.lua emits the backward family, not " .. tostring(v.dir))
   end
   if v.d < limits.head_dim_min or v.d > limits.head_dim_max or v.d % limits.head_dim_step ~= 0 then
@@ -2060,9 +2060,10 @@ function M.emit(v)
   local split = not simt and row.key_split == true and v.mask == "k" and not v.varlen and
     not rows_only and engine.dq_atomic == true
   -- the deterministic mode's dq turns in a launch order of their own (attn_bwd_turns.lua): dense
-  -- bwd kernels of an engine that sums dq
+  -- bwddet kernels of an engine that sums dq, where the tuning row keeps them (bwd kernels have
+  -- none: the default mode's keys phase ran 7% slower with their text, NOTES session 28)
   local turn_kernel = engine ~= nil and engine.dq_atomic == true and not v.varlen and
-    not rows_only
+    v.dir == "bwddet" and row.dq_turns == true
   local sp = key_split.pieces(split, v.causal, v.bias == "k", tma and ", maps" or "")
   -- tile: rows of a streamed tile (and of a warpgroup's own); groups: warpgroups a block, whose
   -- rows it owns (block_m = 16 warps)
@@ -2161,7 +2162,7 @@ function M.emit(v)
     buf.add(tile_constants, mp)
     buf.add("")
     if engine.dq_atomic then
-      buf.add(turns.fns(common, ring, v.causal, split))
+      buf.add(turns.fns(common, ring, v.causal, split, turn_kernel))
     end
     buf.add(engine.text(v.d, d_pad, v.mask == "q" or v.bias == "q", tma, ring))
     buf.add("")
@@ -2352,7 +2353,7 @@ function M.emit(v)
            query_tile = simt and warps or tile, smem_bytes = smem,
            dq_atomic = engine and engine.dq_atomic and not rows_only and 1 or 0,
            tma_maps = tma and not rows_only and 1 or 0,
-           dq_turns = turn_kernel and row.dq_turns and 1 or 0,
+           dq_turns = turn_kernel and 1 or 0,
            turn_order = turn_kernel and 1 or 0,
            key_split = split and key_split.parts or 0 }
 end

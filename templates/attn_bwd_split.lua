@@ -62,7 +62,7 @@ __device__ __forceinline__ bool key_block_idle(const BwdParams &p, i64 b, i64 hk
 // head, the end), not kept: the walk's registers are at their limit.
 __device__ __forceinline__ int key_parts_of(const BwdParams &p, i64 b, i64 hk, i64 n0)
 {
-    if (!p.key_split || p.dq_turns)
+    if (!p.key_split || turns_on(p))
         return 1;  // the deterministic mode's (its dq turns wait on lower blocks, which parts 1+
                    // are not), or a call's with no scratch for it
     $no_split_with_dbias
@@ -94,7 +94,7 @@ __device__ __forceinline__ const int *dq_turn_marks(const BwdParams &p, i64 b, i
 __device__ __noinline__ int dq_turn_rank(const BwdParams &p, i64 b, i64 hk, i64 n0)
 {
     const int kb = (int)(n0 / kRows);
-    if (!p.dq_turns || !p.key_split)
+    if (!turns_on(p) || !p.key_split)
         return kb;
     const int *marks = dq_turn_marks(p, b, hk);
 $rank_body

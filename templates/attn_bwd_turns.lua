@@ -45,8 +45,17 @@ local fns = [=[
 // of them set by each thread threadIdx.x % kTurnHolder == 0 where those issue the sums
 // (red_tile_map); red_tile's (every warp's lanes issue them) by thread 0, the block's kGroups.
 constexpr int kTurnAdd = $turn_add;
+// The turns are in this kernel (a bwddet key's: the default mode's bwd kernel has none, so that
+// their code costs it nothing; the calls below then compile to nothing).
+constexpr bool kDqTurns = $on;
 constexpr int kTurnHolder = kThreads / kGroups * kTurnAdd;
 static_assert(kGroups <= 2, "api/bwd.c sizes the turns' words for 2 bits a key block");
+
+// This call sums dq in turns: the kernel has them and the deterministic call gave their words.
+__device__ __forceinline__ bool turns_on(const BwdParams &p)
+{
+    return kDqTurns && p.dq_turns;
+}
 
 // Key blocks of kRows keys a (batch, K/V head): the keys phase's grid x (times 1 << turn_shift
 // in the deterministic mode), and the split's marks and tickets a block each.
@@ -92,7 +101,7 @@ __device__ __forceinline__ HeldTurn &turn_held()
 // that a block's predecessor started 1 << turn_shift blocks before it$order_doc
 __device__ __forceinline__ void key_block_order(const BwdParams &p, i64 &b, i64 &hk, i64 &n0)
 {
-    if (!p.dq_turns)
+    if (!turns_on(p))
         return;
     const int at = blockIdx.x >> p.turn_shift;  // the key block's place in the order
     hk = ((i64)blockIdx.y << p.turn_shift) + (blockIdx.x & ((1 << p.turn_shift) - 1));
@@ -102,7 +111,7 @@ __device__ __forceinline__ void key_block_order(const BwdParams &p, i64 &b, i64 
 // The walk's start: no turn held, the block's place kept (read behind the walk's first barrier).
 __device__ __forceinline__ void dq_turns_start(int rank$marks_param)
 {
-    if (threadIdx.x % (kThreads / kGroups) == 0) {
+    if (kDqTurns && threadIdx.x % (kThreads / kGroups) == 0) {
         turn_held().word = -1;$marks_start
         if (threadIdx.x == 0) {
             g_turns.rank = rank;$marks_keep
@@ -126,7 +135,7 @@ $order_fns
 // Query tile m0 of head h, batch b's turn.
 __device__ __forceinline__ DqTurn dq_turn(const BwdParams &p, i64 b, i64 h, i64 m0)
 {
-    if (!p.dq_turns)
+    if (!turns_on(p))
         return {-1, 0};
     return {dq_turn_at(p, b, h, m0), $key};
 }
@@ -210,7 +219,7 @@ __device__ __forceinline__ void dq_turn_release(const BwdParams &p)
 // red_tile's lanes in every warp issue their own rows' and the turn passes behind its barrier.
 __device__ __forceinline__ void dq_turn_release_early(const BwdParams &p, bool by_maps)
 {
-    if (p.dq_turns && by_maps && threadIdx.x % kTurnHolder == 0)
+    if (turns_on(p) && by_maps && threadIdx.x % kTurnHolder == 0)
         dq_turn_release(p);
 }
 
@@ -221,7 +230,7 @@ __device__ __forceinline__ void dq_turn_release_early(const BwdParams &p, bool b
 __device__ __forceinline__ void dq_turns_skip(const BwdParams &p, i64 b, i64 h, i64 m_from,
                                               i64 m_to)
 {
-    if (!p.dq_turns || threadIdx.x != 0 || g_turns.rank < 0)
+    if (!turns_on(p) || threadIdx.x != 0 || g_turns.rank < 0)
         return;
     for (i64 m0 = m_from; m0 < m_to; m0 += kTile) {
         const DqTurn t = dq_turn(p, b, h, m0);
@@ -234,7 +243,7 @@ __device__ __forceinline__ void dq_turns_skip(const BwdParams &p, i64 b, i64 h, 
 // (red_tile's sums are issued by threads other than their holder: the barrier orders them).
 __device__ __forceinline__ void dq_turns_end(const BwdParams &p)
 {
-    if (!p.dq_turns)
+    if (!turns_on(p))
         return;
     HeldTurn &held = turn_held();
     bulk_wait();
@@ -257,7 +266,7 @@ __device__ __forceinline__ void dq_turns_end(const BwdParams &p)
 // the next tile's products hide (a wait here would be right after the sums' issue).
 __device__ __forceinline__ void dq_turn_skip_pass(const BwdParams &p)
 {
-    if (p.dq_turns && g_turns.held[0].word >= 0)
+    if (turns_on(p) && g_turns.held[0].word >= 0)
         dq_turns_end(p);
 }
 ]=]
@@ -352,10 +361,11 @@ __device__ __forceinline__ int turn_want(DqTurn t)
 
 -- The module's functions: the query ring's holders are its warpgroups' first threads (each adds
 -- its own columns, red_map_group), elsewhere thread 0 adds for the block. causal: the sums go
--- down the key blocks; marked: under a key mask's marks (the split kernels).
-function M.fns(common, ring, causal, marked)
+-- down the key blocks; marked: under a key mask's marks (the split kernels); on: the kernel has
+-- the turns (else every call compiles to nothing).
+function M.fns(common, ring, causal, marked, on)
   local order = causal and (marked and descending_marked or descending) or ascending
-  return common.fill(fns, { turn_add = ring and "1" or "kGroups",
+  return common.fill(fns, { turn_add = ring and "1" or "kGroups", on = on and "true" or "false",
     marked_state = order.marked_state or "", marks_param = order.marks_param or "",
     marks_start = order.marks_start or "", marks_keep = order.marks_keep or "",
     order_doc = order.order_doc, order_kb = order.order_kb, order_fns = order.order_fns,

@@ -232,7 +232,7 @@ START_TEST(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them)
     const dm_kernel *k = dm_module_find(ctx, &v);
     ck_assert_ptr_nonnull(k);
     ck_assert_int_eq(k->dq_atomic, 1);
-    ck_assert_int_eq(k->dq_turns, 1);
+    ck_assert_int_eq(k->dq_turns, 0); /* the default mode's kernel: no turns (bwddet's) */
     ck_assert_uint_eq(stats->grid[0], (L + k->block_m - 1) / k->block_m);
     ck_assert_uint_eq(stats->grid[1], H);
     ck_assert_uint_eq(stats->grid[2], B);
@@ -250,8 +250,13 @@ START_TEST(the_default_mode_sums_dq_by_reductions_where_the_engine_has_them)
     ck_assert(p.phase == 3 && p.dq_accum != 0 && p.dq_turns != 0);
     ck_assert_uint_eq(p.dq_turns % 256, 0);
     ck_assert_uint_ge(p.dq_turns, p.query_rows + (uint64_t)B * H * ((L + 63) / 64) * 128 * 4);
-    ck_assert_ptr_eq(stats->fns[3], k->fn_rows); /* phase 0 zeroes the sums and their counts */
-    ck_assert_ptr_eq(stats->fns[4], k->fn);
+    dm_variant vd = v;
+    vd.dir = DM_DIR_BWD_DET; /* the deterministic mode's kernel: the turns' */
+    const dm_kernel *kd = dm_module_find(ctx, &vd);
+    ck_assert_ptr_nonnull(kd);
+    ck_assert_int_eq(kd->dq_turns, 1);
+    ck_assert_ptr_eq(stats->fns[3], kd->fn_rows); /* phase 0 zeroes the sums and their bits */
+    ck_assert_ptr_eq(stats->fns[4], kd->fn);
     /* the turns' launch order: the key blocks of HKV = 2 heads interleaved (grid x), one group */
     ck_assert_int_eq(p.turn_shift, 1);
     ck_assert_uint_eq(stats->grids[4][0], (L + k->block_m - 1) / k->block_m * HKV);
@@ -292,10 +297,11 @@ START_TEST(the_deterministic_keys_phase_interleaves_up_to_four_kv_heads)
             a.deterministic = det;
             bwd_ok(ctx, &a);
             const unsigned *g = stats->grids[stats->launches - 2]; /* phase 1 */
-            dm_variant v = {.dir = DM_DIR_BWD, .head_dim = D, .dtype = DM_F16, .arch = DM_SM90A};
+            dm_variant v = {.dir = det ? DM_DIR_BWD_DET : DM_DIR_BWD, /* (turns: bwddet's) */
+                            .head_dim = D, .dtype = DM_F16, .arch = DM_SM90A};
             const int64_t blocks =
                 (L + dm_module_find(ctx, &v)->block_m - 1) / dm_module_find(ctx, &v)->block_m;
-            ck_assert_int_eq(dm_module_find(ctx, &v)->turn_order, 1); /* the kernel decodes it */
+            ck_assert_int_eq(dm_module_find(ctx, &v)->turn_order, det); /* the kernel decodes it */
             const int shift = det ? shifts[i] : 0;
             ck_assert_int_eq(last_params().turn_shift, shift);
             ck_assert_uint_eq(g[0], (uint64_t)blocks << shift);

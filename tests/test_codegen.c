@@ -172,7 +172,8 @@ END_TEST
  * order's decode first; the last tile's turn passed early only where the call has tensor maps
  * (without them red_tile's lanes in every warp issue dq's sums, and the holder's own wait would
  * not cover them); under a key mask's marks, an unmarked key block skips its K and V loads.
- * Varlen and sm_80 kernels have none of it. */
+ * Only bwddet keys have them: the default mode's bwd kernel compiles them to nothing, and varlen
+ * and sm_80 kernels have none either. */
 START_TEST(dense_sm90a_keys_phases_order_their_turns_and_pass_early_only_by_maps)
 {
     dm_variant v = make(128, DM_BF16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM90A);
@@ -180,7 +181,17 @@ START_TEST(dense_sm90a_keys_phases_order_their_turns_and_pass_early_only_by_maps
     dm_kernel_src k;
     char err[512];
     ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_OK);
+    ck_assert_int_eq(k.dq_turns, 0);
+    ck_assert_int_eq(k.turn_order, 0);
+    ck_assert_ptr_nonnull(strstr(k.source, "constexpr bool kDqTurns = false;"));
+    ck_assert_ptr_null(strstr(k.source, "key_block_order(p, b, hk, n0);"));
+    ck_assert_ptr_null(strstr(k.source, "dq_turn_release_early(p"));
+    dm_kernel_src_free(&k);
+    v.dir = DM_DIR_BWD_DET;
+    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_OK);
+    ck_assert_int_eq(k.dq_turns, 1);
     ck_assert_int_eq(k.turn_order, 1); /* api/bwd.c shapes the grid by it */
+    ck_assert_ptr_nonnull(strstr(k.source, "constexpr bool kDqTurns = true;"));
     ck_assert_ptr_nonnull(strstr(k.source, "    key_block_order(p, b, hk, n0);"));
     ck_assert_ptr_nonnull(strstr(k.source, "dq_turn_release_early(p, maps.tma);"));
     ck_assert_ptr_null(strstr(k.source, "key_block_idle("));
@@ -202,6 +213,7 @@ START_TEST(dense_sm90a_keys_phases_order_their_turns_and_pass_early_only_by_maps
     v.mask = DM_LAYOUT_NONE;
     v.varlen = true;
     ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_OK);
+    ck_assert_int_eq(k.dq_turns, 0);
     ck_assert_int_eq(k.turn_order, 0);
     ck_assert_ptr_null(strstr(k.source, "key_block_order(p, b, hk, n0);"));
     ck_assert_ptr_null(strstr(k.source, "dq_turn_release_early(p"));

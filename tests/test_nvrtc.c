@@ -409,6 +409,17 @@ START_TEST(bwd_sm90a_causal_softcap_keeps_the_wgmma_pipeline_and_spills_within_b
     bwd_wgmma_pipeline_kept_without_spills(DM_DIR_BWD, true);
 }
 END_TEST
+/* The deterministic mode's kernels (bwddet keys: the dq turns' text in the keys phase). */
+START_TEST(bwddet_sm90a_keeps_the_wgmma_pipeline_and_spills_nothing)
+{
+    bwd_wgmma_pipeline_kept_without_spills(DM_DIR_BWD_DET, false);
+}
+END_TEST
+START_TEST(bwddet_sm90a_causal_softcap_keeps_the_wgmma_pipeline_and_spills_within_bound)
+{
+    bwd_wgmma_pipeline_kept_without_spills(DM_DIR_BWD_DET, true);
+}
+END_TEST
 START_TEST(bwdrows_sm90a_keeps_the_wgmma_pipeline_and_spills_within_bound)
 {
     bwd_wgmma_pipeline_kept_without_spills(DM_DIR_BWD_ROWS, false);
@@ -482,6 +493,8 @@ END_TEST
     X(bwdrows_every_layout_pair_compiles_for_sm90a_and_sm80) \
     X(bwd_sm90a_keeps_the_wgmma_pipeline_and_spills_nothing) \
     X(bwd_sm90a_causal_softcap_keeps_the_wgmma_pipeline_and_spills_within_bound) \
+    X(bwddet_sm90a_keeps_the_wgmma_pipeline_and_spills_nothing) \
+    X(bwddet_sm90a_causal_softcap_keeps_the_wgmma_pipeline_and_spills_within_bound) \
     X(bwdrows_sm90a_keeps_the_wgmma_pipeline_and_spills_within_bound) \
     X(other_archs_compile) \
     X(broken_source_is_a_compile_error_with_the_log) \

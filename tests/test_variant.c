@@ -28,7 +28,7 @@ static void for_each_variant(void (*f)(const dm_variant *v, void *ctx), void *ct
     static const dm_dtype dtypes[] = {DM_F16, DM_BF16};
     static const int windows[] = {0, 1, 2048};
 
-    for (int dir = 0; dir < 2; dir++)
+    for (int dir = 0; dir <= DM_DIR_BWD_DET; dir++) /* every direction */
         for (size_t d = 0; d < ARRAY_LEN(head_dims); d++)
             for (size_t t = 0; t < ARRAY_LEN(dtypes); t++)
                 for (int mask = 0; mask < 3; mask++)
@@ -228,7 +228,7 @@ START_TEST(parse_messages_say_what_was_expected_in_the_documented_words)
         {"fwd.d128.f16.mask-none.bias-none.w0.sm86.x",
          "field 8 (end) 'x': expected nothing after the arch sm86"},
         {"fwd.d128", "field 3 (dtype) missing: expected f16 or bf16"},
-        {"FWD.d128", "field 1 (direction) 'FWD': expected fwd, bwd, bwdrows, wmask or combine"},
+        {"FWD.d128", "field 1 (direction) 'FWD': expected fwd, bwd, bwdrows, bwddet, wmask or combine"},
         {"fwd.d64.f16.mask-z", "field 4 (mask) 'mask-z': expected mask-none, mask-q or mask-k"},
         {"fwd.d64.f16.mask-q.bias-z",
          "field 5 (bias) 'bias-z': expected bias-none, bias-q or bias-k"},
@@ -393,6 +393,7 @@ START_TEST(parse_accepts_only_canonical_text_under_single_edits)
         "fwd.d256.bf16.mask-q.bias-k.w2048.varlen.sm86",
         "bwd.d64.f16.mask-none.bias-q.w1.softcap.sm89",
         "bwdrows.d128.bf16.mask-q.bias-q.w0.varlen.causal.sm90a",
+        "bwddet.d128.bf16.mask-k.bias-none.w0.causal.sm90a",
     };
 
     for (size_t i = 0; i < ARRAY_LEN(texts); i++)

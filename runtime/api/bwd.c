@@ -315,7 +315,8 @@ dm_status dm_bwd(dm_ctx *ctx, const dm_bwd_args *args, CUstream stream)
     if ((st = dm_ctx_enter(ctx, "dm_bwd")) != DM_OK)
         return st;
     dm_fwd_plan_variant(f, ctx->arch, &v);
-    v.dir = DM_DIR_BWD;
+    /* the deterministic mode's kernel has the dq turns, the default mode's none (gen.h) */
+    v.dir = plan.deterministic ? DM_DIR_BWD_DET : DM_DIR_BWD;
     v.decode = false;
     if ((st = dm_kernel_get(ctx, "dm_bwd", &v, &kernel, NULL)) != DM_OK ||
         (st = dm_bwd_rows_kernel(ctx, "dm_bwd", &v, kernel, plan.deterministic, &rows)) != DM_OK)
