@@ -2064,7 +2064,8 @@ function M.emit(v)
   -- none: the default mode's keys phase ran 7% slower with their text, NOTES session 28)
   local turn_kernel = engine ~= nil and engine.dq_atomic == true and not v.varlen and
     v.dir == "bwddet" and row.dq_turns == true
-  local sp = key_split.pieces(split, v.causal, v.bias == "k", tma and ", maps" or "")
+  local sp = key_split.pieces(split, v.causal, v.bias == "k", tma and ", maps" or "",
+    not turn_kernel)
   -- tile: rows of a streamed tile (and of a warpgroup's own); groups: warpgroups a block, whose
   -- rows it owns (block_m = 16 warps)
   local tile, groups = row.block_n, warps // 4

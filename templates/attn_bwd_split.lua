@@ -162,7 +162,21 @@ local store_lines = table.concat({
   "store_tile(dk, p.dk, p.dk_stride, b, n0, hk, p.Lk, p.scale);",
   "store_tile(dv, p.dv, p.dv_stride, b, n0, hk, p.Lk, 1.f);" }, "\n")
 
-function M.pieces(split, causal, key_bias, maps_arg)
+-- An idle block (no head of the group sees it) of a call without dbias stores zeros for dk, dv at
+-- once: its walk would read each head's mask and meet a barrier a head, for nothing (at 1/8 of
+-- the key blocks busy, 7/8 of the grid's first parts; NOTES issue 16 session 28). Not in the
+-- deterministic mode's kernels (bwddet: 4 bytes of spills in mask-k bias-q).
+local idle_exit_lines = table.concat({
+  "if (!p.dbias && key_block_idle(p, b, hk, n0)) {  // uniform too",
+  "    float zero[kDT][4];",
+  "    zero_acc(zero);",
+  "    store_tile(zero, p.dk, p.dk_stride, b, n0, hk, p.Lk, 1.f);",
+  "    store_tile(zero, p.dv, p.dv_stride, b, n0, hk, p.Lk, 1.f);",
+  "    return;",
+  "}" }, "\n")
+
+-- idle_exit: idle_exit_lines at the walk's start.
+function M.pieces(split, causal, key_bias, maps_arg, idle_exit)
   local m_first = causal and
     "max((i64)0, n0 - (p.Lk - p.Lq)) / kTile * kTile;  // causal" or "0;"
   if not split then
@@ -192,7 +206,8 @@ function M.pieces(split, causal, key_bias, maps_arg)
     keys_part_param = ", int part",
     keys_part_start = table.concat({
       "if (part >= key_parts_of(p, b, hk, n0))",
-      "    return;  // the block's walk has fewer parts (a uniform exit: no barrier yet)" }, "\n"),
+      "    return;  // the block's walk has fewer parts (a uniform exit: no barrier yet)",
+      idle_exit and idle_exit_lines or nil }, "\n"),
     mark_busy_keys = "if (p.key_split)\n    mark_busy_keys(p, b, h);",
     -- a block no head sees (unmarked) walks no tile: its K and V are never read
     keys_own_load = table.concat({
