@@ -127,10 +127,10 @@ return {
     why = "spills: the reads before the barrier, 8 bytes in fwd.d128.bf16.mask-q.bias-q.w0." ..
       "causal.sm90a" },
   { dir = "bwd", knob = "dq_turns", on = true, mma = "wgmma",
-    why = "deterministic mode: dq summed by the keys phase in key-block order (a count a query " ..
-      "tile, attn_bwd_turns.lua), five products a tile pair, not the rows phase's seven (the " ..
-      "deterministic/default time was 1.33x no bias, 1.41x key bias on the H200, RESULTS issue " ..
-      "16 session 24)" },
+    why = "deterministic mode (bwddet kernels only): dq summed by the keys phase in key-block " ..
+      "order (bits a query tile, attn_bwd_turns.lua), five products a tile pair, not the rows " ..
+      "phase's seven (the deterministic/default time was 1.33x no bias, 1.41x key bias on the " ..
+      "H200, RESULTS issue 16 session 24)" },
   { dir = "bwd", knob = "key_split", on = true, mma = "wgmma", mask = "k",
     why = "key-layout mask: a busy key block's walk split across up to 4 blocks where the busy " ..
       "ones would leave a last wave mostly idle (attn_bwd_split.lua; 138 busy blocks on 132 " ..
