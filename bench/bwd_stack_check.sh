@@ -10,7 +10,12 @@
 #   compile a variant   6 compare.py --bwd (the peers side by side, L 4096)
 #   7 the turns as bits (s26: session 26's counts, 8367113) at 1/8 masks, both modes
 #   8 the default mode, base against the tree, 2 rounds interleaved (session 27 saw 0.95-1.0x in
-#     one round with base always first)
+#     one round with base always first; session 28 0.933x, then 1.003x once the turns moved to
+#     bwddet kernels)
+#   9 the deterministic mode, the tree against pass (wip-det-pass's templates: the last tile's
+#     turn passed after P and dS instead of right after S^T / dP^T's issue), 2 rounds
+# Templates from before af85a03 know no bwddet key: their deterministic cases fail (dmbench
+# says so in its table); compare the deterministic mode only among versions that have it.
 # Round 1 of a variant's cold compile is only the machine's first when run first on a fresh
 # start: `bash bench/bwd_stack_check.sh --compile` alone (session 21's second round took 0.26-0.33
 # s a variant, its first 1.4-2.2 s: NVRTC's own time, "compiled in", against the wall tells
@@ -25,13 +30,17 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bdir=$root/${DMATTN_BUILD_DIR:-build}
 if [ "${1:-}" = "--prep" ]; then
-    rm -rf "$bdir/tpl-base" "$bdir/tpl-s25" "$bdir/tpl-s26" "$bdir/tpl-split2" "$bdir/tpl-split1"
-    mkdir -p "$bdir/tpl-base" "$bdir/tpl-s25" "$bdir/tpl-s26" "$bdir/tpl-split2" "$bdir/tpl-split1"
+    rm -rf "$bdir/tpl-base" "$bdir/tpl-s25" "$bdir/tpl-s26" "$bdir/tpl-split2" "$bdir/tpl-split1" \
+        "$bdir/tpl-pass"
+    mkdir -p "$bdir/tpl-base" "$bdir/tpl-s25" "$bdir/tpl-s26" "$bdir/tpl-split2" "$bdir/tpl-split1" \
+        "$bdir/tpl-pass"
     git -C "$root" archive "${BASE:?BASE=<rev>}" templates | tar x -C "$bdir/tpl-base"
     # session 25's turns (ascending, one head's key blocks in a row: no turn_order attribute)
     git -C "$root" archive "${S25:-b68a801}" templates | tar x -C "$bdir/tpl-s25"
     # session 26's turns (a count a tile, skipped tiles waited for: measured in session 27)
     git -C "$root" archive "${S26:-8367113}" templates | tar x -C "$bdir/tpl-s26"
+    # the turn passed later in the tile (step 9; a branch until measured)
+    git -C "$root" archive "${PASS:-wip-det-pass}" templates | tar x -C "$bdir/tpl-pass"
     for n in 2 1; do
         cp -r "$root/templates" "$bdir/tpl-split$n/"
         sed -i "s/^M.parts = 4/M.parts = $n/" "$bdir/tpl-split$n/templates/attn_bwd_split.lua"
@@ -60,7 +69,7 @@ if [ "${1:-}" = "--compile" ]; then  # alone, first thing on a fresh machine (ab
     exit 0
 fi
 want() {  # want STEP: STEP is in $STEPS (unset: every step)
-    [[ " ${STEPS:-1 1b 2 3 4 5 6 7 8} " == *" $1 "* ]]
+    [[ " ${STEPS:-1 1b 2 3 4 5 6 7 8 9} " == *" $1 "* ]]
 }
 ab() {  # ab NAME TIMEOUT ROUNDS VERSIONS... -- DMBENCH_ARGS (NAME's number in $STEPS)
     local name=$1 t=$2 rounds=$3
@@ -89,6 +98,8 @@ ab 4-split-parts 120 2 tree=templates split2="$build/tpl-split2/templates" \
 ab 7-bits 120 1 s26="$build/tpl-s26/templates" tree=templates -- --dir bwd --mask none,q,k \
     --density 0.125 --deterministic 0,1 $S --warmup 3 --iters 10
 ab 8-default 90 2 $base -- --dir bwd --mask none --deterministic 0 $S --warmup 3 --iters 10
+ab 9-det-pass 150 2 tree=templates pass="$build/tpl-pass/templates" -- --dir bwd --mask none,q,k \
+    --density 1,0.125 --deterministic 1 $S --warmup 3 --iters 10
 want 5 && cold_compile  # (warm by now: NVRTC paged in by steps 1-4)
 want 6 || exit 0
 echo "== 6-compare"
