@@ -168,6 +168,21 @@ START_TEST(bwdrows_is_the_rows_phase_alone_and_the_bwd_kernel_leaves_it_out)
 }
 END_TEST
 
+/* v's kernel has the dq turns (on) or none: their attributes and the launch order's decode. */
+static char *emit_turns(const dm_variant *v, bool on)
+{
+    dm_kernel_src k;
+    char err[512];
+    ck_assert_int_eq(dm_gen_emit(v, &k, err, sizeof err), DM_OK);
+    ck_assert_int_eq(k.dq_turns, on);
+    ck_assert_int_eq(k.turn_order, on); /* api/bwd.c shapes the grid by it */
+    ck_assert_int_eq(strstr(k.source, "    key_block_order(p, b, hk, n0);") != NULL, on);
+    char *src = strdup(k.source);
+    dm_kernel_src_free(&k);
+    ck_assert_ptr_nonnull(src);
+    return src;
+}
+
 /* The deterministic mode's dq turns (attn_bwd_turns.lua) in dense sm_90a keys phases: the launch
  * order's decode first; the last tile's turn passed early only where the call has tensor maps
  * (without them red_tile's lanes in every warp issue dq's sums, and the holder's own wait would
@@ -178,26 +193,18 @@ START_TEST(dense_sm90a_keys_phases_order_their_turns_and_pass_early_only_by_maps
 {
     dm_variant v = make(128, DM_BF16, DM_LAYOUT_NONE, DM_LAYOUT_NONE, false, false, DM_SM90A);
     v.dir = DM_DIR_BWD;
-    dm_kernel_src k;
-    char err[512];
-    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_OK);
-    ck_assert_int_eq(k.dq_turns, 0);
-    ck_assert_int_eq(k.turn_order, 0);
-    ck_assert_ptr_nonnull(strstr(k.source, "constexpr bool kDqTurns = false;"));
-    ck_assert_ptr_null(strstr(k.source, "key_block_order(p, b, hk, n0);"));
-    ck_assert_ptr_null(strstr(k.source, "dq_turn_release_early(p"));
-    dm_kernel_src_free(&k);
+    char *src = emit_turns(&v, false);
+    ck_assert_ptr_nonnull(strstr(src, "constexpr bool kDqTurns = false;"));
+    ck_assert_ptr_null(strstr(src, "dq_turn_release_early(p"));
+    free(src);
     v.dir = DM_DIR_BWD_DET;
-    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_OK);
-    ck_assert_int_eq(k.dq_turns, 1);
-    ck_assert_int_eq(k.turn_order, 1); /* api/bwd.c shapes the grid by it */
-    ck_assert_ptr_nonnull(strstr(k.source, "constexpr bool kDqTurns = true;"));
-    ck_assert_ptr_nonnull(strstr(k.source, "    key_block_order(p, b, hk, n0);"));
-    ck_assert_ptr_nonnull(strstr(k.source, "dq_turn_release_early(p, maps.tma);"));
-    ck_assert_ptr_null(strstr(k.source, "key_block_idle("));
-    dm_kernel_src_free(&k);
+    src = emit_turns(&v, true);
+    ck_assert_ptr_nonnull(strstr(src, "constexpr bool kDqTurns = true;"));
+    ck_assert_ptr_nonnull(strstr(src, "dq_turn_release_early(p, maps.tma);"));
+    ck_assert_ptr_null(strstr(src, "key_block_idle("));
+    free(src);
     v.mask = DM_LAYOUT_K; /* the split kernel: marks */
-    char *src = emit_ok(&v);
+    src = emit_turns(&v, true);
     const char *idle = strstr(src, "    if (!key_block_idle(p, b, hk, n0))");
     ck_assert_ptr_nonnull(idle);
     const char *load = strstr(idle, "\n");
@@ -206,24 +213,17 @@ START_TEST(dense_sm90a_keys_phases_order_their_turns_and_pass_early_only_by_maps
     ck_assert_int_eq(strncmp(load, guarded, strlen(guarded)), 0);
     free(src);
     v.mask = DM_LAYOUT_Q; /* copies its query tiles: red_tile only, no early pass */
-    src = emit_ok(&v);
-    ck_assert_ptr_nonnull(strstr(src, "    key_block_order(p, b, hk, n0);"));
+    src = emit_turns(&v, true);
     ck_assert_ptr_null(strstr(src, "dq_turn_release_early(p"));
     free(src);
     v.mask = DM_LAYOUT_NONE;
     v.varlen = true;
-    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_OK);
-    ck_assert_int_eq(k.dq_turns, 0);
-    ck_assert_int_eq(k.turn_order, 0);
-    ck_assert_ptr_null(strstr(k.source, "key_block_order(p, b, hk, n0);"));
-    ck_assert_ptr_null(strstr(k.source, "dq_turn_release_early(p"));
-    dm_kernel_src_free(&k);
+    src = emit_turns(&v, false);
+    ck_assert_ptr_null(strstr(src, "dq_turn_release_early(p"));
+    free(src);
     v.varlen = false;
     v.arch = DM_SM80;
-    ck_assert_int_eq(dm_gen_emit(&v, &k, err, sizeof err), DM_OK);
-    ck_assert_int_eq(k.turn_order, 0);
-    ck_assert_ptr_null(strstr(k.source, "key_block_order(p, b, hk, n0);"));
-    dm_kernel_src_free(&k);
+    free(emit_turns(&v, false));
 }
 END_TEST
 
