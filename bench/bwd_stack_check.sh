@@ -14,6 +14,8 @@
 #     bwddet kernels)
 #   9 the deterministic mode, the tree against pass (wip-det-pass's templates: the last tile's
 #     turn passed after P and dS instead of right after S^T / dP^T's issue), 2 rounds
+#   10 the default mode, the tree against mem (wip-mem-pass's templates: the memory passes, phases
+#     0 and 3, in one wave at a full SM of threads), 2 rounds
 # Templates from before af85a03 know no bwddet key: their deterministic cases fail (dmbench
 # says so in its table); compare the deterministic mode only among versions that have it.
 # Round 1 of a variant's cold compile is only the machine's first when run first on a fresh
@@ -31,9 +33,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bdir=$root/${DMATTN_BUILD_DIR:-build}
 if [ "${1:-}" = "--prep" ]; then
     rm -rf "$bdir/tpl-base" "$bdir/tpl-s25" "$bdir/tpl-s26" "$bdir/tpl-split2" "$bdir/tpl-split1" \
-        "$bdir/tpl-pass"
+        "$bdir/tpl-pass" "$bdir/tpl-mem"
     mkdir -p "$bdir/tpl-base" "$bdir/tpl-s25" "$bdir/tpl-s26" "$bdir/tpl-split2" "$bdir/tpl-split1" \
-        "$bdir/tpl-pass"
+        "$bdir/tpl-pass" "$bdir/tpl-mem"
     git -C "$root" archive "${BASE:?BASE=<rev>}" templates | tar x -C "$bdir/tpl-base"
     # session 25's turns (ascending, one head's key blocks in a row: no turn_order attribute)
     git -C "$root" archive "${S25:-b68a801}" templates | tar x -C "$bdir/tpl-s25"
@@ -41,6 +43,8 @@ if [ "${1:-}" = "--prep" ]; then
     git -C "$root" archive "${S26:-8367113}" templates | tar x -C "$bdir/tpl-s26"
     # the turn passed later in the tile (step 9; a branch until measured)
     git -C "$root" archive "${PASS:-wip-det-pass}" templates | tar x -C "$bdir/tpl-pass"
+    # the memory passes in one wave (step 10; a branch until measured)
+    git -C "$root" archive "${MEM:-wip-mem-pass}" templates | tar x -C "$bdir/tpl-mem"
     for n in 2 1; do
         cp -r "$root/templates" "$bdir/tpl-split$n/"
         sed -i "s/^M.parts = 4/M.parts = $n/" "$bdir/tpl-split$n/templates/attn_bwd_split.lua"
@@ -69,7 +73,7 @@ if [ "${1:-}" = "--compile" ]; then  # alone, first thing on a fresh machine (ab
     exit 0
 fi
 want() {  # want STEP: STEP is in $STEPS (unset: every step)
-    [[ " ${STEPS:-1 1b 2 3 4 5 6 7 8 9} " == *" $1 "* ]]
+    [[ " ${STEPS:-1 1b 2 3 4 5 6 7 8 9 10} " == *" $1 "* ]]
 }
 ab() {  # ab NAME TIMEOUT ROUNDS VERSIONS... -- DMBENCH_ARGS (NAME's number in $STEPS)
     local name=$1 t=$2 rounds=$3
@@ -100,6 +104,8 @@ ab 7-bits 120 1 s26="$build/tpl-s26/templates" tree=templates -- --dir bwd --mas
 ab 8-default 90 2 $base -- --dir bwd --mask none --deterministic 0 $S --warmup 3 --iters 10
 ab 9-det-pass 150 2 tree=templates pass="$build/tpl-pass/templates" -- --dir bwd --mask none,q,k \
     --density 1,0.125 --deterministic 1 $S --warmup 3 --iters 10
+ab 10-mem-pass 150 2 tree=templates mem="$build/tpl-mem/templates" -- --dir bwd --mask none,k \
+    --bias none,k --density 1,0.125 $S --warmup 3 --iters 10
 want 5 && cold_compile  # (warm by now: NVRTC paged in by steps 1-4)
 want 6 || exit 0
 echo "== 6-compare"
