@@ -376,6 +376,22 @@ START_TEST(preset_training_lists_the_backward_kernels)
 }
 END_TEST
 
+/* The deterministic mode's backward kernels (bwddet keys): 32 per arch, none in "training". */
+START_TEST(preset_training_deterministic_lists_the_bwddet_kernels)
+{
+    run_result r = run("build", "-n", "--preset", "training-deterministic");
+    ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
+    ck_assert_int_eq(count_lines(r.out), 2 * 32);
+    ck_assert(has(r.out, "bwddet.d128.bf16.mask-k.bias-k.w0.causal.sm90a\n"));
+    ck_assert(has(r.out, "bwddet.d64.f16.mask-none.bias-none.w0.sm80\n"));
+    ck_assert(!has(r.out, "fwd.") && !has(r.out, "\nbwd."));
+    run_free(&r);
+    r = run("build", "-n", "--preset", "training");
+    ck_assert(!has(r.out, "bwddet."));
+    run_free(&r);
+}
+END_TEST
+
 /* A varlen training run's kernels: the tiled varlen forward and the varlen backward, 64 per arch,
  * none of them in "training" (dense) or "default". */
 START_TEST(preset_training_varlen_lists_the_varlen_forward_and_backward_kernels)
@@ -519,6 +535,7 @@ END_TEST
     X(axis_lists_expand_to_the_cartesian_product) \
     X(preset_default_expands_once_per_arch) \
     X(preset_training_lists_the_backward_kernels) \
+    X(preset_training_deterministic_lists_the_bwddet_kernels) \
     X(preset_training_varlen_lists_the_varlen_forward_and_backward_kernels) \
     X(unknown_preset_exits_2_listing_the_known_ones) \
     X(build_of_a_malformed_axis_list_exits_2_before_building) \

@@ -60,6 +60,11 @@ static const struct preset {
     {"training", "bwd d64/128 f16/bf16 mask none/k bias none/k causal 0/1",
      {"bwd.d64,128.f16,bf16.mask-none,k.bias-none,k.w0",
       "bwd.d64,128.f16,bf16.mask-none,k.bias-none,k.w0.causal", NULL}},
+    /* The same backward in the deterministic mode (dm_bwd with deterministic = 1): its bwddet
+     * kernels (the dq turns, gen.h), which the default mode's bwd kernels leave out: 32 per arch. */
+    {"training-deterministic", "bwddet d64/128 f16/bf16 mask none/k bias none/k causal 0/1",
+     {"bwddet.d64,128.f16,bf16.mask-none,k.bias-none,k.w0",
+      "bwddet.d64,128.f16,bf16.mask-none,k.bias-none,k.w0.causal", NULL}},
     /* A varlen (cu_seqlens) training run: the tiled varlen forward (dm_fwd_varlen with more than
      * 16 queries a sequence) and dm_bwd_varlen, over the same axes as "training": 64 per arch. */
     {"training-varlen", "fwd + bwd varlen d64/128 f16/bf16 mask none/k bias none/k causal 0/1",
