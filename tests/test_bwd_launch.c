@@ -9,6 +9,7 @@
 #include "harness.h"
 #include "kernel_params.h"
 #include "kernels.h"
+#include "stub_args.h"
 #include "stub_libcuda.h"
 #include "stub_util.h"
 #include "test_fs.h"
@@ -19,37 +20,14 @@ static char cache_dir[64];
 
 enum { B = 2, H = 4, HKV = 2, L = 100, D = 64 };
 
-static dm_tensor t4(uintptr_t addr, dm_dtype t, int64_t a, int64_t b, int64_t c, int64_t d)
-{
-    return (dm_tensor){.data = (void *)addr,
-                       .dtype = t,
-                       .rank = 4,
-                       .shape = {a, b, c, d},
-                       .strides = {b * c * d, c * d, d, 1}};
-}
-
 /* GQA (4 query heads, 2 K/V heads), 100 queries and keys, d64 f16: addresses the stub never
  * touches. bias (and dbias) of shape (bb, bh, bl, L) when bb > 0. */
 static dm_bwd_args args(int64_t bb, int64_t bh, int64_t bl)
 {
-    dm_bwd_args a = {
-        .dout = t4(0x1000000, DM_F16, B, L, H, D),
-        .q = t4(0x2000000, DM_F16, B, L, H, D),
-        .k = t4(0x3000000, DM_F16, B, L, HKV, D),
-        .v = t4(0x4000000, DM_F16, B, L, HKV, D),
-        .o = t4(0x5000000, DM_F16, B, L, H, D),
-        .dq = t4(0x6000000, DM_F16, B, L, H, D),
-        .dk = t4(0x7000000, DM_F16, B, L, HKV, D),
-        .dv = t4(0x8000000, DM_F16, B, L, HKV, D),
-        .lse = {.data = (void *)0x9000000,
-                .dtype = DM_F32,
-                .rank = 3,
-                .shape = {B, H, L},
-                .strides = {H * L, L, 1}},
-    };
+    dm_bwd_args a = dm_test_bwd_args(B, H, HKV, L, D);
     if (bb > 0) {
-        a.bias = t4(0xa000000, DM_F16, bb, bh, bl, L);
-        a.dbias = t4(0xb000000, DM_F16, bb, bh, bl, L);
+        a.bias = dm_test_t4(0xa000000, DM_F16, bb, bh, bl, L);
+        a.dbias = dm_test_t4(0xb000000, DM_F16, bb, bh, bl, L);
     }
     return a;
 }
@@ -60,7 +38,7 @@ static dm_bwd_args args_d128(void)
     dm_bwd_args a = args(0, 0, 0);
     dm_tensor *rows[] = {&a.dout, &a.q, &a.k, &a.v, &a.o, &a.dq, &a.dk, &a.dv};
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-        *rows[i] = t4((uintptr_t)rows[i]->data, rows[i]->dtype, rows[i]->shape[0],
+        *rows[i] = dm_test_t4((uintptr_t)rows[i]->data, rows[i]->dtype, rows[i]->shape[0],
                       rows[i]->shape[1], rows[i]->shape[2], 128);
     return a;
 }
@@ -292,7 +270,7 @@ START_TEST(the_deterministic_keys_phase_interleaves_up_to_four_kv_heads)
         dm_bwd_args a = args(0, 0, 0);
         dm_tensor *kv[] = {&a.k, &a.v, &a.dk, &a.dv};
         for (int t = 0; t < 4; t++)
-            *kv[t] = t4((uintptr_t)kv[t]->data, DM_F16, B, L, hkvs[i], D);
+            *kv[t] = dm_test_t4((uintptr_t)kv[t]->data, DM_F16, B, L, hkvs[i], D);
         for (int det = 0; det < 2; det++) {
             a.deterministic = det;
             bwd_ok(ctx, &a);
@@ -324,7 +302,7 @@ START_TEST(turns_past_int32_words_refuse_the_deterministic_mode)
     dm_bwd_args a = args(0, 0, 0);
     dm_tensor *t[] = {&a.dout, &a.q, &a.k, &a.v, &a.o, &a.dq, &a.dk, &a.dv};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-        *t[i] = t4((uintptr_t)t[i]->data, DM_F16, B, l, t[i]->shape[2], D);
+        *t[i] = dm_test_t4((uintptr_t)t[i]->data, DM_F16, B, l, t[i]->shape[2], D);
     a.lse.shape[2] = l;
     a.lse.strides[0] = H * l;
     a.lse.strides[1] = l;
@@ -359,7 +337,7 @@ START_TEST(the_keys_phase_gets_tensor_maps_and_tile_rows_unless_a_query_mask_is_
     v.bias = DM_LAYOUT_Q;
     ck_assert_int_eq(dm_module_find(ctx, &v)->tma_maps, 1);
 
-    a.mask = t4(0xc000000, DM_BOOL, B, H, L, L); /* and a query-layout mask: copies */
+    a.mask = dm_test_t4(0xc000000, DM_BOOL, B, H, L, L); /* and a query-layout mask: copies */
     bwd_ok(ctx, &a);
     ck_assert(last_params().query_rows == 0);
     v.mask = DM_LAYOUT_Q;
@@ -406,7 +384,7 @@ START_TEST(a_key_mask_lets_the_default_mode_split_the_keys_phase)
 {
     dm_ctx *ctx = stub_ctx_cc("90");
     dm_bwd_args a = args_d128();
-    a.mask = t4(0xc000000, DM_BOOL, B, H, 1, L);
+    a.mask = dm_test_t4(0xc000000, DM_BOOL, B, H, 1, L);
     long memsets = stats->memsets;
     bwd_ok(ctx, &a);
     dm_variant v = {

@@ -9,6 +9,7 @@
 #include "harness.h"
 #include "kernel_params.h"
 #include "kernels.h"
+#include "stub_args.h"
 #include "stub_libcuda.h"
 #include "stub_util.h"
 #include "test_fs.h"
@@ -63,22 +64,13 @@ static dm_ctx *stub_ctx(void)
     return stub_ctx_cc("80");
 }
 
-static dm_tensor t4(uintptr_t addr, dm_dtype t, int64_t a, int64_t b, int64_t c, int64_t d)
-{
-    return (dm_tensor){.data = (void *)addr,
-                       .dtype = t,
-                       .rank = 4,
-                       .shape = {a, b, c, d},
-                       .strides = {b * c * d, c * d, d, 1}};
-}
-
 /* A decode call forced to 4 key splits: 2 sequences x 4 queries over 2048 keys, d64 f16. */
 static dm_fwd_args split_decode(void)
 {
-    return (dm_fwd_args){.q = t4(0x1000000, DM_F16, 2, 4, 4, 64),
-                         .k = t4(0x2000000, DM_F16, 2, 2048, 2, 64),
-                         .v = t4(0x3000000, DM_F16, 2, 2048, 2, 64),
-                         .o = t4(0x4000000, DM_F16, 2, 4, 4, 64),
+    return (dm_fwd_args){.q = dm_test_t4(0x1000000, DM_F16, 2, 4, 4, 64),
+                         .k = dm_test_t4(0x2000000, DM_F16, 2, 2048, 2, 64),
+                         .v = dm_test_t4(0x3000000, DM_F16, 2, 2048, 2, 64),
+                         .o = dm_test_t4(0x4000000, DM_F16, 2, 4, 4, 64),
                          .path = DM_PATH_DECODE,
                          .num_splits = 4};
 }
@@ -151,22 +143,7 @@ END_TEST
 enum { BWD_B = 2, BWD_H = 4, BWD_L = 100, BWD_D = 64 };
 static dm_bwd_args bwd_args(void)
 {
-    enum { B = BWD_B, H = BWD_H, L = BWD_L, D = BWD_D };
-    return (dm_bwd_args){
-        .dout = t4(0x1000000, DM_F16, B, L, H, D),
-        .q = t4(0x2000000, DM_F16, B, L, H, D),
-        .k = t4(0x3000000, DM_F16, B, L, H, D),
-        .v = t4(0x4000000, DM_F16, B, L, H, D),
-        .o = t4(0x5000000, DM_F16, B, L, H, D),
-        .dq = t4(0x6000000, DM_F16, B, L, H, D),
-        .dk = t4(0x7000000, DM_F16, B, L, H, D),
-        .dv = t4(0x8000000, DM_F16, B, L, H, D),
-        .lse = {.data = (void *)0x9000000,
-                .dtype = DM_F32,
-                .rank = 3,
-                .shape = {B, H, L},
-                .strides = {H * L, L, 1}},
-    };
+    return dm_test_bwd_args(BWD_B, BWD_H, BWD_H, BWD_L, BWD_D);
 }
 
 /* dm_bwd's scratch, one allocation given back once: the rows' dO.O (B H Lq floats, rounded up
@@ -225,8 +202,8 @@ START_TEST(dbias_partials_come_from_the_allocator_or_phase_2_recomputes)
         ck_assert_int_eq(dm_ctx_set_allocator(ctx, test_alloc, test_free, NULL), DM_OK);
         seen.fail_from = refuse ? 2 : 0;
         dm_bwd_args a = bwd_args();
-        a.bias = t4(0xa000000, DM_F16, 1, BWD_H, BWD_L, BWD_L);
-        a.dbias = t4(0xb000000, DM_F16, 1, BWD_H, BWD_L, BWD_L);
+        a.bias = dm_test_t4(0xa000000, DM_F16, 1, BWD_H, BWD_L, BWD_L);
+        a.dbias = dm_test_t4(0xb000000, DM_F16, 1, BWD_H, BWD_L, BWD_L);
         const long before = stats->launches;
         dm_status st = dm_bwd(ctx, &a, kStream);
         ck_assert_msg(st == DM_OK, "%s", dm_errmsg(ctx));
