@@ -360,35 +360,36 @@ START_TEST(preset_default_expands_once_per_arch)
 }
 END_TEST
 
+/* `dmgen build -n --preset name` lists `lines` variants, among them `first` and `second`, none
+ * with `absent` in its text; preset `other` lists none with `only` (a text name's own). */
+static void check_preset(const char *name, int lines, const char *first, const char *second,
+                         const char *absent, const char *other, const char *only)
+{
+    run_result r = run("build", "-n", "--preset", name);
+    ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
+    ck_assert_int_eq(count_lines(r.out), lines);
+    ck_assert_msg(has(r.out, first) && has(r.out, second), "%.800s", r.out);
+    ck_assert_msg(!has(r.out, absent), "%.800s", r.out);
+    run_free(&r);
+    r = run("build", "-n", "--preset", other);
+    ck_assert_msg(!has(r.out, only), "%.800s", r.out);
+    run_free(&r);
+}
+
 /* The backward kernels a training run hits: 32 per arch, none in the default preset. */
 START_TEST(preset_training_lists_the_backward_kernels)
 {
-    run_result r = run("build", "-n", "--preset", "training");
-    ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
-    ck_assert_int_eq(count_lines(r.out), 2 * 32);
-    ck_assert(has(r.out, "bwd.d128.bf16.mask-k.bias-k.w0.causal.sm90a\n"));
-    ck_assert(has(r.out, "bwd.d64.f16.mask-none.bias-none.w0.sm80\n"));
-    ck_assert(!has(r.out, "fwd."));
-    run_free(&r);
-    r = run("build", "-n", "--preset", "default");
-    ck_assert(!has(r.out, "bwd."));
-    run_free(&r);
+    check_preset("training", 2 * 32, "bwd.d128.bf16.mask-k.bias-k.w0.causal.sm90a\n",
+                 "bwd.d64.f16.mask-none.bias-none.w0.sm80\n", "fwd.", "default", "bwd.");
 }
 END_TEST
 
 /* The deterministic mode's backward kernels (bwddet keys): 32 per arch, none in "training". */
 START_TEST(preset_training_deterministic_lists_the_bwddet_kernels)
 {
-    run_result r = run("build", "-n", "--preset", "training-deterministic");
-    ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
-    ck_assert_int_eq(count_lines(r.out), 2 * 32);
-    ck_assert(has(r.out, "bwddet.d128.bf16.mask-k.bias-k.w0.causal.sm90a\n"));
-    ck_assert(has(r.out, "bwddet.d64.f16.mask-none.bias-none.w0.sm80\n"));
-    ck_assert(!has(r.out, "fwd.") && !has(r.out, "\nbwd."));
-    run_free(&r);
-    r = run("build", "-n", "--preset", "training");
-    ck_assert(!has(r.out, "bwddet."));
-    run_free(&r);
+    check_preset("training-deterministic", 2 * 32,
+                 "bwddet.d128.bf16.mask-k.bias-k.w0.causal.sm90a\n",
+                 "bwddet.d64.f16.mask-none.bias-none.w0.sm80\n", "fwd.", "training", "bwddet.");
 }
 END_TEST
 
@@ -396,16 +397,9 @@ END_TEST
  * none of them in "training" (dense) or "default". */
 START_TEST(preset_training_varlen_lists_the_varlen_forward_and_backward_kernels)
 {
-    run_result r = run("build", "-n", "--preset", "training-varlen");
-    ck_assert_msg(r.code == 0, "exit %d: %.800s", r.code, r.err);
-    ck_assert_int_eq(count_lines(r.out), 2 * 64);
-    ck_assert(has(r.out, "bwd.d128.bf16.mask-k.bias-k.w0.varlen.causal.sm90a\n"));
-    ck_assert(has(r.out, "fwd.d64.f16.mask-none.bias-none.w0.varlen.sm80\n"));
-    ck_assert(!has(r.out, ".decode."));
-    run_free(&r);
-    r = run("build", "-n", "--preset", "training");
-    ck_assert(!has(r.out, ".varlen"));
-    run_free(&r);
+    check_preset("training-varlen", 2 * 64, "bwd.d128.bf16.mask-k.bias-k.w0.varlen.causal.sm90a\n",
+                 "fwd.d64.f16.mask-none.bias-none.w0.varlen.sm80\n", ".decode.", "training",
+                 ".varlen");
 }
 END_TEST
 
