@@ -35,12 +35,7 @@ static dm_bwd_args args(int64_t bb, int64_t bh, int64_t bl)
 /* args(0, 0, 0) at head_dim 128, where sm_90a runs blocks of two warpgroups (tuning.lua). */
 static dm_bwd_args args_d128(void)
 {
-    dm_bwd_args a = args(0, 0, 0);
-    dm_tensor *rows[] = {&a.dout, &a.q, &a.k, &a.v, &a.o, &a.dq, &a.dk, &a.dv};
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-        *rows[i] = dm_test_t4((uintptr_t)rows[i]->data, rows[i]->dtype, rows[i]->shape[0],
-                      rows[i]->shape[1], rows[i]->shape[2], 128);
-    return a;
+    return dm_test_bwd_args(B, H, HKV, L, 128);
 }
 
 /* A context on a stub device of compute capability cc ("80": the mma.sync engine, which has no
@@ -267,10 +262,7 @@ START_TEST(the_deterministic_keys_phase_interleaves_up_to_four_kv_heads)
     dm_ctx *ctx = stub_ctx_cc("90");
     const int hkvs[] = {1, 2, 4}, shifts[] = {0, 1, 2};
     for (int i = 0; i < 3; i++) {
-        dm_bwd_args a = args(0, 0, 0);
-        dm_tensor *kv[] = {&a.k, &a.v, &a.dk, &a.dv};
-        for (int t = 0; t < 4; t++)
-            *kv[t] = dm_test_t4((uintptr_t)kv[t]->data, DM_F16, B, L, hkvs[i], D);
+        dm_bwd_args a = dm_test_bwd_args(B, H, hkvs[i], L, D);
         for (int det = 0; det < 2; det++) {
             a.deterministic = det;
             bwd_ok(ctx, &a);
@@ -299,13 +291,7 @@ START_TEST(turns_past_int32_words_refuse_the_deterministic_mode)
 {
     dm_ctx *ctx = stub_ctx_cc("90");
     const int64_t l = (int64_t)1 << 23;
-    dm_bwd_args a = args(0, 0, 0);
-    dm_tensor *t[] = {&a.dout, &a.q, &a.k, &a.v, &a.o, &a.dq, &a.dk, &a.dv};
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-        *t[i] = dm_test_t4((uintptr_t)t[i]->data, DM_F16, B, l, t[i]->shape[2], D);
-    a.lse.shape[2] = l;
-    a.lse.strides[0] = H * l;
-    a.lse.strides[1] = l;
+    dm_bwd_args a = dm_test_bwd_args(B, H, HKV, l, D);
     bwd_ok(ctx, &a);
     a.deterministic = 1;
     ck_assert_int_eq(dm_bwd(ctx, &a, NULL), DM_ERR_UNSUPPORTED);
